@@ -1,0 +1,72 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// librdkafka >= 2.3 is needed at run time against the Tansu broker (Debian ships 2.0.2, which misparses
+// ApiVersions v3). scripts/bootstrap links the 2.x library from the confluent-kafka wheel into .kiln/lib;
+// this rpath makes every binary of the package load it first, without LD_LIBRARY_PATH. When the link is
+// absent the loader falls back to the system library.
+let kilnLibraryPath = "\(Context.packageDirectory)/.kiln/lib"
+let runtimeLibrarySearchPath: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", kilnLibraryPath])
+]
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        .target(name: "KilnCore"),
+        .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
+        .target(name: "KilnRedis", dependencies: ["CHiredis"]),
+        .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
+        .target(name: "KilnHTTP", dependencies: ["CCurl"]),
+        .target(
+            name: "KilnScenario",
+            dependencies: ["KilnCore", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "KilnStack",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "KilnSmoke",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "kiln",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            linkerSettings: runtimeLibrarySearchPath
+        ),
+        .testTarget(
+            name: "KilnTests",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
+                "KilnSmoke", .product(name: "Logging", package: "swift-log"),
+            ],
+            linkerSettings: runtimeLibrarySearchPath
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

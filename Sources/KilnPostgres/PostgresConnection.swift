@@ -1,0 +1,328 @@
+import CLibPQ
+
+/// One blocking libpq connection.
+///
+/// Ownership: the connection owns its `PGconn` and frees it in ``close()`` (idempotent) or in `deinit`.
+/// Threading: not `Sendable`; every call blocks the calling thread until the server answers, so use it from one
+/// dedicated worker thread (never from Swift's cooperative pool), one connection per worker.
+/// Timeouts: only connecting is bounded (``PostgresEndpoint/conninfo(connectTimeoutSeconds:)``); a statement
+/// waits as long as the server takes, so bound statements server-side (`SET statement_timeout`, which fails the
+/// statement with SQLSTATE `57014`). Server notices (`NOTICE: … skipping`) are discarded, never printed.
+public final class PostgresConnection {
+    public let endpoint: PostgresEndpoint
+    /// The server version as libpq reports it, e.g. `150004` for 15.4.
+    public let serverVersion: Int
+    private var handle: OpaquePointer?
+
+    /// Connects, blocking for at most about `connectTimeoutSeconds` per address the host resolves to.
+    /// - Throws: ``PostgresError`` of kind `connect` when the server is unreachable or rejects the login.
+    public init(_ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int = 5) throws(PostgresError) {
+        self.endpoint = endpoint
+        guard let connection = PQconnectdb(endpoint.conninfo(connectTimeoutSeconds: connectTimeoutSeconds)) else {
+            throw PostgresError(.connect, .connect, address: endpoint.address, message: "libpq: out of memory")
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = Self.errorMessage(connection)
+            PQfinish(connection)
+            throw PostgresError(.connect, .connect, address: endpoint.address, message: message)
+        }
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+        self.handle = connection
+        self.serverVersion = Int(PQserverVersion(connection))
+    }
+
+    deinit {
+        if let handle {
+            PQfinish(handle)
+        }
+    }
+
+    /// Closes the connection. Idempotent; later calls on this connection throw a `closed` error.
+    public func close() {
+        if let handle {
+            PQfinish(handle)
+            self.handle = nil
+        }
+    }
+
+    /// `false` after ``close()`` or once libpq has seen the connection break.
+    public var isOpen: Bool {
+        guard let handle else {
+            return false
+        }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// Runs `sql`: with `PQexec` when there are no parameters (several `;`-separated statements allowed; the
+    /// last result is returned), else with `PQexecParams` and `$1…$n` text-format parameters (`nil` is NULL).
+    /// - Throws: ``PostgresError``; `server` with the SQLSTATE when the server rejects the statement.
+    @discardableResult
+    public func execute(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresResult {
+        let connection = try open(.execute)
+        try validate(sql, parameters, .execute)
+        let result: OpaquePointer?
+        if parameters.isEmpty {
+            result = PQexec(connection, sql)
+        } else {
+            result = Self.withParameters(parameters) { count, values in
+                PQexecParams(connection, sql, count, nil, values, nil, nil, 0)
+            }
+        }
+        return try check(result, connection, .execute)
+    }
+
+    /// Creates the named prepared statement `name` for `sql` on this connection (parameter types inferred).
+    public func prepare(_ name: String, _ sql: String) throws(PostgresError) {
+        let connection = try open(.prepare)
+        try validate(sql, [name], .prepare)
+        _ = try check(PQprepare(connection, name, sql, 0, nil), connection, .prepare)
+    }
+
+    /// Runs the statement prepared as `name` with text-format parameters (`nil` is NULL).
+    @discardableResult
+    public func executePrepared(_ name: String, _ parameters: [String?]) throws(PostgresError) -> PostgresResult {
+        let connection = try open(.executePrepared)
+        try validate(name, parameters, .executePrepared)
+        let result = Self.withParameters(parameters) { count, values in
+            PQexecPrepared(connection, name, count, values, nil, nil, 0)
+        }
+        return try check(result, connection, .executePrepared)
+    }
+
+    /// Runs `sql`, which must be a `COPY … FROM STDIN` statement (any format: text, csv, binary), and streams
+    /// what `write` writes as the COPY data.
+    ///
+    /// If `write` throws, the COPY is ended with a failure (the server rolls it back: no row is copied) and that
+    /// error is rethrown. The writer must not be used after `write` returns.
+    /// - Returns: the number of rows copied, from the final command tag.
+    /// - Throws: the error thrown by `write`, or ``PostgresError`` (kind `server` with the SQLSTATE when the
+    ///   server rejects the data, e.g. `22P02`; `unexpectedResult` when `sql` does not start `COPY FROM STDIN`).
+    @discardableResult
+    public func copyIn(_ sql: String, _ write: (PostgresCopyWriter) throws -> Void) throws -> Int {
+        let connection = try open(.copyIn)
+        try validate(sql, [], .copyIn)
+        guard let start = PQexec(connection, sql) else {
+            throw failure(connection, .copyIn)
+        }
+        let status = PQresultStatus(start)
+        guard status == PGRES_COPY_IN else {
+            defer { PQclear(start) }
+            if Self.isError(status) {
+                throw resultError(start, connection, .copyIn)
+            }
+            Self.drain(connection)
+            throw PostgresError(
+                .unexpectedResult, .copyIn, address: endpoint.address,
+                message: "statement did not start COPY FROM STDIN (status \(String(cString: PQresStatus(status))))"
+            )
+        }
+        PQclear(start)
+
+        let writer = PostgresCopyWriter(connection, address: endpoint.address)
+        do {
+            try write(writer)
+            try writer.flush()
+        } catch {
+            writer.finish()
+            _ = PQputCopyEnd(connection, "COPY aborted by the client")
+            Self.drain(connection)
+            throw error
+        }
+        writer.finish()
+        guard PQputCopyEnd(connection, nil) == 1 else {
+            let error = failure(connection, .copyIn)
+            Self.drain(connection)
+            throw error
+        }
+        var firstError: PostgresError?
+        var rows: Int?
+        while let result = PQgetResult(connection) {
+            let resultStatus = PQresultStatus(result)
+            if resultStatus == PGRES_COMMAND_OK {
+                rows = Int(String(cString: PQcmdTuples(result)))
+                PQclear(result)
+            } else if Self.isError(resultStatus) {
+                firstError = firstError ?? resultError(result, connection, .copyIn)
+                PQclear(result)
+            } else {
+                PQclear(result)
+                Self.drain(connection)
+                break
+            }
+        }
+        if let firstError {
+            throw firstError
+        }
+        guard let rows else {
+            throw PostgresError(
+                .unexpectedResult, .copyIn, address: endpoint.address, message: "COPY ended without a row count"
+            )
+        }
+        return rows
+    }
+
+    // MARK: - Helpers
+
+    /// `PG_DIAG_SQLSTATE` and `PG_DIAG_MESSAGE_PRIMARY` are character macros, which Swift does not import.
+    private static let diagSQLState = Int32(UInt8(ascii: "C"))
+    private static let diagMessagePrimary = Int32(UInt8(ascii: "M"))
+
+    private func open(_ operation: PostgresError.Operation) throws(PostgresError) -> OpaquePointer {
+        guard let handle else {
+            throw PostgresError(.closed, operation, address: endpoint.address)
+        }
+        return handle
+    }
+
+    /// libpq takes NUL-terminated strings: an embedded NUL would silently truncate the value, so refuse it.
+    private func validate(
+        _ text: String, _ parameters: [String?], _ operation: PostgresError.Operation
+    ) throws(PostgresError) {
+        if text.utf8.contains(0) {
+            throw PostgresError(
+                .invalidArgument, operation, address: endpoint.address, message: "statement contains a NUL byte"
+            )
+        }
+        if parameters.count > Int(UInt16.max) {
+            throw PostgresError(
+                .invalidArgument, operation, address: endpoint.address,
+                message: "\(parameters.count) parameters; the protocol allows at most 65535"
+            )
+        }
+        if let index = parameters.firstIndex(where: { $0?.utf8.contains(0) ?? false }) {
+            throw PostgresError(
+                .invalidArgument, operation, address: endpoint.address,
+                message: "parameter \(index + 1) contains a NUL byte"
+            )
+        }
+    }
+
+    /// Calls `body` with NUL-terminated copies of `parameters` laid out in one buffer (`nil` stays NULL).
+    private static func withParameters<R>(
+        _ parameters: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R
+    ) -> R {
+        var storage: [UInt8] = []
+        var offsets: [Int?] = []
+        offsets.reserveCapacity(parameters.count)
+        for parameter in parameters {
+            guard let parameter else {
+                offsets.append(nil)
+                continue
+            }
+            offsets.append(storage.count)
+            storage.append(contentsOf: parameter.utf8)
+            storage.append(0)
+        }
+        storage.append(0)
+        return storage.withUnsafeBytes { raw in
+            let base = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
+            let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in offset.map { UnsafePointer(base + $0) } }
+            return pointers.withUnsafeBufferPointer { body(Int32(parameters.count), $0.baseAddress) }
+        }
+    }
+
+    /// Turns a libpq result into a ``PostgresResult`` or throws; takes ownership of `result`.
+    private func check(
+        _ result: OpaquePointer?, _ connection: OpaquePointer, _ operation: PostgresError.Operation
+    ) throws(PostgresError) -> PostgresResult {
+        guard let result else {
+            throw failure(connection, operation)
+        }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return PostgresResult(owning: result)
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            PQclear(result)
+            Self.drain(connection)
+            throw PostgresError(
+                .unexpectedResult, operation, address: endpoint.address, message: "COPY is only supported by copyIn"
+            )
+        default:
+            let error = resultError(result, connection, operation)
+            PQclear(result)
+            throw error
+        }
+    }
+
+    private static func isError(_ status: ExecStatusType) -> Bool {
+        status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE || status == PGRES_NONFATAL_ERROR
+    }
+
+    /// The error described by an error result; `connectionLost` when libpq has seen the connection break.
+    private func resultError(
+        _ result: OpaquePointer, _ connection: OpaquePointer, _ operation: PostgresError.Operation
+    ) -> PostgresError {
+        let sqlState = PQresultErrorField(result, Self.diagSQLState).map { String(cString: $0) }
+        let primary = PQresultErrorField(result, Self.diagMessagePrimary).map { String(cString: $0) }
+        let message = primary ?? String(cString: PQresultErrorMessage(result))
+        let kind: PostgresError.Kind
+        if PQstatus(connection) != CONNECTION_OK {
+            kind = .connectionLost
+        } else {
+            // A result without SQLSTATE on a healthy connection was produced by libpq itself.
+            kind = sqlState == nil ? .unexpectedResult : .server
+        }
+        return PostgresError(
+            kind, operation, address: endpoint.address, sqlState: sqlState.flatMap(Self.validSQLState),
+            message: message
+        )
+    }
+
+    /// The error for a call that produced no result (libpq could not send or read).
+    private func failure(_ connection: OpaquePointer, _ operation: PostgresError.Operation) -> PostgresError {
+        let kind: PostgresError.Kind = PQstatus(connection) == CONNECTION_OK ? .unexpectedResult : .connectionLost
+        return PostgresError(kind, operation, address: endpoint.address, message: Self.errorMessage(connection))
+    }
+
+    /// A SQLSTATE is five characters of `[0-9A-Z]`; anything else is not shown.
+    private static func validSQLState(_ code: String) -> String? {
+        let valid = code.utf8.count == 5 && code.utf8.allSatisfy { (48...57).contains($0) || (65...90).contains($0) }
+        return valid ? code : nil
+    }
+
+    private static func errorMessage(_ connection: OpaquePointer) -> String {
+        guard let message = PQerrorMessage(connection) else {
+            return ""
+        }
+        return String(cString: message).trimmingTrailingNewlines()
+    }
+
+    /// Consumes every pending result so the connection is idle again: an unwanted COPY IN is ended with a
+    /// failure, COPY OUT data is discarded. Stops early when the connection is broken.
+    static func drain(_ connection: OpaquePointer) {
+        while let result = PQgetResult(connection) {
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_COPY_IN {
+                guard PQputCopyEnd(connection, "COPY abandoned by the client") == 1 else {
+                    return
+                }
+            } else if status == PGRES_COPY_OUT {
+                var buffer: UnsafeMutablePointer<CChar>?
+                while true {
+                    let count = PQgetCopyData(connection, &buffer, 0)
+                    if let data = buffer {
+                        PQfreemem(data)
+                        buffer = nil
+                    }
+                    if count < 0 {
+                        break
+                    }
+                }
+            } else if status == PGRES_COPY_BOTH || PQstatus(connection) != CONNECTION_OK {
+                return
+            }
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingTrailingNewlines() -> String {
+        var text = Substring(self)
+        while let last = text.last, last.isNewline {
+            text.removeLast()
+        }
+        return String(text)
+    }
+}

@@ -1,0 +1,80 @@
+/// Where and as whom to connect to a PostgreSQL server.
+///
+/// `description`, `debugDescription` and the reflection mirror (`dump`, `Mirror`) never contain the password;
+/// only ``conninfo(connectTimeoutSeconds:)`` does, and its result must not be logged.
+public struct PostgresEndpoint: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var user: String
+    public var password: String?
+
+    public init(host: String, port: Int, database: String, user: String, password: String? = nil) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.user = user
+        self.password = password
+    }
+
+    /// A libpq connection string (`key='value' …`) for this endpoint. Every value is quoted, with `\` and `'`
+    /// escaped, so no value can inject another keyword.
+    ///
+    /// - Parameter connectTimeoutSeconds: libpq's `connect_timeout`, applied per host address while connecting.
+    ///   Values below 2 are raised to 2 (libpq's own minimum), so the result never means "wait forever".
+    /// - Returns: a string that contains the password in clear text; never log it.
+    public func conninfo(connectTimeoutSeconds: Int = 5) -> String {
+        var pairs: [(String, String)] = [
+            ("host", host),
+            ("port", String(port)),
+            ("dbname", database),
+            ("user", user),
+        ]
+        if let password {
+            pairs.append(("password", password))
+        }
+        pairs.append(("connect_timeout", String(max(2, connectTimeoutSeconds))))
+        pairs.append(("application_name", "kiln"))
+        return pairs.map { key, value in "\(key)=\(Self.quoted(value))" }.joined(separator: " ")
+    }
+
+    /// `value` as a single-quoted conninfo value: `\` becomes `\\` and `'` becomes `\'`.
+    static func quoted(_ value: String) -> String {
+        var result = "'"
+        for character in value {
+            if character == "\\" || character == "'" {
+                result.append("\\")
+            }
+            result.append(character)
+        }
+        result.append("'")
+        return result
+    }
+
+    /// `host:port`, as used in error descriptions.
+    var address: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+extension PostgresEndpoint: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// `postgres://user@host:port/database`, without the password.
+    public var description: String {
+        "postgres://\(user)@\(address)/\(database)"
+    }
+
+    public var debugDescription: String {
+        "PostgresEndpoint(\(description), password: \(password == nil ? "none" : "<redacted>"))"
+    }
+
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "host": host, "port": port, "database": database, "user": user,
+                "password": password == nil ? "none" : "<redacted>",
+            ],
+            displayStyle: .struct
+        )
+    }
+}

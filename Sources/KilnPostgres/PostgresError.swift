@@ -1,0 +1,66 @@
+/// The one error type of KilnPostgres.
+///
+/// `description` is safe to log and to put in reports: it names the kind, the operation, the SQLSTATE and the
+/// endpoint's `host:port`, and never contains server message text, SQL, parameters, row values or the password
+/// (server messages can echo values, e.g. `Key (id)=(42) already exists`). `debugDescription` adds the
+/// message from the server or libpq, for local debugging only.
+///
+/// How to map it to an operation outcome: ``Kind-swift.enum/connect``, ``Kind-swift.enum/closed`` and
+/// ``Kind-swift.enum/invalidArgument`` mean nothing reached the server; ``Kind-swift.enum/server`` means the
+/// server rejected the statement (the connection remains usable); ``Kind-swift.enum/connectionLost`` means the
+/// outcome is unknown.
+public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// What went wrong.
+    public enum Kind: Sendable, Hashable {
+        /// The connection could not be established (refused, timed out, authentication failed…).
+        case connect
+        /// The server reported an error for the statement; ``PostgresError/sqlState`` holds its SQLSTATE.
+        case server
+        /// The connection broke while the operation was in flight; whether it took effect is unknown.
+        case connectionLost
+        /// The connection was used after ``PostgresConnection/close()``.
+        case closed
+        /// The server answered with a result this operation does not handle (e.g. `copyIn` with a statement
+        /// that is not `COPY … FROM STDIN`).
+        case unexpectedResult
+        /// An argument cannot be sent (SQL text or a parameter contains a NUL byte); nothing was sent.
+        case invalidArgument
+    }
+
+    /// Which call failed.
+    public enum Operation: String, Sendable, Hashable {
+        case connect, execute, prepare, executePrepared, copyIn
+    }
+
+    public let kind: Kind
+    public let operation: Operation
+    /// The five-character SQLSTATE reported by the server (e.g. `42P01`), when there is one.
+    public let sqlState: String?
+    /// `host:port` of the endpoint.
+    public let address: String
+    /// Server or libpq message; only ever shown by `debugDescription`.
+    private let message: String?
+
+    init(_ kind: Kind, _ operation: Operation, address: String, sqlState: String? = nil, message: String? = nil) {
+        self.kind = kind
+        self.operation = operation
+        self.address = address
+        self.sqlState = sqlState
+        self.message = message
+    }
+
+    public var description: String {
+        var text = "PostgresError(\(kind), operation: \(operation.rawValue)"
+        if let sqlState {
+            text += ", sqlState: \(sqlState)"
+        }
+        return text + ", endpoint: \(address))"
+    }
+
+    public var debugDescription: String {
+        guard let message, !message.isEmpty else {
+            return description
+        }
+        return String(description.dropLast()) + ", message: \(String(reflecting: message)))"
+    }
+}

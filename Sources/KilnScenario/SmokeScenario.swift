@@ -1,0 +1,42 @@
+import Foundation
+
+/// `Scenarios/smoke.yaml`: which stack to use and how many fixed transactions to push through all five stores.
+public struct SmokeScenario: Sendable {
+    public var name: String
+    public var stack: StackDefinition
+    public var transactions: Int
+    public var seed: UInt64
+
+    public static func load(contentsOf url: URL) throws(SpecError) -> SmokeScenario {
+        let fields = try YAMLFields.document(contentsOf: url)
+        let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
+        let stack = try StackReference.resolve(fields, key: "stack", relativeTo: url.deletingLastPathComponent())
+        let smoke = try fields.mapping("smoke")
+        let transactions = try smoke.int("transactions", default: 10_000, range: 1...10_000_000)
+        let seed = try smoke.int("seed", default: 1, range: 0...Int.max)
+        try smoke.finish()
+        try fields.finish()
+        return SmokeScenario(name: name, stack: stack, transactions: transactions, seed: UInt64(seed))
+    }
+}
+
+/// A scenario's `stack:` field: a path to a stack file (relative to the scenario), or an inline stack mapping.
+/// Absent means the embedded stack.
+public enum StackReference {
+    public static func resolve(_ fields: YAMLFields, key: String, relativeTo directory: URL) throws(SpecError)
+        -> StackDefinition
+    {
+        if let path = try? fields.optionalString(key) {
+            let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw fields.error(key, "stack file not found: \(url.path)")
+            }
+            return try StackDefinition.load(contentsOf: url)
+        }
+        if let inline = try fields.optionalMapping(key) {
+            return try StackDefinition.parse(inline)
+        }
+        let embedded = directory.appendingPathComponent("stacks/embedded.yaml")
+        return try StackDefinition.load(contentsOf: embedded)
+    }
+}

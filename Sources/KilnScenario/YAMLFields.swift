@@ -1,0 +1,215 @@
+import Foundation
+import KilnCore
+import Yams
+
+/// Strict reading of one YAML mapping: every read names its field, every error carries the file, line and
+/// dotted field path, and `finish()` rejects keys nobody read (unknown keys are errors, never ignored).
+/// Not thread-safe; one reader per parse.
+public final class YAMLFields {
+    public let file: String
+    public let path: String
+    private let mapping: Node.Mapping
+    private let node: Node
+    private var consumed: Set<String> = []
+
+    /// Parses `text` and returns a reader for its top-level mapping.
+    public static func document(_ text: String, file: String) throws(SpecError) -> YAMLFields {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            switch error {
+            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+                .composer(_, let problem, let mark, _):
+                throw SpecError(file: file, line: mark.line, column: mark.column, field: "", message: problem)
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                throw SpecError(
+                    file: file, line: context.mark.line, column: context.mark.column, field: "",
+                    message: "duplicate key \(duplicates.joined(separator: ", "))")
+            default:
+                throw SpecError(file: file, line: 0, column: 0, field: "", message: "not valid YAML (\(error))")
+            }
+        } catch {
+            throw SpecError(file: file, line: 0, column: 0, field: "", message: "not valid YAML (\(error))")
+        }
+        guard let root else {
+            throw SpecError(file: file, line: 1, column: 1, field: "", message: "the file is empty")
+        }
+        return try YAMLFields(root, file: file, path: "")
+    }
+
+    /// Reads the file at `url`; a missing or unreadable file is a SpecError naming it.
+    public static func document(contentsOf url: URL) throws(SpecError) -> YAMLFields {
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            throw SpecError(file: url.path, line: 0, column: 0, field: "", message: "cannot read the file")
+        }
+        return try document(text, file: url.path)
+    }
+
+    init(_ node: Node, file: String, path: String) throws(SpecError) {
+        guard let mapping = node.mapping else {
+            throw SpecError(
+                file: file, line: node.line, column: node.column, field: path,
+                message: "expected a mapping of keys to values, found \(node.kindName)")
+        }
+        self.file = file
+        self.path = path
+        self.node = node
+        self.mapping = mapping
+    }
+
+    public var line: Int { node.line }
+
+    public func fieldPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    /// An error located at `key`'s value (or at this mapping when the key is absent).
+    public func error(_ key: String, _ message: String) -> SpecError {
+        let at = value(key) ?? node
+        return SpecError(file: file, line: at.line, column: at.column, field: fieldPath(key), message: message)
+    }
+
+    public func contains(_ key: String) -> Bool { value(key) != nil }
+
+    private func value(_ key: String) -> Node? { mapping.first { $0.key.string == key }?.value }
+
+    private func take(_ key: String) -> Node? {
+        consumed.insert(key)
+        guard let found = value(key) else { return nil }
+        if case .scalar(let scalar) = found, scalar.style == .plain, scalar.string == "null" || scalar.string == "~" {
+            return nil
+        }
+        return found
+    }
+
+    private func require(_ key: String) throws(SpecError) -> Node {
+        guard let found = take(key) else { throw error(key, "required field is missing") }
+        return found
+    }
+
+    private func scalar(_ key: String, _ found: Node) throws(SpecError) -> String {
+        guard case .scalar(let scalar) = found else {
+            throw error(key, "expected a single value, found \(found.kindName)")
+        }
+        return scalar.string
+    }
+
+    public func string(_ key: String) throws(SpecError) -> String { try scalar(key, require(key)) }
+
+    public func optionalString(_ key: String) throws(SpecError) -> String? {
+        guard let found = take(key) else { return nil }
+        return try scalar(key, found)
+    }
+
+    public func bool(_ key: String, default fallback: Bool) throws(SpecError) -> Bool {
+        guard let found = take(key) else { return fallback }
+        switch try scalar(key, found).lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        case let other: throw error(key, "expected true or false, found '\(other)'")
+        }
+    }
+
+    public func int(_ key: String, default fallback: Int? = nil, range: ClosedRange<Int>? = nil) throws(SpecError)
+        -> Int
+    {
+        guard let found = take(key) else {
+            if let fallback { return fallback }
+            throw error(key, "required field is missing")
+        }
+        let text = try scalar(key, found)
+        guard let number = Int(text.replacingOccurrences(of: "_", with: "")) else {
+            throw error(key, "expected an integer, found '\(text)'")
+        }
+        if let range, !range.contains(number) {
+            throw error(key, "must be between \(range.lowerBound) and \(range.upperBound), found \(number)")
+        }
+        return number
+    }
+
+    public func enumeration<Value: RawRepresentable & CaseIterable>(_ key: String, default fallback: Value? = nil)
+        throws(SpecError) -> Value where Value.RawValue == String
+    {
+        guard let found = take(key) else {
+            if let fallback { return fallback }
+            throw error(key, "required field is missing")
+        }
+        let text = try scalar(key, found)
+        guard let value = Value(rawValue: text) else {
+            let allowed = Value.allCases.map(\.rawValue).joined(separator: ", ")
+            throw error(key, "unknown value '\(text)' (expected one of: \(allowed))")
+        }
+        return value
+    }
+
+    public func hostPort(_ key: String) throws(SpecError) -> HostPort {
+        let text = try string(key)
+        guard let endpoint = HostPort(parsing: text) else {
+            throw error(key, "expected host:port, found '\(text)'")
+        }
+        return endpoint
+    }
+
+    /// A list of `host:port`; a single scalar is accepted as a list of one.
+    public func hostPorts(_ key: String, required: Bool = false) throws(SpecError) -> [HostPort] {
+        guard let found = take(key) else {
+            if required { throw error(key, "required field is missing") }
+            return []
+        }
+        let items: [Node]
+        switch found {
+        case .sequence(let sequence): items = Array(sequence)
+        case .scalar: items = [found]
+        case .mapping: throw error(key, "expected a list of host:port")
+        case .alias: throw error(key, "YAML aliases are not supported here")
+        }
+        var endpoints: [HostPort] = []
+        for (index, item) in items.enumerated() {
+            guard case .scalar(let scalar) = item, let endpoint = HostPort(parsing: scalar.string) else {
+                throw SpecError(
+                    file: file, line: item.line, column: item.column, field: "\(fieldPath(key))[\(index)]",
+                    message: "expected host:port")
+            }
+            endpoints.append(endpoint)
+        }
+        if required && endpoints.isEmpty { throw error(key, "needs at least one host:port") }
+        return endpoints
+    }
+
+    public func mapping(_ key: String) throws(SpecError) -> YAMLFields {
+        try YAMLFields(require(key), file: file, path: fieldPath(key))
+    }
+
+    public func optionalMapping(_ key: String) throws(SpecError) -> YAMLFields? {
+        guard let found = take(key) else { return nil }
+        return try YAMLFields(found, file: file, path: fieldPath(key))
+    }
+
+    /// Rejects keys that no read asked for, naming the first one and the keys that are allowed.
+    public func finish() throws(SpecError) {
+        for (key, _) in mapping {
+            let name = key.string ?? "\(key)"
+            if !consumed.contains(name) {
+                let allowed = consumed.sorted().joined(separator: ", ")
+                throw SpecError(
+                    file: file, line: key.line, column: key.column, field: fieldPath(name),
+                    message: "unknown field (allowed here: \(allowed))")
+            }
+        }
+    }
+}
+
+extension Node {
+    var line: Int { mark?.line ?? 0 }
+    var column: Int { mark?.column ?? 0 }
+    var kindName: String {
+        switch self {
+        case .scalar: "a single value"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+}

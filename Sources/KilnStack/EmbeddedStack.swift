@@ -1,0 +1,327 @@
+import Foundation
+import KilnCore
+import KilnHTTP
+import KilnPostgres
+import KilnScenario
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts, inspects and stops the embedded stack: local server processes on loopback addresses, with data,
+/// logs and the pids Kiln started under one run directory. `up` is idempotent; `down` stops only processes
+/// recorded in the run directory whose command line still names this stack (a recycled pid is left alone).
+/// Not thread-safe: one controller per command.
+public final class EmbeddedStack {
+    public let definition: StackDefinition
+    public let paths: KilnPaths
+    public let servers: [EmbeddedServer]
+    private let logger: Logger
+    private let state: StackState
+    private let binaries: ServerBinaries
+
+    public init(definition: StackDefinition, paths: KilnPaths, logger: Logger) throws {
+        guard definition.kind == .embedded else {
+            throw StackError(
+                server: definition.name,
+                message: "\(definition.source) is a \(definition.kind.rawValue) stack; `kiln stack` manages only "
+                    + "embedded stacks (start a compose stack with docker-compose)")
+        }
+        self.definition = definition
+        self.paths = paths
+        self.logger = logger
+        self.servers = EmbeddedServer.catalogue(definition, runDirectory: paths.stack)
+        self.state = StackState(file: paths.stack.appendingPathComponent("state.json"))
+        self.binaries = ServerBinaries(paths: paths)
+    }
+
+    private var probe: StackProbe { StackProbe(definition: definition) }
+
+    // MARK: up
+
+    /// Starts every server that is not already running, waits until each answers a real query, and creates the
+    /// `kiln` databases. Throws `StackError` naming the first server that did not come up, with its log.
+    @discardableResult
+    public func up(readyTimeout: Duration = .seconds(90)) throws -> [ServerStatus] {
+        try binaries.checkInstalled()
+        try FileManager.default.createDirectory(
+            at: paths.stack.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        // Every address is checked before anything starts, so a conflict leaves nothing half-started.
+        let toStart = servers.filter { server in
+            if let pid = runningPID(server) {
+                logger.debug("already running", metadata: ["kiln.server": "\(server.name)", "kiln.pid": "\(pid)"])
+                return false
+            }
+            return true
+        }
+        for server in toStart where LocalProcess.isListening(host: server.endpoint.host, port: server.endpoint.port) {
+            throw StackError(
+                server: server.name,
+                message: "\(server.endpoint) is already in use by a process this stack did not start; "
+                    + "stop it or change the address in \(definition.source)")
+        }
+        var started: [String: ContinuousClock.Instant] = [:]
+        for server in toStart {
+            if server.kind == .postgresReplica {
+                // pg_basebackup needs a primary that answers, with the kiln database in place.
+                try waitReady(primaryPostgres, timeout: readyTimeout)
+                try createDatabases(postgresOnly: true)
+            }
+            FileManager.default.createFile(atPath: server.log.path, contents: nil)
+            logger.info("starting", metadata: ["kiln.server": "\(server.name)", "kiln.endpoint": "\(server.endpoint)"])
+            do {
+                try start(server)
+            } catch let error as StackError {
+                throw error
+            } catch {
+                throw StackError(server: server.name, message: "could not start: \(error)", log: server.log.path)
+            }
+            started[server.name] = .now
+        }
+        for server in servers {
+            try waitReady(server, timeout: readyTimeout)
+            if let since = started[server.name] {
+                logger.info(
+                    "ready", metadata: ["kiln.server": "\(server.name)", "kiln.seconds": "\(since.duration(to: .now))"])
+            }
+        }
+        try createDatabases(postgresOnly: false)
+        return status()
+    }
+
+    private var primaryPostgres: EmbeddedServer { servers.first { $0.kind == .postgresPrimary }! }
+
+    private func waitReady(_ server: EmbeddedServer, timeout: Duration) throws {
+        let deadline = ContinuousClock.now + timeout
+        var lastError = "no answer"
+        while true {
+            do {
+                _ = try probe.role(of: server)
+                return
+            } catch {
+                lastError = "\(error)"
+            }
+            guard let pid = state.pid(of: server.name), LocalProcess.isAlive(pid) || server.isPostgres else {
+                throw StackError(server: server.name, message: "exited during start-up", log: server.log.path)
+            }
+            if ContinuousClock.now >= deadline {
+                throw StackError(
+                    server: server.name,
+                    message: "did not answer at \(server.endpoint) within \(timeout) (last probe: \(lastError))",
+                    log: server.log.path)
+            }
+            usleep(200_000)
+        }
+    }
+
+    private func createDatabases(postgresOnly: Bool) throws {
+        let pg = definition.postgres
+        let admin = PostgresEndpoint(
+            host: pg.primary.host, port: pg.primary.port, database: "postgres", user: pg.user, password: nil)
+        do {
+            let connection = try PostgresConnection(admin, connectTimeoutSeconds: 5)
+            let exists = try connection.execute("SELECT 1 FROM pg_database WHERE datname = $1", [pg.database])
+            if exists.rowCount == 0 {
+                try connection.execute("CREATE DATABASE \"\(pg.database)\"")
+            }
+        } catch {
+            throw StackError(server: "postgres-primary", message: "could not create database \(pg.database): \(error)")
+        }
+        if postgresOnly { return }
+        let clickhouse = definition.timeseries.endpoint
+        do {
+            let client = try HTTPClient(timeoutSeconds: 10)
+            _ = try client.post(
+                "http://\(clickhouse)/", body: Array("CREATE DATABASE IF NOT EXISTS \(definition.timeseries.database)".utf8)
+            ).expectOK()
+        } catch {
+            throw StackError(server: "clickhouse", message: "could not create database: \(error)")
+        }
+    }
+
+    // MARK: starting each kind
+
+    private func start(_ server: EmbeddedServer) throws {
+        let fileManager = FileManager.default
+        switch server.kind {
+        case .postgresPrimary, .postgresReplica:
+            try startPostgres(server)
+            return
+        case .redisPrimary, .redisReplica:
+            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
+            var arguments = ServerBinaries.redisArguments(server)
+            if server.kind == .redisReplica {
+                arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
+            }
+            record(server, try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log))
+        case .sentinel:
+            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
+            let config = server.directory.appendingPathComponent("sentinel.conf")
+            let redis = definition.redis
+            let quorum = redis.sentinels.count / 2 + 1
+            // Sentinel rewrites this file as it learns the topology; a fresh start begins from the stack file.
+            let text = """
+                bind \(server.endpoint.host)
+                port \(server.endpoint.port)
+                protected-mode no
+                dir \(server.directory.path)
+                sentinel announce-ip \(server.endpoint.host)
+                sentinel monitor \(redis.masterName) \(redis.primary.host) \(redis.primary.port) \(quorum)
+                sentinel down-after-milliseconds \(redis.masterName) 5000
+                sentinel failover-timeout \(redis.masterName) 30000
+                sentinel parallel-syncs \(redis.masterName) 1
+
+                """
+            try text.write(to: config, atomically: true, encoding: .utf8)
+            record(
+                server, try LocalProcess.spawnDetached(binaries.redisServer, [config.path, "--sentinel"], log: server.log))
+        case .kafka:
+            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
+            let url = "tcp://\(server.endpoint)"
+            let arguments = [
+                "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ]
+            record(server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log))
+        case .falkordb:
+            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
+            let arguments = ServerBinaries.redisArguments(server) + ["--loadmodule", binaries.falkordbModule]
+            record(server, try LocalProcess.spawnDetached(binaries.falkordbServer, arguments, log: server.log))
+        case .clickhouse:
+            let config = try ClickHouseConfig.write(for: server)
+            record(
+                server,
+                try LocalProcess.spawnDetached(binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log))
+        }
+    }
+
+    private func startPostgres(_ server: EmbeddedServer) throws {
+        let fileManager = FileManager.default
+        let data = server.postgresData
+        let user = "postgres"
+        if !fileManager.fileExists(atPath: data.appendingPathComponent("PG_VERSION").path) {
+            try? fileManager.removeItem(at: server.directory)
+            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
+            try ServerBinaries.giveToPostgres(server.directory)
+            if server.kind == .postgresPrimary {
+                try LocalProcess.run(
+                    binaries.postgres("initdb"),
+                    ["-D", data.path, "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C", "--no-sync"], user: user)
+                let access = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
+                try ServerBinaries.append(access, to: data.appendingPathComponent("pg_hba.conf"))
+                try ServerBinaries.append(
+                    "max_connections = 200\nshared_buffers = 256MB\nwal_keep_size = 512MB\n",
+                    to: data.appendingPathComponent("postgresql.conf"))
+            } else {
+                let primary = definition.postgres.primary
+                try LocalProcess.run(
+                    binaries.postgres("pg_basebackup"),
+                    [
+                        "-h", primary.host, "-p", String(primary.port), "-U", user, "-D", data.path, "-R",
+                        "-X", "stream", "-c", "fast",
+                    ], user: user)
+            }
+        }
+        try ServerBinaries.giveToPostgres(server.log)
+        // Address and port go on the command line so that a replica cloned from the primary does not inherit them.
+        let options = "-c listen_addresses=\(server.endpoint.host) -p \(server.endpoint.port) -c unix_socket_directories=''"
+        try LocalProcess.run(
+            binaries.postgres("pg_ctl"),
+            ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user)
+        guard let pid = postmasterPID(server) else {
+            throw StackError(server: server.name, message: "pg_ctl started no postmaster", log: server.log.path)
+        }
+        record(server, pid)
+    }
+
+    private func postmasterPID(_ server: EmbeddedServer) -> pid_t? {
+        let file = server.postgresData.appendingPathComponent("postmaster.pid")
+        guard let text = try? String(contentsOf: file, encoding: .utf8),
+            let first = text.split(separator: "\n").first
+        else { return nil }
+        return pid_t(first.trimmingCharacters(in: .whitespaces))
+    }
+
+    private func record(_ server: EmbeddedServer, _ pid: pid_t) {
+        state.set(server.name, pid: pid)
+    }
+
+    /// The pid of this server when a process Kiln started for it is still alive.
+    private func runningPID(_ server: EmbeddedServer) -> pid_t? {
+        let pid = server.isPostgres ? (postmasterPID(server) ?? state.pid(of: server.name)) : state.pid(of: server.name)
+        guard let pid, LocalProcess.isAlive(pid), let command = LocalProcess.commandLine(pid) else { return nil }
+        // The command line names the server's address or directory; anything else is a recycled pid.
+        let owned = command.contains(server.endpoint.description) || command.contains(server.directory.path)
+            || command.contains("\(server.endpoint.host) ") && command.contains("\(server.endpoint.port)")
+        return owned ? pid : nil
+    }
+
+    // MARK: status
+
+    public func status() -> [ServerStatus] {
+        servers.map { server in
+            let pid = runningPID(server)
+            var status = ServerStatus(
+                name: server.name, endpoint: server.endpoint, pid: pid, role: nil, health: .down, log: server.log.path)
+            guard pid != nil else { return status }
+            do {
+                status.role = try probe.role(of: server)
+                status.health = .up
+            } catch {
+                status.health = .unhealthy("\(error)")
+            }
+            return status
+        }
+    }
+
+    // MARK: down
+
+    public struct DownReport: Sendable {
+        public var stopped: [String] = []
+        /// Servers whose address still accepted connections after stopping (something else listens there).
+        public var stillListening: [String] = []
+        public var failures: [String] = []
+    }
+
+    /// Stops every process this stack started, newest first, waits until its address stops answering, and
+    /// removes the data directories (logs stay). Never signals a process whose command line does not name
+    /// this stack.
+    @discardableResult
+    public func down(keepData: Bool = false) -> DownReport {
+        var report = DownReport()
+        for server in servers.reversed() {
+            guard let pid = runningPID(server) else { continue }
+            logger.info("stopping", metadata: ["kiln.server": "\(server.name)", "kiln.pid": "\(pid)"])
+            if server.isPostgres {
+                _ = try? LocalProcess.run(
+                    binaries.postgres("pg_ctl"), ["-D", server.postgresData.path, "-m", "fast", "-w", "-t", "30", "stop"],
+                    user: "postgres")
+            }
+            if LocalProcess.terminate(pid) {
+                report.stopped.append(server.name)
+            } else {
+                report.failures.append("\(server.name): pid \(pid) did not exit after SIGKILL")
+            }
+        }
+        for server in servers {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while LocalProcess.isListening(host: server.endpoint.host, port: server.endpoint.port) {
+                if ContinuousClock.now >= deadline {
+                    report.stillListening.append("\(server.name) (\(server.endpoint))")
+                    break
+                }
+                usleep(100_000)
+            }
+        }
+        state.clear()
+        if !keepData {
+            for server in servers { try? FileManager.default.removeItem(at: server.directory) }
+        }
+        return report
+    }
+}
+
+extension EmbeddedServer {
+    var isPostgres: Bool { kind == .postgresPrimary || kind == .postgresReplica }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import KilnCore
+import KilnScenario
+import KilnStack
+import Logging
+
+@main
+struct Kiln: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "Test, benchmark and chaos harness for a five-database fraud-detection stack.",
+        discussion: """
+            Exit codes: 0 ok; 1 consistency anomaly; 2 threshold or regression failed; 3 checker unknown;
+            64 invalid input (usage, scenario, stack file); 69 stack unavailable; 70 internal error.
+            """,
+        subcommands: [StackCommand.self, SmokeCommand.self]
+    )
+}
+
+/// Options every command that touches a stack shares.
+struct StackOptions: ParsableArguments {
+    @Option(name: .customLong("stack"), help: "Stack file (default: Scenarios/stacks/embedded.yaml of this checkout).")
+    var stackFile: String?
+
+    @Option(help: "Run directory of the embedded stack (default: .kiln/stack, or KILN_STACK_DIR).")
+    var runDirectory: String?
+
+    @Flag(name: .shortAndLong, help: "Log more detail.")
+    var verbose = false
+
+    var paths: KilnPaths {
+        var paths = KilnPaths.resolve()
+        if let runDirectory { paths.stack = URL(fileURLWithPath: runDirectory) }
+        return paths
+    }
+
+    func loadStack() throws -> StackDefinition {
+        let url = stackFile.map { URL(fileURLWithPath: $0) } ?? paths.embeddedStackFile
+        do {
+            return try StackDefinition.load(contentsOf: url)
+        } catch {
+            throw Failure(code: .invalidInput, message: error.description)
+        }
+    }
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { _ in ConsoleLogHandler(logLevel: .info) }
+        logger.logLevel = verbose ? .debug : .info
+        return logger
+    }
+}
+
+/// A command's failure: printed as one message on stderr, then exit with `code`.
+struct Failure: Error, CustomStringConvertible {
+    var code: KilnExitCode
+    var message: String
+    var description: String { message }
+}
+
+extension ParsableCommand {
+    /// Runs `body`, mapping Kiln's own failures to their documented exit codes.
+    func exiting(_ body: () throws -> KilnExitCode) throws {
+        let code: KilnExitCode
+        do {
+            code = try body()
+        } catch let failure as Failure {
+            FileHandle.standardError.write(Data("kiln: \(failure.message)\n".utf8))
+            throw ExitCode(failure.code.rawValue)
+        } catch let error as StackError {
+            FileHandle.standardError.write(Data("kiln: \(error)\n".utf8))
+            throw ExitCode(KilnExitCode.stackUnavailable.rawValue)
+        } catch let error as SpecError {
+            FileHandle.standardError.write(Data("kiln: \(error)\n".utf8))
+            throw ExitCode(KilnExitCode.invalidInput.rawValue)
+        }
+        if code != .ok { throw ExitCode(code.rawValue) }
+    }
+}

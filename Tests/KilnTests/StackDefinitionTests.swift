@@ -1,0 +1,128 @@
+import Foundation
+import KilnCore
+import KilnScenario
+import KilnStack
+import Testing
+
+@Suite("Stack files")
+struct StackDefinitionTests {
+    static let scenarios = TestStack.paths.home.appendingPathComponent("Scenarios")
+
+    @Test("the shipped stack files parse", arguments: ["embedded.yaml", "compose.yaml", "external.example.yaml"])
+    func shippedFilesParse(_ name: String) throws {
+        let stack = try StackDefinition.load(contentsOf: Self.scenarios.appendingPathComponent("stacks/\(name)"))
+        #expect(!stack.kafka.bootstrap.isEmpty)
+        #expect(stack.redis.masterName == "kiln")
+    }
+
+    @Test func embeddedStackPutsEveryServerOnItsOwnAddress() throws {
+        let stack = TestStack.definition
+        #expect(stack.kind == .embedded)
+        #expect(stack.chaosTarget)
+        var hosts = [stack.postgres.primary.host, stack.redis.primary.host, stack.graph.endpoint.host,
+            stack.timeseries.endpoint.host]
+        hosts += stack.postgres.replicas.map(\.host) + stack.redis.replicas.map(\.host)
+        hosts += stack.redis.sentinels.map(\.host) + stack.kafka.bootstrap.map(\.host)
+        #expect(Set(hosts).count == hosts.count, "hosts: \(hosts)")
+        #expect(hosts.allSatisfy { $0.hasPrefix("127.") })
+        #expect(stack.redis.sentinels.count == 3)
+        #expect(stack.postgres.replicas.count == 1)
+    }
+
+    @Test func externalStacksAreNotChaosTargetsByDefault() throws {
+        let text = Self.minimal.replacingOccurrences(of: "kind: embedded", with: "kind: external")
+        let stack = try StackDefinition.parse(text, file: "ext.yaml")
+        #expect(stack.kind == .external)
+        #expect(stack.chaosTarget == false)
+    }
+
+    static let minimal = """
+        kind: embedded
+        postgres:
+          primary: 127.0.0.1:5432
+        redis:
+          primary: 127.0.0.1:6379
+        kafka:
+          bootstrap: [127.0.0.1:9092]
+        graph:
+          kind: falkordb
+          endpoint: 127.0.0.1:6380
+        timeseries:
+          kind: clickhouse
+          endpoint: 127.0.0.1:8123
+        """
+
+    @Test func defaultsFillOptionalFields() throws {
+        let stack = try StackDefinition.parse(Self.minimal, file: "min.yaml")
+        #expect(stack.postgres.database == "kiln")
+        #expect(stack.postgres.user == "postgres")
+        #expect(stack.postgres.replicas.isEmpty)
+        #expect(stack.kafka.bootstrapServers == "127.0.0.1:9092")
+    }
+
+    @Test func unknownFieldNamesFileLineAndPath() {
+        let text = Self.minimal.replacingOccurrences(of: "  primary: 127.0.0.1:5432", with: "  primry: 127.0.0.1:5432")
+        let error = #expect(throws: SpecError.self) { try StackDefinition.parse(text, file: "bad.yaml") }
+        // `primary` is now missing, which is reported first; the unknown key comes after it is supplied.
+        #expect(error?.field == "postgres.primary")
+        let withBoth = Self.minimal.replacingOccurrences(
+            of: "  primary: 127.0.0.1:5432", with: "  primary: 127.0.0.1:5432\n  primry: x")
+        let unknown = #expect(throws: SpecError.self) { try StackDefinition.parse(withBoth, file: "bad.yaml") }
+        #expect(unknown?.field == "postgres.primry")
+        #expect(unknown?.line == 4)
+        #expect(unknown?.description.hasPrefix("bad.yaml:4:") == true)
+        #expect(unknown?.description.contains("unknown field") == true)
+    }
+
+    @Test func badEndpointInAListNamesItsIndexAndLine() {
+        let text = Self.minimal.replacingOccurrences(
+            of: "bootstrap: [127.0.0.1:9092]", with: "bootstrap:\n    - 127.0.0.1:9092\n    - broker-without-port")
+        let error = #expect(throws: SpecError.self) { try StackDefinition.parse(text, file: "s.yaml") }
+        #expect(error?.field == "kafka.bootstrap[1]")
+        #expect(error?.line == 8)
+        #expect(error?.message.contains("host:port") == true)
+    }
+
+    @Test func unknownKindListsTheAllowedOnes() {
+        let text = Self.minimal.replacingOccurrences(of: "kind: falkordb", with: "kind: neptune")
+        let error = #expect(throws: SpecError.self) { try StackDefinition.parse(text, file: "s.yaml") }
+        #expect(error?.field == "graph.kind")
+        #expect(error?.message.contains("falkordb, neo4j") == true)
+    }
+
+    @Test func brokenYAMLGivesALocation() {
+        let error = #expect(throws: SpecError.self) {
+            try StackDefinition.parse("kind: embedded\npostgres: [unclosed\n", file: "broken.yaml")
+        }
+        #expect((error?.line ?? 0) >= 2)
+    }
+
+    @Test func portOutOfRangeIsRejected() {
+        let text = Self.minimal.replacingOccurrences(of: "127.0.0.1:8123", with: "127.0.0.1:70000")
+        let error = #expect(throws: SpecError.self) { try StackDefinition.parse(text, file: "s.yaml") }
+        #expect(error?.field == "timeseries.endpoint")
+    }
+
+    @Test func hostPortParsing() {
+        #expect(HostPort(parsing: "127.0.0.11:15432") == HostPort(host: "127.0.0.11", port: 15432))
+        #expect(HostPort(parsing: "[::1]:9092") == HostPort(host: "::1", port: 9092))
+        #expect(HostPort(parsing: "[::1]:9092")?.description == "[::1]:9092")
+        #expect(HostPort(parsing: "db.internal:0") == nil)
+        #expect(HostPort(parsing: "db.internal") == nil)
+        #expect(HostPort(parsing: ":5432") == nil)
+        #expect(HostPort(parsing: "a b:5432") == nil)
+    }
+
+    @Test func smokeScenarioResolvesItsStackRelativeToTheFile() throws {
+        let smoke = try SmokeScenario.load(contentsOf: Self.scenarios.appendingPathComponent("smoke.yaml"))
+        #expect(smoke.stack.kind == .embedded)
+        #expect(smoke.transactions == 10_000)
+    }
+
+    @Test func environmentNeverPrintsPasswords() throws {
+        let stack = try StackDefinition.load(contentsOf: Self.scenarios.appendingPathComponent("stacks/compose.yaml"))
+        let exports = StackEnvironment.exports(stack, paths: TestStack.paths)
+        #expect(exports.contains("export KILN_KAFKA_BOOTSTRAP="))
+        #expect(!exports.lowercased().contains("password="))
+    }
+}
