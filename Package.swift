@@ -27,7 +27,9 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
+        .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
+        .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
         .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
@@ -39,7 +41,7 @@ let package = Package(
         .target(
             name: "KilnStack",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -53,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke",
+                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -63,7 +65,7 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", .product(name: "Logging", package: "swift-log"),
+                "KilnSmoke", "KilnData", .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
         ),

@@ -92,7 +92,7 @@ public enum KafkaLibrary {
 /// thrown error nothing is leaked.
 func makeKafkaConfiguration(defaults: [(String, String)], overrides: [String: String]) throws(KafkaError) -> OpaquePointer {
     guard let conf = rd_kafka_conf_new() else {
-        throw KafkaError(RD_KAFKA_RESP_ERR__NO_BUFFER_SPACE, operation: .configure)
+        throw KafkaError(RD_KAFKA_RESP_ERR__FAIL, operation: .configure)
     }
     // Defaults first, then the caller's overrides in a stable order so errors are reproducible.
     var merged = defaults.filter { overrides[$0.0] == nil }

@@ -24,7 +24,9 @@ public final class PostgresConnection {
         guard PQstatus(connection) == CONNECTION_OK else {
             let message = Self.errorMessage(connection)
             PQfinish(connection)
-            throw PostgresError(.connect, .connect, address: endpoint.address, message: message)
+            throw PostgresError(
+                .connect, .connect, address: endpoint.address, reason: Self.connectReason(message), message: message
+            )
         }
         PQsetNoticeProcessor(connection, { _, _ in }, nil)
         self.handle = connection
@@ -273,6 +275,28 @@ public final class PostgresConnection {
     private func failure(_ connection: OpaquePointer, _ operation: PostgresError.Operation) -> PostgresError {
         let kind: PostgresError.Kind = PQstatus(connection) == CONNECTION_OK ? .unexpectedResult : .connectionLost
         return PostgresError(kind, operation, address: endpoint.address, message: Self.errorMessage(connection))
+    }
+
+    /// A fixed phrase classifying a libpq connection failure: the message itself can quote the server, so it is
+    /// never shown by `description`.
+    private static func connectReason(_ message: String) -> String? {
+        let phrases: [(needle: String, reason: String)] = [
+            ("Connection refused", "connection refused"),
+            ("timeout expired", "connect timeout"),
+            ("could not translate host name", "unknown host"),
+            ("No route to host", "no route to host"),
+            ("Network is unreachable", "network unreachable"),
+            ("authentication failed", "authentication failed"),
+            ("no password supplied", "password required"),
+            ("no pg_hba.conf entry", "rejected by pg_hba.conf"),
+            ("does not exist", "database or role does not exist"),
+            ("the database system is starting up", "server starting up"),
+            ("the database system is shutting down", "server shutting down"),
+            ("the database system is in recovery mode", "server in recovery"),
+            ("too many clients", "too many connections"),
+            ("server closed the connection unexpectedly", "connection closed by server"),
+        ]
+        return phrases.first { message.contains($0.needle) }?.reason
     }
 
     /// A SQLSTATE is five characters of `[0-9A-Z]`; anything else is not shown.

@@ -1,14 +1,13 @@
 /// The one error type of KilnPostgres.
 ///
-/// `description` is safe to log and to put in reports: it names the kind, the operation, the SQLSTATE and the
-/// endpoint's `host:port`, and never contains server message text, SQL, parameters, row values or the password
-/// (server messages can echo values, e.g. `Key (id)=(42) already exists`). `debugDescription` adds the
-/// message from the server or libpq, for local debugging only.
+/// `description` is safe to log and to put in reports: it names the kind, the operation, the SQLSTATE, the
+/// endpoint's `host:port` and, for `connect`, a fixed reason phrase; it never contains server message text, SQL,
+/// parameters, row values or the password (server messages can echo values, e.g. `Key (id)=(42) already
+/// exists`). `debugDescription` adds the message from the server or libpq, for local debugging only.
 ///
-/// How to map it to an operation outcome: ``Kind-swift.enum/connect``, ``Kind-swift.enum/closed`` and
-/// ``Kind-swift.enum/invalidArgument`` mean nothing reached the server; ``Kind-swift.enum/server`` means the
-/// server rejected the statement (the connection remains usable); ``Kind-swift.enum/connectionLost`` means the
-/// outcome is unknown.
+/// How to map it to an operation outcome: `connect`, `closed` and `invalidArgument` mean nothing reached the
+/// server; `server` means the server rejected the statement (the connection remains usable); `connectionLost`
+/// and `unexpectedResult` mean the outcome is unknown.
 public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What went wrong.
     public enum Kind: Sendable, Hashable {
@@ -38,14 +37,20 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     public let sqlState: String?
     /// `host:port` of the endpoint.
     public let address: String
+    /// For `connect`: a fixed phrase such as "connection refused", never text taken from the server.
+    public let reason: String?
     /// Server or libpq message; only ever shown by `debugDescription`.
     private let message: String?
 
-    init(_ kind: Kind, _ operation: Operation, address: String, sqlState: String? = nil, message: String? = nil) {
+    init(
+        _ kind: Kind, _ operation: Operation, address: String, sqlState: String? = nil, reason: String? = nil,
+        message: String? = nil
+    ) {
         self.kind = kind
         self.operation = operation
         self.address = address
         self.sqlState = sqlState
+        self.reason = reason
         self.message = message
     }
 
@@ -54,7 +59,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         if let sqlState {
             text += ", sqlState: \(sqlState)"
         }
-        return text + ", endpoint: \(address))"
+        text += ", endpoint: \(address)"
+        if let reason {
+            text += ", reason: \(reason)"
+        }
+        return text + ")"
     }
 
     public var debugDescription: String {

@@ -2,7 +2,7 @@
 public enum RedisReply: Sendable, Equatable {
     /// A simple string such as `OK` or `PONG`.
     case status(String)
-    /// An error reply. ``RedisConnection/command(_:)-(String...)`` throws these; pipelines return them in place.
+    /// An error reply. `RedisConnection.command` throws these as ``RedisError``; pipelines return them in place.
     case error(String)
     case integer(Int64)
     /// A bulk string, binary-safe.

@@ -1,3 +1,4 @@
+import CProcessSpawn
 import Foundation
 
 #if canImport(Glibc)
@@ -19,6 +20,7 @@ public enum LocalProcess {
 
     /// Runs a command to completion and returns its combined stdout and stderr. Throws `Failure` on a non-zero
     /// exit. With `user`, runs it through `runuser -u USER --` when Kiln is root (PostgreSQL refuses root).
+    /// Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], user: String? = nil) throws -> String {
         var executable = executable
@@ -27,36 +29,43 @@ public enum LocalProcess {
             arguments = ["-u", user, "--", executable] + arguments
             executable = "/usr/sbin/runuser"
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            let name = (arguments.first { !$0.hasPrefix("-") && $0 != user && $0 != "--" } ?? executable)
-            throw Failure(
-                command: URL(fileURLWithPath: name).lastPathComponent, status: process.terminationStatus,
-                output: output)
+        // Output goes to a file, not a pipe: a daemon the command starts may inherit the descriptor.
+        let capture = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kiln-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: capture) }
+        let pid = try spawn(executable, arguments, output: capture, newSession: false)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let output = (try? String(contentsOf: capture, encoding: .utf8)) ?? ""
+        // WIFEXITED / WEXITSTATUS, which Swift does not import.
+        let exited = status & 0x7f == 0
+        let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard code == 0 else {
+            let name = user == nil ? executable : arguments[3]
+            throw Failure(command: URL(fileURLWithPath: name).lastPathComponent, status: code, output: output)
         }
         return output
     }
 
     /// Starts `executable` in its own session (so a terminal's Ctrl-C does not reach it), with stdin from
     /// /dev/null and stdout/stderr appended to `log`, and returns its pid without waiting for it.
-    /// The process outlives Kiln; `terminate` stops it.
+    /// The process outlives Kiln (it is reparented to init when Kiln exits); `terminate` stops it.
     public static func spawnDetached(_ executable: String, _ arguments: [String], log: URL) throws -> pid_t {
-        // A background job of a non-interactive shell is not a process-group leader, so setsid(1) calls
-        // setsid() and execs in place: `$!` is the server's own pid.
-        let script = #"log="$1"; shift; setsid "$@" >>"$log" 2>&1 </dev/null & echo $!"#
-        let output = try run("/bin/sh", ["-c", script, "sh", log.path, executable] + arguments)
-        guard let pid = pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw Failure(command: executable, status: -1, output: "could not read the pid: \(output)")
+        try spawn(executable, arguments, output: log, newSession: true)
+    }
+
+    /// Spawns with stdin /dev/null, stdout+stderr appended to `output`, every other descriptor closed.
+    private static func spawn(_ executable: String, _ arguments: [String], output: URL, newSession: Bool) throws
+        -> pid_t
+    {
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = kiln_spawn(executable, argv, environ, output.path, newSession ? 1 : 0, &pid)
+        guard result == 0 else {
+            throw Failure(
+                command: URL(fileURLWithPath: executable).lastPathComponent, status: -1,
+                output: "cannot start: \(String(cString: strerror(result)))")
         }
         return pid
     }

@@ -70,7 +70,7 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
-                print(StackEnvironment.exports(options.loadStack(), paths: options.paths))
+                print(StackEnvironment.exports(try options.loadStack(), paths: options.paths))
                 return .ok
             }
         }

@@ -1,0 +1,11 @@
+#ifndef KILN_PROCESS_SPAWN_H
+#define KILN_PROCESS_SPAWN_H
+#include <sys/types.h>
+
+/// posix_spawn of `path` with stdin from /dev/null, stdout and stderr appended to `output_path`, every other
+/// descriptor closed in the child, default signal dispositions and an empty signal mask; with `new_session`
+/// the child starts its own session (setsid). Returns 0 and the pid, or an errno value.
+int kiln_spawn(const char *path, char *const argv[], char *const envp[], const char *output_path, int new_session,
+               pid_t *pid);
+
+#endif

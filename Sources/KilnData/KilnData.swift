@@ -1,0 +1,1 @@
+// KilnData: the dataset generator (issue 3) lands here.

@@ -1,0 +1,139 @@
+import CCurl
+
+/// The answer to one request. Non-2xx statuses are returned, not thrown; `expectOK()` turns them into errors.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+    /// Where the request went (scheme://host:port), for error messages.
+    public var origin: String
+    public var operation: String
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+
+    /// Returns the response when its status is 2xx; otherwise throws `HTTPError` of kind `.status`.
+    @discardableResult
+    public func expectOK() throws(HTTPError) -> HTTPResponse {
+        guard (200...299).contains(status) else {
+            throw HTTPError(
+                kind: .status(status), operation: operation, origin: origin,
+                bodyExcerpt: String(decoding: body.prefix(200), as: UTF8.self))
+        }
+        return self
+    }
+}
+
+/// One libcurl easy handle, reused for every request so that keep-alive connections are reused too.
+///
+/// Ownership: owns the `CURL` handle, freed in `deinit`. Threading: not `Sendable`; every call blocks the
+/// calling thread (use it from one worker thread). Timeouts: a request fails with CURLE_OPERATION_TIMEDOUT
+/// after `timeoutSeconds` in total, or CURLE_COULDNT_CONNECT / CURLE_OPERATION_TIMEDOUT after
+/// `connectTimeoutSeconds` when nothing accepts the connection.
+public final class HTTPClient {
+    private let handle: UnsafeMutableRawPointer
+    private let timeoutMilliseconds: Int
+    private let connectTimeoutMilliseconds: Int
+    private let credentials: String?
+    /// Receives the body of the request in flight; reset before each request.
+    private let sink = ResponseSink()
+
+    /// Initialises libcurl once per process (curl_global_init is not thread-safe; a static let is).
+    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+
+    public init(
+        timeoutSeconds: Double = 30, connectTimeoutSeconds: Double = 5, user: String? = nil, password: String? = nil
+    ) throws(HTTPError) {
+        let initCode = Self.globalInit
+        guard initCode == CURLE_OK, let handle = curl_easy_init() else {
+            throw HTTPError(
+                kind: .curl(code: Int32(initCode.rawValue), name: "curl_easy_init failed"), operation: "init",
+                origin: "-")
+        }
+        self.handle = handle
+        self.timeoutMilliseconds = Int(timeoutSeconds * 1000)
+        self.connectTimeoutMilliseconds = Int(connectTimeoutSeconds * 1000)
+        self.credentials = user.map { "\($0):\(password ?? "")" }
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+    }
+
+    public func get(_ url: String, headers: [String: String] = [:]) throws(HTTPError) -> HTTPResponse {
+        try perform(url, method: "GET", body: nil, contentType: nil, headers: headers)
+    }
+
+    public func post(
+        _ url: String, body: [UInt8], contentType: String = "application/octet-stream", headers: [String: String] = [:]
+    ) throws(HTTPError) -> HTTPResponse {
+        try perform(url, method: "POST", body: body, contentType: contentType, headers: headers)
+    }
+
+    private func perform(
+        _ url: String, method: String, body: [UInt8]?, contentType: String?, headers: [String: String]
+    ) throws(HTTPError) -> HTTPResponse {
+        let origin = HTTPError.origin(of: url)
+        // Options are set afresh for every request; the handle keeps only its connection cache between them.
+        curl_easy_reset(handle)
+        sink.bytes.removeAll(keepingCapacity: true)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+        if let contentType { headerList = curl_slist_append(headerList, "Content-Type: \(contentType)") }
+        // libcurl sends "Expect: 100-continue" for large POST bodies and waits for the server; ClickHouse does not
+        // need it and the wait costs a round trip.
+        headerList = curl_slist_append(headerList, "Expect:")
+        for (name, value) in headers { headerList = curl_slist_append(headerList, "\(name): \(value)") }
+
+        let code: CURLcode = url.withCString { urlPointer in
+            (credentials ?? "").withCString { credentialsPointer in
+                var result = kiln_curl_setopt_pointer(handle, CURLOPT_URL, urlPointer)
+                func set(_ next: CURLcode) { if result == CURLE_OK { result = next } }
+                set(kiln_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+                set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds))
+                set(kiln_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds))
+                set(kiln_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
+                set(kiln_curl_setopt_write_function(handle, httpClientWrite))
+                set(kiln_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque()))
+                if credentials != nil {
+                    set(kiln_curl_setopt_long(handle, CURLOPT_HTTPAUTH, 1 /* CURLAUTH_BASIC, a macro Swift does not import */))
+                    set(kiln_curl_setopt_pointer(handle, CURLOPT_USERPWD, credentialsPointer))
+                }
+                guard let body else {
+                    set(kiln_curl_setopt_long(handle, CURLOPT_HTTPGET, 1))
+                    return result == CURLE_OK ? curl_easy_perform(handle) : result
+                }
+                return body.withUnsafeBytes { bytes in
+                    set(kiln_curl_setopt_long(handle, CURLOPT_POST, 1))
+                    set(kiln_curl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
+                    // POSTFIELDS is not copied: `bytes` stays valid until curl_easy_perform returns.
+                    set(kiln_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, bytes.baseAddress ?? UnsafeRawPointer(urlPointer)))
+                    return result == CURLE_OK ? curl_easy_perform(handle) : result
+                }
+            }
+        }
+        guard code == CURLE_OK else {
+            throw HTTPError(
+                kind: .curl(code: Int32(code.rawValue), name: String(cString: curl_easy_strerror(code))),
+                operation: method, origin: origin)
+        }
+        var status = 0
+        _ = kiln_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, body: sink.bytes, origin: origin, operation: method)
+    }
+}
+
+/// The body buffer libcurl's write callback appends to. Only touched by the thread inside `perform`.
+final class ResponseSink {
+    var bytes: [UInt8] = []
+}
+
+private func httpClientWrite(
+    _ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?
+) -> Int {
+    guard let data, let context else { return 0 }
+    let total = size * count
+    let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+    data.withMemoryRebound(to: UInt8.self, capacity: total) { start in
+        sink.bytes.append(contentsOf: UnsafeBufferPointer(start: start, count: total))
+    }
+    return total
+}

@@ -1,0 +1,275 @@
+import CHiredis
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One blocking hiredis connection (RESP2).
+///
+/// Ownership: the connection owns its `redisContext` and frees it in ``close()`` (idempotent) or in `deinit`;
+/// every reply object is freed before the call returns.
+/// Threading: not `Sendable`; every call blocks the calling thread, so use it from one dedicated worker thread
+/// (never from Swift's cooperative pool), one connection per worker.
+/// Timeouts: connecting and every socket read/write are bounded by `timeoutSeconds`. A timeout, I/O or protocol
+/// error leaves the stream out of step with the server, so the connection is then unusable (later calls throw
+/// `closed`): open a new one.
+/// Signals: hiredis writes with `write(2)`, which raises SIGPIPE when the server has gone away; the first
+/// connection therefore sets SIGPIPE to "ignore" if it still has its default disposition (which would kill the
+/// process). A handler installed by the program is kept.
+public final class RedisConnection {
+    public let host: String
+    public let port: Int
+    private var context: UnsafeMutablePointer<redisContext>?
+    /// Set once an error has desynchronised the stream.
+    private var broken = false
+    /// Arguments of the command being sent, concatenated (scratch space reused across calls).
+    private var argumentBytes: [UInt8] = []
+    private var argumentLengths: [Int] = []
+    private var argumentPointers: [UnsafePointer<CChar>?] = []
+
+    /// Pipelines are sent in batches of at most this many commands (or ``pipelineBatchBytes`` of arguments),
+    /// each batch's replies read before the next is sent; this bounds client and server buffers.
+    static let pipelineBatchCommands = 1024
+    static let pipelineBatchBytes = 1 << 20
+
+    private static let ignoreSIGPIPE: Void = {
+        let previous = signal(SIGPIPE, SIG_IGN)
+        if previous != nil {
+            // Not SIG_DFL: the program chose a disposition; restore it.
+            _ = signal(SIGPIPE, previous)
+        }
+    }()
+
+    /// Connects, waiting at most `timeoutSeconds`, and sets `timeoutSeconds` as the I/O timeout of every later
+    /// read and write.
+    /// - Throws: ``RedisError`` of kind `connect`.
+    public init(host: String, port: Int, timeoutSeconds: Double = 5) throws(RedisError) {
+        precondition(timeoutSeconds > 0, "timeoutSeconds must be positive")
+        Self.ignoreSIGPIPE
+        self.host = host
+        self.port = port
+        let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let seconds = timeoutSeconds.rounded(.down)
+        let timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((timeoutSeconds - seconds) * 1_000_000))
+        guard let context = redisConnectWithTimeout(host, Int32(port), timeout) else {
+            throw RedisError(.connect, address: address, reason: "out of memory")
+        }
+        if context.pointee.err != 0 {
+            let reason = Self.errorText(context)
+            redisFree(context)
+            throw RedisError(.connect, address: address, reason: reason)
+        }
+        if redisSetTimeout(context, timeout) != REDIS_OK {
+            let reason = Self.errorText(context)
+            redisFree(context)
+            throw RedisError(.connect, address: address, reason: reason)
+        }
+        self.context = context
+    }
+
+    deinit {
+        if let context {
+            redisFree(context)
+        }
+    }
+
+    /// Closes the connection. Idempotent; later calls throw a `closed` error.
+    public func close() {
+        if let context {
+            redisFree(context)
+            self.context = nil
+        }
+    }
+
+    /// `false` after ``close()`` or after an error that made the connection unusable.
+    public var isOpen: Bool {
+        context != nil && !broken
+    }
+
+    /// `host:port`, as used in error descriptions.
+    public var address: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    // MARK: - Commands
+
+    /// Sends one command and waits for its reply.
+    /// - Throws: ``RedisError``; `server(prefix)` for an error reply (the connection stays usable).
+    @discardableResult
+    public func command(_ arguments: [String]) throws(RedisError) -> RedisReply {
+        try send(arguments.lazy.map(\.utf8))
+    }
+
+    /// Binary-safe variant: arguments are sent with explicit lengths and may contain any byte, NUL included.
+    @discardableResult
+    public func command(_ arguments: [[UInt8]]) throws(RedisError) -> RedisReply {
+        try send(arguments)
+    }
+
+    @discardableResult
+    public func command(_ arguments: String...) throws(RedisError) -> RedisReply {
+        try command(arguments)
+    }
+
+    /// Sends all `commands` before reading their replies (in batches, so pipelines of any length work) and returns
+    /// one reply per command, in order. Error replies are returned in place as ``RedisReply/error(_:)``.
+    /// - Throws: ``RedisError`` (`io`, `timeout`, `protocol`, `closed`) when the connection fails; then which
+    ///   commands were applied is unknown.
+    public func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
+        try sendPipeline(commands) { $0.lazy.map(\.utf8) }
+    }
+
+    /// Binary-safe variant of the `[[String]]` `pipeline`.
+    public func pipeline(_ commands: [[[UInt8]]]) throws(RedisError) -> [RedisReply] {
+        try sendPipeline(commands) { $0 }
+    }
+
+    // MARK: - Helpers
+
+    private func open() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        guard let context, !broken else {
+            let reason = context == nil ? "closed" : "broken by an earlier error"
+            throw RedisError(.closed, address: address, message: reason)
+        }
+        return context
+    }
+
+    private func send<Arguments: Collection>(
+        _ arguments: Arguments
+    ) throws(RedisError) -> RedisReply where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
+        precondition(!arguments.isEmpty, "a Redis command needs at least one argument")
+        let context = try open()
+        stage(arguments)
+        let raw = withStagedArguments { count, pointers, lengths in
+            redisCommandArgv(context, count, pointers, lengths)
+        }
+        let savedErrno = errno
+        guard let raw else {
+            throw contextError(context, errno: savedErrno)
+        }
+        defer { freeReplyObject(raw) }
+        let reply = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+        if case .error(let message) = reply {
+            throw RedisError.server(message, address: address)
+        }
+        return reply
+    }
+
+    private func sendPipeline<Command, Arguments: Collection>(
+        _ commands: [Command], _ arguments: (Command) -> Arguments
+    ) throws(RedisError) -> [RedisReply] where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
+        let context = try open()
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        var next = 0
+        while next < commands.count {
+            var pending = 0
+            var pendingBytes = 0
+            while next < commands.count, pending < Self.pipelineBatchCommands, pendingBytes < Self.pipelineBatchBytes {
+                let command = arguments(commands[next])
+                precondition(!command.isEmpty, "a Redis command needs at least one argument")
+                stage(command)
+                let status = withStagedArguments { count, pointers, lengths in
+                    redisAppendCommandArgv(context, count, pointers, lengths)
+                }
+                guard status == REDIS_OK else {
+                    throw contextError(context, errno: errno)
+                }
+                pending += 1
+                pendingBytes += argumentBytes.count
+                next += 1
+            }
+            for _ in 0..<pending {
+                var raw: UnsafeMutableRawPointer?
+                let status = redisGetReply(context, &raw)
+                let savedErrno = errno
+                guard status == REDIS_OK, let raw else {
+                    throw contextError(context, errno: savedErrno)
+                }
+                replies.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
+                freeReplyObject(raw)
+            }
+        }
+        return replies
+    }
+
+    /// Copies `arguments` into the scratch buffers.
+    private func stage<Arguments: Collection>(
+        _ arguments: Arguments
+    ) where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
+        argumentBytes.removeAll(keepingCapacity: true)
+        argumentLengths.removeAll(keepingCapacity: true)
+        for argument in arguments {
+            let start = argumentBytes.count
+            argumentBytes.append(contentsOf: argument)
+            argumentLengths.append(argumentBytes.count - start)
+        }
+        // Keeps the buffer non-empty, so its base address is valid even when every argument is empty.
+        argumentBytes.append(0)
+    }
+
+    /// Calls `body` with `argc`, `argv` and `argvlen` pointing into the staged arguments.
+    private func withStagedArguments<R>(
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
+    ) -> R {
+        argumentBytes.withUnsafeBytes { raw in
+            let base = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
+            argumentPointers.removeAll(keepingCapacity: true)
+            var offset = 0
+            for length in argumentLengths {
+                argumentPointers.append(base + offset)
+                offset += length
+            }
+            return argumentPointers.withUnsafeMutableBufferPointer { pointers in
+                argumentLengths.withUnsafeBufferPointer { lengths in
+                    body(Int32(lengths.count), pointers.baseAddress!, lengths.baseAddress!)
+                }
+            }
+        }
+    }
+
+    /// The error recorded in `context` by a failed call; marks the connection unusable.
+    private func contextError(_ context: UnsafeMutablePointer<redisContext>, errno savedErrno: Int32) -> RedisError {
+        broken = true
+        let text = Self.errorText(context)
+        switch context.pointee.err {
+        case REDIS_ERR_IO where savedErrno == EAGAIN || savedErrno == EWOULDBLOCK || savedErrno == ETIMEDOUT:
+            return RedisError(.timeout, address: address, reason: text)
+        case REDIS_ERR_IO, REDIS_ERR_EOF:
+            return RedisError(.io, address: address, reason: text)
+        case REDIS_ERR_PROTOCOL:
+            return RedisError(.protocol, address: address, message: text)
+        default:
+            return RedisError(.io, address: address, message: text)
+        }
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: context.pointee.errstr) { raw in
+            let bytes = raw.prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    private static func convert(_ reply: UnsafePointer<redisReply>) -> RedisReply {
+        let value = reply.pointee
+        switch value.type {
+        case REDIS_REPLY_STRING:
+            return .bulk(Array(UnsafeRawBufferPointer(start: value.str, count: value.len)))
+        case REDIS_REPLY_STATUS:
+            return .status(String(decoding: UnsafeRawBufferPointer(start: value.str, count: value.len), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: UnsafeRawBufferPointer(start: value.str, count: value.len), as: UTF8.self))
+        case REDIS_REPLY_INTEGER:
+            return .integer(Int64(value.integer))
+        case REDIS_REPLY_ARRAY:
+            return .array((0..<value.elements).map { index in convert(value.element[index]!) })
+        default:
+            return .null
+        }
+    }
+}
