@@ -94,6 +94,9 @@ func makeKafkaConfiguration(defaults: [(String, String)], overrides: [String: St
     guard let conf = rd_kafka_conf_new() else {
         throw KafkaError(RD_KAFKA_RESP_ERR__FAIL, operation: .configure)
     }
+    // librdkafka logs broker connection failures to stderr on its own threads; Kiln reports them through delivery
+    // reports and errors instead, so a run's output stays readable.
+    rd_kafka_conf_set_log_cb(conf) { _, _, _, _ in }
     // Defaults first, then the caller's overrides in a stable order so errors are reproducible.
     var merged = defaults.filter { overrides[$0.0] == nil }
     merged += overrides.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -192,8 +192,10 @@ final class DeliveryReportBuffer {
     private var lastTopicPointer: OpaquePointer?
     private var lastTopicName = ""
 
-    func append(_ message: UnsafePointer<rd_kafka_message_t>) {
-        let message = message.pointee
+    func append(_ pointer: UnsafePointer<rd_kafka_message_t>) {
+        // The status lives in librdkafka's private message envelope: ask with the original pointer, never a copy.
+        let status = rd_kafka_message_status(pointer)
+        let message = pointer.pointee
         if message.rkt != lastTopicPointer {
             lastTopicPointer = message.rkt
             lastTopicName = message.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
@@ -201,8 +203,7 @@ final class DeliveryReportBuffer {
         let error: KafkaError? =
             message.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(message.err, operation: .delivery)
         let persistence: KafkaPersistence
-        var copy = message
-        switch rd_kafka_message_status(&copy) {
+        switch status {
         case RD_KAFKA_MSG_STATUS_PERSISTED: persistence = .persisted
         case RD_KAFKA_MSG_STATUS_NOT_PERSISTED: persistence = .notPersisted
         default: persistence = .possiblyPersisted

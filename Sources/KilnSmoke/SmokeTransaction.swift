@@ -11,6 +11,15 @@ public struct SmokeTransaction: Sendable, Hashable {
     /// Seconds since the Unix epoch (whole seconds: every store keeps them exactly).
     public var timestamp: Int64
 
+    public init(txnID: Int64, userID: Int64, merchantID: Int64, amountCents: Int64, currency: String, timestamp: Int64) {
+        self.txnID = txnID
+        self.userID = userID
+        self.merchantID = merchantID
+        self.amountCents = amountCents
+        self.currency = currency
+        self.timestamp = timestamp
+    }
+
     static let currencies = ["EUR", "USD", "GBP", "CHF"]
 
     public static func make(seed: UInt64, index: Int) -> SmokeTransaction {

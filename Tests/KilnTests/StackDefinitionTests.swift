@@ -79,7 +79,7 @@ struct StackDefinitionTests {
             of: "bootstrap: [127.0.0.1:9092]", with: "bootstrap:\n    - 127.0.0.1:9092\n    - broker-without-port")
         let error = #expect(throws: SpecError.self) { try StackDefinition.parse(text, file: "s.yaml") }
         #expect(error?.field == "kafka.bootstrap[1]")
-        #expect(error?.line == 8)
+        #expect(error?.line == 9)
         #expect(error?.message.contains("host:port") == true)
     }
 

@@ -35,7 +35,7 @@ struct StackLifecycleTests {
 
         let first = try stack.up()
         let roles = Dictionary(uniqueKeysWithValues: first.map { ($0.name, $0.role ?? "?") })
-        #expect(first.allSatisfy(\.isUp), "\(first)")
+        #expect(first.allSatisfy { $0.isUp }, "\(first)")
         #expect(roles["postgres-primary"] == "primary")
         #expect(roles["postgres-replica"] == "replica")
         #expect(roles["redis-primary"] == "primary")
@@ -49,7 +49,7 @@ struct StackLifecycleTests {
         // A second `up` starts nothing new: same pids, still all up.
         let second = try stack.up()
         #expect(second.map(\.pid) == first.map(\.pid))
-        #expect(second.allSatisfy(\.isUp))
+        #expect(second.allSatisfy { $0.isUp })
 
         // Killing one server shows it down while the others stay up; `up` brings it back.
         let victim = try #require(first.first { $0.name == "redis-replica" }?.pid)
@@ -57,9 +57,9 @@ struct StackLifecycleTests {
         #expect(LocalProcess.waitForExit(victim, within: .seconds(5)))
         let afterKill = stack.status()
         #expect(afterKill.first { $0.name == "redis-replica" }?.health == .down)
-        #expect(afterKill.filter { $0.name != "redis-replica" }.allSatisfy(\.isUp))
+        #expect(afterKill.filter { $0.name != "redis-replica" }.allSatisfy { $0.isUp })
         let repaired = try stack.up()
-        #expect(repaired.allSatisfy(\.isUp))
+        #expect(repaired.allSatisfy { $0.isUp })
         #expect(repaired.first { $0.name == "redis-replica" }?.pid != victim)
 
         let pids = repaired.compactMap(\.pid)
