@@ -26,15 +26,15 @@ public enum StackReference {
     public static func resolve(_ fields: YAMLFields, key: String, relativeTo directory: URL) throws(SpecError)
         -> StackDefinition
     {
-        if let path = try? fields.optionalString(key) {
+        if fields.holdsMapping(key), let inline = try fields.optionalMapping(key) {
+            return try StackDefinition.parse(inline)
+        }
+        if let path = try fields.optionalString(key) {
             let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw fields.error(key, "stack file not found: \(url.path)")
             }
             return try StackDefinition.load(contentsOf: url)
-        }
-        if let inline = try fields.optionalMapping(key) {
-            return try StackDefinition.parse(inline)
         }
         let embedded = directory.appendingPathComponent("stacks/embedded.yaml")
         return try StackDefinition.load(contentsOf: embedded)

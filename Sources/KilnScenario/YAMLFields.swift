@@ -73,6 +73,9 @@ public final class YAMLFields {
 
     public func contains(_ key: String) -> Bool { value(key) != nil }
 
+    /// True when `key` holds a mapping (as opposed to a single value or a list).
+    public func holdsMapping(_ key: String) -> Bool { value(key)?.mapping != nil }
+
     private func value(_ key: String) -> Node? { mapping.first { $0.key.string == key }?.value }
 
     private func take(_ key: String) -> Node? {

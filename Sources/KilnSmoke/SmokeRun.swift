@@ -65,7 +65,7 @@ public struct SmokeRun {
             "smoke store checked",
             metadata: [
                 "kiln.store": "\(store)", "kiln.endpoint": "\(endpoint)", "kiln.result": "\(result.summary)",
-                "kiln.seconds": "\(started.duration(to: .now))",
+                "kiln.seconds": "\(started.duration(to: .now).roundedSeconds)",
             ])
         return result
     }

@@ -83,7 +83,7 @@ public final class EmbeddedStack {
             try waitReady(server, timeout: readyTimeout)
             if let since = started[server.name] {
                 logger.info(
-                    "ready", metadata: ["kiln.server": "\(server.name)", "kiln.seconds": "\(since.duration(to: .now))"])
+                    "ready", metadata: ["kiln.server": "\(server.name)", "kiln.seconds": "\(since.duration(to: .now).roundedSeconds)"])
             }
         }
         try createDatabases(postgresOnly: false)

@@ -125,4 +125,22 @@ struct StackDefinitionTests {
         #expect(exports.contains("export KILN_KAFKA_BOOTSTRAP="))
         #expect(!exports.lowercased().contains("password="))
     }
+
+    @Test func aScenarioMayInlineItsStackOrNameAMissingFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-scn"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let inline = directory.appendingPathComponent("inline.yaml")
+        let indented = Self.minimal.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")
+        try "stack:\n\(indented)\nsmoke: {transactions: 5}\n".write(to: inline, atomically: true, encoding: .utf8)
+        let scenario = try SmokeScenario.load(contentsOf: inline)
+        #expect(scenario.stack.redis.primary == HostPort(host: "127.0.0.1", port: 6379))
+        #expect(scenario.transactions == 5)
+
+        let missing = directory.appendingPathComponent("missing.yaml")
+        try "stack: stacks/nope.yaml\nsmoke: {}\n".write(to: missing, atomically: true, encoding: .utf8)
+        let error = #expect(throws: SpecError.self) { try SmokeScenario.load(contentsOf: missing) }
+        #expect(error?.field == "stack")
+        #expect(error?.line == 1)
+        #expect(error?.message.contains("nope.yaml") == true)
+    }
 }
