@@ -181,6 +181,86 @@ public final class YAMLFields {
         return endpoints
     }
 
+    /// A number (integer or decimal).
+    public func double(_ key: String, default fallback: Double? = nil, range: ClosedRange<Double>? = nil)
+        throws(SpecError) -> Double
+    {
+        guard let found = take(key) else {
+            if let fallback { return fallback }
+            throw error(key, "required field is missing")
+        }
+        let text = try scalar(key, found)
+        guard let number = Double(text.replacingOccurrences(of: "_", with: "")), number.isFinite else {
+            throw error(key, "expected a number, found '\(text)'")
+        }
+        if let range, !range.contains(number) {
+            throw error(key, "must be between \(range.lowerBound) and \(range.upperBound), found \(text)")
+        }
+        return number
+    }
+
+    /// A count that may carry a K, M or B suffix (`10M` = 10,000,000) or underscores; never negative.
+    public func count(_ key: String, default fallback: Int? = nil, range: ClosedRange<Int>? = nil) throws(SpecError)
+        -> Int
+    {
+        guard let found = take(key) else {
+            if let fallback { return fallback }
+            throw error(key, "required field is missing")
+        }
+        let text = try scalar(key, found)
+        guard let number = CountSuffix.parse(text) else {
+            throw error(key, "expected a non-negative count such as 5000, 250K, 10M or 1B, found '\(text)'")
+        }
+        if let range, !range.contains(number) {
+            throw error(key, "must be between \(range.lowerBound) and \(range.upperBound), found \(text)")
+        }
+        return number
+    }
+
+    /// A list of numbers of exactly `length` entries (when given).
+    public func doubles(_ key: String, length: Int? = nil) throws(SpecError) -> [Double] {
+        let items = try sequence(key)
+        if let length, items.count != length {
+            throw error(key, "expected \(length) numbers, found \(items.count)")
+        }
+        var numbers: [Double] = []
+        for (index, item) in items.enumerated() {
+            guard case .scalar(let scalar) = item, let number = Double(scalar.string), number.isFinite else {
+                throw SpecError(
+                    file: file, line: item.line, column: item.column, field: "\(fieldPath(key))[\(index)]",
+                    message: "expected a number")
+            }
+            numbers.append(number)
+        }
+        return numbers
+    }
+
+    /// A list of mappings, each read strictly.
+    public func mappings(_ key: String) throws(SpecError) -> [YAMLFields] {
+        var readers: [YAMLFields] = []
+        for (index, item) in try sequence(key).enumerated() {
+            readers.append(try YAMLFields(item, file: file, path: "\(fieldPath(key))[\(index)]"))
+        }
+        return readers
+    }
+
+    /// A mapping of free-form names to numbers, in file order (e.g. `{web: 35, mobile: 50}`).
+    public func weights(_ key: String) throws(SpecError) -> [(name: String, weight: Double)] {
+        let inner = try mapping(key)
+        var result: [(String, Double)] = []
+        for (name, _) in inner.mapping {
+            guard let text = name.string else { throw inner.error("\(name)", "expected a name") }
+            result.append((text, try inner.double(text, range: 0...Double.greatestFiniteMagnitude)))
+        }
+        return result
+    }
+
+    private func sequence(_ key: String) throws(SpecError) -> [Node] {
+        guard let found = take(key) else { throw error(key, "required field is missing") }
+        guard case .sequence(let sequence) = found else { throw error(key, "expected a list, found \(found.kindName)") }
+        return Array(sequence)
+    }
+
     public func mapping(_ key: String) throws(SpecError) -> YAMLFields {
         try YAMLFields(require(key), file: file, path: fieldPath(key))
     }
@@ -214,5 +294,23 @@ extension Node {
         case .sequence: "a list"
         case .alias: "an alias"
         }
+    }
+}
+
+/// Counts written for people: `5000`, `1_000_000`, `250K`, `10M`, `1B` (decimal multiples).
+public enum CountSuffix {
+    public static func parse(_ text: String) -> Int? {
+        var digits = text.replacingOccurrences(of: "_", with: "").trimmingCharacters(in: .whitespaces)
+        var multiplier = 1
+        switch digits.last {
+        case "K", "k": multiplier = 1_000
+        case "M", "m": multiplier = 1_000_000
+        case "B", "b", "G", "g": multiplier = 1_000_000_000
+        default: break
+        }
+        if multiplier > 1 { digits.removeLast() }
+        guard let number = Int(digits), number >= 0 else { return nil }
+        let (product, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
     }
 }

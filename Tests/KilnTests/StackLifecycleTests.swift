@@ -31,7 +31,10 @@ struct StackLifecycleTests {
     @Test func upIsIdempotentKilledServersShowDownAndDownLeavesNothing() throws {
         let (definition, paths) = try Self.privateStack()
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.stack"))
-        defer { stack.down() }
+        defer {
+            stack.down()
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
 
         let first = try stack.up()
         let roles = Dictionary(uniqueKeysWithValues: first.map { ($0.name, $0.role ?? "?") })
@@ -88,7 +91,10 @@ struct StackLifecycleTests {
             usleep(50_000)
         }
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.stack"))
-        defer { stack.down() }
+        defer {
+            stack.down()
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
         let error = #expect(throws: StackError.self) { try stack.up() }
         #expect(error?.server == "redis-primary")
         #expect(error?.description.contains("\(primary)") == true)

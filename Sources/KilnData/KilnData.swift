@@ -1,1 +1,0 @@
-// KilnData: the dataset generator (issue 3) lands here.
