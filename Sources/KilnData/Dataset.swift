@@ -63,6 +63,12 @@ public final class Dataset: Sendable {
     let categorySigmas: [Double]
     /// Probability that a row inside its candidate ring's window is a ring transaction.
     let ringRateInWindow: Double
+    /// Ring windows as flat arrays, read on every row without touching the rings' member arrays.
+    let ringWindowStarts: [Int64]
+    let ringWindowEnds: [Int64]
+    /// Per-stream RNG keys (see `Draw`); allocated once, never freed before the dataset, never written after init.
+    nonisolated(unsafe) let streamKeys: UnsafeMutableBufferPointer<UInt64>
+    static let streamCount = 2_100
 
     enum Stream: UInt64 {
         case user = 1, merchant = 2, device = 3, location = 4, amount = 5, channel = 6, status = 7, score = 8
@@ -99,8 +105,24 @@ public final class Dataset: Sendable {
         let spanMillis = Int64(spec.days) * 86_400_000
         ringRateInWindow = spec.rings.count == 0 ? 0
             : min(1, spec.rings.share * Double(spanMillis) / Double(spec.rings.burstSeconds * 1000))
-        rings = Self.plantRings(spec: spec, seed: seed)
+        let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: Self.streamCount)
+        for stream in 0..<Self.streamCount {
+            keys[stream] = SplitMix64.mix(seed ^ (UInt64(stream) &* 0xD1B5_4A32_D192_ED03))
+        }
+        streamKeys = keys
+        let planted = Self.plantRings(spec: spec, seed: seed, keys: UnsafeBufferPointer(keys))
+        rings = planted
+        ringWindowStarts = planted.map(\.windowStartMillis)
+        ringWindowEnds = planted.map(\.windowEndMillis)
     }
+
+    deinit {
+        streamKeys.deallocate()
+    }
+
+    /// The draws of row (or entity) `index`.
+    @inline(__always)
+    func draw(_ index: UInt64) -> Draw { Draw(keys: UnsafeBufferPointer(streamKeys), index: index) }
 
     // MARK: arrival
 
@@ -176,22 +198,22 @@ public final class Dataset: Sendable {
 
     /// The merchant category (index into spec.categories) of a merchant: a function of its id.
     public func category(ofMerchant merchant: Int64) -> Int {
-        categories.pick(Draw(seed: seed, index: UInt64(merchant)).unit(Stream.merchantCategory.rawValue))
+        categories.pick(draw(UInt64(merchant)).unit(Stream.merchantCategory.rawValue))
     }
 
     /// A user's k-th device (k < devicesPerUser).
     @inline(__always)
     func device(ofUser user: Int64, _ k: Int) -> Int64 {
-        Int64(Draw(seed: seed, index: UInt64(user) &* 131 &+ UInt64(k)).below(spec.devices, Stream.deviceOfUser.rawValue)) + 1
+        Int64(draw(UInt64(user) &* 131 &+ UInt64(k)).below(spec.devices, Stream.deviceOfUser.rawValue)) + 1
     }
 
     /// A user's home location.
     @inline(__always)
     func homeLocation(ofUser user: Int64) -> Int64 {
-        Int64(Draw(seed: seed, index: UInt64(user)).below(spec.locations, Stream.homeLocation.rawValue)) + 1
+        Int64(draw(UInt64(user)).below(spec.locations, Stream.homeLocation.rawValue)) + 1
     }
 
-    static func plantRings(spec: DatasetSpec, seed: UInt64) -> [FraudRing] {
+    static func plantRings(spec: DatasetSpec, seed: UInt64, keys: UnsafeBufferPointer<UInt64>) -> [FraudRing] {
         let ringSpec = spec.rings
         guard ringSpec.count > 0 else { return [] }
         let members = Scramble(count: spec.users, seed: seed, stream: Stream.ringScramble.rawValue)
@@ -200,15 +222,15 @@ public final class Dataset: Sendable {
         var offset = 0
         var rings: [FraudRing] = []
         for r in 0..<ringSpec.count {
-            let draw = Draw(seed: seed, index: UInt64(r))
+            let draw = Draw(keys: keys, index: UInt64(r))
             let size = ringSpec.minimumSize + draw.below(ringSpec.maximumSize - ringSpec.minimumSize + 1, Stream.ringSize.rawValue)
             let start = spec.startMillis
                 + Int64(draw.below(Int(max(1, spanMillis - burstMillis) / 60_000), Stream.ringWindow.rawValue)) * 60_000
             let devices = (0..<ringSpec.sharedDevices).map {
-                Int64(Draw(seed: seed, index: UInt64(r) &* 1024 &+ UInt64($0)).below(spec.devices, Stream.ringDevices.rawValue)) + 1
+                Int64(Draw(keys: keys, index: UInt64(r) &* 1024 &+ UInt64($0)).below(spec.devices, Stream.ringDevices.rawValue)) + 1
             }
             let merchants = (0..<ringSpec.sharedMerchants).map {
-                Int64(Draw(seed: seed, index: UInt64(r) &* 1024 &+ UInt64($0)).below(spec.merchants, Stream.ringMerchants.rawValue)) + 1
+                Int64(Draw(keys: keys, index: UInt64(r) &* 1024 &+ UInt64($0)).below(spec.merchants, Stream.ringMerchants.rawValue)) + 1
             }
             rings.append(
                 FraudRing(
@@ -223,7 +245,7 @@ public final class Dataset: Sendable {
 
     /// Transaction `index` (0 ≤ index < rows). Pure and allocation-free.
     public func transaction(_ index: Int64) -> Transaction {
-        let draw = Draw(seed: seed, index: UInt64(index))
+        let draw = self.draw(UInt64(index))
         let time = timestamp(of: index)
         var userID: Int64
         var merchantID: Int64
@@ -231,8 +253,8 @@ public final class Dataset: Sendable {
         var ringID: Int32 = -1
         var isFraud = false
 
-        let candidate = rings.isEmpty ? -1 : draw.below(rings.count, Stream.ringPick.rawValue)
-        if candidate >= 0, time >= rings[candidate].windowStartMillis, time < rings[candidate].windowEndMillis,
+        let candidate = ringWindowStarts.isEmpty ? -1 : draw.below(ringWindowStarts.count, Stream.ringPick.rawValue)
+        if candidate >= 0, time >= ringWindowStarts[candidate], time < ringWindowEnds[candidate],
             draw.unit(Stream.ringGate.rawValue) < ringRateInWindow
         {
             let ring = rings[candidate]

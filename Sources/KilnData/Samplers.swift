@@ -5,15 +5,19 @@ import KilnCore
 /// row `i` uses its own stream number, so fields are independent and any row is recomputable alone.
 @usableFromInline
 struct Draw {
-    @usableFromInline let seed: UInt64
+    /// `SplitMix64.mix(seed ^ stream·K)` for every stream (the seed-only half of `SplitMix64.value`), computed
+    /// once per dataset; `bits(stream)` then equals `SplitMix64.value(seed:index:stream:)` at one mix per draw.
+    @usableFromInline let keys: UnsafeBufferPointer<UInt64>
     @usableFromInline let index: UInt64
 
-    @inlinable init(seed: UInt64, index: UInt64) {
-        self.seed = seed
+    @inlinable init(keys: UnsafeBufferPointer<UInt64>, index: UInt64) {
+        self.keys = keys
         self.index = index
     }
 
-    @inlinable func bits(_ stream: UInt64) -> UInt64 { SplitMix64.value(seed: seed, index: index, stream: stream) }
+    @inlinable func bits(_ stream: UInt64) -> UInt64 {
+        SplitMix64.mix(keys[Int(stream)] &+ index &* 0x9E37_79B9_7F4A_7C15)
+    }
 
     /// Uniform in [0, 1) with 53 random bits.
     @inlinable func unit(_ stream: UInt64) -> Double { Double(bits(stream) >> 11) * 0x1.0p-53 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnData
 import KilnKafka
 import KilnPostgres
 import KilnRedis
@@ -12,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks, each against its peer tool on the same server in the same run.",
-        subcommands: [Stores.self]
+        subcommands: [Stores.self, Generate.self]
     )
 
     /// One worker, one connection per store: Kiln's wrappers against psql \copy, redis-benchmark and kcat.
@@ -47,6 +48,75 @@ struct BenchCommand: ParsableCommand {
         }
 
         static func rate(_ value: Double) -> String { String(format: "%.0f", value) }
+    }
+}
+
+extension BenchCommand {
+    /// Generation speed on one core: rows to an in-memory sink, rows encoded as COPY binary, and a memcpy of the
+    /// same bytes as the physical limit.
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rows/s of the generator (in-memory sink) and the COPY-binary encoder vs memcpy of the bytes.")
+        @Option(help: "Rows to generate.") var rows = "10M"
+        @Option(help: "Dataset spec.") var spec: String?
+        @Option(help: "Seed.") var seed: UInt64 = 42
+
+        func run() throws {
+            try exiting {
+                guard let count = CountSuffix.parse(rows), count > 0 else {
+                    throw Failure(code: .invalidInput, message: "--rows: expected a count such as 10M")
+                }
+                let url = spec.map { URL(fileURLWithPath: $0) }
+                    ?? KilnPaths.resolve().home.appendingPathComponent("Generators/fraud-platform.yaml")
+                let datasetSpec = try DatasetSpec.load(contentsOf: url)
+                let dataset = try Dataset(spec: datasetSpec, seed: seed, rows: max(Int64(count), Int64(datasetSpec.defaultRows)))
+                let total = Int64(count)
+
+                var checksum: UInt64 = 0
+                let generateSeconds = Self.seconds {
+                    for index in 0..<total { checksum &+= UInt64(bitPattern: dataset.transaction(index).amountCents) }
+                }
+                var encoder = RowEncoder(format: .copyBinary, dataset: dataset, capacity: 4 << 20)
+                var bytes = 0
+                var chunk: [UInt8] = []
+                let encodeSeconds = Self.seconds {
+                    var index: Int64 = 0
+                    while index < total {
+                        let end = min(index + 16_384, total)
+                        for row in index..<end { encoder.append(dataset.transaction(row)) }
+                        bytes += encoder.bytes.count
+                        if chunk.isEmpty { chunk = encoder.bytes }
+                        encoder.removeAll()
+                        index = end
+                    }
+                }
+                var target = [UInt8](repeating: 0, count: chunk.count)
+                let copySeconds = Self.seconds {
+                    var copied = 0
+                    while copied < bytes {
+                        target.withUnsafeMutableBytes { destination in
+                            chunk.withUnsafeBytes { source in
+                                destination.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: source.count)
+                            }
+                        }
+                        copied += chunk.count
+                    }
+                }
+                let rowsPerSecond = { (seconds: Double) in Double(total) / seconds / 1e6 }
+                print(String(format: "generate (in-memory sink)   %7.2f M rows/s   (checksum %llx)", rowsPerSecond(generateSeconds), checksum &+ UInt64(target.first ?? 0)))
+                print(String(format: "generate + COPY binary      %7.2f M rows/s   %.1f bytes/row", rowsPerSecond(encodeSeconds), Double(bytes) / Double(total)))
+                print(String(format: "memcpy of the same bytes    %7.2f M rows/s   (%.2f GB/s)", rowsPerSecond(copySeconds), Double(bytes) / copySeconds / 1e9))
+                print(String(format: "ratio generate/memcpy       %7.4f", copySeconds / generateSeconds))
+                return .ok
+            }
+        }
+
+        static func seconds(_ body: () -> Void) -> Double {
+            let start = ContinuousClock.now
+            body()
+            let elapsed = start.duration(to: .now)
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
     }
 }
 
