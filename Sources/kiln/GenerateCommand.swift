@@ -155,12 +155,13 @@ final class OutputSink {
             handle = FileHandle.standardOutput
             return
         }
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-            let handle = FileHandle(forWritingAtPath: path)
-        else {
-            throw Failure(code: .invalidInput, message: "--out: cannot write \(path)")
+        // open(2) in place: FileManager.createFile writes a temporary file and renames it over the target, which
+        // would replace a device such as /dev/null or a FIFO with a regular file.
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw Failure(code: .invalidInput, message: "--out: cannot write \(path): \(String(cString: strerror(errno)))")
         }
-        self.handle = handle
+        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
     func write(_ bytes: [UInt8]) throws {

@@ -66,6 +66,27 @@ struct GeneratorDeterminismTests {
     }
 }
 
+@Suite("kiln generate output")
+struct GenerateOutputTests {
+    @Test func writingToADeviceLeavesTheDeviceInPlace() throws {
+        let outcome = try CommandLineTests.kiln(["generate", "--rows", "1000", "--format", "csv", "--out", "/dev/null"])
+        #expect(outcome.status == 0)
+        let type = try FileManager.default.attributesOfItem(atPath: "/dev/null")[.type] as? FileAttributeType
+        #expect(type == .typeCharacterSpecial, "/dev/null was replaced by \(String(describing: type))")
+    }
+
+    @Test func anExistingFileIsTruncatedNotAppended() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-out") + ".csv")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try String(repeating: "old\n", count: 100_000).write(to: file, atomically: false, encoding: .utf8)
+        let outcome = try CommandLineTests.kiln(["generate", "--rows", "10", "--format", "csv", "--out", file.path])
+        #expect(outcome.status == 0)
+        let text = try String(contentsOf: file, encoding: .utf8)
+        #expect(text.split(separator: "\n").count == 10)
+        #expect(!text.contains("old"))
+    }
+}
+
 @Suite("Generator: distributions on 1M rows")
 struct GeneratorDistributionTests {
     @Test func amountsFollowEachCategorysLogNormal() {
