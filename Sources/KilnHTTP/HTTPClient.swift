@@ -32,13 +32,18 @@ public final class HTTPClient {
     private let handle: UnsafeMutableRawPointer
     private let timeoutMilliseconds: Int
     private let connectTimeoutMilliseconds: Int
-    private let credentials: String?
+    private let user: String?
+    private let password: String?
     /// Receives the body of the request in flight; reset before each request.
     private let sink = ResponseSink()
 
     /// Initialises libcurl once per process (curl_global_init is not thread-safe; a static let is).
     private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
 
+    /// - Parameters:
+    ///   - user: when set, every request sends HTTP basic credentials (`password` defaults to empty). They never
+    ///     appear in an `HTTPError`; neither do credentials written into a URL.
+    /// - Throws: `HTTPError` when libcurl cannot be initialised.
     public init(
         timeoutSeconds: Double = 30, connectTimeoutSeconds: Double = 5, user: String? = nil, password: String? = nil
     ) throws(HTTPError) {
@@ -51,17 +56,27 @@ public final class HTTPClient {
         self.handle = handle
         self.timeoutMilliseconds = Int(timeoutSeconds * 1000)
         self.connectTimeoutMilliseconds = Int(connectTimeoutSeconds * 1000)
-        self.credentials = user.map { "\($0):\(password ?? "")" }
+        self.user = user
+        self.password = user == nil ? nil : password ?? ""
     }
 
     deinit {
         curl_easy_cleanup(handle)
     }
 
+    /// How many new TCP connections the requests of this client opened (`CURLINFO_NUM_CONNECTS` summed). With
+    /// keep-alive working, many requests to one server open one connection.
+    public private(set) var connectionsOpened = 0
+
+    /// Sends a GET and returns whatever status the server answered (see `HTTPResponse.expectOK()`).
+    /// - Throws: `HTTPError` of kind `.curl` when no complete response arrived (connect failure, timeout, reset).
     public func get(_ url: String, headers: [String: String] = [:]) throws(HTTPError) -> HTTPResponse {
         try perform(url, method: "GET", body: nil, contentType: nil, headers: headers)
     }
 
+    /// Sends `body` as a POST (e.g. ClickHouse `INSERT … FORMAT TabSeparated` rows) and returns whatever status the
+    /// server answered. The body is sent from the array in place, without a copy.
+    /// - Throws: `HTTPError` of kind `.curl` when no complete response arrived (connect failure, timeout, reset).
     public func post(
         _ url: String, body: [UInt8], contentType: String = "application/octet-stream", headers: [String: String] = [:]
     ) throws(HTTPError) -> HTTPResponse {
@@ -83,32 +98,40 @@ public final class HTTPClient {
         headerList = curl_slist_append(headerList, "Expect:")
         for (name, value) in headers { headerList = curl_slist_append(headerList, "\(name): \(value)") }
 
-        let code: CURLcode = url.withCString { urlPointer in
-            (credentials ?? "").withCString { credentialsPointer in
-                var result = kiln_curl_setopt_pointer(handle, CURLOPT_URL, urlPointer)
-                func set(_ next: CURLcode) { if result == CURLE_OK { result = next } }
-                set(kiln_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
-                set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds))
-                set(kiln_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds))
-                set(kiln_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
-                set(kiln_curl_setopt_write_function(handle, httpClientWrite))
-                set(kiln_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque()))
-                if credentials != nil {
-                    set(kiln_curl_setopt_long(handle, CURLOPT_HTTPAUTH, 1 /* CURLAUTH_BASIC, a macro Swift does not import */))
-                    set(kiln_curl_setopt_pointer(handle, CURLOPT_USERPWD, credentialsPointer))
-                }
-                guard let body else {
-                    set(kiln_curl_setopt_long(handle, CURLOPT_HTTPGET, 1))
-                    return result == CURLE_OK ? curl_easy_perform(handle) : result
-                }
-                return body.withUnsafeBytes { bytes in
-                    set(kiln_curl_setopt_long(handle, CURLOPT_POST, 1))
-                    set(kiln_curl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
-                    // POSTFIELDS is not copied: `bytes` stays valid until curl_easy_perform returns.
-                    set(kiln_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, bytes.baseAddress ?? UnsafeRawPointer(urlPointer)))
-                    return result == CURLE_OK ? curl_easy_perform(handle) : result
-                }
+        // libcurl copies every string option when it is set (since 7.17), so these pointers need not outlive the
+        // setopt call; only POSTFIELDS is read in place, during curl_easy_perform.
+        var result = url.withCString { kiln_curl_setopt_pointer(handle, CURLOPT_URL, $0) }
+        func set(_ next: @autoclosure () -> CURLcode) { if result == CURLE_OK { result = next() } }
+        set(kiln_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds))
+        set(kiln_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds))
+        set(kiln_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
+        set(kiln_curl_setopt_write_function(handle, httpClientWrite))
+        set(kiln_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque()))
+        if let user {
+            // CURLAUTH_BASIC is a macro Swift does not import. USERNAME and PASSWORD rather than USERPWD, so a colon
+            // in the user name cannot move the split.
+            set(kiln_curl_setopt_long(handle, CURLOPT_HTTPAUTH, 1))
+            set(user.withCString { kiln_curl_setopt_pointer(handle, CURLOPT_USERNAME, $0) })
+            set((password ?? "").withCString { kiln_curl_setopt_pointer(handle, CURLOPT_PASSWORD, $0) })
+        }
+        let code: CURLcode
+        if let body {
+            code = body.withUnsafeBytes { bytes in
+                set(kiln_curl_setopt_long(handle, CURLOPT_POST, 1))
+                set(kiln_curl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
+                // An empty array has no base address; a null POSTFIELDS would make libcurl read the body from
+                // stdin, so any valid pointer stands in (POSTFIELDSIZE_LARGE is 0).
+                set(kiln_curl_setopt_pointer(handle, CURLOPT_POSTFIELDS, bytes.baseAddress ?? UnsafeRawPointer(handle)))
+                return result == CURLE_OK ? curl_easy_perform(handle) : result
             }
+        } else {
+            set(kiln_curl_setopt_long(handle, CURLOPT_HTTPGET, 1))
+            code = result == CURLE_OK ? curl_easy_perform(handle) : result
+        }
+        var connects = 0
+        if kiln_curl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK {
+            connectionsOpened += connects
         }
         guard code == CURLE_OK else {
             throw HTTPError(

@@ -58,7 +58,8 @@ public final class KafkaConsumer {
         var errstr = [CChar](repeating: 0, count: 512)
         guard let handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errstr, errstr.count) else {
             rd_kafka_conf_destroy(conf)
-            throw KafkaError(RD_KAFKA_RESP_ERR__INVALID_ARG, operation: .createConsumer, detail: kafkaErrorString(errstr))
+            throw KafkaError(
+                RD_KAFKA_RESP_ERR__INVALID_ARG, operation: .createConsumer, detail: kafkaErrorString(errstr))
         }
         // rd_kafka_new owns `conf` from here on; route the main queue to the consumer queue so poll() serves all.
         rd_kafka_poll_set_consumer(handle)

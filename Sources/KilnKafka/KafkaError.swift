@@ -62,6 +62,8 @@ public struct KafkaError: Error, CustomStringConvertible, CustomDebugStringConve
     public static let messageTimedOut: Int32 = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT.rawValue
     /// A blocking call (flush, metadata, watermarks) ran out of time.
     public static let timedOut: Int32 = RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue
+    /// `produce` found the local queue full for longer than `KafkaProducer.enqueueTimeoutMilliseconds`.
+    public static let queueFull: Int32 = RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
     /// The broker connection failed.
     public static let transport: Int32 = RD_KAFKA_RESP_ERR__TRANSPORT.rawValue
     /// Every known broker is down.
@@ -90,7 +92,9 @@ public enum KafkaLibrary {
 
 /// Builds an `rd_kafka_conf_t`. The caller owns the returned pointer until `rd_kafka_new` succeeds with it; on a
 /// thrown error nothing is leaked.
-func makeKafkaConfiguration(defaults: [(String, String)], overrides: [String: String]) throws(KafkaError) -> OpaquePointer {
+func makeKafkaConfiguration(defaults: [(String, String)], overrides: [String: String]) throws(KafkaError)
+    -> OpaquePointer
+{
     guard let conf = rd_kafka_conf_new() else {
         throw KafkaError(RD_KAFKA_RESP_ERR__FAIL, operation: .configure)
     }

@@ -44,6 +44,10 @@ public final class KafkaProducer {
     /// Upper bound for the flush that `deinit` performs before destroying the handle.
     public var closeFlushTimeoutMilliseconds: Int32 = 5_000
 
+    /// How long `produce` waits for room in a full local queue (`queue.buffering.max.messages` / `.kbytes`) before
+    /// it throws `_QUEUE_FULL`.
+    public var enqueueTimeoutMilliseconds: Int32 = 10_000
+
     /// Defaults tuned for bulk throughput; every one can be overridden through `properties`.
     static let defaultProperties: [(String, String)] = [
         ("client.id", "kiln"),
@@ -107,18 +111,19 @@ public final class KafkaProducer {
     ///
     /// Key and value are copied, so the arrays need not outlive the call. When librdkafka's local queue is full this
     /// serves delivery reports (buffering them for the next `poll`) and enqueues again until there is room: that is
-    /// backpressure, not a retry of the operation, and it blocks at most until queued messages are delivered or hit
-    /// `message.timeout.ms`.
+    /// backpressure, not a retry of the operation. It waits at most `enqueueTimeoutMilliseconds` for room.
     ///
     /// - Parameter partition: `nil` lets the configured partitioner choose (by key hash when there is a key).
-    /// - Throws: `KafkaError` with operation `.produce` when the message could not be enqueued at all (unknown
-    ///   partition, message too large, fatal producer error); no delivery report follows such a message.
+    /// - Throws: `KafkaError` with operation `.produce` when the message could not be enqueued at all (code
+    ///   `_QUEUE_FULL` after `enqueueTimeoutMilliseconds`, unknown partition, message too large, fatal producer
+    ///   error). Such a message was definitely not produced, and no delivery report follows it.
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], partition: Int32? = nil, id: UInt64)
         throws(KafkaError)
     {
         let topicHandle = try self.topic(named: topic)
         let opaque = UnsafeMutableRawPointer(bitPattern: UInt(id))
         let partition = partition ?? -1  // RD_KAFKA_PARTITION_UA
+        var deadline: ContinuousClock.Instant?
         while true {
             let status = withPayloadPointer(value) { valuePointer, valueCount in
                 withOptionalPayloadPointer(key) { keyPointer, keyCount in
@@ -132,6 +137,13 @@ public final class KafkaProducer {
             let error = rd_kafka_last_error()
             guard error == RD_KAFKA_RESP_ERR__QUEUE_FULL else {
                 throw producerError(error, operation: .produce)
+            }
+            // Without a bound, a full queue towards an unreachable broker would block for message.timeout.ms
+            // (5 minutes by default) per queue-full of messages.
+            let end = deadline ?? .now + .milliseconds(Int(enqueueTimeoutMilliseconds))
+            deadline = end
+            guard ContinuousClock.now < end else {
+                throw KafkaError(error, operation: .produce, messagesInFlight: outstanding)
             }
             _ = rd_kafka_poll(handle, 10)
         }

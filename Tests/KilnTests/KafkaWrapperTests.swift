@@ -29,7 +29,9 @@ struct KafkaWrapperTests {
         let failed = reports.filter { $0.error != nil }
         #expect(failed.isEmpty, "\(failed.count) failed, first: \(String(describing: failed.first?.error))")
         let notPersisted = reports.filter { $0.persistence != .persisted }
-        #expect(notPersisted.isEmpty, "\(notPersisted.count) not persisted, first: \(String(describing: notPersisted.first?.persistence))")
+        #expect(
+            notPersisted.isEmpty,
+            "\(notPersisted.count) not persisted, first: \(String(describing: notPersisted.first?.persistence))")
         #expect(Set(reports.map(\.id)) == Set((0..<count).map(UInt64.init)))
 
         let all = (0..<Int32(partitions)).map { $0 }
@@ -66,6 +68,56 @@ struct KafkaWrapperTests {
         let failure = try #require(reports.first?.error)
         #expect(failure.code == KafkaError.messageTimedOut)
         #expect(!failure.description.contains("secret-value"))
+    }
+
+    @Test func aFullLocalQueueIsBackpressureNotAnError() throws {
+        let topic = TestStack.uniqueName("kiln-test-kafka-backpressure")
+        // A 100-message local queue: produce() must serve delivery reports and enqueue again, thousands of times.
+        let producer = try KafkaProducer(
+            bootstrapServers: TestStack.kafkaBootstrap, properties: ["queue.buffering.max.messages": "100"])
+        let count = 3_000
+        var reports: [KafkaDeliveryReport] = []
+        for id in 0..<count {
+            try producer.produce(topic: topic, key: nil, value: Array("m\(id)".utf8), partition: 0, id: UInt64(id))
+        }
+        reports += producer.poll()
+        reports += try producer.flush(timeoutMilliseconds: 30_000)
+        #expect(producer.outstanding == 0)
+        #expect(reports.allSatisfy { $0.error == nil && $0.topic == topic && $0.partition == 0 })
+        // One partition of an idempotent producer keeps the order of enqueueing.
+        #expect(reports.map(\.id) == (0..<count).map(UInt64.init))
+    }
+
+    @Test func aFlushThatTimesOutSaysHowManyMessagesAreStillInFlight() throws {
+        let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:3")
+        producer.closeFlushTimeoutMilliseconds = 0
+        for id in 0..<5 {
+            try producer.produce(topic: "nowhere", key: nil, value: [1, 2, 3], id: UInt64(id))
+        }
+        let started = ContinuousClock.now
+        let error = #expect(throws: KafkaError.self) { _ = try producer.flush(timeoutMilliseconds: 300) }
+        #expect(started.duration(to: .now) < .seconds(2))
+        #expect(error?.operation == .flush)
+        #expect(error?.code == KafkaError.timedOut)
+        #expect(error?.messagesInFlight == 5)
+        #expect(error?.description.contains("5 message(s) still in flight") == true)
+    }
+
+    @Test func aQueueThatStaysFullFailsTheProduceWithinTheEnqueueTimeout() throws {
+        let producer = try KafkaProducer(
+            bootstrapServers: "127.0.0.1:3", properties: ["queue.buffering.max.messages": "10"])
+        producer.closeFlushTimeoutMilliseconds = 0
+        producer.enqueueTimeoutMilliseconds = 500
+        for id in 0..<10 {
+            try producer.produce(topic: "nowhere", key: nil, value: [1], id: UInt64(id))
+        }
+        let started = ContinuousClock.now
+        let error = #expect(throws: KafkaError.self) {
+            try producer.produce(topic: "nowhere", key: nil, value: [1], id: 10)
+        }
+        #expect(error?.operation == .produce)
+        #expect(error?.code == KafkaError.queueFull)
+        #expect(started.duration(to: .now) < .seconds(3))
     }
 
     @Test func aRejectedPropertyIsNamedButItsValueIsNot() {
