@@ -52,72 +52,154 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension BenchCommand {
-    /// Generation speed on one core: rows to an in-memory sink, rows encoded as COPY binary, and a memcpy of the
-    /// same bytes as the physical limit.
+    /// Generator speed on one core (release build): rows into an in-memory sink, rows encoded as COPY binary and
+    /// CSV into a reused buffer, each against a memcpy of the same bytes (the physical limit); then `kiln generate`
+    /// COPY binary to /dev/null as 1 process and as `--shard i/N` over N processes.
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Rows/s of the generator (in-memory sink) and the COPY-binary encoder vs memcpy of the bytes.")
-        @Option(help: "Rows to generate.") var rows = "10M"
+            abstract: "Rows/s of the generator and its encoders on one core vs memcpy; --shard scaling over processes.",
+            discussion: "Build with -c release for numbers worth recording.")
+        @Option(help: "Rows per in-process measurement (K/M/B allowed).") var rows = "20M"
+        @Option(help: "Rows for the /dev/null process runs (0 skips them).") var processRows = "100M"
+        @Option(help: "Processes for the --shard run.") var shards = 2
+        @Option(help: "Repetitions of each in-process measurement; the fastest is reported.") var repetitions = 3
         @Option(help: "Dataset spec.") var spec: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
 
+        func validate() throws {
+            if shards < 1 { throw ValidationError("--shards must be at least 1") }
+            if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+        }
+
         func run() throws {
             try exiting {
-                guard let count = CountSuffix.parse(rows), count > 0 else {
-                    throw Failure(code: .invalidInput, message: "--rows: expected a count such as 10M")
+                guard let count = CountSuffix.parse(rows), count > 0, let processCount = CountSuffix.parse(processRows)
+                else {
+                    throw Failure(code: .invalidInput, message: "--rows/--process-rows: expected a count such as 10M")
                 }
-                let url = spec.map { URL(fileURLWithPath: $0) }
-                    ?? KilnPaths.resolve().home.appendingPathComponent("Generators/fraud-platform.yaml")
-                let datasetSpec = try DatasetSpec.load(contentsOf: url)
-                let dataset = try Dataset(spec: datasetSpec, seed: seed, rows: max(Int64(count), Int64(datasetSpec.defaultRows)))
                 let total = Int64(count)
+                let dataset = try GenerateCommand.dataset(spec: spec, seed: seed, rows: String(max(count, processCount)))
+                print("generator benchmark: \(dataset.spec.name), seed \(seed), \(total) rows per measurement, one core")
+                print("measurement                          M rows/s   bytes/row   memcpy of the bytes   share of memcpy")
 
+                // Rows into an in-memory sink: a reused buffer of 16,384 Transaction structs.
+                let chunk = 8_192
+                let sink = UnsafeMutableBufferPointer<Transaction>.allocate(capacity: chunk)
+                defer { sink.deallocate() }
                 var checksum: UInt64 = 0
-                let generateSeconds = Self.seconds {
-                    for index in 0..<total { checksum &+= UInt64(bitPattern: dataset.transaction(index).amountCents) }
-                }
-                var encoder = RowEncoder(format: .copyBinary, dataset: dataset, capacity: 4 << 20)
-                var bytes = 0
-                var chunk: [UInt8] = []
-                let encodeSeconds = Self.seconds {
+                let generateSeconds = Self.fastest(repetitions) {
                     var index: Int64 = 0
                     while index < total {
-                        let end = min(index + 16_384, total)
-                        for row in index..<end { encoder.append(dataset.transaction(row)) }
-                        bytes += encoder.bytes.count
-                        if chunk.isEmpty { chunk = encoder.bytes }
-                        encoder.removeAll()
+                        let end = min(index + Int64(chunk), total)
+                        dataset.generate(index..<end, into: sink)
+                        checksum &+= UInt64(bitPattern: sink[0].amountCents)
                         index = end
                     }
                 }
-                var target = [UInt8](repeating: 0, count: chunk.count)
-                let copySeconds = Self.seconds {
-                    var copied = 0
-                    while copied < bytes {
-                        target.withUnsafeMutableBytes { destination in
-                            chunk.withUnsafeBytes { source in
-                                destination.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: source.count)
-                            }
+                let structBytes = MemoryLayout<Transaction>.stride
+                Self.report(
+                    "generate -> in-memory rows", total: total, seconds: generateSeconds, bytesPerRow: structBytes,
+                    memcpy: Self.memcpySeconds(bytes: total * Int64(structBytes), chunk: chunk * structBytes))
+
+                for format in [RowFormat.copyBinary, .csv] {
+                    var encoder = RowEncoder(format: format, dataset: dataset, capacity: 8 << 20)
+                    var bytes: Int64 = 0
+                    var largest = 0
+                    let seconds = Self.fastest(repetitions) {
+                        bytes = 0
+                        var index: Int64 = 0
+                        while index < total {
+                            let end = min(index + Int64(chunk), total)
+                            encoder.append(dataset, rows: index..<end)
+                            bytes += Int64(encoder.count)
+                            largest = max(largest, encoder.count)
+                            checksum &+= encoder.withBytes { UInt64($0[0]) }
+                            encoder.removeAll()
+                            index = end
                         }
-                        copied += chunk.count
+                    }
+                    Self.report(
+                        "generate + \(format.rawValue) -> buffer", total: total, seconds: seconds,
+                        bytesPerRow: Int(bytes / total), memcpy: Self.memcpySeconds(bytes: bytes, chunk: largest))
+                }
+                print("(checksum \(String(checksum, radix: 16)))")
+
+                guard processCount > 0 else { return .ok }
+                let executable = URL(fileURLWithPath: CommandLine.arguments[0]).path
+                var arguments = ["generate", "--seed", String(seed), "--rows", String(processCount), "--format",
+                    "copy-binary", "--out", "/dev/null"]
+                if let spec { arguments += ["--spec", spec] }
+                let shardArguments = arguments
+                let single = try Self.seconds { try LocalProcess.run(executable, arguments) }
+                print(
+                    String(
+                        format: "kiln generate --rows %d --format copy-binary --out /dev/null: %.2f s = %.2f M rows/s",
+                        processCount, single, Double(processCount) / single / 1e6))
+                let failures = FailureList()
+                let sharded = Self.seconds {
+                    DispatchQueue.concurrentPerform(iterations: shards) { shard in
+                        do {
+                            try LocalProcess.run(executable, shardArguments + ["--shard", "\(shard + 1)/\(shards)"])
+                        } catch {
+                            failures.append("\(error)")
+                        }
                     }
                 }
-                let rowsPerSecond = { (seconds: Double) in Double(total) / seconds / 1e6 }
-                print(String(format: "generate (in-memory sink)   %7.2f M rows/s   (checksum %llx)", rowsPerSecond(generateSeconds), checksum &+ UInt64(target.first ?? 0)))
-                print(String(format: "generate + COPY binary      %7.2f M rows/s   %.1f bytes/row", rowsPerSecond(encodeSeconds), Double(bytes) / Double(total)))
-                print(String(format: "memcpy of the same bytes    %7.2f M rows/s   (%.2f GB/s)", rowsPerSecond(copySeconds), Double(bytes) / copySeconds / 1e9))
-                print(String(format: "ratio generate/memcpy       %7.4f", copySeconds / generateSeconds))
+                if let failure = failures.first { throw Failure(code: .internalError, message: failure) }
+                print(
+                    String(
+                        format: "same as --shard i/%d in %d processes: %.2f s wall = %.2f M rows/s, speed-up %.2fx",
+                        shards, shards, sharded, Double(processCount) / sharded / 1e6, single / sharded))
                 return .ok
             }
         }
 
-        static func seconds(_ body: () -> Void) -> Double {
+        static func report(_ name: String, total: Int64, seconds: Double, bytesPerRow: Int, memcpy: Double) {
+            print(
+                name.padding(toLength: 36, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %8.2f   %9d   %8.0f M rows/s     %.4f", Double(total) / seconds / 1e6, bytesPerRow,
+                        Double(total) / memcpy / 1e6, memcpy / seconds))
+        }
+
+        /// Time to memcpy `bytes` in chunks of `chunk` bytes between two buffers (cache-resident, like the sink).
+        static func memcpySeconds(bytes: Int64, chunk: Int) -> Double {
+            let source = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
+            let target = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
+            defer {
+                source.deallocate()
+                target.deallocate()
+            }
+            source.initializeMemory(as: UInt8.self, repeating: 7, count: chunk)
+            return fastest(3) {
+                var copied: Int64 = 0
+                while copied < bytes {
+                    target.copyMemory(from: source, byteCount: chunk)
+                    copied += Int64(chunk)
+                }
+            }
+        }
+
+        static func fastest(_ repetitions: Int, _ body: () -> Void) -> Double {
+            (0..<repetitions).map { _ in seconds(body) }.min()!
+        }
+
+        static func seconds(_ body: () throws -> Void) rethrows -> Double {
             let start = ContinuousClock.now
-            body()
-            let elapsed = start.duration(to: .now)
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            try body()
+            return start.duration(to: .now) / .seconds(1)
         }
     }
+}
+
+/// Errors collected from concurrent workers.
+final class FailureList: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var messages: [String] = []
+
+    func append(_ message: String) { lock.withLock { messages.append(message) } }
+    var first: String? { lock.withLock { messages.first } }
 }
 
 /// The measurements behind `kiln bench stores`. Each pair writes the same rows to the same server; the clock

@@ -8,11 +8,21 @@ import KilnStack
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Write deterministic synthetic transactions (any row recomputable from seed and index).",
+        abstract: "Write deterministic synthetic transactions (any row recomputable from spec, seed, rows and index).",
         discussion: """
+            Row i is a pure function of (spec, seed, --rows, i): ranges and shards generate independently and
+            concatenate to the whole. Formats and the stock tools that load them:
+              csv          psql -c "\\copy t FROM STDIN (FORMAT csv)"
+              copy-binary  psql -c "\\copy t FROM STDIN (FORMAT binary)"
+              jsonl        kcat -P -b HOST:PORT -t transactions -l FILE            (message values)
+              kafka        kcat -P -b HOST:PORT -t transactions -K '\\t' -l FILE   (key user_id, value json)
+              tsv          clickhouse-client --query "INSERT INTO t FORMAT TabSeparated"
+              rowbinary    clickhouse-client --query "INSERT INTO t FORMAT RowBinary"
+              resp         redis-cli --pipe
+              cypher       one parameter map per line for UNWIND $rows
             Examples:
               kiln generate --rows 10M --format csv --out txns.csv
-              kiln generate --rows 100M --shard 2/4 --format copy-binary --out - | psql -c "\\copy t FROM STDIN (FORMAT binary)"
+              kiln generate --rows 100M --shard 2/4 --format copy-binary | psql -c "\\copy t FROM STDIN (FORMAT binary)"
               kiln generate --describe
             """
     )
@@ -26,90 +36,124 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Dataset size: 5000, 250K, 10M, 1B (default: the spec's `rows`).")
     var rows: String?
 
-    @Option(help: "Only rows a..b of the dataset (0-based, end exclusive; K/M/B allowed), e.g. 5M..6M.")
+    @Option(help: "Only rows START..END of the dataset (0-based, END exclusive, K/M/B allowed; either may be omitted).")
     var range: String?
 
-    @Option(help: "Only shard i of n (1-based) of the rows, e.g. 2/4.")
+    @Option(help: "Only shard I of N (1-based) of the selected rows, e.g. 2/4.")
     var shard: String?
 
-    @Option(help: "csv | copy-binary | jsonl | tsv")
+    @Option(help: "\(RowFormat.allCases.map(\.rawValue).joined(separator: " | "))")
     var format: String = "csv"
 
     @Option(help: "Output file, or - for standard output.")
     var out: String = "-"
 
-    @Flag(help: "Print entity counts, expected totals and the planted rings instead of rows.")
+    @Flag(help: "Print entity counts, exact totals (from the oracle, on all cores) and the planted rings instead of rows.")
     var describe = false
 
     func run() throws {
         try exiting {
-            let paths = KilnPaths.resolve()
-            let specURL = spec.map { URL(fileURLWithPath: $0) }
-                ?? paths.home.appendingPathComponent("Generators/fraud-platform.yaml")
-            let datasetSpec = try DatasetSpec.load(contentsOf: specURL)
-            var rowCount: Int64?
-            if let rows {
-                guard let parsed = CountSuffix.parse(rows) else {
-                    throw Failure(code: .invalidInput, message: "--rows: expected a count such as 10M, found '\(rows)'")
-                }
-                rowCount = Int64(parsed)
-            }
-            let dataset: Dataset
-            do {
-                dataset = try Dataset(spec: datasetSpec, seed: seed, rows: rowCount)
-            } catch {
-                throw Failure(code: .invalidInput, message: "--rows: \(error)")
-            }
+            let dataset = try Self.dataset(spec: spec, seed: seed, rows: rows)
+            let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: shard)
             if describe {
-                print(Self.description(of: dataset))
+                print(Self.description(of: dataset, range: range == nil && shard == nil ? nil : selected))
                 return .ok
             }
             guard let rowFormat = RowFormat(rawValue: format) else {
                 let allowed = RowFormat.allCases.map(\.rawValue).joined(separator: ", ")
                 throw Failure(code: .invalidInput, message: "--format: unknown format '\(format)' (expected \(allowed))")
             }
-            let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: shard)
             let sink = try OutputSink(path: out)
-            var encoder = RowEncoder(format: rowFormat, dataset: dataset)
-            let progress = Progress(total: selected.count, enabled: isatty(STDERR_FILENO) == 1)
+            var encoder = RowEncoder(format: rowFormat, dataset: dataset, capacity: 4 << 20)
+            let progress = Progress(total: Int64(selected.count), enabled: isatty(STDERR_FILENO) == 1)
             encoder.header()
             var index = selected.lowerBound
             while index < selected.upperBound {
-                let end = min(index + 16_384, selected.upperBound)
-                for row in index..<end { encoder.append(dataset.transaction(row)) }
-                try sink.write(encoder.bytes)
+                let end = min(index + 8_192, selected.upperBound)
+                encoder.append(dataset, rows: index..<end)
+                try encoder.withBytes { try sink.write($0) }
                 encoder.removeAll()
                 progress.update(done: end - selected.lowerBound)
                 index = end
             }
             encoder.trailer()
-            try sink.write(encoder.bytes)
+            try encoder.withBytes { try sink.write($0) }
             try sink.close()
             progress.finish()
             return .ok
         }
     }
 
-    static func description(of dataset: Dataset) -> String {
+    /// The spec (default: the checkout's fraud-platform.yaml) compiled for `seed` and `rows`; bad input is exit 64.
+    static func dataset(spec: String?, seed: UInt64, rows: String?) throws -> Dataset {
+        let specURL = spec.map { URL(fileURLWithPath: $0) }
+            ?? KilnPaths.resolve().home.appendingPathComponent("Generators/fraud-platform.yaml")
+        let datasetSpec = try DatasetSpec.load(contentsOf: specURL)
+        var rowCount: Int64?
+        if let rows {
+            guard let parsed = CountSuffix.parse(rows) else {
+                throw Failure(code: .invalidInput, message: "--rows: expected a count such as 10M, found '\(rows)'")
+            }
+            rowCount = Int64(parsed)
+        }
+        do {
+            return try Dataset(spec: datasetSpec, seed: seed, rows: rowCount)
+        } catch {
+            throw Failure(code: .invalidInput, message: "--rows: \(error)")
+        }
+    }
+
+    static func description(of dataset: Dataset, range: Range<Int64>?) -> String {
         let spec = dataset.spec
-        let members = dataset.rings.reduce(0) { $0 + $1.members.count }
+        let members = dataset.rings.map(\.members.count)
+        let started = ContinuousClock.now
+        let selected = range ?? 0..<dataset.rows
+        let summary = dataset.summary(of: selected, parallelism: ProcessInfo.processInfo.activeProcessorCount)
+        let seconds = started.duration(to: .now) / .seconds(1)
+        let start = Date(timeIntervalSince1970: Double(spec.startMillis) / 1000)
+        let volume: String
+        switch spec.rings.volume {
+        case .share(let share): volume = "share \(share) of all transactions"
+        case .velocity(let perHour): volume = "\(perHour) transactions per member per burst hour"
+        }
+        let expected = dataset.rings.reduce(0) { $0 + $1.expectedTransactions }
         var lines = [
-            "dataset \(spec.name) (\(spec.source)), seed \(dataset.seed), \(dataset.rows) transactions",
-            "entities: \(spec.users) users, \(spec.merchants) merchants, \(spec.devices) devices, \(spec.locations) locations",
-            "time: \(spec.days) days from \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(spec.startMillis) / 1000)))",
-            "rings: \(dataset.rings.count) with \(members) members, \(spec.rings.sharedDevices) shared devices and "
-                + "\(spec.rings.sharedMerchants) shared merchants each, \(spec.rings.burstSeconds / 3600) h bursts",
+            "dataset     \(spec.name) (\(spec.source)), seed \(dataset.seed), \(dataset.rows) transactions",
+            "entities    \(spec.users) users, \(spec.merchants) merchants, \(spec.devices) devices, "
+                + "\(spec.locations) locations",
+            "time        \(spec.days) days from \(ISO8601DateFormatter().string(from: start)), hourly arrival buckets",
+            "categories  " + spec.categories.map { "\($0.name) \(Int($0.weight))" }.joined(separator: ", "),
+            "rings       \(dataset.rings.count) with \(members.reduce(0, +)) members (sizes \(members.min() ?? 0)..."
+                + "\(members.max() ?? 0)), \(spec.rings.sharedDevices) shared devices and "
+                + "\(spec.rings.sharedMerchants) shared merchants each, \(Double(spec.rings.burstMillis) / 3_600_000) h "
+                + "bursts, \(volume); expected ring transactions \(Int(expected.rounded()))",
+            "totals      rows \(selected.lowerBound)..\(selected.upperBound): \(summary.count) rows, amount "
+                + "\(Self.decimal(summary.amountCents)) "
+                + (spec.currencies.count == 1 ? spec.currencies[0].code : "(mixed currencies)")
+                + ", \(summary.fraudCount) fraudulent (\(summary.ringCount) in rings), digest "
+                + String(format: "%016llx  [%.1f s]", summary.digest, seconds),
         ]
-        // Exact totals need every row; describe computes them for datasets up to 10M rows.
-        if dataset.rows <= 10_000_000 {
-            let summary = dataset.summary(of: 0..<dataset.rows)
-            lines.append(
-                "totals: \(summary.count) rows, amount \(summary.amountCents / 100).\(String(format: "%02d", summary.amountCents % 100)) "
-                    + "\(spec.currency), \(summary.fraudCount) fraudulent, digest \(String(summary.digest, radix: 16))")
-        } else {
-            lines.append("totals: computed for datasets up to 10M rows (use --range with `kiln check` for larger ones)")
+        if !dataset.rings.isEmpty {
+            lines.append("ring  size  window (UTC)                  devices  merchants  expected txns")
+            let formatter = ISO8601DateFormatter()
+            for ring in dataset.rings.prefix(10) {
+                let from = formatter.string(from: Date(timeIntervalSince1970: Double(ring.windowStartMillis) / 1000))
+                let numbers = String(
+                    format: "%4d  %4d  ", ring.id, ring.members.count)
+                lines.append(
+                    numbers + from
+                        + String(
+                            format: " +%.1fh  %7d  %9d  %13.1f", Double(ring.windowEndMillis - ring.windowStartMillis)
+                                / 3_600_000, ring.devices.count, ring.merchants.count, ring.expectedTransactions))
+            }
+            if dataset.rings.count > 10 { lines.append("… \(dataset.rings.count - 10) more rings") }
         }
         return lines.joined(separator: "\n")
+    }
+
+    static func decimal(_ cents: Int64) -> String {
+        let fraction = cents.magnitude % 100
+        return "\(cents / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }
 
@@ -119,10 +163,12 @@ enum GenerateRange {
         var selected: Range<Int64> = 0..<rows
         if let range {
             let parts = range.components(separatedBy: "..")
-            guard parts.count == 2, let start = CountSuffix.parse(parts[0]), let end = CountSuffix.parse(parts[1]),
-                start <= end
-            else {
-                throw Failure(code: .invalidInput, message: "--range: expected START..END such as 5M..6M, found '\(range)'")
+            let start = parts.count == 2 ? (parts[0].isEmpty ? 0 : CountSuffix.parse(parts[0])) : nil
+            let end = parts.count == 2 ? (parts[1].isEmpty ? Int(rows) : CountSuffix.parse(parts[1])) : nil
+            guard let start, let end, start <= end else {
+                throw Failure(
+                    code: .invalidInput, message: "--range: expected START..END with START <= END such as 5M..6M, "
+                        + "found '\(range)'")
             }
             guard Int64(end) <= rows else {
                 throw Failure(code: .invalidInput, message: "--range: \(range) goes beyond the dataset's \(rows) rows")
@@ -130,7 +176,7 @@ enum GenerateRange {
             selected = Int64(start)..<Int64(end)
         }
         if let shard {
-            let parts = shard.split(separator: "/")
+            let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, let i = Int64(parts[0]), let n = Int64(parts[1]), n >= 1, (1...n).contains(i) else {
                 throw Failure(
                     code: .invalidInput, message: "--shard: expected I/N with 1 <= I <= N such as 2/4, found '\(shard)'")
@@ -144,48 +190,54 @@ enum GenerateRange {
     }
 }
 
-/// A file or stdout written in large chunks; an unwritable path is a usage error naming it.
+/// A file or stdout written with write(2) in large chunks; an unwritable path is a usage error naming it.
 final class OutputSink {
-    private let handle: FileHandle
+    private let descriptor: Int32
     private let path: String
 
     init(path: String) throws {
         self.path = path
         if path == "-" {
-            handle = FileHandle.standardOutput
+            descriptor = STDOUT_FILENO
             return
         }
         // open(2) in place: FileManager.createFile writes a temporary file and renames it over the target, which
         // would replace a device such as /dev/null or a FIFO with a regular file.
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
+        let opened = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard opened >= 0 else {
             throw Failure(code: .invalidInput, message: "--out: cannot write \(path): \(String(cString: strerror(errno)))")
         }
-        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        descriptor = opened
     }
 
-    func write(_ bytes: [UInt8]) throws {
-        guard !bytes.isEmpty else { return }
-        do {
-            try bytes.withUnsafeBytes { try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0.baseAddress!), count: $0.count, deallocator: .none)) }
-        } catch {
-            throw Failure(code: .internalError, message: "writing \(path) failed: \(error)")
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw Failure(code: .internalError, message: "writing \(path) failed: \(String(cString: strerror(errno)))")
+            }
+            offset += written
         }
     }
 
     func close() throws {
-        if path != "-" { try handle.close() }
+        guard path != "-" else { return }
+        if Glibc.close(descriptor) != 0 {
+            throw Failure(code: .internalError, message: "closing \(path) failed: \(String(cString: strerror(errno)))")
+        }
     }
 }
 
 /// A progress line on stderr (rows/s, ETA), redrawn at most twice a second; silent when stderr is not a terminal.
 final class Progress {
-    let total: Int
+    let total: Int64
     let enabled: Bool
     let started = ContinuousClock.now
     var lastDraw = ContinuousClock.now
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int64, enabled: Bool) {
         self.total = total
         self.enabled = enabled
     }
@@ -193,12 +245,11 @@ final class Progress {
     func update(done: Int64) {
         guard enabled, lastDraw.duration(to: .now) > .milliseconds(500) else { return }
         lastDraw = .now
-        let elapsed = started.duration(to: .now)
-        let seconds = max(1e-3, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        let seconds = max(1e-3, started.duration(to: .now) / .seconds(1))
         let rate = Double(done) / seconds
-        let eta = rate > 0 ? Double(Int64(total) - done) / rate : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
         let line = String(
-            format: "\r%lld / %d rows  %.1f M rows/s  ETA %.0f s   ", done, total, rate / 1e6, eta)
+            format: "\r%lld / %lld rows  %.2f M rows/s  ETA %.0f s   ", done, total, rate / 1e6, eta)
         FileHandle.standardError.write(Data(line.utf8))
     }
 
