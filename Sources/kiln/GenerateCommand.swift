@@ -10,8 +10,8 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Write deterministic synthetic transactions (any row recomputable from spec, seed, rows and index).",
         discussion: """
-            Row i is a pure function of (spec, seed, --rows, i): ranges and shards generate independently and
-            concatenate to the whole. Formats and the stock tools that load them:
+            Row i is a pure function of (spec, seed, --rows, i): ranges and shards generate independently \
+            and concatenate to the whole. `--schema postgres|clickhouse` prints a matching CREATE TABLE. Formats and the stock tools that load them:
               csv          psql -c "\\copy t FROM STDIN (FORMAT csv)"
               copy-binary  psql -c "\\copy t FROM STDIN (FORMAT binary)"
               jsonl        kcat -P -b HOST:PORT -t transactions -l FILE            (message values)
@@ -24,6 +24,7 @@ struct GenerateCommand: ParsableCommand {
               kiln generate --rows 10M --format csv --out txns.csv
               kiln generate --rows 100M --shard 2/4 --format copy-binary | psql -c "\\copy t FROM STDIN (FORMAT binary)"
               kiln generate --describe
+              psql -c "$(kiln generate --schema postgres --table txns)"
             """
     )
 
@@ -51,8 +52,27 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print entity counts, exact totals (from the oracle, on all cores) and the planted rings instead of rows.")
     var describe = false
 
+    @Option(help: "Print the CREATE TABLE matching the formats' column order instead of rows: postgres | clickhouse.")
+    var schema: String?
+
+    @Option(help: "Table name for --schema.")
+    var table = "transactions"
+
     func run() throws {
         try exiting {
+            if let schema {
+                guard table.range(of: #"^[A-Za-z_][A-Za-z0-9_.]*$"#, options: .regularExpression) != nil else {
+                    throw Failure(code: .invalidInput, message: "--table: '\(table)' is not a plain SQL identifier")
+                }
+                switch schema {
+                case "postgres": print(TransactionSchema.postgres(table: table))
+                case "clickhouse": print(TransactionSchema.clickhouse(table: table))
+                default:
+                    throw Failure(
+                        code: .invalidInput, message: "--schema: unknown store '\(schema)' (expected postgres, clickhouse)")
+                }
+                return .ok
+            }
             let dataset = try Self.dataset(spec: spec, seed: seed, rows: rows)
             let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: shard)
             if describe {

@@ -1,0 +1,108 @@
+import KilnCore
+import KilnData
+import KilnScenario
+import Logging
+
+/// One connection to one store, driven by one worker thread (Jepsen's client). Not Sendable: it is created,
+/// used and closed on the worker's own OS thread, and blocking C calls are fine there.
+///
+/// Contract for every implementation:
+/// - `invoke` never throws and never retries: each error becomes `.fail` (definitely not applied) or `.info`
+///   (maybe applied — timeouts, a connection lost after sending). After a connection-level error the client
+///   reconnects on the next `invoke` (that reconnect is part of the next op's latency).
+/// - `setup` is idempotent (CREATE ... IF NOT EXISTS and the like) and is called on one client before any worker
+///   starts a phase that uses the store; `teardown` removes what `setup` created and is only called when asked.
+/// - Write operations write dataset rows given by `Request.row` / `Request.rows`; the engine hands each row to
+///   exactly one write per store and run, so the stores can be reconciled against the oracle (issue 5).
+public protocol Client: AnyObject {
+    /// The operations `invoke` accepts, by position: `invoke(i, ...)` runs `operations[i]`.
+    static var operations: [OperationDescriptor] { get }
+
+    func setup() throws
+    func invoke(_ operation: Int, _ request: Request) -> Outcome
+    func teardown() throws
+    /// Frees the connection; the client is not used afterwards. Must be safe to call twice.
+    func close()
+}
+
+public struct OperationDescriptor: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable {
+        /// Loads `Request.rows` (many rows per op).
+        case bulk
+        /// Writes the dataset row `Request.row` (once per store and run).
+        case write
+        /// Reads something about the already-written row `Request.row` (its txn, user, merchant or device).
+        case read
+    }
+
+    /// The name in scenarios, after the store: `postgres.point-read` is operation `point-read` of `postgres`.
+    public var name: String
+    public var kind: Kind
+    /// One line for `kiln run --list-operations` and the docs.
+    public var summary: String
+
+    public init(_ name: String, _ kind: Kind, _ summary: String) {
+        self.name = name
+        self.kind = kind
+        self.summary = summary
+    }
+}
+
+/// The arguments of one op. Plain values, built by the executor on the worker thread.
+public struct Request: Sendable, Hashable {
+    /// write: the dataset row to write; read: a row already written to this store in this run (its keys are
+    /// what the read looks up).
+    public var row: Int64
+    /// bulk: the rows to load, in order.
+    public var rows: Range<Int64>
+    /// 64 random bits from the run's seed, for choices inside an op (a window, a k, a score delta).
+    public var random: UInt64
+
+    public init(row: Int64 = 0, rows: Range<Int64> = 0..<0, random: UInt64 = 0) {
+        self.row = row
+        self.rows = rows
+        self.random = random
+    }
+}
+
+/// Everything a client needs to connect and to build its requests. Shared by all workers of a run.
+public struct ClientContext: Sendable {
+    public var stack: StackDefinition
+    public var dataset: Dataset
+    /// Prefix of every table, key, topic and graph label Kiln creates, e.g. `kiln` -> table `kiln_transactions`,
+    /// key `kiln:user:42:features`, topic `kiln.transactions`.
+    public var namespace: String
+    /// Per-op timeout where the library supports one; an op that exceeds it ends `info("timeout")` for writes,
+    /// `fail("timeout")` for reads.
+    public var timeout: Duration
+    public var environment: [String: String]
+    public var logger: Logger
+
+    public init(
+        stack: StackDefinition, dataset: Dataset, namespace: String = "kiln", timeout: Duration = .seconds(10),
+        environment: [String: String], logger: Logger
+    ) {
+        self.stack = stack
+        self.dataset = dataset
+        self.namespace = namespace
+        self.timeout = timeout
+        self.environment = environment
+        self.logger = logger
+    }
+}
+
+/// Opens a client for one worker; called on that worker's thread.
+public typealias ClientFactory = @Sendable (ClientContext) throws -> any Client
+
+/// A store Kiln can drive: its name in scenarios, its operations and how to open a client.
+public struct StoreDriver: Sendable {
+    public var name: String
+    public var operations: [OperationDescriptor]
+    public var open: ClientFactory
+
+    public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping @Sendable (ClientContext) throws -> C) {
+        self.name = name
+        self.operations = C.operations
+        self.open = { try open($0) }
+    }
+}
