@@ -255,6 +255,45 @@ public final class YAMLFields {
         return result
     }
 
+    /// The keys of this mapping in file order (reading them is up to the caller; `finish()` still checks).
+    public var keys: [String] { mapping.compactMap { $0.key.string } }
+
+    /// A list of strings, each with its position; a single string is taken as a list of one.
+    public func strings(_ key: String) throws(SpecError) -> [(text: String, line: Int, column: Int)] {
+        guard let found = take(key) else { throw error(key, "required field is missing") }
+        let items: [Node]
+        if case .sequence(let sequence) = found { items = Array(sequence) } else { items = [found] }
+        var result: [(String, Int, Int)] = []
+        for (index, item) in items.enumerated() {
+            guard case .scalar(let scalar) = item else {
+                throw SpecError(
+                    file: file, line: item.line, column: item.column, field: "\(fieldPath(key))[\(index)]",
+                    message: "expected a string, found \(item.kindName) (quote expressions that contain ': ')")
+            }
+            result.append((scalar.string, item.line, item.column))
+        }
+        return result
+    }
+
+    /// A duration such as `250ms`, `30s`, `5m`, `1h`, `1.5s` or `100us`; a bare number is seconds.
+    public func duration(_ key: String, default fallback: Duration? = nil) throws(SpecError) -> Duration {
+        guard let found = take(key) else {
+            if let fallback { return fallback }
+            throw error(key, "required field is missing")
+        }
+        let text = try scalar(key, found)
+        guard let value = DurationText.parse(text) else {
+            throw error(key, "expected a duration such as 250ms, 30s, 5m or 1h, found '\(text)'")
+        }
+        return value
+    }
+
+    /// The position of `key`'s value (or of this mapping when absent), for errors raised after parsing.
+    public func location(_ key: String) -> (line: Int, column: Int) {
+        let at = value(key) ?? node
+        return (at.line, at.column)
+    }
+
     private func sequence(_ key: String) throws(SpecError) -> [Node] {
         guard let found = take(key) else { throw error(key, "required field is missing") }
         guard case .sequence(let sequence) = found else { throw error(key, "expected a list, found \(found.kindName)") }
@@ -312,5 +351,24 @@ public enum CountSuffix {
         guard let number = Int(digits), number >= 0 else { return nil }
         let (product, overflow) = number.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : product
+    }
+}
+
+/// Durations written for people: `100us`, `250ms`, `30s`, `5m`, `1h`, `1.5s`; a bare number is seconds.
+public enum DurationText {
+    public static func parse(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
+        var number = trimmed
+        var scale = 1.0
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            number = String(trimmed.dropLast(suffix.count))
+            scale = factor
+            break
+        }
+        guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0 else {
+            return nil
+        }
+        return .nanoseconds(Int64((value * scale * 1e9).rounded()))
     }
 }

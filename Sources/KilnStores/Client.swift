@@ -100,9 +100,9 @@ public struct StoreDriver: Sendable {
     public var operations: [OperationDescriptor]
     public var open: ClientFactory
 
-    public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping @Sendable (ClientContext) throws -> C) {
+    public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping ClientFactory) {
         self.name = name
         self.operations = C.operations
-        self.open = { try open($0) }
+        self.open = open
     }
 }

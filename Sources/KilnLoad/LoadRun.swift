@@ -1,0 +1,197 @@
+import Foundation
+import KilnCore
+import KilnData
+import KilnScenario
+import KilnStores
+import Logging
+
+/// Runs a load scenario's phases in order against a stack and writes the run directory. Blocking; call it from a
+/// plain thread (the CLI's main thread), never from Swift's cooperative pool.
+public final class LoadRun {
+    public struct Failure: Error, CustomStringConvertible {
+        public var code: KilnExitCode
+        public var message: String
+        public var description: String { message }
+    }
+
+    public let scenario: LoadScenario
+    public let dataset: Dataset
+    public let directory: RunDirectory
+    public let stop: StopFlag
+    let logger: Logger
+    let environment: [String: String]
+    let progress: PhaseObserver?
+    let identity: RunReport.Identity
+    /// The stores this run may drive (the registry's, or a test's).
+    let drivers: [StoreDriver]
+
+    /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
+    public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
+        Set(drivers.flatMap { driver in driver.operations.map { "\(driver.name).\($0.name)" } })
+    }
+
+    public init(
+        scenario: LoadScenario, dataset: Dataset, directory: RunDirectory, stop: StopFlag, environment: [String: String],
+        revision: String?, logger: Logger, progress: PhaseObserver?, drivers: [StoreDriver] = StoreRegistry.drivers
+    ) throws(Failure) {
+        self.drivers = drivers
+        self.scenario = scenario
+        self.dataset = dataset
+        self.directory = directory
+        self.stop = stop
+        self.environment = environment
+        self.logger = logger
+        self.progress = progress
+        identity = RunReport.Identity(
+            id: directory.url.lastPathComponent, scenario: scenario.name, scenarioFile: scenario.file.path,
+            datasetSpec: scenario.dataset.spec.path, seed: scenario.dataset.seed, datasetRows: dataset.rows,
+            stack: scenario.stack.name, namespace: scenario.namespace, kilnRevision: revision,
+            host: ProcessInfo.processInfo.hostName, cores: ProcessInfo.processInfo.activeProcessorCount)
+        try Self.validateRows(scenario, datasetRows: dataset.rows)
+    }
+
+    /// Bulk phases must fit in the dataset: each store's rows are loaded once.
+    static func validateRows(_ scenario: LoadScenario, datasetRows: Int64) throws(Failure) {
+        var loaded: [String: Int64] = [:]
+        for phase in scenario.phases {
+            guard case .bulk(let rows, _, let stores, _, _) = phase.executor else { continue }
+            for store in stores {
+                loaded[store, default: 0] += rows
+                if loaded[store]! > datasetRows {
+                    throw Failure(
+                        code: .invalidInput,
+                        message: "\(scenario.file.path): phase '\(phase.name)': bulk loads \(loaded[store]!) rows into "
+                            + "\(store), but the dataset has \(datasetRows) (raise dataset.rows)")
+                }
+            }
+        }
+    }
+
+    /// Runs every phase (until the stop flag is raised) and returns the final report, also written to the run
+    /// directory. A store that cannot be reached is recorded in its ops' outcomes, not thrown; only a store whose
+    /// setup fails before the first phase throws (`stackUnavailable`).
+    public func run() throws(Failure) -> RunReport {
+        let runStart = MonotonicClock.now()
+        var report = RunReport(
+            identity: identity, startedAt: MonotonicClock.wallMillis(), endedAt: nil, complete: false,
+            interrupted: false, phases: [], verdict: "running", exitCode: nil, storeRows: [:])
+        try? directory.writeReport(report)
+        let context = ClientContext(
+            stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
+            environment: environment, logger: logger)
+        try setUpStores(context)
+
+        var storeRows = StoreRows()
+        for (number, phase) in scenario.phases.enumerated() {
+            if stop.isRaised { break }
+            let (operations, stores) = plan(phase)
+            let drivers = stores.map { driver(named: $0) }
+            let phaseContext = PhaseContext(
+                phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
+                clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
+                phaseStart: MonotonicClock.now(), stop: stop)
+            let recorder = DirectoryObserver(directory: directory, next: progress)
+            let measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
+            directory.writeHistograms(measurement)
+            for (index, store) in stores.enumerated() {
+                var written = phaseContext.writeCursors[index].value
+                if case .bulk(let rows, _, _, _, _) = phase.executor {
+                    written = min(written, phaseContext.readableRows[index] + rows)
+                }
+                storeRows[store] = min(max(storeRows[store], written), dataset.rows)
+            }
+            let verdicts = ThresholdEvaluation.evaluate(measurement)
+            report.phases.append(RunReport.phase(measurement, verdicts: verdicts))
+            report.storeRows = storeRows.rows
+            for verdict in verdicts where !verdict.passed {
+                let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
+                logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
+            }
+            try? directory.writeReport(report)
+        }
+        report.interrupted = stop.isRaised
+        report.complete = !stop.isRaised && report.phases.count == scenario.phases.count
+            && report.phases.allSatisfy(\.complete)
+        let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }
+        report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
+        let code: KilnExitCode = thresholdsFailed ? .thresholdFailed : (report.complete ? .ok : .unknown)
+        report.exitCode = code.rawValue
+        report.endedAt = MonotonicClock.wallMillis()
+        do {
+            try directory.writeReport(report)
+        } catch {
+            throw Failure(code: .internalError, message: "cannot write \(directory.url.path)/report.json: \(error)")
+        }
+        return report
+    }
+
+    /// Scenario parsing checked every name against the same drivers, so a miss is a bug.
+    func driver(named name: String) -> StoreDriver {
+        guard let driver = drivers.first(where: { $0.name == name }) else {
+            preconditionFailure("store \(name) passed scenario validation but has no driver")
+        }
+        return driver
+    }
+
+    /// The phase's operations resolved against the registry, and the stores they use (in first-use order).
+    func plan(_ phase: LoadScenario.Phase) -> ([PlannedOperation], [String]) {
+        var stores: [String] = []
+        var operations: [PlannedOperation] = []
+        for weighted in phase.mix where weighted.weight > 0 {
+            let parts = weighted.name.split(separator: ".", maxSplits: 1).map(String.init)
+            let driver = driver(named: parts[0])
+            let operationIndex = driver.operations.firstIndex { $0.name == parts[1] }!
+            if !stores.contains(parts[0]) { stores.append(parts[0]) }
+            operations.append(
+                PlannedOperation(
+                    name: weighted.name, store: parts[0], storeIndex: stores.firstIndex(of: parts[0])!,
+                    operationIndex: operationIndex, kind: driver.operations[operationIndex].kind,
+                    weight: weighted.weight))
+        }
+        return (operations, stores)
+    }
+
+    /// Opens one client per store the scenario uses and runs its setup (after teardown when `fresh`).
+    func setUpStores(_ context: ClientContext) throws(Failure) {
+        var used: [String] = []
+        for phase in scenario.phases {
+            for store in plan(phase).1 where !used.contains(store) { used.append(store) }
+        }
+        for store in used {
+            let driver = driver(named: store)
+            do {
+                let client = try driver.open(context)
+                defer { client.close() }
+                if scenario.fresh { try client.teardown() }
+                try client.setup()
+                logger.info("\(store): ready (namespace \(scenario.namespace)\(scenario.fresh ? ", fresh" : ""))")
+            } catch {
+                throw Failure(code: .stackUnavailable, message: "\(store): setup failed: \(error)")
+            }
+        }
+    }
+}
+
+/// Appends each second to the run directory, then hands it on (to the progress line).
+final class DirectoryObserver: PhaseObserver {
+    let directory: RunDirectory
+    let next: PhaseObserver?
+
+    init(directory: RunDirectory, next: PhaseObserver?) {
+        self.directory = directory
+        self.next = next
+    }
+
+    func phaseStarted(_ phase: LoadScenario.Phase, number: Int, operations: [PlannedOperation]) {
+        next?.phaseStarted(phase, number: number, operations: operations)
+    }
+
+    func secondEnded(
+        _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
+        history: [HistoryEntry]
+    ) {
+        directory.appendTimeline(second, phase: phase.name, operations: operations)
+        directory.appendHistory(history, phase: phase.name, operations: operations)
+        next?.secondEnded(second, phase: phase, operations: operations, elapsed: elapsed, history: history)
+    }
+}

@@ -1,0 +1,118 @@
+import KilnCore
+import KilnStores
+import Logging
+
+/// One load worker: runs on its own OS thread, owns one client per store (opened lazily on that thread, closed
+/// when the worker ends) and records into its own `WorkerRecorder`. Not Sendable; never leaves its thread.
+final class LoadWorker {
+    let id: Int
+    let context: PhaseContext
+    let recorder: WorkerRecorder
+    private var clients: [(any Client)?]
+    /// When the last open attempt of each store failed; reopening is tried at most every 250 ms so a dead server
+    /// costs each op a fast `fail("connect")` rather than a connect storm.
+    private var lastOpenFailure: [UInt64?]
+    private var reportedOpenFailure: [Bool]
+
+    init(id: Int, context: PhaseContext, recorder: WorkerRecorder) {
+        self.id = id
+        self.context = context
+        self.recorder = recorder
+        clients = Array(repeating: nil, count: context.stores.count)
+        lastOpenFailure = Array(repeating: nil, count: context.stores.count)
+        reportedOpenFailure = Array(repeating: false, count: context.stores.count)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for index in clients.indices {
+            clients[index]?.close()
+            clients[index] = nil
+        }
+    }
+
+    private func client(_ store: Int) -> (any Client)? {
+        if let client = clients[store] { return client }
+        let now = MonotonicClock.now()
+        if let failed = lastOpenFailure[store], now &- failed < 250_000_000 { return nil }
+        do {
+            let client = try context.drivers[store].open(context.clientContext)
+            clients[store] = client
+            lastOpenFailure[store] = nil
+            return client
+        } catch {
+            lastOpenFailure[store] = now
+            if !reportedOpenFailure[store] {
+                reportedOpenFailure[store] = true
+                context.clientContext.logger.warning(
+                    "worker \(id): cannot connect to \(context.stores[store]): \(error)")
+            }
+            return nil
+        }
+    }
+
+    /// Runs op `k` of the phase (operation chosen from the mix), due at `intended` (monotonic ns; the actual
+    /// start for closed phases). Latency is measured from `intended`.
+    func run(_ k: Int64, intended: UInt64, lateAfter: UInt64) {
+        let operationIndex = context.operation(of: k)
+        let operation = context.operations[operationIndex]
+        var request = Request(random: context.random(of: k))
+        switch operation.kind {
+        case .write:
+            let row = context.writeCursors[operation.storeIndex].take()
+            request.row = row
+            if row >= context.datasetRows {
+                finish(operationIndex, row: row, rows: 0, outcome: .fail("dataset-exhausted"), intended: intended,
+                    start: MonotonicClock.now(), lateAfter: lateAfter)
+                return
+            }
+        case .read:
+            let readable = context.readableRows[operation.storeIndex]
+            request.row = readable > 0 ? Int64(request.random % UInt64(readable)) : 0
+        case .bulk:
+            preconditionFailure("bulk operations run through runBulk")
+        }
+        let start = MonotonicClock.now()
+        let outcome: Outcome
+        if let client = client(operation.storeIndex) {
+            outcome = client.invoke(operation.operationIndex, request)
+        } else {
+            outcome = .fail("connect")
+        }
+        finish(operationIndex, row: request.row, rows: 1, outcome: outcome, intended: intended, start: start,
+            lateAfter: lateAfter)
+    }
+
+    /// Loads `rows` into the store of `operationIndex` (a bulk op) and records it.
+    func runBulk(_ operationIndex: Int, rows: Range<Int64>) {
+        let operation = context.operations[operationIndex]
+        let start = MonotonicClock.now()
+        let outcome: Outcome
+        if let client = client(operation.storeIndex) {
+            outcome = client.invoke(operation.operationIndex, Request(rows: rows))
+        } else {
+            outcome = .fail("connect")
+        }
+        finish(operationIndex, row: rows.lowerBound, rows: Int64(rows.count), outcome: outcome, intended: start,
+            start: start, lateAfter: .max)
+    }
+
+    private func finish(
+        _ operationIndex: Int, row: Int64, rows: Int64, outcome: Outcome, intended: UInt64, start: UInt64,
+        lateAfter: UInt64
+    ) {
+        let end = MonotonicClock.now()
+        let kind: OutcomeKind
+        switch outcome {
+        case .ok: kind = .ok
+        case .fail: kind = .fail
+        case .info: kind = .info
+        }
+        let entry = HistoryEntry(
+            operation: operationIndex, worker: id, row: row, rowCount: rows, outcome: kind,
+            errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
+            end: end &- context.runStart)
+        recorder.record(entry, latencyNanos: end &- intended, late: start > intended &+ lateAfter)
+    }
+}

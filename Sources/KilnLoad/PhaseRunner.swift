@@ -1,0 +1,217 @@
+import Dispatch
+import Foundation
+import KilnCore
+import KilnScenario
+import KilnStores
+import Logging
+
+/// What one phase measured: totals per operation, the per-second timeline, and whether it ran to its end.
+public struct PhaseMeasurement: Sendable {
+    public var phase: LoadScenario.Phase
+    public var operations: [PlannedOperation]
+    public var totals: [OperationStats]
+    public var timeline: [TimelineSecond]
+    /// Wall-clock Unix ms at the start, and seconds it ran.
+    public var startedAtMillis: Int64
+    public var seconds: Double
+    /// False when stopped by a signal before its planned end.
+    public var complete: Bool
+    /// Open model: ops planned for the phase.
+    public var plannedOps: Int64?
+}
+
+/// One second of one phase, merged over workers.
+public struct TimelineSecond: Sendable {
+    /// Seconds since the phase started (the end of this second).
+    public var second: Int
+    public var stats: [OperationStats]
+}
+
+/// Receives the per-second results while a phase runs (progress line, run directory). Called on the
+/// controller's thread only.
+public protocol PhaseObserver: AnyObject {
+    func phaseStarted(_ phase: LoadScenario.Phase, number: Int, operations: [PlannedOperation])
+    func secondEnded(_ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation],
+        elapsed: Double, history: [HistoryEntry])
+}
+
+/// Runs one phase: starts its worker threads, collects once per second, stops on time or on the stop flag.
+/// Blocks the calling thread (the controller's) until the phase is over; never runs on Swift's cooperative pool.
+final class PhaseRunner {
+    let context: PhaseContext
+    let logger: Logger
+    let observer: PhaseObserver?
+    /// How long workers get to finish their current op after a stop before the phase is reported without them.
+    static let stopGraceNanos: UInt64 = 1_500_000_000
+
+    init(context: PhaseContext, logger: Logger, observer: PhaseObserver?) {
+        self.context = context
+        self.logger = logger
+        self.observer = observer
+    }
+
+    func run() -> PhaseMeasurement {
+        let phase = context.phase
+        let operations = context.operations
+        let keepHistory = operations.map { $0.kind != .read }
+        let startedAt = MonotonicClock.wallMillis()
+        observer?.phaseStarted(phase, number: context.phaseNumber, operations: operations)
+
+        var workerCount = phase.workers
+        var plannedOps: Int64?
+        let body: @Sendable (LoadWorker) -> Void
+        switch phase.executor {
+        case .bulk(let rows, let batch, let stores, let workers, let parallelStores):
+            workerCount = parallelStores ? workers * stores.count : workers
+            body = Self.bulkBody(context: context, rows: rows, batch: Int64(batch), stores: stores, workers: workers,
+                parallel: parallelStores)
+        case .constantArrivalRate(let rate, let duration):
+            let times = ArrivalTimes.constant(rate: rate, seconds: Double(duration.nanoseconds) / 1e9)
+            plannedOps = times.count
+            body = Self.openBody(context: context, times: times)
+        case .rampingArrivalRate(let startRate, let stages):
+            let times = ArrivalTimes.ramping(
+                startRate: startRate, targets: stages.map { ($0.target, Double($0.duration.nanoseconds) / 1e9) })
+            plannedOps = times.count
+            body = Self.openBody(context: context, times: times)
+        case .closed(let duration):
+            body = Self.closedBody(context: context, end: context.phaseStart &+ duration.nanoseconds)
+        }
+
+        let recorders = (0..<workerCount).map { _ in
+            WorkerRecorder(operations: operations.count, keepHistory: keepHistory)
+        }
+        let group = DispatchGroup()
+        for index in 0..<workerCount {
+            group.enter()
+            let recorder = recorders[index]
+            let context = self.context
+            let thread = Thread {
+                let worker = LoadWorker(id: index, context: context, recorder: recorder)
+                body(worker)
+                worker.close()
+                group.leave()
+            }
+            thread.name = "kiln-\(phase.name)-\(index)"
+            thread.start()
+        }
+
+        var totals = Array(repeating: OperationStats(), count: operations.count)
+        var timeline: [TimelineSecond] = []
+        var second = 0
+        var stoppedAt: UInt64?
+        var finished = false
+        while !finished {
+            let deadline = context.phaseStart &+ UInt64(second + 1) * 1_000_000_000
+            // Wake at the second's end, or as soon as every worker is done.
+            while MonotonicClock.now() < deadline {
+                if group.wait(timeout: .now() + .milliseconds(20)) == .success { finished = true; break }
+                if context.stop.isRaised {
+                    if stoppedAt == nil { stoppedAt = MonotonicClock.now() }
+                    if MonotonicClock.now() &- stoppedAt! > Self.stopGraceNanos { finished = true; break }
+                }
+            }
+            second += 1
+            var merged = Array(repeating: OperationStats(), count: operations.count)
+            var history: [HistoryEntry] = []
+            for recorder in recorders { recorder.drain(into: &merged, history: &history) }
+            for index in merged.indices { totals[index].add(merged[index]) }
+            let entry = TimelineSecond(second: second, stats: merged)
+            timeline.append(entry)
+            let elapsed = Double(MonotonicClock.now() &- context.phaseStart) / 1e9
+            observer?.secondEnded(entry, phase: phase, operations: operations, elapsed: elapsed, history: history)
+        }
+        if stoppedAt != nil, group.wait(timeout: .now()) != .success {
+            logger.warning("phase \(phase.name): some workers were still inside an operation when the report was written")
+        }
+        let seconds = Double(MonotonicClock.now() &- context.phaseStart) / 1e9
+        return PhaseMeasurement(
+            phase: phase, operations: operations, totals: totals, timeline: timeline, startedAtMillis: startedAt,
+            seconds: seconds, complete: !context.stop.isRaised, plannedOps: plannedOps)
+    }
+
+    /// Open model: op k is due at phaseStart + times(k); workers take the next op from a shared counter, wait for
+    /// its time, and run it — or count it dropped when it is already more than `drop_after` overdue.
+    static func openBody(context: PhaseContext, times: ArrivalTimes) -> @Sendable (LoadWorker) -> Void {
+        let next = RowCursor(0)
+        let dropAfter = context.phase.dropAfter.nanoseconds
+        let lateAfter = context.phase.lateAfter.nanoseconds
+        return { worker in
+            while !context.stop.isRaised {
+                let k = next.take()
+                if k >= times.count { return }
+                let intended = context.phaseStart &+ times.time(of: k)
+                if !MonotonicClock.sleep(until: intended, stop: { context.stop.isRaised }) { return }
+                if MonotonicClock.now() > intended &+ dropAfter {
+                    worker.recorder.recordDropped(operation: context.operation(of: k))
+                    continue
+                }
+                worker.run(k, intended: intended, lateAfter: lateAfter)
+            }
+        }
+    }
+
+    /// Closed model: each worker runs ops back to back until `end`; latency from the actual start.
+    static func closedBody(context: PhaseContext, end: UInt64) -> @Sendable (LoadWorker) -> Void {
+        let next = RowCursor(0)
+        return { worker in
+            while !context.stop.isRaised && MonotonicClock.now() < end {
+                worker.run(next.take(), intended: MonotonicClock.now(), lateAfter: .max)
+            }
+        }
+    }
+
+    /// Bulk: per store, workers take `batch` rows at a time from a shared cursor until `rows` rows are handed
+    /// out. Stores run one after another (all workers on one store) unless `parallel`.
+    static func bulkBody(
+        context: PhaseContext, rows: Int64, batch: Int64, stores: [String], workers: Int, parallel: Bool
+    ) -> @Sendable (LoadWorker) -> Void {
+        let plan: [(operation: Int, cursor: RowCursor, end: Int64)] = stores.map { store in
+            let operation = context.operations.firstIndex { $0.name == "\(store).bulk" }!
+            let first = context.writeCursors[context.operations[operation].storeIndex].value
+            return (operation, context.writeCursors[context.operations[operation].storeIndex],
+                min(first + rows, context.datasetRows))
+        }
+        let barrier = StoreBarrier(parties: workers)
+        return { worker in
+            let assigned = parallel ? [plan[worker.id / workers]] : plan
+            for store in assigned {
+                while !context.stop.isRaised {
+                    let first = store.cursor.take(batch)
+                    if first >= store.end { break }
+                    worker.runBulk(store.operation, rows: first..<min(first + batch, store.end))
+                }
+                // Sequential stores: everyone finishes a store before anyone starts the next, so each store's
+                // rows/s is its own.
+                if !parallel { barrier.arriveAndWait(stop: context.stop) }
+            }
+        }
+    }
+}
+
+/// A reusable barrier for the bulk workers of sequential stores. Thread-safe.
+final class StoreBarrier: @unchecked Sendable {
+    // @unchecked: `count` and `generation` are only touched under `condition`'s lock.
+    private let condition = NSCondition()
+    private let parties: Int
+    private var count = 0
+    private var generation = 0
+
+    init(parties: Int) { self.parties = parties }
+
+    func arriveAndWait(stop: StopFlag) {
+        condition.lock()
+        defer { condition.unlock() }
+        let arrivedIn = generation
+        count += 1
+        if count == parties {
+            count = 0
+            generation += 1
+            condition.broadcast()
+            return
+        }
+        while generation == arrivedIn && !stop.isRaised {
+            _ = condition.wait(until: Date().addingTimeInterval(0.1))
+        }
+    }
+}

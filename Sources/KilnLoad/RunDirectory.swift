@@ -1,0 +1,122 @@
+import Foundation
+import Glibc
+
+/// `Reports/runs/<id>/` of one run, written incrementally so an interrupted or crashed run leaves what it had:
+/// `scenario.yaml` (the file as run), `timeline.jsonl` (one line per phase-second, appended each second),
+/// `history.jsonl` (every write and bulk op, appended each second), `histograms/<phase>/<op>.json` (HDR
+/// histograms, Codable, at each phase end) and `report.json` (rewritten after each phase and at the end).
+/// Used by the controller's thread only.
+public final class RunDirectory {
+    public let url: URL
+    private let timeline: FileHandle
+    private let history: FileHandle
+
+    public struct CannotWrite: Error, CustomStringConvertible {
+        public var path: String
+        public var reason: String
+        public var description: String { "cannot write the run directory \(path): \(reason)" }
+    }
+
+    /// Creates `<root>/<id>`; fails if it exists (a run never overwrites another).
+    public init(root: URL, id: String, scenarioFile: URL) throws(CannotWrite) {
+        url = root.appendingPathComponent(id, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
+            try FileManager.default.createDirectory(
+                at: url.appendingPathComponent("histograms"), withIntermediateDirectories: false)
+            try Data(contentsOf: scenarioFile).write(to: url.appendingPathComponent("scenario.yaml"))
+            timeline = try Self.create(url.appendingPathComponent("timeline.jsonl"))
+            history = try Self.create(url.appendingPathComponent("history.jsonl"))
+        } catch let error as CannotWrite {
+            throw error
+        } catch {
+            throw CannotWrite(path: url.path, reason: "\(error.localizedDescription)")
+        }
+    }
+
+    deinit {
+        try? timeline.close()
+        try? history.close()
+    }
+
+    private static func create(_ file: URL) throws -> FileHandle {
+        guard FileManager.default.createFile(atPath: file.path, contents: nil) else {
+            throw CannotWrite(path: file.path, reason: "cannot create the file")
+        }
+        return try FileHandle(forWritingTo: file)
+    }
+
+    /// A run id: UTC time plus the scenario name, e.g. `20261123T154452Z-nightly-regression`.
+    public static func makeID(scenario: String, date: Date = Date()) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let safe = scenario.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" }
+        return "\(formatter.string(from: date))-\(String(safe))"
+    }
+
+    func appendTimeline(_ second: TimelineSecond, phase: String, operations: [PlannedOperation]) {
+        var line = #"{"phase":"\#(Self.escape(phase))","second":\#(second.second),"ops":{"#
+        var first = true
+        for (index, stats) in second.stats.enumerated() where !stats.isEmpty {
+            if !first { line += "," }
+            first = false
+            func ms(_ percentile: Double) -> String {
+                stats.latency.totalCount == 0
+                    ? "null" : String(format: "%.3f", Double(stats.latency.valueAtPercentile(percentile)) / 1000)
+            }
+            let maximum = stats.latency.totalCount == 0 ? "null" : String(format: "%.3f", Double(stats.latency.max) / 1000)
+            line += #""\#(operations[index].name)":{"ok":\#(stats.ok),"fail":\#(stats.fail),"info":\#(stats.info),"#
+            line += #""dropped":\#(stats.dropped),"late":\#(stats.late),"rows":\#(stats.rows),"#
+            line += #""p50_ms":\#(ms(50)),"p99_ms":\#(ms(99)),"max_ms":\#(maximum)}"#
+        }
+        line += "}}\n"
+        timeline.write(Data(line.utf8))
+    }
+
+    func appendHistory(_ entries: [HistoryEntry], phase: String, operations: [PlannedOperation]) {
+        guard !entries.isEmpty else { return }
+        var text = ""
+        text.reserveCapacity(entries.count * 160)
+        for entry in entries {
+            text += #"{"phase":"\#(Self.escape(phase))","op":"\#(operations[entry.operation].name)","worker":\#(entry.worker),"#
+            text += #""row":\#(entry.row),"rows":\#(entry.rowCount),"outcome":"\#(entry.outcome.rawValue)","#
+            if let errorClass = entry.errorClass { text += #""error":"\#(Self.escape(errorClass))","# }
+            text += #""intended_ns":\#(entry.intended),"start_ns":\#(entry.start),"end_ns":\#(entry.end)}"#
+            text += "\n"
+        }
+        history.write(Data(text.utf8))
+    }
+
+    func writeHistograms(_ measurement: PhaseMeasurement) {
+        let directory = url.appendingPathComponent("histograms/\(measurement.phase.name)", isDirectory: true)
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        for (index, operation) in measurement.operations.enumerated() where measurement.totals[index].completed > 0 {
+            if let data = try? encoder.encode(measurement.totals[index].latency) {
+                try? data.write(to: directory.appendingPathComponent("\(operation.name).json"))
+            }
+        }
+    }
+
+    /// Writes `report.json` atomically (temporary file + rename), so a reader never sees half a report.
+    public func writeReport(_ report: RunReport) throws {
+        let data = try RunReport.encoder.encode(report)
+        try data.write(to: url.appendingPathComponent("report.json"), options: .atomic)
+    }
+
+    static func escape(_ text: String) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,57 @@
+import KilnScenario
+
+/// A threshold checked against a phase's totals.
+public struct ThresholdVerdict: Sendable, Codable {
+    public var phase: String
+    /// `store.operation`, a store, or `phase`.
+    public var scope: String
+    public var expression: String
+    /// The measured value in the expression's unit (seconds for latencies, a fraction for error_rate); nil when
+    /// nothing was measured for the scope (which fails the threshold: no evidence is not a pass).
+    public var observed: Double?
+    public var passed: Bool
+    public var source: String
+}
+
+enum ThresholdEvaluation {
+    static func evaluate(_ measurement: PhaseMeasurement) -> [ThresholdVerdict] {
+        measurement.phase.thresholds.map { threshold in
+            var merged = OperationStats()
+            var matched = false
+            for (index, operation) in measurement.operations.enumerated() {
+                let inScope = threshold.scope == nil || threshold.scope == operation.name
+                    || threshold.scope == operation.store
+                if inScope {
+                    merged.add(measurement.totals[index])
+                    matched = true
+                }
+            }
+            let observed = matched ? value(threshold.expression.metric, merged, seconds: measurement.seconds) : nil
+            let passed = observed.map { threshold.expression.comparison.holds($0, threshold.expression.value) } ?? false
+            return ThresholdVerdict(
+                phase: measurement.phase.name, scope: threshold.scope ?? "phase", expression: threshold.expression.text,
+                observed: observed, passed: passed, source: threshold.source)
+        }
+    }
+
+    static func value(_ metric: String, _ stats: OperationStats, seconds: Double) -> Double? {
+        switch metric {
+        case "p50": stats.latencySeconds(percentile: 50)
+        case "p90": stats.latencySeconds(percentile: 90)
+        case "p95": stats.latencySeconds(percentile: 95)
+        case "p99": stats.latencySeconds(percentile: 99)
+        case "p99.9": stats.latencySeconds(percentile: 99.9)
+        case "p99.99": stats.latencySeconds(percentile: 99.99)
+        case "max": stats.maxLatencySeconds
+        case "mean": stats.meanLatencySeconds
+        case "error_rate": stats.completed == 0 ? nil : Double(stats.fail + stats.info) / Double(stats.completed)
+        case "errors": Double(stats.fail + stats.info)
+        case "dropped": Double(stats.dropped)
+        case "late": Double(stats.late)
+        case "ok": Double(stats.ok)
+        case "throughput": seconds > 0 ? Double(stats.completed) / seconds : nil
+        case "rows_per_second": stats.activeSeconds > 0 ? Double(stats.rows) / stats.activeSeconds : nil
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import KilnCore
+import Synchronization
+
+/// One completed (or dropped) op, as the history keeps it (ARCHITECTURE.md: invoke -> ok | fail | info).
+public struct HistoryEntry: Sendable {
+    /// Index into the phase's operations.
+    public var operation: Int
+    public var worker: Int
+    /// The dataset row a write/read concerned, or the first row of a bulk op (-1: none).
+    public var row: Int64
+    /// Rows of a bulk op (1 for a write or read).
+    public var rowCount: Int64
+    public var outcome: OutcomeKind
+    public var errorClass: String?
+    /// Monotonic nanoseconds since the run started: intended start (open model), actual start, end.
+    public var intended: UInt64
+    public var start: UInt64
+    public var end: UInt64
+}
+
+/// What one worker thread measured since the collector last looked. The worker records under the lock (an
+/// uncontended mutex costs tens of nanoseconds); the collector takes everything once a second. Thread-safe.
+final class WorkerRecorder: Sendable {
+    struct Interval: ~Copyable {
+        var stats: [OperationStats?]
+        var history: [HistoryEntry] = []
+    }
+
+    private let state: Mutex<Interval>
+    /// Only write ops (and bulk) go to the history; reads are summarised by the stats.
+    private let keepHistory: [Bool]
+
+    init(operations: Int, keepHistory: [Bool]) {
+        state = Mutex(Interval(stats: Array(repeating: nil, count: operations)))
+        self.keepHistory = keepHistory
+    }
+
+    func record(_ entry: HistoryEntry, latencyNanos: UInt64, late: Bool) {
+        state.withLock { interval in
+            if interval.stats[entry.operation] == nil { interval.stats[entry.operation] = OperationStats() }
+            interval.stats[entry.operation]!.record(
+                entry.outcome, errorClass: entry.errorClass, latencyNanos: latencyNanos, start: entry.start,
+                end: entry.end, rows: entry.rowCount)
+            if late { interval.stats[entry.operation]!.late += 1 }
+            if keepHistory[entry.operation] { interval.history.append(entry) }
+        }
+    }
+
+    func recordDropped(operation: Int) {
+        state.withLock { interval in
+            if interval.stats[operation] == nil { interval.stats[operation] = OperationStats() }
+            interval.stats[operation]!.dropped += 1
+        }
+    }
+
+    /// Adds this worker's interval into `into` and hands back its history; the interval starts empty again.
+    func drain(into merged: inout [OperationStats], history: inout [HistoryEntry]) {
+        state.withLock { interval in
+            for index in interval.stats.indices {
+                guard let stats = interval.stats[index] else { continue }
+                merged[index].add(stats)
+                interval.stats[index] = nil
+            }
+            history.append(contentsOf: interval.history)
+            interval.history.removeAll(keepingCapacity: true)
+        }
+    }
+}
+
+/// A flag raised by SIGINT/SIGTERM (or a test) and polled by workers and the controller. Thread-safe.
+public final class StopFlag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    public init() {}
+    public func raise() { raised.store(true, ordering: .releasing) }
+    public var isRaised: Bool { raised.load(ordering: .acquiring) }
+}

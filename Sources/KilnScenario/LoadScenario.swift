@@ -1,0 +1,299 @@
+import Foundation
+
+/// A load scenario file (`Scenarios/*.yaml`, run by `kiln run`): the stack, the dataset, and phases run in order.
+/// Parsing is strict (unknown keys are errors) and every error names file:line:column and the field. Operation
+/// names are checked against `knownOperations` (`store.operation`, from the store registry) while parsing, so
+/// a typo is reported where it was written.
+public struct LoadScenario: Sendable {
+    public struct DatasetReference: Sendable {
+        /// Absolute path of the dataset spec.
+        public var spec: URL
+        public var seed: UInt64
+        /// Dataset size: the rows bulk phases load and writes draw from (each row written once per store).
+        public var rows: Int64?
+    }
+
+    public enum Executor: Sendable, Equatable {
+        /// Load `rows` rows into each store as fast as it takes them, `workers` threads per store.
+        case bulk(rows: Int64, batch: Int, stores: [String], workers: Int, parallelStores: Bool)
+        /// Open model: ops start at `rate` per second for `duration`, latency measured from the intended time.
+        case constantArrivalRate(rate: Double, duration: Duration)
+        /// Open model with a piecewise-linear rate: from `startRate` through each stage's target over its duration.
+        case rampingArrivalRate(startRate: Double, stages: [Stage])
+        /// Closed model: `workers` threads each run ops back to back for `duration` (latency from actual start).
+        case closed(duration: Duration)
+
+        public var name: String {
+            switch self {
+            case .bulk: "bulk"
+            case .constantArrivalRate: "constant-arrival-rate"
+            case .rampingArrivalRate: "ramping-arrival-rate"
+            case .closed: "closed"
+            }
+        }
+    }
+
+    public struct Stage: Sendable, Equatable {
+        public var target: Double
+        public var duration: Duration
+    }
+
+    public struct WeightedOperation: Sendable, Equatable {
+        /// `store.operation`, e.g. `postgres.point-read`.
+        public var name: String
+        public var weight: Double
+    }
+
+    public struct Threshold: Sendable, Equatable {
+        /// `store.operation`, a store name, or nil for the whole phase.
+        public var scope: String?
+        public var expression: ThresholdExpression
+        /// Where it was written, `file:line`.
+        public var source: String
+    }
+
+    public struct Phase: Sendable {
+        public var name: String
+        public var executor: Executor
+        /// Threads for open/closed phases (the most that may run at once); per store for bulk.
+        public var workers: Int
+        public var mix: [WeightedOperation]
+        public var thresholds: [Threshold]
+        /// Open model: an op that cannot start within this of its intended time is dropped, not run.
+        public var dropAfter: Duration
+        /// Open model: an op that starts later than this after its intended time counts as late.
+        public var lateAfter: Duration
+    }
+
+    public var name: String
+    public var file: URL
+    public var description: String?
+    public var stack: StackDefinition
+    public var dataset: DatasetReference
+    /// Prefix of every table/key/topic Kiln creates for this scenario.
+    public var namespace: String
+    /// Per-op timeout.
+    public var timeout: Duration
+    /// Drop and recreate the namespace's tables/keys/topics before the first phase.
+    public var fresh: Bool
+    public var phases: [Phase]
+
+    public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
+
+    public static func load(contentsOf url: URL, knownOperations: Set<String>) throws(SpecError) -> LoadScenario {
+        let fields = try YAMLFields.document(contentsOf: url)
+        return try parse(fields, file: url, knownOperations: knownOperations)
+    }
+
+    public static func parse(_ fields: YAMLFields, file url: URL, knownOperations: Set<String>) throws(SpecError)
+        -> LoadScenario
+    {
+        let directory = url.deletingLastPathComponent()
+        let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
+        let description = try fields.optionalString("description")
+        let stack = try StackReference.resolve(fields, key: "stack", relativeTo: directory)
+
+        let datasetFields = try fields.mapping("dataset")
+        let specPath = try datasetFields.string("spec")
+        let specURL = URL(fileURLWithPath: specPath, relativeTo: directory).standardizedFileURL
+        guard FileManager.default.fileExists(atPath: specURL.path) else {
+            throw datasetFields.error("spec", "dataset spec not found: \(specURL.path)")
+        }
+        let seed = UInt64(try datasetFields.int("seed", default: 42, range: 0...Int.max))
+        let rows = datasetFields.contains("rows") ? Int64(try datasetFields.count("rows")) : nil
+        try datasetFields.finish()
+
+        let namespace = try fields.optionalString("namespace") ?? "kiln"
+        guard namespace.range(of: #"^[a-z][a-z0-9_]{0,30}$"#, options: .regularExpression) != nil else {
+            throw fields.error("namespace", "expected lower-case letters, digits and _ (at most 31), found '\(namespace)'")
+        }
+        let timeout = try fields.duration("timeout", default: .seconds(10))
+        let fresh = try fields.bool("fresh", default: true)
+        let stores = Set(knownOperations.compactMap { $0.split(separator: ".").first.map(String.init) })
+
+        var phases: [Phase] = []
+        for phaseFields in try fields.mappings("phases") {
+            phases.append(try parsePhase(phaseFields, knownOperations: knownOperations, stores: stores))
+        }
+        if phases.isEmpty { throw fields.error("phases", "a scenario needs at least one phase") }
+        var seen: Set<String> = []
+        for (index, phase) in phases.enumerated() where !seen.insert(phase.name).inserted {
+            throw fields.error("phases", "phase \(index + 1): the name '\(phase.name)' is used twice")
+        }
+        try fields.finish()
+        return LoadScenario(
+            name: name, file: url, description: description, stack: stack,
+            dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
+            fresh: fresh, phases: phases)
+    }
+
+    static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)
+        -> Phase
+    {
+        let name = try fields.string("name")
+        let executorName = try fields.string("executor")
+        let executor: Executor
+        var mix: [WeightedOperation] = []
+        let workers: Int
+        switch executorName {
+        case "bulk":
+            let rows = Int64(try fields.count("rows"))
+            let batch = try fields.count("batch", default: 10_000, range: 1...10_000_000)
+            workers = try fields.int("workers", default: 1, range: 1...256)
+            let storeList = try fields.strings("stores").map { $0.text }
+            for (index, store) in storeList.enumerated() where !stores.contains(store) {
+                throw SpecError(
+                    file: fields.file, line: fields.location("stores").line, column: fields.location("stores").column,
+                    field: "\(fields.fieldPath("stores"))[\(index)]",
+                    message: "unknown store '\(store)' (known: \(stores.sorted().joined(separator: ", ")))")
+            }
+            for store in storeList where !knownOperations.contains("\(store).bulk") {
+                throw fields.error("stores", "store '\(store)' has no bulk operation")
+            }
+            let parallel = try fields.bool("parallel_stores", default: false)
+            executor = .bulk(rows: rows, batch: batch, stores: storeList, workers: workers, parallelStores: parallel)
+            mix = storeList.map { WeightedOperation(name: "\($0).bulk", weight: 1) }
+        case "constant-arrival-rate":
+            let rate = try fields.double("rate", range: 0.001...10_000_000)
+            executor = .constantArrivalRate(rate: rate, duration: try positiveDuration(fields, "duration"))
+            workers = try fields.int("workers", default: 16, range: 1...1024)
+        case "ramping-arrival-rate":
+            let start = try fields.double("start_rate", default: 0, range: 0...10_000_000)
+            var stages: [Stage] = []
+            for stage in try fields.mappings("stages") {
+                stages.append(
+                    Stage(
+                        target: try stage.double("target", range: 0...10_000_000),
+                        duration: try positiveDuration(stage, "duration")))
+                try stage.finish()
+            }
+            if stages.isEmpty { throw fields.error("stages", "needs at least one stage") }
+            executor = .rampingArrivalRate(startRate: start, stages: stages)
+            workers = try fields.int("workers", default: 16, range: 1...1024)
+        case "closed":
+            executor = .closed(duration: try positiveDuration(fields, "duration"))
+            workers = try fields.int("workers", default: 8, range: 1...1024)
+        default:
+            throw fields.error(
+                "executor", "unknown executor '\(executorName)' (expected \(executors.joined(separator: ", ")))")
+        }
+        if executorName != "bulk" {
+            let mixFields = try fields.mapping("mix")
+            for key in mixFields.keys {
+                guard knownOperations.contains(key) else {
+                    let store = key.split(separator: ".").first.map(String.init) ?? key
+                    let hint = stores.contains(store)
+                        ? "operations of \(store): "
+                            + knownOperations.filter { $0.hasPrefix(store + ".") }.sorted().joined(separator: ", ")
+                        : "stores: \(stores.sorted().joined(separator: ", ")); write store.operation"
+                    throw mixFields.error(key, "unknown operation '\(key)' (\(hint))")
+                }
+                if key.hasSuffix(".bulk") {
+                    throw mixFields.error(key, "bulk operations run in a bulk phase, not in a mix")
+                }
+                mix.append(WeightedOperation(name: key, weight: try mixFields.double(key, range: 0...1_000_000)))
+            }
+            try mixFields.finish()
+            if mix.allSatisfy({ $0.weight == 0 }) { throw fields.error("mix", "needs at least one positive weight") }
+        }
+        let dropAfter = try fields.duration("drop_after", default: .seconds(2))
+        let lateAfter = try fields.duration("late_after", default: .milliseconds(10))
+
+        var thresholds: [Threshold] = []
+        if let thresholdFields = try fields.optionalMapping("thresholds") {
+            for scope in thresholdFields.keys {
+                let scopeName: String? = scope == "phase" ? nil : scope
+                if let scopeName, !knownOperations.contains(scopeName), !stores.contains(scopeName) {
+                    throw thresholdFields.error(
+                        scope, "unknown scope '\(scope)' (use phase, a store name or store.operation)")
+                }
+                for (text, line, column) in try thresholdFields.strings(scope) {
+                    do {
+                        thresholds.append(
+                            Threshold(
+                                scope: scopeName, expression: try ThresholdExpression.parse(text),
+                                source: "\(fields.file):\(line)"))
+                    } catch {
+                        throw SpecError(
+                            file: fields.file, line: line, column: column, field: thresholdFields.fieldPath(scope),
+                            message: error.message)
+                    }
+                }
+            }
+            try thresholdFields.finish()
+        }
+        try fields.finish()
+        return Phase(
+            name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
+            lateAfter: lateAfter)
+    }
+
+    static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {
+        let value = try fields.duration(key)
+        if value <= .zero { throw fields.error(key, "must be longer than zero") }
+        return value
+    }
+}
+
+/// A k6-style threshold: `METRIC OP VALUE`, e.g. `p99 < 200ms`, `error_rate < 0.1%`, `dropped == 0`,
+/// `throughput > 5000`. Metrics: p50 p90 p95 p99 p99.9 p99.99 max mean (durations), error_rate (percent or
+/// fraction), errors, dropped, late, ok (counts), throughput (ops/s), rows_per_second.
+public struct ThresholdExpression: Sendable, Equatable, CustomStringConvertible {
+    public enum Comparison: String, Sendable, CaseIterable {
+        case lessOrEqual = "<=", greaterOrEqual = ">=", equal = "==", notEqual = "!=", less = "<", greater = ">"
+
+        public func holds(_ left: Double, _ right: Double) -> Bool {
+            switch self {
+            case .less: left < right
+            case .lessOrEqual: left <= right
+            case .greater: left > right
+            case .greaterOrEqual: left >= right
+            case .equal: left == right
+            case .notEqual: left != right
+            }
+        }
+    }
+
+    public static let latencyMetrics = ["p50", "p90", "p95", "p99", "p99.9", "p99.99", "max", "mean"]
+    public static let countMetrics = ["errors", "dropped", "late", "ok"]
+    public static let rateMetrics = ["error_rate", "throughput", "rows_per_second"]
+
+    public var metric: String
+    public var comparison: Comparison
+    /// Seconds for latency metrics, a fraction (0...1) for error_rate, a plain number otherwise.
+    public var value: Double
+    public var text: String
+
+    public var description: String { text }
+
+    public struct ParseError: Error {
+        public var message: String
+    }
+
+    public static func parse(_ text: String) throws(ParseError) -> ThresholdExpression {
+        var found: (Range<String.Index>, Comparison)?
+        for comparison in Comparison.allCases {
+            if let range = text.range(of: comparison.rawValue) { found = (range, comparison); break }
+        }
+        guard let (range, comparison) = found else {
+            throw ParseError(message: "expected METRIC OP VALUE such as 'p99 < 200ms', found '\(text)'")
+        }
+        let metric = text[..<range.lowerBound].trimmingCharacters(in: .whitespaces).lowercased()
+        let valueText = text[range.upperBound...].trimmingCharacters(in: .whitespaces)
+        let value: Double?
+        if latencyMetrics.contains(metric) {
+            value = DurationText.parse(valueText).map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
+        } else if metric == "error_rate" {
+            value = valueText.hasSuffix("%") ? Double(valueText.dropLast()).map { $0 / 100 } : Double(valueText)
+        } else if countMetrics.contains(metric) || rateMetrics.contains(metric) {
+            value = CountSuffix.parse(valueText).map(Double.init) ?? Double(valueText)
+        } else {
+            let known = (latencyMetrics + countMetrics + rateMetrics).joined(separator: ", ")
+            throw ParseError(message: "unknown metric '\(metric)' in '\(text)' (known: \(known))")
+        }
+        guard let value, value.isFinite else {
+            throw ParseError(message: "cannot read the value '\(valueText)' of '\(text)'")
+        }
+        return ThresholdExpression(metric: metric, comparison: comparison, value: value, text: text)
+    }
+}

@@ -1,0 +1,229 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import KilnCore
+import KilnData
+import KilnLoad
+import KilnScenario
+import KilnStack
+import KilnStores
+import Logging
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a load scenario's phases against a stack and write its run directory.",
+        discussion: """
+            Writes Reports/runs/<id>/ (scenario.yaml, timeline.jsonl, history.jsonl, histograms/, report.json) as it
+            goes; SIGINT or SIGTERM stops the load within about 2 s and still writes the report of what ran (marked
+            interrupted). Exit codes: 0 every threshold held; 2 a threshold failed; 3 interrupted before the end;
+            64 invalid scenario or usage; 69 a store could not be set up.
+            `kiln run --list-operations` prints every store operation a scenario's mix may name.
+            """
+    )
+
+    @Argument(help: "Scenario file, e.g. Scenarios/nightly-regression.yaml.")
+    var scenario: String?
+
+    @Option(help: "Directory that holds run directories (default: Reports/runs of this checkout).")
+    var runsDirectory: String?
+
+    @Option(help: "Run id (default: UTC time and scenario name).")
+    var id: String?
+
+    @Option(help: "Override the scenario's dataset rows (K/M/B allowed), e.g. for a quick try of a big scenario.")
+    var rows: String?
+
+    @Flag(help: "Print the operations each store offers and exit.")
+    var listOperations = false
+
+    @Flag(name: .shortAndLong, help: "Log more detail.")
+    var verbose = false
+
+    func run() throws {
+        try exiting {
+            if listOperations {
+                for driver in StoreRegistry.drivers {
+                    for operation in driver.operations {
+                        let name = "\(driver.name).\(operation.name)"
+                        print("\(name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(operation.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) \(operation.summary)")
+                    }
+                }
+                return .ok
+            }
+            guard let scenario else { throw Failure(code: .invalidInput, message: "missing SCENARIO (a file in Scenarios/)") }
+            var logger = Logger(label: "kiln.run") { _ in ConsoleLogHandler(logLevel: .info) }
+            logger.logLevel = verbose ? .debug : .info
+            let paths = KilnPaths.resolve()
+            let url = URL(fileURLWithPath: scenario)
+            let loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            var rowCount = loaded.dataset.rows
+            if let rows {
+                guard let parsed = CountSuffix.parse(rows) else {
+                    throw Failure(code: .invalidInput, message: "--rows: expected a count such as 10M, found '\(rows)'")
+                }
+                rowCount = Int64(parsed)
+            }
+            let spec = try DatasetSpec.load(contentsOf: loaded.dataset.spec)
+            let dataset: Dataset
+            do {
+                dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: rowCount)
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(url.path): dataset.rows: \(error)")
+            }
+            let root = runsDirectory.map { URL(fileURLWithPath: $0) }
+                ?? paths.home.appendingPathComponent("Reports/runs")
+            let directory: RunDirectory
+            do {
+                directory = try RunDirectory(
+                    root: root, id: id ?? RunDirectory.makeID(scenario: loaded.name), scenarioFile: url)
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(error)")
+            }
+            let stop = StopFlag()
+            let signals = SignalWatch(stop: stop, logger: logger)
+            defer { signals.cancel() }
+            let progress = ProgressLine(terminal: isatty(STDERR_FILENO) == 1, logger: logger)
+            logger.info("run \(directory.url.lastPathComponent): \(loaded.phases.count) phases, dataset \(dataset.rows) rows, seed \(loaded.dataset.seed)")
+            let run: LoadRun
+            do throws(LoadRun.Failure) {
+                run = try LoadRun(
+                    scenario: loaded, dataset: dataset, directory: directory, stop: stop,
+                    environment: ProcessInfo.processInfo.environment, revision: Self.gitRevision(paths.home),
+                    logger: logger, progress: progress)
+            } catch {
+                throw Failure(code: error.code, message: error.message)
+            }
+            let report: RunReport
+            do throws(LoadRun.Failure) {
+                report = try run.run()
+            } catch {
+                throw Failure(code: error.code, message: error.message)
+            }
+            progress.finish()
+            print(RunSummary.text(report))
+            print("run directory: \(directory.url.path)")
+            return KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+        }
+    }
+
+    static func gitRevision(_ home: URL) -> String? {
+        guard let output = try? LocalProcess.run("/usr/bin/git", ["-C", home.path, "rev-parse", "--short", "HEAD"])
+        else { return nil }
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// SIGINT/SIGTERM raise the stop flag; a second signal exits at once (130). Dispatch handles the signals, so
+/// nothing async-signal-unsafe runs inside a handler.
+final class SignalWatch {
+    private let sources: [DispatchSourceSignal]
+
+    init(stop: StopFlag, logger: Logger) {
+        let queue = DispatchQueue(label: "kiln.signals")
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                if stop.isRaised {
+                    FileHandle.standardError.write(Data("\nkiln: second signal, exiting without a report\n".utf8))
+                    exit(130)
+                }
+                logger.warning("signal \(number): stopping the load; the report of what ran is being written")
+                stop.raise()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
+
+/// The live line while a run goes: phase, elapsed, ops/s, p50/p99 of the last second, errors, dropped. On a
+/// terminal it is redrawn each second; otherwise a log line every 10 s. Called on the controller's thread only.
+final class ProgressLine: PhaseObserver {
+    let terminal: Bool
+    let logger: Logger
+    private var phaseName = ""
+    private var errors: Int64 = 0
+    private var dropped: Int64 = 0
+    private var lastLog = 0.0
+    private var drawn = false
+
+    init(terminal: Bool, logger: Logger) {
+        self.terminal = terminal
+        self.logger = logger
+    }
+
+    func phaseStarted(_ phase: LoadScenario.Phase, number: Int, operations: [PlannedOperation]) {
+        finish()
+        phaseName = phase.name
+        errors = 0
+        dropped = 0
+        lastLog = 0
+        logger.info("phase \(number + 1) '\(phase.name)' (\(phase.executor.name), \(phase.workers) workers): \(operations.map(\.name).joined(separator: ", "))")
+    }
+
+    func secondEnded(
+        _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
+        history: [HistoryEntry]
+    ) {
+        var merged = OperationStats()
+        for stats in second.stats { merged.add(stats) }
+        errors += merged.fail + merged.info
+        dropped += merged.dropped
+        let p50 = merged.latencySeconds(percentile: 50).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
+        let p99 = merged.latencySeconds(percentile: 99).map { String(format: "%.1fms", $0 * 1000) } ?? "-"
+        let rows = merged.rows > 0 ? String(format: "  %.0f rows/s", Double(merged.rows)) : ""
+        let line = String(
+            format: "%@  %5.0fs  %8.0f ops/s%@  p50 %@  p99 %@  errors %lld  dropped %lld", phaseName, elapsed,
+            Double(merged.completed), rows, p50, p99, errors, dropped)
+        if terminal {
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+            drawn = true
+        } else if elapsed - lastLog >= 10 {
+            lastLog = elapsed
+            logger.info("\(line)")
+        }
+    }
+
+    func finish() {
+        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
+    }
+}
+
+/// The end-of-run table on stdout.
+enum RunSummary {
+    static func text(_ report: RunReport) -> String {
+        var lines = ["verdict: \(report.verdict)"]
+        for phase in report.phases {
+            lines.append(
+                "phase \(phase.name) (\(phase.executor)), \(String(format: "%.1f", phase.seconds)) s\(phase.complete ? "" : ", interrupted")")
+            lines.append(
+                "  operation                      ok      fail  info  dropped   ops/s     rows/s      p50 ms   p99 ms   max ms")
+            for operation in phase.operations {
+                func ms(_ value: Double?) -> String { value.map { String(format: "%8.2f", $0) } ?? "       -" }
+                lines.append(
+                    String(
+                        format: "  %@ %9lld %9lld %5lld %8lld %8.0f %10@ %@ %@ %@",
+                        operation.name.padding(toLength: 26, withPad: " ", startingAt: 0), operation.ok, operation.fail,
+                        operation.info, operation.dropped, operation.throughput,
+                        operation.rowsPerSecond.map { String(format: "%.0f", $0) } ?? "-", ms(operation.latencyMs.p50),
+                        ms(operation.latencyMs.p99), ms(operation.latencyMs.max)))
+                if !operation.errors.isEmpty {
+                    let classes = operation.errors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.key) ×\($0.value)" }
+                    lines.append("      errors: \(classes.joined(separator: ", "))")
+                }
+            }
+            for verdict in phase.thresholds {
+                let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
+                lines.append("  \(verdict.passed ? "PASS" : "FAIL") \(verdict.scope): \(verdict.expression)  (observed \(observed))")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
