@@ -54,8 +54,8 @@ public final class LoadRun {
     static func validateRows(_ scenario: LoadScenario, datasetRows: Int64) throws(Failure) {
         var loaded: [String: Int64] = [:]
         for phase in scenario.phases {
-            guard case .bulk(let rows, _, let stores, _, _) = phase.executor else { continue }
-            for store in stores {
+            guard case .bulk(let rows, _, let operations, _, _) = phase.executor else { continue }
+            for store in operations.map({ String($0.split(separator: ".")[0]) }) {
                 loaded[store, default: 0] += rows
                 if loaded[store]! > datasetRows {
                     throw Failure(

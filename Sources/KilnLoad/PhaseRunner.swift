@@ -61,9 +61,10 @@ final class PhaseRunner {
         var plannedOps: Int64?
         let body: @Sendable (LoadWorker) -> Void
         switch phase.executor {
-        case .bulk(let rows, let batch, let stores, let workers, let parallelStores):
-            workerCount = parallelStores ? workers * stores.count : workers
-            body = Self.bulkBody(context: context, rows: rows, batch: Int64(batch), stores: stores, workers: workers,
+        case .bulk(let rows, let batch, let bulkOperations, let workers, let parallelStores):
+            workerCount = parallelStores ? workers * bulkOperations.count : workers
+            body = Self.bulkBody(
+                context: context, rows: rows, batch: Int64(batch), bulkOperations: bulkOperations, workers: workers,
                 parallel: parallelStores)
         case .constantArrivalRate(let rate, let duration):
             let times = ArrivalTimes.constant(rate: rate, seconds: Double(duration.nanoseconds) / 1e9)
@@ -164,10 +165,10 @@ final class PhaseRunner {
     /// Bulk: per store, workers take `batch` rows at a time from a shared cursor until `rows` rows are handed
     /// out. Stores run one after another (all workers on one store) unless `parallel`.
     static func bulkBody(
-        context: PhaseContext, rows: Int64, batch: Int64, stores: [String], workers: Int, parallel: Bool
+        context: PhaseContext, rows: Int64, batch: Int64, bulkOperations: [String], workers: Int, parallel: Bool
     ) -> @Sendable (LoadWorker) -> Void {
-        let plan: [(operation: Int, cursor: RowCursor, end: Int64)] = stores.map { store in
-            let operation = context.operations.firstIndex { $0.name == "\(store).bulk" }!
+        let plan: [(operation: Int, cursor: RowCursor, end: Int64)] = bulkOperations.map { name in
+            let operation = context.operations.firstIndex { $0.name == name }!
             let first = context.writeCursors[context.operations[operation].storeIndex].value
             return (operation, context.writeCursors[context.operations[operation].storeIndex],
                 min(first + rows, context.datasetRows))

@@ -14,8 +14,9 @@ public struct LoadScenario: Sendable {
     }
 
     public enum Executor: Sendable, Equatable {
-        /// Load `rows` rows into each store as fast as it takes them, `workers` threads per store.
-        case bulk(rows: Int64, batch: Int, stores: [String], workers: Int, parallelStores: Bool)
+        /// Load `rows` rows into each store as fast as it takes them, `workers` threads per store. `operations`
+        /// are the bulk operations, one per store (`postgres.bulk`, or another bulk op such as `redis.bulk-set`).
+        case bulk(rows: Int64, batch: Int, operations: [String], workers: Int, parallelStores: Bool)
         /// Open model: ops start at `rate` per second for `duration`, latency measured from the intended time.
         case constantArrivalRate(rate: Double, duration: Duration)
         /// Open model with a piecewise-linear rate: from `startRate` through each stage's target over its duration.
@@ -140,19 +141,34 @@ public struct LoadScenario: Sendable {
             let rows = Int64(try fields.count("rows"))
             let batch = try fields.count("batch", default: 10_000, range: 1...10_000_000)
             workers = try fields.int("workers", default: 1, range: 1...256)
-            let storeList = try fields.strings("stores").map { $0.text }
-            for (index, store) in storeList.enumerated() where !stores.contains(store) {
-                throw SpecError(
-                    file: fields.file, line: fields.location("stores").line, column: fields.location("stores").column,
-                    field: "\(fields.fieldPath("stores"))[\(index)]",
-                    message: "unknown store '\(store)' (known: \(stores.sorted().joined(separator: ", ")))")
-            }
-            for store in storeList where !knownOperations.contains("\(store).bulk") {
-                throw fields.error("stores", "store '\(store)' has no bulk operation")
+            let entries = try fields.strings("stores")
+            var operations: [String] = []
+            for (index, entry) in entries.enumerated() {
+                // `store` means its `bulk` operation; `store.operation` names another bulk operation.
+                let name = entry.text.contains(".") ? entry.text : "\(entry.text).bulk"
+                let store = String(name.split(separator: ".")[0])
+                let field = "\(fields.fieldPath("stores"))[\(index)]"
+                guard stores.contains(store) else {
+                    throw SpecError(
+                        file: fields.file, line: entry.line, column: entry.column, field: field,
+                        message: "unknown store '\(store)' (known: \(stores.sorted().joined(separator: ", ")))")
+                }
+                guard knownOperations.contains(name), name.split(separator: ".")[1].hasPrefix("bulk") else {
+                    throw SpecError(
+                        file: fields.file, line: entry.line, column: entry.column, field: field,
+                        message: "'\(entry.text)' is not a bulk operation (bulk operations: "
+                            + knownOperations.filter { $0.contains(".bulk") }.sorted().joined(separator: ", ") + ")")
+                }
+                if operations.contains(where: { $0.hasPrefix(store + ".") }) {
+                    throw SpecError(
+                        file: fields.file, line: entry.line, column: entry.column, field: field,
+                        message: "store '\(store)' is listed twice (one bulk operation per store and phase)")
+                }
+                operations.append(name)
             }
             let parallel = try fields.bool("parallel_stores", default: false)
-            executor = .bulk(rows: rows, batch: batch, stores: storeList, workers: workers, parallelStores: parallel)
-            mix = storeList.map { WeightedOperation(name: "\($0).bulk", weight: 1) }
+            executor = .bulk(rows: rows, batch: batch, operations: operations, workers: workers, parallelStores: parallel)
+            mix = operations.map { WeightedOperation(name: $0, weight: 1) }
         case "constant-arrival-rate":
             let rate = try fields.double("rate", range: 0.001...10_000_000)
             executor = .constantArrivalRate(rate: rate, duration: try positiveDuration(fields, "duration"))
