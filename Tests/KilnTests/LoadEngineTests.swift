@@ -312,7 +312,7 @@ struct ExecutorTests {
     }
 
     @Test func bulkHandsOutEveryRowOnceAndWritesContinueAfterIt() throws {
-        let probe = EngineProbe(serviceMicros: 0)
+        let probe = EngineProbe(serviceMicros: 300)
         let scenario = try EngineFixture.scenario(
             """
               - {name: load, executor: bulk, rows: 10_007, batch: 100, workers: 3, stores: [probe]}
@@ -333,6 +333,20 @@ struct ExecutorTests {
         let lines = history.split(separator: "\n")
         #expect(lines.count == ranges.count + written.count)
         #expect(lines.first?.contains(#""op":"probe.bulk""#) == true)
+    }
+
+    @Test func writesBeyondTheDatasetFailAsExhaustedInsteadOfInventingRows() throws {
+        let probe = EngineProbe(serviceMicros: 0)
+        let scenario = try EngineFixture.scenario(
+            "  - {name: more, executor: closed, duration: 400ms, workers: 2, mix: {probe.write: 1}}",
+            operations: Self.operations, rows: "20K")
+        let (report, _) = try EngineFixture.run(scenario, drivers: [probe.driver])
+        let operation = report.phases[0].operations[0]
+        #expect(operation.ok == 20_000)
+        #expect(operation.fail > 0)
+        #expect(operation.errors["dataset-exhausted"] == operation.fail)
+        #expect(probe.writtenRows.withLock { $0.count } == 20_000)
+        #expect(report.storeRows["probe"] == 20_000)
     }
 
     @Test func aStoreThatCannotBeSetUpStopsTheRunBeforeAnyLoad() throws {
