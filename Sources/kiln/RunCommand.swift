@@ -34,6 +34,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Override the scenario's dataset rows (K/M/B allowed), e.g. for a quick try of a big scenario.")
     var rows: String?
 
+    @Option(help: "Serve live metrics in Prometheus text format on this port (http://ADDRESS:PORT/metrics).")
+    var metricsPort: Int?
+
+    @Option(help: "Address for --metrics-port.")
+    var metricsAddress = "127.0.0.1"
+
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
 
@@ -84,13 +90,25 @@ struct RunCommand: ParsableCommand {
             let signals = SignalWatch(stop: stop, logger: logger)
             defer { signals.cancel() }
             let progress = ProgressLine(terminal: isatty(STDERR_FILENO) == 1, logger: logger)
+            var observer: PhaseObserver = progress
+            var metrics: MetricsEndpoint?
+            if let metricsPort {
+                do {
+                    metrics = try MetricsEndpoint(host: metricsAddress, port: metricsPort, next: progress, logger: logger)
+                } catch {
+                    throw Failure(code: .invalidInput, message: "\(error)")
+                }
+                observer = metrics!
+                logger.info("metrics: http://\(metricsAddress):\(metrics!.port)/metrics")
+            }
+            defer { metrics?.close() }
             logger.info("run \(directory.url.lastPathComponent): \(loaded.phases.count) phases, dataset \(dataset.rows) rows, seed \(loaded.dataset.seed)")
             let run: LoadRun
             do throws(LoadRun.Failure) {
                 run = try LoadRun(
                     scenario: loaded, dataset: dataset, directory: directory, stop: stop,
                     environment: ProcessInfo.processInfo.environment, revision: Self.gitRevision(paths.home),
-                    logger: logger, progress: progress)
+                    logger: logger, progress: observer)
             } catch {
                 throw Failure(code: error.code, message: error.message)
             }

@@ -2,6 +2,7 @@ import Foundation
 import Histogram
 import KilnCore
 import KilnData
+import KilnHTTP
 import KilnLoad
 import KilnScenario
 import KilnStores
@@ -86,13 +87,15 @@ enum EngineFixture {
         return try LoadScenario.load(contentsOf: file, knownOperations: operations)
     }
 
-    static func run(_ scenario: LoadScenario, drivers: [StoreDriver], stop: StopFlag = StopFlag()) throws -> (RunReport, URL) {
+    static func run(
+        _ scenario: LoadScenario, drivers: [StoreDriver], stop: StopFlag = StopFlag(), observer: PhaseObserver? = nil
+    ) throws -> (RunReport, URL) {
         let dataset = try Dataset(spec: Fixtures.spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
         let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
         let directory = try RunDirectory(root: root, id: "run", scenarioFile: scenario.file)
         let run = try LoadRun(
             scenario: scenario, dataset: dataset, directory: directory, stop: stop, environment: [:], revision: nil,
-            logger: logger, progress: nil, drivers: drivers)
+            logger: logger, progress: observer, drivers: drivers)
         return (try run.run(), directory.url)
     }
 }
@@ -400,5 +403,28 @@ struct ExecutorTests {
         let written = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
         #expect(written.interrupted && written.phases.count == 1)
         #expect(written.phases[0].operations[0].ok > 100)
+    }
+
+    @Test func theMetricsEndpointServesPrometheusTextDuringTheRun() throws {
+        let probe = EngineProbe(serviceMicros: 100)
+        let scenario = try EngineFixture.scenario(
+            "  - {name: m, executor: constant-arrival-rate, rate: 300, duration: 1500ms, mix: {probe.wait: 1}}",
+            operations: Self.operations)
+        let endpoint = try MetricsEndpoint(port: 0, next: nil, logger: EngineFixture.logger)
+        defer { endpoint.close() }
+        let scraped = Mutex<String?>(nil)
+        let port = endpoint.port
+        let scraper = Thread {
+            usleep(1_300_000)
+            let client = try? HTTPClient()
+            let response = try? client?.get("http://127.0.0.1:\(port)/metrics")
+            scraped.withLock { $0 = response.map { String(decoding: $0.body, as: UTF8.self) } }
+        }
+        scraper.start()
+        _ = try EngineFixture.run(scenario, drivers: [probe.driver], observer: endpoint)
+        let text = try #require(scraped.withLock { $0 })
+        #expect(text.contains(#"kiln_ops_total{phase="m",op="probe.wait",outcome="ok"}"#), "\(text)")
+        #expect(text.contains("kiln_latency_seconds"))
+        #expect(text.contains("# TYPE kiln_ops_total counter"))
     }
 }
