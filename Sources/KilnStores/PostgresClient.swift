@@ -1,0 +1,285 @@
+import KilnCore
+import KilnData
+import KilnPostgres
+import KilnScenario
+
+/// The transactions table in PostgreSQL (store `postgres`), on `context.stack.postgres.primary`.
+///
+/// Threading: one instance per worker thread; every call blocks that thread (libpq). Ownership: owns its one
+/// connection and its COPY encoder buffer. Timeouts: `SET statement_timeout` = `context.timeout` on every
+/// connection, so a statement (a bulk COPY included) running longer fails with SQLSTATE 57014, which ends
+/// `info("timeout")` for writes and `fail("timeout")` for reads. A connection lost during a write ends
+/// `info("connection")`; the next `invoke` reconnects (and re-prepares) before running its op.
+public final class PostgresClient: Client {
+    public static let operations = [
+        OperationDescriptor("bulk", .bulk, "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"),
+        OperationDescriptor("insert", .write, "INSERT one row (prepared statement)"),
+        OperationDescriptor("point-read", .read, "SELECT the row by txn_id; fails not-found when absent"),
+        OperationDescriptor("user-recent", .read, "the last 50 transactions of the row's user, newest first"),
+        OperationDescriptor("merchant-hourly", .read, "per-hour count and sum(amount) of the row's merchant, 24 h"),
+    ]
+
+    /// Rows encoded per chunk handed to libpq: about 1 MB of COPY binary, so memory stays flat for any range.
+    static let chunkRows: Int64 = 8192
+
+    public let table: String
+    private let context: ClientContext
+    private let endpoint: PostgresEndpoint
+    /// Internal for tests (they end its backend to simulate a lost connection).
+    var connection: PostgresConnection?
+    /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
+    private var prepared = false
+    private var encoder: RowEncoder
+
+    public init(context: ClientContext) throws {
+        let pg = context.stack.postgres
+        self.context = context
+        self.table = try SQLStoreError.identifier(context.namespace, store: "postgres") + "_transactions"
+        self.endpoint = PostgresEndpoint(
+            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
+            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
+        self.encoder = RowEncoder(format: .copyBinary, dataset: context.dataset, capacity: 2 << 20)
+        do {
+            connection = try Self.connect(endpoint, timeout: context.timeout)
+        } catch {
+            throw SQLStoreError(store: "postgres", address: pg.primary.description, underlying: error)
+        }
+    }
+
+    public func setup() throws {
+        let sql = TransactionSchema.postgres(table: table)
+            .replacingOccurrences(of: "CREATE TABLE ", with: "CREATE TABLE IF NOT EXISTS ")
+        try liveConnection().execute(
+            """
+            \(sql);
+            CREATE INDEX IF NOT EXISTS \(table)_user_ts ON \(table) (user_id, ts);
+            CREATE INDEX IF NOT EXISTS \(table)_merchant_ts ON \(table) (merchant_id, ts)
+            """)
+    }
+
+    public func teardown() throws {
+        // The prepared statements reference the table; they are dropped with it and re-prepared on next use.
+        try liveConnection().execute("DEALLOCATE ALL; DROP TABLE IF EXISTS \(table)")
+        prepared = false
+    }
+
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+        let isRead = operation >= 2
+        do {
+            switch operation {
+            case 0:
+                _ = try bulk(request.rows)
+            case 1:
+                try preparedConnection().executePrepared(
+                    "kiln_insert", Self.insertParameters(context.dataset.transaction(request.row), context.dataset))
+            case 2...4:
+                let result = try read(operation, row: request.row)
+                if operation == 2 && result.rowCount == 0 {
+                    return .fail("not-found")
+                }
+            default:
+                return .fail("unknown-operation")
+            }
+            return .ok
+        } catch let error as PostgresError {
+            return outcome(error, isRead: isRead)
+        } catch {
+            return isRead ? .fail("client") : .info("client")
+        }
+    }
+
+    /// Streams `rows` through one `COPY … FROM STDIN (FORMAT binary)`; returns the rows the server copied.
+    /// Memory: one reused encoder buffer of about `chunkRows` rows, whatever the range.
+    func bulk(_ rows: Range<Int64>) throws -> Int {
+        let connection = try liveConnection()
+        let dataset = context.dataset
+        return try connection.copyIn("COPY \(table) FROM STDIN (FORMAT binary)") { writer in
+            encoder.removeAll()
+            encoder.header()
+            var start = rows.lowerBound
+            while start < rows.upperBound {
+                let end = min(start + Self.chunkRows, rows.upperBound)
+                encoder.append(dataset, rows: start..<end)
+                if end == rows.upperBound {
+                    encoder.trailer()
+                }
+                try encoder.withBytes { bytes in try writer.write(bytes) }
+                encoder.removeAll()
+                start = end
+            }
+            if rows.isEmpty {
+                encoder.trailer()
+                try encoder.withBytes { bytes in try writer.write(bytes) }
+                encoder.removeAll()
+            }
+        }
+    }
+
+    /// Runs read operation `operation` (2...4) for dataset row `row` and returns its result.
+    func read(_ operation: Int, row: Int64) throws(PostgresError) -> PostgresResult {
+        let transaction = context.dataset.transaction(row)
+        let connection = try preparedConnection()
+        switch operation {
+        case 2: return try connection.executePrepared("kiln_point_read", [String(transaction.txnID)])
+        case 3: return try connection.executePrepared("kiln_user_recent", [String(transaction.userID)])
+        default:
+            return try connection.executePrepared(
+                "kiln_merchant_hourly", [String(transaction.merchantID), String(transaction.timestampMillis)])
+        }
+    }
+
+    // MARK: connection
+
+    /// The open connection, reconnecting (and re-preparing) first when the last one broke or was closed.
+    private func liveConnection() throws(PostgresError) -> PostgresConnection {
+        if let connection, connection.isOpen {
+            return connection
+        }
+        connection?.close()
+        connection = nil
+        prepared = false
+        let fresh = try Self.connect(endpoint, timeout: context.timeout)
+        connection = fresh
+        return fresh
+    }
+
+    private static func connect(
+        _ endpoint: PostgresEndpoint, timeout: Duration
+    ) throws(PostgresError) -> PostgresConnection {
+        let connection = try PostgresConnection(endpoint, connectTimeoutSeconds: connectSeconds(timeout))
+        try connection.execute("SET statement_timeout = \(milliseconds(timeout))")
+        return connection
+    }
+
+    private static func prepareStatements(_ connection: PostgresConnection, table: String) throws(PostgresError) {
+        try connection.prepare(
+            "kiln_insert",
+            """
+            INSERT INTO \(table) (txn_id, user_id, merchant_id, device_id, location_id, amount, currency, ts, channel,
+              status, fraud_score, is_fraud, ring_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, timestamptz 'epoch' + $8::bigint * interval '1 millisecond', $9, $10,
+              $11, $12, $13)
+            """)
+        try connection.prepare(
+            "kiln_point_read",
+            """
+            SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, currency,
+              (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, channel, status, fraud_score, is_fraud, ring_id
+            FROM \(table) WHERE txn_id = $1
+            """)
+        try connection.prepare(
+            "kiln_user_recent",
+            "SELECT txn_id, amount, ts FROM \(table) WHERE user_id = $1 ORDER BY ts DESC LIMIT 50")
+        try connection.prepare(
+            "kiln_merchant_hourly",
+            """
+            SELECT date_trunc('hour', ts) AS hour, count(*) AS txns, sum(amount) AS amount FROM \(table)
+            WHERE merchant_id = $1 AND ts > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '24 hours'
+              AND ts <= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+            GROUP BY 1 ORDER BY 1
+            """)
+    }
+
+    /// The open connection with the statements of `insert` and the reads prepared on it (once per connection;
+    /// the table must exist, else this fails with SQLSTATE 42P01).
+    private func preparedConnection() throws(PostgresError) -> PostgresConnection {
+        let connection = try liveConnection()
+        if !prepared {
+            try Self.prepareStatements(connection, table: table)
+            prepared = true
+        }
+        return connection
+    }
+
+    private func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
+        if error.kind == .connectionLost || error.kind == .unexpectedResult {
+            connection?.close()
+            connection = nil
+        }
+        return Self.outcome(error, isRead: isRead)
+    }
+
+    /// How a libpq error ends an op (ARCHITECTURE.md, Outcomes): nothing sent or a server refusal is `fail`; a
+    /// broken connection or timeout after sending is `info` for writes and `fail` for reads.
+    static func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
+        switch error.kind {
+        case .connect, .closed:
+            return .fail("connection")
+        case .invalidArgument:
+            return .fail("invalid-argument")
+        case .server:
+            if error.sqlState == "57014" {
+                return isRead ? .fail("timeout") : .info("timeout")
+            }
+            return .fail("sqlstate-\(error.sqlState ?? "unknown")")
+        case .connectionLost:
+            return isRead ? .fail("connection") : .info("connection")
+        case .unexpectedResult:
+            return isRead ? .fail("unexpected-result") : .info("unexpected-result")
+        }
+    }
+
+    static func connectSeconds(_ timeout: Duration) -> Int { max(2, Int(timeout.components.seconds)) }
+
+    static func milliseconds(_ timeout: Duration) -> Int64 {
+        max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Text parameters of `kiln_insert` for `row` (a single-row write; allocating here is fine).
+    static func insertParameters(_ row: Transaction, _ dataset: Dataset) -> [String?] {
+        [
+            String(row.txnID), String(row.userID), String(row.merchantID), String(row.deviceID),
+            String(row.locationID), decimal(row.amountCents, scale: 2), dataset.currencyCodes[Int(row.currency)],
+            String(row.timestampMillis), dataset.channelNames[Int(row.channel)],
+            row.declined ? "declined" : "approved", decimal(Int64(row.fraudScoreMillis), scale: 3),
+            row.isFraud ? "true" : "false", row.ringID >= 0 ? String(row.ringID) : nil,
+        ]
+    }
+
+    /// `value / 10^scale` as exact decimal text: (1205, 2) -> `12.05`, (-7, 3) -> `-0.007`.
+    static func decimal(_ value: Int64, scale: Int) -> String {
+        var divisor: UInt64 = 1
+        for _ in 0..<scale { divisor *= 10 }
+        let magnitude = value.magnitude
+        let fraction = String(magnitude % divisor)
+        let padded = String(repeating: "0", count: scale - fraction.count) + fraction
+        return (value < 0 ? "-" : "") + "\(magnitude / divisor).\(padded)"
+    }
+}
+
+/// A store client could not connect or be configured. `description` names the store and `host:port` and the
+/// underlying error's own (redacted) description; never a password.
+public struct SQLStoreError: Error, CustomStringConvertible {
+    public var store: String
+    public var address: String
+    public var detail: String
+
+    public init(store: String, address: String, detail: String) {
+        self.store = store
+        self.address = address
+        self.detail = detail
+    }
+
+    init(store: String, address: String, underlying: any Error) {
+        self.init(store: store, address: address, detail: String(describing: underlying))
+    }
+
+    public var description: String { "\(store) at \(address): \(detail)" }
+
+    /// `name` when it is a safe SQL identifier part (`[a-z0-9_]`, starting with a letter or `_`), else throws.
+    static func identifier(_ name: String, store: String) throws(SQLStoreError) -> String {
+        let valid = !name.isEmpty && name.utf8.count <= 40
+            && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
+            && !(48...57).contains(name.utf8.first ?? 48)
+        guard valid else {
+            throw SQLStoreError(
+                store: store, address: "-", detail: "namespace \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
+        }
+        return name
+    }
+}
