@@ -1,0 +1,168 @@
+import Foundation
+import KilnCore
+import KilnData
+import KilnHTTP
+import KilnScenario
+
+/// The transactions table and its per-minute per-merchant aggregate in ClickHouse (store `clickhouse`), over the
+/// HTTP interface of `context.stack.timeseries.endpoint`. Written for ClickHouse 18.16 (the embedded stack): no
+/// DateTime64 (`ts` is Unix ms, see `TransactionSchema.clickhouse`), aggregate as a SummingMergeTree
+/// materialized view, which sums Decimal columns on merge.
+///
+/// Threading: one instance per worker thread; every call blocks it (libcurl easy). Ownership: owns one
+/// `HTTPClient` (one keep-alive connection) and one RowBinary encoder buffer. Timeouts: each request is bounded by
+/// `context.timeout`; a write that times out ends `info("timeout")`, a read `fail("timeout")`. After the request
+/// was sent, a 5xx or a broken connection leaves a write `info` (18.16 answers 500 for every exception, so its
+/// fate cannot be told apart); a refused connection is `fail("connection")` (nothing was sent).
+public final class ClickHouseClient: Client {
+    public static let operations = [
+        OperationDescriptor("bulk", .bulk, "INSERT the rows into <ns>_transactions FORMAT RowBinary, one POST"),
+        OperationDescriptor("insert", .write, "INSERT one row (FORMAT RowBinary; ClickHouse's worst case)"),
+        OperationDescriptor("minute-aggregate", .read, "per-minute count/sum of the row's merchant, hour before it"),
+        OperationDescriptor("point-read", .read, "SELECT the row by txn_id; fails not-found when absent"),
+    ]
+
+    /// `database.<ns>_transactions`.
+    public let table: String
+    /// `database.<ns>_merchant_minute`: SummingMergeTree of (merchant_id, minute) -> txns, amount.
+    public let aggregate: String
+    private let context: ClientContext
+    private let baseURL: String
+    private let address: String
+    private let http: HTTPClient
+    private var encoder: RowEncoder
+
+    public init(context: ClientContext) throws {
+        let ts = context.stack.timeseries
+        self.context = context
+        let namespace = try SQLStoreError.identifier(context.namespace, store: "clickhouse")
+        let database = try SQLStoreError.identifier(ts.database, store: "clickhouse")
+        table = "\(database).\(namespace)_transactions"
+        aggregate = "\(database).\(namespace)_merchant_minute"
+        address = ts.endpoint.description
+        baseURL = "http://\(ts.endpoint)/"
+        let seconds = Double(context.timeout.components.seconds)
+            + Double(context.timeout.components.attoseconds) / 1e18
+        http = try HTTPClient(
+            timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)), user: ts.user,
+            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+        encoder = RowEncoder(format: .rowBinary, dataset: context.dataset, capacity: 1 << 16)
+        do {
+            try http.get(baseURL + "ping").expectOK()
+        } catch {
+            throw SQLStoreError(store: "clickhouse", address: address, underlying: error)
+        }
+    }
+
+    public func setup() throws {
+        let create = TransactionSchema.clickhouse(table: table)
+            .replacingOccurrences(of: "CREATE TABLE ", with: "CREATE TABLE IF NOT EXISTS ")
+        try run(create)
+        try run(
+            """
+            CREATE MATERIALIZED VIEW IF NOT EXISTS \(aggregate) ENGINE = SummingMergeTree()
+              ORDER BY (merchant_id, minute)
+              AS SELECT merchant_id, toStartOfMinute(time) AS minute, toUInt64(count()) AS txns, sum(amount) AS amount
+              FROM \(table) GROUP BY merchant_id, minute
+            """)
+    }
+
+    public func teardown() throws {
+        try run("DROP TABLE IF EXISTS \(aggregate)")
+        try run("DROP TABLE IF EXISTS \(table)")
+    }
+
+    public func close() {}
+
+    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+        let isRead = operation >= 2
+        do throws(HTTPError) {
+            switch operation {
+            case 0:
+                encoder.removeAll()
+                encoder.append(context.dataset, rows: request.rows)
+            case 1:
+                encoder.removeAll()
+                encoder.append(context.dataset.transaction(request.row))
+            case 2, 3:
+                let response = try query(operation, row: request.row)
+                if operation == 3 && response.body.isEmpty {
+                    return .fail("not-found")
+                }
+                return .ok
+            default:
+                return .fail("unknown-operation")
+            }
+            // One copy into a reused array: HTTPClient.post sends an [UInt8] in place.
+            body.removeAll(keepingCapacity: true)
+            encoder.withBytes { body.append(contentsOf: $0) }
+            let response = try http.post(insertURL, body: body)
+            return Self.outcome(status: response.status, isRead: false)
+        } catch {
+            return Self.outcome(error, isRead: isRead)
+        }
+    }
+
+    /// The request body of the last write, reused (it only grows to the largest bulk).
+    private var body: [UInt8] = []
+
+    private lazy var insertURL = baseURL + "?query=" + Self.percentEncoded("INSERT INTO \(table) FORMAT RowBinary")
+
+    /// Runs read `operation` (2 minute-aggregate, 3 point-read) for dataset row `row`; the TabSeparated response.
+    func query(_ operation: Int, row: Int64) throws(HTTPError) -> HTTPResponse {
+        let transaction = context.dataset.transaction(row)
+        let sql: String
+        if operation == 2 {
+            // The 60 minutes ending with the row's minute: (minute(ts) - 1 h, minute(ts)].
+            let minute = transaction.timestampMillis / 60_000 * 60
+            sql = """
+                SELECT minute, sum(txns), sum(amount) FROM \(aggregate)
+                WHERE merchant_id = \(transaction.merchantID) AND minute > toDateTime(\(minute - 3600))
+                  AND minute <= toDateTime(\(minute))
+                GROUP BY minute ORDER BY minute FORMAT TabSeparated
+                """
+        } else {
+            sql = "SELECT * FROM \(table) WHERE txn_id = \(transaction.txnID) FORMAT TabSeparated"
+        }
+        let response = try http.post(baseURL, body: Array(sql.utf8), contentType: "text/plain")
+        return try response.expectOK()
+    }
+
+    /// Runs a statement, throwing on any error (setup and teardown).
+    private func run(_ sql: String) throws {
+        do {
+            try http.post(baseURL, body: Array(sql.utf8), contentType: "text/plain").expectOK()
+        } catch {
+            throw SQLStoreError(store: "clickhouse", address: address, detail: String(reflecting: error))
+        }
+    }
+
+    /// The outcome of a response that arrived: 2xx ok; 5xx after a write was sent is unknown; other statuses are
+    /// definite refusals.
+    static func outcome(status: Int, isRead: Bool) -> Outcome {
+        switch status {
+        case 200...299: .ok
+        case 500...599: isRead ? .fail("http-\(status)") : .info("http-\(status)")
+        default: .fail("http-\(status)")
+        }
+    }
+
+    /// The outcome of a request without a complete response, by CURLcode.
+    static func outcome(_ error: HTTPError, isRead: Bool) -> Outcome {
+        if let status = error.status {
+            return outcome(status: status, isRead: isRead)
+        }
+        switch error.curlCode {
+        // 6/7: host not resolved / connection refused: nothing was sent.
+        case 6, 7: return .fail("connection")
+        case 28: return isRead ? .fail("timeout") : .info("timeout")
+        default: return isRead ? .fail("connection") : .info("connection")
+        }
+    }
+
+    /// `text` with everything but RFC 3986 unreserved characters percent-encoded, for a query-string value.
+    static func percentEncoded(_ text: String) -> String {
+        let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}

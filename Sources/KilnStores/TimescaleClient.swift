@@ -1,0 +1,307 @@
+import Foundation
+import KilnCore
+import KilnData
+import KilnPostgres
+import KilnScenario
+
+/// Per-transaction points `(time, merchant_id, amount, txn_id)` in TimescaleDB (store `timescale`).
+///
+/// TimescaleDB is a PostgreSQL extension and cannot run on this machine, so this client speaks plain libpq and
+/// decides in `setup`: when the server offers the `timescaledb` extension it creates a hypertable (`usesHypertable`
+/// is true; that path is untested here); otherwise a table partitioned by range on `time` with one partition
+/// per day of the dataset's span plus a default partition. Endpoint: `context.stack.timeseries` when its kind is
+/// `timescale`, else the PostgreSQL primary (the embedded stack has no TimescaleDB server).
+///
+/// Threading, ownership, timeouts and outcomes as `PostgresClient`: one connection per worker, `SET
+/// statement_timeout` = `context.timeout`, a timed-out or connection-lost write is `info`, a read error `fail`.
+public final class TimescaleClient: Client {
+    public static let operations = [
+        OperationDescriptor("bulk", .bulk, "COPY the rows' points into <ns>_points (FORMAT binary, chunked)"),
+        OperationDescriptor("insert-point", .write, "INSERT one point (prepared statement)"),
+        OperationDescriptor("minute-aggregate", .read, "per-minute count/sum of the row's merchant, 1 h to its ts"),
+    ]
+
+    public let table: String
+    /// Set by `setup`: whether the table is a TimescaleDB hypertable (false: declarative daily partitions).
+    public private(set) var usesHypertable = false
+    private let context: ClientContext
+    private let endpoint: PostgresEndpoint
+    private let address: String
+    /// Internal for tests.
+    var connection: PostgresConnection?
+    private var prepared = false
+    /// COPY binary of the current chunk; reused, grows to one chunk.
+    private var buffer: [UInt8] = []
+
+    public init(context: ClientContext) throws {
+        self.context = context
+        table = try SQLStoreError.identifier(context.namespace, store: "timescale") + "_points"
+        let ts = context.stack.timeseries
+        if ts.kind == .timescale {
+            endpoint = PostgresEndpoint(
+                host: ts.endpoint.host, port: ts.endpoint.port, database: ts.database, user: ts.user ?? "postgres",
+                password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+            address = ts.endpoint.description
+        } else {
+            let pg = context.stack.postgres
+            endpoint = PostgresEndpoint(
+                host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
+                password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
+            address = pg.primary.description
+        }
+        buffer.reserveCapacity(Int(PostgresClient.chunkRows) * 64)
+        do {
+            _ = try liveConnection()
+        } catch {
+            throw SQLStoreError(store: "timescale", address: address, underlying: error)
+        }
+    }
+
+    public func setup() throws {
+        let connection = try liveConnection()
+        let available = try connection.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+        usesHypertable = available.rowCount > 0
+        if usesHypertable {
+            try connection.execute(Self.hypertableSQL(table: table))
+        } else {
+            let spec = context.dataset.spec
+            try connection.execute(Self.partitionedSQL(table: table, startMillis: spec.startMillis, days: spec.days))
+        }
+    }
+
+    public func teardown() throws {
+        try liveConnection().execute("DEALLOCATE ALL; DROP TABLE IF EXISTS \(table)")
+        prepared = false
+    }
+
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    /// TimescaleDB path (untested here: no TimescaleDB server can run on this machine).
+    static func hypertableSQL(table: String) -> String {
+        """
+        CREATE EXTENSION IF NOT EXISTS timescaledb;
+        CREATE TABLE IF NOT EXISTS \(table) (time timestamptz NOT NULL, merchant_id bigint NOT NULL,
+          amount numeric(15,2) NOT NULL, txn_id bigint NOT NULL, PRIMARY KEY (txn_id, time));
+        SELECT create_hypertable('\(table)', 'time', chunk_time_interval => interval '1 day', if_not_exists => TRUE);
+        CREATE INDEX IF NOT EXISTS \(table)_merchant_time ON \(table) (merchant_id, time DESC)
+        """
+    }
+
+    /// Plain PostgreSQL path: range partitions of one UTC day each over [start, start + days), and a default
+    /// partition for anything outside. Idempotent.
+    static func partitionedSQL(table: String, startMillis: Int64, days: Int) -> String {
+        let dayMillis: Int64 = 86_400_000
+        let firstDay = startMillis >= 0 ? startMillis / dayMillis : (startMillis - dayMillis + 1) / dayMillis
+        var statements = [
+            """
+            CREATE TABLE IF NOT EXISTS \(table) (time timestamptz NOT NULL, merchant_id bigint NOT NULL,
+              amount numeric(15,2) NOT NULL, txn_id bigint NOT NULL, PRIMARY KEY (txn_id, time)) PARTITION BY RANGE (time)
+            """
+        ]
+        let lastDay = (startMillis + Int64(max(days, 1)) * dayMillis - 1) / dayMillis
+        for day in firstDay...lastDay {
+            let from = date(day * dayMillis)
+            let to = date((day + 1) * dayMillis)
+            statements.append(
+                "CREATE TABLE IF NOT EXISTS \(table)_p\(from.filter { $0 != "-" }) PARTITION OF \(table) "
+                    + "FOR VALUES FROM ('\(from) 00:00:00+00') TO ('\(to) 00:00:00+00')")
+        }
+        statements.append("CREATE TABLE IF NOT EXISTS \(table)_default PARTITION OF \(table) DEFAULT")
+        statements.append("CREATE INDEX IF NOT EXISTS \(table)_merchant_time ON \(table) (merchant_id, time DESC)")
+        return statements.joined(separator: ";\n")
+    }
+
+    /// `YYYY-MM-DD` (UTC) of Unix milliseconds.
+    static func date(_ millis: Int64) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let parts = calendar.dateComponents(
+            [.year, .month, .day], from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        func two(_ value: Int?) -> String { (value ?? 0) < 10 ? "0\(value ?? 0)" : "\(value ?? 0)" }
+        return "\(parts.year ?? 1970)-\(two(parts.month))-\(two(parts.day))"
+    }
+
+    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+        let isRead = operation == 2
+        do {
+            switch operation {
+            case 0:
+                _ = try bulk(request.rows)
+            case 1:
+                let row = context.dataset.transaction(request.row)
+                try preparedConnection().executePrepared(
+                    "kiln_insert_point",
+                    [
+                        String(row.timestampMillis), String(row.merchantID),
+                        PostgresClient.decimal(row.amountCents, scale: 2), String(row.txnID),
+                    ])
+            case 2:
+                _ = try minuteAggregate(row: request.row)
+            default:
+                return .fail("unknown-operation")
+            }
+            return .ok
+        } catch let error as PostgresError {
+            if error.kind == .connectionLost || error.kind == .unexpectedResult {
+                connection?.close()
+                connection = nil
+            }
+            return PostgresClient.outcome(error, isRead: isRead)
+        } catch {
+            return isRead ? .fail("client") : .info("client")
+        }
+    }
+
+    /// COPY of `rows` as points, in chunks of `PostgresClient.chunkRows` rows through one reused buffer.
+    func bulk(_ rows: Range<Int64>) throws -> Int {
+        let connection = try liveConnection()
+        let dataset = context.dataset
+        return try connection.copyIn("COPY \(table) (time, merchant_id, amount, txn_id) FROM STDIN (FORMAT binary)") {
+            writer in
+            buffer.removeAll(keepingCapacity: true)
+            // "PGCOPY\n\xFF\r\n\0", flags, header extension length.
+            buffer.append(contentsOf: [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00])
+            append(Int32(0))
+            append(Int32(0))
+            var index = rows.lowerBound
+            while index < rows.upperBound {
+                let end = min(index + PostgresClient.chunkRows, rows.upperBound)
+                for row in index..<end {
+                    appendPoint(dataset.transaction(row))
+                }
+                if end == rows.upperBound {
+                    append(Int16(-1))
+                }
+                try buffer.withUnsafeBytes { bytes in try writer.write(bytes) }
+                buffer.removeAll(keepingCapacity: true)
+                index = end
+            }
+            if rows.isEmpty {
+                append(Int16(-1))
+                try buffer.withUnsafeBytes { bytes in try writer.write(bytes) }
+            }
+        }
+    }
+
+    func minuteAggregate(row: Int64) throws(PostgresError) -> PostgresResult {
+        let transaction = context.dataset.transaction(row)
+        return try preparedConnection().executePrepared(
+            "kiln_minute_aggregate", [String(transaction.merchantID), String(transaction.timestampMillis)])
+    }
+
+    // MARK: encoding
+
+    private func append<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.bigEndian) { buffer.append(contentsOf: $0) }
+    }
+
+    /// One COPY binary tuple: time (timestamptz µs since 2000), merchant_id, amount (numeric), txn_id.
+    private func appendPoint(_ row: Transaction) {
+        append(Int16(4))
+        append(Int32(8))
+        append((row.timestampMillis - 946_684_800_000) * 1000)
+        append(Int32(8))
+        append(row.merchantID)
+        appendNumeric(row.amountCents)
+        append(Int32(8))
+        append(row.txnID)
+    }
+
+    /// PostgreSQL binary numeric of `cents / 100` (display scale 2): base-10000 digit groups, zero groups at the
+    /// ends omitted. |cents| < 10^18.
+    func appendNumeric(_ cents: Int64) {
+        let magnitude = cents.magnitude
+        var integer = magnitude / 100
+        let fraction = UInt16(magnitude % 100) * 100
+        // At most five integer groups, kept in a tuple: no per-row allocation.
+        var integerGroups: (UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0)
+        var count = 0
+        while integer > 0 {
+            let group = UInt16(integer % 10_000)
+            switch count {
+            case 0: integerGroups.0 = group
+            case 1: integerGroups.1 = group
+            case 2: integerGroups.2 = group
+            case 3: integerGroups.3 = group
+            default: integerGroups.4 = group
+            }
+            integer /= 10_000
+            count += 1
+        }
+        func group(_ position: Int) -> UInt16 {
+            switch position {
+            case 0: integerGroups.0
+            case 1: integerGroups.1
+            case 2: integerGroups.2
+            case 3: integerGroups.3
+            default: integerGroups.4
+            }
+        }
+        var dropped = 0
+        if fraction == 0 {
+            while dropped < count && group(dropped) == 0 { dropped += 1 }
+        }
+        let total = count - dropped + (fraction != 0 ? 1 : 0)
+        append(Int32(8 + 2 * total))
+        append(Int16(total))
+        append(Int16(total == 0 ? 0 : count - 1))
+        append(UInt16(cents < 0 ? 0x4000 : 0))
+        append(Int16(2))
+        var position = count - 1
+        while position >= dropped {
+            append(group(position))
+            position -= 1
+        }
+        if fraction != 0 {
+            append(fraction)
+        }
+    }
+
+    /// The COPY binary field (length and value) `appendNumeric` writes for `cents`; for tests.
+    func numericBytes(_ cents: Int64) -> [UInt8] {
+        buffer.removeAll(keepingCapacity: true)
+        appendNumeric(cents)
+        return buffer
+    }
+
+    // MARK: connection
+
+    private func liveConnection() throws(PostgresError) -> PostgresConnection {
+        if let connection, connection.isOpen {
+            return connection
+        }
+        connection?.close()
+        connection = nil
+        prepared = false
+        let fresh = try PostgresConnection(endpoint, connectTimeoutSeconds: PostgresClient.connectSeconds(context.timeout))
+        try fresh.execute("SET statement_timeout = \(PostgresClient.milliseconds(context.timeout))")
+        connection = fresh
+        return fresh
+    }
+
+    private func preparedConnection() throws(PostgresError) -> PostgresConnection {
+        let connection = try liveConnection()
+        if !prepared {
+            try connection.prepare(
+                "kiln_insert_point",
+                """
+                INSERT INTO \(table) (time, merchant_id, amount, txn_id)
+                VALUES (timestamptz 'epoch' + $1::bigint * interval '1 millisecond', $2, $3, $4)
+                """)
+            try connection.prepare(
+                "kiln_minute_aggregate",
+                """
+                SELECT date_trunc('minute', time) AS minute, count(*) AS txns, sum(amount) AS amount FROM \(table)
+                WHERE merchant_id = $1
+                  AND time > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '1 hour'
+                  AND time <= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+                GROUP BY 1 ORDER BY 1
+                """)
+            prepared = true
+        }
+        return connection
+    }
+}
