@@ -128,6 +128,48 @@ public final class RedisConnection {
         try sendPipeline(commands) { $0 }
     }
 
+    /// Sends `commandCount` commands that the caller has already encoded as RESP arrays in `encoded` (one write of
+    /// the whole buffer), then reads exactly `commandCount` replies. Replies are checked but not converted, so a bulk
+    /// load allocates nothing per command here; the bytes are copied before the call returns.
+    /// - Returns: how many replies were errors, and the first of them as a `server` error.
+    /// - Throws: ``RedisError`` (`io`, `timeout`, `protocol`, `closed`) when the connection fails; then which
+    ///   commands were applied is unknown. A wrong `commandCount` desynchronises the stream: pass the exact count.
+    public func pipelineEncoded(
+        _ encoded: UnsafeRawBufferPointer, commandCount: Int
+    ) throws(RedisError) -> RedisPipelineErrors {
+        let context = try open()
+        guard commandCount > 0, let base = encoded.baseAddress else {
+            return RedisPipelineErrors(count: 0, first: nil)
+        }
+        guard redisAppendFormattedCommand(context, base.assumingMemoryBound(to: CChar.self), encoded.count)
+            == REDIS_OK
+        else {
+            throw contextError(context, errno: errno)
+        }
+        var errors = 0
+        var first: RedisError?
+        for _ in 0..<commandCount {
+            var raw: UnsafeMutableRawPointer?
+            let status = redisGetReply(context, &raw)
+            let savedErrno = errno
+            guard status == REDIS_OK, let raw else {
+                throw contextError(context, errno: savedErrno)
+            }
+            let reply = raw.assumingMemoryBound(to: redisReply.self)
+            if reply.pointee.type == REDIS_REPLY_ERROR {
+                errors += 1
+                if first == nil {
+                    let text = String(
+                        decoding: UnsafeRawBufferPointer(start: reply.pointee.str, count: reply.pointee.len),
+                        as: UTF8.self)
+                    first = RedisError.server(text, address: address)
+                }
+            }
+            freeReplyObject(raw)
+        }
+        return RedisPipelineErrors(count: errors, first: first)
+    }
+
     // MARK: - Helpers
 
     private func open() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
@@ -272,4 +314,12 @@ public final class RedisConnection {
             return .null
         }
     }
+}
+
+/// The error replies of a ``RedisConnection/pipelineEncoded(_:commandCount:)`` call.
+public struct RedisPipelineErrors: Sendable {
+    /// Number of commands answered with an error reply (those commands were not applied).
+    public let count: Int
+    /// The first error reply, as a `server` error (`nil` when `count` is 0).
+    public let first: RedisError?
 }
