@@ -1,0 +1,215 @@
+import KilnCore
+import KilnData
+import KilnRedis
+
+/// FalkorDB as the platform's fraud graph, over RESP (hiredis) at `context.stack.graph.endpoint`.
+///
+/// Graph `<ns>_graph` (not `stack.graph.graph`, so every namespace has its own graph and teardown can delete it):
+/// `(:User {id})-[:USED]->(:Device {id})`, `(:User)-[:PAID {txn_id, amount_cents, ts}]->(:Merchant {id})`, one PAID
+/// edge per row; User, Merchant and Device nodes and USED edges are MERGEd, so they exist once.
+///
+/// Outcomes: a GRAPH.QUERY error reply is `fail` (FalkorDB runs a query atomically and undoes a failed one); its class
+/// is the reply's first word when that is an upper-case token, else `graph-error`. A timeout or a lost connection
+/// after sending is `info` for writes and `fail` for reads; a failed (re)connect is `fail("connection")`.
+public final class FalkorDBClient: Client {
+    public static let operations: [OperationDescriptor] = [
+        OperationDescriptor("bulk", .bulk, "UNWIND of the rows (batches of batchRows): MERGE User, Merchant, Device, USED; CREATE PAID"),
+        OperationDescriptor("merge-edge", .write, "the bulk query for one row"),
+        OperationDescriptor("shared-device", .read, "users sharing a device with the row's user (2 hops, LIMIT 100)"),
+        OperationDescriptor("user-merchants", .read, "the row's user's merchants with PAID count and amount sum"),
+    ]
+
+    /// The write of every row: rows come as the `cypher` RowEncoder maps in the `rows` parameter.
+    static let mergeQuery = """
+        UNWIND $rows AS r MERGE (u:User {id: r.user_id}) MERGE (m:Merchant {id: r.merchant_id}) \
+        MERGE (d:Device {id: r.device_id}) MERGE (u)-[:USED]->(d) \
+        CREATE (u)-[:PAID {txn_id: r.txn_id, amount_cents: r.amount_cents, ts: r.ts}]->(m)
+        """
+    static let sharedDeviceQuery = """
+        MATCH (u:User {id: $uid})-[:USED]->(d:Device)<-[:USED]-(o:User) WHERE o <> u RETURN DISTINCT o.id LIMIT 100
+        """
+    static let userMerchantsQuery = """
+        MATCH (u:User {id: $uid})-[p:PAID]->(m:Merchant) RETURN m.id, count(p), toInteger(sum(p.amount_cents)) ORDER BY m.id
+        """
+    static let indexQueries = ["User", "Merchant", "Device"].map { "CREATE INDEX FOR (n:\($0)) ON (n.id)" }
+
+    public let context: ClientContext
+    /// The graph key, `<ns>_graph`.
+    public let graph: String
+    /// Rows per GRAPH.QUERY of `bulk`.
+    public let batchRows: Int
+    /// The integer columns of the rows the last successful read returned (`[o.id]` or `[m.id, count, sum]`).
+    public private(set) var lastReadRows: [[Int64]] = []
+
+    private let host: String
+    private let port: Int
+    private let timeoutSeconds: Double
+    private var connection: RedisConnection?
+    /// Reused: the `cypher` maps of one batch, the query text, and the RESP frame of the command.
+    private var maps: RowEncoder
+    private var query: [UInt8] = []
+    private var frame = RESPBuffer()
+    private let graphBytes: [UInt8]
+
+    /// Connects to `context.stack.graph.endpoint`.
+    /// - Throws: `ConnectError` naming the store and address when the server does not answer.
+    public init(context: ClientContext, batchRows: Int = 1000) throws {
+        precondition(batchRows >= 1, "batchRows must be at least 1")
+        self.context = context
+        self.batchRows = batchRows
+        graph = "\(context.namespace)_graph"
+        graphBytes = Array(graph.utf8)
+        host = context.stack.graph.endpoint.host
+        port = context.stack.graph.endpoint.port
+        timeoutSeconds = max(0.001, Double(context.timeout.components.seconds)
+            + Double(context.timeout.components.attoseconds) / 1e18)
+        maps = RowEncoder(format: .cypher, dataset: context.dataset, capacity: 1 << 18)
+        query.reserveCapacity(1 << 18)
+        do {
+            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        } catch {
+            throw ConnectError(address: "\(host):\(port)", reason: error.description)
+        }
+    }
+
+    public convenience init(context: ClientContext) throws {
+        try self.init(context: context, batchRows: 1000)
+    }
+
+    /// Creates the id indexes (range indexes; "already indexed" is accepted, so setup is idempotent).
+    public func setup() throws {
+        let connection = try connected()
+        let replies = try connection.pipeline(Self.indexQueries.map { ["GRAPH.QUERY", graph, $0] })
+        for case .error(let message) in replies where !message.contains("already indexed") {
+            throw ConnectError(address: connection.address, reason: "CREATE INDEX failed: \(message.prefix(80))")
+        }
+    }
+
+    /// Deletes the graph; a graph that does not exist is fine.
+    public func teardown() throws {
+        let connection = try connected()
+        let replies = try connection.pipeline([["GRAPH.DELETE", graph]])
+        if case .error(let message) = replies.first, !message.contains("empty key") {
+            throw ConnectError(address: connection.address, reason: "GRAPH.DELETE failed: \(message.prefix(80))")
+        }
+    }
+
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+        let kind = Self.operations[operation].kind
+        let connection: RedisConnection
+        do {
+            connection = try connected()
+        } catch {
+            return .fail("connection")
+        }
+        do {
+            switch operation {
+            case 0: return try merge(connection, request.rows)
+            case 1: return try merge(connection, request.row..<(request.row + 1))
+            case 2: return try read(connection, Self.sharedDeviceQuery, row: request.row)
+            case 3: return try read(connection, Self.userMerchantsQuery, row: request.row)
+            default: preconditionFailure("FalkorDBClient has no operation \(operation)")
+            }
+        } catch {
+            return outcome(of: error, kind: kind)
+        }
+    }
+
+    // MARK: - Operations
+
+    /// One GRAPH.QUERY per `batchRows` rows. A rejected batch stops the op: `fail` if it was the first batch,
+    /// else `info` (earlier batches are in the graph).
+    private func merge(_ connection: RedisConnection, _ rows: Range<Int64>) throws(RedisError) -> Outcome {
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let end = min(rows.upperBound, start + Int64(batchRows))
+            encodeMergeCommand(start..<end)
+            let errors = try frame.withBytes { bytes throws(RedisError) in
+                try connection.pipelineEncoded(bytes, commandCount: 1)
+            }
+            if let first = errors.first {
+                let word = Self.errorClass(first)
+                return start == rows.lowerBound ? .fail(word) : .info(word)
+            }
+            start = end
+        }
+        return .ok
+    }
+
+    private func read(_ connection: RedisConnection, _ cypher: String, row: Int64) throws(RedisError) -> Outcome {
+        let user = context.dataset.transaction(row).userID
+        let reply = try connection.command(["GRAPH.RO_QUERY", graph, "CYPHER uid=\(user) \(cypher)"])
+        // [header, rows, statistics]
+        guard let parts = reply.array, parts.count == 3, let rows = parts[1].array else {
+            return .fail("unexpected-reply")
+        }
+        lastReadRows = rows.map { ($0.array ?? []).compactMap(\.integer) }
+        return .ok
+    }
+
+    /// `*3 GRAPH.QUERY <graph> "CYPHER rows=[<map>, …] <mergeQuery>"` into `frame`.
+    private func encodeMergeCommand(_ rows: Range<Int64>) {
+        maps.removeAll()
+        maps.append(context.dataset, rows: rows)
+        query.removeAll(keepingCapacity: true)
+        query.append(contentsOf: "CYPHER rows=[".utf8)
+        maps.withBytes { bytes in
+            // One map per line: the newlines become the list's commas, the last one is dropped.
+            for byte in bytes.dropLast() {
+                query.append(byte == 0x0A ? 0x2C : byte)
+            }
+        }
+        query.append(contentsOf: "] ".utf8)
+        query.append(contentsOf: Self.mergeQuery.utf8)
+        frame.removeAll()
+        frame.arrayHeader(3)
+        frame.bulk("GRAPH.QUERY")
+        graphBytes.withUnsafeBytes { frame.bulk($0) }
+        query.withUnsafeBytes { frame.bulk($0) }
+    }
+
+    // MARK: - Plumbing
+
+    /// Connecting failed (init), or setup/teardown was refused. Names the store and address.
+    public struct ConnectError: Error, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+
+        public var description: String { "falkordb at \(address): \(reason)" }
+    }
+
+    private func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
+        switch error.kind {
+        case .server:
+            return .fail(Self.errorClass(error))
+        case .connect, .closed:
+            connection = nil
+            return .fail("connection")
+        case .timeout:
+            connection = nil
+            return kind == .read ? .fail("timeout") : .info("timeout")
+        case .io, .protocol:
+            connection = nil
+            return kind == .read ? .fail("connection") : .info("connection")
+        }
+    }
+
+    private static func errorClass(_ error: RedisError) -> String {
+        if case .server(let word) = error.kind, word != "UNKNOWN" { return word }
+        return "graph-error"
+    }
+
+    private func connected() throws(RedisError) -> RedisConnection {
+        if let connection, connection.isOpen { return connection }
+        connection?.close()
+        connection = nil
+        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        connection = fresh
+        return fresh
+    }
+}
