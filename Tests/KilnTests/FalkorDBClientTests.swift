@@ -104,7 +104,7 @@ struct FalkorDBClientTests {
         defer { _ = try? connection.command(["DEL", "\(namespace)_graph"]) }
         try connection.command(["SET", "\(namespace)_graph", "not a graph"])
         let write = client.invoke(Self.op("merge-edge"), Request(row: 3))
-        #expect(write.kind == "fail", "\(write)")
+        #expect(write == .fail("WRONGTYPE"))
         let read = client.invoke(Self.op("shared-device"), Request(row: 3))
         #expect(read.kind == "fail", "\(read)")
         // The connection stays usable.

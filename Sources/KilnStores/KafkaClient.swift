@@ -1,0 +1,224 @@
+import KilnCore
+import KilnData
+import KilnKafka
+
+/// Kafka as the platform's event log: topic `<ns>.transactions`, key = the row's user id as decimal text (one
+/// partition per user, as the platform partitions), value = the row's JSON (the `jsonl` encoding without its newline).
+///
+/// The producer is idempotent with `acks=all`; `message.timeout.ms` is the context's timeout, so every message gets
+/// a delivery report within it. An op is `ok` only when the broker acknowledged every message of it; `fail` when
+/// none may have been written (all definitely not persisted, or nothing could be enqueued); otherwise `info`
+/// (a timeout, "possibly persisted", or a bulk of which only part was persisted). Classes are librdkafka error names
+/// (`_MSG_TIMED_OUT`, `_QUEUE_FULL`, `NOT_LEADER_OR_FOLLOWER`…). librdkafka reconnects by itself; a producer that
+/// hit a fatal error is replaced on the next invoke.
+///
+/// The consumer reads by `assign()` of every partition from the beginning, without joining a group (a join takes
+/// ~20 s against Tansu) and without committing; its `group.id` is `<ns>-load`. Lag is not exposed: Tansu 0.6
+/// answers 1 for every high watermark, so only "every partition reached its end" (`isCaughtUp`) can be known.
+public final class KafkaClient: Client {
+    public static let operations: [OperationDescriptor] = [
+        OperationDescriptor("bulk", .bulk, "produce every row, then wait for all delivery reports"),
+        OperationDescriptor("produce", .write, "produce one row and wait for its delivery report"),
+        OperationDescriptor("consume", .read, "poll up to 100 messages (all partitions assigned from the beginning)"),
+    ]
+
+    public let context: ClientContext
+    public let topic: String
+    /// Partitions of the topic, from broker metadata (the broker's default when setup auto-creates the topic).
+    public private(set) var partitions: Int
+    /// Messages the last `consume` returned.
+    public private(set) var lastReadCount = 0
+    /// Whether, at the last `consume`, every partition had reached its end (all messages written before were read).
+    public private(set) var isCaughtUp = false
+
+    private let bootstrap: String
+    private let timeoutMilliseconds: Int32
+    private var producer: KafkaProducer?
+    private var consumer: KafkaConsumer?
+    private var assigned = false
+    /// Delivery-report ids: increasing across ops, so a late report of an earlier op is never counted for a later
+    /// one.
+    private var nextID: UInt64 = 0
+    private var json: RowEncoder
+    private var key: [UInt8] = []
+
+    /// Creates the producer and consumer and checks that a broker answers (fetching the topic's metadata, which
+    /// auto-creates the topic on brokers that allow it).
+    /// - Throws: `ConnectError` naming the store and bootstrap servers.
+    public init(context: ClientContext) throws {
+        self.context = context
+        topic = "\(context.namespace).transactions"
+        bootstrap = context.stack.kafka.bootstrapServers
+        let millis = context.timeout.components.seconds * 1000 + context.timeout.components.attoseconds / 1_000_000_000_000_000
+        timeoutMilliseconds = Int32(clamping: max(1, millis))
+        json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
+        do {
+            let consumer = try KafkaConsumer(bootstrapServers: bootstrap, groupID: "\(context.namespace)-load")
+            partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
+            self.consumer = consumer
+            producer = try Self.makeProducer(bootstrap, timeoutMilliseconds)
+        } catch {
+            throw ConnectError(address: bootstrap, reason: error.description)
+        }
+    }
+
+    private static func makeProducer(_ bootstrap: String, _ timeout: Int32) throws(KafkaError) -> KafkaProducer {
+        let producer = try KafkaProducer(
+            bootstrapServers: bootstrap, idempotent: true,
+            properties: ["acks": "all", "message.timeout.ms": String(timeout)])
+        producer.enqueueTimeoutMilliseconds = timeout
+        producer.closeFlushTimeoutMilliseconds = timeout
+        return producer
+    }
+
+    /// Creates the topic if needed (auto-creation through a metadata request) and records its partition count.
+    public func setup() throws {
+        let consumer = try openConsumer()
+        partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Nothing to remove: the Kafka wrapper has no admin API to delete the topic (see the type's documentation).
+    public func teardown() throws {}
+
+    public func close() {
+        consumer?.close()
+        consumer = nil
+        producer = nil  // deinit flushes for at most the context's timeout
+    }
+
+    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+        switch operation {
+        case 0: return produce(request.rows)
+        case 1: return produce(request.row..<(request.row + 1))
+        case 2: return consume()
+        default: preconditionFailure("KafkaClient has no operation \(operation)")
+        }
+    }
+
+    // MARK: - Operations
+
+    private func produce(_ rows: Range<Int64>) -> Outcome {
+        let producer: KafkaProducer
+        do {
+            producer = try openProducer()
+        } catch {
+            return .fail(error.name)
+        }
+        let firstID = nextID
+        var tally = DeliveryTally(firstID: firstID)
+        var enqueued = 0
+        var enqueueError: KafkaError?
+        let dataset = context.dataset
+        for index in rows {
+            let txn = dataset.transaction(index)
+            json.removeAll()
+            json.append(txn)
+            key.removeAll(keepingCapacity: true)
+            key.append(contentsOf: String(txn.userID).utf8)
+            let value = json.withBytes { Array($0.dropLast()) }  // without the newline
+            do {
+                try producer.produce(topic: topic, key: key, value: value, id: nextID)
+            } catch {
+                enqueueError = error
+                break
+            }
+            nextID += 1
+            enqueued += 1
+            if enqueued & 1023 == 0 { tally.add(producer.poll()) }
+        }
+        // Every enqueued message is reported within message.timeout.ms; the slack covers the report's way back.
+        do {
+            tally.add(try producer.flush(timeoutMilliseconds: timeoutMilliseconds + 5_000))
+        } catch {
+            tally.add(producer.poll())
+            tally.flushError = error
+        }
+        if enqueueError?.code == KafkaError.fatal {
+            self.producer = nil  // unusable after a fatal error; the next op creates a new one
+        }
+        return tally.outcome(enqueued: enqueued, enqueueError: enqueueError)
+    }
+
+    private func consume() -> Outcome {
+        do {
+            let consumer = try openConsumer()
+            if !assigned {
+                try consumer.assign(topic: topic, partitions: (0..<Int32(partitions)).map { $0 }, from: .beginning)
+                assigned = true
+            }
+            var count = 0
+            var wait = Int32(min(100, timeoutMilliseconds))
+            while count < 100, try consumer.poll(timeoutMilliseconds: wait) != nil {
+                count += 1
+                wait = 0
+            }
+            lastReadCount = count
+            isCaughtUp = (0..<Int32(partitions)).allSatisfy { consumer.partitionsAtEnd[$0] != nil }
+            return .ok
+        } catch {
+            return .fail(error.name)
+        }
+    }
+
+    // MARK: - Plumbing
+
+    /// The client could not reach a broker at init. Names the store and bootstrap servers.
+    public struct ConnectError: Error, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+
+        public var description: String { "kafka at \(address): \(reason)" }
+    }
+
+    private func openProducer() throws(KafkaError) -> KafkaProducer {
+        if let producer { return producer }
+        let fresh = try Self.makeProducer(bootstrap, timeoutMilliseconds)
+        producer = fresh
+        return fresh
+    }
+
+    private func openConsumer() throws(KafkaError) -> KafkaConsumer {
+        if let consumer { return consumer }
+        let fresh = try KafkaConsumer(bootstrapServers: bootstrap, groupID: "\(context.namespace)-load")
+        consumer = fresh
+        assigned = false
+        return fresh
+    }
+}
+
+/// Delivery reports of one produce op, counted by persistence.
+private struct DeliveryTally {
+    let firstID: UInt64
+    var persisted = 0
+    var possiblyPersisted = 0
+    var notPersisted = 0
+    var firstProblem: String?
+    var flushError: KafkaError?
+
+    init(firstID: UInt64) { self.firstID = firstID }
+
+    mutating func add(_ reports: [KafkaDeliveryReport]) {
+        for report in reports where report.id >= firstID {
+            switch report.persistence {
+            case .persisted: persisted += 1
+            case .possiblyPersisted: possiblyPersisted += 1
+            case .notPersisted: notPersisted += 1
+            }
+            if report.persistence != .persisted, firstProblem == nil {
+                firstProblem = report.error?.name ?? "not-persisted"
+            }
+        }
+    }
+
+    func outcome(enqueued: Int, enqueueError: KafkaError?) -> Outcome {
+        let unreported = enqueued - persisted - possiblyPersisted - notPersisted
+        let problem = firstProblem ?? enqueueError?.name ?? flushError?.name ?? "unknown"
+        if enqueueError == nil, unreported == 0, persisted == enqueued {
+            return .ok
+        }
+        if persisted == 0, possiblyPersisted == 0, unreported == 0 {
+            return .fail(problem)  // nothing of the op can be in the log
+        }
+        return .info(unreported > 0 ? (flushError?.name ?? problem) : problem)
+    }
+}
