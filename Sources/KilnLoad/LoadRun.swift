@@ -89,7 +89,7 @@ public final class LoadRun {
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
-                phaseStart: MonotonicClock.now(), stop: stop)
+                stop: stop)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
             directory.writeHistograms(measurement)

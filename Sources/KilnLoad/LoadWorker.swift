@@ -32,6 +32,12 @@ final class LoadWorker {
         }
     }
 
+    /// Opens a client for every store of the phase (connection setup is not part of any op's latency); a store
+    /// that cannot be reached now is retried by the first op that needs it.
+    func warmUp() {
+        for store in context.stores.indices { _ = client(store) }
+    }
+
     private func client(_ store: Int) -> (any Client)? {
         if let client = clients[store] { return client }
         let now = MonotonicClock.now()

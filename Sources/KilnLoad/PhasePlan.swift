@@ -52,13 +52,15 @@ final class PhaseContext: Sendable {
     let datasetRows: Int64
     let seed: UInt64
     let runStart: UInt64
-    let phaseStart: UInt64
+    /// Set once by the runner after every worker has opened its clients, before any op starts; read after that.
+    private let start = Atomic<UInt64>(0)
+    var phaseStart: UInt64 { start.load(ordering: .acquiring) }
     let stop: StopFlag
 
     init(
         phase: LoadScenario.Phase, phaseNumber: Int, operations: [PlannedOperation], stores: [String],
         drivers: [StoreDriver], clientContext: ClientContext, storeRows: StoreRows, seed: UInt64, runStart: UInt64,
-        phaseStart: UInt64, stop: StopFlag
+        stop: StopFlag
     ) {
         self.phase = phase
         self.phaseNumber = phaseNumber
@@ -73,9 +75,11 @@ final class PhaseContext: Sendable {
         datasetRows = clientContext.dataset.rows
         self.seed = seed
         self.runStart = runStart
-        self.phaseStart = phaseStart
         self.stop = stop
     }
+
+    /// Starts the phase clock (monotonic ns); called once.
+    func startClock(_ now: UInt64) { start.store(now, ordering: .releasing) }
 
     /// The operation of op `k`: a pure function of (seed, phase, k).
     func operation(of k: Int64) -> Int {

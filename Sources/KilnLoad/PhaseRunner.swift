@@ -76,19 +76,26 @@ final class PhaseRunner {
             plannedOps = times.count
             body = Self.openBody(context: context, times: times)
         case .closed(let duration):
-            body = Self.closedBody(context: context, end: context.phaseStart &+ duration.nanoseconds)
+            body = Self.closedBody(context: context, duration: duration.nanoseconds)
         }
 
         let recorders = (0..<workerCount).map { _ in
             WorkerRecorder(operations: operations.count, keepHistory: keepHistory)
         }
+        // Workers open their clients first; the phase clock starts when all are ready (or after 30 s).
         let group = DispatchGroup()
+        let ready = DispatchGroup()
+        let gate = DispatchSemaphore(value: 0)
         for index in 0..<workerCount {
             group.enter()
+            ready.enter()
             let recorder = recorders[index]
             let context = self.context
             let thread = Thread {
                 let worker = LoadWorker(id: index, context: context, recorder: recorder)
+                worker.warmUp()
+                ready.leave()
+                gate.wait()
                 body(worker)
                 worker.close()
                 group.leave()
@@ -96,6 +103,11 @@ final class PhaseRunner {
             thread.name = "kiln-\(phase.name)-\(index)"
             thread.start()
         }
+        if ready.wait(timeout: .now() + .seconds(30)) == .timedOut {
+            logger.warning("phase \(phase.name): some workers were still connecting after 30 s; starting anyway")
+        }
+        context.startClock(MonotonicClock.now())
+        for _ in 0..<workerCount { gate.signal() }
 
         var totals = Array(repeating: OperationStats(), count: operations.count)
         var timeline: [TimelineSecond] = []
@@ -153,9 +165,10 @@ final class PhaseRunner {
     }
 
     /// Closed model: each worker runs ops back to back until `end`; latency from the actual start.
-    static func closedBody(context: PhaseContext, end: UInt64) -> @Sendable (LoadWorker) -> Void {
+    static func closedBody(context: PhaseContext, duration: UInt64) -> @Sendable (LoadWorker) -> Void {
         let next = RowCursor(0)
         return { worker in
+            let end = context.phaseStart &+ duration
             while !context.stop.isRaised && MonotonicClock.now() < end {
                 worker.run(next.take(), intended: MonotonicClock.now(), lateAfter: .max)
             }
