@@ -41,7 +41,8 @@ public final class ClickHouseClient: Client {
         aggregate = "\(database).\(namespace)_merchant_minute"
         address = ts.endpoint.description
         baseURL = "http://\(ts.endpoint)/"
-        let seconds = Double(context.timeout.components.seconds)
+        let seconds =
+            Double(context.timeout.components.seconds)
             + Double(context.timeout.components.attoseconds) / 1e18
         http = try HTTPClient(
             timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)), user: ts.user,

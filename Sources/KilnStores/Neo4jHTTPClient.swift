@@ -57,7 +57,8 @@ public final class Neo4jHTTPClient: Client {
         headers = Self.headers(
             user: graph.user ?? "neo4j",
             password: StackDefinition.secret(graph.passwordEnvironmentVariable, in: context.environment))
-        let seconds = Double(context.timeout.components.seconds)
+        let seconds =
+            Double(context.timeout.components.seconds)
             + Double(context.timeout.components.attoseconds) / 1e18
         http = try HTTPClient(timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)))
         encoder = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 1 << 16)
@@ -93,7 +94,8 @@ public final class Neo4jHTTPClient: Client {
         switch operation {
         case 0: Self.mergeBody(into: &body, encoder: &encoder, dataset: context.dataset, rows: request.rows)
         case 1:
-            Self.mergeBody(into: &body, encoder: &encoder, dataset: context.dataset, rows: request.row..<request.row + 1)
+            Self.mergeBody(
+                into: &body, encoder: &encoder, dataset: context.dataset, rows: request.row..<request.row + 1)
         case 2:
             body = Self.requestBody(
                 statement: Self.sharedDeviceStatement,
@@ -138,7 +140,8 @@ public final class Neo4jHTTPClient: Client {
         Array("{\"statement\":\(jsonString(statement)),\"parameters\":\(parameters)}".utf8)
     }
 
-    private static let mergePrefix = Array("{\"statement\":\(jsonString(mergeStatement)),\"parameters\":{\"rows\":[".utf8)
+    private static let mergePrefix = Array(
+        "{\"statement\":\(jsonString(mergeStatement)),\"parameters\":{\"rows\":[".utf8)
 
     /// The request of `mergeStatement` for `rows`, built in `body` (reused) from `encoder`'s JSONL: the newline
     /// after each object becomes the array's comma, so no row is allocated or parsed.

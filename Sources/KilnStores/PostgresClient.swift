@@ -179,7 +179,8 @@ public final class PostgresClient: Client {
             "kiln_merchant_hourly",
             """
             SELECT date_trunc('hour', ts) AS hour, count(*) AS txns, sum(amount) AS amount FROM \(table)
-            WHERE merchant_id = $1 AND ts > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '24 hours'
+            WHERE merchant_id = $1
+              AND ts > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '24 hours'
               AND ts <= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
             GROUP BY 1 ORDER BY 1
             """)
@@ -273,7 +274,8 @@ public struct SQLStoreError: Error, CustomStringConvertible {
 
     /// `name` when it is a safe SQL identifier part (`[a-z0-9_]`, starting with a letter or `_`), else throws.
     static func identifier(_ name: String, store: String) throws(SQLStoreError) -> String {
-        let valid = !name.isEmpty && name.utf8.count <= 40
+        let valid =
+            !name.isEmpty && name.utf8.count <= 40
             && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
             && !(48...57).contains(name.utf8.first ?? 48)
         guard valid else {

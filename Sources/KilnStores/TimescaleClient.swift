@@ -98,7 +98,8 @@ public final class TimescaleClient: Client {
         var statements = [
             """
             CREATE TABLE IF NOT EXISTS \(table) (time timestamptz NOT NULL, merchant_id bigint NOT NULL,
-              amount numeric(15,2) NOT NULL, txn_id bigint NOT NULL, PRIMARY KEY (txn_id, time)) PARTITION BY RANGE (time)
+              amount numeric(15,2) NOT NULL, txn_id bigint NOT NULL, PRIMARY KEY (txn_id, time))
+              PARTITION BY RANGE (time)
             """
         ]
         let lastDay = (startMillis + Int64(max(days, 1)) * dayMillis - 1) / dayMillis
@@ -276,7 +277,8 @@ public final class TimescaleClient: Client {
         connection?.close()
         connection = nil
         prepared = false
-        let fresh = try PostgresConnection(endpoint, connectTimeoutSeconds: PostgresClient.connectSeconds(context.timeout))
+        let fresh = try PostgresConnection(
+            endpoint, connectTimeoutSeconds: PostgresClient.connectSeconds(context.timeout))
         try fresh.execute("SET statement_timeout = \(PostgresClient.milliseconds(context.timeout))")
         connection = fresh
         return fresh

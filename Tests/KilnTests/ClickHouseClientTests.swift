@@ -61,7 +61,9 @@ struct ClickHouseClientTests {
         }
         let lines = answer.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
         #expect(lines.reduce(0) { $0 + (Int($1[1]) ?? 0) } == expected.count)
-        #expect(lines.reduce(Int64(0)) { $0 + (StoreFixtures.cents($1[2]) ?? 0) } == expected.reduce(0) { $0 + $1.amountCents })
+        #expect(
+            lines.reduce(Int64(0)) { $0 + (StoreFixtures.cents($1[2]) ?? 0) }
+                == expected.reduce(0) { $0 + $1.amountCents })
         #expect(!lines.isEmpty)
     }
 
@@ -100,7 +102,9 @@ struct ClickHouseClientTests {
         #expect(ClickHouseClient.outcome(status: 500, isRead: false) == .info("http-500"))
         #expect(ClickHouseClient.outcome(status: 500, isRead: true) == .fail("http-500"))
         #expect(ClickHouseClient.outcome(status: 400, isRead: false) == .fail("http-400"))
-        #expect(ClickHouseClient.percentEncoded("INSERT INTO a.b FORMAT RowBinary") == "INSERT%20INTO%20a.b%20FORMAT%20RowBinary")
+        #expect(
+            ClickHouseClient.percentEncoded("INSERT INTO a.b FORMAT RowBinary")
+                == "INSERT%20INTO%20a.b%20FORMAT%20RowBinary")
     }
 
     @Test func aWriteTheServerRejectsIsNotOK() throws {

@@ -12,7 +12,9 @@ struct Neo4jHTTPClientEncodingTests {
     @Test func urlAndHeaders() {
         let url = Neo4jHTTPClient.queryURL(endpoint: HostPort(host: "10.0.0.5", port: 7474), graph: "neo4j")
         #expect(url == "http://10.0.0.5:7474/db/neo4j/query/v2")
-        #expect(Neo4jHTTPClient.queryURL(endpoint: HostPort(host: "h", port: 1), graph: "a b") == "http://h:1/db/a%20b/query/v2")
+        #expect(
+            Neo4jHTTPClient.queryURL(endpoint: HostPort(host: "h", port: 1), graph: "a b")
+                == "http://h:1/db/a%20b/query/v2")
         let headers = Neo4jHTTPClient.headers(user: "neo4j", password: "secret")
         // base64("neo4j:secret")
         #expect(headers["Authorization"] == "Basic bmVvNGo6c2VjcmV0")
@@ -52,7 +54,8 @@ struct Neo4jHTTPClientEncodingTests {
     }
 
     @Test func readBodyAndStringEscaping() throws {
-        let body = Neo4jHTTPClient.requestBody(statement: Neo4jHTTPClient.sharedDeviceStatement, parameters: "{\"user_id\":42}")
+        let body = Neo4jHTTPClient.requestBody(
+            statement: Neo4jHTTPClient.sharedDeviceStatement, parameters: "{\"user_id\":42}")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
         #expect(object["statement"] as? String == Neo4jHTTPClient.sharedDeviceStatement)
         #expect((object["parameters"] as? [String: Any])?["user_id"] as? Int == 42)
@@ -68,27 +71,43 @@ struct Neo4jHTTPClientEncodingTests {
         let records = try #require(Neo4jHTTPClient.records(body))
         #expect(records.fields == ["user_id"])
         #expect(records.values.compactMap { ($0.first as? NSNumber)?.int64Value } == [17, 4242])
-        #expect(Neo4jHTTPClient.outcome(status: 202, body: Array("{\"data\":{\"fields\":[],\"values\":[]}}".utf8), isRead: false) == .ok)
+        #expect(
+            Neo4jHTTPClient.outcome(
+                status: 202, body: Array("{\"data\":{\"fields\":[],\"values\":[]}}".utf8), isRead: false) == .ok)
     }
 
     @Test func errorResponsesDecodeToClasses() {
-        let syntax = Array("""
+        let syntax = Array(
+            """
             {"errors":[{"code":"Neo.ClientError.Statement.SyntaxError","message":"Invalid input 'MATC': expected ..."}]}
             """.utf8)
-        #expect(Neo4jHTTPClient.outcome(status: 400, body: syntax, isRead: false) == .fail("Neo.ClientError.Statement.SyntaxError"))
-        let auth = Array("""
+        #expect(
+            Neo4jHTTPClient.outcome(status: 400, body: syntax, isRead: false)
+                == .fail("Neo.ClientError.Statement.SyntaxError"))
+        let auth = Array(
+            """
             {"errors":[{"code":"Neo.ClientError.Security.Unauthorized","message":"Invalid credential."}]}
             """.utf8)
-        #expect(Neo4jHTTPClient.outcome(status: 401, body: auth, isRead: true) == .fail("Neo.ClientError.Security.Unauthorized"))
-        let deadlock = Array("""
+        #expect(
+            Neo4jHTTPClient.outcome(status: 401, body: auth, isRead: true)
+                == .fail("Neo.ClientError.Security.Unauthorized"))
+        let deadlock = Array(
+            """
             {"errors":[{"code":"Neo.TransientError.Transaction.DeadlockDetected","message":"..."}]}
             """.utf8)
-        #expect(Neo4jHTTPClient.outcome(status: 400, body: deadlock, isRead: false) == .fail("Neo.TransientError.Transaction.DeadlockDetected"))
-        let database = Array("""
+        #expect(
+            Neo4jHTTPClient.outcome(status: 400, body: deadlock, isRead: false)
+                == .fail("Neo.TransientError.Transaction.DeadlockDetected"))
+        let database = Array(
+            """
             {"errors":[{"code":"Neo.DatabaseError.General.UnknownError","message":"..."}]}
             """.utf8)
-        #expect(Neo4jHTTPClient.outcome(status: 500, body: database, isRead: false) == .info("Neo.DatabaseError.General.UnknownError"))
-        #expect(Neo4jHTTPClient.outcome(status: 500, body: database, isRead: true) == .fail("Neo.DatabaseError.General.UnknownError"))
+        #expect(
+            Neo4jHTTPClient.outcome(status: 500, body: database, isRead: false)
+                == .info("Neo.DatabaseError.General.UnknownError"))
+        #expect(
+            Neo4jHTTPClient.outcome(status: 500, body: database, isRead: true)
+                == .fail("Neo.DatabaseError.General.UnknownError"))
         // A proxy's HTML error page: classified by status.
         #expect(Neo4jHTTPClient.outcome(status: 502, body: Array("<html>".utf8), isRead: false) == .info("http-502"))
         #expect(Neo4jHTTPClient.outcome(status: 404, body: [], isRead: false) == .fail("http-404"))

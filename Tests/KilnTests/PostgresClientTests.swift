@@ -39,7 +39,8 @@ enum StoreFixtures {
         guard let text else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard let whole = Int64(parts[0]) else { return nil }
-        let fraction = parts.count > 1 ? String(parts[1].prefix(2)).padding(toLength: 2, withPad: "0", startingAt: 0) : "00"
+        let fraction =
+            parts.count > 1 ? String(parts[1].prefix(2)).padding(toLength: 2, withPad: "0", startingAt: 0) : "00"
         guard let cents = Int64(fraction) else { return nil }
         return whole * 100 + cents
     }

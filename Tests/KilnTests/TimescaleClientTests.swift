@@ -32,14 +32,17 @@ struct TimescaleClientTests {
         let rows: Range<Int64> = 0..<20_000
         #expect(client.invoke(0, Request(rows: rows)) == .ok)
         let totals = try connection.execute(
-            "SELECT count(*), (sum(amount) * 100)::bigint, count(*) FILTER (WHERE tableoid::regclass::text LIKE '%default') FROM \(client.table)")
+            "SELECT count(*), (sum(amount) * 100)::bigint, "
+                + "count(*) FILTER (WHERE tableoid::regclass::text LIKE '%default') FROM \(client.table)"
+        )
         #expect(totals.value(row: 0, column: 0) == "20000")
         #expect(totals.value(row: 0, column: 1) == String(StoreFixtures.cents(rows)))
         #expect(totals.value(row: 0, column: 2) == "0")
 
         let sample = StoreFixtures.dataset.transaction(4_321)
         let point = try connection.execute(
-            "SELECT (extract(epoch FROM time) * 1000)::bigint, merchant_id, amount FROM \(client.table) WHERE txn_id = $1",
+            "SELECT (extract(epoch FROM time) * 1000)::bigint, merchant_id, amount FROM \(client.table) "
+                + "WHERE txn_id = $1",
             [String(sample.txnID)])
         #expect(point.value(row: 0, column: 0) == String(sample.timestampMillis))
         #expect(point.value(row: 0, column: 1) == String(sample.merchantID))
@@ -89,7 +92,9 @@ struct TimescaleClientTests {
         defer { _ = try? connection.execute("DROP TABLE IF EXISTS \(table)") }
         let values: [Int64] = [0, 5, 100, 1_000_000, 100_000_000, 123_456_789_012, 99_990_000_00, 10_000_00, -1205]
         let copied = try connection.copyIn("COPY \(table) FROM STDIN (FORMAT binary)") { writer in
-            var bytes: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]
+            var bytes: [UInt8] = [
+                0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]
             try writer.write(bytes)
             for value in values {
                 bytes = [0, 1]
@@ -100,7 +105,9 @@ struct TimescaleClientTests {
         }
         #expect(copied == values.count)
         let result = try connection.execute("SELECT amount::text FROM \(table)")
-        #expect((0..<result.rowCount).map { result.value(row: $0, column: 0) } == values.map { PostgresClient.decimal($0, scale: 2) })
+        #expect(
+            (0..<result.rowCount).map { result.value(row: $0, column: 0) }
+                == values.map { PostgresClient.decimal($0, scale: 2) })
     }
 
     @Test func hypertableSQLText() {
@@ -108,14 +115,25 @@ struct TimescaleClientTests {
         let sql = TimescaleClient.hypertableSQL(table: "ns_points")
         #expect(sql.hasPrefix("CREATE EXTENSION IF NOT EXISTS timescaledb;"))
         #expect(sql.contains("CREATE TABLE IF NOT EXISTS ns_points (time timestamptz NOT NULL"))
-        #expect(sql.contains(
-            "SELECT create_hypertable('ns_points', 'time', chunk_time_interval => interval '1 day', if_not_exists => TRUE);"))
+        #expect(
+            sql.contains(
+                "SELECT create_hypertable('ns_points', 'time', chunk_time_interval => interval '1 day', "
+                    + "if_not_exists => TRUE);"
+            ))
     }
 
     @Test func partitionBoundsAreUTCDays() {
         let sql = TimescaleClient.partitionedSQL(table: "ns_points", startMillis: 1_767_225_600_000, days: 2)
-        #expect(sql.contains("ns_points_p20260101 PARTITION OF ns_points FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-01-02 00:00:00+00')"))
-        #expect(sql.contains("ns_points_p20260102 PARTITION OF ns_points FOR VALUES FROM ('2026-01-02 00:00:00+00') TO ('2026-01-03 00:00:00+00')"))
+        #expect(
+            sql.contains(
+                "ns_points_p20260101 PARTITION OF ns_points "
+                    + "FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-01-02 00:00:00+00')"
+            ))
+        #expect(
+            sql.contains(
+                "ns_points_p20260102 PARTITION OF ns_points "
+                    + "FOR VALUES FROM ('2026-01-02 00:00:00+00') TO ('2026-01-03 00:00:00+00')"
+            ))
         #expect(!sql.contains("p20260103"))
         #expect(sql.contains("ns_points_default PARTITION OF ns_points DEFAULT"))
     }
