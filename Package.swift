@@ -70,10 +70,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "KilnCheck",
+            dependencies: [
+                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnLoad", "KilnPostgres", "KilnRedis", "KilnKafka",
+                "KilnHTTP", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad",
+                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,7 +90,8 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", .product(name: "Logging", package: "swift-log"),
+                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             linkerSettings: runtimeLibrarySearchPath
