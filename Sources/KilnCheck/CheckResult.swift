@@ -1,0 +1,57 @@
+/// Jepsen's validity: `unknown` when the checker could not decide (a scan failed) — never reported as valid.
+public enum Validity: String, Sendable, Codable {
+    case valid, invalid, unknown
+}
+
+public struct Anomaly: Sendable, Codable, Hashable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// Acknowledged `ok` but absent.
+        case lost
+        /// Present more than once.
+        case duplicated
+        /// Present, but a field differs from the oracle's row.
+        case corrupted
+        /// Present, but never acknowledged: never written, its write failed, or not a transaction of the dataset.
+        case phantom
+    }
+
+    public var kind: Kind
+    public var txnID: Int64
+    /// What differs or where the copy is, e.g. `amount_cents: stored 1234, expected 1243` or `partition 2 offset 17`.
+    public var detail: String
+}
+
+/// The reconcile result of one place (a store's rows, messages, edges or keys).
+public struct PlaceResult: Sendable, Codable {
+    public static let keptPerKind = 100
+
+    public var place: String
+    public var source: String
+    public var validity: Validity
+    /// Rows the history says were acknowledged `ok` / ended `info` / failed.
+    public var expected: Int64
+    public var indeterminate: Int64
+    public var failedWrites: Int64
+    /// Copies the scan delivered, and of the `info` rows how many turned out present.
+    public var scanned: Int64
+    public var indeterminatePresent: Int64
+    /// Anomaly counts by kind, and the first `keptPerKind` of each kind (in scan order; lost in txn order).
+    public var counts: [String: Int64]
+    public var anomalies: [Anomaly]
+    /// Why the result is `unknown` (the scan's error), nil otherwise.
+    public var error: String?
+    public var seconds: Double
+
+    public var anomalyCount: Int64 { counts.values.reduce(0, +) }
+}
+
+/// Everything `kiln check` found, written as `check.json` in the run directory.
+public struct CheckReport: Sendable, Codable {
+    public static let schemaVersion = "kiln.check/1"
+    public var schema = CheckReport.schemaVersion
+    public var run: String
+    public var datasetRows: Int64
+    public var places: [PlaceResult]
+    public var validity: Validity
+    public var seconds: Double
+}

@@ -1,0 +1,87 @@
+import Foundation
+import KilnData
+import KilnStores
+import Logging
+
+/// A place Kiln can read back, with the scanner that reads it.
+public struct ScannerDriver: Sendable {
+    public var place: RowPlace
+    public var open: ScannerFactory
+
+    public init(place: RowPlace, open: @escaping ScannerFactory) {
+        self.place = place
+        self.open = open
+    }
+}
+
+/// Runs the reconcile checker over several places at once: one OS thread per place (each scan blocks in its C
+/// library), each with its own scanner and checker; the results are collected when all are done. A scan that
+/// throws makes its place `unknown`, never `valid` (Jepsen's check-safe).
+public struct ConsistencyCheck: Sendable {
+    public var context: ClientContext
+    public var drivers: [ScannerDriver]
+
+    public init(context: ClientContext, drivers: [ScannerDriver]) {
+        self.context = context
+        self.drivers = drivers
+    }
+
+    public func run(written: [String: WrittenRows], runName: String) -> CheckReport {
+        let started = Date()
+        let results = ResultSlots(count: drivers.count)
+        let group = DispatchGroup()
+        for (index, driver) in drivers.enumerated() {
+            let rows = written[driver.place.id] ?? WrittenRows(place: driver.place, datasetRows: context.dataset.rows)
+            let context = self.context
+            group.enter()
+            let thread = Thread {
+                results.set(index, Self.check(driver, rows, context))
+                group.leave()
+            }
+            thread.name = "kiln-check-\(driver.place.id)"
+            thread.start()
+        }
+        group.wait()
+        let places = results.all
+        let validity: Validity =
+            places.contains { $0.validity == .invalid }
+            ? .invalid : (places.contains { $0.validity == .unknown } ? .unknown : .valid)
+        return CheckReport(
+            run: runName, datasetRows: context.dataset.rows, places: places, validity: validity,
+            seconds: Date().timeIntervalSince(started))
+    }
+
+    static func check(_ driver: ScannerDriver, _ written: WrittenRows, _ context: ClientContext) -> PlaceResult {
+        let started = Date()
+        let source = "\(driver.place.store) \(driver.place.name)"
+        let scanner: any StoreScanner
+        do {
+            scanner = try driver.open(context)
+        } catch {
+            return ReconcileChecker.unknown(
+                written, source: source, error: "\(error)", seconds: Date().timeIntervalSince(started))
+        }
+        defer { scanner.close() }
+        let checker = ReconcileChecker(written: written, dataset: context.dataset)
+        do {
+            try scanner.scan { checker.add($0) }
+        } catch {
+            return ReconcileChecker.unknown(
+                written, source: scanner.source, error: "scan failed after \(checker.scanned) rows: \(error)",
+                seconds: Date().timeIntervalSince(started))
+        }
+        return checker.finish(source: scanner.source, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// Results written by the check threads. Thread-safe.
+final class ResultSlots: @unchecked Sendable {
+    // @unchecked: `slots` is only touched under `lock`.
+    private let lock = NSLock()
+    private var slots: [PlaceResult?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: PlaceResult) { lock.withLock { slots[index] = result } }
+    var all: [PlaceResult] { lock.withLock { slots.compactMap { $0 } } }
+}

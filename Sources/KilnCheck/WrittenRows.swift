@@ -1,0 +1,147 @@
+import Foundation
+
+/// A fixed-size set of row indexes, one bit each (100M rows = 12.5 MB). Not thread-safe.
+public struct RowBitmap: Sendable {
+    public private(set) var words: [UInt64]
+    public let count: Int64
+
+    public init(count: Int64) {
+        self.count = count
+        words = Array(repeating: 0, count: Int((count + 63) / 64))
+    }
+
+    @inline(__always)
+    public func contains(_ index: Int64) -> Bool {
+        index >= 0 && index < count && words[Int(index >> 6)] & (1 << UInt64(index & 63)) != 0
+    }
+
+    @inline(__always)
+    public mutating func insert(_ index: Int64) {
+        words[Int(index >> 6)] |= 1 << UInt64(index & 63)
+    }
+
+    public mutating func insert(_ range: Range<Int64>) {
+        for index in range { insert(index) }
+    }
+
+    /// Members, in order.
+    public func forEach(_ body: (Int64) throws -> Void) rethrows {
+        for (wordIndex, word) in words.enumerated() where word != 0 {
+            var bits = word
+            while bits != 0 {
+                let bit = Int64(bits.trailingZeroBitCount)
+                try body(Int64(wordIndex) * 64 + bit)
+                bits &= bits - 1
+            }
+        }
+    }
+
+    public var population: Int64 { words.reduce(0) { $0 + Int64($1.nonzeroBitCount) } }
+}
+
+/// Where rows of a store live, for the reconcile checker: one place per kind of stored copy. The operations
+/// listed are the engine's write operations that put a dataset row there (ARCHITECTURE.md: the engine hands each
+/// row to one write per store, so a row's fate in a place is the outcome of that op).
+public struct RowPlace: Sendable, Hashable {
+    public var store: String
+    /// `rows`, `messages`, `paid-edges`, `txn-keys`.
+    public var name: String
+    public var writtenBy: Set<String>
+
+    public var id: String { "\(store).\(name)" }
+
+    public init(store: String, name: String, writtenBy: Set<String>) {
+        self.store = store
+        self.name = name
+        self.writtenBy = writtenBy
+    }
+
+    public static let all: [RowPlace] = [
+        RowPlace(store: "postgres", name: "rows", writtenBy: ["postgres.bulk", "postgres.insert"]),
+        RowPlace(store: "clickhouse", name: "rows", writtenBy: ["clickhouse.bulk", "clickhouse.insert"]),
+        RowPlace(store: "kafka", name: "messages", writtenBy: ["kafka.bulk", "kafka.produce"]),
+        RowPlace(store: "falkordb", name: "paid-edges", writtenBy: ["falkordb.bulk", "falkordb.merge-edge"]),
+        RowPlace(store: "redis", name: "txn-keys", writtenBy: ["redis.set", "redis.bulk-set"]),
+    ]
+}
+
+/// What the history says about one place: rows whose write ended `ok` (must be present exactly once), `info`
+/// (may be present once or absent) and `fail` (must be absent). Rows never written must be absent too.
+public struct WrittenRows: Sendable {
+    public var place: RowPlace
+    public var ok: RowBitmap
+    public var info: RowBitmap
+    public var failed: RowBitmap
+
+    public init(place: RowPlace, datasetRows: Int64) {
+        self.place = place
+        ok = RowBitmap(count: datasetRows)
+        info = RowBitmap(count: datasetRows)
+        failed = RowBitmap(count: datasetRows)
+    }
+
+    /// All places, from a run directory's `history.jsonl` (one JSON object per write/bulk op).
+    public static func fromHistory(_ file: URL, datasetRows: Int64, places: [RowPlace] = RowPlace.all) throws
+        -> [String: WrittenRows]
+    {
+        var result: [String: WrittenRows] = [:]
+        var byOperation: [String: String] = [:]
+        for place in places {
+            result[place.id] = WrittenRows(place: place, datasetRows: datasetRows)
+            for operation in place.writtenBy { byOperation[operation] = place.id }
+        }
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        let decoder = JSONDecoder()
+        var pending = Data()
+        var lineNumber = 0
+        func consume(_ line: Data) throws {
+            lineNumber += 1
+            guard !line.isEmpty else { return }
+            let entry: HistoryLine
+            do {
+                entry = try decoder.decode(HistoryLine.self, from: line)
+            } catch {
+                throw HistoryError(file: file.path, line: lineNumber, reason: "not a history entry (\(error))")
+            }
+            guard let placeID = byOperation[entry.op] else { return }
+            let rows = entry.row..<(entry.row + entry.rows)
+            guard entry.row >= 0, entry.row + entry.rows <= datasetRows else {
+                throw HistoryError(
+                    file: file.path, line: lineNumber,
+                    reason: "rows \(rows) outside the dataset's \(datasetRows) rows — wrong dataset for this run?")
+            }
+            switch entry.outcome {
+            case "ok": result[placeID]!.ok.insert(rows)
+            case "info": result[placeID]!.info.insert(rows)
+            case "fail": result[placeID]!.failed.insert(rows)
+            default: throw HistoryError(file: file.path, line: lineNumber, reason: "unknown outcome \(entry.outcome)")
+            }
+        }
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            pending.append(chunk)
+            var start = pending.startIndex
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                try consume(pending[start..<newline])
+                start = pending.index(after: newline)
+            }
+            pending = Data(pending[start...])
+        }
+        if !pending.isEmpty { try consume(pending) }
+        return result
+    }
+
+    struct HistoryLine: Decodable {
+        var op: String
+        var row: Int64
+        var rows: Int64
+        var outcome: String
+    }
+}
+
+public struct HistoryError: Error, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var reason: String
+    public var description: String { "\(file):\(line): \(reason)" }
+}
