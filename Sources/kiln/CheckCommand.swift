@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import KilnCheck
+import KilnCore
+import KilnData
+import KilnLoad
+import KilnScenario
+import KilnStack
+import KilnStores
+import Logging
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check what the stores hold against the oracle and the run's history, without re-running load.",
+        discussion: """
+            kiln check RUN_DIR                 every place the run wrote (its history.jsonl), against the stack it ran on
+            kiln check --scenario F --range a..b --places postgres.rows,clickhouse.rows
+                                               rows [a, b) of the scenario's dataset, as if all were written ok
+            Each place (a store's rows, messages, edges or keys) is scanned once, streaming, and every copy is compared
+            field by field with the generator's row: lost (acknowledged ok, absent), duplicated, corrupted (a field
+            differs), phantom (present but never acknowledged, failed, or unknown to the dataset). Writes that ended
+            `info` may be present or absent. Prints a table per place and the exact txn_ids (first 100 per kind), and
+            writes check.json into the run directory. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
+            (unknown); 64 bad input; 69 a store could not be reached at all.
+            """
+    )
+
+    @Argument(help: "Run directory (Reports/runs/<id>).")
+    var runDirectory: String?
+
+    @Option(help: "Scenario file, instead of a run directory.")
+    var scenario: String?
+
+    @Option(help: "With --scenario: rows START..END counted as written ok (K/M/B allowed).")
+    var range: String?
+
+    @Option(help: "Comma-separated places to check (default: every place the run wrote). Known: \(ScannerRegistry.drivers.map(\.place.id).joined(separator: ", "))")
+    var places: String?
+
+    @Option(help: "Stack file (default: the scenario's).")
+    var stack: String?
+
+    @Option(help: "Anomalies printed per kind and place.")
+    var show = 20
+
+    func run() throws {
+        try exiting {
+            let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
+            let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
+            let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+            let stackDefinition = try stack.map { try StackDefinition.load(contentsOf: URL(fileURLWithPath: $0)) }
+                ?? loaded.stack
+            let spec = try DatasetSpec.load(contentsOf: loaded.dataset.spec)
+            let dataset: Dataset
+            do {
+                dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: datasetRows ?? loaded.dataset.rows)
+            } catch {
+                throw Failure(code: .invalidInput, message: "dataset: \(error)")
+            }
+            var written: [String: WrittenRows]
+            if let runDirectoryURL {
+                do {
+                    written = try WrittenRows.fromHistory(
+                        runDirectoryURL.appendingPathComponent("history.jsonl"), datasetRows: dataset.rows)
+                } catch let error as HistoryError {
+                    throw Failure(code: .invalidInput, message: error.description)
+                }
+            } else {
+                let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: nil)
+                written = [:]
+                for place in RowPlace.all {
+                    var rows = WrittenRows(place: place, datasetRows: dataset.rows)
+                    rows.ok.insert(selected)
+                    written[place.id] = rows
+                }
+            }
+            let requested = places.map { $0.split(separator: ",").map(String.init) }
+                ?? written.values.filter { $0.ok.population + $0.info.population + $0.failed.population > 0 }
+                    .map(\.place.id).sorted()
+            var drivers: [ScannerDriver] = []
+            for placeID in requested {
+                guard let driver = ScannerRegistry.driver(for: placeID) else {
+                    let known = ScannerRegistry.drivers.map(\.place.id).joined(separator: ", ")
+                    throw Failure(code: .invalidInput, message: "--places: no scanner for '\(placeID)' (known: \(known))")
+                }
+                drivers.append(driver)
+            }
+            guard !drivers.isEmpty else {
+                throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
+            }
+            let context = ClientContext(
+                stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
+                environment: ProcessInfo.processInfo.environment, logger: logger)
+            logger.info("checking \(drivers.map(\.place.id).joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
+            let report = ConsistencyCheck(context: context, drivers: drivers).run(
+                written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
+            print(CheckTable.text(report, show: show))
+            if let runDirectoryURL {
+                let encoder = JSONEncoder()
+                encoder.keyEncodingStrategy = .convertToSnakeCase
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
+                print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
+            }
+            switch report.validity {
+            case .valid: return .ok
+            case .invalid: return .anomaly
+            case .unknown: return .unknown
+            }
+        }
+    }
+
+    /// The scenario file, dataset rows and run directory to check.
+    func locate() throws -> (URL, Int64?, URL?) {
+        if let runDirectory {
+            let directory = URL(fileURLWithPath: runDirectory)
+            let reportFile = directory.appendingPathComponent("report.json")
+            guard let data = try? Data(contentsOf: reportFile) else {
+                throw Failure(code: .invalidInput, message: "\(reportFile.path): cannot read (is \(runDirectory) a run directory?)")
+            }
+            let report: RunReport
+            do {
+                report = try RunReport.decode(data)
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(reportFile.path): not a Kiln report (\(error))")
+            }
+            let scenarioFile = scenario.map { URL(fileURLWithPath: $0) }
+                ?? URL(fileURLWithPath: report.identity.scenarioFile)
+            return (scenarioFile, report.identity.datasetRows, directory)
+        }
+        guard let scenario else {
+            throw Failure(code: .invalidInput, message: "give a run directory, or --scenario FILE with --range")
+        }
+        guard range != nil else { throw Failure(code: .invalidInput, message: "--scenario needs --range START..END") }
+        return (URL(fileURLWithPath: scenario), nil, nil)
+    }
+}
+
+enum CheckTable {
+    static func text(_ report: CheckReport, show: Int) -> String {
+        var table = [["PLACE", "SOURCE", "RESULT", "EXPECTED", "INFO", "SCANNED", "LOST", "DUPLICATED", "CORRUPTED", "PHANTOM", "SECONDS"]]
+        for place in report.places {
+            table.append([
+                place.place, place.source, place.validity.rawValue, String(place.expected),
+                "\(place.indeterminatePresent)/\(place.indeterminate)", String(place.scanned),
+                String(place.counts["lost"] ?? 0), String(place.counts["duplicated"] ?? 0),
+                String(place.counts["corrupted"] ?? 0), String(place.counts["phantom"] ?? 0),
+                String(format: "%.1f", place.seconds),
+            ])
+        }
+        var lines = [TextTable.render(table)]
+        for place in report.places {
+            if let error = place.error { lines.append("\(place.place): unknown: \(error)") }
+            for kind in Anomaly.Kind.allCases {
+                let anomalies = place.anomalies.filter { $0.kind == kind }
+                guard !anomalies.isEmpty else { continue }
+                let total = place.counts[kind.rawValue] ?? Int64(anomalies.count)
+                lines.append("\(place.place) \(kind.rawValue) (\(total)):")
+                for anomaly in anomalies.prefix(show) { lines.append("  txn_id \(anomaly.txnID): \(anomaly.detail)") }
+                if total > Int64(min(show, anomalies.count)) { lines.append("  … \(total - Int64(min(show, anomalies.count))) more (check.json keeps the first \(PlaceResult.keptPerKind))") }
+            }
+        }
+        lines.append("verdict: \(report.validity.rawValue) (\(String(format: "%.1f", report.seconds)) s)")
+        return lines.joined(separator: "\n")
+    }
+}
