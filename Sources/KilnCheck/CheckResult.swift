@@ -16,7 +16,10 @@ public struct Anomaly: Sendable, Codable, Hashable {
     }
 
     public var kind: Kind
+    /// The transaction, or 0 for an anomaly of a per-user aggregate (then `key` names it).
     public var txnID: Int64
+    /// The stored key for aggregates, e.g. `user 42`; nil for row anomalies.
+    public var key: String? = nil
     /// What differs or where the copy is, e.g. `amount_cents: stored 1234, expected 1243` or `partition 2 offset 17`.
     public var detail: String
 }

@@ -14,22 +14,48 @@ public struct ScannerDriver: Sendable {
     }
 }
 
+/// The per-user aggregates of a store, with the scanner that reads them.
+public struct FeatureScannerDriver: Sendable {
+    public var store: String
+    public var open: @Sendable (ClientContext) throws -> any UserFeatureScanner
+
+    public init(store: String, open: @escaping @Sendable (ClientContext) throws -> any UserFeatureScanner) {
+        self.store = store
+        self.open = open
+    }
+}
+
 /// Runs the reconcile checker over several places at once: one OS thread per place (each scan blocks in its C
 /// library), each with its own scanner and checker; the results are collected when all are done. A scan that
 /// throws makes its place `unknown`, never `valid` (Jepsen's check-safe).
 public struct ConsistencyCheck: Sendable {
     public var context: ClientContext
     public var drivers: [ScannerDriver]
+    public var featureDrivers: [FeatureScannerDriver]
 
-    public init(context: ClientContext, drivers: [ScannerDriver]) {
+    public init(context: ClientContext, drivers: [ScannerDriver], featureDrivers: [FeatureScannerDriver] = []) {
         self.context = context
         self.drivers = drivers
+        self.featureDrivers = featureDrivers
     }
 
     public func run(written: [String: WrittenRows], runName: String) -> CheckReport {
         let started = Date()
-        let results = ResultSlots(count: drivers.count)
+        let results = ResultSlots(count: drivers.count + featureDrivers.count)
         let group = DispatchGroup()
+        for (offset, driver) in featureDrivers.enumerated() {
+            let datasetRows = context.dataset.rows
+            let features = written[RowPlace.redisFeatures.id]
+                ?? WrittenRows(place: RowPlace.redisFeatures, datasetRows: datasetRows)
+            let scores = written[RowPlace.redisScores.id]
+                ?? WrittenRows(place: RowPlace.redisScores, datasetRows: datasetRows)
+            let context = self.context
+            group.enter()
+            Thread {
+                results.set(drivers.count + offset, Self.checkFeatures(driver, features, scores, context))
+                group.leave()
+            }.start()
+        }
         for (index, driver) in drivers.enumerated() {
             let rows = written[driver.place.id] ?? WrittenRows(place: driver.place, datasetRows: context.dataset.rows)
             let context = self.context
@@ -49,6 +75,28 @@ public struct ConsistencyCheck: Sendable {
         return CheckReport(
             run: runName, datasetRows: context.dataset.rows, places: places, validity: validity,
             seconds: Date().timeIntervalSince(started))
+    }
+
+    static func checkFeatures(
+        _ driver: FeatureScannerDriver, _ features: WrittenRows, _ scores: WrittenRows, _ context: ClientContext
+    ) -> PlaceResult {
+        let started = Date()
+        let scanner: any UserFeatureScanner
+        do {
+            scanner = try driver.open(context)
+        } catch {
+            return ReconcileChecker.unknown(
+                features, source: "\(driver.store) features", error: "\(error)", seconds: Date().timeIntervalSince(started))
+        }
+        let checker = FeatureChecker(features: features, scores: scores, dataset: context.dataset)
+        do {
+            try scanner.scanUserFeatures { checker.add($0) }
+        } catch {
+            return ReconcileChecker.unknown(
+                features, source: scanner.featureSource, error: "scan failed after \(checker.scanned) users: \(error)",
+                seconds: Date().timeIntervalSince(started))
+        }
+        return checker.finish(source: scanner.featureSource, seconds: Date().timeIntervalSince(started))
     }
 
     static func check(_ driver: ScannerDriver, _ written: WrittenRows, _ context: ClientContext) -> PlaceResult {

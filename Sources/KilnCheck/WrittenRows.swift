@@ -63,6 +63,12 @@ public struct RowPlace: Sendable, Hashable {
         RowPlace(store: "falkordb", name: "paid-edges", writtenBy: ["falkordb.bulk", "falkordb.merge-edge"]),
         RowPlace(store: "redis", name: "txn-keys", writtenBy: ["redis.set", "redis.bulk-set"]),
     ]
+
+    /// Per-user aggregates kept by Redis: the feature hash (`txn_count`, `amount_cents_total`, `last_*`) is updated
+    /// by `bulk` and `feature-update`; the fraud-score sorted set by `bulk` and `score-incr`.
+    public static let redisFeatures = RowPlace(
+        store: "redis", name: "features", writtenBy: ["redis.bulk", "redis.feature-update"])
+    public static let redisScores = RowPlace(store: "redis", name: "scores", writtenBy: ["redis.bulk", "redis.score-incr"])
 }
 
 /// What the history says about one place: rows whose write ended `ok` (must be present exactly once), `info`
@@ -81,14 +87,16 @@ public struct WrittenRows: Sendable {
     }
 
     /// All places, from a run directory's `history.jsonl` (one JSON object per write/bulk op).
-    public static func fromHistory(_ file: URL, datasetRows: Int64, places: [RowPlace] = RowPlace.all) throws
+    public static func fromHistory(
+        _ file: URL, datasetRows: Int64, places: [RowPlace] = RowPlace.all + [RowPlace.redisFeatures, RowPlace.redisScores]
+    ) throws
         -> [String: WrittenRows]
     {
         var result: [String: WrittenRows] = [:]
-        var byOperation: [String: String] = [:]
+        var byOperation: [String: [String]] = [:]
         for place in places {
             result[place.id] = WrittenRows(place: place, datasetRows: datasetRows)
-            for operation in place.writtenBy { byOperation[operation] = place.id }
+            for operation in place.writtenBy { byOperation[operation, default: []].append(place.id) }
         }
         let handle = try FileHandle(forReadingFrom: file)
         defer { try? handle.close() }
@@ -104,18 +112,20 @@ public struct WrittenRows: Sendable {
             } catch {
                 throw HistoryError(file: file.path, line: lineNumber, reason: "not a history entry (\(error))")
             }
-            guard let placeID = byOperation[entry.op] else { return }
+            guard let placeIDs = byOperation[entry.op] else { return }
             let rows = entry.row..<(entry.row + entry.rows)
             guard entry.row >= 0, entry.row + entry.rows <= datasetRows else {
                 throw HistoryError(
                     file: file.path, line: lineNumber,
                     reason: "rows \(rows) outside the dataset's \(datasetRows) rows — wrong dataset for this run?")
             }
-            switch entry.outcome {
-            case "ok": result[placeID]!.ok.insert(rows)
-            case "info": result[placeID]!.info.insert(rows)
-            case "fail": result[placeID]!.failed.insert(rows)
-            default: throw HistoryError(file: file.path, line: lineNumber, reason: "unknown outcome \(entry.outcome)")
+            for placeID in placeIDs {
+                switch entry.outcome {
+                case "ok": result[placeID]!.ok.insert(rows)
+                case "info": result[placeID]!.info.insert(rows)
+                case "fail": result[placeID]!.failed.insert(rows)
+                default: throw HistoryError(file: file.path, line: lineNumber, reason: "unknown outcome \(entry.outcome)")
+                }
             }
         }
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {

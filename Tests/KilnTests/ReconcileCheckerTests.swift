@@ -175,3 +175,71 @@ struct ReconcileCheckerTests {
         #expect(throws: HistoryError.self) { try WrittenRows.fromHistory(broken, datasetRows: 10) }
     }
 }
+
+@Suite("Feature checker on hand-built per-user state")
+struct FeatureCheckerTests {
+    static let dataset = ReconcileFixture.dataset
+
+    /// What a correct Redis would hold after applying `rows` in index order (features and scores).
+    static func correct(_ rows: Range<Int64>) -> [Int64: StoredUserFeatures] {
+        var users: [Int64: StoredUserFeatures] = [:]
+        for index in rows {
+            let t = dataset.transaction(index)
+            var entry = users[t.userID] ?? StoredUserFeatures(userID: t.userID, fields: [:], score: 0)
+            entry.fields["txn_count"] = String(Int64(entry.fields["txn_count"] ?? "0")! + 1)
+            entry.fields["amount_cents_total"] = String(Int64(entry.fields["amount_cents_total"] ?? "0")! + t.amountCents)
+            entry.fields["last_txn"] = String(t.txnID)
+            entry.fields["last_amount_cents"] = String(t.amountCents)
+            entry.fields["last_merchant"] = String(t.merchantID)
+            entry.fields["last_ts"] = String(t.timestampMillis)
+            entry.score = (entry.score ?? 0) + Double(t.fraudScoreMillis)
+            users[t.userID] = entry
+        }
+        return users
+    }
+
+    static func written(_ place: RowPlace, ok: Range<Int64>) -> WrittenRows {
+        var written = WrittenRows(place: place, datasetRows: dataset.rows)
+        written.ok.insert(ok)
+        return written
+    }
+
+    static func check(_ users: [StoredUserFeatures]) -> PlaceResult {
+        let checker = FeatureChecker(
+            features: written(RowPlace.redisFeatures, ok: 0..<3_000), scores: written(RowPlace.redisScores, ok: 0..<3_000),
+            dataset: dataset)
+        for user in users { checker.add(user) }
+        return checker.finish(source: "memory", seconds: 0)
+    }
+
+    @Test func correctFeaturesAreValid() {
+        let result = Self.check(Array(Self.correct(0..<3_000).values))
+        #expect(result.validity == .valid, "\(result.anomalies.prefix(3))")
+        #expect(result.scanned == result.expected)
+    }
+
+    @Test func oneChangedFieldAndOneMissingUserAreNamedExactly() throws {
+        var users = Self.correct(0..<3_000)
+        let sorted = users.keys.sorted()
+        let changed = sorted[10]
+        let removed = sorted[20]
+        users[changed]!.fields["last_amount_cents"] = "1"
+        users[removed] = nil
+        let phantom = StoredUserFeatures(userID: 987_654, fields: ["txn_count": "1"], score: nil)
+        let result = Self.check(Array(users.values) + [phantom])
+        #expect(result.counts == ["corrupted": 1, "lost": 1, "phantom": 1])
+        #expect(result.anomalies.first { $0.kind == .corrupted }?.key == "user \(changed)")
+        #expect(result.anomalies.first { $0.kind == .corrupted }?.detail.contains("last_amount_cents") == true)
+        #expect(result.anomalies.first { $0.kind == .lost }?.key == "user \(removed)")
+        #expect(result.anomalies.first { $0.kind == .phantom }?.key == "user 987654")
+    }
+
+    @Test func aCountOffByOneIsCorruption() {
+        var users = Self.correct(0..<3_000)
+        let user = users.keys.sorted()[5]
+        users[user]!.fields["txn_count"] = String(Int64(users[user]!.fields["txn_count"]!)! + 1)
+        let result = Self.check(Array(users.values))
+        #expect(result.counts == ["corrupted": 1])
+        #expect(result.anomalies.first?.detail.contains("txn_count") == true)
+    }
+}
