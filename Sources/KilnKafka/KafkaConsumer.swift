@@ -113,6 +113,26 @@ public final class KafkaConsumer {
         }
     }
 
+    /// The topic's partition count if the cluster already has the topic, else nil. One metadata request for all
+    /// topics, so (unlike ``partitionCount(topic:timeoutMilliseconds:)``) nothing is auto-created and an absent topic
+    /// costs no wait.
+    /// - Throws: `KafkaError` (`.metadata`) when no broker answers within `timeoutMilliseconds`.
+    public func existingPartitionCount(topic: String, timeoutMilliseconds: Int32) throws(KafkaError) -> Int? {
+        let handle = try open(.metadata)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let result = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMilliseconds)
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError(result, operation: .metadata)
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let entry = metadata.pointee.topics[index]
+            guard let name = entry.topic, String(cString: name) == topic else { continue }
+            return entry.err == RD_KAFKA_RESP_ERR_NO_ERROR && entry.partition_cnt > 0 ? Int(entry.partition_cnt) : nil
+        }
+        return nil
+    }
+
     /// Reads `partitions` of `topic` from `from`, replacing any earlier assignment.
     public func assign(topic: String, partitions: [Int32], from: KafkaOffset = .beginning) throws(KafkaError) {
         let handle = try open(.assign)

@@ -1,0 +1,232 @@
+import KilnCore
+import KilnData
+import KilnRedis
+import KilnStores
+
+/// Reads what `RedisClient` writes under `<ns>:` on `context.stack.redis.primary`.
+///
+/// `scan`: every `<ns>:txn:*` string (`set` / `bulk-set`), parsed with `TransactionJSON`, `key` = the Redis key.
+/// `scanUserFeatures`: every `<ns>:user:<id>:features` hash with the user's score in `<ns>:fraud:scores`.
+///
+/// Commands: `SCAN <cursor> MATCH <pattern> COUNT 1000`, then one pipeline per SCAN page holding a `GET` (or `HGETALL`
+/// and `ZSCORE`) per key and the next `SCAN`, so a page costs one round trip and at most ~1000 values are held.
+/// Guarantees: SCAN may return a key twice (when the keyspace is rehashed during the scan); each key is delivered
+/// once all the same (seen ids are kept in a bitmap, 1 bit per id, ~12 MB for 100M ids; keys with a non-numeric id
+/// in a set). Keys created or deleted during the scan may or may not be delivered; a key deleted between SCAN and
+/// GET is not delivered. A key of the wrong type (or whose value is not the encoder's JSON) is delivered with its
+/// `key` and the fields nil (`txnID` -1). Connection errors and an unexpected SCAN reply throw `ScanError`.
+public final class RedisScanner: StoreScanner, UserFeatureScanner {
+    public let namespace: String
+    public var source: String { "keys \(namespace):txn:*" }
+    public var featureSource: String { "hashes \(namespace):user:*:features, sorted set \(scoresKey)" }
+
+    /// Keys per SCAN page (the COUNT hint).
+    public static let pageSize = 1000
+
+    private let connection: RedisConnection
+    private let scoresKey: String
+    private let txnPrefix: [UInt8]
+    private let userPrefix: [UInt8]
+    private static let featuresSuffix = Array(":features".utf8)
+
+    /// Connects to `context.stack.redis.primary`.
+    /// - Throws: `ScanError` naming the store and address when the server does not answer.
+    public init(context: ClientContext) throws {
+        namespace = context.namespace
+        scoresKey = "\(context.namespace):fraud:scores"
+        txnPrefix = Array("\(context.namespace):txn:".utf8)
+        userPrefix = Array("\(context.namespace):user:".utf8)
+        let host = context.stack.redis.primary.host
+        let port = context.stack.redis.primary.port
+        let timeout = max(0.001, Double(context.timeout.components.seconds)
+            + Double(context.timeout.components.attoseconds) / 1e18)
+        do {
+            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
+            try connection.command(["PING"])
+        } catch {
+            throw ScanError(address: "\(host):\(port)", reason: error.description)
+        }
+    }
+
+    public func close() { connection.close() }
+
+    public func scan(_ body: (StoredRow) throws -> Void) throws {
+        var seen = SeenIDs()
+        let prefix = txnPrefix
+        try scanKeys(matching: Self.globEscaped(prefix) + Array("*".utf8), commandsPerKey: 1) { key in
+            [[Words.get, key]]
+        } deliver: { key, replies in
+            guard seen.insert(Self.id(in: key, after: prefix, before: []), key: key) else { return }
+            let row: StoredRow
+            switch replies[0] {
+            case .null:
+                return  // deleted since SCAN
+            case .bulk(let value):
+                row = value.withUnsafeBytes { TransactionJSON.parse($0) }
+            default:
+                row = StoredRow(txnID: -1)
+            }
+            var delivered = row
+            delivered.key = String(decoding: key, as: UTF8.self)
+            try body(delivered)
+        }
+    }
+
+    public func scanUserFeatures(_ body: (StoredUserFeatures) throws -> Void) throws {
+        var seen = SeenIDs()
+        let prefix = userPrefix
+        let suffix = Self.featuresSuffix
+        let scores = Array(scoresKey.utf8)
+        let pattern = Self.globEscaped(prefix) + Array("*".utf8) + Self.globEscaped(suffix)
+        try scanKeys(matching: pattern, commandsPerKey: 2) { key in
+            let member = Self.id(in: key, after: prefix, before: suffix).text
+            return [[Words.hgetall, key], [Words.zscore, scores, member]]
+        } deliver: { key, replies in
+            let id = Self.id(in: key, after: prefix, before: suffix)
+            guard seen.insert(id, key: key) else { return }
+            guard let pairs = replies[0].array, !pairs.isEmpty else { return }  // deleted since SCAN, or not a hash
+            var fields: [String: String] = [:]
+            fields.reserveCapacity(pairs.count / 2)
+            var index = 0
+            while index + 1 < pairs.count {
+                if let name = pairs[index].bytes, let value = pairs[index + 1].bytes {
+                    fields[String(decoding: name, as: UTF8.self)] = String(decoding: value, as: UTF8.self)
+                }
+                index += 2
+            }
+            let score = replies[1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+            try body(StoredUserFeatures(userID: id.number ?? -1, fields: fields, score: score))
+        }
+    }
+
+    // MARK: - SCAN pages
+
+    /// Runs SCAN over `pattern` to its end. For every key of a page, `commands(key)` gives exactly
+    /// `commandsPerKey` commands, sent in one pipeline with the next SCAN; `deliver` gets the key and their replies
+    /// (error replies in place), in SCAN order.
+    private func scanKeys(
+        matching pattern: [UInt8], commandsPerKey: Int, commands: ([UInt8]) -> [[[UInt8]]],
+        deliver: ([UInt8], ArraySlice<RedisReply>) throws -> Void
+    ) throws {
+        let scanWords: ([UInt8]) -> [[UInt8]] = { cursor in
+            [Array("SCAN".utf8), cursor, Array("MATCH".utf8), pattern, Array("COUNT".utf8), Array(String(Self.pageSize).utf8)]
+        }
+        var reply: RedisReply
+        do {
+            reply = try connection.command(scanWords(Array("0".utf8)))
+        } catch {
+            throw ScanError(address: connection.address, reason: error.description)
+        }
+        while true {
+            guard let parts = reply.array, parts.count == 2, let cursor = parts[0].bytes, let keys = parts[1].array
+            else { throw ScanError(address: connection.address, reason: "unexpected SCAN reply") }
+            let last = cursor == Array("0".utf8)
+            var pipeline: [[[UInt8]]] = []
+            pipeline.reserveCapacity(keys.count * commandsPerKey + 1)
+            var names: [[UInt8]] = []
+            names.reserveCapacity(keys.count)
+            for key in keys {
+                guard let name = key.bytes else { continue }
+                names.append(name)
+                let perKey = commands(name)
+                precondition(perKey.count == commandsPerKey, "commands(key) must give commandsPerKey commands")
+                pipeline.append(contentsOf: perKey)
+            }
+            if !last { pipeline.append(scanWords(cursor)) }
+            let replies: [RedisReply]
+            do {
+                replies = pipeline.isEmpty ? [] : try connection.pipeline(pipeline)
+            } catch {
+                throw ScanError(address: connection.address, reason: error.description)
+            }
+            for (index, name) in names.enumerated() {
+                let start = index * commandsPerKey
+                try deliver(name, replies[start..<(start + commandsPerKey)])
+            }
+            if last { return }
+            guard let next = replies.last else {
+                throw ScanError(address: connection.address, reason: "no reply to SCAN")
+            }
+            if case .error(let message) = next {
+                throw ScanError(address: connection.address, reason: "SCAN failed: \(message.prefix(80))")
+            }
+            reply = next
+        }
+    }
+
+    // MARK: - Keys
+
+    /// The part of `key` between `prefix` and `suffix` (the whole key when it does not have both), as a number when
+    /// it is a canonical non-negative decimal.
+    static func id(in key: [UInt8], after prefix: [UInt8], before suffix: [UInt8]) -> KeyID {
+        guard key.count >= prefix.count + suffix.count, key.starts(with: prefix),
+            key[(key.count - suffix.count)...].elementsEqual(suffix)
+        else { return KeyID(number: nil, text: key) }
+        let middle = key[prefix.count..<(key.count - suffix.count)]
+        var value: Int64 = 0
+        var numeric = !middle.isEmpty && middle.count <= 18 && !(middle.count > 1 && middle.first == 0x30)
+        if numeric {
+            for byte in middle {
+                let digit = byte &- 0x30
+                guard digit < 10 else {
+                    numeric = false
+                    break
+                }
+                value = value * 10 + Int64(digit)
+            }
+        }
+        return KeyID(number: numeric ? value : nil, text: Array(middle))
+    }
+
+    /// `bytes` with the glob metacharacters `* ? [ ] \` escaped, for SCAN MATCH.
+    static func globEscaped(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        for byte in bytes {
+            if byte == 0x2A || byte == 0x3F || byte == 0x5B || byte == 0x5D || byte == 0x5C { out.append(0x5C) }
+            out.append(byte)
+        }
+        return out
+    }
+
+    /// Connecting failed (init) or the server failed during a scan. Names the store and address.
+    public struct ScanError: Error, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+
+        public var description: String { "redis at \(address): \(reason)" }
+    }
+}
+
+/// Command words, built once (arrays are shared, not copied, when put into a pipeline).
+private enum Words {
+    static let get = Array("GET".utf8)
+    static let hgetall = Array("HGETALL".utf8)
+    static let zscore = Array("ZSCORE".utf8)
+}
+
+/// The id part of a key: its bytes, and their value when they are a canonical decimal number (`42`).
+struct KeyID {
+    var number: Int64?
+    var text: [UInt8]
+}
+
+/// Ids already delivered by one scan: a growable bitmap for numeric ids below 2^34, a set for the rest.
+struct SeenIDs {
+    private var words: [UInt64] = []
+    private var others: Set<[UInt8]> = []
+    static let bitmapLimit: Int64 = 1 << 34
+
+    /// Records `id`; false when it was recorded before.
+    mutating func insert(_ id: KeyID, key: [UInt8]) -> Bool {
+        guard let number = id.number, number < Self.bitmapLimit else { return others.insert(key).inserted }
+        let word = Int(number >> 6)
+        let bit = UInt64(1) << UInt64(number & 63)
+        if word >= words.count {
+            words.append(contentsOf: repeatElement(0, count: max(word + 1, words.count * 2) - words.count))
+        }
+        if words[word] & bit != 0 { return false }
+        words[word] |= bit
+        return true
+    }
+}
