@@ -48,7 +48,7 @@ public final class FalkorDBClient: Client {
     /// Reused: the `cypher` maps of one batch, the query text, and the RESP frame of the command.
     private var maps: RowEncoder
     private var query: [UInt8] = []
-    private var frame = RESPBuffer()
+    private let frame = RESPBuffer()
     private let graphBytes: [UInt8]
 
     /// Connects to `context.stack.graph.endpoint`.

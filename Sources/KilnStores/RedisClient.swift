@@ -52,7 +52,7 @@ public final class RedisClient: Client {
     private let group: String
     private let consumerName: String
     /// Reused for every pipeline: RESP bytes of the current batch.
-    private var buffer = RESPBuffer()
+    private let buffer = RESPBuffer()
     /// Reused for one row's JSON.
     private var json: RowEncoder
 
@@ -169,7 +169,17 @@ public final class RedisClient: Client {
         while start < rows.upperBound {
             let end = min(rows.upperBound, start + Int64(pipelineDepth))
             buffer.removeAll()
-            for index in start..<end { appendSet(index) }
+            json.removeAll()
+            json.append(context.dataset, rows: start..<end)
+            json.withBytes { lines in
+                var row = start
+                var lineStart = 0
+                for position in lines.indices where lines[position] == 0x0A {
+                    appendSet(txnID: row + 1, json: UnsafeRawBufferPointer(rebasing: lines[lineStart..<position]))
+                    row += 1
+                    lineStart = position + 1
+                }
+            }
             let result = try send(connection, commands: Int(end - start))
             errors += result.count
             firstError = firstError ?? result.first
@@ -277,10 +287,15 @@ public final class RedisClient: Client {
     private func appendSet(_ row: Int64) {
         json.removeAll()
         json.append(context.dataset.transaction(row))
+        json.withBytes { appendSet(txnID: row + 1, json: UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+    }
+
+    /// SET of one row; `json` is the row's JSON without the newline.
+    private func appendSet(txnID: Int64, json: UnsafeRawBufferPointer) {
         buffer.arrayHeader(3)
         buffer.bulk("SET")
-        buffer.bulkKey(prefix, "txn:", row + 1, "")
-        json.withBytes { buffer.bulk(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }  // without the newline
+        buffer.bulkKey(prefix, "txn:", txnID, "")
+        buffer.bulk(json)
     }
 
     // MARK: - Plumbing
@@ -341,46 +356,89 @@ public final class RedisClient: Client {
     }
 }
 
-/// A growable byte buffer of RESP commands with hand-rolled number formatting. Owned by one client; its storage is
-/// reused across batches (it only grows).
-struct RESPBuffer {
-    private(set) var bytes: [UInt8] = []
+/// A growable byte buffer of RESP commands with hand-rolled number formatting. Owned by one client (not thread-safe);
+/// its storage is reused across batches and only grows. Bytes are valid until the next mutation.
+final class RESPBuffer {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
 
-    init() { bytes.reserveCapacity(64 * 1024) }
+    init(capacity: Int = 64 * 1024) {
+        self.capacity = max(capacity, 1024)
+        base = .allocate(capacity: self.capacity)
+    }
 
-    mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+    deinit { base.deallocate() }
+
+    func removeAll() { count = 0 }
 
     func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        let result: Result<R, E> = bytes.withUnsafeBytes { raw in
-            do throws(E) { return .success(try body(raw)) } catch { return .failure(error) }
-        }
-        return try result.get()
+        try body(UnsafeRawBufferPointer(start: base, count: count))
     }
 
-    mutating func arrayHeader(_ count: Int) {
-        bytes.append(0x2A)
-        decimal(Int64(count))
+    @inline(__always)
+    private func reserve(_ bytes: Int) {
+        if capacity - count < bytes { grow(count + bytes) }
+    }
+
+    @inline(never)
+    private func grow(_ needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newBase.update(from: base, count: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    private func byte(_ value: UInt8) {
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    private func copy(_ source: UnsafeRawPointer?, _ length: Int) {
+        guard length > 0, let source else { return }
+        UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: length)
+        count += length
+    }
+
+    @inline(__always)
+    private func crlf() {
+        byte(0x0D)
+        byte(0x0A)
+    }
+
+    func arrayHeader(_ elements: Int) {
+        reserve(24)
+        byte(0x2A)
+        decimal(Int64(elements))
         crlf()
     }
 
-    mutating func bulk(_ text: StaticString) {
-        bytes.append(0x24)
+    func bulk(_ text: StaticString) {
+        reserve(text.utf8CodeUnitCount + 32)
+        byte(0x24)
         decimal(Int64(text.utf8CodeUnitCount))
         crlf()
-        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        copy(text.utf8Start, text.utf8CodeUnitCount)
         crlf()
     }
 
-    mutating func bulk(_ raw: UnsafeRawBufferPointer) {
-        bytes.append(0x24)
+    func bulk(_ raw: UnsafeRawBufferPointer) {
+        reserve(raw.count + 32)
+        byte(0x24)
         decimal(Int64(raw.count))
         crlf()
-        bytes.append(contentsOf: raw)
+        copy(raw.baseAddress, raw.count)
         crlf()
     }
 
-    mutating func bulk(_ value: Int64) {
-        bytes.append(0x24)
+    func bulk(_ value: Int64) {
+        reserve(64)
+        byte(0x24)
         decimal(Int64(Self.length(of: value)))
         crlf()
         decimal(value)
@@ -388,47 +446,47 @@ struct RESPBuffer {
     }
 
     /// `$<n>\r\n<prefix><middle><id><suffix>\r\n`; `id` nil writes no number.
-    mutating func bulkKey(_ prefix: [UInt8], _ middle: StaticString, _ id: Int64?, _ suffix: StaticString) {
+    func bulkKey(_ prefix: [UInt8], _ middle: StaticString, _ id: Int64?, _ suffix: StaticString) {
         let length = prefix.count + middle.utf8CodeUnitCount + (id.map { Self.length(of: $0) } ?? 0)
             + suffix.utf8CodeUnitCount
-        bytes.append(0x24)
+        reserve(length + 32)
+        byte(0x24)
         decimal(Int64(length))
         crlf()
-        bytes.append(contentsOf: prefix)
-        middle.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        prefix.withUnsafeBytes { copy($0.baseAddress, $0.count) }
+        copy(middle.utf8Start, middle.utf8CodeUnitCount)
         if let id { decimal(id) }
-        suffix.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        copy(suffix.utf8Start, suffix.utf8CodeUnitCount)
         crlf()
     }
 
     @inline(__always)
-    private mutating func crlf() {
-        bytes.append(0x0D)
-        bytes.append(0x0A)
+    static func length(of value: Int64) -> Int {
+        digitCount(value.magnitude) + (value < 0 ? 1 : 0)
     }
 
-    static func length(of value: Int64) -> Int {
-        var magnitude = value.magnitude
+    @inline(__always)
+    static func digitCount(_ value: UInt64) -> Int {
+        var rest = value
         var digits = 1
-        while magnitude >= 10 {
-            magnitude /= 10
+        while rest >= 10 {
+            rest /= 10
             digits += 1
         }
-        return digits + (value < 0 ? 1 : 0)
+        return digits
     }
 
-    mutating func decimal(_ value: Int64) {
-        if value < 0 { bytes.append(0x2D) }
+    /// Writes into reserved room (callers reserve at least 21 bytes).
+    @inline(__always)
+    private func decimal(_ value: Int64) {
+        if value < 0 { byte(0x2D) }
         var magnitude = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, written from the end
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var position = scratch.count
-            repeat {
-                position -= 1
-                scratch[position] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
-                magnitude /= 10
-            } while magnitude > 0
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[position...]))
-        }
+        var position = count + Self.digitCount(magnitude)
+        count = position
+        repeat {
+            position -= 1
+            base[position] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
+            magnitude /= 10
+        } while magnitude > 0
     }
 }
