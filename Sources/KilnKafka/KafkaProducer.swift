@@ -120,16 +120,39 @@ public final class KafkaProducer {
     public func produce(topic: String, key: [UInt8]?, value: [UInt8], partition: Int32? = nil, id: UInt64)
         throws(KafkaError)
     {
+        let result: Result<Void, KafkaError> = value.withUnsafeBytes { valueBytes in
+            guard let key else {
+                return Result { () throws(KafkaError) in
+                    try produce(topic: topic, key: nil, value: valueBytes, partition: partition, id: id)
+                }
+            }
+            return key.withUnsafeBytes { keyBytes in
+                Result { () throws(KafkaError) in
+                    try produce(topic: topic, key: keyBytes, value: valueBytes, partition: partition, id: id)
+                }
+            }
+        }
+        try result.get()
+    }
+
+    /// Like the `[UInt8]` variant, but takes the bytes in place (a bulk producer can slice one encoded buffer without
+    /// allocating per message). Both are copied by librdkafka before the call returns. A `nil` key is a Kafka null key;
+    /// a value without a base address is sent as an empty (not null) value.
+    public func produce(
+        topic: String, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, partition: Int32? = nil, id: UInt64
+    ) throws(KafkaError) {
         let topicHandle = try self.topic(named: topic)
         let opaque = UnsafeMutableRawPointer(bitPattern: UInt(id))
         let partition = partition ?? -1  // RD_KAFKA_PARTITION_UA
+        var empty: UInt8 = 0
         var deadline: ContinuousClock.Instant?
         while true {
-            let status = withPayloadPointer(value) { valuePointer, valueCount in
-                withOptionalPayloadPointer(key) { keyPointer, keyCount in
-                    rd_kafka_produce(topicHandle, partition, RD_KAFKA_MSG_F_COPY, valuePointer, valueCount,
-                                     keyPointer, keyCount, opaque)
-                }
+            let status = withUnsafeMutableBytes(of: &empty) { emptyBytes in
+                rd_kafka_produce(
+                    topicHandle, partition, RD_KAFKA_MSG_F_COPY,
+                    UnsafeMutableRawPointer(mutating: value.baseAddress) ?? emptyBytes.baseAddress, value.count,
+                    key.flatMap { UnsafeMutableRawPointer(mutating: $0.baseAddress) ?? emptyBytes.baseAddress },
+                    key?.count ?? 0, opaque)
             }
             if status == 0 {
                 return

@@ -90,4 +90,27 @@ struct KafkaClientTests {
         #expect(error?.description.contains("kafka at 127.0.0.1:3") == true)
         #expect(started.duration(to: .now) < .seconds(5))
     }
+
+    @Test func theInPlaceProduceKeepsNullKeysAndEmptyValuesApart() throws {
+        let topic = TestStack.uniqueName("kiln-test-kafka-raw")
+        let consumer = try KafkaConsumer(bootstrapServers: TestStack.kafkaBootstrap)
+        defer { consumer.close() }
+        let partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: 10_000)
+        let producer = try KafkaProducer(bootstrapServers: TestStack.kafkaBootstrap)
+        let bytes: [UInt8] = Array("k1|v1".utf8)
+        try bytes.withUnsafeBytes { raw in
+            try producer.produce(
+                topic: topic, key: UnsafeRawBufferPointer(rebasing: raw[0..<2]),
+                value: UnsafeRawBufferPointer(rebasing: raw[3..<5]), id: 1)
+            try producer.produce(topic: topic, key: nil, value: UnsafeRawBufferPointer(start: nil, count: 0), id: 2)
+        }
+        let reports = try producer.flush(timeoutMilliseconds: 10_000)
+        #expect(reports.map(\.persistence) == [.persisted, .persisted])
+        let messages = try readAll(topic, partitions: partitions)
+        #expect(messages.count == 2)
+        let first = messages.first { $0.key != nil }
+        #expect(first?.key == Array("k1".utf8) && first?.value == Array("v1".utf8))
+        let second = messages.first { $0.key == nil }
+        #expect(second?.value == [])
+    }
 }
