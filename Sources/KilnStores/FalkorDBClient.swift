@@ -13,7 +13,8 @@ import KilnRedis
 /// after sending is `info` for writes and `fail` for reads; a failed (re)connect is `fail("connection")`.
 public final class FalkorDBClient: Client {
     public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk, "UNWIND of the rows (batches of batchRows): MERGE User, Merchant, Device, USED; CREATE PAID"),
+        OperationDescriptor("bulk", .bulk,
+            "UNWIND of the rows (batches of batchRows): MERGE User, Merchant, Device, USED; CREATE PAID"),
         OperationDescriptor("merge-edge", .write, "the bulk query for one row"),
         OperationDescriptor("shared-device", .read, "users sharing a device with the row's user (2 hops, LIMIT 100)"),
         OperationDescriptor("user-merchants", .read, "the row's user's merchants with PAID count and amount sum"),
@@ -29,7 +30,8 @@ public final class FalkorDBClient: Client {
         MATCH (u:User {id: $uid})-[:USED]->(d:Device)<-[:USED]-(o:User) WHERE o <> u RETURN DISTINCT o.id LIMIT 100
         """
     static let userMerchantsQuery = """
-        MATCH (u:User {id: $uid})-[p:PAID]->(m:Merchant) RETURN m.id, count(p), toInteger(sum(p.amount_cents)) ORDER BY m.id
+        MATCH (u:User {id: $uid})-[p:PAID]->(m:Merchant) \
+        RETURN m.id, count(p), toInteger(sum(p.amount_cents)) ORDER BY m.id
         """
     static let indexQueries = ["User", "Merchant", "Device"].map { "CREATE INDEX FOR (n:\($0)) ON (n.id)" }
 

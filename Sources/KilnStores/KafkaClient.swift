@@ -49,7 +49,8 @@ public final class KafkaClient: Client {
         self.context = context
         topic = "\(context.namespace).transactions"
         bootstrap = context.stack.kafka.bootstrapServers
-        let millis = context.timeout.components.seconds * 1000 + context.timeout.components.attoseconds / 1_000_000_000_000_000
+        let timeout = context.timeout.components
+        let millis = timeout.seconds * 1000 + timeout.attoseconds / 1_000_000_000_000_000
         timeoutMilliseconds = Int32(clamping: max(1, millis))
         lines = RowEncoder(format: .kafka, dataset: context.dataset, capacity: 1 << 18)
         do {

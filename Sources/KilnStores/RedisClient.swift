@@ -19,15 +19,19 @@ import KilnRedis
 /// so it is `fail("connection")`. After any connection-level error the next `invoke` reconnects.
 public final class RedisClient: Client {
     public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk, "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"),
+        OperationDescriptor("bulk", .bulk,
+            "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"),
         OperationDescriptor("set", .write, "SET <ns>:txn:<txn_id> to the row's JSON"),
-        OperationDescriptor("feature-update", .write, "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"),
+        OperationDescriptor("feature-update", .write,
+            "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"),
         OperationDescriptor("feature-read", .read, "HGETALL of the row's user's feature hash"),
         OperationDescriptor("score-incr", .write, "ZINCRBY <ns>:fraud:scores <fraud score millis> <user_id>"),
         OperationDescriptor("top-k", .read, "ZREVRANGE <ns>:fraud:scores 0 9 WITHSCORES"),
-        OperationDescriptor("stream-add", .write, "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"),
+        OperationDescriptor("stream-add", .write,
+            "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"),
         OperationDescriptor("stream-consume", .read, "XREADGROUP of up to 10 new fraud events, then XACK of them"),
-        OperationDescriptor("bulk-set", .bulk, "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"),
+        OperationDescriptor("bulk-set", .bulk,
+            "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"),
     ]
 
     /// TTL of a feature hash, seconds.
@@ -309,7 +313,9 @@ public final class RedisClient: Client {
     }
 
     private func send(_ connection: RedisConnection, commands: Int) throws(RedisError) -> RedisPipelineErrors {
-        try buffer.withBytes { bytes throws(RedisError) in try connection.pipelineEncoded(bytes, commandCount: commands) }
+        try buffer.withBytes { bytes throws(RedisError) in
+            try connection.pipelineEncoded(bytes, commandCount: commands)
+        }
     }
 
     private func pipelineOutcome(_ result: RedisPipelineErrors, commands: Int) -> Outcome {

@@ -46,9 +46,12 @@ struct FalkorDBClientTests {
             #expect(try integers("MATCH ()-[e:USED]->() RETURN count(e)") == [[Int64(pairs.count)]])
             let sample = txns[1_234]
             #expect(try integers(
-                "MATCH (u:User)-[p:PAID {txn_id: \(sample.txnID)}]->(m:Merchant) RETURN u.id, m.id, p.amount_cents, p.ts")
+                "MATCH (u:User)-[p:PAID {txn_id: \(sample.txnID)}]->(m:Merchant) "
+                    + "RETURN u.id, m.id, p.amount_cents, p.ts")
                 == [[sample.userID, sample.merchantID, sample.amountCents, sample.timestampMillis]])
-            let indexed = try falkor.command(["GRAPH.QUERY", "\(namespace)_graph", "CALL db.indexes() YIELD label RETURN label"])
+            let indexed = try falkor.command([
+                "GRAPH.QUERY", "\(namespace)_graph", "CALL db.indexes() YIELD label RETURN label",
+            ])
             let labels = Set((indexed.array?[1].array ?? []).compactMap { $0.array?.first?.string })
             #expect(labels == ["User", "Merchant", "Device"])
         }
@@ -122,7 +125,8 @@ struct FalkorDBClientTests {
 
         let server = try SilentServer()
         let client = try FalkorDBClient(
-            context: F.context(namespace: namespace, stack: F.stack(allAt: server.address), timeout: .milliseconds(500)))
+            context: F.context(
+                namespace: namespace, stack: F.stack(allAt: server.address), timeout: .milliseconds(500)))
         defer { client.close() }
         #expect(client.invoke(Self.op("merge-edge"), Request(row: 1)) == .info("timeout"))
         server.close()

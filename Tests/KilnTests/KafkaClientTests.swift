@@ -53,7 +53,8 @@ struct KafkaClientTests {
         #expect(unmatched == 0)
         #expect(expected.isEmpty)
         // One partition per user.
-        let partitionsByKey = Dictionary(grouping: messages, by: { $0.key ?? [] }).mapValues { Set($0.map(\.partition)) }
+        let partitionsByKey = Dictionary(grouping: messages, by: { $0.key ?? [] })
+            .mapValues { Set($0.map(\.partition)) }
         #expect(partitionsByKey.values.allSatisfy { $0.count == 1 })
     }
 

@@ -50,7 +50,9 @@ final class SilentServer {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 16) == 0 else {
             _ = Glibc.close(fd)
@@ -281,7 +283,8 @@ struct RedisClientTests {
     @Test func aReadThatTimesOutIsFail() throws {
         let server = try SilentServer()
         let stack = F.stack(allAt: server.address)
-        let client = try RedisClient(context: F.context(namespace: namespace, stack: stack, timeout: .milliseconds(300)))
+        let client = try RedisClient(
+            context: F.context(namespace: namespace, stack: stack, timeout: .milliseconds(300)))
         defer { client.close() }
         #expect(client.invoke(Self.op("top-k"), Request()) == .fail("timeout"))
     }
