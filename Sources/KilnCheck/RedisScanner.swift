@@ -106,7 +106,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
     /// (error replies in place), in SCAN order.
     private func scanKeys(
         matching pattern: [UInt8], commandsPerKey: Int, commands: ([UInt8]) -> [[[UInt8]]],
-        deliver: ([UInt8], ArraySlice<RedisReply>) throws -> Void
+        deliver: ([UInt8], [RedisReply]) throws -> Void
     ) throws {
         let scanWords: ([UInt8]) -> [[UInt8]] = { cursor in
             [Array("SCAN".utf8), cursor, Array("MATCH".utf8), pattern, Array("COUNT".utf8), Array(String(Self.pageSize).utf8)]
@@ -141,7 +141,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             }
             for (index, name) in names.enumerated() {
                 let start = index * commandsPerKey
-                try deliver(name, replies[start..<(start + commandsPerKey)])
+                try deliver(name, Array(replies[start..<(start + commandsPerKey)]))
             }
             if last { return }
             guard let next = replies.last else {

@@ -35,7 +35,7 @@ struct CheckCommand: ParsableCommand {
     @Option(help: "With --scenario: rows START..END counted as written ok (K/M/B allowed).")
     var range: String?
 
-    @Option(help: "Comma-separated places to check (default: every place the run wrote). Known: \(ScannerRegistry.drivers.map(\.place.id).joined(separator: ", "))")
+    @Option(help: "Comma-separated places to check (default: every place the run wrote). Known: \((ScannerRegistry.drivers.map(\.place.id) + ["redis.features"]).joined(separator: ", "))")
     var places: String?
 
     @Option(help: "Stack file (default: the scenario's).")
@@ -79,21 +79,27 @@ struct CheckCommand: ParsableCommand {
                 ?? written.values.filter { $0.ok.population + $0.info.population + $0.failed.population > 0 }
                     .map(\.place.id).sorted()
             var drivers: [ScannerDriver] = []
+            var featureDrivers: [FeatureScannerDriver] = []
             for placeID in requested {
+                if placeID == RowPlace.redisFeatures.id || placeID == RowPlace.redisScores.id {
+                    if featureDrivers.isEmpty { featureDrivers = ScannerRegistry.featureDrivers }
+                    continue
+                }
                 guard let driver = ScannerRegistry.driver(for: placeID) else {
                     let known = ScannerRegistry.drivers.map(\.place.id).joined(separator: ", ")
                     throw Failure(code: .invalidInput, message: "--places: no scanner for '\(placeID)' (known: \(known))")
                 }
                 drivers.append(driver)
             }
-            guard !drivers.isEmpty else {
+            guard !drivers.isEmpty || !featureDrivers.isEmpty else {
                 throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
             }
             let context = ClientContext(
                 stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
                 environment: ProcessInfo.processInfo.environment, logger: logger)
-            logger.info("checking \(drivers.map(\.place.id).joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
-            let report = ConsistencyCheck(context: context, drivers: drivers).run(
+            let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
+            logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
+            let report = ConsistencyCheck(context: context, drivers: drivers, featureDrivers: featureDrivers).run(
                 written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
             print(CheckTable.text(report, show: show))
             if let runDirectoryURL {
@@ -157,7 +163,9 @@ enum CheckTable {
                 guard !anomalies.isEmpty else { continue }
                 let total = place.counts[kind.rawValue] ?? Int64(anomalies.count)
                 lines.append("\(place.place) \(kind.rawValue) (\(total)):")
-                for anomaly in anomalies.prefix(show) { lines.append("  txn_id \(anomaly.txnID): \(anomaly.detail)") }
+                for anomaly in anomalies.prefix(show) {
+                    lines.append("  \(anomaly.key ?? "txn_id \(anomaly.txnID)"): \(anomaly.detail)")
+                }
                 if total > Int64(min(show, anomalies.count)) { lines.append("  … \(total - Int64(min(show, anomalies.count))) more (check.json keeps the first \(PlaceResult.keptPerKind))") }
             }
         }
