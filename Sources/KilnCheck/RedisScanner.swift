@@ -58,7 +58,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         } deliver: { key, replies in
             guard seen.insert(Self.id(in: key, after: prefix, before: []), key: key) else { return }
             let row: StoredRow
-            switch replies[0] {
+            switch replies[replies.startIndex] {
             case .null:
                 return  // deleted since SCAN
             case .bulk(let value):
@@ -84,7 +84,8 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         } deliver: { key, replies in
             let id = Self.id(in: key, after: prefix, before: suffix)
             guard seen.insert(id, key: key) else { return }
-            guard let pairs = replies[0].array, !pairs.isEmpty else { return }  // deleted since SCAN, or not a hash
+            // Deleted since SCAN, or not a hash.
+            guard let pairs = replies[replies.startIndex].array, !pairs.isEmpty else { return }
             var fields: [String: String] = [:]
             fields.reserveCapacity(pairs.count / 2)
             var index = 0
@@ -94,7 +95,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
                 }
                 index += 2
             }
-            let score = replies[1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+            let score = replies[replies.startIndex + 1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
             try body(StoredUserFeatures(userID: id.number ?? -1, fields: fields, score: score))
         }
     }

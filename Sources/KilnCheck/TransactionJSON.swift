@@ -169,8 +169,10 @@ private struct Parser {
     }
 
     /// `value` when the cursor is at the end of the value just read, else nil (e.g. `12abc` is no integer).
+    /// Mutating on purpose: the access to `self` then begins after the argument (which moves the cursor) is
+    /// evaluated; a non-mutating method would read a copy of `self` taken before it.
     @inline(__always)
-    func ended<T>(_ value: T?) -> T? {
+    mutating func ended<T>(_ value: T?) -> T? {
         guard let value, atValueEnd else { return nil }
         return value
     }
