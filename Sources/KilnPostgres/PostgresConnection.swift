@@ -163,6 +163,107 @@ public final class PostgresConnection {
         return rows
     }
 
+    /// Runs `sql`, which must be a `COPY … TO STDOUT` statement (any format: text, csv, binary), and hands the COPY
+    /// data to `body` block by block, as libpq receives it: one CopyData message per call (PostgreSQL sends one row
+    /// per message; in binary format the file header shares the first message and the trailer has its own).
+    ///
+    /// Memory: `bytes` is libpq's own buffer, valid only during the call and freed (`PQfreemem`) right after it;
+    /// nothing is accumulated, whatever the size of the result. A consumer that needs a row split across blocks
+    /// must carry the partial bytes itself.
+    /// If `body` throws, the statement is cancelled (`PQcancel`), the rest of the data is discarded, the connection
+    /// is left idle and usable, and that error is rethrown.
+    /// Timeouts: as for every statement, only `statement_timeout` bounds it (the COPY then fails with `57014`).
+    /// - Returns: the number of rows copied, from the final command tag.
+    /// - Throws: the error thrown by `body`, or ``PostgresError`` (kind `server` with the SQLSTATE when the
+    ///   statement fails, before or during the COPY; `connectionLost` when the connection breaks mid-stream;
+    ///   `unexpectedResult` when `sql` does not start `COPY TO STDOUT`).
+    @discardableResult
+    public func copyOut(_ sql: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        let connection = try open(.copyOut)
+        try validate(sql, [], .copyOut)
+        guard let start = PQexec(connection, sql) else {
+            throw failure(connection, .copyOut)
+        }
+        let status = PQresultStatus(start)
+        guard status == PGRES_COPY_OUT else {
+            defer { PQclear(start) }
+            if Self.isError(status) {
+                throw resultError(start, connection, .copyOut)
+            }
+            Self.drain(connection)
+            throw PostgresError(
+                .unexpectedResult, .copyOut, address: endpoint.address,
+                message: "statement did not start COPY TO STDOUT (status \(String(cString: PQresStatus(status))))"
+            )
+        }
+        PQclear(start)
+
+        while true {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let count = PQgetCopyData(connection, &buffer, 0)
+            if count > 0, let data = buffer {
+                defer { PQfreemem(data) }
+                do {
+                    try body(UnsafeRawBufferPointer(start: data, count: Int(count)))
+                } catch {
+                    Self.cancel(connection)
+                    Self.drain(connection)
+                    throw error
+                }
+            } else {
+                if let data = buffer {
+                    PQfreemem(data)
+                }
+                if count == -1 {
+                    break
+                }
+                // -2: libpq could not read (the connection broke or the protocol went wrong).
+                let error = failure(connection, .copyOut)
+                Self.drain(connection)
+                guard error.kind == .unexpectedResult else {
+                    throw error
+                }
+                throw PostgresError(
+                    .connectionLost, .copyOut, address: endpoint.address, message: error.debugDescription)
+            }
+        }
+        var firstError: PostgresError?
+        var rows: Int?
+        while let result = PQgetResult(connection) {
+            let resultStatus = PQresultStatus(result)
+            if resultStatus == PGRES_COMMAND_OK {
+                rows = Int(String(cString: PQcmdTuples(result)))
+            } else if Self.isError(resultStatus) {
+                firstError = firstError ?? resultError(result, connection, .copyOut)
+            }
+            PQclear(result)
+            if resultStatus != PGRES_COMMAND_OK && !Self.isError(resultStatus) {
+                Self.drain(connection)
+                break
+            }
+        }
+        if let firstError {
+            throw firstError
+        }
+        guard let rows else {
+            throw PostgresError(
+                .unexpectedResult, .copyOut, address: endpoint.address, message: "COPY ended without a row count"
+            )
+        }
+        return rows
+    }
+
+    /// Asks the server to cancel the statement in flight (best effort: a statement that already finished is not
+    /// affected); the caller still has to consume the results.
+    private static func cancel(_ connection: OpaquePointer) {
+        guard let cancel = PQgetCancel(connection) else {
+            return
+        }
+        defer { PQfreeCancel(cancel) }
+        var message = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancel, &message, Int32(message.count))
+    }
+
     // MARK: - Helpers
 
     /// `PG_DIAG_SQLSTATE` and `PG_DIAG_MESSAGE_PRIMARY` are character macros, which Swift does not import.
