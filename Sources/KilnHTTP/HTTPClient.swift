@@ -83,8 +83,67 @@ public final class HTTPClient {
         try perform(url, method: "POST", body: body, contentType: contentType, headers: headers)
     }
 
+    /// Sends a GET and hands the response body to `receive` chunk by chunk as it arrives, without accumulating it.
+    /// See ``streamPost(_:body:contentType:headers:stallTimeoutSeconds:_:)`` for the guarantees.
+    /// - Returns: the (2xx) status.
+    @discardableResult
+    public func streamGet(
+        _ url: String, headers: [String: String] = [:], stallTimeoutSeconds: Double? = nil,
+        _ receive: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Int {
+        try stream(
+            url, method: "GET", body: nil, contentType: nil, headers: headers, stall: stallTimeoutSeconds, receive)
+    }
+
+    /// Sends `body` as a POST (e.g. a ClickHouse `SELECT … FORMAT RowBinary`) and hands the response body to
+    /// `receive` chunk by chunk as libcurl reads it from the socket (at most 512 KiB per call, any split: a record
+    /// can straddle two chunks), so memory stays flat whatever the response size.
+    ///
+    /// Chunks: valid only during the call; `receive` runs on the calling thread, inside `curl_easy_perform`.
+    /// Status: only a 2xx response is streamed. Any other status throws `HTTPError` of kind `.status` (with up to
+    /// 64 KiB of its body kept for `debugDescription`) and `receive` is never called.
+    /// Timeouts: with `stallTimeoutSeconds` nil the client's total timeout bounds the request; otherwise there is
+    /// no total limit and the request fails with CURLcode 28 (CURLE_OPERATION_TIMEDOUT) once fewer than 1 byte
+    /// per second has arrived for `stallTimeoutSeconds` (for long scans). The connect timeout applies either way.
+    /// If `receive` throws, the transfer is aborted (the connection is closed, not reused) and that error is
+    /// rethrown; chunks already delivered stay delivered.
+    /// - Returns: the (2xx) status.
+    /// - Throws: the error of `receive`, or `HTTPError` (`.curl` when no complete response arrived, `.status`).
+    @discardableResult
+    public func streamPost(
+        _ url: String, body: [UInt8], contentType: String = "application/octet-stream", headers: [String: String] = [:],
+        stallTimeoutSeconds: Double? = nil, _ receive: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Int {
+        try stream(
+            url, method: "POST", body: body, contentType: contentType, headers: headers, stall: stallTimeoutSeconds,
+            receive)
+    }
+
+    private func stream(
+        _ url: String, method: String, body: [UInt8]?, contentType: String?, headers: [String: String],
+        stall: Double?, _ receive: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Int {
+        let response = try withoutActuallyEscaping(receive) { receive in
+            sink.startStreaming(handle, receive)
+            defer { sink.stopStreaming() }
+            do {
+                return try perform(
+                    url, method: method, body: body, contentType: contentType, headers: headers, stall: stall)
+            } catch {
+                // An abort caused by `receive` surfaces from libcurl as CURLE_WRITE_ERROR; report the real cause.
+                if let failure = sink.receiveError {
+                    throw failure
+                }
+                throw error
+            }
+        }
+        try response.expectOK()
+        return response.status
+    }
+
     private func perform(
-        _ url: String, method: String, body: [UInt8]?, contentType: String?, headers: [String: String]
+        _ url: String, method: String, body: [UInt8]?, contentType: String?, headers: [String: String],
+        stall: Double? = nil
     ) throws(HTTPError) -> HTTPResponse {
         let origin = HTTPError.origin(of: url)
         // Options are set afresh for every request; the handle keeps only its connection cache between them.
@@ -103,7 +162,16 @@ public final class HTTPClient {
         var result = url.withCString { kiln_curl_setopt_pointer(handle, CURLOPT_URL, $0) }
         func set(_ next: @autoclosure () -> CURLcode) { if result == CURLE_OK { result = next() } }
         set(kiln_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
-        set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds))
+        if let stall {
+            set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, 0))
+            set(kiln_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1))
+            set(kiln_curl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int(stall.rounded(.up)))))
+        } else {
+            set(kiln_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds))
+        }
+        if sink.isStreaming {
+            set(kiln_curl_setopt_long(handle, CURLOPT_BUFFERSIZE, 1 << 19))
+        }
         set(kiln_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds))
         set(kiln_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
         set(kiln_curl_setopt_write_function(handle, httpClientWrite))
@@ -144,9 +212,57 @@ public final class HTTPClient {
     }
 }
 
-/// The body buffer libcurl's write callback appends to. Only touched by the thread inside `perform`.
+/// Where libcurl's write callback puts the body: appended to `bytes`, or, while streaming, handed to `receive`
+/// (a non-2xx body is still appended, up to `errorBodyLimit`, for the error). Only touched by the thread inside
+/// `perform`.
 final class ResponseSink {
     var bytes: [UInt8] = []
+    /// Set only for the duration of one streaming request (see `HTTPClient.stream`).
+    private(set) var receive: ((UnsafeRawBufferPointer) throws -> Void)?
+    /// The error `receive` threw, which aborted the transfer.
+    private(set) var receiveError: (any Error)?
+    private var handle: UnsafeMutableRawPointer?
+    /// The response status, read from libcurl with the first chunk (headers are complete by then); 0 before.
+    private var status = 0
+    static let errorBodyLimit = 1 << 16
+
+    var isStreaming: Bool { receive != nil }
+
+    func startStreaming(
+        _ handle: UnsafeMutableRawPointer, _ receive: @escaping (UnsafeRawBufferPointer) throws -> Void
+    ) {
+        self.handle = handle
+        self.receive = receive
+        receiveError = nil
+        status = 0
+    }
+
+    func stopStreaming() {
+        receive = nil
+        handle = nil
+    }
+
+    /// Consumes one chunk; returns false to make libcurl abort the transfer.
+    func accept(_ chunk: UnsafeRawBufferPointer) -> Bool {
+        guard let receive, let handle else {
+            bytes.append(contentsOf: chunk)
+            return true
+        }
+        if status == 0 {
+            _ = kiln_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        }
+        guard (200...299).contains(status) else {
+            bytes.append(contentsOf: chunk.prefix(max(0, Self.errorBodyLimit - bytes.count)))
+            return true
+        }
+        do {
+            try receive(chunk)
+            return true
+        } catch {
+            receiveError = error
+            return false
+        }
+    }
 }
 
 private func httpClientWrite(
@@ -155,8 +271,5 @@ private func httpClientWrite(
     guard let data, let context else { return 0 }
     let total = size * count
     let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
-    data.withMemoryRebound(to: UInt8.self, capacity: total) { start in
-        sink.bytes.append(contentsOf: UnsafeBufferPointer(start: start, count: total))
-    }
-    return total
+    return sink.accept(UnsafeRawBufferPointer(start: data, count: total)) ? total : 0
 }
