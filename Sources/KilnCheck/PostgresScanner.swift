@@ -1,0 +1,198 @@
+import KilnData
+import KilnPostgres
+import KilnScenario
+import KilnStores
+
+/// Reads `<ns>_transactions` back from the PostgreSQL primary (what `PostgresClient` writes) in one
+/// `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
+/// the bytes, no whole-result buffering, one heap allocation per row at most (libpq's CopyData buffer).
+///
+/// Amount, timestamp and fraud score are converted server-side to exact integers (cents, Unix ms, thousandths);
+/// a NULL `ring_id` is delivered as -1. With `txnIDs` the scan covers only `txn_id BETWEEN lower AND upper`, so a
+/// checker can split one scan over several connections (one scanner each, on its own thread).
+///
+/// Threading: not Sendable; `scan` blocks the calling thread for the whole COPY. Ownership: owns one connection,
+/// closed by `close()` or deinit. Timeouts: connecting is bounded by `context.timeout`; the scan itself is not
+/// (`statement_timeout = 0` on this connection: a 100M-row scan takes minutes), so a server that stops sending
+/// blocks `scan` until the TCP connection breaks, which then throws `PostgresError` of kind `connectionLost`.
+public final class PostgresScanner: StoreScanner {
+    public let source: String
+    /// The exact statement `scan` runs.
+    public let copyStatement: String
+    private let connection: PostgresConnection
+
+    /// Connects to `context.stack.postgres.primary`.
+    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    public init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
+        let pg = context.stack.postgres
+        let table = try PostgresScanner.tableName(context.namespace)
+        source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
+        copyStatement = Self.statement(table: table, txnIDs: txnIDs)
+        let endpoint = PostgresEndpoint(
+            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
+            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
+        do {
+            connection = try PostgresConnection(
+                endpoint, connectTimeoutSeconds: max(2, Int(context.timeout.components.seconds)))
+            try connection.execute("SET statement_timeout = 0")
+        } catch {
+            throw SQLStoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
+        }
+    }
+
+    /// Runs the COPY once and delivers every row; see the type's documentation.
+    /// - Throws: the error of `body` (the COPY is then cancelled), `PostgresError` for connection or server errors,
+    ///   `StreamFraming.FormatError` when the data is not the COPY binary stream of the statement's 13 columns.
+    public func scan(_ body: (StoredRow) throws -> Void) throws {
+        var parser = PostgresCopyParser()
+        try connection.copyOut(copyStatement) { chunk in
+            try parser.feed(chunk, body)
+        }
+        try parser.finish(source: source)
+    }
+
+    public func close() {
+        connection.close()
+    }
+
+    static func tableName(_ namespace: String) throws -> String {
+        let valid =
+            !namespace.isEmpty && namespace.utf8.count <= 40
+            && namespace.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
+            && !(48...57).contains(namespace.utf8.first ?? 48)
+        guard valid else {
+            throw SQLStoreError(
+                store: "postgres", address: "-",
+                detail: "namespace \(String(reflecting: namespace)) is not [a-z_][a-z0-9_]*")
+        }
+        return namespace + "_transactions"
+    }
+
+    static func statement(table: String, txnIDs: ClosedRange<Int64>?) -> String {
+        let filter = txnIDs.map { " WHERE txn_id BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
+        return """
+            COPY (SELECT txn_id, user_id, merchant_id, device_id, location_id, (amount*100)::bigint, \
+            (extract(epoch from ts)*1000)::bigint, currency, channel, status, (fraud_score*1000)::bigint, is_fraud, \
+            ring_id FROM \(table)\(filter)) TO STDOUT (FORMAT binary)
+            """
+    }
+}
+
+/// Incremental parser of the COPY binary stream of `PostgresScanner.statement`: the 19-byte signature header,
+/// tuples of 13 length-prefixed big-endian fields, and the `-1` trailer. Chunks may split it anywhere.
+///
+/// A field whose length does not fit its column's type is delivered nil (integers of 2, 4 or 8 bytes are
+/// accepted, so a wider or narrower column still reads); a tuple is never dropped, since every tuple carries its
+/// own lengths.
+struct PostgresCopyParser {
+    private enum State { case header, rows, finished }
+
+    private var state = State.header
+    private var carry: [UInt8] = []
+    private(set) var rows = 0
+    private var trailingBytes = false
+
+    static let signature: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00]
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws {
+        var carry = self.carry
+        self.carry = []
+        defer { self.carry = carry }
+        try StreamFraming.feed(chunk, carry: &carry) { bytes in try unit(bytes, deliver) }
+    }
+
+    /// Throws unless the stream was complete: header, whole tuples, trailer, nothing after it.
+    func finish(source: String) throws {
+        let problem: String? =
+            switch state {
+            case .header: "COPY data ended before its header"
+            case .rows: "COPY data ended without its trailer (\(carry.count) bytes of a partial row)"
+            case .finished: trailingBytes ? "bytes after the COPY trailer" : nil
+            }
+        if let problem {
+            throw StreamFraming.FormatError(store: "postgres", source: source, detail: problem)
+        }
+    }
+
+    private mutating func unit(
+        _ bytes: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void
+    ) throws -> Int? {
+        switch state {
+        case .rows:
+            return try row(bytes, deliver)
+        case .header:
+            guard bytes.count >= 19 else { return nil }
+            guard bytes.prefix(11).elementsEqual(Self.signature) else {
+                throw StreamFraming.FormatError(store: "postgres", source: "COPY", detail: "not COPY binary data")
+            }
+            let extensionLength = Int(bytes.bigEndianInt32(at: 15))
+            guard extensionLength >= 0 else {
+                throw StreamFraming.FormatError(store: "postgres", source: "COPY", detail: "bad COPY header")
+            }
+            guard bytes.count >= 19 + extensionLength else { return nil }
+            state = .rows
+            return 19 + extensionLength
+        case .finished:
+            trailingBytes = true
+            return bytes.count
+        }
+    }
+
+    @inline(__always)
+    private mutating func row(_ bytes: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws -> Int? {
+        guard bytes.count >= 2 else { return nil }
+        let fieldCount = Int(bytes.bigEndianInt16(at: 0))
+        if fieldCount == -1 {
+            state = .finished
+            return 2
+        }
+        var row = StoredRow(txnID: -1)
+        var position = 2
+        for field in 0..<max(0, fieldCount) {
+            guard bytes.count >= position + 4 else { return nil }
+            let length = Int(bytes.bigEndianInt32(at: position))
+            position += 4
+            if length == -1 {
+                if field == 12 {
+                    row.ringID = -1
+                }
+                continue
+            }
+            guard length >= 0 else {
+                throw StreamFraming.FormatError(store: "postgres", source: "COPY", detail: "negative field length")
+            }
+            guard bytes.count >= position + length else { return nil }
+            switch field {
+            case 0: row.txnID = Self.integer(bytes, position, length) ?? -1
+            case 1: row.userID = Self.integer(bytes, position, length)
+            case 2: row.merchantID = Self.integer(bytes, position, length)
+            case 3: row.deviceID = Self.integer(bytes, position, length)
+            case 4: row.locationID = Self.integer(bytes, position, length)
+            case 5: row.amountCents = Self.integer(bytes, position, length)
+            case 6: row.timestampMillis = Self.integer(bytes, position, length)
+            case 7: row.currency = bytes.string(at: position, count: length)
+            case 8: row.channel = bytes.string(at: position, count: length)
+            case 9: row.status = bytes.string(at: position, count: length)
+            case 10: row.fraudScoreMillis = Self.integer(bytes, position, length)
+            case 11: row.isFraud = length == 1 && bytes[position] <= 1 ? bytes[position] == 1 : nil
+            case 12: row.ringID = Self.integer(bytes, position, length)
+            default: break
+            }
+            position += length
+        }
+        rows += 1
+        try deliver(row)
+        return position
+    }
+
+    /// A big-endian int2/int4/int8 field; nil for any other length.
+    @inline(__always)
+    private static func integer(_ bytes: UnsafeRawBufferPointer, _ position: Int, _ length: Int) -> Int64? {
+        switch length {
+        case 8: bytes.bigEndianInt64(at: position)
+        case 4: Int64(bytes.bigEndianInt32(at: position))
+        case 2: Int64(bytes.bigEndianInt16(at: position))
+        default: nil
+        }
+    }
+}
