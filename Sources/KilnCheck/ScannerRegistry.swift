@@ -4,6 +4,8 @@ public enum ScannerRegistry {
     static func place(_ id: String) -> RowPlace { RowPlace.all.first { $0.id == id }! }
 
     public static let drivers: [ScannerDriver] = [
+        ScannerDriver(place: place("postgres.rows")) { try PostgresScanner(context: $0) },
+        ScannerDriver(place: place("clickhouse.rows")) { try ClickHouseScanner(context: $0) },
         ScannerDriver(place: place("kafka.messages")) { try KafkaScanner(context: $0) },
         ScannerDriver(place: place("falkordb.paid-edges")) { try FalkorDBScanner(context: $0, targetEdgesPerPage: 50_000) },
         ScannerDriver(place: place("redis.txn-keys")) { try RedisScanner(context: $0) },

@@ -10,6 +10,7 @@ public struct KafkaError: Error, CustomStringConvertible, CustomDebugStringConve
     /// What KilnKafka was doing when librdkafka reported the error.
     public enum Operation: String, Sendable {
         case configure, createProducer, produce, flush, createConsumer, assign, poll, metadata, watermarks, delivery
+        case deleteTopics
     }
 
     /// The `rd_kafka_resp_err_t` value: negative codes are local to librdkafka, positive ones come from a broker.

@@ -13,7 +13,7 @@ import KilnKafka
 /// hit a fatal error is replaced on the next invoke.
 ///
 /// The consumer reads by `assign()` of every partition from the beginning, without joining a group (a join takes
-/// ~20 s against Tansu) and without committing; its `group.id` is `<ns>-load`. Lag is not exposed: Tansu 0.6
+/// ~20 s against Tansu) and without committing; its `group.id` is `<ns>-load`. Teardown deletes the topic. Lag is not exposed: Tansu 0.6
 /// answers 1 for every high watermark, so only "every partition reached its end" (`isCaughtUp`) can be known.
 public final class KafkaClient: Client {
     public static let operations: [OperationDescriptor] = [
@@ -78,8 +78,10 @@ public final class KafkaClient: Client {
         partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
     }
 
-    /// Nothing to remove: the Kafka wrapper has no admin API to delete the topic (see the type's documentation).
-    public func teardown() throws {}
+    /// Deletes the topic (DeleteTopics; a missing topic is fine), so a `fresh` run starts from an empty log.
+    public func teardown() throws {
+        try KafkaAdmin(bootstrapServers: bootstrap).deleteTopics([topic], timeoutMilliseconds: timeoutMilliseconds)
+    }
 
     public func close() {
         consumer?.close()

@@ -40,6 +40,8 @@ extension BenchCommand {
                         result.store, result.kiln, String(format: "%.0f", result.kilnRate), result.peer,
                         String(format: "%.0f", result.peerRate), String(format: "%.2f", result.kilnRate / result.peerRate),
                     ])
+                    // Each result as soon as it is measured: a later failure must not lose it.
+                    print(table.last!.joined(separator: " | "))
                 }
                 let selected = Set(only.split(separator: ",").map(String.init))
                 if selected.contains("postgres") { for result in try bench.postgres(rows: try Self.count(postgresRows)) { add(result) } }
@@ -213,9 +215,10 @@ struct LoadBench {
         defer { try? FileManager.default.removeItem(at: input) }
         let topic = "benchkafka.peer-\(getpid())"
         let seconds = try timed {
+            // Debian's kcat links librdkafka 2.0.2, which cannot talk to Tansu; use the 2.x library Kiln uses.
             _ = try LocalProcess.run(
-                "/usr/bin/kcat",
-                ["-P", "-b", stack.kafka.bootstrapServers, "-t", topic, "-K", "\t", "-X", "enable.idempotence=true",
+                "/usr/bin/env",
+                ["LD_LIBRARY_PATH=\(paths.home.path)/.kiln/lib", "/usr/bin/kcat", "-P", "-b", stack.kafka.bootstrapServers, "-t", topic, "-K", "\t", "-X", "enable.idempotence=true",
                  "-X", "acks=all", "-l", input.path])
         }
         return StoreBench.Result(
@@ -278,11 +281,11 @@ struct LoadBench {
         let stallThread = pause(after: 1_500_000)
         let output = try LocalProcess.run(
             "/usr/bin/redis-benchmark",
-            ["-h", primary.host, "-p", String(primary.port), "-t", "get", "-n", "50000", "-c", "50", "--precision", "3"])
+            ["-h", primary.host, "-p", String(primary.port), "-t", "get", "-n", "250000", "-c", "50", "--precision", "3"])
         _ = stallThread
         if let range = output.range(of: "latency summary (msec):") {
             let summary = output[range.upperBound...].split(separator: "\n").prefix(3).map { "    \($0)" }
-            lines.append("  redis-benchmark -t get -n 50000 -c 50 (closed model) across the same stall:")
+            lines.append("  redis-benchmark -t get -n 250000 -c 50 (closed model, ~5 s) across the same 1 s stall at 1.5 s:")
             lines.append(contentsOf: summary)
             if let throughput = output.range(of: #"throughput summary: [0-9.]+ requests per second"#, options: .regularExpression) {
                 lines.append("    \(output[throughput])")
