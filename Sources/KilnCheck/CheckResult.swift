@@ -22,6 +22,11 @@ public struct Anomaly: Sendable, Codable, Hashable {
     public var key: String? = nil
     /// What differs or where the copy is, e.g. `amount_cents: stored 1234, expected 1243` or `partition 2 offset 17`.
     public var detail: String
+
+    /// `txnId` so that snake-case JSON (`txn_id`) round-trips.
+    enum CodingKeys: String, CodingKey {
+        case kind, txnID = "txnId", key, detail
+    }
 }
 
 /// The reconcile result of one place (a store's rows, messages, edges or keys).
