@@ -8,8 +8,10 @@ import KilnStores
 /// `scan`: every `<ns>:txn:*` string (`set` / `bulk-set`), parsed with `TransactionJSON`, `key` = the Redis key.
 /// `scanUserFeatures`: every `<ns>:user:<id>:features` hash with the user's score in `<ns>:fraud:scores`.
 ///
-/// Commands: `SCAN <cursor> MATCH <pattern> COUNT 1000`, then one pipeline per SCAN page holding a `GET` (or `HGETALL`
-/// and `ZSCORE`) per key and the next `SCAN`, so a page costs one round trip and at most ~1000 values are held.
+/// Commands: `SCAN <cursor> MATCH <pattern> COUNT 1000`, then one pipeline per SCAN page holding one `MGET` of the
+/// page's keys (or `HGETALL` and `ZSCORE` per key) and the next `SCAN`, so a page costs one round trip and at most
+/// ~1000 values are held. MGET answers nil both for a key deleted since SCAN and for a key of another type; `TYPE`
+/// of those (rare) keys tells them apart.
 /// Guarantees: SCAN may return a key twice (when the keyspace is rehashed during the scan); each key is delivered
 /// once all the same (seen ids are kept in a bitmap, 1 bit per id, ~12 MB for 100M ids; keys with a non-numeric id
 /// in a set). Keys created or deleted during the scan may or may not be delivered; a key deleted between SCAN and
@@ -53,22 +55,36 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
     public func scan(_ body: (StoredRow) throws -> Void) throws {
         var seen = SeenIDs()
         let prefix = txnPrefix
-        try scanKeys(matching: Self.globEscaped(prefix) + Array("*".utf8), commandsPerKey: 1) { key in
-            [[Words.get, key]]
-        } deliver: { key, replies in
-            guard seen.insert(Self.id(in: key, after: prefix, before: []), key: key) else { return }
-            let row: StoredRow
-            switch replies[replies.startIndex] {
-            case .null:
-                return  // deleted since SCAN
-            case .bulk(let value):
-                row = value.withUnsafeBytes { TransactionJSON.parse($0) }
-            default:
-                row = StoredRow(txnID: -1)
+        try scanPages(matching: Self.globEscaped(prefix) + Array("*".utf8)) { keys in
+            [[Words.mget] + keys]
+        } deliver: { keys, replies in
+            guard let values = replies[replies.startIndex].array, values.count == keys.count else {
+                throw ScanError(address: connection.address, reason: "unexpected MGET reply")
             }
-            var delivered = row
-            delivered.key = String(decoding: key, as: UTF8.self)
-            try body(delivered)
+            // MGET answers nil for a missing key and for a key of another type: TYPE tells them apart.
+            var missing: [[UInt8]] = []
+            for (key, value) in zip(keys, values) {
+                guard seen.insert(Self.id(in: key, after: prefix, before: []), key: key) else { continue }
+                guard case .bulk(let bytes) = value else {
+                    missing.append(key)
+                    continue
+                }
+                var row = bytes.withUnsafeBytes { TransactionJSON.parse($0) }
+                row.key = String(decoding: key, as: UTF8.self)
+                try body(row)
+            }
+            guard !missing.isEmpty else { return }
+            let types: [RedisReply]
+            do throws(RedisError) {
+                types = try connection.pipeline(missing.map { [Words.type, $0] })
+            } catch {
+                throw ScanError(address: connection.address, reason: error.description)
+            }
+            for (key, type) in zip(missing, types) where type != .status("none") {
+                var row = StoredRow(txnID: -1)
+                row.key = String(decoding: key, as: UTF8.self)
+                try body(row)
+            }
         }
     }
 
@@ -78,10 +94,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         let suffix = Self.featuresSuffix
         let scores = Array(scoresKey.utf8)
         let pattern = Self.globEscaped(prefix) + Array("*".utf8) + Self.globEscaped(suffix)
-        try scanKeys(matching: pattern, commandsPerKey: 2) { key in
-            let member = Self.id(in: key, after: prefix, before: suffix).text
-            return [[Words.hgetall, key], [Words.zscore, scores, member]]
-        } deliver: { key, replies in
+        func deliverFeatures(_ key: [UInt8], _ replies: ArraySlice<RedisReply>) throws {
             let id = Self.id(in: key, after: prefix, before: suffix)
             guard seen.insert(id, key: key) else { return }
             // Deleted since SCAN, or not a hash.
@@ -98,41 +111,30 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             let score = replies[replies.startIndex + 1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
             try body(StoredUserFeatures(userID: id.number ?? -1, fields: fields, score: score))
         }
-        // Users with a score but no feature hash (only `score-incr` touched them): ZSCAN the sorted set.
-        var cursor = Array("0".utf8)
-        repeat {
-            let reply: RedisReply
-            do {
-                reply = try connection.command([Words.zscan, scores, cursor, Array("COUNT".utf8), Array("1000".utf8)])
-            } catch {
-                throw ScanError(address: connection.address, reason: error.description)
+
+        try scanPages(matching: pattern) { keys in
+            keys.flatMap { key in
+                [[Words.hgetall, key], [Words.zscore, scores, Self.id(in: key, after: prefix, before: suffix).text]]
             }
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let entries = parts[1].array
-            else { throw ScanError(address: connection.address, reason: "unexpected ZSCAN reply") }
-            var index = 0
-            while index + 1 < entries.count {
-                defer { index += 2 }
-                guard let member = entries[index].bytes else { continue }
-                let id = Self.id(in: member, after: [], before: [])
-                guard seen.insert(id, key: member) else { continue }
-                let score = entries[index + 1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
-                try body(StoredUserFeatures(userID: id.number ?? -1, fields: [:], score: score))
+        } deliver: { keys, replies in
+            for (index, key) in keys.enumerated() {
+                try deliverFeatures(key, replies[(replies.startIndex + 2 * index)...])
             }
-            cursor = next
-        } while cursor != Array("0".utf8)
+        }
     }
 
     // MARK: - SCAN pages
 
-    /// Runs SCAN over `pattern` to its end. For every key of a page, `commands(key)` gives exactly
-    /// `commandsPerKey` commands, sent in one pipeline with the next SCAN; `deliver` gets the key and their replies
-    /// (error replies in place), in SCAN order.
-    private func scanKeys(
-        matching pattern: [UInt8], commandsPerKey: Int, commands: ([UInt8]) -> [[[UInt8]]],
-        deliver: ([UInt8], [RedisReply]) throws -> Void
+    /// Runs SCAN over `pattern` to its end. For each page, `commands(keys)` gives the commands that read the page's
+    /// keys; they are sent in one pipeline with the next SCAN, and `deliver` gets the keys and the replies to those
+    /// commands (error replies in place).
+    private func scanPages(
+        matching pattern: [UInt8], commands: ([[UInt8]]) -> [[[UInt8]]],
+        deliver: ([[UInt8]], ArraySlice<RedisReply>) throws -> Void
     ) throws {
+        let count = Array(String(Self.pageSize).utf8)
         let scanWords: ([UInt8]) -> [[UInt8]] = { cursor in
-            [Array("SCAN".utf8), cursor, Array("MATCH".utf8), pattern, Array("COUNT".utf8), Array(String(Self.pageSize).utf8)]
+            [Words.scan, cursor, Words.match, pattern, Words.count, count]
         }
         var reply: RedisReply
         do {
@@ -141,20 +143,12 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             throw ScanError(address: connection.address, reason: error.description)
         }
         while true {
-            guard let parts = reply.array, parts.count == 2, let cursor = parts[0].bytes, let keys = parts[1].array
+            guard let parts = reply.array, parts.count == 2, let cursor = parts[0].bytes, let found = parts[1].array
             else { throw ScanError(address: connection.address, reason: "unexpected SCAN reply") }
             let last = cursor == Array("0".utf8)
-            var pipeline: [[[UInt8]]] = []
-            pipeline.reserveCapacity(keys.count * commandsPerKey + 1)
-            var names: [[UInt8]] = []
-            names.reserveCapacity(keys.count)
-            for key in keys {
-                guard let name = key.bytes else { continue }
-                names.append(name)
-                let perKey = commands(name)
-                precondition(perKey.count == commandsPerKey, "commands(key) must give commandsPerKey commands")
-                pipeline.append(contentsOf: perKey)
-            }
+            let keys = found.compactMap(\.bytes)
+            var pipeline = keys.isEmpty ? [] : commands(keys)
+            let readCount = pipeline.count
             if !last { pipeline.append(scanWords(cursor)) }
             let replies: [RedisReply]
             do {
@@ -162,10 +156,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             } catch {
                 throw ScanError(address: connection.address, reason: error.description)
             }
-            for (index, name) in names.enumerated() {
-                let start = index * commandsPerKey
-                try deliver(name, Array(replies[start..<(start + commandsPerKey)]))
-            }
+            if readCount > 0 { try deliver(keys, replies[0..<readCount]) }
             if last { return }
             guard let next = replies.last else {
                 throw ScanError(address: connection.address, reason: "no reply to SCAN")
@@ -223,10 +214,13 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
 
 /// Command words, built once (arrays are shared, not copied, when put into a pipeline).
 private enum Words {
-    static let get = Array("GET".utf8)
+    static let mget = Array("MGET".utf8)
+    static let type = Array("TYPE".utf8)
+    static let scan = Array("SCAN".utf8)
+    static let match = Array("MATCH".utf8)
+    static let count = Array("COUNT".utf8)
     static let hgetall = Array("HGETALL".utf8)
     static let zscore = Array("ZSCORE".utf8)
-    static let zscan = Array("ZSCAN".utf8)
 }
 
 /// The id part of a key: its bytes, and their value when they are a canonical decimal number (`42`).
