@@ -121,6 +121,28 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
                 try deliverFeatures(key, replies[(replies.startIndex + 2 * index)...])
             }
         }
+        // Users with a score but no feature hash (only `score-incr` touched them): ZSCAN the sorted set.
+        var cursor = Array("0".utf8)
+        repeat {
+            let reply: RedisReply
+            do {
+                reply = try connection.command([Words.zscan, scores, cursor, Array("COUNT".utf8), Array("1000".utf8)])
+            } catch {
+                throw ScanError(address: connection.address, reason: error.description)
+            }
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let entries = parts[1].array
+            else { throw ScanError(address: connection.address, reason: "unexpected ZSCAN reply") }
+            var index = 0
+            while index + 1 < entries.count {
+                defer { index += 2 }
+                guard let member = entries[index].bytes else { continue }
+                let id = Self.id(in: member, after: [], before: [])
+                guard seen.insert(id, key: member) else { continue }
+                let score = entries[index + 1].bytes.flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+                try body(StoredUserFeatures(userID: id.number ?? -1, fields: [:], score: score))
+            }
+            cursor = next
+        } while cursor != Array("0".utf8)
     }
 
     // MARK: - SCAN pages
@@ -221,6 +243,7 @@ private enum Words {
     static let count = Array("COUNT".utf8)
     static let hgetall = Array("HGETALL".utf8)
     static let zscore = Array("ZSCORE".utf8)
+    static let zscan = Array("ZSCAN".utf8)
 }
 
 /// The id part of a key: its bytes, and their value when they are a canonical decimal number (`42`).
