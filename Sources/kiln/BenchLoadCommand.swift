@@ -4,6 +4,7 @@ import Histogram
 import KilnCore
 import KilnData
 import KilnLoad
+import KilnRedis
 import KilnScenario
 import KilnStack
 import KilnStores
@@ -199,11 +200,27 @@ struct LoadBench {
         guard let range = output.range(of: #"SET: ([0-9.]+) requests per second"#, options: .regularExpression),
             let peerRate = Double(output[range].split(separator: " ")[1])
         else { throw Failure(code: .internalError, message: "cannot read redis-benchmark's output: \(output)") }
-        _ = try? LocalProcess.run(
-            "/usr/bin/redis-cli", ["-h", primary.host, "-p", String(primary.port), "--no-raw", "FLUSHDB"])
+        try Self.unlinkKeys(matching: "key:*", host: primary.host, port: primary.port)
+        try Self.unlinkKeys(matching: "benchredis:*", host: primary.host, port: primary.port)
         return StoreBench.Result(
             store: "redis", kiln: "bulk-set, pipeline 32, 8 workers", kilnRate: kilnRate,
             peer: "redis-benchmark -t set -P 32 -c 8 -d \(valueSize)", peerRate: peerRate)
+    }
+
+    /// Removes the keys of one pattern (redis-benchmark's `key:*`, a bench namespace) — never FLUSHDB, which would
+    /// take every other namespace on the server with it.
+    static func unlinkKeys(matching pattern: String, host: String, port: Int) throws {
+        let connection = try RedisConnection(host: host, port: port)
+        var cursor = "0"
+        repeat {
+            let reply = try connection.command("SCAN", cursor, "MATCH", pattern, "COUNT", "10000")
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
+                throw Failure(code: .internalError, message: "unexpected SCAN reply while removing \(pattern)")
+            }
+            let names = keys.compactMap(\.string)
+            if !names.isEmpty { _ = try connection.command(["UNLINK"] + names) }
+            cursor = next
+        } while cursor != "0"
     }
 
     func kafka(rows: Int64) throws -> StoreBench.Result {
