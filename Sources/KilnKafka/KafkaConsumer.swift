@@ -145,6 +145,8 @@ public final class KafkaConsumer {
         }
         let result = rd_kafka_assign(handle, list)
         guard result == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(result, operation: .assign) }
+        // A new assignment starts a new read: an end seen before it says nothing about the new position.
+        for partition in partitions { partitionsAtEnd[partition] = nil }
     }
 
     /// The next message, or nil when none arrived within `timeoutMilliseconds` or a partition reached its end

@@ -20,6 +20,8 @@ public final class KafkaClient: Client {
         OperationDescriptor("bulk", .bulk, "produce every row, then wait for all delivery reports"),
         OperationDescriptor("produce", .write, "produce one row and wait for its delivery report"),
         OperationDescriptor("consume", .read, "poll up to 100 messages (all partitions assigned from the beginning)"),
+        OperationDescriptor(
+            "fetch-at", .read, "replay: read the message at a random partition and offset (row / partitions)"),
     ]
 
     public let context: ClientContext
@@ -35,6 +37,8 @@ public final class KafkaClient: Client {
     private let timeoutMilliseconds: Int32
     private var producer: KafkaProducer?
     private var consumer: KafkaConsumer?
+    /// `fetch-at`'s own consumer, re-assigned per op.
+    private var fetchConsumer: KafkaConsumer?
     private var assigned = false
     /// Delivery-report ids: increasing across ops, so a late report of an earlier op is never counted for a later
     /// one.
@@ -84,6 +88,8 @@ public final class KafkaClient: Client {
     }
 
     public func close() {
+        fetchConsumer?.close()
+        fetchConsumer = nil
         consumer?.close()
         consumer = nil
         producer = nil  // deinit flushes for at most the context's timeout
@@ -94,6 +100,8 @@ public final class KafkaClient: Client {
         case 0: return produce(request.rows)
         case 1: return produce(request.row..<(request.row + 1))
         case 2: return consume()
+        case 3: return fetch(partition: Int32(truncatingIfNeeded: request.random % UInt64(max(1, partitions))),
+            offset: request.row / Int64(max(1, partitions)))
         default: preconditionFailure("KafkaClient has no operation \(operation)")
         }
     }
@@ -174,6 +182,31 @@ public final class KafkaClient: Client {
             isCaughtUp = (0..<Int32(partitions)).allSatisfy { consumer.partitionsAtEnd[$0] != nil }
             return .ok
         } catch {
+            return .fail(error.name)
+        }
+    }
+
+    /// Reads one message at `offset` of `partition` with a consumer of its own (so `consume`'s position is not
+    /// disturbed). `ok` when the message arrives or the partition turns out to end before it; `fail("timeout")`
+    /// when neither happens within the context's timeout.
+    private func fetch(partition: Int32, offset: Int64) -> Outcome {
+        do {
+            let consumer: KafkaConsumer
+            if let existing = fetchConsumer {
+                consumer = existing
+            } else {
+                consumer = try KafkaConsumer(bootstrapServers: bootstrap, groupID: "\(context.namespace)-fetch")
+                fetchConsumer = consumer
+            }
+            try consumer.assign(topic: topic, partitions: [partition], from: .offset(offset))
+            let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMilliseconds))
+            while ContinuousClock.now < deadline {
+                if try consumer.poll(timeoutMilliseconds: 50) != nil { return .ok }
+                if consumer.partitionsAtEnd[partition] != nil { return .ok }
+            }
+            return .fail("timeout")
+        } catch {
+            fetchConsumer = nil
             return .fail(error.name)
         }
     }

@@ -31,6 +31,8 @@ extension BenchCommand {
         @Option(help: "Rows for the Redis comparison.") var redisRows = "1M"
         @Option(help: "Messages for the Kafka comparison.") var kafkaRows = "1M"
         @Option(help: "Comma-separated subset: postgres,redis,kafka,stall.") var only = "postgres,redis,kafka,stall"
+        @Option(help: "Interleaved Kiln/peer trials per store; the medians are reported (this machine is noisy).")
+        var trials = 3
 
         func run() throws {
             try exiting {
@@ -45,9 +47,30 @@ extension BenchCommand {
                     print(table.last!.joined(separator: " | "))
                 }
                 let selected = Set(only.split(separator: ",").map(String.init))
-                if selected.contains("postgres") { for result in try bench.postgres(rows: try Self.count(postgresRows)) { add(result) } }
-                if selected.contains("redis") { add(try bench.redis(rows: try Self.count(redisRows))) }
-                if selected.contains("kafka") { add(try bench.kafka(rows: try Self.count(kafkaRows))) }
+                func median(_ results: [StoreBench.Result]) -> StoreBench.Result {
+                    var result = results[0]
+                    let kiln = results.map(\.kilnRate).sorted()
+                    let peer = results.map(\.peerRate).sorted()
+                    result.kilnRate = kiln[kiln.count / 2]
+                    result.peerRate = peer[peer.count / 2]
+                    if results.count > 1 {
+                        result.kiln += " (median of \(results.count))"
+                        print("  trials: kiln \(kiln.map { String(format: "%.0f", $0) }), peer \(peer.map { String(format: "%.0f", $0) })")
+                    }
+                    return result
+                }
+                let rounds = max(1, trials)
+                if selected.contains("postgres") {
+                    var pairs: [[StoreBench.Result]] = []
+                    for _ in 0..<rounds { pairs.append(try bench.postgres(rows: try Self.count(postgresRows))) }
+                    for index in pairs[0].indices { add(median(pairs.map { $0[index] })) }
+                }
+                if selected.contains("redis") {
+                    add(median(try (0..<rounds).map { _ in try bench.redis(rows: try Self.count(redisRows)) }))
+                }
+                if selected.contains("kafka") {
+                    add(median(try (0..<rounds).map { _ in try bench.kafka(rows: try Self.count(kafkaRows)) }))
+                }
                 if table.count > 1 { print(TextTable.render(table)) }
                 if selected.contains("stall") { print(try bench.stall()) }
                 return .ok
@@ -152,6 +175,11 @@ struct LoadBench {
             "postgres", rows: rows, namespace: "benchpg",
             phases: "  - {name: load, executor: bulk, rows: \(rows), batch: 100K, workers: 1, stores: [postgres]}")
         let kilnRate = report.phases[0].operations[0].rowsPerSecond ?? 0
+        // The same load over two connections: PostgreSQL's COPY is bound by one server core per connection.
+        let twoWorkers = try phase(
+            "postgres2", rows: rows, namespace: "benchpg",
+            phases: "  - {name: load, executor: bulk, rows: \(rows), batch: 100K, workers: 2, stores: [postgres]}")
+        let twoWorkerRate = twoWorkers.phases[0].operations[0].rowsPerSecond ?? 0
         let input = try file("pg.bin", rows: rows, format: .copyBinary)
         _ = try psql(["-c", "DROP TABLE IF EXISTS benchpg_peer", "-c",
             "CREATE TABLE benchpg_peer (LIKE benchpg_transactions INCLUDING ALL)"])
@@ -173,10 +201,13 @@ struct LoadBench {
             ["-q", "-i", "-I", "d", "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
         return [
             StoreBench.Result(
-                store: "postgres", kiln: "bulk COPY binary (rows)", kilnRate: kilnRate,
+                store: "postgres", kiln: "bulk COPY binary, 1 worker", kilnRate: kilnRate,
                 peer: "psql \\copy binary, same table", peerRate: Double(rows) / psqlSeconds),
             StoreBench.Result(
-                store: "postgres", kiln: "bulk COPY binary (rows)", kilnRate: kilnRate,
+                store: "postgres", kiln: "bulk COPY binary, 2 workers", kilnRate: twoWorkerRate,
+                peer: "psql \\copy binary, same table", peerRate: Double(rows) / psqlSeconds),
+            StoreBench.Result(
+                store: "postgres", kiln: "bulk COPY binary, 1 worker", kilnRate: kilnRate,
                 peer: "pgbench -i -s \(scale) -I dtg", peerRate: Double(scale * 100_000) / pgbenchSeconds),
         ]
     }
@@ -226,7 +257,7 @@ struct LoadBench {
     func kafka(rows: Int64) throws -> StoreBench.Result {
         let report = try phase(
             "kafka", rows: rows, namespace: "benchkafka",
-            phases: "  - {name: load, executor: bulk, rows: \(rows), batch: 100K, workers: 1, stores: [kafka]}")
+            phases: "  - {name: load, executor: bulk, rows: \(rows), batch: 1M, workers: 1, stores: [kafka]}")
         let kilnRate = report.phases[0].operations[0].rowsPerSecond ?? 0
         let input = try file("kafka.tsv", rows: rows, format: .kafka)
         defer { try? FileManager.default.removeItem(at: input) }

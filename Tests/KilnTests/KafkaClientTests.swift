@@ -82,6 +82,19 @@ struct KafkaClientTests {
         #expect(reader.lastReadCount == 0)
     }
 
+    @Test func fetchAtReadsOneMessageAtAnOffsetAndTeardownDeletesTheTopic() throws {
+        let client = try KafkaClient(context: F.context(namespace: namespace))
+        defer { client.close() }
+        try client.setup()
+        #expect(client.invoke(Self.op("bulk"), Request(rows: 0..<400)) == .ok)
+        // Offsets inside and beyond the partitions' ends: both answer (a message, or the end).
+        for (row, random) in [(Int64(0), UInt64(0)), (12, 1), (399, 2), (10_000, 3)] {
+            #expect(client.invoke(Self.op("fetch-at"), Request(row: row, random: random)) == .ok)
+        }
+        try client.teardown()
+        #expect(try readAll(client.topic, partitions: client.partitions).isEmpty)
+    }
+
     @Test func anUnreachableBrokerThrowsAtOpenNamingStoreAndAddress() throws {
         let stack = F.stack(allAt: HostPort(host: "127.0.0.1", port: 3))
         let started = ContinuousClock.now
