@@ -172,6 +172,19 @@ public final class KafkaProducer {
         }
     }
 
+    /// Fetches `topic`'s metadata through this producer and waits (at most `timeoutMilliseconds`) for the broker
+    /// connection, so the first `produce` does not pay for either. Idempotent producers also get their producer id
+    /// on that connection. Best effort: a failure here surfaces again at the first `produce`.
+    public func prepare(topic name: String, timeoutMilliseconds: Int32) {
+        guard let topicHandle = try? topic(named: name) else { return }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        if rd_kafka_metadata(handle, 0, topicHandle, &metadata, timeoutMilliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR,
+            let metadata
+        {
+            rd_kafka_metadata_destroy(metadata)
+        }
+    }
+
     /// Serves pending delivery callbacks, waiting up to `timeoutMilliseconds` for the first one (0 never blocks), and
     /// returns every report buffered so far, oldest first.
     public func poll(timeoutMilliseconds: Int32 = 0) -> [KafkaDeliveryReport] {
