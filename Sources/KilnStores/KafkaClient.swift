@@ -89,8 +89,11 @@ public final class KafkaClient: Client {
         partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
     }
 
-    /// Deletes the topic (DeleteTopics; a missing topic is fine), so a `fresh` run starts from an empty log.
+    /// Deletes the topic (DeleteTopics; a missing topic is fine), so a `fresh` run starts from an empty log. This
+    /// client's own producer and consumers are closed first (and reopened by the next op): librdkafka 2.x crashed in
+    /// its metadata cache when a topic it held was deleted under a live handle.
     public func teardown() throws {
+        close()
         try KafkaAdmin(bootstrapServers: bootstrap).deleteTopics([topic], timeoutMilliseconds: timeoutMilliseconds)
     }
 
