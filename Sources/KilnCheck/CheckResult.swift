@@ -63,3 +63,15 @@ public struct CheckReport: Sendable, Codable {
     public var validity: Validity
     public var seconds: Double
 }
+
+extension CheckReport {
+    /// The report with `result` appended and the overall validity recomputed (invalid beats unknown beats valid).
+    public func adding(_ result: PlaceResult) -> CheckReport {
+        var copy = self
+        copy.places.append(result)
+        copy.validity = copy.places.contains { $0.validity == .invalid }
+            ? .invalid : (copy.places.contains { $0.validity == .unknown } ? .unknown : .valid)
+        copy.seconds = max(copy.seconds, result.seconds)
+        return copy
+    }
+}

@@ -37,6 +37,8 @@ public struct RowBitmap: Sendable {
     }
 
     public var population: Int64 { words.reduce(0) { $0 + Int64($1.nonzeroBitCount) } }
+
+    public func sameMembers(as other: RowBitmap) -> Bool { count == other.count && words == other.words }
 }
 
 /// Where rows of a store live, for the reconcile checker: one place per kind of stored copy. The operations
