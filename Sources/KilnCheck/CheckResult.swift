@@ -13,6 +13,8 @@ public struct Anomaly: Sendable, Codable, Hashable {
         case corrupted
         /// Present, but never acknowledged: never written, its write failed, or not a transaction of the dataset.
         case phantom
+        /// A log's offsets are not contiguous (Kafka: a partition's messages do not run start...end without holes).
+        case gap
     }
 
     public var kind: Kind

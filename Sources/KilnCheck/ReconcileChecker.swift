@@ -17,6 +17,8 @@ public final class ReconcileChecker {
     private var kept: [Anomaly.Kind: [Anomaly]] = [:]
     private(set) var scanned: Int64 = 0
     private var indeterminatePresent: Int64 = 0
+    /// Per log partition: copies seen and the lowest/highest offset (for the contiguity invariant).
+    private var partitions: [Int32: (count: Int64, low: Int64, high: Int64)] = [:]
 
     public init(written: WrittenRows, dataset: Dataset) {
         self.written = written
@@ -43,6 +45,10 @@ public final class ReconcileChecker {
     /// Checks one stored copy.
     public func add(_ row: StoredRow) {
         scanned += 1
+        if let partition = row.partition, let offset = row.offset {
+            let seen = partitions[partition] ?? (0, offset, offset)
+            partitions[partition] = (seen.count + 1, min(seen.low, offset), max(seen.high, offset))
+        }
         let index = row.txnID - 1
         guard index >= 0, index < dataset.rows else {
             record(.phantom, row.txnID, "txn_id not in the dataset (\(dataset.rows) rows) \(Self.location(row))")
@@ -92,8 +98,16 @@ public final class ReconcileChecker {
         return result
     }
 
-    /// Ends the pass: ok rows never seen are lost.
+    /// Ends the pass: ok rows never seen are lost; a partition whose offsets do not run low...high without holes
+    /// has a gap (messages missing from the log, whatever the history says).
     public func finish(source: String, seconds: Double) -> PlaceResult {
+        for (partition, seen) in partitions.sorted(by: { $0.key < $1.key }) where seen.high - seen.low + 1 != seen.count {
+            counts[.gap, default: 0] += 1
+            kept[.gap, default: []].append(
+                Anomaly(
+                    kind: .gap, txnID: 0, key: "partition \(partition)",
+                    detail: "\(seen.count) messages at offsets \(seen.low)...\(seen.high): \(seen.high - seen.low + 1 - seen.count) missing"))
+        }
         var lost: [Anomaly] = []
         var lostCount: Int64 = 0
         written.ok.forEach { index in

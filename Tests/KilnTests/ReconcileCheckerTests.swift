@@ -243,3 +243,23 @@ struct FeatureCheckerTests {
         #expect(result.anomalies.first?.detail.contains("txn_count") == true)
     }
 }
+
+@Suite("Kafka log contiguity")
+struct LogContiguityTests {
+    @Test func aHoleInAPartitionsOffsetsIsAGap() {
+        var rows: [StoredRow] = []
+        for index in 0..<300 {
+            var row = ReconcileFixture.stored(Int64(index))
+            row.partition = Int32(index % 3)
+            row.offset = Int64(index / 3)
+            rows.append(row)
+        }
+        let clean = ReconcileFixture.check(rows, ReconcileFixture.written(ok: 0..<300))
+        #expect(clean.validity == .valid)
+        // Partition 1 loses its message at offset 50 (txn 152): lost in the history's terms and a gap in the log's.
+        rows.removeAll { $0.partition == 1 && $0.offset == 50 }
+        let holed = ReconcileFixture.check(rows, ReconcileFixture.written(ok: 0..<300))
+        #expect(holed.counts == ["lost": 1, "gap": 1])
+        #expect(holed.anomalies.first { $0.kind == .gap }?.key == "partition 1")
+    }
+}
