@@ -24,6 +24,9 @@ public final class LoadRun {
     let identity: RunReport.Identity
     /// The stores this run may drive (the registry's, or a test's).
     let drivers: [StoreDriver]
+    /// Rows each store already holds from an earlier run (`kiln run --continue-from`): reads may pick them and
+    /// writes continue after them.
+    let initialStoreRows: StoreRows
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -32,9 +35,11 @@ public final class LoadRun {
 
     public init(
         scenario: LoadScenario, dataset: Dataset, directory: RunDirectory, stop: StopFlag, environment: [String: String],
-        revision: String?, logger: Logger, progress: PhaseObserver?, drivers: [StoreDriver] = StoreRegistry.drivers
+        revision: String?, logger: Logger, progress: PhaseObserver?, drivers: [StoreDriver] = StoreRegistry.drivers,
+        initialStoreRows: StoreRows = StoreRows()
     ) throws(Failure) {
         self.drivers = drivers
+        self.initialStoreRows = initialStoreRows
         self.scenario = scenario
         self.dataset = dataset
         self.directory = directory
@@ -81,7 +86,7 @@ public final class LoadRun {
             environment: environment, logger: logger)
         try setUpStores(context)
 
-        var storeRows = StoreRows()
+        var storeRows = initialStoreRows
         for (number, phase) in scenario.phases.enumerated() {
             if stop.isRaised { break }
             let (operations, stores) = plan(phase)

@@ -70,9 +70,17 @@ public final class KafkaClient: Client {
         }
     }
 
-    /// A fetch that finds nothing new returns after 10 ms instead of librdkafka's 500 ms long poll: a read op
-    /// measures the read, and idle long polls held open by many workers slowed the broker's produce path.
-    static let consumerProperties = ["fetch.wait.max.ms": "10"]
+    /// Load consumers read a few messages per op, so they must not prefetch: librdkafka's defaults (up to 64 MB
+    /// queued per consumer, 50 MB fetches) made 96 consumers pull gigabytes from a 10M-message topic, which took
+    /// 7 GB of Kiln's memory and slowed the broker's produce path to ~1 s. A fetch that finds nothing new returns
+    /// after 10 ms instead of a 500 ms long poll.
+    static let consumerProperties = [
+        "fetch.wait.max.ms": "10",
+        "queued.min.messages": "100",
+        "queued.max.messages.kbytes": "1024",
+        "fetch.max.bytes": "1048576",
+        "max.partition.fetch.bytes": "65536",
+    ]
 
     private static func makeProducer(_ bootstrap: String, _ timeout: Int32) throws(KafkaError) -> KafkaProducer {
         let producer = try KafkaProducer(

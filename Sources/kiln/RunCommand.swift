@@ -40,6 +40,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Address for --metrics-port.")
     var metricsAddress = "127.0.0.1"
 
+    @Option(help: "Continue from an earlier run directory: keep the stores' data (no fresh setup) and let reads and writes start from the rows that run left (same scenario namespace and dataset).")
+    var continueFrom: String?
+
+    @Option(name: .customLong("phase"), help: "Run only this phase (repeatable); default: all, in order.")
+    var phases: [String] = []
+
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
 
@@ -62,7 +68,31 @@ struct RunCommand: ParsableCommand {
             logger.logLevel = verbose ? .debug : .info
             let paths = KilnPaths.resolve()
             let url = URL(fileURLWithPath: scenario)
-            let loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            if !phases.isEmpty {
+                let known = loaded.phases.map(\.name)
+                for name in phases where !known.contains(name) {
+                    throw Failure(
+                        code: .invalidInput,
+                        message: "--phase: no phase '\(name)' in \(url.path) (phases: \(known.joined(separator: ", ")))")
+                }
+                loaded.phases = loaded.phases.filter { phases.contains($0.name) }
+            }
+            var initialRows = StoreRows()
+            if let continueFrom {
+                let file = URL(fileURLWithPath: continueFrom).appendingPathComponent("report.json")
+                guard let data = try? Data(contentsOf: file), let earlier = try? RunReport.decode(data) else {
+                    throw Failure(code: .invalidInput, message: "--continue-from: cannot read \(file.path)")
+                }
+                guard earlier.identity.namespace == loaded.namespace, earlier.identity.seed == loaded.dataset.seed else {
+                    throw Failure(
+                        code: .invalidInput,
+                        message: "--continue-from: \(continueFrom) used namespace \(earlier.identity.namespace) and seed "
+                            + "\(earlier.identity.seed); this scenario uses \(loaded.namespace) and \(loaded.dataset.seed)")
+                }
+                initialRows.rows = earlier.storeRows
+                loaded.fresh = false
+            }
             var rowCount = loaded.dataset.rows
             if let rows {
                 guard let parsed = CountSuffix.parse(rows) else {
@@ -76,6 +106,11 @@ struct RunCommand: ParsableCommand {
                 dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: rowCount)
             } catch {
                 throw Failure(code: .invalidInput, message: "\(url.path): dataset.rows: \(error)")
+            }
+            if continueFrom != nil, let earlierRows = initialRows.rows.values.max(), earlierRows > dataset.rows {
+                throw Failure(
+                    code: .invalidInput,
+                    message: "--continue-from: the earlier run wrote \(earlierRows) rows; this dataset has only \(dataset.rows)")
             }
             let root = runsDirectory.map { URL(fileURLWithPath: $0) }
                 ?? paths.home.appendingPathComponent("Reports/runs")
@@ -108,7 +143,7 @@ struct RunCommand: ParsableCommand {
                 run = try LoadRun(
                     scenario: loaded, dataset: dataset, directory: directory, stop: stop,
                     environment: ProcessInfo.processInfo.environment, revision: Self.gitRevision(paths.home),
-                    logger: logger, progress: observer)
+                    logger: logger, progress: observer, initialStoreRows: initialRows)
             } catch {
                 throw Failure(code: error.code, message: error.message)
             }

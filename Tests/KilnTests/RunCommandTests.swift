@@ -124,4 +124,25 @@ struct RunCommandTests {
         #expect(report.verdict == "interrupted")
         #expect((report.phases.first?.operations.first?.ok ?? 0) > 100)
     }
+
+    @Test func aPhaseCanRunAloneAndContinueFromAnEarlierRunsData() throws {
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let quick = Self.scenarios.appendingPathComponent("quick.yaml").path
+        let load = try CommandLineTests.kiln(["run", quick, "--runs-directory", runs.path, "--id", "load", "--phase", "bulk-load"])
+        #expect(load.status == 0, "\(load.output)")
+        let mixed = try CommandLineTests.kiln([
+            "run", quick, "--runs-directory", runs.path, "--id", "mixed", "--phase", "mixed",
+            "--continue-from", runs.appendingPathComponent("load").path,
+        ])
+        #expect(mixed.status == 0, "\(mixed.output)")
+        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("mixed/report.json")))
+        #expect(report.phases.map(\.name) == ["mixed"])
+        // Reads found the rows the first run loaded; writes went on after them.
+        let pointReads = try #require(report.phases[0].operations.first { $0.name == "postgres.point-read" })
+        #expect(pointReads.ok > 0 && pointReads.fail == 0)
+        #expect(report.storeRows["postgres"]! > 20_000)
+        let unknown = try CommandLineTests.kiln(["run", quick, "--runs-directory", runs.path, "--phase", "warmup"])
+        #expect(unknown.status == KilnExitCode.invalidInput.rawValue)
+        #expect(unknown.output.contains("no phase 'warmup'"))
+    }
 }
