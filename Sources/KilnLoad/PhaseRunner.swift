@@ -18,6 +18,16 @@ public struct PhaseMeasurement: Sendable {
     public var complete: Bool
     /// Open model: ops planned for the phase.
     public var plannedOps: Int64?
+
+    /// The seconds a rate is measured over: the arrival window for open-model phases (the tail of the last ops
+    /// finishing after it is not a lower rate), the whole phase otherwise.
+    public var rateSeconds: Double {
+        switch phase.executor {
+        case .constantArrivalRate(_, let duration): Double(duration.nanoseconds) / 1e9
+        case .rampingArrivalRate(_, let stages): stages.reduce(0) { $0 + Double($1.duration.nanoseconds) / 1e9 }
+        default: seconds
+        }
+    }
 }
 
 /// One second of one phase, merged over workers.

@@ -56,7 +56,8 @@ public struct RunReport: Codable, Sendable {
         public var dropped: Int64
         public var late: Int64
         public var rows: Int64
-        /// Completed ops per second of the phase (bulk: of the operation's active span).
+        /// Completed ops per second of the phase's arrival window (closed: of the phase; bulk: of the operation's
+        /// active span).
         public var throughput: Double
         public var rowsPerSecond: Double?
         /// From the intended start in open-model phases (includes queueing); from the actual start otherwise.
@@ -94,7 +95,7 @@ public struct RunReport: Codable, Sendable {
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in
             let stats = measurement.totals[index]
-            let span = planned.kind == .bulk ? stats.activeSeconds : measurement.seconds
+            let span = planned.kind == .bulk ? stats.activeSeconds : measurement.rateSeconds
             return Operation(
                 name: planned.name, store: planned.store, kind: planned.kind.rawValue, ok: stats.ok, fail: stats.fail,
                 info: stats.info, errors: stats.errors, dropped: stats.dropped, late: stats.late, rows: stats.rows,

@@ -26,7 +26,7 @@ enum ThresholdEvaluation {
                     matched = true
                 }
             }
-            let observed = matched ? value(threshold.expression.metric, merged, seconds: measurement.seconds) : nil
+            let observed = matched ? value(threshold.expression.metric, merged, seconds: measurement.rateSeconds) : nil
             let passed = observed.map { threshold.expression.comparison.holds($0, threshold.expression.value) } ?? false
             return ThresholdVerdict(
                 phase: measurement.phase.name, scope: threshold.scope ?? "phase", expression: threshold.expression.text,
