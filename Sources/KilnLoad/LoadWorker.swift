@@ -34,8 +34,8 @@ final class LoadWorker {
 
     /// Opens a client for every store of the phase (connection setup is not part of any op's latency); a store
     /// that cannot be reached now is retried by the first op that needs it.
-    func warmUp() {
-        for store in context.stores.indices { _ = client(store) }
+    func warmUp(only store: Int? = nil) {
+        for index in context.stores.indices where store == nil || store == index { _ = client(index) }
     }
 
     private func client(_ store: Int) -> (any Client)? {

@@ -69,6 +69,8 @@ final class PhaseRunner {
 
         var workerCount = phase.workers
         var plannedOps: Int64?
+        /// Open model: the store each worker serves (it opens only that store's client).
+        var owners: [Int]?
         let body: @Sendable (LoadWorker) -> Void
         switch phase.executor {
         case .bulk(let rows, let batch, let bulkOperations, let workers, let parallelStores):
@@ -79,12 +81,14 @@ final class PhaseRunner {
         case .constantArrivalRate(let rate, let duration):
             let times = ArrivalTimes.constant(rate: rate, seconds: Double(duration.nanoseconds) / 1e9)
             plannedOps = times.count
-            body = Self.openBody(context: context, times: times)
+            (owners, body) = Self.openBody(context: context, times: times)
+            workerCount = owners!.count
         case .rampingArrivalRate(let startRate, let stages):
             let times = ArrivalTimes.ramping(
                 startRate: startRate, targets: stages.map { ($0.target, Double($0.duration.nanoseconds) / 1e9) })
             plannedOps = times.count
-            body = Self.openBody(context: context, times: times)
+            (owners, body) = Self.openBody(context: context, times: times)
+            workerCount = owners!.count
         case .closed(let duration):
             body = Self.closedBody(context: context, duration: duration.nanoseconds)
         }
@@ -101,9 +105,10 @@ final class PhaseRunner {
             ready.enter()
             let recorder = recorders[index]
             let context = self.context
+            let store = owners?[index]
             let thread = Thread {
                 let worker = LoadWorker(id: index, context: context, recorder: recorder)
-                worker.warmUp()
+                worker.warmUp(only: store)
                 ready.leave()
                 gate.wait()
                 body(worker)
@@ -153,25 +158,41 @@ final class PhaseRunner {
             seconds: seconds, complete: !context.stop.isRaised, plannedOps: plannedOps)
     }
 
-    /// Open model: op k is due at phaseStart + times(k); workers take the next op from a shared counter, wait for
-    /// its time, and run it — or count it dropped when it is already more than `drop_after` overdue.
-    static func openBody(context: PhaseContext, times: ArrivalTimes) -> @Sendable (LoadWorker) -> Void {
-        let next = RowCursor(0)
+    /// Open model: op k is due at phaseStart + times(k). Each store has its own pool of workers (the phase's
+    /// `workers` shared out by the stores' weights, at least 2 each) walking the op sequence with a cursor of its own
+    /// and running only its store's ops: a worker waits for its op's time, then runs it — or counts it dropped when it
+    /// is already more than `drop_after` overdue. Separate pools keep a stalled store from holding every worker and
+    /// starving the other stores' ops (their latency stays theirs).
+    static func openBody(context: PhaseContext, times: ArrivalTimes) -> ([Int], @Sendable (LoadWorker) -> Void) {
         let dropAfter = context.phase.dropAfter.nanoseconds
         let lateAfter = context.phase.lateAfter.nanoseconds
-        return { worker in
+        let stores = context.stores.count
+        var weights = Array(repeating: 0.0, count: stores)
+        for operation in context.operations { weights[operation.storeIndex] += operation.weight }
+        let total = max(weights.reduce(0, +), 1e-9)
+        let pools = weights.map { max(2, Int((Double(context.phase.workers) * $0 / total).rounded(.up))) }
+        var owner: [Int] = []
+        for (store, size) in pools.enumerated() { owner += Array(repeating: store, count: size) }
+        let cursors = (0..<stores).map { _ in RowCursor(0) }
+        let storeOfOperation = context.operations.map(\.storeIndex)
+        let owners = owner
+        return (owners, { worker in
+            let store = owners[worker.id]
+            let next = cursors[store]
             while !context.stop.isRaised {
                 let k = next.take()
                 if k >= times.count { return }
+                let operation = context.operation(of: k)
+                if storeOfOperation[operation] != store { continue }
                 let intended = context.phaseStart &+ times.time(of: k)
                 if !MonotonicClock.sleep(until: intended, stop: { context.stop.isRaised }) { return }
                 if MonotonicClock.now() > intended &+ dropAfter {
-                    worker.recorder.recordDropped(operation: context.operation(of: k))
+                    worker.recorder.recordDropped(operation: operation)
                     continue
                 }
                 worker.run(k, intended: intended, lateAfter: lateAfter)
             }
-        }
+        })
     }
 
     /// Closed model: each worker runs ops back to back until `end`; latency from the actual start.

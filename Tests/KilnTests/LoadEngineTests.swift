@@ -23,7 +23,10 @@ final class EngineProbe: Sendable {
 
     init(serviceMicros: Int) { self.serviceMicros = serviceMicros }
 
-    var driver: StoreDriver { StoreDriver("probe", EngineProbeClient.self) { _ in EngineProbeClient(probe: self) } }
+    var driver: StoreDriver { driver(named: "probe") }
+    func driver(named name: String) -> StoreDriver {
+        StoreDriver(name, EngineProbeClient.self) { _ in EngineProbeClient(probe: self) }
+    }
     var failingDriver: StoreDriver {
         StoreDriver("down", EngineProbeClient.self) { _ in throw CannotConnect() }
     }
@@ -246,7 +249,7 @@ struct LoadScenarioValidationTests {
 
 @Suite("Executors", .serialized)
 struct ExecutorTests {
-    static let operations: Set<String> = ["probe.wait", "probe.write", "probe.bulk", "down.wait"]
+    static let operations: Set<String> = ["probe.wait", "probe.write", "probe.bulk", "down.wait", "other.wait"]
 
     @Test func openModelLatencyCountsTheStallFromTheIntendedTime() throws {
         // 500 ops/s for 2 s; the "server" stalls for 400 ms at 0.6 s. Every op still runs (drop_after 2 s), and
@@ -426,5 +429,38 @@ struct ExecutorTests {
         #expect(text.contains(#"kiln_ops_total{phase="m",op="probe.wait",outcome="ok"}"#), "\(text)")
         #expect(text.contains("kiln_latency_seconds"))
         #expect(text.contains("# TYPE kiln_ops_total counter"))
+    }
+
+    @Test func aStalledStoreDoesNotStarveTheOtherStoresOps() throws {
+        // `probe` stalls for 1.2 s; `other` keeps answering in 0.2 ms. With one pool per store, other's ops keep
+        // their own latency and none of them is dropped, while probe's ops show the stall.
+        let stalled = EngineProbe(serviceMicros: 200)
+        let healthy = EngineProbe(serviceMicros: 200)
+        let scenario = try EngineFixture.scenario(
+            """
+              - name: open
+                executor: constant-arrival-rate
+                rate: 400
+                duration: 2500ms
+                workers: 8
+                drop_after: 500ms
+                mix: {probe.wait: 1, other.wait: 1}
+            """, operations: Self.operations)
+        Thread {
+            usleep(500_000)
+            stalled.gateClosed.store(true, ordering: .releasing)
+            usleep(1_200_000)
+            stalled.gateClosed.store(false, ordering: .releasing)
+        }.start()
+        let (report, _) = try EngineFixture.run(
+            scenario, drivers: [stalled.driver(named: "probe"), healthy.driver(named: "other")])
+        let operations = report.phases[0].operations
+        let other = try #require(operations.first { $0.name == "other.wait" })
+        let probe = try #require(operations.first { $0.name == "probe.wait" })
+        #expect(other.dropped == 0)
+        #expect(try #require(other.latencyMs.p99) < 100, "other p99 \(other.latencyMs.p99 ?? -1) ms")
+        #expect(probe.dropped > 50, "probe dropped \(probe.dropped)")
+        #expect(try #require(probe.latencyMs.max) > 400)
+        #expect(other.ok + probe.ok + other.dropped + probe.dropped == 1_000)
     }
 }
