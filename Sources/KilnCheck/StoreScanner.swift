@@ -27,6 +27,23 @@ public struct StoredRow: Sendable, Hashable {
     public var key: String?
 
     public init(txnID: Int64) { self.txnID = txnID }
+
+    /// The copy a store keeping every column holds for `transaction` (currency, channel and status by name).
+    public init(_ transaction: Transaction, in dataset: Dataset) {
+        txnID = transaction.txnID
+        userID = transaction.userID
+        merchantID = transaction.merchantID
+        deviceID = transaction.deviceID
+        locationID = transaction.locationID
+        amountCents = transaction.amountCents
+        timestampMillis = transaction.timestampMillis
+        currency = dataset.currencyCodes[Int(transaction.currency)]
+        channel = dataset.channelNames[Int(transaction.channel)]
+        status = transaction.declined ? "declined" : "approved"
+        fraudScoreMillis = Int64(transaction.fraudScoreMillis)
+        isFraud = transaction.isFraud
+        ringID = Int64(transaction.ringID)
+    }
 }
 
 /// Per-user feature state as a store keeps it (Redis `<ns>:user:<id>:features`, fraud-score sorted set).

@@ -99,26 +99,33 @@ public final class PostgresConnection {
     /// - Returns: the number of rows copied, from the final command tag.
     /// - Throws: the error thrown by `write`, or ``PostgresError`` (kind `server` with the SQLSTATE when the
     ///   server rejects the data, e.g. `22P02`; `unexpectedResult` when `sql` does not start `COPY FROM STDIN`).
-    @discardableResult
-    public func copyIn(_ sql: String, _ write: (PostgresCopyWriter) throws -> Void) throws -> Int {
-        let connection = try open(.copyIn)
-        try validate(sql, [], .copyIn)
+    /// Sends `sql` and returns the connection once the server is in the `expected` COPY state; otherwise the
+    /// server's error, or `unexpectedResult` for a statement that is not that kind of COPY (its result drained).
+    private func startCopy(
+        _ sql: String, expecting expected: ExecStatusType, _ operation: PostgresError.Operation, _ kind: String
+    ) throws(PostgresError) -> OpaquePointer {
+        let connection = try open(operation)
+        try validate(sql, [], operation)
         guard let start = PQexec(connection, sql) else {
-            throw failure(connection, .copyIn)
+            throw failure(connection, operation)
         }
+        defer { PQclear(start) }
         let status = PQresultStatus(start)
-        guard status == PGRES_COPY_IN else {
-            defer { PQclear(start) }
+        guard status == expected else {
             if Self.isError(status) {
-                throw resultError(start, connection, .copyIn)
+                throw resultError(start, connection, operation)
             }
             Self.drain(connection)
             throw PostgresError(
-                .unexpectedResult, .copyIn, address: endpoint.address,
-                message: "statement did not start COPY FROM STDIN (status \(String(cString: PQresStatus(status))))"
-            )
+                .unexpectedResult, operation, address: endpoint.address,
+                message: "statement did not start \(kind) (status \(String(cString: PQresStatus(status))))")
         }
-        PQclear(start)
+        return connection
+    }
+
+    @discardableResult
+    public func copyIn(_ sql: String, _ write: (PostgresCopyWriter) throws -> Void) throws -> Int {
+        let connection = try startCopy(sql, expecting: PGRES_COPY_IN, .copyIn, "COPY FROM STDIN")
 
         let writer = PostgresCopyWriter(connection, address: endpoint.address)
         do {
@@ -179,24 +186,7 @@ public final class PostgresConnection {
     ///   `unexpectedResult` when `sql` does not start `COPY TO STDOUT`).
     @discardableResult
     public func copyOut(_ sql: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        let connection = try open(.copyOut)
-        try validate(sql, [], .copyOut)
-        guard let start = PQexec(connection, sql) else {
-            throw failure(connection, .copyOut)
-        }
-        let status = PQresultStatus(start)
-        guard status == PGRES_COPY_OUT else {
-            defer { PQclear(start) }
-            if Self.isError(status) {
-                throw resultError(start, connection, .copyOut)
-            }
-            Self.drain(connection)
-            throw PostgresError(
-                .unexpectedResult, .copyOut, address: endpoint.address,
-                message: "statement did not start COPY TO STDOUT (status \(String(cString: PQresStatus(status))))"
-            )
-        }
-        PQclear(start)
+        let connection = try startCopy(sql, expecting: PGRES_COPY_OUT, .copyOut, "COPY TO STDOUT")
 
         while true {
             var buffer: UnsafeMutablePointer<CChar>?

@@ -331,19 +331,8 @@ public final class RedisClient: Client {
     }
 
     private func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
-        switch error.kind {
-        case .server:
-            return .fail(Self.errorClass(error))
-        case .connect, .closed:
-            connection = nil
-            return .fail("connection")
-        case .timeout:
-            connection = nil
-            return kind == .read ? .fail("timeout") : .info("timeout")
-        case .io, .protocol:
-            connection = nil
-            return kind == .read ? .fail("connection") : .info("connection")
-        }
+        if error.breaksConnection { connection = nil }
+        return error.outcome(kind, serverClass: Self.errorClass(error))
     }
 
     private static func errorClass(_ error: RedisError) -> String {

@@ -10,21 +10,7 @@ import Testing
 enum ScannerFixtures {
     /// The generator's row for `txnID`, as a scanner of a store that keeps every column delivers it.
     static func expected(_ txnID: Int64, _ dataset: Dataset = StoreFixtures.dataset) -> StoredRow {
-        let transaction = dataset.transaction(txnID - 1)
-        var row = StoredRow(txnID: txnID)
-        row.userID = transaction.userID
-        row.merchantID = transaction.merchantID
-        row.deviceID = transaction.deviceID
-        row.locationID = transaction.locationID
-        row.amountCents = transaction.amountCents
-        row.timestampMillis = transaction.timestampMillis
-        row.currency = dataset.currencyCodes[Int(transaction.currency)]
-        row.channel = dataset.channelNames[Int(transaction.channel)]
-        row.status = transaction.declined ? "declined" : "approved"
-        row.fraudScoreMillis = Int64(transaction.fraudScoreMillis)
-        row.isFraud = transaction.isFraud
-        row.ringID = Int64(transaction.ringID)
-        return row
+        StoredRow(dataset.transaction(txnID - 1), in: dataset)
     }
 
     /// Every row `scanner` delivers, in delivery order (small test tables only).

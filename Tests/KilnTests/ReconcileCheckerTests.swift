@@ -34,23 +34,7 @@ enum ReconcileFixture {
     static let place = RowPlace(store: "memory", name: "rows", writtenBy: ["memory.bulk"])
 
     /// The stored copy of row `index` as a store keeping every column would return it.
-    static func stored(_ index: Int64) -> StoredRow {
-        let t = dataset.transaction(index)
-        var row = StoredRow(txnID: t.txnID)
-        row.userID = t.userID
-        row.merchantID = t.merchantID
-        row.deviceID = t.deviceID
-        row.locationID = t.locationID
-        row.amountCents = t.amountCents
-        row.timestampMillis = t.timestampMillis
-        row.currency = dataset.currencyCodes[Int(t.currency)]
-        row.channel = dataset.channelNames[Int(t.channel)]
-        row.status = t.declined ? "declined" : "approved"
-        row.fraudScoreMillis = Int64(t.fraudScoreMillis)
-        row.isFraud = t.isFraud
-        row.ringID = Int64(t.ringID)
-        return row
-    }
+    static func stored(_ index: Int64) -> StoredRow { StoredRow(dataset.transaction(index), in: dataset) }
 
     static func written(ok: Range<Int64>, info: [Int64] = [], failed: [Int64] = []) -> WrittenRows {
         var written = WrittenRows(place: place, datasetRows: dataset.rows)
