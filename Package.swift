@@ -62,9 +62,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "KilnPipeline",
+            dependencies: [
+                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "KilnLoad",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores",
+                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPipeline",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,14 +82,14 @@ let package = Package(
             name: "KilnCheck",
             dependencies: [
                 "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnLoad", "KilnPostgres", "KilnRedis", "KilnKafka",
-                "KilnHTTP", .product(name: "Logging", package: "swift-log"),
+                "KilnHTTP", "KilnPipeline", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -90,7 +98,7 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

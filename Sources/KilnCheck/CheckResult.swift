@@ -15,6 +15,8 @@ public struct Anomaly: Sendable, Codable, Hashable {
         case phantom
         /// A log's offsets are not contiguous (Kafka: a partition's messages do not run start...end without holes).
         case gap
+        /// Visible downstream later than the path's staleness SLO allows.
+        case stale
     }
 
     public var kind: Kind

@@ -7,6 +7,8 @@ public struct KafkaMessage: Sendable {
     public var offset: Int64
     public var key: [UInt8]?
     public var value: [UInt8]
+    /// The record's timestamp (producer create time, or the broker's log-append time), Unix ms; nil if absent.
+    public var timestampMillis: Int64? = nil
 }
 
 /// Where an assigned partition starts reading.
@@ -135,13 +137,19 @@ public final class KafkaConsumer {
 
     /// Reads `partitions` of `topic` from `from`, replacing any earlier assignment.
     public func assign(topic: String, partitions: [Int32], from: KafkaOffset = .beginning) throws(KafkaError) {
+        try assign(topic: topic, offsets: Dictionary(uniqueKeysWithValues: partitions.map { ($0, from) }))
+    }
+
+    /// Reads each partition of `offsets` from its own start, replacing any earlier assignment.
+    public func assign(topic: String, offsets: [Int32: KafkaOffset]) throws(KafkaError) {
         let handle = try open(.assign)
+        let partitions = offsets.keys.sorted()
         guard let list = rd_kafka_topic_partition_list_new(Int32(partitions.count)) else {
             throw KafkaError(RD_KAFKA_RESP_ERR__FAIL, operation: .assign)
         }
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for partition in partitions {
-            rd_kafka_topic_partition_list_add(list, topic, partition).pointee.offset = from.raw
+            rd_kafka_topic_partition_list_add(list, topic, partition).pointee.offset = offsets[partition]!.raw
         }
         let result = rd_kafka_assign(handle, list)
         guard result == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(result, operation: .assign) }
@@ -168,7 +176,10 @@ public final class KafkaConsumer {
         let topic = record.rkt.map { topicName($0) } ?? ""
         let value = record.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: record.len)) } ?? []
         let key = record.key.map { Array(UnsafeRawBufferPointer(start: $0, count: record.key_len)) }
-        return KafkaMessage(topic: topic, partition: record.partition, offset: record.offset, key: key, value: value)
+        let timestamp = rd_kafka_message_timestamp(message, nil)
+        return KafkaMessage(
+            topic: topic, partition: record.partition, offset: record.offset, key: key, value: value,
+            timestampMillis: timestamp >= 0 ? timestamp : nil)
     }
 
     private func topicName(_ topic: OpaquePointer) -> String {

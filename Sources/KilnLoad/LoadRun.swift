@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnData
+import KilnPipeline
 import KilnScenario
 import KilnStores
 import Logging
@@ -85,6 +86,7 @@ public final class LoadRun {
             stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
             environment: environment, logger: logger)
         try setUpStores(context)
+        let pipeline = try startPipeline(context)
 
         var storeRows = initialStoreRows
         for (number, phase) in scenario.phases.enumerated() {
@@ -96,7 +98,10 @@ public final class LoadRun {
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
                 stop: stop)
             let recorder = DirectoryObserver(directory: directory, next: progress)
-            let measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
+            let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
+            var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
+            let indexBuild = buildIndexes(deferred, phase: phase.name)
+            measurement.seconds += indexBuild.seconds ?? 0
             directory.writeHistograms(measurement)
             for (index, store) in stores.enumerated() {
                 var written = phaseContext.writeCursors[index].value
@@ -106,13 +111,28 @@ public final class LoadRun {
                 storeRows[store] = min(max(storeRows[store], written), dataset.rows)
             }
             let verdicts = ThresholdEvaluation.evaluate(measurement)
-            report.phases.append(RunReport.phase(measurement, verdicts: verdicts))
+            var phaseReport = RunReport.phase(measurement, verdicts: verdicts)
+            phaseReport.indexBuildSeconds = indexBuild.seconds
+            phaseReport.indexBuildError = indexBuild.error
+            report.phases.append(phaseReport)
             report.storeRows = storeRows.rows
             for verdict in verdicts where !verdict.passed {
                 let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
                 logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
             }
             try? directory.writeReport(report)
+        }
+        if let pipeline {
+            pipeline.markLoadEnded()
+            logger.info("pipeline: waiting for the sinks to catch up (at most \(pipeline.spec.convergenceTimeout))")
+            let converged = pipeline.waitForConvergence { stop.isRaised }
+            report.pipeline = pipeline.stop()
+            logger.info("pipeline: \(converged ? "every sink caught up" : "NOT every sink caught up")")
+            for sink in report.pipeline ?? [] {
+                let p99 = sink.staleness.p99.map { String(format: "%.0f ms", $0) } ?? "-"
+                logger.info(
+                    "pipeline \(sink.sink): \(sink.messages) messages, \(sink.applied) applied, \(sink.duplicatesSkipped) redelivered, \(sink.skipped) skipped, \(sink.crashes) crashes, \(sink.errors) errors, staleness p99 \(p99)")
+            }
         }
         report.interrupted = stop.isRaised
         report.complete = !stop.isRaised && report.phases.count == scenario.phases.count
@@ -154,6 +174,65 @@ public final class LoadRun {
                     weight: weighted.weight))
         }
         return (operations, stores)
+    }
+
+    /// Sets up the sinks of the scenario's reference pipeline and starts its workers; nil without a pipeline.
+    func startPipeline(_ context: ClientContext) throws(Failure) -> Pipeline? {
+        guard let spec = scenario.pipeline else { return nil }
+        let pipeline = Pipeline(spec: spec, context: context, logger: logger)
+        do {
+            try pipeline.setUp(fresh: scenario.fresh)
+        } catch {
+            throw Failure(code: .stackUnavailable, message: "pipeline: setup failed: \(error)")
+        }
+        pipeline.start()
+        let bugs = spec.bugs.isEmpty ? "no planted bugs" : "planted bugs: \(spec.bugs.map(\.rawValue).joined(separator: ", "))"
+        logger.info("pipeline: sinks \(spec.sinks.map(\.rawValue).joined(separator: ", ")) started (\(bugs))")
+        return pipeline
+    }
+
+    /// Drops the secondary indexes of the phase's stores that have them; returns those clients (open, for the
+    /// build afterwards). A store whose drop fails keeps its indexes and loads with them (logged).
+    func deferIndexes(stores: [String], context: ClientContext) -> [(store: String, client: any SecondaryIndexes)] {
+        var deferred: [(store: String, client: any SecondaryIndexes)] = []
+        for store in stores {
+            guard let client = try? driver(named: store).open(context) else { continue }
+            guard let indexed = client as? any SecondaryIndexes else {
+                client.close()
+                continue
+            }
+            do {
+                try indexed.dropSecondaryIndexes()
+                deferred.append((store, indexed))
+                logger.info("\(store): secondary indexes dropped for the bulk load; they are rebuilt after it")
+            } catch {
+                logger.warning("\(store): could not drop the secondary indexes (\(error)); loading with them")
+                indexed.close()
+            }
+        }
+        return deferred
+    }
+
+    /// Builds the indexes `deferIndexes` dropped — also after an interrupted phase — and closes the clients.
+    func buildIndexes(
+        _ deferred: [(store: String, client: any SecondaryIndexes)], phase: String
+    ) -> (seconds: Double?, error: String?) {
+        guard !deferred.isEmpty else { return (nil, nil) }
+        let start = MonotonicClock.now()
+        var failure: String?
+        for (store, client) in deferred {
+            logger.info("\(store): building the secondary indexes (phase \(phase))")
+            do {
+                try client.buildSecondaryIndexes()
+            } catch {
+                failure = "\(store): \(error)"
+                logger.error("\(store): building the secondary indexes failed: \(error)")
+            }
+            client.close()
+        }
+        let seconds = Double(MonotonicClock.now() &- start) / 1e9
+        logger.info("secondary indexes built in \(String(format: "%.1f", seconds)) s (phase \(phase))")
+        return (seconds, failure)
     }
 
     /// Opens one client per store the scenario uses and runs its setup (after teardown when `fresh`).

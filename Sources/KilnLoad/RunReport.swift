@@ -1,4 +1,8 @@
 import Foundation
+import KilnPipeline
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `report.json` of a run directory. Versioned by `schema`; fields are only ever added within a version.
 /// Latencies are milliseconds; rates per second; times Unix milliseconds.
@@ -76,6 +80,12 @@ public struct RunReport: Codable, Sendable {
         public var plannedOps: Int64?
         public var operations: [Operation]
         public var thresholds: [ThresholdVerdict]
+        /// Bulk with `defer_indexes`: seconds spent building the secondary indexes after the load (part of
+        /// `seconds`, not of the rows/s), or the error that stopped the build.
+        public var indexBuildSeconds: Double?
+        public var indexBuildError: String?
+        /// Peak resident memory of the kiln process so far (getrusage), at the phase's end, in MiB.
+        public var peakRssMib: Double?
     }
 
     public var schema = RunReport.schemaVersion
@@ -91,6 +101,8 @@ public struct RunReport: Codable, Sendable {
     public var exitCode: Int32?
     /// Store rows written per store at the end: `[0, n)` were handed to writes (for `kiln check`).
     public var storeRows: [String: Int64]
+    /// The reference pipeline's sink workers, when the scenario ran one.
+    public var pipeline: [SinkReport]? = nil
 
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in
@@ -106,7 +118,15 @@ public struct RunReport: Codable, Sendable {
         return Phase(
             name: measurement.phase.name, executor: measurement.phase.executor.name, workers: measurement.phase.workers,
             startedAt: measurement.startedAtMillis, seconds: measurement.seconds, complete: measurement.complete,
-            plannedOps: measurement.plannedOps, operations: operations, thresholds: verdicts)
+            plannedOps: measurement.plannedOps, operations: operations, thresholds: verdicts,
+            peakRssMib: peakResidentMiB())
+    }
+
+    /// The process's peak resident set so far, in MiB (Linux reports `ru_maxrss` in KiB).
+    static func peakResidentMiB() -> Double? {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return nil }
+        return (Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10
     }
 
     static var encoder: JSONEncoder {

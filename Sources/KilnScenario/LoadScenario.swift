@@ -64,6 +64,9 @@ public struct LoadScenario: Sendable {
         public var dropAfter: Duration
         /// Open model: an op that starts later than this after its intended time counts as late.
         public var lateAfter: Duration
+        /// Bulk: drop the stores' secondary indexes before the load and build them once after it (stores that
+        /// have none ignore it). The build time is part of the phase's report.
+        public var deferIndexes = false
     }
 
     public var name: String
@@ -78,6 +81,8 @@ public struct LoadScenario: Sendable {
     /// Drop and recreate the namespace's tables/keys/topics before the first phase.
     public var fresh: Bool
     public var phases: [Phase]
+    /// The reference pipeline (sync workers from Kafka to the sink stores) that runs beside the phases, if any.
+    public var pipeline: PipelineSpec? = nil
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -121,11 +126,14 @@ public struct LoadScenario: Sendable {
         for (index, phase) in phases.enumerated() where !seen.insert(phase.name).inserted {
             throw fields.error("phases", "phase \(index + 1): the name '\(phase.name)' is used twice")
         }
+        let pipeline = try fields.optionalMapping("pipeline").map { (spec) throws(SpecError) in
+            try PipelineSpec.parse(spec)
+        }
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases)
+            fresh: fresh, phases: phases, pipeline: pipeline)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)
@@ -135,6 +143,7 @@ public struct LoadScenario: Sendable {
         let executorName = try fields.string("executor")
         let executor: Executor
         var mix: [WeightedOperation] = []
+        var deferIndexes = false
         let workers: Int
         switch executorName {
         case "bulk":
@@ -167,6 +176,7 @@ public struct LoadScenario: Sendable {
                 operations.append(name)
             }
             let parallel = try fields.bool("parallel_stores", default: false)
+            deferIndexes = try fields.bool("defer_indexes", default: false)
             executor = .bulk(rows: rows, batch: batch, operations: operations, workers: workers, parallelStores: parallel)
             mix = operations.map { WeightedOperation(name: $0, weight: 1) }
         case "constant-arrival-rate":
@@ -241,7 +251,7 @@ public struct LoadScenario: Sendable {
         try fields.finish()
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
-            lateAfter: lateAfter)
+            lateAfter: lateAfter, deferIndexes: deferIndexes)
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

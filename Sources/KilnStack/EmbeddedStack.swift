@@ -225,7 +225,10 @@ public final class EmbeddedStack {
         }
         try ServerBinaries.giveToPostgres(server.log)
         // Address and port go on the command line so that a replica cloned from the primary does not inherit them.
+        // Checkpoints at most every 15 min or 4 GB of WAL: a 100M-row bulk load otherwise checkpoints every few
+        // seconds and writes each page again in full.
         let options = "-c listen_addresses=\(server.endpoint.host) -p \(server.endpoint.port) -c unix_socket_directories=''"
+            + " -c max_wal_size=4GB -c checkpoint_timeout=15min"
         try LocalProcess.run(
             binaries.postgres("pg_ctl"),
             ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user)

@@ -10,7 +10,7 @@ import KilnScenario
 /// connection, so a statement (a bulk COPY included) running longer fails with SQLSTATE 57014, which ends
 /// `info("timeout")` for writes and `fail("timeout")` for reads. A connection lost during a write ends
 /// `info("connection")`; the next `invoke` reconnects (and re-prepares) before running its op.
-public final class PostgresClient: Client {
+public final class PostgresClient: Client, SecondaryIndexes {
     public static let operations = [
         OperationDescriptor("bulk", .bulk, "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"),
         OperationDescriptor("insert", .write, "INSERT one row (prepared statement)"),
@@ -49,12 +49,33 @@ public final class PostgresClient: Client {
     public func setup() throws {
         let sql = TransactionSchema.postgres(table: table)
             .replacingOccurrences(of: "CREATE TABLE ", with: "CREATE TABLE IF NOT EXISTS ")
-        try liveConnection().execute(
-            """
-            \(sql);
-            CREATE INDEX IF NOT EXISTS \(table)_user_ts ON \(table) (user_id, ts);
-            CREATE INDEX IF NOT EXISTS \(table)_merchant_ts ON \(table) (merchant_id, ts)
-            """)
+        try liveConnection().execute("\(sql); \(secondaryIndexes)")
+    }
+
+    /// The indexes the reads use; the primary key stays (txn_id grows with the row, so its inserts are cheap).
+    private var secondaryIndexes: String {
+        """
+        CREATE INDEX IF NOT EXISTS \(table)_user_ts ON \(table) (user_id, ts);
+        CREATE INDEX IF NOT EXISTS \(table)_merchant_ts ON \(table) (merchant_id, ts)
+        """
+    }
+
+    public func dropSecondaryIndexes() throws {
+        try liveConnection().execute("DROP INDEX IF EXISTS \(table)_user_ts, \(table)_merchant_ts")
+    }
+
+    /// Builds both indexes with 1 GB of sort memory and parallel workers, without a statement timeout (on 100M
+    /// rows this takes minutes); the connection's usual timeout is restored afterwards, also on failure.
+    public func buildSecondaryIndexes() throws {
+        let connection = try liveConnection()
+        try connection.execute(
+            "SET statement_timeout = 0; SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 2")
+        defer {
+            try? connection.execute(
+                "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers; "
+                    + "SET statement_timeout = \(Self.milliseconds(context.timeout))")
+        }
+        try connection.execute(secondaryIndexes)
     }
 
     public func teardown() throws {

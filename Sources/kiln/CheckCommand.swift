@@ -4,6 +4,7 @@ import KilnCheck
 import KilnCore
 import KilnData
 import KilnLoad
+import KilnPipeline
 import KilnScenario
 import KilnStack
 import KilnStores
@@ -69,6 +70,10 @@ struct CheckCommand: ParsableCommand {
                 } catch let error as HistoryError {
                     throw Failure(code: .invalidInput, message: error.description)
                 }
+                if let pipeline = loaded.pipeline {
+                    // The load wrote Kafka only; each sink must hold what Kafka acknowledged and the ledger posts.
+                    written = PipelinePlaces.derive(written, sinks: pipeline.sinks, dataset: dataset)
+                }
             } else {
                 let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: nil)
                 written = [:]
@@ -115,6 +120,13 @@ struct CheckCommand: ParsableCommand {
                 } else {
                     logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
                 }
+            }
+            if let pipeline = loaded.pipeline, let runDirectoryURL {
+                if !noInvariants, pipeline.sinks.contains(.postgres) {
+                    report = report.adding(BalanceInvariant.check(context: context))
+                }
+                let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
+                for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }
             }
             print(CheckTable.text(report, show: show))
             if let runDirectoryURL {

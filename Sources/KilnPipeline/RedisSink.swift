@@ -1,0 +1,142 @@
+import Foundation
+import KilnData
+import KilnRedis
+import KilnScenario
+import KilnStores
+
+/// The feature cache: per posted transaction, the user's feature hash `<ns>:user:<id>:features` (the load
+/// engine's fields: `last_*`, `txn_count`, `amount_cents_total`, TTL one day), ZINCRBY of its fraud score in
+/// `<ns>:fraud:scores`, and XADD to `<ns>:stream:fraud-events` when the transaction is fraud.
+///
+/// Exactly-once: each message runs one Lua script that skips it when its offset is at or below the partition's
+/// applied offset in `<ns>:pipeline:offsets`, and otherwise applies it and records the offset — atomically, so a
+/// redelivered message is never applied twice and the stored offsets are always those of the applied messages.
+public final class RedisSink: Sink {
+    public let sink = PipelineSpec.Sink.redis
+    public let storesOffsetsWithWrite = true
+    let context: ClientContext
+    let spec: PipelineSpec
+    let host: String
+    let port: Int
+    let offsetsKey: String
+    let scoresKey: String
+    let streamKey: String
+    let prefix: String
+    private var connection: RedisConnection?
+    private var scriptSHA: String?
+
+    /// KEYS: features, scores, offsets, stream. ARGV: partition, offset, txn_id, amount_cents, merchant, ts,
+    /// score, user, ttl, apply (1: write the features; 0: only advance the offset), fraud (1: XADD).
+    static let script = """
+        local done = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-1')
+        if tonumber(ARGV[2]) <= done then return 0 end
+        redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+        if ARGV[10] == '0' then return 2 end
+        redis.call('HSET', KEYS[1], 'last_txn', ARGV[3], 'last_amount_cents', ARGV[4], 'last_merchant', ARGV[5],
+          'last_ts', ARGV[6])
+        redis.call('HINCRBY', KEYS[1], 'txn_count', 1)
+        redis.call('HINCRBY', KEYS[1], 'amount_cents_total', ARGV[4])
+        redis.call('EXPIRE', KEYS[1], ARGV[9])
+        redis.call('ZINCRBY', KEYS[2], ARGV[7], ARGV[8])
+        if ARGV[11] == '1' then
+          redis.call('XADD', KEYS[4], 'MAXLEN', '~', '1000000', '*', 'txn_id', ARGV[3], 'user_id', ARGV[8],
+            'score', ARGV[7])
+        end
+        return 1
+        """
+
+    public init(context: ClientContext, spec: PipelineSpec) throws {
+        self.context = context
+        self.spec = spec
+        host = context.stack.redis.primary.host
+        port = context.stack.redis.primary.port
+        let ns = context.namespace
+        prefix = "\(ns):"
+        offsetsKey = "\(ns):pipeline:offsets"
+        scoresKey = "\(ns):fraud:scores"
+        streamKey = "\(ns):stream:fraud-events"
+        _ = try connected()
+    }
+
+    func connected() throws -> RedisConnection {
+        if let connection, connection.isOpen { return connection }
+        connection?.close()
+        scriptSHA = nil
+        let seconds = max(1, Double(context.timeout.components.seconds))
+        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: seconds)
+        connection = fresh
+        return fresh
+    }
+
+    public func setup(fresh: Bool) throws {
+        let client = try RedisClient(context: context)
+        defer { client.close() }
+        if fresh { try client.teardown() }
+        try client.setup()
+    }
+
+    public func storedOffsets() throws -> [Int32: Int64] {
+        let reply = try connected().command(["HGETALL", offsetsKey])
+        var offsets: [Int32: Int64] = [:]
+        let items = reply.array ?? []
+        var index = 0
+        while index + 1 < items.count {
+            if let part = items[index].string.flatMap({ Int32($0) }), let last = items[index + 1].string.flatMap({ Int64($0) }) {
+                offsets[part] = last + 1
+            }
+            index += 2
+        }
+        return offsets
+    }
+
+    public func apply(_ batch: [SinkMessage], next: [Int32: Int64]) throws -> ApplyResult {
+        if spec.has(.lag) { Thread.sleep(forTimeInterval: Double(spec.lag.components.seconds)
+            + Double(spec.lag.components.attoseconds) / 1e18) }
+        let connection = try connected()
+        if scriptSHA == nil {
+            scriptSHA = try connection.command(["SCRIPT", "LOAD", Self.script]).string
+        }
+        guard let sha = scriptSHA else { throw RedisSinkError(reason: "SCRIPT LOAD gave no sha") }
+        // Planted bugs: `stale-cache` skips the features of big batches; `reorder` applies newest first.
+        let skipFeatures = spec.has(.staleCache) && batch.count >= spec.staleBatch
+        let ordered = spec.has(.reorder) ? batch.reversed() : Array(batch)
+        var commands: [[String]] = []
+        commands.reserveCapacity(ordered.count)
+        for message in ordered {
+            let txn = message.row >= 0 ? context.dataset.transaction(message.row) : nil
+            let apply = txn.map { $0.posted } == true && !skipFeatures
+            commands.append([
+                "EVALSHA", sha, "4", "\(prefix)user:\(txn?.userID ?? 0):features", scoresKey, offsetsKey, streamKey,
+                String(message.partition), String(message.offset), String(txn?.txnID ?? 0),
+                String(txn?.amountCents ?? 0), String(txn?.merchantID ?? 0), String(txn?.timestampMillis ?? 0),
+                String(txn?.fraudScoreMillis ?? 0), String(txn?.userID ?? 0), String(RedisClient.featureTTLSeconds),
+                apply ? "1" : "0", txn?.isFraud == true ? "1" : "0",
+            ])
+        }
+        let replies = try connection.pipeline(commands)
+        var result = ApplyResult()
+        for (index, reply) in replies.enumerated() {
+            switch reply {
+            case .integer(1): result.applied += 1
+            case .integer(0): result.duplicatesSkipped += 1
+            case .integer: result.skipped += 1
+            case .error(let text):
+                throw RedisSinkError(reason: "EVALSHA failed for message \(index) of the batch: \(text.prefix(120))")
+            default: throw RedisSinkError(reason: "unexpected EVALSHA reply \(reply)")
+            }
+        }
+        return result
+    }
+
+    public func storeOffsets(_ next: [Int32: Int64]) throws {}
+
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+}
+
+struct RedisSinkError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "redis sink: \(reason)" }
+}
