@@ -86,7 +86,17 @@ public final class LoadRun {
             stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
             environment: environment, logger: logger)
         try setUpStores(context)
-        let pipeline = try startPipeline(context)
+        var pipeline = try startPipeline(context)
+        var pipelineProcesses: PipelineProcesses?
+        if let spec = scenario.pipeline, spec.processes, pipeline != nil {
+            pipeline = nil
+            do {
+                pipelineProcesses = try PipelineProcesses.start(
+                    spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger)
+            } catch {
+                throw Failure(code: .internalError, message: "pipeline: cannot start the sink processes: \(error)")
+            }
+        }
 
         var storeRows = initialStoreRows
         for (number, phase) in scenario.phases.enumerated() {
@@ -121,6 +131,9 @@ public final class LoadRun {
                 logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
             }
             try? directory.writeReport(report)
+        }
+        if let children = pipelineProcesses {
+            report.pipeline = children.finish(stop: stop)
         }
         if let pipeline {
             pipeline.markLoadEnded()
@@ -185,7 +198,7 @@ public final class LoadRun {
         } catch {
             throw Failure(code: .stackUnavailable, message: "pipeline: setup failed: \(error)")
         }
-        pipeline.start()
+        if !spec.processes { pipeline.start() }
         let bugs = spec.bugs.isEmpty ? "no planted bugs" : "planted bugs: \(spec.bugs.map(\.rawValue).joined(separator: ", "))"
         logger.info("pipeline: sinks \(spec.sinks.map(\.rawValue).joined(separator: ", ")) started (\(bugs))")
         return pipeline

@@ -34,6 +34,15 @@ public struct SinkReport: Codable, Sendable {
         public var max: Double?
     }
 
+    /// The report of a sink whose worker process is gone or hung: nothing known, not converged, with why.
+    public static func missing(_ sink: PipelineSpec.Sink, spec: PipelineSpec, reason: String) -> SinkReport {
+        SinkReport(
+            sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.rawValue), messages: 0, applied: 0,
+            duplicatesSkipped: 0, skipped: 0, batches: 0, crashes: 0, errors: 1, lastError: reason, converged: false,
+            staleness: Staleness(count: 0, p50: nil, p99: nil, max: nil),
+            sloMs: Double((spec.staleness[sink] ?? .seconds(30)).components.seconds * 1000))
+    }
+
     /// Whether the path met its SLO (p99 within it and converged).
     public var withinSLO: Bool { converged && (staleness.p99 ?? 0) <= sloMs }
 }

@@ -40,6 +40,9 @@ public struct PipelineSpec: Sendable, Equatable {
 
     public var sinks: [Sink]
     public var bugs: [Bug]
+    /// `kiln run` runs each sink worker as a `kiln pipeline` child process (so faults can kill and restart it)
+    /// instead of a thread of its own.
+    public var processes = false
     /// Messages applied per batch (at most; a batch also ends when no message arrives for 50 ms).
     public var batch: Int
     /// A modelled crash of each sink worker after every `crashEvery`-th batch's first step (between the write
@@ -107,6 +110,11 @@ public struct PipelineSpec: Sendable, Equatable {
             }
         }
         spec.batch = try fields.count("batch", default: 1000, range: 1...100_000)
+        switch try fields.optionalString("workers") ?? "threads" {
+        case "threads": spec.processes = false
+        case "processes": spec.processes = true
+        case let other: throw fields.error("workers", "expected threads or processes, found '\(other)'")
+        }
         if fields.contains("crash_every") {
             spec.crashEvery = try fields.count("crash_every", range: 2...1_000_000)
         }
