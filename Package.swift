@@ -77,11 +77,18 @@ let package = Package(
                 "KilnHTTP", .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "KilnReport",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnReport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -90,7 +97,7 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

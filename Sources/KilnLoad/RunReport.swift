@@ -91,6 +91,9 @@ public struct RunReport: Codable, Sendable {
     public var exitCode: Int32?
     /// Store rows written per store at the end: `[0, n)` were handed to writes (for `kiln check`).
     public var storeRows: [String: Int64]
+    /// Fault timeline and drill results (RunReportFaults.swift); nil when the run had no faults.
+    public var faults: [Fault]? = nil
+    public var drills: [Drill]? = nil
 
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in
@@ -109,7 +112,7 @@ public struct RunReport: Codable, Sendable {
             plannedOps: measurement.plannedOps, operations: operations, thresholds: verdicts)
     }
 
-    static var encoder: JSONEncoder {
+    public static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

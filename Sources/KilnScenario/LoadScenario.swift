@@ -78,6 +78,8 @@ public struct LoadScenario: Sendable {
     /// Drop and recreate the namespace's tables/keys/topics before the first phase.
     public var fresh: Bool
     public var phases: [Phase]
+    /// `regression:` limits for `kiln compare` (RegressionLimits.swift); nil when the file has none.
+    public var regression: RegressionLimits? = nil
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -121,11 +123,14 @@ public struct LoadScenario: Sendable {
         for (index, phase) in phases.enumerated() where !seen.insert(phase.name).inserted {
             throw fields.error("phases", "phase \(index + 1): the name '\(phase.name)' is used twice")
         }
+        let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
+            try RegressionLimits.parse(block)
+        }
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases)
+            fresh: fresh, phases: phases, regression: regression)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)
