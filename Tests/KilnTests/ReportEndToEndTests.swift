@@ -41,4 +41,36 @@ struct ReportEndToEndTests {
         let compare = try CommandLineTests.kiln(["compare", directory.path, directory.path])
         #expect(compare.status == 0, "\(compare.output)")
     }
+
+    @Test func aRunStoppedBySIGTERMMidPhaseGetsAReportThatSaysPartial() throws {
+        let scenario = try CommandLineTests.temporaryFile(
+            "long.yaml",
+            """
+            name: long
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 1, rows: 100K}
+            namespace: \(TestStack.uniqueName("rp"))
+            phases:
+              - {name: reads, executor: constant-arrival-rate, rate: 100, duration: 60s, mix: {redis.top-k: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let process = Process()
+        process.executableURL = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
+        process.arguments = ["run", scenario.path, "--runs-directory", runs.path, "--id", "stopped"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 3)
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == KilnExitCode.unknown.rawValue)
+        let directory = runs.appendingPathComponent("stopped")
+        let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("PARTIAL REPORT"))
+        #expect(html.contains("interrupted"))
+        let summary = try String(contentsOf: directory.appendingPathComponent("summary.md"), encoding: .utf8)
+        #expect(summary.contains("**PARTIAL REPORT**"))
+        let junit = try String(contentsOf: directory.appendingPathComponent("junit.xml"), encoding: .utf8)
+        #expect(junit.contains(#"type="partial""#))
+    }
 }
