@@ -85,11 +85,18 @@ let package = Package(
                 "KilnHTTP", "KilnPipeline", .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "KilnReport",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", "KilnReport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -98,7 +105,7 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline",
+                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

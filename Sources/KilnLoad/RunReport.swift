@@ -103,6 +103,9 @@ public struct RunReport: Codable, Sendable {
     public var storeRows: [String: Int64]
     /// The reference pipeline's sink workers, when the scenario ran one.
     public var pipeline: [SinkReport]? = nil
+    /// Fault timeline and drill results (RunReportFaults.swift); nil when the run had no faults.
+    public var faults: [Fault]? = nil
+    public var drills: [Drill]? = nil
 
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in
@@ -129,7 +132,7 @@ public struct RunReport: Codable, Sendable {
         return (Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10
     }
 
-    static var encoder: JSONEncoder {
+    public static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -83,6 +83,8 @@ public struct LoadScenario: Sendable {
     public var phases: [Phase]
     /// The reference pipeline (sync workers from Kafka to the sink stores) that runs beside the phases, if any.
     public var pipeline: PipelineSpec? = nil
+    /// `regression:` limits for `kiln compare` (RegressionLimits.swift); nil when the file has none.
+    public var regression: RegressionLimits? = nil
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -129,11 +131,14 @@ public struct LoadScenario: Sendable {
         let pipeline = try fields.optionalMapping("pipeline").map { (spec) throws(SpecError) in
             try PipelineSpec.parse(spec)
         }
+        let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
+            try RegressionLimits.parse(block)
+        }
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases, pipeline: pipeline)
+            fresh: fresh, phases: phases, pipeline: pipeline, regression: regression)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)

@@ -135,6 +135,7 @@ struct CheckCommand: ParsableCommand {
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
                 print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
+                ReportInput.writeOutputs(runDirectoryURL)
             }
             switch report.validity {
             case .valid: return .ok

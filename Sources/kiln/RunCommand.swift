@@ -155,6 +155,7 @@ struct RunCommand: ParsableCommand {
             }
             progress.finish()
             print(RunSummary.text(report))
+            ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
             return KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
         }
