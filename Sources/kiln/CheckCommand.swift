@@ -124,6 +124,9 @@ struct CheckCommand: ParsableCommand {
             if let pipeline = loaded.pipeline, let runDirectoryURL {
                 if !noInvariants, pipeline.sinks.contains(.postgres) {
                     report = report.adding(BalanceInvariant.check(context: context))
+                    if pipeline.sinks.contains(.falkordb) {
+                        report = report.adding(GraphLedgerInvariant.check(context: context))
+                    }
                 }
                 let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
                 for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }

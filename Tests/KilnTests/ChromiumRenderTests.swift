@@ -36,7 +36,7 @@ struct ChromiumRenderTests {
         let out = Pipe()
         // stderr goes to a file and stdout to a pipe read to its end: neither can fill up and block Chromium.
         let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("chromium-err"))
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
         let errorHandle = try FileHandle(forWritingTo: errorFile)
         defer { try? FileManager.default.removeItem(at: errorFile) }
         process.standardOutput = out

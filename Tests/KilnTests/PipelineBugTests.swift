@@ -28,11 +28,15 @@ struct PipelineBugTests {
         Expectation(
             file: "non-idempotent.yaml", place: "clickhouse.rows", kinds: [.duplicated],
             alsoInvalid: ["invariant.minute-totals"]),
-        Expectation(file: "drop-every-n.yaml", place: "falkordb.paid-edges", kinds: [.lost]),
+        Expectation(
+            file: "drop-every-n.yaml", place: "falkordb.paid-edges", kinds: [.lost],
+            alsoInvalid: ["invariant.graph-ledger"]),
         Expectation(
             file: "wrong-rounding.yaml", place: "clickhouse.rows", kinds: [.corrupted],
             alsoInvalid: ["invariant.minute-totals"]),
-        Expectation(file: "phantom.yaml", place: "falkordb.paid-edges", kinds: [.phantom]),
+        Expectation(
+            file: "phantom.yaml", place: "falkordb.paid-edges", kinds: [.phantom],
+            alsoInvalid: ["invariant.graph-ledger"]),
         Expectation(file: "stale-cache.yaml", place: "redis.features", kinds: [.lost, .corrupted]),
         Expectation(file: "reorder.yaml", place: "redis.features", kinds: [.lost, .corrupted]),
         Expectation(file: "lag.yaml", place: "staleness.redis", kinds: [.stale]),
@@ -58,7 +62,7 @@ struct PipelineBugTests {
         let places = Dictionary(report.places.map { ($0.place, $0) }, uniquingKeysWith: { first, _ in first })
         // The pipeline's own checks ran: every sink place, the balance invariant and the staleness of each path.
         for place in ["postgres.rows", "clickhouse.rows", "falkordb.paid-edges", "redis.features", "invariant.balances",
-            "staleness.redis", "staleness.clickhouse"]
+            "invariant.graph-ledger", "staleness.redis", "staleness.clickhouse"]
         {
             #expect(places[place] != nil, "\(place) was not checked")
         }

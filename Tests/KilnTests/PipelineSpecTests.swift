@@ -1,0 +1,91 @@
+import Foundation
+import KilnPipeline
+import KilnScenario
+import Testing
+
+@Suite("pipeline block of a scenario")
+struct PipelineSpecTests {
+    static func load(_ pipeline: String) throws -> LoadScenario {
+        let file = try CommandLineTests.temporaryFile(
+            "pipeline.yaml",
+            """
+            name: p
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            pipeline:
+            \(pipeline)
+            phases:
+              - {name: load, executor: bulk, rows: 1K, stores: [kafka]}
+            """)
+        return try LoadScenario.load(contentsOf: file, knownOperations: ["kafka.bulk", "kafka.produce"])
+    }
+
+    static func error(_ pipeline: String) -> SpecError? {
+        do {
+            _ = try load(pipeline)
+            return nil
+        } catch let error as SpecError {
+            return error
+        } catch {
+            Issue.record("unexpected error \(error)")
+            return nil
+        }
+    }
+
+    @Test func aFullBlockParsesAndDefaultsAreThePlatformsSLOs() throws {
+        let spec = try #require(
+            try Self.load(
+                """
+                  sinks: [postgres, redis, clickhouse]
+                  workers: processes
+                  batch: 250
+                  crash_every: 4
+                  bugs: [stale-cache, commit-before-write]
+                  staleness_slo: {redis: 2s}
+                """
+            ).pipeline)
+        #expect(spec.sinks == [.postgres, .redis, .clickhouse])
+        #expect(spec.processes)
+        #expect(spec.batch == 250 && spec.crashEvery == 4)
+        #expect(spec.bugs == [.staleCache, .commitBeforeWrite])
+        #expect(spec.staleness[.redis] == .seconds(2))
+        #expect(spec.staleness[.clickhouse] == .seconds(30))
+        #expect(PipelineSpec().staleness[.redis] == .seconds(5))
+    }
+
+    @Test func aBugWhoseSinkIsNotRunIsAnErrorAtItsLine() throws {
+        let error = try #require(Self.error("  sinks: [postgres]\n  bugs: [reorder]"))
+        #expect(error.line == 6)
+        #expect(error.field == "pipeline.bugs")
+        #expect(error.message.contains("redis sink"))
+    }
+
+    @Test func unknownBugsSinksKeysAndValuesAreErrors() throws {
+        let bug = try #require(Self.error("  bugs: [lose-everything]"))
+        #expect(bug.message.contains("unknown bug 'lose-everything'"))
+        #expect(bug.message.contains("commit-before-write"))
+        let sink = try #require(Self.error("  sinks: [mongodb]"))
+        #expect(sink.message.contains("unknown sink 'mongodb'"))
+        let key = try #require(Self.error("  batchsize: 10"))
+        #expect(key.field.contains("batchsize"))
+        let workers = try #require(Self.error("  workers: fibers"))
+        #expect(workers.message.contains("threads or processes"))
+        // A crash after every batch would never let a batch's offsets be stored.
+        #expect(Self.error("  crash_every: 1") != nil)
+    }
+
+    @Test func everyBugNamesTheSinkItLivesIn() {
+        #expect(PipelineSpec.Bug.commitBeforeWrite.sink == .clickhouse)
+        #expect(PipelineSpec.Bug.phantom.sink == .falkordb)
+        #expect(PipelineSpec.Bug.lag.sink == .redis)
+        #expect(PipelineSpec.Bug.allCases.count == 8)
+    }
+
+    @Test func theTxnIDIsReadFromTheMessagesJSON() {
+        #expect(SinkMessage.txnID(Array(#"{"txn_id":12345,"user_id":7}"#.utf8)) == 12345)
+        #expect(SinkMessage.txnID(Array(#"{"txn_id": 9}"#.utf8)) == 9)
+        #expect(SinkMessage.txnID(Array(#"{"user_id":7}"#.utf8)) == nil)
+        #expect(SinkMessage.txnID(Array(#"{"txn_id":"x"}"#.utf8)) == nil)
+        #expect(SinkMessage.txnID([]) == nil)
+    }
+}
