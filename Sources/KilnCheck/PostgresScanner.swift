@@ -7,8 +7,10 @@ import KilnStores
 /// `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
 /// the bytes, no whole-result buffering, one heap allocation per row at most (libpq's CopyData buffer).
 ///
-/// Amount, timestamp and fraud score are converted server-side to exact integers (cents, Unix ms, thousandths);
-/// a NULL `ring_id` is delivered as -1. With `txnIDs` the scan covers only `txn_id BETWEEN lower AND upper`, so a
+/// Amount and fraud score arrive as binary `numeric` and the timestamp as binary `timestamptz`; the parser turns
+/// them into exact integers (cents, thousandths, Unix ms) on the client, which keeps the server's per-row work to
+/// copying columns (a value with more decimals than that cannot be exact and arrives as `Int64.min`, so it reads
+/// as corrupted). A NULL `ring_id` is delivered as -1. With `txnIDs` the scan covers only `txn_id BETWEEN lower AND upper`, so a
 /// checker can split one scan over several connections (one scanner each, on its own thread).
 ///
 /// Threading: not Sendable; `scan` blocks the calling thread for the whole COPY. Ownership: owns one connection,
@@ -71,9 +73,8 @@ public final class PostgresScanner: StoreScanner {
     static func statement(table: String, txnIDs: ClosedRange<Int64>?) -> String {
         let filter = txnIDs.map { " WHERE txn_id BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
         return """
-            COPY (SELECT txn_id, user_id, merchant_id, device_id, location_id, (amount*100)::bigint, \
-            (extract(epoch from ts)*1000)::bigint, currency, channel, status, (fraud_score*1000)::bigint, is_fraud, \
-            ring_id FROM \(table)\(filter)) TO STDOUT (FORMAT binary)
+            COPY (SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, ts, currency, channel, status, \
+            fraud_score, is_fraud, ring_id FROM \(table)\(filter)) TO STDOUT (FORMAT binary)
             """
     }
 }
@@ -168,12 +169,12 @@ struct PostgresCopyParser {
             case 2: row.merchantID = Self.integer(bytes, position, length)
             case 3: row.deviceID = Self.integer(bytes, position, length)
             case 4: row.locationID = Self.integer(bytes, position, length)
-            case 5: row.amountCents = Self.integer(bytes, position, length)
-            case 6: row.timestampMillis = Self.integer(bytes, position, length)
+            case 5: row.amountCents = Self.numeric(bytes, position, length, scale: 2)
+            case 6: row.timestampMillis = Self.timestampMillis(bytes, position, length)
             case 7: row.currency = bytes.string(at: position, count: length)
             case 8: row.channel = bytes.string(at: position, count: length)
             case 9: row.status = bytes.string(at: position, count: length)
-            case 10: row.fraudScoreMillis = Self.integer(bytes, position, length)
+            case 10: row.fraudScoreMillis = Self.numeric(bytes, position, length, scale: 3)
             case 11: row.isFraud = length == 1 && bytes[position] <= 1 ? bytes[position] == 1 : nil
             case 12: row.ringID = Self.integer(bytes, position, length)
             default: break
@@ -183,6 +184,48 @@ struct PostgresCopyParser {
         rows += 1
         try deliver(row)
         return position
+    }
+
+    /// A binary `numeric` as an integer count of 10^-scale units: 12.05 at scale 2 is 1205. Digits are base-10000
+    /// groups, the first worth 10000^weight. Nil when it is not a numeric (or NaN, or beyond Int64);
+    /// `Int64.min` when it has more decimals than `scale`, so it cannot equal any expected value.
+    static func numeric(_ bytes: UnsafeRawBufferPointer, _ position: Int, _ length: Int, scale: Int) -> Int64? {
+        guard length >= 8 else { return nil }
+        let digits = Int(bytes.bigEndianInt16(at: position))
+        let weight = Int(bytes.bigEndianInt16(at: position + 2))
+        let sign = UInt16(bitPattern: bytes.bigEndianInt16(at: position + 4))
+        guard digits >= 0, length == 8 + 2 * digits, sign == 0 || sign == 0x4000 else { return nil }
+        var value: Int64 = 0
+        for index in 0..<digits {
+            let digit = Int64(bytes.bigEndianInt16(at: position + 8 + 2 * index))
+            let exponent = 4 * (weight - index) + scale
+            if exponent >= 0 {
+                guard exponent <= 18 else { return nil }
+                var multiplier: Int64 = 1
+                for _ in 0..<exponent { multiplier *= 10 }
+                let (product, overflow) = digit.multipliedReportingOverflow(by: multiplier)
+                guard !overflow else { return nil }
+                let (sum, carry) = value.addingReportingOverflow(product)
+                guard !carry else { return nil }
+                value = sum
+            } else {
+                guard exponent > -4 else { return digit == 0 ? value : Int64.min }
+                var divisor: Int64 = 1
+                for _ in 0..<(-exponent) { divisor *= 10 }
+                guard digit % divisor == 0 else { return Int64.min }
+                value += digit / divisor
+            }
+        }
+        return sign == 0x4000 ? -value : value
+    }
+
+    /// Microseconds since 2000-01-01 UTC (binary `timestamptz`) as Unix milliseconds; `Int64.min` when it is not a
+    /// whole millisecond (no generated timestamp is), nil when it is not 8 bytes.
+    static func timestampMillis(_ bytes: UnsafeRawBufferPointer, _ position: Int, _ length: Int) -> Int64? {
+        guard length == 8 else { return nil }
+        let micros = bytes.bigEndianInt64(at: position)
+        guard micros % 1000 == 0 else { return Int64.min }
+        return micros / 1000 + 946_684_800_000
     }
 
     /// A big-endian int2/int4/int8 field; nil for any other length.

@@ -216,3 +216,46 @@ struct PostgresScannerTests {
         }
     }
 }
+
+@Suite("binary numeric and timestamptz decoding")
+struct PostgresBinaryDecodingTests {
+    /// A binary `numeric`: ndigits, weight, sign, dscale, then base-10000 digits (all big-endian int16).
+    static func numeric(weight: Int16, negative: Bool = false, scale: Int16, _ digits: [Int16]) -> [UInt8] {
+        var header: [Int16] = [Int16(digits.count), weight, negative ? 0x4000 : 0, scale]
+        header += digits
+        return header.flatMap { value in [UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value)] }
+    }
+
+    static func decode(_ bytes: [UInt8], scale: Int) -> Int64? {
+        bytes.withUnsafeBytes { PostgresCopyParser.numeric($0, 0, bytes.count, scale: scale) }
+    }
+
+    @Test func numericsBecomeExactScaledIntegers() {
+        #expect(Self.decode(Self.numeric(weight: 0, scale: 2, [12, 500]), scale: 2) == 1205)  // 12.05
+        #expect(Self.decode(Self.numeric(weight: 1, scale: 2, [123, 4567, 8900]), scale: 2) == 123_456_789)  // 1234567.89
+        #expect(Self.decode(Self.numeric(weight: -1, negative: true, scale: 3, [70]), scale: 3) == -7)  // -0.007
+        #expect(Self.decode(Self.numeric(weight: 0, scale: 0, []), scale: 2) == 0)  // 0
+        #expect(Self.decode(Self.numeric(weight: 2, scale: 0, [1]), scale: 2) == 10_000_000_000)  // 100000000
+    }
+
+    @Test func moreDecimalsThanTheScaleCannotMatchAndGarbageIsNil() {
+        // 12.051 read as cents is not exact: it must read as a value no row has.
+        #expect(Self.decode(Self.numeric(weight: 0, scale: 3, [12, 510]), scale: 2) == Int64.min)
+        #expect(Self.decode(Self.numeric(weight: -2, scale: 8, [1]), scale: 2) == Int64.min)
+        #expect(Self.decode([0, 1, 0, 0], scale: 2) == nil)
+        var nan = Self.numeric(weight: 0, scale: 0, [])
+        nan[4] = 0xC0
+        #expect(Self.decode(nan, scale: 2) == nil)
+    }
+
+    @Test func timestampsBecomeUnixMilliseconds() {
+        func decode(_ micros: Int64) -> Int64? {
+            let bytes = withUnsafeBytes(of: micros.bigEndian) { Array($0) }
+            return bytes.withUnsafeBytes { PostgresCopyParser.timestampMillis($0, 0, 8) }
+        }
+        #expect(decode(0) == 946_684_800_000)
+        #expect(decode(1_000) == 946_684_800_001)
+        #expect(decode(-946_684_800_000_000) == 0)
+        #expect(decode(1_500) == Int64.min)
+    }
+}
