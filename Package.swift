@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -77,11 +78,22 @@ let package = Package(
                 "KilnHTTP", .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "KilnFaults",
+            dependencies: [
+                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnFaults", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -90,9 +102,12 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnFaults",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             linkerSettings: runtimeLibrarySearchPath
         ),

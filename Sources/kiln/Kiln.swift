@@ -14,7 +14,8 @@ struct Kiln: ParsableCommand {
             Exit codes: 0 ok; 1 consistency anomaly; 2 threshold or regression failed; 3 checker unknown;
             64 invalid input (usage, scenario, stack file); 69 stack unavailable; 70 internal error.
             """,
-        subcommands: [StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, CheckCommand.self, BenchCommand.self]
+        subcommands: [StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, CheckCommand.self, BenchCommand.self,
+            ProxyCommand.self]
     )
 }
 
