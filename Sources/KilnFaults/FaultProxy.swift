@@ -95,7 +95,7 @@ public final class FaultProxy: Sendable {
             }
         let channel = try bootstrap.bind(host: requestedListen.host, port: requestedListen.port).wait()
         state.withLockedValue { $0.listener = channel }
-        logger.info("proxy listening", metadata: ["kiln.listen": "\(listenAddress)", "kiln.upstream": "\(upstream)"])
+        logger.debug("proxy listening", metadata: ["kiln.listen": "\(listenAddress)", "kiln.upstream": "\(upstream)"])
     }
 
     /// Closes the listener and every proxied connection, then the proxy's own event loop group. Idempotent.
@@ -119,9 +119,10 @@ public final class FaultProxy: Sendable {
     public var toxics: [Toxic] { state.withLockedValue { $0.toxics } }
 
     public var statistics: Statistics {
-        state.withLockedValue { state in
+        let listen = listenAddress.description
+        return state.withLockedValue { state in
             Statistics(
-                listen: listenAddress.description, upstream: upstream.description,
+                listen: listen, upstream: upstream.description,
                 connectionsAccepted: state.accepted, connectionsOpen: state.connections.count,
                 bytesUpstream: state.bytesUpstream, bytesDownstream: state.bytesDownstream)
         }

@@ -207,7 +207,8 @@ public final class ProcessFault: Fault {
                     ? .no("pid \(pid) is gone but \(endpoint) still answers")
                     : .yes("pid \(pid) gone; \(endpoint): \(describe(result))")
             case .pause:
-                let stopped = Self.processState(pid) == "T"
+                // Signal delivery is asynchronous: give the kernel up to 1 s to show the stop.
+                let stopped = Self.waitForState(pid, within: .seconds(1)) { $0 == "T" }
                 guard stopped else { return .no("pid \(pid) is not stopped (state \(Self.processState(pid) ?? "?"))") }
                 guard probe.isRequest else {
                     return .unknown("pid \(pid) is stopped (state T); a connect probe cannot show that it stopped answering")
@@ -228,6 +229,7 @@ public final class ProcessFault: Fault {
                 guard let now, now != pid else { return .no("\(answeredText) but no new pid (old \(pid))") }
                 return .yes("\(answeredText), new pid \(now)")
             case .pause:
+                _ = Self.waitForState(pid, within: .seconds(1)) { $0 != "T" }
                 let state = Self.processState(pid) ?? "?"
                 return state == "T" ? .no("pid \(pid) still stopped") : .yes("\(answeredText), pid \(pid) state \(state)")
             }
@@ -249,6 +251,15 @@ public final class ProcessFault: Fault {
         case .refused(let reason): "refused (\(reason))"
         case .timedOut: "no answer within 300 ms"
         }
+    }
+
+    static func waitForState(_ pid: pid_t, within limit: Duration, _ accept: (Character?) -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while !accept(processState(pid)) {
+            if ContinuousClock.now >= deadline { return false }
+            usleep(10_000)
+        }
+        return true
     }
 
     /// The state letter of /proc/PID/stat (R, S, T, Z...), nil when the process is gone.

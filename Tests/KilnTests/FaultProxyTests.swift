@@ -127,8 +127,12 @@ struct FaultProxyTests {
             #expect(try connection.command(["PING"]).string == "PONG")
             Thread.sleep(forTimeInterval: 0.3)
             #expect(throws: RedisError.self) { try connection.command(["PING"]) }
+        }
+        try withProxy([Toxic(name: "rst0", kind: .resetPeer(timeout: 0))]) { proxy in
             let result = TCPProbe.redisPing(proxy.listenAddress, timeout: .seconds(1))
+            print("proxy reset_peer(0): PING through the proxy -> \(result)")
             #expect(result != .answered)
+            #expect(result != .timedOut)
         }
     }
 
