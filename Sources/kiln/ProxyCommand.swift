@@ -56,8 +56,10 @@ struct ProxyCommand: ParsableCommand {
             do {
                 try proxy.start()
                 let bound = try server.start(listen: controlAddress)
-                print("proxy \(proxy.listenAddress) -> \(upstreamAddress); control API http://\(bound)/toxics")
-                for toxic in parsed { print("toxic \(toxic.name): \(toxic.kind.typeName) \(toxic.stream.rawValue)") }
+                var lines = ["proxy \(proxy.listenAddress) -> \(upstreamAddress); control API http://\(bound)/toxics"]
+                for toxic in parsed { lines.append("toxic \(toxic.name): \(toxic.kind.typeName) \(toxic.stream.rawValue)") }
+                // Unbuffered: a supervising script reads these lines while the proxy runs.
+                FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             } catch {
                 proxy.stop()
                 server.stop()

@@ -1,6 +1,8 @@
 import Foundation
 import KilnCore
 import KilnFaults
+import KilnStack
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -108,5 +110,19 @@ struct ProcessFaultTests {
         #expect(json == #"{"kind":"kill","name":"kill-redis","note":"active: gone; healed: back","planned_start":1000,"#
             + #""started_at":1005,"stopped_at":2000,"target":"redis-primary","verified":"yes"}"#)
         #expect(try JSONDecoder().decode(FaultRecord.self, from: Data(json.utf8)) == record)
+    }
+}
+
+/// Read-only: resolves a controller for the shared stack's servers without faulting them.
+@Suite("Local process controller for embedded servers")
+struct EmbeddedControllerTests {
+    @Test func targetsANamedServerOfTheRunningStack() throws {
+        let stack = try KilnStack.EmbeddedStack(
+            definition: TestStack.definition, paths: TestStack.paths, logger: Logger(label: "kiln.test"))
+        let controller = try LocalProcessController.embedded("redis-primary", of: stack)
+        #expect(controller.endpoint == TestStack.definition.redis.primary)
+        let pid = try #require(controller.currentPID(), "the embedded stack's redis-primary is not running")
+        #expect(pid > 0)
+        #expect(throws: ProcessFaultError.self) { try LocalProcessController.embedded("no-such-server", of: stack) }
     }
 }
