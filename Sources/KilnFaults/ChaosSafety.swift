@@ -37,7 +37,8 @@ public enum ChaosSafety {
             }
             guard confirmed else {
                 throw Refusal(
-                    target: target.description, reason: "external host listed in chaos.allow, but --confirm-chaos not given")
+                    target: target.description,
+                    reason: "external host listed in chaos.allow, but --confirm-chaos not given")
             }
         }
     }

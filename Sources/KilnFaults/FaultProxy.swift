@@ -12,8 +12,9 @@ import NIOPosix
 ///
 /// Lifetime: `start()` binds the listener; `stop()` closes it and every proxied connection (idempotent). The
 /// event loop group is the caller's when given (not shut down by the proxy), otherwise the proxy's own
-/// (one thread, shut down by `stop()`, which the owner must call: the listener keeps the proxy alive). Thread-safe: state is behind one lock, pipeline changes run on each
-/// connection's event loop.
+/// (one thread, shut down by `stop()`, which the owner must call: the listener keeps the proxy alive).
+/// Thread-safe: state is behind one lock, pipeline changes run on each connection's event loop. `stop()` and the
+/// toxic calls block until done, so never call them from an event-loop thread.
 public final class FaultProxy: Sendable {
     public let upstream: HostPort
     public let requestedListen: HostPort

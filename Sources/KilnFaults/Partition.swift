@@ -46,11 +46,8 @@ public enum PartitionRules {
         try validate(runID: runID)
         for address in shape.addresses { try validateLoopback(address) }
         let tag = ["-m", "comment", "--comment", commentPrefix + runID]
-        func drop(source: String?, destination: String?, negateSource: Bool = false) -> [String] {
-            var rule = ["INPUT"]
-            if let source { rule += negateSource ? ["!", "-s", source + "/32"] : ["-s", source + "/32"] }
-            if let destination { rule += ["-d", destination + "/32"] }
-            return rule + tag + ["-j", "DROP"]
+        func drop(source: String, destination: String) -> [String] {
+            ["INPUT", "-s", source + "/32", "-d", destination + "/32"] + tag + ["-j", "DROP"]
         }
         switch shape {
         case .isolate(let node):
@@ -82,7 +79,8 @@ public enum PartitionRules {
         let octets = parts.compactMap { UInt8($0) }
         guard parts.count == 4, octets.count == 4, octets[0] == 127 else {
             throw PartitionError(
-                "\(address.debugDescription) is not a single 127.0.0.0/8 address; partitions act on loopback aliases only")
+                "\(address.debugDescription) is not a single 127.0.0.0/8 address; partitions act on loopback aliases only"
+            )
         }
         guard octets != [127, 0, 0, 1], octets[3] != 0, octets[3] != 255 else {
             throw PartitionError(

@@ -78,7 +78,8 @@ public final class LocalProcessController: ProcessController {
     public static func embedded(_ name: String, of stack: EmbeddedStack) throws -> LocalProcessController {
         guard let server = stack.servers.first(where: { $0.name == name }) else {
             throw ProcessFaultError(
-                "the embedded stack has no server \(name) (servers: \(stack.servers.map(\.name).joined(separator: ", ")))")
+                "the embedded stack has no server \(name) (servers: \(stack.servers.map(\.name).joined(separator: ", ")))"
+            )
         }
         return LocalProcessController(name: name, endpoint: server.endpoint, launch: .embedded(stack))
     }
@@ -118,7 +119,9 @@ public final class LocalProcessController: ProcessController {
         let (result, _) = TCPProbe.waitFor(answered: true, within: timeout) {
             readyProbe.run(endpoint, timeout: .milliseconds(500))
         }
-        guard result.answered else { throw ProcessFaultError("\(name) did not answer at \(endpoint) within \(timeout)") }
+        guard result.answered else {
+            throw ProcessFaultError("\(name) did not answer at \(endpoint) within \(timeout)")
+        }
     }
 
     /// SIGCONTs (in case it is paused) and terminates a process this controller started (tests' cleanup).
@@ -211,7 +214,8 @@ public final class ProcessFault: Fault {
                 let stopped = Self.waitForState(pid, within: .seconds(1)) { $0 == "T" }
                 guard stopped else { return .no("pid \(pid) is not stopped (state \(Self.processState(pid) ?? "?"))") }
                 guard probe.isRequest else {
-                    return .unknown("pid \(pid) is stopped (state T); a connect probe cannot show that it stopped answering")
+                    return .unknown(
+                        "pid \(pid) is stopped (state T); a connect probe cannot show that it stopped answering")
                 }
                 return result.answered
                     ? .no("pid \(pid) is stopped but \(endpoint) answered")
@@ -231,7 +235,8 @@ public final class ProcessFault: Fault {
             case .pause:
                 _ = Self.waitForState(pid, within: .seconds(1)) { $0 != "T" }
                 let state = Self.processState(pid) ?? "?"
-                return state == "T" ? .no("pid \(pid) still stopped") : .yes("\(answeredText), pid \(pid) state \(state)")
+                return state == "T"
+                    ? .no("pid \(pid) still stopped") : .yes("\(answeredText), pid \(pid) state \(state)")
             }
         }
     }

@@ -11,8 +11,8 @@ import NIOPosix
 /// - `POST /toxics` with a toxic as JSON (`{"name", "type", "stream", "toxicity", "attributes"}`) — 200 and the
 ///   toxic, 400 on a bad toxic, 409 when the name exists;
 /// - `DELETE /toxics/NAME` — 204, or 404 when there is no such toxic; `DELETE /toxics` removes all.
-/// Bodies are limited to 64 KiB. Lifetime: `start()` binds, `stop()` closes (idempotent); runs on the proxy's
-/// caller-provided group or its own single thread.
+/// Bodies are limited to 64 KiB. Lifetime: `start()` binds, `stop()` closes and shuts down the server's own
+/// event-loop thread (idempotent). Requests are answered off the event loop, since the proxy's calls block.
 public final class ProxyControlServer: Sendable {
     public let proxy: FaultProxy
     private let group: MultiThreadedEventLoopGroup
@@ -38,7 +38,8 @@ public final class ProxyControlServer: Sendable {
             }
             .bind(host: address.host, port: address.port).wait()
         channel.set(bound)
-        return HostPort(host: bound.localAddress?.ipAddress ?? address.host, port: bound.localAddress?.port ?? address.port)
+        return HostPort(
+            host: bound.localAddress?.ipAddress ?? address.host, port: bound.localAddress?.port ?? address.port)
     }
 
     public func stop() {

@@ -113,7 +113,8 @@ public struct ChaosMeshController: Sendable {
                 case .oneWay(let source, let destination): ([source], [destination], "to")
                 }
             lines += [
-                "  action: partition", "  mode: all", "  direction: \(direction)", "  duration: \"\(durationSeconds)s\"",
+                "  action: partition", "  mode: all", "  direction: \(direction)",
+                "  duration: \"\(durationSeconds)s\"",
             ]
             lines += selector(from, indent: "  ")
             lines += ["  target:", "    mode: all"]

@@ -49,8 +49,10 @@ public enum ToxicKind: Equatable, Sendable {
         }
     }
 
-    public static let typeNames = ["latency", "bandwidth", "timeout", "blackhole", "reset_peer", "slow_close", "slicer",
-        "limit_data"]
+    public static let typeNames = [
+        "latency", "bandwidth", "timeout", "blackhole", "reset_peer", "slow_close", "slicer",
+        "limit_data",
+    ]
 
     /// Builds a kind from Toxiproxy's type name and attributes; unknown attributes and negative values are errors.
     public init(type: String, attributes: [String: Int]) throws(ToxicError) {

@@ -25,7 +25,9 @@ struct ProxyCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Log every connection.") var verbose = false
 
     func validate() throws {
-        guard HostPort(parsing: listen) != nil else { throw ValidationError("--listen: expected host:port, got \(listen)") }
+        guard HostPort(parsing: listen) != nil else {
+            throw ValidationError("--listen: expected host:port, got \(listen)")
+        }
         guard HostPort(parsing: upstream) != nil else {
             throw ValidationError("--upstream: expected host:port, got \(upstream)")
         }
@@ -39,10 +41,12 @@ struct ProxyCommand: ParsableCommand {
 
     func run() throws {
         try exiting {
-            guard let listenAddress = HostPort(parsing: listen), let upstreamAddress = HostPort(parsing: upstream) else {
+            guard let listenAddress = HostPort(parsing: listen), let upstreamAddress = HostPort(parsing: upstream)
+            else {
                 throw Failure(code: .invalidInput, message: "bad --listen or --upstream")
             }
-            let controlAddress = control.flatMap { HostPort(parsing: $0) } ?? HostPort(host: listenAddress.host, port: 8474)
+            let controlAddress =
+                control.flatMap { HostPort(parsing: $0) } ?? HostPort(host: listenAddress.host, port: 8474)
             var parsed: [Toxic] = []
             for text in toxics {
                 do { parsed.append(try Toxic.parse(text)) } catch {
@@ -57,7 +61,9 @@ struct ProxyCommand: ParsableCommand {
                 try proxy.start()
                 let bound = try server.start(listen: controlAddress)
                 var lines = ["proxy \(proxy.listenAddress) -> \(upstreamAddress); control API http://\(bound)/toxics"]
-                for toxic in parsed { lines.append("toxic \(toxic.name): \(toxic.kind.typeName) \(toxic.stream.rawValue)") }
+                for toxic in parsed {
+                    lines.append("toxic \(toxic.name): \(toxic.kind.typeName) \(toxic.stream.rawValue)")
+                }
                 // Unbuffered: a supervising script reads these lines while the proxy runs.
                 FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             } catch {

@@ -65,7 +65,9 @@ struct FaultProxyTests {
             #expect(proxy.removeToxic(named: "lag"))
             let after = try medianMilliseconds(11) { _ = try connection.command(["PING"]) }
             let added = during - before
-            print("proxy latency: p50 before \(before) ms, with 100 ms toxic \(during) ms (added \(added) ms), after \(after) ms")
+            print(
+                "proxy latency: p50 before \(before) ms, with 100 ms toxic \(during) ms (added \(added) ms), after \(after) ms"
+            )
             #expect(added >= 90)
             #expect(added <= 110)
             #expect(after < 50)
@@ -154,7 +156,8 @@ struct FaultProxyTests {
             let http = try HTTPClient(timeoutSeconds: 5)
             #expect(try http.get("http://\(address)/toxics").text == "[]")
             let body = #"{"name":"lag","type":"latency","stream":"downstream","attributes":{"latency":50}}"#
-            let created = try http.post("http://\(address)/toxics", body: Array(body.utf8), contentType: "application/json")
+            let created = try http.post(
+                "http://\(address)/toxics", body: Array(body.utf8), contentType: "application/json")
             #expect(created.status == 200)
             #expect(proxy.toxics.map(\.name) == ["lag"])
             let duplicate = try http.post(
@@ -167,8 +170,12 @@ struct FaultProxyTests {
             #expect(try http.get("http://\(address)/toxics").text.contains(#""latency":50"#))
             #expect(try http.get("http://\(address)/proxy").text.contains(#""upstream":"\#(Self.redis)""#))
             // DELETE through the router (KilnHTTP sends GET and POST only).
-            #expect(ProxyControlServer.respond(to: proxy, method: "DELETE", path: "/toxics/lag", body: Data()).0.code == 204)
-            #expect(ProxyControlServer.respond(to: proxy, method: "DELETE", path: "/toxics/lag", body: Data()).0.code == 404)
+            #expect(
+                ProxyControlServer.respond(to: proxy, method: "DELETE", path: "/toxics/lag", body: Data()).0.code == 204
+            )
+            #expect(
+                ProxyControlServer.respond(to: proxy, method: "DELETE", path: "/toxics/lag", body: Data()).0.code == 404
+            )
             #expect(proxy.toxics.isEmpty)
         }
     }

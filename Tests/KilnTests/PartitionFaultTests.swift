@@ -20,7 +20,9 @@ final class LoopbackListener {
         inet_pton(AF_INET, host, &address.sin_addr)
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 64) == 0 else {
             _ = Glibc.close(fd)
@@ -87,7 +89,10 @@ struct PartitionFaultTests {
         let b = try LoopbackListener("127.0.0.138")
         let fault = try PartitionFault(
             shape: .split(["127.0.0.137"], ["127.0.0.138"]), runID: id,
-            blocked: [PartitionProbe(from: "127.0.0.137", to: b.endpoint), PartitionProbe(from: "127.0.0.138", to: a.endpoint)],
+            blocked: [
+                PartitionProbe(from: "127.0.0.137", to: b.endpoint),
+                PartitionProbe(from: "127.0.0.138", to: a.endpoint),
+            ],
             control: [PartitionProbe(from: "127.0.0.139", to: b.endpoint)])
         let record = FaultDriver(fault).run(for: .milliseconds(10))
         #expect(record.verified == .yes, "\(record.note)")

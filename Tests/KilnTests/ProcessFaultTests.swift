@@ -107,8 +107,9 @@ struct ProcessFaultTests {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let json = String(decoding: try encoder.encode(record), as: UTF8.self)
-        #expect(json == #"{"kind":"kill","name":"kill-redis","note":"active: gone; healed: back","planned_start":1000,"#
-            + #""started_at":1005,"stopped_at":2000,"target":"redis-primary","verified":"yes"}"#)
+        #expect(
+            json == #"{"kind":"kill","name":"kill-redis","note":"active: gone; healed: back","planned_start":1000,"#
+                + #""started_at":1005,"stopped_at":2000,"target":"redis-primary","verified":"yes"}"#)
         #expect(try JSONDecoder().decode(FaultRecord.self, from: Data(json.utf8)) == record)
     }
 }

@@ -21,7 +21,10 @@ struct RemoteControllerTests {
     @Test func dockerIsolationDisconnectsAndReconnectsWithTheServiceAlias() throws {
         let isolate = try docker.commands(for: .partition(.isolate("pg-replica")))
         #expect(isolate.start == [["docker", "network", "disconnect", "kiln_default", "kiln-pg-replica-1"]])
-        #expect(isolate.stop == [["docker", "network", "connect", "--alias", "pg-replica", "kiln_default", "kiln-pg-replica-1"]])
+        #expect(
+            isolate.stop == [
+                ["docker", "network", "connect", "--alias", "pg-replica", "kiln_default", "kiln-pg-replica-1"]
+            ])
         #expect(throws: ControllerError.self) {
             try docker.commands(for: .partition(.oneWay(from: "pg-primary", to: "pg-replica")))
         }
@@ -29,7 +32,8 @@ struct RemoteControllerTests {
 
     @Test func podChaosManifestParsesAndSelectsTheService() throws {
         let chaos = ChaosMeshController(namespace: "fraud")
-        let yaml = try chaos.manifest(for: .process(.kill, service: "redis-primary"), name: "kill-redis", durationSeconds: 30)
+        let yaml = try chaos.manifest(
+            for: .process(.kill, service: "redis-primary"), name: "kill-redis", durationSeconds: 30)
         let document = try #require(try Yams.load(yaml: yaml) as? [String: Any])
         #expect(document["kind"] as? String == "PodChaos")
         let spec = try #require(document["spec"] as? [String: Any])
@@ -58,9 +62,11 @@ struct RemoteControllerTests {
         let expressions = try #require(targetSelector["expressionSelectors"] as? [[String: Any]])
         #expect(expressions.first?["values"] as? [String] == ["pg-replica", "pipeline"])
 
-        let oneWay = try chaos.manifest(for: .partition(.oneWay(from: "a", to: "b")), name: "drop-a-b", durationSeconds: 5)
+        let oneWay = try chaos.manifest(
+            for: .partition(.oneWay(from: "a", to: "b")), name: "drop-a-b", durationSeconds: 5)
         #expect(oneWay.contains("direction: to"))
-        let isolate = try chaos.manifest(for: .partition(.isolate("kafka-1")), name: "isolate-kafka", durationSeconds: 5)
+        let isolate = try chaos.manifest(
+            for: .partition(.isolate("kafka-1")), name: "isolate-kafka", durationSeconds: 5)
         #expect(isolate.contains("operator: NotIn"))
         #expect(throws: ControllerError.self) {
             try chaos.manifest(for: .partition(.isolate("x")), name: "Bad_Name", durationSeconds: 5)

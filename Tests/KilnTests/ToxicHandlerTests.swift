@@ -192,8 +192,9 @@ struct ToxicSpecTests {
         #expect(try Toxic.parse("timeout=2s").kind == .timeout(timeout: 2000))
         #expect(try Toxic.parse("reset_peer=500ms,name=rst").name == "rst")
         #expect(try Toxic.parse("slow_close=1s").kind == .slowClose(delay: 1000))
-        #expect(try Toxic.parse("slicer=64,size_variation=16,delay=1ms").kind
-            == .slicer(averageSize: 64, sizeVariation: 16, delay: 1000))
+        #expect(
+            try Toxic.parse("slicer=64,size_variation=16,delay=1ms").kind
+                == .slicer(averageSize: 64, sizeVariation: 16, delay: 1000))
         #expect(try Toxic.parse("limit_data=1000,toxicity=0.5").toxicity == 0.5)
     }
 
@@ -217,7 +218,10 @@ struct ToxicSpecTests {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let json = String(decoding: try encoder.encode(toxic), as: UTF8.self)
-        #expect(json == #"{"attributes":{"jitter":5,"latency":100},"name":"lag","stream":"upstream","toxicity":1,"type":"latency"}"#)
+        #expect(
+            json
+                == #"{"attributes":{"jitter":5,"latency":100},"name":"lag","stream":"upstream","toxicity":1,"type":"latency"}"#
+        )
         #expect(try JSONDecoder().decode(Toxic.self, from: Data(json.utf8)) == toxic)
         let minimal = try JSONDecoder().decode(Toxic.self, from: Data(#"{"type":"timeout"}"#.utf8))
         #expect(minimal == Toxic(name: "timeout_downstream", kind: .timeout(timeout: 0)))
