@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnFaults
 import KilnScenario
 import KilnStack
 
@@ -19,8 +20,15 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
-                let stack = try EmbeddedStack(
-                    definition: options.loadStack(), paths: options.paths, logger: options.logger("kiln.stack"))
+                let logger = options.logger("kiln.stack")
+                let stack = try EmbeddedStack(definition: options.loadStack(), paths: options.paths, logger: logger)
+                // Partition rules of a run that crashed (kill -9) must not outlive it.
+                do {
+                    let removed = try PartitionSweeper.removeLeftovers()
+                    if removed > 0 { logger.info("removed leftover fault rules", metadata: ["kiln.rules": "\(removed)"]) }
+                } catch {
+                    logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])
+                }
                 let statuses = try stack.up(readyTimeout: .seconds(timeout))
                 print(StatusTable.render(statuses))
                 return .ok
