@@ -28,6 +28,8 @@ public final class LoadRun {
     /// Rows each store already holds from an earlier run (`kiln run --continue-from`): reads may pick them and
     /// writes continue after them.
     let initialStoreRows: StoreRows
+    /// The fault schedule, when the scenario has one.
+    public var companion: RunCompanion?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -99,6 +101,7 @@ public final class LoadRun {
         }
 
         var storeRows = initialStoreRows
+        companion?.phasesStarting(sinkProcesses: pipelineProcesses)
         for (number, phase) in scenario.phases.enumerated() {
             if stop.isRaised { break }
             let (operations, stores) = plan(phase)
@@ -130,6 +133,11 @@ public final class LoadRun {
                 let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
                 logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
             }
+            try? directory.writeReport(report)
+        }
+        if let companion {
+            companion.phasesEnded()
+            report.faults = companion.faultTimeline
             try? directory.writeReport(report)
         }
         if let children = pipelineProcesses {

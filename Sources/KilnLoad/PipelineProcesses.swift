@@ -6,12 +6,15 @@ import Logging
 /// The sink workers of `pipeline.workers: processes`: one `kiln pipeline SCENARIO --sink S` child per sink, so a
 /// fault can kill, pause or restart one (it resumes from its stored offsets). At the load's end each child gets
 /// SIGUSR1, finishes once caught up (or after the convergence timeout) and writes `pipeline-<sink>.json` in the
-/// run directory. Used by the controller thread only; the children are killed if the run itself is stopped.
-final class PipelineProcesses {
+/// run directory. `finish` is called by the controller thread; `pid(of:)` and `restart` by fault threads.
+final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
+    // @unchecked: `children` is only read or replaced under `lock` (fault threads restart sinks while the
+    // controller thread may read them).
+    private let lock = NSLock()
     let spec: PipelineSpec
     let directory: URL
     let logger: Logger
-    private(set) var children: [(sink: PipelineSpec.Sink, process: Process)] = []
+    private var children: [(sink: PipelineSpec.Sink, process: Process)] = []
 
     init(spec: PipelineSpec, directory: URL, logger: Logger) {
         self.spec = spec
@@ -21,23 +24,32 @@ final class PipelineProcesses {
 
     static func start(spec: PipelineSpec, scenarioFile: URL, directory: URL, logger: Logger) throws -> PipelineProcesses {
         let processes = PipelineProcesses(spec: spec, directory: directory, logger: logger)
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        processes.scenarioFile = scenarioFile
         for sink in spec.sinks {
-            let process = Process()
-            process.executableURL = executable
-            process.arguments = [
-                "pipeline", scenarioFile.path, "--sink", sink.rawValue, "--report", processes.reportFile(sink).path,
-            ]
-            let log = directory.appendingPathComponent("pipeline-\(sink.rawValue).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-            processes.children.append((sink, process))
-            logger.info("pipeline: sink \(sink.rawValue) runs as process \(process.processIdentifier) (log \(log.path))")
+            let process = try processes.spawn(sink)
+            processes.lock.withLock { processes.children.append((sink, process)) }
         }
         return processes
+    }
+
+    private var scenarioFile = URL(fileURLWithPath: "/")
+
+    /// Starts `kiln pipeline SCENARIO --sink S`, appending to its log in the run directory.
+    private func spawn(_ sink: PipelineSpec.Sink) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["pipeline", scenarioFile.path, "--sink", sink.rawValue, "--report", reportFile(sink).path]
+        let log = directory.appendingPathComponent("pipeline-\(sink.rawValue).log")
+        if !FileManager.default.fileExists(atPath: log.path) {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        logger.info("pipeline: sink \(sink.rawValue) runs as process \(process.processIdentifier) (log \(log.path))")
+        return process
     }
 
     func reportFile(_ sink: PipelineSpec.Sink) -> URL { directory.appendingPathComponent("pipeline-\(sink.rawValue).json") }
@@ -45,6 +57,7 @@ final class PipelineProcesses {
     /// Tells every child the load has ended and collects their reports. A child that is gone (killed and not
     /// restarted) or does not finish in time is reported as not converged, with why.
     func finish(stop: StopFlag) -> [SinkReport] {
+        let children = lock.withLock { self.children }
         for child in children where child.process.isRunning {
             kill(child.process.processIdentifier, stop.isRaised ? SIGTERM : SIGUSR1)
         }
@@ -73,4 +86,42 @@ final class PipelineProcesses {
             return report
         }
     }
+
+    func pid(of sink: String) -> pid_t? {
+        let child = lock.withLock { children.first(where: { $0.sink.rawValue == sink }) }
+        guard let child, child.process.isRunning else { return nil }
+        return child.process.processIdentifier
+    }
+
+    func restart(_ sink: String) throws {
+        guard let child = lock.withLock({ children.first(where: { $0.sink.rawValue == sink }) }) else {
+            throw PipelineProcessError(reason: "no sink process \(sink)")
+        }
+        guard !child.process.isRunning else { return }
+        let process = try spawn(child.sink)
+        lock.withLock {
+            if let index = children.firstIndex(where: { $0.sink == child.sink }) { children[index].process = process }
+        }
+    }
+}
+
+struct PipelineProcessError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "pipeline: \(reason)" }
+}
+
+/// The sink processes of a run, for faults that kill, pause or restart one. Called from the fault threads:
+/// `pid(of:)` and `restart` are serialized by the caller per sink (one fault per sink at a time).
+public protocol SinkProcessControl: AnyObject, Sendable {
+    func pid(of sink: String) -> pid_t?
+    func restart(_ sink: String) throws
+}
+
+/// Runs beside the phases — the fault schedule. `phasesStarting` is called on the controller thread right before
+/// the first phase (stores and the pipeline set up) and returns at once; `phasesEnded` after the last phase or a
+/// stop, and returns once everything it did is undone; `faultTimeline` is then final.
+public protocol RunCompanion: AnyObject {
+    func phasesStarting(sinkProcesses: SinkProcessControl?)
+    func phasesEnded()
+    var faultTimeline: [RunReport.Fault] { get }
 }

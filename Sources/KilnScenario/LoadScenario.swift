@@ -83,6 +83,8 @@ public struct LoadScenario: Sendable {
     public var phases: [Phase]
     /// The reference pipeline (sync workers from Kafka to the sink stores) that runs beside the phases, if any.
     public var pipeline: PipelineSpec? = nil
+    /// The fault schedule (`faults:`, `proxy:`, `chaos:`, `heal_wait:`); nil when the scenario has none.
+    public var faults: FaultScheduleSpec? = nil
     /// `regression:` limits for `kiln compare` (RegressionLimits.swift); nil when the file has none.
     public var regression: RegressionLimits? = nil
 
@@ -134,11 +136,12 @@ public struct LoadScenario: Sendable {
         let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
             try RegressionLimits.parse(block)
         }
+        let faults = try FaultScheduleSpec.parse(fields)
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases, pipeline: pipeline, regression: regression)
+            fresh: fresh, phases: phases, pipeline: pipeline, faults: faults, regression: regression)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)

@@ -4,6 +4,8 @@ import Foundation
 import KilnCore
 import KilnData
 import KilnLoad
+import KilnFaults
+import KilnReport
 import KilnScenario
 import KilnStack
 import KilnStores
@@ -45,6 +47,9 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .customLong("phase"), help: "Run only this phase (repeatable); default: all, in order.")
     var phases: [String] = []
+
+    @Flag(help: "Confirm faults on hosts listed in the scenario's chaos.allow (anything outside the embedded stack).")
+    var confirmChaos = false
 
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
@@ -138,6 +143,8 @@ struct RunCommand: ParsableCommand {
             }
             defer { metrics?.close() }
             logger.info("run \(directory.url.lastPathComponent): \(loaded.phases.count) phases, dataset \(dataset.rows) rows, seed \(loaded.dataset.seed)")
+            let faults = try prepareFaults(&loaded, paths: paths, runID: directory.url.lastPathComponent, logger: logger)
+            defer { for proxy in faults.proxies.values { proxy.stop() } }
             let run: LoadRun
             do throws(LoadRun.Failure) {
                 run = try LoadRun(
@@ -147,18 +154,84 @@ struct RunCommand: ParsableCommand {
             } catch {
                 throw Failure(code: error.code, message: error.message)
             }
-            let report: RunReport
+            run.companion = faults.runner
+            var report: RunReport
             do throws(LoadRun.Failure) {
                 report = try run.run()
             } catch {
                 throw Failure(code: error.code, message: error.message)
             }
             progress.finish()
+            if let timeline = report.faults, !timeline.isEmpty {
+                let samples = (try? RunData.load(directory.url))?.timeline ?? []
+                let proxied = Dictionary(
+                    faults.proxies.map { ($0.value.listenAddress.description, $0.key) }, uniquingKeysWith: { a, _ in a })
+                report.drills = DrillMetrics.compute(faults: timeline, report: report, timeline: samples, proxied: proxied)
+                try? directory.writeReport(report)
+                for drill in report.drills ?? [] {
+                    let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }
+                    logger.info("drill \(drill.name): \(drill.verdict)\(drill.reason.map { " (\($0))" } ?? ""); \(metrics.joined(separator: ", "))")
+                }
+            }
             print(RunSummary.text(report))
             ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
             return KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
         }
+    }
+
+    /// Checks the scenario's fault targets against the safety gate, starts the fault proxies it asks for (the
+    /// scenario's stack then points its clients at them) and builds the fault runner. Nothing is started when a
+    /// target is refused.
+    func prepareFaults(
+        _ scenario: inout LoadScenario, paths: KilnPaths, runID: String, logger: Logger
+    ) throws -> (runner: FaultRunner?, proxies: [String: FaultProxy]) {
+        guard let spec = scenario.faults else { return (nil, [:]) }
+        let embedded = scenario.stack.kind == .embedded
+            ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
+        for entry in spec.entries where entry.kind != .proxy && !entry.target.hasPrefix("sink:") {
+            guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
+                let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(entry.source): faults: '\(entry.target)' is not a server of stack \(scenario.stack.name) (servers: \(names))")
+            }
+        }
+        for entry in spec.entries where entry.target.hasPrefix("sink:") && scenario.pipeline?.processes != true {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(entry.source): faults: \(entry.target) needs `pipeline: {workers: processes}`")
+        }
+        do {
+            try ChaosSafety.check(
+                targets: FaultRunner.targetAddresses(spec, stack: scenario.stack, embedded: embedded),
+                stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
+        } catch {
+            throw Failure(code: .invalidInput, message: "\(error)")
+        }
+        var proxies: [String: FaultProxy] = [:]
+        for store in spec.proxied {
+            guard let upstream = FaultRunner.proxiedEndpoint(store, stack: scenario.stack) else { continue }
+            let proxy = FaultProxy(listen: HostPort(host: "127.0.0.1", port: 0), upstream: upstream)
+            do {
+                try proxy.start()
+            } catch {
+                throw Failure(code: .stackUnavailable, message: "fault proxy for \(store): \(error)")
+            }
+            proxies[store] = proxy
+            switch store {
+            case "redis": scenario.stack.redis.primary = proxy.listenAddress
+            case "postgres": scenario.stack.postgres.primary = proxy.listenAddress
+            case "clickhouse": scenario.stack.timeseries.endpoint = proxy.listenAddress
+            case "falkordb": scenario.stack.graph.endpoint = proxy.listenAddress
+            default: break
+            }
+            logger.info("fault proxy: \(store) clients connect to \(proxy.listenAddress) -> \(upstream)")
+        }
+        let runner = FaultRunner(
+            spec: spec, seed: scenario.dataset.seed, stack: scenario.stack, embedded: embedded, proxies: proxies,
+            runID: runID, logger: logger)
+        return (runner, proxies)
     }
 
     static func gitRevision(_ home: URL) -> String? {

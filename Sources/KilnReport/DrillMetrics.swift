@@ -1,0 +1,117 @@
+import Foundation
+import KilnLoad
+
+/// Failover-drill metrics of each fault on the store it acts on, from the run's per-second timeline (so their
+/// resolution is one second): the window before the fault (up to 30 s), during it (start → stop) and after (the
+/// rest of the run).
+///
+/// - `time_to_detect_ms`: fault start → the end of the first second with a failed or `info` op of the store, or
+///   one whose p99 is over twice the before-p99 (absent when the store never noticed);
+/// - `unavailable_ms`: the first such second → the first later second with ok ops and no errors;
+/// - `rto_ms`: fault start → the first second after the stop whose ok throughput is back at 90 % of the
+///   before-mean (absent when it never came back: verdict `failed`);
+/// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
+///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
+/// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline.
+/// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
+/// was unknown, `failed` otherwise.
+public enum DrillMetrics {
+    /// The store a fault target belongs to: `redis-primary` → redis, a proxy
+    /// fault's `127.0.0.1:P -> 127.0.0.21:16379` through `proxiedStores`.
+    public static func store(of fault: RunReport.Fault, proxied: [String: String] = [:]) -> String? {
+        let target = fault.target
+        // A sink process's fault shows in the pipeline's staleness and the checks, not in the load's ops.
+        if target.hasPrefix("sink:") { return nil }
+        for (address, store) in proxied where target.contains(address) { return store }
+        for store in ["postgres", "redis", "kafka", "falkordb", "clickhouse"] where target.hasPrefix(store) {
+            return store
+        }
+        if target.hasPrefix("sentinel") { return "redis" }
+        return nil
+    }
+
+    public static func compute(
+        faults: [RunReport.Fault], report: RunReport, timeline: [TimelineSample], proxied: [String: String] = [:]
+    ) -> [RunReport.Drill] {
+        let phaseStart = Dictionary(report.phases.map { ($0.name, $0.startedAt) }, uniquingKeysWith: { a, _ in a })
+        return faults.compactMap { fault -> RunReport.Drill? in
+            guard let store = store(of: fault, proxied: proxied) else { return nil }
+            guard let start = fault.startedAt else {
+                return RunReport.Drill(
+                    name: "\(fault.name) on \(store)", fault: fault.name, store: store, verdict: "unknown",
+                    reason: fault.note ?? "the fault did not start")
+            }
+            let stop = fault.stoppedAt ?? start
+            // Per second of the store: (end time, ok, errors, info, dropped, worst p99).
+            var seconds: [Int64: (ok: Int64, fail: Int64, info: Int64, dropped: Int64, p99: Double)] = [:]
+            for sample in timeline where sample.store == store {
+                guard let base = phaseStart[sample.phase] else { continue }
+                let end = base + Int64(sample.second) * 1000
+                var entry = seconds[end] ?? (0, 0, 0, 0, 0)
+                entry.ok += sample.ok
+                entry.fail += sample.fail
+                entry.info += sample.info
+                entry.dropped += sample.dropped
+                entry.p99 = max(entry.p99, sample.p99Ms ?? 0)
+                seconds[end] = entry
+            }
+            let ordered = seconds.keys.sorted()
+            let before = ordered.filter { $0 <= start && $0 > start - 30_000 }
+            let okBefore = before.isEmpty ? nil : Double(before.reduce(0) { $0 + seconds[$1]!.ok }) / Double(before.count)
+            let p99Before = median(before.map { seconds[$0]!.p99 })
+            var metrics: [String: Double] = [:]
+            if let p99Before { metrics["p99_before_ms"] = p99Before }
+            if let value = median(ordered.filter { $0 > start && $0 <= stop + 1000 }.map { seconds[$0]!.p99 }) {
+                metrics["p99_during_ms"] = value
+            }
+            if let value = median(ordered.filter { $0 > stop + 1000 }.map { seconds[$0]!.p99 }) {
+                metrics["p99_after_ms"] = value
+            }
+            let after = ordered.filter { $0 > start }
+            let threshold = (p99Before ?? 0) * 2
+            let detected = after.first { end in
+                let entry = seconds[end]!
+                return entry.fail + entry.info + entry.dropped > 0 || (p99Before != nil && entry.p99 > max(threshold, 1))
+            }
+            if let detected { metrics["time_to_detect_ms"] = Double(detected - start) }
+            if let detected,
+                let firstBad = after.first(where: { let e = seconds[$0]!; return $0 >= detected && e.fail + e.info > 0 })
+            {
+                let back = after.first { $0 > firstBad && seconds[$0]!.ok > 0 && seconds[$0]!.fail + seconds[$0]!.info == 0 }
+                if let back { metrics["unavailable_ms"] = Double(back - firstBad) }
+            }
+            var recovered: Int64?
+            if let okBefore {
+                recovered = ordered.first { $0 > stop && Double(seconds[$0]!.ok) >= 0.9 * okBefore }
+                if let recovered { metrics["rto_ms"] = Double(recovered - start) }
+            }
+            let windowEnd = recovered ?? ordered.last ?? stop
+            let window = ordered.filter { $0 > start && $0 <= windowEnd }
+            metrics["errors"] = Double(window.reduce(0) { $0 + seconds[$1]!.fail })
+            metrics["info"] = Double(window.reduce(0) { $0 + seconds[$1]!.info })
+            metrics["dropped"] = Double(window.reduce(0) { $0 + seconds[$1]!.dropped })
+            let verdict: String
+            let reason: String?
+            if fault.verified == "unknown" {
+                (verdict, reason) = ("unknown", "the fault's effect could not be verified: \(fault.note ?? "")")
+            } else if fault.verified != "yes" {
+                (verdict, reason) = ("failed", "the fault was not verified: \(fault.note ?? "")")
+            } else if okBefore == nil {
+                (verdict, reason) = ("unknown", "no ops of \(store) before the fault to compare with")
+            } else if recovered == nil {
+                (verdict, reason) = ("failed", "\(store) did not get back to 90 % of its throughput before the run ended")
+            } else {
+                (verdict, reason) = ("passed", nil)
+            }
+            return RunReport.Drill(
+                name: "\(fault.name) on \(store)", fault: fault.name, store: store, verdict: verdict, reason: reason,
+                metrics: metrics)
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        return sorted[sorted.count / 2]
+    }
+}

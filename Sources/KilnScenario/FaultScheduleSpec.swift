@@ -1,0 +1,160 @@
+import Foundation
+import KilnCore
+
+/// The fault schedule of a scenario (`faults:`, `proxy:`, `chaos:`, `heal_wait:`; Scenarios/README.md, "Faults").
+/// Times are offsets from the start of the first phase. A fault instance starts at `at` (+ `every` × k for
+/// repeats, + a jitter drawn from the run's seed, so a schedule is the same on every run of the same scenario),
+/// holds for `duration`, and is then stopped and verified. Overlapping faults are allowed.
+public struct FaultScheduleSpec: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable, Equatable {
+        /// SIGKILL, start again at the stop.
+        case kill
+        /// SIGSTOP, SIGCONT at the stop.
+        case pause
+        /// SIGTERM and wait for the exit, start again at the stop.
+        case restart
+        /// A toxic on the fault proxy in front of a store (`toxic:`, Toxiproxy's set, e.g. `latency=100ms`).
+        case proxy
+        /// iptables rules between loopback aliases (`shape:`, `nodes:`).
+        case partition
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var kind: Kind
+        /// An embedded server name (`redis-primary`, `postgres-primary`, `kafka`, …), `sink:<store>` for a
+        /// reference-pipeline sink process, or the proxied store for `proxy`.
+        public var target: String
+        public var at: Duration
+        public var duration: Duration
+        public var every: Duration?
+        public var times: Int
+        public var jitter: Duration
+        /// `proxy`: the toxic in `kiln proxy --toxic` form.
+        public var toxic: String?
+        /// `partition`: `isolate` (nothing reaches the target server from another loopback address, and nothing
+        /// from it reaches another).
+        public var shape: String?
+        /// Where it was written, `file:line`.
+        public var source: String
+    }
+
+    public var entries: [Entry]
+    /// Stores whose clients connect through a fault proxy (`redis`, `postgres`, `clickhouse`, `falkordb`).
+    public var proxied: [String]
+    /// Hosts outside the stack's loopback addresses that faults may act on (also needs `--confirm-chaos`).
+    public var allow: [String]
+    /// After the last phase and every fault's stop: how long to wait before the pipeline convergence and checks.
+    public var healWait: Duration
+
+    public init(entries: [Entry] = [], proxied: [String] = [], allow: [String] = [], healWait: Duration = .seconds(5)) {
+        self.entries = entries
+        self.proxied = proxied
+        self.allow = allow
+        self.healWait = healWait
+    }
+
+    public static let proxiable = ["redis", "postgres", "clickhouse", "falkordb"]
+
+    static func parse(_ scenario: YAMLFields) throws(SpecError) -> FaultScheduleSpec? {
+        guard scenario.contains("faults") || scenario.contains("proxy") || scenario.contains("chaos") else { return nil }
+        var spec = FaultScheduleSpec()
+        if scenario.contains("proxy") {
+            for (text, line, column) in try scenario.strings("proxy") {
+                guard proxiable.contains(text) else {
+                    throw SpecError(
+                        file: scenario.file, line: line, column: column, field: "proxy",
+                        message: "cannot proxy '\(text)' (proxiable stores: \(proxiable.joined(separator: ", ")); "
+                            + "Kafka clients follow the broker's advertised address, around any proxy)")
+                }
+                spec.proxied.append(text)
+            }
+        }
+        if let chaos = try scenario.optionalMapping("chaos") {
+            if chaos.contains("allow") { spec.allow = try chaos.strings("allow").map(\.text) }
+            try chaos.finish()
+        }
+        spec.healWait = try scenario.duration("heal_wait", default: .seconds(5))
+        var names: Set<String> = []
+        if scenario.contains("faults") {
+            for (index, fields) in try scenario.mappings("faults").enumerated() {
+                let entry = try parseEntry(fields, index: index, proxied: spec.proxied)
+                guard names.insert(entry.name).inserted else {
+                    throw fields.error("name", "the fault name '\(entry.name)' is used twice")
+                }
+                spec.entries.append(entry)
+            }
+        }
+        return spec
+    }
+
+    static func parseEntry(_ fields: YAMLFields, index: Int, proxied: [String]) throws(SpecError) -> Entry {
+        let kindText = try fields.string("kind")
+        guard let kind = Kind(rawValue: kindText) else {
+            throw fields.error(
+                "kind", "unknown fault kind '\(kindText)' (kinds: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let target = try fields.string("target")
+        let name = try fields.optionalString("name") ?? "\(kind.rawValue)-\(target.replacingOccurrences(of: ":", with: "-"))-\(index + 1)"
+        let at = try fields.duration("at")
+        let duration = try fields.duration("duration", default: .seconds(10))
+        if duration <= .zero { throw fields.error("duration", "must be longer than zero") }
+        let every = fields.contains("every") ? try fields.duration("every") : nil
+        let times = try fields.int("times", default: 1, range: 1...10_000)
+        if times > 1 && every == nil { throw fields.error("times", "repeats need `every`") }
+        if let every, every <= duration { throw fields.error("every", "must be longer than `duration` (\(duration))") }
+        let jitter = try fields.duration("jitter", default: .zero)
+        var toxic: String?
+        var shape: String?
+        switch kind {
+        case .proxy:
+            toxic = try fields.string("toxic")
+            guard proxied.contains(target) else {
+                throw fields.error("target", "'\(target)' is not proxied: add it to the scenario's `proxy:` list")
+            }
+        case .partition:
+            // Split and one-way shapes need clients bound to their own source alias; the embedded servers
+            // connect to each other from 127.0.0.1, so only isolating a server is meaningful there.
+            shape = try fields.optionalString("shape") ?? "isolate"
+            guard shape == "isolate" else {
+                throw fields.error(
+                    "shape", "only isolate is supported: the embedded servers connect to each other from 127.0.0.1, "
+                        + "so rules between two aliases would not match their traffic")
+            }
+        case .kill, .pause, .restart:
+            break
+        }
+        try fields.finish()
+        return Entry(
+            name: name, kind: kind, target: target, at: at, duration: duration, every: every, times: times,
+            jitter: jitter, toxic: toxic, shape: shape, source: "\(fields.file):\(fields.line)")
+    }
+
+    /// One planned start and stop of an entry, as offsets from the first phase's start.
+    public struct Instance: Sendable, Equatable {
+        public var entry: Entry
+        public var number: Int
+        public var start: Duration
+        public var stop: Duration
+        public var name: String { entry.times > 1 ? "\(entry.name)#\(number)" : entry.name }
+    }
+
+    /// Every instance of every entry, ordered by start. Jitter comes from `seed`, so the plan is reproducible.
+    public func plan(seed: UInt64) -> [Instance] {
+        var instances: [Instance] = []
+        for (entryIndex, entry) in entries.enumerated() {
+            for number in 1...entry.times {
+                var start = entry.at + (entry.every ?? .zero) * (number - 1)
+                if entry.jitter > .zero {
+                    let bits = SplitMix64.value(seed: seed, index: UInt64(number), stream: 0xFA17 &+ UInt64(entryIndex))
+                    let draw = Double(bits >> 11) / Double(UInt64(1) << 53)
+                    let nanos = Double(entry.jitter.components.seconds) * 1e9
+                        + Double(entry.jitter.components.attoseconds) / 1e9
+                    start += .nanoseconds(Int64(draw * nanos))
+                }
+                instances.append(Instance(entry: entry, number: number, start: start, stop: start + entry.duration))
+            }
+        }
+        return instances.sorted { $0.start < $1.start }
+    }
+}

@@ -1,0 +1,294 @@
+import Dispatch
+import Foundation
+import KilnCore
+import KilnFaults
+import KilnLoad
+import KilnScenario
+import KilnStack
+import Logging
+
+/// Runs a scenario's fault schedule beside its phases (`RunCompanion`): one thread per planned fault instance
+/// sleeps until its start, starts and verifies the fault (`FaultDriver`), holds it for its duration, then stops
+/// and verifies the heal. `phasesEnded` (the last phase ended, or the run was stopped by a signal) stops every
+/// active fault at once, cancels those not yet started (recorded as such) and returns when all are healed, so the
+/// pipeline's convergence wait and the checkers see a healed stack.
+final class FaultRunner: RunCompanion, @unchecked Sendable {
+    // @unchecked: `records`, `ended` and `startedAt` are only touched under `condition`'s lock; the rest is
+    // immutable after init.
+    let spec: FaultScheduleSpec
+    let plan: [FaultScheduleSpec.Instance]
+    let stack: StackDefinition
+    let embedded: EmbeddedStack?
+    let proxies: [String: FaultProxy]
+    let runID: String
+    let logger: Logger
+    private let condition = NSCondition()
+    private var records: [Int: RunReport.Fault] = [:]
+    private var ended = false
+    private var startedAt: Date?
+    private let group = DispatchGroup()
+
+    init(
+        spec: FaultScheduleSpec, seed: UInt64, stack: StackDefinition, embedded: EmbeddedStack?,
+        proxies: [String: FaultProxy], runID: String, logger: Logger
+    ) {
+        self.spec = spec
+        self.plan = spec.plan(seed: seed)
+        self.stack = stack
+        self.embedded = embedded
+        self.proxies = proxies
+        self.runID = runID
+        self.logger = logger
+    }
+
+    var faultTimeline: [RunReport.Fault] {
+        condition.lock()
+        defer { condition.unlock() }
+        return plan.indices.compactMap { records[$0] }
+    }
+
+    func phasesStarting(sinkProcesses: SinkProcessControl?) {
+        let start = Date()
+        condition.lock()
+        startedAt = start
+        condition.unlock()
+        for (index, instance) in plan.enumerated() {
+            group.enter()
+            let thread = Thread { [self] in
+                run(index, instance, from: start, sinks: sinkProcesses)
+                group.leave()
+            }
+            thread.name = "kiln-fault-\(instance.name)"
+            thread.start()
+        }
+        logger.info("faults: \(plan.count) planned (\(plan.map { "\($0.name) at \(Self.seconds($0.start))" }.joined(separator: ", ")))")
+    }
+
+    func phasesEnded() {
+        condition.lock()
+        ended = true
+        condition.broadcast()
+        condition.unlock()
+        group.wait()
+        if spec.healWait > .zero {
+            logger.info("faults: all healed; waiting \(spec.healWait) before the checks")
+            Thread.sleep(forTimeInterval: Self.interval(spec.healWait))
+        }
+    }
+
+    /// Waits until `date` or the end of the phases; true when `date` was reached.
+    private func wait(until date: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !ended && Date() < date { _ = condition.wait(until: date) }
+        return !ended
+    }
+
+    private func run(_ index: Int, _ instance: FaultScheduleSpec.Instance, from start: Date, sinks: SinkProcessControl?) {
+        let plannedStart = start.addingTimeInterval(Self.interval(instance.start))
+        let plannedStop = start.addingTimeInterval(Self.interval(instance.stop))
+        let planned = Int64(plannedStart.timeIntervalSince1970 * 1000)
+        guard wait(until: plannedStart) else {
+            store(index, RunReport.Fault(
+                name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
+                plannedStart: planned, verified: "unknown", note: "not started: the phases ended first"))
+            return
+        }
+        let fault: any Fault
+        do {
+            fault = try makeFault(instance, sinks: sinks)
+        } catch {
+            logger.error("fault \(instance.name): cannot be built: \(error)")
+            store(index, RunReport.Fault(
+                name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
+                plannedStart: planned, verified: "no", note: "not started: \(error)"))
+            return
+        }
+        let driver = FaultDriver(fault, plannedStart: planned, plannedStop: Int64(plannedStop.timeIntervalSince1970 * 1000))
+        logger.info("fault \(instance.name): starting \(fault.kind) on \(fault.target)")
+        var record = driver.start()
+        store(index, Self.reportFault(record))
+        _ = wait(until: plannedStop)
+        record = driver.stop()
+        store(index, Self.reportFault(record))
+        logger.info("fault \(instance.name): stopped; verified \(record.verified.rawValue) (\(record.note))")
+    }
+
+    private func store(_ index: Int, _ fault: RunReport.Fault) {
+        condition.lock()
+        records[index] = fault
+        condition.unlock()
+    }
+
+    static func reportFault(_ record: FaultRecord) -> RunReport.Fault {
+        RunReport.Fault(
+            name: record.name, kind: record.kind, target: record.target, plannedStart: record.plannedStart,
+            startedAt: record.startedAt, stoppedAt: record.stoppedAt, verified: record.verified.rawValue,
+            note: record.note)
+    }
+
+    private func makeFault(_ instance: FaultScheduleSpec.Instance, sinks: SinkProcessControl?) throws -> any Fault {
+        let entry = instance.entry
+        switch entry.kind {
+        case .kill, .pause, .restart:
+            let action = ProcessFault.Action(rawValue: entry.kind.rawValue)!
+            if entry.target.hasPrefix("sink:") {
+                guard let sinks else {
+                    throw FaultSetupError(reason: "\(entry.target): the scenario's pipeline does not run as processes (pipeline.workers: processes)")
+                }
+                return SinkProcessFault(name: instance.name, action: action, sink: String(entry.target.dropFirst(5)), sinks: sinks)
+            }
+            guard let embedded else {
+                throw FaultSetupError(reason: "\(entry.target): process faults need the embedded stack")
+            }
+            let controller = try LocalProcessController.embedded(entry.target, of: embedded)
+            return ProcessFault(
+                name: instance.name, action: action, controller: controller, probe: Self.probe(for: entry.target),
+                recoveryTimeout: .seconds(60))
+        case .proxy:
+            guard let proxy = proxies[entry.target], let text = entry.toxic else {
+                throw FaultSetupError(reason: "\(entry.target) is not proxied")
+            }
+            var toxic = try Toxic.parse(text)
+            toxic.name = instance.name
+            return ProxyFault(name: instance.name, proxy: proxy, toxic: toxic, probe: Self.probe(forStore: entry.target))
+        case .partition:
+            guard let embedded, let server = embedded.servers.first(where: { $0.name == entry.target }) else {
+                throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
+            }
+            let other = embedded.servers.first { $0.endpoint.host != server.endpoint.host }
+            return try PartitionFault(
+                name: instance.name, shape: .isolate(server.endpoint.host), runID: runID,
+                blocked: [PartitionProbe(from: "127.0.0.99", to: server.endpoint)],
+                control: other.map { [PartitionProbe(from: "127.0.0.99", to: $0.endpoint)] } ?? [])
+        }
+    }
+
+    /// A request each server answers while it runs and does not while paused.
+    static func probe(for server: String) -> ServiceProbe {
+        if server.hasPrefix("redis") || server.hasPrefix("sentinel") || server == "falkordb" { return .redisPing }
+        if server.hasPrefix("postgres") { return .request([0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]) }  // SSLRequest: 'N'/'S'
+        if server == "clickhouse" { return .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8)) }
+        if server == "kafka" { return .request([0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF]) }  // ApiVersions v0
+        return .connect
+    }
+
+    static func probe(forStore store: String) -> ServiceProbe {
+        switch store {
+        case "redis", "falkordb": .redisPing
+        case "postgres": probe(for: "postgres")
+        case "clickhouse": probe(for: "clickhouse")
+        default: .connect
+        }
+    }
+
+    /// The servers a schedule's entries act on, for the safety gate.
+    static func targetAddresses(_ spec: FaultScheduleSpec, stack: StackDefinition, embedded: EmbeddedStack?) -> [HostPort] {
+        spec.entries.compactMap { entry -> HostPort? in
+            switch entry.kind {
+            case .proxy:
+                return proxiedEndpoint(entry.target, stack: stack)
+            case .kill, .pause, .restart, .partition:
+                if entry.target.hasPrefix("sink:") { return nil }
+                return embedded?.servers.first { $0.name == entry.target }?.endpoint
+            }
+        }
+    }
+
+    static func proxiedEndpoint(_ store: String, stack: StackDefinition) -> HostPort? {
+        switch store {
+        case "redis": stack.redis.primary
+        case "postgres": stack.postgres.primary
+        case "clickhouse": stack.timeseries.endpoint
+        case "falkordb": stack.graph.endpoint
+        default: nil
+        }
+    }
+
+    static func interval(_ duration: Duration) -> TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func seconds(_ duration: Duration) -> String { String(format: "%.1fs", interval(duration)) }
+}
+
+struct FaultSetupError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}
+
+/// Kill, pause or restart of a reference-pipeline sink process (`sink:<store>` targets). Evidence: the pid is gone
+/// (kill/restart) or stopped (state `T` in /proc) while active; afterwards a new pid runs (kill/restart) or the
+/// same one runs again, and is still alive a second later.
+final class SinkProcessFault: Fault {
+    let name: String
+    let action: ProcessFault.Action
+    let sink: String
+    let sinks: SinkProcessControl
+    private var faultedPID: pid_t?
+
+    var kind: String { action.rawValue }
+    var target: String { "sink:\(sink)" }
+
+    init(name: String, action: ProcessFault.Action, sink: String, sinks: SinkProcessControl) {
+        self.name = name
+        self.action = action
+        self.sink = sink
+        self.sinks = sinks
+    }
+
+    func start() throws {
+        guard let pid = sinks.pid(of: sink) else { throw FaultSetupError(reason: "sink \(sink) is not running") }
+        faultedPID = pid
+        switch action {
+        case .kill: kill(pid, SIGKILL)
+        case .pause: kill(pid, SIGSTOP)
+        case .restart: kill(pid, SIGTERM)
+        }
+        if action != .pause {
+            let deadline = Date().addingTimeInterval(10)
+            while sinks.pid(of: sink) == pid && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        }
+    }
+
+    func stop() throws {
+        switch action {
+        case .pause:
+            if let pid = faultedPID { kill(pid, SIGCONT) }
+        case .kill, .restart:
+            try sinks.restart(sink)
+        }
+    }
+
+    func verify(_ phase: FaultPhase) -> FaultEvidence {
+        guard let pid = faultedPID else { return .unknown("no pid was faulted") }
+        switch (phase, action) {
+        case (.active, .pause):
+            Thread.sleep(forTimeInterval: 0.05)
+            let state = Self.state(pid)
+            return state == "T" ? .yes("pid \(pid) stopped (state T)") : .no("pid \(pid) state \(state ?? "gone")")
+        case (.active, _):
+            return sinks.pid(of: sink) == nil ? .yes("pid \(pid) gone") : .no("pid \(pid) still running")
+        case (.healed, .pause):
+            Thread.sleep(forTimeInterval: 0.05)
+            let state = Self.state(pid)
+            return state != nil && state != "T" ? .yes("pid \(pid) running again (state \(state!))") : .no("pid \(pid) state \(state ?? "gone")")
+        case (.healed, _):
+            Thread.sleep(forTimeInterval: 1)
+            guard let now = sinks.pid(of: sink), now != pid else { return .no("no new process for sink \(sink)") }
+            return .yes("new pid \(now) alive after 1 s")
+        }
+    }
+
+    func teardown() {
+        if let pid = faultedPID { kill(pid, SIGCONT) }
+        if action != .pause, sinks.pid(of: sink) == nil { try? sinks.restart(sink) }
+    }
+
+    static func state(_ pid: pid_t) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        return text[text.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
+    }
+}
