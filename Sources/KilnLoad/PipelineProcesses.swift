@@ -38,7 +38,9 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
     private func spawn(_ sink: PipelineSpec.Sink) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["pipeline", scenarioFile.path, "--sink", sink.rawValue, "--report", reportFile(sink).path]
+        process.arguments = [
+            "pipeline", scenarioFile.path, "--sink", sink.rawValue, "--report", reportFile(sink).path, "--exit-with-parent",
+        ]
         let log = directory.appendingPathComponent("pipeline-\(sink.rawValue).log")
         if !FileManager.default.fileExists(atPath: log.path) {
             FileManager.default.createFile(atPath: log.path, contents: nil)

@@ -220,10 +220,13 @@ final class SinkWorker: Sendable {
         var reassigned = loadEndedAt.load(ordering: .acquiring) > 0
         var batch: [SinkMessage] = []
         batch.reserveCapacity(spec.batch)
+        /// The next offset expected per partition (a jump would be a consumer skipping messages).
+        var positions: [Int32: Int64] = stored
         while !stopFlag.load(ordering: .acquiring) {
             if !reassigned && loadEndedAt.load(ordering: .acquiring) > 0 {
                 try consumer.assign(topic: topic, offsets: offsets)
                 reassigned = true
+                logger.debug("pipeline \(sink.sink.rawValue): re-assigned at \(offsets) after the load ended")
             }
             batch.removeAll(keepingCapacity: true)
             var next: [Int32: Int64] = [:]
@@ -236,6 +239,11 @@ final class SinkWorker: Sendable {
                     if batch.isEmpty || DispatchTime.now().uptimeNanoseconds - started > 50_000_000 { break }
                     continue
                 }
+                if let expected = positions[message.partition], message.offset != expected {
+                    logger.warning(
+                        "pipeline \(sink.sink.rawValue): partition \(message.partition) jumped from offset \(expected) to \(message.offset)")
+                }
+                positions[message.partition] = message.offset + 1
                 let row = SinkMessage.txnID(message.value).map { $0 - 1 } ?? -1
                 batch.append(
                     SinkMessage(

@@ -50,6 +50,8 @@ public final class EmbeddedStack {
         // Every address is checked before anything starts, so a conflict leaves nothing half-started.
         let toStart = servers.filter { server in
             if let pid = runningPID(server) {
+                // A server a crashed drill left paused (SIGSTOP) must not stay paused: SIGCONT is harmless otherwise.
+                kill(pid, SIGCONT)
                 logger.debug("already running", metadata: ["kiln.server": "\(server.name)", "kiln.pid": "\(pid)"])
                 return false
             }

@@ -38,6 +38,9 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Write the per-sink report (JSON) to this file instead of standard output.")
     var report: String?
 
+    @Flag(help: "Exit when the parent process dies (kiln run starts its sink processes this way, so a kill -9 of the run leaves none behind).")
+    var exitWithParent = false
+
     @Flag(name: .shortAndLong, help: "Log more detail.")
     var verbose = false
 
@@ -81,6 +84,9 @@ struct PipelineCommand: ParsableCommand {
             }
             let stop = StopFlag()
             let signals = SignalWatch(stop: stop, logger: logger)
+            let parent = getppid()
+            // Not prctl(PR_SET_PDEATHSIG): it fires when the parent's spawning *thread* exits, and kiln run
+            // restarts killed sinks from short-lived fault threads. A reparented child sees a new getppid().
             defer { signals.cancel() }
             pipeline.start()
             logger.info("pipeline: sinks \(spec.sinks.map(\.rawValue).joined(separator: ", ")) of namespace \(loaded.namespace) running (pid \(getpid()))")
@@ -95,6 +101,10 @@ struct PipelineCommand: ParsableCommand {
             var endedAt: Date?
             var lastLog = Date()
             while !stop.isRaised {
+                if exitWithParent && getppid() != parent {
+                    logger.warning("pipeline: the parent process is gone; stopping")
+                    break
+                }
                 if ended.isRaised && endedAt == nil {
                     pipeline.markLoadEnded()
                     endedAt = Date()
