@@ -85,6 +85,8 @@ public struct LoadScenario: Sendable {
     public var pipeline: PipelineSpec? = nil
     /// `regression:` limits for `kiln compare` (RegressionLimits.swift); nil when the file has none.
     public var regression: RegressionLimits? = nil
+    /// `blackbox:` places the user's own services fill from the entry store (BlackBoxSpec.swift); nil when absent.
+    public var blackbox: BlackBoxSpec? = nil
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -134,11 +136,15 @@ public struct LoadScenario: Sendable {
         let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
             try RegressionLimits.parse(block)
         }
+        let blackbox = try fields.optionalMapping("blackbox").map { (block) throws(SpecError) in
+            try BlackBoxSpec.parse(block)
+        }
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases, pipeline: pipeline, regression: regression)
+            fresh: fresh, phases: phases, pipeline: pipeline, regression: regression,
+            blackbox: blackbox)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)
