@@ -34,10 +34,10 @@ public enum BlackBoxPlaces {
         if spec.posted == .approved {
             expected = WrittenRows(place: entry.place, datasetRows: dataset.rows)
             entry.ok.forEach { row in
-                if dataset.transaction(row).posted { expected.ok.insert(row) } else { expected.failed.insert(row) }
+                if !dataset.transaction(row).declined { expected.ok.insert(row) } else { expected.failed.insert(row) }
             }
             entry.info.forEach { row in
-                if dataset.transaction(row).posted { expected.info.insert(row) } else { expected.failed.insert(row) }
+                if !dataset.transaction(row).declined { expected.info.insert(row) } else { expected.failed.insert(row) }
             }
             entry.failed.forEach { expected.failed.insert($0) }
         }

@@ -69,8 +69,8 @@ public struct BlackBoxSpec: Sendable {
         /// `blackbox.places[i]`.
         public var path: String
 
-        /// The place's id in check results: `postgres:payments.ledger`, `kafka:txns.enriched`, …
-        public var id: String { "\(store.rawValue):\(name)" }
+        /// The place's id in check results: `postgres.payments.ledger`, `kafka.txns.enriched`, …
+        public var id: String { "\(store.rawValue).\(name)" }
 
         public func mapping(of field: String) -> ColumnMapping? { columns.first { $0.field == field } }
 
