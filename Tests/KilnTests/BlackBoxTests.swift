@@ -278,6 +278,59 @@ struct BlackBoxCheckTests {
         }
     }
 
+    /// Kiln's reference pipeline plays the user's services in namespace `ns`; a second scenario without a pipeline
+    /// checks it black-box, naming that namespace's tables and graph explicitly.
+    @Test func theReferencePipelineCheckedAsABlackBox() throws {
+        let ns = "bbp_\(UInt32.random(in: 0...UInt32.max))"
+        let pipeline = try CommandLineTests.temporaryFile(
+            "\(ns)-pipeline.yaml",
+            """
+            name: \(ns)
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 2K}
+            namespace: \(ns)
+            pipeline: {sinks: [postgres, clickhouse, falkordb], batch: 250, convergence_timeout: 60s}
+            phases:
+              - {name: load, executor: bulk, rows: 1K, batch: 500, stores: [kafka]}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let run = try CommandLineTests.kiln(["run", pipeline.path, "--runs-directory", runs.path, "--id", "p"])
+        try #require(run.status == 0, "\(run.output)")
+        let blackbox = try CommandLineTests.temporaryFile(
+            "\(ns)-blackbox.yaml",
+            """
+            name: \(ns)
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 2K}
+            namespace: \(ns)
+            phases:
+              - {name: load, executor: bulk, rows: 1K, batch: 500, stores: [kafka]}
+            blackbox:
+              entry: kafka
+              places:
+                - {store: postgres, table: public.\(ns)_transactions, key: txn_id}
+                - {store: clickhouse, table: kiln.\(ns)_transactions, key: txn_id, units: {ts: ms}}
+                - {store: falkordb, graph: \(ns)_graph, edge: "(:User)-[:PAID]->(:Merchant)"}
+            """)
+        let directory = runs.appendingPathComponent("p")
+        let result = try CommandLineTests.kiln(["check", directory.path, "--scenario", blackbox.path])
+        #expect(result.status == 0, "\(result.output)")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let report = try decoder.decode(CheckReport.self, from: Data(contentsOf: directory.appendingPathComponent("check.json")))
+        let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 2_000)
+        let approved = Int64((0..<Int64(1000)).filter { !dataset.transaction($0).declined }.count)
+        let places = Dictionary(uniqueKeysWithValues: report.places.map { ($0.place, $0) })
+        for id in ["postgres.public.\(ns)_transactions", "clickhouse.kiln.\(ns)_transactions", "falkordb.\(ns)_graph"] {
+            #expect(places[id]?.validity == .valid, "\(id)")
+            #expect(places[id]?.expected == approved, "\(id)")
+            #expect(places[id]?.scanned == approved, "\(id)")
+        }
+        // Kiln's own layout: every field of the ledger is compared; the graph keeps ids, amount and time only.
+        #expect(places["postgres.public.\(ns)_transactions"]?.source.contains("ring_id") == true)
+        #expect(places["falkordb.\(ns)_graph"]?.source.hasSuffix("compared: txn_id, user_id=id, merchant_id=id, amount=amount_cents, ts") == true, "\(places["falkordb.\(ns)_graph"]?.source ?? "")")
+    }
+
     @Test func aMappingErrorNamesTheScenarioLineAndExits64() throws {
         let ns = "bbe_\(UInt32.random(in: 0...UInt32.max))"
         let postgres = try PostgresConnection(TestStack.postgres)
