@@ -142,8 +142,15 @@ enum BlackBoxSQL {
         switch field {
         case "txn_id", "user_id", "merchant_id", "device_id", "location_id", "ring_id":
             switch column.kind {
-            case .integer: expression = pg ? "\(c)::int8" : (field == "ring_id" ? "CAST(\(c) AS Nullable(Int32))" : "toInt64(\(c))")
-            case .text, .decimal: expression = pg ? "\(c)::int8" : (field == "ring_id" ? "CAST(toInt64OrZero(toString(\(c))) AS Nullable(Int32))" : "toInt64OrZero(toString(\(c)))")
+            case .integer:
+                expression =
+                    pg ? "\(c)::int8" : (field == "ring_id" ? "CAST(\(c) AS Nullable(Int32))" : "toInt64(\(c))")
+            case .text, .decimal:
+                expression =
+                    pg
+                    ? "\(c)::int8"
+                    : (field == "ring_id"
+                        ? "CAST(toInt64OrZero(toString(\(c))) AS Nullable(Int32))" : "toInt64OrZero(toString(\(c)))")
             default: throw refuse()
             }
         case "amount", "fraud_score":
@@ -178,7 +185,8 @@ enum BlackBoxSQL {
                     expression = pg ? "(timestamptz 'epoch' + \(c) * interval '1 second')" : "toInt64(\(c))*1000"
                     precision = 1000
                 case "us":
-                    expression = pg ? "(timestamptz 'epoch' + \(c) * interval '1 microsecond')" : "intDiv(toInt64(\(c)), 1000)"
+                    expression =
+                        pg ? "(timestamptz 'epoch' + \(c) * interval '1 microsecond')" : "intDiv(toInt64(\(c)), 1000)"
                 default:
                     expression = pg ? "(timestamptz 'epoch' + \(c) * interval '1 millisecond')" : "toInt64(\(c))"
                 }

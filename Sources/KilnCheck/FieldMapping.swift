@@ -4,7 +4,11 @@ import KilnScenario
 
 /// One value as a schema-less store keeps it: a JSON scalar, a Redis hash field, a graph property.
 public enum LooseValue: Sendable, Equatable, Decodable {
-    case null, bool(Bool), integer(Int64), decimal(Decimal), text(String)
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case decimal(Decimal)
+    case text(String)
     /// An object or array: never a transaction field.
     case other
 

@@ -45,9 +45,14 @@ final class RedisKeyScanner: StoreScanner {
         let match = RedisScanner.globEscaped(prefix) + Array("*".utf8) + RedisScanner.globEscaped(suffix)
         var cursor = Array("0".utf8)
         repeat {
-            let reply = try run { try connection.command([Array("SCAN".utf8), cursor, Array("MATCH".utf8), match,
-                Array("COUNT".utf8), Array("1000".utf8)]) }
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let found = parts[1].array else {
+            let reply = try run {
+                try connection.command([
+                    Array("SCAN".utf8), cursor, Array("MATCH".utf8), match,
+                    Array("COUNT".utf8), Array("1000".utf8),
+                ])
+            }
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let found = parts[1].array
+            else {
                 throw RedisScanner.ScanError(address: connection.address, reason: "unexpected SCAN reply")
             }
             var keys: [[UInt8]] = []

@@ -123,9 +123,12 @@ public struct BlackBoxSpec: Sendable {
         switch store {
         case .postgres, .clickhouse:
             name = try fields.string("table")
-            guard name.range(of: #"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression)
-                != nil
-            else { throw fields.error("table", "expected name or schema.name of letters, digits and _, found '\(name)'") }
+            guard
+                name.range(of: #"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression)
+                    != nil
+            else {
+                throw fields.error("table", "expected name or schema.name of letters, digits and _, found '\(name)'")
+            }
             if let key = try fields.optionalString("key") {
                 try identifier(key, fields, "key")
                 let (keyLine, keyColumn) = fields.location("key")
@@ -146,7 +149,8 @@ public struct BlackBoxSpec: Sendable {
             let regex = try? NSRegularExpression(pattern: "^\(label)-\\[:([A-Za-z_][A-Za-z0-9_]*)\\]->\(label)$")
             let range = NSRange(pattern.startIndex..., in: pattern)
             guard let match = regex?.firstMatch(in: pattern, range: range) else {
-                throw fields.error("edge", "expected a pattern such as (:User)-[:PAID]->(:Merchant), found '\(pattern)'")
+                throw fields.error(
+                    "edge", "expected a pattern such as (:User)-[:PAID]->(:Merchant), found '\(pattern)'")
             }
             func group(_ index: Int) -> String {
                 Range(match.range(at: index), in: pattern).map { String(pattern[$0]) } ?? ""
@@ -157,13 +161,15 @@ public struct BlackBoxSpec: Sendable {
             guard name.components(separatedBy: "{txn_id}").count == 2, !name.contains("*"), !name.contains("?"),
                 !name.contains("[")
             else {
-                throw fields.error("key", "expected a key pattern with {txn_id} once and no glob characters, found '\(name)'")
+                throw fields.error(
+                    "key", "expected a key pattern with {txn_id} once and no glob characters, found '\(name)'")
             }
         }
         if let mapped = try fields.optionalMapping("columns") {
             for field in mapped.keys {
                 guard Self.fields.contains(field) else {
-                    throw mapped.error(field, "unknown Kiln field '\(field)' (fields: \(Self.fields.joined(separator: ", ")))")
+                    throw mapped.error(
+                        field, "unknown Kiln field '\(field)' (fields: \(Self.fields.joined(separator: ", ")))")
                 }
                 if columns.contains(where: { $0.field == field }) {
                     throw mapped.error(field, "txn_id is already mapped by `key`")
@@ -179,11 +185,13 @@ public struct BlackBoxSpec: Sendable {
         if let stated = try fields.optionalMapping("units") {
             for field in stated.keys {
                 guard let allowed = Self.units[field] else {
-                    throw stated.error(field, "no unit to state for '\(field)' (units apply to amount, ts, fraud_score)")
+                    throw stated.error(
+                        field, "no unit to state for '\(field)' (units apply to amount, ts, fraud_score)")
                 }
                 let unit = try stated.string(field)
                 guard allowed.contains(unit) else {
-                    throw stated.error(field, "unknown unit '\(unit)' for \(field) (expected \(allowed.joined(separator: ", ")))")
+                    throw stated.error(
+                        field, "unknown unit '\(unit)' for \(field) (expected \(allowed.joined(separator: ", ")))")
                 }
                 units[field] = unit
             }
