@@ -3,8 +3,8 @@ import KilnPostgres
 import KilnScenario
 import KilnStores
 
-/// Reads `<ns>_transactions` (what `PostgresClient` writes; or any table through a `Projection`) back from the PostgreSQL primary in one
-/// `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
+/// Reads `<ns>_transactions` (what `PostgresClient` writes; any table through a `Projection`) back from the
+/// PostgreSQL primary in one `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
 /// the bytes, no whole-result buffering, one heap allocation per row at most (libpq's CopyData buffer).
 ///
 /// Amount and fraud score arrive as binary `numeric` and the timestamp as binary `timestamptz`; the parser turns
