@@ -4,8 +4,9 @@ import KilnScenario
 import KilnStores
 
 /// Reads `<ns>_transactions` (what `PostgresClient` writes; any table through a `Projection`) back from the
-/// PostgreSQL primary in one `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
-/// the bytes, no whole-result buffering, one heap allocation per row at most (libpq's CopyData buffer).
+/// PostgreSQL primary in one `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's
+/// buffers: integers straight from the bytes, no whole-result buffering, one heap allocation per row at most
+/// (libpq's CopyData buffer).
 ///
 /// Amount and fraud score arrive as binary `numeric` and the timestamp as binary `timestamptz`; the parser turns
 /// them into exact integers (cents, thousandths, Unix ms) on the client, which keeps the server's per-row work to
