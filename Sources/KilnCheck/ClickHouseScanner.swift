@@ -27,23 +27,66 @@ public final class ClickHouseScanner: StoreScanner {
     private let address: String
     private let stallSeconds: Double
 
-    /// Connects to `context.stack.timeseries.endpoint` and pings it.
+    /// The columns `scan` reads: a table and 13 ClickHouse expressions in the parser's RowBinary layout (Int64
+    /// txn_id … location_id, Int64 cents, Int64 Unix ms, String currency, channel, status, Int64 fraud-score
+    /// thousandths, UInt8 is_fraud, Nullable(Int32) ring_id), and the key expression `txnIDs` filters on. The default
+    /// is Kiln's own table; a black-box place maps them onto the user's columns (BlackBoxPlaces.swift).
+    public struct Projection: Sendable, Equatable {
+        public var table: String
+        public var columns: [String]
+        public var key: String
+
+        public init(table: String, columns: [String], key: String) {
+            precondition(columns.count == 13, "a projection has the parser's 13 columns")
+            self.table = table
+            self.columns = columns
+            self.key = key
+        }
+
+        /// `<database>.<ns>_transactions` as `ClickHouseClient` writes it.
+        public static func kiln(database: String, namespace: String) throws -> Projection {
+            Projection(
+                table: "\(try identifier(database)).\(try identifier(namespace))_transactions",
+                columns: [
+                    "txn_id", "user_id", "merchant_id", "device_id", "location_id", "toInt64(amount*100)", "ts",
+                    "currency", "channel", "status", "toInt64(fraud_score*1000)", "is_fraud", "ring_id",
+                ], key: "txn_id")
+        }
+    }
+
+    /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `<database>.<ns>_transactions`.
     /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
-    public init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
+    public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
+        let projection = try Projection.kiln(database: context.stack.timeseries.database, namespace: context.namespace)
+        try self.init(context: context, projection: projection, txnIDs: txnIDs)
+    }
+
+    /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `projection`.
+    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
         let ts = context.stack.timeseries
         address = ts.endpoint.description
-        let table = "\(try Self.identifier(ts.database)).\(try Self.identifier(context.namespace))_transactions"
+        let table = projection.table
         source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
-        query = Self.query(table: table, txnIDs: txnIDs)
+        query = Self.query(projection, txnIDs: txnIDs)
         baseURL = "http://\(ts.endpoint)/"
         stallSeconds = max(1, Double(context.timeout.components.seconds))
+        http = try Self.connect(context)
+    }
+
+    /// An HTTP client for the server, after a successful ping.
+    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    public static func connect(_ context: ClientContext) throws -> HTTPClient {
+        let ts = context.stack.timeseries
+        let stallSeconds = max(1, Double(context.timeout.components.seconds))
         do {
-            http = try HTTPClient(
+            let http = try HTTPClient(
                 timeoutSeconds: stallSeconds, connectTimeoutSeconds: min(5, stallSeconds), user: ts.user,
                 password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
-            try http.get(baseURL + "ping").expectOK()
+            try http.get("http://\(ts.endpoint)/ping").expectOK()
+            return http
         } catch {
-            throw SQLStoreError(store: "clickhouse", address: address, detail: String(describing: error))
+            throw SQLStoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))
         }
     }
 
@@ -62,15 +105,13 @@ public final class ClickHouseScanner: StoreScanner {
 
     public func close() {}
 
-    static func query(table: String, txnIDs: ClosedRange<Int64>?) -> String {
-        let filter = txnIDs.map { " WHERE txn_id BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
-        return """
-            SELECT txn_id, user_id, merchant_id, device_id, location_id, toInt64(amount*100), ts, currency, channel, \
-            status, toInt64(fraud_score*1000), is_fraud, ring_id FROM \(table)\(filter) FORMAT RowBinary
-            """
+    static func query(_ projection: Projection, txnIDs: ClosedRange<Int64>?) -> String {
+        let filter = txnIDs.map { " WHERE \(projection.key) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
+        let columns = projection.columns.joined(separator: ", ")
+        return "SELECT \(columns) FROM \(projection.table)\(filter) FORMAT RowBinary"
     }
 
-    private static func identifier(_ name: String) throws -> String {
+    static func identifier(_ name: String) throws -> String {
         let valid =
             !name.isEmpty && name.utf8.count <= 40
             && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }

@@ -25,22 +25,29 @@ import KilnStores
 /// Connection errors and error replies throw `ScanError`.
 public final class FalkorDBScanner: StoreScanner {
     public let graph: String
-    public var source: String { "graph \(graph) PAID edges" }
+    public var source: String { "graph \(graph) \(edges.description) edges" }
+    /// What a page matches and returns (default: Kiln's PAID edges).
+    public let edges: EdgeQuery
     /// The number of edges a page aims at.
     public let targetEdgesPerPage: Int
 
-    static let pageQuery = """
-        MATCH (u)-[p:PAID]->(m) WHERE id(u) >= $lo AND id(u) < $hi RETURN p.txn_id, u.id, m.id, p.amount_cents, p.ts
-        """
     static let maxIDQuery = "MATCH (n) RETURN max(id(n))"
 
     private let connection: RedisConnection
 
     /// Connects to `context.stack.graph.endpoint`.
     /// - Throws: `ScanError` naming the store and address when the server does not answer.
-    public init(context: ClientContext, targetEdgesPerPage: Int) throws {
+    public convenience init(context: ClientContext, targetEdgesPerPage: Int) throws {
+        try self.init(
+            context: context, graph: "\(context.namespace)_graph", edges: .kiln, targetEdgesPerPage: targetEdgesPerPage)
+    }
+
+    /// Reads the `edges` of `graph` (a black-box place names its own).
+    /// - Throws: `ScanError` naming the store and address when the server does not answer.
+    public init(context: ClientContext, graph: String, edges: EdgeQuery, targetEdgesPerPage: Int = 50_000) throws {
         precondition(targetEdgesPerPage >= 1, "targetEdgesPerPage must be at least 1")
-        graph = "\(context.namespace)_graph"
+        self.graph = graph
+        self.edges = edges
         self.targetEdgesPerPage = targetEdgesPerPage
         let host = context.stack.graph.endpoint.host
         let port = context.stack.graph.endpoint.port
@@ -75,23 +82,52 @@ public final class FalkorDBScanner: StoreScanner {
         var width: Int64 = 1024
         while low <= maxID {
             let high = low + width
-            let rows = try query("CYPHER lo=\(low) hi=\(high) \(Self.pageQuery)")
+            let rows = try query("CYPHER lo=\(low) hi=\(high) \(edges.pageQuery)")
             for columns in rows {
-                var row = StoredRow(txnID: -1)
-                if columns.count == 5 {
-                    row.txnID = columns[0].integer ?? -1
-                    row.userID = columns[1].integer
-                    row.merchantID = columns[2].integer
-                    row.amountCents = columns[3].integer
-                    row.timestampMillis = columns[4].integer
-                }
-                try body(row)
+                try body(edges.row(columns))
             }
             low = high
             // Aim the next range at the target from this page's edges per node id; grow at most 4x when sparse.
             let target = Double(targetEdgesPerPage)
             let scaled = rows.isEmpty ? Double(width) * 4 : Double(width) * target / Double(rows.count)
             width = Int64(max(1, min(scaled, Double(width) * 4, 1e12)))
+        }
+    }
+
+    /// One page's Cypher and the conversion of its result rows: `match` binds the paging node `u` and the edge;
+    /// `returns` lists the columns `row` reads. `row` must not drop a result row (unreadable values are nil).
+    public struct EdgeQuery: Sendable {
+        public var match: String
+        public var returns: String
+        /// `PAID`, `(:User)-[:PAID]->(:Merchant)`, … for the source description.
+        public var description: String
+        public var row: @Sendable ([RedisReply]) -> StoredRow
+
+        public init(
+            match: String, returns: String, description: String, row: @escaping @Sendable ([RedisReply]) -> StoredRow
+        ) {
+            self.match = match
+            self.returns = returns
+            self.description = description
+            self.row = row
+        }
+
+        var pageQuery: String { "\(match) WHERE id(u) >= $lo AND id(u) < $hi RETURN \(returns)" }
+
+        /// Kiln's own PAID edges (`FalkorDBClient`): `{txn_id, amount_cents, ts}` between nodes with an `id`.
+        public static let kiln = EdgeQuery(
+            match: "MATCH (u)-[p:PAID]->(m)", returns: "p.txn_id, u.id, m.id, p.amount_cents, p.ts",
+            description: "PAID"
+        ) { columns in
+            var row = StoredRow(txnID: -1)
+            if columns.count == 5 {
+                row.txnID = columns[0].integer ?? -1
+                row.userID = columns[1].integer
+                row.merchantID = columns[2].integer
+                row.amountCents = columns[3].integer
+                row.timestampMillis = columns[4].integer
+            }
+            return row
         }
     }
 

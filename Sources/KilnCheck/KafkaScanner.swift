@@ -21,6 +21,7 @@ public final class KafkaScanner: StoreScanner {
 
     private let bootstrap: String
     private let groupID: String
+    private let decode: (UnsafeRawBufferPointer) -> StoredRow
     private let timeoutMilliseconds: Int32
     /// Opened by init (the reachability check) and used by the first scan; later scans open their own.
     private var unused: KafkaConsumer?
@@ -38,8 +39,18 @@ public final class KafkaScanner: StoreScanner {
     /// Creates a consumer and asks the cluster for its topics (which creates nothing).
     /// - Throws: `ScanError` naming the store and bootstrap servers when no broker answers within the context's
     ///   timeout.
-    public init(context: ClientContext) throws {
-        topic = "\(context.namespace).transactions"
+    public convenience init(context: ClientContext) throws {
+        try self.init(context: context, topic: "\(context.namespace).transactions")
+    }
+
+    /// Reads `topic`, each value decoded by `decode` (default: Kiln's own JSON; a black-box place passes its
+    /// `FieldMapping`'s decoder). `decode` must not throw or drop: an unreadable value is a row with nil fields.
+    public init(
+        context: ClientContext, topic: String,
+        decode: @escaping (UnsafeRawBufferPointer) -> StoredRow = { TransactionJSON.parse($0) }
+    ) throws {
+        self.topic = topic
+        self.decode = decode
         bootstrap = context.stack.kafka.bootstrapServers
         groupID = "\(context.namespace)-check"
         let millis = context.timeout.components.seconds * 1000
@@ -94,7 +105,7 @@ public final class KafkaScanner: StoreScanner {
                 throw ScanError(address: bootstrap, reason: error.description)
             }
             if let message {
-                var row = message.value.withUnsafeBytes { TransactionJSON.parse($0) }
+                var row = message.value.withUnsafeBytes { decode($0) }
                 row.partition = message.partition
                 row.offset = message.offset
                 row.key = message.key.map { String(decoding: $0, as: UTF8.self) }

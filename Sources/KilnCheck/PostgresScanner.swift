@@ -3,9 +3,10 @@ import KilnPostgres
 import KilnScenario
 import KilnStores
 
-/// Reads `<ns>_transactions` back from the PostgreSQL primary (what `PostgresClient` writes) in one
-/// `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's buffers: integers straight from
-/// the bytes, no whole-result buffering, one heap allocation per row at most (libpq's CopyData buffer).
+/// Reads `<ns>_transactions` (what `PostgresClient` writes; any table through a `Projection`) back from the
+/// PostgreSQL primary in one `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's
+/// buffers: integers straight from the bytes, no whole-result buffering, one heap allocation per row at most
+/// (libpq's CopyData buffer).
 ///
 /// Amount and fraud score arrive as binary `numeric` and the timestamp as binary `timestamptz`; the parser turns
 /// them into exact integers (cents, thousandths, Unix ms) on the client, which keeps the server's per-row work to
@@ -23,20 +24,60 @@ public final class PostgresScanner: StoreScanner {
     public let copyStatement: String
     private let connection: PostgresConnection
 
-    /// Connects to `context.stack.postgres.primary`.
+    /// The columns `scan` reads: a table and 13 SQL expressions in the parser's order (txn_id, user_id,
+    /// merchant_id, device_id, location_id, amount numeric, ts timestamptz, currency, channel, status, fraud_score
+    /// numeric, is_fraud boolean, ring_id), and the key expression that `txnIDs` filters on. The default is Kiln's
+    /// own table; a black-box place maps them onto the user's columns (BlackBoxPlaces.swift).
+    public struct Projection: Sendable, Equatable {
+        public var table: String
+        public var columns: [String]
+        public var key: String
+
+        public init(table: String, columns: [String], key: String) {
+            precondition(columns.count == 13, "a projection has the parser's 13 columns")
+            self.table = table
+            self.columns = columns
+            self.key = key
+        }
+
+        /// `<ns>_transactions` as `PostgresClient` writes it.
+        public static func kiln(namespace: String) throws -> Projection {
+            Projection(
+                table: try PostgresScanner.tableName(namespace),
+                columns: [
+                    "txn_id", "user_id", "merchant_id", "device_id", "location_id", "amount", "ts", "currency", "channel",
+                    "status", "fraud_score", "is_fraud", "ring_id",
+                ], key: "txn_id")
+        }
+    }
+
+    /// Connects to `context.stack.postgres.primary` to read `<ns>_transactions`.
     /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
-    public init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
-        let pg = context.stack.postgres
-        let table = try PostgresScanner.tableName(context.namespace)
+    public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
+        try self.init(context: context, projection: try Projection.kiln(namespace: context.namespace), txnIDs: txnIDs)
+    }
+
+    /// Connects to `context.stack.postgres.primary` to read `projection`.
+    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
+        let table = projection.table
         source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
-        copyStatement = Self.statement(table: table, txnIDs: txnIDs)
+        copyStatement = Self.statement(projection, txnIDs: txnIDs)
+        connection = try Self.connect(context)
+    }
+
+    /// A connection to the primary with no statement timeout.
+    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    public static func connect(_ context: ClientContext) throws -> PostgresConnection {
+        let pg = context.stack.postgres
         let endpoint = PostgresEndpoint(
             host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
             password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
         do {
-            connection = try PostgresConnection(
+            let connection = try PostgresConnection(
                 endpoint, connectTimeoutSeconds: max(2, Int(context.timeout.components.seconds)))
             try connection.execute("SET statement_timeout = 0")
+            return connection
         } catch {
             throw SQLStoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
         }
@@ -70,12 +111,10 @@ public final class PostgresScanner: StoreScanner {
         return namespace + "_transactions"
     }
 
-    static func statement(table: String, txnIDs: ClosedRange<Int64>?) -> String {
-        let filter = txnIDs.map { " WHERE txn_id BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
-        return """
-            COPY (SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, ts, currency, channel, status, \
-            fraud_score, is_fraud, ring_id FROM \(table)\(filter)) TO STDOUT (FORMAT binary)
-            """
+    static func statement(_ projection: Projection, txnIDs: ClosedRange<Int64>?) -> String {
+        let filter = txnIDs.map { " WHERE \(projection.key) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
+        let columns = projection.columns.joined(separator: ", ")
+        return "COPY (SELECT \(columns) FROM \(projection.table)\(filter)) TO STDOUT (FORMAT binary)"
     }
 }
 

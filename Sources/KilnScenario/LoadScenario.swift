@@ -87,6 +87,8 @@ public struct LoadScenario: Sendable {
     public var faults: FaultScheduleSpec? = nil
     /// `regression:` limits for `kiln compare` (RegressionLimits.swift); nil when the file has none.
     public var regression: RegressionLimits? = nil
+    /// `blackbox:` places the user's own services fill from the entry store (BlackBoxSpec.swift); nil when absent.
+    public var blackbox: BlackBoxSpec? = nil
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -137,11 +139,15 @@ public struct LoadScenario: Sendable {
             try RegressionLimits.parse(block)
         }
         let faults = try FaultScheduleSpec.parse(fields)
+        let blackbox = try fields.optionalMapping("blackbox").map { (block) throws(SpecError) in
+            try BlackBoxSpec.parse(block)
+        }
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
-            fresh: fresh, phases: phases, pipeline: pipeline, faults: faults, regression: regression)
+            fresh: fresh, phases: phases, pipeline: pipeline, faults: faults, regression: regression,
+            blackbox: blackbox)
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)

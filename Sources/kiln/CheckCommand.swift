@@ -83,6 +83,15 @@ struct CheckCommand: ParsableCommand {
                     written[place.id] = rows
                 }
             }
+            let context = ClientContext(
+                stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
+                environment: ProcessInfo.processInfo.environment, logger: logger)
+            var blackBoxDrivers: [ScannerDriver] = []
+            if let blackbox = loaded.blackbox {
+                // The user's services fill the mapped places from the entry: each must hold what the entry acked.
+                written = BlackBoxPlaces.expected(written, spec: blackbox, dataset: dataset)
+                blackBoxDrivers = try BlackBoxCheck.drivers(blackbox, context: context)
+            }
             let requested = places.map { $0.split(separator: ",").map(String.init) }
                 ?? written.values.filter { $0.ok.population + $0.info.population + $0.failed.population > 0 }
                     .map(\.place.id).sorted()
@@ -93,8 +102,10 @@ struct CheckCommand: ParsableCommand {
                     if featureDrivers.isEmpty { featureDrivers = ScannerRegistry.featureDrivers }
                     continue
                 }
-                guard let driver = ScannerRegistry.driver(for: placeID) else {
-                    let known = ScannerRegistry.drivers.map(\.place.id).joined(separator: ", ")
+                guard let driver = ScannerRegistry.driver(for: placeID)
+                    ?? blackBoxDrivers.first(where: { $0.place.id == placeID })
+                else {
+                    let known = (ScannerRegistry.drivers + blackBoxDrivers).map(\.place.id).joined(separator: ", ")
                     throw Failure(code: .invalidInput, message: "--places: no scanner for '\(placeID)' (known: \(known))")
                 }
                 drivers.append(driver)
@@ -102,9 +113,6 @@ struct CheckCommand: ParsableCommand {
             guard !drivers.isEmpty || !featureDrivers.isEmpty else {
                 throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
             }
-            let context = ClientContext(
-                stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
-                environment: ProcessInfo.processInfo.environment, logger: logger)
             let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
             logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
             var report = ConsistencyCheck(context: context, drivers: drivers, featureDrivers: featureDrivers).run(
@@ -171,6 +179,33 @@ struct CheckCommand: ParsableCommand {
         }
         guard range != nil else { throw Failure(code: .invalidInput, message: "--scenario needs --range START..END") }
         return (URL(fileURLWithPath: scenario), nil, nil)
+    }
+}
+
+/// Black-box places of a scenario, resolved against their stores before any scan, with what each compares.
+enum BlackBoxCheck {
+    static func drivers(_ spec: BlackBoxSpec, context: ClientContext) throws -> [ScannerDriver] {
+        let resolved: [(ScannerDriver, FieldMapping)]
+        do {
+            resolved = try BlackBoxPlaces.drivers(spec, context: context)
+        } catch let error as SpecError {
+            throw error
+        } catch {
+            throw Failure(code: .stackUnavailable, message: "black-box places: \(error)")
+        }
+        print("black-box mode: expected rows = what \(BlackBoxPlaces.entryPlace(spec.entry)) acknowledged"
+            + (spec.posted == .approved ? ", approved only (declined must be absent)" : ""))
+        for (driver, mapping) in resolved {
+            let fields = BlackBoxSpec.fields.compactMap { field in
+                mapping.names[field].map { $0 == field ? field : "\(field)=\($0)" }
+            }
+            let skipped = BlackBoxSpec.fields.filter { mapping.names[$0] == nil }
+            // Tables: the columns exist. JSON, hashes and properties: a field counts where a record has it.
+            let schemaless = ["kafka", "falkordb", "redis"].contains(driver.place.store)
+            print("  \(driver.place.id): \(schemaless ? "compares where present" : "compares") \(fields.joined(separator: ", "))"
+                + (skipped.isEmpty ? "" : "; not compared: \(skipped.joined(separator: ", "))"))
+        }
+        return resolved.map(\.0)
     }
 }
 
