@@ -19,7 +19,9 @@ import KilnRedis
 /// so it is `fail("connection")`. After any connection-level error the next `invoke` reconnects.
 ///
 /// Failover: when the stack lists Sentinels, every (re)connect first asks them (in order, 1 s each) for the
-/// current primary of `master_name` and falls back to the stack file's primary when none answers. A `READONLY`
+/// current primary of `master_name` and falls back to the stack file's primary when none answers. An answer naming
+/// a server the stack file does not list (as `primary` or a replica) is ignored: Sentinel moves the primary among
+/// the stack's servers, it never redirects Kiln to a foreign one. A `READONLY`
 /// reply (a demoted primary) ends the op `fail("READONLY")` and drops the connection, so the next op rediscovers.
 public final class RedisClient: Client {
     public static let operations: [OperationDescriptor] = [
@@ -55,6 +57,8 @@ public final class RedisClient: Client {
     private var port: Int
     private let sentinels: [HostPort]
     private let masterName: String
+    /// The stack file's primary and replicas: the only servers a Sentinel answer may point at.
+    private let knownServers: Set<HostPort>
     private let timeoutSeconds: Double
     private var connection: RedisConnection?
     private let prefix: [UInt8]
@@ -86,7 +90,10 @@ public final class RedisClient: Client {
         json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
         sentinels = context.stack.redis.sentinels
         masterName = context.stack.redis.masterName
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds) {
+        knownServers = Set([context.stack.redis.primary] + context.stack.redis.replicas)
+        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
+            knownServers.contains(primary)
+        {
             host = primary.host
             port = primary.port
         }
@@ -360,7 +367,9 @@ public final class RedisClient: Client {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds) {
+        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
+            knownServers.contains(primary)
+        {
             host = primary.host
             port = primary.port
         }
