@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnStack
 
 /// Loss of a Kafka-API broker: `kill` (SIGKILL, started again on `stop`) or `pause` (SIGSTOP/SIGCONT) of its process.
 /// Evidence comes from a real Kafka request (ApiVersions v0), so a paused broker — whose kernel still accepts the
@@ -54,4 +55,11 @@ public final class KafkaBrokerFault: Fault {
     }
 
     public func teardown() { process.teardown() }
+}
+
+extension KafkaBrokerFault {
+    /// Kill or pause of the embedded stack's Tansu broker (`kafka`), memory storage.
+    public static func embedded(_ stack: EmbeddedStack, action: Action) throws -> KafkaBrokerFault {
+        KafkaBrokerFault(action: action, controller: try LocalProcessController.embedded("kafka", of: stack))
+    }
 }

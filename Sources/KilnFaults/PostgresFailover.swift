@@ -220,3 +220,26 @@ public final class PostgresFailover: Fault {
         }
     }
 }
+
+extension PostgresFailover {
+    /// A failover of the embedded stack's PostgreSQL pair, in its current roles: whichever of `postgres-primary`
+    /// and `postgres-replica` answers `pg_is_in_recovery() = false` is the primary (after a rebuild drill the two
+    /// have swapped). Throws unless exactly one is a primary and the other a standby.
+    public static func embedded(
+        _ stack: EmbeddedStack, fence: Fence = .stop, replication: Replication = .asynchronous,
+        heal: Heal = .rebuildAsReplica, directory: PrimaryDirectory? = nil, lag: Duration = .zero
+    ) throws -> PostgresFailover {
+        let first = try PostgresNode.embedded("postgres-primary", of: stack)
+        let second = try PostgresNode.embedded("postgres-replica", of: stack)
+        let roles = [first, second].map { node in (node, try? node.isInRecovery()) }
+        guard let primary = roles.first(where: { $0.1 == false })?.0,
+            let replica = roles.first(where: { $0.1 == true })?.0
+        else {
+            let seen = roles.map { "\($0.0.name): \($0.1.map { $0 ? "standby" : "primary" } ?? "no answer")" }
+            throw ProcessFaultError("the embedded PostgreSQL pair is not one primary + one standby (\(seen))")
+        }
+        return PostgresFailover(
+            primary: primary, replica: replica, fence: fence, replication: replication, heal: heal,
+            directory: directory, lag: lag)
+    }
+}

@@ -278,3 +278,39 @@ public final class RedisSentinelFailover: Fault {
         return nil
     }
 }
+
+extension RedisSentinelFailover {
+    /// A failover of the embedded stack's Redis through its Sentinels. `killPrimary` kills whichever embedded
+    /// server the Sentinels currently name (restarted by `kiln stack up`'s start logic on `stop`).
+    public static func embedded(
+        _ stack: EmbeddedStack, killPrimary: Bool = false, failBack: Bool = true, directory: PrimaryDirectory? = nil
+    ) throws -> RedisSentinelFailover {
+        let redis = stack.definition.redis
+        var trigger = Trigger.command
+        if killPrimary {
+            guard let current = SentinelQuery.primary(sentinels: redis.sentinels, masterName: redis.masterName),
+                let server = stack.servers.first(where: { $0.endpoint == current })
+            else { throw ProcessFaultError("the embedded Sentinels name no server of the stack as primary") }
+            trigger = .killPrimary(
+                LocalProcessController(
+                    name: server.name, endpoint: server.endpoint, launch: .embedded(stack), readyProbe: .redisPing))
+        }
+        return RedisSentinelFailover(
+            masterName: redis.masterName, sentinels: redis.sentinels, trigger: trigger, failBack: failBack,
+            directory: directory)
+    }
+}
+
+/// What the Sentinels say, outside a fault.
+enum SentinelQuery {
+    static func primary(sentinels: [HostPort], masterName: String) -> HostPort? {
+        for sentinel in sentinels {
+            guard let reply = try? RedisSentinelFailover.ask(sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]),
+                let parts = reply.array, parts.count == 2, let host = parts[0].string,
+                let port = parts[1].string.flatMap(Int.init)
+            else { continue }
+            return HostPort(host: host, port: port)
+        }
+        return nil
+    }
+}
