@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnFaults
+import KilnKafka
 import KilnRedis
 import KilnScenario
 import KilnStack
@@ -203,6 +204,15 @@ struct KafkaBrokerFaultTests {
     @Test func killIsVerifiedAndTheRestartedBrokerAnswersEmpty() throws {
         let tansu = try PrivateTansu()
         defer { tansu.shutdown() }
+        let bootstrap = tansu.controller.endpoint.description
+        let topic = TestStack.uniqueName("kiln-broker-loss")
+        let producer = try KafkaProducer(bootstrapServers: bootstrap, idempotent: true)
+        for id in 0..<10 {
+            try producer.produce(topic: topic, key: nil, value: Array("event-\(id)".utf8), id: UInt64(id))
+        }
+        let reports = try producer.flush(timeoutMilliseconds: 10_000)
+        #expect(reports.count == 10)
+        #expect(reports.allSatisfy { $0.error == nil })
         let driver = FaultDriver(KafkaBrokerFault(action: .kill, controller: tansu.controller))
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
@@ -213,6 +223,10 @@ struct KafkaBrokerFaultTests {
         let record = driver.stop()
         #expect(record.verified == .yes, "\(record.note)")
         #expect(record.kind == "kafka:kill")
+        // Memory storage: the ten acknowledged events (and their topic) died with the broker.
+        let consumer = try KafkaConsumer(bootstrapServers: bootstrap)
+        defer { consumer.close() }
+        #expect(try consumer.existingPartitionCount(topic: topic, timeoutMilliseconds: 5_000) == nil)
     }
 
     @Test func pauseIsProvedByAKafkaRequestNotJustAConnect() throws {
