@@ -91,8 +91,21 @@ public final class PostgresFailover: Fault {
         case .synchronous:
             try primary.setSynchronousStandbys("*")
             changedSynchronous = true
-            let synced = Self.poll(within: .seconds(10)) { (try? primary.standbys())?.contains { $0.syncState == "sync" } }
-            guard synced == true else { throw ProcessFaultError("no standby of \(primary.name) became sync in 10 s") }
+            var seen = "no answer"
+            let synced = Self.poll(within: .seconds(10)) { () -> Bool? in
+                do {
+                    let standbys = try primary.standbys()
+                    seen = standbys.isEmpty ? "no standby connected" : standbys.map { "\($0.state)/\($0.syncState)" }
+                        .joined(separator: ",")
+                    return standbys.contains { $0.syncState == "sync" } ? true : nil
+                } catch {
+                    seen = "\(error)"
+                    return nil
+                }
+            }
+            guard synced == true else {
+                throw ProcessFaultError("no standby of \(primary.name) became sync in 10 s (last seen: \(seen))")
+            }
             setupNote = "synchronous replication (standby sync_state=sync)"
         case .asynchronous:
             try primary.setSynchronousStandbys(nil)

@@ -59,6 +59,15 @@ public struct PostgresNode: Sendable {
 
     /// `pg_ctl start -w`: returns once the server accepts connections (a standby once it is consistent).
     public func start(timeout: Duration = .seconds(60)) throws {
+        // A crashed postmaster stays a zombie until its parent (init) reaps it, and PostgreSQL's lock-file check
+        // (kill(pid, 0)) would take it for a running server: wait up to 5 s for the reaping.
+        if let text = try? String(contentsOf: dataDirectory.appendingPathComponent("postmaster.pid"), encoding: .utf8),
+            let first = text.split(separator: "\n").first, let old = pid_t(first.trimmingCharacters(in: .whitespaces)),
+            !LocalProcess.isAlive(old)
+        {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while kill(old, 0) == 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        }
         try LocalProcess.run(
             program("pg_ctl"),
             ["-D", dataDirectory.path, "-l", log.path, "-w", "-t", String(timeout.components.seconds), "-o",
@@ -83,11 +92,7 @@ public struct PostgresNode: Sendable {
         let children = Self.childPIDs(of: pid)
         kill(pid, SIGKILL)
         for child in children { kill(child, SIGKILL) }
-        let gone = ([pid] + children).allSatisfy { LocalProcess.waitForExit($0, within: .seconds(5)) }
-        // Until its parent reaps the zombie, a restart's lock-file check (kill(pid, 0)) thinks it still runs.
-        let deadline = ContinuousClock.now + .seconds(5)
-        while kill(pid, 0) == 0 && ContinuousClock.now < deadline { usleep(10_000) }
-        return gone
+        return ([pid] + children).allSatisfy { LocalProcess.waitForExit($0, within: .seconds(5)) }
     }
 
     /// `pg_ctl promote -w`: returns once the standby has left recovery.
