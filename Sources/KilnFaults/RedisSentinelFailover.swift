@@ -16,7 +16,8 @@ import KilnStack
 /// it still takes writes that the resync will drop. With `fenceOldPrimary` (default) Kiln closes that window right
 /// after the election: `REPLICAOF <new>` and `CLIENT KILL TYPE normal` on the old primary, as an operator would.
 ///
-/// Heal (`stop`): a killed primary is started again (the Sentinels turn it into a replica of the new primary);
+/// Heal (`stop`): a killed primary is started again and made a replica of the new primary (by Kiln when fencing,
+/// else by the Sentinels);
 /// with `failBack` a second `SENTINEL FAILOVER` then makes the original primary the primary again. Verified healed:
 /// every Sentinel names the same primary, its `ROLE` is `master` and the other server is its connected replica.
 ///
@@ -133,6 +134,8 @@ public final class RedisSentinelFailover: Fault {
         if case .killPrimary(let controller) = trigger {
             try controller.start(timeout: timeout)
             killed = false
+            // It restarts as an empty primary; Sentinel would demote it only seconds later.
+            if fenceOldPrimary { try Self.demote(old, to: new) }
         }
         guard failBack else { return }
         // Sentinel refuses a failover until the old primary is a connected replica of the new one.
