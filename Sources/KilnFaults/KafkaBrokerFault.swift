@@ -47,7 +47,8 @@ public final class KafkaBrokerFault: Fault {
         var evidence = process.verify(phase)
         evidence.text = evidence.text.replacingOccurrences(of: "answered", with: "answered ApiVersions")
         if action == .kill && !durableStorage {
-            evidence.text += phase == .active
+            evidence.text +=
+                phase == .active
                 ? "; memory storage: every topic and message of the broker is lost"
                 : "; restarted empty (memory storage)"
         }

@@ -95,8 +95,11 @@ public final class PostgresFailover: Fault {
             let synced = Self.poll(within: .seconds(10)) { () -> Bool? in
                 do {
                     let standbys = try primary.standbys()
-                    seen = standbys.isEmpty ? "no standby connected" : standbys.map { "\($0.state)/\($0.syncState)" }
-                        .joined(separator: ",")
+                    seen =
+                        standbys.isEmpty
+                        ? "no standby connected"
+                        : standbys.map { "\($0.state)/\($0.syncState)" }
+                            .joined(separator: ",")
                     return standbys.contains { $0.syncState == "sync" } ? true : nil
                 } catch {
                     seen = "\(error)"
@@ -156,8 +159,12 @@ public final class PostgresFailover: Fault {
         switch phase {
         case .active:
             let old = oldPrimaryDown()
-            let timing = failoverTime.map { "failover \($0.milliseconds) ms (promote \(promoteTime?.milliseconds ?? 0) ms)" }
-            let pointed = directory.map { $0.primary(of: service) == replica.endpoint ? "directory -> new" : "directory stale" }
+            let timing = failoverTime.map {
+                "failover \($0.milliseconds) ms (promote \(promoteTime?.milliseconds ?? 0) ms)"
+            }
+            let pointed = directory.map {
+                $0.primary(of: service) == replica.endpoint ? "directory -> new" : "directory stale"
+            }
             let text = [setupNote, old.text, newPrimary.text, timing, pointed].compactMap { $0 }.joined(separator: "; ")
             let directoryOK: Verification = directory == nil || pointed == "directory -> new" ? .yes : .no
             return FaultEvidence(old.verified.and(newPrimary.verified).and(directoryOK), text)
@@ -217,7 +224,8 @@ public final class PostgresFailover: Fault {
             let seen = Self.poll(within: .seconds(10)) { (try? primary.probeHas(key)) == true ? true : nil }
             guard seen == true else { return .no("a write on \(replica.endpoint) did not reach \(primary.endpoint)") }
             let states = try replica.standbys().map { "\($0.state)/\($0.syncState)" }.joined(separator: ",")
-            return .yes("old primary \(primary.endpoint) rebuilt as standby (pg_stat_replication \(states)), replicates")
+            return .yes(
+                "old primary \(primary.endpoint) rebuilt as standby (pg_stat_replication \(states)), replicates")
         } catch {
             return .no("rebuilt standby \(primary.endpoint): \(error)")
         }

@@ -70,8 +70,10 @@ public struct PostgresNode: Sendable {
         }
         try LocalProcess.run(
             program("pg_ctl"),
-            ["-D", dataDirectory.path, "-l", log.path, "-w", "-t", String(timeout.components.seconds), "-o",
-                serverOptions, "start"], user: "postgres")
+            [
+                "-D", dataDirectory.path, "-l", log.path, "-w", "-t", String(timeout.components.seconds), "-o",
+                serverOptions, "start",
+            ], user: "postgres")
     }
 
     /// `pg_ctl stop -m fast`: a clean shutdown; a primary first sends all its WAL to connected standbys.
@@ -137,7 +139,8 @@ public struct PostgresNode: Sendable {
     /// Writes `standby.signal` (as the postgres user), so no restart of this data directory — by a fault's
     /// teardown, `kiln stack up` or a person — makes it a second writable primary.
     public func fence() throws {
-        try LocalProcess.run("/usr/bin/touch", [dataDirectory.appendingPathComponent("standby.signal").path],
+        try LocalProcess.run(
+            "/usr/bin/touch", [dataDirectory.appendingPathComponent("standby.signal").path],
             user: "postgres")
     }
 
@@ -153,8 +156,10 @@ public struct PostgresNode: Sendable {
         try? FileManager.default.removeItem(at: dataDirectory)
         try LocalProcess.run(
             program("pg_basebackup"),
-            ["-h", source.endpoint.host, "-p", String(source.endpoint.port), "-U", user, "-D", dataDirectory.path,
-                "-R", "-X", "stream", "-c", "fast"], user: "postgres")
+            [
+                "-h", source.endpoint.host, "-p", String(source.endpoint.port), "-U", user, "-D", dataDirectory.path,
+                "-R", "-X", "stream", "-c", "fast",
+            ], user: "postgres")
         try start(timeout: timeout)
     }
 

@@ -103,9 +103,12 @@ public final class RedisSentinelFailover: Fault {
             try command(["SENTINEL", "FAILOVER", masterName])
         case .killPrimary(let controller):
             guard controller.endpoint == old else {
-                throw ProcessFaultError("the sentinels' primary is \(old), not \(controller.name) (\(controller.endpoint))")
+                throw ProcessFaultError(
+                    "the sentinels' primary is \(old), not \(controller.name) (\(controller.endpoint))")
             }
-            guard let pid = controller.currentPID() else { throw ProcessFaultError("\(controller.name) is not running") }
+            guard let pid = controller.currentPID() else {
+                throw ProcessFaultError("\(controller.name) is not running")
+            }
             try controller.send(SIGKILL)
             killed = true
             guard LocalProcess.waitForExit(pid, within: .seconds(5)) else {
@@ -209,12 +212,14 @@ public final class RedisSentinelFailover: Fault {
                 errors.append("\(error)")
             }
         }
-        throw ProcessFaultError("\(arguments.prefix(2).joined(separator: " ")) failed: \(errors.joined(separator: "; "))")
+        throw ProcessFaultError(
+            "\(arguments.prefix(2).joined(separator: " ")) failed: \(errors.joined(separator: "; "))")
     }
 
     private func primary(from sentinel: HostPort) throws -> HostPort? {
         let reply = try Self.ask(sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName])
-        guard let parts = reply.array, parts.count == 2, let host = parts[0].string, let port = parts[1].string.flatMap(Int.init)
+        guard let parts = reply.array, parts.count == 2, let host = parts[0].string,
+            let port = parts[1].string.flatMap(Int.init)
         else { return nil }
         return HostPort(host: host, port: port)
     }
@@ -308,7 +313,9 @@ extension RedisSentinelFailover {
 enum SentinelQuery {
     static func primary(sentinels: [HostPort], masterName: String) -> HostPort? {
         for sentinel in sentinels {
-            guard let reply = try? RedisSentinelFailover.ask(sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]),
+            guard
+                let reply = try? RedisSentinelFailover.ask(
+                    sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]),
                 let parts = reply.array, parts.count == 2, let host = parts[0].string,
                 let port = parts[1].string.flatMap(Int.init)
             else { continue }

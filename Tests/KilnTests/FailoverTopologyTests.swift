@@ -45,14 +45,17 @@ struct PrimaryDirectoryTests {
 struct EmbeddedFailoverTests {
     private var stack: EmbeddedStack {
         get throws {
-            try EmbeddedStack(definition: TestStack.definition, paths: TestStack.paths, logger: Logger(label: "kiln.test"))
+            try EmbeddedStack(
+                definition: TestStack.definition, paths: TestStack.paths, logger: Logger(label: "kiln.test"))
         }
     }
 
     @Test func postgresFailoverFindsTheCurrentPrimaryAndStandby() throws {
         let fault = try PostgresFailover.embedded(try stack)
-        #expect(Set([fault.primary.endpoint, fault.replica.endpoint]) == Set(
-            [TestStack.definition.postgres.primary] + TestStack.definition.postgres.replicas))
+        #expect(
+            Set([fault.primary.endpoint, fault.replica.endpoint])
+                == Set(
+                    [TestStack.definition.postgres.primary] + TestStack.definition.postgres.replicas))
         #expect(fault.primary.postmasterPID() != nil, "the embedded primary's postmaster.pid names no live process")
         #expect(try fault.primary.isInRecovery() == false)
         #expect(try fault.replica.isInRecovery() == true)

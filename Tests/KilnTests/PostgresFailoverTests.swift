@@ -24,22 +24,27 @@ final class PrivatePostgresPair {
         let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestStack.uniqueName("kiln-pgfo"))
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        guard let owner = getpwnam("postgres") else { throw ProcessFaultError("no postgres user; run scripts/bootstrap") }
+        guard let owner = getpwnam("postgres") else {
+            throw ProcessFaultError("no postgres user; run scripts/bootstrap")
+        }
         chown(directory.path, owner.pointee.pw_uid, owner.pointee.pw_gid)
         let octet = Int.random(in: 75...99) * 2
         let port = Int.random(in: 30_000...39_000)
         func node(_ name: String, _ host: String, _ port: Int) -> PostgresNode {
             PostgresNode(
                 name: name, endpoint: HostPort(host: host, port: port),
-                dataDirectory: directory.appendingPathComponent(name), log: directory.appendingPathComponent("\(name).log"))
+                dataDirectory: directory.appendingPathComponent(name),
+                log: directory.appendingPathComponent("\(name).log"))
         }
         primary = node("primary", "127.0.0.\(octet)", port)
         replica = node("replica", "127.0.0.\(octet + 1)", port + 1)
         do {
             try LocalProcess.run(
                 primary.program("initdb"),
-                ["-D", primary.dataDirectory.path, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8",
-                    "--locale=C"], user: "postgres")
+                [
+                    "-D", primary.dataDirectory.path, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8",
+                    "--locale=C",
+                ], user: "postgres")
             let hba = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
             try Self.append(hba, to: primary.dataDirectory.appendingPathComponent("pg_hba.conf"))
             try Self.append(
@@ -48,8 +53,10 @@ final class PrivatePostgresPair {
             try primary.start(timeout: .seconds(30))
             try LocalProcess.run(
                 replica.program("pg_basebackup"),
-                ["-h", primary.endpoint.host, "-p", String(primary.endpoint.port), "-U", "postgres", "-D",
-                    replica.dataDirectory.path, "-R", "-X", "stream", "-c", "fast"], user: "postgres")
+                [
+                    "-h", primary.endpoint.host, "-p", String(primary.endpoint.port), "-U", "postgres", "-D",
+                    replica.dataDirectory.path, "-R", "-X", "stream", "-c", "fast",
+                ], user: "postgres")
             try replica.start(timeout: .seconds(30))
         } catch {
             shutdown()
@@ -217,7 +224,8 @@ struct PostgresFailoverTests {
         let acked = outcomes.filter { $0.outcome.isOK }.map(\.row)
         let connection = try pair.replica.connect()
         let count = try connection.execute(
-            "SELECT count(*) FROM \(context.namespace)_transactions").value(row: 0, column: 0)
+            "SELECT count(*) FROM \(context.namespace)_transactions"
+        ).value(row: 0, column: 0)
         #expect(count == String(acked.count))
     }
 

@@ -129,8 +129,9 @@ struct RedisSentinelFailoverTests {
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
         #expect(started.note.contains("killed"), "\(started.note)")
-        print("redis primary SIGKILL: sentinels elected \(fault.newPrimary?.description ?? "-") after "
-            + "\(fault.electionTime?.wholeMilliseconds ?? -1) ms (down-after 1000 ms)")
+        print(
+            "redis primary SIGKILL: sentinels elected \(fault.newPrimary?.description ?? "-") after "
+                + "\(fault.electionTime?.wholeMilliseconds ?? -1) ms (down-after 1000 ms)")
         let record = driver.stop()
         #expect(record.verified == .yes, "\(record.note)")
         #expect(record.note.contains("\(group.primary.endpoint) is its connected replica"), "\(record.note)")
@@ -148,7 +149,8 @@ struct RedisSentinelFailoverTests {
     @Test func redisClientRediscoversThePrimaryThroughSentinel() throws {
         let group = try PrivateRedisSentinels()
         defer { group.shutdown() }
-        let context = StoreFixtures.context(namespace: TestStack.uniqueName("kfo"), timeout: .seconds(2), stack: group.stack)
+        let context = StoreFixtures.context(
+            namespace: TestStack.uniqueName("kfo"), timeout: .seconds(2), stack: group.stack)
         let client = try RedisClient(context: context)
         defer { client.close() }
         #expect(client.invoke(1, Request(row: 1)) == .ok)
@@ -178,7 +180,8 @@ struct KafkaBrokerFaultTests {
         let controller: LocalProcessController
 
         init() throws {
-            directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-tansu"))
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                TestStack.uniqueName("kiln-tansu"))
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let endpoint = HostPort(host: "127.0.0.\(Int.random(in: 150...199))", port: Int.random(in: 49_000...55_000))
             let url = "tcp://\(endpoint)"
@@ -218,7 +221,8 @@ struct KafkaBrokerFaultTests {
         #expect(started.verified != .no, "\(started.note)")
         #expect(started.note.contains("memory storage"), "\(started.note)")
         #expect(
-            TCPProbe.request(to: tansu.controller.endpoint, payload: KafkaBrokerFault.apiVersionsRequest,
+            TCPProbe.request(
+                to: tansu.controller.endpoint, payload: KafkaBrokerFault.apiVersionsRequest,
                 timeout: .milliseconds(300)) != .answered)
         let record = driver.stop()
         #expect(record.verified == .yes, "\(record.note)")
