@@ -92,7 +92,7 @@ public final class PostgresFailover: Fault {
             try primary.setSynchronousStandbys("*")
             changedSynchronous = true
             var seen = "no answer"
-            let synced = Self.poll(within: .seconds(10)) { () -> Bool? in
+            let synced = Self.poll(within: .seconds(30)) { () -> Bool? in
                 do {
                     let standbys = try primary.standbys()
                     seen =
@@ -107,7 +107,7 @@ public final class PostgresFailover: Fault {
                 }
             }
             guard synced == true else {
-                throw ProcessFaultError("no standby of \(primary.name) became sync in 10 s (last seen: \(seen))")
+                throw ProcessFaultError("no standby of \(primary.name) became sync in 30 s (last seen: \(seen))")
             }
             setupNote = "synchronous replication (standby sync_state=sync)"
         case .asynchronous:
