@@ -137,6 +137,22 @@ struct RedisSentinelFailoverTests {
         #expect(record.note.contains("\(group.primary.endpoint) is its connected replica"), "\(record.note)")
     }
 
+    /// Without Kiln's fence the old primary keeps taking writes until Sentinel converts it (the note says when).
+    @Test func withoutTheFenceSentinelDemotesTheOldPrimaryItself() throws {
+        let group = try PrivateRedisSentinels()
+        defer { group.shutdown() }
+        let fault = RedisSentinelFailover(
+            masterName: group.masterName, sentinels: group.sentinelEndpoints, fenceOldPrimary: false,
+            timeout: .seconds(30))
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified != .no, "\(started.note)")
+        #expect(started.note.contains("converted by Sentinel"), "\(started.note)")
+        print("redis SENTINEL FAILOVER without fence: \(started.note)")
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+    }
+
     @Test func aFailoverThatCannotHappenIsRecordedNo() throws {
         // Sentinels that do not exist: setup refuses within its timeout instead of waiting for an election.
         let fault = RedisSentinelFailover(
