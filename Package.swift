@@ -96,7 +96,7 @@ let package = Package(
         .target(
             name: "KilnFaults",
             dependencies: [
-                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack",
+                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnPostgres", "KilnRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

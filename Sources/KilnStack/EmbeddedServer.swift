@@ -57,5 +57,6 @@ public struct EmbeddedServer: Sendable {
     public var clickhouseNativePort: Int { endpoint.port + 1 }
     var clickhouseInterserverPort: Int { endpoint.port + 2 }
 
-    var postgresData: URL { directory.appendingPathComponent("data") }
+    /// The PostgreSQL data directory (PGDATA) of a postgres server.
+    public var postgresData: URL { directory.appendingPathComponent("data") }
 }

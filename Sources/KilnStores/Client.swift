@@ -86,10 +86,13 @@ public struct ClientContext: Sendable {
     public var timeout: Duration
     public var environment: [String: String]
     public var logger: Logger
+    /// The current primaries when a failover fault runs: clients that support it (PostgreSQL) connect to the
+    /// service's entry here instead of the stack file's primary on every (re)connect. Nil: the stack file only.
+    public var primaries: PrimaryDirectory?
 
     public init(
         stack: StackDefinition, dataset: Dataset, namespace: String = "kiln", timeout: Duration = .seconds(10),
-        environment: [String: String], logger: Logger
+        environment: [String: String], logger: Logger, primaries: PrimaryDirectory? = nil
     ) {
         self.stack = stack
         self.dataset = dataset
@@ -97,6 +100,7 @@ public struct ClientContext: Sendable {
         self.timeout = timeout
         self.environment = environment
         self.logger = logger
+        self.primaries = primaries
     }
 }
 

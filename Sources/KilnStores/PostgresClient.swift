@@ -10,6 +10,11 @@ import KilnScenario
 /// connection, so a statement (a bulk COPY included) running longer fails with SQLSTATE 57014, which ends
 /// `info("timeout")` for writes and `fail("timeout")` for reads. A connection lost during a write ends
 /// `info("connection")`; the next `invoke` reconnects (and re-prepares) before running its op.
+///
+/// Failover: with `context.primaries`, every (re)connect goes to that directory's `postgres` entry (falling back to
+/// the stack file's primary), and a connection opened before the entry last changed is dropped before the next op,
+/// so workers follow a promotion without a restart. A write refused because the server is read-only (SQLSTATE
+/// 25006: a demoted primary) ends `fail` and drops the connection too.
 public final class PostgresClient: Client, SecondaryIndexes {
     public static let operations = [
         OperationDescriptor("bulk", .bulk, "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"),
@@ -24,7 +29,10 @@ public final class PostgresClient: Client, SecondaryIndexes {
 
     public let table: String
     private let context: ClientContext
-    private let endpoint: PostgresEndpoint
+    /// The stack file's primary, with database, user and password.
+    private let configured: PostgresEndpoint
+    /// The directory generation `connection` was opened at (nil without a directory entry).
+    private var connectedGeneration: Int?
     /// Internal for tests (they end its backend to simulate a lost connection).
     var connection: PostgresConnection?
     /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
@@ -35,14 +43,16 @@ public final class PostgresClient: Client, SecondaryIndexes {
         let pg = context.stack.postgres
         self.context = context
         self.table = try SQLStoreError.identifier(context.namespace, store: "postgres") + "_transactions"
-        self.endpoint = PostgresEndpoint(
+        self.configured = PostgresEndpoint(
             host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
             password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
         self.encoder = RowEncoder(format: .copyBinary, dataset: context.dataset, capacity: 2 << 20)
+        let (endpoint, generation) = Self.currentPrimary(configured, context.primaries)
         do {
             connection = try Self.connect(endpoint, timeout: context.timeout)
+            connectedGeneration = generation
         } catch {
-            throw SQLStoreError(store: "postgres", address: pg.primary.description, underlying: error)
+            throw SQLStoreError(store: "postgres", address: "\(endpoint.host):\(endpoint.port)", underlying: error)
         }
     }
 
@@ -161,7 +171,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
 
     /// The open connection, reconnecting (and re-preparing) first when the last one broke or was closed.
     private func liveConnection() throws(PostgresError) -> PostgresConnection {
-        if let connection, connection.isOpen {
+        let (endpoint, generation) = Self.currentPrimary(configured, context.primaries)
+        if let connection, connection.isOpen, generation == connectedGeneration {
             return connection
         }
         connection?.close()
@@ -169,7 +180,19 @@ public final class PostgresClient: Client, SecondaryIndexes {
         prepared = false
         let fresh = try Self.connect(endpoint, timeout: context.timeout)
         connection = fresh
+        connectedGeneration = generation
         return fresh
+    }
+
+    /// The directory's `postgres` primary (and its generation) when there is one, else the stack file's.
+    static func currentPrimary(
+        _ configured: PostgresEndpoint, _ directory: PrimaryDirectory?
+    ) -> (PostgresEndpoint, Int?) {
+        guard let entry = directory?.entry(of: "postgres") else { return (configured, nil) }
+        var endpoint = configured
+        endpoint.host = entry.endpoint.host
+        endpoint.port = entry.endpoint.port
+        return (endpoint, entry.generation)
     }
 
     private static func connect(
@@ -222,7 +245,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
     }
 
     private func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
-        if error.kind == .connectionLost || error.kind == .unexpectedResult {
+        // 25006 (read-only transaction): this server was demoted; the next op reconnects to the current primary.
+        if error.kind == .connectionLost || error.kind == .unexpectedResult || error.sqlState == "25006" {
             connection?.close()
             connection = nil
         }

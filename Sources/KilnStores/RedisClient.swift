@@ -17,6 +17,12 @@ import KilnRedis
 /// pipeline the other commands were applied, so a bulk with some error replies is `info(<word>)`). A connection
 /// failure or timeout after sending is `info` for writes and `fail` for reads; a failed (re)connect sent nothing,
 /// so it is `fail("connection")`. After any connection-level error the next `invoke` reconnects.
+///
+/// Failover: when the stack lists Sentinels, every (re)connect first asks them (in order, 1 s each) for the
+/// current primary of `master_name` and falls back to the stack file's primary when none answers. An answer naming
+/// a server the stack file does not list (as `primary` or a replica) is ignored: Sentinel moves the primary among
+/// the stack's servers, it never redirects Kiln to a foreign one. A `READONLY`
+/// reply (a demoted primary) ends the op `fail("READONLY")` and drops the connection, so the next op rediscovers.
 public final class RedisClient: Client {
     public static let operations: [OperationDescriptor] = [
         OperationDescriptor("bulk", .bulk,
@@ -46,8 +52,13 @@ public final class RedisClient: Client {
     /// Number of items the last successful read returned (hash fields, sorted-set members, stream entries).
     public private(set) var lastReadCount = 0
 
-    private let host: String
-    private let port: Int
+    /// The server of the current connection: the Sentinels' primary, else the stack file's.
+    private var host: String
+    private var port: Int
+    private let sentinels: [HostPort]
+    private let masterName: String
+    /// The stack file's primary and replicas: the only servers a Sentinel answer may point at.
+    private let knownServers: Set<HostPort>
     private let timeoutSeconds: Double
     private var connection: RedisConnection?
     private let prefix: [UInt8]
@@ -77,6 +88,15 @@ public final class RedisClient: Client {
         group = "\(ns)-load"
         consumerName = "c-\(UInt32.random(in: 0...UInt32.max))"
         json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
+        sentinels = context.stack.redis.sentinels
+        masterName = context.stack.redis.masterName
+        knownServers = Set([context.stack.redis.primary] + context.stack.redis.replicas)
+        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
+            knownServers.contains(primary)
+        {
+            host = primary.host
+            port = primary.port
+        }
         do {
             connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
         } catch {
@@ -326,12 +346,14 @@ public final class RedisClient: Client {
     /// were applied, so the op is neither applied nor not applied as a whole: info.
     private func pipelineOutcome(errors: Int, commands: Int, first: RedisError?) -> Outcome {
         guard errors > 0 else { return .ok }
+        if first?.kind == .server("READONLY") { dropConnection() }
         let word = first.map { Self.errorClass($0) } ?? "ERR"
         return errors >= commands ? .fail(word) : .info(word)
     }
 
     private func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
         if error.breaksConnection { connection = nil }
+        if error.kind == .server("READONLY") { dropConnection() }
         return error.outcome(kind, serverClass: Self.errorClass(error))
     }
 
@@ -345,9 +367,38 @@ public final class RedisClient: Client {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil
+        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
+            knownServers.contains(primary)
+        {
+            host = primary.host
+            port = primary.port
+        }
         let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
         connection = fresh
         return fresh
+    }
+
+    /// This server no longer takes writes (a demoted primary): the next op reconnects to the current primary.
+    private func dropConnection() {
+        connection?.close()
+        connection = nil
+    }
+
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` from the first Sentinel that answers (each bounded by 1 s or the op
+    /// timeout, whichever is shorter); nil when none does.
+    static func askSentinels(_ sentinels: [HostPort], _ masterName: String, timeoutSeconds: Double) -> HostPort? {
+        for sentinel in sentinels {
+            guard
+                let connection = try? RedisConnection(
+                    host: sentinel.host, port: sentinel.port, timeoutSeconds: min(timeoutSeconds, 1))
+            else { continue }
+            defer { connection.close() }
+            guard let parts = (try? connection.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]))?.array,
+                parts.count == 2, let host = parts[0].string, let port = parts[1].string.flatMap(Int.init)
+            else { continue }
+            return HostPort(host: host, port: port)
+        }
+        return nil
     }
 }
 
