@@ -30,6 +30,8 @@ public final class LoadRun {
     let initialStoreRows: StoreRows
     /// The fault schedule, when the scenario has one.
     public var companion: RunCompanion?
+    /// Current primaries that failover faults move; the clients follow them.
+    public var primaries: PrimaryDirectory?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -86,7 +88,7 @@ public final class LoadRun {
         try? directory.writeReport(report)
         let context = ClientContext(
             stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
-            environment: environment, logger: logger)
+            environment: environment, logger: logger, primaries: primaries)
         try setUpStores(context)
         var pipeline = try startPipeline(context)
         var pipelineProcesses: PipelineProcesses?

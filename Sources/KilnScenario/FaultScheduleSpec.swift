@@ -15,8 +15,13 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case restart
         /// A toxic on the fault proxy in front of a store (`toxic:`, Toxiproxy's set, e.g. `latency=100ms`).
         case proxy
-        /// iptables rules between loopback aliases (`shape:`, `nodes:`).
+        /// iptables rules isolating one server's loopback alias (`shape: isolate`).
         case partition
+        /// Promote the PostgreSQL streaming replica and fence the old primary (`replication: async|sync`,
+        /// `fence: stop|kill`, `heal: rebuild|leave-fenced`); clients follow the new primary.
+        case pgFailover = "pg-failover"
+        /// Redis Sentinel failover (`trigger: command|kill`); clients rediscover the primary through Sentinel.
+        case redisFailover = "redis-failover"
     }
 
     public struct Entry: Sendable, Equatable {
@@ -35,6 +40,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// `partition`: `isolate` (nothing reaches the target server from another loopback address, and nothing
         /// from it reaches another).
         public var shape: String?
+        /// Failover options (`replication`, `fence`, `heal`, `trigger`), as written.
+        public var options: [String: String] = [:]
         /// Where it was written, `file:line`.
         public var source: String
     }
@@ -94,7 +101,12 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             throw fields.error(
                 "kind", "unknown fault kind '\(kindText)' (kinds: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        let target = try fields.string("target")
+        let target: String
+        switch kind {
+        case .pgFailover: target = try fields.optionalString("target") ?? "postgres"
+        case .redisFailover: target = try fields.optionalString("target") ?? "redis"
+        default: target = try fields.string("target")
+        }
         let name = try fields.optionalString("name") ?? "\(kind.rawValue)-\(target.replacingOccurrences(of: ":", with: "-"))-\(index + 1)"
         let at = try fields.duration("at")
         let duration = try fields.duration("duration", default: .seconds(10))
@@ -106,6 +118,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         let jitter = try fields.duration("jitter", default: .zero)
         var toxic: String?
         var shape: String?
+        var options: [String: String] = [:]
         switch kind {
         case .proxy:
             toxic = try fields.string("toxic")
@@ -121,13 +134,28 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                     "shape", "only isolate is supported: the embedded servers connect to each other from 127.0.0.1, "
                         + "so rules between two aliases would not match their traffic")
             }
+        case .pgFailover:
+            for (key, allowed) in [("replication", ["async", "sync"]), ("fence", ["stop", "kill"]), ("heal", ["rebuild", "leave-fenced"])] {
+                guard let value = try fields.optionalString(key) else { continue }
+                guard allowed.contains(value) else {
+                    throw fields.error(key, "expected \(allowed.joined(separator: " or ")), found '\(value)'")
+                }
+                options[key] = value
+            }
+        case .redisFailover:
+            if let value = try fields.optionalString("trigger") {
+                guard ["command", "kill"].contains(value) else {
+                    throw fields.error("trigger", "expected command or kill, found '\(value)'")
+                }
+                options["trigger"] = value
+            }
         case .kill, .pause, .restart:
             break
         }
         try fields.finish()
         return Entry(
             name: name, kind: kind, target: target, at: at, duration: duration, every: every, times: times,
-            jitter: jitter, toxic: toxic, shape: shape, source: "\(fields.file):\(fields.line)")
+            jitter: jitter, toxic: toxic, shape: shape, options: options, source: "\(fields.file):\(fields.line)")
     }
 
     /// One planned start and stop of an entry, as offsets from the first phase's start.

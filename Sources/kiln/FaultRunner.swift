@@ -22,6 +22,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     let proxies: [String: FaultProxy]
     let runID: String
     let logger: Logger
+    /// Where clients find the current PostgreSQL and Redis primaries; failover faults move them.
+    let primaries: PrimaryDirectory
     private let condition = NSCondition()
     private var records: [Int: RunReport.Fault] = [:]
     private var ended = false
@@ -39,6 +41,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         self.proxies = proxies
         self.runID = runID
         self.logger = logger
+        primaries = PrimaryDirectory(["postgres": stack.postgres.primary, "redis": stack.redis.primary])
     }
 
     var faultTimeline: [RunReport.Fault] {
@@ -152,6 +155,17 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             var toxic = try Toxic.parse(text)
             toxic.name = instance.name
             return ProxyFault(name: instance.name, proxy: proxy, toxic: toxic, probe: Self.probe(forStore: entry.target))
+        case .pgFailover:
+            guard let embedded else { throw FaultSetupError(reason: "pg-failover needs the embedded stack") }
+            let options = entry.options
+            return try PostgresFailover.embedded(
+                embedded, fence: options["fence"] == "kill" ? .kill : .stop,
+                replication: options["replication"] == "sync" ? .synchronous : .asynchronous,
+                heal: options["heal"] == "leave-fenced" ? .leaveFenced : .rebuildAsReplica, directory: primaries)
+        case .redisFailover:
+            guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
+            return try RedisSentinelFailover.embedded(
+                embedded, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
         case .partition:
             guard let embedded, let server = embedded.servers.first(where: { $0.name == entry.target }) else {
                 throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
@@ -188,6 +202,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             switch entry.kind {
             case .proxy:
                 return proxiedEndpoint(entry.target, stack: stack)
+            case .pgFailover:
+                return stack.postgres.primary
+            case .redisFailover:
+                return stack.redis.primary
             case .kill, .pause, .restart, .partition:
                 if entry.target.hasPrefix("sink:") { return nil }
                 return embedded?.servers.first { $0.name == entry.target }?.endpoint

@@ -155,6 +155,7 @@ struct RunCommand: ParsableCommand {
                 throw Failure(code: error.code, message: error.message)
             }
             run.companion = faults.runner
+            run.primaries = faults.runner?.primaries
             var report: RunReport
             do throws(LoadRun.Failure) {
                 report = try run.run()
@@ -189,7 +190,8 @@ struct RunCommand: ParsableCommand {
         guard let spec = scenario.faults else { return (nil, [:]) }
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
-        for entry in spec.entries where entry.kind != .proxy && !entry.target.hasPrefix("sink:") {
+        for entry in spec.entries
+        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:") {
             guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
                 throw Failure(

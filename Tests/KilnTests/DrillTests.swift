@@ -228,6 +228,22 @@ struct FaultScheduleSpecTests {
         let split = try #require(Self.error("faults:\n  - {kind: partition, target: kafka, shape: split, at: 1s}"))
         #expect(split.message.contains("only isolate"))
         #expect(kind.line == 5)
+        let replication = try #require(Self.error("faults:\n  - {kind: pg-failover, replication: eventually, at: 1s}"))
+        #expect(replication.message.contains("async or sync"))
+    }
+
+    @Test func failoverKindsTargetTheirStoreAndKeepTheirOptions() throws {
+        let spec = try #require(
+            try Self.load(
+                """
+                faults:
+                  - {kind: pg-failover, replication: sync, fence: kill, heal: leave-fenced, at: 5s}
+                  - {kind: redis-failover, trigger: kill, at: 5s}
+                """
+            ).faults)
+        #expect(spec.entries[0].target == "postgres")
+        #expect(spec.entries[0].options == ["replication": "sync", "fence": "kill", "heal": "leave-fenced"])
+        #expect(spec.entries[1].target == "redis" && spec.entries[1].options["trigger"] == "kill")
     }
 
     @Test func anUnknownServerOrAForbiddenTargetStopsTheRunBeforeAnythingStarts() throws {

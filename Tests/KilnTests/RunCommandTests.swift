@@ -8,7 +8,11 @@ import Testing
 struct RunCommandTests {
     static let scenarios = TestStack.paths.home.appendingPathComponent("Scenarios")
 
-    @Test(arguments: ["quick.yaml", "nightly-regression.yaml", "nightly-100m.yaml"])
+    @Test(arguments: [
+        "quick.yaml", "nightly-regression.yaml", "nightly-100m.yaml", "pipeline.yaml", "drills/proxy-latency.yaml",
+        "drills/pipeline-sink-kill.yaml", "drills/kafka-broker-kill.yaml", "drills/partition-primary.yaml",
+        "drills/pg-failover.yaml", "drills/redis-sentinel-failover.yaml",
+    ])
     func shippedScenariosValidateAgainstTheStoreRegistry(file: String) throws {
         let scenario = try LoadScenario.load(
             contentsOf: Self.scenarios.appendingPathComponent(file), knownOperations: LoadRun.knownOperations())
