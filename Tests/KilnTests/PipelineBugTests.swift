@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnLoad
 import KilnScenario
 import Testing
 
@@ -78,8 +79,12 @@ struct PipelineBugTests {
         #expect(reported > 0, "\(bugPlace) reports \(found.counts), expected one of \(expectation.kinds)")
         // Anomalies come with their keys.
         #expect(!found.anomalies.isEmpty)
+        let sinks = (try? RunReport.decode(Data(contentsOf: runs.appendingPathComponent("b/report.json"))))?.pipeline ?? []
+        let jumps = sinks.map { "\($0.sink): \($0.offsetJumps ?? 0) jumps \($0.firstJump ?? "")" }
         for place in report.places where place.place != bugPlace && !expectation.alsoInvalid.contains(place.place) {
-            #expect(place.validity == .valid, "\(place.place) is \(place.validity.rawValue): \(place.counts)")
+            #expect(
+                place.validity == .valid,
+                "\(place.place) is \(place.validity.rawValue): \(place.counts) \(place.anomalies.prefix(3)); sinks: \(jumps)")
         }
     }
 }
