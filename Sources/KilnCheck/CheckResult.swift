@@ -1,3 +1,4 @@
+import Foundation
 /// Jepsen's validity: `unknown` when the checker could not decide (a scan failed) — never reported as valid.
 public enum Validity: String, Sendable, Codable {
     case valid, invalid, unknown
@@ -77,5 +78,26 @@ extension CheckReport {
             ? .invalid : (copy.places.contains { $0.validity == .unknown } ? .unknown : .valid)
         copy.seconds = max(copy.seconds, result.seconds)
         return copy
+    }
+}
+
+extension PlaceResult {
+    /// The result of an invariant (no writes of its own): valid when `counts` is empty.
+    static func invariant(
+        _ place: String, source: String, expected: Int64, scanned: Int64, counts: [String: Int64],
+        anomalies: [Anomaly], since started: Date
+    ) -> PlaceResult {
+        PlaceResult(
+            place: place, source: source, validity: counts.isEmpty ? .valid : .invalid, expected: expected,
+            indeterminate: 0, failedWrites: 0, scanned: scanned, indeterminatePresent: 0, counts: counts,
+            anomalies: anomalies, error: nil, seconds: Date().timeIntervalSince(started))
+    }
+
+    /// An invariant that could not be decided: `unknown`, never `valid` (a store did not answer, a query failed).
+    static func undecided(_ place: String, source: String, error: any Error, since started: Date) -> PlaceResult {
+        PlaceResult(
+            place: place, source: source, validity: .unknown, expected: 0, indeterminate: 0, failedWrites: 0,
+            scanned: 0, indeterminatePresent: 0, counts: [:], anomalies: [], error: "\(error)",
+            seconds: Date().timeIntervalSince(started))
     }
 }

@@ -23,14 +23,8 @@ public enum GraphLedgerInvariant {
         let ns = context.namespace
         let source = "graph \(ns)_graph PAID per user→merchant = postgres \(ns)_transactions per (user_id, merchant_id)"
         do {
-            let pg = context.stack.postgres
-            let ledger = try PostgresConnection(
-                PostgresEndpoint(
-                    host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-                    password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment)),
-                connectTimeoutSeconds: 10)
+            let ledger = try PostgresScanner.connect(context)
             defer { ledger.close() }
-            _ = try ledger.execute("SET statement_timeout = 0")
             let endpoint = context.stack.graph.endpoint
             let graph = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
             defer { graph.close() }
@@ -95,15 +89,11 @@ public enum GraphLedgerInvariant {
                 }
                 low = high
             }
-            return PlaceResult(
-                place: place, source: source, validity: counts.isEmpty ? .valid : .invalid, expected: pairs,
-                indeterminate: 0, failedWrites: 0, scanned: scanned, indeterminatePresent: 0, counts: counts,
-                anomalies: anomalies, error: nil, seconds: Date().timeIntervalSince(started))
+            return .invariant(
+                place, source: source, expected: pairs, scanned: scanned, counts: counts, anomalies: anomalies,
+                since: started)
         } catch {
-            return PlaceResult(
-                place: place, source: source, validity: .unknown, expected: 0, indeterminate: 0, failedWrites: 0,
-                scanned: 0, indeterminatePresent: 0, counts: [:], anomalies: [], error: "\(error)",
-                seconds: Date().timeIntervalSince(started))
+            return .undecided(place, source: source, error: error, since: started)
         }
     }
 }

@@ -43,26 +43,17 @@ public enum MinuteTotalsInvariant {
                 default: break
                 }
             }
-            return PlaceResult(
-                place: place, source: source, validity: counts.isEmpty ? .valid : .invalid, expected: Int64(ledger.count),
-                indeterminate: 0, failedWrites: 0, scanned: Int64(aggregate.count), indeterminatePresent: 0,
-                counts: counts, anomalies: anomalies, error: nil, seconds: Date().timeIntervalSince(started))
+            return .invariant(
+                place, source: source, expected: Int64(ledger.count), scanned: Int64(aggregate.count), counts: counts,
+                anomalies: anomalies, since: started)
         } catch {
-            return PlaceResult(
-                place: place, source: source, validity: .unknown, expected: 0, indeterminate: 0, failedWrites: 0,
-                scanned: 0, indeterminatePresent: 0, counts: [:], anomalies: [], error: "\(error)",
-                seconds: Date().timeIntervalSince(started))
+            return .undecided(place, source: source, error: error, since: started)
         }
     }
 
     static func postgresMinutes(_ context: ClientContext) throws -> [Int64: Totals] {
-        let pg = context.stack.postgres
-        let connection = try PostgresConnection(
-            PostgresEndpoint(
-                host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-                password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment)))
+        let connection = try PostgresScanner.connect(context)
         defer { connection.close() }
-        _ = try connection.execute("SET statement_timeout = 0")
         let table = try PostgresScanner.tableName(context.namespace)
         let result = try connection.execute(
             "SELECT (extract(epoch FROM date_trunc('minute', ts)) * 1000)::bigint, count(*), (sum(amount) * 100)::bigint "

@@ -70,11 +70,10 @@ public enum StalenessCheck {
                     Anomaly(kind: .stale, txnID: 0, key: "kafka→\(report.sink)",
                         detail: "p99 \(ms(s.p99)) over the SLO of \(ms(report.sloMs)) (p50 \(ms(s.p50)), max \(ms(s.max)))"))
             }
-            return PlaceResult(
-                place: "staleness.\(report.sink)",
+            return .invariant(
+                "staleness.\(report.sink)",
                 source: "kafka→\(report.sink): p50 \(ms(s.p50)) p99 \(ms(s.p99)) max \(ms(s.max)) (SLO \(ms(report.sloMs)))",
-                validity: anomalies.isEmpty ? .valid : .invalid, expected: s.count, indeterminate: 0, failedWrites: 0,
-                scanned: s.count, indeterminatePresent: 0, counts: counts, anomalies: anomalies, error: nil, seconds: 0)
+                expected: s.count, scanned: s.count, counts: counts, anomalies: anomalies, since: Date())
         }
     }
 }
@@ -91,12 +90,7 @@ public enum BalanceInvariant {
         let ns = context.namespace
         let source = "postgres \(ns)_balances = sum(amount) of \(ns)_transactions per user"
         do {
-            let pg = context.stack.postgres
-            let connection = try PostgresConnection(
-                PostgresEndpoint(
-                    host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-                    password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment)),
-                connectTimeoutSeconds: 10)
+            let connection = try PostgresScanner.connect(context)
             defer { connection.close() }
             let mismatches = """
                 FROM \(ns)_balances b FULL OUTER JOIN
@@ -128,15 +122,11 @@ public enum BalanceInvariant {
                             + "ledger \(amount ?? "none") over \(result.value(row: row, column: 4) ?? "0") txns"))
             }
             let scanned = users.rowCount > 0 ? users.value(row: 0, column: 0).flatMap { Int64($0) } ?? 0 : 0
-            return PlaceResult(
-                place: place, source: source, validity: counts.isEmpty ? .valid : .invalid, expected: scanned,
-                indeterminate: 0, failedWrites: 0, scanned: scanned, indeterminatePresent: 0, counts: counts,
-                anomalies: anomalies, error: nil, seconds: Date().timeIntervalSince(started))
+            return .invariant(
+                place, source: source, expected: scanned, scanned: scanned, counts: counts, anomalies: anomalies,
+                since: started)
         } catch {
-            return PlaceResult(
-                place: place, source: source, validity: .unknown, expected: 0, indeterminate: 0, failedWrites: 0,
-                scanned: 0, indeterminatePresent: 0, counts: [:], anomalies: [], error: "\(error)",
-                seconds: Date().timeIntervalSince(started))
+            return .undecided(place, source: source, error: error, since: started)
         }
     }
 }

@@ -70,12 +70,9 @@ public final class PostgresScanner: StoreScanner {
     /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> PostgresConnection {
         let pg = context.stack.postgres
-        let endpoint = PostgresEndpoint(
-            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
         do {
             let connection = try PostgresConnection(
-                endpoint, connectTimeoutSeconds: max(2, Int(context.timeout.components.seconds)))
+                context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(context.timeout.components.seconds)))
             try connection.execute("SET statement_timeout = 0")
             return connection
         } catch {

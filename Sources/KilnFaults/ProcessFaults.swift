@@ -268,7 +268,7 @@ public final class ProcessFault: Fault {
     }
 
     /// The state letter of /proc/PID/stat (R, S, T, Z...), nil when the process is gone.
-    static func processState(_ pid: pid_t) -> Character? {
+    public static func processState(_ pid: pid_t) -> Character? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex
         else { return nil }

@@ -19,6 +19,8 @@ public final class ClickHouseSink: Sink {
     let offsets: OffsetTable
     private var encoder: RowEncoder
     private var body: [UInt8] = []
+    private lazy var insertURL = baseURL + "?query="
+        + ("INSERT INTO \(table) FORMAT RowBinary".addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
 
     public init(context: ClientContext, spec: PipelineSpec) throws {
         self.context = context
@@ -80,9 +82,7 @@ public final class ClickHouseSink: Sink {
         guard result.applied > 0 else { return result }
         body.removeAll(keepingCapacity: true)
         encoder.withBytes { body.append(contentsOf: $0) }
-        let url = baseURL + "?query=" + ("INSERT INTO \(table) FORMAT RowBinary"
-            .addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
-        let response = try http.post(url, body: body)
+        let response = try http.post(insertURL, body: body)
         guard response.status == 200 else {
             throw ClickHouseSinkError(
                 reason: "insert: HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")

@@ -13,11 +13,8 @@ public final class OffsetTable {
     private var connection: PostgresConnection?
 
     public init(context: ClientContext) throws {
-        let pg = context.stack.postgres
         table = "\(context.namespace)_pipeline_offsets"
-        endpoint = PostgresEndpoint(
-            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
+        endpoint = context.postgresPrimaryEndpoint
         timeout = context.timeout
     }
 

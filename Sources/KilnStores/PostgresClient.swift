@@ -333,3 +333,14 @@ public struct SQLStoreError: Error, CustomStringConvertible {
         return name
     }
 }
+
+extension ClientContext {
+    /// The stack file's PostgreSQL primary, with its password from the environment: where the checkers, the
+    /// pipeline's ledger and its offset table connect.
+    public var postgresPrimaryEndpoint: PostgresEndpoint {
+        let pg = stack.postgres
+        return PostgresEndpoint(
+            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
+            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: environment))
+    }
+}

@@ -183,7 +183,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         if server.hasPrefix("redis") || server.hasPrefix("sentinel") || server == "falkordb" { return .redisPing }
         if server.hasPrefix("postgres") { return .request([0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]) }  // SSLRequest: 'N'/'S'
         if server == "clickhouse" { return .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8)) }
-        if server == "kafka" { return .request([0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF]) }  // ApiVersions v0
+        if server == "kafka" { return .request(KafkaBrokerFault.apiVersionsRequest) }
         return .connect
     }
 
@@ -283,13 +283,13 @@ final class SinkProcessFault: Fault {
         switch (phase, action) {
         case (.active, .pause):
             Thread.sleep(forTimeInterval: 0.05)
-            let state = Self.state(pid)
+            let state = ProcessFault.processState(pid).map(String.init)
             return state == "T" ? .yes("pid \(pid) stopped (state T)") : .no("pid \(pid) state \(state ?? "gone")")
         case (.active, _):
             return sinks.pid(of: sink) == nil ? .yes("pid \(pid) gone") : .no("pid \(pid) still running")
         case (.healed, .pause):
             Thread.sleep(forTimeInterval: 0.05)
-            let state = Self.state(pid)
+            let state = ProcessFault.processState(pid).map(String.init)
             return state != nil && state != "T" ? .yes("pid \(pid) running again (state \(state!))") : .no("pid \(pid) state \(state ?? "gone")")
         case (.healed, _):
             Thread.sleep(forTimeInterval: 1)
@@ -301,12 +301,5 @@ final class SinkProcessFault: Fault {
     func teardown() {
         if let pid = faultedPID { kill(pid, SIGCONT) }
         if action != .pause, sinks.pid(of: sink) == nil { try? sinks.restart(sink) }
-    }
-
-    static func state(_ pid: pid_t) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
-        return text[text.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
     }
 }

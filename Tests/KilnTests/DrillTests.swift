@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnFaults
 import KilnLoad
 import KilnReport
 import KilnScenario
@@ -123,7 +124,7 @@ struct DrillTests {
         var sinks: [Int32] = []
         while Date() < deadline {
             sinks = Self.pids(matching: "pipeline \(file.path)")
-            if sinks.count == 2, Self.processState(sinks.max()!) == "T" || Self.processState(sinks.min()!) == "T" { break }
+            if sinks.count == 2, sinks.contains(where: { ProcessFault.processState($0) == "T" }) { break }
             Thread.sleep(forTimeInterval: 0.2)
         }
         try #require(sinks.count == 2, "sink processes: \(sinks)")
@@ -155,13 +156,6 @@ struct DrillTests {
             let line = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
             return line.contains(text) && !line.contains(" run ")
         }
-    }
-
-    static func processState(_ pid: Int32) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
-        return text[text.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
     }
 }
 
