@@ -231,8 +231,11 @@ public final class EmbeddedStack {
         // Address and port go on the command line so that a replica cloned from the primary does not inherit them.
         // Checkpoints at most every 15 min or 4 GB of WAL: a 100M-row bulk load otherwise checkpoints every few
         // seconds and writes each page again in full.
+        // 6 GB of shared buffers keep the ledger's indexes of a 100M-row run resident: this machine has no swap, so
+        // shared memory is never reclaimed, while its page cache is (DAMON reclaim evicts cold pages within minutes
+        // and every index probe then reads from disk). Touched pages only are allocated, so small runs pay nothing.
         let options = "-c listen_addresses=\(server.endpoint.host) -p \(server.endpoint.port) -c unix_socket_directories=''"
-            + " -c max_wal_size=4GB -c checkpoint_timeout=15min"
+            + " -c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=6GB"
         try LocalProcess.run(
             binaries.postgres("pg_ctl"),
             ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user)

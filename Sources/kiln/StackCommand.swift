@@ -4,6 +4,7 @@ import KilnCore
 import KilnFaults
 import KilnScenario
 import KilnStack
+import Logging
 
 struct StackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,10 +30,28 @@ struct StackCommand: ParsableCommand {
                 } catch {
                     logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])
                 }
-                let statuses = try stack.up(readyTimeout: .seconds(timeout))
+                var statuses = try stack.up(readyTimeout: .seconds(timeout))
+                if try Self.failBackPostgres(stack, statuses, logger: logger) { statuses = stack.status() }
                 print(StatusTable.render(statuses))
                 return .ok
             }
+        }
+
+        /// After a failover drill healed by a rebuild, `postgres-replica` is the primary and `postgres-primary` its
+        /// standby: every scenario would then write to a read-only server. This switches them back (a graceful
+        /// switchover: stop, promote, rebuild the other as the standby), so the stack matches its file again.
+        /// Returns whether it did.
+        static func failBackPostgres(_ stack: EmbeddedStack, _ statuses: [ServerStatus], logger: Logger) throws -> Bool {
+            let role = Dictionary(statuses.map { ($0.name, $0.role ?? "") }, uniquingKeysWith: { a, _ in a })
+            guard role["postgres-primary"] == "replica", role["postgres-replica"] == "primary" else { return false }
+            logger.info("postgres-replica is the primary (a failover drill swapped the roles): failing back to postgres-primary")
+            let switchover = try PostgresFailover.embedded(stack, fence: .stop, heal: .rebuildAsReplica)
+            try switchover.setup()
+            defer { switchover.teardown() }
+            try switchover.start()
+            try switchover.stop()
+            logger.info("postgres-primary is the primary again")
+            return true
         }
     }
 
