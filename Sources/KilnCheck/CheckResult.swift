@@ -67,6 +67,14 @@ public struct CheckReport: Sendable, Codable {
     public var places: [PlaceResult]
     public var validity: Validity
     public var seconds: Double
+
+    public init(run: String, datasetRows: Int64, places: [PlaceResult], validity: Validity, seconds: Double) {
+        self.run = run
+        self.datasetRows = datasetRows
+        self.places = places
+        self.validity = validity
+        self.seconds = seconds
+    }
 }
 
 extension CheckReport {

@@ -8,20 +8,22 @@ import KilnStores
 /// Owns one connection; used by one thread.
 public final class OffsetTable {
     public let table: String
-    let endpoint: PostgresEndpoint
+    let context: ClientContext
     let timeout: Duration
     private var connection: PostgresConnection?
 
     public init(context: ClientContext) throws {
         table = "\(context.namespace)_pipeline_offsets"
-        endpoint = context.postgresPrimaryEndpoint
+        self.context = context
         timeout = context.timeout
     }
 
+    /// The open connection, or a new one to the current primary (so a reconnect follows a failover).
     func connected() throws -> PostgresConnection {
         if let connection, connection.isOpen { return connection }
         connection?.close()
-        let fresh = try PostgresConnection(endpoint, connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
+        let fresh = try PostgresConnection(
+            context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
         connection = fresh
         return fresh
     }

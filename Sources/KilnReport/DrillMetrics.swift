@@ -1,4 +1,5 @@
 import Foundation
+import KilnCheck
 import KilnLoad
 
 /// Failover-drill metrics of each fault on the store it acts on, from the run's per-second timeline (so their
@@ -12,7 +13,8 @@ import KilnLoad
 ///   before-mean (absent when it never came back: verdict `failed`);
 /// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
 ///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
-/// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline.
+/// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `withRPO` adds
+/// `rpo_writes` once check.json exists.
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
 /// was unknown, `failed` otherwise.
 public enum DrillMetrics {
@@ -106,6 +108,19 @@ public enum DrillMetrics {
             return RunReport.Drill(
                 name: "\(fault.name) on \(store)", fault: fault.name, store: store, verdict: verdict, reason: reason,
                 metrics: metrics)
+        }
+    }
+
+    /// The drills with `rpo_writes` set: acknowledged writes of the drill's store that the check found lost (the
+    /// `lost` count of every checked place of that store, e.g. `postgres.rows`). A drill whose store was not checked
+    /// gets none. The count is the run's: two drills on one store both show the loss of the whole run.
+    public static func withRPO(_ drills: [RunReport.Drill], check: CheckReport) -> [RunReport.Drill] {
+        drills.map { drill in
+            let places = check.places.filter { $0.place.hasPrefix("\(drill.store).") }
+            guard !places.isEmpty else { return drill }
+            var drill = drill
+            drill.metrics["rpo_writes"] = Double(places.reduce(Int64(0)) { $0 + ($1.counts["lost"] ?? 0) })
+            return drill
         }
     }
 

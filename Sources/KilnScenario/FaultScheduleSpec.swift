@@ -18,7 +18,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// iptables rules isolating one server's loopback alias (`shape: isolate`).
         case partition
         /// Promote the PostgreSQL streaming replica and fence the old primary (`replication: async|sync`,
-        /// `fence: stop|kill`, `heal: rebuild|leave-fenced`); clients follow the new primary.
+        /// `fence: stop|kill`, `heal: rebuild|leave-fenced`, `lag: 300ms` of replication lag first); clients follow
+        /// the new primary.
         case pgFailover = "pg-failover"
         /// Redis Sentinel failover (`trigger: command|kill`); clients rediscover the primary through Sentinel.
         case redisFailover = "redis-failover"
@@ -40,7 +41,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// `partition`: `isolate` (nothing reaches the target server from another loopback address, and nothing
         /// from it reaches another).
         public var shape: String?
-        /// Failover options (`replication`, `fence`, `heal`, `trigger`), as written.
+        /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`).
         public var options: [String: String] = [:]
         /// Where it was written, `file:line`.
         public var source: String
@@ -142,6 +143,10 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 }
                 options[key] = value
             }
+            // Replication lag before the fence (walsenders paused), so an async failover has acknowledged writes
+            // the standby never received: a visible RPO instead of one that depends on luck.
+            let lag = try fields.duration("lag", default: .zero)
+            if lag > .zero { options["lag_ms"] = String(lag.components.seconds * 1000 + lag.components.attoseconds / 1_000_000_000_000_000) }
         case .redisFailover:
             if let value = try fields.optionalString("trigger") {
                 guard ["command", "kill"].contains(value) else {

@@ -335,12 +335,14 @@ public struct SQLStoreError: Error, CustomStringConvertible {
 }
 
 extension ClientContext {
-    /// The stack file's PostgreSQL primary, with its password from the environment: where the checkers, the
-    /// pipeline's ledger and its offset table connect.
+    /// The current PostgreSQL primary (the `primaries` directory's entry after a failover, else the stack file's),
+    /// with its password from the environment: where the checkers, the pipeline's ledger and its offset table
+    /// connect. Read it at each (re)connect to follow a failover.
     public var postgresPrimaryEndpoint: PostgresEndpoint {
         let pg = stack.postgres
-        return PostgresEndpoint(
+        let configured = PostgresEndpoint(
             host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
             password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: environment))
+        return PostgresClient.currentPrimary(configured, primaries).0
     }
 }

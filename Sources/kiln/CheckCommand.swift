@@ -5,10 +5,13 @@ import KilnCore
 import KilnData
 import KilnLoad
 import KilnPipeline
+import KilnPostgres
+import KilnReport
 import KilnScenario
 import KilnStack
 import KilnStores
 import Logging
+import Synchronization
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,111 +52,158 @@ struct CheckCommand: ParsableCommand {
     var noInvariants = false
 
     func run() throws {
-        try exiting {
-            let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
-            let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
-            let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
-            let stackDefinition = try stack.map { try StackDefinition.load(contentsOf: URL(fileURLWithPath: $0)) }
-                ?? loaded.stack
-            let spec = try DatasetSpec.load(contentsOf: loaded.dataset.spec)
-            let dataset: Dataset
+        try exiting { try check() }
+    }
+
+    /// The whole check; `kiln run --check` calls it on the run it just wrote, with the run's primaries (where its
+    /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers.
+    func check(primaries: PrimaryDirectory? = nil) throws -> KilnExitCode {
+        let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
+        let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
+        let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+        let stackDefinition = try stack.map { try StackDefinition.load(contentsOf: URL(fileURLWithPath: $0)) }
+            ?? loaded.stack
+        let spec = try DatasetSpec.load(contentsOf: loaded.dataset.spec)
+        let dataset: Dataset
+        do {
+            dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: datasetRows ?? loaded.dataset.rows)
+        } catch {
+            throw Failure(code: .invalidInput, message: "dataset: \(error)")
+        }
+        var written: [String: WrittenRows]
+        if let runDirectoryURL {
             do {
-                dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: datasetRows ?? loaded.dataset.rows)
-            } catch {
-                throw Failure(code: .invalidInput, message: "dataset: \(error)")
+                written = try WrittenRows.fromHistory(
+                    runDirectoryURL.appendingPathComponent("history.jsonl"), datasetRows: dataset.rows)
+            } catch let error as HistoryError {
+                throw Failure(code: .invalidInput, message: error.description)
             }
-            var written: [String: WrittenRows]
-            if let runDirectoryURL {
-                do {
-                    written = try WrittenRows.fromHistory(
-                        runDirectoryURL.appendingPathComponent("history.jsonl"), datasetRows: dataset.rows)
-                } catch let error as HistoryError {
-                    throw Failure(code: .invalidInput, message: error.description)
-                }
-                if let pipeline = loaded.pipeline {
-                    // The load wrote Kafka only; each sink must hold what Kafka acknowledged and the ledger posts.
-                    written = PipelinePlaces.derive(written, sinks: pipeline.sinks, dataset: dataset)
-                }
-            } else {
-                let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: nil)
-                written = [:]
-                for place in RowPlace.all {
-                    var rows = WrittenRows(place: place, datasetRows: dataset.rows)
-                    rows.ok.insert(selected)
-                    written[place.id] = rows
-                }
+            if let pipeline = loaded.pipeline {
+                // The load wrote Kafka only; each sink must hold what Kafka acknowledged and the ledger posts.
+                written = PipelinePlaces.derive(written, sinks: pipeline.sinks, dataset: dataset)
             }
-            let context = ClientContext(
-                stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
-                environment: ProcessInfo.processInfo.environment, logger: logger)
-            var blackBoxDrivers: [ScannerDriver] = []
-            if let blackbox = loaded.blackbox {
-                // The user's services fill the mapped places from the entry: each must hold what the entry acked.
-                written = BlackBoxPlaces.expected(written, spec: blackbox, dataset: dataset)
-                blackBoxDrivers = try BlackBoxCheck.drivers(blackbox, context: context)
-            }
-            let requested = places.map { $0.split(separator: ",").map(String.init) }
-                ?? written.values.filter { $0.ok.population + $0.info.population + $0.failed.population > 0 }
-                    .map(\.place.id).sorted()
-            var drivers: [ScannerDriver] = []
-            var featureDrivers: [FeatureScannerDriver] = []
-            for placeID in requested {
-                if placeID == RowPlace.redisFeatures.id || placeID == RowPlace.redisScores.id {
-                    if featureDrivers.isEmpty { featureDrivers = ScannerRegistry.featureDrivers }
-                    continue
-                }
-                guard let driver = ScannerRegistry.driver(for: placeID)
-                    ?? blackBoxDrivers.first(where: { $0.place.id == placeID })
-                else {
-                    let known = (ScannerRegistry.drivers + blackBoxDrivers).map(\.place.id).joined(separator: ", ")
-                    throw Failure(code: .invalidInput, message: "--places: no scanner for '\(placeID)' (known: \(known))")
-                }
-                drivers.append(driver)
-            }
-            guard !drivers.isEmpty || !featureDrivers.isEmpty else {
-                throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
-            }
-            let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
-            logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
-            var report = ConsistencyCheck(context: context, drivers: drivers, featureDrivers: featureDrivers).run(
-                written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
-            let checked = Set(drivers.map(\.place.id))
-            if !noInvariants, checked.contains("postgres.rows"), checked.contains("clickhouse.rows") {
-                // Per-minute totals agree only when both stores were given the same transactions (the pipeline's
-                // flow); the load engine gives each store its own rows, and each is then checked against the oracle.
-                let pg = written["postgres.rows"]
-                let ch = written["clickhouse.rows"]
-                if let pg, let ch, pg.ok.sameMembers(as: ch.ok), pg.info.population == 0, ch.info.population == 0 {
-                    report = report.adding(MinuteTotalsInvariant.check(context: context))
-                } else {
-                    logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
-                }
-            }
-            if let pipeline = loaded.pipeline, let runDirectoryURL {
-                if !noInvariants, pipeline.sinks.contains(.postgres) {
-                    report = report.adding(BalanceInvariant.check(context: context))
-                    if pipeline.sinks.contains(.falkordb) {
-                        report = report.adding(GraphLedgerInvariant.check(context: context))
-                    }
-                }
-                let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
-                for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }
-            }
-            print(CheckTable.text(report, show: show))
-            if let runDirectoryURL {
-                let encoder = JSONEncoder()
-                encoder.keyEncodingStrategy = .convertToSnakeCase
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
-                print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
-                ReportInput.writeOutputs(runDirectoryURL)
-            }
-            switch report.validity {
-            case .valid: return .ok
-            case .invalid: return .anomaly
-            case .unknown: return .unknown
+        } else {
+            let selected = try GenerateRange.select(rows: dataset.rows, range: range, shard: nil)
+            written = [:]
+            for place in RowPlace.all {
+                var rows = WrittenRows(place: place, datasetRows: dataset.rows)
+                rows.ok.insert(selected)
+                written[place.id] = rows
             }
         }
+        let context = ClientContext(
+            stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
+            environment: ProcessInfo.processInfo.environment, logger: logger,
+            primaries: primaries ?? Self.discoverPostgresPrimary(stackDefinition, logger: logger))
+        var blackBoxDrivers: [ScannerDriver] = []
+        if let blackbox = loaded.blackbox {
+            // The user's services fill the mapped places from the entry: each must hold what the entry acked.
+            written = BlackBoxPlaces.expected(written, spec: blackbox, dataset: dataset)
+            blackBoxDrivers = try BlackBoxCheck.drivers(blackbox, context: context)
+        }
+        let requested = places.map { $0.split(separator: ",").map(String.init) }
+            ?? written.values.filter { $0.ok.population + $0.info.population + $0.failed.population > 0 }
+                .map(\.place.id).sorted()
+        var drivers: [ScannerDriver] = []
+        var featureDrivers: [FeatureScannerDriver] = []
+        for placeID in requested {
+            if placeID == RowPlace.redisFeatures.id || placeID == RowPlace.redisScores.id {
+                if featureDrivers.isEmpty { featureDrivers = ScannerRegistry.featureDrivers }
+                continue
+            }
+            guard let driver = ScannerRegistry.driver(for: placeID)
+                ?? blackBoxDrivers.first(where: { $0.place.id == placeID })
+            else {
+                let known = (ScannerRegistry.drivers + blackBoxDrivers).map(\.place.id).joined(separator: ", ")
+                throw Failure(code: .invalidInput, message: "--places: no scanner for '\(placeID)' (known: \(known))")
+            }
+            drivers.append(driver)
+        }
+        guard !drivers.isEmpty || !featureDrivers.isEmpty else {
+            throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
+        }
+        let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
+        logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
+        let checked = Set(drivers.map(\.place.id))
+        // The minute-totals invariant (two GROUP BY queries) runs beside the scans instead of after them.
+        let minuteTotals = ResultSlot()
+        let invariants = DispatchGroup()
+        if !noInvariants, checked.contains("postgres.rows"), checked.contains("clickhouse.rows") {
+            // Per-minute totals agree only when both stores were given the same transactions (the pipeline's
+            // flow); the load engine gives each store its own rows, and each is then checked against the oracle.
+            let pg = written["postgres.rows"]
+            let ch = written["clickhouse.rows"]
+            if let pg, let ch, pg.ok.sameMembers(as: ch.ok), pg.info.population == 0, ch.info.population == 0 {
+                invariants.enter()
+                Thread.detachNewThread { [context] in
+                    minuteTotals.store(MinuteTotalsInvariant.check(context: context))
+                    invariants.leave()
+                }
+            } else {
+                logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
+            }
+        }
+        var report = ConsistencyCheck(context: context, drivers: drivers, featureDrivers: featureDrivers).run(
+            written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
+        invariants.wait()
+        if let result = minuteTotals.value { report = report.adding(result) }
+        if let pipeline = loaded.pipeline, let runDirectoryURL {
+            if !noInvariants, pipeline.sinks.contains(.postgres) {
+                report = report.adding(BalanceInvariant.check(context: context))
+                if pipeline.sinks.contains(.falkordb) {
+                    report = report.adding(GraphLedgerInvariant.check(context: context))
+                }
+            }
+            let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
+            for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }
+        }
+        print(CheckTable.text(report, show: show))
+        if let runDirectoryURL {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
+            print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
+            Self.recordRPO(report, in: runDirectoryURL)
+            ReportInput.writeOutputs(runDirectoryURL)
+        }
+        switch report.validity {
+        case .valid: return .ok
+        case .invalid: return .anomaly
+        case .unknown: return .unknown
+        }
+    }
+
+    /// When the stack file's PostgreSQL primary is a standby (a failover drill promoted a replica) and one of its
+    /// replicas is not, a directory pointing there, so the check reads the primary and not a lagging standby. Nil
+    /// (the stack file as written) when the roles are as written or cannot be asked.
+    static func discoverPostgresPrimary(_ stack: StackDefinition, logger: Logger) -> PrimaryDirectory? {
+        func inRecovery(_ address: HostPort) -> Bool? {
+            let endpoint = PostgresEndpoint(
+                host: address.host, port: address.port, database: stack.postgres.database, user: stack.postgres.user,
+                password: StackDefinition.secret(
+                    stack.postgres.passwordEnvironmentVariable, in: ProcessInfo.processInfo.environment))
+            guard let connection = try? PostgresConnection(endpoint, connectTimeoutSeconds: 2),
+                let result = try? connection.execute("SELECT pg_is_in_recovery()"), result.rowCount == 1
+            else { return nil }
+            return result.value(row: 0, column: 0) == "t"
+        }
+        guard inRecovery(stack.postgres.primary) == true,
+            let promoted = stack.postgres.replicas.first(where: { inRecovery($0) == false })
+        else { return nil }
+        logger.info("postgres: \(stack.postgres.primary) is a standby and \(promoted) the primary (after a failover): checking \(promoted)")
+        return PrimaryDirectory(["postgres": promoted])
+    }
+
+    /// Puts each drill's RPO (acknowledged writes of its store the check found lost) into the run's report.json, so a
+    /// drill's JSON carries it beside RTO. Best effort: a report that cannot be read or written stays as it was.
+    static func recordRPO(_ check: CheckReport, in directory: URL) {
+        let file = directory.appendingPathComponent("report.json")
+        guard let data = try? Data(contentsOf: file), var report = try? RunReport.decode(data),
+            let drills = report.drills, !drills.isEmpty
+        else { return }
+        report.drills = DrillMetrics.withRPO(drills, check: check)
+        if let encoded = try? RunReport.encoder.encode(report) { try? encoded.write(to: file, options: .atomic) }
     }
 
     /// The scenario file, dataset rows and run directory to check.
@@ -238,4 +288,13 @@ enum CheckTable {
         lines.append("verdict: \(report.validity.rawValue) (\(String(format: "%.1f", report.seconds)) s)")
         return lines.joined(separator: "\n")
     }
+}
+
+/// One result handed from a helper thread to the thread that waits for it (a mutex; set once, read after the wait).
+final class ResultSlot: Sendable {
+    private let slot = Mutex<PlaceResult?>(nil)
+
+    func store(_ result: PlaceResult) { slot.withLock { $0 = result } }
+
+    var value: PlaceResult? { slot.withLock { $0 } }
 }

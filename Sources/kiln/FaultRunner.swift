@@ -161,7 +161,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             return try PostgresFailover.embedded(
                 embedded, fence: options["fence"] == "kill" ? .kill : .stop,
                 replication: options["replication"] == "sync" ? .synchronous : .asynchronous,
-                heal: options["heal"] == "leave-fenced" ? .leaveFenced : .rebuildAsReplica, directory: primaries)
+                heal: options["heal"] == "leave-fenced" ? .leaveFenced : .rebuildAsReplica, directory: primaries,
+                lag: .milliseconds(Int(options["lag_ms"] ?? "") ?? 0))
         case .redisFailover:
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(

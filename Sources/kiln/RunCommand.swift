@@ -51,6 +51,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Confirm faults on hosts listed in the scenario's chaos.allow (anything outside the embedded stack).")
     var confirmChaos = false
 
+    @Flag(help: "After the run (and its faults' heal), run `kiln check` on it; the exit code is then the combined verdict of thresholds, drills and checkers.")
+    var check = false
+
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
 
@@ -177,7 +180,22 @@ struct RunCommand: ParsableCommand {
             print(RunSummary.text(report))
             ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
-            return KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+            let loadCode = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+            guard check, !stop.isRaised else { return loadCode }
+            logger.info("checking the run (kiln check \(directory.url.path))")
+            let checkCode: KilnExitCode
+            do {
+                checkCode = try CheckCommand.parse([directory.url.path]).check(primaries: faults.runner?.primaries)
+            } catch let failure as Failure {
+                // The run's own report stands. Nothing checkable (invalid input) leaves the load's verdict; a store
+                // the check cannot reach is the check's outcome.
+                FileHandle.standardError.write(Data("kiln: check: \(failure.message)\n".utf8))
+                return failure.code == .invalidInput ? loadCode : failure.code
+            }
+            guard let combined = try? RunData.load(directory.url) else { return checkCode == .ok ? loadCode : checkCode }
+            let result = ReportResult.of(combined)
+            print("verdict: \(result.verdict)" + result.reasons.map { "\n  \($0)" }.joined())
+            return result.exitCode
         }
     }
 

@@ -87,15 +87,19 @@ struct DrillTests {
                 mix: {kafka.produce: 1}
             """)
         let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "k"])
-        #expect(result.status == 0 || result.status == 2, "\(result.output)")
+        // --check: the run checks itself after the heal, and its exit code is the combined verdict.
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "k", "--check"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("verdict: passed"), "\(result.output)")
         let directory = runs.appendingPathComponent("k")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
         #expect(faults["kill-ch"]?.verified == "yes", "\(String(describing: faults["kill-ch"]))")
         #expect(faults["pause-pg"]?.verified == "yes", "\(String(describing: faults["pause-pg"]))")
-        let (check, checked) = try CheckCommandTests.check(directory)
-        #expect(check.status == 0, "\(check.output)")
+        let checkData = try Data(contentsOf: directory.appendingPathComponent("check.json"))
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let checked = try decoder.decode(CheckReport.self, from: checkData)
         for place in ["clickhouse.rows", "postgres.rows", "invariant.minute-totals"] {
             #expect(checked.places.first { $0.place == place }?.validity == .valid, "\(place)")
         }
@@ -231,12 +235,13 @@ struct FaultScheduleSpecTests {
             try Self.load(
                 """
                 faults:
-                  - {kind: pg-failover, replication: sync, fence: kill, heal: leave-fenced, at: 5s}
+                  - {kind: pg-failover, replication: sync, fence: kill, heal: leave-fenced, lag: 250ms, at: 5s}
                   - {kind: redis-failover, trigger: kill, at: 5s}
                 """
             ).faults)
         #expect(spec.entries[0].target == "postgres")
-        #expect(spec.entries[0].options == ["replication": "sync", "fence": "kill", "heal": "leave-fenced"])
+        #expect(
+            spec.entries[0].options == ["replication": "sync", "fence": "kill", "heal": "leave-fenced", "lag_ms": "250"])
         #expect(spec.entries[1].target == "redis" && spec.entries[1].options["trigger"] == "kill")
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCheck
 import KilnCore
 import KilnLoad
 import KilnReport
@@ -92,6 +93,20 @@ struct ReportTests {
         #expect(problem("postgres.point-read: p99 < 50ms") == nil)
         #expect(problem("redis pause (redis)")?.attributes["message"]?.contains("RTO 6200 ms") == true)
         #expect(problem("postgres under redis pause (postgres)")?.name == "error")
+    }
+
+    @Test func aDrillsRPOIsTheLostCountOfItsStoresCheckedPlaces() throws {
+        let directory = try RunFixture.make(
+            in: try Self.root(), id: "rpo", seed: 5, seconds: 10, faults: RunFixture.faults, drills: RunFixture.drills,
+            check: RunFixture.failingCheck(run: "rpo"))
+        let drills = Dictionary(uniqueKeysWithValues: (try RunData.load(directory).report?.drills ?? []).map { ($0.store, $0) })
+        // postgres.rows lost 2 (txn 17 and 99); redis.features checked clean; the fixture's own rpo_writes is replaced.
+        #expect(drills["postgres"]?.metrics["rpo_writes"] == 2)
+        #expect(drills["redis"]?.metrics["rpo_writes"] == 0)
+        let unchecked = DrillMetrics.withRPO(
+            [RunReport.Drill(name: "k", fault: "k", store: "falkordb", verdict: "passed")],
+            check: CheckReport(run: "r", datasetRows: 1, places: [], validity: .valid, seconds: 0))
+        #expect(unchecked.first?.metrics["rpo_writes"] == nil)
     }
 
     @Test func htmlIsSelfContainedAndShowsChartsFaultWindowsChecksDrillsAndComparison() throws {
