@@ -51,10 +51,19 @@ public struct ComparisonReport: Codable, Sendable {
 /// Compares two runs per phase, operation and metric. Noise-aware: a change counts only when the per-second
 /// samples differ significantly (two-sided Mann-Whitney U, `alpha`) AND the change of their medians reaches the
 /// limit in the bad (regressed) or good (improved) direction. Phases are matched by name, operations by name.
+///
+/// Several baseline runs (`compare(baselines:…)`) pool their per-second samples for the test, and a change must
+/// also reach the limit against the baseline run that is worst (for `regressed`) or best (for `improved`) on that
+/// metric: run-to-run drift of this machine that the baseline runs already show is `unchanged`, not a regression.
 public enum RunComparison {
     public static func compare(baseline: RunData, current: RunData, limits: RegressionLimits) -> ComparisonReport {
+        compare(baselines: [baseline], current: current, limits: limits)
+    }
+
+    public static func compare(baselines: [RunData], current: RunData, limits: RegressionLimits) -> ComparisonReport {
+        precondition(!baselines.isEmpty, "compare needs at least one baseline run")
         var rows: [Row] = []
-        let baseKeys = keys(baseline)
+        let baseKeys = baselines.flatMap(keys).reduce(into: [Key]()) { if !$0.contains($1) { $0.append($1) } }
         let currentKeys = keys(current)
         for key in currentKeys {
             for metric in ComparisonReport.Metric.allCases {
@@ -66,7 +75,7 @@ public enum RunComparison {
                             limit: limit(metric, limits), verdict: .inconclusive, note: "not in the baseline"))
                     continue
                 }
-                rows.append(row(key, metric, baseline: baseline, current: current, limits: limits))
+                rows.append(row(key, metric, baselines: baselines, current: current, limits: limits))
             }
         }
         for key in baseKeys where !currentKeys.contains(where: { $0 == key }) {
@@ -81,7 +90,9 @@ public enum RunComparison {
             verdicts.contains(.regressed)
             ? .regressed
             : verdicts.contains(.improved) ? .improved : verdicts.contains(.unchanged) ? .unchanged : .inconclusive
-        return ComparisonReport(baseline: baseline.id, current: current.id, limits: limits, rows: rows, verdict: verdict)
+        return ComparisonReport(
+            baseline: baselines.map(\.id).joined(separator: "+"), current: current.id, limits: limits, rows: rows,
+            verdict: verdict)
     }
 
     typealias Row = ComparisonReport.Row
@@ -148,11 +159,12 @@ public enum RunComparison {
     }
 
     static func row(
-        _ key: Key, _ metric: ComparisonReport.Metric, baseline: RunData, current: RunData, limits: RegressionLimits
+        _ key: Key, _ metric: ComparisonReport.Metric, baselines: [RunData], current: RunData, limits: RegressionLimits
     ) -> Row {
-        let before = samples(baseline, key, metric)
+        let perRun = baselines.map { samples($0, key, metric) }
+        let before = perRun.flatMap { $0 }
         let after = samples(current, key, metric)
-        let baseValue = RankTest.median(before) ?? aggregate(baseline, key, metric)
+        let baseValue = RankTest.median(before) ?? baselines.lazy.compactMap { aggregate($0, key, metric) }.first
         let currentValue = RankTest.median(after) ?? aggregate(current, key, metric)
         let limit = limit(metric, limits)
         var row = Row(
@@ -183,6 +195,20 @@ public enum RunComparison {
             row.verdict = .improved
         } else {
             row.verdict = .unchanged
+        }
+        if row.verdict != .unchanged, perRun.count > 1, let currentValue {
+            // Against the baseline run at the edge of the spread in the direction of the change.
+            let medians = perRun.compactMap { RankTest.median($0) }
+            let ordered = medians.sorted { metric.higherIsWorse ? $0 < $1 : $0 > $1 }  // best first, worst last
+            if let edge = row.verdict == .regressed ? ordered.last : ordered.first {
+                let edgeChange = metric == .errorRate ? currentValue - edge : (edge > 0 ? currentValue / edge - 1 : 0)
+                let edgeWorse = metric.higherIsWorse ? edgeChange : -edgeChange
+                let beyond = row.verdict == .regressed ? edgeWorse >= limit : -edgeWorse >= limit
+                if !beyond {
+                    row.verdict = .unchanged
+                    row.note = "within the spread of the \(perRun.count) baseline runs (\(Format.number(edge)) at the edge)"
+                }
+            }
         }
         return row
     }

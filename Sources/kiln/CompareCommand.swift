@@ -14,15 +14,15 @@ struct CompareCommand: ParsableCommand {
             fewer than min_samples seconds on either side. Limits: the scenario's `regression:` block (defaults p50/p99
             +10%, throughput -5%, error_rate +1 percentage point, alpha 0.01, min_samples 5), overridable with --limit.
             BASELINE and CURRENT are run directories, report.json files, or names saved with `kiln baseline save`.
+            Several BASELINE runs (kiln compare B1 B2 B3 CURRENT) pool their samples, and a change must also reach the
+            limit against the worst of them: the run-to-run drift of a noisy machine, which the baseline runs show,
+            is then `unchanged` rather than a false regression. Nightly use: keep the last 3-5 good runs as baseline.
             Exit codes: 0 no regression; 2 at least one regression; 64 bad input.
             """
     )
 
-    @Argument(help: "Baseline: a run directory, a report.json, or a baseline name.")
-    var baseline: String
-
-    @Argument(help: "Current run: a run directory or a report.json.")
-    var current: String
+    @Argument(help: "BASELINE... CURRENT: one or more baseline runs (run directories, report.json files or baseline names), then the current run.")
+    var runs: [String]
 
     @OptionGroup var limits: LimitOptions
 
@@ -34,9 +34,13 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         try exiting {
-            let base = try ReportInput.resolve(baseline)
+            guard runs.count >= 2, let current = runs.last else {
+                throw Failure(code: .invalidInput, message: "expected BASELINE... CURRENT (at least two runs), found \(runs.count)")
+            }
+            let bases = try runs.dropLast().map { try ReportInput.resolve($0) }
             let run = try ReportInput.resolve(current)
-            var comparison = RunComparison.compare(baseline: base, current: run, limits: try limits.resolve(base, run))
+            var comparison = RunComparison.compare(
+                baselines: bases, current: run, limits: try limits.resolve(bases[0], run))
             if json {
                 let encoder = JSONEncoder()
                 encoder.keyEncodingStrategy = .convertToSnakeCase

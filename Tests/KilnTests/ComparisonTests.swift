@@ -54,6 +54,28 @@ struct ComparisonTests {
         #expect(inconclusive.verdict == .inconclusive)
     }
 
+    @Test func driftThatTheBaselineRunsShowIsNotARegressionButASlowdownBeyondThemIs() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("compare"))
+        // Three baseline runs of one build on a drifting machine: point-read 0 %, +25 % and +10 % slower.
+        let baselines = try [(400, 1.0), (402, 1.25), (404, 1.1)].map { seed, factor in
+            try RunData.load(
+                RunFixture.make(in: root, id: "b\(seed)", seed: UInt64(seed), slowdown: ["postgres.point-read": factor]))
+        }
+        let drifted = try RunData.load(
+            RunFixture.make(in: root, id: "drift", seed: 406, slowdown: ["postgres.point-read": 1.2]))
+        // Against the first run alone the drift looks like a regression…
+        #expect(RunComparison.compare(baseline: baselines[0], current: drifted, limits: .defaults).verdict == .regressed)
+        // …against the three it is inside their spread.
+        let pooled = RunComparison.compare(baselines: baselines, current: drifted, limits: .defaults)
+        #expect(pooled.verdict != .regressed, "\(pooled.regressions.map { "\($0.operation) \($0.metric) \($0.note ?? "")" })")
+        #expect(pooled.baseline == "b400+b402+b404")
+        // 60 % slower is beyond even the slowest baseline run by more than the limit.
+        let slow = try RunData.load(RunFixture.make(in: root, id: "slow", seed: 408, slowdown: ["postgres.point-read": 1.6]))
+        let regressed = RunComparison.compare(baselines: baselines, current: slow, limits: .defaults)
+        #expect(Set(regressed.regressions.map(\.operation)) == ["postgres.point-read"])
+        #expect(Set(regressed.regressions.map(\.metric)).contains(.p50))
+    }
+
     @Test func regressionBlockParsesAndBadValuesNameFileLineAndField() throws {
         let fields = try YAMLFields.document(
             "regression:\n  p99: +20%\n  throughput: -3%\n  alpha: 0.05\n  min_samples: 10\n", file: "s.yaml")
