@@ -12,7 +12,8 @@ import Testing
 @Suite("kiln proxy command")
 struct ProxyCommandTests {
     @Test func runsStandaloneWithControlAPIAndStopsOnSIGINT() throws {
-        let port = Int.random(in: 30_000...39_999)
+        // Below the kernel's ephemeral range (32768–60999), so no client connection of a parallel test holds it.
+        let port = Int.random(in: 29_000...32_000)
         let listen = HostPort(host: "127.0.0.1", port: port)
         let control = HostPort(host: "127.0.0.1", port: port + 1)
         let process = Process()
@@ -26,15 +27,21 @@ struct ProxyCommandTests {
         process.standardError = pipe
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let (ready, _) = TCPProbe.waitFor(answered: true, within: .seconds(10)) {
+        let (ready, _) = TCPProbe.waitFor(answered: true, within: .seconds(30)) {
             TCPProbe.connect(to: control, timeout: .milliseconds(200))
         }
-        try #require(ready == .answered, "kiln proxy did not open its control API")
+        if ready != .answered {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            Issue.record("kiln proxy did not open its control API on \(control): \(output)")
+            return
+        }
         let http = try HTTPClient(timeoutSeconds: 5)
         let toxics = try http.get("http://\(control)/toxics").text
         #expect(toxics.contains(#""name":"lag""#))
         let start = ContinuousClock.now
-        #expect(TCPProbe.redisPing(listen, timeout: .seconds(2)) == .answered)
+        #expect(TCPProbe.redisPing(listen, timeout: .seconds(10)) == .answered)
         #expect(start.duration(to: .now) >= .milliseconds(45))
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
