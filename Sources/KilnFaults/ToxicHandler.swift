@@ -71,8 +71,12 @@ public final class ToxicHandler: ChannelInboundHandler, RemovableChannelHandler 
         connectionTimer?.cancel()
         timer = nil
         connectionTimer = nil
-        // Whatever is queued goes on now, in order; the toxic no longer applies.
-        if !closed { release(context: context, until: nil) }
+        // Whatever is queued goes on now, in order, and is flushed (the glue writes to the other side on
+        // channelRead but flushes on channelReadComplete); the toxic no longer applies.
+        if !closed {
+            release(context: context, until: nil)
+            flushReadComplete(context: context)
+        }
         context.leavePipeline(removalToken: removalToken)
     }
 

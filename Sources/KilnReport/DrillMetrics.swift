@@ -9,8 +9,10 @@ import KilnLoad
 /// - `time_to_detect_ms`: fault start → the end of the first second with a failed or `info` op of the store, or
 ///   one whose p99 is over twice the before-p99 (absent when the store never noticed);
 /// - `unavailable_ms`: the first such second → the first later second with ok ops and no errors;
-/// - `rto_ms`: fault start → the first second after the stop whose ok throughput is back at 90 % of the
-///   before-mean (absent when it never came back: verdict `failed`);
+/// - `rto_ms`: fault start → the end of the first second, from the first degraded one on, without errors or
+///   `info` and with ok throughput back at 90 % of the before-mean (absent when it never came back: verdict
+///   `failed`) and p99 within twice the before-p99. A failover recovers before its stop (the stop heals the old
+///   primary); a pause or a latency toxic only after it;
 /// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
 ///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
 /// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `withRPO` adds
@@ -84,7 +86,15 @@ public enum DrillMetrics {
             }
             var recovered: Int64?
             if let okBefore {
-                recovered = ordered.first { $0 > stop && Double(seconds[$0]!.ok) >= 0.9 * okBefore }
+                // From the first degraded second on (a failover restores service while its fault still "runs":
+                // the stop is the rebuild of the old primary); a second with errors or `info` is not recovered.
+                // A fault the store never noticed: from its stop.
+                let from = detected.map { $0 - 1 } ?? stop
+                recovered = ordered.first { end in
+                    let entry = seconds[end]!
+                    return end > from && entry.fail + entry.info == 0 && Double(entry.ok) >= 0.9 * okBefore
+                        && (p99Before == nil || entry.p99 <= max(threshold, 1))
+                }
                 if let recovered { metrics["rto_ms"] = Double(recovered - start) }
             }
             let windowEnd = recovered ?? ordered.last ?? stop

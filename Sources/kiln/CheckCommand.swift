@@ -56,7 +56,8 @@ struct CheckCommand: ParsableCommand {
     }
 
     /// The whole check; `kiln run --check` calls it on the run it just wrote, with the run's primaries (where its
-    /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers.
+    /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers
+    /// (`PostgresRoles`), so a check after a failover reads the primary and not a standby that could lag.
     func check(primaries: PrimaryDirectory? = nil) throws -> KilnExitCode {
         let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
         let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
@@ -94,7 +95,7 @@ struct CheckCommand: ParsableCommand {
         let context = ClientContext(
             stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
             environment: ProcessInfo.processInfo.environment, logger: logger,
-            primaries: primaries ?? Self.discoverPostgresPrimary(stackDefinition, logger: logger))
+            primaries: primaries ?? PostgresRoles.directory(stackDefinition, logger: logger))
         var blackBoxDrivers: [ScannerDriver] = []
         if let blackbox = loaded.blackbox {
             // The user's services fill the mapped places from the entry: each must hold what the entry acked.
@@ -172,27 +173,6 @@ struct CheckCommand: ParsableCommand {
         case .invalid: return .anomaly
         case .unknown: return .unknown
         }
-    }
-
-    /// When the stack file's PostgreSQL primary is a standby (a failover drill promoted a replica) and one of its
-    /// replicas is not, a directory pointing there, so the check reads the primary and not a lagging standby. Nil
-    /// (the stack file as written) when the roles are as written or cannot be asked.
-    static func discoverPostgresPrimary(_ stack: StackDefinition, logger: Logger) -> PrimaryDirectory? {
-        func inRecovery(_ address: HostPort) -> Bool? {
-            let endpoint = PostgresEndpoint(
-                host: address.host, port: address.port, database: stack.postgres.database, user: stack.postgres.user,
-                password: StackDefinition.secret(
-                    stack.postgres.passwordEnvironmentVariable, in: ProcessInfo.processInfo.environment))
-            guard let connection = try? PostgresConnection(endpoint, connectTimeoutSeconds: 2),
-                let result = try? connection.execute("SELECT pg_is_in_recovery()"), result.rowCount == 1
-            else { return nil }
-            return result.value(row: 0, column: 0) == "t"
-        }
-        guard inRecovery(stack.postgres.primary) == true,
-            let promoted = stack.postgres.replicas.first(where: { inRecovery($0) == false })
-        else { return nil }
-        logger.info("postgres: \(stack.postgres.primary) is a standby and \(promoted) the primary (after a failover): checking \(promoted)")
-        return PrimaryDirectory(["postgres": promoted])
     }
 
     /// Puts each drill's RPO (acknowledged writes of its store the check found lost) into the run's report.json, so a
@@ -297,4 +277,32 @@ final class ResultSlot: Sendable {
     func store(_ result: PlaceResult) { slot.withLock { $0 = result } }
 
     var value: PlaceResult? { slot.withLock { $0 } }
+}
+
+/// Which of the stack's PostgreSQL servers is the primary now. A failover drill healed by a rebuild leaves the stack
+/// file's primary a standby (until `kiln stack up` fails back); runs and checks then use the promoted replica.
+enum PostgresRoles {
+    /// The replica that is the primary while the stack file's primary is a standby; nil when the roles are as the
+    /// file says or a server cannot be asked (then the file is used as written).
+    static func promotedReplica(_ stack: StackDefinition) -> HostPort? {
+        func inRecovery(_ address: HostPort) -> Bool? {
+            let endpoint = PostgresEndpoint(
+                host: address.host, port: address.port, database: stack.postgres.database, user: stack.postgres.user,
+                password: StackDefinition.secret(
+                    stack.postgres.passwordEnvironmentVariable, in: ProcessInfo.processInfo.environment))
+            guard let connection = try? PostgresConnection(endpoint, connectTimeoutSeconds: 2),
+                let result = try? connection.execute("SELECT pg_is_in_recovery()"), result.rowCount == 1
+            else { return nil }
+            return result.value(row: 0, column: 0) == "t"
+        }
+        guard inRecovery(stack.postgres.primary) == true else { return nil }
+        return stack.postgres.replicas.first { inRecovery($0) == false }
+    }
+
+    /// A directory with the promoted replica as `postgres` (and the stack file's Redis primary), or nil.
+    static func directory(_ stack: StackDefinition, logger: Logger) -> PrimaryDirectory? {
+        guard let promoted = promotedReplica(stack) else { return nil }
+        logger.info("postgres: \(stack.postgres.primary) is a standby and \(promoted) the primary (a failover drill swapped them; `kiln stack up` fails back): using \(promoted)")
+        return PrimaryDirectory(["postgres": promoted, "redis": stack.redis.primary])
+    }
 }

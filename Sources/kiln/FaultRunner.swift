@@ -41,7 +41,9 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         self.proxies = proxies
         self.runID = runID
         self.logger = logger
-        primaries = PrimaryDirectory(["postgres": stack.postgres.primary, "redis": stack.redis.primary])
+        primaries = PrimaryDirectory([
+            "postgres": PostgresRoles.promotedReplica(stack) ?? stack.postgres.primary, "redis": stack.redis.primary,
+        ])
     }
 
     var faultTimeline: [RunReport.Fault] {

@@ -158,7 +158,7 @@ struct RunCommand: ParsableCommand {
                 throw Failure(code: error.code, message: error.message)
             }
             run.companion = faults.runner
-            run.primaries = faults.runner?.primaries
+            run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
             var report: RunReport
             do throws(LoadRun.Failure) {
                 report = try run.run()

@@ -95,6 +95,43 @@ struct ReportTests {
         #expect(problem("postgres under redis pause (postgres)")?.name == "error")
     }
 
+    @Test func rtoEndsWhenTheStoreServesAgainNotWhenTheFaultIsHealed() throws {
+        let run = try RunData.load(RunFixture.make(in: try Self.root(), id: "rto", seed: 6, seconds: 10))
+        let report = try #require(run.report)
+        let phaseStart = try #require(report.phases.first { $0.name == "steady" }).startedAt
+        let start = phaseStart + 20_100
+        func timeline(_ second: (Int) -> TimelineSample) -> [TimelineSample] { (1...60).map(second) }
+        func normal(_ second: Int) -> TimelineSample {
+            TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 100, p50Ms: 1, p99Ms: 2)
+        }
+        // A failover: two seconds of errors, then the promoted replica serves; the fault stops (the old primary is
+        // rebuilt) 15 s later.
+        let failover = RunReport.Fault(
+            name: "pg", kind: "pg-failover", target: "postgres-primary -> postgres-replica", startedAt: start,
+            stoppedAt: start + 15_000, verified: "yes")
+        let failing = timeline { second in
+            (21...22).contains(second)
+                ? TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 0, fail: 30, p50Ms: 1, p99Ms: 2)
+                : normal(second)
+        }
+        let drill = try #require(DrillMetrics.compute(faults: [failover], report: report, timeline: failing).first)
+        #expect(drill.metrics["rto_ms"] == 2_900, "\(drill.metrics)")
+        #expect(drill.metrics["errors"] == 60)
+        // A pause: nothing completes until the stop, then the queued ops land late in one second.
+        let pause = RunReport.Fault(
+            name: "p", kind: "pause", target: "postgres-primary", startedAt: start, stoppedAt: start + 15_000,
+            verified: "yes")
+        let paused = timeline { second in
+            switch second {
+            case 21...35: TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 0, p50Ms: nil, p99Ms: nil)
+            case 36: TimelineSample(phase: "steady", second: 36, operation: "postgres.insert", ok: 1_500, p50Ms: 4_000, p99Ms: 5_000)
+            default: normal(second)
+            }
+        }
+        let pauseDrill = try #require(DrillMetrics.compute(faults: [pause], report: report, timeline: paused).first)
+        #expect(pauseDrill.metrics["rto_ms"] == 16_900, "\(pauseDrill.metrics)")
+    }
+
     @Test func aDrillsRPOIsTheLostCountOfItsStoresCheckedPlaces() throws {
         let directory = try RunFixture.make(
             in: try Self.root(), id: "rpo", seed: 5, seconds: 10, faults: RunFixture.faults, drills: RunFixture.drills,
