@@ -38,14 +38,14 @@ steady "$slow" "sc-$stamp-slow"
 echo "repeated runs against the baseline runs sc-$stamp-b1..b3:"
 unchanged=0
 for i in $(seq 1 "$repeats"); do
-  verdicts=$("$kiln" compare "${baseline[@]}" "$runs/sc-$stamp-$i" --json \
+  verdicts=$({ "$kiln" compare "${baseline[@]}" "$runs/sc-$stamp-$i" --json || true; } \
     | python3 -c 'import json,sys; print(" ".join(sorted({r["verdict"] for r in json.load(sys.stdin)["rows"]})))')
   echo "  sc-$stamp-$i: $verdicts"
   case " $verdicts " in *" regressed "*) ;; *) unchanged=$((unchanged + 1)) ;; esac
 done
 echo "no false regression in $unchanged of $repeats comparisons"
 echo "slowed run (clickhouse latency toxic $slowdown) against the baseline runs:"
-"$kiln" compare "${baseline[@]}" "$runs/sc-$stamp-slow" --json | python3 -c '
+{ "$kiln" compare "${baseline[@]}" "$runs/sc-$stamp-slow" --json || true; } | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)["rows"]
 for r in rows:

@@ -167,11 +167,11 @@ public final class RedisSentinelFailover: Fault {
             case .command:
                 let waited = ContinuousClock.now
                 let demoted = waitForReplica(old, of: new)
-                let how = fenceOldPrimary ? "fenced by Kiln" : "converted by Sentinel"
+                let how = fenceOldPrimary ? "fenced by Kiln right after the election" : "converted by Sentinel"
                 return demoted
                     ? .yes(
                         "\(election); \(agreeing)/\(sentinels.count) sentinels agree; \(old) is its replica "
-                            + "(\(how), \(waited.duration(to: .now).milliseconds) ms after the election)")
+                            + "(\(how); its link up and synced \(waited.duration(to: .now).milliseconds) ms later)")
                     : .no("\(election) but \(old) did not become its replica (ROLE \(Self.describeRole(old)))")
             case .killPrimary:
                 let probe = TCPProbe.redisPing(old, timeout: .milliseconds(300))

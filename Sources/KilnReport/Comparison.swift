@@ -196,6 +196,12 @@ public enum RunComparison {
         } else {
             row.verdict = .unchanged
         }
+        if row.verdict != .unchanged, metric == .p99, let baseValue, let currentValue,
+            abs(currentValue - baseValue) < limits.p99FloorMs
+        {
+            row.verdict = .unchanged
+            row.note = "p99 moved less than the \(Format.number(limits.p99FloorMs)) ms floor"
+        }
         if row.verdict != .unchanged, perRun.count > 1, let currentValue {
             // Against the baseline run at the edge of the spread in the direction of the change.
             let medians = perRun.compactMap { RankTest.median($0) }

@@ -26,6 +26,9 @@ public enum DrillMetrics {
         let target = fault.target
         // A sink process's fault shows in the pipeline's staleness and the checks, not in the load's ops.
         if target.hasPrefix("sink:") { return nil }
+        // Failovers name the service's servers or its Sentinels in their target (`kiln via sentinels …`).
+        if fault.kind == "redis-failover" { return "redis" }
+        if fault.kind == "pg-failover" { return "postgres" }
         for (address, store) in proxied where target.contains(address) { return store }
         for store in ["postgres", "redis", "kafka", "falkordb", "clickhouse"] where target.hasPrefix(store) {
             return store

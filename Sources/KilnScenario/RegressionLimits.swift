@@ -22,11 +22,15 @@ public struct RegressionLimits: Sendable, Equatable, Codable {
     public var errorRate: Double
     public var alpha: Double
     public var minSamples: Int
+    /// A p99 change smaller than this many milliseconds is never a regression or an improvement: sub-millisecond
+    /// p99s (a Redis read's ~0.6 ms) move by half their size between identical runs on a shared machine.
+    public var p99FloorMs: Double
 
     public init(
         p50: Double = 0.10, p99: Double = 0.10, throughput: Double = 0.05, errorRate: Double = 0.01,
-        alpha: Double = 0.01, minSamples: Int = 5
+        alpha: Double = 0.01, minSamples: Int = 5, p99FloorMs: Double = 1
     ) {
+        self.p99FloorMs = p99FloorMs
         self.p50 = p50
         self.p99 = p99
         self.throughput = throughput
@@ -48,6 +52,8 @@ public struct RegressionLimits: Sendable, Equatable, Codable {
         limits.errorRate = try change(fields, "error_rate", sign: 1, default: limits.errorRate)
         limits.alpha = try fields.double("alpha", default: limits.alpha, range: 0.000001...0.5)
         limits.minSamples = try fields.int("min_samples", default: limits.minSamples, range: 2...1_000_000)
+        let floor = try fields.duration("p99_floor", default: .microseconds(Int64(limits.p99FloorMs * 1000)))
+        limits.p99FloorMs = Double(floor.components.seconds) * 1000 + Double(floor.components.attoseconds) / 1e15
         try fields.finish()
         return limits
     }

@@ -74,6 +74,15 @@ struct ComparisonTests {
         let regressed = RunComparison.compare(baselines: baselines, current: slow, limits: .defaults)
         #expect(Set(regressed.regressions.map(\.operation)) == ["postgres.point-read"])
         #expect(Set(regressed.regressions.map(\.metric)).contains(.p50))
+        // redis.feature-read's p99 (~4 ms) 20 % up is +0.8 ms: under the 1 ms floor, so not a regression.
+        let subFloor = try RunData.load(
+            RunFixture.make(in: root, id: "floor", seed: 410, slowdown: ["redis.feature-read": 1.2]))
+        let floored = RunComparison.compare(baseline: baselines[0], current: subFloor, limits: .defaults)
+        #expect(!floored.regressions.contains { $0.operation == "redis.feature-read" && $0.metric == .p99 })
+        let noFloor = RegressionLimits(p99FloorMs: 0)
+        #expect(
+            RunComparison.compare(baseline: baselines[0], current: subFloor, limits: noFloor).regressions
+                .contains { $0.operation == "redis.feature-read" && $0.metric == .p99 })
     }
 
     @Test func regressionBlockParsesAndBadValuesNameFileLineAndField() throws {

@@ -114,6 +114,10 @@ struct ReportTests {
                 ? TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 0, fail: 30, p50Ms: 1, p99Ms: 2)
                 : normal(second)
         }
+        #expect(
+            DrillMetrics.store(
+                of: RunReport.Fault(name: "r", kind: "redis-failover", target: "kiln via sentinels 127.0.0.23:26379", verified: "yes"))
+                == "redis")
         let drill = try #require(DrillMetrics.compute(faults: [failover], report: report, timeline: failing).first)
         #expect(drill.metrics["rto_ms"] == 2_900, "\(drill.metrics)")
         #expect(drill.metrics["errors"] == 60)
