@@ -32,17 +32,31 @@ public struct ConsistencyCheck: Sendable {
     public var context: ClientContext
     public var drivers: [ScannerDriver]
     public var featureDrivers: [FeatureScannerDriver]
+    /// Cross-store checks (e.g. `MinuteTotalsInvariant.check`) that need no scan: each runs on its own thread beside
+    /// the scans, and its result follows theirs in the report.
+    public var invariants: [@Sendable () -> PlaceResult]
 
-    public init(context: ClientContext, drivers: [ScannerDriver], featureDrivers: [FeatureScannerDriver] = []) {
+    public init(
+        context: ClientContext, drivers: [ScannerDriver], featureDrivers: [FeatureScannerDriver] = [],
+        invariants: [@Sendable () -> PlaceResult] = []
+    ) {
         self.context = context
         self.drivers = drivers
         self.featureDrivers = featureDrivers
+        self.invariants = invariants
     }
 
     public func run(written: [String: WrittenRows], runName: String) -> CheckReport {
         let started = Date()
-        let results = ResultSlots(count: drivers.count + featureDrivers.count)
+        let results = ResultSlots(count: drivers.count + featureDrivers.count + invariants.count)
         let group = DispatchGroup()
+        for (offset, invariant) in invariants.enumerated() {
+            group.enter()
+            Thread {
+                results.set(drivers.count + featureDrivers.count + offset, invariant())
+                group.leave()
+            }.start()
+        }
         for (offset, driver) in featureDrivers.enumerated() {
             let datasetRows = context.dataset.rows
             let features = written[RowPlace.redisFeatures.id]

@@ -15,8 +15,8 @@ import KilnLoad
 ///   primary); a pause or a latency toxic only after it;
 /// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
 ///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
-/// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `withRPO` adds
-/// `rpo_writes` once check.json exists.
+/// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `kiln check`
+/// writes `rpo_writes` into report.json's drills with `withRPO`.
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
 /// was unknown, `failed` otherwise.
 public enum DrillMetrics {

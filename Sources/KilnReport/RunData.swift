@@ -176,9 +176,6 @@ public struct RunData: Sendable {
                 problems.append("check.json is not readable as \(CheckReport.schemaVersion): \(error)")
             }
         }
-        if let check, let drills = report?.drills {
-            report?.drills = DrillMetrics.withRPO(drills, check: check)
-        }
         return RunData(
             directory: directory, report: report, timeline: timeline,
             histograms: Self.loadHistograms(directory.appendingPathComponent("histograms"), problems: &problems),

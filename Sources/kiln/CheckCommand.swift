@@ -11,7 +11,6 @@ import KilnScenario
 import KilnStack
 import KilnStores
 import Logging
-import Synchronization
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -126,28 +125,21 @@ struct CheckCommand: ParsableCommand {
         let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
         logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
         let checked = Set(drivers.map(\.place.id))
-        // The minute-totals invariant (two GROUP BY queries) runs beside the scans instead of after them.
-        let minuteTotals = ResultSlot()
-        let invariants = DispatchGroup()
+        var invariants: [@Sendable () -> PlaceResult] = []
         if !noInvariants, checked.contains("postgres.rows"), checked.contains("clickhouse.rows") {
             // Per-minute totals agree only when both stores were given the same transactions (the pipeline's
             // flow); the load engine gives each store its own rows, and each is then checked against the oracle.
             let pg = written["postgres.rows"]
             let ch = written["clickhouse.rows"]
             if let pg, let ch, pg.ok.sameMembers(as: ch.ok), pg.info.population == 0, ch.info.population == 0 {
-                invariants.enter()
-                Thread.detachNewThread { [context] in
-                    minuteTotals.store(MinuteTotalsInvariant.check(context: context))
-                    invariants.leave()
-                }
+                invariants.append { [context] in MinuteTotalsInvariant.check(context: context) }
             } else {
                 logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
             }
         }
-        var report = ConsistencyCheck(context: context, drivers: drivers, featureDrivers: featureDrivers).run(
-            written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
-        invariants.wait()
-        if let result = minuteTotals.value { report = report.adding(result) }
+        var report = ConsistencyCheck(
+            context: context, drivers: drivers, featureDrivers: featureDrivers, invariants: invariants
+        ).run(written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
         if let pipeline = loaded.pipeline, let runDirectoryURL {
             if !noInvariants, pipeline.sinks.contains(.postgres) {
                 report = report.adding(BalanceInvariant.check(context: context))
@@ -270,15 +262,6 @@ enum CheckTable {
     }
 }
 
-/// One result handed from a helper thread to the thread that waits for it (a mutex; set once, read after the wait).
-final class ResultSlot: Sendable {
-    private let slot = Mutex<PlaceResult?>(nil)
-
-    func store(_ result: PlaceResult) { slot.withLock { $0 = result } }
-
-    var value: PlaceResult? { slot.withLock { $0 } }
-}
-
 /// Which of the stack's PostgreSQL servers is the primary now. A failover drill healed by a rebuild leaves the stack
 /// file's primary a standby (until `kiln stack up` fails back); runs and checks then use the promoted replica.
 enum PostgresRoles {
@@ -299,10 +282,11 @@ enum PostgresRoles {
         return stack.postgres.replicas.first { inRecovery($0) == false }
     }
 
-    /// A directory with the promoted replica as `postgres` (and the stack file's Redis primary), or nil.
+    /// A directory with the promoted replica as `postgres`, or nil. (Redis clients find their primary through
+    /// Sentinel, not the directory.)
     static func directory(_ stack: StackDefinition, logger: Logger) -> PrimaryDirectory? {
         guard let promoted = promotedReplica(stack) else { return nil }
         logger.info("postgres: \(stack.postgres.primary) is a standby and \(promoted) the primary (a failover drill swapped them; `kiln stack up` fails back): using \(promoted)")
-        return PrimaryDirectory(["postgres": promoted, "redis": stack.redis.primary])
+        return PrimaryDirectory(["postgres": promoted])
     }
 }

@@ -140,8 +140,17 @@ struct ReportTests {
         let directory = try RunFixture.make(
             in: try Self.root(), id: "rpo", seed: 5, seconds: 10, faults: RunFixture.faults, drills: RunFixture.drills,
             check: RunFixture.failingCheck(run: "rpo"))
-        let drills = Dictionary(uniqueKeysWithValues: (try RunData.load(directory).report?.drills ?? []).map { ($0.store, $0) })
-        // postgres.rows lost 2 (txn 17 and 99); redis.features checked clean; the fixture's own rpo_writes is replaced.
+        let run = try RunData.load(directory)
+        let check = try #require(run.check)
+        // A value from an earlier check is replaced, not kept.
+        let stale = try #require(run.report?.drills).map { drill in
+            var drill = drill
+            drill.metrics["rpo_writes"] = 7
+            return drill
+        }
+        let withRPO = DrillMetrics.withRPO(stale, check: check)
+        let drills = Dictionary(uniqueKeysWithValues: withRPO.map { ($0.store, $0) })
+        // postgres.rows lost 2 (txn 17 and 99); redis.features checked clean.
         #expect(drills["postgres"]?.metrics["rpo_writes"] == 2)
         #expect(drills["redis"]?.metrics["rpo_writes"] == 0)
         let unchecked = DrillMetrics.withRPO(
