@@ -138,7 +138,17 @@ public final class RedisSentinelFailover: Fault {
             try controller.start(timeout: timeout)
             killed = false
             // It restarts as an empty primary; Sentinel would demote it only seconds later.
-            if fenceOldPrimary { try Self.demote(old, to: new) }
+            if fenceOldPrimary {
+                try Self.demote(old, to: new)
+                // Under load (CI) the restarted server was once still ROLE master a full timeout after the
+                // REPLICAOF; it is repeated until the server reports itself a replica, for at most `timeout`.
+                _ = PostgresFailover.poll(within: timeout) { () -> Bool? in
+                    guard let role = Self.role(old), role.role != "slave" else { return true }
+                    _ = try? Self.ask(old, ["REPLICAOF", new.host, String(new.port)])
+                    usleep(450_000)
+                    return nil
+                }
+            }
         }
         guard failBack else { return }
         // Sentinel refuses a failover until the old primary is a connected replica of the new one.
