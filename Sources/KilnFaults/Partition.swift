@@ -10,12 +10,25 @@ public enum PartitionShape: Sendable, Equatable {
     case split([String], [String])
     /// Packets from `from` to `to` are dropped; the other direction passes.
     case oneWay(from: String, to: String)
+    /// TCP packets that processes of `user` send to `server` (OUTPUT chain, owner match): clients running as that user
+    /// lose the server — new connections and live ones — while other users' clients keep it. On the embedded stack
+    /// this is how a PostgreSQL standby (walreceiver, user postgres) is cut from its primary while Kiln (root) is not:
+    /// every server there connects from 127.0.0.1, so addresses cannot tell the two apart.
+    case userToServer(user: String, server: HostPort)
+    /// TCP packets from `server` to one local port: the server's side of one live connection (the primary's WAL
+    /// stream to its standby's client port). A reconnect from another port escapes it.
+    case serverToPort(server: HostPort, port: Int)
+    /// Several shapes at once.
+    case all([PartitionShape])
 
     public var description: String {
         switch self {
         case .isolate(let node): "isolate \(node)"
         case .split(let a, let b): "split \(a.joined(separator: ",")) | \(b.joined(separator: ","))"
         case .oneWay(let from, let to): "drop \(from) -> \(to)"
+        case .userToServer(let user, let server): "drop user \(user) -> \(server)"
+        case .serverToPort(let server, let port): "drop \(server) -> local port \(port)"
+        case .all(let shapes): shapes.map(\.description).joined(separator: "; ")
         }
     }
 
@@ -24,6 +37,9 @@ public enum PartitionShape: Sendable, Equatable {
         case .isolate(let node): [node]
         case .split(let a, let b): a + b
         case .oneWay(let from, let to): [from, to]
+        case .userToServer(_, let server): [server.host]
+        case .serverToPort(let server, _): [server.host]
+        case .all(let shapes): shapes.flatMap(\.addresses)
         }
     }
 }
@@ -33,8 +49,9 @@ public struct PartitionError: Error, CustomStringConvertible, Equatable {
     public init(_ description: String) { self.description = description }
 }
 
-/// iptables rules for a partition. Every rule is in the INPUT chain (loopback traffic passes OUTPUT then INPUT,
-/// so one chain covers both directions) and carries `-m comment --comment kiln-fault:<run-id>`, so that
+/// iptables rules for a partition. Address rules are in the INPUT chain (loopback traffic passes OUTPUT then INPUT,
+/// so one chain covers both directions), owner rules in OUTPUT (the only chain that knows the sending user); every
+/// rule carries `-m comment --comment kiln-fault:<run-id>`, so that
 /// `PartitionSweeper` can remove leftovers of a crashed run. Only single IPv4 addresses in 127.0.0.0/8 are
 /// accepted: Kiln never partitions a real network.
 public enum PartitionRules {
@@ -70,6 +87,26 @@ public enum PartitionRules {
         case .oneWay(let from, let to):
             guard from != to else { throw PartitionError("one-way drop: from and to are the same address") }
             return [drop(source: from, destination: to)]
+        case .userToServer(let user, let server):
+            guard user.first.map({ $0.isLetter || $0 == "_" }) == true,
+                user.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+            else { throw PartitionError("\(user.debugDescription) is not a user name") }
+            return [
+                ["OUTPUT", "-p", "tcp", "-d", server.host + "/32", "--dport", String(server.port), "-m", "owner",
+                 "--uid-owner", user] + tag + ["-j", "DROP"]
+            ]
+        case .serverToPort(let server, let port):
+            guard (1...65535).contains(port), (1...65535).contains(server.port) else {
+                throw PartitionError("port \(port) or \(server.port) is out of range")
+            }
+            return [
+                ["INPUT", "-p", "tcp", "-s", server.host + "/32", "--sport", String(server.port), "--dport", String(port)]
+                    + tag + ["-j", "DROP"]
+            ]
+        case .all(let shapes):
+            var rules: [[String]] = []
+            for shape in shapes { rules += try self.rules(for: shape, runID: runID) }
+            return rules
         }
     }
 
@@ -144,9 +181,11 @@ public enum PartitionSweeper {
     }
 }
 
-/// A TCP probe from one loopback address to a server, used as partition evidence.
+/// A TCP connect to a server, used as partition evidence: from one loopback address, or by a process running as
+/// `user` (the connect then runs in `runuser -u USER -- timeout … bash -c 'exec 3<>/dev/tcp/…'`).
 public struct PartitionProbe: Sendable, Equatable {
-    public var source: String
+    public var source: String?
+    public var user: String?
     public var destination: HostPort
 
     public init(from source: String, to destination: HostPort) {
@@ -154,11 +193,32 @@ public struct PartitionProbe: Sendable, Equatable {
         self.destination = destination
     }
 
-    func run(timeout: Duration) -> TCPProbe.Result {
-        TCPProbe.connect(to: destination, from: source, timeout: timeout)
+    public init(asUser user: String, to destination: HostPort) {
+        self.user = user
+        self.destination = destination
     }
 
-    public var description: String { "\(source) -> \(destination)" }
+    func run(timeout: Duration) -> TCPProbe.Result {
+        guard let user else { return TCPProbe.connect(to: destination, from: source, timeout: timeout) }
+        let seconds = String(format: "%.1f", max(timeout.seconds, 0.1))
+        do {
+            try LocalProcess.run(
+                "/usr/bin/timeout",
+                ["-s", "KILL", seconds, "/bin/bash", "-c", "exec 3<>/dev/tcp/\(destination.host)/\(destination.port)"],
+                user: user)
+            return .answered
+        } catch let failure as LocalProcess.Failure {
+            // timeout's status for a command it killed: 124, or 128+9 with -s KILL.
+            return failure.status == 124 || failure.status == 137 ? .timedOut : .refused(failure.description)
+        } catch {
+            return .refused("\(error)")
+        }
+    }
+
+    public var description: String {
+        if let user { return "as \(user) -> \(destination)" }
+        return "\(source ?? "*") -> \(destination)"
+    }
 }
 
 /// A network partition by iptables on loopback aliases. Evidence: while active, every `blocked` probe times
@@ -171,24 +231,33 @@ public final class PartitionFault: Fault {
     public let blocked: [PartitionProbe]
     public let control: [PartitionProbe]
     public let probeTimeout: Duration
+    /// Evidence beyond the probes (e.g. a standby's WAL position), combined with theirs; nil: probes only.
+    public let effect: (@Sendable (FaultPhase) -> FaultEvidence)?
+    private let label: String?
     private var installed: [[String]] = []
 
     public var kind: String { "partition" }
-    public var target: String { shape.description }
+    /// The label given (a server name first, so the drill metrics find its store) and the rules' shape.
+    public var target: String { label.map { "\($0) (\(shape.description))" } ?? shape.description }
 
     public init(
-        name: String? = nil, shape: PartitionShape, runID: String, blocked: [PartitionProbe] = [],
-        control: [PartitionProbe] = [], probeTimeout: Duration = .milliseconds(500)
+        name: String? = nil, shape: PartitionShape, runID: String, label: String? = nil, blocked: [PartitionProbe] = [],
+        control: [PartitionProbe] = [], probeTimeout: Duration = .milliseconds(500),
+        effect: (@Sendable (FaultPhase) -> FaultEvidence)? = nil
     ) throws(PartitionError) {
         self.name = name ?? "partition-\(shape.addresses.joined(separator: "-"))"
         self.shape = shape
         self.runID = runID
+        self.label = label
         self.blocked = blocked
         self.control = control
         self.probeTimeout = probeTimeout
+        self.effect = effect
         // Refuse bad addresses before anything starts.
         _ = try PartitionRules.rules(for: shape, runID: runID)
-        for probe in blocked + control { try PartitionRules.validateLoopback(probe.source) }
+        for probe in blocked + control {
+            if let source = probe.source { try PartitionRules.validateLoopback(source) }
+        }
     }
 
     public func start() throws {
@@ -213,6 +282,21 @@ public final class PartitionFault: Fault {
         } catch {
             return .unknown("cannot list iptables rules: \(error)")
         }
+        let probes = probeEvidence(phase, rules: rules)
+        guard let effect else { return probes }
+        // Either kind of evidence may be undecided (no probe for this direction; no effect to observe); what the
+        // other proves then stands, and a `no` from either disproves.
+        let observed = effect(phase)
+        let text = "\(probes.text); \(observed.text)"
+        if probes.verified == .no || observed.verified == .no { return .no(text) }
+        if probes.verified == .yes || observed.verified == .yes {
+            let rulesAsExpected = phase == .active ? !rules.isEmpty : rules.isEmpty
+            return rulesAsExpected ? .yes(text) : .no(text)
+        }
+        return .unknown(text)
+    }
+
+    private func probeEvidence(_ phase: FaultPhase, rules: [String]) -> FaultEvidence {
         switch phase {
         case .active:
             guard rules.count >= installed.count, !installed.isEmpty else {

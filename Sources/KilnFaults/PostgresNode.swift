@@ -21,6 +21,8 @@ public struct PostgresNode: Sendable {
     /// Server options after address and port, e.g. `-c max_wal_size=4GB`.
     public var extraOptions: String
     public var binDirectory: String
+    /// The libfaketime offset file the server starts with when it exists (`FaketimeClock`); nil: never.
+    public var clock: FaketimeClock?
 
     public init(
         name: String, endpoint: HostPort, dataDirectory: URL, log: URL, probeDatabase: String = "postgres",
@@ -44,9 +46,12 @@ public struct PostgresNode: Sendable {
         else {
             throw ProcessFaultError("the embedded stack has no PostgreSQL server \(name)")
         }
-        return PostgresNode(
+        var node = PostgresNode(
             name: name, endpoint: server.endpoint, dataDirectory: server.postgresData, log: server.log,
-            user: stack.definition.postgres.user, extraOptions: "-c max_wal_size=4GB -c checkpoint_timeout=15min")
+            user: stack.definition.postgres.user,
+            extraOptions: "-c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=6GB")
+        node.clock = FaketimeClock(serverDirectory: server.directory)
+        return node
     }
 
     public func program(_ name: String) -> String { "\(binDirectory)/\(name)" }
@@ -73,7 +78,7 @@ public struct PostgresNode: Sendable {
             [
                 "-D", dataDirectory.path, "-l", log.path, "-w", "-t", String(timeout.components.seconds), "-o",
                 serverOptions, "start",
-            ], user: "postgres")
+            ], user: "postgres", environment: clock?.environment ?? [])
     }
 
     /// `pg_ctl stop -m fast`: a clean shutdown; a primary first sends all its WAL to connected standbys.

@@ -3,7 +3,8 @@ import KilnCore
 
 /// A toxic on a running `FaultProxy` as a fault: `start` adds it, `stop` removes it. Evidence, when a request
 /// probe is given (e.g. `.redisPing` for a Redis upstream), is a round trip through the proxy: for `latency` it
-/// takes at least 90 % of the latency while active and less than half of it after; for `timeout` it gets no
+/// takes at least 90 % of the latency while active and less than half of it after (below 5 ms a probe cannot
+/// tell, and the active evidence is `unknown`); for `timeout` it gets no
 /// reply; for `reset_peer` (timeout 0) and `limit_data` 0 it is refused. Other toxics (bandwidth, slicer,
 /// slow_close) are not visible to a small probe: their `active` evidence is `unknown` ("installed").
 public final class ProxyFault: Fault {
@@ -38,6 +39,10 @@ public final class ProxyFault: Fault {
             guard let probe, probe.isRequest else { return .unknown("toxic \(toxic.name) installed; no request probe") }
             let (result, elapsed) = roundTrip(probe, timeout: .seconds(2))
             switch toxic.kind {
+            case .latency(let latency, _) where latency < Self.resolvableLatencyMs:
+                return .unknown(
+                    "toxic \(toxic.name) installed; round trip \(Int(elapsed)) ms: one probe cannot tell a \(latency) ms "
+                        + "latency from this machine's own jitter (below \(Self.resolvableLatencyMs) ms)")
             case .latency(let latency, let jitter):
                 let floor = Double(latency - jitter) * 0.9
                 guard result.answered else { return .no("probe through the proxy failed: \(result)") }
@@ -58,7 +63,9 @@ public final class ProxyFault: Fault {
             guard let probe else { return .unknown("toxic removed; no probe") }
             let (result, elapsed) = roundTrip(probe, timeout: .seconds(2))
             guard result.answered else { return .no("probe through the proxy after removal: \(result)") }
-            if case .latency(let latency, _) = toxic.kind, elapsed >= Double(latency) * 0.5 {
+            if case .latency(let latency, _) = toxic.kind, latency >= Self.resolvableLatencyMs,
+                elapsed >= Double(latency) * 0.5
+            {
                 return .no("round trip still \(Int(elapsed)) ms after removal")
             }
             return .yes("toxic removed; probe answered in \(Int(elapsed)) ms")
@@ -68,6 +75,9 @@ public final class ProxyFault: Fault {
     public func teardown() {
         proxy.removeToxic(named: toxic.name)
     }
+
+    /// Latency toxics below this (ms) are `unknown` while active: a loopback round trip here varies by a few ms.
+    static let resolvableLatencyMs = 5
 
     /// One probe through the proxy on a new connection, with its duration in milliseconds.
     private func roundTrip(_ probe: ServiceProbe, timeout: Duration) -> (TCPProbe.Result, Double) {

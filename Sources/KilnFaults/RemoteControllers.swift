@@ -106,12 +106,16 @@ public struct ChaosMeshController: Sendable {
             }
             lines += selector([service], indent: "  ")
         case .partition(let shape):
-            let (from, to, direction): ([String], [String], String) =
-                switch shape {
-                case .isolate(let service): ([service], [service], "both")
-                case .split(let a, let b): (a, b, "both")
-                case .oneWay(let source, let destination): ([source], [destination], "to")
-                }
+            let (from, to, direction): ([String], [String], String)
+            switch shape {
+            case .isolate(let service): (from, to, direction) = ([service], [service], "both")
+            case .split(let a, let b): (from, to, direction) = (a, b, "both")
+            case .oneWay(let source, let destination): (from, to, direction) = ([source], [destination], "to")
+            case .userToServer, .serverToPort, .all:
+                throw ControllerError(
+                    "kubernetes: \(shape.description) is a local-stack rule (owner or port match); between pods use "
+                        + "split or one-way, which select pods by service")
+            }
             lines += [
                 "  action: partition", "  mode: all", "  direction: \(direction)",
                 "  duration: \"\(durationSeconds)s\"",

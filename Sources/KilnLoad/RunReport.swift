@@ -96,9 +96,13 @@ public struct RunReport: Codable, Sendable {
     public var complete: Bool
     public var interrupted: Bool
     public var phases: [Phase]
-    /// `passed`, `thresholds-failed`, `interrupted`, `running`.
+    /// `passed`, `thresholds-failed`, `interrupted`, `running` from the load; after `kiln check` (or `kiln run
+    /// --check`) the verdict of load, faults and check together (`anomaly`, `unknown`, `partial` too), the same one
+    /// summary.md, report.html, junit.xml and the exit code give.
     public var verdict: String
     public var exitCode: Int32?
+    /// The load's own verdict, kept when a check replaced `verdict`; nil before any check.
+    public var loadVerdict: String? = nil
     /// Store rows written per store at the end: `[0, n)` were handed to writes (for `kiln check`).
     public var storeRows: [String: Int64]
     /// The reference pipeline's sink workers, when the scenario ran one.

@@ -80,7 +80,7 @@ public struct HTMLReportWriter: ReportWriter {
             ("kiln revision", identity.kilnRevision ?? "unknown"),
             ("machine", "\(identity.host), \(identity.cores) cores"),
             ("started / ended", "\(Format.date(report.startedAt)) / \(Format.date(report.endedAt))"),
-            ("run verdict (load)", report.verdict),
+            ("run verdict (load)", report.loadVerdict ?? report.verdict),
         ]
         return "<section><h2>Run</h2><table>"
             + rows.map { "<tr><th class=\"l\">\(e($0.0))</th><td class=\"l\">\(e($0.1))</td></tr>" }.joined()

@@ -15,7 +15,9 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case restart
         /// A toxic on the fault proxy in front of a store (`toxic:`, Toxiproxy's set, e.g. `latency=100ms`).
         case proxy
-        /// iptables rules isolating one server's loopback alias (`shape: isolate`).
+        /// iptables rules (`shape:`): `isolate` one server's loopback alias, or on a PostgreSQL primary
+        /// `split-replica` (its streaming standby cut off both ways), `replica-to-primary` / `primary-to-replica`
+        /// (one-way: only that direction of the replication link dropped).
         case partition
         /// Promote the PostgreSQL streaming replica and fence the old primary (`replication: async|sync`,
         /// `fence: stop|kill`, `heal: rebuild|leave-fenced`, `lag: 300ms` of replication lag first); clients follow
@@ -23,7 +25,12 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case pgFailover = "pg-failover"
         /// Redis Sentinel failover (`trigger: command|kill`); clients rediscover the primary through Sentinel.
         case redisFailover = "redis-failover"
+        /// A wall-clock step (`offset: +10m`, `-30s`) on a server the stack starts under libfaketime.
+        case clockSkew = "clock-skew"
     }
+
+    /// `partition` shapes; all but `isolate` act on a PostgreSQL primary and its streaming standby.
+    public static let partitionShapes = ["isolate", "split-replica", "replica-to-primary", "primary-to-replica"]
 
     public struct Entry: Sendable, Equatable {
         public var name: String
@@ -38,10 +45,11 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         public var jitter: Duration
         /// `proxy`: the toxic in `kiln proxy --toxic` form.
         public var toxic: String?
-        /// `partition`: `isolate` (nothing reaches the target server from another loopback address, and nothing
-        /// from it reaches another).
+        /// `partition`: one of `partitionShapes` (`isolate`: nothing reaches the target server from another loopback
+        /// address, and nothing from it reaches another).
         public var shape: String?
-        /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`).
+        /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`); clock-skew's
+        /// `offset_s` (signed whole seconds) from `offset`.
         public var options: [String: String] = [:]
         /// Where it was written, `file:line`.
         public var source: String
@@ -127,14 +135,27 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 throw fields.error("target", "'\(target)' is not proxied: add it to the scenario's `proxy:` list")
             }
         case .partition:
-            // Split and one-way shapes need clients bound to their own source alias; the embedded servers
-            // connect to each other from 127.0.0.1, so only isolating a server is meaningful there.
-            shape = try fields.optionalString("shape") ?? "isolate"
-            guard shape == "isolate" else {
+            // The embedded servers connect to each other from 127.0.0.1, so rules between two aliases would not
+            // match their traffic: splits act on the one link that can be told apart, PostgreSQL replication
+            // (its standby runs as the postgres user, Kiln as root).
+            let text = try fields.optionalString("shape") ?? "isolate"
+            guard partitionShapes.contains(text) else {
                 throw fields.error(
-                    "shape", "only isolate is supported: the embedded servers connect to each other from 127.0.0.1, "
-                        + "so rules between two aliases would not match their traffic")
+                    "shape", "unknown shape '\(text)' (shapes: \(partitionShapes.joined(separator: ", ")); rules between two "
+                        + "aliases would not match the embedded servers' traffic, which leaves from 127.0.0.1)")
             }
+            if text != "isolate" && !target.hasPrefix("postgres") {
+                throw fields.error("shape", "\(text) acts on a PostgreSQL primary and its standby; target a postgres server")
+            }
+            shape = text
+        case .clockSkew:
+            let text = try fields.string("offset")
+            let negative = text.hasPrefix("-")
+            let magnitude = text.hasPrefix("-") || text.hasPrefix("+") ? String(text.dropFirst()) : text
+            guard let value = DurationText.parse(magnitude), value >= .seconds(1) else {
+                throw fields.error("offset", "expected a signed duration of at least 1s such as +10m or -30s, found '\(text)'")
+            }
+            options["offset_s"] = String((negative ? -1 : 1) * value.components.seconds)
         case .pgFailover:
             for (key, allowed) in [("replication", ["async", "sync"]), ("fence", ["stop", "kill"]), ("heal", ["rebuild", "leave-fenced"])] {
                 guard let value = try fields.optionalString(key) else { continue }

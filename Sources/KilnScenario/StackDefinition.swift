@@ -70,6 +70,10 @@ public struct StackDefinition: Sendable {
     public var kafka: Kafka
     public var graph: Graph
     public var timeseries: TimeSeries
+    /// Embedded servers started under libfaketime (`faketime:`), so a `clock-skew` fault can move their wall clock.
+    /// PostgreSQL servers only: Redis and FalkorDB (jemalloc) recurse inside libfaketime's clock_gettime at start-up,
+    /// and ClickHouse and Tansu are statically linked, so LD_PRELOAD cannot reach them.
+    public var faketime: [String] = []
     /// The file this definition was read from, for messages.
     public var source: String
 
@@ -127,10 +131,31 @@ public struct StackDefinition: Sendable {
             passwordEnvironmentVariable: try ts.optionalString("password_env"))
         try ts.finish()
 
+        var faketime: [String] = []
+        if fields.contains("faketime") {
+            let allowed = ["postgres-primary"] + postgres.replicas.indices.map { $0 == 0 ? "postgres-replica" : "postgres-replica-\($0 + 1)" }
+            for (text, line, column) in try fields.strings("faketime") {
+                guard kind == .embedded else {
+                    throw SpecError(
+                        file: fields.file, line: line, column: column, field: "faketime",
+                        message: "only an embedded stack starts its servers; start a \(kind.rawValue) stack's processes under faketime yourself")
+                }
+                guard allowed.contains(text) else {
+                    throw SpecError(
+                        file: fields.file, line: line, column: column, field: "faketime",
+                        message: "'\(text)' cannot run under libfaketime (servers that can: \(allowed.joined(separator: ", "))); "
+                            + "Redis and FalkorDB recurse inside libfaketime at start-up, ClickHouse and Tansu are statically linked")
+                }
+                faketime.append(text)
+            }
+        }
+
         try fields.finish()
-        return StackDefinition(
+        var definition = StackDefinition(
             name: name, kind: kind, chaosTarget: chaosTarget, postgres: postgres, redis: redis, kafka: kafka,
             graph: graph, timeseries: timeseries, source: fields.file)
+        definition.faketime = faketime
+        return definition
     }
 }
 

@@ -48,6 +48,15 @@ public final class EmbeddedStack {
         try FileManager.default.createDirectory(
             at: paths.stack.appendingPathComponent("logs"), withIntermediateDirectories: true)
         // Every address is checked before anything starts, so a conflict leaves nothing half-started.
+        // A run killed during a clock-skew fault leaves its offset behind: every clock starts the session at +0.
+        // (Whatever stack file started them: the file says which servers run under libfaketime.)
+        for server in servers {
+            let clock = FaketimeClock(serverDirectory: server.directory)
+            if clock.isEnabled, clock.offsetSeconds != 0 {
+                logger.info("resetting a skewed clock", metadata: ["kiln.server": "\(server.name)"])
+                try clock.set(offsetSeconds: 0)
+            }
+        }
         let toStart = servers.filter { server in
             if let pid = runningPID(server) {
                 // A server a crashed drill left paused (SIGSTOP) must not stay paused: SIGCONT is harmless otherwise.
@@ -228,6 +237,12 @@ public final class EmbeddedStack {
             }
         }
         try ServerBinaries.giveToPostgres(server.log)
+        let clock = FaketimeClock(serverDirectory: server.directory)
+        if definition.faketime.contains(server.name) {
+            try clock.set(offsetSeconds: 0)
+        } else if clock.isEnabled {
+            try FileManager.default.removeItem(at: clock.file)
+        }
         // Address and port go on the command line so that a replica cloned from the primary does not inherit them.
         // Checkpoints at most every 15 min or 4 GB of WAL: a 100M-row bulk load otherwise checkpoints every few
         // seconds and writes each page again in full.
@@ -238,7 +253,8 @@ public final class EmbeddedStack {
             + " -c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=6GB"
         try LocalProcess.run(
             binaries.postgres("pg_ctl"),
-            ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user)
+            ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user,
+            environment: clock.environment)
         guard let pid = postmasterPID(server) else {
             throw StackError(server: server.name, message: "pg_ctl started no postmaster", log: server.log.path)
         }
@@ -334,4 +350,6 @@ public final class EmbeddedStack {
 
 extension EmbeddedServer {
     var isPostgres: Bool { kind == .postgresPrimary || kind == .postgresReplica }
+    /// A PostgreSQL server (primary or standby by the stack file; a failover may have swapped them).
+    public var isPostgresServer: Bool { isPostgres }
 }

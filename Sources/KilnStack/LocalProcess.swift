@@ -20,11 +20,19 @@ public enum LocalProcess {
 
     /// Runs a command to completion and returns its combined stdout and stderr. Throws `Failure` on a non-zero
     /// exit. With `user`, runs it through `runuser -u USER --` when Kiln is root (PostgreSQL refuses root).
-    /// Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
+    /// `environment` (`NAME=value`) is added to the command's environment through `env`, and reaches the daemons it
+    /// starts. Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], user: String? = nil) throws -> String {
+    public static func run(
+        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = []
+    ) throws -> String {
+        let name = URL(fileURLWithPath: executable).lastPathComponent
         var executable = executable
         var arguments = arguments
+        if !environment.isEmpty {
+            arguments = environment + [executable] + arguments
+            executable = "/usr/bin/env"
+        }
         if let user, geteuid() == 0 {
             arguments = ["-u", user, "--", executable] + arguments
             executable = "/usr/sbin/runuser"
@@ -40,10 +48,7 @@ public enum LocalProcess {
         // WIFEXITED / WEXITSTATUS, which Swift does not import.
         let exited = status & 0x7f == 0
         let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard code == 0 else {
-            let name = user == nil ? executable : arguments[3]
-            throw Failure(command: URL(fileURLWithPath: name).lastPathComponent, status: code, output: output)
-        }
+        guard code == 0 else { throw Failure(command: name, status: code, output: output) }
         return output
     }
 

@@ -158,6 +158,7 @@ struct CheckCommand: ParsableCommand {
             try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
             print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
             Self.recordRPO(report, in: runDirectoryURL)
+            Self.recordVerdict(in: runDirectoryURL)
             ReportInput.writeOutputs(runDirectoryURL)
         }
         switch report.validity {
@@ -175,6 +176,19 @@ struct CheckCommand: ParsableCommand {
             let drills = report.drills, !drills.isEmpty
         else { return }
         report.drills = DrillMetrics.withRPO(drills, check: check)
+        if let encoded = try? RunReport.encoder.encode(report) { try? encoded.write(to: file, options: .atomic) }
+    }
+
+    /// Makes report.json's `verdict` and `exit_code` those of load, faults and the check together (what summary.md,
+    /// report.html, junit.xml and `kiln run --check` give), keeping the load's own in `load_verdict`; a consumer
+    /// reading report.json alone then sees anomalies. Best effort, like `recordRPO`.
+    static func recordVerdict(in directory: URL) {
+        let file = directory.appendingPathComponent("report.json")
+        guard let run = try? RunData.load(directory), var report = run.report else { return }
+        let result = ReportResult.of(run)
+        report.loadVerdict = report.loadVerdict ?? report.verdict
+        report.verdict = result.verdict
+        report.exitCode = result.exitCode.rawValue
         if let encoded = try? RunReport.encoder.encode(report) { try? encoded.write(to: file, options: .atomic) }
     }
 

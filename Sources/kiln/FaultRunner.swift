@@ -173,12 +173,40 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded, let server = embedded.servers.first(where: { $0.name == entry.target }) else {
                 throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
             }
+            if let shape = entry.shape, shape != "isolate" {
+                return try replicationPartition(instance, shape: shape, primary: server, of: embedded)
+            }
             let other = embedded.servers.first { $0.endpoint.host != server.endpoint.host }
             return try PartitionFault(
-                name: instance.name, shape: .isolate(server.endpoint.host), runID: runID,
+                name: instance.name, shape: .isolate(server.endpoint.host), runID: runID, label: server.name,
                 blocked: [PartitionProbe(from: "127.0.0.99", to: server.endpoint)],
                 control: other.map { [PartitionProbe(from: "127.0.0.99", to: $0.endpoint)] } ?? [])
+        case .clockSkew:
+            guard let embedded else { throw FaultSetupError(reason: "clock-skew needs the embedded stack") }
+            guard let offset = Int64(entry.options["offset_s"] ?? "") else {
+                throw FaultSetupError(reason: "clock-skew: no offset")
+            }
+            return try ClockSkewFault(
+                name: instance.name, node: PostgresNode.embedded(entry.target, of: embedded), offsetSeconds: offset)
         }
+    }
+
+    /// A partition of the replication link of PostgreSQL primary `server`; the stack's other PostgreSQL server is
+    /// its standby (`PartitionFault.replication`).
+    private func replicationPartition(
+        _ instance: FaultScheduleSpec.Instance, shape: String, primary server: EmbeddedServer, of embedded: EmbeddedStack
+    ) throws -> PartitionFault {
+        guard let cut = ReplicationCut(rawValue: shape) else { throw FaultSetupError(reason: "unknown shape \(shape)") }
+        guard let standbyServer = embedded.servers.first(where: { $0.isPostgresServer && $0.name != server.name }) else {
+            throw FaultSetupError(reason: "\(shape): the stack has no PostgreSQL standby beside \(server.name)")
+        }
+        let primary = try PostgresNode.embedded(server.name, of: embedded)
+        guard try primary.isInRecovery() == false else {
+            throw FaultSetupError(reason: "\(shape): \(server.name) is a standby now (a failover swapped the roles); target the primary")
+        }
+        return try PartitionFault.replication(
+            cut, link: ReplicationLink(primary: primary, standby: try PostgresNode.embedded(standbyServer.name, of: embedded)),
+            runID: runID, name: instance.name)
     }
 
     /// A request each server answers while it runs and does not while paused.
@@ -209,7 +237,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 return stack.postgres.primary
             case .redisFailover:
                 return stack.redis.primary
-            case .kill, .pause, .restart, .partition:
+            case .kill, .pause, .restart, .partition, .clockSkew:
                 if entry.target.hasPrefix("sink:") { return nil }
                 return embedded?.servers.first { $0.name == entry.target }?.endpoint
             }

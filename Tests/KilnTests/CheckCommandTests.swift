@@ -4,6 +4,7 @@ import KilnCore
 import KilnData
 import KilnHTTP
 import KilnKafka
+import KilnLoad
 import KilnPostgres
 import KilnRedis
 import Testing
@@ -48,6 +49,8 @@ struct CheckCommandTests {
         for place in report.places where place.place.hasSuffix(".rows") || place.place == "kafka.messages" {
             #expect(place.expected == 5_000 && place.scanned == 5_000, "\(place.place)")
         }
+        let run = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
+        #expect(run.verdict == "passed" && run.loadVerdict == "passed")
     }
 
     @Test func directTamperingIsListedExactly() throws {
@@ -112,6 +115,11 @@ struct CheckCommandTests {
         // of the table does not reach its materialized view), so only that minute differs.
         let minutes = try #require(found["invariant.minute-totals"])
         #expect(minutes.counts == ["corrupted": 1], "\(minutes.anomalies)")
+        // report.json now carries the combined verdict (a reader of it alone sees the anomalies), the load's kept.
+        let run = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
+        #expect(run.verdict == "anomaly")
+        #expect(run.exitCode == KilnExitCode.anomaly.rawValue)
+        #expect(run.loadVerdict == "passed")
     }
 
     @Test func anUnreachableStoreMakesTheCheckUnknownNotValid() throws {

@@ -224,7 +224,16 @@ struct FaultScheduleSpecTests {
         let kafka = try #require(Self.error("proxy: [kafka]"))
         #expect(kafka.message.contains("advertised"))
         let split = try #require(Self.error("faults:\n  - {kind: partition, target: kafka, shape: split, at: 1s}"))
-        #expect(split.message.contains("only isolate"))
+        #expect(split.message.contains("unknown shape 'split'"))
+        #expect(split.message.contains("split-replica"))
+        let notPostgres = try #require(
+            Self.error("faults:\n  - {kind: partition, target: redis-primary, shape: split-replica, at: 1s}"))
+        #expect(notPostgres.message.contains("target a postgres server"))
+        let offset = try #require(Self.error("faults:\n  - {kind: clock-skew, target: postgres-primary, offset: soon, at: 1s}"))
+        #expect(offset.field.hasSuffix("offset"))
+        #expect(offset.line == 5)
+        let missing = try #require(Self.error("faults:\n  - {kind: clock-skew, target: postgres-primary, at: 1s}"))
+        #expect(missing.message.contains("missing"))
         #expect(kind.line == 5)
         let replication = try #require(Self.error("faults:\n  - {kind: pg-failover, replication: eventually, at: 1s}"))
         #expect(replication.message.contains("async or sync"))
@@ -243,6 +252,21 @@ struct FaultScheduleSpecTests {
         #expect(
             spec.entries[0].options == ["replication": "sync", "fence": "kill", "heal": "leave-fenced", "lag_ms": "250"])
         #expect(spec.entries[1].target == "redis" && spec.entries[1].options["trigger"] == "kill")
+    }
+
+    @Test func clockSkewOffsetsAreSignedSecondsAndPartitionShapesAreKept() throws {
+        let spec = try #require(
+            try Self.load(
+                """
+                faults:
+                  - {kind: clock-skew, target: postgres-primary, offset: +10m, at: 5s}
+                  - {kind: clock-skew, target: postgres-replica, offset: -30s, at: 5s}
+                  - {kind: partition, target: postgres-primary, shape: primary-to-replica, at: 5s}
+                """
+            ).faults)
+        #expect(spec.entries[0].options["offset_s"] == "600")
+        #expect(spec.entries[1].options["offset_s"] == "-30")
+        #expect(spec.entries[2].shape == "primary-to-replica")
     }
 
     @Test func anUnknownServerOrAForbiddenTargetStopsTheRunBeforeAnythingStarts() throws {

@@ -190,4 +190,16 @@ struct FaultProxyTests {
             #expect(proxy.toxics.isEmpty)
         }
     }
+
+    @Test func aLatencyBelowWhatAProbeResolvesIsUnknownNotDisproved() throws {
+        try withProxy { proxy in
+            let fault = ProxyFault(
+                proxy: proxy, toxic: Toxic(name: "tiny", kind: .latency(latency: 1, jitter: 0)), probe: .redisPing)
+            let record = FaultDriver(fault).run(for: .milliseconds(100))
+            #expect(record.verified == .unknown, "\(record.note)")
+            #expect(record.note.contains("cannot tell a 1 ms latency"))
+            #expect(record.note.contains("healed: toxic removed"))
+            #expect(proxy.toxics.isEmpty)
+        }
+    }
 }

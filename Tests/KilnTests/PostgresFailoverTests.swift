@@ -20,7 +20,8 @@ final class PrivatePostgresPair {
     let primary: PostgresNode
     let replica: PostgresNode
 
-    init() throws {
+    /// With `faketime`, the primary starts under libfaketime (its offset file in the pair's directory, at +0).
+    init(faketime: Bool = false) throws {
         let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestStack.uniqueName("kiln-pgfo"))
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -36,9 +37,12 @@ final class PrivatePostgresPair {
                 dataDirectory: directory.appendingPathComponent(name),
                 log: directory.appendingPathComponent("\(name).log"))
         }
-        primary = node("primary", "127.0.0.\(octet)", port)
+        var primary = node("primary", "127.0.0.\(octet)", port)
+        if faketime { primary.clock = FaketimeClock(serverDirectory: directory) }
+        self.primary = primary
         replica = node("replica", "127.0.0.\(octet + 1)", port + 1)
         do {
+            try primary.clock?.set(offsetSeconds: 0)
             try LocalProcess.run(
                 primary.program("initdb"),
                 [

@@ -118,6 +118,18 @@ struct ReportTests {
             DrillMetrics.store(
                 of: RunReport.Fault(name: "r", kind: "redis-failover", target: "kiln via sentinels 127.0.0.23:26379", verified: "yes"))
                 == "redis")
+        // Partitions and clock steps name their server first (an isolate's address alone had no drill row).
+        #expect(
+            DrillMetrics.store(
+                of: RunReport.Fault(
+                    name: "p", kind: "partition", target: "postgres-primary (isolate 127.0.0.11)", verified: "yes"))
+                == "postgres")
+        #expect(
+            DrillMetrics.store(
+                of: RunReport.Fault(
+                    name: "s", kind: "partition", target: "postgres-primary | postgres-replica (drop user postgres -> 127.0.0.11:15432)",
+                    verified: "yes"))
+                == "postgres")
         let drill = try #require(DrillMetrics.compute(faults: [failover], report: report, timeline: failing).first)
         #expect(drill.metrics["rto_ms"] == 2_900, "\(drill.metrics)")
         #expect(drill.metrics["errors"] == 60)

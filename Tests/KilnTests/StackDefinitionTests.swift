@@ -8,7 +8,7 @@ import Testing
 struct StackDefinitionTests {
     static let scenarios = TestStack.paths.home.appendingPathComponent("Scenarios")
 
-    @Test("the shipped stack files parse", arguments: ["embedded.yaml", "compose.yaml", "external.example.yaml"])
+    @Test("the shipped stack files parse", arguments: ["embedded.yaml", "embedded-faketime.yaml", "compose.yaml", "external.example.yaml"])
     func shippedFilesParse(_ name: String) throws {
         let stack = try StackDefinition.load(contentsOf: Self.scenarios.appendingPathComponent("stacks/\(name)"))
         #expect(!stack.kafka.bootstrap.isEmpty)
@@ -27,6 +27,24 @@ struct StackDefinitionTests {
         #expect(hosts.allSatisfy { $0.hasPrefix("127.") })
         #expect(stack.redis.sentinels.count == 3)
         #expect(stack.postgres.replicas.count == 1)
+    }
+
+    @Test func faketimeListsPostgresServersOnly() throws {
+        let stack = try StackDefinition.parse(Self.minimal + "\nfaketime: [postgres-primary]\n", file: "ft.yaml")
+        #expect(stack.faketime == ["postgres-primary"])
+        #expect(try StackDefinition.parse(Self.minimal, file: "plain.yaml").faketime.isEmpty)
+        let shipped = try StackDefinition.load(contentsOf: Self.scenarios.appendingPathComponent("stacks/embedded-faketime.yaml"))
+        #expect(shipped.faketime == ["postgres-primary", "postgres-replica"])
+        do {
+            _ = try StackDefinition.parse(Self.minimal + "\nfaketime: [redis-primary]\n", file: "ft.yaml")
+            Issue.record("redis-primary under faketime was accepted")
+        } catch {
+            #expect(error.field.hasSuffix("faketime"))
+            #expect(error.message.contains("recurse inside libfaketime"))
+            #expect(error.description.contains("ft.yaml:"))
+        }
+        let external = Self.minimal.replacingOccurrences(of: "kind: embedded", with: "kind: external")
+        #expect(throws: SpecError.self) { try StackDefinition.parse(external + "\nfaketime: [postgres-primary]\n", file: "x.yaml") }
     }
 
     @Test func externalStacksAreNotChaosTargetsByDefault() throws {
