@@ -32,6 +32,8 @@ public final class LoadRun {
     public var companion: RunCompanion?
     /// Current primaries that failover faults move; the clients follow them.
     public var primaries: PrimaryDirectory?
+    /// Told of every write acknowledged `ok` (black-box staleness probes).
+    public var ackTap: (any AckTap)?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -111,7 +113,7 @@ public final class LoadRun {
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
-                stop: stop)
+                stop: stop, ackTap: ackTap)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
             var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()

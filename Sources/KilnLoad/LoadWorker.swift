@@ -120,5 +120,8 @@ final class LoadWorker {
             errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
             end: end &- context.runStart)
         recorder.record(entry, latencyNanos: end &- intended, late: start > intended &+ lateAfter)
+        if kind == .ok, rows > 0, let tap = context.ackTap, context.operations[operationIndex].kind != .read {
+            tap.acknowledged(operation: context.operations[operationIndex].name, rows: row..<(row + rows), ackNanos: end)
+        }
     }
 }

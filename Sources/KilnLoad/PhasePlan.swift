@@ -56,11 +56,13 @@ final class PhaseContext: Sendable {
     private let start = Atomic<UInt64>(0)
     var phaseStart: UInt64 { start.load(ordering: .acquiring) }
     let stop: StopFlag
+    /// Told of every write acknowledged `ok` (black-box staleness probes); nil: nobody listens.
+    let ackTap: (any AckTap)?
 
     init(
         phase: LoadScenario.Phase, phaseNumber: Int, operations: [PlannedOperation], stores: [String],
         drivers: [StoreDriver], clientContext: ClientContext, storeRows: StoreRows, seed: UInt64, runStart: UInt64,
-        stop: StopFlag
+        stop: StopFlag, ackTap: (any AckTap)? = nil
     ) {
         self.phase = phase
         self.phaseNumber = phaseNumber
@@ -76,6 +78,7 @@ final class PhaseContext: Sendable {
         self.seed = seed
         self.runStart = runStart
         self.stop = stop
+        self.ackTap = ackTap
     }
 
     /// Starts the phase clock (monotonic ns); called once.

@@ -18,6 +18,10 @@ import Foundation
 ///     - {store: falkordb, graph: fraud, edge: "(:User)-[:PAID]->(:Merchant)", columns: {amount: amount_cents},
 ///        units: {amount: cents}}
 ///     - {store: redis, key: "txn:{txn_id}", columns: {amount: amt}}
+///   staleness:              # optional: `kiln run` probes a sample of the entry's acks in every place
+///     sample: 2             # acknowledged entry writes probed per second
+///     slo: {redis: 5s, clickhouse.analytics.txns: 30s}   # by store or place id
+///     timeout: 60s          # a probe not visible by then is recorded never-visible
 /// ```
 public struct BlackBoxSpec: Sendable {
     public enum Store: String, Sendable, CaseIterable {
@@ -89,11 +93,15 @@ public struct BlackBoxSpec: Sendable {
     public var entry: Store
     public var posted: Posted
     public var places: [Place]
+    /// `staleness:`: probe each place for a sample of the entry's acknowledged writes during `kiln run`; nil when
+    /// the block is absent (no probes).
+    public var staleness: Staleness?
 
-    public init(entry: Store, posted: Posted, places: [Place]) {
+    public init(entry: Store, posted: Posted, places: [Place], staleness: Staleness? = nil) {
         self.entry = entry
         self.posted = posted
         self.places = places
+        self.staleness = staleness
     }
 
     static func parse(_ fields: YAMLFields) throws(SpecError) -> BlackBoxSpec {
@@ -110,8 +118,11 @@ public struct BlackBoxSpec: Sendable {
             places.append(parsed)
         }
         if places.isEmpty { throw fields.error("places", "needs at least one place") }
+        let staleness = try fields.optionalMapping("staleness").map { (block) throws(SpecError) in
+            try Staleness.parse(block, places: places)
+        }
         try fields.finish()
-        return BlackBoxSpec(entry: entry, posted: posted, places: places)
+        return BlackBoxSpec(entry: entry, posted: posted, places: places, staleness: staleness)
     }
 
     static func parsePlace(_ fields: YAMLFields) throws(SpecError) -> Place {

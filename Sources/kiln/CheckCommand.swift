@@ -150,6 +150,18 @@ struct CheckCommand: ParsableCommand {
             let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
             for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }
         }
+        if loaded.blackbox != nil, let runDirectoryURL {
+            // The run's staleness probes (blackbox.staleness): one staleness.<place> result per path.
+            let staleness: BlackBoxStalenessReport?
+            do {
+                staleness = try BlackBoxStalenessReport.load(from: runDirectoryURL)
+            } catch {
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(runDirectoryURL.appendingPathComponent(BlackBoxStalenessReport.fileName).path): \(error)")
+            }
+            for result in staleness.map(BlackBoxStalenessCheck.results) ?? [] { report = report.adding(result) }
+        }
         print(CheckTable.text(report, show: show))
         if let runDirectoryURL {
             let encoder = JSONEncoder()

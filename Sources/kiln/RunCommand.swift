@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import KilnCheck
 import KilnCore
 import KilnData
 import KilnLoad
@@ -159,13 +160,17 @@ struct RunCommand: ParsableCommand {
             }
             run.companion = faults.runner
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
+            let prober = StalenessProbes.start(loaded, dataset: dataset, primaries: run.primaries, logger: logger)
+            run.ackTap = prober
             var report: RunReport
             do throws(LoadRun.Failure) {
                 report = try run.run()
             } catch {
+                _ = prober?.finish { true }
                 throw Failure(code: error.code, message: error.message)
             }
             progress.finish()
+            if let prober { StalenessProbes.finish(prober, directory: directory.url, stop: stop, logger: logger) }
             if let timeline = report.faults, !timeline.isEmpty {
                 let samples = (try? RunData.load(directory.url))?.timeline ?? []
                 let proxied = Dictionary(
@@ -258,6 +263,43 @@ struct RunCommand: ParsableCommand {
         guard let output = try? LocalProcess.run("/usr/bin/git", ["-C", home.path, "rev-parse", "--short", "HEAD"])
         else { return nil }
         return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The black-box staleness probes of a run (`blackbox.staleness:`), started before the first phase and finished
+/// after the last one, with their final convergence wait; the result goes to the run directory for `kiln check`.
+enum StalenessProbes {
+    static func start(
+        _ scenario: LoadScenario, dataset: Dataset, primaries: PrimaryDirectory?, logger: Logger
+    ) -> StalenessProber? {
+        guard let spec = scenario.blackbox, let staleness = spec.staleness else { return nil }
+        let context = ClientContext(
+            stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
+            environment: ProcessInfo.processInfo.environment, logger: logger, primaries: primaries)
+        let prober = StalenessProber(spec: spec, context: context)
+        prober.start()
+        logger.info(
+            "black-box staleness: probing \(String(format: "%g", staleness.sample)) acknowledged \(spec.entry.rawValue) writes/s in \(spec.places.count) places (timeout \(BlackBoxSpec.Staleness.text(staleness.timeout)))")
+        return prober
+    }
+
+    static func finish(_ prober: StalenessProber, directory: URL, stop: StopFlag, logger: Logger) {
+        logger.info("black-box staleness: waiting for the pending probes (at most \(BlackBoxSpec.Staleness.text(prober.staleness.timeout)))")
+        let report = prober.finish { stop.isRaised }
+        do {
+            try report.write(to: directory)
+        } catch {
+            logger.error("black-box staleness: cannot write \(BlackBoxStalenessReport.fileName): \(error)")
+        }
+        for path in report.paths {
+            func ms(_ value: Double?) -> String { value.map { String(format: "%.0f ms", $0) } ?? "-" }
+            if let reason = path.noProbe {
+                logger.info("staleness \(path.path): \(reason)")
+                continue
+            }
+            logger.info(
+                "staleness \(path.path): p50 \(ms(path.p50Ms)) p99 \(ms(path.p99Ms)) max \(ms(path.maxMs)) (SLO \(ms(path.sloMs))), \(path.visible)/\(path.probes) seen, \(path.neverVisible) never visible, \(path.unprobed) unprobed\(path.lastError.map { "; last lookup error: \($0)" } ?? "")")
+        }
     }
 }
 
