@@ -146,6 +146,20 @@ struct ReportTests {
         }
         let pauseDrill = try #require(DrillMetrics.compute(faults: [pause], report: report, timeline: paused).first)
         #expect(pauseDrill.metrics["rto_ms"] == 16_900, "\(pauseDrill.metrics)")
+        // A partition between the servers that Kiln's clients never noticed: a 5 ms p99 second (2 ms usual) is
+        // loopback wobble, not the fault — no detection and RTO 0, not the fault's whole duration.
+        let split = RunReport.Fault(
+            name: "split", kind: "partition", target: "postgres-primary | postgres-replica (…)", startedAt: start,
+            stoppedAt: start + 20_000, verified: "yes")
+        let wobbly = timeline { second in
+            second == 24
+                ? TimelineSample(phase: "steady", second: 24, operation: "postgres.insert", ok: 80, p50Ms: 1, p99Ms: 5)
+                : normal(second)
+        }
+        let splitDrill = try #require(DrillMetrics.compute(faults: [split], report: report, timeline: wobbly).first)
+        #expect(splitDrill.metrics["time_to_detect_ms"] == nil, "\(splitDrill.metrics)")
+        #expect(splitDrill.metrics["rto_ms"] == 0)
+        #expect(splitDrill.verdict == "passed")
     }
 
     @Test func aDrillsRPOIsTheLostCountOfItsStoresCheckedPlaces() throws {
