@@ -97,8 +97,8 @@ public struct RunReport: Codable, Sendable {
     public var interrupted: Bool
     public var phases: [Phase]
     /// `passed`, `thresholds-failed`, `interrupted`, `running` from the load; after `kiln check` (or `kiln run
-    /// --check`) the verdict of load, faults and check together (`anomaly`, `unknown`, `partial` too), the same one
-    /// summary.md, report.html, junit.xml and the exit code give.
+    /// --check`), or when a run's faults or drills change it, the verdict of load, faults, drills and check together
+    /// (`anomaly`, `unknown`, `partial` too), the same one summary.md, report.html, junit.xml and the exit code give.
     public var verdict: String
     public var exitCode: Int32?
     /// The load's own verdict, kept when a check replaced `verdict`; nil before any check.

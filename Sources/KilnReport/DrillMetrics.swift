@@ -44,9 +44,10 @@ public enum DrillMetrics {
         return faults.compactMap { fault -> RunReport.Drill? in
             guard let store = store(of: fault, proxied: proxied) else { return nil }
             guard let start = fault.startedAt else {
+                // Refused before it started (e.g. its setup found the target unfit): the drill did not happen.
                 return RunReport.Drill(
-                    name: "\(fault.name) on \(store)", fault: fault.name, store: store, verdict: "unknown",
-                    reason: fault.note ?? "the fault did not start")
+                    name: "\(fault.name) on \(store)", fault: fault.name, store: store,
+                    verdict: fault.verified == "no" ? "failed" : "unknown", reason: fault.note ?? "the fault did not start")
             }
             let stop = fault.stoppedAt ?? start
             // Per second of the store: (end time, ok, errors, info, dropped, worst p99).

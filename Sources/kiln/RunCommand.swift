@@ -186,7 +186,17 @@ struct RunCommand: ParsableCommand {
             ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
             let loadCode = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
-            guard check, !stop.isRaised else { return loadCode }
+            if stop.isRaised { return loadCode }
+            guard check else {
+                // Without a check the faults and drills still count: a fault that was refused or not undone, or a
+                // drill that failed, must not exit 0 while summary.md says otherwise.
+                guard report.faults?.isEmpty == false, let run = try? RunData.load(directory.url) else { return loadCode }
+                let result = ReportResult.of(run)
+                guard result.exitCode != loadCode else { return loadCode }
+                CheckCommand.recordVerdict(in: directory.url)
+                print("verdict (with faults and drills): \(result.verdict)" + result.reasons.map { "\n  \($0)" }.joined())
+                return result.exitCode
+            }
             logger.info("checking the run (kiln check \(directory.url.path))")
             let checkCode: KilnExitCode
             do {

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCheck
 import KilnFaults
+import KilnCore
 import KilnLoad
 import KilnReport
 import KilnScenario
@@ -66,6 +67,29 @@ struct DrillTests {
         #expect(drill.metrics["p99_during_ms"].map { $0 >= 100 } == true, "\(drill)")
         let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(html.contains("slow-redis"))
+    }
+
+    @Test func aRefusedFaultFailsItsDrillAndTheExitCodeEvenWithoutACheck() throws {
+        // The shared stack's PostgreSQL is not under libfaketime: the clock-skew fault must be refused, recorded,
+        // and make the run fail — never exit 0 beside a summary that says otherwise.
+        let name = "drc_\(UInt32.random(in: 0...UInt32.max))"
+        let file = try Self.scenario(
+            name,
+            """
+            faults:
+              - {name: skew, kind: clock-skew, target: postgres-primary, offset: +10m, at: 1s, duration: 2s}
+            heal_wait: 0s
+            phases:
+              - {name: steady, executor: constant-arrival-rate, rate: 50, duration: 4s, workers: 8, mix: {postgres.point-read: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "c"])
+        #expect(result.status == KilnExitCode.thresholdFailed.rawValue, "\(result.output)")
+        #expect(result.output.contains("does not run under libfaketime"))
+        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("c/report.json")))
+        #expect(report.faults?.first?.verified == "no")
+        #expect(report.drills?.first?.verdict == "failed")
+        #expect(report.verdict == "thresholds-failed" && report.loadVerdict == "passed")
     }
 
     @Test func aKilledSinkProcessIsRestartedAndTheCheckFindsNothingLostOrDoubled() throws {
