@@ -8,7 +8,8 @@ import Foundation
 /// `<server directory>/faketime.rc` holds the offset (`+600`, `-30`, in seconds) and the server re-reads it at most
 /// once a second (FAKETIME_CACHE_DURATION=1), so a write takes effect within about two seconds without a restart.
 /// Only CLOCK_REALTIME moves (FAKETIME_DONT_FAKE_MONOTONIC=1), like an NTP step on a real host: timeouts and
-/// monotonic timers of the server are unaffected. A server runs under it when the file exists at its start
+/// monotonic timers of the server are unaffected. No shared-memory segment is made (FAKETIME_DONT_USE_SHM=1: a killed
+/// server would leave it in /dev/shm). A server runs under it when the file exists at its start
 /// (`kiln stack up` writes `+0` for the servers the stack file lists under `faketime:`).
 public struct FaketimeClock: Sendable, Equatable {
     public static let library = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -26,7 +27,7 @@ public struct FaketimeClock: Sendable, Equatable {
         guard isEnabled else { return [] }
         return [
             "LD_PRELOAD=\(Self.library)", "FAKETIME_TIMESTAMP_FILE=\(file.path)", "FAKETIME_CACHE_DURATION=1",
-            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1", "FAKETIME_DONT_USE_SHM=1",
         ]
     }
 
