@@ -126,6 +126,17 @@ public final class RedisSentinelFailover: Fault {
         }
     }
 
+    /// The first answering Sentinel's `flags` for the master (`master`, `master,failover_in_progress`, `o_down`…):
+    /// evidence of a second failover when a fenced server keeps turning primary.
+    func sentinelFlags() -> String {
+        for sentinel in sentinels {
+            guard let parts = (try? Self.ask(sentinel, ["SENTINEL", "MASTER", masterName]))?.array else { continue }
+            let strings = parts.map { $0.string ?? "" }
+            if let index = strings.firstIndex(of: "flags"), index + 1 < strings.count { return strings[index + 1] }
+        }
+        return "no Sentinel answered"
+    }
+
     /// `REPLICAOF <primary>` on `server`, then drops its normal clients so they reconnect (and rediscover).
     static func demote(_ server: HostPort, to primary: HostPort) throws {
         _ = try ask(server, ["REPLICAOF", primary.host, String(primary.port)])
@@ -196,7 +207,9 @@ public final class RedisSentinelFailover: Fault {
             }
             guard Self.role(primary)?.role == "master" else { return .no("ROLE of \(primary) is not master") }
             guard waitForReplica(replica, of: primary) else {
-                return .no("\(replica) is not a connected replica of \(primary) (ROLE \(Self.describeRole(replica)))")
+                return .no(
+                    "\(replica) is not a connected replica of \(primary) (ROLE \(Self.describeRole(replica)); Sentinel's "
+                        + "flags for \(masterName): \(sentinelFlags()))")
             }
             return .yes("all sentinels name \(primary) (master); \(replica) is its connected replica")
         }
