@@ -51,12 +51,9 @@ enum StalenessLookups {
         case .kafka:
             return try KafkaTail(place, context: context)
         case .falkordb:
-            let (_, mapping) = BlackBoxPlaces.graph(place)
-            let edge = place.edge ?? ("", "PAID", "")
-            func node(_ label: String) -> String { label.isEmpty ? "()" : "(:\(label))" }
-            let match = "MATCH \(node(edge.source))-[p:\(edge.relation)]->\(node(edge.target))"
+            let (query, mapping) = BlackBoxPlaces.graph(place)
             return try GraphLookup(
-                graph: place.name, match: match, property: mapping.names["txn_id"] ?? "txn_id", context: context)
+                graph: place.name, match: query.match, property: mapping.names["txn_id"] ?? "txn_id", context: context)
         }
     }
 

@@ -349,7 +349,6 @@ public final class EmbeddedStack {
 }
 
 extension EmbeddedServer {
-    var isPostgres: Bool { kind == .postgresPrimary || kind == .postgresReplica }
     /// A PostgreSQL server (primary or standby by the stack file; a failover may have swapped them).
-    public var isPostgresServer: Bool { isPostgres }
+    public var isPostgres: Bool { kind == .postgresPrimary || kind == .postgresReplica }
 }

@@ -195,9 +195,14 @@ struct CheckCommand: ParsableCommand {
     /// report.html, junit.xml and `kiln run --check` give), keeping the load's own in `load_verdict`; a consumer
     /// reading report.json alone then sees anomalies. Best effort, like `recordRPO`.
     static func recordVerdict(in directory: URL) {
+        guard let run = try? RunData.load(directory) else { return }
+        recordVerdict(ReportResult.of(run), of: run, in: directory)
+    }
+
+    /// `recordVerdict(in:)` for a run already loaded and judged.
+    static func recordVerdict(_ result: ReportResult, of run: RunData, in directory: URL) {
         let file = directory.appendingPathComponent("report.json")
-        guard let run = try? RunData.load(directory), var report = run.report else { return }
-        let result = ReportResult.of(run)
+        guard var report = run.report else { return }
         report.loadVerdict = report.loadVerdict ?? report.verdict
         report.verdict = result.verdict
         report.exitCode = result.exitCode.rawValue

@@ -197,7 +197,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         _ instance: FaultScheduleSpec.Instance, shape: String, primary server: EmbeddedServer, of embedded: EmbeddedStack
     ) throws -> PartitionFault {
         guard let cut = ReplicationCut(rawValue: shape) else { throw FaultSetupError(reason: "unknown shape \(shape)") }
-        guard let standbyServer = embedded.servers.first(where: { $0.isPostgresServer && $0.name != server.name }) else {
+        guard let standbyServer = embedded.servers.first(where: { $0.isPostgres && $0.name != server.name }) else {
             throw FaultSetupError(reason: "\(shape): the stack has no PostgreSQL standby beside \(server.name)")
         }
         let primary = try PostgresNode.embedded(server.name, of: embedded)

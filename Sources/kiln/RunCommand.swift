@@ -193,7 +193,7 @@ struct RunCommand: ParsableCommand {
                 guard report.faults?.isEmpty == false, let run = try? RunData.load(directory.url) else { return loadCode }
                 let result = ReportResult.of(run)
                 guard result.exitCode != loadCode else { return loadCode }
-                CheckCommand.recordVerdict(in: directory.url)
+                CheckCommand.recordVerdict(result, of: run, in: directory.url)
                 print("verdict (with faults and drills): \(result.verdict)" + result.reasons.map { "\n  \($0)" }.joined())
                 return result.exitCode
             }
@@ -288,6 +288,10 @@ enum StalenessProbes {
             environment: ProcessInfo.processInfo.environment, logger: logger, primaries: primaries)
         let prober = StalenessProber(spec: spec, context: context)
         prober.start()
+        // A sample acknowledged before its place's lookup is open would count the connect as staleness.
+        if !prober.ready(within: 10) {
+            logger.warning("black-box staleness: not every place's lookup opened within 10 s; their first probes wait for it")
+        }
         logger.info(
             "black-box staleness: probing \(String(format: "%g", staleness.sample)) acknowledged \(spec.entry.rawValue) writes/s in \(spec.places.count) places (timeout \(BlackBoxSpec.Staleness.text(staleness.timeout)))")
         return prober
