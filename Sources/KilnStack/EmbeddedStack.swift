@@ -214,7 +214,9 @@ public final class EmbeddedStack {
             if server.kind == .redisReplica {
                 arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
             }
-            record(server, try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
+            record(
+                server,
+                try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
         case .sentinel:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let config = server.directory.appendingPathComponent("sentinel.conf")
@@ -245,19 +247,22 @@ public final class EmbeddedStack {
                 "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/",
             ]
-            record(server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
+            record(
+                server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
         case .falkordb:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let arguments = ServerBinaries.redisArguments(server) + ["--loadmodule", binaries.falkordbModule]
             record(
                 server,
-                try LocalProcess.spawnDetached(binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
+                try LocalProcess.spawnDetached(
+                    binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
         case .clickhouse:
             let config = try ClickHouseConfig.write(for: server)
             record(
                 server,
                 try LocalProcess.spawnDetached(
-                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log, host: hosts[server.name]))
+                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log,
+                    host: hosts[server.name]))
         }
     }
 
@@ -275,7 +280,8 @@ public final class EmbeddedStack {
                     ["-D", data.path, "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C", "--no-sync"], user: user)
                 var access = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
                 if definition.network == .hosts {
-                    access += "host all all \(HostAddress.subnet) trust\nhost replication all \(HostAddress.subnet) trust\n"
+                    access += "host all all \(HostAddress.subnet) trust\n"
+                        + "host replication all \(HostAddress.subnet) trust\n"
                 }
                 try ServerBinaries.append(access, to: data.appendingPathComponent("pg_hba.conf"))
                 try ServerBinaries.append(

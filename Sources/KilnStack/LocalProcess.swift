@@ -25,7 +25,8 @@ public enum LocalProcess {
     /// (`ip netns exec`). Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
     @discardableResult
     public static func run(
-        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = [], host: NetworkHost? = nil
+        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = [],
+        host: NetworkHost? = nil
     ) throws -> String {
         let name = URL(fileURLWithPath: executable).lastPathComponent
         var executable = executable
@@ -58,9 +59,9 @@ public enum LocalProcess {
     /// /dev/null and stdout/stderr appended to `log`, and returns its pid without waiting for it.
     /// The process outlives Kiln (it is reparented to init when Kiln exits); `terminate` stops it. With `host`, it runs
     /// inside that host's network namespace (`ip netns exec` execs it: the pid returned is the command's own).
-    public static func spawnDetached(_ executable: String, _ arguments: [String], log: URL, host: NetworkHost? = nil) throws
-        -> pid_t
-    {
+    public static func spawnDetached(
+        _ executable: String, _ arguments: [String], log: URL, host: NetworkHost? = nil
+    ) throws -> pid_t {
         guard let host else { return try spawn(executable, arguments, output: log, newSession: true) }
         let (wrapped, wrappedArguments) = HostNetwork.command(in: host, executable, arguments)
         return try spawn(wrapped, wrappedArguments, output: log, newSession: true)

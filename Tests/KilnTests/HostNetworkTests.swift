@@ -55,8 +55,10 @@ struct HostNetworkTests {
 
     @Test func addressesAndNamesAreStrict() throws {
         #expect(HostAddress("10.213.7.11")?.octet == 11)
-        for bad in ["10.213.7.1", "10.213.7.0", "10.213.7.255", "10.213.7.256", "10.213.7.-3", "10.213.7.011",
-                    "10.213.8.11", "192.0.2.2", "127.0.0.11", "10.213.7.", "10.213.7.11 ", "", "kiln"] {
+        for bad in [
+            "10.213.7.1", "10.213.7.0", "10.213.7.255", "10.213.7.256", "10.213.7.-3", "10.213.7.011",
+            "10.213.8.11", "192.0.2.2", "127.0.0.11", "10.213.7.", "10.213.7.11 ", "", "kiln",
+        ] {
             #expect(HostAddress(bad) == nil, "\(bad)")
         }
         #expect(throws: HostNetworkError.self) { try HostAddress(octet: 1) }
@@ -79,15 +81,20 @@ struct HostNetworkTests {
         #expect(HostNetwork.parse(namespace: "kiln.p12.x") == nil)
         let bad = NetworkHost(name: "Bad Name", address: try HostAddress(octet: 150), owner: owner)
         #expect(throws: HostNetworkError.self) { try Self.network.addHost(bad) }
-        let long = NetworkHost(name: String(repeating: "a", count: 41), address: try HostAddress(octet: 150), owner: owner)
+        let long = NetworkHost(
+            name: String(repeating: "a", count: 41), address: try HostAddress(octet: 150), owner: owner)
         #expect(throws: HostNetworkError.self) { try Self.network.addHost(long) }
     }
 
     @Test func hostsTalkThroughTheBridgeAndReachNothingElse() throws {
         let owner = HostOwner.currentProcess
         let addresses = try Self.freeAddresses(2)
-        let a = NetworkHost(name: TestStack.uniqueName("ta").replacingOccurrences(of: "_", with: "-"), address: addresses[0], owner: owner)
-        let b = NetworkHost(name: TestStack.uniqueName("tb").replacingOccurrences(of: "_", with: "-"), address: addresses[1], owner: owner)
+        let a = NetworkHost(
+            name: TestStack.uniqueName("ta").replacingOccurrences(of: "_", with: "-"), address: addresses[0],
+            owner: owner)
+        let b = NetworkHost(
+            name: TestStack.uniqueName("tb").replacingOccurrences(of: "_", with: "-"), address: addresses[1],
+            owner: owner)
         defer { _ = try? Self.network.removeHosts(of: owner) }
         try Self.network.addHost(a)
         try Self.network.addHost(b)
@@ -164,8 +171,11 @@ struct HostNetworkTests {
             in: victim, "/usr/sbin/iptables",
             ["-w", "5", "-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"])
         try HostNetwork.run(
-            in: victim, "/usr/sbin/tc", ["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit",
-                                         "latency", "400ms"])
+            in: victim, "/usr/sbin/tc",
+            [
+                "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit",
+                "latency", "400ms",
+            ])
         usleep(200_000)
         kill(inside, SIGSTOP)
         #expect(Self.network.processes(in: victim).contains(inside))
@@ -197,7 +207,9 @@ struct HostNetworkTests {
         let owner = HostOwner.currentProcess
         let address = try #require(try Self.freeAddresses(1).first)
         let host = try Self.network.addHost(
-            NetworkHost(name: TestStack.uniqueName("tf").replacingOccurrences(of: "_", with: "-"), address: address, owner: owner))
+            NetworkHost(
+                name: TestStack.uniqueName("tf").replacingOccurrences(of: "_", with: "-"), address: address,
+                owner: owner))
         defer { _ = try? Self.network.removeHost(host) }
         let (ip, arguments) = HostNetwork.command(in: host, "/bin/sleep", ["600"])
         let inside = try LocalProcess.spawnDetached(ip, arguments, log: URL(fileURLWithPath: "/dev/null"))
@@ -206,11 +218,17 @@ struct HostNetworkTests {
             in: host, "/usr/sbin/iptables",
             ["-w", "5", "-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"])
         try HostNetwork.run(
-            in: host, "/usr/sbin/tc", ["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit",
-                                       "latency", "400ms"])
+            in: host, "/usr/sbin/tc",
+            [
+                "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit",
+                "latency", "400ms",
+            ])
         _ = try LocalProcess.run(
-            "/usr/sbin/tc", ["qdisc", "add", "dev", host.bridgePort, "root", "tbf", "rate", "1mbit", "burst", "32kbit",
-                             "latency", "400ms"])
+            "/usr/sbin/tc",
+            [
+                "qdisc", "add", "dev", host.bridgePort, "root", "tbf", "rate", "1mbit", "burst", "32kbit",
+                "latency", "400ms",
+            ])
         usleep(200_000)
         kill(inside, SIGSTOP)
         usleep(100_000)

@@ -26,14 +26,18 @@ struct HostsStackTests {
             text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(octet + 100):")
         }
         let name = "t\(UInt32.random(in: 0...UInt32.max))"
-        text = text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
+        text =
+            text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
             .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n") + "\n"
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-hosts"))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            TestStack.uniqueName("kiln-hosts"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent("stack.yaml")
         try text.write(to: file, atomically: true, encoding: .utf8)
-        return (file, try StackDefinition.load(contentsOf: file),
-                KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run")))
+        return (
+            file, try StackDefinition.load(contentsOf: file),
+            KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run"))
+        )
     }
 
     static func output(_ executable: String, _ arguments: [String]) -> String {
@@ -90,7 +94,9 @@ struct HostsStackTests {
         }
         // A loopback stack refuses the hosts-only fields.
         let loopback = try String(contentsOf: TestStack.paths.embeddedStackFile, encoding: .utf8)
-        #expect(throws: SpecError.self) { try StackDefinition.parse(loopback + "subnet: 10.213.7.0/24\n", file: "l.yaml") }
+        #expect(throws: SpecError.self) {
+            try StackDefinition.parse(loopback + "subnet: 10.213.7.0/24\n", file: "l.yaml")
+        }
         #expect(throws: SpecError.self) { try StackDefinition.parse(loopback + "client_groups: [a]\n", file: "l.yaml") }
     }
 
@@ -148,12 +154,16 @@ struct HostsStackTests {
         // Servers connect to each other from their own addresses (what a partition between two of them needs).
         let redisReplica = definition.redis.replicas[0].host
         let clients = Self.output(
-            "/usr/bin/redis-cli", ["-h", definition.redis.primary.host, "-p", String(definition.redis.primary.port), "client", "list"])
+            "/usr/bin/redis-cli",
+            ["-h", definition.redis.primary.host, "-p", String(definition.redis.primary.port), "client", "list"])
         #expect(clients.contains("addr=\(redisReplica):"), "\(clients)")
         let standby = Self.output(
             "/usr/bin/psql",
-            ["-h", definition.postgres.primary.host, "-p", String(definition.postgres.primary.port), "-U", "postgres", "-Atc",
-             "SELECT client_addr FROM pg_stat_replication"])
+            [
+                "-h", definition.postgres.primary.host, "-p", String(definition.postgres.primary.port), "-U",
+                "postgres", "-Atc",
+                "SELECT client_addr FROM pg_stat_replication",
+            ])
         #expect(standby.trimmingCharacters(in: .whitespacesAndNewlines) == definition.postgres.replicas[0].host)
         let sentinel = definition.redis.sentinels[0]
         let master = Self.output(
@@ -172,7 +182,9 @@ struct HostsStackTests {
         #expect(report.failures.isEmpty, "\(report.failures)")
         #expect(report.stillListening.isEmpty)
         #expect(pids.allSatisfy { !LocalProcess.isAlive($0) })
-        for host in stack.hostList { #expect(report.removedHosts.contains("namespace \(host.namespace)"), "\(report.removedHosts)") }
+        for host in stack.hostList {
+            #expect(report.removedHosts.contains("namespace \(host.namespace)"), "\(report.removedHosts)")
+        }
         let namespaces = Self.output("/usr/sbin/ip", ["netns", "list"])
         let links = Self.output("/usr/sbin/ip", ["link", "show"])
         for host in stack.hostList {
@@ -209,7 +221,8 @@ struct HostsStackTests {
 
         // A "kiln run" that made a client host and started a process in it, then faulted the stack.
         crashedRun = try LocalProcess.spawnDetached("/bin/sleep", ["600"], log: URL(fileURLWithPath: "/dev/null"))
-        let runOwner = HostOwner.process(pid: crashedRun, startTicks: try #require(HostOwner.startTicks(of: crashedRun)))
+        let runOwner = HostOwner.process(
+            pid: crashedRun, startTicks: try #require(HostOwner.startTicks(of: crashedRun)))
         let clientAddress = try #require(
             (160...199).compactMap { try? HostAddress(octet: $0) }.first { address in
                 !((try? network.hosts()) ?? []).contains { $0.address == address }
@@ -228,7 +241,10 @@ struct HostsStackTests {
         for pid in pausedTree { kill(pid, SIGSTOP) }
         try HostNetwork.run(
             in: redisReplica, "/usr/sbin/iptables",
-            ["-w", "5", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"])
+            [
+                "-w", "5", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.1",
+                "-j", "DROP",
+            ])
         let tbf = ["root", "tbf", "rate", "8mbit", "burst", "64kbit", "latency", "400ms"]
         try HostNetwork.run(in: kafka, "/usr/sbin/tc", ["qdisc", "add", "dev", "eth0"] + tbf)
         try LocalProcess.run("/usr/sbin/tc", ["qdisc", "add", "dev", clickhouse.bridgePort] + tbf)
@@ -240,7 +256,10 @@ struct HostsStackTests {
         let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
         #expect(again.status == 0, "\(again.output)")
         let said = again.output
-        #expect(said.contains("removed leftover: continued \(pausedTree.count) stopped process(es) in \(postgres.namespace)"), "\(said)")
+        #expect(
+            said.contains(
+                "removed leftover: continued \(pausedTree.count) stopped process(es) in \(postgres.namespace)"),
+            "\(said)")
         #expect(said.contains("removed leftover: 1 iptables rule(s) (filter) in \(redisReplica.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on eth0 in \(kafka.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on \(clickhouse.bridgePort)"), "\(said)")
