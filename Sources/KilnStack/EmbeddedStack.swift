@@ -62,8 +62,9 @@ public final class EmbeddedStack {
     public var hostList: [NetworkHost] { hosts.values.sorted { $0.address < $1.address } }
 
     /// Removes what a killed Kiln left behind: hosts of processes that are gone (`HostNetwork.sweep`), and on this
-    /// stack's own hosts (which stay) stopped processes, qdiscs and iptables rules (`HostNetwork.clearFaults`).
-    /// Returns one line per thing removed; empty when nothing was left.
+    /// stack's own hosts (which stay) stopped processes, qdiscs and iptables rules (`HostNetwork.clearFaults`); on any
+    /// embedded stack, every stopped process of a running server's tree is continued. Returns one line per thing
+    /// removed; empty when nothing was left.
     public func removeLeftovers() -> [String] {
         var removed: [String] = []
         do {
@@ -73,6 +74,13 @@ public final class EmbeddedStack {
         }
         let existing = Set((try? network.hosts()) ?? [])
         removed += network.clearFaults(in: hostList.filter { existing.contains($0) })
+        // A pause reaches a server's whole tree (the postmaster and every backend): continue all of it.
+        for server in servers {
+            guard let pid = runningPID(server) else { continue }
+            let stopped = ([pid] + LocalProcess.descendants(of: pid)).filter { LocalProcess.isStopped($0) }
+            for process in stopped { kill(process, SIGCONT) }
+            if !stopped.isEmpty { removed.append("continued \(stopped.count) stopped process(es) of \(server.name)") }
+        }
         return removed
     }
 
@@ -413,7 +421,7 @@ public final class EmbeddedStack {
         state.clear()
         if !hosts.isEmpty {
             do {
-                report.removedHosts = try network.removeHosts(of: hostOwner)
+                report.removedHosts = try network.removeHosts(hostList)
             } catch {
                 report.failures.append("removing hosts: \(error)")
             }

@@ -374,7 +374,22 @@ public struct HostNetwork: Sendable {
         return removed
     }
 
+    /// Removes `hosts` (as `removeHost` does; absent ones are skipped), then the bridge when no port hangs on it any
+    /// more. Returns what it removed.
+    @discardableResult
+    public func removeHosts(_ hosts: [NetworkHost]) throws(HostNetworkError) -> [String] {
+        try locked { () throws(HostNetworkError) -> [String] in
+            let existing = Set(try kilnNamespaces().map(\.name))
+            var removed: [String] = []
+            for host in hosts where existing.contains(host.namespace) {
+                removed += removeLocked(namespace: host.namespace, port: host.bridgePort)
+            }
+            return removed + removeOrphanPortsAndBridgeLocked()
+        }
+    }
+
     /// Removes every host of `owner`, then the bridge when no port hangs on it any more. Returns what it removed.
+    /// (A process owner covers every host that process made: tests remove their own hosts with `removeHosts(_:)`.)
     @discardableResult
     public func removeHosts(of owner: HostOwner) throws(HostNetworkError) -> [String] {
         try locked { () throws(HostNetworkError) -> [String] in

@@ -101,6 +101,29 @@ public enum LocalProcess {
         return stat[stat.index(close, offsetBy: 2)] == "T"
     }
 
+    /// Every process below `pid` (children, their children, …), from one scan of /proc; empty when it has none.
+    public static func descendants(of pid: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let child = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // After "pid (comm) ": state, then ppid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let parent = pid_t(fields[1]) else { continue }
+            children[parent, default: []].append(child)
+        }
+        var found: [pid_t] = []
+        var queue = children[pid] ?? []
+        while let next = queue.popLast() {
+            found.append(next)
+            queue += children[next] ?? []
+        }
+        return found
+    }
+
     /// The process's command line (arguments joined by spaces), or nil when it is gone.
     public static func commandLine(_ pid: pid_t) -> String? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {

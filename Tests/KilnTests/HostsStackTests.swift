@@ -12,18 +12,18 @@ import Testing
 #endif
 
 /// The embedded stack in hosts mode (`network: hosts`), started privately by each test: the shipped
-/// Scenarios/stacks/embedded-hosts.yaml with every server moved to .1xx (the tests' range, so a running hosts stack on
-/// .11–.51 is never touched), no client groups (their .201+ addresses belong to the shipped stack), its own name and
+/// Scenarios/stacks/embedded-hosts.yaml with its ten servers moved to .100–.109 or .110–.119 (`block`; the tests' range,
+/// so a running hosts stack on .11–.51 is never touched, and two tests never share an address), no client groups (their .201+ addresses belong to the shipped stack), its own name and
 /// run directory. Every test stops it and removes its hosts in a defer. Needs only what the loopback stack needs, plus
 /// iproute2 (root).
 @Suite("Hosts stack: servers in network namespaces", .serialized)
 struct HostsStackTests {
     static let shipped = TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-hosts.yaml")
 
-    static func privateHostsStack() throws -> (file: URL, definition: StackDefinition, paths: KilnPaths) {
+    static func privateHostsStack(block: Int) throws -> (file: URL, definition: StackDefinition, paths: KilnPaths) {
         var text = try String(contentsOf: shipped, encoding: .utf8)
-        for octet in [11, 12, 21, 22, 23, 24, 25, 31, 41, 51] {
-            text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(octet + 100):")
+        for (index, octet) in [11, 12, 21, 22, 23, 24, 25, 31, 41, 51].enumerated() {
+            text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(block + index):")
         }
         let name = "t\(UInt32.random(in: 0...UInt32.max))"
         text =
@@ -129,14 +129,14 @@ struct HostsStackTests {
     /// the servers' own addresses, a smoke round trip that agrees on all five stores; down: no namespace, veth or
     /// process of the stack is left.
     @Test func upStatusSmokeDownLeavesNothing() throws {
-        let (_, definition, paths) = try Self.privateHostsStack()
+        let (_, definition, paths) = try Self.privateHostsStack(block: 100)
         let owner = HostOwner.currentProcess
         let network = HostNetwork(logger: Logger(label: "test.hosts"))
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.hosts-stack"), hostOwner: owner)
         defer {
             stack.down()
-            _ = try? network.removeHosts(of: owner)
+            _ = try? network.removeHosts(stack.hostList)
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
         }
         let statuses = try stack.up()
@@ -200,14 +200,14 @@ struct HostsStackTests {
     /// host and on one bridge port, an iptables loss rule in another, a crashed run's client host with a process in it
     /// — is removed by the next `kiln stack up`, which says what it removed; `kiln stack down` then leaves nothing.
     @Test func kiln9DuringFaultsThenStackUpRemovesEverything() throws {
-        let (file, definition, paths) = try Self.privateHostsStack()
+        let (file, definition, paths) = try Self.privateHostsStack(block: 110)
         let arguments = ["--stack", file.path, "--run-directory", paths.stack.path]
         let network = HostNetwork(logger: Logger(label: "test.hosts"))
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.hosts-stack"))
         var crashedRun: pid_t = 0
         defer {
             _ = try? CommandLineTests.kiln(["stack", "down"] + arguments)
-            _ = try? network.removeHosts(of: stack.hostOwner)
+            _ = try? network.removeHosts(stack.hostList)
             if crashedRun > 0 { LocalProcess.terminate(crashedRun, grace: .milliseconds(100)) }
             _ = try? network.sweep()
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
@@ -224,7 +224,7 @@ struct HostsStackTests {
         let runOwner = HostOwner.process(
             pid: crashedRun, startTicks: try #require(HostOwner.startTicks(of: crashedRun)))
         let clientAddress = try #require(
-            (160...199).compactMap { try? HostAddress(octet: $0) }.first { address in
+            (150...159).compactMap { try? HostAddress(octet: $0) }.first { address in
                 !((try? network.hosts()) ?? []).contains { $0.address == address }
             })
         let clientHost = try network.addHost(NetworkHost(name: "clients-a", address: clientAddress, owner: runOwner))
@@ -287,5 +287,41 @@ struct HostsStackTests {
             #expect(!namespaces.contains(host.namespace))
             #expect(!links.contains(" \(host.bridgePort):") && !links.contains(" \(host.bridgePort)@"))
         }
+    }
+
+    /// On the loopback stack too: a server tree a killed run left paused (the postmaster and its backends) is
+    /// continued by the next `up`'s sweep, which says so. A private loopback stack (127.0.2.x, ports + 200).
+    @Test func aPausedServerTreeIsContinuedOnTheLoopbackStackToo() throws {
+        var text = try String(contentsOf: TestStack.paths.embeddedStackFile, encoding: .utf8)
+        text = text.replacingOccurrences(of: "127.0.0.", with: "127.0.2.")
+        for port in [15432, 15433, 16379, 16380, 26379, 26380, 26381, 19092, 16390, 18123] {
+            text = text.replacingOccurrences(of: ":\(port)", with: ":\(port + 200)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-loop"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("stack.yaml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let paths = KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run"))
+        let stack = try EmbeddedStack(
+            definition: try StackDefinition.load(contentsOf: file), paths: paths, logger: Logger(label: "test.loop"))
+        var tree: [pid_t] = []
+        defer {
+            for pid in tree { kill(pid, SIGCONT) }
+            stack.down()
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let statuses = try stack.up()
+        let postmaster = try #require(statuses.first { $0.name == "postgres-primary" }?.pid)
+        tree = [postmaster] + LocalProcess.descendants(of: postmaster)
+        #expect(tree.count > 3, "\(tree)")
+        for pid in tree { kill(pid, SIGSTOP) }
+        usleep(200_000)
+        #expect(tree.allSatisfy { LocalProcess.isStopped($0) })
+        let removed = stack.removeLeftovers()
+        #expect(removed.contains("continued \(tree.count) stopped process(es) of postgres-primary"), "\(removed)")
+        usleep(200_000)
+        #expect(tree.allSatisfy { !LocalProcess.isStopped($0) })
+        #expect(try stack.up().allSatisfy { $0.isUp })
+        #expect(!stack.removeLeftovers().contains { $0.contains("postgres-primary") })
     }
 }
