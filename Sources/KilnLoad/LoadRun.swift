@@ -34,6 +34,9 @@ public final class LoadRun {
     public var primaries: PrimaryDirectory?
     /// Told of every write acknowledged `ok` (black-box staleness probes).
     public var ackTap: (any AckTap)?
+    /// How a sink process of `pipeline.workers: processes` is launched: given the sink and the `kiln pipeline` command
+    /// (executable, arguments), the command to run instead (e.g. with `--stack`, inside the sink's host). Nil: as is.
+    public var pipelineLauncher: PipelineLauncher?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -98,7 +101,8 @@ public final class LoadRun {
             pipeline = nil
             do {
                 pipelineProcesses = try PipelineProcesses.start(
-                    spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger)
+                    spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger,
+                    launcher: pipelineLauncher)
             } catch {
                 throw Failure(code: .internalError, message: "pipeline: cannot start the sink processes: \(error)")
             }
