@@ -28,8 +28,8 @@ struct HostsStackTests {
         let name = "t\(UInt32.random(in: 0...UInt32.max))"
         text =
             text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
-            .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n")
-            + "\nsink_hosts: false\n"
+            .replacingOccurrences(of: "sink_hosts: true", with: "sink_hosts: false")
+            .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n") + "\n"
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             TestStack.uniqueName("kiln-hosts"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -79,7 +79,7 @@ struct HostsStackTests {
         ("10.213.7.41:16390", "10.213.7.201:16390", "client_groups[0]", "also graph.endpoint"),
         ("network: hosts", "network: namespaces", "network", "unknown value"),
         ("10.213.7.41:16390", "10.213.7.63:16390", "graph.endpoint", "pipeline sink's host"),
-        ("subnet: 10.213.7.0/24", "sink_hosts: maybe", "sink_hosts", ""),
+        ("sink_hosts: true", "sink_hosts: maybe", "sink_hosts", "expected true or false"),
         ("kind: embedded", "kind: external", "network", "only an embedded stack"),
         ("name: embedded-hosts", "name: Embedded_Hosts", "name", "tags its namespaces"),
         ("[clients-a, clients-b]", "[clients-a, clients-a]", "client_groups[1]", "listed twice"),
@@ -224,6 +224,40 @@ struct HostsStackTests {
         #expect(status.status == 0, "\(status.output)")
         for host in stack.hostList { #expect(status.output.contains(host.namespace)) }
 
+        // A real `kiln run` pauses redis-primary (through the chaos gate, which accepts the Kiln host's address) and is
+        // killed -9 during the pause.
+        let redisPrimary = try #require(stack.hosts["redis-primary"])
+        let scenario = paths.stack.deletingLastPathComponent().appendingPathComponent("pause.yaml")
+        try """
+            name: hosts-pause
+            stack: \(file.path)
+            dataset: {spec: \(TestStack.paths.home.path)/Generators/fraud-platform.yaml, seed: 5, rows: 5K}
+            namespace: hostspause
+            fresh: true
+            faults:
+              - {name: pause-redis, kind: pause, target: redis-primary, at: 1s, duration: 60s}
+            phases:
+              - {name: load, executor: constant-arrival-rate, rate: 20, duration: 60s, workers: 2, mix: {redis.feature-read: 1}}
+            """.write(to: scenario, atomically: true, encoding: .utf8)
+        let run = Process()
+        run.executableURL = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
+        run.arguments = ["run", scenario.path, "--runs-directory", paths.stack.deletingLastPathComponent().path]
+        run.environment = ProcessInfo.processInfo.environment.merging(["KILN_STACK_DIR": paths.stack.path]) { $1 }
+        let runLog = paths.stack.deletingLastPathComponent().appendingPathComponent("run.log")
+        FileManager.default.createFile(atPath: runLog.path, contents: nil)
+        run.standardOutput = try FileHandle(forWritingTo: runLog)
+        run.standardError = run.standardOutput
+        try run.run()
+        let pausedByRun = network.processes(in: redisPrimary)
+        let pauseDeadline = ContinuousClock.now + .seconds(30)
+        while !pausedByRun.contains(where: { LocalProcess.isStopped($0) }) && ContinuousClock.now < pauseDeadline {
+            usleep(100_000)
+        }
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        let runOutput = (try? String(contentsOf: runLog, encoding: .utf8)) ?? ""
+        try #require(pausedByRun.contains { LocalProcess.isStopped($0) }, "kiln run did not pause redis-primary: \(runOutput)")
+
         // A "kiln run" that made a client host and started a process in it, then faulted the stack.
         crashedRun = try LocalProcess.spawnDetached("/bin/sleep", ["600"], log: URL(fileURLWithPath: "/dev/null"))
         let runOwner = HostOwner.process(
@@ -265,6 +299,8 @@ struct HostsStackTests {
             said.contains(
                 "removed leftover: continued \(pausedTree.count) stopped process(es) in \(postgres.namespace)"),
             "\(said)")
+        #expect(said.contains("removed leftover: continued 1 stopped process(es) in \(redisPrimary.namespace)"), "\(said)")
+        #expect(pausedByRun.allSatisfy { !LocalProcess.isStopped($0) })
         #expect(said.contains("removed leftover: 1 iptables rule(s) (filter) in \(redisReplica.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on eth0 in \(kafka.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on \(clickhouse.bridgePort)"), "\(said)")
