@@ -283,7 +283,7 @@ public final class YAMLFields {
         }
         let text = try scalar(key, found)
         guard let value = DurationText.parse(text) else {
-            throw error(key, "expected a duration such as 250ms, 30s, 5m or 1h, found '\(text)'")
+            throw error(key, "expected a duration such as 250ms, 30s, 5m or 1h (at most 366 days), found '\(text)'")
         }
         return value
     }
@@ -354,8 +354,13 @@ public enum CountSuffix {
     }
 }
 
-/// Durations written for people: `100us`, `250ms`, `30s`, `5m`, `1h`, `1.5s`; a bare number is seconds.
+/// Durations written for people: `100us`, `250ms`, `30s`, `5m`, `1h`, `1.5s`; a bare number is seconds. Values
+/// above `limit` (366 days) are rejected, so sums and multiples of parsed durations (a schedule's `at + every ×
+/// times`, a phase list) stay far from `Duration`'s Int64 nanosecond range.
 public enum DurationText {
+    /// The longest duration a scenario may name: 366 days.
+    public static let limit: Duration = .seconds(366 * 86_400)
+
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
@@ -366,7 +371,9 @@ public enum DurationText {
             scale = factor
             break
         }
-        guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0 else {
+        guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0,
+            value * scale <= Double(limit.components.seconds)
+        else {
             return nil
         }
         return .nanoseconds(Int64((value * scale * 1e9).rounded()))

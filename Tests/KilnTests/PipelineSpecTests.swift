@@ -89,3 +89,31 @@ struct PipelineSpecTests {
         #expect(SinkMessage.txnID([]) == nil)
     }
 }
+
+@Suite("durations and counts that would overflow")
+struct OverflowingValueTests {
+    @Test func aDurationBeyondAYearIsAnErrorAtItsFieldNotACrash() throws {
+        // `convergence_timeout: 909090909090s` once crashed kiln with SIGILL (Int64 nanoseconds overflowed).
+        for text in ["909090909090s", "1e300s", "367d", "9999999h", "-5s", "nan", "infs"] {
+            let error = PipelineSpecTests.error(
+                """
+                  sinks: [postgres]
+                  convergence_timeout: \(text)
+                """)
+            let found = try #require(error, "\(text) was accepted")
+            #expect(found.field.contains("convergence_timeout"), "\(text): \(found)")
+            #expect(found.line == 6, "\(text): \(found)")
+        }
+        #expect(DurationText.parse("366d") == nil)  // no day unit; a bare number is seconds
+        #expect(DurationText.parse("\(366 * 86_400)") == .seconds(366 * 86_400))
+        #expect(DurationText.parse("\(366 * 86_400 + 1)") == nil)
+        #expect(DurationText.parse("8784h") == .seconds(8784 * 3600))
+    }
+
+    @Test func countsThatOverflowAreRejected() {
+        #expect(CountSuffix.parse("9223372036854775807") == Int.max)
+        #expect(CountSuffix.parse("9223372036854775808") == nil)
+        #expect(CountSuffix.parse("10000000000B") == nil)
+        #expect(CountSuffix.parse("-1") == nil)
+    }
+}
