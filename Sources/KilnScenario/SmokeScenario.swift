@@ -37,6 +37,10 @@ public enum StackReference {
             return try StackDefinition.load(contentsOf: url)
         }
         let embedded = directory.appendingPathComponent("stacks/embedded.yaml")
+        guard FileManager.default.fileExists(atPath: embedded.path) else {
+            throw fields.error(
+                key, "no `\(key):` given and no stacks/embedded.yaml beside this file: name a stack file or an inline stack")
+        }
         return try StackDefinition.load(contentsOf: embedded)
     }
 }

@@ -40,13 +40,41 @@ public final class YAMLFields {
 
     /// Reads the file at `url`; a missing or unreadable file is a SpecError naming it.
     public static func document(contentsOf url: URL) throws(SpecError) -> YAMLFields {
-        let text: String
+        let data: Data
         do {
-            text = try String(contentsOf: url, encoding: .utf8)
+            data = try Data(contentsOf: url)
         } catch {
-            throw SpecError(file: url.path, line: 0, column: 0, field: "", message: "cannot read the file")
+            throw SpecError(
+                file: url.path, line: 0, column: 0, field: "",
+                message: "cannot read the file (\((error as NSError).localizedDescription))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Self.notUTF8(data, file: url.path)
         }
         return try document(text, file: url.path)
+    }
+
+    /// The error for bytes that are not UTF-8: the line and column (in characters of the valid prefix) of the
+    /// first bad byte.
+    static func notUTF8(_ data: Data, file: String) -> SpecError {
+        let bytes = [UInt8](data)
+        var valid = 0
+        var index = 0
+        while index < bytes.count {
+            let lead = bytes[index]
+            let length = lead < 0x80 ? 1 : lead >> 5 == 0b110 ? 2 : lead >> 4 == 0b1110 ? 3 : lead >> 3 == 0b11110 ? 4 : 0
+            guard length > 0, index + length <= bytes.count,
+                String(bytes: bytes[index..<(index + length)], encoding: .utf8) != nil
+            else { break }
+            index += length
+            valid = index
+        }
+        let prefix = String(decoding: bytes[..<valid], as: UTF8.self)
+        let line = prefix.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+        let column = prefix.count - (prefix.lastIndex(of: "\n").map { prefix.distance(from: prefix.startIndex, to: $0) + 1 } ?? 0) + 1
+        let byte = valid < bytes.count ? String(format: "0x%02X", bytes[valid]) : "end of file"
+        return SpecError(
+            file: file, line: line, column: column, field: "", message: "not UTF-8 text (byte \(byte) cannot start a character here)")
     }
 
     init(_ node: Node, file: String, path: String) throws(SpecError) {

@@ -229,13 +229,13 @@ struct RunCommand: ParsableCommand {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
                 throw Failure(
                     code: .invalidInput,
-                    message: "\(entry.source): faults: '\(entry.target)' is not a server of stack \(scenario.stack.name) (servers: \(names))")
+                    message: "\(entry.source): faults.target: '\(entry.target)' is not a server of stack \(scenario.stack.name) (servers: \(names))")
             }
         }
         for entry in spec.entries where entry.target.hasPrefix("sink:") && scenario.pipeline?.processes != true {
             throw Failure(
                 code: .invalidInput,
-                message: "\(entry.source): faults: \(entry.target) needs `pipeline: {workers: processes}`")
+                message: "\(entry.source): faults.target: \(entry.target) needs `pipeline: {workers: processes}`")
         }
         do {
             try ChaosSafety.check(
