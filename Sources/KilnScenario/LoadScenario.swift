@@ -108,8 +108,10 @@ public struct LoadScenario: Sendable {
         let datasetFields = try fields.mapping("dataset")
         let specPath = try datasetFields.string("spec")
         let specURL = URL(fileURLWithPath: specPath, relativeTo: directory).standardizedFileURL
-        guard FileManager.default.fileExists(atPath: specURL.path) else {
-            throw datasetFields.error("spec", "dataset spec not found: \(specURL.path)")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: specURL.path, isDirectory: &isDirectory), !isDirectory.boolValue
+        else {
+            throw datasetFields.error("spec", "dataset spec not found (or not a file): \(specURL.path)")
         }
         let seed = UInt64(try datasetFields.int("seed", default: 42, range: 0...Int.max))
         let rows = datasetFields.contains("rows") ? Int64(try datasetFields.count("rows")) : nil

@@ -22,6 +22,12 @@ public final class YAMLFields {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                 .composer(_, let problem, let mark, _):
                 throw SpecError(file: file, line: mark.line, column: mark.column, field: "", message: problem)
+            case .reader(let problem, let offset, _, _):
+                // The reader names a character offset; count lines and columns up to it.
+                let prefix = text.prefix(offset ?? 0)
+                let line = prefix.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+                let column = prefix.count - (prefix.lastIndex(of: "\n").map { prefix.distance(from: prefix.startIndex, to: $0) + 1 } ?? 0) + 1
+                throw SpecError(file: file, line: line, column: column, field: "", message: problem)
             case .duplicatedKeysInMapping(let duplicates, let context):
                 throw SpecError(
                     file: file, line: context.mark.line, column: context.mark.column, field: "",

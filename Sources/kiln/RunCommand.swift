@@ -237,12 +237,16 @@ struct RunCommand: ParsableCommand {
                 code: .invalidInput,
                 message: "\(entry.source): faults.target: \(entry.target) needs `pipeline: {workers: processes}`")
         }
-        do {
-            try ChaosSafety.check(
-                targets: FaultRunner.targetAddresses(spec, stack: scenario.stack, embedded: embedded),
-                stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
-        } catch {
-            throw Failure(code: .invalidInput, message: "\(error)")
+        for entry in spec.entries {
+            var single = spec
+            single.entries = [entry]
+            do {
+                try ChaosSafety.check(
+                    targets: FaultRunner.targetAddresses(single, stack: scenario.stack, embedded: embedded),
+                    stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(entry.source): faults.target: \(error)")
+            }
         }
         var proxies: [String: FaultProxy] = [:]
         for store in spec.proxied {
