@@ -1,5 +1,6 @@
 import Foundation
 import KilnPipeline
+import KilnLoad
 import KilnScenario
 import Testing
 
@@ -115,5 +116,25 @@ struct OverflowingValueTests {
         #expect(CountSuffix.parse("9223372036854775808") == nil)
         #expect(CountSuffix.parse("10000000000B") == nil)
         #expect(CountSuffix.parse("-1") == nil)
+    }
+}
+
+@Suite("threshold values in their unit")
+struct ThresholdObservedTextTests {
+    static func text(_ expression: String, _ observed: Double?) -> String {
+        ThresholdVerdict(phase: "p", scope: "phase", expression: expression, observed: observed, passed: true, source: "")
+            .observedText
+    }
+
+    @Test func eachMetricPrintsInItsUnit() {
+        #expect(Self.text("p99 < 500ms", 0.002526) == "2.53 ms")
+        #expect(Self.text("p50 < 1ms", 0.000004) == "4 µs")
+        #expect(Self.text("max < 2s", 2.5) == "2.50 s")
+        #expect(Self.text("p99.9 < 2s", 0.1426) == "143 ms")
+        #expect(Self.text("error_rate < 1%", 0.0012) == "0.12 %")
+        #expect(Self.text("throughput > 100", 1234.4) == "1,234/s")
+        #expect(Self.text("rows_per_second > 10K", 133_926.2) == "133,926/s")
+        #expect(Self.text("errors == 0", 3) == "3")
+        #expect(Self.text("p99 < 5ms", nil) == "nothing measured")
     }
 }
