@@ -31,8 +31,10 @@ public enum StackReference {
         }
         if let path = try fields.optionalString(key) {
             let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw fields.error(key, "stack file not found: \(url.path)")
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue
+            else {
+                throw fields.error(key, "stack file not found (or not a file): \(url.path)")
             }
             return try StackDefinition.load(contentsOf: url)
         }
