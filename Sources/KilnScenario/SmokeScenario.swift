@@ -23,6 +23,12 @@ public struct SmokeScenario: Sendable {
 /// A scenario's `stack:` field: a path to a stack file (relative to the scenario), or an inline stack mapping.
 /// Absent means the embedded stack.
 public enum StackReference {
+    /// True for an existing regular file (or a link to one): not a directory, device or socket.
+    static func isRegularFile(_ url: URL) -> Bool {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        return attributes?[.type] as? FileAttributeType == .typeRegular
+    }
+
     public static func resolve(_ fields: YAMLFields, key: String, relativeTo directory: URL) throws(SpecError)
         -> StackDefinition
     {
@@ -31,9 +37,7 @@ public enum StackReference {
         }
         if let path = try fields.optionalString(key) {
             let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue
-            else {
+            guard Self.isRegularFile(url) else {
                 throw fields.error(key, "stack file not found (or not a file): \(url.path)")
             }
             return try StackDefinition.load(contentsOf: url)

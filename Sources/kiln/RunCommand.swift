@@ -114,7 +114,7 @@ struct RunCommand: ParsableCommand {
             do {
                 dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: rowCount)
             } catch {
-                throw Failure(code: .invalidInput, message: "\(url.path): dataset.rows: \(error)")
+                throw Failure(code: .invalidInput, message: "\(loaded.dataset.rowsSource): dataset.rows: \(error)")
             }
             if continueFrom != nil, let earlierRows = initialRows.rows.values.max(), earlierRows > dataset.rows {
                 throw Failure(

@@ -69,9 +69,9 @@ struct ValidateCommand: ParsableCommand {
             do {
                 _ = try Dataset(spec: spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
             } catch {
-                let (line, column) = fields.location("dataset")
-                throw SpecError(
-                    file: url.path, line: line, column: column, field: "dataset.rows", message: "\(error)")
+                let place = scenario.dataset.rowsSource.split(separator: ":").reversed()
+                let (column, line) = (Int(place.first ?? "") ?? 0, Int(place.dropFirst().first ?? "") ?? 0)
+                throw SpecError(file: url.path, line: line, column: column, field: "dataset.rows", message: "\(error)")
             }
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
