@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnCore
 import KilnLoad
 
 /// Failover-drill metrics of each fault on the store it acts on, from the run's per-second timeline (so their
@@ -27,8 +28,7 @@ public enum DrillMetrics {
         // A sink process's fault shows in the pipeline's staleness and the checks, not in the load's ops.
         if target.hasPrefix("sink:") { return nil }
         // Failovers name the service's servers or its Sentinels in their target (`kiln via sentinels …`).
-        if fault.kind == "redis-failover" { return "redis" }
-        if fault.kind == "pg-failover" { return "postgres" }
+        if let store = RecordedFaultKind(recorded: fault.kind)?.failoverStore { return store }
         for (address, store) in proxied where target.contains(address) { return store }
         for store in ["postgres", "redis", "kafka", "falkordb", "clickhouse"] where target.hasPrefix(store) {
             return store
