@@ -254,14 +254,15 @@ final class OpenModelLoad: Sendable {
 }
 
 /// A private copy of the embedded stack (127.0.13.x, ports + 1300, its own run directory): a pause of each of its
-/// servers under open-model load on that server.
-@Suite("Pause of every server of a private stack", .serialized)
+/// servers under open-model load on that server, then a kill of most of them.
+@Suite("Pause and kill of every server of a private stack", .serialized)
 struct PrivateStackPauseTests {
-    static func privateStack() throws -> (StackDefinition, KilnPaths) {
+    /// The embedded stack file on 127.0.`octet`.x with every port + 100 × `octet`.
+    static func privateStack(octet: Int = 13) throws -> (StackDefinition, KilnPaths) {
         var text = try String(contentsOf: TestStack.paths.embeddedStackFile, encoding: .utf8)
-        text = text.replacingOccurrences(of: "127.0.0.", with: "127.0.13.")
+        text = text.replacingOccurrences(of: "127.0.0.", with: "127.0.\(octet).")
         for port in [15432, 15433, 16379, 16380, 26379, 26380, 26381, 19092, 16390, 18123] {
-            text = text.replacingOccurrences(of: ":\(port)", with: ":\(port + 1300)")
+            text = text.replacingOccurrences(of: ":\(port)", with: ":\(port + 100 * octet)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-pstack"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -281,11 +282,7 @@ struct PrivateStackPauseTests {
         let (definition, paths) = try Self.privateStack()
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.pstack"))
         defer {
-            for server in stack.servers {
-                if let pid = stack.status().first(where: { $0.name == server.name })?.pid {
-                    ProcessTree.resume([], root: pid)
-                }
-            }
+            for status in stack.status() { if let pid = status.pid { ProcessTree.resume([], root: pid) } }
             stack.down()
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
         }
@@ -322,6 +319,17 @@ struct PrivateStackPauseTests {
             #expect(p99 * 100 >= held * 95, "\(server.name): p99 \(p99) during a pause of \(held)")
             #expect(worst * 100 >= held * 97, "\(server.name): max \(worst) during a pause of \(held)")
             #expect(samples.allSatisfy { $0.ok }, "\(server.name): an op failed")
+        }
+        // Kills (restarted by `stack.up` on stop): a client sees a reset connection at once.
+        for name in ["postgres-replica", "postgres-primary", "redis-replica", "sentinel-3", "kafka", "falkordb", "clickhouse"] {
+            let server = try #require(stack.servers.first { $0.name == name })
+            let fault = ProcessFault(
+                action: .kill, controller: try LocalProcessController.embedded(name, of: stack),
+                speaking: .of(server.kind, postgresUser: definition.postgres.user, database: definition.postgres.database),
+                recoveryTimeout: .seconds(60))
+            let record = FaultDriver(fault).run(for: .zero)
+            #expect(record.verified == .yes, "\(name): \(record.note)")
+            lines.append("\(name) kill: evidence after \(fault.timeToEvidence.map(Self.ms) ?? -1) ms; \(record.note)")
         }
         print(lines.joined(separator: "\n"))
     }
