@@ -236,6 +236,9 @@ public final class PostgresNodeController: ProcessController {
 
     public init(_ node: PostgresNode) { self.node = node }
 
+    /// Fast shutdown: SIGTERM ("smart") would wait for every client to disconnect.
+    public var gracefulStopSignal: Int32 { SIGINT }
+
     public func currentPID() -> pid_t? { node.postmasterPID() }
 
     public func send(_ signal: Int32) throws {

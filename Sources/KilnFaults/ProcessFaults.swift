@@ -26,10 +26,15 @@ public protocol ProcessController: AnyObject {
     /// leaves every connected client served.
     /// `root` is the running process's pid (`currentPID()`), looked up by the caller.
     func stopServerProcesses(root: pid_t) -> [pid_t]
+    /// The signal that shuts the server down cleanly without waiting for its clients to leave (`restart`):
+    /// SIGTERM by default; SIGINT for PostgreSQL, whose SIGTERM ("smart" shutdown) waits until every client has
+    /// disconnected — forever under load.
+    var gracefulStopSignal: Int32 { get }
 }
 
 extension ProcessController {
     public func stopServerProcesses(root: pid_t) -> [pid_t] { ProcessTree.stop(root: root) }
+    public var gracefulStopSignal: Int32 { SIGTERM }
 }
 
 /// How a fault checks that a server answers.
@@ -74,14 +79,19 @@ public final class LocalProcessController: ProcessController {
     public let name: String
     public let endpoint: HostPort
     public let launch: Launch
+    public let gracefulStopSignal: Int32
     private var pid: pid_t?
     private let readyProbe: ServiceProbe
 
-    public init(name: String, endpoint: HostPort, launch: Launch, readyProbe: ServiceProbe = .connect) {
+    public init(
+        name: String, endpoint: HostPort, launch: Launch, readyProbe: ServiceProbe = .connect,
+        gracefulStopSignal: Int32 = SIGTERM
+    ) {
         self.name = name
         self.endpoint = endpoint
         self.launch = launch
         self.readyProbe = readyProbe
+        self.gracefulStopSignal = gracefulStopSignal
     }
 
     /// Targets server `name` of a running embedded stack. Throws when the stack has no server of that name.
@@ -91,7 +101,9 @@ public final class LocalProcessController: ProcessController {
                 "the embedded stack has no server \(name) (servers: \(stack.servers.map(\.name).joined(separator: ", ")))"
             )
         }
-        return LocalProcessController(name: name, endpoint: server.endpoint, launch: .embedded(stack))
+        return LocalProcessController(
+            name: name, endpoint: server.endpoint, launch: .embedded(stack),
+            gracefulStopSignal: server.isPostgres ? SIGINT : SIGTERM)
     }
 
     public func currentPID() -> pid_t? {
@@ -145,8 +157,8 @@ public final class LocalProcessController: ProcessController {
 }
 
 
-/// Kill (SIGKILL, restart on stop), pause (SIGSTOP, SIGCONT on stop) or graceful restart (SIGTERM and wait for
-/// exit, start again on stop) of one server, with every process of it (`ProcessController.stopServerProcesses`).
+/// Kill (SIGKILL, restart on stop), pause (SIGSTOP, SIGCONT on stop) or graceful restart (`gracefulStopSignal`, wait
+/// for every process to exit, start again on stop) of one server, with every process of it (`ProcessController.stopServerProcesses`).
 ///
 /// Evidence is what a client sees. `start` first opens a witness connection (`witness`, the server's own protocol)
 /// and completes one operation on it. Active: `yes` only when the operation on that connection stalls (no reply
@@ -181,6 +193,8 @@ public final class ProcessFault: Fault {
     /// When the first signal was sent, and (pause) when every process was continued: the exact fault window, which
     /// the record's `started_at`/`stopped_at` (taken around `start` and `stop`) only bound.
     public private(set) var signalled: Date?
+    /// (pause) When the last process of the server was stopped: from here on no process of it runs.
+    public private(set) var allStopped: Date?
     public private(set) var resumed: Date?
     /// Time from the fault's signal to its client-side evidence (set by `verify(.active)` when it says `yes`).
     public private(set) var timeToEvidence: Duration?
@@ -233,13 +247,15 @@ public final class ProcessFault: Fault {
             guard alive.isEmpty else { throw ProcessFaultError("pids \(alive) still alive 5 s after SIGKILL") }
         case .pause:
             faultedProcesses = controller.stopServerProcesses(root: pid)
+            allStopped = Date()
         case .restart:
             // The server shuts its own helpers down on SIGTERM; every one of them must be gone before the start.
             faultedProcesses = ProcessTree.members(of: pid)
-            try controller.send(SIGTERM)
+            try controller.send(controller.gracefulStopSignal)
             let alive = faultedProcesses.filter { !LocalProcess.waitForExit($0, within: recoveryTimeout) }
             guard alive.isEmpty else {
-                throw ProcessFaultError("pids \(alive) still alive \(recoveryTimeout) after SIGTERM of \(pid)")
+                throw ProcessFaultError(
+                    "pids \(alive) still alive \(recoveryTimeout) after signal \(controller.gracefulStopSignal) to \(pid)")
             }
         }
     }
@@ -250,8 +266,10 @@ public final class ProcessFault: Fault {
             try controller.start(timeout: recoveryTimeout)
         case .pause:
             guard let pid = faultedPID else { throw ProcessFaultError("nothing was paused") }
-            ProcessTree.resume(faultedProcesses, root: pid)
+            for process in faultedProcesses { kill(process, SIGCONT) }
             resumed = Date()
+            // Then anything of the tree the list missed (a scan of /proc can take a while on a busy machine).
+            ProcessTree.resume(faultedProcesses, root: pid)
         }
     }
 

@@ -144,6 +144,26 @@ struct ProcessTreeFaultTests {
         #expect(after != pid)
     }
 
+    @Test func aRestartOfPostgresWithClientsConnectedEndsTheirSessionsAndComesBack() throws {
+        let postgres = try PrivatePostgres()
+        defer { postgres.shutdown() }
+        let pid = try #require(postgres.node.postmasterPID())
+        // A client that stays connected: SIGTERM ("smart" shutdown) would wait for it forever.
+        let client = try ServerProtocol.postgres(user: "postgres", database: "postgres")
+            .openWitness(to: postgres.node.endpoint, timeout: .seconds(5))
+        defer { client.close() }
+        let started = ContinuousClock.now
+        let record = FaultDriver(
+            ProcessFault(
+                action: .restart, controller: PostgresNodeController(postgres.node), speaking: postgres.protocolSpoken,
+                recoveryTimeout: .seconds(20))
+        ).run(for: .zero)
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect(started.duration(to: .now) < .seconds(15))
+        #expect(postgres.node.postmasterPID() != pid)
+        #expect(!client.exchange(within: .seconds(1)).answered)
+    }
+
     @Test func aRedisTargetThatIgnoresThePauseOrKillIsNo() throws {
         let redis = try PrivateRedis()
         defer { redis.shutdown() }
@@ -301,7 +321,7 @@ struct PrivateStackPauseTests {
             Thread.sleep(forTimeInterval: 1)
             let samples = load.finish()
             #expect(record.verified == .yes, "\(server.name): \(record.note)")
-            let started = try #require(fault.signalled)
+            let started = try #require(fault.allStopped)
             let stopped = try #require(fault.resumed)
             let during = samples.filter { $0.intended >= started && $0.intended <= stopped }
             let before = samples.filter { $0.intended < started.addingTimeInterval(-0.1) }
