@@ -49,7 +49,8 @@ public enum ServerProtocol: Sendable, Equatable {
         switch self {
         case .postgres(let user, let database):
             witness = try PostgresWitness(
-                PostgresEndpoint(host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
+                PostgresEndpoint(
+                    host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
                 connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
         case .redis:
             witness = try TCPRequestWitness(
@@ -69,7 +70,8 @@ public enum ServerProtocol: Sendable, Equatable {
         case .answered: return witness
         case .noReply(let waited):
             witness.close()
-            throw ProcessFaultError("\(operation) to \(endpoint) got no reply in \(waited.milliseconds) ms before the fault")
+            throw ProcessFaultError(
+                "\(operation) to \(endpoint) got no reply in \(waited.milliseconds) ms before the fault")
         case .failed(let reason):
             witness.close()
             throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")

@@ -156,11 +156,11 @@ public final class LocalProcessController: ProcessController {
     }
 }
 
-
 /// Kill (SIGKILL, restart on stop), pause (SIGSTOP, SIGCONT on stop) or graceful restart (`gracefulStopSignal`, wait
-/// for every process to exit, start again on stop) of one server, with every process of it (`ProcessController.stopServerProcesses`).
+/// for every process to exit, start again on stop) of one server, with every process of it
+/// (`ProcessController.stopServerProcesses`).
 ///
-/// Evidence is what a client sees. `start` first opens a witness connection (`witness`, the server's own protocol)
+/// Evidence is what a client sees. `setup` first opens a witness connection (`witness`, the server's own protocol)
 /// and completes one operation on it. Active: `yes` only when the operation on that connection stalls (no reply
 /// in 300 ms) or fails AND a new connection's request (`probe`) gets no answer; an old connection that keeps being
 /// served makes it `no`, naming what answered. Healed: a new connection answers, and for a pause the witness
@@ -190,11 +190,12 @@ public final class ProcessFault: Fault {
     private var faultedProcesses: [pid_t] = []
     private var witnessConnection: (any ClientWitness)?
     private var signalledAt: ContinuousClock.Instant?
-    /// When the first signal was sent, and (pause) when every process was continued: the exact fault window, which
-    /// the record's `started_at`/`stopped_at` (taken around `start` and `stop`) only bound.
+    /// When the first signal was sent. The record's `started_at`/`stopped_at` (taken around `start` and `stop`)
+    /// only bound the fault; these give its exact window.
     public private(set) var signalled: Date?
     /// (pause) When the last process of the server was stopped: from here on no process of it runs.
     public private(set) var allStopped: Date?
+    /// (pause) When every stopped process was sent SIGCONT.
     public private(set) var resumed: Date?
     /// Time from the fault's signal to its client-side evidence (set by `verify(.active)` when it says `yes`).
     public private(set) var timeToEvidence: Duration?
@@ -254,8 +255,8 @@ public final class ProcessFault: Fault {
             try controller.send(controller.gracefulStopSignal)
             let alive = faultedProcesses.filter { !LocalProcess.waitForExit($0, within: recoveryTimeout) }
             guard alive.isEmpty else {
-                throw ProcessFaultError(
-                    "pids \(alive) still alive \(recoveryTimeout) after signal \(controller.gracefulStopSignal) to \(pid)")
+                let signal = controller.gracefulStopSignal
+                throw ProcessFaultError("pids \(alive) still alive \(recoveryTimeout) after signal \(signal) to \(pid)")
             }
         }
     }
@@ -308,7 +309,8 @@ public final class ProcessFault: Fault {
             processes = "\(processesText) stopped (state T)"
         }
         guard let witnessConnection else {
-            return .unknown("\(processes); no connection opened before the \(action.rawValue) to show what a client sees")
+            return .unknown(
+                "\(processes); no connection opened before the \(action.rawValue) to show what a client sees")
         }
         let old = witnessConnection.exchange(within: Self.stallTimeout)
         let oldText = "\(witnessConnection.operation) on a connection opened before the \(action.rawValue): \(old.text)"
@@ -360,11 +362,13 @@ public final class ProcessFault: Fault {
             guard let witnessConnection else { return .yes("\(answeredText); \(processesText) running again") }
             let old = witnessConnection.exchange(within: .seconds(5))
             guard old.answered else {
-                return .no("\(answeredText) but \(witnessConnection.operation) on the connection opened before the pause: \(old.text)")
+                return .no(
+                    "\(answeredText) but \(witnessConnection.operation) on the connection opened before the pause: "
+                        + old.text)
             }
             return .yes(
-                "\(answeredText); \(witnessConnection.operation) on the connection opened before the pause \(old.text); "
-                    + "\(processesText) running again")
+                "\(answeredText); \(witnessConnection.operation) on the connection opened before the pause "
+                    + "\(old.text); \(processesText) running again")
         }
     }
 

@@ -273,7 +273,8 @@ public final class PostgresConnection {
             }
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return false }
-            let milliseconds = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            let milliseconds =
+                remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
             var poller = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
             _ = poll(&poller, 1, Int32(max(1, min(milliseconds, 60_000))))
         }

@@ -59,8 +59,9 @@ public final class EmbeddedStack {
         }
         let toStart = servers.filter { server in
             if let pid = runningPID(server) {
-                // A server a crashed drill left paused (SIGSTOP) must not stay paused: SIGCONT is harmless otherwise.
-                kill(pid, SIGCONT)
+                // A server a crashed drill left paused (SIGSTOP of its whole process tree) must not stay paused:
+                // SIGCONT of every process of it, harmless on running ones.
+                ProcessTree.resume([pid], root: pid)
                 logger.debug("already running", metadata: ["kiln.server": "\(server.name)", "kiln.pid": "\(pid)"])
                 return false
             }

@@ -17,9 +17,10 @@ struct DrillRowTests {
             + [.kafkaBroker(.kill), .kafkaBroker(.pause), .proxy(toxic: "latency"), .partition, .pgFailover]
             + RecordedFaultKind.RedisFailoverTrigger.allCases.map { .redisFailover($0) } + [.clockSkew]
         for kind in kinds { #expect(RecordedFaultKind(recorded: kind.recorded) == kind, "\(kind.recorded)") }
-        for text in ["", "Kill", "redis-failover:", "redis-failover:command", "redis-failoverx", "kafka:restart",
-            "proxy:", "pg-failover:kill", "partition:isolate", ":", "kill:kill"]
-        {
+        for text in [
+            "", "Kill", "redis-failover:", "redis-failover:command", "redis-failoverx", "kafka:restart",
+            "proxy:", "pg-failover:kill", "partition:isolate", ":", "kill:kill",
+        ] {
             #expect(RecordedFaultKind(recorded: text) == nil, "\(text)")
         }
         #expect(RecordedFaultKind.redisFailover(.kill).failoverStore == "redis")
@@ -48,7 +49,8 @@ struct DrillRowTests {
     /// Read-only on the shared stack: builds the failovers (asking the Sentinels and PostgreSQL their roles) and
     /// never starts them.
     @Test func failoverFaultsBuiltForTheEmbeddedStackKeepTheScenariosName() throws {
-        let stack = try EmbeddedStack(definition: TestStack.definition, paths: TestStack.paths, logger: Logger(label: "t"))
+        let stack = try EmbeddedStack(
+            definition: TestStack.definition, paths: TestStack.paths, logger: Logger(label: "t"))
         let redis = try RedisSentinelFailover.embedded(stack, name: "sentinel-drill", killPrimary: true)
         #expect(redis.name == "sentinel-drill")
         #expect(redis.kind == "redis-failover:kill")

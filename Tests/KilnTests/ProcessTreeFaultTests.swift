@@ -22,7 +22,9 @@ final class PrivatePostgres {
         let directory = URL(fileURLWithPath: "/tmp").appendingPathComponent(TestStack.uniqueName("kiln-pgproc"))
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        guard let owner = getpwnam("postgres") else { throw ProcessFaultError("no postgres user; run scripts/bootstrap") }
+        guard let owner = getpwnam("postgres") else {
+            throw ProcessFaultError("no postgres user; run scripts/bootstrap")
+        }
         chown(directory.path, owner.pointee.pw_uid, owner.pointee.pw_gid)
         node = PostgresNode(
             name: "private-postgres",
@@ -31,7 +33,10 @@ final class PrivatePostgres {
         do {
             try LocalProcess.run(
                 node.program("initdb"),
-                ["-D", node.dataDirectory.path, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"],
+                [
+                    "-D", node.dataDirectory.path, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8",
+                    "--locale=C",
+                ],
                 user: "postgres")
             let handle = try FileHandle(forWritingTo: node.dataDirectory.appendingPathComponent("postgresql.conf"))
             try handle.seekToEnd()
@@ -113,7 +118,8 @@ struct ProcessTreeFaultTests {
         let driver = FaultDriver(fault)
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
-        #expect(started.note.contains("SELECT 1 on a connection opened before the pause: no reply in 3"), "\(started.note)")
+        #expect(
+            started.note.contains("SELECT 1 on a connection opened before the pause: no reply in 3"), "\(started.note)")
         #expect(started.note.contains("a new connection to \(postgres.node.endpoint): no answer"), "\(started.note)")
         // The witness's own backend was forked after the listing above: it must be stopped too.
         let now = ProcessTree.members(of: pid)
@@ -245,7 +251,10 @@ final class OpenModelLoad: Sendable {
                 let intended = start + interval * index
                 index += 1
                 let wait = ContinuousClock.now.duration(to: intended)
-                if wait > .zero { Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds)) }
+                if wait > .zero {
+                    Thread.sleep(
+                        forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds))
+                }
                 let reply = connection.exchange(within: .seconds(60))
                 let latency = intended.duration(to: .now)
                 let offset = start.duration(to: intended)
@@ -284,7 +293,8 @@ struct PrivateStackPauseTests {
         for port in [15432, 15433, 16379, 16380, 26379, 26380, 26381, 19092, 16390, 18123] {
             text = text.replacingOccurrences(of: ":\(port)", with: ":\(port + 100 * octet)")
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-pstack"))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            TestStack.uniqueName("kiln-pstack"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent("stack.yaml")
         try text.write(to: file, atomically: true, encoding: .utf8)
@@ -340,12 +350,22 @@ struct PrivateStackPauseTests {
             #expect(worst * 100 >= held * 97, "\(server.name): max \(worst) during a pause of \(held)")
             #expect(samples.allSatisfy { $0.ok }, "\(server.name): an op failed")
         }
+        // kiln killed in the middle of a pause leaves the whole tree stopped: the next `stack up` continues all of it.
+        let primary = try #require(stack.status().first { $0.name == "postgres-primary" }?.pid)
+        let stopped = ProcessTree.stop(root: primary)
+        #expect(stopped.count > 3)
+        try stack.up()
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(ProcessTree.members(of: primary).allSatisfy { ProcessTree.state(of: $0) != "T" })
         // Kills (restarted by `stack.up` on stop): a client sees a reset connection at once.
-        for name in ["postgres-replica", "postgres-primary", "redis-replica", "sentinel-3", "kafka", "falkordb", "clickhouse"] {
+        for name in [
+            "postgres-replica", "postgres-primary", "redis-replica", "sentinel-3", "kafka", "falkordb", "clickhouse",
+        ] {
             let server = try #require(stack.servers.first { $0.name == name })
             let fault = ProcessFault(
                 action: .kill, controller: try LocalProcessController.embedded(name, of: stack),
-                speaking: .of(server.kind, postgresUser: definition.postgres.user, database: definition.postgres.database),
+                speaking: .of(
+                    server.kind, postgresUser: definition.postgres.user, database: definition.postgres.database),
                 recoveryTimeout: .seconds(60))
             let record = FaultDriver(fault).run(for: .zero)
             #expect(record.verified == .yes, "\(name): \(record.note)")

@@ -5,10 +5,11 @@ import KilnStack
 import Logging
 import Testing
 
-/// `kiln run` with process faults on a private copy of the embedded stack (127.0.14.x, `PrivateStackPauseTests.privateStack`,
-/// its own run directory through KILN_STACK_DIR): the scenario path the lie came through — a pause of the
-/// PostgreSQL primary under open-model load must be verified from the client's side and slow the store's ops, and
-/// a Redis failover triggered by a kill must keep its scenario name and get its drill row.
+/// `kiln run` with process faults on a private copy of the embedded stack (127.0.14.x,
+/// `PrivateStackPauseTests.privateStack`, its own run directory through KILN_STACK_DIR): the scenario path the lie
+/// came through — a pause of the PostgreSQL primary under open-model load must be verified from the client's side
+/// and slow the store's ops, and a Redis failover triggered by a kill must keep its scenario name and get its drill
+/// row.
 @Suite("kiln run: process faults and failover drill rows on a private stack", .serialized)
 struct RunProcessFaultTests {
     static func kiln(_ arguments: [String], stackDirectory: URL) throws -> (status: Int32, output: String) {
@@ -33,7 +34,8 @@ struct RunProcessFaultTests {
         defer {
             // A fresh instance: `kiln run` restarted servers (the failover's killed primary) and recorded their
             // pids in the run directory after `stack` read it.
-            let current = (try? EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "t"))) ?? stack
+            let current =
+                (try? EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "t"))) ?? stack
             for status in current.status() { if let pid = status.pid { ProcessTree.resume([], root: pid) } }
             current.down()
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())

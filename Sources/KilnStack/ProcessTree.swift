@@ -1,5 +1,4 @@
 import Foundation
-import KilnStack
 
 #if canImport(Glibc)
     import Glibc
