@@ -15,7 +15,9 @@ import KilnLoad
 ///   `failed`) and p99 within that limit; 0 when the store never noticed the fault. A failover recovers before
 ///   its stop (the stop heals the old primary); a pause or a latency toxic only after it;
 /// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
-///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
+///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op); `p99_worst_second_ms`, the highest
+///   per-second p99 from the start to a second after the stop: the ops a pause held all complete in the second
+///   after its end, so the pause's length shows there while the median of the seconds hides it.
 /// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `kiln check`
 /// writes `rpo_writes` into report.json's drills with `withRPO`.
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
@@ -69,9 +71,9 @@ public enum DrillMetrics {
             let p99Before = median(before.map { seconds[$0]!.p99 })
             var metrics: [String: Double] = [:]
             if let p99Before { metrics["p99_before_ms"] = p99Before }
-            if let value = median(ordered.filter { $0 > start && $0 <= stop + 1000 }.map { seconds[$0]!.p99 }) {
-                metrics["p99_during_ms"] = value
-            }
+            let during = ordered.filter { $0 > start && $0 <= stop + 1000 }.map { seconds[$0]!.p99 }
+            if let value = median(during) { metrics["p99_during_ms"] = value }
+            if let value = during.max() { metrics["p99_worst_second_ms"] = value }
             if let value = median(ordered.filter { $0 > stop + 1000 }.map { seconds[$0]!.p99 }) {
                 metrics["p99_after_ms"] = value
             }

@@ -77,8 +77,9 @@ struct RunProcessFaultTests {
         #expect(pause.note?.contains("SELECT 1 on a connection opened before the pause: no reply in 300 ms") == true)
         let pauseDrill = try #require(drills["freeze-pg"])
         #expect(pauseDrill.store == "postgres")
-        // The lie: p99 3.7 ms "during" a 3 s pause. Ops intended during it wait for its end.
-        #expect(pauseDrill.metrics["p99_during_ms"].map { $0 >= 1_000 } == true, "\(pauseDrill)")
+        // The lie: p99 3.7 ms "during" a 3 s pause. Ops intended during it wait for its end: the worst second's p99
+        // is the time held (3 s + the ~0.6 s active verification) less at most the timeline's 1 s resolution.
+        #expect(pauseDrill.metrics["p99_worst_second_ms"].map { $0 >= 2_500 } == true, "\(pauseDrill)")
 
         let failover = try #require(faults["sentinel-drill"], "the scenario's name is lost: \(faults.keys)")
         #expect(failover.kind == "redis-failover:kill")
