@@ -109,11 +109,12 @@ public final class RedisSentinelFailover: Fault {
             guard let pid = controller.currentPID() else {
                 throw ProcessFaultError("\(controller.name) is not running")
             }
-            try controller.send(SIGKILL)
+            // The whole server (a BGSAVE or AOF-rewrite child too), stopped first so nothing forks meanwhile.
+            let processes = controller.stopServerProcesses(root: pid)
+            for process in processes { kill(process, SIGKILL) }
             killed = true
-            guard LocalProcess.waitForExit(pid, within: .seconds(5)) else {
-                throw ProcessFaultError("pid \(pid) still alive 5 s after SIGKILL")
-            }
+            let alive = processes.filter { !LocalProcess.waitForExit($0, within: .seconds(5)) }
+            guard alive.isEmpty else { throw ProcessFaultError("pids \(alive) still alive 5 s after SIGKILL") }
         }
         guard let elected = waitForPrimary(where: { $0 != old }) else {
             throw ProcessFaultError("no new primary elected within \(timeout)")
