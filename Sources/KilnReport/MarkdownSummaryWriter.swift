@@ -16,9 +16,14 @@ public struct MarkdownSummaryWriter: ReportWriter {
         guard let context else { return Data() }
         let run = context.run
         var lines: [String] = []
-        let icon = result.verdict == "passed" ? "✅" : result.partial && result.verdict == "partial" ? "⚠️" : "❌"
-        lines.append("# \(icon) Kiln run `\(run.id)`: \(result.verdict.uppercased())")
+        let icon = result.verdict == "passed"
+            ? "✅" : (result.partial && result.verdict == "partial") || result.verdict == "not-checked" ? "⚠️" : "❌"
+        lines.append("# \(icon) Kiln run `\(run.id)`: \(result.title)")
         lines.append("")
+        if let reason = result.notChecked {
+            lines.append("> **NOT CHECKED** — \(Self.cell(reason)): the stores were not compared with the oracle.")
+            lines.append("")
+        }
         if let reason = run.partialReason {
             lines.append("> **PARTIAL REPORT** — \(reason).")
             lines.append("")
