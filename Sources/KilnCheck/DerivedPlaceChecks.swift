@@ -234,7 +234,7 @@ public enum PaidEdgeOracleCheck {
             }
             // A graph nothing was written to has no key (GRAPH.RO_QUERY would answer an error): it holds no edge.
             let exists = try graph.command(["EXISTS", graphName]).integer == 1
-            let top = exists ? try rows("MATCH (u:User) RETURN max(u.id), 0, 0").first?.0 ?? 0 : 0
+            let top = exists ? try rows("MATCH (u:User) RETURN max(u.id) AS top, 0 AS count, 0 AS cents").first?.0 ?? 0 : 0
             let highest = max(top, perUser.keys.max() ?? 0)
             var users: [Int64: DerivedPlaceChecks.Totals] = [:]
             var low: Int64 = 0
