@@ -288,7 +288,9 @@ public struct HTMLReportWriter: ReportWriter {
         html += metricNames.map { "<th>\(e($0))</th>" }.joined() + "<th class=\"l\">reason</th></tr>"
         for drill in drills {
             html += "<tr><td class=\"l\">\(e(drill.name))</td><td class=\"l\">\(e(drill.fault))</td>"
-            html += "<td class=\"l\">\(e(drill.store))</td><td class=\"l\">\(Self.validity(drill.verdict))</td>"
+            // Before its check a drill has passed only its availability part: never shown as `passed`.
+            let verdict = run.notCheckedReason != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
+            html += "<td class=\"l\">\(e(drill.store))</td><td class=\"l\">\(Self.validity(verdict))</td>"
             html += metricNames.map { "<td>\(Format.number(drill.metrics[$0]))</td>" }.joined()
             html += "<td class=\"l\">\(e(drill.reason ?? ""))</td></tr>"
         }

@@ -85,8 +85,10 @@ public struct MarkdownSummaryWriter: ReportWriter {
             lines.append("|---|---|---|---|")
             for drill in drills {
                 let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Format.number($0.value))" }
+                // Before its check a drill has passed only its availability part: never shown as `passed`.
+                let verdict = result.notChecked != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
                 lines.append(
-                    "| \(Self.cell(drill.name)) | \(drill.store) | \(drill.verdict) | \(metrics.joined(separator: ", ")) |")
+                    "| \(Self.cell(drill.name)) | \(drill.store) | \(verdict) | \(metrics.joined(separator: ", ")) |")
             }
             lines.append("")
         }

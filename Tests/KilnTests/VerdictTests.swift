@@ -56,6 +56,9 @@ struct NotCheckedVerdictTests {
         #expect(!html.contains("<h1>PASSED</h1>") && !html.contains(#"class="verdict ok""#))
         #expect(markdown.contains(": NOT CHECKED") && markdown.contains("--no-check given"))
         #expect(!markdown.contains("✅ Kiln run") && !markdown.contains("PASSED"))
+        // The drill passed its availability part only: no row says `passed` before the check.
+        #expect(!markdown.contains("| passed |") && markdown.contains("| not checked |"), "\(markdown)")
+        #expect(!html.contains(#"<span class="pass">passed</span>"#), "\(html)")
         #expect(junit.contains(#"<error message="NOT CHECKED: --no-check given" type="not-checked">"#))
         #expect(junit.contains(#"errors="1""#))
         #expect(junit.contains(#"<property name="verdict" value="not-checked"/>"#))
@@ -180,6 +183,12 @@ struct DrillVerdictTests {
         #expect(report.verdict == "not-checked" && report.exitCode == 3, "\(report.verdict)")
         #expect(report.checkRequired == true && report.notChecked == "--no-check given")
         #expect(report.faults?.first?.verified == "yes", "\(String(describing: report.faults))")
+        let schema = try JSONSchemaSubset(
+            contentsOf: TestStack.paths.home.appendingPathComponent("Reports/report.schema.json"))
+        let errors = schema.validate(try JSONValue.parse(Data(contentsOf: directory.appendingPathComponent("report.json"))))
+        #expect(errors.isEmpty, "\(errors)")
+        let junitTree = try XMLTree.parse(Data(contentsOf: directory.appendingPathComponent("junit.xml")))
+        #expect(junitTree.attributes["errors"] != "0" || junitTree.attributes["failures"] != "0")
         func read(_ name: String) throws -> String {
             try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
         }
