@@ -226,6 +226,67 @@ struct DrillVerdictTests {
         #expect(result.output.contains("verdict: passed"), "\(result.output)")
     }
 
+    @Test func aDrillWhoseCheckCannotRunIsNotCheckedWithTheCheckError() throws {
+        // The black-box place names a table that does not exist: the load runs, the check stops before any scan.
+        let name = "vce_\(UInt32.random(in: 0...UInt32.max))"
+        let file = try DrillTests.scenario(
+            name,
+            """
+            proxy: [redis]
+            faults:
+              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=20ms, at: 1s, duration: 1s}
+            heal_wait: 0s
+            blackbox:
+              entry: kafka
+              places:
+                - {store: postgres, table: \(name)_no_such_ledger, key: id}
+            phases:
+              - {name: stream, executor: constant-arrival-rate, rate: 50, duration: 3s, workers: 4, mix: {kafka.produce: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "e"])
+        #expect(result.status == KilnExitCode.unknown.rawValue, "\(result.output)")
+        #expect(result.output.contains("verdict: NOT CHECKED (the check could not run: "), "\(result.output)")
+        let directory = runs.appendingPathComponent("e")
+        let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
+        #expect(report.verdict == "not-checked", "\(report.verdict)")
+        #expect(report.notChecked?.contains("\(name)_no_such_ledger") == true, "\(String(describing: report.notChecked))")
+        let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("<h1>NOT CHECKED</h1>") && html.contains("the check could not run"))
+    }
+
+    @Test func anInterruptedDrillIsNotCheckedAndSaysSo() throws {
+        let name = "vin_\(UInt32.random(in: 0...UInt32.max))"
+        let file = try DrillTests.scenario(
+            name,
+            """
+            proxy: [redis]
+            faults:
+              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=20ms, at: 1s, duration: 1s}
+            heal_wait: 0s
+            phases:
+              - {name: seed, executor: bulk, rows: 1K, batch: 1K, stores: [redis]}
+              - {name: steady, executor: constant-arrival-rate, rate: 50, duration: 60s, workers: 8, mix: {redis.feature-read: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let process = Process()
+        process.executableURL = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
+        process.arguments = ["run", file.path, "--runs-directory", runs.path, "--id", "i"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 4)
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == KilnExitCode.unknown.rawValue)
+        let directory = runs.appendingPathComponent("i")
+        let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
+        #expect(report.interrupted && report.verdict == "not-checked", "\(report.verdict)")
+        #expect(report.notChecked == "the run was interrupted before the check")
+        let junit = try String(contentsOf: directory.appendingPathComponent("junit.xml"), encoding: .utf8)
+        #expect(junit.contains("NOT CHECKED: the run was interrupted before the check"))
+    }
+
     @Test func aDeletedRowOfClickHousesMinuteAggregateIsReportedByMerchantAndMinute() throws {
         let namespace = "vagg_\(UInt32.random(in: 0...UInt32.max))"
         let scenario = try CommandLineTests.temporaryFile(
