@@ -3,6 +3,8 @@ import KilnCheck
 import KilnCore
 import KilnHTTP
 import KilnLoad
+import KilnPostgres
+import KilnRedis
 import KilnReport
 import Testing
 
@@ -287,6 +289,60 @@ struct DrillVerdictTests {
         #expect(junit.contains("NOT CHECKED: the run was interrupted before the check"))
     }
 
+    @Test func aTamperedBalanceAndADeletedPaidEdgeAreReportedByUserAndMerchant() throws {
+        let namespace = "vdp_\(UInt32.random(in: 0...UInt32.max))"
+        let scenario = try DrillTests.scenario(
+            namespace,
+            """
+            pipeline: {batch: 200, sinks: [postgres, falkordb], convergence_timeout: 30s}
+            phases:
+              - {name: stream, executor: constant-arrival-rate, rate: 200, duration: 4s, workers: 8, mix: {kafka.produce: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let run = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "p"])
+        try #require(run.status == 0, "\(run.output)")
+        let directory = runs.appendingPathComponent("p")
+        let (clean, cleanReport) = try CheckCommandTests.check(directory)
+        #expect(clean.status == 0, "\(clean.output)")
+        for place in [BalanceOracleCheck.place, PaidEdgeOracleCheck.userPlace, PaidEdgeOracleCheck.merchantPlace] {
+            let result = try #require(cleanReport.places.first { $0.place == place }, "\(place) not checked")
+            #expect(result.validity == .valid && result.expected > 0, "\(result)")
+        }
+
+        // One user's balance moves by 1.00 (its txns stay); one PAID edge disappears from the graph.
+        let postgres = try PostgresConnection(TestStack.postgres)
+        defer { postgres.close() }
+        let picked = try postgres.execute("SELECT min(user_id) FROM \(namespace)_balances")
+        let user = try #require(picked.value(row: 0, column: 0))
+        _ = try postgres.execute("UPDATE \(namespace)_balances SET balance = balance + 1.00 WHERE user_id = \(user)")
+        let graph = try RedisConnection(host: TestStack.falkordb.host, port: TestStack.falkordb.port)
+        defer { graph.close() }
+        let edge = try graph.command([
+            "GRAPH.RO_QUERY", "\(namespace)_graph",
+            "MATCH (u:User)-[p:PAID]->(m:Merchant) RETURN u.id AS u, m.id AS m, p.txn_id AS t ORDER BY t LIMIT 1",
+        ])
+        let fields = try #require(edge.array?[1].array?.first?.array, "\(edge)")
+        let (edgeUser, edgeMerchant, txn) = (fields[0].integer!, fields[1].integer!, fields[2].integer!)
+        _ = try graph.command([
+            "GRAPH.QUERY", "\(namespace)_graph", "MATCH (:User)-[p:PAID {txn_id: \(txn)}]->(:Merchant) DELETE p",
+        ])
+
+        let (tampered, report) = try CheckCommandTests.check(directory)
+        #expect(tampered.status == KilnExitCode.anomaly.rawValue, "\(tampered.output)")
+        let places = Dictionary(report.places.map { ($0.place, $0) }, uniquingKeysWith: { a, _ in a })
+        let balances = try #require(places[BalanceOracleCheck.place])
+        #expect(balances.counts == ["corrupted": 1], "\(balances)")
+        #expect(balances.anomalies.first?.key == "user \(user)")
+        #expect(balances.anomalies.first?.detail.hasSuffix("(difference 0 / 1.00)") == true, "\(balances.anomalies)")
+        let perUser = try #require(places[PaidEdgeOracleCheck.userPlace])
+        #expect(perUser.validity == .invalid && perUser.anomaly(for: "user \(edgeUser)") != nil, "\(perUser)")
+        let perMerchant = try #require(places[PaidEdgeOracleCheck.merchantPlace])
+        #expect(perMerchant.counts == ["corrupted": 1] || perMerchant.counts == ["lost": 1], "\(perMerchant)")
+        #expect(perMerchant.anomalies.first?.key == "merchant \(edgeMerchant)", "\(perMerchant.anomalies)")
+        let detail = perMerchant.anomalies.first?.detail ?? ""
+        #expect(detail.contains("difference -1 / -") || detail.hasSuffix("found no row"), "\(detail)")
+    }
+
     @Test func aDeletedRowOfClickHousesMinuteAggregateIsReportedByMerchantAndMinute() throws {
         let namespace = "vagg_\(UInt32.random(in: 0...UInt32.max))"
         let scenario = try CommandLineTests.temporaryFile(
@@ -346,4 +402,8 @@ struct DrillVerdictTests {
         _ = try? sql("DROP TABLE IF EXISTS kiln.\(namespace)_merchant_minute")
         _ = try? sql("DROP TABLE IF EXISTS kiln.\(namespace)_transactions")
     }
+}
+
+extension PlaceResult {
+    func anomaly(for key: String) -> Anomaly? { anomalies.first { $0.key == key } }
 }
