@@ -201,21 +201,29 @@ public enum BalanceOracleCheck {
     }
 }
 
-/// The graph's PAID edges per user and per merchant (edge count and sum of `amount_cents`) against the oracle's
-/// sums of the rows the graph must hold (`falkordb.paid-edges`). Two results: `falkordb.paid-per-user` and
+/// The graph's PAID edges per user or per merchant (edge count and sum of `amount_cents`) against the oracle's sums
+/// of the rows the graph must hold (`falkordb.paid-edges`): places `falkordb.paid-per-user` and
 /// `falkordb.paid-per-merchant`. Users are read in pages of ids (one aggregating MATCH each).
 public enum PaidEdgeOracleCheck {
-    public static let userPlace = "falkordb.paid-per-user"
-    public static let merchantPlace = "falkordb.paid-per-merchant"
+    /// Which end of the PAID edges the totals are grouped by.
+    public enum Side: Sendable, CaseIterable {
+        case user
+        case merchant
+
+        public var place: String { self == .user ? "falkordb.paid-per-user" : "falkordb.paid-per-merchant" }
+    }
+
+    public static let userPlace = Side.user.place
+    public static let merchantPlace = Side.merchant.place
     static let usersPerPage: Int64 = 50_000
 
-    public static func check(context: ClientContext, written: WrittenRows) -> [PlaceResult] {
+    public static func check(context: ClientContext, written: WrittenRows, by side: Side) -> PlaceResult {
         let started = Date()
         let graphName = "\(context.namespace)_graph"
-        let userSource = "graph \(graphName) PAID per user = oracle over \(written.place.id)"
-        let merchantSource = "graph \(graphName) PAID per merchant = oracle over \(written.place.id)"
-        let perUser = DerivedPlaceChecks.expected(written, dataset: context.dataset) { $0.userID }
-        let perMerchant = DerivedPlaceChecks.expected(written, dataset: context.dataset) { $0.merchantID }
+        let source = "graph \(graphName) PAID per \(side) = oracle over \(written.place.id)"
+        let expected = DerivedPlaceChecks.expected(written, dataset: context.dataset) {
+            side == .user ? $0.userID : $0.merchantID
+        }
         do {
             let endpoint = context.stack.graph.endpoint
             let graph = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
@@ -232,38 +240,37 @@ public enum PaidEdgeOracleCheck {
                     return (id, .init(count: count, cents: cents))
                 }
             }
+            var found: [Int64: DerivedPlaceChecks.Totals] = [:]
             // A graph nothing was written to has no key (GRAPH.RO_QUERY would answer an error): it holds no edge.
-            let exists = try graph.command(["EXISTS", graphName]).integer == 1
-            let top = exists ? try rows("MATCH (u:User) RETURN max(u.id) AS top, 0 AS count, 0 AS cents").first?.0 ?? 0 : 0
-            let highest = max(top, perUser.keys.max() ?? 0)
-            var users: [Int64: DerivedPlaceChecks.Totals] = [:]
-            var low: Int64 = 0
-            while exists, low <= highest {
-                let high = low + usersPerPage
-                for (user, totals) in try rows(
-                    "MATCH (u:User)-[p:PAID]->(:Merchant) WHERE u.id >= \(low) AND u.id < \(high) "
-                        + "RETURN u.id, count(p), toInteger(sum(p.amount_cents))")
-                {
-                    users[user] = totals
+            if try graph.command(["EXISTS", graphName]).integer == 1 {
+                switch side {
+                case .merchant:
+                    for (merchant, totals) in try rows(
+                        "MATCH (:User)-[p:PAID]->(m:Merchant) RETURN m.id, count(p), toInteger(sum(p.amount_cents))")
+                    {
+                        found[merchant] = totals
+                    }
+                case .user:
+                    let top = try rows("MATCH (u:User) RETURN max(u.id) AS top, 0 AS count, 0 AS cents").first?.0 ?? 0
+                    let highest = max(top, expected.keys.max() ?? 0)
+                    var low: Int64 = 0
+                    while low <= highest {
+                        let high = low + usersPerPage
+                        for (user, totals) in try rows(
+                            "MATCH (u:User)-[p:PAID]->(:Merchant) WHERE u.id >= \(low) AND u.id < \(high) "
+                                + "RETURN u.id, count(p), toInteger(sum(p.amount_cents))")
+                        {
+                            found[user] = totals
+                        }
+                        low = high
+                    }
                 }
-                low = high
             }
-            let merchants = !exists ? [:] : Dictionary(
-                try rows("MATCH (:User)-[p:PAID]->(m:Merchant) RETURN m.id, count(p), toInteger(sum(p.amount_cents))"),
-                uniquingKeysWith: { a, _ in a })
-            return [
-                DerivedPlaceChecks.compare(
-                    place: userPlace, source: userSource, expected: perUser, found: users, label: { "user \($0)" },
-                    since: started),
-                DerivedPlaceChecks.compare(
-                    place: merchantPlace, source: merchantSource, expected: perMerchant, found: merchants,
-                    label: { "merchant \($0)" }, since: started),
-            ]
+            return DerivedPlaceChecks.compare(
+                place: side.place, source: source, expected: expected, found: found, label: { "\(side) \($0)" },
+                since: started)
         } catch {
-            return [
-                .undecided(userPlace, source: userSource, error: error, since: started),
-                .undecided(merchantPlace, source: merchantSource, error: error, since: started),
-            ]
+            return .undecided(side.place, source: source, error: error, since: started)
         }
     }
 }
