@@ -23,7 +23,9 @@ struct CheckCommand: ParsableCommand {
             Each place (a store's rows, messages, edges or keys) is scanned once, streaming, and every copy is compared
             field by field with the generator's row: lost (acknowledged ok, absent), duplicated, corrupted (a field
             differs), phantom (present but never acknowledged, failed, or unknown to the dataset). Writes that ended
-            `info` may be present or absent. Prints a table per place and the exact txn_ids (first 100 per kind), and
+            `info` may be present or absent. Derived places (ClickHouse's per-minute merchant aggregate, the pipeline's
+            balances, the graph's PAID edges per user and per merchant) are compared with the oracle's sums of the rows
+            their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
             writes check.json into the run directory. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
             (unknown); 64 bad input; 69 a store could not be reached at all.
             """

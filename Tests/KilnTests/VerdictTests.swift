@@ -104,6 +104,12 @@ struct NotCheckedVerdictTests {
         #expect(junit.contains(#"type="not-checked""#))
     }
 
+    @Test func checkAndNoCheckTogetherAreAUsageError() throws {
+        let result = try CommandLineTests.kiln(["run", "Scenarios/quick.yaml", "--check", "--no-check"])
+        #expect(result.status == KilnExitCode.invalidInput.rawValue, "\(result.output)")
+        #expect(result.output.contains("--check and --no-check exclude each other"))
+    }
+
     @Test func aRunWithoutFaultsOrCheckKeepsTheLoadsVerdict() throws {
         let directory = try RunFixture.make(in: try Self.root(), id: "plain", seed: 5, seconds: 10)
         let result = ReportResult.of(try RunData.load(directory))
