@@ -42,18 +42,32 @@ public enum DerivedPlaceChecks {
         }
     }
 
-    /// The oracle's totals per key over the rows `written` says the place must (ok) or may (info) hold.
+    /// The oracle's totals per key over the rows `written` says the place must (ok) or may (info) hold; with
+    /// `rows`, only those of that index range.
     public static func expected<Key: Hashable>(
-        _ written: WrittenRows, dataset: Dataset, key: (Transaction) -> Key
+        _ written: WrittenRows, dataset: Dataset, rows: Range<Int64>? = nil, key: (Transaction) -> Key
     ) -> [Key: Expected] {
         var result: [Key: Expected] = [:]
-        written.ok.forEach { row in
-            let transaction = dataset.transaction(row)
-            result[key(transaction), default: Expected()].ok.add(transaction)
+        guard let rows else {
+            written.ok.forEach { row in
+                let transaction = dataset.transaction(row)
+                result[key(transaction), default: Expected()].ok.add(transaction)
+            }
+            written.info.forEach { row in
+                let transaction = dataset.transaction(row)
+                result[key(transaction), default: Expected()].info.add(transaction)
+            }
+            return result
         }
-        written.info.forEach { row in
+        for row in rows {
+            let ok = written.ok.contains(row)
+            guard ok || written.info.contains(row) else { continue }
             let transaction = dataset.transaction(row)
-            result[key(transaction), default: Expected()].info.add(transaction)
+            if ok {
+                result[key(transaction), default: Expected()].ok.add(transaction)
+            } else {
+                result[key(transaction), default: Expected()].info.add(transaction)
+            }
         }
         return result
     }
@@ -86,33 +100,57 @@ public enum DerivedPlaceChecks {
         place: String, source: String, expected: [Key: Expected], found: [Key: Totals], label: (Key) -> String,
         since started: Date
     ) -> PlaceResult {
+        var tally = Tally()
+        tally.compare(expected: expected, found: found, label: label)
+        return tally.result(place: place, source: source, since: started)
+    }
+
+    /// Anomalies of one derived place, gathered over pages of keys (first `PlaceResult.keptPerKind` per kind kept).
+    public struct Tally {
         var counts: [String: Int64] = [:]
         var anomalies: [Anomaly] = []
         var kept: [Anomaly.Kind: Int] = [:]
-        func record(_ kind: Anomaly.Kind, _ key: Key, _ detail: String) {
+        var expectedKeys: Int64 = 0
+        var foundKeys: Int64 = 0
+
+        public init() {}
+
+        mutating func record(_ kind: Anomaly.Kind, _ key: String, _ detail: String) {
             counts[kind.rawValue, default: 0] += 1
             if kept[kind, default: 0] < PlaceResult.keptPerKind {
                 kept[kind, default: 0] += 1
-                anomalies.append(Anomaly(kind: kind, txnID: 0, key: label(key), detail: detail))
+                anomalies.append(Anomaly(kind: kind, txnID: 0, key: key, detail: detail))
             }
         }
-        for key in Set(expected.keys).union(found.keys).sorted() {
-            switch (expected[key], found[key]) {
-            case let (wanted?, actual?) where !matches(wanted, actual):
-                record(
-                    .corrupted, key,
-                    "\(describe(wanted)), found count \(actual.count) sum \(amount(actual.cents)) (difference "
-                        + "\(actual.count - wanted.ok.count) / \(amount(actual.cents - wanted.ok.cents)))")
-            case let (wanted?, nil) where wanted.ok.count > 0:
-                record(.lost, key, "\(describe(wanted)), found no row")
-            case let (nil, actual?):
-                record(.phantom, key, "expected nothing, found count \(actual.count) sum \(amount(actual.cents))")
-            default: break
+
+        public func result(place: String, source: String, since started: Date) -> PlaceResult {
+            .invariant(
+                place, source: source, expected: expectedKeys, scanned: foundKeys, counts: counts,
+                anomalies: anomalies, since: started)
+        }
+
+        /// Adds one page: every key either side has.
+        public mutating func compare<Key: Hashable & Comparable>(
+            expected: [Key: Expected], found: [Key: Totals], label: (Key) -> String
+        ) {
+            expectedKeys += Int64(expected.count)
+            foundKeys += Int64(found.count)
+            for key in Set(expected.keys).union(found.keys).sorted() {
+                switch (expected[key], found[key]) {
+                case let (wanted?, actual?) where !matches(wanted, actual):
+                    record(
+                        .corrupted, label(key),
+                        "\(describe(wanted)), found count \(actual.count) sum \(amount(actual.cents)) (difference "
+                            + "\(actual.count - wanted.ok.count) / \(amount(actual.cents - wanted.ok.cents)))")
+                case let (wanted?, nil) where wanted.ok.count > 0:
+                    record(.lost, label(key), "\(describe(wanted)), found no row")
+                case let (nil, actual?):
+                    record(
+                        .phantom, label(key), "expected nothing, found count \(actual.count) sum \(amount(actual.cents))")
+                default: break
+                }
             }
         }
-        return .invariant(
-            place, source: source, expected: Int64(expected.count), scanned: Int64(found.count), counts: counts,
-            anomalies: anomalies, since: started)
     }
 }
 
@@ -134,33 +172,61 @@ public enum MerchantMinuteOracleCheck {
         return "(merchant \(key.merchant), minute \(formatter.string(from: Date(timeIntervalSince1970: Double(key.minute) / 1000))))"
     }
 
-    public static func check(context: ClientContext, written: WrittenRows) -> PlaceResult {
+    /// Rows of the oracle per page: the dataset's timestamps never decrease with the index, so a page is a span of
+    /// whole minutes (`Dataset.indexRange`) and memory stays at one page of keys, also for 100M rows.
+    public static let rowsPerPage: Int64 = 2_000_000
+
+    public static func check(
+        context: ClientContext, written: WrittenRows, rowsPerPage: Int64 = rowsPerPage
+    ) -> PlaceResult {
         let started = Date()
         let ts = context.stack.timeseries
         let view = "\(ts.database).\(context.namespace)_merchant_minute"
         let source = "clickhouse \(view) per (merchant, minute) = oracle over \(written.place.id)"
-        let expected = DerivedPlaceChecks.expected(written, dataset: context.dataset) { transaction in
-            // toStartOfMinute(toDateTime(intDiv(ts, 1000))): whole minutes of Unix time.
-            let ms = transaction.timestampMillis
-            return Key(merchant: transaction.merchantID, minute: ms - ((ms % 60_000) + 60_000) % 60_000)
-        }
+        let dataset = context.dataset
         do {
             let http = try HTTPClient(
                 timeoutSeconds: 600, connectTimeoutSeconds: 5, user: ts.user,
                 password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
-            let query = "SELECT merchant_id, toInt64(toUInt32(minute)) * 1000, toInt64(sum(txns)), "
-                + "toInt64(sum(amount) * 100) FROM \(view) GROUP BY merchant_id, minute FORMAT TabSeparated"
-            let text = try http.post("http://\(ts.endpoint)/", body: Array(query.utf8)).expectOK().text
-            var found: [Key: DerivedPlaceChecks.Totals] = [:]
-            for line in text.split(separator: "\n") {
-                let fields = line.split(separator: "\t")
-                guard fields.count == 4, let merchant = Int64(fields[0]), let minute = Int64(fields[1]),
-                    let count = Int64(fields[2]), let cents = Int64(fields[3])
-                else { throw DerivedPlaceError(reason: "unexpected row from \(view): \(line.prefix(120))") }
-                found[Key(merchant: merchant, minute: minute)] = .init(count: count, cents: cents)
+            /// The aggregate's rows whose minute (`toUInt32(minute)`, Unix seconds) matches `filter`.
+            func aggregate(_ filter: String) throws -> [Key: DerivedPlaceChecks.Totals] {
+                let query = "SELECT merchant_id, toInt64(toUInt32(minute)) * 1000, toInt64(sum(txns)), "
+                    + "toInt64(sum(amount) * 100) FROM \(view) WHERE \(filter) GROUP BY merchant_id, minute "
+                    + "FORMAT TabSeparated"
+                let text = try http.post("http://\(ts.endpoint)/", body: Array(query.utf8)).expectOK().text
+                var found: [Key: DerivedPlaceChecks.Totals] = [:]
+                for line in text.split(separator: "\n") {
+                    let fields = line.split(separator: "\t")
+                    guard fields.count == 4, let merchant = Int64(fields[0]), let minute = Int64(fields[1]),
+                        let count = Int64(fields[2]), let cents = Int64(fields[3])
+                    else { throw DerivedPlaceError(reason: "unexpected row from \(view): \(line.prefix(120))") }
+                    found[Key(merchant: merchant, minute: minute)] = .init(count: count, cents: cents)
+                }
+                return found
             }
-            return DerivedPlaceChecks.compare(
-                place: place, source: source, expected: expected, found: found, label: label, since: started)
+            func minute(_ ms: Int64) -> Int64 { ms - ((ms % 60_000) + 60_000) % 60_000 }
+            var tally = DerivedPlaceChecks.Tally()
+            let first = minute(dataset.timestamp(of: 0))
+            let end = minute(dataset.timestamp(of: dataset.rows - 1)) + 60_000
+            var from = first
+            while from < end {
+                // Whole minutes from `from` up to the one holding the page's last row.
+                let startRow = dataset.indexRange(fromMillis: from, toMillis: end).lowerBound
+                let lastRow = min(dataset.rows, startRow + max(1, rowsPerPage)) - 1
+                let to = max(from + 60_000, minute(dataset.timestamp(of: lastRow)) + 60_000)
+                let rows = dataset.indexRange(fromMillis: from, toMillis: to)
+                let expected = DerivedPlaceChecks.expected(written, dataset: dataset, rows: rows) { transaction in
+                    // toStartOfMinute(toDateTime(intDiv(ts, 1000))): whole minutes of Unix time.
+                    Key(merchant: transaction.merchantID, minute: minute(transaction.timestampMillis))
+                }
+                tally.compare(expected: expected, found: try aggregate("toUInt32(minute) >= \(from / 1000) AND toUInt32(minute) < \(to / 1000)"), label: label)
+                from = to
+            }
+            // Minutes outside the dataset's span hold nothing the oracle knows.
+            tally.compare(
+                expected: [Key: DerivedPlaceChecks.Expected](), found: try aggregate("toUInt32(minute) < \(first / 1000) OR toUInt32(minute) >= \(end / 1000)"),
+                label: label)
+            return tally.result(place: place, source: source, since: started)
         } catch {
             return .undecided(place, source: source, error: error, since: started)
         }

@@ -1,11 +1,14 @@
 import Foundation
 import KilnCheck
 import KilnCore
+import KilnData
 import KilnHTTP
 import KilnLoad
 import KilnPostgres
 import KilnRedis
 import KilnReport
+import KilnStores
+import Logging
 import Testing
 
 /// A run whose check did not run is NOT CHECKED in every output, never PASSED (report writers, no servers).
@@ -403,6 +406,17 @@ struct DrillVerdictTests {
         #expect(found.anomalies.first?.key == key, "\(found.anomalies)")
         #expect(found.anomalies.first?.detail.hasPrefix("expected count ") == true)
         #expect(tampered.output.contains(key), "\(tampered.output)")
+        // Paged by time (a few hundred dataset rows per page, so ~20 pages): the same verdict and keys.
+        let dataset = try Dataset(spec: Fixtures.spec, seed: 5, rows: 10_000)
+        let context = ClientContext(
+            stack: TestStack.definition, dataset: dataset, namespace: namespace, timeout: .seconds(30),
+            environment: ProcessInfo.processInfo.environment, logger: Logger(label: "test"))
+        let written = try WrittenRows.fromHistory(
+            directory.appendingPathComponent("history.jsonl"), datasetRows: dataset.rows)
+        let paged = MerchantMinuteOracleCheck.check(
+            context: context, written: try #require(written["clickhouse.rows"]), rowsPerPage: 500)
+        #expect(paged.counts == found.counts && paged.anomalies == found.anomalies, "\(paged)")
+        #expect(paged.expected == found.expected && paged.scanned == found.scanned)
         // The raw rows are untouched: only the derived place is wrong.
         #expect(report.places.first { $0.place == "clickhouse.rows" }?.validity == .valid)
         _ = try? sql("DROP TABLE IF EXISTS kiln.\(namespace)_merchant_minute")
