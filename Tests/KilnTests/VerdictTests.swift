@@ -160,13 +160,15 @@ struct DerivedPlaceCompareTests {
 /// Redis (the shared servers are never faulted), and derived places after a mixed run.
 @Suite("verdicts: drills judged by their check, derived places (embedded stack)", .serialized)
 struct DrillVerdictTests {
+    /// 200 ms of latency: the proxy's heal probe calls anything ≥ half of it "not healed", which a 20 ms toxic's
+    /// 10 ms bound made flaky on this loaded 2-core machine.
     static func drillScenario(_ name: String) throws -> URL {
         try DrillTests.scenario(
             name,
             """
             proxy: [redis]
             faults:
-              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=20ms, at: 2s, duration: 2s}
+              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=200ms, at: 2s, duration: 2s}
             heal_wait: 0s
             phases:
               - {name: seed, executor: bulk, rows: 2K, batch: 1K, stores: [redis, clickhouse]}
@@ -245,7 +247,7 @@ struct DrillVerdictTests {
             """
             proxy: [redis]
             faults:
-              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=20ms, at: 1s, duration: 1s}
+              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=200ms, at: 1s, duration: 1s}
             heal_wait: 0s
             blackbox:
               entry: kafka
@@ -273,7 +275,7 @@ struct DrillVerdictTests {
             """
             proxy: [redis]
             faults:
-              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=20ms, at: 1s, duration: 1s}
+              - {name: slow-redis, kind: proxy, target: redis, toxic: latency=200ms, at: 1s, duration: 1s}
             heal_wait: 0s
             phases:
               - {name: seed, executor: bulk, rows: 1K, batch: 1K, stores: [redis]}
