@@ -139,8 +139,8 @@ public final class LoadRun {
             report.phases.append(phaseReport)
             report.storeRows = storeRows.rows
             for verdict in verdicts where !verdict.passed {
-                let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
-                logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
+                logger.warning(
+                    "threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(verdict.observedText))")
             }
             try? directory.writeReport(report)
         }

@@ -234,7 +234,7 @@ public struct HTMLReportWriter: ReportWriter {
                 html += "<th class=\"l\">verdict</th><th class=\"l\">source</th></tr>"
                 for verdict in phase.thresholds {
                     html += "<tr><td class=\"l\"><code>\(e(verdict.expression))</code></td>"
-                    html += "<td class=\"l\">\(e(verdict.scope))</td><td>\(Format.number(verdict.observed))</td>"
+                    html += "<td class=\"l\">\(e(verdict.scope))</td><td>\(e(verdict.observedText))</td>"
                     html += verdict.passed ? "<td class=\"l pass\">pass</td>" : "<td class=\"l fail\">FAIL</td>"
                     html += "<td class=\"l\">\(e(verdict.source))</td></tr>"
                 }

@@ -41,7 +41,7 @@ public struct JUnitWriter: ReportWriter {
                 var testCase = Case(
                     className: "kiln.thresholds.\(phase.name)", name: "\(verdict.scope): \(verdict.expression)")
                 if !verdict.passed {
-                    let observed = verdict.observed.map { Format.number($0) } ?? "nothing measured"
+                    let observed = verdict.observedText
                     testCase.problem = (
                         "failure", "threshold",
                         "threshold failed: \(verdict.scope): \(verdict.expression) (observed \(observed))",

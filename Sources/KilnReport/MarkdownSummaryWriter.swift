@@ -61,7 +61,7 @@ public struct MarkdownSummaryWriter: ReportWriter {
                 for verdict in phase.thresholds {
                     lines.append(
                         "- \(verdict.passed ? "✅" : "❌") `\(verdict.scope)`: `\(verdict.expression)` (observed "
-                            + "\(Format.number(verdict.observed)))")
+                            + "\(verdict.observedText))")
                 }
             }
             lines.append("")

@@ -53,7 +53,7 @@ public struct ReportResult: Sendable, Equatable {
         if let notChecked { reasons.append("NOT CHECKED: \(notChecked)") }
         let failedThresholds = (run.report?.phases ?? []).flatMap(\.thresholds).filter { !$0.passed }
         for verdict in failedThresholds {
-            reasons.append("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(Format.number(verdict.observed)))")
+            reasons.append("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(verdict.observedText))")
         }
         let invalidPlaces = run.check?.places.filter { $0.validity == .invalid } ?? []
         for place in invalidPlaces {
