@@ -37,6 +37,10 @@ public final class LoadRun {
     /// How a sink process of `pipeline.workers: processes` is launched: given the sink and the `kiln pipeline` command
     /// (executable, arguments), the command to run instead (e.g. with `--stack`, inside the sink's host). Nil: as is.
     public var pipelineLauncher: PipelineLauncher?
+    /// The run's verdict waits for `kiln check` (RunReport.checkRequired): a load that passed is written
+    /// `not-checked` (exit 3, the load's own verdict in `load_verdict`) until the check replaces it, so a run killed
+    /// between its load and its check never leaves `passed` behind.
+    public var checkRequired = false
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -90,6 +94,7 @@ public final class LoadRun {
         var report = RunReport(
             identity: identity, startedAt: MonotonicClock.wallMillis(), endedAt: nil, complete: false,
             interrupted: false, phases: [], verdict: "running", exitCode: nil, storeRows: [:])
+        report.checkRequired = checkRequired
         try? directory.writeReport(report)
         let context = ClientContext(
             stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
@@ -138,8 +143,8 @@ public final class LoadRun {
             report.phases.append(phaseReport)
             report.storeRows = storeRows.rows
             for verdict in verdicts where !verdict.passed {
-                let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
-                logger.warning("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(observed))")
+                logger.warning(
+                    "threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(verdict.observedText))")
             }
             try? directory.writeReport(report)
         }
@@ -170,6 +175,11 @@ public final class LoadRun {
         report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
         let code: KilnExitCode = thresholdsFailed ? .thresholdFailed : (report.complete ? .ok : .unknown)
         report.exitCode = code.rawValue
+        if checkRequired, code == .ok {
+            report.loadVerdict = report.verdict
+            report.verdict = "not-checked"
+            report.exitCode = KilnExitCode.unknown.rawValue
+        }
         report.endedAt = MonotonicClock.wallMillis()
         do {
             try directory.writeReport(report)

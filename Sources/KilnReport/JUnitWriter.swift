@@ -41,7 +41,7 @@ public struct JUnitWriter: ReportWriter {
                 var testCase = Case(
                     className: "kiln.thresholds.\(phase.name)", name: "\(verdict.scope): \(verdict.expression)")
                 if !verdict.passed {
-                    let observed = verdict.observed.map { Format.number($0) } ?? "nothing measured"
+                    let observed = verdict.observedText
                     testCase.problem = (
                         "failure", "threshold",
                         "threshold failed: \(verdict.scope): \(verdict.expression) (observed \(observed))",
@@ -53,6 +53,12 @@ public struct JUnitWriter: ReportWriter {
         }
         suites.append(("kiln.thresholds", thresholds))
 
+        if let reason = result.notChecked {
+            // The check that judges this run did not run: an error, so no CI reads the run as all-passed.
+            var testCase = Case(className: "kiln.checks", name: "check of run \(run.id)")
+            testCase.problem = ("error", "not-checked", "NOT CHECKED: \(reason)", "")
+            suites.append(("kiln.checks", [testCase]))
+        }
         if let check = run.check {
             var cases: [Case] = []
             for place in check.places {

@@ -51,7 +51,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`); clock-skew's
         /// `offset_s` (signed whole seconds) from `offset`.
         public var options: [String: String] = [:]
-        /// Where it was written, `file:line`.
+        /// Where its target was written, `file:line:column`.
         public var source: String
     }
 
@@ -110,6 +110,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             throw fields.error(
                 "kind", "unknown fault kind '\(kindText)' (kinds: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        let targetAt = fields.location(fields.contains("target") ? "target" : "kind")
         let target: String
         switch kind {
         case .pgFailover: target = try fields.optionalString("target") ?? "postgres"
@@ -181,7 +182,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         try fields.finish()
         return Entry(
             name: name, kind: kind, target: target, at: at, duration: duration, every: every, times: times,
-            jitter: jitter, toxic: toxic, shape: shape, options: options, source: "\(fields.file):\(fields.line)")
+            jitter: jitter, toxic: toxic, shape: shape, options: options, source: "\(fields.file):\(targetAt.line):\(targetAt.column)")
     }
 
     /// One planned start and stop of an entry, as offsets from the first phase's start.
