@@ -355,7 +355,9 @@ public final class EmbeddedStack {
         let pid = server.isPostgres ? (postmasterPID(server) ?? state.pid(of: server.name)) : state.pid(of: server.name)
         guard let pid, LocalProcess.isAlive(pid), let command = LocalProcess.commandLine(pid) else { return nil }
         // The command line names the server's address or directory; anything else is a recycled pid.
+        // (The directory as given and with symlinks resolved: a worktree's `.kiln` may link to another checkout's.)
         let owned = command.contains(server.endpoint.description) || command.contains(server.directory.path)
+            || command.contains(server.directory.resolvingSymlinksInPath().path)
             || command.contains("\(server.endpoint.host) ") && command.contains("\(server.endpoint.port)")
         return owned ? pid : nil
     }
