@@ -18,6 +18,8 @@ public struct Anomaly: Sendable, Codable, Hashable {
         case gap
         /// Visible downstream later than the path's staleness SLO allows.
         case stale
+        /// Two servers of one store acknowledged writes in the same window (split-brain; `DualPrimaryAnalysis`).
+        case dualPrimary = "dual-primary"
     }
 
     public var kind: Kind

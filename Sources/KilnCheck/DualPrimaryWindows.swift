@@ -121,3 +121,36 @@ public enum DualPrimaryAnalysis {
         return acks
     }
 }
+
+extension DualPrimaryAnalysis {
+    /// One `dual-primary.<store>` result per store whose acknowledged writes came from two or more servers (a
+    /// failover happened): invalid with one anomaly per window when two of them acknowledged writes in real-time
+    /// overlap, valid otherwise. Stores that one server served throughout get no result (nothing to decide).
+    public static func results(history file: URL) -> [PlaceResult] {
+        let started = Date()
+        let acks: [Ack]
+        do {
+            acks = try self.acks(fromHistory: file)
+        } catch {
+            return [.undecided("dual-primary", source: "history", error: error, since: started)]
+        }
+        let windows = self.windows(acks)
+        var results: [PlaceResult] = []
+        for (store, storeAcks) in Dictionary(grouping: acks, by: \.store).sorted(by: { $0.key < $1.key }) {
+            let servers = Set(storeAcks.map(\.server))
+            guard servers.count > 1 else { continue }
+            let found = windows.filter { $0.store == store }
+            let anomalies = found.map { window in
+                Anomaly(
+                    kind: .dualPrimary, txnID: 0, key: "\(window.first) + \(window.second)", detail: window.description)
+            }
+            results.append(
+                .invariant(
+                    "dual-primary.\(store)", source: "history (\(servers.sorted().joined(separator: ", ")))",
+                    expected: Int64(storeAcks.count), scanned: Int64(storeAcks.count),
+                    counts: found.isEmpty ? [:] : [Anomaly.Kind.dualPrimary.rawValue: Int64(found.count)],
+                    anomalies: anomalies, since: started))
+        }
+        return results
+    }
+}

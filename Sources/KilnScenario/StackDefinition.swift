@@ -37,6 +37,29 @@ public struct StackDefinition: Sendable {
         public var sentinels: [HostPort]
         public var masterName: String
         public var passwordEnvironmentVariable: String?
+        /// `server_settings:` given to the embedded primary and replicas at start (`redis-server --name value`).
+        public var serverSettings: [RedisServerSetting: Int] = [:]
+
+        /// The settings as `redis-server` arguments, in a fixed order.
+        public var serverArguments: [String] {
+            RedisServerSetting.allCases.flatMap { setting in
+                serverSettings[setting].map { ["--\(setting.rawValue)", String($0)] } ?? []
+            }
+        }
+    }
+
+    /// Redis settings a stack file may set on its embedded servers: the replication safety valves of Redis's
+    /// Sentinel guide ("a primary stops accepting writes when fewer than N replicas acknowledged within M seconds").
+    public enum RedisServerSetting: String, Sendable, CaseIterable, Hashable {
+        case minReplicasToWrite = "min-replicas-to-write"
+        case minReplicasMaxLag = "min-replicas-max-lag"
+
+        var range: ClosedRange<Int> {
+            switch self {
+            case .minReplicasToWrite: 0...16
+            case .minReplicasMaxLag: 1...3600
+            }
+        }
     }
 
     public struct Kafka: Sendable {
@@ -126,12 +149,28 @@ public struct StackDefinition: Sendable {
         try pg.finish()
 
         let rd = try fields.mapping("redis")
-        let redis = Redis(
+        var redis = Redis(
             primary: try rd.hostPort("primary"),
             replicas: try rd.hostPorts("replicas"),
             sentinels: try rd.hostPorts("sentinels"),
             masterName: try rd.optionalString("master_name") ?? "kiln",
             passwordEnvironmentVariable: try rd.optionalString("password_env"))
+        if let settings = try rd.optionalMapping("server_settings") {
+            for key in settings.keys {
+                guard let setting = RedisServerSetting(rawValue: key) else {
+                    let (line, column) = settings.location(key)
+                    throw SpecError(
+                        file: settings.file, line: line, column: column, field: "redis.server_settings.\(key)",
+                        message: "unknown setting (known: "
+                            + RedisServerSetting.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                }
+                redis.serverSettings[setting] = try settings.int(key, range: setting.range)
+            }
+            try settings.finish()
+            if kind != .embedded {
+                throw rd.error("server_settings", "only an embedded stack's servers are started by Kiln")
+            }
+        }
         try rd.finish()
 
         let kf = try fields.mapping("kafka")

@@ -220,6 +220,7 @@ public final class EmbeddedStack {
             // Redis reports a replica by the source address of its link (127.0.0.1 here), where nothing listens:
             // the Sentinels would see every replica as down and refuse to fail over. Announce the bound address.
             var arguments = ServerBinaries.redisArguments(server) + ["--replica-announce-ip", server.endpoint.host]
+                + definition.redis.serverArguments
             if server.kind == .redisReplica {
                 arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
             }

@@ -195,6 +195,12 @@ struct CheckCommand: ParsableCommand {
             }
             for result in staleness.map(BlackBoxStalenessCheck.results) ?? [] { report = report.adding(result) }
         }
+        if let runDirectoryURL {
+            // Split-brain from the history alone: two servers of one store acknowledging writes together.
+            for result in DualPrimaryAnalysis.results(history: runDirectoryURL.appendingPathComponent("history.jsonl")) {
+                report = report.adding(result)
+            }
+        }
         print(CheckTable.text(report, show: show))
         if let runDirectoryURL { try Self.record(report, in: runDirectoryURL) }
         switch report.validity {

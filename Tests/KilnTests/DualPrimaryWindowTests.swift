@@ -65,4 +65,33 @@ struct DualPrimaryWindowTests {
         let acks = try DualPrimaryAnalysis.acks(fromHistory: file)
         #expect(acks == [Ack(store: "redis", server: Self.old, start: 1000, end: 2000)])
     }
+
+    static func historyFile(_ acks: [Ack]) throws -> URL {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("dual-\(UUID()).jsonl")
+        let text = acks.map { ack in
+            #"{"phase":"p","op":"\#(ack.store).set","worker":0,"row":1,"rows":1,"outcome":"ok","server":"\#(ack.server)","intended_ns":0,"start_ns":\#(ack.start),"end_ns":\#(ack.end)}"#
+        }.joined(separator: "\n")
+        try (text + "\n").write(to: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    @Test func theCheckResultIsInvalidWithTheWindowValidAfterACleanFailoverAndAbsentWithOneServer() throws {
+        let split = try Self.historyFile(
+            stride(from: 0.0, to: 12, by: 0.5).map { Self.ack(Self.old, $0) }
+                + stride(from: 5.0, to: 20, by: 0.5).map { Self.ack(Self.new, $0) })
+        let clean = try Self.historyFile(
+            stride(from: 0.0, to: 5, by: 0.5).map { Self.ack(Self.old, $0) }
+                + stride(from: 6.0, to: 20, by: 0.5).map { Self.ack(Self.new, $0) })
+        let single = try Self.historyFile(stride(from: 0.0, to: 5, by: 0.5).map { Self.ack(Self.old, $0) })
+        defer { for file in [split, clean, single] { try? FileManager.default.removeItem(at: file) } }
+
+        let invalid = try #require(DualPrimaryAnalysis.results(history: split).first)
+        #expect(invalid.place == "dual-primary.redis")
+        #expect(invalid.validity == .invalid)
+        #expect(invalid.counts["dual-primary"] == 1)
+        #expect(invalid.anomalies.first?.detail.contains("both acknowledged writes for 6.5 s") == true)
+        let valid = try #require(DualPrimaryAnalysis.results(history: clean).first)
+        #expect(valid.validity == .valid)
+        #expect(DualPrimaryAnalysis.results(history: single).isEmpty)
+    }
 }
