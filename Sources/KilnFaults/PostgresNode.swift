@@ -23,6 +23,9 @@ public struct PostgresNode: Sendable {
     public var binDirectory: String
     /// The libfaketime offset file the server starts with when it exists (`FaketimeClock`); nil: never.
     public var clock: FaketimeClock?
+    /// The network namespace the server runs in on a hosts stack (its address exists only there): pg_ctl and
+    /// pg_basebackup run inside it. Nil on the loopback stack.
+    public var host: NetworkHost?
 
     public init(
         name: String, endpoint: HostPort, dataDirectory: URL, log: URL, probeDatabase: String = "postgres",
@@ -51,6 +54,7 @@ public struct PostgresNode: Sendable {
             user: stack.definition.postgres.user,
             extraOptions: "-c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=6GB")
         node.clock = FaketimeClock(serverDirectory: server.directory)
+        node.host = stack.hosts[name]
         return node
     }
 
@@ -78,7 +82,7 @@ public struct PostgresNode: Sendable {
             [
                 "-D", dataDirectory.path, "-l", log.path, "-w", "-t", String(timeout.components.seconds), "-o",
                 serverOptions, "start",
-            ], user: "postgres", environment: clock?.environment ?? [])
+            ], user: "postgres", environment: clock?.environment ?? [], host: host)
     }
 
     /// `pg_ctl stop -m fast`: a clean shutdown; a primary first sends all its WAL to connected standbys.
@@ -86,7 +90,7 @@ public struct PostgresNode: Sendable {
         try LocalProcess.run(
             program("pg_ctl"),
             ["-D", dataDirectory.path, "-m", "fast", "-w", "-t", String(timeout.components.seconds), "stop"],
-            user: "postgres")
+            user: "postgres", host: host)
     }
 
     /// SIGKILL of the postmaster and every child (backends, walsenders) in one pass: a crash, nothing flushed or
@@ -106,7 +110,7 @@ public struct PostgresNode: Sendable {
     public func promote(timeout: Duration = .seconds(60)) throws {
         try LocalProcess.run(
             program("pg_ctl"), ["-D", dataDirectory.path, "-w", "-t", String(timeout.components.seconds), "promote"],
-            user: "postgres")
+            user: "postgres", host: host)
     }
 
     /// The live postmaster's pid from `postmaster.pid`, nil when none runs.
@@ -146,7 +150,7 @@ public struct PostgresNode: Sendable {
     public func fence() throws {
         try LocalProcess.run(
             "/usr/bin/touch", [dataDirectory.appendingPathComponent("standby.signal").path],
-            user: "postgres")
+            user: "postgres", host: host)
     }
 
     public func unfence() throws {
@@ -164,7 +168,7 @@ public struct PostgresNode: Sendable {
             [
                 "-h", source.endpoint.host, "-p", String(source.endpoint.port), "-U", user, "-D", dataDirectory.path,
                 "-R", "-X", "stream", "-c", "fast",
-            ], user: "postgres")
+            ], user: "postgres", host: host)
         try start(timeout: timeout)
     }
 
