@@ -8,8 +8,9 @@ import KilnStack
 
 /// PostgreSQL failover: fence the primary, promote the streaming replica, point the `PrimaryDirectory` at it.
 ///
-/// Never two writable primaries: the old primary is stopped (or crashed) and gets `standby.signal` before the
-/// replica is promoted, so even a restart of its data directory comes up read-only. `start` returns once the new
+/// Never two writable primaries, unless asked (`Fence.none`, for split-brain drills): the old primary is stopped (or
+/// crashed) and gets `standby.signal` before the replica is promoted, so even a restart of its data directory comes
+/// up read-only. `start` returns once the new
 /// primary accepted a write; `failoverTime` is the time from the fence to that write (the drill's server-side RTO).
 ///
 /// Heal (`stop`): `.leaveFenced` ends the drill with one primary (the promoted replica) and the old one stopped and
@@ -29,6 +30,10 @@ public final class PostgresFailover: Fault {
         case stop
         /// SIGKILL of the postmaster and its children: a crash; WAL not yet sent is lost (async RPO).
         case kill
+        /// No fence at all: the old primary keeps running and accepting writes from the clients that still reach
+        /// it — what an HA manager that cannot reach it does (split-brain drills). Needs `heal: .rebuildAsReplica`,
+        /// which discards what the old primary accepted after the promotion.
+        case none
     }
 
     public enum Replication: String, Sendable {
@@ -66,6 +71,7 @@ public final class PostgresFailover: Fault {
     private var promoted = false
     private var changedSynchronous = false
 
+    /// `fence: .none` with `heal: .leaveFenced` would end the drill with two primaries; it is refused by `setup`.
     public init(
         name: String? = nil, primary: PostgresNode, replica: PostgresNode, fence: Fence = .stop,
         replication: Replication = .asynchronous, heal: Heal = .leaveFenced, directory: PrimaryDirectory? = nil,
@@ -85,6 +91,9 @@ public final class PostgresFailover: Fault {
 
     /// Checks the topology (a primary, a standby streaming from it) and configures the replication mode.
     public func setup() throws {
+        if fenceMode == .none && heal == .leaveFenced {
+            throw ProcessFaultError("fence: none needs heal: rebuild (leaving the old primary unfenced keeps two primaries)")
+        }
         guard try !primary.isInRecovery() else { throw ProcessFaultError("\(primary.name) is not a primary") }
         guard try replica.isInRecovery() else { throw ProcessFaultError("\(replica.name) is not a standby") }
         switch replication {
@@ -123,16 +132,20 @@ public final class PostgresFailover: Fault {
             for sender in senders { kill(sender, SIGSTOP) }
             Thread.sleep(forTimeInterval: lag.seconds)
             // A graceful stop waits for its walsenders; a crash kills them stopped.
-            if fenceMode == .stop { for sender in senders { kill(sender, SIGCONT) } }
+            if fenceMode != .kill { for sender in senders { kill(sender, SIGCONT) } }
         }
         let began = ContinuousClock.now
         switch fenceMode {
         case .stop: try primary.stopGracefully()
         case .kill:
             guard primary.crash() else { throw ProcessFaultError("\(primary.name) survived SIGKILL for 5 s") }
+        case .none:
+            break
         }
-        try primary.fence()
-        fenced = true
+        if fenceMode != .none {
+            try primary.fence()
+            fenced = true
+        }
         let promoting = ContinuousClock.now
         try replica.promote(timeout: timeout)
         promoted = true
@@ -158,7 +171,7 @@ public final class PostgresFailover: Fault {
         let newPrimary = describeWritable(replica)
         switch phase {
         case .active:
-            let old = oldPrimaryDown()
+            let old = fenceMode == .none ? oldPrimaryStillPrimary() : oldPrimaryDown()
             let timing = failoverTime.map {
                 "failover \($0.milliseconds) ms (promote \(promoteTime?.milliseconds ?? 0) ms)"
             }
@@ -197,6 +210,16 @@ public final class PostgresFailover: Fault {
     }
 
     // MARK: evidence
+
+    /// `Fence.none`: the old primary must still be a writable primary (two primaries now), as seen from Kiln's host.
+    private func oldPrimaryStillPrimary() -> FaultEvidence {
+        do {
+            guard try !primary.isInRecovery() else { return .no("old primary \(primary.endpoint) is in recovery") }
+            return .yes("old primary \(primary.endpoint) left unfenced, still a primary (two primaries)")
+        } catch {
+            return .unknown("old primary \(primary.endpoint) did not answer Kiln: \(error)")
+        }
+    }
 
     private func oldPrimaryDown() -> FaultEvidence {
         let probe = TCPProbe.connect(to: primary.endpoint, timeout: .milliseconds(300))

@@ -158,12 +158,15 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             }
             options["offset_s"] = String((negative ? -1 : 1) * value.components.seconds)
         case .pgFailover:
-            for (key, allowed) in [("replication", ["async", "sync"]), ("fence", ["stop", "kill"]), ("heal", ["rebuild", "leave-fenced"])] {
+            for (key, allowed) in [("replication", ["async", "sync"]), ("fence", ["stop", "kill", "none"]), ("heal", ["rebuild", "leave-fenced"])] {
                 guard let value = try fields.optionalString(key) else { continue }
                 guard allowed.contains(value) else {
                     throw fields.error(key, "expected \(allowed.joined(separator: " or ")), found '\(value)'")
                 }
                 options[key] = value
+            }
+            if options["fence"] == "none" && options["heal"] == "leave-fenced" {
+                throw fields.error("heal", "fence: none needs heal: rebuild (leave-fenced would keep two primaries)")
             }
             // Replication lag before the fence (walsenders paused), so an async failover has acknowledged writes
             // the standby never received: a visible RPO instead of one that depends on luck.

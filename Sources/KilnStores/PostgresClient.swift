@@ -14,7 +14,10 @@ import KilnScenario
 /// Failover: with `context.primaries`, every (re)connect goes to that directory's `postgres` entry (falling back to
 /// the stack file's primary), and a connection opened before the entry last changed is dropped before the next op,
 /// so workers follow a promotion without a restart. A write refused because the server is read-only (SQLSTATE
-/// 25006: a demoted primary) ends `fail` and drops the connection too.
+/// 25006: a demoted primary) ends `fail` and drops the connection too. A client that cannot reach the new primary
+/// while its connection to the old one still works keeps using that connection (as a pooled application cut off
+/// from the new primary does) and tries the new one again at most every 5 s: with an unfenced old primary this is
+/// how a split-brain's minority keeps writing (`servedBy` then names the old primary, and the history shows it).
 public final class PostgresClient: Client, SecondaryIndexes {
     public static let operations = [
         OperationDescriptor("bulk", .bulk, "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"),
@@ -35,6 +38,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
     private var connectedGeneration: Int?
     /// The server `connection` was opened to (the directory's primary at that time).
     public private(set) var servedBy: HostPort?
+    /// When the new primary was last tried and could not be reached (the old connection kept in use meanwhile).
+    private var unreachableSince: ContinuousClock.Instant?
     /// Internal for tests (they end its backend to simulate a lost connection).
     var connection: PostgresConnection?
     /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
@@ -178,9 +183,27 @@ public final class PostgresClient: Client, SecondaryIndexes {
         if let connection, connection.isOpen, generation == connectedGeneration {
             return connection
         }
+        if let connection, connection.isOpen {
+            // The primary moved. Keep the old connection while the new primary cannot be reached.
+            if let unreachableSince, unreachableSince.duration(to: .now) < .seconds(5) { return connection }
+            do {
+                let fresh = try Self.connect(endpoint, timeout: context.timeout)
+                connection.close()
+                self.connection = fresh
+                prepared = false
+                connectedGeneration = generation
+                servedBy = HostPort(host: endpoint.host, port: endpoint.port)
+                unreachableSince = nil
+                return fresh
+            } catch {
+                unreachableSince = .now
+                return connection
+            }
+        }
         connection?.close()
         connection = nil
         prepared = false
+        unreachableSince = nil
         servedBy = HostPort(host: endpoint.host, port: endpoint.port)
         let fresh = try Self.connect(endpoint, timeout: context.timeout)
         connection = fresh

@@ -165,7 +165,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "pg-failover needs the embedded stack") }
             let options = entry.options
             return try PostgresFailover.embedded(
-                embedded, name: instance.name, fence: options["fence"] == "kill" ? .kill : .stop,
+                embedded, name: instance.name, fence: options["fence"] == "kill" ? .kill : options["fence"] == "none" ? .none : .stop,
                 replication: options["replication"] == "sync" ? .synchronous : .asynchronous,
                 heal: options["heal"] == "leave-fenced" ? .leaveFenced : .rebuildAsReplica, directory: primaries,
                 lag: .milliseconds(Int(options["lag_ms"] ?? "") ?? 0))
