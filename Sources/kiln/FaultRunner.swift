@@ -169,7 +169,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(
                 embedded, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
+        case .loss, .bandwidth:
+            throw FaultSetupError(reason: Self.needsHosts(entry) ?? "\(entry.kind.rawValue) needs the hosts stack")
         case .partition:
+            if let reason = Self.needsHosts(entry) { throw FaultSetupError(reason: reason) }
             guard let embedded, let server = embedded.servers.first(where: { $0.name == entry.target }) else {
                 throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
             }
@@ -209,6 +212,24 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             runID: runID, name: instance.name)
     }
 
+    /// Why `entry` cannot run on the loopback stack (nil: it can): partitions between hosts, loss and bandwidth act
+    /// between network namespaces, and the loopback stack's servers share one and connect from 127.0.0.1.
+    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? {
+        guard let hostFault = entry.hostFault else { return nil }
+        let what: String
+        switch hostFault {
+        case .partition(let shape, _):
+            // `isolate` of a named server also works on loopback aliases.
+            if entry.shape == "isolate" { return nil }
+            what = "partition shape '\(shape.name.rawValue)'"
+        case .loss: what = "loss"
+        case .bandwidth: what = "bandwidth"
+        }
+        return "\(what) acts between hosts in their own network namespaces; this stack runs every server in one "
+            + "namespace on loopback aliases, connecting from 127.0.0.1, so no rule could tell the hosts apart "
+            + "(use the hosts stack, Scenarios/stacks/embedded-hosts.yaml)"
+    }
+
     /// A request each server answers while it runs and does not while paused.
     static func probe(for server: String) -> ServiceProbe {
         if server.hasPrefix("redis") || server.hasPrefix("sentinel") || server == "falkordb" { return .redisPing }
@@ -237,8 +258,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 return stack.postgres.primary
             case .redisFailover:
                 return stack.redis.primary
+            case .loss, .bandwidth:
+                return nil  // between Kiln's own namespaces only (HostFaultRules refuses any other address)
             case .kill, .pause, .restart, .partition, .clockSkew:
-                if entry.target.hasPrefix("sink:") { return nil }
+                if entry.target.hasPrefix("sink:") || needsHosts(entry) != nil { return nil }
                 return embedded?.servers.first { $0.name == entry.target }?.endpoint
             }
         }

@@ -223,6 +223,11 @@ struct RunCommand: ParsableCommand {
         guard let spec = scenario.faults else { return (nil, [:]) }
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
+        for entry in spec.entries {
+            if let reason = FaultRunner.needsHosts(entry) {
+                throw Failure(code: .invalidInput, message: "\(entry.source): faults: \(entry.name): \(reason)")
+            }
+        }
         for entry in spec.entries
         where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:") {
             guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
