@@ -2,7 +2,9 @@
 #include "process_spawn.h"
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 #include <spawn.h>
+#include <errno.h>
 
 int kiln_spawn(const char *path, char *const argv[], char *const envp[], const char *output_path, int new_session,
                pid_t *pid) {
@@ -30,4 +32,8 @@ int kiln_spawn(const char *path, char *const argv[], char *const envp[], const c
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     return result;
+}
+
+int kiln_enter_network_namespace(int fd) {
+    return setns(fd, CLONE_NEWNET) == 0 ? 0 : errno;
 }

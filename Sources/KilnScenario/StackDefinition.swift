@@ -14,6 +14,15 @@ public struct StackDefinition: Sendable {
         case external
     }
 
+    /// How the embedded servers are reached (`network:`).
+    public enum Network: String, Sendable, CaseIterable {
+        /// Every server binds its own 127.0.0.x alias in the root namespace (the default).
+        case loopback
+        /// Every server runs in its own network namespace with its own 10.213.7.x address, joined to the bridge
+        /// kiln-br0 (10.213.7.1, Kiln's client host); the namespaces reach nothing beyond 10.213.7.0/24.
+        case hosts
+    }
+
     public struct Postgres: Sendable {
         public var primary: HostPort
         public var replicas: [HostPort]
@@ -74,6 +83,11 @@ public struct StackDefinition: Sendable {
     /// PostgreSQL servers only: Redis and FalkorDB (jemalloc) recurse inside libfaketime's clock_gettime at start-up,
     /// and ClickHouse and Tansu are statically linked, so LD_PRELOAD cannot reach them.
     public var faketime: [String] = []
+    /// `network:` — loopback aliases (default) or hosts in network namespaces (embedded stacks only).
+    public var network: Network = .loopback
+    /// Hosts of Kiln's own load-worker groups in a hosts stack (`client_groups:`), at 10.213.7.201 onwards in order;
+    /// a worker thread enters one (HostNetwork.enterForCurrentThread) to open its connections from that address.
+    public var clientGroups: [(name: String, address: HostAddress)] = []
     /// The file this definition was read from, for messages.
     public var source: String
 
@@ -150,12 +164,96 @@ public struct StackDefinition: Sendable {
             }
         }
 
+        let network: Network = try fields.enumeration("network", default: .loopback)
+        var clientGroups: [(name: String, address: HostAddress)] = []
+        if network == .hosts {
+            clientGroups = try parseHosts(
+                fields, kind: kind, name: name, postgres: postgres, redis: redis, kafka: kafka, graph: graph,
+                timeseries: timeseries)
+        } else {
+            for key in ["subnet", "client_groups"] where fields.contains(key) {
+                let (line, column) = fields.location(key)
+                throw SpecError(
+                    file: fields.file, line: line, column: column, field: key, message: "only a `network: hosts` stack has \(key)")
+            }
+        }
+
         try fields.finish()
         var definition = StackDefinition(
             name: name, kind: kind, chaosTarget: chaosTarget, postgres: postgres, redis: redis, kafka: kafka,
             graph: graph, timeseries: timeseries, source: fields.file)
         definition.faketime = faketime
+        definition.network = network
+        definition.clientGroups = clientGroups
         return definition
+    }
+
+    /// The rules of a `network: hosts` stack: embedded, subnet 10.213.7.0/24 (the only one), a name that can tag its
+    /// namespaces, each server on its own host address .2–.254 of that subnet (not .1: Kiln's client host), at most 9
+    /// client groups. Returns the client groups with their addresses.
+    private static func parseHosts(
+        _ fields: YAMLFields, kind: Kind, name: String, postgres: Postgres, redis: Redis, kafka: Kafka, graph: Graph,
+        timeseries: TimeSeries
+    ) throws(SpecError) -> [(name: String, address: HostAddress)] {
+        func fail(_ key: String, _ message: String, in section: YAMLFields? = nil) -> SpecError {
+            let section = section ?? fields
+            let (line, column) = section.location(key)
+            return SpecError(file: fields.file, line: line, column: column, field: section.fieldPath(key), message: message)
+        }
+        guard kind == .embedded else {
+            throw fail("network", "only an embedded stack runs its servers in Kiln's hosts; a \(kind.rawValue) stack cannot")
+        }
+        if let subnet = try fields.optionalString("subnet"), subnet != HostAddress.subnet {
+            throw fail("subnet", "\(subnet.debugDescription): Kiln's hosts live on \(HostAddress.subnet) only")
+        }
+        guard isHostName(name) else {
+            throw fail("name", "a hosts stack's name tags its namespaces: a-z, 0-9 and -, at most 40 characters")
+        }
+        let sections: [(section: String, key: String, addresses: [HostPort])] = [
+            ("postgres", "primary", [postgres.primary]), ("postgres", "replicas", postgres.replicas),
+            ("redis", "primary", [redis.primary]), ("redis", "replicas", redis.replicas),
+            ("redis", "sentinels", redis.sentinels), ("kafka", "bootstrap", kafka.bootstrap),
+            ("graph", "endpoint", [graph.endpoint]), ("timeseries", "endpoint", [timeseries.endpoint]),
+        ]
+        var holders: [String: String] = [:]
+        for (sectionName, key, addresses) in sections {
+            let section = try fields.mapping(sectionName)
+            for address in addresses {
+                guard HostAddress(address.host) != nil else {
+                    throw fail(
+                        key, "\(address.host) is not a host address of \(HostAddress.subnet) (.2–.254): every server of "
+                            + "a hosts stack has its own address there", in: section)
+                }
+                if let holder = holders[address.host] {
+                    throw fail(key, "\(address.host) is also \(holder)'s: each server needs its own host", in: section)
+                }
+                holders[address.host] = "\(sectionName).\(key)"
+            }
+        }
+        var groups: [(name: String, address: HostAddress)] = []
+        if fields.contains("client_groups") {
+            let names = try fields.strings("client_groups")
+            for (index, (text, line, column)) in names.enumerated() {
+                func error(_ message: String) -> SpecError {
+                    SpecError(file: fields.file, line: line, column: column, field: "client_groups[\(index)]", message: message)
+                }
+                guard index < 9 else { throw error("at most 9 client groups (10.213.7.201–.209)") }
+                guard isHostName(text) else { throw error("\(text.debugDescription): a-z, 0-9 and -, at most 40 characters") }
+                guard !groups.contains(where: { $0.name == text }) else { throw error("\(text) is listed twice") }
+                let address = try! HostAddress(octet: 201 + index)
+                if let holder = holders[address.description] {
+                    throw error("\(address) is also \(holder)'s (client groups take .201–.209)")
+                }
+                groups.append((text, address))
+            }
+        }
+        return groups
+    }
+
+    /// A name that can be part of a namespace name: a-z, 0-9 and -, 1–40 characters.
+    public static func isHostName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 40
+            && name.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
     }
 }
 

@@ -9,7 +9,8 @@ import Logging
     import Glibc
 #endif
 
-/// Starts, inspects and stops the embedded stack: local server processes on loopback addresses, with data,
+/// Starts, inspects and stops the embedded stack: local server processes on loopback addresses (or, with
+/// `network: hosts`, each in its own network namespace on 10.213.7.0/24, see `HostNetwork`), with data,
 /// logs and the pids Kiln started under one run directory. `up` is idempotent; `down` stops only processes
 /// recorded in the run directory whose command line still names this stack (a recycled pid is left alone).
 /// Not thread-safe: one controller per command.
@@ -20,8 +21,15 @@ public final class EmbeddedStack {
     private let logger: Logger
     private let state: StackState
     private let binaries: ServerBinaries
+    /// The host of each server and client group (by name) in a hosts stack; empty on loopback.
+    public let hosts: [String: NetworkHost]
+    /// Who owns this stack's hosts: the stack (`kiln stack up`), or a test process (its private stacks are swept
+    /// when it dies).
+    public let hostOwner: HostOwner
+    private let network: HostNetwork
 
-    public init(definition: StackDefinition, paths: KilnPaths, logger: Logger) throws {
+    /// `hostOwner` defaults to the stack itself (`.stack(definition.name)`); only tests give another.
+    public init(definition: StackDefinition, paths: KilnPaths, logger: Logger, hostOwner: HostOwner? = nil) throws {
         guard definition.kind == .embedded else {
             throw StackError(
                 server: definition.name,
@@ -34,6 +42,38 @@ public final class EmbeddedStack {
         self.servers = EmbeddedServer.catalogue(definition, runDirectory: paths.stack)
         self.state = StackState(file: paths.stack.appendingPathComponent("state.json"))
         self.binaries = ServerBinaries(paths: paths)
+        let owner = hostOwner ?? .stack(definition.name)
+        self.hostOwner = owner
+        self.network = HostNetwork(logger: logger)
+        var hosts: [String: NetworkHost] = [:]
+        if definition.network == .hosts {
+            for server in servers {
+                guard let address = HostAddress(server.endpoint.host) else { continue }  // the stack file was validated
+                hosts[server.name] = NetworkHost(name: server.name, address: address, owner: owner)
+            }
+            for group in definition.clientGroups {
+                hosts[group.name] = NetworkHost(name: group.name, address: group.address, owner: owner)
+            }
+        }
+        self.hosts = hosts
+    }
+
+    /// The hosts of this stack, by address.
+    public var hostList: [NetworkHost] { hosts.values.sorted { $0.address < $1.address } }
+
+    /// Removes what a killed Kiln left behind: hosts of processes that are gone (`HostNetwork.sweep`), and on this
+    /// stack's own hosts (which stay) stopped processes, qdiscs and iptables rules (`HostNetwork.clearFaults`).
+    /// Returns one line per thing removed; empty when nothing was left.
+    public func removeLeftovers() -> [String] {
+        var removed: [String] = []
+        do {
+            removed += try network.sweep()
+        } catch {
+            logger.warning("could not sweep leftover hosts", metadata: ["kiln.error": "\(error)"])
+        }
+        let existing = Set((try? network.hosts()) ?? [])
+        removed += network.clearFaults(in: hostList.filter { existing.contains($0) })
+        return removed
     }
 
     private var probe: StackProbe { StackProbe(definition: definition) }
@@ -47,6 +87,13 @@ public final class EmbeddedStack {
         try binaries.checkInstalled()
         try FileManager.default.createDirectory(
             at: paths.stack.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        for host in hostList {
+            do {
+                try network.addHost(host)
+            } catch {
+                throw StackError(server: host.name, message: "cannot create its host \(host): \(error)")
+            }
+        }
         // Every address is checked before anything starts, so a conflict leaves nothing half-started.
         // A run killed during a clock-skew fault leaves its offset behind: every clock starts the session at +0.
         // (Whatever stack file started them: the file says which servers run under libfaketime.)
@@ -167,7 +214,7 @@ public final class EmbeddedStack {
             if server.kind == .redisReplica {
                 arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
             }
-            record(server, try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log))
+            record(server, try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
         case .sentinel:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let config = server.directory.appendingPathComponent("sentinel.conf")
@@ -188,7 +235,9 @@ public final class EmbeddedStack {
                 """
             try text.write(to: config, atomically: true, encoding: .utf8)
             record(
-                server, try LocalProcess.spawnDetached(binaries.redisServer, [config.path, "--sentinel"], log: server.log))
+                server,
+                try LocalProcess.spawnDetached(
+                    binaries.redisServer, [config.path, "--sentinel"], log: server.log, host: hosts[server.name]))
         case .kafka:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let url = "tcp://\(server.endpoint)"
@@ -196,16 +245,19 @@ public final class EmbeddedStack {
                 "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/",
             ]
-            record(server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log))
+            record(server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
         case .falkordb:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let arguments = ServerBinaries.redisArguments(server) + ["--loadmodule", binaries.falkordbModule]
-            record(server, try LocalProcess.spawnDetached(binaries.falkordbServer, arguments, log: server.log))
+            record(
+                server,
+                try LocalProcess.spawnDetached(binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
         case .clickhouse:
             let config = try ClickHouseConfig.write(for: server)
             record(
                 server,
-                try LocalProcess.spawnDetached(binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log))
+                try LocalProcess.spawnDetached(
+                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log, host: hosts[server.name]))
         }
     }
 
@@ -221,7 +273,10 @@ public final class EmbeddedStack {
                 try LocalProcess.run(
                     binaries.postgres("initdb"),
                     ["-D", data.path, "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C", "--no-sync"], user: user)
-                let access = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
+                var access = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
+                if definition.network == .hosts {
+                    access += "host all all \(HostAddress.subnet) trust\nhost replication all \(HostAddress.subnet) trust\n"
+                }
                 try ServerBinaries.append(access, to: data.appendingPathComponent("pg_hba.conf"))
                 try ServerBinaries.append(
                     "max_connections = 200\nshared_buffers = 256MB\nwal_keep_size = 512MB\n",
@@ -233,7 +288,7 @@ public final class EmbeddedStack {
                     [
                         "-h", primary.host, "-p", String(primary.port), "-U", user, "-D", data.path, "-R",
                         "-X", "stream", "-c", "fast",
-                    ], user: user)
+                    ], user: user, host: hosts[server.name])
             }
         }
         try ServerBinaries.giveToPostgres(server.log)
@@ -254,7 +309,7 @@ public final class EmbeddedStack {
         try LocalProcess.run(
             binaries.postgres("pg_ctl"),
             ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user,
-            environment: clock.environment)
+            environment: clock.environment, host: hosts[server.name])
         guard let pid = postmasterPID(server) else {
             throw StackError(server: server.name, message: "pg_ctl started no postmaster", log: server.log.path)
         }
@@ -285,11 +340,18 @@ public final class EmbeddedStack {
 
     // MARK: status
 
+    /// Each host of this stack and whether its namespace exists now (hosts stack; empty on loopback).
+    public func hostStatus() -> [(host: NetworkHost, present: Bool)] {
+        let existing = Set((try? network.hosts()) ?? [])
+        return hostList.map { ($0, existing.contains($0)) }
+    }
+
     public func status() -> [ServerStatus] {
         servers.map { server in
             let pid = runningPID(server)
             var status = ServerStatus(
                 name: server.name, endpoint: server.endpoint, pid: pid, role: nil, health: .down, log: server.log.path)
+            status.namespace = hosts[server.name]?.namespace
             guard pid != nil else { return status }
             do {
                 status.role = try probe.role(of: server)
@@ -308,6 +370,8 @@ public final class EmbeddedStack {
         /// Servers whose address still accepted connections after stopping (something else listens there).
         public var stillListening: [String] = []
         public var failures: [String] = []
+        /// Namespaces, veths and the bridge removed (hosts stack).
+        public var removedHosts: [String] = []
     }
 
     /// Stops every process this stack started, newest first, waits until its address stops answering, and
@@ -341,6 +405,13 @@ public final class EmbeddedStack {
             }
         }
         state.clear()
+        if !hosts.isEmpty {
+            do {
+                report.removedHosts = try network.removeHosts(of: hostOwner)
+            } catch {
+                report.failures.append("removing hosts: \(error)")
+            }
+        }
         if !keepData {
             for server in servers { try? FileManager.default.removeItem(at: server.directory) }
         }

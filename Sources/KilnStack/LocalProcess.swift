@@ -21,10 +21,11 @@ public enum LocalProcess {
     /// Runs a command to completion and returns its combined stdout and stderr. Throws `Failure` on a non-zero
     /// exit. With `user`, runs it through `runuser -u USER --` when Kiln is root (PostgreSQL refuses root).
     /// `environment` (`NAME=value`) is added to the command's environment through `env`, and reaches the daemons it
-    /// starts. Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
+    /// starts. With `host`, the whole command (runuser included) runs inside that host's network namespace
+    /// (`ip netns exec`). Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
     @discardableResult
     public static func run(
-        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = []
+        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = [], host: NetworkHost? = nil
     ) throws -> String {
         let name = URL(fileURLWithPath: executable).lastPathComponent
         var executable = executable
@@ -37,6 +38,7 @@ public enum LocalProcess {
             arguments = ["-u", user, "--", executable] + arguments
             executable = "/usr/sbin/runuser"
         }
+        if let host { (executable, arguments) = HostNetwork.command(in: host, executable, arguments) }
         // Output goes to a file, not a pipe: a daemon the command starts may inherit the descriptor.
         let capture = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kiln-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -54,9 +56,14 @@ public enum LocalProcess {
 
     /// Starts `executable` in its own session (so a terminal's Ctrl-C does not reach it), with stdin from
     /// /dev/null and stdout/stderr appended to `log`, and returns its pid without waiting for it.
-    /// The process outlives Kiln (it is reparented to init when Kiln exits); `terminate` stops it.
-    public static func spawnDetached(_ executable: String, _ arguments: [String], log: URL) throws -> pid_t {
-        try spawn(executable, arguments, output: log, newSession: true)
+    /// The process outlives Kiln (it is reparented to init when Kiln exits); `terminate` stops it. With `host`, it runs
+    /// inside that host's network namespace (`ip netns exec` execs it: the pid returned is the command's own).
+    public static func spawnDetached(_ executable: String, _ arguments: [String], log: URL, host: NetworkHost? = nil) throws
+        -> pid_t
+    {
+        guard let host else { return try spawn(executable, arguments, output: log, newSession: true) }
+        let (wrapped, wrappedArguments) = HostNetwork.command(in: host, executable, arguments)
+        return try spawn(wrapped, wrappedArguments, output: log, newSession: true)
     }
 
     /// Spawns with stdin /dev/null, stdout+stderr appended to `output`, every other descriptor closed.
@@ -83,6 +90,14 @@ public enum LocalProcess {
         else { return true }
         let state = stat[stat.index(close, offsetBy: 2)]
         return state != "Z" && state != "X"
+    }
+
+    /// True when `pid` is stopped (SIGSTOP: state `T` in /proc/PID/stat).
+    public static func isStopped(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(close, offsetBy: 2)] == "T"
     }
 
     /// The process's command line (arguments joined by spaces), or nil when it is gone.

@@ -18,6 +18,8 @@ public struct ServerStatus: Sendable {
     public var role: String?
     public var health: Health
     public var log: String
+    /// The network namespace the server runs in (hosts stack); nil on loopback.
+    public var namespace: String? = nil
 
     public var isUp: Bool { health == .up }
 }

@@ -26,7 +26,7 @@ struct StackOptions: ParsableArguments {
     @Option(name: .customLong("stack"), help: "Stack file (default: Scenarios/stacks/embedded.yaml of this checkout).")
     var stackFile: String?
 
-    @Option(help: "Run directory of the embedded stack (default: .kiln/stack, or KILN_STACK_DIR).")
+    @Option(help: "Run directory of the embedded stack (default: .kiln/stack, .kiln/stack-NAME for a `network: hosts` stack, or KILN_STACK_DIR).")
     var runDirectory: String?
 
     @Flag(name: .shortAndLong, help: "Log more detail.")
@@ -36,6 +36,11 @@ struct StackOptions: ParsableArguments {
         var paths = KilnPaths.resolve()
         if let runDirectory { paths.stack = URL(fileURLWithPath: runDirectory) }
         return paths
+    }
+
+    /// `paths`, with a hosts stack's own default run directory, so that it and the loopback stack can run at once.
+    func paths(for definition: StackDefinition) -> KilnPaths {
+        runDirectory != nil ? paths : paths.forStack(definition)
     }
 
     func loadStack() throws -> StackDefinition {

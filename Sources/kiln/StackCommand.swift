@@ -22,17 +22,21 @@ struct StackCommand: ParsableCommand {
         func run() throws {
             try exiting {
                 let logger = options.logger("kiln.stack")
-                let stack = try EmbeddedStack(definition: options.loadStack(), paths: options.paths, logger: logger)
-                // Partition rules of a run that crashed (kill -9) must not outlive it.
+                let definition = try options.loadStack()
+                let stack = try EmbeddedStack(definition: definition, paths: options.paths(for: definition), logger: logger)
+                // Partition rules, hosts, qdiscs and paused processes of a run that crashed (kill -9) must not outlive it.
                 do {
                     let removed = try PartitionSweeper.removeLeftovers()
-                    if removed > 0 { logger.info("removed leftover fault rules", metadata: ["kiln.rules": "\(removed)"]) }
+                    if removed > 0 { print("removed leftover: \(removed) iptables fault rule(s) in the root namespace") }
                 } catch {
                     logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])
                 }
+                for line in stack.removeLeftovers() { print("removed leftover: \(line)") }
                 var statuses = try stack.up(readyTimeout: .seconds(timeout))
                 if try Self.failBackPostgres(stack, statuses, logger: logger) { statuses = stack.status() }
                 print(StatusTable.render(statuses))
+                let hosts = stack.hostStatus()
+                if !hosts.isEmpty { print("\n" + StatusTable.render(hosts: hosts)) }
                 return .ok
             }
         }
@@ -63,10 +67,12 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
+                let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
-                    definition: options.loadStack(), paths: options.paths, logger: options.logger("kiln.stack"))
+                    definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))
                 let report = stack.down(keepData: keepData)
                 print(report.stopped.isEmpty ? "nothing was running" : "stopped: \(report.stopped.joined(separator: ", "))")
+                for line in report.removedHosts { print("removed: \(line)") }
                 for failure in report.failures { print("failed: \(failure)") }
                 for server in report.stillListening { print("still listening (not a process this stack started): \(server)") }
                 return report.failures.isEmpty && report.stillListening.isEmpty ? .ok : .stackUnavailable
@@ -81,11 +87,14 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
+                let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
-                    definition: options.loadStack(), paths: options.paths, logger: options.logger("kiln.stack"))
+                    definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))
                 let statuses = stack.status()
                 print(StatusTable.render(statuses))
-                return statuses.allSatisfy(\.isUp) ? .ok : .stackUnavailable
+                let hosts = stack.hostStatus()
+                if !hosts.isEmpty { print("\n" + StatusTable.render(hosts: hosts)) }
+                return statuses.allSatisfy(\.isUp) && hosts.allSatisfy(\.present) ? .ok : .stackUnavailable
             }
         }
     }
@@ -97,7 +106,8 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
-                print(StackEnvironment.exports(try options.loadStack(), paths: options.paths))
+                let definition = try options.loadStack()
+                print(StackEnvironment.exports(definition, paths: options.paths(for: definition)))
                 return .ok
             }
         }
@@ -106,6 +116,7 @@ struct StackCommand: ParsableCommand {
 
 enum StatusTable {
     static func render(_ statuses: [ServerStatus]) -> String {
+        let namespaces = statuses.contains { $0.namespace != nil }
         var rows = [["SERVER", "ADDRESS", "ROLE", "PID", "HEALTH"]]
         for status in statuses {
             let health: String
@@ -117,6 +128,19 @@ enum StatusTable {
             rows.append([
                 status.name, status.endpoint.description, status.role ?? "-", status.pid.map(String.init) ?? "-", health,
             ])
+        }
+        if namespaces {
+            rows[0].insert("NAMESPACE", at: 2)
+            for (index, status) in statuses.enumerated() { rows[index + 1].insert(status.namespace ?? "-", at: 2) }
+        }
+        return TextTable.render(rows)
+    }
+
+    /// The hosts of a hosts stack: name, address, namespace, and whether the namespace exists.
+    static func render(hosts: [(host: NetworkHost, present: Bool)]) -> String {
+        var rows = [["HOST", "ADDRESS", "NAMESPACE", "BRIDGE PORT", "STATE"]]
+        for (host, present) in hosts {
+            rows.append([host.name, host.address.description, host.namespace, host.bridgePort, present ? "present" : "missing"])
         }
         return TextTable.render(rows)
     }

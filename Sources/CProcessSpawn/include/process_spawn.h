@@ -8,4 +8,8 @@
 int kiln_spawn(const char *path, char *const argv[], char *const envp[], const char *output_path, int new_session,
                pid_t *pid);
 
+/// setns(fd, CLONE_NEWNET): moves the calling thread (only it) into the network namespace `fd` refers to.
+/// Returns 0, or an errno value.
+int kiln_enter_network_namespace(int fd);
+
 #endif
