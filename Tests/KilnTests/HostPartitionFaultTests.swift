@@ -1,0 +1,206 @@
+import Foundation
+import KilnCore
+import KilnFaults
+import KilnScenario
+import KilnStack
+import Logging
+import Testing
+
+/// Private hosts of one test (addresses .100–.199, owned by this process, so a hosts stack and other tests on the
+/// bridge are never touched), each with a draining TCP listener. `remove()` (in a defer) deletes the namespaces, and
+/// with them every rule and qdisc a fault left inside.
+final class PrivateHosts {
+    static let network = HostNetwork(logger: Logger(label: "test.partition-hosts"))
+    let hosts: [FaultHost]
+    let listeners: [HostListener]
+    private let network: [NetworkHost]
+
+    init(_ names: [String]) throws {
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        var created: [NetworkHost] = []
+        do {
+            for name in names {
+                var attempt = 0
+                while true {
+                    let held = Set(try Self.network.hosts().map(\.address))
+                    guard let octet = (100...199).shuffled().first(where: { (try? HostAddress(octet: $0)).map { !held.contains($0) } ?? false })
+                    else { throw PartitionError("no free test address in .100-.199") }
+                    let host = NetworkHost(
+                        name: "pt\(tag)-\(name)", address: try HostAddress(octet: octet), owner: .currentProcess)
+                    do {
+                        created.append(try Self.network.addHost(host))
+                        break
+                    } catch {
+                        // Another test process took the address between the listing and the add.
+                        attempt += 1
+                        if attempt >= 5 { throw error }
+                    }
+                }
+            }
+            network = created
+            // The shapes use the test's short names; the namespaces carry the unique ones.
+            hosts = zip(names, created).map { name, host in
+                var fault = FaultHost(host)
+                fault.name = name
+                return fault
+            }
+            listeners = try hosts.map { try HostListener(in: $0) }
+        } catch {
+            for host in created { _ = try? Self.network.removeHost(host) }
+            throw error
+        }
+    }
+
+    subscript(_ name: String) -> FaultHost { hosts.first { $0.name == name }! }
+    var byName: [String: FaultHost] { Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, $0) }) }
+    var ports: [String: Int] { Dictionary(uniqueKeysWithValues: zip(hosts.map(\.name), listeners.map(\.endpoint.port))) }
+
+    /// Rules tagged with `runID` still inside any of the hosts.
+    func taggedRules(_ runID: String) -> Int {
+        network.reduce(0) { total, host in
+            let listing = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-w", "5", "-S"])) ?? ""
+            return total + listing.split(separator: "\n").filter { $0.contains("kiln-fault:\(runID)") }.count
+        }
+    }
+
+    func qdiscs() -> String {
+        network.map { (try? LocalProcess.run("/usr/sbin/tc", ["-n", $0.namespace, "qdisc", "show", "dev", "eth0"])) ?? "" }
+            .joined()
+    }
+
+    func remove() {
+        for listener in listeners { listener.close() }
+        for host in network { _ = try? Self.network.removeHost(host) }
+    }
+}
+
+/// Partitions, loss and bandwidth between real network namespaces: every shape's probe matrix while active and after
+/// the heal, and a fault that does not act where it claims (a rule on the wrong host, no rule) verifying `no`.
+@Suite("Faults between hosts (network namespaces)", .serialized)
+struct HostPartitionFaultTests {
+    func runID() -> String { TestStack.uniqueName("test-hosts") }
+
+    @Test func everyShapeMatchesItsProbeMatrixThenHealsToAFullMesh() throws {
+        let names = ["a", "b", "c", "d", "e"]
+        let hosts = try PrivateHosts(names)
+        defer { hosts.remove() }
+        let shapes: [HostPartitionShape] = [
+            .isolate(nil), .isolate("c"), .halves, .majoritiesRing, .bridge(nil), .bridge("e"),
+            .oneWay(from: ["a"], to: ["b", "c"]), .sides([["a", "b"], ["c"]]), .sides([["a"], ["b"], ["c", "d"]]),
+        ]
+        for (index, shape) in shapes.enumerated() {
+            let id = runID()
+            defer { #expect(hosts.taggedRules(id) == 0) }
+            let grudge = try PartitionGrudge(shape: shape, hosts: names, seed: UInt64(index))
+            let fault = try HostPartitionFault(
+                name: "p\(index)", grudge: grudge, hosts: hosts.byName, ports: hosts.ports, runID: id,
+                probeTimeout: .milliseconds(300))
+            let driver = FaultDriver(fault)
+            let started = driver.start()
+            #expect(started.verified != .no, "\(shape.description): \(started.note)")
+            #expect(started.note.contains("the matrix matches"), "\(shape.description): \(started.note)")
+            let record = driver.stop()
+            #expect(record.verified == .yes, "\(shape.description): \(record.note)")
+        }
+    }
+
+    @Test func aPartitionBetweenTwoHostsLeavesTheOthersTrafficUntouched() throws {
+        let hosts = try PrivateHosts(["a", "b", "c", "d"])
+        defer { hosts.remove() }
+        let id = runID()
+        let grudge = try PartitionGrudge(shape: .sides([["a"], ["b"]]), hosts: ["a", "b", "c", "d"], seed: 0)
+        let fault = try HostPartitionFault(
+            name: "ab", grudge: grudge, hosts: hosts.byName, ports: hosts.ports, runID: id, probeTimeout: .milliseconds(300))
+        let driver = FaultDriver(fault)
+        driver.start()
+        defer { driver.stop() }
+        let matrix = try #require(fault.lastMatrix)
+        #expect(matrix.results[HostLink("a", "b")] == .timedOut)
+        #expect(matrix.results[HostLink("b", "a")] == .timedOut)
+        for pair in grudge.pairs where Set([pair.from, pair.to]) != ["a", "b"] {
+            #expect(matrix.results[pair] == .answered, "\(pair)")
+        }
+    }
+
+    @Test func aRuleOnTheWrongHostOrNoRuleVerifiesNo() throws {
+        let names = ["a", "b", "c"]
+        let hosts = try PrivateHosts(names)
+        defer { hosts.remove() }
+        let id = runID()
+        defer { #expect(hosts.taggedRules(id) == 0) }
+        let intended = try PartitionGrudge(shape: .isolate("a"), hosts: names, seed: 0)
+        let misplaced = try HostFaultRules.partition(
+            PartitionGrudge(shape: .isolate("b"), hosts: names, seed: 0), hosts: hosts.byName, runID: id)
+        for rules in [misplaced, []] {
+            let fault = try HostPartitionFault(
+                name: "wrong", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
+                probeTimeout: .milliseconds(300), rules: rules)
+            let driver = FaultDriver(fault)
+            let started = driver.start()
+            #expect(started.verified == .no, "\(started.note)")
+            #expect(started.note.contains("c -> a connected (expected to time out)"), "\(started.note)")
+            driver.stop()
+        }
+    }
+
+    @Test func tenPercentLossMeasuresSevenToThirteenPercentAndHeals() throws {
+        let hosts = try PrivateHosts(["a", "b"])
+        defer { hosts.remove() }
+        let id = runID()
+        defer { #expect(hosts.taggedRules(id) == 0) }
+        let fault = try LinkLossFault(name: "loss", between: hosts["a"], and: hosts["b"], probability: 0.1, runID: id)
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified != .no, "\(started.note)")
+        for (link, sent, received) in fault.lastLoss {
+            let loss = Double(sent - received) / Double(sent)
+            #expect(sent >= 1_000)
+            #expect((0.07...0.13).contains(loss), "\(link): \(loss)")
+        }
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        for (_, sent, received) in fault.lastLoss { #expect(sent - received <= sent / 100) }
+    }
+
+    @Test func lossOnAnotherLinkVerifiesNo() throws {
+        let hosts = try PrivateHosts(["a", "b", "c"])
+        defer { hosts.remove() }
+        let id = runID()
+        defer { #expect(hosts.taggedRules(id) == 0) }
+        let fault = try LinkLossFault(
+            name: "loss", between: hosts["a"], and: hosts["c"], probability: 0.1, runID: id,
+            measured: (hosts["a"], hosts["b"]))
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified == .no, "\(started.note)")
+        driver.stop()
+    }
+
+    @Test func bandwidthHoldsOneMegabytePerSecondWithinTenPercentAndHeals() throws {
+        let hosts = try PrivateHosts(["a", "b"])
+        defer { hosts.remove() }
+        let fault = try BandwidthFault(name: "bw", host: hosts["a"], bytesPerSecond: 1_000_000, peer: hosts["b"])
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified != .no, "\(started.note)")
+        let rate = try #require(fault.lastRate)
+        #expect(abs(rate - 1_000_000) <= 100_000, "\(rate) B/s")
+        #expect(hosts.qdiscs().contains("tbf"))
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect(!hosts.qdiscs().contains("tbf"))
+    }
+
+    @Test func aBucketOnAnotherHostVerifiesNo() throws {
+        let hosts = try PrivateHosts(["a", "b", "c"])
+        defer { hosts.remove() }
+        let fault = try BandwidthFault(
+            name: "bw", host: hosts["c"], bytesPerSecond: 1_000_000, peer: hosts["b"], measured: hosts["a"],
+            window: .seconds(1))
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified == .no, "\(started.note)")
+        driver.stop()
+        #expect(!hosts.qdiscs().contains("tbf"))
+    }
+}
