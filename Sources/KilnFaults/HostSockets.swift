@@ -119,20 +119,23 @@ public enum HostSockets {
     }
 }
 
-/// A TCP listener inside a host that accepts and drains every connection (counting the bytes it reads), so probes and
-/// throughput measurements have something to reach on hosts that run no server (client groups, tests' hosts).
+/// A TCP listener inside a host that accepts and drains every connection (counting the bytes it reads; with `echo`,
+/// writing them back), so probes, round trips and throughput measurements have something to reach on hosts that run
+/// no server (client groups, tests' hosts).
 /// Owns its socket and its accept thread; `close` (or deinit) stops both.
 public final class HostListener: @unchecked Sendable {
     // @unchecked: `fd` and `closed` change only under `lock`; the byte log is appended under `lock` by connection
     // threads and read under it.
     public let endpoint: HostPort
+    public let echo: Bool
     private let fd: Int32
     private let lock = NSLock()
     private var closed = false
     private var arrivals: [(at: ContinuousClock.Instant, bytes: Int)] = []
 
     /// Listens on `port` (0: any) at the host's address.
-    public init(in host: FaultHost, port: Int = 0) throws {
+    public init(in host: FaultHost, port: Int = 0, echo: Bool = false) throws {
+        self.echo = echo
         let address = host.address
         let (fd, port) = try HostSockets.onHostThread(host) { () throws -> (Int32, Int) in
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -183,6 +186,7 @@ public final class HostListener: @unchecked Sendable {
         while true {
             let count = recv(connection, &buffer, buffer.count, 0)
             if count <= 0 { return }
+            if echo, buffer.withUnsafeBytes({ send(connection, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) }) != count { return }
             lock.lock()
             arrivals.append((.now, count))
             let stop = closed

@@ -203,3 +203,92 @@ public final class BandwidthFault: Fault {
         try? stop()
     }
 }
+
+/// Latency (and jitter) on one link, without netem: the link's client side connects through a `FaultProxy` placed
+/// beside it (listening on Kiln's root host, upstream the server host), and the fault is a latency toxic on that
+/// proxy. Evidence is a round trip measured from inside the client host through `measured` (default: the same
+/// proxy): the median of 5 requests must take at least 90 % of `latency - jitter` while active, and less than half
+/// the latency after the heal. A toxic on another link's proxy must then verify `no`. One caller at a time.
+public final class LinkLatencyFault: Fault {
+    public let name: String
+    public let client: FaultHost
+    public let proxy: FaultProxy
+    public let measured: FaultProxy
+    public let latency: Duration
+    public let jitter: Duration
+    /// A request the upstream answers (e.g. `PING\r\n` for Redis; any byte for an echo).
+    public let request: [UInt8]
+    private let toxic: Toxic
+    /// Round trips (ms) measured by the last `verify`.
+    public private(set) var lastRoundTrips: [Double] = []
+
+    public var kind: String { "latency" }
+    public var target: String { "\(client.name) -> \(proxy.upstream) via \(proxy.listenAddress)" }
+
+    public init(
+        name: String, client: FaultHost, proxy: FaultProxy, latency: Duration, jitter: Duration = .zero,
+        request: [UInt8], measured: FaultProxy? = nil
+    ) throws(PartitionError) {
+        guard latency >= .milliseconds(5), latency <= .seconds(60) else {
+            throw PartitionError("latency \(latency) must be between 5 ms (this machine's own jitter) and 60 s")
+        }
+        guard jitter >= .zero, jitter <= latency else { throw PartitionError("jitter \(jitter) must be 0 to the latency") }
+        guard !request.isEmpty else { throw PartitionError("latency evidence needs a request the upstream answers") }
+        self.name = name
+        self.client = client
+        self.proxy = proxy
+        self.measured = measured ?? proxy
+        self.latency = latency
+        self.jitter = jitter
+        self.request = request
+        do {
+            toxic = Toxic(
+                name: name, kind: try ToxicKind(
+                    type: "latency", attributes: ["latency": Int(latency.milliseconds), "jitter": Int(jitter.milliseconds)]))
+        } catch {
+            throw PartitionError("latency toxic: \(error)")
+        }
+    }
+
+    public func start() throws { try proxy.addToxic(toxic) }
+
+    public func stop() throws { _ = proxy.removeToxic(named: toxic.name) }
+
+    /// Median round trip (ms) of 5 requests from inside the client host through `measured`, each on a new connection.
+    public func medianRoundTrip() throws -> Double {
+        let destination = measured.listenAddress
+        let request = request
+        let timeout = latency * 4 + .seconds(2)
+        let trips = try HostSockets.onHostThread(client) { () throws -> [Double] in
+            try (0..<5).map { _ in
+                let start = ContinuousClock.now
+                let result = TCPProbe.request(to: destination, payload: request, timeout: timeout)
+                guard result.answered else { throw PartitionError("request through \(destination): \(result)") }
+                return start.duration(to: .now).seconds * 1000
+            }
+        }
+        lastRoundTrips = trips
+        return trips.sorted()[trips.count / 2]
+    }
+
+    public func verify(_ phase: FaultPhase) -> FaultEvidence {
+        let median: Double
+        do {
+            median = try medianRoundTrip()
+        } catch {
+            return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
+        }
+        let set = Double(latency.milliseconds)
+        let text = String(format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)", client.name,
+            measured.upstream.description, median, Int(latency.milliseconds), Int(jitter.milliseconds))
+        switch phase {
+        case .active:
+            let floor = 0.9 * Double((latency - jitter).milliseconds)
+            return median >= floor ? .yes(text) : .no(text + String(format: "; expected at least %.0f ms", floor))
+        case .healed:
+            return median < 0.5 * set ? .yes(text) : .no(text + "; expected below half the latency once healed")
+        }
+    }
+
+    public func teardown() { _ = proxy.removeToxic(named: toxic.name) }
+}

@@ -224,12 +224,22 @@ struct RunCommand: ParsableCommand {
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
         for entry in spec.entries {
-            if let reason = FaultRunner.needsHosts(entry) {
+            if scenario.stack.network != .hosts, let reason = FaultRunner.needsHosts(entry) {
                 throw Failure(code: .invalidInput, message: "\(entry.source): faults: \(entry.name): \(reason)")
+            }
+            guard scenario.stack.network == .hosts, let hostFault = entry.hostFault else { continue }
+            let known = Set(embedded?.hosts.keys.map { $0 } ?? []).union(["kiln"])
+            if let stranger = hostFault.namedHosts.first(where: { !known.contains($0) }) {
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) (hosts: "
+                        + "\(known.sorted().joined(separator: ", ")))")
             }
         }
         for entry in spec.entries
-        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:") {
+        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:")
+            && !(scenario.stack.network == .hosts && entry.hostFault != nil)
+        {
             guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
                 throw Failure(

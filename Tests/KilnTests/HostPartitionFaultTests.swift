@@ -203,4 +203,38 @@ struct HostPartitionFaultTests {
         driver.stop()
         #expect(!hosts.qdiscs().contains("tbf"))
     }
+
+    @Test func latencyThroughTheLinksProxyIsMeasuredFromTheClientHost() throws {
+        let hosts = try PrivateHosts(["a", "b", "c"])
+        defer { hosts.remove() }
+        let echoB = try HostListener(in: hosts["b"], echo: true)
+        let echoC = try HostListener(in: hosts["c"], echo: true)
+        defer {
+            echoB.close()
+            echoC.close()
+        }
+        let toB = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: echoB.endpoint)
+        let toC = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: echoC.endpoint)
+        try toB.start()
+        try toC.start()
+        defer {
+            toB.stop()
+            toC.stop()
+        }
+        let fault = try LinkLatencyFault(
+            name: "lat", client: hosts["a"], proxy: toB, latency: .milliseconds(50), jitter: .milliseconds(10), request: [0x2A])
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified != .no, "\(started.note)")
+        #expect(fault.lastRoundTrips.sorted()[2] >= 36, "\(fault.lastRoundTrips)")
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect(toB.toxics.isEmpty)
+        // The toxic on a -> b's proxy, measured on a -> c's: the link measured ignores it.
+        let elsewhere = try LinkLatencyFault(
+            name: "lat2", client: hosts["a"], proxy: toB, latency: .milliseconds(50), request: [0x2A], measured: toC)
+        let wrong = FaultDriver(elsewhere)
+        #expect(wrong.start().verified == .no)
+        wrong.stop()
+    }
 }
