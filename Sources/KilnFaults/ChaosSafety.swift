@@ -1,5 +1,7 @@
 import KilnCore
 import KilnScenario
+import KilnStack
+import Logging
 
 /// Decides, before any fault starts, whether Kiln may act on a target. Rules:
 /// 1. the stack file must say `chaos_target: true` (the default for embedded and compose stacks, not for
@@ -8,7 +10,8 @@ import KilnScenario
 ///    timeseries section) — Kiln never faults a host the stack file does not name;
 /// 3. a target that is not a loopback address (127.0.0.0/8, `localhost`, `::1`), or any target of an
 ///    `external` stack, must also be listed in the scenario's `chaos.allow` (as `host` or `host:port`) and the
-///    run must be confirmed (`--confirm-chaos`).
+///    run must be confirmed (`--confirm-chaos`) — except an address of 10.213.7.0/24 in an embedded `network: hosts`
+///    stack that a host Kiln created (a `kiln.*` namespace) holds right now.
 public enum ChaosSafety {
     public struct Refusal: Error, CustomStringConvertible, Equatable {
         public var target: String
@@ -18,8 +21,10 @@ public enum ChaosSafety {
 
     /// Throws the first refusal; returns when every target is permitted.
     public static func check(
-        targets: [HostPort], stack: StackDefinition, allow: [String] = [], confirmed: Bool = false
+        targets: [HostPort], stack: StackDefinition, allow: [String] = [], confirmed: Bool = false,
+        kilnHostAddresses: (() -> Set<String>)? = nil
     ) throws(Refusal) {
+        var kilnHosts: Set<String>?
         let members = Set(stackAddresses(stack).map(\.description))
         for target in targets {
             guard stack.chaosTarget else {
@@ -31,6 +36,15 @@ public enum ChaosSafety {
                 throw Refusal(target: target.description, reason: "not a server of stack \(stack.name)")
             }
             guard stack.kind == .external || !isLoopback(target.host) else { continue }
+            if stack.kind == .embedded, stack.network == .hosts, HostAddress(target.host) != nil {
+                if kilnHosts == nil { kilnHosts = (kilnHostAddresses ?? Self.currentKilnHostAddresses)() }
+                guard kilnHosts?.contains(target.host) == true else {
+                    throw Refusal(
+                        target: target.description,
+                        reason: "no host Kiln created holds \(target.host) (start the stack: kiln stack up --stack \(stack.source))")
+                }
+                continue
+            }
             guard allow.contains(target.host) || allow.contains(target.description) else {
                 throw Refusal(
                     target: target.description, reason: "external host not listed in the scenario's chaos.allow")
@@ -41,6 +55,12 @@ public enum ChaosSafety {
                     reason: "external host listed in chaos.allow, but --confirm-chaos not given")
             }
         }
+    }
+
+    /// The addresses Kiln's hosts (`kiln.*` network namespaces) hold now.
+    public static func currentKilnHostAddresses() -> Set<String> {
+        let hosts = (try? HostNetwork(logger: Logger(label: "kiln.chaos-safety")).hosts()) ?? []
+        return Set(hosts.map(\.address.description))
     }
 
     /// Every address the stack file names.

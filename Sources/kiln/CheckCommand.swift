@@ -54,6 +54,9 @@ struct CheckCommand: ParsableCommand {
         try exiting { try check() }
     }
 
+    /// The stack file `kiln run --stack` copies into the run directory.
+    static let runStackFile = "stack.yaml"
+
     /// The whole check; `kiln run --check` calls it on the run it just wrote, with the run's primaries (where its
     /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers
     /// (`PostgresRoles`), so a check after a failover reads the primary and not a standby that could lag.
@@ -61,7 +64,10 @@ struct CheckCommand: ParsableCommand {
         let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
         let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
         let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
-        let stackDefinition = try stack.map { try StackDefinition.load(contentsOf: URL(fileURLWithPath: $0)) }
+        // `kiln run --stack F` copies F into the run directory; the check reads the stack the run ran on.
+        let runStack = runDirectoryURL.map { $0.appendingPathComponent(Self.runStackFile) }
+            .flatMap { FileManager.default.fileExists(atPath: $0.path) ? $0.path : nil }
+        let stackDefinition = try (stack ?? runStack).map { try StackDefinition.load(contentsOf: URL(fileURLWithPath: $0)) }
             ?? loaded.stack
         let spec = try DatasetSpec.load(contentsOf: loaded.dataset.spec)
         let dataset: Dataset

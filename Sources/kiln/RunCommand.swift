@@ -34,6 +34,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run id (default: UTC time and scenario name).")
     var id: String?
 
+    @Option(name: .customLong("stack"), help: "Stack file to run on instead of the scenario's `stack:` (copied into the run directory as stack.yaml, which `kiln check` then uses), e.g. Scenarios/stacks/embedded-hosts.yaml.")
+    var stackFile: String?
+
     @Option(help: "Override the scenario's dataset rows (K/M/B allowed), e.g. for a quick try of a big scenario.")
     var rows: String?
 
@@ -78,6 +81,14 @@ struct RunCommand: ParsableCommand {
             let paths = KilnPaths.resolve()
             let url = URL(fileURLWithPath: scenario)
             var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            if let stackFile {
+                do {
+                    loaded.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile))
+                } catch {
+                    throw Failure(code: .invalidInput, message: "\(error)")
+                }
+            }
+            let stackPaths = paths.forStack(loaded.stack)
             if !phases.isEmpty {
                 let known = loaded.phases.map(\.name)
                 for name in phases where !known.contains(name) {
@@ -147,7 +158,22 @@ struct RunCommand: ParsableCommand {
             }
             defer { metrics?.close() }
             logger.info("run \(directory.url.lastPathComponent): \(loaded.phases.count) phases, dataset \(dataset.rows) rows, seed \(loaded.dataset.seed)")
-            let faults = try prepareFaults(&loaded, paths: paths, runID: directory.url.lastPathComponent, logger: logger)
+            if let stackFile {
+                do {
+                    try Data(contentsOf: URL(fileURLWithPath: stackFile)).write(
+                        to: directory.url.appendingPathComponent(CheckCommand.runStackFile))
+                } catch {
+                    throw Failure(code: .invalidInput, message: "--stack: cannot copy \(stackFile) into the run directory: \(error)")
+                }
+            }
+            // What a killed run left (hosts of dead processes; paused servers, qdiscs and rules on this stack's hosts)
+            // must not distort this one.
+            if loaded.stack.kind == .embedded,
+                let embedded = try? EmbeddedStack(definition: loaded.stack, paths: stackPaths, logger: logger)
+            {
+                for line in embedded.removeLeftovers() { logger.info("removed leftover: \(line)") }
+            }
+            let faults = try prepareFaults(&loaded, paths: stackPaths, runID: directory.url.lastPathComponent, logger: logger)
             defer { for proxy in faults.proxies.values { proxy.stop() } }
             let run: LoadRun
             do throws(LoadRun.Failure) {
