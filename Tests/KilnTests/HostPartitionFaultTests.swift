@@ -238,3 +238,61 @@ struct HostPartitionFaultTests {
         wrong.stop()
     }
 }
+
+/// Every partition shape on a private hosts stack (HostsStackTests' copy of embedded-hosts.yaml on .1xx) with two
+/// private client-group hosts: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
+/// the groups' listeners) equals the shape while active and is complete after the heal.
+@Suite("Partition shapes on the hosts stack", .serialized)
+struct HostsStackPartitionTests {
+    @Test func everyShapeOnTheHostsStackMatchesItsMatrixAndHeals() throws {
+        let (_, definition, paths) = try HostsStackTests.privateHostsStack()
+        let owner = HostOwner.currentProcess
+        let stack = try EmbeddedStack(
+            definition: definition, paths: paths, logger: Logger(label: "test.hosts-partitions"), hostOwner: owner)
+        defer {
+            stack.down()
+            _ = try? PrivateHosts.network.removeHosts(of: owner)
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
+        let statuses = try stack.up()
+        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
+        // After the stack's hosts, so that their free addresses are not the stack's fixed ones.
+        let clients = try PrivateHosts(["clients-a", "clients-b"])
+        defer { clients.remove() }
+        var hosts = clients.byName
+        var ports = clients.ports
+        for server in stack.servers {
+            guard let network = stack.hosts[server.name] else { continue }
+            hosts[server.name] = FaultHost(network)
+            ports[server.name] = server.endpoint.port
+        }
+        let names = stack.servers.map(\.name) + ["clients-a", "clients-b"]
+        #expect(names.count == 12)
+        let shapes: [HostPartitionShape] = [
+            .isolate("redis-primary"), .isolate(nil), .halves, .majoritiesRing, .bridge(nil), .bridge("kafka"),
+            .oneWay(from: ["clients-a"], to: ["postgres-primary", "redis-primary"]),
+            .sides([["redis-primary", "sentinel-1", "clients-a"], ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"]]),
+            .sides([["postgres-primary", "clients-a"], ["postgres-replica", "clients-b"]]),
+        ]
+        for (index, shape) in shapes.enumerated() {
+            let id = TestStack.uniqueName("test-stack-partition")
+            let grudge = try PartitionGrudge(shape: shape, hosts: names, seed: UInt64(index))
+            let fault = try HostPartitionFault(
+                name: "shape-\(index)", grudge: grudge, hosts: hosts, ports: ports, runID: id, probeTimeout: .milliseconds(500))
+            let driver = FaultDriver(fault)
+            let started = ContinuousClock.now
+            let active = driver.start()
+            let activeTime = started.duration(to: .now)
+            #expect(active.note.contains("132 pairs probed"), "\(active.note)")
+            #expect(active.note.contains("the matrix matches"), "\(shape.description): \(active.note)")
+            let record = driver.stop()
+            #expect(record.verified == .yes, "\(shape.description): \(record.note)")
+            print("hosts-stack partition \(grudge.description): start + evidence \(activeTime), blocked pairs \(grudge.blocked.count)")
+        }
+        for server in stack.servers {
+            guard let network = stack.hosts[server.name] else { continue }
+            let rules = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-S"])) ?? ""
+            #expect(!rules.contains("kiln-fault:"), "\(server.name): \(rules)")
+        }
+    }
+}
