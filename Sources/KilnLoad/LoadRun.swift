@@ -34,6 +34,9 @@ public final class LoadRun {
     public var primaries: PrimaryDirectory?
     /// Told of every write acknowledged `ok` (black-box staleness probes).
     public var ackTap: (any AckTap)?
+    /// Moves the calling worker thread into a client group's host (a phase's `client_groups`), before it opens any
+    /// connection; nil: phases with client groups fail their workers rather than run them from the wrong host.
+    public var enterClientGroup: (@Sendable (String) throws -> Void)?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -113,7 +116,7 @@ public final class LoadRun {
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
-                stop: stop, ackTap: ackTap)
+                stop: stop, ackTap: ackTap, enterClientGroup: enterClientGroup)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
             var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()

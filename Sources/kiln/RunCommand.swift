@@ -185,6 +185,7 @@ struct RunCommand: ParsableCommand {
                 throw Failure(code: error.code, message: error.message)
             }
             run.companion = faults.runner
+            run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
             let prober = StalenessProbes.start(loaded, dataset: dataset, primaries: run.primaries, logger: logger)
             run.ackTap = prober
@@ -308,6 +309,36 @@ struct RunCommand: ParsableCommand {
             spec: spec, seed: scenario.dataset.seed, stack: scenario.stack, embedded: embedded, proxies: proxies,
             runID: runID, logger: logger)
         return (runner, proxies)
+    }
+
+    /// Where the phases' `client_groups` workers run: each group is a host of the hosts stack, and a worker thread
+    /// enters it (setns) before opening any connection. Refuses, before anything starts, a group the stack does not
+    /// have or a stack that is not a hosts stack. nil when no phase names a group.
+    static func clientGroupPlacement(_ scenario: LoadScenario, paths: KilnPaths, logger: Logger) throws
+        -> (@Sendable (String) throws -> Void)?
+    {
+        let named = scenario.phases.flatMap { phase in phase.clientGroups.map { (phase.name, $0) } }
+        guard let first = named.first else { return nil }
+        guard scenario.stack.network == .hosts,
+            let embedded = try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger)
+        else {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.file.path): phase \(first.0): client_groups need a hosts stack (network: hosts) with "
+                    + "client_groups; \(scenario.stack.name) runs its clients on Kiln's own host")
+        }
+        let groups = Set(scenario.stack.clientGroups.map(\.name))
+        if let (phase, group) = named.first(where: { !groups.contains($0.1) }) {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.file.path): phase \(phase): '\(group)' is not a client group of stack "
+                    + "\(scenario.stack.name) (client_groups: \(groups.sorted().joined(separator: ", ")))")
+        }
+        let hosts = embedded.hosts.filter { groups.contains($0.key) }
+        return { group in
+            guard let host = hosts[group] else { throw Failure(code: .invalidInput, message: "no client group \(group)") }
+            try HostNetwork.enterForCurrentThread(host)
+        }
     }
 
     static func gitRevision(_ home: URL) -> String? {

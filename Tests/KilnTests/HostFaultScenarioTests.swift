@@ -113,4 +113,38 @@ struct HostFaultScenarioTests {
             #expect(result.output.contains("acts between hosts in their own network namespaces"), "\(result.output)")
         }
     }
+
+    @Test func clientGroupsOfAPhaseAreStrictAndNeedAHostsStack() throws {
+        let file = try CommandLineTests.temporaryFile(
+            "groups-on-loopback.yaml",
+            """
+            name: groups
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: groups_loopback
+            phases:
+              - {name: load, executor: bulk, rows: 1K, stores: [kafka], client_groups: [clients-a]}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path])
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.output.contains("client_groups need a hosts stack"), "\(result.output)")
+        for (groups, message) in [("[Clients_A]", "not a client group name"), ("[a, a]", "listed twice"), ("[]", "at least one")] {
+            let broken = try CommandLineTests.temporaryFile(
+                "groups-bad.yaml",
+                """
+                name: groups
+                stack: \(TestStack.paths.embeddedStackFile.path)
+                dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+                phases:
+                  - {name: load, executor: bulk, rows: 1K, stores: [kafka], client_groups: \(groups)}
+                """)
+            let error = try #require(
+                #expect(throws: SpecError.self) { try LoadScenario.load(contentsOf: broken, knownOperations: ["kafka.bulk"]) },
+                "accepted client_groups: \(groups)")
+            #expect(error.field.hasSuffix("client_groups"), "\(error)")
+            #expect(error.message.contains(message), "\(error)")
+            #expect(error.line == 5, "\(error)")
+        }
+    }
 }

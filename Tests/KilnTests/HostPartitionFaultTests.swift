@@ -1,6 +1,8 @@
 import Foundation
 import KilnCore
+import KilnData
 import KilnFaults
+import KilnLoad
 import KilnScenario
 import KilnStack
 import Logging
@@ -294,5 +296,70 @@ struct HostsStackPartitionTests {
             let rules = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-S"])) ?? ""
             #expect(!rules.contains("kiln-fault:"), "\(server.name): \(rules)")
         }
+    }
+}
+
+/// Kiln's load workers of a client group run inside that group's host: with redis-primary cut off from clients-b
+/// only, clients-b's workers get no acknowledged write, clients-a's keep writing (the minority client that keeps
+/// writing to a primary the majority abandoned).
+@Suite("Client groups: load workers inside their host", .serialized)
+struct ClientGroupPlacementTests {
+    @Test func aGroupsWorkersSeeThePartitionOfTheirHost() throws {
+        let (file, definition, paths) = try HostsStackTests.privateHostsStack()
+        let owner = HostOwner.currentProcess
+        let stack = try EmbeddedStack(
+            definition: definition, paths: paths, logger: Logger(label: "test.client-groups"), hostOwner: owner)
+        defer {
+            stack.down()
+            _ = try? PrivateHosts.network.removeHosts(of: owner)
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
+        let statuses = try stack.up()
+        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
+        let clients = try PrivateHosts(["clients-a", "clients-b"])
+        defer { clients.remove() }
+        var hosts = clients.byName
+        hosts["redis-primary"] = FaultHost(try #require(stack.hosts["redis-primary"]))
+        let grudge = try PartitionGrudge(
+            shape: .sides([["redis-primary"], ["clients-b"]]), hosts: ["redis-primary", "clients-a", "clients-b"], seed: 0)
+        let fault = try HostPartitionFault(
+            name: "cut-b", grudge: grudge, hosts: hosts, ports: ["redis-primary": definition.redis.primary.port],
+            runID: TestStack.uniqueName("test-groups"), probeTimeout: .milliseconds(300))
+        let driver = FaultDriver(fault)
+        #expect(driver.start().verified != .no)
+        defer { driver.stop() }
+        var okByGroup: [String: Int64] = [:]
+        for group in ["clients-a", "clients-b"] {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let scenarioFile = directory.appendingPathComponent("scenario.yaml")
+            try """
+                name: groups
+                stack: \(file.path)
+                dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+                timeout: 1s
+                phases:
+                  - {name: writes, executor: constant-arrival-rate, rate: 50, duration: 2s, workers: 2, drop_after: 5s,
+                     mix: {redis.feature-update: 1}, client_groups: [\(group)]}
+                """.write(to: scenarioFile, atomically: true, encoding: .utf8)
+            let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+            let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+            let run = try LoadRun(
+                scenario: scenario, dataset: dataset, directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
+                stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: "test.client-groups"),
+                progress: nil)
+            let groupHosts = clients.byName
+            run.enterClientGroup = { name in
+                guard let network = groupHosts[name]?.network else { throw PartitionError("no group \(name)") }
+                try HostNetwork.enterForCurrentThread(network)
+            }
+            let report = try run.run()
+            let operations = report.phases.flatMap(\.operations)
+            okByGroup[group] = operations.reduce(0) { $0 + $1.ok }
+            print("client group \(group): ok \(operations.reduce(0) { $0 + $1.ok }) fail \(operations.reduce(0) { $0 + $1.fail }) info \(operations.reduce(0) { $0 + $1.info })")
+        }
+        #expect((okByGroup["clients-a"] ?? 0) >= 90, "\(okByGroup)")
+        #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
 }
