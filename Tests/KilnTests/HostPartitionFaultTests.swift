@@ -363,3 +363,53 @@ struct ClientGroupPlacementTests {
         #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
 }
+
+/// `kiln run` with faults between hosts on a private hosts stack (owned by its stack name, like `kiln stack up`, so
+/// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
+/// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
+@Suite("kiln run: faults between hosts", .serialized)
+struct HostFaultRunTests {
+    @Test func aScenariosHostFaultsRunAndVerifyOnTheHostsStack() throws {
+        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack()
+        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
+        defer {
+            stack.down()
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
+        let statuses = try stack.up()
+        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
+        let file = try CommandLineTests.temporaryFile(
+            "host-faults.yaml",
+            """
+            name: host-faults
+            stack: \(stackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: host_faults
+            heal_wait: 0s
+            faults:
+              - {name: sentinels, kind: partition, shape: sides, sides: [[redis-primary, sentinel-1], [redis-replica, sentinel-2, sentinel-3]], at: 1s, duration: 2s}
+              - {name: drawn, kind: partition, shape: halves, at: 4s, duration: 2s}
+              - {name: lossy, kind: loss, link: [redis-primary, kiln], probability: 10%, at: 7s, duration: 2s}
+              - {name: slow, kind: bandwidth, target: kafka, rate: 1MB/s, at: 10s, duration: 4s}
+            phases:
+              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 16s, workers: 2, mix: {redis.feature-read: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "h"])
+        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("h/report.json")))
+        let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
+        for name in ["sentinels", "drawn", "lossy", "slow"] {
+            let fault = try #require(faults[name], "\(result.output)")
+            #expect(fault.verified == "yes", "\(name): \(fault.note)")
+            print("kiln run fault \(name) (\(fault.kind) \(fault.target)): \(fault.note)")
+        }
+        #expect(faults["sentinels"]?.note?.contains("90 pairs probed among 10 hosts, 12 expected blocked") == true)
+        for host in stack.hostList {
+            let rules = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? ""
+            #expect(!rules.contains("kiln-fault:"), "\(host.name): \(rules)")
+            let qdiscs = (try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
+            #expect(!qdiscs.contains("tbf"), "\(host.name): \(qdiscs)")
+        }
+        #expect(!((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").contains("kiln-fault:h"))
+    }
+}
