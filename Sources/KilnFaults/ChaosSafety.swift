@@ -41,7 +41,8 @@ public enum ChaosSafety {
                 guard kilnHosts?.contains(target.host) == true else {
                     throw Refusal(
                         target: target.description,
-                        reason: "no host Kiln created holds \(target.host) (start the stack: kiln stack up --stack \(stack.source))")
+                        reason: "no host Kiln created holds \(target.host) "
+                            + "(start the stack: kiln stack up --stack \(stack.source))")
                 }
                 continue
             }

@@ -174,7 +174,8 @@ public struct StackDefinition: Sendable {
             for key in ["subnet", "client_groups"] where fields.contains(key) {
                 let (line, column) = fields.location(key)
                 throw SpecError(
-                    file: fields.file, line: line, column: column, field: key, message: "only a `network: hosts` stack has \(key)")
+                    file: fields.file, line: line, column: column, field: key,
+                    message: "only a `network: hosts` stack has \(key)")
             }
         }
 
@@ -198,10 +199,12 @@ public struct StackDefinition: Sendable {
         func fail(_ key: String, _ message: String, in section: YAMLFields? = nil) -> SpecError {
             let section = section ?? fields
             let (line, column) = section.location(key)
-            return SpecError(file: fields.file, line: line, column: column, field: section.fieldPath(key), message: message)
+            return SpecError(
+                file: fields.file, line: line, column: column, field: section.fieldPath(key), message: message)
         }
         guard kind == .embedded else {
-            throw fail("network", "only an embedded stack runs its servers in Kiln's hosts; a \(kind.rawValue) stack cannot")
+            throw fail(
+                "network", "only an embedded stack runs its servers in Kiln's hosts; a \(kind.rawValue) stack cannot")
         }
         if let subnet = try fields.optionalString("subnet"), subnet != HostAddress.subnet {
             throw fail("subnet", "\(subnet.debugDescription): Kiln's hosts live on \(HostAddress.subnet) only")
@@ -221,8 +224,9 @@ public struct StackDefinition: Sendable {
             for address in addresses {
                 guard HostAddress(address.host) != nil else {
                     throw fail(
-                        key, "\(address.host) is not a host address of \(HostAddress.subnet) (.2–.254): every server of "
-                            + "a hosts stack has its own address there", in: section)
+                        key,
+                        "\(address.host) is not a host address of \(HostAddress.subnet) (.2–.254): every server "
+                            + "of a hosts stack has its own address there", in: section)
                 }
                 if let holder = holders[address.host] {
                     throw fail(key, "\(address.host) is also \(holder)'s: each server needs its own host", in: section)
@@ -235,10 +239,14 @@ public struct StackDefinition: Sendable {
             let names = try fields.strings("client_groups")
             for (index, (text, line, column)) in names.enumerated() {
                 func error(_ message: String) -> SpecError {
-                    SpecError(file: fields.file, line: line, column: column, field: "client_groups[\(index)]", message: message)
+                    SpecError(
+                        file: fields.file, line: line, column: column, field: "client_groups[\(index)]",
+                        message: message)
                 }
                 guard index < 9 else { throw error("at most 9 client groups (10.213.7.201–.209)") }
-                guard isHostName(text) else { throw error("\(text.debugDescription): a-z, 0-9 and -, at most 40 characters") }
+                guard isHostName(text) else {
+                    throw error("\(text.debugDescription): a-z, 0-9 and -, at most 40 characters")
+                }
                 guard !groups.contains(where: { $0.name == text }) else { throw error("\(text) is listed twice") }
                 let address = try! HostAddress(octet: 201 + index)
                 if let holder = holders[address.description] {

@@ -62,8 +62,9 @@ public final class EmbeddedStack {
     public var hostList: [NetworkHost] { hosts.values.sorted { $0.address < $1.address } }
 
     /// Removes what a killed Kiln left behind: hosts of processes that are gone (`HostNetwork.sweep`), and on this
-    /// stack's own hosts (which stay) stopped processes, qdiscs and iptables rules (`HostNetwork.clearFaults`).
-    /// Returns one line per thing removed; empty when nothing was left.
+    /// stack's own hosts (which stay) stopped processes, qdiscs and iptables rules (`HostNetwork.clearFaults`); on any
+    /// embedded stack, every stopped process of a running server's tree is continued. Returns one line per thing
+    /// removed; empty when nothing was left.
     public func removeLeftovers() -> [String] {
         var removed: [String] = []
         do {
@@ -73,6 +74,13 @@ public final class EmbeddedStack {
         }
         let existing = Set((try? network.hosts()) ?? [])
         removed += network.clearFaults(in: hostList.filter { existing.contains($0) })
+        // A pause reaches a server's whole tree (the postmaster and every backend): continue all of it.
+        for server in servers {
+            guard let pid = runningPID(server) else { continue }
+            let stopped = ([pid] + LocalProcess.descendants(of: pid)).filter { LocalProcess.isStopped($0) }
+            for process in stopped { kill(process, SIGCONT) }
+            if !stopped.isEmpty { removed.append("continued \(stopped.count) stopped process(es) of \(server.name)") }
+        }
         return removed
     }
 
@@ -214,7 +222,9 @@ public final class EmbeddedStack {
             if server.kind == .redisReplica {
                 arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
             }
-            record(server, try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
+            record(
+                server,
+                try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
         case .sentinel:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let config = server.directory.appendingPathComponent("sentinel.conf")
@@ -245,19 +255,22 @@ public final class EmbeddedStack {
                 "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/",
             ]
-            record(server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
+            record(
+                server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
         case .falkordb:
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             let arguments = ServerBinaries.redisArguments(server) + ["--loadmodule", binaries.falkordbModule]
             record(
                 server,
-                try LocalProcess.spawnDetached(binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
+                try LocalProcess.spawnDetached(
+                    binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
         case .clickhouse:
             let config = try ClickHouseConfig.write(for: server)
             record(
                 server,
                 try LocalProcess.spawnDetached(
-                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log, host: hosts[server.name]))
+                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log,
+                    host: hosts[server.name]))
         }
     }
 
@@ -275,7 +288,8 @@ public final class EmbeddedStack {
                     ["-D", data.path, "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C", "--no-sync"], user: user)
                 var access = "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n"
                 if definition.network == .hosts {
-                    access += "host all all \(HostAddress.subnet) trust\nhost replication all \(HostAddress.subnet) trust\n"
+                    access += "host all all \(HostAddress.subnet) trust\n"
+                        + "host replication all \(HostAddress.subnet) trust\n"
                 }
                 try ServerBinaries.append(access, to: data.appendingPathComponent("pg_hba.conf"))
                 try ServerBinaries.append(
@@ -407,7 +421,7 @@ public final class EmbeddedStack {
         state.clear()
         if !hosts.isEmpty {
             do {
-                report.removedHosts = try network.removeHosts(of: hostOwner)
+                report.removedHosts = try network.removeHosts(hostList)
             } catch {
                 report.failures.append("removing hosts: \(error)")
             }

@@ -115,18 +115,22 @@ public struct HostNetwork: Sendable {
 
     /// Names of hosts and stacks: lower-case letters, digits and `-`, 1–40 characters.
     public static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 40 && name.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        !name.isEmpty && name.count <= 40
+            && name.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
     }
 
     static var ip: String {
-        ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
             ?? "ip"
     }
     static var tc: String {
         ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "tc"
     }
     static var iptables: String {
-        ["/usr/sbin/iptables", "/sbin/iptables"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "iptables"
+        ["/usr/sbin/iptables", "/sbin/iptables"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            ?? "iptables"
     }
 
     @discardableResult
@@ -141,7 +145,9 @@ public struct HostNetwork: Sendable {
     /// Runs `body` holding the network's lock (flock; released when the process dies).
     private func locked<T>(_ body: () throws(HostNetworkError) -> T) throws(HostNetworkError) -> T {
         let fd = open(Self.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw HostNetworkError("cannot open \(Self.lockFile): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw HostNetworkError("cannot open \(Self.lockFile): \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {
             guard errno == EINTR else { throw HostNetworkError("cannot lock \(Self.lockFile)") }
@@ -175,7 +181,8 @@ public struct HostNetwork: Sendable {
     @discardableResult
     public func addHost(_ host: NetworkHost) throws(HostNetworkError) -> NetworkHost {
         guard Self.isValidName(host.name) else {
-            throw HostNetworkError("host name \(host.name.debugDescription) must be a-z, 0-9 and -, at most 40 characters")
+            throw HostNetworkError(
+                "host name \(host.name.debugDescription) must be a-z, 0-9 and -, at most 40 characters")
         }
         if case .stack(let stack) = host.owner, !Self.isValidName(stack) {
             throw HostNetworkError("stack name \(stack.debugDescription) must be a-z, 0-9 and -, at most 40 characters")
@@ -198,7 +205,10 @@ public struct HostNetwork: Sendable {
             }
             do throws(HostNetworkError) {
                 try ip(["netns", "add", host.namespace])
-                try ip(["link", "add", host.bridgePort, "type", "veth", "peer", "name", NetworkHost.interface, "netns", host.namespace])
+                try ip([
+                    "link", "add", host.bridgePort, "type", "veth", "peer", "name", NetworkHost.interface, "netns",
+                    host.namespace,
+                ])
                 try ip(["link", "set", host.bridgePort, "master", Self.bridge, "up"])
                 try ip(["-n", host.namespace, "addr", "add", "\(host.address)/24", "dev", NetworkHost.interface])
                 try ip(["-n", host.namespace, "link", "set", NetworkHost.interface, "up"])
@@ -252,7 +262,9 @@ public struct HostNetwork: Sendable {
     }
 
     private func address(in namespace: String) -> HostAddress? {
-        guard let text = try? ip(["-n", namespace, "-o", "-4", "addr", "show", "dev", NetworkHost.interface]) else { return nil }
+        guard let text = try? ip(["-n", namespace, "-o", "-4", "addr", "show", "dev", NetworkHost.interface]) else {
+            return nil
+        }
         for word in text.split(separator: " ") where word.hasPrefix(HostAddress.prefix) {
             if let address = HostAddress(String(word.split(separator: "/")[0])) { return address }
         }
@@ -289,7 +301,8 @@ public struct HostNetwork: Sendable {
     /// `executable arguments` wrapped in `ip netns exec NAMESPACE`, for `LocalProcess.run`/`spawnDetached`: `ip` execs
     /// the command, so the pid is the command's own. Put `runuser` inside this wrapper, never outside (only root may
     /// enter a namespace).
-    public static func command(in host: NetworkHost, _ executable: String, _ arguments: [String]) -> (String, [String]) {
+    public static func command(in host: NetworkHost, _ executable: String, _ arguments: [String]) -> (String, [String])
+    {
         (ip, ["netns", "exec", host.namespace, executable] + arguments)
     }
 
@@ -353,21 +366,39 @@ public struct HostNetwork: Sendable {
         }
         for pid in pids { _ = LocalProcess.waitForExit(pid, within: .seconds(5)) }
         if !pids.isEmpty {
-            removed.append("killed \(pids.count) process(es) in \(namespace): \(pids.map(String.init).joined(separator: " "))")
+            removed.append(
+                "killed \(pids.count) process(es) in \(namespace): \(pids.map(String.init).joined(separator: " "))")
         }
         if (try? ip(["netns", "del", namespace])) != nil { removed.append("namespace \(namespace)") }
         if let port, linkExists(port), (try? ip(["link", "del", port])) != nil { removed.append("veth \(port)") }
         return removed
     }
 
+    /// Removes `hosts` (as `removeHost` does; absent ones are skipped), then the bridge when no port hangs on it any
+    /// more. Returns what it removed.
+    @discardableResult
+    public func removeHosts(_ hosts: [NetworkHost]) throws(HostNetworkError) -> [String] {
+        try locked { () throws(HostNetworkError) -> [String] in
+            let existing = Set(try kilnNamespaces().map(\.name))
+            var removed: [String] = []
+            for host in hosts where existing.contains(host.namespace) {
+                removed += removeLocked(namespace: host.namespace, port: host.bridgePort)
+            }
+            return removed + removeOrphanPortsAndBridgeLocked()
+        }
+    }
+
     /// Removes every host of `owner`, then the bridge when no port hangs on it any more. Returns what it removed.
+    /// (A process owner covers every host that process made: tests remove their own hosts with `removeHosts(_:)`.)
     @discardableResult
     public func removeHosts(of owner: HostOwner) throws(HostNetworkError) -> [String] {
         try locked { () throws(HostNetworkError) -> [String] in
             var removed: [String] = []
             for namespace in try kilnNamespaces() {
                 guard let (name, found) = Self.parse(namespace: namespace.name), found == owner else { continue }
-                let port = address(in: namespace.name).map { NetworkHost(name: name, address: $0, owner: owner).bridgePort }
+                let port = address(in: namespace.name).map {
+                    NetworkHost(name: name, address: $0, owner: owner).bridgePort
+                }
                 removed += removeLocked(namespace: namespace.name, port: port)
             }
             removed += removeOrphanPortsAndBridgeLocked()
@@ -385,7 +416,9 @@ public struct HostNetwork: Sendable {
             for namespace in try kilnNamespaces() {
                 if let (name, owner) = Self.parse(namespace: namespace.name) {
                     guard !owner.isAlive else { continue }
-                    let port = address(in: namespace.name).map { NetworkHost(name: name, address: $0, owner: owner).bridgePort }
+                    let port = address(in: namespace.name).map {
+                        NetworkHost(name: name, address: $0, owner: owner).bridgePort
+                    }
                     removed += removeLocked(namespace: namespace.name, port: port)
                 } else {
                     // `kiln.` but not a host's name: a half-made namespace, or one of a Kiln with another format.

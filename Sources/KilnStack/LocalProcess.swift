@@ -25,7 +25,8 @@ public enum LocalProcess {
     /// (`ip netns exec`). Daemons the command leaves behind (pg_ctl's postmaster) do not keep this call waiting.
     @discardableResult
     public static func run(
-        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = [], host: NetworkHost? = nil
+        _ executable: String, _ arguments: [String], user: String? = nil, environment: [String] = [],
+        host: NetworkHost? = nil
     ) throws -> String {
         let name = URL(fileURLWithPath: executable).lastPathComponent
         var executable = executable
@@ -58,9 +59,9 @@ public enum LocalProcess {
     /// /dev/null and stdout/stderr appended to `log`, and returns its pid without waiting for it.
     /// The process outlives Kiln (it is reparented to init when Kiln exits); `terminate` stops it. With `host`, it runs
     /// inside that host's network namespace (`ip netns exec` execs it: the pid returned is the command's own).
-    public static func spawnDetached(_ executable: String, _ arguments: [String], log: URL, host: NetworkHost? = nil) throws
-        -> pid_t
-    {
+    public static func spawnDetached(
+        _ executable: String, _ arguments: [String], log: URL, host: NetworkHost? = nil
+    ) throws -> pid_t {
         guard let host else { return try spawn(executable, arguments, output: log, newSession: true) }
         let (wrapped, wrappedArguments) = HostNetwork.command(in: host, executable, arguments)
         return try spawn(wrapped, wrappedArguments, output: log, newSession: true)
@@ -98,6 +99,29 @@ public enum LocalProcess {
             let close = stat.lastIndex(of: ")")
         else { return false }
         return stat[stat.index(close, offsetBy: 2)] == "T"
+    }
+
+    /// Every process below `pid` (children, their children, …), from one scan of /proc; empty when it has none.
+    public static func descendants(of pid: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let child = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // After "pid (comm) ": state, then ppid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let parent = pid_t(fields[1]) else { continue }
+            children[parent, default: []].append(child)
+        }
+        var found: [pid_t] = []
+        var queue = children[pid] ?? []
+        while let next = queue.popLast() {
+            found.append(next)
+            queue += children[next] ?? []
+        }
+        return found
     }
 
     /// The process's command line (arguments joined by spaces), or nil when it is gone.

@@ -23,11 +23,14 @@ struct StackCommand: ParsableCommand {
             try exiting {
                 let logger = options.logger("kiln.stack")
                 let definition = try options.loadStack()
-                let stack = try EmbeddedStack(definition: definition, paths: options.paths(for: definition), logger: logger)
-                // Partition rules, hosts, qdiscs and paused processes of a run that crashed (kill -9) must not outlive it.
+                let stack = try EmbeddedStack(
+                    definition: definition, paths: options.paths(for: definition), logger: logger)
+                // Partition rules, hosts, qdiscs and paused processes of a crashed (kill -9) run must not outlive it.
                 do {
                     let removed = try PartitionSweeper.removeLeftovers()
-                    if removed > 0 { print("removed leftover: \(removed) iptables fault rule(s) in the root namespace") }
+                    if removed > 0 {
+                        print("removed leftover: \(removed) iptables fault rule(s) in the root namespace")
+                    }
                 } catch {
                     logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])
                 }
@@ -140,7 +143,9 @@ enum StatusTable {
     static func render(hosts: [(host: NetworkHost, present: Bool)]) -> String {
         var rows = [["HOST", "ADDRESS", "NAMESPACE", "BRIDGE PORT", "STATE"]]
         for (host, present) in hosts {
-            rows.append([host.name, host.address.description, host.namespace, host.bridgePort, present ? "present" : "missing"])
+            rows.append([
+                host.name, host.address.description, host.namespace, host.bridgePort, present ? "present" : "missing",
+            ])
         }
         return TextTable.render(rows)
     }

@@ -12,28 +12,32 @@ import Testing
 #endif
 
 /// The embedded stack in hosts mode (`network: hosts`), started privately by each test: the shipped
-/// Scenarios/stacks/embedded-hosts.yaml with every server moved to .1xx (the tests' range, so a running hosts stack on
-/// .11–.51 is never touched), no client groups (their .201+ addresses belong to the shipped stack), its own name and
+/// Scenarios/stacks/embedded-hosts.yaml with its ten servers moved to .100–.109 or .110–.119 (`block`; the tests' range,
+/// so a running hosts stack on .11–.51 is never touched, and two tests never share an address), no client groups (their .201+ addresses belong to the shipped stack), its own name and
 /// run directory. Every test stops it and removes its hosts in a defer. Needs only what the loopback stack needs, plus
 /// iproute2 (root).
 @Suite("Hosts stack: servers in network namespaces", .serialized)
 struct HostsStackTests {
     static let shipped = TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-hosts.yaml")
 
-    static func privateHostsStack() throws -> (file: URL, definition: StackDefinition, paths: KilnPaths) {
+    static func privateHostsStack(block: Int) throws -> (file: URL, definition: StackDefinition, paths: KilnPaths) {
         var text = try String(contentsOf: shipped, encoding: .utf8)
-        for octet in [11, 12, 21, 22, 23, 24, 25, 31, 41, 51] {
-            text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(octet + 100):")
+        for (index, octet) in [11, 12, 21, 22, 23, 24, 25, 31, 41, 51].enumerated() {
+            text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(block + index):")
         }
         let name = "t\(UInt32.random(in: 0...UInt32.max))"
-        text = text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
+        text =
+            text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
             .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n") + "\n"
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-hosts"))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            TestStack.uniqueName("kiln-hosts"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent("stack.yaml")
         try text.write(to: file, atomically: true, encoding: .utf8)
-        return (file, try StackDefinition.load(contentsOf: file),
-                KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run")))
+        return (
+            file, try StackDefinition.load(contentsOf: file),
+            KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run"))
+        )
     }
 
     static func output(_ executable: String, _ arguments: [String]) -> String {
@@ -90,7 +94,9 @@ struct HostsStackTests {
         }
         // A loopback stack refuses the hosts-only fields.
         let loopback = try String(contentsOf: TestStack.paths.embeddedStackFile, encoding: .utf8)
-        #expect(throws: SpecError.self) { try StackDefinition.parse(loopback + "subnet: 10.213.7.0/24\n", file: "l.yaml") }
+        #expect(throws: SpecError.self) {
+            try StackDefinition.parse(loopback + "subnet: 10.213.7.0/24\n", file: "l.yaml")
+        }
         #expect(throws: SpecError.self) { try StackDefinition.parse(loopback + "client_groups: [a]\n", file: "l.yaml") }
     }
 
@@ -123,14 +129,14 @@ struct HostsStackTests {
     /// the servers' own addresses, a smoke round trip that agrees on all five stores; down: no namespace, veth or
     /// process of the stack is left.
     @Test func upStatusSmokeDownLeavesNothing() throws {
-        let (_, definition, paths) = try Self.privateHostsStack()
+        let (_, definition, paths) = try Self.privateHostsStack(block: 100)
         let owner = HostOwner.currentProcess
         let network = HostNetwork(logger: Logger(label: "test.hosts"))
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.hosts-stack"), hostOwner: owner)
         defer {
             stack.down()
-            _ = try? network.removeHosts(of: owner)
+            _ = try? network.removeHosts(stack.hostList)
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
         }
         let statuses = try stack.up()
@@ -148,12 +154,16 @@ struct HostsStackTests {
         // Servers connect to each other from their own addresses (what a partition between two of them needs).
         let redisReplica = definition.redis.replicas[0].host
         let clients = Self.output(
-            "/usr/bin/redis-cli", ["-h", definition.redis.primary.host, "-p", String(definition.redis.primary.port), "client", "list"])
+            "/usr/bin/redis-cli",
+            ["-h", definition.redis.primary.host, "-p", String(definition.redis.primary.port), "client", "list"])
         #expect(clients.contains("addr=\(redisReplica):"), "\(clients)")
         let standby = Self.output(
             "/usr/bin/psql",
-            ["-h", definition.postgres.primary.host, "-p", String(definition.postgres.primary.port), "-U", "postgres", "-Atc",
-             "SELECT client_addr FROM pg_stat_replication"])
+            [
+                "-h", definition.postgres.primary.host, "-p", String(definition.postgres.primary.port), "-U",
+                "postgres", "-Atc",
+                "SELECT client_addr FROM pg_stat_replication",
+            ])
         #expect(standby.trimmingCharacters(in: .whitespacesAndNewlines) == definition.postgres.replicas[0].host)
         let sentinel = definition.redis.sentinels[0]
         let master = Self.output(
@@ -172,7 +182,9 @@ struct HostsStackTests {
         #expect(report.failures.isEmpty, "\(report.failures)")
         #expect(report.stillListening.isEmpty)
         #expect(pids.allSatisfy { !LocalProcess.isAlive($0) })
-        for host in stack.hostList { #expect(report.removedHosts.contains("namespace \(host.namespace)"), "\(report.removedHosts)") }
+        for host in stack.hostList {
+            #expect(report.removedHosts.contains("namespace \(host.namespace)"), "\(report.removedHosts)")
+        }
         let namespaces = Self.output("/usr/sbin/ip", ["netns", "list"])
         let links = Self.output("/usr/sbin/ip", ["link", "show"])
         for host in stack.hostList {
@@ -188,14 +200,14 @@ struct HostsStackTests {
     /// host and on one bridge port, an iptables loss rule in another, a crashed run's client host with a process in it
     /// — is removed by the next `kiln stack up`, which says what it removed; `kiln stack down` then leaves nothing.
     @Test func kiln9DuringFaultsThenStackUpRemovesEverything() throws {
-        let (file, definition, paths) = try Self.privateHostsStack()
+        let (file, definition, paths) = try Self.privateHostsStack(block: 110)
         let arguments = ["--stack", file.path, "--run-directory", paths.stack.path]
         let network = HostNetwork(logger: Logger(label: "test.hosts"))
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.hosts-stack"))
         var crashedRun: pid_t = 0
         defer {
             _ = try? CommandLineTests.kiln(["stack", "down"] + arguments)
-            _ = try? network.removeHosts(of: stack.hostOwner)
+            _ = try? network.removeHosts(stack.hostList)
             if crashedRun > 0 { LocalProcess.terminate(crashedRun, grace: .milliseconds(100)) }
             _ = try? network.sweep()
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
@@ -209,9 +221,10 @@ struct HostsStackTests {
 
         // A "kiln run" that made a client host and started a process in it, then faulted the stack.
         crashedRun = try LocalProcess.spawnDetached("/bin/sleep", ["600"], log: URL(fileURLWithPath: "/dev/null"))
-        let runOwner = HostOwner.process(pid: crashedRun, startTicks: try #require(HostOwner.startTicks(of: crashedRun)))
+        let runOwner = HostOwner.process(
+            pid: crashedRun, startTicks: try #require(HostOwner.startTicks(of: crashedRun)))
         let clientAddress = try #require(
-            (160...199).compactMap { try? HostAddress(octet: $0) }.first { address in
+            (150...159).compactMap { try? HostAddress(octet: $0) }.first { address in
                 !((try? network.hosts()) ?? []).contains { $0.address == address }
             })
         let clientHost = try network.addHost(NetworkHost(name: "clients-a", address: clientAddress, owner: runOwner))
@@ -228,7 +241,10 @@ struct HostsStackTests {
         for pid in pausedTree { kill(pid, SIGSTOP) }
         try HostNetwork.run(
             in: redisReplica, "/usr/sbin/iptables",
-            ["-w", "5", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"])
+            [
+                "-w", "5", "-A", "INPUT", "-p", "tcp", "-m", "statistic", "--mode", "random", "--probability", "0.1",
+                "-j", "DROP",
+            ])
         let tbf = ["root", "tbf", "rate", "8mbit", "burst", "64kbit", "latency", "400ms"]
         try HostNetwork.run(in: kafka, "/usr/sbin/tc", ["qdisc", "add", "dev", "eth0"] + tbf)
         try LocalProcess.run("/usr/sbin/tc", ["qdisc", "add", "dev", clickhouse.bridgePort] + tbf)
@@ -240,7 +256,10 @@ struct HostsStackTests {
         let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
         #expect(again.status == 0, "\(again.output)")
         let said = again.output
-        #expect(said.contains("removed leftover: continued \(pausedTree.count) stopped process(es) in \(postgres.namespace)"), "\(said)")
+        #expect(
+            said.contains(
+                "removed leftover: continued \(pausedTree.count) stopped process(es) in \(postgres.namespace)"),
+            "\(said)")
         #expect(said.contains("removed leftover: 1 iptables rule(s) (filter) in \(redisReplica.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on eth0 in \(kafka.namespace)"), "\(said)")
         #expect(said.contains("removed leftover: qdisc tbf on \(clickhouse.bridgePort)"), "\(said)")
@@ -268,5 +287,41 @@ struct HostsStackTests {
             #expect(!namespaces.contains(host.namespace))
             #expect(!links.contains(" \(host.bridgePort):") && !links.contains(" \(host.bridgePort)@"))
         }
+    }
+
+    /// On the loopback stack too: a server tree a killed run left paused (the postmaster and its backends) is
+    /// continued by the next `up`'s sweep, which says so. A private loopback stack (127.0.2.x, ports + 200).
+    @Test func aPausedServerTreeIsContinuedOnTheLoopbackStackToo() throws {
+        var text = try String(contentsOf: TestStack.paths.embeddedStackFile, encoding: .utf8)
+        text = text.replacingOccurrences(of: "127.0.0.", with: "127.0.2.")
+        for port in [15432, 15433, 16379, 16380, 26379, 26380, 26381, 19092, 16390, 18123] {
+            text = text.replacingOccurrences(of: ":\(port)", with: ":\(port + 200)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-loop"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("stack.yaml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let paths = KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run"))
+        let stack = try EmbeddedStack(
+            definition: try StackDefinition.load(contentsOf: file), paths: paths, logger: Logger(label: "test.loop"))
+        var tree: [pid_t] = []
+        defer {
+            for pid in tree { kill(pid, SIGCONT) }
+            stack.down()
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let statuses = try stack.up()
+        let postmaster = try #require(statuses.first { $0.name == "postgres-primary" }?.pid)
+        tree = [postmaster] + LocalProcess.descendants(of: postmaster)
+        #expect(tree.count > 3, "\(tree)")
+        for pid in tree { kill(pid, SIGSTOP) }
+        usleep(200_000)
+        #expect(tree.allSatisfy { LocalProcess.isStopped($0) })
+        let removed = stack.removeLeftovers()
+        #expect(removed.contains("continued \(tree.count) stopped process(es) of postgres-primary"), "\(removed)")
+        usleep(200_000)
+        #expect(tree.allSatisfy { !LocalProcess.isStopped($0) })
+        #expect(try stack.up().allSatisfy { $0.isUp })
+        #expect(!stack.removeLeftovers().contains { $0.contains("postgres-primary") })
     }
 }
