@@ -8,7 +8,7 @@ import KilnStack
 import Logging
 import Testing
 
-/// Private hosts of one test (addresses .100–.199, owned by this process, so a hosts stack and other tests on the
+/// Private hosts of one test (addresses .130–.149, this file's block of the tests' range; owned by this process, so a hosts stack and other tests on the
 /// bridge are never touched), each with a draining TCP listener. `remove()` (in a defer) deletes the namespaces, and
 /// with them every rule and qdisc a fault left inside.
 final class PrivateHosts {
@@ -25,8 +25,8 @@ final class PrivateHosts {
                 var attempt = 0
                 while true {
                     let held = Set(try Self.network.hosts().map(\.address))
-                    guard let octet = (100...199).shuffled().first(where: { (try? HostAddress(octet: $0)).map { !held.contains($0) } ?? false })
-                    else { throw PartitionError("no free test address in .100-.199") }
+                    guard let octet = (130...149).shuffled().first(where: { (try? HostAddress(octet: $0)).map { !held.contains($0) } ?? false })
+                    else { throw PartitionError("no free test address in .130-.149") }
                     let host = NetworkHost(
                         name: "pt\(tag)-\(name)", address: try HostAddress(octet: octet), owner: .currentProcess)
                     do {
@@ -228,7 +228,8 @@ struct HostPartitionFaultTests {
         let driver = FaultDriver(fault)
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
-        #expect(fault.lastRoundTrips.sorted()[2] >= 36, "\(fault.lastRoundTrips)")
+        let trips = fault.lastRoundTrips.sorted()
+        #expect(trips.count == 5 && trips[2] >= 36, "\(trips): \(started.note)")
         let record = driver.stop()
         #expect(record.verified == .yes, "\(record.note)")
         #expect(toB.toxics.isEmpty)
@@ -241,13 +242,14 @@ struct HostPartitionFaultTests {
     }
 }
 
-/// Every partition shape on a private hosts stack (HostsStackTests' copy of embedded-hosts.yaml on .1xx) with two
-/// private client-group hosts: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
-/// the groups' listeners) equals the shape while active and is complete after the heal.
-@Suite("Partition shapes on the hosts stack", .serialized)
+/// Faults between hosts on a private hosts stack (HostsStackTests' copy of embedded-hosts.yaml on .120–.129, one at a
+/// time) with private client-group hosts.
+@Suite("Faults between hosts on the hosts stack", .serialized)
 struct HostsStackPartitionTests {
+    /// Every partition shape: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
+    /// the groups' listeners) equals the shape while active and is complete after the heal.
     @Test func everyShapeOnTheHostsStackMatchesItsMatrixAndHeals() throws {
-        let (_, definition, paths) = try HostsStackTests.privateHostsStack()
+        let (_, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
         let owner = HostOwner.currentProcess
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.hosts-partitions"), hostOwner: owner)
@@ -297,15 +299,12 @@ struct HostsStackPartitionTests {
             #expect(!rules.contains("kiln-fault:"), "\(server.name): \(rules)")
         }
     }
-}
 
-/// Kiln's load workers of a client group run inside that group's host: with redis-primary cut off from clients-b
-/// only, clients-b's workers get no acknowledged write, clients-a's keep writing (the minority client that keeps
-/// writing to a primary the majority abandoned).
-@Suite("Client groups: load workers inside their host", .serialized)
-struct ClientGroupPlacementTests {
+    /// Kiln's load workers of a client group run inside that group's host: with redis-primary cut off from clients-b
+    /// only, clients-b's workers get no acknowledged write, clients-a's keep writing (the minority client that keeps
+    /// writing to a primary the majority abandoned).
     @Test func aGroupsWorkersSeeThePartitionOfTheirHost() throws {
-        let (file, definition, paths) = try HostsStackTests.privateHostsStack()
+        let (file, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
         let owner = HostOwner.currentProcess
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.client-groups"), hostOwner: owner)
@@ -362,15 +361,12 @@ struct ClientGroupPlacementTests {
         #expect((okByGroup["clients-a"] ?? 0) >= 90, "\(okByGroup)")
         #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
-}
 
-/// `kiln run` with faults between hosts on a private hosts stack (owned by its stack name, like `kiln stack up`, so
-/// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
-/// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
-@Suite("kiln run: faults between hosts", .serialized)
-struct HostFaultRunTests {
+    /// `kiln run` with faults between hosts on a private hosts stack (owned by its stack name, like `kiln stack up`, so
+    /// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
+    /// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
     @Test func aScenariosHostFaultsRunAndVerifyOnTheHostsStack() throws {
-        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack()
+        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
         defer {
             stack.down()
