@@ -108,7 +108,44 @@ public final class HostPartitionFault: Fault {
         }
         lastMatrix = matrix
         guard !probedPairs.isEmpty else { return .unknown("no host listens: nothing to probe") }
-        return matrix.evidence(grudge, phase: phase, pairs: probedPairs)
+        let evidence = matrix.evidence(grudge, phase: phase, pairs: probedPairs)
+        guard phase == .active, evidence.verified == .yes, !oneWayLinks.isEmpty else { return evidence }
+        let direction = directionEvidence()
+        let text = "\(evidence.text); \(direction.text)"
+        return direction.verified == .yes ? .yes(text) : direction.verified == .no ? .no(text) : .unknown(text)
+    }
+
+    /// Blocked links whose reverse passes: TCP fails both ways on them, so only datagrams show the direction.
+    public var oneWayLinks: [HostLink] {
+        grudge.blocked.filter { !grudge.blocked.contains($0.reversed) }.sorted()
+    }
+
+    /// For every one-way link, 20 numbered UDP datagrams each way (the rules match every protocol): none may arrive
+    /// in the blocked direction, and at least 18 must in the open one. A cut put in the reverse direction, which the
+    /// TCP matrix cannot tell apart, verifies `no` here.
+    func directionEvidence() -> FaultEvidence {
+        var notes: [String] = []
+        var wrong: [String] = []
+        for link in oneWayLinks {
+            guard let from = hosts[link.from], let to = hosts[link.to] else { continue }
+            do {
+                let blocked = try Self.delivered(from: from, to: to)
+                let open = try Self.delivered(from: to, to: from)
+                notes.append("\(link): \(blocked)/20 datagrams, back \(open)/20")
+                if blocked > 0 { wrong.append("\(link) passed \(blocked) of 20 datagrams") }
+                if open < 18 { wrong.append("\(link.reversed) (open) passed only \(open) of 20 datagrams") }
+            } catch {
+                return .unknown("cannot send datagrams on \(link): \(error)")
+            }
+        }
+        let summary = "direction: " + notes.prefix(6).joined(separator: "; ") + (notes.count > 6 ? "; …" : "")
+        return wrong.isEmpty ? .yes(summary) : .no(summary + "; wrong direction: " + wrong.prefix(6).joined(separator: "; "))
+    }
+
+    static func delivered(from: FaultHost, to: FaultHost) throws -> Int {
+        let receiver = try UDPReceiver(in: to)
+        defer { receiver.close() }
+        return try HostSockets.udpDelivery(from: from, to: receiver, count: 20, linger: .milliseconds(100))
     }
 
     /// Probes every pair at once: one thread per source host, all its connects in flight together, so a matrix

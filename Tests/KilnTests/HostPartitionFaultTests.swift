@@ -145,6 +145,34 @@ struct HostPartitionFaultTests {
         }
     }
 
+    @Test func aOneWayCutInTheReverseDirectionVerifiesNo() throws {
+        let names = ["a", "b", "c"]
+        let hosts = try PrivateHosts(names)
+        defer { hosts.remove() }
+        let id = runID()
+        defer { #expect(hosts.taggedRules(id) == 0) }
+        let intended = try PartitionGrudge(shape: .oneWay(from: ["a"], to: ["b"]), hosts: names, seed: 0)
+        let reversed = try HostFaultRules.partition(
+            PartitionGrudge(shape: .oneWay(from: ["b"], to: ["a"]), hosts: names, seed: 0), hosts: hosts.byName, runID: id)
+        let fault = try HostPartitionFault(
+            name: "reversed", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
+            probeTimeout: .milliseconds(300), rules: reversed)
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        // The TCP matrix cannot tell (a handshake needs both directions); the datagrams can.
+        #expect(started.note.contains("the matrix matches"), "\(started.note)")
+        #expect(started.verified == .no, "\(started.note)")
+        #expect(started.note.contains("wrong direction: a -> b passed 20 of 20"), "\(started.note)")
+        driver.stop()
+        let right = FaultDriver(try HostPartitionFault(
+            name: "right", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
+            probeTimeout: .milliseconds(300)))
+        let active = right.start()
+        #expect(active.verified != .no, "\(active.note)")
+        #expect(active.note.contains("a -> b: 0/20 datagrams, back 20/20"), "\(active.note)")
+        #expect(right.stop().verified == .yes)
+    }
+
     @Test func tenPercentLossMeasuresSevenToThirteenPercentAndHeals() throws {
         let hosts = try PrivateHosts(["a", "b"])
         defer { hosts.remove() }
