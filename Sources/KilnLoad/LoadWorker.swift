@@ -81,13 +81,15 @@ final class LoadWorker {
         }
         let start = MonotonicClock.now()
         let outcome: Outcome
+        var server: HostPort?
         if let client = client(operation.storeIndex) {
             outcome = client.invoke(operation.operationIndex, request)
+            server = client.servedBy
         } else {
             outcome = .fail("connect")
         }
         finish(operationIndex, row: request.row, rows: 1, outcome: outcome, intended: intended, start: start,
-            lateAfter: lateAfter)
+            lateAfter: lateAfter, server: server)
     }
 
     /// Loads `rows` into the store of `operationIndex` (a bulk op) and records it.
@@ -95,18 +97,20 @@ final class LoadWorker {
         let operation = context.operations[operationIndex]
         let start = MonotonicClock.now()
         let outcome: Outcome
+        var server: HostPort?
         if let client = client(operation.storeIndex) {
             outcome = client.invoke(operation.operationIndex, Request(rows: rows))
+            server = client.servedBy
         } else {
             outcome = .fail("connect")
         }
         finish(operationIndex, row: rows.lowerBound, rows: Int64(rows.count), outcome: outcome, intended: start,
-            start: start, lateAfter: .max)
+            start: start, lateAfter: .max, server: server)
     }
 
     private func finish(
         _ operationIndex: Int, row: Int64, rows: Int64, outcome: Outcome, intended: UInt64, start: UInt64,
-        lateAfter: UInt64
+        lateAfter: UInt64, server: HostPort? = nil
     ) {
         let end = MonotonicClock.now()
         let kind: OutcomeKind
@@ -118,7 +122,7 @@ final class LoadWorker {
         let entry = HistoryEntry(
             operation: operationIndex, worker: id, row: row, rowCount: rows, outcome: kind,
             errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
-            end: end &- context.runStart)
+            end: end &- context.runStart, server: server)
         recorder.record(entry, latencyNanos: end &- intended, late: start > intended &+ lateAfter)
         if kind == .ok, rows > 0, let tap = context.ackTap, context.operations[operationIndex].kind != .read {
             tap.acknowledged(operation: context.operations[operationIndex].name, rows: row..<(row + rows), ackNanos: end)

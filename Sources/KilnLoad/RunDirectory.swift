@@ -84,6 +84,7 @@ public final class RunDirectory {
             text += #"{"phase":"\#(Self.escape(phase))","op":"\#(operations[entry.operation].name)","worker":\#(entry.worker),"#
             text += #""row":\#(entry.row),"rows":\#(entry.rowCount),"outcome":"\#(entry.outcome.rawValue)","#
             if let errorClass = entry.errorClass { text += #""error":"\#(Self.escape(errorClass))","# }
+            if let server = entry.server { text += #""server":"\#(Self.escape(server.description))","# }
             text += #""intended_ns":\#(entry.intended),"start_ns":\#(entry.start),"end_ns":\#(entry.end)}"#
             text += "\n"
         }

@@ -16,6 +16,8 @@ public struct HistoryEntry: Sendable {
     public var intended: UInt64
     public var start: UInt64
     public var end: UInt64
+    /// The server that answered (the client's `servedBy`), nil when the client cannot say.
+    public var server: HostPort? = nil
 }
 
 /// What one worker thread measured since the collector last looked. The worker records under the lock (an

@@ -80,7 +80,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`); clock-skew's
         /// `offset_s` (signed whole seconds) from `offset`.
         public var options: [String: String] = [:]
-        /// Where it was written, `file:line`.
+        /// Where its target was written, `file:line:column`.
         public var source: String
     }
 
@@ -139,6 +139,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             throw fields.error(
                 "kind", "unknown fault kind '\(kindText)' (kinds: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        let targetAt = fields.location(fields.contains("target") ? "target" : "kind")
         var target: String
         switch kind {
         case .pgFailover: target = try fields.optionalString("target") ?? "postgres"
@@ -242,7 +243,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         return Entry(
             name: name, kind: kind, target: target, at: at, duration: duration, every: every, times: times,
             jitter: jitter, toxic: toxic, shape: shape, hostFault: hostFault, options: options,
-            source: "\(fields.file):\(fields.line)")
+            source: "\(fields.file):\(targetAt.line):\(targetAt.column)")
     }
 
     /// `shape:` between hosts with its fields: `target` (isolate, bridge; drawn when absent), `hosts` (the hosts

@@ -11,6 +11,9 @@ public struct LoadScenario: Sendable {
         public var seed: UInt64
         /// Dataset size: the rows bulk phases load and writes draw from (each row written once per store).
         public var rows: Int64?
+        /// Where `rows` (or the `dataset:` block without it) was written, `file:line:column`, for errors found once
+        /// the spec is loaded (rows beyond the spec's `max_rows`).
+        public var rowsSource: String = ""
     }
 
     public enum Executor: Sendable, Equatable {
@@ -105,16 +108,23 @@ public struct LoadScenario: Sendable {
     {
         let directory = url.deletingLastPathComponent()
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
+        // The name becomes part of run directory names: a file-name-safe word of at most 100 characters.
+        guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"#, options: .regularExpression) != nil else {
+            throw fields.error(
+                "name", "expected letters, digits, '.', '_' or '-' (at most 100, used in run directory names), found '"
+                    + "\(name.prefix(60))\(name.count > 60 ? "…" : "")'")
+        }
         let description = try fields.optionalString("description")
         let stack = try StackReference.resolve(fields, key: "stack", relativeTo: directory)
 
         let datasetFields = try fields.mapping("dataset")
         let specPath = try datasetFields.string("spec")
         let specURL = URL(fileURLWithPath: specPath, relativeTo: directory).standardizedFileURL
-        guard FileManager.default.fileExists(atPath: specURL.path) else {
-            throw datasetFields.error("spec", "dataset spec not found: \(specURL.path)")
+        guard StackReference.isRegularFile(specURL) else {
+            throw datasetFields.error("spec", "dataset spec not found (or not a file): \(specURL.path)")
         }
         let seed = UInt64(try datasetFields.int("seed", default: 42, range: 0...Int.max))
+        let rowsAt = datasetFields.location("rows")
         let rows = datasetFields.contains("rows") ? Int64(try datasetFields.count("rows")) : nil
         try datasetFields.finish()
 
@@ -148,7 +158,8 @@ public struct LoadScenario: Sendable {
         try fields.finish()
         return LoadScenario(
             name: name, file: url, description: description, stack: stack,
-            dataset: DatasetReference(spec: specURL, seed: seed, rows: rows), namespace: namespace, timeout: timeout,
+            dataset: DatasetReference(
+                spec: specURL, seed: seed, rows: rows, rowsSource: "\(url.path):\(rowsAt.line):\(rowsAt.column)"), namespace: namespace, timeout: timeout,
             fresh: fresh, phases: phases, pipeline: pipeline, faults: faults, regression: regression,
             blackbox: blackbox)
     }

@@ -23,6 +23,12 @@ public struct SmokeScenario: Sendable {
 /// A scenario's `stack:` field: a path to a stack file (relative to the scenario), or an inline stack mapping.
 /// Absent means the embedded stack.
 public enum StackReference {
+    /// True for an existing regular file (or a link to one): not a directory, device or socket.
+    static func isRegularFile(_ url: URL) -> Bool {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        return attributes?[.type] as? FileAttributeType == .typeRegular
+    }
+
     public static func resolve(_ fields: YAMLFields, key: String, relativeTo directory: URL) throws(SpecError)
         -> StackDefinition
     {
@@ -31,12 +37,16 @@ public enum StackReference {
         }
         if let path = try fields.optionalString(key) {
             let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw fields.error(key, "stack file not found: \(url.path)")
+            guard Self.isRegularFile(url) else {
+                throw fields.error(key, "stack file not found (or not a file): \(url.path)")
             }
             return try StackDefinition.load(contentsOf: url)
         }
         let embedded = directory.appendingPathComponent("stacks/embedded.yaml")
+        guard FileManager.default.fileExists(atPath: embedded.path) else {
+            throw fields.error(
+                key, "no `\(key):` given and no stacks/embedded.yaml beside this file: name a stack file or an inline stack")
+        }
         return try StackDefinition.load(contentsOf: embedded)
     }
 }

@@ -22,6 +22,12 @@ public final class YAMLFields {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                 .composer(_, let problem, let mark, _):
                 throw SpecError(file: file, line: mark.line, column: mark.column, field: "", message: problem)
+            case .reader(let problem, let offset, _, _):
+                // The reader names a character offset; count lines and columns up to it.
+                let prefix = text.prefix(offset ?? 0)
+                let line = prefix.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+                let column = prefix.count - (prefix.lastIndex(of: "\n").map { prefix.distance(from: prefix.startIndex, to: $0) + 1 } ?? 0) + 1
+                throw SpecError(file: file, line: line, column: column, field: "", message: problem)
             case .duplicatedKeysInMapping(let duplicates, let context):
                 throw SpecError(
                     file: file, line: context.mark.line, column: context.mark.column, field: "",
@@ -40,13 +46,41 @@ public final class YAMLFields {
 
     /// Reads the file at `url`; a missing or unreadable file is a SpecError naming it.
     public static func document(contentsOf url: URL) throws(SpecError) -> YAMLFields {
-        let text: String
+        let data: Data
         do {
-            text = try String(contentsOf: url, encoding: .utf8)
+            data = try Data(contentsOf: url)
         } catch {
-            throw SpecError(file: url.path, line: 0, column: 0, field: "", message: "cannot read the file")
+            throw SpecError(
+                file: url.path, line: 0, column: 0, field: "",
+                message: "cannot read the file (\((error as NSError).localizedDescription))")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Self.notUTF8(data, file: url.path)
         }
         return try document(text, file: url.path)
+    }
+
+    /// The error for bytes that are not UTF-8: the line and column (in characters of the valid prefix) of the
+    /// first bad byte.
+    static func notUTF8(_ data: Data, file: String) -> SpecError {
+        let bytes = [UInt8](data)
+        var valid = 0
+        var index = 0
+        while index < bytes.count {
+            let lead = bytes[index]
+            let length = lead < 0x80 ? 1 : lead >> 5 == 0b110 ? 2 : lead >> 4 == 0b1110 ? 3 : lead >> 3 == 0b11110 ? 4 : 0
+            guard length > 0, index + length <= bytes.count,
+                String(bytes: bytes[index..<(index + length)], encoding: .utf8) != nil
+            else { break }
+            index += length
+            valid = index
+        }
+        let prefix = String(decoding: bytes[..<valid], as: UTF8.self)
+        let line = prefix.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+        let column = prefix.count - (prefix.lastIndex(of: "\n").map { prefix.distance(from: prefix.startIndex, to: $0) + 1 } ?? 0) + 1
+        let byte = valid < bytes.count ? String(format: "0x%02X", bytes[valid]) : "end of file"
+        return SpecError(
+            file: file, line: line, column: column, field: "", message: "not UTF-8 text (byte \(byte) cannot start a character here)")
     }
 
     init(_ node: Node, file: String, path: String) throws(SpecError) {
@@ -306,7 +340,7 @@ public final class YAMLFields {
         }
         let text = try scalar(key, found)
         guard let value = DurationText.parse(text) else {
-            throw error(key, "expected a duration such as 250ms, 30s, 5m or 1h, found '\(text)'")
+            throw error(key, "expected a duration such as 250ms, 30s, 5m or 1h (at most 366 days), found '\(text)'")
         }
         return value
     }
@@ -377,8 +411,13 @@ public enum CountSuffix {
     }
 }
 
-/// Durations written for people: `100us`, `250ms`, `30s`, `5m`, `1h`, `1.5s`; a bare number is seconds.
+/// Durations written for people: `100us`, `250ms`, `30s`, `5m`, `1h`, `1.5s`; a bare number is seconds. Values
+/// above `limit` (366 days) are rejected, so sums and multiples of parsed durations (a schedule's `at + every ×
+/// times`, a phase list) stay far from `Duration`'s Int64 nanosecond range.
 public enum DurationText {
+    /// The longest duration a scenario may name: 366 days.
+    public static let limit: Duration = .seconds(366 * 86_400)
+
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
@@ -389,7 +428,9 @@ public enum DurationText {
             scale = factor
             break
         }
-        guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0 else {
+        guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0,
+            value * scale <= Double(limit.components.seconds)
+        else {
             return nil
         }
         return .nanoseconds(Int64((value * scale * 1e9).rounded()))

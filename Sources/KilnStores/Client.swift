@@ -23,6 +23,14 @@ public protocol Client: AnyObject {
     func teardown() throws
     /// Frees the connection; the client is not used afterwards. Must be safe to call twice.
     func close()
+    /// The server the last `invoke` went to (its connection's address), nil when the client cannot say or no op ran.
+    /// The history keeps it beside each write, so a check can tell which primary acknowledged what (two primaries
+    /// acknowledging writes in the same window is split-brain).
+    var servedBy: HostPort? { get }
+}
+
+extension Client {
+    public var servedBy: HostPort? { nil }
 }
 
 /// A store whose bulk load runs faster without its secondary indexes (PostgreSQL at 100M rows: random inserts into

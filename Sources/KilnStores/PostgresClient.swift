@@ -33,6 +33,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
     private let configured: PostgresEndpoint
     /// The directory generation `connection` was opened at (nil without a directory entry).
     private var connectedGeneration: Int?
+    /// The server `connection` was opened to (the directory's primary at that time).
+    public private(set) var servedBy: HostPort?
     /// Internal for tests (they end its backend to simulate a lost connection).
     var connection: PostgresConnection?
     /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
@@ -51,6 +53,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
         do {
             connection = try Self.connect(endpoint, timeout: context.timeout)
             connectedGeneration = generation
+            servedBy = HostPort(host: endpoint.host, port: endpoint.port)
         } catch {
             throw SQLStoreError(store: "postgres", address: "\(endpoint.host):\(endpoint.port)", underlying: error)
         }
@@ -178,6 +181,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
         connection?.close()
         connection = nil
         prepared = false
+        servedBy = HostPort(host: endpoint.host, port: endpoint.port)
         let fresh = try Self.connect(endpoint, timeout: context.timeout)
         connection = fresh
         connectedGeneration = generation

@@ -136,6 +136,9 @@ public final class RedisClient: Client {
         connection = nil
     }
 
+    /// The server of the current (or last) connection: what the Sentinels named at the last reconnect.
+    public var servedBy: HostPort? { HostPort(host: host, port: port) }
+
     public func invoke(_ operation: Int, _ request: Request) -> Outcome {
         let kind = Self.operations[operation].kind
         let connection: RedisConnection

@@ -16,9 +16,29 @@ struct Kiln: ParsableCommand {
             """,
         subcommands: [
             StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, CheckCommand.self, PipelineCommand.self,
-            BenchCommand.self, ReportCommand.self, CompareCommand.self, BaselineCommand.self, TrendCommand.self, ProxyCommand.self,
+            BenchCommand.self, ReportCommand.self, CompareCommand.self, BaselineCommand.self, TrendCommand.self, ProxyCommand.self, ValidateCommand.self,
         ]
     )
+
+    /// ArgumentParser's own `main`, except that an error a command's `run` throws that is not an `ExitCode` or
+    /// `CleanExit` exits 70 (internal error) with its message, never ArgumentParser's 1, which Kiln documents as
+    /// "consistency anomaly". Usage errors keep ArgumentParser's handling (64).
+    static func main() {
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            try command.run()
+        } catch let error where error is ExitCode || error is CleanExit || error is ValidationError {
+            exit(withError: error)
+        } catch {
+            FileHandle.standardError.write(Data("kiln: internal error: \(error)\n".utf8))
+            Foundation.exit(KilnExitCode.internalError.rawValue)
+        }
+    }
 }
 
 /// Options every command that touches a stack shares.
@@ -81,6 +101,12 @@ extension ParsableCommand {
         } catch let error as SpecError {
             FileHandle.standardError.write(Data("kiln: \(error)\n".utf8))
             throw ExitCode(KilnExitCode.invalidInput.rawValue)
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            // Anything else is Kiln's own fault: exit 70 with the message, never ArgumentParser's 1 ("anomaly").
+            FileHandle.standardError.write(Data("kiln: internal error: \(error)\n".utf8))
+            throw ExitCode(KilnExitCode.internalError.rawValue)
         }
         if code != .ok { throw ExitCode(code.rawValue) }
     }

@@ -125,7 +125,7 @@ struct RunCommand: ParsableCommand {
             do {
                 dataset = try Dataset(spec: spec, seed: loaded.dataset.seed, rows: rowCount)
             } catch {
-                throw Failure(code: .invalidInput, message: "\(url.path): dataset.rows: \(error)")
+                throw Failure(code: .invalidInput, message: "\(loaded.dataset.rowsSource): dataset.rows: \(error)")
             }
             if continueFrom != nil, let earlierRows = initialRows.rows.values.max(), earlierRows > dataset.rows {
                 throw Failure(
@@ -271,20 +271,24 @@ struct RunCommand: ParsableCommand {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
                 throw Failure(
                     code: .invalidInput,
-                    message: "\(entry.source): faults: '\(entry.target)' is not a server of stack \(scenario.stack.name) (servers: \(names))")
+                    message: "\(entry.source): faults.target: '\(entry.target)' is not a server of stack \(scenario.stack.name) (servers: \(names))")
             }
         }
         for entry in spec.entries where entry.target.hasPrefix("sink:") && scenario.pipeline?.processes != true {
             throw Failure(
                 code: .invalidInput,
-                message: "\(entry.source): faults: \(entry.target) needs `pipeline: {workers: processes}`")
+                message: "\(entry.source): faults.target: \(entry.target) needs `pipeline: {workers: processes}`")
         }
-        do {
-            try ChaosSafety.check(
-                targets: FaultRunner.targetAddresses(spec, stack: scenario.stack, embedded: embedded),
-                stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
-        } catch {
-            throw Failure(code: .invalidInput, message: "\(error)")
+        for entry in spec.entries {
+            var single = spec
+            single.entries = [entry]
+            do {
+                try ChaosSafety.check(
+                    targets: FaultRunner.targetAddresses(single, stack: scenario.stack, embedded: embedded),
+                    stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(entry.source): faults.target: \(error)")
+            }
         }
         var proxies: [String: FaultProxy] = [:]
         for store in spec.proxied {

@@ -1,5 +1,6 @@
 import Foundation
 import KilnPipeline
+import KilnLoad
 import KilnScenario
 import Testing
 
@@ -87,5 +88,53 @@ struct PipelineSpecTests {
         #expect(SinkMessage.txnID(Array(#"{"user_id":7}"#.utf8)) == nil)
         #expect(SinkMessage.txnID(Array(#"{"txn_id":"x"}"#.utf8)) == nil)
         #expect(SinkMessage.txnID([]) == nil)
+    }
+}
+
+@Suite("durations and counts that would overflow")
+struct OverflowingValueTests {
+    @Test func aDurationBeyondAYearIsAnErrorAtItsFieldNotACrash() throws {
+        // `convergence_timeout: 909090909090s` once crashed kiln with SIGILL (Int64 nanoseconds overflowed).
+        for text in ["909090909090s", "1e300s", "367d", "9999999h", "-5s", "nan", "infs"] {
+            let error = PipelineSpecTests.error(
+                """
+                  sinks: [postgres]
+                  convergence_timeout: \(text)
+                """)
+            let found = try #require(error, "\(text) was accepted")
+            #expect(found.field.contains("convergence_timeout"), "\(text): \(found)")
+            #expect(found.line == 6, "\(text): \(found)")
+        }
+        #expect(DurationText.parse("366d") == nil)  // no day unit; a bare number is seconds
+        #expect(DurationText.parse("\(366 * 86_400)") == .seconds(366 * 86_400))
+        #expect(DurationText.parse("\(366 * 86_400 + 1)") == nil)
+        #expect(DurationText.parse("8784h") == .seconds(8784 * 3600))
+    }
+
+    @Test func countsThatOverflowAreRejected() {
+        #expect(CountSuffix.parse("9223372036854775807") == Int.max)
+        #expect(CountSuffix.parse("9223372036854775808") == nil)
+        #expect(CountSuffix.parse("10000000000B") == nil)
+        #expect(CountSuffix.parse("-1") == nil)
+    }
+}
+
+@Suite("threshold values in their unit")
+struct ThresholdObservedTextTests {
+    static func text(_ expression: String, _ observed: Double?) -> String {
+        ThresholdVerdict(phase: "p", scope: "phase", expression: expression, observed: observed, passed: true, source: "")
+            .observedText
+    }
+
+    @Test func eachMetricPrintsInItsUnit() {
+        #expect(Self.text("p99 < 500ms", 0.002526) == "2.53 ms")
+        #expect(Self.text("p50 < 1ms", 0.000004) == "4 µs")
+        #expect(Self.text("max < 2s", 2.5) == "2.50 s")
+        #expect(Self.text("p99.9 < 2s", 0.1426) == "143 ms")
+        #expect(Self.text("error_rate < 1%", 0.0012) == "0.12 %")
+        #expect(Self.text("throughput > 100", 1234.4) == "1,234/s")
+        #expect(Self.text("rows_per_second > 10K", 133_926.2) == "133,926/s")
+        #expect(Self.text("errors == 0", 3) == "3")
+        #expect(Self.text("p99 < 5ms", nil) == "nothing measured")
     }
 }

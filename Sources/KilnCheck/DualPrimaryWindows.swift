@@ -1,0 +1,123 @@
+import Foundation
+import KilnCore
+
+/// Split-brain evidence from the history alone: the windows in which two servers of one store both acknowledged
+/// writes (`ok` entries with a `server`), which no single-primary store may do.
+///
+/// Two servers X (the one that acknowledged first) and Y overlap when X acknowledged a write that was *invoked after*
+/// Y had already acknowledged one, and Y acknowledged another write invoked after that: real-time order, so an op in
+/// flight across a clean failover (invoked on X before Y took over) never counts, and neither does a failback (X again
+/// after Y stopped for good). The window runs from Y's first acknowledgement to the end of X's last such write.
+/// Times are the history's run-relative monotonic nanoseconds.
+public struct DualPrimaryWindow: Sendable, Equatable, Codable {
+    public var store: String
+    /// The server that acknowledged first (the old primary), then the other.
+    public var first: String
+    public var second: String
+    public var startNanos: UInt64
+    public var endNanos: UInt64
+    /// Writes each acknowledged inside the window (for `first`: only those invoked after `second`'s first ack).
+    public var firstWrites: Int
+    public var secondWrites: Int
+
+    public var milliseconds: Double { Double(endNanos - startNanos) / 1e6 }
+
+    public var description: String {
+        String(
+            format: "%@: %@ and %@ both acknowledged writes for %.1f s (%.1f s – %.1f s into the run): %d and %d writes",
+            store, first, second, milliseconds / 1000, Double(startNanos) / 1e9, Double(endNanos) / 1e9, firstWrites,
+            secondWrites)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case store, first, second
+        case startNanos = "start_ns"
+        case endNanos = "end_ns"
+        case firstWrites = "first_writes"
+        case secondWrites = "second_writes"
+    }
+}
+
+public enum DualPrimaryAnalysis {
+    /// One acknowledged write: its store, the server that acknowledged it, invoke and completion times.
+    public struct Ack: Sendable, Equatable {
+        public var store: String
+        public var server: String
+        public var start: UInt64
+        public var end: UInt64
+
+        public init(store: String, server: String, start: UInt64, end: UInt64) {
+            self.store = store
+            self.server = server
+            self.start = start
+            self.end = end
+        }
+    }
+
+    /// Every overlapping pair of servers per store, ordered by store and window start.
+    public static func windows(_ acks: [Ack]) -> [DualPrimaryWindow] {
+        var result: [DualPrimaryWindow] = []
+        let byStore = Dictionary(grouping: acks, by: \.store)
+        for store in byStore.keys.sorted() {
+            let byServer = Dictionary(grouping: byStore[store]!, by: \.server)
+            // Servers in the order of their first acknowledgement.
+            let servers = byServer.keys.sorted { a, b in
+                let firstA = byServer[a]!.map(\.end).min()!
+                let firstB = byServer[b]!.map(\.end).min()!
+                return firstA != firstB ? firstA < firstB : a < b
+            }
+            for (i, x) in servers.enumerated() {
+                for y in servers[(i + 1)...] {
+                    if let window = overlap(store: store, x: x, xAcks: byServer[x]!, y: y, yAcks: byServer[y]!) {
+                        result.append(window)
+                    }
+                }
+            }
+        }
+        return result.sorted { ($0.store, $0.startNanos) < ($1.store, $1.startNanos) }
+    }
+
+    private static func overlap(store: String, x: String, xAcks: [Ack], y: String, yAcks: [Ack]) -> DualPrimaryWindow? {
+        let yFirstEnd = yAcks.map(\.end).min()!
+        let yLastStart = yAcks.map(\.start).max()!
+        // X's writes invoked after Y had acknowledged one, and followed by a write Y acknowledged.
+        let interleaved = xAcks.filter { $0.start > yFirstEnd && $0.end < yLastStart }
+        guard let end = interleaved.map(\.end).max() else { return nil }
+        let secondWrites = yAcks.filter { $0.end >= yFirstEnd && $0.end <= end }.count
+        return DualPrimaryWindow(
+            store: store, first: x, second: y, startNanos: yFirstEnd, endNanos: end, firstWrites: interleaved.count,
+            secondWrites: secondWrites)
+    }
+
+    /// The acknowledged writes of a run directory's `history.jsonl` that name their server (lines without `server`,
+    /// written by clients that cannot say or by older Kiln versions, are skipped).
+    public static func acks(fromHistory file: URL) throws -> [Ack] {
+        struct Line: Decodable {
+            var op: String
+            var outcome: String
+            var server: String?
+            var start_ns: UInt64
+            var end_ns: UInt64
+        }
+        let text: String
+        do {
+            text = try String(contentsOf: file, encoding: .utf8)
+        } catch {
+            throw HistoryError(file: file.path, line: 0, reason: "cannot read (\(error.localizedDescription))")
+        }
+        let decoder = JSONDecoder()
+        var acks: [Ack] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let entry: Line
+            do {
+                entry = try decoder.decode(Line.self, from: Data(line.utf8))
+            } catch {
+                throw HistoryError(file: file.path, line: index + 1, reason: "not a history entry (\(error))")
+            }
+            guard entry.outcome == "ok", let server = entry.server else { continue }
+            let store = entry.op.split(separator: ".", maxSplits: 1).first.map(String.init) ?? entry.op
+            acks.append(Ack(store: store, server: server, start: entry.start_ns, end: entry.end_ns))
+        }
+        return acks
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import KilnCore
+import KilnData
+import KilnLoad
+import KilnScenario
+
+/// `kiln validate FILE…`: parses and resolves scenario, stack and dataset spec files — and the files a scenario names
+/// (its stack, its dataset spec) — exactly as `kiln run` would, without touching a server. Prints one line per file;
+/// exit 0 when every file is valid, 64 when any is not (each error as FILE:LINE:COLUMN: FIELD: MESSAGE).
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check scenario, stack and dataset spec files without touching a server (exit 0 or 64).")
+
+    @Argument(help: "Scenario, smoke scenario, stack or dataset spec files.")
+    var files: [String]
+
+    /// What a YAML file is, told by its top-level keys.
+    enum FileKind: String {
+        case scenario
+        case smokeScenario = "smoke scenario"
+        case stack
+        case datasetSpec = "dataset spec"
+
+        init?(keys: [String]) {
+            if keys.contains("phases") {
+                self = .scenario
+            } else if keys.contains("smoke") {
+                self = .smokeScenario
+            } else if keys.contains("entities") {
+                self = .datasetSpec
+            } else if keys.contains("kind") && keys.contains("postgres") {
+                self = .stack
+            } else {
+                return nil
+            }
+        }
+    }
+
+    func run() throws {
+        try exiting {
+            var invalid = 0
+            for path in files {
+                do {
+                    print("ok      \(path): \(try Self.validate(URL(fileURLWithPath: path)))")
+                } catch {
+                    invalid += 1
+                    print("invalid \(error)")
+                }
+            }
+            return invalid == 0 ? .ok : .invalidInput
+        }
+    }
+
+    /// Validates one file; returns a one-line summary, throws a `SpecError` naming the place of the first problem.
+    static func validate(_ url: URL) throws(SpecError) -> String {
+        let fields = try YAMLFields.document(contentsOf: url)
+        guard let kind = FileKind(keys: fields.keys) else {
+            throw SpecError(
+                file: url.path, line: 1, column: 1, field: "",
+                message: "cannot tell what this file is: a scenario has `phases:`, a smoke scenario `smoke:`, a stack "
+                    + "`kind:` and `postgres:`, a dataset spec `entities:`")
+        }
+        switch kind {
+        case .scenario:
+            let scenario = try LoadScenario.parse(fields, file: url, knownOperations: LoadRun.knownOperations())
+            let spec = try DatasetSpec.load(contentsOf: scenario.dataset.spec)
+            do {
+                _ = try Dataset(spec: spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
+            } catch {
+                let place = scenario.dataset.rowsSource.split(separator: ":").reversed()
+                let (column, line) = (Int(place.first ?? "") ?? 0, Int(place.dropFirst().first ?? "") ?? 0)
+                throw SpecError(file: url.path, line: line, column: column, field: "dataset.rows", message: "\(error)")
+            }
+            let faults = scenario.faults?.entries.count ?? 0
+            return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
+                + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"
+        case .smokeScenario:
+            let smoke = try SmokeScenario.load(contentsOf: url)
+            return "smoke scenario \(smoke.name): \(smoke.transactions) transactions, stack \(smoke.stack.name)"
+        case .stack:
+            let stack = try StackDefinition.parse(fields)
+            return "stack \(stack.name) (\(stack.kind.rawValue))"
+        case .datasetSpec:
+            let spec = try DatasetSpec.load(contentsOf: url)
+            return "dataset spec \(spec.name): \(spec.defaultRows) rows by default"
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import KilnCheck
+import Testing
+
+@Suite("dual-primary windows from the history")
+struct DualPrimaryWindowTests {
+    typealias Ack = DualPrimaryAnalysis.Ack
+    static let old = "10.213.7.21:6379"
+    static let new = "10.213.7.22:6380"
+
+    /// An ack invoked at `start` seconds, completed 1 ms later.
+    static func ack(_ server: String, _ start: Double, store: String = "redis") -> Ack {
+        let ns = UInt64(start * 1e9)
+        return Ack(store: store, server: server, start: ns, end: ns + 1_000_000)
+    }
+
+    @Test func aCleanFailoverHasNoWindow() {
+        let acks = stride(from: 0.0, to: 5, by: 0.1).map { Self.ack(Self.old, $0) }
+            + stride(from: 6.0, to: 10, by: 0.1).map { Self.ack(Self.new, $0) }
+        #expect(DualPrimaryAnalysis.windows(acks).isEmpty)
+    }
+
+    @Test func aWriteInFlightAcrossTheFailoverIsNotSplitBrain() {
+        // Invoked on the old primary at 4.9 s, answered at 6.5 s, after the new primary's first ack at 6.0 s.
+        var acks = stride(from: 0.0, to: 4.9, by: 0.1).map { Self.ack(Self.old, $0) }
+        acks.append(Ack(store: "redis", server: Self.old, start: 4_900_000_000, end: 6_500_000_000))
+        acks += stride(from: 6.0, to: 10, by: 0.1).map { Self.ack(Self.new, $0) }
+        #expect(DualPrimaryAnalysis.windows(acks).isEmpty)
+    }
+
+    @Test func aFailbackIsNotSplitBrain() {
+        let acks = stride(from: 0.0, to: 3, by: 0.1).map { Self.ack(Self.old, $0) }
+            + stride(from: 4.0, to: 7, by: 0.1).map { Self.ack(Self.new, $0) }
+            + stride(from: 8.0, to: 10, by: 0.1).map { Self.ack(Self.old, $0) }
+        #expect(DualPrimaryAnalysis.windows(acks).isEmpty)
+    }
+
+    @Test func twoPrimariesAcknowledgingTogetherGiveTheWindowAndItsWrites() throws {
+        // Minority clients keep writing to the old primary until 12 s; the majority's new primary from 5 s on.
+        let acks = stride(from: 0.0, to: 12, by: 0.5).map { Self.ack(Self.old, $0) }
+            + stride(from: 5.0, to: 20, by: 0.5).map { Self.ack(Self.new, $0) }
+            + stride(from: 0.0, to: 20, by: 0.5).map { Self.ack("127.0.0.11:15432", $0, store: "postgres") }
+        let windows = DualPrimaryAnalysis.windows(acks)
+        let window = try #require(windows.first)
+        #expect(windows.count == 1)
+        #expect(window.store == "redis")
+        #expect(window.first == Self.old)
+        #expect(window.second == Self.new)
+        #expect(window.startNanos == 5_001_000_000)
+        #expect(window.endNanos == 11_501_000_000)
+        #expect(window.firstWrites == 13)  // 5.5 … 11.5
+        #expect(window.secondWrites == 14)  // 5.0 … 11.5
+        #expect(window.description.contains("both acknowledged writes for 6.5 s"))
+    }
+
+    @Test func theHistoryFileIsReadWithItsServers() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("dual-\(UUID()).jsonl")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let lines = [
+            #"{"phase":"p","op":"redis.set","worker":0,"row":1,"rows":1,"outcome":"ok","server":"\#(Self.old)","intended_ns":0,"start_ns":1000,"end_ns":2000}"#,
+            #"{"phase":"p","op":"redis.set","worker":1,"row":2,"rows":1,"outcome":"info","error":"timeout","server":"\#(Self.new)","intended_ns":0,"start_ns":1000,"end_ns":2000}"#,
+            #"{"phase":"p","op":"kafka.produce","worker":1,"row":3,"rows":1,"outcome":"ok","intended_ns":0,"start_ns":1000,"end_ns":2000}"#,
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let acks = try DualPrimaryAnalysis.acks(fromHistory: file)
+        #expect(acks == [Ack(store: "redis", server: Self.old, start: 1000, end: 2000)])
+    }
+}
