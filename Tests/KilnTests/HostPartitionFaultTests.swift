@@ -436,4 +436,80 @@ struct HostsStackPartitionTests {
         }
         #expect(!((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").contains("kiln-fault:h"))
     }
+
+    /// `kill -9` of `kiln run` while a partition (rules in several namespaces), a loss to Kiln's host (rules in the
+    /// root namespace too) and a bandwidth fault (a qdisc) are active; the next `kiln stack up` removes all of it.
+    @Test func kill9OfARunDuringHostFaultsThenStackUpLeavesNothing() throws {
+        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
+        let arguments = ["--stack", stackFile.path, "--run-directory", paths.stack.path]
+        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.kill9-hosts"))
+        let run = Process()
+        defer {
+            if run.isRunning { kill(run.processIdentifier, SIGKILL) }
+            _ = try? CommandLineTests.kiln(["stack", "down"] + arguments)
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
+        let up = try CommandLineTests.kiln(["stack", "up"] + arguments)
+        try #require(up.status == 0, "\(up.output)")
+        let file = try CommandLineTests.temporaryFile(
+            "host-faults-kill9.yaml",
+            """
+            name: host-faults-kill9
+            stack: \(stackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: host_faults_kill9
+            faults:
+              - {name: cut, kind: partition, shape: sides, sides: [[redis-primary, sentinel-1], [redis-replica, sentinel-2]], at: 1s, duration: 60s}
+              - {name: lossy, kind: loss, link: [kafka, kiln], probability: 10%, at: 1s, duration: 60s}
+              - {name: slow, kind: bandwidth, target: clickhouse, rate: 1MB/s, at: 1s, duration: 60s}
+            phases:
+              - {name: reads, executor: constant-arrival-rate, rate: 10, duration: 60s, workers: 2, mix: {redis.feature-read: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        run.executableURL = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
+        run.arguments = ["run", file.path, "--runs-directory", runs.path, "--id", "k9"]
+        run.standardOutput = FileHandle.nullDevice
+        run.standardError = FileHandle.nullDevice
+        try run.run()
+        func rules(_ host: NetworkHost) -> Int {
+            ((try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? "").split(separator: "\n")
+                .filter { $0.contains("kiln-fault:k9") }.count
+        }
+        func rootRules() -> Int {
+            ((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").split(separator: "\n")
+                .filter { $0.contains("kiln-fault:k9") }.count
+        }
+        func shaped(_ host: NetworkHost) -> Bool {
+            ((try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? "")
+                .contains("tbf")
+        }
+        let redisPrimary = try #require(stack.hosts["redis-primary"])
+        let kafka = try #require(stack.hosts["kafka"])
+        let clickhouse = try #require(stack.hosts["clickhouse"])
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline && !(rules(redisPrimary) > 0 && rules(kafka) > 0 && rootRules() > 0 && shaped(clickhouse)) {
+            usleep(200_000)
+        }
+        try #require(rules(redisPrimary) == 2 && rules(kafka) == 1 && rootRules() == 1 && shaped(clickhouse), "faults never all active")
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
+        #expect(again.status == 0, "\(again.output)")
+        #expect(again.output.contains("removed leftover: 1 iptables fault rule(s) in the root namespace"), "\(again.output)")
+        #expect(again.output.contains("removed leftover: qdisc tbf on eth0 in \(clickhouse.namespace)"), "\(again.output)")
+        #expect(again.output.contains("iptables rule(s) (filter) in \(redisPrimary.namespace)"), "\(again.output)")
+        for host in stack.hostList { #expect(rules(host) == 0, "\(host.name)") }
+        #expect(rootRules() == 0)
+        #expect(!shaped(clickhouse))
+        // Everything the partition cut connects again.
+        let grudge = try PartitionGrudge(shape: .sides([["redis-primary"], ["redis-replica"]]), hosts: ["redis-primary", "redis-replica"], seed: 0)
+        var hosts: [String: FaultHost] = [:]
+        for name in grudge.hosts { hosts[name] = FaultHost(try #require(stack.hosts[name])) }
+        let probe = try HostPartitionFault(
+            name: "after", grudge: grudge, hosts: hosts,
+            ports: ["redis-primary": definition.redis.primary.port, "redis-replica": definition.redis.replicas[0].port],
+            runID: "after-k9", rules: [])
+        #expect(probe.verify(.healed).verified == .yes)
+    }
 }
+
