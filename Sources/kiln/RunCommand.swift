@@ -293,7 +293,10 @@ struct RunCommand: ParsableCommand {
         var proxies: [String: FaultProxy] = [:]
         for store in spec.proxied {
             guard let upstream = FaultRunner.proxiedEndpoint(store, stack: scenario.stack) else { continue }
-            let proxy = FaultProxy(listen: HostPort(host: "127.0.0.1", port: 0), upstream: upstream)
+            // On a hosts stack the proxy listens on Kiln's bridge address, which Kiln's own host and every client
+            // group's namespace reach (127.0.0.1 would be each namespace's own loopback).
+            let listen = scenario.stack.network == .hosts ? HostAddress.clientHost.description : "127.0.0.1"
+            let proxy = FaultProxy(listen: HostPort(host: listen, port: 0), upstream: upstream)
             do {
                 try proxy.start()
             } catch {

@@ -410,24 +410,27 @@ struct HostsStackPartitionTests {
             dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
             namespace: host_faults
             heal_wait: 0s
+            proxy: [redis]
             faults:
               - {name: sentinels, kind: partition, shape: sides, sides: [[redis-primary, sentinel-1], [redis-replica, sentinel-2, sentinel-3]], at: 1s, duration: 2s}
               - {name: drawn, kind: partition, shape: halves, at: 4s, duration: 2s}
               - {name: lossy, kind: loss, link: [redis-primary, kiln], probability: 10%, at: 7s, duration: 2s}
               - {name: slow, kind: bandwidth, target: kafka, rate: 1MB/s, at: 10s, duration: 4s}
+              - {name: delayed, kind: proxy, target: redis, toxic: "latency=50ms", at: 15s, duration: 2s}
             phases:
-              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 16s, workers: 2, mix: {redis.feature-read: 1}}
+              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 18s, workers: 2, mix: {redis.feature-read: 1}}
             """)
         let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
         let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "h"])
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("h/report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
-        for name in ["sentinels", "drawn", "lossy", "slow"] {
+        for name in ["sentinels", "drawn", "lossy", "slow", "delayed"] {
             let fault = try #require(faults[name], "\(result.output)")
             #expect(fault.verified == "yes", "\(name): \(fault.note)")
             print("kiln run fault \(name) (\(fault.kind) \(fault.target)): \(fault.note)")
         }
         #expect(faults["sentinels"]?.note?.contains("90 pairs probed among 10 hosts, 12 expected blocked") == true)
+        #expect(faults["delayed"]?.target.hasPrefix("10.213.7.1:") == true, "\(String(describing: faults["delayed"]))")
         for host in stack.hostList {
             let rules = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? ""
             #expect(!rules.contains("kiln-fault:"), "\(host.name): \(rules)")
