@@ -24,7 +24,9 @@ public struct FaultHost: Sendable, Hashable, CustomStringConvertible {
 
     /// A host of the host network (its namespace, `eth0`).
     public init(_ host: NetworkHost) {
-        self.init(name: host.name, address: host.address.description, namespace: host.namespace, device: NetworkHost.interface)
+        self.init(
+            name: host.name, address: host.address.description, namespace: host.namespace, device: NetworkHost.interface
+        )
         network = host
     }
 
@@ -51,7 +53,8 @@ public enum HostFaultRules {
     /// Accepts 10.213.7.1 … 10.213.7.254, refuses everything else.
     public static func validate(_ host: FaultHost) throws(PartitionError) {
         let parts = host.address.split(separator: ".", omittingEmptySubsequences: false)
-        guard host.address.hasPrefix(subnetPrefix), parts.count == 4, let last = UInt8(parts[3]), (1...254).contains(last)
+        guard host.address.hasPrefix(subnetPrefix), parts.count == 4, let last = UInt8(parts[3]),
+            (1...254).contains(last)
         else {
             throw PartitionError(
                 "\(host.name): \(host.address.debugDescription) is not a host of Kiln's subnet 10.213.7.0/24; faults "
@@ -118,7 +121,8 @@ public enum HostFaultRules {
         guard host.namespace != nil, let device = host.device else {
             throw PartitionError("\(host.name): bandwidth faults need a host in its own namespace with a veth device")
         }
-        guard !device.isEmpty, device.count <= 15, device.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
+        guard !device.isEmpty, device.count <= 15,
+            device.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
         else { throw PartitionError("\(device.debugDescription) is not a network device name") }
         let burst = max(16 * 1024, bytesPerSecond / 50)
         return [

@@ -139,7 +139,8 @@ public final class HostPartitionFault: Fault {
             }
         }
         let summary = "direction: " + notes.prefix(6).joined(separator: "; ") + (notes.count > 6 ? "; …" : "")
-        return wrong.isEmpty ? .yes(summary) : .no(summary + "; wrong direction: " + wrong.prefix(6).joined(separator: "; "))
+        return wrong.isEmpty
+            ? .yes(summary) : .no(summary + "; wrong direction: " + wrong.prefix(6).joined(separator: "; "))
     }
 
     static func delivered(from: FaultHost, to: FaultHost) throws -> Int {
@@ -164,7 +165,8 @@ public final class HostPartitionFault: Fault {
                 do {
                     if let network = host.network { try HostNetwork.enterForCurrentThread(network) }
                     let row = HostSockets.connectAllHere(endpoints, timeout: timeout)
-                    collected.add(Dictionary(uniqueKeysWithValues: targets.enumerated().map { (HostLink(source, $1), row[$0]) }))
+                    collected.add(
+                        Dictionary(uniqueKeysWithValues: targets.enumerated().map { (HostLink(source, $1), row[$0]) }))
                 } catch {
                     collected.fail(error)
                 }

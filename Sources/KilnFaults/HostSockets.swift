@@ -12,7 +12,9 @@ import KilnStack
 public enum HostSockets {
     /// Runs `body` on a new OS thread that first entered `host`'s namespace (Kiln's root host: no entering), waits for
     /// it and returns its result. The thread ends with `body`, so no other work ever runs in the namespace by accident.
-    public static func onHostThread<T: Sendable>(_ host: FaultHost, _ body: @escaping @Sendable () throws -> T) throws -> T {
+    public static func onHostThread<T: Sendable>(_ host: FaultHost, _ body: @escaping @Sendable () throws -> T) throws
+        -> T
+    {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
@@ -77,7 +79,8 @@ public enum HostSockets {
                 var error: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(descriptors[index], SOL_SOCKET, SO_ERROR, &error, &length)
-                results[index] = error == 0 ? .answered : error == ETIMEDOUT ? .timedOut : .refused(String(cString: strerror(error)))
+                results[index] =
+                    error == 0 ? .answered : error == ETIMEDOUT ? .timedOut : .refused(String(cString: strerror(error)))
             }
         }
         return results.map { $0 ?? .timedOut }
@@ -147,7 +150,9 @@ public final class HostListener: @unchecked Sendable {
                 throw PartitionError("not an IPv4 address: \(address)")
             }
             let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard bound == 0, listen(fd, 1024) == 0 else {
                 let reason = String(cString: strerror(errno))
@@ -186,7 +191,9 @@ public final class HostListener: @unchecked Sendable {
         while true {
             let count = recv(connection, &buffer, buffer.count, 0)
             if count <= 0 { return }
-            if echo, buffer.withUnsafeBytes({ send(connection, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) }) != count { return }
+            if echo, buffer.withUnsafeBytes({ send(connection, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) }) != count {
+                return
+            }
             lock.lock()
             arrivals.append((.now, count))
             let stop = closed
@@ -240,7 +247,9 @@ public final class UDPReceiver: @unchecked Sendable {
             var size: Int32 = 8 << 20
             setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
             let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard bound == 0 else {
                 Glibc.close(fd)

@@ -31,7 +31,9 @@ public final class LinkLossFault: Fault {
         name: String, between a: FaultHost, and b: FaultHost, probability: Double, runID: String,
         measured: (FaultHost, FaultHost)? = nil, datagrams: Int = 1_500
     ) throws(PartitionError) {
-        guard (100...1_000_000).contains(datagrams) else { throw PartitionError("datagrams \(datagrams): 100 to 1,000,000") }
+        guard (100...1_000_000).contains(datagrams) else {
+            throw PartitionError("datagrams \(datagrams): 100 to 1,000,000")
+        }
         self.name = name
         ends = (a, b)
         self.probability = probability
@@ -82,7 +84,8 @@ public final class LinkLossFault: Fault {
             let loss = Double(sent - received) / Double(sent)
             let ok = abs(loss - expected) <= tolerance
             within = within && ok
-            lines.append(String(format: "%@ lost %d of %d (%.1f %%)", link.description, sent - received, sent, loss * 100))
+            lines.append(
+                String(format: "%@ lost %d of %d (%.1f %%)", link.description, sent - received, sent, loss * 100))
         }
         let bound = String(format: "expected %.1f %% ± %.1f", expected * 100, tolerance * 100)
         let text = lines.joined(separator: "; ") + " (\(bound))"
@@ -169,11 +172,15 @@ public final class BandwidthFault: Fault {
                     Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            guard connected == 0 else { throw PartitionError("connect \(destination): \(String(cString: strerror(errno)))") }
+            guard connected == 0 else {
+                throw PartitionError("connect \(destination): \(String(cString: strerror(errno)))")
+            }
             let chunk = [UInt8](repeating: 0x6B, count: 16_384)
             while ContinuousClock.now < end {
                 let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if sent < 0 && errno != EAGAIN && errno != EINTR { throw PartitionError("send: \(String(cString: strerror(errno)))") }
+                if sent < 0 && errno != EAGAIN && errno != EINTR {
+                    throw PartitionError("send: \(String(cString: strerror(errno)))")
+                }
             }
         }
         // Bytes still in flight at `end` arrive a little later; only those read inside the window count.
@@ -191,7 +198,8 @@ public final class BandwidthFault: Fault {
         lastRate = rate
         let setting = Double(bytesPerSecond)
         let text = String(
-            format: "%@ -> %@: %.0f B/s measured (%.2f × the %d B/s set)", measured.name, peer.name, rate, rate / setting,
+            format: "%@ -> %@: %.0f B/s measured (%.2f × the %d B/s set)", measured.name, peer.name, rate,
+            rate / setting,
             bytesPerSecond)
         switch phase {
         case .active: return abs(rate - setting) <= 0.1 * setting ? .yes(text) : .no(text + "; expected within 10 %")
@@ -232,7 +240,9 @@ public final class LinkLatencyFault: Fault {
         guard latency >= .milliseconds(5), latency <= .seconds(60) else {
             throw PartitionError("latency \(latency) must be between 5 ms (this machine's own jitter) and 60 s")
         }
-        guard jitter >= .zero, jitter <= latency else { throw PartitionError("jitter \(jitter) must be 0 to the latency") }
+        guard jitter >= .zero, jitter <= latency else {
+            throw PartitionError("jitter \(jitter) must be 0 to the latency")
+        }
         guard !request.isEmpty else { throw PartitionError("latency evidence needs a request the upstream answers") }
         self.name = name
         self.client = client
@@ -243,8 +253,10 @@ public final class LinkLatencyFault: Fault {
         self.request = request
         do {
             toxic = Toxic(
-                name: name, kind: try ToxicKind(
-                    type: "latency", attributes: ["latency": Int(latency.milliseconds), "jitter": Int(jitter.milliseconds)]))
+                name: name,
+                kind: try ToxicKind(
+                    type: "latency",
+                    attributes: ["latency": Int(latency.milliseconds), "jitter": Int(jitter.milliseconds)]))
         } catch {
             throw PartitionError("latency toxic: \(error)")
         }
@@ -279,7 +291,8 @@ public final class LinkLatencyFault: Fault {
             return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
         }
         let set = Double(latency.milliseconds)
-        let text = String(format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)", client.name,
+        let text = String(
+            format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)", client.name,
             measured.upstream.description, median, Int(latency.milliseconds), Int(jitter.milliseconds))
         switch phase {
         case .active:

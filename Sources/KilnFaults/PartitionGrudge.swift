@@ -64,7 +64,9 @@ public struct PartitionGrudge: Sendable, Equatable {
             cut(groups)
             description = "halves " + show(groups)
         case .bridge(let named):
-            guard hosts.count >= 3 else { throw PartitionError("a bridge needs at least 3 hosts, found \(hosts.count)") }
+            guard hosts.count >= 3 else {
+                throw PartitionError("a bridge needs at least 3 hosts, found \(hosts.count)")
+            }
             let bridge: String
             let groups: [[String]]
             if let named {
@@ -80,7 +82,8 @@ public struct PartitionGrudge: Sendable, Equatable {
             description = "bridge \(bridge) between " + show(groups)
         case .majoritiesRing:
             guard hosts.count >= 3 else {
-                throw PartitionError("a majorities ring needs at least 3 hosts (with 2 every host sees both), found \(hosts.count)")
+                throw PartitionError(
+                    "a majorities ring needs at least 3 hosts (with 2 every host sees both), found \(hosts.count)")
             }
             // Jepsen's majorities-ring: windows of `majority` consecutive hosts of the shuffled ring; the host at the
             // middle of each window receives from that window only.
@@ -95,7 +98,9 @@ public struct PartitionGrudge: Sendable, Equatable {
             }
             description = "majorities ring " + ring.joined(separator: ",") + " (" + views.joined(separator: "; ") + ")"
         case .oneWay(let from, let to):
-            guard !from.isEmpty, !to.isEmpty else { throw PartitionError("one-way needs hosts on both `from` and `to`") }
+            guard !from.isEmpty, !to.isEmpty else {
+                throw PartitionError("one-way needs hosts on both `from` and `to`")
+            }
             guard Set(from).isDisjoint(with: Set(to)) else { throw PartitionError("one-way: a host is on both ends") }
             for a in from { for b in to { blocked.insert(HostLink(a, b)) } }
             description = "drop \(from.joined(separator: ",")) -> \(to.joined(separator: ","))"

@@ -114,11 +114,14 @@ final class PhaseRunner {
                 if let clientGroup {
                     do {
                         guard let enter = context.enterClientGroup else {
-                            throw ClientGroupError(group: clientGroup, reason: "this stack has no client groups (network: hosts)")
+                            throw ClientGroupError(
+                                group: clientGroup, reason: "this stack has no client groups (network: hosts)")
                         }
                         try enter(clientGroup)
                     } catch {
-                        logger.error("phase \(phase.name): worker \(index) cannot enter client group \(clientGroup); it runs no ops: \(error)")
+                        logger.error(
+                            "phase \(phase.name): worker \(index) cannot enter client group \(clientGroup); it runs no ops",
+                            metadata: ["kiln.error": "\(error)"])
                         ready.leave()
                         gate.wait()
                         group.leave()

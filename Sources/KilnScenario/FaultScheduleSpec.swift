@@ -183,17 +183,21 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                             + "\(partitionShapes.dropFirst().joined(separator: ", ")))")
                 }
                 if !target.hasPrefix("postgres") {
-                    throw fields.error("shape", "\(text) acts on a PostgreSQL primary and its standby; target a postgres server")
+                    throw fields.error(
+                        "shape", "\(text) acts on a PostgreSQL primary and its standby; target a postgres server")
                 }
                 shape = text
             }
         case .loss:
             let link = try fields.strings("link")
             guard link.count == 2 else {
-                throw fields.error("link", "expected the two hosts of one link, e.g. [clients-a, redis-primary], found \(link.count)")
+                throw fields.error(
+                    "link", "expected the two hosts of one link, e.g. [clients-a, redis-primary], found \(link.count)")
             }
             for host in link { try checkHostName(host, fields: fields, key: "link") }
-            guard link[0].text != link[1].text else { throw fields.error("link", "the two ends are the same host '\(link[0].text)'") }
+            guard link[0].text != link[1].text else {
+                throw fields.error("link", "the two ends are the same host '\(link[0].text)'")
+            }
             let probability = try fields.string("probability")
             guard let share = Share.parse(probability) else {
                 throw fields.error(
@@ -202,7 +206,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             hostFault = .loss(between: link[0].text, and: link[1].text, probability: share)
             target = "\(link[0].text)<->\(link[1].text)"
         case .bandwidth:
-            try checkHostName((target, fields.location("target").line, fields.location("target").column), fields: fields, key: "target")
+            let at = fields.location("target")
+            try checkHostName((target, at.line, at.column), fields: fields, key: "target")
             let text = try fields.string("rate")
             guard let rate = ByteRate.parse(text) else {
                 throw fields.error(
@@ -248,9 +253,14 @@ public struct FaultScheduleSpec: Sendable, Equatable {
 
     /// `shape:` between hosts with its fields: `target` (isolate, bridge; drawn when absent), `hosts` (the hosts
     /// drawn among), `from`/`to` (one-way), `sides` (named groups).
-    static func parseHostPartition(_ fields: YAMLFields, shape text: String, target: String) throws(SpecError) -> HostFault {
+    static func parseHostPartition(_ fields: YAMLFields, shape text: String, target: String) throws(SpecError)
+        -> HostFault
+    {
         let named: String? = fields.contains("target") ? target : nil
-        if let named { try checkHostName((named, fields.location("target").line, fields.location("target").column), fields: fields, key: "target") }
+        if let named {
+            let at = fields.location("target")
+            try checkHostName((named, at.line, at.column), fields: fields, key: "target")
+        }
         var hosts: [String] = []
         if fields.contains("hosts") {
             for host in try fields.strings("hosts") {
@@ -295,7 +305,9 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 guard !group.isEmpty else { throw fields.error("sides", "a side is empty") }
                 groups.append(group.map(\.text))
             }
-            guard groups.count >= 2 else { throw fields.error("sides", "needs at least two sides, found \(groups.count)") }
+            guard groups.count >= 2 else {
+                throw fields.error("sides", "needs at least two sides, found \(groups.count)")
+            }
             shape = .sides(groups)
         }
         if !hosts.isEmpty, let stranger = shape.namedHosts.first(where: { !hosts.contains($0) }) {
@@ -309,7 +321,9 @@ public struct FaultScheduleSpec: Sendable, Equatable {
     }
 
     /// Host names as the hosts stack spells them: lower-case letters, digits and `-`, 1–40 characters.
-    static func checkHostName(_ host: (text: String, line: Int, column: Int), fields: YAMLFields, key: String) throws(SpecError) {
+    static func checkHostName(
+        _ host: (text: String, line: Int, column: Int), fields: YAMLFields, key: String
+    ) throws(SpecError) {
         let text = host.text
         guard !text.isEmpty, text.count <= 40, text.first?.isLetter == true,
             text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })

@@ -279,13 +279,16 @@ public struct LoadScenario: Sendable {
         var clientGroups: [String] = []
         if fields.contains("client_groups") {
             for (text, line, column) in try fields.strings("client_groups") {
-                guard !text.isEmpty, text.count <= 40, text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
+                guard !text.isEmpty, text.count <= 40,
+                    text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
                 else {
                     throw SpecError(
                         file: fields.file, line: line, column: column, field: fields.fieldPath("client_groups"),
                         message: "'\(text.prefix(60))' is not a client group name (a-z, 0-9 and -, at most 40)")
                 }
-                guard !clientGroups.contains(text) else { throw fields.error("client_groups", "'\(text)' is listed twice") }
+                guard !clientGroups.contains(text) else {
+                    throw fields.error("client_groups", "'\(text)' is listed twice")
+                }
                 clientGroups.append(text)
             }
             guard !clientGroups.isEmpty else { throw fields.error("client_groups", "needs at least one group") }

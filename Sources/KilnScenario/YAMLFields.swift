@@ -323,7 +323,8 @@ public final class YAMLFields {
                 guard case .scalar(let scalar) = item else {
                     throw SpecError(
                         file: file, line: item.line, column: item.column,
-                        field: "\(fieldPath(key))[\(index)][\(position)]", message: "expected a name, found \(item.kindName)")
+                        field: "\(fieldPath(key))[\(index)][\(position)]",
+                        message: "expected a name, found \(item.kindName)")
                 }
                 group.append((scalar.string, item.line, item.column))
             }

@@ -11,7 +11,8 @@ extension BenchCommand {
     struct HostFaults: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "host-faults",
-            abstract: "Time from start to evidence of partition, loss, bandwidth and latency faults between namespaces.",
+            abstract:
+                "Time from start to evidence of partition, loss, bandwidth and latency faults between namespaces.",
             discussion: """
                 partition: isolate one of 5 hosts; evidence is the 20-pair TCP probe matrix (500 ms probe timeout).
                 loss:      10 % each way on one link; evidence is 1,500 numbered UDP datagrams each way.
@@ -34,15 +35,19 @@ extension BenchCommand {
                 var hosts: [FaultHost] = []
                 let held = Set(try network.hosts().map(\.address))
                 let free = (100...199).compactMap { try? HostAddress(octet: $0) }.filter { !held.contains($0) }
-                guard free.count >= 5 else { throw Failure(code: .stackUnavailable, message: "no 5 free host addresses in .100-.199") }
+                guard free.count >= 5 else {
+                    throw Failure(code: .stackUnavailable, message: "no 5 free host addresses in .100-.199")
+                }
                 for (index, name) in ["a", "b", "c", "d", "e"].enumerated() {
-                    var host = FaultHost(try network.addHost(NetworkHost(name: "bench-\(name)", address: free[index], owner: owner)))
+                    var host = FaultHost(
+                        try network.addHost(NetworkHost(name: "bench-\(name)", address: free[index], owner: owner)))
                     host.name = name
                     hosts.append(host)
                 }
                 let listeners = try hosts.map { try HostListener(in: $0) }
                 let echo = try HostListener(in: hosts[1], echo: true)
-                let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: echo.endpoint)
+                let proxy = FaultProxy(
+                    listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: echo.endpoint)
                 try proxy.start()
                 defer {
                     proxy.stop()
@@ -68,31 +73,39 @@ extension BenchCommand {
                     }
                     rows.append([
                         label, Self.spread(times, "ms"), Self.spread(values, unit),
-                        Dictionary(grouping: verdicts) { $0 }.map { "\($0.value.count)× \($0.key)" }.sorted().joined(separator: " "),
+                        Dictionary(grouping: verdicts) { $0 }.map { "\($0.value.count)× \($0.key)" }.sorted().joined(
+                            separator: " "),
                     ])
                 }
                 let names = hosts.map(\.name)
                 try row("partition isolate (5 hosts)", "blocked") { trial in
                     let grudge = try PartitionGrudge(shape: .isolate(nil), hosts: names, seed: UInt64(trial))
                     let fault = try HostPartitionFault(
-                        name: "bench-partition", grudge: grudge, hosts: byName, ports: ports, runID: "bench-\(getpid())")
+                        name: "bench-partition", grudge: grudge, hosts: byName, ports: ports, runID: "bench-\(getpid())"
+                    )
                     return (fault, { Double(grudge.blocked.count) })
                 }
                 try row("loss 10 % (a<->b)", "% lost") { _ in
                     let fault = try LinkLossFault(
-                        name: "bench-loss", between: hosts[0], and: hosts[1], probability: 0.1, runID: "bench-\(getpid())")
-                    return (fault, {
-                        let lost = fault.lastLoss.reduce(0) { $0 + $1.sent - $1.received }
-                        return 100 * Double(lost) / Double(max(1, fault.lastLoss.reduce(0) { $0 + $1.sent }))
-                    })
+                        name: "bench-loss", between: hosts[0], and: hosts[1], probability: 0.1,
+                        runID: "bench-\(getpid())")
+                    return (
+                        fault,
+                        {
+                            let lost = fault.lastLoss.reduce(0) { $0 + $1.sent - $1.received }
+                            return 100 * Double(lost) / Double(max(1, fault.lastLoss.reduce(0) { $0 + $1.sent }))
+                        }
+                    )
                 }
                 try row("bandwidth 1 MB/s (a)", "B/s") { _ in
-                    let fault = try BandwidthFault(name: "bench-bw", host: hosts[0], bytesPerSecond: 1_000_000, peer: hosts[1])
+                    let fault = try BandwidthFault(
+                        name: "bench-bw", host: hosts[0], bytesPerSecond: 1_000_000, peer: hosts[1])
                     return (fault, { fault.lastRate ?? 0 })
                 }
                 try row("latency 50 ms (a->b via proxy)", "ms RTT") { _ in
                     let fault = try LinkLatencyFault(
-                        name: "bench-latency", client: hosts[0], proxy: proxy, latency: .milliseconds(50), request: [0x2A])
+                        name: "bench-latency", client: hosts[0], proxy: proxy, latency: .milliseconds(50),
+                        request: [0x2A])
                     return (fault, { fault.lastRoundTrips.sorted()[fault.lastRoundTrips.count / 2] })
                 }
                 print(TextTable.render(rows))

@@ -137,7 +137,9 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     private func makeFault(_ instance: FaultScheduleSpec.Instance, sinks: SinkProcessControl?) throws -> any Fault {
         let entry = instance.entry
         if let hostFault = entry.hostFault, stack.network == .hosts {
-            guard let embedded else { throw FaultSetupError(reason: "\(entry.kind.rawValue) between hosts needs the embedded hosts stack") }
+            guard let embedded else {
+                throw FaultSetupError(reason: "\(entry.kind.rawValue) between hosts needs the embedded hosts stack")
+            }
             return try Self.hostFault(hostFault, instance: instance, embedded: embedded, seed: seed, runID: runID)
         }
         switch entry.kind {
@@ -242,11 +244,13 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             for name in universe { hosts[name] = try host(name) }
             var ports: [String: Int] = [:]
             for server in servers where hosts[server.name] != nil { ports[server.name] = server.endpoint.port }
-            let drawSeed = SplitMix64.value(seed: seed, index: UInt64(instance.number), stream: stableHash(instance.entry.name))
+            let drawSeed = SplitMix64.value(
+                seed: seed, index: UInt64(instance.number), stream: stableHash(instance.entry.name))
             let grudge = try PartitionGrudge(shape: shape, hosts: universe, seed: drawSeed)
             return try HostPartitionFault(name: instance.name, grudge: grudge, hosts: hosts, ports: ports, runID: runID)
         case .loss(let a, let b, let probability):
-            return try LinkLossFault(name: instance.name, between: host(a), and: host(b), probability: probability, runID: runID)
+            return try LinkLossFault(
+                name: instance.name, between: host(a), and: host(b), probability: probability, runID: runID)
         case .bandwidth(let name, let rate):
             return try BandwidthFault(name: instance.name, host: host(name), bytesPerSecond: rate)
         }

@@ -259,8 +259,8 @@ struct RunCommand: ParsableCommand {
             if let stranger = hostFault.namedHosts.first(where: { !known.contains($0) }) {
                 throw Failure(
                     code: .invalidInput,
-                    message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) (hosts: "
-                        + "\(known.sorted().joined(separator: ", ")))")
+                    message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) "
+                        + "(hosts: \(known.sorted().joined(separator: ", ")))")
             }
         }
         for entry in spec.entries
@@ -331,8 +331,8 @@ struct RunCommand: ParsableCommand {
         else {
             throw Failure(
                 code: .invalidInput,
-                message: "\(scenario.file.path): phase \(first.0): client_groups need a hosts stack (network: hosts) with "
-                    + "client_groups; \(scenario.stack.name) runs its clients on Kiln's own host")
+                message: "\(scenario.file.path): phase \(first.0): client_groups need a hosts stack (network: hosts) "
+                    + "with client_groups; \(scenario.stack.name) runs its clients on Kiln's own host")
         }
         let groups = Set(scenario.stack.clientGroups.map(\.name))
         if let (phase, group) = named.first(where: { !groups.contains($0.1) }) {
@@ -343,7 +343,9 @@ struct RunCommand: ParsableCommand {
         }
         let hosts = embedded.hosts.filter { groups.contains($0.key) }
         return { group in
-            guard let host = hosts[group] else { throw Failure(code: .invalidInput, message: "no client group \(group)") }
+            guard let host = hosts[group] else {
+                throw Failure(code: .invalidInput, message: "no client group \(group)")
+            }
             try HostNetwork.enterForCurrentThread(host)
         }
     }

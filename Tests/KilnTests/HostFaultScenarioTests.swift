@@ -26,16 +26,26 @@ struct HostFaultScenarioTests {
               - {kind: bandwidth, target: kafka, rate: 1MB/s, at: 5s}
               - {kind: bandwidth, target: clickhouse, rate: 8Mbit/s, at: 5s}
             """)
-        #expect(parsed[0].hostFault == .partition(
-            .sides([["redis-primary", "sentinel-1", "clients-a"], ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"]]),
-            among: []))
-        #expect(parsed[1].hostFault == .partition(.halves, among: ["redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]))
+        #expect(
+            parsed[0].hostFault
+                == .partition(
+                    .sides([
+                        ["redis-primary", "sentinel-1", "clients-a"],
+                        ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"],
+                    ]),
+                    among: []))
+        #expect(
+            parsed[1].hostFault
+                == .partition(
+                    .halves, among: ["redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]))
         #expect(parsed[2].hostFault == .partition(.majoritiesRing, among: []))
-        #expect(parsed[3].hostFault == .partition(.bridge("sentinel-2"), among: ["sentinel-1", "sentinel-2", "sentinel-3"]))
+        #expect(
+            parsed[3].hostFault == .partition(.bridge("sentinel-2"), among: ["sentinel-1", "sentinel-2", "sentinel-3"]))
         #expect(parsed[4].hostFault == .partition(.bridge(nil), among: []))
         #expect(parsed[5].hostFault == .partition(.isolate(nil), among: []))
         #expect(parsed[5].shape == nil, "a drawn isolate has no loopback form")
-        #expect(parsed[6].hostFault == .partition(.oneWay(from: ["clients-a"], to: ["redis-primary", "kafka"]), among: []))
+        #expect(
+            parsed[6].hostFault == .partition(.oneWay(from: ["clients-a"], to: ["redis-primary", "kafka"]), among: []))
         // The loopback stack's isolate stays what it was, and also names the host for the hosts stack.
         #expect(parsed[7].shape == "isolate")
         #expect(parsed[7].hostFault == .partition(.isolate("redis-primary"), among: []))
@@ -62,7 +72,10 @@ struct HostFaultScenarioTests {
             ("{kind: partition, shape: one-way, from: [a], to: [a], at: 1s}", "to", "both ends"),
             ("{kind: partition, shape: one-way, from: [a], at: 1s}", "to", "missing"),
             ("{kind: partition, shape: zigzag, at: 1s}", "shape", "unknown shape 'zigzag'"),
-            ("{kind: partition, shape: halves, hosts: [\(String(repeating: "x", count: 500))], at: 1s}", "hosts", "not a host name"),
+            (
+                "{kind: partition, shape: halves, hosts: [\(String(repeating: "x", count: 500))], at: 1s}", "hosts",
+                "not a host name"
+            ),
             ("{kind: loss, link: [a], probability: 10%, at: 1s}", "link", "two hosts"),
             ("{kind: loss, link: [a, a], probability: 10%, at: 1s}", "link", "same host"),
             ("{kind: loss, link: [a, b], probability: 0, at: 1s}", "probability", "above 0"),
@@ -129,7 +142,9 @@ struct HostFaultScenarioTests {
         let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path])
         #expect(result.status == 64, "\(result.output)")
         #expect(result.output.contains("client_groups need a hosts stack"), "\(result.output)")
-        for (groups, message) in [("[Clients_A]", "not a client group name"), ("[a, a]", "listed twice"), ("[]", "at least one")] {
+        for (groups, message) in [
+            ("[Clients_A]", "not a client group name"), ("[a, a]", "listed twice"), ("[]", "at least one"),
+        ] {
             let broken = try CommandLineTests.temporaryFile(
                 "groups-bad.yaml",
                 """
@@ -140,7 +155,9 @@ struct HostFaultScenarioTests {
                   - {name: load, executor: bulk, rows: 1K, stores: [kafka], client_groups: \(groups)}
                 """)
             let error = try #require(
-                #expect(throws: SpecError.self) { try LoadScenario.load(contentsOf: broken, knownOperations: ["kafka.bulk"]) },
+                #expect(throws: SpecError.self) {
+                    try LoadScenario.load(contentsOf: broken, knownOperations: ["kafka.bulk"])
+                },
                 "accepted client_groups: \(groups)")
             #expect(error.field.hasSuffix("client_groups"), "\(error)")
             #expect(error.message.contains(message), "\(error)")

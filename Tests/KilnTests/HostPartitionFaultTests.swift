@@ -8,9 +8,9 @@ import KilnStack
 import Logging
 import Testing
 
-/// Private hosts of one test (addresses .130–.149, this file's block of the tests' range; owned by this process, so a hosts stack and other tests on the
-/// bridge are never touched), each with a draining TCP listener. `remove()` (in a defer) deletes the namespaces, and
-/// with them every rule and qdisc a fault left inside.
+/// Private hosts of one test (addresses .130–.149, this file's block of the tests' range; owned by this process, so
+/// a hosts stack and other tests on the bridge are never touched), each with a draining TCP listener. `remove()` (in
+/// a defer) deletes the namespaces, and with them every rule and qdisc a fault left inside.
 final class PrivateHosts {
     static let network = HostNetwork(logger: Logger(label: "test.partition-hosts"))
     let hosts: [FaultHost]
@@ -25,7 +25,10 @@ final class PrivateHosts {
                 var attempt = 0
                 while true {
                     let held = Set(try Self.network.hosts().map(\.address))
-                    guard let octet = (130...149).shuffled().first(where: { (try? HostAddress(octet: $0)).map { !held.contains($0) } ?? false })
+                    guard
+                        let octet = (130...149).shuffled().first(where: {
+                            (try? HostAddress(octet: $0)).map { !held.contains($0) } ?? false
+                        })
                     else { throw PartitionError("no free test address in .130-.149") }
                     let host = NetworkHost(
                         name: "pt\(tag)-\(name)", address: try HostAddress(octet: octet), owner: .currentProcess)
@@ -55,7 +58,9 @@ final class PrivateHosts {
 
     subscript(_ name: String) -> FaultHost { hosts.first { $0.name == name }! }
     var byName: [String: FaultHost] { Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, $0) }) }
-    var ports: [String: Int] { Dictionary(uniqueKeysWithValues: zip(hosts.map(\.name), listeners.map(\.endpoint.port))) }
+    var ports: [String: Int] {
+        Dictionary(uniqueKeysWithValues: zip(hosts.map(\.name), listeners.map(\.endpoint.port)))
+    }
 
     /// Rules tagged with `runID` still inside any of the hosts.
     func taggedRules(_ runID: String) -> Int {
@@ -66,8 +71,10 @@ final class PrivateHosts {
     }
 
     func qdiscs() -> String {
-        network.map { (try? LocalProcess.run("/usr/sbin/tc", ["-n", $0.namespace, "qdisc", "show", "dev", "eth0"])) ?? "" }
-            .joined()
+        network.map {
+            (try? LocalProcess.run("/usr/sbin/tc", ["-n", $0.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
+        }
+        .joined()
     }
 
     func remove() {
@@ -112,7 +119,8 @@ struct HostPartitionFaultTests {
         let id = runID()
         let grudge = try PartitionGrudge(shape: .sides([["a"], ["b"]]), hosts: ["a", "b", "c", "d"], seed: 0)
         let fault = try HostPartitionFault(
-            name: "ab", grudge: grudge, hosts: hosts.byName, ports: hosts.ports, runID: id, probeTimeout: .milliseconds(300))
+            name: "ab", grudge: grudge, hosts: hosts.byName, ports: hosts.ports, runID: id,
+            probeTimeout: .milliseconds(300))
         let driver = FaultDriver(fault)
         driver.start()
         defer { driver.stop() }
@@ -153,7 +161,8 @@ struct HostPartitionFaultTests {
         defer { #expect(hosts.taggedRules(id) == 0) }
         let intended = try PartitionGrudge(shape: .oneWay(from: ["a"], to: ["b"]), hosts: names, seed: 0)
         let reversed = try HostFaultRules.partition(
-            PartitionGrudge(shape: .oneWay(from: ["b"], to: ["a"]), hosts: names, seed: 0), hosts: hosts.byName, runID: id)
+            PartitionGrudge(shape: .oneWay(from: ["b"], to: ["a"]), hosts: names, seed: 0), hosts: hosts.byName,
+            runID: id)
         let fault = try HostPartitionFault(
             name: "reversed", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
             probeTimeout: .milliseconds(300), rules: reversed)
@@ -164,9 +173,10 @@ struct HostPartitionFaultTests {
         #expect(started.verified == .no, "\(started.note)")
         #expect(started.note.contains("wrong direction: a -> b passed 20 of 20"), "\(started.note)")
         driver.stop()
-        let right = FaultDriver(try HostPartitionFault(
-            name: "right", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
-            probeTimeout: .milliseconds(300)))
+        let right = FaultDriver(
+            try HostPartitionFault(
+                name: "right", grudge: intended, hosts: hosts.byName, ports: hosts.ports, runID: id,
+                probeTimeout: .milliseconds(300)))
         let active = right.start()
         #expect(active.verified != .no, "\(active.note)")
         #expect(active.note.contains("a -> b: 0/20 datagrams, back 20/20"), "\(active.note)")
@@ -252,7 +262,8 @@ struct HostPartitionFaultTests {
             toC.stop()
         }
         let fault = try LinkLatencyFault(
-            name: "lat", client: hosts["a"], proxy: toB, latency: .milliseconds(50), jitter: .milliseconds(10), request: [0x2A])
+            name: "lat", client: hosts["a"], proxy: toB, latency: .milliseconds(50), jitter: .milliseconds(10),
+            request: [0x2A])
         let driver = FaultDriver(fault)
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
@@ -303,14 +314,18 @@ struct HostsStackPartitionTests {
         let shapes: [HostPartitionShape] = [
             .isolate("redis-primary"), .isolate(nil), .halves, .majoritiesRing, .bridge(nil), .bridge("kafka"),
             .oneWay(from: ["clients-a"], to: ["postgres-primary", "redis-primary"]),
-            .sides([["redis-primary", "sentinel-1", "clients-a"], ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"]]),
+            .sides([
+                ["redis-primary", "sentinel-1", "clients-a"],
+                ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"],
+            ]),
             .sides([["postgres-primary", "clients-a"], ["postgres-replica", "clients-b"]]),
         ]
         for (index, shape) in shapes.enumerated() {
             let id = TestStack.uniqueName("test-stack-partition")
             let grudge = try PartitionGrudge(shape: shape, hosts: names, seed: UInt64(index))
             let fault = try HostPartitionFault(
-                name: "shape-\(index)", grudge: grudge, hosts: hosts, ports: ports, runID: id, probeTimeout: .milliseconds(500))
+                name: "shape-\(index)", grudge: grudge, hosts: hosts, ports: ports, runID: id,
+                probeTimeout: .milliseconds(500))
             let driver = FaultDriver(fault)
             let started = ContinuousClock.now
             let active = driver.start()
@@ -319,7 +334,9 @@ struct HostsStackPartitionTests {
             #expect(active.note.contains("the matrix matches"), "\(shape.description): \(active.note)")
             let record = driver.stop()
             #expect(record.verified == .yes, "\(shape.description): \(record.note)")
-            print("hosts-stack partition \(grudge.description): start + evidence \(activeTime), blocked pairs \(grudge.blocked.count)")
+            print(
+                "hosts-stack partition \(grudge.description): start + evidence \(activeTime), blocked pairs \(grudge.blocked.count)"
+            )
         }
         for server in stack.servers {
             guard let network = stack.hosts[server.name] else { continue }
@@ -348,7 +365,8 @@ struct HostsStackPartitionTests {
         var hosts = clients.byName
         hosts["redis-primary"] = FaultHost(try #require(stack.hosts["redis-primary"]))
         let grudge = try PartitionGrudge(
-            shape: .sides([["redis-primary"], ["clients-b"]]), hosts: ["redis-primary", "clients-a", "clients-b"], seed: 0)
+            shape: .sides([["redis-primary"], ["clients-b"]]), hosts: ["redis-primary", "clients-a", "clients-b"],
+            seed: 0)
         let fault = try HostPartitionFault(
             name: "cut-b", grudge: grudge, hosts: hosts, ports: ["redis-primary": definition.redis.primary.port],
             runID: TestStack.uniqueName("test-groups"), probeTimeout: .milliseconds(300))
@@ -361,19 +379,20 @@ struct HostsStackPartitionTests {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let scenarioFile = directory.appendingPathComponent("scenario.yaml")
             try """
-                name: groups
-                stack: \(file.path)
-                dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
-                timeout: 1s
-                phases:
-                  - {name: writes, executor: constant-arrival-rate, rate: 50, duration: 2s, workers: 2, drop_after: 5s,
-                     mix: {redis.feature-update: 1}, client_groups: [\(group)]}
-                """.write(to: scenarioFile, atomically: true, encoding: .utf8)
+            name: groups
+            stack: \(file.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            timeout: 1s
+            phases:
+              - {name: writes, executor: constant-arrival-rate, rate: 50, duration: 2s, workers: 2, drop_after: 5s,
+                 mix: {redis.feature-update: 1}, client_groups: [\(group)]}
+            """.write(to: scenarioFile, atomically: true, encoding: .utf8)
             let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
             let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
             let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
             let run = try LoadRun(
-                scenario: scenario, dataset: dataset, directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
+                scenario: scenario, dataset: dataset,
+                directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
                 stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: "test.client-groups"),
                 progress: nil)
             let groupHosts = clients.byName
@@ -384,7 +403,9 @@ struct HostsStackPartitionTests {
             let report = try run.run()
             let operations = report.phases.flatMap(\.operations)
             okByGroup[group] = operations.reduce(0) { $0 + $1.ok }
-            print("client group \(group): ok \(operations.reduce(0) { $0 + $1.ok }) fail \(operations.reduce(0) { $0 + $1.fail }) info \(operations.reduce(0) { $0 + $1.info })")
+            print(
+                "client group \(group): ok \(operations.reduce(0) { $0 + $1.ok }) fail \(operations.reduce(0) { $0 + $1.fail }) info \(operations.reduce(0) { $0 + $1.info })"
+            )
         }
         #expect((okByGroup["clients-a"] ?? 0) >= 90, "\(okByGroup)")
         #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
@@ -395,7 +416,8 @@ struct HostsStackPartitionTests {
     /// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
     @Test func aScenariosHostFaultsRunAndVerifyOnTheHostsStack() throws {
         let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
-        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
+        let stack = try EmbeddedStack(
+            definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
         defer {
             stack.down()
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
@@ -434,7 +456,8 @@ struct HostsStackPartitionTests {
         for host in stack.hostList {
             let rules = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? ""
             #expect(!rules.contains("kiln-fault:"), "\(host.name): \(rules)")
-            let qdiscs = (try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
+            let qdiscs =
+                (try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
             #expect(!qdiscs.contains("tbf"), "\(host.name): \(qdiscs)")
         }
         #expect(!((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").contains("kiln-fault:h"))
@@ -490,29 +513,38 @@ struct HostsStackPartitionTests {
         let kafka = try #require(stack.hosts["kafka"])
         let clickhouse = try #require(stack.hosts["clickhouse"])
         let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline && !(rules(redisPrimary) > 0 && rules(kafka) > 0 && rootRules() > 0 && shaped(clickhouse)) {
+        while ContinuousClock.now < deadline
+            && !(rules(redisPrimary) > 0 && rules(kafka) > 0 && rootRules() > 0 && shaped(clickhouse))
+        {
             usleep(200_000)
         }
-        try #require(rules(redisPrimary) == 2 && rules(kafka) == 1 && rootRules() == 1 && shaped(clickhouse), "faults never all active")
+        try #require(
+            rules(redisPrimary) == 2 && rules(kafka) == 1 && rootRules() == 1 && shaped(clickhouse),
+            "faults never all active")
         kill(run.processIdentifier, SIGKILL)
         run.waitUntilExit()
         let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
         #expect(again.status == 0, "\(again.output)")
-        #expect(again.output.contains("removed leftover: 1 iptables fault rule(s) in the root namespace"), "\(again.output)")
-        #expect(again.output.contains("removed leftover: qdisc tbf on eth0 in \(clickhouse.namespace)"), "\(again.output)")
+        #expect(
+            again.output.contains("removed leftover: 1 iptables fault rule(s) in the root namespace"), "\(again.output)"
+        )
+        #expect(
+            again.output.contains("removed leftover: qdisc tbf on eth0 in \(clickhouse.namespace)"), "\(again.output)")
         #expect(again.output.contains("iptables rule(s) (filter) in \(redisPrimary.namespace)"), "\(again.output)")
         for host in stack.hostList { #expect(rules(host) == 0, "\(host.name)") }
         #expect(rootRules() == 0)
         #expect(!shaped(clickhouse))
         // Everything the partition cut connects again.
-        let grudge = try PartitionGrudge(shape: .sides([["redis-primary"], ["redis-replica"]]), hosts: ["redis-primary", "redis-replica"], seed: 0)
+        let grudge = try PartitionGrudge(
+            shape: .sides([["redis-primary"], ["redis-replica"]]), hosts: ["redis-primary", "redis-replica"], seed: 0)
         var hosts: [String: FaultHost] = [:]
         for name in grudge.hosts { hosts[name] = FaultHost(try #require(stack.hosts[name])) }
         let probe = try HostPartitionFault(
             name: "after", grudge: grudge, hosts: hosts,
-            ports: ["redis-primary": definition.redis.primary.port, "redis-replica": definition.redis.replicas[0].port],
+            ports: [
+                "redis-primary": definition.redis.primary.port, "redis-replica": definition.redis.replicas[0].port,
+            ],
             runID: "after-k9", rules: [])
         #expect(probe.verify(.healed).verified == .yes)
     }
 }
-

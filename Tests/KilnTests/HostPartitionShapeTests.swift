@@ -32,7 +32,9 @@ struct HostPartitionShapeTests {
         var loners: Set<String> = []
         for seed in 0..<40 as Range<UInt64> {
             let grudge = try PartitionGrudge(shape: .isolate(nil), hosts: five, seed: seed)
-            let loner = five.first { host in five.allSatisfy { $0 == host || grudge.blocked.contains(HostLink($0, host)) } }
+            let loner = five.first { host in
+                five.allSatisfy { $0 == host || grudge.blocked.contains(HostLink($0, host)) }
+            }
             loners.insert(try #require(loner))
         }
         #expect(loners.count >= 4, "40 seeds drew only \(loners)")
@@ -83,9 +85,15 @@ struct HostPartitionShapeTests {
     }
 
     @Test func namedSidesLeaveOtherHostsUntouched() throws {
-        let hosts = ["redis-primary", "sentinel-1", "clients-a", "redis-replica", "sentinel-2", "sentinel-3", "clients-b", "kafka"]
+        let hosts = [
+            "redis-primary", "sentinel-1", "clients-a", "redis-replica", "sentinel-2", "sentinel-3", "clients-b",
+            "kafka",
+        ]
         let grudge = try PartitionGrudge(
-            shape: .sides([["redis-primary", "sentinel-1", "clients-a"], ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"]]),
+            shape: .sides([
+                ["redis-primary", "sentinel-1", "clients-a"],
+                ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"],
+            ]),
             hosts: hosts, seed: 0)
         #expect(grudge.blocked.count == 2 * 3 * 4)
         for host in hosts { #expect(grudge.connects("kafka", host) || host == "kafka") }
@@ -96,7 +104,9 @@ struct HostPartitionShapeTests {
     @Test func malformedShapesAreRefusedWithTheReason() {
         #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .isolate("n9"), hosts: five, seed: 0) }
         #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .halves, hosts: ["n1", "n1"], seed: 0) }
-        #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .majoritiesRing, hosts: ["a", "b"], seed: 0) }
+        #expect(throws: PartitionError.self) {
+            try PartitionGrudge(shape: .majoritiesRing, hosts: ["a", "b"], seed: 0)
+        }
         #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .bridge(nil), hosts: ["a", "b"], seed: 0) }
         #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .halves, hosts: ["a"], seed: 0) }
         #expect(throws: PartitionError.self) {
@@ -106,7 +116,9 @@ struct HostPartitionShapeTests {
             try PartitionGrudge(shape: .sides([["n1", "n2"], ["n2", "n3"]]), hosts: five, seed: 0)
         }
         #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .sides([["n1"], []]), hosts: five, seed: 0) }
-        #expect(throws: PartitionError.self) { try PartitionGrudge(shape: .sides([["n1", "n2"]]), hosts: five, seed: 0) }
+        #expect(throws: PartitionError.self) {
+            try PartitionGrudge(shape: .sides([["n1", "n2"]]), hosts: five, seed: 0)
+        }
     }
 
     func host(_ name: String, _ last: Int) -> FaultHost {
@@ -119,10 +131,12 @@ struct HostPartitionShapeTests {
         let rules = try HostFaultRules.partition(grudge, hosts: hosts, runID: "run-1")
         #expect(rules.count == 1)
         #expect(rules[0].host.name == "b")
-        #expect(rules[0].arguments == [
-            "INPUT", "-s", "10.213.7.101/32", "-d", "10.213.7.102/32", "-m", "comment", "--comment", "kiln-fault:run-1",
-            "-j", "DROP",
-        ])
+        #expect(
+            rules[0].arguments == [
+                "INPUT", "-s", "10.213.7.101/32", "-d", "10.213.7.102/32", "-m", "comment", "--comment",
+                "kiln-fault:run-1",
+                "-j", "DROP",
+            ])
         let loss = try HostFaultRules.loss(between: hosts["a"]!, and: hosts["b"]!, probability: 0.1, runID: "run-1")
         #expect(loss.map(\.host.name) == ["b", "a"])
         #expect(loss[0].arguments.contains("0.100000"))
@@ -149,14 +163,17 @@ struct HostPartitionShapeTests {
         }
         for probability in [0, -0.1, 1.5, Double.nan, Double.infinity] {
             #expect(throws: PartitionError.self) {
-                try HostFaultRules.loss(between: host("a", 101), and: host("b", 102), probability: probability, runID: "r")
+                try HostFaultRules.loss(
+                    between: host("a", 101), and: host("b", 102), probability: probability, runID: "r")
             }
         }
         for rate in [0, -5, 999, Int.max] {
             #expect(throws: PartitionError.self) { try HostFaultRules.bandwidth(host("a", 101), bytesPerSecond: rate) }
         }
         #expect(throws: PartitionError.self) {
-            try HostFaultRules.bandwidth(FaultHost(name: "a", address: "10.213.7.101", namespace: "kiln-a", device: "x; rm"), bytesPerSecond: 1000)
+            try HostFaultRules.bandwidth(
+                FaultHost(name: "a", address: "10.213.7.101", namespace: "kiln-a", device: "x; rm"),
+                bytesPerSecond: 1000)
         }
     }
 
