@@ -3,8 +3,9 @@ import KilnCore
 import KilnStack
 
 /// Loss of a Kafka-API broker: `kill` (SIGKILL, started again on `stop`) or `pause` (SIGSTOP/SIGCONT) of its process.
-/// Evidence comes from a real Kafka request (ApiVersions v0), so a paused broker — whose kernel still accepts the
-/// TCP handshake — is proved not to answer, and a restarted one to answer again.
+/// Evidence comes from real Kafka requests (ApiVersions v0) on a connection opened before the fault and on a new one
+/// (`ProcessFault`'s witness), so a paused broker — whose kernel still accepts the TCP handshake — is proved not to
+/// answer, and a restarted one to answer again.
 ///
 /// With the embedded stack's Tansu broker (memory storage) a kill loses every topic and message: the record's note
 /// says so, and the reconcile checker must report the acknowledged events as lost. Against a replicated Kafka
@@ -22,7 +23,7 @@ public final class KafkaBrokerFault: Fault {
     private let process: ProcessFault
 
     public var name: String { process.name }
-    public var kind: String { "kafka:\(action.rawValue)" }
+    public var kind: String { RecordedFaultKind.kafkaBroker(action == .kill ? .kill : .pause).recorded }
     public var target: String { process.target }
 
     /// ApiVersions v0, correlation id 1, client id `kiln`: every Kafka-API broker answers it, before any other call.
@@ -36,8 +37,8 @@ public final class KafkaBrokerFault: Fault {
         self.durableStorage = durableStorage
         process = ProcessFault(
             name: name ?? "kafka-\(action.rawValue)-\(controller.name)",
-            action: action == .kill ? .kill : .pause, controller: controller,
-            probe: .request(Self.apiVersionsRequest), recoveryTimeout: recoveryTimeout)
+            action: action == .kill ? .kill : .pause, controller: controller, speaking: .kafka,
+            recoveryTimeout: recoveryTimeout)
     }
 
     public func start() throws { try process.start() }
@@ -45,7 +46,6 @@ public final class KafkaBrokerFault: Fault {
 
     public func verify(_ phase: FaultPhase) -> FaultEvidence {
         var evidence = process.verify(phase)
-        evidence.text = evidence.text.replacingOccurrences(of: "answered", with: "answered ApiVersions")
         if action == .kill && !durableStorage {
             evidence.text +=
                 phase == .active

@@ -42,7 +42,7 @@ public final class PostgresFailover: Fault {
     }
 
     public let name: String
-    public var kind: String { "pg-failover" }
+    public var kind: String { RecordedFaultKind.pgFailover.recorded }
     public var target: String { "\(primary.name) (\(primary.endpoint)) -> \(replica.name) (\(replica.endpoint))" }
     public let primary: PostgresNode
     public let replica: PostgresNode
@@ -245,9 +245,10 @@ public final class PostgresFailover: Fault {
 extension PostgresFailover {
     /// A failover of the embedded stack's PostgreSQL pair, in its current roles: whichever of `postgres-primary`
     /// and `postgres-replica` answers `pg_is_in_recovery() = false` is the primary (after a rebuild drill the two
-    /// have swapped). Throws unless exactly one is a primary and the other a standby.
+    /// have swapped). Throws unless exactly one is a primary and the other a standby. `name`: the scenario's fault
+    /// name (default `pg-failover-<primary>`).
     public static func embedded(
-        _ stack: EmbeddedStack, fence: Fence = .stop, replication: Replication = .asynchronous,
+        _ stack: EmbeddedStack, name: String? = nil, fence: Fence = .stop, replication: Replication = .asynchronous,
         heal: Heal = .rebuildAsReplica, directory: PrimaryDirectory? = nil, lag: Duration = .zero
     ) throws -> PostgresFailover {
         let first = try PostgresNode.embedded("postgres-primary", of: stack)
@@ -260,7 +261,7 @@ extension PostgresFailover {
             throw ProcessFaultError("the embedded PostgreSQL pair is not one primary + one standby (\(seen))")
         }
         return PostgresFailover(
-            primary: primary, replica: replica, fence: fence, replication: replication, heal: heal,
+            name: name, primary: primary, replica: replica, fence: fence, replication: replication, heal: heal,
             directory: directory, lag: lag)
     }
 }

@@ -225,3 +225,31 @@ public struct PostgresNode: Sendable {
         }
     }
 }
+
+/// A `PostgresNode` as a process fault's target: its postmaster (from `postmaster.pid`) and, through the default
+/// `stopServerProcesses`, every backend and auxiliary process under it; `start` is `pg_ctl start -w`.
+/// Not thread-safe: one caller at a time (the fault driver).
+public final class PostgresNodeController: ProcessController {
+    public let node: PostgresNode
+    public var name: String { node.name }
+    public var endpoint: HostPort { node.endpoint }
+
+    public init(_ node: PostgresNode) { self.node = node }
+
+    /// Fast shutdown: SIGTERM ("smart") would wait for every client to disconnect.
+    public var gracefulStopSignal: Int32 { SIGINT }
+
+    public func currentPID() -> pid_t? { node.postmasterPID() }
+
+    public func send(_ signal: Int32) throws {
+        guard let pid = currentPID() else { throw ProcessFaultError("\(name) is not running") }
+        guard kill(pid, signal) == 0 else {
+            throw ProcessFaultError("kill(\(pid), \(signal)) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func start(timeout: Duration) throws {
+        guard currentPID() == nil else { return }
+        try node.start(timeout: timeout)
+    }
+}

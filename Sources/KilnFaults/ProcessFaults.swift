@@ -20,6 +20,21 @@ public protocol ProcessController: AnyObject {
     func send(_ signal: Int32) throws
     /// Starts the server when it is not running (a no-op otherwise) and returns once it answers or `timeout` passed.
     func start(timeout: Duration) throws
+    /// SIGSTOPs every process of the server and returns their pids, the running process first. The default
+    /// (`ProcessTree.stop`) stops the running process, then its descendants, re-scanning /proc until no new one
+    /// appears: PostgreSQL serves each open connection from its own backend, so stopping the postmaster alone
+    /// leaves every connected client served.
+    /// `root` is the running process's pid (`currentPID()`), looked up by the caller.
+    func stopServerProcesses(root: pid_t) -> [pid_t]
+    /// The signal that shuts the server down cleanly without waiting for its clients to leave (`restart`):
+    /// SIGTERM by default; SIGINT for PostgreSQL, whose SIGTERM ("smart" shutdown) waits until every client has
+    /// disconnected — forever under load.
+    var gracefulStopSignal: Int32 { get }
+}
+
+extension ProcessController {
+    public func stopServerProcesses(root: pid_t) -> [pid_t] { ProcessTree.stop(root: root) }
+    public var gracefulStopSignal: Int32 { SIGTERM }
 }
 
 /// How a fault checks that a server answers.
@@ -64,14 +79,19 @@ public final class LocalProcessController: ProcessController {
     public let name: String
     public let endpoint: HostPort
     public let launch: Launch
+    public let gracefulStopSignal: Int32
     private var pid: pid_t?
     private let readyProbe: ServiceProbe
 
-    public init(name: String, endpoint: HostPort, launch: Launch, readyProbe: ServiceProbe = .connect) {
+    public init(
+        name: String, endpoint: HostPort, launch: Launch, readyProbe: ServiceProbe = .connect,
+        gracefulStopSignal: Int32 = SIGTERM
+    ) {
         self.name = name
         self.endpoint = endpoint
         self.launch = launch
         self.readyProbe = readyProbe
+        self.gracefulStopSignal = gracefulStopSignal
     }
 
     /// Targets server `name` of a running embedded stack. Throws when the stack has no server of that name.
@@ -81,7 +101,9 @@ public final class LocalProcessController: ProcessController {
                 "the embedded stack has no server \(name) (servers: \(stack.servers.map(\.name).joined(separator: ", ")))"
             )
         }
-        return LocalProcessController(name: name, endpoint: server.endpoint, launch: .embedded(stack))
+        return LocalProcessController(
+            name: name, endpoint: server.endpoint, launch: .embedded(stack),
+            gracefulStopSignal: server.isPostgres ? SIGINT : SIGTERM)
     }
 
     public func currentPID() -> pid_t? {
@@ -128,15 +150,23 @@ public final class LocalProcessController: ProcessController {
     /// Embedded servers are left to `kiln stack down`.
     public func shutdown() {
         guard case .command = launch, let pid = currentPID() else { return }
-        kill(pid, SIGCONT)
+        ProcessTree.resume([pid], root: pid)
         LocalProcess.terminate(pid, grace: .seconds(5))
         self.pid = nil
     }
 }
 
-/// Kill (SIGKILL, restart on stop), pause (SIGSTOP, SIGCONT on stop) or graceful restart (SIGTERM and wait for
-/// exit, start again on stop) of one server. Evidence: the process's state (gone / stopped `T` in /proc) and the
-/// probe (refused or no reply while active; answered after stop, by a new pid for kill and restart).
+/// Kill (SIGKILL, restart on stop), pause (SIGSTOP, SIGCONT on stop) or graceful restart (`gracefulStopSignal`, wait
+/// for every process to exit, start again on stop) of one server, with every process of it
+/// (`ProcessController.stopServerProcesses`).
+///
+/// Evidence is what a client sees. `setup` first opens a witness connection (`witness`, the server's own protocol)
+/// and completes one operation on it. Active: `yes` only when the operation on that connection stalls (no reply
+/// in 300 ms) or fails AND a new connection's request (`probe`) gets no answer; an old connection that keeps being
+/// served makes it `no`, naming what answered. Healed: a new connection answers, and for a pause the witness
+/// connection answers again too; after a kill or restart a new pid serves a new witness connection. Without a
+/// `witness` a pause or kill cannot be proved: `unknown`.
+/// Not thread-safe: driven by one caller (`FaultDriver`); calls block.
 public final class ProcessFault: Fault {
     public enum Action: String, Sendable {
         case kill
@@ -147,41 +177,86 @@ public final class ProcessFault: Fault {
     public let name: String
     public let action: Action
     public let controller: any ProcessController
+    /// A new connection's request.
     public let probe: ServiceProbe
+    /// The protocol of the connection opened before the fault; nil: none (verification is then `unknown`).
+    public let witness: ServerProtocol?
     /// How long `stop` waits for the server to answer again, and `start` for it to exit.
     public let recoveryTimeout: Duration
+    /// How long an operation may take before it counts as stalled.
+    public static let stallTimeout: Duration = .milliseconds(300)
     private var faultedPID: pid_t?
-    private var healedEvidence: String?
+    /// Every process the fault signalled, the running one first.
+    private var faultedProcesses: [pid_t] = []
+    private var witnessConnection: (any ClientWitness)?
+    private var signalledAt: ContinuousClock.Instant?
+    /// When the first signal was sent. The record's `started_at`/`stopped_at` (taken around `start` and `stop`)
+    /// only bound the fault; these give its exact window.
+    public private(set) var signalled: Date?
+    /// (pause) When the last process of the server was stopped: from here on no process of it runs.
+    public private(set) var allStopped: Date?
+    /// (pause) When every stopped process was sent SIGCONT.
+    public private(set) var resumed: Date?
+    /// Time from the fault's signal to its client-side evidence (set by `verify(.active)` when it says `yes`).
+    public private(set) var timeToEvidence: Duration?
 
     public var kind: String { action.rawValue }
     public var target: String { "\(controller.name) (\(controller.endpoint))" }
 
     public init(
         name: String? = nil, action: Action, controller: any ProcessController, probe: ServiceProbe = .connect,
-        recoveryTimeout: Duration = .seconds(30)
+        witness: ServerProtocol? = nil, recoveryTimeout: Duration = .seconds(30)
     ) {
         self.name = name ?? "\(action.rawValue)-\(controller.name)"
         self.action = action
         self.controller = controller
         self.probe = probe
+        self.witness = witness
         self.recoveryTimeout = recoveryTimeout
+    }
+
+    /// Same as `init(probe:witness:)` with the new-connection probe of `witness`'s protocol.
+    public convenience init(
+        name: String? = nil, action: Action, controller: any ProcessController, speaking witness: ServerProtocol,
+        recoveryTimeout: Duration = .seconds(30)
+    ) {
+        self.init(
+            name: name, action: action, controller: controller, probe: witness.newConnectionProbe, witness: witness,
+            recoveryTimeout: recoveryTimeout)
+    }
+
+    /// Opens the witness connection and completes one operation on it: the fault's start is measured from after it.
+    public func setup() throws {
+        guard let witness, witnessConnection == nil else { return }
+        witnessConnection = try witness.openWitness(to: controller.endpoint, timeout: .seconds(5))
     }
 
     public func start() throws {
         guard let pid = controller.currentPID() else { throw ProcessFaultError("\(controller.name) is not running") }
+        if let witness, witnessConnection == nil {
+            witnessConnection = try witness.openWitness(to: controller.endpoint, timeout: .seconds(5))
+        }
         faultedPID = pid
+        signalledAt = .now
+        signalled = Date()
         switch action {
         case .kill:
-            try controller.send(SIGKILL)
-            guard LocalProcess.waitForExit(pid, within: .seconds(5)) else {
-                throw ProcessFaultError("pid \(pid) still alive 5 s after SIGKILL")
-            }
+            // Stopped first, so no process forks or respawns a child between the scan and the kill.
+            faultedProcesses = controller.stopServerProcesses(root: pid)
+            for process in faultedProcesses { kill(process, SIGKILL) }
+            let alive = faultedProcesses.filter { !LocalProcess.waitForExit($0, within: .seconds(5)) }
+            guard alive.isEmpty else { throw ProcessFaultError("pids \(alive) still alive 5 s after SIGKILL") }
         case .pause:
-            try controller.send(SIGSTOP)
+            faultedProcesses = controller.stopServerProcesses(root: pid)
+            allStopped = Date()
         case .restart:
-            try controller.send(SIGTERM)
-            guard LocalProcess.waitForExit(pid, within: recoveryTimeout) else {
-                throw ProcessFaultError("pid \(pid) still alive \(recoveryTimeout) after SIGTERM")
+            // The server shuts its own helpers down on SIGTERM; every one of them must be gone before the start.
+            faultedProcesses = ProcessTree.members(of: pid)
+            try controller.send(controller.gracefulStopSignal)
+            let alive = faultedProcesses.filter { !LocalProcess.waitForExit($0, within: recoveryTimeout) }
+            guard alive.isEmpty else {
+                let signal = controller.gracefulStopSignal
+                throw ProcessFaultError("pids \(alive) still alive \(recoveryTimeout) after signal \(signal) to \(pid)")
             }
         }
     }
@@ -191,87 +266,131 @@ public final class ProcessFault: Fault {
         case .kill, .restart:
             try controller.start(timeout: recoveryTimeout)
         case .pause:
-            guard let pid = faultedPID, kill(pid, SIGCONT) == 0 else {
-                throw ProcessFaultError("SIGCONT failed: \(String(cString: strerror(errno)))")
-            }
+            guard let pid = faultedPID else { throw ProcessFaultError("nothing was paused") }
+            for process in faultedProcesses { kill(process, SIGCONT) }
+            resumed = Date()
+            // Then anything of the tree the list missed (a scan of /proc can take a while on a busy machine).
+            ProcessTree.resume(faultedProcesses, root: pid)
         }
     }
 
     public func verify(_ phase: FaultPhase) -> FaultEvidence {
-        let endpoint = controller.endpoint
         guard let pid = faultedPID else { return .unknown("no pid was faulted") }
         switch phase {
-        case .active:
-            let result = probe.run(endpoint, timeout: .milliseconds(300))
-            switch action {
-            case .kill, .restart:
-                if LocalProcess.isAlive(pid) { return .no("pid \(pid) is still alive") }
-                return result.answered
-                    ? .no("pid \(pid) is gone but \(endpoint) still answers")
-                    : .yes("pid \(pid) gone; \(endpoint): \(describe(result))")
-            case .pause:
-                // Signal delivery is asynchronous: give the kernel up to 1 s to show the stop.
-                let stopped = Self.waitForState(pid, within: .seconds(1)) { $0 == "T" }
-                guard stopped else { return .no("pid \(pid) is not stopped (state \(Self.processState(pid) ?? "?"))") }
-                guard probe.isRequest else {
-                    return .unknown(
-                        "pid \(pid) is stopped (state T); a connect probe cannot show that it stopped answering")
+        case .active: return verifyActive(pid)
+        case .healed: return verifyHealed(pid)
+        }
+    }
+
+    private var processesText: String {
+        guard let first = faultedProcesses.first else { return "no process signalled" }
+        return faultedProcesses.count == 1
+            ? "1 process (pid \(first))"
+            : "\(faultedProcesses.count) processes (pid \(first) and \(faultedProcesses.count - 1) descendants)"
+    }
+
+    private func verifyActive(_ pid: pid_t) -> FaultEvidence {
+        let endpoint = controller.endpoint
+        let processes: String
+        switch action {
+        case .kill, .restart:
+            let alive = faultedProcesses.filter(ProcessTree.isRunning)
+            guard alive.isEmpty else { return .no("pids \(alive) of \(controller.name) are still alive") }
+            processes = "\(processesText) gone"
+        case .pause:
+            // Signal delivery is asynchronous: give the kernel up to 1 s to show every stop.
+            let deadline = ContinuousClock.now + .seconds(1)
+            var running = faultedProcesses.filter { !ProcessTree.isHeld($0) }
+            while !running.isEmpty && ContinuousClock.now < deadline {
+                usleep(5_000)
+                running = running.filter { !ProcessTree.isHeld($0) }
+            }
+            guard running.isEmpty else { return .no("pids \(running) of \(controller.name) are not stopped") }
+            processes = "\(processesText) stopped (state T)"
+        }
+        guard let witnessConnection else {
+            return .unknown(
+                "\(processes); no connection opened before the \(action.rawValue) to show what a client sees")
+        }
+        let old = witnessConnection.exchange(within: Self.stallTimeout)
+        let oldText = "\(witnessConnection.operation) on a connection opened before the \(action.rawValue): \(old.text)"
+        let new = probe.run(endpoint, timeout: Self.stallTimeout)
+        let newText = "a new connection to \(endpoint): \(Self.describe(new))"
+        if old.answered { return .no("\(oldText) — the server still serves its clients; \(newText); \(processes)") }
+        if new.answered { return .no("\(newText); \(oldText); \(processes)") }
+        if let signalledAt { timeToEvidence = signalledAt.duration(to: .now) }
+        let after = timeToEvidence.map { "; evidence \($0.milliseconds) ms after the signal" } ?? ""
+        return .yes("\(oldText); \(newText); \(processes)\(after)")
+    }
+
+    private func verifyHealed(_ pid: pid_t) -> FaultEvidence {
+        let endpoint = controller.endpoint
+        let (result, elapsed) = TCPProbe.waitFor(answered: true, within: recoveryTimeout) {
+            probe.run(endpoint, timeout: .milliseconds(500))
+        }
+        guard result.answered else { return .no("a new connection to \(endpoint): no answer after \(recoveryTimeout)") }
+        let answeredText = "a new connection to \(endpoint) answered after \(elapsed.milliseconds) ms"
+        switch action {
+        case .kill, .restart:
+            guard let now = controller.currentPID(), now != pid else {
+                return .no("\(answeredText) but no new pid (old \(pid))")
+            }
+            guard let witness else { return .yes("\(answeredText), new pid \(now)") }
+            // The server may still be recovering (PostgreSQL after a crash): retry until it serves a client.
+            var lastProblem = ""
+            let deadline = ContinuousClock.now + recoveryTimeout
+            while ContinuousClock.now < deadline {
+                do {
+                    let fresh = try witness.openWitness(to: endpoint, timeout: .seconds(2))
+                    fresh.close()
+                    return .yes("\(answeredText); \(witness.operation) on a new connection answered; new pid \(now)")
+                } catch {
+                    lastProblem = "\(error)"
+                    usleep(100_000)
                 }
-                return result.answered
-                    ? .no("pid \(pid) is stopped but \(endpoint) answered")
-                    : .yes("pid \(pid) stopped (state T); \(endpoint): \(describe(result))")
             }
-        case .healed:
-            let (result, elapsed) = TCPProbe.waitFor(answered: true, within: recoveryTimeout) {
-                probe.run(endpoint, timeout: .milliseconds(500))
+            return .no("\(answeredText) but \(witness.operation) on a new connection did not: \(lastProblem)")
+        case .pause:
+            // SIGCONT takes effect asynchronously: give the kernel up to 1 s to show every process running.
+            let deadline = ContinuousClock.now + .seconds(1)
+            var stopped = faultedProcesses.filter { ProcessTree.state(of: $0) == "T" }
+            while !stopped.isEmpty && ContinuousClock.now < deadline {
+                usleep(10_000)
+                stopped = stopped.filter { ProcessTree.state(of: $0) == "T" }
             }
-            guard result.answered else { return .no("\(endpoint) not answering after \(recoveryTimeout)") }
-            let now = controller.currentPID()
-            let answeredText = "\(endpoint) answered after \(elapsed.milliseconds) ms"
-            switch action {
-            case .kill, .restart:
-                guard let now, now != pid else { return .no("\(answeredText) but no new pid (old \(pid))") }
-                return .yes("\(answeredText), new pid \(now)")
-            case .pause:
-                _ = Self.waitForState(pid, within: .seconds(1)) { $0 != "T" }
-                let state = Self.processState(pid) ?? "?"
-                return state == "T"
-                    ? .no("pid \(pid) still stopped") : .yes("\(answeredText), pid \(pid) state \(state)")
+            guard stopped.isEmpty else { return .no("pids \(stopped) still stopped") }
+            guard let witnessConnection else { return .yes("\(answeredText); \(processesText) running again") }
+            let old = witnessConnection.exchange(within: .seconds(5))
+            guard old.answered else {
+                return .no(
+                    "\(answeredText) but \(witnessConnection.operation) on the connection opened before the pause: "
+                        + old.text)
             }
+            return .yes(
+                "\(answeredText); \(witnessConnection.operation) on the connection opened before the pause "
+                    + "\(old.text); \(processesText) running again")
         }
     }
 
     public func teardown() {
         // A paused process must never stay paused: SIGCONT is harmless on a running one.
-        if action == .pause, let pid = faultedPID { kill(pid, SIGCONT) }
+        if action == .pause, let pid = faultedPID { ProcessTree.resume(faultedProcesses, root: pid) }
+        witnessConnection?.close()
+        witnessConnection = nil
         // A server this fault stopped is started again; one that was down before is left alone.
         if action != .pause, faultedPID != nil, controller.currentPID() == nil {
             try? controller.start(timeout: recoveryTimeout)
         }
     }
 
-    private func describe(_ result: TCPProbe.Result) -> String {
+    static func describe(_ result: TCPProbe.Result) -> String {
         switch result {
         case .answered: "answered"
         case .refused(let reason): "refused (\(reason))"
-        case .timedOut: "no answer within 300 ms"
+        case .timedOut: "no answer in \(stallTimeout.milliseconds) ms"
         }
-    }
-
-    static func waitForState(_ pid: pid_t, within limit: Duration, _ accept: (Character?) -> Bool) -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while !accept(processState(pid)) {
-            if ContinuousClock.now >= deadline { return false }
-            usleep(10_000)
-        }
-        return true
     }
 
     /// The state letter of /proc/PID/stat (R, S, T, Z...), nil when the process is gone.
-    public static func processState(_ pid: pid_t) -> Character? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex
-        else { return nil }
-        return stat[stat.index(close, offsetBy: 2)]
-    }
+    public static func processState(_ pid: pid_t) -> Character? { ProcessTree.state(of: pid) }
 }

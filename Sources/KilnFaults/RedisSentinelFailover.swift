@@ -33,8 +33,8 @@ public final class RedisSentinelFailover: Fault {
 
     public let name: String
     public var kind: String {
-        if case .command = trigger { return "redis-failover" }
-        return "redis-failover:kill"
+        if case .command = trigger { return RecordedFaultKind.redisFailover(.command).recorded }
+        return RecordedFaultKind.redisFailover(.kill).recorded
     }
     public var target: String { "\(masterName) via sentinels \(sentinels.map(\.description).joined(separator: ","))" }
     public let masterName: String
@@ -109,11 +109,12 @@ public final class RedisSentinelFailover: Fault {
             guard let pid = controller.currentPID() else {
                 throw ProcessFaultError("\(controller.name) is not running")
             }
-            try controller.send(SIGKILL)
+            // The whole server (a BGSAVE or AOF-rewrite child too), stopped first so nothing forks meanwhile.
+            let processes = controller.stopServerProcesses(root: pid)
+            for process in processes { kill(process, SIGKILL) }
             killed = true
-            guard LocalProcess.waitForExit(pid, within: .seconds(5)) else {
-                throw ProcessFaultError("pid \(pid) still alive 5 s after SIGKILL")
-            }
+            let alive = processes.filter { !LocalProcess.waitForExit($0, within: .seconds(5)) }
+            guard alive.isEmpty else { throw ProcessFaultError("pids \(alive) still alive 5 s after SIGKILL") }
         }
         guard let elected = waitForPrimary(where: { $0 != old }) else {
             throw ProcessFaultError("no new primary elected within \(timeout)")
@@ -312,9 +313,11 @@ public final class RedisSentinelFailover: Fault {
 
 extension RedisSentinelFailover {
     /// A failover of the embedded stack's Redis through its Sentinels. `killPrimary` kills whichever embedded
-    /// server the Sentinels currently name (restarted by `kiln stack up`'s start logic on `stop`).
+    /// server the Sentinels currently name (restarted by `kiln stack up`'s start logic on `stop`). `name`: the
+    /// scenario's fault name (default `redis-failover-<master>`).
     public static func embedded(
-        _ stack: EmbeddedStack, killPrimary: Bool = false, failBack: Bool = true, directory: PrimaryDirectory? = nil
+        _ stack: EmbeddedStack, name: String? = nil, killPrimary: Bool = false, failBack: Bool = true,
+        directory: PrimaryDirectory? = nil
     ) throws -> RedisSentinelFailover {
         let redis = stack.definition.redis
         var trigger = Trigger.command
@@ -327,7 +330,7 @@ extension RedisSentinelFailover {
                     name: server.name, endpoint: server.endpoint, launch: .embedded(stack), readyProbe: .redisPing))
         }
         return RedisSentinelFailover(
-            masterName: redis.masterName, sentinels: redis.sentinels, trigger: trigger, failBack: failBack,
+            name: name, masterName: redis.masterName, sentinels: redis.sentinels, trigger: trigger, failBack: failBack,
             directory: directory)
     }
 }

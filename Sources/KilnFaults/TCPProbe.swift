@@ -29,20 +29,41 @@ public enum TCPProbe {
         to destination: HostPort, from source: String? = nil, payload: [UInt8]?, timeout: Duration
     ) -> Result {
         let deadline = ContinuousClock.now + timeout
+        let (opened, failure) = openSocket(to: destination, from: source, until: deadline)
+        guard let fd = opened else { return failure }
+        defer { close(fd) }
+        guard let payload else { return .answered }
+        let sent = payload.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == payload.count else { return .refused("send: \(String(cString: strerror(errno)))") }
+        guard wait(fd, for: Int16(POLLIN), until: deadline) else { return .timedOut }
+        var byte: UInt8 = 0
+        let received = recv(fd, &byte, 1, 0)
+        if received == 1 { return .answered }
+        return .refused(received == 0 ? "closed without a reply" : String(cString: strerror(errno)))
+    }
+
+    /// A connected non-blocking TCP socket to `destination` (bound to `source` when given), or nil and why not
+    /// (`refused` or `timedOut` at `deadline`). The caller owns the descriptor and closes it.
+    static func openSocket(
+        to destination: HostPort, from source: String?, until deadline: ContinuousClock.Instant
+    ) -> (fd: Int32?, failure: Result) {
         guard let remote = ipv4(destination.host, port: destination.port) else {
-            return .refused("not an IPv4 address: \(destination.host)")
+            return (nil, .refused("not an IPv4 address: \(destination.host)"))
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return .refused("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        guard fd >= 0 else { return (nil, .refused("socket: \(String(cString: strerror(errno)))")) }
+        func fail(_ result: Result) -> (fd: Int32?, failure: Result) {
+            close(fd)
+            return (nil, result)
+        }
         if let source {
-            guard var local = ipv4(source, port: 0) else { return .refused("not an IPv4 address: \(source)") }
+            guard var local = ipv4(source, port: 0) else { return fail(.refused("not an IPv4 address: \(source)")) }
             let bound = withUnsafePointer(to: &local) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            guard bound == 0 else { return .refused("bind \(source): \(String(cString: strerror(errno)))") }
+            guard bound == 0 else { return fail(.refused("bind \(source): \(String(cString: strerror(errno)))")) }
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK)
         var address = remote
@@ -52,21 +73,16 @@ public enum TCPProbe {
             }
         }
         if started != 0 {
-            guard errno == EINPROGRESS else { return .refused(String(cString: strerror(errno))) }
-            guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return .timedOut }
+            guard errno == EINPROGRESS else { return fail(.refused(String(cString: strerror(errno)))) }
+            guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return fail(.timedOut) }
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            guard error == 0 else { return error == ETIMEDOUT ? .timedOut : .refused(String(cString: strerror(error))) }
+            guard error == 0 else {
+                return fail(error == ETIMEDOUT ? .timedOut : .refused(String(cString: strerror(error))))
+            }
         }
-        guard let payload else { return .answered }
-        let sent = payload.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == payload.count else { return .refused("send: \(String(cString: strerror(errno)))") }
-        guard wait(fd, for: Int16(POLLIN), until: deadline) else { return .timedOut }
-        var byte: UInt8 = 0
-        let received = recv(fd, &byte, 1, 0)
-        if received == 1 { return .answered }
-        return .refused(received == 0 ? "closed without a reply" : String(cString: strerror(errno)))
+        return (fd, .answered)
     }
 
     /// A Redis `PING` probe: answered only when the server is running and not paused.

@@ -37,6 +37,10 @@ public final class LoadRun {
     /// Moves the calling worker thread into a client group's host (a phase's `client_groups`), before it opens any
     /// connection; nil: phases with client groups fail their workers rather than run them from the wrong host.
     public var enterClientGroup: (@Sendable (String) throws -> Void)?
+    /// The run's verdict waits for `kiln check` (RunReport.checkRequired): a load that passed is written
+    /// `not-checked` (exit 3, the load's own verdict in `load_verdict`) until the check replaces it, so a run killed
+    /// between its load and its check never leaves `passed` behind.
+    public var checkRequired = false
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -90,6 +94,7 @@ public final class LoadRun {
         var report = RunReport(
             identity: identity, startedAt: MonotonicClock.wallMillis(), endedAt: nil, complete: false,
             interrupted: false, phases: [], verdict: "running", exitCode: nil, storeRows: [:])
+        report.checkRequired = checkRequired
         try? directory.writeReport(report)
         let context = ClientContext(
             stack: scenario.stack, dataset: dataset, namespace: scenario.namespace, timeout: scenario.timeout,
@@ -169,6 +174,11 @@ public final class LoadRun {
         report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
         let code: KilnExitCode = thresholdsFailed ? .thresholdFailed : (report.complete ? .ok : .unknown)
         report.exitCode = code.rawValue
+        if checkRequired, code == .ok {
+            report.loadVerdict = report.verdict
+            report.verdict = "not-checked"
+            report.exitCode = KilnExitCode.unknown.rawValue
+        }
         report.endedAt = MonotonicClock.wallMillis()
         do {
             try directory.writeReport(report)

@@ -96,7 +96,8 @@ public struct RunReport: Codable, Sendable {
     public var complete: Bool
     public var interrupted: Bool
     public var phases: [Phase]
-    /// `passed`, `thresholds-failed`, `interrupted`, `running` from the load; after `kiln check` (or `kiln run
+    /// `passed`, `thresholds-failed`, `interrupted`, `running` from the load (`not-checked` instead of `passed` while a
+    /// required check has not run); after `kiln check` (or `kiln run
     /// --check`), or when a run's faults or drills change it, the verdict of load, faults, drills and check together
     /// (`anomaly`, `unknown`, `partial` too), the same one summary.md, report.html, junit.xml and the exit code give.
     public var verdict: String
@@ -110,6 +111,16 @@ public struct RunReport: Codable, Sendable {
     /// Fault timeline and drill results (RunReportFaults.swift); nil when the run had no faults.
     public var faults: [Fault]? = nil
     public var drills: [Drill]? = nil
+    /// True when the run's verdict waits for `kiln check`: a run with faults (a drill is judged by its check) or one
+    /// started with `kiln run --check`. Until check.json exists such a run is `not-checked` (exit 3), never `passed`.
+    /// Nil in reports written before this field: the report writers then treat a run with faults as required.
+    public var checkRequired: Bool? = nil
+    /// Why a required check did not run (`--no-check given`, `the run was interrupted before the check`, `the check
+    /// could not run: …`); nil when it ran or was not required.
+    public var notChecked: String? = nil
+
+    /// `checkRequired`, or for an older report whether it had faults.
+    public var needsCheck: Bool { checkRequired ?? !(faults ?? []).isEmpty }
 
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in

@@ -33,7 +33,8 @@ extension RunReport {
     }
 
     /// The verdict and metrics of one failover drill (one fault × one store): e.g. `time_to_detect_ms`,
-    /// `unavailable_ms`, `rto_ms`, `rpo_writes`, `errors`, `info`, `p99_before_ms`, `p99_during_ms`, `p99_after_ms`.
+    /// `unavailable_ms`, `rto_ms`, `rpo_writes`, `errors`, `info`, `p99_before_ms`, `p99_during_ms`,
+    /// `p99_worst_second_ms`, `p99_after_ms`.
     public struct Drill: Codable, Sendable, Equatable {
         public var name: String
         public var fault: String

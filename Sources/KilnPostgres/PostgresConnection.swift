@@ -1,5 +1,9 @@
 import CLibPQ
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One blocking libpq connection.
 ///
 /// Ownership: the connection owns its `PGconn` and frees it in ``close()`` (idempotent) or in `deinit`.
@@ -241,6 +245,39 @@ public final class PostgresConnection {
             )
         }
         return rows
+    }
+
+    /// Sends `sql` with the simple query protocol and returns without waiting for the reply; collect the reply with
+    /// ``awaitReply(within:)``. Only one statement may be in flight: a fault witness sends `SELECT 1` and waits a
+    /// bounded time, where ``execute(_:_:)`` would block as long as a paused server stays paused.
+    /// - Throws: ``PostgresError`` `connectionLost` when libpq cannot send it, `closed` after ``close()``.
+    public func send(_ sql: String) throws(PostgresError) {
+        let connection = try open(.send)
+        try validate(sql, [], .send)
+        guard PQsendQuery(connection, sql) == 1 else { throw failure(connection, .send) }
+    }
+
+    /// Waits at most `timeout` for the whole reply to the statement sent with ``send(_:)``. Returns `true` once
+    /// every result of it was read (an error result too: the server answered), `false` when the reply was not
+    /// complete in time — the statement stays in flight and a later call keeps waiting for the same reply.
+    /// - Throws: ``PostgresError`` `connectionLost` when the connection breaks (e.g. the server process died).
+    public func awaitReply(within timeout: Duration) throws(PostgresError) -> Bool {
+        let connection = try open(.awaitReply)
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            guard PQconsumeInput(connection) == 1 else { throw failure(connection, .awaitReply) }
+            if PQisBusy(connection) == 0 {
+                while let result = PQgetResult(connection) { PQclear(result) }
+                guard PQstatus(connection) == CONNECTION_OK else { throw failure(connection, .awaitReply) }
+                return true
+            }
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            guard remaining > .zero else { return false }
+            let milliseconds =
+                remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            var poller = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+            _ = poll(&poller, 1, Int32(max(1, min(milliseconds, 60_000))))
+        }
     }
 
     /// Asks the server to cancel the statement in flight (best effort: a statement that already finished is not

@@ -28,7 +28,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
 
     /// Which call failed.
     public enum Operation: String, Sendable, Hashable {
-        case connect, execute, prepare, executePrepared, copyIn, copyOut
+        case connect, execute, prepare, executePrepared, copyIn, copyOut, send, awaitReply
     }
 
     public let kind: Kind

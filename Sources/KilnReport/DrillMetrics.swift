@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnCore
 import KilnLoad
 
 /// Failover-drill metrics of each fault on the store it acts on, from the run's per-second timeline (so their
@@ -14,7 +15,9 @@ import KilnLoad
 ///   `failed`) and p99 within that limit; 0 when the store never noticed the fault. A failover recovers before
 ///   its stop (the stop heals the old primary); a pause or a latency toxic only after it;
 /// - `errors`, `info`, `dropped` during the fault and until recovery; `p99_before_ms`, `p99_during_ms`,
-///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op).
+///   `p99_after_ms` (medians of the per-second p99s of the store's busiest op); `p99_worst_second_ms`, the highest
+///   per-second p99 from the start to a second after the stop: the ops a pause held all complete in the second
+///   after its end, so the pause's length shows there while the median of the seconds hides it.
 /// RPO (acknowledged writes lost) comes from `kiln check`'s reconcile result, not from the timeline: `kiln check`
 /// writes `rpo_writes` into report.json's drills with `withRPO`.
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
@@ -27,8 +30,7 @@ public enum DrillMetrics {
         // A sink process's fault shows in the pipeline's staleness and the checks, not in the load's ops.
         if target.hasPrefix("sink:") { return nil }
         // Failovers name the service's servers or its Sentinels in their target (`kiln via sentinels …`).
-        if fault.kind == "redis-failover" { return "redis" }
-        if fault.kind == "pg-failover" { return "postgres" }
+        if let store = RecordedFaultKind(recorded: fault.kind)?.failoverStore { return store }
         for (address, store) in proxied where target.contains(address) { return store }
         for store in ["postgres", "redis", "kafka", "falkordb", "clickhouse"] where target.hasPrefix(store) {
             return store
@@ -69,9 +71,9 @@ public enum DrillMetrics {
             let p99Before = median(before.map { seconds[$0]!.p99 })
             var metrics: [String: Double] = [:]
             if let p99Before { metrics["p99_before_ms"] = p99Before }
-            if let value = median(ordered.filter { $0 > start && $0 <= stop + 1000 }.map { seconds[$0]!.p99 }) {
-                metrics["p99_during_ms"] = value
-            }
+            let during = ordered.filter { $0 > start && $0 <= stop + 1000 }.map { seconds[$0]!.p99 }
+            if let value = median(during) { metrics["p99_during_ms"] = value }
+            if let value = during.max() { metrics["p99_worst_second_ms"] = value }
             if let value = median(ordered.filter { $0 > stop + 1000 }.map { seconds[$0]!.p99 }) {
                 metrics["p99_after_ms"] = value
             }

@@ -20,11 +20,15 @@ public struct HTMLReportWriter: ReportWriter {
         guard let context else { return Data() }
         let run = context.run
         var body = ""
-        let tone = result.verdict == "passed" ? "ok" : (result.verdict == "partial" ? "warn" : "bad")
-        body += #"<header class="verdict \#(tone)"><h1>\#(e(result.verdict.uppercased()))</h1>"#
+        let tone = result.verdict == "passed" ? "ok" : (["partial", "not-checked"].contains(result.verdict) ? "warn" : "bad")
+        body += #"<header class="verdict \#(tone)"><h1>\#(e(result.title))</h1>"#
         body += #"<p>Kiln run <code>\#(e(run.id))</code>\#(run.report.map { " · scenario <code>\(e($0.identity.scenario))</code>" } ?? "") · exit code \#(result.exitCode.rawValue)</p></header>"#
         if let reason = run.partialReason {
             body += #"<div class="partial" id="partial"><strong>PARTIAL REPORT</strong> — \#(e(reason)).</div>"#
+        }
+        if let reason = result.notChecked {
+            body += #"<div class="partial" id="not-checked"><strong>NOT CHECKED</strong> — \#(e(reason)). "#
+            body += "The stores were not compared with the oracle: lost or duplicated writes would not show here.</div>"
         }
         if !result.reasons.isEmpty {
             body += "<ul class=\"reasons\">" + result.reasons.prefix(30).map { "<li>\(e($0))</li>" }.joined() + "</ul>"
@@ -40,7 +44,7 @@ public struct HTMLReportWriter: ReportWriter {
         if !run.problems.isEmpty {
             body += "<section><h2>Notes</h2><ul>" + run.problems.map { "<li>\(e($0))</li>" }.joined() + "</ul></section>"
         }
-        return Data(Self.page(title: "Kiln \(run.id): \(result.verdict)", body: body).utf8)
+        return Data(Self.page(title: "Kiln \(run.id): \(result.title)", body: body).utf8)
     }
 
     static func page(title: String, body: String) -> String {
@@ -284,7 +288,9 @@ public struct HTMLReportWriter: ReportWriter {
         html += metricNames.map { "<th>\(e($0))</th>" }.joined() + "<th class=\"l\">reason</th></tr>"
         for drill in drills {
             html += "<tr><td class=\"l\">\(e(drill.name))</td><td class=\"l\">\(e(drill.fault))</td>"
-            html += "<td class=\"l\">\(e(drill.store))</td><td class=\"l\">\(Self.validity(drill.verdict))</td>"
+            // Before its check a drill has passed only its availability part: never shown as `passed`.
+            let verdict = run.notCheckedReason != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
+            html += "<td class=\"l\">\(e(drill.store))</td><td class=\"l\">\(Self.validity(verdict))</td>"
             html += metricNames.map { "<td>\(Format.number(drill.metrics[$0]))</td>" }.joined()
             html += "<td class=\"l\">\(e(drill.reason ?? ""))</td></tr>"
         }

@@ -53,6 +53,12 @@ public struct JUnitWriter: ReportWriter {
         }
         suites.append(("kiln.thresholds", thresholds))
 
+        if let reason = result.notChecked {
+            // The check that judges this run did not run: an error, so no CI reads the run as all-passed.
+            var testCase = Case(className: "kiln.checks", name: "check of run \(run.id)")
+            testCase.problem = ("error", "not-checked", "NOT CHECKED: \(reason)", "")
+            suites.append(("kiln.checks", [testCase]))
+        }
         if let check = run.check {
             var cases: [Case] = []
             for place in check.places {

@@ -16,9 +16,14 @@ public struct MarkdownSummaryWriter: ReportWriter {
         guard let context else { return Data() }
         let run = context.run
         var lines: [String] = []
-        let icon = result.verdict == "passed" ? "✅" : result.partial && result.verdict == "partial" ? "⚠️" : "❌"
-        lines.append("# \(icon) Kiln run `\(run.id)`: \(result.verdict.uppercased())")
+        let icon = result.verdict == "passed"
+            ? "✅" : (result.partial && result.verdict == "partial") || result.verdict == "not-checked" ? "⚠️" : "❌"
+        lines.append("# \(icon) Kiln run `\(run.id)`: \(result.title)")
         lines.append("")
+        if let reason = result.notChecked {
+            lines.append("> **NOT CHECKED** — \(Self.cell(reason)): the stores were not compared with the oracle.")
+            lines.append("")
+        }
         if let reason = run.partialReason {
             lines.append("> **PARTIAL REPORT** — \(reason).")
             lines.append("")
@@ -80,8 +85,10 @@ public struct MarkdownSummaryWriter: ReportWriter {
             lines.append("|---|---|---|---|")
             for drill in drills {
                 let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Format.number($0.value))" }
+                // Before its check a drill has passed only its availability part: never shown as `passed`.
+                let verdict = result.notChecked != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
                 lines.append(
-                    "| \(Self.cell(drill.name)) | \(drill.store) | \(drill.verdict) | \(metrics.joined(separator: ", ")) |")
+                    "| \(Self.cell(drill.name)) | \(drill.store) | \(verdict) | \(metrics.joined(separator: ", ")) |")
             }
             lines.append("")
         }

@@ -28,16 +28,29 @@ public struct ReportContext: Sendable {
 
 /// The run's combined verdict: thresholds (report.json), checkers (check.json), drills and completeness.
 public struct ReportResult: Sendable, Equatable {
-    /// `passed`, `anomaly`, `thresholds-failed`, `unknown`, `partial`.
+    /// `passed`, `anomaly`, `thresholds-failed`, `not-checked`, `unknown`, `partial`.
     public var verdict: String
     /// The exit code the verdict maps to (KilnExitCode).
     public var exitCode: KilnExitCode
     /// One line per reason the verdict is not `passed`.
     public var reasons: [String]
     public var partial: Bool
+    /// Why the run's required check did not run; set whenever it did not, also when a definite failure (a threshold,
+    /// a drill) outranks `not-checked` as the verdict.
+    public var notChecked: String? = nil
+
+    /// The verdict as a banner shows it: `NOT CHECKED`, `PASSED`, `THRESHOLDS-FAILED`, …
+    public var title: String { verdict == "not-checked" ? "NOT CHECKED" : verdict.uppercased() }
+    /// The verdict as the console prints it after `verdict:` — `passed`, `anomaly`, … and `NOT CHECKED (why)`.
+    public var consoleVerdict: String {
+        guard verdict == "not-checked" else { return verdict }
+        return "NOT CHECKED" + (notChecked.map { " (\($0))" } ?? "")
+    }
 
     public static func of(_ run: RunData) -> ReportResult {
         var reasons: [String] = []
+        let notChecked = run.notCheckedReason
+        if let notChecked { reasons.append("NOT CHECKED: \(notChecked)") }
         let failedThresholds = (run.report?.phases ?? []).flatMap(\.thresholds).filter { !$0.passed }
         for verdict in failedThresholds {
             reasons.append("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(Format.number(verdict.observed)))")
@@ -64,6 +77,9 @@ public struct ReportResult: Sendable, Equatable {
             (verdict, code) = ("anomaly", .anomaly)
         } else if !failedThresholds.isEmpty || drills.contains(where: { $0.verdict == "failed" }) {
             (verdict, code) = ("thresholds-failed", .thresholdFailed)
+        } else if notChecked != nil {
+            // Nothing definite failed, but the check that judges the run did not run: not a pass (exit 3).
+            (verdict, code) = ("not-checked", .unknown)
         } else if !unknownPlaces.isEmpty || drills.contains(where: { $0.verdict == "unknown" }) {
             (verdict, code) = ("unknown", .unknown)
         } else if run.isPartial {
@@ -71,7 +87,8 @@ public struct ReportResult: Sendable, Equatable {
         } else {
             (verdict, code) = ("passed", .ok)
         }
-        return ReportResult(verdict: verdict, exitCode: code, reasons: reasons, partial: run.isPartial)
+        return ReportResult(
+            verdict: verdict, exitCode: code, reasons: reasons, partial: run.isPartial, notChecked: notChecked)
     }
 }
 

@@ -126,6 +126,18 @@ public struct RunData: Sendable {
         return "not every phase ran to its end"
     }
 
+    /// Why the run's verdict is NOT CHECKED: its check was required (a run with faults, or `--check`) and
+    /// check.json is absent. Nil when the check ran or was not required.
+    public var notCheckedReason: String? {
+        guard let report, report.needsCheck, check == nil else { return nil }
+        if let reason = report.notChecked { return reason }
+        if report.interrupted { return "the run was interrupted before the check" }
+        if report.endedAt == nil || report.verdict == "running" {
+            return "the run did not finish (crashed or still running), so its check did not run"
+        }
+        return "no check.json: the check did not run (kiln stopped before it?); run `kiln check \(directory.path)`"
+    }
+
     /// Accepts a run directory or a report.json inside one.
     public static func load(_ path: URL) throws(ReportInputError) -> RunData {
         var isDirectory: ObjCBool = false

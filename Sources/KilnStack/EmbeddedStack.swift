@@ -114,8 +114,9 @@ public final class EmbeddedStack {
         }
         let toStart = servers.filter { server in
             if let pid = runningPID(server) {
-                // A server a crashed drill left paused (SIGSTOP) must not stay paused: SIGCONT is harmless otherwise.
-                kill(pid, SIGCONT)
+                // A server a crashed drill left paused (SIGSTOP of its whole process tree) must not stay paused:
+                // SIGCONT of every process of it, harmless on running ones.
+                ProcessTree.resume([pid], root: pid)
                 logger.debug("already running", metadata: ["kiln.server": "\(server.name)", "kiln.pid": "\(pid)"])
                 return false
             }
@@ -320,6 +321,13 @@ public final class EmbeddedStack {
         // and every index probe then reads from disk). Touched pages only are allocated, so small runs pay nothing.
         let options = "-c listen_addresses=\(server.endpoint.host) -p \(server.endpoint.port) -c unix_socket_directories=''"
             + " -c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=6GB"
+        // A killed postmaster stays a zombie until init reaps it, and PostgreSQL's lock-file check (kill(pid, 0))
+        // takes a zombie for a running server: wait up to 5 s for the reaping (a process fault kills the whole
+        // tree at once, so the restart comes right after).
+        if let old = postmasterPID(server), !LocalProcess.isAlive(old) {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while kill(old, 0) == 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        }
         try LocalProcess.run(
             binaries.postgres("pg_ctl"),
             ["-D", data.path, "-l", server.log.path, "-w", "-t", "60", "-o", options, "start"], user: user,

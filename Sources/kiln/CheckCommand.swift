@@ -23,7 +23,9 @@ struct CheckCommand: ParsableCommand {
             Each place (a store's rows, messages, edges or keys) is scanned once, streaming, and every copy is compared
             field by field with the generator's row: lost (acknowledged ok, absent), duplicated, corrupted (a field
             differs), phantom (present but never acknowledged, failed, or unknown to the dataset). Writes that ended
-            `info` may be present or absent. Prints a table per place and the exact txn_ids (first 100 per kind), and
+            `info` may be present or absent. Derived places (ClickHouse's per-minute merchant aggregate, the pipeline's
+            balances, the graph's PAID edges per user and per merchant) are compared with the oracle's sums of the rows
+            their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
             writes check.json into the run directory. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
             (unknown); 64 bad input; 69 a store could not be reached at all.
             """
@@ -60,7 +62,9 @@ struct CheckCommand: ParsableCommand {
     /// The whole check; `kiln run --check` calls it on the run it just wrote, with the run's primaries (where its
     /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers
     /// (`PostgresRoles`), so a check after a failover reads the primary and not a standby that could lag.
-    func check(primaries: PrimaryDirectory? = nil) throws -> KilnExitCode {
+    /// `nothingWrittenIsValid` (a drill's own check): a run that wrote no place Kiln can read back (a read-only
+    /// drill) has nothing that could be lost, and gets an empty, valid check.json instead of the usage error.
+    func check(primaries: PrimaryDirectory? = nil, nothingWrittenIsValid: Bool = false) throws -> KilnExitCode {
         let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
         let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
         let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
@@ -126,7 +130,15 @@ struct CheckCommand: ParsableCommand {
             drivers.append(driver)
         }
         guard !drivers.isEmpty || !featureDrivers.isEmpty else {
-            throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
+            guard nothingWrittenIsValid, let runDirectoryURL else {
+                throw Failure(code: .invalidInput, message: "nothing to check: the run wrote no place Kiln can read back")
+            }
+            print("nothing to check: the run wrote no place Kiln can read back (no write could be lost)")
+            let empty = CheckReport(
+                run: runDirectoryURL.lastPathComponent, datasetRows: dataset.rows, places: [], validity: .valid,
+                seconds: 0)
+            try Self.record(empty, in: runDirectoryURL)
+            return .ok
         }
         let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
         logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
@@ -141,6 +153,21 @@ struct CheckCommand: ParsableCommand {
                 invariants.append { [context] in MinuteTotalsInvariant.check(context: context) }
             } else {
                 logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
+            }
+        }
+        // Derived places against the oracle on their own, beside the scans: each aggregate must equal the oracle's
+        // sums of the rows its store must hold, whatever any other store got.
+        if checked.contains("clickhouse.rows"), let rows = written["clickhouse.rows"] {
+            invariants.append { [context] in MerchantMinuteOracleCheck.check(context: context, written: rows) }
+        }
+        if checked.contains("postgres.rows"), loaded.pipeline?.sinks.contains(.postgres) == true,
+            let rows = written["postgres.rows"]
+        {
+            invariants.append { [context] in BalanceOracleCheck.check(context: context, written: rows) }
+        }
+        if checked.contains("falkordb.paid-edges"), let rows = written["falkordb.paid-edges"] {
+            for side in PaidEdgeOracleCheck.Side.allCases {
+                invariants.append { [context] in PaidEdgeOracleCheck.check(context: context, written: rows, by: side) }
             }
         }
         var report = ConsistencyCheck(
@@ -169,21 +196,33 @@ struct CheckCommand: ParsableCommand {
             for result in staleness.map(BlackBoxStalenessCheck.results) ?? [] { report = report.adding(result) }
         }
         print(CheckTable.text(report, show: show))
-        if let runDirectoryURL {
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
-            print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
-            Self.recordRPO(report, in: runDirectoryURL)
-            Self.recordVerdict(in: runDirectoryURL)
-            ReportInput.writeOutputs(runDirectoryURL)
-        }
+        if let runDirectoryURL { try Self.record(report, in: runDirectoryURL) }
         switch report.validity {
         case .valid: return .ok
         case .invalid: return .anomaly
         case .unknown: return .unknown
         }
+    }
+
+    /// Writes check.json and makes report.json, report.html, summary.md and junit.xml say what it found.
+    static func record(_ report: CheckReport, in runDirectoryURL: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(report).write(to: runDirectoryURL.appendingPathComponent("check.json"), options: .atomic)
+        print("written: \(runDirectoryURL.appendingPathComponent("check.json").path)")
+        recordRPO(report, in: runDirectoryURL)
+        recordVerdict(in: runDirectoryURL)
+        ReportInput.writeOutputs(runDirectoryURL)
+    }
+
+    /// Records in report.json why the run's required check did not run (RunReport.notChecked). Best effort, like
+    /// `recordRPO`; without it the report writers still say NOT CHECKED (check.json is absent), with a generic reason.
+    static func recordNotChecked(_ reason: String, in directory: URL) {
+        let file = directory.appendingPathComponent("report.json")
+        guard let data = try? Data(contentsOf: file), var report = try? RunReport.decode(data) else { return }
+        report.notChecked = reason
+        if let encoded = try? RunReport.encoder.encode(report) { try? encoded.write(to: file, options: .atomic) }
     }
 
     /// Puts each drill's RPO (acknowledged writes of its store the check found lost) into the run's report.json, so a

@@ -155,8 +155,12 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 throw FaultSetupError(reason: "\(entry.target): process faults need the embedded stack")
             }
             let controller = try LocalProcessController.embedded(entry.target, of: embedded)
+            guard let server = embedded.servers.first(where: { $0.name == entry.target }) else {
+                throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
+            }
             return ProcessFault(
-                name: instance.name, action: action, controller: controller, probe: Self.probe(for: entry.target),
+                name: instance.name, action: action, controller: controller,
+                speaking: .of(server.kind, postgresUser: stack.postgres.user, database: stack.postgres.database),
                 recoveryTimeout: .seconds(60))
         case .proxy:
             guard let proxy = proxies[entry.target], let text = entry.toxic else {
@@ -169,14 +173,14 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "pg-failover needs the embedded stack") }
             let options = entry.options
             return try PostgresFailover.embedded(
-                embedded, fence: options["fence"] == "kill" ? .kill : .stop,
+                embedded, name: instance.name, fence: options["fence"] == "kill" ? .kill : .stop,
                 replication: options["replication"] == "sync" ? .synchronous : .asynchronous,
                 heal: options["heal"] == "leave-fenced" ? .leaveFenced : .rebuildAsReplica, directory: primaries,
                 lag: .milliseconds(Int(options["lag_ms"] ?? "") ?? 0))
         case .redisFailover:
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(
-                embedded, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
+                embedded, name: instance.name, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
         case .loss, .bandwidth:
             throw FaultSetupError(reason: Self.needsHosts(entry) ?? "\(entry.kind.rawValue) needs the hosts stack")
         case .partition:

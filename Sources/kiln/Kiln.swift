@@ -32,7 +32,10 @@ struct Kiln: ParsableCommand {
         }
         do {
             try command.run()
-        } catch let error where error is ExitCode || error is CleanExit || error is ValidationError {
+        } catch let error where error is ExitCode || error is CleanExit || error is ValidationError
+            || String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+        {
+            // ArgumentParser's own errors (help requests surface from `run` as its internal CommandError).
             exit(withError: error)
         } catch {
             FileHandle.standardError.write(Data("kiln: internal error: \(error)\n".utf8))

@@ -40,7 +40,7 @@ struct ReportCommand: ParsableCommand {
                 throw Failure(code: .invalidInput, message: "cannot write into \(run.directory.path): \(error.localizedDescription)")
             }
             let result = ReportResult.of(run)
-            print("verdict: \(result.verdict)\(result.partial ? " (PARTIAL report)" : "")")
+            print("verdict: \(result.consoleVerdict)\(result.partial ? " (PARTIAL report)" : "")")
             for reason in result.reasons.prefix(10) { print("  \(reason)") }
             for file in written { print("written: \(file.path)") }
             return .ok

@@ -19,8 +19,11 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Writes Reports/runs/<id>/ (scenario.yaml, timeline.jsonl, history.jsonl, histograms/, report.json) as it
             goes; SIGINT or SIGTERM stops the load within about 2 s and still writes the report of what ran (marked
-            interrupted). Exit codes: 0 every threshold held; 2 a threshold failed; 3 interrupted before the end;
-            64 invalid scenario or usage; 69 a store could not be set up.
+            interrupted). A scenario with faults is a drill, judged by its check: `kiln check` runs after the heal
+            unless --no-check is given, and a run whose check did not run is NOT CHECKED (exit 3), never passed.
+            Exit codes: 0 every threshold held (and, when checked, every place valid); 1 an anomaly; 2 a threshold
+            or drill failed; 3 interrupted, unknown or NOT CHECKED; 64 invalid scenario or usage; 69 a store could
+            not be set up.
             `kiln run --list-operations` prints every store operation a scenario's mix may name.
             """
     )
@@ -55,8 +58,11 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Confirm faults on hosts listed in the scenario's chaos.allow (anything outside the embedded stack).")
     var confirmChaos = false
 
-    @Flag(help: "After the run (and its faults' heal), run `kiln check` on it; the exit code is then the combined verdict of thresholds, drills and checkers.")
+    @Flag(help: "After the run, run `kiln check` on it (a scenario with faults does this by default); the exit code is then the combined verdict of thresholds, drills and checkers.")
     var check = false
+
+    @Flag(help: "Do not run the check after a scenario with faults: the run is then NOT CHECKED (exit 3 unless a threshold or drill failed), never passed.")
+    var noCheck = false
 
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
@@ -76,6 +82,7 @@ struct RunCommand: ParsableCommand {
                 return .ok
             }
             guard let scenario else { throw Failure(code: .invalidInput, message: "missing SCENARIO (a file in Scenarios/)") }
+            guard !(check && noCheck) else { throw Failure(code: .invalidInput, message: "--check and --no-check exclude each other") }
             var logger = Logger(label: "kiln.run") { _ in ConsoleLogHandler(logLevel: .info) }
             logger.logLevel = verbose ? .debug : .info
             let paths = KilnPaths.resolve()
@@ -184,6 +191,10 @@ struct RunCommand: ParsableCommand {
             } catch {
                 throw Failure(code: error.code, message: error.message)
             }
+            // A drill is judged by its check; so is any run given --check. Recorded before the first phase, so a run
+            // killed before its check reads NOT CHECKED, never passed.
+            let judgedByCheck = check || faults.runner != nil
+            run.checkRequired = judgedByCheck
             run.companion = faults.runner
             run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
@@ -206,37 +217,40 @@ struct RunCommand: ParsableCommand {
                 try? directory.writeReport(report)
                 for drill in report.drills ?? [] {
                     let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }
-                    logger.info("drill \(drill.name): \(drill.verdict)\(drill.reason.map { " (\($0))" } ?? ""); \(metrics.joined(separator: ", "))")
+                    let verdict = drill.verdict == "passed" ? "availability passed (the check judges the drill)" : drill.verdict
+                    logger.info("drill \(drill.name): \(verdict)\(drill.reason.map { " (\($0))" } ?? ""); \(metrics.joined(separator: ", "))")
                 }
             }
             print(RunSummary.text(report))
             ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
             let loadCode = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
-            if stop.isRaised { return loadCode }
-            guard check else {
-                // Without a check the faults and drills still count: a fault that was refused or not undone, or a
-                // drill that failed, must not exit 0 while summary.md says otherwise.
-                guard report.faults?.isEmpty == false, let run = try? RunData.load(directory.url) else { return loadCode }
-                let result = ReportResult.of(run)
-                guard result.exitCode != loadCode else { return loadCode }
-                CheckCommand.recordVerdict(result, of: run, in: directory.url)
-                print("verdict (with faults and drills): \(result.verdict)" + result.reasons.map { "\n  \($0)" }.joined())
-                return result.exitCode
+            guard judgedByCheck else { return loadCode }
+            var notChecked: String?
+            if stop.isRaised {
+                notChecked = "the run was interrupted before the check"
+            } else if noCheck {
+                notChecked = "--no-check given"
+            } else {
+                logger.info("checking the run (kiln check \(directory.url.path))")
+                do {
+                    _ = try CheckCommand.parse([directory.url.path]).check(
+                        primaries: faults.runner?.primaries, nothingWrittenIsValid: true)
+                } catch let failure as Failure {
+                    // check.json was not written: the verdict cannot be judged, whatever the load said.
+                    FileHandle.standardError.write(Data("kiln: check: \(failure.message)\n".utf8))
+                    notChecked = "the check could not run: \(failure.message)"
+                } catch {
+                    FileHandle.standardError.write(Data("kiln: check: \(error)\n".utf8))
+                    notChecked = "the check could not run: \(error)"
+                }
             }
-            logger.info("checking the run (kiln check \(directory.url.path))")
-            let checkCode: KilnExitCode
-            do {
-                checkCode = try CheckCommand.parse([directory.url.path]).check(primaries: faults.runner?.primaries)
-            } catch let failure as Failure {
-                // The run's own report stands. Nothing checkable (invalid input) leaves the load's verdict; a store
-                // the check cannot reach is the check's outcome.
-                FileHandle.standardError.write(Data("kiln: check: \(failure.message)\n".utf8))
-                return failure.code == .invalidInput ? loadCode : failure.code
-            }
-            guard let combined = try? RunData.load(directory.url) else { return checkCode == .ok ? loadCode : checkCode }
-            let result = ReportResult.of(combined)
-            print("verdict: \(result.verdict)" + result.reasons.map { "\n  \($0)" }.joined())
+            if let notChecked { CheckCommand.recordNotChecked(notChecked, in: directory.url) }
+            guard let judged = try? RunData.load(directory.url) else { return loadCode == .ok ? .unknown : loadCode }
+            let result = ReportResult.of(judged)
+            CheckCommand.recordVerdict(result, of: judged, in: directory.url)
+            ReportInput.writeOutputs(directory.url)
+            print("verdict: \(result.consoleVerdict)" + result.reasons.map { "\n  \($0)" }.joined())
             return result.exitCode
         }
     }
@@ -483,7 +497,12 @@ final class ProgressLine: PhaseObserver {
 /// The end-of-run table on stdout.
 enum RunSummary {
     static func text(_ report: RunReport) -> String {
-        var lines = ["verdict: \(report.verdict)"]
+        // A run judged by its check has no verdict yet: the load's own is printed as such.
+        var lines = [
+            report.verdict == "not-checked"
+                ? "load verdict: \(report.loadVerdict ?? "passed") (the run is judged by its check)"
+                : "verdict: \(report.verdict)"
+        ]
         for phase in report.phases {
             lines.append(
                 "phase \(phase.name) (\(phase.executor)), \(String(format: "%.1f", phase.seconds)) s\(phase.complete ? "" : ", interrupted")")

@@ -45,7 +45,10 @@ struct CheckCommandTests {
         #expect(report.validity == .valid)
         #expect(
             Set(report.places.map(\.place))
-                == ["postgres.rows", "clickhouse.rows", "kafka.messages", "redis.features", "invariant.minute-totals"])
+                == [
+                    "postgres.rows", "clickhouse.rows", "kafka.messages", "redis.features", "invariant.minute-totals",
+                    "clickhouse.merchant-minute",
+                ])
         for place in report.places where place.place.hasSuffix(".rows") || place.place == "kafka.messages" {
             #expect(place.expected == 5_000 && place.scanned == 5_000, "\(place.place)")
         }

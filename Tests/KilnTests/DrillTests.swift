@@ -158,6 +158,9 @@ struct DrillTests {
         try #require(sinks.count == 2, "sink processes: \(sinks)")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        // The killed drill never reached its check: every page regenerated from its directory says NOT CHECKED.
+        let killed = ReportResult.of(try RunData.load(runs.appendingPathComponent("x")))
+        #expect(killed.verdict == "not-checked" && killed.exitCode == .unknown, "\(killed)")
         // The sinks notice that their parent is gone (a paused one as soon as something SIGCONTs it).
         let stackUp = try CommandLineTests.kiln(["stack", "up"])
         #expect(stackUp.status == 0, "\(stackUp.output)")

@@ -17,6 +17,8 @@ struct PipelineBugTests {
         var kinds: Set<Anomaly.Kind>
         /// Places the bug also reaches through an invariant (may be invalid too).
         var alsoInvalid: Set<String> = []
+        /// Derived places checked against the oracle that the bug must make invalid on their own.
+        var derivedInvalid: Set<String> = []
 
         var testDescription: String { file }
     }
@@ -25,19 +27,21 @@ struct PipelineBugTests {
         Expectation(file: "correct.yaml", place: nil, kinds: []),
         Expectation(
             file: "commit-before-write.yaml", place: "clickhouse.rows", kinds: [.lost],
-            alsoInvalid: ["invariant.minute-totals"]),
+            alsoInvalid: ["invariant.minute-totals"], derivedInvalid: ["clickhouse.merchant-minute"]),
         Expectation(
             file: "non-idempotent.yaml", place: "clickhouse.rows", kinds: [.duplicated],
-            alsoInvalid: ["invariant.minute-totals"]),
+            alsoInvalid: ["invariant.minute-totals"], derivedInvalid: ["clickhouse.merchant-minute"]),
         Expectation(
             file: "drop-every-n.yaml", place: "falkordb.paid-edges", kinds: [.lost],
-            alsoInvalid: ["invariant.graph-ledger"]),
+            alsoInvalid: ["invariant.graph-ledger"],
+            derivedInvalid: ["falkordb.paid-per-user", "falkordb.paid-per-merchant"]),
         Expectation(
             file: "wrong-rounding.yaml", place: "clickhouse.rows", kinds: [.corrupted],
-            alsoInvalid: ["invariant.minute-totals"]),
+            alsoInvalid: ["invariant.minute-totals"], derivedInvalid: ["clickhouse.merchant-minute"]),
         Expectation(
             file: "phantom.yaml", place: "falkordb.paid-edges", kinds: [.phantom],
-            alsoInvalid: ["invariant.graph-ledger"]),
+            alsoInvalid: ["invariant.graph-ledger"],
+            derivedInvalid: ["falkordb.paid-per-user", "falkordb.paid-per-merchant"]),
         Expectation(file: "stale-cache.yaml", place: "redis.features", kinds: [.lost, .corrupted]),
         Expectation(file: "reorder.yaml", place: "redis.features", kinds: [.lost, .corrupted]),
         Expectation(file: "lag.yaml", place: "staleness.redis", kinds: [.stale]),
@@ -63,7 +67,8 @@ struct PipelineBugTests {
         let places = Dictionary(report.places.map { ($0.place, $0) }, uniquingKeysWith: { first, _ in first })
         // The pipeline's own checks ran: every sink place, the balance invariant and the staleness of each path.
         for place in ["postgres.rows", "clickhouse.rows", "falkordb.paid-edges", "redis.features", "invariant.balances",
-            "invariant.graph-ledger", "staleness.redis", "staleness.clickhouse"]
+            "invariant.graph-ledger", "staleness.redis", "staleness.clickhouse", "clickhouse.merchant-minute",
+            "postgres.balances", "falkordb.paid-per-user", "falkordb.paid-per-merchant"]
         {
             #expect(places[place] != nil, "\(place) was not checked")
         }
@@ -79,9 +84,15 @@ struct PipelineBugTests {
         #expect(reported > 0, "\(bugPlace) reports \(found.counts), expected one of \(expectation.kinds)")
         // Anomalies come with their keys.
         #expect(!found.anomalies.isEmpty)
+        for place in expectation.derivedInvalid {
+            let derived = try #require(places[place])
+            #expect(derived.validity == .invalid && !derived.anomalies.isEmpty, "\(place): \(derived.counts)")
+        }
         let sinks = (try? RunReport.decode(Data(contentsOf: runs.appendingPathComponent("b/report.json"))))?.pipeline ?? []
         let jumps = sinks.map { "\($0.sink): \($0.offsetJumps ?? 0) jumps \($0.firstJump ?? "")" }
-        for place in report.places where place.place != bugPlace && !expectation.alsoInvalid.contains(place.place) {
+        for place in report.places
+        where place.place != bugPlace && !expectation.alsoInvalid.union(expectation.derivedInvalid).contains(place.place)
+        {
             #expect(
                 place.validity == .valid,
                 "\(place.place) is \(place.validity.rawValue): \(place.counts) \(place.anomalies.prefix(3)); sinks: \(jumps)")

@@ -45,7 +45,7 @@ struct ProcessFaultTests {
         let redis = try PrivateRedis()
         defer { redis.shutdown() }
         let before = try #require(redis.controller.currentPID())
-        let fault = ProcessFault(action: .kill, controller: redis.controller, probe: .redisPing)
+        let fault = ProcessFault(action: .kill, controller: redis.controller, speaking: .redis)
         let driver = FaultDriver(fault)
         let started = driver.start()
         #expect(started.note.contains("gone"), "\(started.note)")
@@ -62,7 +62,7 @@ struct ProcessFaultTests {
         let redis = try PrivateRedis()
         defer { redis.shutdown() }
         let pid = try #require(redis.controller.currentPID())
-        let driver = FaultDriver(ProcessFault(action: .pause, controller: redis.controller, probe: .redisPing))
+        let driver = FaultDriver(ProcessFault(action: .pause, controller: redis.controller, speaking: .redis))
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
         // Paused: the kernel still completes the handshake, but no reply comes.
@@ -85,7 +85,7 @@ struct ProcessFaultTests {
     @Test func gracefulRestartComesBackWithANewPID() throws {
         let redis = try PrivateRedis()
         defer { redis.shutdown() }
-        let record = FaultDriver(ProcessFault(action: .restart, controller: redis.controller, probe: .redisPing))
+        let record = FaultDriver(ProcessFault(action: .restart, controller: redis.controller, speaking: .redis))
             .run(for: .milliseconds(100))
         #expect(record.verified == .yes, "\(record.note)")
         #expect(record.startedAt != nil)

@@ -256,6 +256,7 @@ struct KafkaBrokerFaultTests {
         let driver = FaultDriver(KafkaBrokerFault(action: .pause, controller: tansu.controller))
         let started = driver.start()
         #expect(started.verified != .no, "\(started.note)")
+        #expect(started.note.contains("ApiVersions on a connection opened before the pause: no reply"), "\(started.note)")
         #expect(TCPProbe.connect(to: tansu.controller.endpoint, timeout: .milliseconds(300)) == .answered)
         let record = driver.stop()
         #expect(record.verified == .yes, "\(record.note)")

@@ -52,4 +52,15 @@ struct ValidateCommandTests {
         #expect(outcome.status == 64)
         #expect(outcome.output.contains("\(file.path):2:13: not UTF-8 text (byte 0xE9"), "\(outcome.output)")
     }
+
+    @Test func helpAndUsageErrorsKeepArgumentParsersExitCodes() throws {
+        for arguments in [["--help"], ["run", "--help"], ["stack", "--help"], ["stack"]] {
+            let outcome = try CommandLineTests.kiln(arguments)
+            #expect(outcome.status == 0, "\(arguments): \(outcome.output)")
+            #expect(outcome.output.contains("USAGE") || outcome.output.contains("OVERVIEW"), "\(arguments)")
+            #expect(!outcome.output.contains("internal error"), "\(arguments): \(outcome.output)")
+        }
+        let unknown = try CommandLineTests.kiln(["run", "--no-such-option"])
+        #expect(unknown.status == 64, "\(unknown.output)")
+    }
 }

@@ -1,0 +1,262 @@
+import Foundation
+import KilnCore
+import KilnPostgres
+import KilnStack
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The protocol a server speaks, as a fault's client-side evidence uses it: the operation of a witness connection
+/// (opened before the fault) and the request a new connection makes.
+public enum ServerProtocol: Sendable, Equatable {
+    /// `SELECT 1` on a libpq connection.
+    case postgres(user: String, database: String)
+    /// `PING` over RESP: Redis, Sentinel, FalkorDB.
+    case redis
+    /// `GET /ping` over HTTP/1.1 keep-alive (ClickHouse's HTTP interface).
+    case clickhouseHTTP
+    /// Kafka ApiVersions v0 (any Kafka-API broker).
+    case kafka
+
+    /// What the witness does, for evidence text: "SELECT 1", "PING", …
+    public var operation: String {
+        switch self {
+        case .postgres: "SELECT 1"
+        case .redis: "PING"
+        case .clickhouseHTTP: "GET /ping"
+        case .kafka: "ApiVersions"
+        }
+    }
+
+    /// A request a new connection sends, answered only by a running server that is not paused.
+    public var newConnectionProbe: ServiceProbe {
+        switch self {
+        case .postgres: .request(Self.sslRequest)
+        case .redis: .redisPing
+        case .clickhouseHTTP: .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8))
+        case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
+        }
+    }
+
+    /// PostgreSQL's SSLRequest: the postmaster answers it with one byte (`N` or `S`) before any login.
+    public static let sslRequest: [UInt8] = [0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]
+
+    /// Opens a witness connection and completes one operation on it within `timeout`.
+    /// - Throws: ``ProcessFaultError`` when it cannot connect or the server does not answer the first operation.
+    public func openWitness(to endpoint: HostPort, timeout: Duration) throws -> any ClientWitness {
+        let witness: any ClientWitness
+        switch self {
+        case .postgres(let user, let database):
+            witness = try PostgresWitness(
+                PostgresEndpoint(
+                    host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
+                connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
+        case .redis:
+            witness = try TCPRequestWitness(
+                endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
+                frame: TCPRequestWitness.respLine)
+        case .clickhouseHTTP:
+            let request = "GET /ping HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: keep-alive\r\n\r\n"
+            witness = try TCPRequestWitness(
+                endpoint, operation: operation, request: Array(request.utf8), timeout: timeout,
+                frame: TCPRequestWitness.httpResponse)
+        case .kafka:
+            witness = try TCPRequestWitness(
+                endpoint, operation: operation, request: KafkaBrokerFault.apiVersionsRequest, timeout: timeout,
+                frame: TCPRequestWitness.lengthPrefixed)
+        }
+        switch witness.exchange(within: timeout) {
+        case .answered: return witness
+        case .noReply(let waited):
+            witness.close()
+            throw ProcessFaultError(
+                "\(operation) to \(endpoint) got no reply in \(waited.milliseconds) ms before the fault")
+        case .failed(let reason):
+            witness.close()
+            throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")
+        }
+    }
+}
+
+/// What one operation on a witness connection saw.
+public enum WitnessReply: Sendable, Equatable {
+    /// The whole reply came, after this long.
+    case answered(after: Duration)
+    /// No complete reply within this long; the request stays in flight (a later exchange waits for its reply).
+    case noReply(within: Duration)
+    /// The connection failed (reset, closed by the server, …).
+    case failed(String)
+
+    public var answered: Bool {
+        if case .answered = self { return true }
+        return false
+    }
+
+    /// "no reply in 300 ms", "answered in 2 ms", "failed (connection reset by peer)".
+    public var text: String {
+        switch self {
+        case .answered(let after): "answered in \(after.milliseconds) ms"
+        case .noReply(let within): "no reply in \(within.milliseconds) ms"
+        case .failed(let reason): "failed (\(reason))"
+        }
+    }
+}
+
+/// A client connection a fault opens before it starts, to show what an already connected client sees.
+/// Ownership: owns its connection until `close()` (idempotent). Threading: one caller at a time; calls block for at
+/// most their timeout.
+public protocol ClientWitness: AnyObject {
+    /// The operation it runs, e.g. `SELECT 1`.
+    var operation: String { get }
+    /// Runs the operation (or keeps waiting for the reply to one still in flight) for at most `timeout`.
+    func exchange(within timeout: Duration) -> WitnessReply
+    func close()
+}
+
+/// `SELECT 1` on one libpq connection, sent without blocking so a paused server cannot hold the caller.
+final class PostgresWitness: ClientWitness {
+    let operation = "SELECT 1"
+    private let connection: PostgresConnection
+    private var inFlight = false
+
+    init(_ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int) throws {
+        do {
+            connection = try PostgresConnection(endpoint, connectTimeoutSeconds: connectTimeoutSeconds)
+        } catch {
+            throw ProcessFaultError("cannot open a witness connection to \(endpoint.host):\(endpoint.port): \(error)")
+        }
+    }
+
+    func exchange(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        do {
+            if !inFlight {
+                try connection.send("SELECT 1")
+                inFlight = true
+            }
+            guard try connection.awaitReply(within: timeout) else { return .noReply(within: start.duration(to: .now)) }
+            inFlight = false
+            return .answered(after: start.duration(to: .now))
+        } catch {
+            return .failed(error.kind == .connectionLost ? "connection lost" : "\(error)")
+        }
+    }
+
+    func close() { connection.close() }
+}
+
+/// One request/reply exchange at a time on one TCP connection. `frame` returns the length of the first complete
+/// reply at the start of the received bytes (nil while incomplete), so a late reply to a request that timed out is
+/// consumed as that request's reply, never mistaken for a newer one.
+final class TCPRequestWitness: ClientWitness {
+    let operation: String
+    private let endpoint: HostPort
+    private let request: [UInt8]
+    private let frame: ([UInt8]) -> Int?
+    private var fd: Int32
+    private var received: [UInt8] = []
+    private var inFlight = false
+
+    init(
+        _ endpoint: HostPort, operation: String, request: [UInt8], timeout: Duration, frame: @escaping ([UInt8]) -> Int?
+    ) throws {
+        self.endpoint = endpoint
+        self.operation = operation
+        self.request = request
+        self.frame = frame
+        let (fd, failure) = TCPProbe.openSocket(to: endpoint, from: nil, until: ContinuousClock.now + timeout)
+        guard let fd else {
+            throw ProcessFaultError("cannot open a witness connection to \(endpoint): \(failure)")
+        }
+        self.fd = fd
+    }
+
+    deinit { close() }
+
+    func exchange(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        let deadline = start + timeout
+        guard fd >= 0 else { return .failed("closed") }
+        if !inFlight {
+            let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent == request.count else { return .failed(String(cString: strerror(errno))) }
+            inFlight = true
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if let length = frame(received) {
+                received.removeFirst(length)
+                inFlight = false
+                return .answered(after: start.duration(to: .now))
+            }
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            guard remaining > .zero else { return .noReply(within: start.duration(to: .now)) }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(max(1, remaining.milliseconds)))
+            if ready < 0 && errno != EINTR { return .failed(String(cString: strerror(errno))) }
+            guard ready > 0 else { continue }
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count == 0 { return .failed("closed by the server") }
+            if count < 0 {
+                if errno == EAGAIN || errno == EINTR { continue }
+                return .failed(String(cString: strerror(errno)))
+            }
+            received += buffer[0..<count]
+        }
+    }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    /// A one-line RESP reply (`+PONG\r\n`, `-ERR …\r\n`).
+    static func respLine(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 2 else { return nil }
+        for index in 1..<bytes.count where bytes[index] == 10 && bytes[index - 1] == 13 { return index + 1 }
+        return nil
+    }
+
+    /// A Kafka response: a 4-byte big-endian length, then that many bytes.
+    static func lengthPrefixed(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        let length = bytes[0..<4].reduce(0) { $0 << 8 | Int($1) }
+        return bytes.count >= 4 + length ? 4 + length : nil
+    }
+
+    /// An HTTP/1.1 response with `Content-Length` or chunked transfer coding.
+    static func httpResponse(_ bytes: [UInt8]) -> Int? {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        guard bytes.count >= 4,
+            let headerEnd = (0...(bytes.count - 4)).first(where: { Array(bytes[$0..<$0 + 4]) == separator })
+        else { return nil }
+        let bodyStart = headerEnd + 4
+        let headers = String(decoding: bytes[0..<headerEnd], as: UTF8.self).lowercased()
+        for line in headers.split(separator: "\r\n") where line.hasPrefix("content-length:") {
+            guard let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+            else { return nil }
+            return bytes.count >= bodyStart + length ? bodyStart + length : nil
+        }
+        guard headers.contains("transfer-encoding: chunked") else { return bodyStart }
+        let last: [UInt8] = Array("0\r\n\r\n".utf8)
+        guard bytes.count >= bodyStart + last.count else { return nil }
+        for start in bodyStart...(bytes.count - last.count) where Array(bytes[start..<start + last.count]) == last {
+            return start + last.count
+        }
+        return nil
+    }
+}
+
+extension ServerProtocol {
+    /// The protocol a client of an embedded server of this kind speaks (`user`/`database`: the stack's PostgreSQL
+    /// login).
+    public static func of(_ kind: EmbeddedServer.Kind, postgresUser user: String, database: String) -> ServerProtocol {
+        switch kind {
+        case .postgresPrimary, .postgresReplica: .postgres(user: user, database: database)
+        case .redisPrimary, .redisReplica, .sentinel, .falkordb: .redis
+        case .kafka: .kafka
+        case .clickhouse: .clickhouseHTTP
+        }
+    }
+}
