@@ -41,6 +41,9 @@ public final class LoadRun {
     /// `not-checked` (exit 3, the load's own verdict in `load_verdict`) until the check replaces it, so a run killed
     /// between its load and its check never leaves `passed` behind.
     public var checkRequired = false
+    /// How a sink process of `pipeline.workers: processes` is launched: given the sink and the `kiln pipeline` command
+    /// (executable, arguments), the command to run instead (e.g. with `--stack`, inside the sink's host). Nil: as is.
+    public var pipelineLauncher: PipelineLauncher?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -106,7 +109,8 @@ public final class LoadRun {
             pipeline = nil
             do {
                 pipelineProcesses = try PipelineProcesses.start(
-                    spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger)
+                    spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger,
+                    launcher: pipelineLauncher)
             } catch {
                 throw Failure(code: .internalError, message: "pipeline: cannot start the sink processes: \(error)")
             }

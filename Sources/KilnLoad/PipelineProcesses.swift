@@ -3,6 +3,10 @@ import KilnPipeline
 import KilnScenario
 import Logging
 
+/// Rewrites the `kiln pipeline` command of one sink process (executable, arguments) before it starts; called on the
+/// controller or a fault thread (restart).
+public typealias PipelineLauncher = @Sendable (PipelineSpec.Sink, String, [String]) -> (String, [String])
+
 /// The sink workers of `pipeline.workers: processes`: one `kiln pipeline SCENARIO --sink S` child per sink, so a
 /// fault can kill, pause or restart one (it resumes from its stored offsets). At the load's end each child gets
 /// SIGUSR1, finishes once caught up (or after the convergence timeout) and writes `pipeline-<sink>.json` in the
@@ -15,6 +19,7 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
     let directory: URL
     let logger: Logger
     private var children: [(sink: PipelineSpec.Sink, process: Process)] = []
+    private var launcher: PipelineLauncher?
 
     init(spec: PipelineSpec, directory: URL, logger: Logger) {
         self.spec = spec
@@ -22,9 +27,12 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
         self.logger = logger
     }
 
-    static func start(spec: PipelineSpec, scenarioFile: URL, directory: URL, logger: Logger) throws -> PipelineProcesses {
+    static func start(
+        spec: PipelineSpec, scenarioFile: URL, directory: URL, logger: Logger, launcher: PipelineLauncher? = nil
+    ) throws -> PipelineProcesses {
         let processes = PipelineProcesses(spec: spec, directory: directory, logger: logger)
         processes.scenarioFile = scenarioFile
+        processes.launcher = launcher
         for sink in spec.sinks {
             let process = try processes.spawn(sink)
             processes.lock.withLock { processes.children.append((sink, process)) }
@@ -37,10 +45,13 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
     /// Starts `kiln pipeline SCENARIO --sink S`, appending to its log in the run directory.
     private func spawn(_ sink: PipelineSpec.Sink) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = [
+        var executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        var arguments = [
             "pipeline", scenarioFile.path, "--sink", sink.rawValue, "--report", reportFile(sink).path, "--exit-with-parent",
         ]
+        if let launcher { (executable, arguments) = launcher(sink, executable, arguments) }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         let log = directory.appendingPathComponent("pipeline-\(sink.rawValue).log")
         if !FileManager.default.fileExists(atPath: log.path) {
             FileManager.default.createFile(atPath: log.path, contents: nil)

@@ -88,6 +88,17 @@ public struct StackDefinition: Sendable {
     /// Hosts of Kiln's own load-worker groups in a hosts stack (`client_groups:`), at 10.213.7.201 onwards in order;
     /// a worker thread enters one (HostNetwork.enterForCurrentThread) to open its connections from that address.
     public var clientGroups: [(name: String, address: HostAddress)] = []
+    /// Hosts of the reference pipeline's sink processes (`pipeline.workers: processes`) in a hosts stack:
+    /// `sink-postgres`, `sink-redis`, `sink-falkordb`, `sink-clickhouse` at 10.213.7.61–.64. Empty on loopback and
+    /// with `sink_hosts: false` (a second hosts stack, e.g. a test's, beside one that has them).
+    public var sinkHosts: [(name: String, address: HostAddress)] {
+        guard network == .hosts, hasSinkHosts else { return [] }
+        return PipelineSpec.Sink.allCases.enumerated().map { index, sink in
+            ("sink-\(sink.rawValue)", try! HostAddress(octet: 61 + index))
+        }
+    }
+    /// `sink_hosts:` (hosts stacks; default true).
+    public var hasSinkHosts = true
     /// The file this definition was read from, for messages.
     public var source: String
 
@@ -166,12 +177,15 @@ public struct StackDefinition: Sendable {
 
         let network: Network = try fields.enumeration("network", default: .loopback)
         var clientGroups: [(name: String, address: HostAddress)] = []
+        var hasSinkHosts = true
         if network == .hosts {
+            hasSinkHosts = try fields.bool("sink_hosts", default: true)
             clientGroups = try parseHosts(
+                sinkHosts: hasSinkHosts,
                 fields, kind: kind, name: name, postgres: postgres, redis: redis, kafka: kafka, graph: graph,
                 timeseries: timeseries)
         } else {
-            for key in ["subnet", "client_groups"] where fields.contains(key) {
+            for key in ["subnet", "client_groups", "sink_hosts"] where fields.contains(key) {
                 let (line, column) = fields.location(key)
                 throw SpecError(
                     file: fields.file, line: line, column: column, field: key,
@@ -186,6 +200,7 @@ public struct StackDefinition: Sendable {
         definition.faketime = faketime
         definition.network = network
         definition.clientGroups = clientGroups
+        definition.hasSinkHosts = hasSinkHosts
         return definition
     }
 
@@ -193,7 +208,7 @@ public struct StackDefinition: Sendable {
     /// namespaces, each server on its own host address .2–.254 of that subnet (not .1: Kiln's client host), at most 9
     /// client groups. Returns the client groups with their addresses.
     private static func parseHosts(
-        _ fields: YAMLFields, kind: Kind, name: String, postgres: Postgres, redis: Redis, kafka: Kafka, graph: Graph,
+        sinkHosts: Bool, _ fields: YAMLFields, kind: Kind, name: String, postgres: Postgres, redis: Redis, kafka: Kafka, graph: Graph,
         timeseries: TimeSeries
     ) throws(SpecError) -> [(name: String, address: HostAddress)] {
         func fail(_ key: String, _ message: String, in section: YAMLFields? = nil) -> SpecError {
@@ -232,6 +247,14 @@ public struct StackDefinition: Sendable {
                     throw fail(key, "\(address.host) is also \(holder)'s: each server needs its own host", in: section)
                 }
                 holders[address.host] = "\(sectionName).\(key)"
+            }
+        }
+        for octet in sinkHosts ? Array(61...64) : [] {
+            if let holder = holders["\(HostAddress.prefix)\(octet)"] {
+                let parts = holder.split(separator: ".")
+                throw fail(
+                    String(parts[1]), "\(HostAddress.prefix)\(octet) is a pipeline sink's host (.61–.64)",
+                    in: try fields.mapping(String(parts[0])))
             }
         }
         var groups: [(name: String, address: HostAddress)] = []

@@ -51,7 +51,7 @@ public final class EmbeddedStack {
                 guard let address = HostAddress(server.endpoint.host) else { continue }  // the stack file was validated
                 hosts[server.name] = NetworkHost(name: server.name, address: address, owner: owner)
             }
-            for group in definition.clientGroups {
+            for group in definition.clientGroups + definition.sinkHosts {
                 hosts[group.name] = NetworkHost(name: group.name, address: group.address, owner: owner)
             }
         }

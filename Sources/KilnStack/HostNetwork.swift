@@ -144,6 +144,7 @@ public struct HostNetwork: Sendable {
 
     /// Runs `body` holding the network's lock (flock; released when the process dies).
     private func locked<T>(_ body: () throws(HostNetworkError) -> T) throws(HostNetworkError) -> T {
+        mkdir("/run/lock", 0o755)  // absent in some containers; EEXIST otherwise
         let fd = open(Self.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw HostNetworkError("cannot open \(Self.lockFile): \(String(cString: strerror(errno)))")
@@ -426,7 +427,7 @@ public struct HostNetwork: Sendable {
                 }
             }
             removed += removeOrphanPortsAndBridgeLocked()
-            if !removed.isEmpty { logger.info("removed leftover hosts", metadata: ["kiln.removed": "\(removed)"]) }
+            if !removed.isEmpty { logger.debug("removed leftover hosts", metadata: ["kiln.removed": "\(removed)"]) }
             return removed
         }
     }
@@ -478,7 +479,7 @@ public struct HostNetwork: Sendable {
                 }
             }
         }
-        if !cleared.isEmpty { logger.info("removed leftover faults", metadata: ["kiln.removed": "\(cleared)"]) }
+        if !cleared.isEmpty { logger.debug("removed leftover faults", metadata: ["kiln.removed": "\(cleared)"]) }
         return cleared
     }
 

@@ -41,6 +41,9 @@ struct PipelineCommand: ParsableCommand {
     @Flag(help: "Exit when the parent process dies (kiln run starts its sink processes this way, so a kill -9 of the run leaves none behind).")
     var exitWithParent = false
 
+    @Option(name: .customLong("stack"), help: "Stack file to use instead of the scenario's `stack:` (kiln run --stack passes its own).")
+    var stackFile: String?
+
     @Flag(name: .shortAndLong, help: "Log more detail.")
     var verbose = false
 
@@ -49,7 +52,14 @@ struct PipelineCommand: ParsableCommand {
             var logger = Logger(label: "kiln.pipeline") { _ in ConsoleLogHandler(logLevel: .info) }
             logger.logLevel = verbose ? .debug : .info
             let url = URL(fileURLWithPath: scenario)
-            let loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            if let stackFile {
+                do {
+                    loaded.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile))
+                } catch {
+                    throw Failure(code: .invalidInput, message: "\(error)")
+                }
+            }
             guard var spec = loaded.pipeline else {
                 throw Failure(code: .invalidInput, message: "\(url.path): no `pipeline:` block")
             }

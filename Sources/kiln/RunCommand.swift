@@ -197,6 +197,7 @@ struct RunCommand: ParsableCommand {
             run.checkRequired = judgedByCheck
             run.companion = faults.runner
             run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
+            run.pipelineLauncher = Self.pipelineLauncher(stackFile: stackFile, stack: loaded.stack, paths: stackPaths)
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
             let prober = StalenessProbes.start(loaded, dataset: dataset, primaries: run.primaries, logger: logger)
             run.ackTap = prober
@@ -252,6 +253,22 @@ struct RunCommand: ParsableCommand {
             ReportInput.writeOutputs(directory.url)
             print("verdict: \(result.consoleVerdict)" + result.reasons.map { "\n  \($0)" }.joined())
             return result.exitCode
+        }
+    }
+
+    /// Sink processes get `--stack` when the run has one; on a hosts stack each runs in its own host
+    /// (`sink-<sink>`, 10.213.7.61–.64) when the stack created it, else in the root namespace.
+    static func pipelineLauncher(stackFile: String?, stack: StackDefinition, paths: KilnPaths) -> PipelineLauncher? {
+        let embedded = stack.network == .hosts ? try? EmbeddedStack(
+            definition: stack, paths: paths, logger: Logger(label: "kiln.run")) : nil
+        let hosts = embedded?.hosts ?? [:]
+        guard stackFile != nil || !hosts.isEmpty else { return nil }
+        let present = Set((try? HostNetwork(logger: Logger(label: "kiln.run")).hosts()) ?? [])
+        return { sink, executable, arguments in
+            var arguments = arguments
+            if let stackFile { arguments += ["--stack", stackFile] }
+            guard let host = hosts["sink-\(sink.rawValue)"], present.contains(host) else { return (executable, arguments) }
+            return HostNetwork.command(in: host, executable, arguments)
         }
     }
 

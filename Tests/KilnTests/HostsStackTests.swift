@@ -28,7 +28,8 @@ struct HostsStackTests {
         let name = "t\(UInt32.random(in: 0...UInt32.max))"
         text =
             text.replacingOccurrences(of: "name: embedded-hosts", with: "name: \(name)")
-            .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n") + "\n"
+            .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") }.joined(separator: "\n")
+            + "\nsink_hosts: false\n"
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             TestStack.uniqueName("kiln-hosts"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -54,6 +55,8 @@ struct HostsStackTests {
         #expect(Set(addresses).count == addresses.count)
         #expect(stack.clientGroups.map(\.name) == ["clients-a", "clients-b"])
         #expect(stack.clientGroups.map(\.address.description) == ["10.213.7.201", "10.213.7.202"])
+        #expect(stack.sinkHosts.map(\.name) == ["sink-postgres", "sink-redis", "sink-falkordb", "sink-clickhouse"])
+        #expect(stack.sinkHosts.map(\.address.description) == (61...64).map { "10.213.7.\($0)" })
         #expect(try StackDefinition.load(contentsOf: TestStack.paths.embeddedStackFile).network == .loopback)
         // Its own run directory by default, so that it runs beside the loopback stack.
         let paths = KilnPaths(home: TestStack.paths.home)
@@ -75,6 +78,8 @@ struct HostsStackTests {
         ("10.213.7.12:15433", "10.213.7.11:15433", "postgres.replicas", "also postgres.primary"),
         ("10.213.7.41:16390", "10.213.7.201:16390", "client_groups[0]", "also graph.endpoint"),
         ("network: hosts", "network: namespaces", "network", "unknown value"),
+        ("10.213.7.41:16390", "10.213.7.63:16390", "graph.endpoint", "pipeline sink's host"),
+        ("subnet: 10.213.7.0/24", "sink_hosts: maybe", "sink_hosts", ""),
         ("kind: embedded", "kind: external", "network", "only an embedded stack"),
         ("name: embedded-hosts", "name: Embedded_Hosts", "name", "tags its namespaces"),
         ("[clients-a, clients-b]", "[clients-a, clients-a]", "client_groups[1]", "listed twice"),
