@@ -285,10 +285,31 @@ struct HostPartitionFaultTests {
 /// time) with private client-group hosts.
 @Suite("Faults between hosts on the hosts stack", .serialized)
 struct HostsStackPartitionTests {
+    /// The shipped embedded-hosts.yaml with its ten servers on .120–.129 (this file's block), no client groups and no
+    /// sink hosts (their addresses belong to the shipped stack), its own name and run directory.
+    static func privateStack() throws -> (file: URL, definition: StackDefinition, paths: KilnPaths) {
+        var text = try String(contentsOf: HostsStackTests.shipped, encoding: .utf8)
+        for (index, octet) in [11, 12, 21, 22, 23, 24, 25, 31, 41, 51].enumerated() {
+            text = text.replacingOccurrences(of: "10.213.7.\(octet):", with: "10.213.7.\(120 + index):")
+        }
+        text =
+            text.replacingOccurrences(of: "name: embedded-hosts", with: "name: t\(UInt32.random(in: 0...UInt32.max))")
+            .split(separator: "\n").filter { !$0.hasPrefix("client_groups:") && !$0.hasPrefix("sink_hosts:") }
+            .joined(separator: "\n") + "\nsink_hosts: false\n"
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-hosts"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("stack.yaml")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return (
+            file, try StackDefinition.load(contentsOf: file),
+            KilnPaths(home: TestStack.paths.home, stack: directory.appendingPathComponent("run"))
+        )
+    }
+
     /// Every partition shape: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
     /// the groups' listeners) equals the shape while active and is complete after the heal.
     @Test func everyShapeOnTheHostsStackMatchesItsMatrixAndHeals() throws {
-        let (_, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
+        let (_, definition, paths) = try HostsStackPartitionTests.privateStack()
         let owner = HostOwner.currentProcess
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.hosts-partitions"), hostOwner: owner)
@@ -349,7 +370,7 @@ struct HostsStackPartitionTests {
     /// only, clients-b's workers get no acknowledged write, clients-a's keep writing (the minority client that keeps
     /// writing to a primary the majority abandoned).
     @Test func aGroupsWorkersSeeThePartitionOfTheirHost() throws {
-        let (file, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
+        let (file, definition, paths) = try HostsStackPartitionTests.privateStack()
         let owner = HostOwner.currentProcess
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.client-groups"), hostOwner: owner)
@@ -415,7 +436,7 @@ struct HostsStackPartitionTests {
     /// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
     /// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
     @Test func aScenariosHostFaultsRunAndVerifyOnTheHostsStack() throws {
-        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
+        let (stackFile, definition, paths) = try HostsStackPartitionTests.privateStack()
         let stack = try EmbeddedStack(
             definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
         defer {
@@ -466,7 +487,7 @@ struct HostsStackPartitionTests {
     /// `kill -9` of `kiln run` while a partition (rules in several namespaces), a loss to Kiln's host (rules in the
     /// root namespace too) and a bandwidth fault (a qdisc) are active; the next `kiln stack up` removes all of it.
     @Test func kill9OfARunDuringHostFaultsThenStackUpLeavesNothing() throws {
-        let (stackFile, definition, paths) = try HostsStackTests.privateHostsStack(block: 120)
+        let (stackFile, definition, paths) = try HostsStackPartitionTests.privateStack()
         let arguments = ["--stack", stackFile.path, "--run-directory", paths.stack.path]
         let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.kill9-hosts"))
         let run = Process()
