@@ -37,6 +37,9 @@ public final class LoadRun {
     /// How a sink process of `pipeline.workers: processes` is launched: given the sink and the `kiln pipeline` command
     /// (executable, arguments), the command to run instead (e.g. with `--stack`, inside the sink's host). Nil: as is.
     public var pipelineLauncher: PipelineLauncher?
+    /// Moves the calling worker thread into a client group's host (a phase's `client_groups`), before it opens any
+    /// connection; nil: phases with client groups fail their workers rather than run them from the wrong host.
+    public var enterClientGroup: (@Sendable (String) throws -> Void)?
     /// The run's verdict waits for `kiln check` (RunReport.checkRequired): a load that passed is written
     /// `not-checked` (exit 3, the load's own verdict in `load_verdict`) until the check replaces it, so a run killed
     /// between its load and its check never leaves `passed` behind.
@@ -122,7 +125,7 @@ public final class LoadRun {
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
-                stop: stop, ackTap: ackTap)
+                stop: stop, ackTap: ackTap, enterClientGroup: enterClientGroup)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
             var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()

@@ -58,12 +58,15 @@ final class PhaseContext: Sendable {
     let stop: StopFlag
     /// Told of every write acknowledged `ok` (black-box staleness probes); nil: nobody listens.
     let ackTap: (any AckTap)?
+    /// Moves the calling worker thread into a client group's host (`LoadRun.enterClientGroup`).
+    let enterClientGroup: (@Sendable (String) throws -> Void)?
 
     init(
         phase: LoadScenario.Phase, phaseNumber: Int, operations: [PlannedOperation], stores: [String],
         drivers: [StoreDriver], clientContext: ClientContext, storeRows: StoreRows, seed: UInt64, runStart: UInt64,
-        stop: StopFlag, ackTap: (any AckTap)? = nil
+        stop: StopFlag, ackTap: (any AckTap)? = nil, enterClientGroup: (@Sendable (String) throws -> Void)? = nil
     ) {
+        self.enterClientGroup = enterClientGroup
         self.phase = phase
         self.phaseNumber = phaseNumber
         self.operations = operations

@@ -106,7 +106,28 @@ final class PhaseRunner {
             let recorder = recorders[index]
             let context = self.context
             let store = owners?[index]
+            let clientGroup = phase.clientGroups.isEmpty ? nil : phase.clientGroups[index % phase.clientGroups.count]
+            let logger = self.logger
             let thread = Thread {
+                // A worker of a client group runs inside that group's host or not at all: from Kiln's root host
+                // its traffic would pass any partition the group is on the wrong side of.
+                if let clientGroup {
+                    do {
+                        guard let enter = context.enterClientGroup else {
+                            throw ClientGroupError(
+                                group: clientGroup, reason: "this stack has no client groups (network: hosts)")
+                        }
+                        try enter(clientGroup)
+                    } catch {
+                        logger.error(
+                            "phase \(phase.name): worker \(index) cannot enter client group \(clientGroup); it runs no ops",
+                            metadata: ["kiln.error": "\(error)"])
+                        ready.leave()
+                        gate.wait()
+                        group.leave()
+                        return
+                    }
+                }
                 let worker = LoadWorker(id: index, context: context, recorder: recorder)
                 worker.warmUp(only: store)
                 ready.leave()
@@ -259,4 +280,10 @@ final class StoreBarrier: @unchecked Sendable {
             _ = condition.wait(until: Date().addingTimeInterval(0.1))
         }
     }
+}
+
+struct ClientGroupError: Error, CustomStringConvertible {
+    var group: String
+    var reason: String
+    var description: String { "client group \(group): \(reason)" }
 }

@@ -27,10 +27,37 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case redisFailover = "redis-failover"
         /// A wall-clock step (`offset: +10m`, `-30s`) on a server the stack starts under libfaketime.
         case clockSkew = "clock-skew"
+        /// Random packet loss on the link between two hosts (`link: [a, b]`, `probability: 10%`); hosts stack only.
+        case loss
+        /// What one host sends held to a rate (`target: kafka`, `rate: 1MB/s`); hosts stack only.
+        case bandwidth
     }
 
-    /// `partition` shapes; all but `isolate` act on a PostgreSQL primary and its streaming standby.
+    /// A fault between hosts of the hosts stack (every server, sink and client group in its own network namespace).
+    /// The loopback stack refuses these: its servers share one network namespace and connect from 127.0.0.1.
+    public enum HostFault: Sendable, Equatable {
+        /// A partition `shape` among `hosts` (empty: every server host of the stack; drawn shapes draw from them).
+        case partition(HostPartitionShape, among: [String])
+        /// Each of the two hosts drops `probability` of the packets it receives from the other.
+        case loss(between: String, and: String, probability: Double)
+        /// What `host` sends (its veth's egress) held to `bytesPerSecond` by a token bucket.
+        case bandwidth(host: String, bytesPerSecond: Int)
+
+        /// Every host the scenario named.
+        public var namedHosts: [String] {
+            switch self {
+            case .partition(let shape, let hosts): hosts + shape.namedHosts.filter { !hosts.contains($0) }
+            case .loss(let a, let b, _): [a, b]
+            case .bandwidth(let host, _): [host]
+            }
+        }
+    }
+
+    /// `partition` shapes of the loopback stack; all but `isolate` act on a PostgreSQL primary and its streaming
+    /// standby.
     public static let partitionShapes = ["isolate", "split-replica", "replica-to-primary", "primary-to-replica"]
+    /// `partition` shapes between hosts (the hosts stack); `isolate` is both.
+    public static let hostPartitionShapes = HostPartitionShape.Name.allCases.map(\.rawValue)
 
     public struct Entry: Sendable, Equatable {
         public var name: String
@@ -48,6 +75,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         /// `partition`: one of `partitionShapes` (`isolate`: nothing reaches the target server from another loopback
         /// address, and nothing from it reaches another).
         public var shape: String?
+        /// `partition` between hosts, `loss`, `bandwidth`: what acts on the hosts stack (nil for loopback faults).
+        public var hostFault: HostFault? = nil
         /// Failover options (`replication`, `fence`, `heal`, `trigger` as written; `lag_ms` from `lag`); clock-skew's
         /// `offset_s` (signed whole seconds) from `offset`.
         public var options: [String: String] = [:]
@@ -111,10 +140,12 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 "kind", "unknown fault kind '\(kindText)' (kinds: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         let targetAt = fields.location(fields.contains("target") ? "target" : "kind")
-        let target: String
+        var target: String
         switch kind {
         case .pgFailover: target = try fields.optionalString("target") ?? "postgres"
         case .redisFailover: target = try fields.optionalString("target") ?? "redis"
+        case .partition: target = try fields.optionalString("target") ?? "hosts"
+        case .loss: target = "link"
         default: target = try fields.string("target")
         }
         let name = try fields.optionalString("name") ?? "\(kind.rawValue)-\(target.replacingOccurrences(of: ":", with: "-"))-\(index + 1)"
@@ -129,6 +160,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         var toxic: String?
         var shape: String?
         var options: [String: String] = [:]
+        var hostFault: HostFault?
         switch kind {
         case .proxy:
             toxic = try fields.string("toxic")
@@ -136,19 +168,52 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 throw fields.error("target", "'\(target)' is not proxied: add it to the scenario's `proxy:` list")
             }
         case .partition:
-            // The embedded servers connect to each other from 127.0.0.1, so rules between two aliases would not
-            // match their traffic: splits act on the one link that can be told apart, PostgreSQL replication
-            // (its standby runs as the postgres user, Kiln as root).
             let text = try fields.optionalString("shape") ?? "isolate"
-            guard partitionShapes.contains(text) else {
+            if HostPartitionShape.Name(rawValue: text) != nil {
+                hostFault = try parseHostPartition(fields, shape: text, target: target)
+                if text == "isolate" && fields.contains("target") { shape = text }
+            } else {
+                // The loopback stack's servers connect to each other from 127.0.0.1, so rules between two aliases
+                // would not match their traffic: there splits act on the one link that can be told apart, PostgreSQL
+                // replication (its standby runs as the postgres user, Kiln as root).
+                guard partitionShapes.contains(text) else {
+                    throw fields.error(
+                        "shape", "unknown shape '\(text)' (between hosts of the hosts stack: "
+                            + "\(hostPartitionShapes.joined(separator: ", ")); on a PostgreSQL primary's replication link: "
+                            + "\(partitionShapes.dropFirst().joined(separator: ", ")))")
+                }
+                if !target.hasPrefix("postgres") {
+                    throw fields.error(
+                        "shape", "\(text) acts on a PostgreSQL primary and its standby; target a postgres server")
+                }
+                shape = text
+            }
+        case .loss:
+            let link = try fields.strings("link")
+            guard link.count == 2 else {
                 throw fields.error(
-                    "shape", "unknown shape '\(text)' (shapes: \(partitionShapes.joined(separator: ", ")); rules between two "
-                        + "aliases would not match the embedded servers' traffic, which leaves from 127.0.0.1)")
+                    "link", "expected the two hosts of one link, e.g. [clients-a, redis-primary], found \(link.count)")
             }
-            if text != "isolate" && !target.hasPrefix("postgres") {
-                throw fields.error("shape", "\(text) acts on a PostgreSQL primary and its standby; target a postgres server")
+            for host in link { try checkHostName(host, fields: fields, key: "link") }
+            guard link[0].text != link[1].text else {
+                throw fields.error("link", "the two ends are the same host '\(link[0].text)'")
             }
-            shape = text
+            let probability = try fields.string("probability")
+            guard let share = Share.parse(probability) else {
+                throw fields.error(
+                    "probability", "expected a share above 0 and at most 100% such as 10% or 0.1, found '\(probability)'")
+            }
+            hostFault = .loss(between: link[0].text, and: link[1].text, probability: share)
+            target = "\(link[0].text)<->\(link[1].text)"
+        case .bandwidth:
+            let at = fields.location("target")
+            try checkHostName((target, at.line, at.column), fields: fields, key: "target")
+            let text = try fields.string("rate")
+            guard let rate = ByteRate.parse(text) else {
+                throw fields.error(
+                    "rate", "expected a rate between 1kB/s and 10GB/s such as 1MB/s, 500kB/s or 8Mbit/s, found '\(text)'")
+            }
+            hostFault = .bandwidth(host: target, bytesPerSecond: rate)
         case .clockSkew:
             let text = try fields.string("offset")
             let negative = text.hasPrefix("-")
@@ -185,7 +250,91 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         try fields.finish()
         return Entry(
             name: name, kind: kind, target: target, at: at, duration: duration, every: every, times: times,
-            jitter: jitter, toxic: toxic, shape: shape, options: options, source: "\(fields.file):\(targetAt.line):\(targetAt.column)")
+            jitter: jitter, toxic: toxic, shape: shape, hostFault: hostFault, options: options,
+            source: "\(fields.file):\(targetAt.line):\(targetAt.column)")
+    }
+
+    /// `shape:` between hosts with its fields: `target` (isolate, bridge; drawn when absent), `hosts` (the hosts
+    /// drawn among), `from`/`to` (one-way), `sides` (named groups).
+    static func parseHostPartition(_ fields: YAMLFields, shape text: String, target: String) throws(SpecError)
+        -> HostFault
+    {
+        let named: String? = fields.contains("target") ? target : nil
+        if let named {
+            let at = fields.location("target")
+            try checkHostName((named, at.line, at.column), fields: fields, key: "target")
+        }
+        var hosts: [String] = []
+        if fields.contains("hosts") {
+            for host in try fields.strings("hosts") {
+                try checkHostName(host, fields: fields, key: "hosts")
+                guard !hosts.contains(host.text) else { throw fields.error("hosts", "'\(host.text)' is listed twice") }
+                hosts.append(host.text)
+            }
+        }
+        func hostList(_ key: String) throws(SpecError) -> [String] {
+            var names: [String] = []
+            for host in try fields.strings(key) {
+                try checkHostName(host, fields: fields, key: key)
+                guard !names.contains(host.text) else { throw fields.error(key, "'\(host.text)' is listed twice") }
+                names.append(host.text)
+            }
+            guard !names.isEmpty else { throw fields.error(key, "needs at least one host") }
+            return names
+        }
+        let shape: HostPartitionShape
+        switch HostPartitionShape.Name(rawValue: text)! {
+        case .isolate: shape = .isolate(named)
+        case .halves: shape = .halves
+        case .majoritiesRing: shape = .majoritiesRing
+        case .bridge: shape = .bridge(named)
+        case .oneWay:
+            let from = try hostList("from")
+            let to = try hostList("to")
+            if let both = from.first(where: to.contains) { throw fields.error("to", "'\(both)' is on both ends") }
+            shape = .oneWay(from: from, to: to)
+        case .sides:
+            var groups: [[String]] = []
+            var seen: Set<String> = []
+            for group in try fields.stringLists("sides") {
+                for host in group {
+                    try checkHostName(host, fields: fields, key: "sides")
+                    guard seen.insert(host.text).inserted else {
+                        throw SpecError(
+                            file: fields.file, line: host.line, column: host.column, field: fields.fieldPath("sides"),
+                            message: "'\(host.text)' is on two sides")
+                    }
+                }
+                guard !group.isEmpty else { throw fields.error("sides", "a side is empty") }
+                groups.append(group.map(\.text))
+            }
+            guard groups.count >= 2 else {
+                throw fields.error("sides", "needs at least two sides, found \(groups.count)")
+            }
+            shape = .sides(groups)
+        }
+        if !hosts.isEmpty, let stranger = shape.namedHosts.first(where: { !hosts.contains($0) }) {
+            throw fields.error("hosts", "'\(stranger)' is named by the shape but is not in `hosts`")
+        }
+        let minimum = [.majoritiesRing, .bridge].contains(shape.name) ? 3 : 2
+        if !hosts.isEmpty && hosts.count < minimum {
+            throw fields.error("hosts", "\(text) needs at least \(minimum) hosts, found \(hosts.count)")
+        }
+        return .partition(shape, among: hosts)
+    }
+
+    /// Host names as the hosts stack spells them: lower-case letters, digits and `-`, 1–40 characters.
+    static func checkHostName(
+        _ host: (text: String, line: Int, column: Int), fields: YAMLFields, key: String
+    ) throws(SpecError) {
+        let text = host.text
+        guard !text.isEmpty, text.count <= 40, text.first?.isLetter == true,
+            text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
+        else {
+            throw SpecError(
+                file: fields.file, line: host.line, column: host.column, field: fields.fieldPath(key),
+                message: "'\(text.prefix(60))' is not a host name (lower-case letters, digits and -, at most 40)")
+        }
     }
 
     /// One planned start and stop of an entry, as offsets from the first phase's start.
@@ -214,5 +363,34 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             }
         }
         return instances.sorted { $0.start < $1.start }
+    }
+}
+
+/// A share written as a percentage (`10%`, `0.5%`) or a fraction (`0.1`): above 0, at most 1.
+public enum Share {
+    public static func parse(_ text: String) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let percent = trimmed.hasSuffix("%")
+        guard let number = Double(percent ? String(trimmed.dropLast()) : trimmed), number.isFinite else { return nil }
+        let share = percent ? number / 100 : number
+        return share > 0 && share <= 1 ? share : nil
+    }
+}
+
+/// A data rate in bytes per second: `1MB/s`, `500kB/s`, `2GB/s`, `800B/s`, or in bits `8Mbit/s` (decimal units).
+/// Between 1 kB/s and 10 GB/s.
+public enum ByteRate {
+    public static func parse(_ text: String) -> Int? {
+        let units: [(String, Double)] = [
+            ("Gbit/s", 1e9 / 8), ("Mbit/s", 1e6 / 8), ("kbit/s", 1e3 / 8), ("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3),
+            ("KB/s", 1e3), ("B/s", 1),
+        ]
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard let (unit, factor) = units.first(where: { trimmed.hasSuffix($0.0) }),
+            let number = Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), number.isFinite
+        else { return nil }
+        let rate = number * factor
+        guard rate >= 1e3, rate <= 1e10 else { return nil }
+        return Int(rate.rounded())
     }
 }

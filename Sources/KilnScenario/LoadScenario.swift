@@ -70,6 +70,9 @@ public struct LoadScenario: Sendable {
         /// Bulk: drop the stores' secondary indexes before the load and build them once after it (stores that
         /// have none ignore it). The build time is part of the phase's report.
         public var deferIndexes = false
+        /// Hosts stack: the client groups (`client_groups: [clients-a, clients-b]`) the phase's workers run in,
+        /// worker i in group i mod n, each worker thread inside its group's network namespace; empty: Kiln's root host.
+        public var clientGroups: [String] = []
     }
 
     public var name: String
@@ -273,10 +276,27 @@ public struct LoadScenario: Sendable {
             }
             try thresholdFields.finish()
         }
+        var clientGroups: [String] = []
+        if fields.contains("client_groups") {
+            for (text, line, column) in try fields.strings("client_groups") {
+                guard !text.isEmpty, text.count <= 40,
+                    text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
+                else {
+                    throw SpecError(
+                        file: fields.file, line: line, column: column, field: fields.fieldPath("client_groups"),
+                        message: "'\(text.prefix(60))' is not a client group name (a-z, 0-9 and -, at most 40)")
+                }
+                guard !clientGroups.contains(text) else {
+                    throw fields.error("client_groups", "'\(text)' is listed twice")
+                }
+                clientGroups.append(text)
+            }
+            guard !clientGroups.isEmpty else { throw fields.error("client_groups", "needs at least one group") }
+        }
         try fields.finish()
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
-            lateAfter: lateAfter, deferIndexes: deferIndexes)
+            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups)
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

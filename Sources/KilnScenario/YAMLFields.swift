@@ -309,6 +309,30 @@ public final class YAMLFields {
         return result
     }
 
+    /// A list of lists of strings (`[[a, b], [c]]`), each string with its position.
+    public func stringLists(_ key: String) throws(SpecError) -> [[(text: String, line: Int, column: Int)]] {
+        var result: [[(String, Int, Int)]] = []
+        for (index, list) in try sequence(key).enumerated() {
+            guard case .sequence(let items) = list else {
+                throw SpecError(
+                    file: file, line: list.line, column: list.column, field: "\(fieldPath(key))[\(index)]",
+                    message: "expected a list of names, found \(list.kindName)")
+            }
+            var group: [(String, Int, Int)] = []
+            for (position, item) in items.enumerated() {
+                guard case .scalar(let scalar) = item else {
+                    throw SpecError(
+                        file: file, line: item.line, column: item.column,
+                        field: "\(fieldPath(key))[\(index)][\(position)]",
+                        message: "expected a name, found \(item.kindName)")
+                }
+                group.append((scalar.string, item.line, item.column))
+            }
+            result.append(group)
+        }
+        return result
+    }
+
     /// A duration such as `250ms`, `30s`, `5m`, `1h`, `1.5s` or `100us`; a bare number is seconds.
     public func duration(_ key: String, default fallback: Duration? = nil) throws(SpecError) -> Duration {
         guard let found = take(key) else {

@@ -21,6 +21,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     let embedded: EmbeddedStack?
     let proxies: [String: FaultProxy]
     let runID: String
+    let seed: UInt64
     let logger: Logger
     /// Where clients find the current PostgreSQL and Redis primaries; failover faults move them.
     let primaries: PrimaryDirectory
@@ -36,6 +37,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     ) {
         self.spec = spec
         self.plan = spec.plan(seed: seed)
+        self.seed = seed
         self.stack = stack
         self.embedded = embedded
         self.proxies = proxies
@@ -134,6 +136,12 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
 
     private func makeFault(_ instance: FaultScheduleSpec.Instance, sinks: SinkProcessControl?) throws -> any Fault {
         let entry = instance.entry
+        if let hostFault = entry.hostFault, stack.network == .hosts {
+            guard let embedded else {
+                throw FaultSetupError(reason: "\(entry.kind.rawValue) between hosts needs the embedded hosts stack")
+            }
+            return try Self.hostFault(hostFault, instance: instance, embedded: embedded, seed: seed, runID: runID)
+        }
         switch entry.kind {
         case .kill, .pause, .restart:
             let action = ProcessFault.Action(rawValue: entry.kind.rawValue)!
@@ -173,7 +181,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(
                 embedded, name: instance.name, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
+        case .loss, .bandwidth:
+            throw FaultSetupError(reason: Self.needsHosts(entry) ?? "\(entry.kind.rawValue) needs the hosts stack")
         case .partition:
+            if let reason = Self.needsHosts(entry) { throw FaultSetupError(reason: reason) }
             guard let embedded, let server = embedded.servers.first(where: { $0.name == entry.target }) else {
                 throw FaultSetupError(reason: "\(entry.target) is not a server of the embedded stack")
             }
@@ -213,6 +224,65 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             runID: runID, name: instance.name)
     }
 
+    /// A fault between the hosts of a hosts stack. Drawn partitions draw among `among`, or every server host; the
+    /// probe matrix spans those plus every host the shape names (client groups and `kiln` are probed from only).
+    /// The draw's seed mixes the run's seed with the entry and instance, so each repeat draws anew, reproducibly.
+    static func hostFault(
+        _ hostFault: FaultScheduleSpec.HostFault, instance: FaultScheduleSpec.Instance, embedded: EmbeddedStack,
+        seed: UInt64, runID: String
+    ) throws -> any Fault {
+        func host(_ name: String) throws -> FaultHost {
+            if name == FaultHost.kiln.name { return .kiln }
+            guard let network = embedded.hosts[name] else {
+                throw FaultSetupError(reason: "\(name) is not a host of stack \(embedded.definition.name) (hosts: "
+                    + "\(embedded.hostList.map(\.name).joined(separator: ", ")), kiln)")
+            }
+            return FaultHost(network)
+        }
+        switch hostFault {
+        case .partition(let shape, let among):
+            let servers = embedded.servers.filter { embedded.hosts[$0.name] != nil }
+            var universe = among.isEmpty ? servers.map(\.name) : among
+            for named in shape.namedHosts where !universe.contains(named) { universe.append(named) }
+            var hosts: [String: FaultHost] = [:]
+            for name in universe { hosts[name] = try host(name) }
+            var ports: [String: Int] = [:]
+            for server in servers where hosts[server.name] != nil { ports[server.name] = server.endpoint.port }
+            let drawSeed = SplitMix64.value(
+                seed: seed, index: UInt64(instance.number), stream: stableHash(instance.entry.name))
+            let grudge = try PartitionGrudge(shape: shape, hosts: universe, seed: drawSeed)
+            return try HostPartitionFault(name: instance.name, grudge: grudge, hosts: hosts, ports: ports, runID: runID)
+        case .loss(let a, let b, let probability):
+            return try LinkLossFault(
+                name: instance.name, between: host(a), and: host(b), probability: probability, runID: runID)
+        case .bandwidth(let name, let rate):
+            return try BandwidthFault(name: instance.name, host: host(name), bytesPerSecond: rate)
+        }
+    }
+
+    /// FNV-1a of `text`: a hash that is the same in every process (Swift's `hashValue` is seeded per process).
+    static func stableHash(_ text: String) -> UInt64 {
+        text.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    }
+
+    /// Why `entry` cannot run on the loopback stack (nil: it can): partitions between hosts, loss and bandwidth act
+    /// between network namespaces, and the loopback stack's servers share one and connect from 127.0.0.1.
+    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? {
+        guard let hostFault = entry.hostFault else { return nil }
+        let what: String
+        switch hostFault {
+        case .partition(let shape, _):
+            // `isolate` of a named server also works on loopback aliases.
+            if entry.shape == "isolate" { return nil }
+            what = "partition shape '\(shape.name.rawValue)'"
+        case .loss: what = "loss"
+        case .bandwidth: what = "bandwidth"
+        }
+        return "\(what) acts between hosts in their own network namespaces; this stack runs every server in one "
+            + "namespace on loopback aliases, connecting from 127.0.0.1, so no rule could tell the hosts apart "
+            + "(use the hosts stack, Scenarios/stacks/embedded-hosts.yaml)"
+    }
+
     /// A request each server answers while it runs and does not while paused.
     static func probe(for server: String) -> ServiceProbe {
         if server.hasPrefix("redis") || server.hasPrefix("sentinel") || server == "falkordb" { return .redisPing }
@@ -241,8 +311,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 return stack.postgres.primary
             case .redisFailover:
                 return stack.redis.primary
+            case .loss, .bandwidth:
+                return nil  // between Kiln's own namespaces only (HostFaultRules refuses any other address)
             case .kill, .pause, .restart, .partition, .clockSkew:
-                if entry.target.hasPrefix("sink:") { return nil }
+                if entry.target.hasPrefix("sink:") || needsHosts(entry) != nil { return nil }
                 return embedded?.servers.first { $0.name == entry.target }?.endpoint
             }
         }

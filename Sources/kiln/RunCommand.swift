@@ -196,6 +196,7 @@ struct RunCommand: ParsableCommand {
             let judgedByCheck = check || faults.runner != nil
             run.checkRequired = judgedByCheck
             run.companion = faults.runner
+            run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.pipelineLauncher = Self.pipelineLauncher(stackFile: stackFile, stack: loaded.stack, paths: stackPaths)
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
             let prober = StalenessProbes.start(loaded, dataset: dataset, primaries: run.primaries, logger: logger)
@@ -280,8 +281,23 @@ struct RunCommand: ParsableCommand {
         guard let spec = scenario.faults else { return (nil, [:]) }
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
+        for entry in spec.entries {
+            if scenario.stack.network != .hosts, let reason = FaultRunner.needsHosts(entry) {
+                throw Failure(code: .invalidInput, message: "\(entry.source): faults: \(entry.name): \(reason)")
+            }
+            guard scenario.stack.network == .hosts, let hostFault = entry.hostFault else { continue }
+            let known = Set(embedded?.hosts.keys.map { $0 } ?? []).union(["kiln"])
+            if let stranger = hostFault.namedHosts.first(where: { !known.contains($0) }) {
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) "
+                        + "(hosts: \(known.sorted().joined(separator: ", ")))")
+            }
+        }
         for entry in spec.entries
-        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:") {
+        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:")
+            && !(scenario.stack.network == .hosts && entry.hostFault != nil)
+        {
             guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
                 throw Failure(
@@ -308,7 +324,10 @@ struct RunCommand: ParsableCommand {
         var proxies: [String: FaultProxy] = [:]
         for store in spec.proxied {
             guard let upstream = FaultRunner.proxiedEndpoint(store, stack: scenario.stack) else { continue }
-            let proxy = FaultProxy(listen: HostPort(host: "127.0.0.1", port: 0), upstream: upstream)
+            // On a hosts stack the proxy listens on Kiln's bridge address, which Kiln's own host and every client
+            // group's namespace reach (127.0.0.1 would be each namespace's own loopback).
+            let listen = scenario.stack.network == .hosts ? HostAddress.clientHost.description : "127.0.0.1"
+            let proxy = FaultProxy(listen: HostPort(host: listen, port: 0), upstream: upstream)
             do {
                 try proxy.start()
             } catch {
@@ -328,6 +347,38 @@ struct RunCommand: ParsableCommand {
             spec: spec, seed: scenario.dataset.seed, stack: scenario.stack, embedded: embedded, proxies: proxies,
             runID: runID, logger: logger)
         return (runner, proxies)
+    }
+
+    /// Where the phases' `client_groups` workers run: each group is a host of the hosts stack, and a worker thread
+    /// enters it (setns) before opening any connection. Refuses, before anything starts, a group the stack does not
+    /// have or a stack that is not a hosts stack. nil when no phase names a group.
+    static func clientGroupPlacement(_ scenario: LoadScenario, paths: KilnPaths, logger: Logger) throws
+        -> (@Sendable (String) throws -> Void)?
+    {
+        let named = scenario.phases.flatMap { phase in phase.clientGroups.map { (phase.name, $0) } }
+        guard let first = named.first else { return nil }
+        guard scenario.stack.network == .hosts,
+            let embedded = try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger)
+        else {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.file.path): phase \(first.0): client_groups need a hosts stack (network: hosts) "
+                    + "with client_groups; \(scenario.stack.name) runs its clients on Kiln's own host")
+        }
+        let groups = Set(scenario.stack.clientGroups.map(\.name))
+        if let (phase, group) = named.first(where: { !groups.contains($0.1) }) {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.file.path): phase \(phase): '\(group)' is not a client group of stack "
+                    + "\(scenario.stack.name) (client_groups: \(groups.sorted().joined(separator: ", ")))")
+        }
+        let hosts = embedded.hosts.filter { groups.contains($0.key) }
+        return { group in
+            guard let host = hosts[group] else {
+                throw Failure(code: .invalidInput, message: "no client group \(group)")
+            }
+            try HostNetwork.enterForCurrentThread(host)
+        }
     }
 
     static func gitRevision(_ home: URL) -> String? {

@@ -1,0 +1,307 @@
+import Foundation
+import KilnCore
+import KilnStack
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Random packet loss on the link between two hosts, without netem: each end drops `probability` of what it
+/// receives from the other (iptables `statistic --mode random`, tagged `kiln-fault:<run-id>`). Evidence: numbered UDP
+/// datagrams sent each way through the link (the rules match every protocol) and counted at the other end; while
+/// active each direction's loss must be within max(30 % of the setting, 4 binomial standard deviations) of it (10 %
+/// over 1,500 datagrams: 7–13 %), after the heal at most 1 %. `measured` (default: the link itself) is where the
+/// datagrams go: a rule put on another link must then verify `no`. One caller at a time (the `Fault` contract).
+public final class LinkLossFault: Fault {
+    public let name: String
+    public let ends: (FaultHost, FaultHost)
+    public let probability: Double
+    public let runID: String
+    public let measured: (FaultHost, FaultHost)
+    public let datagrams: Int
+    private let rules: [HostRule]
+    private var installed: [HostRule] = []
+    /// Loss measured by the last `verify`, per direction (`a -> b`).
+    public private(set) var lastLoss: [(link: HostLink, sent: Int, received: Int)] = []
+
+    public var kind: String { "loss" }
+    public var target: String { "\(ends.0.name)<->\(ends.1.name) (\(String(format: "%g", probability * 100)) %)" }
+
+    public init(
+        name: String, between a: FaultHost, and b: FaultHost, probability: Double, runID: String,
+        measured: (FaultHost, FaultHost)? = nil, datagrams: Int = 1_500
+    ) throws(PartitionError) {
+        guard (100...1_000_000).contains(datagrams) else {
+            throw PartitionError("datagrams \(datagrams): 100 to 1,000,000")
+        }
+        self.name = name
+        ends = (a, b)
+        self.probability = probability
+        self.runID = runID
+        self.measured = measured ?? (a, b)
+        self.datagrams = datagrams
+        rules = try HostFaultRules.loss(between: a, and: b, probability: probability, runID: runID)
+    }
+
+    public func start() throws {
+        for rule in rules {
+            _ = try HostCommands.iptables(rule.host, ["-I"] + rule.arguments)
+            installed.append(rule)
+        }
+    }
+
+    public func stop() throws {
+        while let rule = installed.first {
+            _ = try HostCommands.iptables(rule.host, ["-D"] + rule.arguments)
+            installed.removeFirst()
+        }
+    }
+
+    /// Sends `datagrams` each way between the measured hosts and returns the loss per direction.
+    public func measure() throws -> [(link: HostLink, sent: Int, received: Int)] {
+        var result: [(HostLink, Int, Int)] = []
+        for (from, to) in [(measured.0, measured.1), (measured.1, measured.0)] {
+            let receiver = try UDPReceiver(in: to)
+            defer { receiver.close() }
+            let received = try HostSockets.udpDelivery(from: from, to: receiver, count: datagrams)
+            result.append((HostLink(from.name, to.name), datagrams, received))
+        }
+        return result
+    }
+
+    public func verify(_ phase: FaultPhase) -> FaultEvidence {
+        do {
+            lastLoss = try measure()
+        } catch {
+            return .unknown("cannot measure loss: \(error)")
+        }
+        let expected = phase == .active ? probability : 0
+        let deviation = 4 * (probability * (1 - probability) / Double(datagrams)).squareRoot()
+        let tolerance = phase == .active ? max(0.3 * probability, deviation) : 0.01
+        var lines: [String] = []
+        var within = true
+        for (link, sent, received) in lastLoss {
+            let loss = Double(sent - received) / Double(sent)
+            let ok = abs(loss - expected) <= tolerance
+            within = within && ok
+            lines.append(
+                String(format: "%@ lost %d of %d (%.1f %%)", link.description, sent - received, sent, loss * 100))
+        }
+        let bound = String(format: "expected %.1f %% ± %.1f", expected * 100, tolerance * 100)
+        let text = lines.joined(separator: "; ") + " (\(bound))"
+        return within ? .yes(text) : .no(text)
+    }
+
+    public func teardown() {
+        try? stop()
+        HostCommands.removeTagged(ends.0, runID: runID)
+        HostCommands.removeTagged(ends.1, runID: runID)
+    }
+}
+
+/// What one host sends held to a rate, without netem: a token bucket (`tc qdisc add dev eth0 root tbf`) on the
+/// host's end of its veth. Evidence: a TCP stream from `measured` (default: the host) to a listener on `peer` (default:
+/// Kiln's root host) for `window` plus 0.5 s of warm-up; while active the payload rate must be within 10 % of the
+/// setting, after the heal above twice it. A bucket put on another host must then verify `no`. One caller at a time.
+public final class BandwidthFault: Fault {
+    public let name: String
+    public let host: FaultHost
+    public let bytesPerSecond: Int
+    public let peer: FaultHost
+    public let measured: FaultHost
+    public let window: Duration
+    private let qdisc: [String]
+    private var installed = false
+    /// Bytes per second measured by the last `verify`.
+    public private(set) var lastRate: Double?
+
+    public var kind: String { "bandwidth" }
+    public var target: String { "\(host.name) (\(bytesPerSecond) B/s)" }
+
+    public init(
+        name: String, host: FaultHost, bytesPerSecond: Int, peer: FaultHost = .kiln, measured: FaultHost? = nil,
+        window: Duration = .seconds(2)
+    ) throws(PartitionError) {
+        self.name = name
+        self.host = host
+        self.bytesPerSecond = bytesPerSecond
+        self.peer = peer
+        self.measured = measured ?? host
+        self.window = window
+        qdisc = try HostFaultRules.bandwidth(host, bytesPerSecond: bytesPerSecond)
+    }
+
+    public func start() throws {
+        try tc(qdisc)
+        installed = true
+    }
+
+    public func stop() throws {
+        guard installed, let device = host.device else { return }
+        try tc(["qdisc", "del", "dev", device, "root"])
+        installed = false
+    }
+
+    private func tc(_ arguments: [String]) throws {
+        guard let namespace = host.namespace else { throw PartitionError("\(host.name): not in a namespace") }
+        do {
+            try LocalProcess.run(HostCommands.tc, ["-n", namespace] + arguments)
+        } catch {
+            throw PartitionError("tc \(arguments.joined(separator: " ")) in \(host.name): \(error)")
+        }
+    }
+
+    /// Streams from `measured` to `peer` for 0.5 s + `window` and returns the payload rate over `window`.
+    public func measure(window: Duration) throws -> Double {
+        let listener = try HostListener(in: peer)
+        defer { listener.close() }
+        let warmUp = Duration.milliseconds(500)
+        let start = ContinuousClock.now
+        let end = start + warmUp + window
+        let destination = listener.endpoint
+        try HostSockets.onHostThread(measured) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0, var address = TCPProbe.ipv4(destination.host, port: destination.port) else {
+                throw PartitionError("socket: \(String(cString: strerror(errno)))")
+            }
+            defer { Glibc.close(fd) }
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard connected == 0 else {
+                throw PartitionError("connect \(destination): \(String(cString: strerror(errno)))")
+            }
+            let chunk = [UInt8](repeating: 0x6B, count: 16_384)
+            while ContinuousClock.now < end {
+                let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if sent < 0 && errno != EAGAIN && errno != EINTR {
+                    throw PartitionError("send: \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+        // Bytes still in flight at `end` arrive a little later; only those read inside the window count.
+        Thread.sleep(forTimeInterval: 0.1)
+        return Double(listener.bytes(from: start + warmUp, to: end)) / window.seconds
+    }
+
+    public func verify(_ phase: FaultPhase) -> FaultEvidence {
+        let rate: Double
+        do {
+            rate = try measure(window: phase == .active ? window : .seconds(1))
+        } catch {
+            return .unknown("cannot measure the rate: \(error)")
+        }
+        lastRate = rate
+        let setting = Double(bytesPerSecond)
+        let text = String(
+            format: "%@ -> %@: %.0f B/s measured (%.2f × the %d B/s set)", measured.name, peer.name, rate,
+            rate / setting,
+            bytesPerSecond)
+        switch phase {
+        case .active: return abs(rate - setting) <= 0.1 * setting ? .yes(text) : .no(text + "; expected within 10 %")
+        case .healed: return rate > 2 * setting ? .yes(text) : .no(text + "; expected above twice the rate once healed")
+        }
+    }
+
+    public func teardown() {
+        try? stop()
+    }
+}
+
+/// Latency (and jitter) on one link, without netem: the link's client side connects through a `FaultProxy` placed
+/// beside it (listening on Kiln's root host, upstream the server host), and the fault is a latency toxic on that
+/// proxy. Evidence is a round trip measured from inside the client host through `measured` (default: the same
+/// proxy): the median of 5 requests must take at least 90 % of `latency - jitter` while active, and less than half
+/// the latency after the heal. A toxic on another link's proxy must then verify `no`. One caller at a time.
+public final class LinkLatencyFault: Fault {
+    public let name: String
+    public let client: FaultHost
+    public let proxy: FaultProxy
+    public let measured: FaultProxy
+    public let latency: Duration
+    public let jitter: Duration
+    /// A request the upstream answers (e.g. `PING\r\n` for Redis; any byte for an echo).
+    public let request: [UInt8]
+    private let toxic: Toxic
+    /// Round trips (ms) measured by the last `verify`.
+    public private(set) var lastRoundTrips: [Double] = []
+
+    public var kind: String { "latency" }
+    public var target: String { "\(client.name) -> \(proxy.upstream) via \(proxy.listenAddress)" }
+
+    public init(
+        name: String, client: FaultHost, proxy: FaultProxy, latency: Duration, jitter: Duration = .zero,
+        request: [UInt8], measured: FaultProxy? = nil
+    ) throws(PartitionError) {
+        guard latency >= .milliseconds(5), latency <= .seconds(60) else {
+            throw PartitionError("latency \(latency) must be between 5 ms (this machine's own jitter) and 60 s")
+        }
+        guard jitter >= .zero, jitter <= latency else {
+            throw PartitionError("jitter \(jitter) must be 0 to the latency")
+        }
+        guard !request.isEmpty else { throw PartitionError("latency evidence needs a request the upstream answers") }
+        self.name = name
+        self.client = client
+        self.proxy = proxy
+        self.measured = measured ?? proxy
+        self.latency = latency
+        self.jitter = jitter
+        self.request = request
+        do {
+            toxic = Toxic(
+                name: name,
+                kind: try ToxicKind(
+                    type: "latency",
+                    attributes: ["latency": Int(latency.milliseconds), "jitter": Int(jitter.milliseconds)]))
+        } catch {
+            throw PartitionError("latency toxic: \(error)")
+        }
+    }
+
+    public func start() throws { try proxy.addToxic(toxic) }
+
+    public func stop() throws { _ = proxy.removeToxic(named: toxic.name) }
+
+    /// Median round trip (ms) of 5 requests from inside the client host through `measured`, each on a new connection.
+    public func medianRoundTrip() throws -> Double {
+        let destination = measured.listenAddress
+        let request = request
+        let timeout = latency * 4 + .seconds(2)
+        let trips = try HostSockets.onHostThread(client) { () throws -> [Double] in
+            try (0..<5).map { _ in
+                let start = ContinuousClock.now
+                let result = TCPProbe.request(to: destination, payload: request, timeout: timeout)
+                guard result.answered else { throw PartitionError("request through \(destination): \(result)") }
+                return start.duration(to: .now).seconds * 1000
+            }
+        }
+        lastRoundTrips = trips
+        return trips.sorted()[trips.count / 2]
+    }
+
+    public func verify(_ phase: FaultPhase) -> FaultEvidence {
+        let median: Double
+        do {
+            median = try medianRoundTrip()
+        } catch {
+            return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
+        }
+        let set = Double(latency.milliseconds)
+        let text = String(
+            format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)", client.name,
+            measured.upstream.description, median, Int(latency.milliseconds), Int(jitter.milliseconds))
+        switch phase {
+        case .active:
+            let floor = 0.9 * Double((latency - jitter).milliseconds)
+            return median >= floor ? .yes(text) : .no(text + String(format: "; expected at least %.0f ms", floor))
+        case .healed:
+            return median < 0.5 * set ? .yes(text) : .no(text + "; expected below half the latency once healed")
+        }
+    }
+
+    public func teardown() { _ = proxy.removeToxic(named: toxic.name) }
+}
