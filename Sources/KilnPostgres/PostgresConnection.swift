@@ -9,9 +9,10 @@ import CLibPQ
 /// Ownership: the connection owns its `PGconn` and frees it in ``close()`` (idempotent) or in `deinit`.
 /// Threading: not `Sendable`; every call blocks the calling thread until the server answers, so use it from one
 /// dedicated worker thread (never from Swift's cooperative pool), one connection per worker.
-/// Timeouts: only connecting is bounded (``PostgresEndpoint/conninfo(connectTimeoutSeconds:)``); a statement
-/// waits as long as the server takes, so bound statements server-side (`SET statement_timeout`, which fails the
-/// statement with SQLSTATE `57014`). Server notices (`NOTICE: … skipping`) are discarded, never printed.
+/// Timeouts: connecting is bounded (``PostgresEndpoint/conninfo(connectTimeoutSeconds:networkTimeoutMilliseconds:)``);
+/// a statement waits as long as the server takes, so bound statements server-side (`SET statement_timeout`, which
+/// fails the statement with SQLSTATE `57014`). With `networkTimeoutMilliseconds` a cut network ends a waiting call
+/// with a lost connection after about that long (TCP user timeout and keepalives) instead of TCP's ~15 minutes. Server notices (`NOTICE: … skipping`) are discarded, never printed.
 public final class PostgresConnection {
     public let endpoint: PostgresEndpoint
     /// The server version as libpq reports it, e.g. `150004` for 15.4.
@@ -20,9 +21,13 @@ public final class PostgresConnection {
 
     /// Connects, blocking for at most about `connectTimeoutSeconds` per address the host resolves to.
     /// - Throws: ``PostgresError`` of kind `connect` when the server is unreachable or rejects the login.
-    public init(_ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int = 5) throws(PostgresError) {
+    public init(
+        _ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int = 5, networkTimeoutMilliseconds: Int? = nil
+    ) throws(PostgresError) {
         self.endpoint = endpoint
-        guard let connection = PQconnectdb(endpoint.conninfo(connectTimeoutSeconds: connectTimeoutSeconds)) else {
+        let conninfo = endpoint.conninfo(
+            connectTimeoutSeconds: connectTimeoutSeconds, networkTimeoutMilliseconds: networkTimeoutMilliseconds)
+        guard let connection = PQconnectdb(conninfo) else {
             throw PostgresError(.connect, .connect, address: endpoint.address, message: "libpq: out of memory")
         }
         guard PQstatus(connection) == CONNECTION_OK else {

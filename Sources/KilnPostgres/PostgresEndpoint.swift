@@ -22,8 +22,12 @@ public struct PostgresEndpoint: Sendable, Hashable {
     ///
     /// - Parameter connectTimeoutSeconds: libpq's `connect_timeout`, applied per host address while connecting.
     ///   Values below 2 are raised to 2 (libpq's own minimum), so the result never means "wait forever".
+    /// - Parameter networkTimeoutMilliseconds: when given, how long sent data may stay unacknowledged and a silent
+    ///   peer may go unnoticed before the kernel closes the connection (`tcp_user_timeout`, and TCP keepalives
+    ///   every second after one idle second): a request on a connection whose network was cut then fails within
+    ///   about this time instead of waiting for TCP's own ~15 minutes. Nil: the kernel's defaults.
     /// - Returns: a string that contains the password in clear text; never log it.
-    public func conninfo(connectTimeoutSeconds: Int = 5) -> String {
+    public func conninfo(connectTimeoutSeconds: Int = 5, networkTimeoutMilliseconds: Int? = nil) -> String {
         var pairs: [(String, String)] = [
             ("host", host),
             ("port", String(port)),
@@ -34,6 +38,14 @@ public struct PostgresEndpoint: Sendable, Hashable {
             pairs.append(("password", password))
         }
         pairs.append(("connect_timeout", String(max(2, connectTimeoutSeconds))))
+        if let networkTimeoutMilliseconds {
+            let milliseconds = max(1000, networkTimeoutMilliseconds)
+            pairs.append(("tcp_user_timeout", String(milliseconds)))
+            pairs.append(("keepalives", "1"))
+            pairs.append(("keepalives_idle", "1"))
+            pairs.append(("keepalives_interval", "1"))
+            pairs.append(("keepalives_count", String(max(1, milliseconds / 1000))))
+        }
         pairs.append(("application_name", "kiln"))
         return pairs.map { key, value in "\(key)=\(Self.quoted(value))" }.joined(separator: " ")
     }

@@ -225,7 +225,11 @@ public final class PostgresClient: Client, SecondaryIndexes {
     private static func connect(
         _ endpoint: PostgresEndpoint, timeout: Duration
     ) throws(PostgresError) -> PostgresConnection {
-        let connection = try PostgresConnection(endpoint, connectTimeoutSeconds: connectSeconds(timeout))
+        // The network bound sits 2 s above the statement timeout: a slow statement ends 57014 (its own outcome), a
+        // cut network ends the op `info("connection")` instead of blocking the worker for TCP's ~15 minutes.
+        let connection = try PostgresConnection(
+            endpoint, connectTimeoutSeconds: connectSeconds(timeout),
+            networkTimeoutMilliseconds: Int(milliseconds(timeout)) + 2000)
         try connection.execute("SET statement_timeout = \(milliseconds(timeout))")
         return connection
     }
