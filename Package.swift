@@ -32,6 +32,7 @@ let package = Package(
 
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
+        .target(name: "KilnElle"),
         .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
@@ -118,6 +119,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
+                "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
