@@ -32,7 +32,7 @@ let package = Package(
 
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
-        .target(name: "KilnElle"),
+        .target(name: "KilnElle", dependencies: ["KilnCore"]),
         .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
@@ -109,7 +109,7 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath

@@ -56,6 +56,7 @@ struct AnomalyRecorder {
         let lower = Int(inference.versionStart[slot])
         let upper = Int(inference.versionStart[slot + 1])
         var seen = Set<Int32>()
+        let short = upper - lower <= 64
         for position in lower..<upper {
             let index = position - lower
             let writer = inference.versionWriter[position]
@@ -64,8 +65,13 @@ struct AnomalyRecorder {
             } else if history.outcome[Int(writer)] == .fail {
                 failed = min(failed, index)
             }
-            if upper - lower > 1 && !seen.insert(inference.versionValue[position]).inserted {
-                duplicate = min(duplicate, index)
+            if duplicate == Int.max {
+                let value = inference.versionValue[position]
+                if short {
+                    if inference.versionValue[lower..<position].contains(value) { duplicate = index }
+                } else if !seen.insert(value).inserted {
+                    duplicate = index
+                }
             }
         }
         return (garbage, failed, duplicate)
@@ -76,23 +82,60 @@ struct AnomalyRecorder {
         positions.reserveCapacity(inference.keyCount)
         for slot in 0..<inference.keyCount { positions.append(firstPositions(slot)) }
         var readThenAppend: [(slot: Int32, length: Int32, transaction: Int32, op: Int32)] = []
-        for transaction in 0..<history.count where history.outcome[transaction] == .ok {
-            let ops = history.ops(of: transaction)
-            for op in ops where !history.opIsAppend[op] {
-                let read = history.opArgument[op]
+        // Hot loop: arrays bound to locals once.
+        let history = history
+        let outcome = history.outcome
+        let opStart = history.opStart
+        let opKey = history.opKey
+        let opIsAppend = history.opIsAppend
+        let opArgument = history.opArgument
+        let readStart = history.readStart
+        let readValues = history.readValues
+        let keys = inference.keys
+        let keyBase = inference.keyBase
+        let versionStart = inference.versionStart
+        let versionValue = inference.versionValue
+        let versionWriter = inference.versionWriter
+        let versionWriterOp = inference.versionWriterOp
+        let intermediateAppend = inference.intermediateAppend
+        for transaction in 0..<history.count where outcome[transaction] == .ok {
+            let first = Int(opStart[transaction])
+            let end = Int(opStart[transaction + 1])
+            for op in first..<end where !opIsAppend[op] {
+                let read = opArgument[op]
                 if read == ListAppendHistory.unknownRead { continue }
-                let slot = inference.slot(op)
-                let length = history.readRange(read).count
-                let external = inference.isFirstOnKey(op: op, transaction: transaction)
-                if inference.isPrefix(read: read, key: slot) {
-                    let first = positions[slot]
-                    if length > first.garbage { recordGarbage(transaction, op) }
-                    if length > first.failed { recordAborted(transaction, op) }
-                    if length > first.duplicate { recordDuplicate(transaction, op) }
-                    if length > 0 { checkIntermediate(transaction, op, slot: slot, length: length) }
+                let slot = Int(keys[op] &- keyBase)
+                let readLower = Int(readStart[Int(read)])
+                let length = Int(readStart[Int(read) + 1]) - readLower
+                let key = opKey[op]
+                var external = true
+                for earlier in first..<op where opKey[earlier] == key {
+                    external = false
+                    break
+                }
+                // Is the read a prefix of the key's version order?
+                let orderLower = Int(versionStart[slot])
+                var prefix = length <= Int(versionStart[slot + 1]) - orderLower
+                if prefix {
+                    for index in 0..<length where readValues[readLower + index] != versionValue[orderLower + index] {
+                        prefix = false
+                        break
+                    }
+                }
+                if prefix {
+                    let firstPosition = positions[slot]
+                    if length > firstPosition.garbage { recordGarbage(transaction, op) }
+                    if length > firstPosition.failed { recordAborted(transaction, op) }
+                    if length > firstPosition.duplicate { recordDuplicate(transaction, op) }
+                    if length > 0 {
+                        let position = orderLower + length - 1
+                        let writer = Int(versionWriter[position])
+                        if writer >= 0 && writer != transaction && intermediateAppend[Int(versionWriterOp[position])] {
+                            recordIntermediate(transaction, op, writer: writer, writerOp: Int(versionWriterOp[position]))
+                        }
+                    }
                     if external {
-                        for later in (op + 1)..<ops.upperBound
-                        where history.opIsAppend[later] && history.opKey[later] == history.opKey[op] {
+                        for later in (op + 1)..<end where opIsAppend[later] && opKey[later] == key {
                             readThenAppend.append((Int32(slot), Int32(length), Int32(transaction), Int32(op)))
                             break
                         }
@@ -102,11 +145,53 @@ struct AnomalyRecorder {
                     recordIncompatible(transaction, op, slot: slot)
                     checkReadAlone(transaction, op, slot: slot)
                 }
-                if !external { checkInternal(transaction, op) }
+                if !external && !Self.internallyConsistent(
+                    op: op, first: first, key: key, opKey: opKey, opIsAppend: opIsAppend, opArgument: opArgument,
+                    readStart: readStart, readValues: readValues)
+                {
+                    recordInternal(transaction, op)
+                }
             }
         }
         recordLostUpdates(readThenAppend)
         inference.incompatibleReads = incompatibleReads
+    }
+
+    /// A read after the transaction's own reads or appends of the key must show exactly them: the last earlier
+    /// known read followed by the appends since, or (with no earlier known read) a list ending in the appends.
+    /// Allocation-free; `recordInternal` rebuilds the expectation for the witness.
+    @inline(__always)
+    static func internallyConsistent(
+        op: Int, first: Int, key: Int32, opKey: [Int32], opIsAppend: [Bool], opArgument: [Int32],
+        readStart: [UInt32], readValues: [Int32]
+    ) -> Bool {
+        var lastRead = -1
+        for earlier in first..<op where opKey[earlier] == key && !opIsAppend[earlier] { lastRead = earlier }
+        let sinceRead = lastRead >= 0 ? lastRead + 1 : first
+        var appended = 0
+        for earlier in sinceRead..<op where opKey[earlier] == key && opIsAppend[earlier] { appended += 1 }
+        let read = Int(opArgument[op])
+        let lower = Int(readStart[read])
+        let length = Int(readStart[read + 1]) - lower
+        var cursor: Int
+        if lastRead >= 0 && opArgument[lastRead] != ListAppendHistory.unknownRead {
+            let known = Int(opArgument[lastRead])
+            let knownLower = Int(readStart[known])
+            let knownLength = Int(readStart[known + 1]) - knownLower
+            if length != knownLength + appended { return false }
+            for index in 0..<knownLength where readValues[lower + index] != readValues[knownLower + index] {
+                return false
+            }
+            cursor = lower + knownLength
+        } else {
+            if length < appended { return false }
+            cursor = lower + length - appended
+        }
+        for earlier in sinceRead..<op where opKey[earlier] == key && opIsAppend[earlier] {
+            if readValues[cursor] != opArgument[earlier] { return false }
+            cursor += 1
+        }
+        return true
     }
 
     private mutating func recordGarbage(_ transaction: Int, _ op: Int) {
@@ -149,16 +234,11 @@ struct AnomalyRecorder {
             witnesses.append(AnomalyWitness(
                 kind: .duplicateElements, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
                 explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)): "
-                    + "\(render(repeated)) appear more than once"))
+                    + "\(render(repeated)) " + (repeated.count == 1 ? "appears" : "appear") + " more than once"))
         }
     }
 
-    private mutating func checkIntermediate(_ transaction: Int, _ op: Int, slot: Int, length: Int) {
-        let position = Int(inference.versionStart[slot]) + length - 1
-        let writer = Int(inference.versionWriter[position])
-        guard writer >= 0, writer != transaction else { return }
-        let writerOp = Int(inference.versionWriterOp[position])
-        guard inference.intermediateAppend[writerOp] else { return }
+    private mutating func recordIntermediate(_ transaction: Int, _ op: Int, writer: Int, writerOp: Int) {
         let read = history.opArgument[op]
         let appended = history.ops(of: writer).filter {
             history.opIsAppend[$0] && history.opKey[$0] == history.opKey[op]
@@ -216,9 +296,8 @@ struct AnomalyRecorder {
         if duplicate { recordDuplicate(transaction, op) }
     }
 
-    /// A read after the transaction's own reads or appends of the key must show exactly them: the earlier read
-    /// followed by the appends since, or (with no earlier read) end with the appends.
-    private mutating func checkInternal(_ transaction: Int, _ op: Int) {
+    /// Records an internal inconsistency found by `internallyConsistent`, with the expectation spelled out.
+    private mutating func recordInternal(_ transaction: Int, _ op: Int) {
         var known: [Int32]? = nil
         var appended: [Int32] = []
         for earlier in history.ops(of: transaction).lowerBound..<op where history.opKey[earlier] == history.opKey[op] {
@@ -268,7 +347,8 @@ struct AnomalyRecorder {
                 if keep(.lostUpdate) {
                     witnesses.append(AnomalyWitness(
                         kind: .lostUpdate, transactions: witnessTransactions(transactions), steps: [], key: key(op),
-                        explanation: transactions.map { "T\($0)" }.joined(separator: ", ") + " all read "
+                        explanation: transactions.map { "T\($0)" }.joined(separator: ", ")
+                            + (transactions.count == 2 ? " both read " : " all read ")
                             + "\(render(read)) of key \(key(op)) and appended to it: all but one of their appends "
                             + "were made without seeing the others"))
                 }

@@ -14,11 +14,17 @@ struct DependencyEdges {
         self.inference = inference
         self.realtime = realtime
         if realtime {
-            let history = inference.history
-            var order = (0..<Int32(history.count)).filter { history.outcome[Int($0)] == .ok }
-            order.sort { history.completeNanos[Int($0)] < history.completeNanos[Int($1)] }
-            completionOrder = order
-            completionTimes = order.map { history.completeNanos[Int($0)] }
+            let outcome = inference.history.outcome
+            let completeNanos = inference.history.completeNanos
+            // (completion time, transaction) packed for one fast sort of plain pairs.
+            var pairs: [(Int64, Int32)] = []
+            pairs.reserveCapacity(outcome.count)
+            for transaction in 0..<outcome.count where outcome[transaction] == .ok {
+                pairs.append((completeNanos[transaction], Int32(transaction)))
+            }
+            pairs.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+            completionOrder = pairs.map(\.1)
+            completionTimes = pairs.map(\.0)
         } else {
             completionOrder = []
             completionTimes = []
@@ -27,40 +33,65 @@ struct DependencyEdges {
 
     var nodeCount: Int { inference.history.count + completionOrder.count }
 
-    /// Calls `emit(from, to, label)` for every edge, in the same order on every call.
+    /// Calls `emit(from, to, label)` for every edge, in the same order on every call. Hot: arrays are bound to
+    /// locals once so the loops index plain buffers.
     func enumerate(_ emit: (Int32, Int32, UInt8) -> Void) {
         let history = inference.history
         let ww = EdgeLabels.ww.rawValue
         let wr = EdgeLabels.wr.rawValue
         let rw = EdgeLabels.rw.rawValue
+        let outcome = history.outcome
+        let versionStart = inference.versionStart
+        let versionWriter = inference.versionWriter
+        let failed = TransactionOutcome.fail
+        @inline(__always) func graphWriter(_ position: Int) -> Int32 {
+            let writer = versionWriter[position]
+            return writer >= 0 && outcome[Int(writer)] != failed ? writer : -1
+        }
         for key in 0..<inference.keyCount {
-            let lower = Int(inference.versionStart[key])
-            let upper = Int(inference.versionStart[key + 1])
+            let lower = Int(versionStart[key])
+            let upper = Int(versionStart[key + 1])
             if upper - lower < 2 { continue }
-            var previous = inference.graphWriter(lower)
+            var previous = graphWriter(lower)
             for position in (lower + 1)..<upper {
-                let writer = inference.graphWriter(position)
+                let writer = graphWriter(position)
                 if previous >= 0 && writer >= 0 && previous != writer { emit(previous, writer, ww) }
                 previous = writer
             }
         }
-        let checkIncompatible = !inference.incompatibleReads.isEmpty
-        for transaction in 0..<history.count where history.outcome[transaction] == .ok {
+        let incompatibleReads = inference.incompatibleReads
+        let checkIncompatible = !incompatibleReads.isEmpty
+        let opStart = history.opStart
+        let opKey = history.opKey
+        let opIsAppend = history.opIsAppend
+        let opArgument = history.opArgument
+        let readStart = history.readStart
+        let keys = inference.keys
+        let keyBase = inference.keyBase
+        for transaction in 0..<history.count where outcome[transaction] == .ok {
             let reader = Int32(transaction)
-            for op in history.ops(of: transaction) where !history.opIsAppend[op] {
-                let read = history.opArgument[op]
+            let first = Int(opStart[transaction])
+            for op in first..<Int(opStart[transaction + 1]) where !opIsAppend[op] {
+                let read = opArgument[op]
                 if read == ListAppendHistory.unknownRead { continue }
-                if !inference.isFirstOnKey(op: op, transaction: transaction) { continue }
-                if checkIncompatible && inference.incompatibleReads.contains(read) { continue }
-                let key = inference.slot(op)
-                let length = history.readRange(read).count
-                let base = Int(inference.versionStart[key])
+                // External reads only: the first op of the transaction on this key.
+                let key = opKey[op]
+                var external = true
+                for earlier in first..<op where opKey[earlier] == key {
+                    external = false
+                    break
+                }
+                if !external { continue }
+                if checkIncompatible && incompatibleReads.contains(read) { continue }
+                let slot = Int(keys[op] &- keyBase)
+                let length = Int(readStart[Int(read) + 1] &- readStart[Int(read)])
+                let base = Int(versionStart[slot])
                 if length > 0 {
-                    let writer = inference.graphWriter(base + length - 1)
+                    let writer = graphWriter(base + length - 1)
                     if writer >= 0 && writer != reader { emit(writer, reader, wr) }
                 }
-                if base + length < Int(inference.versionStart[key + 1]) {
-                    let writer = inference.graphWriter(base + length)
+                if base + length < Int(versionStart[slot + 1]) {
+                    let writer = graphWriter(base + length)
                     if writer >= 0 && writer != reader { emit(reader, writer, rw) }
                 }
             }
@@ -68,24 +99,28 @@ struct DependencyEdges {
         guard realtime else { return }
         let process = EdgeLabels.process.rawValue
         let realtimeLabel = EdgeLabels.realtime.rawValue
+        let processOf = history.process
         var lastOfProcess: [Int32: Int32] = [:]
-        for transaction in 0..<history.count where history.outcome[transaction] != .fail {
+        for transaction in 0..<history.count where outcome[transaction] != .fail {
             let current = Int32(transaction)
-            if let previous = lastOfProcess.updateValue(current, forKey: history.process[transaction]),
-                history.outcome[Int(previous)] == .ok
+            if let previous = lastOfProcess.updateValue(current, forKey: processOf[transaction]),
+                outcome[Int(previous)] == .ok
             {
                 emit(previous, current, process)
             }
         }
         let firstBarrier = Int32(history.count)
+        let completionOrder = completionOrder
+        let completionTimes = completionTimes
         for (index, transaction) in completionOrder.enumerated() {
             let barrier = firstBarrier + Int32(index)
             emit(transaction, barrier, realtimeLabel)
             if index + 1 < completionOrder.count { emit(barrier, barrier + 1, realtimeLabel) }
         }
-        for transaction in 0..<history.count where history.outcome[transaction] != .fail {
+        let invokeNanos = history.invokeNanos
+        for transaction in 0..<history.count where outcome[transaction] != .fail {
             // Completions strictly before this invocation: the count of times < invoke.
-            let invoke = history.invokeNanos[transaction]
+            let invoke = invokeNanos[transaction]
             var low = 0
             var high = completionTimes.count
             while low < high {

@@ -92,10 +92,16 @@ struct ListAppendInference {
 
     /// Indexes appends by key and value; throws when one key gets the same value twice.
     mutating func indexAppends() throws {
+        let opIsAppend = history.opIsAppend
+        let opKey = history.opKey
+        let opArgument = history.opArgument
+        let opStart = history.opStart
+        let keys = keys
+        let keyBase = keyBase
         var start = [Int32](repeating: 0, count: keyCount + 1)
         var appends = 0
-        for op in 0..<history.opCount where history.opIsAppend[op] {
-            start[slot(op) + 1] += 1
+        for op in 0..<history.opCount where opIsAppend[op] {
+            start[Int(keys[op] &- keyBase) + 1] += 1
             appends += 1
         }
         for key in 0..<keyCount { start[key + 1] += start[key] }
@@ -105,17 +111,17 @@ struct ListAppendInference {
         appendOp = [Int32](repeating: 0, count: appends)
         intermediateAppend = [Bool](repeating: false, count: history.opCount)
         for transaction in 0..<history.count {
-            let ops = history.ops(of: transaction)
-            for op in ops where history.opIsAppend[op] {
-                let key = slot(op)
+            let end = Int(opStart[transaction + 1])
+            for op in Int(opStart[transaction])..<end where opIsAppend[op] {
+                let key = Int(keys[op] &- keyBase)
                 let position = Int(cursor[key])
                 cursor[key] += 1
-                appendValue[position] = history.opArgument[op]
+                appendValue[position] = opArgument[op]
                 appendTransaction[position] = Int32(transaction)
                 appendOp[position] = Int32(op)
                 var later = op + 1
-                while later < ops.upperBound {
-                    if history.opIsAppend[later] && history.opKey[later] == history.opKey[op] {
+                while later < end {
+                    if opIsAppend[later] && opKey[later] == opKey[op] {
                         intermediateAppend[op] = true
                         break
                     }
@@ -158,12 +164,19 @@ struct ListAppendInference {
     mutating func inferVersionOrders() {
         longestRead = [Int32](repeating: -1, count: keyCount)
         var longestLength = [Int32](repeating: -1, count: keyCount)
-        for transaction in 0..<history.count where history.outcome[transaction] == .ok {
-            for op in history.ops(of: transaction) where !history.opIsAppend[op] {
-                let read = history.opArgument[op]
+        let outcome = history.outcome
+        let opStart = history.opStart
+        let opIsAppend = history.opIsAppend
+        let opArgument = history.opArgument
+        let readStart = history.readStart
+        let keys = keys
+        let keyBase = keyBase
+        for transaction in 0..<history.count where outcome[transaction] == .ok {
+            for op in Int(opStart[transaction])..<Int(opStart[transaction + 1]) where !opIsAppend[op] {
+                let read = opArgument[op]
                 if read == ListAppendHistory.unknownRead { continue }
-                let length = Int32(history.readRange(read).count)
-                let key = slot(op)
+                let length = Int32(bitPattern: readStart[Int(read) + 1] &- readStart[Int(read)])
+                let key = Int(keys[op] &- keyBase)
                 if length > longestLength[key] {
                     longestLength[key] = length
                     longestRead[key] = read

@@ -1,3 +1,5 @@
+import KilnCore
+
 /// Random list-append histories that are strict serializable by construction: `concurrency` processes each run
 /// transactions one after another; each transaction takes effect atomically at an instant between its invocation
 /// and its completion, and transactions are applied to an in-memory store in the order of those instants. So the
@@ -37,7 +39,7 @@ public struct SerialListAppendGenerator: Sendable {
     }
 
     public func generate() -> Output {
-        var random = SplitMix64(seed: seed)
+        var random = SplitMixStream(seed: seed)
         var history = ListAppendHistory()
         history.reserveCapacity(
             transactions: transactions, ops: transactions * opsPerTransaction,
@@ -85,15 +87,12 @@ public struct SerialListAppendGenerator: Sendable {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood): a small, fast, seedable generator for reproducible histories.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+/// A sequential stream over KilnCore's counter-based SplitMix64: value `i` is `mix(seed + i·γ)`.
+struct SplitMixStream {
+    private var counter: UInt64
+    init(seed: UInt64) { counter = seed }
+    mutating func next() -> UInt64 {
+        counter &+= 0x9E37_79B9_7F4A_7C15
+        return SplitMix64.mix(counter)
     }
 }

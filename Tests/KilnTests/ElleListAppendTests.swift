@@ -249,3 +249,17 @@ import Testing
         #expect(components.first?.count == nodes)
     }
 }
+
+extension ElleListAppendTests {
+    @Test func witnessesReadAsText() {
+        var texts: [String] = []
+        for (kind, history, model) in Self.examples {
+            let result = Self.check(history, model)
+            guard let witness = result.witnesses.first(where: { $0.kind == kind }) else { continue }
+            texts.append(witness.text)
+        }
+        print(texts.joined(separator: "\n\n"))
+        #expect(texts.count == Self.examples.count)
+        #expect(texts.allSatisfy { !$0.contains("no single micro-op pair") })
+    }
+}
