@@ -108,19 +108,21 @@ public enum ConsistencyModel: String, Sendable, Codable, CaseIterable {
     /// The anomalies this model forbids (Adya PL-2, PL-SI with Cerone–Gotsman's G-nonadjacent, PL-2.99, PL-3,
     /// PL-SS, as Elle's consistency-model graph states them). For list-append histories, which have no predicate
     /// reads, repeatable read and serializable forbid the same anomalies. Every model forbids the anomalies that
-    /// are not about isolation at all (duplicate elements, garbage reads, incompatible orders, internal
-    /// inconsistency) and G1 (read committed is the weakest model here).
+    /// are not about isolation at all (duplicate elements, garbage reads, incompatible orders) and G1 (read
+    /// committed is the weakest model here); internal inconsistency is forbidden from repeatable read and snapshot
+    /// isolation up.
     public var forbidden: Set<AnomalyKind> {
-        let base: Set<AnomalyKind> = [
-            .g0, .g1a, .g1b, .g1c, .internalInconsistency, .duplicateElements, .garbageRead, .incompatibleOrder,
-        ]
+        let base: Set<AnomalyKind> = [.g0, .g1a, .g1b, .g1c, .duplicateElements, .garbageRead, .incompatibleOrder]
         switch self {
         case .readCommitted:
+            // Each statement may see a newer snapshot: a second read of a key may differ from the first (Elle's
+            // PL-2 does not forbid `internal` either).
             return base
         case .snapshotIsolation:
-            return base.union([.gSingle, .gNonadjacent, .lostUpdate])
+            return base.union([.internalInconsistency, .gSingle, .gNonadjacent, .lostUpdate])
         case .repeatableRead, .serializable:
-            return base.union([.gSingle, .gNonadjacent, .g2Item, .lostUpdate])
+            // Repeatable read: a transaction re-reading a key sees the same list plus its own appends.
+            return base.union([.internalInconsistency, .gSingle, .gNonadjacent, .g2Item, .lostUpdate])
         case .strictSerializable:
             return Set(AnomalyKind.allCases)
         }
@@ -185,7 +187,7 @@ public struct AnomalyWitness: Sendable, Codable, Hashable {
             let transaction = witness.transaction
             lines.append(
                 "  T\(witness.index) (process \(transaction.process), \(transaction.outcome.rawValue)): "
-                    + transaction.ops.map(\.description).joined(separator: ", "))
+                    + transaction.ops.map(\.shortDescription).joined(separator: ", "))
         }
         for step in steps { lines.append("  T\(step.from) -\(step.relation.rawValue)-> T\(step.to): \(step.why)") }
         return lines.joined(separator: "\n")

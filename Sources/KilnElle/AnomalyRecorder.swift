@@ -31,9 +31,7 @@ struct AnomalyRecorder {
 
     func key(_ op: Int) -> Int { Int(history.opKey[op]) }
     func values(_ read: Int32) -> [Int32] { Array(history.readValues[history.readRange(read)]) }
-    func render(_ values: some Sequence<Int32>) -> String {
-        "[" + values.map { String($0) }.joined(separator: " ") + "]"
-    }
+    func render(_ values: [Int32]) -> String { ListAppendTransaction.renderShort(values) }
 
     /// The version order of key slot `slot` around `position` (at most 8 elements each side) for explanations.
     func versionExcerpt(_ slot: Int, around position: Int) -> String {

@@ -8,7 +8,6 @@ struct DependencyEdges {
     let realtime: Bool
     /// `ok` transactions by completion time (only with `realtime`).
     let completionOrder: [Int32]
-    let completionTimes: [Int64]
 
     init(inference: ListAppendInference, realtime: Bool) {
         self.inference = inference
@@ -16,18 +15,18 @@ struct DependencyEdges {
         if realtime {
             let outcome = inference.history.outcome
             let completeNanos = inference.history.completeNanos
-            // (completion time, transaction) packed for one fast sort of plain pairs.
-            var pairs: [(Int64, Int32)] = []
-            pairs.reserveCapacity(outcome.count)
-            for transaction in 0..<outcome.count where outcome[transaction] == .ok {
-                pairs.append((completeNanos[transaction], Int32(transaction)))
+            var order: [Int32] = []
+            order.reserveCapacity(outcome.count)
+            for transaction in 0..<outcome.count where outcome[transaction] == .ok { order.append(Int32(transaction)) }
+            // Histories are usually close to completion order already; the sort is stable for equal times.
+            order.withUnsafeMutableBufferPointer { order in
+                completeNanos.withUnsafeBufferPointer { complete in
+                    order.sort { complete[Int($0)] < complete[Int($1)] || (complete[Int($0)] == complete[Int($1)] && $0 < $1) }
+                }
             }
-            pairs.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-            completionOrder = pairs.map(\.1)
-            completionTimes = pairs.map(\.0)
+            completionOrder = order
         } else {
             completionOrder = []
-            completionTimes = []
         }
     }
 
@@ -111,7 +110,7 @@ struct DependencyEdges {
         }
         let firstBarrier = Int32(history.count)
         let completionOrder = completionOrder
-        let completionTimes = completionTimes
+        let completeNanos = history.completeNanos
         for (index, transaction) in completionOrder.enumerated() {
             let barrier = firstBarrier + Int32(index)
             emit(transaction, barrier, realtimeLabel)
@@ -122,10 +121,10 @@ struct DependencyEdges {
             // Completions strictly before this invocation: the count of times < invoke.
             let invoke = invokeNanos[transaction]
             var low = 0
-            var high = completionTimes.count
+            var high = completionOrder.count
             while low < high {
                 let middle = (low + high) >> 1
-                if completionTimes[middle] < invoke { low = middle + 1 } else { high = middle }
+                if completeNanos[Int(completionOrder[middle])] < invoke { low = middle + 1 } else { high = middle }
             }
             if low > 0 { emit(firstBarrier + Int32(low - 1), Int32(transaction), realtimeLabel) }
         }

@@ -33,12 +33,13 @@ public struct DependencyGraph: Sendable {
             for node in 0..<nodeCount { degree[node + 1] &+= degree[node] }
         }
         let edges = Int(degree[nodeCount])
-        var cursor = degree
         var targets = [Int32](repeating: 0, count: edges)
         var labels = [UInt8](repeating: 0, count: edges)
         targets.withUnsafeMutableBufferPointer { targets in
             labels.withUnsafeMutableBufferPointer { labels in
-                cursor.withUnsafeMutableBufferPointer { cursor in
+                // `degree[v]` is node v's fill cursor; afterwards it holds v's end (= v + 1's start), so shifting
+                // it by one gives the row starts: one array of nodeCount + 1, not two.
+                degree.withUnsafeMutableBufferPointer { cursor in
                     enumerate { from, to, label in
                         let slot = Int(cursor[Int(from)])
                         cursor[Int(from)] = Int32(slot + 1)
@@ -47,6 +48,14 @@ public struct DependencyGraph: Sendable {
                     }
                 }
             }
+        }
+        degree.withUnsafeMutableBufferPointer { cursor in
+            var node = nodeCount
+            while node > 0 {
+                cursor[node] = cursor[node - 1]
+                node -= 1
+            }
+            cursor[0] = 0
         }
         edgeStart = degree
         edgeTarget = targets
@@ -131,4 +140,35 @@ public func stronglyConnectedComponents(
         }
     }
     return components
+}
+
+/// The nodes Kahn's topological sort cannot remove: those on a cycle or reachable from one (an acyclic graph
+/// leaves none). A cheap first pass — one in-degree array and one stack — so that Tarjan runs only where cycles
+/// may be.
+public func nodesOnOrAfterCycles(of graph: DependencyGraph) -> [Int32] {
+    let n = graph.nodeCount
+    var inDegree = [Int32](repeating: 0, count: n)
+    var ready: [Int32] = []
+    var removed = 0
+    graph.edgeTarget.withUnsafeBufferPointer { targets in
+        graph.edgeStart.withUnsafeBufferPointer { starts in
+            inDegree.withUnsafeMutableBufferPointer { inDegree in
+                for target in targets { inDegree[Int(target)] &+= 1 }
+                for node in 0..<n where inDegree[node] == 0 { ready.append(Int32(node)) }
+                while let node = ready.popLast() {
+                    removed += 1
+                    for edge in Int(starts[Int(node)])..<Int(starts[Int(node) + 1]) {
+                        let target = Int(targets[edge])
+                        inDegree[target] &-= 1
+                        if inDegree[target] == 0 { ready.append(Int32(target)) }
+                    }
+                }
+            }
+        }
+    }
+    if removed == n { return [] }
+    var remaining: [Int32] = []
+    remaining.reserveCapacity(n - removed)
+    for node in 0..<n where inDegree[node] > 0 { remaining.append(Int32(node)) }
+    return remaining
 }

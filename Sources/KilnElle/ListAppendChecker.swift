@@ -19,12 +19,19 @@ public struct ListAppendChecker: HistoryChecker {
     /// The cycle searches stop here; a forbidden kind whose search was cut short makes the verdict `unknown`
     /// unless some forbidden anomaly was found anyway.
     public var searchTimeLimit: Duration
+    /// The searches for kinds the model allows (reported, but not part of the verdict) run after the forbidden
+    /// ones, within what remains of `searchTimeLimit` and at most this long.
+    public var allowedSearchTimeLimit: Duration
     /// Witnesses kept per kind (all are counted).
     public var witnessesPerKind: Int
 
-    public init(model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60), witnessesPerKind: Int = 10) {
+    public init(
+        model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60), allowedSearchTimeLimit: Duration = .seconds(5),
+        witnessesPerKind: Int = 10
+    ) {
         self.model = model
         self.searchTimeLimit = searchTimeLimit
+        self.allowedSearchTimeLimit = allowedSearchTimeLimit
         self.witnessesPerKind = witnessesPerKind
     }
 
@@ -51,7 +58,15 @@ public struct ListAppendChecker: HistoryChecker {
         let needsRealtime = model.needsRealtimeEdges
         let edges = DependencyEdges(inference: inference, realtime: needsRealtime)
         let graph = DependencyGraph(nodeCount: edges.nodeCount) { emit in edges.enumerate(emit) }
-        let components = stronglyConnectedComponents(of: graph, labels: .all)
+        // Kahn's sort first: an acyclic graph (every valid history) never pays for Tarjan.
+        let suspects = nodesOnOrAfterCycles(of: graph)
+        var components: [[Int32]] = []
+        if !suspects.isEmpty {
+            var localIndex = [Int32](repeating: -1, count: graph.nodeCount)
+            for (position, node) in suspects.enumerated() { localIndex[Int(node)] = Int32(position) }
+            components = stronglyConnectedComponents(
+                of: graph, labels: .all, members: suspects, localIndex: localIndex)
+        }
         var timedOut = Set<AnomalyKind>()
         if !components.isEmpty {
             let deadline = started + searchTimeLimit
@@ -60,13 +75,17 @@ public struct ListAppendChecker: HistoryChecker {
             // Forbidden kinds first, in every component, so that allowed kinds never use up the time limit.
             var found = [Set<CycleClass>](repeating: [], count: components.count)
             for forbiddenPass in [true, false] {
+                let passDeadline = forbiddenPass ? deadline : min(deadline, ContinuousClock.now + allowedSearchTimeLimit)
                 for (index, component) in components.enumerated() {
                     search.enter(component: component)
                     for variant in variants {
                         for cycleClass in CycleClass.allCases where !found[index].contains(cycleClass) {
                             let kind = AnomalyKind.cycle(cycleClass, variant)
                             if model.forbidden.contains(kind) != forbiddenPass { continue }
-                            switch Self.findCycle(cycleClass, variant, in: component, graph: graph, search: &search, deadline: deadline) {
+                            switch Self.findCycle(
+                                cycleClass, variant, in: component, graph: graph, search: &search,
+                                deadline: passDeadline)
+                            {
                             case .found(let cycle):
                                 found[index].insert(cycleClass)
                                 recorder.recordCycle(kind, cycle)

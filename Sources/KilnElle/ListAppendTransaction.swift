@@ -92,7 +92,24 @@ extension MicroOp: CustomStringConvertible {
     }
 }
 
+extension MicroOp {
+    /// Like `description`, but a read of more than 10 elements shows its first 2 and last 6 (witness text).
+    public var shortDescription: String {
+        switch self {
+        case .append: description
+        case .read(let key, let values): "r \(key) \(values.map(ListAppendTransaction.renderShort) ?? "?")"
+        }
+    }
+}
+
 extension ListAppendTransaction {
+    /// `[1 2 … (40 elements) … 35 36 37 38 39 40]`: lists of more than 10 elements abridged.
+    static func renderShort<Element: BinaryInteger>(_ values: [Element]) -> String {
+        if values.count <= 10 { return "[" + values.map { "\($0)" }.joined(separator: " ") + "]" }
+        return "[" + values.prefix(2).map { "\($0)" }.joined(separator: " ") + " … (\(values.count) elements) … "
+            + values.suffix(6).map { "\($0)" }.joined(separator: " ") + "]"
+    }
+
     /// `[1 2 3]`, Elle's notation for a list.
     static func render(_ values: [Int]) -> String { "[" + values.map(String.init).joined(separator: " ") + "]" }
 

@@ -36,6 +36,7 @@ extension BenchCommand {
                 let generateStart = ContinuousClock.now
                 let history = generator.generate().history
                 let generateSeconds = generateStart.duration(to: .now) / .seconds(1)
+                let generatedResidentMiB = Self.peakResidentMiB()
                 let checker = ListAppendChecker(model: model)
                 var fastest = Double.infinity
                 var result: ListAppendCheckResult?
@@ -47,8 +48,8 @@ extension BenchCommand {
                 let rate = Double(count) / fastest
                 print("elle benchmark: \(count) transactions, \(ops) micro-ops each, concurrency \(concurrency), "
                     + "\(activeKeys) live keys retired after \(maxWritesPerKey) appends, seed \(seed)")
-                print(String(format: "generate   %.2f s  (history %.0f MiB)", generateSeconds,
-                    Double(history.approximateBytes) / 1_048_576))
+                print(String(format: "generate   %.2f s  (history %.0f MiB, peak RSS %.0f MiB after generating)",
+                    generateSeconds, Double(history.approximateBytes) / 1_048_576, generatedResidentMiB))
                 print(String(format: "check      %.2f s  %.0f transactions/s on one core  (Elle: 100-160K/s -> %.1f-%.1fx)",
                     fastest, rate, rate / 160_000, rate / 100_000))
                 if let result {
@@ -57,7 +58,7 @@ extension BenchCommand {
                         + "\(statistics.cyclicComponents) cyclic components")
                     print("verdict    \(result.summary)")
                 }
-                print(String(format: "peak RSS   %.0f MiB", Self.peakResidentMiB()))
+                print(String(format: "peak RSS   %.0f MiB (history and checker)", Self.peakResidentMiB()))
                 switch result?.validity {
                 case .valid: return .ok
                 case .invalid: return .anomaly
