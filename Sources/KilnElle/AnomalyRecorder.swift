@@ -94,8 +94,7 @@ struct AnomalyRecorder {
         let versionStart = inference.versionStart
         let versionValue = inference.versionValue
         let versionWriter = inference.versionWriter
-        let versionWriterOp = inference.versionWriterOp
-        let intermediateAppend = inference.intermediateAppend
+        let versionIntermediate = inference.versionIntermediate
         for transaction in 0..<history.count where outcome[transaction] == .ok {
             let first = Int(opStart[transaction])
             let end = Int(opStart[transaction + 1])
@@ -128,8 +127,8 @@ struct AnomalyRecorder {
                     if length > 0 {
                         let position = orderLower + length - 1
                         let writer = Int(versionWriter[position])
-                        if writer >= 0 && writer != transaction && intermediateAppend[Int(versionWriterOp[position])] {
-                            recordIntermediate(transaction, op, writer: writer, writerOp: Int(versionWriterOp[position]))
+                        if writer >= 0 && writer != transaction && versionIntermediate[position] {
+                            recordIntermediate(transaction, op, writer: writer, value: versionValue[position])
                         }
                     }
                     if external {
@@ -236,7 +235,7 @@ struct AnomalyRecorder {
         }
     }
 
-    private mutating func recordIntermediate(_ transaction: Int, _ op: Int, writer: Int, writerOp: Int) {
+    private mutating func recordIntermediate(_ transaction: Int, _ op: Int, writer: Int, value: Int32) {
         let read = history.opArgument[op]
         let appended = history.ops(of: writer).filter {
             history.opIsAppend[$0] && history.opKey[$0] == history.opKey[op]
@@ -245,7 +244,7 @@ struct AnomalyRecorder {
             witnesses.append(AnomalyWitness(
                 kind: .g1b, transactions: witnessTransactions([transaction, writer]), steps: [], key: key(op),
                 explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), ending at "
-                    + "\(history.opArgument[writerOp]), an intermediate state of T\(writer), which appended "
+                    + "\(value), an intermediate state of T\(writer), which appended "
                     + "\(render(appended)) to key \(key(op))"))
         }
     }

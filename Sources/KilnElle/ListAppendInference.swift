@@ -21,19 +21,19 @@ struct ListAppendInference {
     var appendStart: [Int32] = []
     var appendValue: [Int32] = []
     var appendTransaction: [Int32] = []
-    var appendOp: [Int32] = []
+    /// Whether the append was followed, in its transaction, by another append to the same key.
+    var appendIntermediate: [Bool] = []
     /// Version order of slot `key`: `versionStart[key] ..< versionStart[key + 1]` of `versionValue`, with its
-    /// writer (-1 when nobody appended it) and the writer's op.
+    /// writer (-1 when nobody appended it).
     var versionStart: [Int32] = []
     var versionValue: [Int32] = []
     var versionWriter: [Int32] = []
-    var versionWriterOp: [Int32] = []
+    /// Whether the element's append was intermediate in its transaction (a read ending there is G1b).
+    var versionIntermediate: [Bool] = []
     /// The read (a `readStart` index) that defines each key's version order, -1 when the key was never read.
     var longestRead: [Int32] = []
     /// Reads that are not prefixes of their key's version order (sorted); they make no edges.
     var incompatibleReads: Set<Int32> = []
-    /// Appends followed, in the same transaction, by another append to the same key.
-    var intermediateAppend: [Bool] = []
 
     init(history: ListAppendHistory) {
         self.history = history
@@ -108,8 +108,7 @@ struct ListAppendInference {
         var cursor = start
         appendValue = [Int32](repeating: 0, count: appends)
         appendTransaction = [Int32](repeating: 0, count: appends)
-        appendOp = [Int32](repeating: 0, count: appends)
-        intermediateAppend = [Bool](repeating: false, count: history.opCount)
+        appendIntermediate = [Bool](repeating: false, count: appends)
         for transaction in 0..<history.count {
             let end = Int(opStart[transaction + 1])
             for op in Int(opStart[transaction])..<end where opIsAppend[op] {
@@ -118,11 +117,11 @@ struct ListAppendInference {
                 cursor[key] += 1
                 appendValue[position] = opArgument[op]
                 appendTransaction[position] = Int32(transaction)
-                appendOp[position] = Int32(op)
+
                 var later = op + 1
                 while later < end {
                     if opIsAppend[later] && opKey[later] == opKey[op] {
-                        intermediateAppend[op] = true
+                        appendIntermediate[position] = true
                         break
                     }
                     later += 1
@@ -139,17 +138,17 @@ struct ListAppendInference {
             for index in (lower + 1)..<upper {
                 let value = appendValue[index]
                 let transaction = appendTransaction[index]
-                let op = appendOp[index]
+                let intermediate = appendIntermediate[index]
                 var hole = index
                 while hole > lower && appendValue[hole - 1] > value {
                     appendValue[hole] = appendValue[hole - 1]
                     appendTransaction[hole] = appendTransaction[hole - 1]
-                    appendOp[hole] = appendOp[hole - 1]
+                    appendIntermediate[hole] = appendIntermediate[hole - 1]
                     hole -= 1
                 }
                 appendValue[hole] = value
                 appendTransaction[hole] = transaction
-                appendOp[hole] = op
+                appendIntermediate[hole] = intermediate
             }
             for index in (lower + 1)..<upper where appendValue[index] == appendValue[index - 1] {
                 throw HistoryFormatError(
@@ -188,7 +187,7 @@ struct ListAppendInference {
         let total = Int(versionStart[keyCount])
         versionValue = [Int32](repeating: 0, count: total)
         versionWriter = [Int32](repeating: -1, count: total)
-        versionWriterOp = [Int32](repeating: -1, count: total)
+        versionIntermediate = [Bool](repeating: false, count: total)
         for key in 0..<keyCount where longestRead[key] >= 0 {
             var position = Int(versionStart[key])
             for element in history.readRange(longestRead[key]) {
@@ -197,7 +196,7 @@ struct ListAppendInference {
                 let writer = appendSlot(key: key, value: value)
                 if writer >= 0 {
                     versionWriter[position] = appendTransaction[writer]
-                    versionWriterOp[position] = appendOp[writer]
+                    versionIntermediate[position] = appendIntermediate[writer]
                 }
                 position += 1
             }
