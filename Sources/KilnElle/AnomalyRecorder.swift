@@ -154,6 +154,9 @@ struct AnomalyRecorder {
         inference.incompatibleReads = incompatibleReads
     }
 
+    /// See `ListAppendInference.releaseAppendIndex`: after `findNonCycleAnomalies`, only cycles are recorded.
+    mutating func releaseAppendIndex() { inference.releaseAppendIndex() }
+
     /// A read after the transaction's own reads or appends of the key must show exactly them: the last earlier
     /// known read followed by the appends since, or (with no earlier known read) a list ending in the appends.
     /// Allocation-free; `recordInternal` rebuilds the expectation for the witness.

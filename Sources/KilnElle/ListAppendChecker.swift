@@ -55,6 +55,9 @@ public struct ListAppendChecker: HistoryChecker {
         var recorder = AnomalyRecorder(inference: inference, witnessesPerKind: witnessesPerKind)
         recorder.findNonCycleAnomalies()
         inference.incompatibleReads = recorder.incompatibleReads
+        // Both copies share the append index; free it in both before the graph is built.
+        inference.releaseAppendIndex()
+        recorder.releaseAppendIndex()
         let needsRealtime = model.needsRealtimeEdges
         let edges = DependencyEdges(inference: inference, realtime: needsRealtime)
         let graph = DependencyGraph(nodeCount: edges.nodeCount) { emit in edges.enumerate(emit) }

@@ -203,6 +203,16 @@ struct ListAppendInference {
         }
     }
 
+    /// Frees what only the non-cycle checks need (the append index and the intermediate flags): the dependency
+    /// graph and cycle explanations use version orders alone. Lowers the peak memory of the graph build.
+    mutating func releaseAppendIndex() {
+        appendStart = []
+        appendValue = []
+        appendTransaction = []
+        appendIntermediate = []
+        versionIntermediate = []
+    }
+
     /// Is `read` of key slot `key` a prefix of the key's version order?
     func isPrefix(read: Int32, key: Int) -> Bool {
         let range = history.readRange(read)
