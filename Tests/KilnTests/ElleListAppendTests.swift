@@ -263,3 +263,52 @@ extension ElleListAppendTests {
         #expect(texts.allSatisfy { !$0.contains("no single micro-op pair") })
     }
 }
+
+extension ElleListAppendTests {
+    /// The fragment's transactions placed in the middle of the generated history, in history order and in time
+    /// (real-time edges run between them and the generated ones), checked as strict serializable.
+    @Test(arguments: 0..<14)
+    func aPlantedAnomalyIsFoundMidHistory(_ index: Int) throws {
+        let (kind, fragment, _) = Self.examples[index]
+        let generator = Self.generators[index % Self.generators.count]
+        let output = generator.generate()
+        let generated = (0..<output.history.count).map { output.history.transaction($0) }
+        let middle = generated.count / 2
+        let shift = generated[middle].invokeNanos
+        let planted = fragment.map { transaction in
+            var transaction = transaction
+            transaction.process += generator.concurrency
+            transaction.invokeNanos += shift
+            transaction.completeNanos = transaction.completeNanos.map { $0 + shift }
+            transaction.ops = transaction.ops.map { op in
+                switch op {
+                case .append(let key, let value): .append(key: key + output.nextKey, value: value)
+                case .read(let key, let values): .read(key: key + output.nextKey, values: values)
+                }
+            }
+            return transaction
+        }
+        let history = Array(generated[..<middle]) + planted + Array(generated[middle...])
+        let result = ListAppendChecker(model: .strictSerializable).check(history)
+        #expect(result.validity == .invalid, "\(kind.rawValue): \(result.summary)")
+        #expect(result.counts[kind] != nil, "\(kind.rawValue) not found: \(result.summary)")
+        // The generated transactions take part in no anomaly: every witness is made of planted ones.
+        let plantedIndices = Set(middle..<(middle + planted.count))
+        for witness in result.witnesses {
+            #expect(witness.transactions.allSatisfy { plantedIndices.contains($0.index) }, "\(witness.text)")
+        }
+    }
+
+    @Test func kilnElleCheckExitsByVerdict() throws {
+        let skew = try CommandLineTests.temporaryFile(
+            "skew.jsonl", String(decoding: try ListAppendTransaction.jsonLines(Self.g2Item), as: UTF8.self))
+        let snapshot = try CommandLineTests.kiln(["elle", "check", skew.path, "--models", "snapshot-isolation"])
+        #expect(snapshot.status == 0, "\(snapshot.output)")
+        let serializable = try CommandLineTests.kiln(["elle", "check", skew.path, "--models", "serializable"])
+        #expect(serializable.status == 1)
+        #expect(serializable.output.contains("serializable: invalid (G2-item×1)"), "\(serializable.output)")
+        #expect(serializable.output.contains("T0 -rw-> T1"), "\(serializable.output)")
+        let broken = try CommandLineTests.temporaryFile("broken.jsonl", "{\"process\": 1}\n")
+        #expect(try CommandLineTests.kiln(["elle", "check", broken.path]).status == 64)
+    }
+}
