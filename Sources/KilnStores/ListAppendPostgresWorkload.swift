@@ -171,7 +171,7 @@ public struct ListAppendPostgresWorkload: Sendable {
 /// Results of the worker threads, written once each by its own worker before `DispatchGroup.leave` and read after
 /// `wait`. @unchecked Sendable: every slot is written by exactly one thread, and all writes happen-before the reads
 /// (the group's leave/wait), with a lock besides for safety.
-private final class WorkerResults: @unchecked Sendable {
+final class WorkerResults: @unchecked Sendable {
     private var slots: [Result<[ListAppendTransaction], any Error>?]
     private let lock = NSLock()
     init(count: Int) { slots = Array(repeating: nil, count: count) }
@@ -188,7 +188,7 @@ private final class WorkerResults: @unchecked Sendable {
 }
 
 /// Sequential draws from KilnCore's counter-based SplitMix64.
-private struct SplitMix64Stream {
+struct SplitMix64Stream {
     private var counter: UInt64
     init(seed: UInt64) { counter = seed }
     mutating func next() -> UInt64 {

@@ -11,7 +11,7 @@ struct ElleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "elle",
         abstract: "Transactional anomalies (Elle's list-append): run the workload on PostgreSQL, check a history.",
-        subcommands: [Postgres.self, Check.self]
+        subcommands: [Postgres.self, Redis.self, Check.self]
     )
 
     static func parseModels(_ text: String) throws -> [ConsistencyModel] {
@@ -87,6 +87,44 @@ struct ElleCommand: ParsableCommand {
                 print(String(format: "postgres %@: %d transactions in %.1f s (ok %d, fail %d, info %d)",
                     isolation.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0,
                     byOutcome[.info] ?? 0))
+                if let history {
+                    try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+            }
+        }
+    }
+
+    struct Redis: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run list-append transactions as MULTI/EXEC on the stack's Redis primary, then check them.",
+            discussion: "Keys `--prefix:N` are deleted before and after. Exit 0 valid under every model asked, 1 anomaly.")
+        @OptionGroup var options: StackOptions
+        @Option(help: "Transactions (K allowed).") var transactions = "2000"
+        @Option(help: "Worker threads, one connection each.") var concurrency = 10
+        @Option(help: "Keys.") var keys = 8
+        @Option(help: "Key prefix.") var prefix = "kiln:elle:list-append"
+        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
+        @Option(help: "Write the history as JSON lines here.") var history: String?
+        @Option(help: "Write the check results (JSON) here.") var json: String?
+        @Option(help: "Seed.") var seed: UInt64 = 42
+
+        func run() throws {
+            try exiting {
+                guard let count = CountSuffix.parse(transactions), count > 0 else {
+                    throw Failure(code: .invalidInput, message: "--transactions: expected a count")
+                }
+                let models = try ElleCommand.parseModels(self.models)
+                let primary = try options.loadStack().redis.primary
+                let workload = ListAppendRedisWorkload(
+                    host: primary.host, port: primary.port, prefix: prefix, transactions: count,
+                    concurrency: concurrency, keys: keys, seed: seed)
+                let started = ContinuousClock.now
+                let transactions = try workload.run()
+                let seconds = started.duration(to: .now) / .seconds(1)
+                let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
+                print(String(format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                    transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }
