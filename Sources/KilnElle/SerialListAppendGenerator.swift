@@ -17,11 +17,13 @@ public struct SerialListAppendGenerator: Sendable {
     public var maxWritesPerKey: Int
     /// Share of micro-ops that are reads (the rest append).
     public var readShare: Double
+    /// Share of reads that miss the key's last append (a planted stale-read bug; 0 keeps the history valid).
+    public var staleReadShare: Double
     public var seed: UInt64
 
     public init(
         transactions: Int, concurrency: Int = 10, opsPerTransaction: Int = 4, activeKeys: Int = 10,
-        maxWritesPerKey: Int = 16, readShare: Double = 0.5, seed: UInt64 = 42
+        maxWritesPerKey: Int = 16, readShare: Double = 0.5, staleReadShare: Double = 0, seed: UInt64 = 42
     ) {
         self.transactions = transactions
         self.concurrency = concurrency
@@ -29,6 +31,7 @@ public struct SerialListAppendGenerator: Sendable {
         self.activeKeys = activeKeys
         self.maxWritesPerKey = maxWritesPerKey
         self.readShare = readShare
+        self.staleReadShare = staleReadShare
         self.seed = seed
     }
 
@@ -55,6 +58,7 @@ public struct SerialListAppendGenerator: Sendable {
             effect[process] = invoke[process] + 1 + Int64(random.next() % 5_000)
         }
         let readThreshold = UInt64(readShare * Double(UInt64.max >> 11)) << 11
+        let staleThreshold = UInt64(staleReadShare * Double(UInt64.max >> 11)) << 11
         var end: Int64 = 0
         for _ in 0..<transactions {
             var process = 0
@@ -65,7 +69,10 @@ public struct SerialListAppendGenerator: Sendable {
             for _ in 0..<opsPerTransaction {
                 let slot = Int(random.next() % UInt64(activeKeys))
                 if random.next() < readThreshold {
-                    liveList[slot].withUnsafeBufferPointer { history.addRead(key: liveKey[slot], values: $0) }
+                    let stale = staleThreshold > 0 && random.next() < staleThreshold && !liveList[slot].isEmpty
+                    liveList[slot].withUnsafeBufferPointer {
+                        history.addRead(key: liveKey[slot], values: stale ? UnsafeBufferPointer(rebasing: $0.dropLast()) : $0)
+                    }
                 } else {
                     let value = Int32(liveList[slot].count + 1)
                     liveList[slot].append(value)

@@ -19,6 +19,8 @@ extension BenchCommand {
         @Option(help: "Appends after which a key is retired.") var maxWritesPerKey = 16
         @Option(help: "Consistency model: \(ConsistencyModel.allCases.map(\.rawValue).joined(separator: ", ")).")
         var model = ConsistencyModel.strictSerializable.rawValue
+        @Option(help: "Share of reads that miss the key's last append (planted anomalies; 0: a valid history).")
+        var staleReads = 0.0
         @Option(help: "Seed of the generator.") var seed: UInt64 = 42
         @Option(help: "Repetitions of the check; the fastest is reported.") var repetitions = 1
 
@@ -32,7 +34,7 @@ extension BenchCommand {
                 }
                 let generator = SerialListAppendGenerator(
                     transactions: count, concurrency: concurrency, opsPerTransaction: ops, activeKeys: activeKeys,
-                    maxWritesPerKey: maxWritesPerKey, seed: seed)
+                    maxWritesPerKey: maxWritesPerKey, staleReadShare: staleReads, seed: seed)
                 let generateStart = ContinuousClock.now
                 let history = generator.generate().history
                 let generateSeconds = generateStart.duration(to: .now) / .seconds(1)
@@ -55,7 +57,7 @@ extension BenchCommand {
                 if let result {
                     let statistics = result.statistics
                     print("graph      \(statistics.edges) edges, \(statistics.keys) keys, "
-                        + "\(statistics.cyclicComponents) cyclic components")
+                        + "\(statistics.cyclicComponents) cyclic components (largest \(statistics.largestComponent) nodes)")
                     print("verdict    \(result.summary)")
                 }
                 print(String(format: "peak RSS   %.0f MiB (history and checker)", Self.peakResidentMiB()))

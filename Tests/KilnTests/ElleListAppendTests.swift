@@ -312,3 +312,15 @@ extension ElleListAppendTests {
         #expect(try CommandLineTests.kiln(["elle", "check", broken.path]).status == 64)
     }
 }
+
+extension ElleListAppendTests {
+    /// The generator's planted stale-read bug: reads that miss the key's last append make anti-dependency cycles.
+    @Test func staleReadsAreFound() {
+        let history = SerialListAppendGenerator(transactions: 5_000, staleReadShare: 0.01, seed: 7).generate().history
+        let result = ListAppendChecker(model: .serializable).check(history)
+        #expect(result.validity == .invalid)
+        #expect(result.counts[.gSingle] != nil, "\(result.summary)")
+        #expect(result.searchesTimedOut.isEmpty)
+        #expect(ListAppendChecker(model: .readCommitted).check(history).counts[.gSingle] == result.counts[.gSingle])
+    }
+}
