@@ -39,7 +39,8 @@ struct AnomalyRecorder {
         let upper = Int(inference.versionStart[slot + 1])
         let from = max(lower, position - 8)
         let to = min(upper, position + 9)
-        return (from > lower ? "[… " : "[") + inference.versionValue[from..<to].map { String($0) }.joined(separator: " ")
+        return (from > lower ? "[… " : "[")
+            + inference.versionValue[from..<to].map { String($0) }.joined(separator: " ")
             + (to < upper ? " …]" : "]")
     }
 
@@ -142,9 +143,10 @@ struct AnomalyRecorder {
                     recordIncompatible(transaction, op, slot: slot)
                     checkReadAlone(transaction, op, slot: slot)
                 }
-                if !external && !Self.internallyConsistent(
-                    op: op, first: first, key: key, opKey: opKey, opIsAppend: opIsAppend, opArgument: opArgument,
-                    readStart: readStart, readValues: readValues)
+                if !external
+                    && !Self.internallyConsistent(
+                        op: op, first: first, key: key, opKey: opKey, opIsAppend: opIsAppend, opArgument: opArgument,
+                        readStart: readStart, readValues: readValues)
                 {
                     recordInternal(transaction, op)
                 }
@@ -199,10 +201,11 @@ struct AnomalyRecorder {
         let slot = inference.slot(op)
         let garbage = values(read).filter { inference.appendSlot(key: slot, value: $0) < 0 }
         if keep(.garbageRead) {
-            witnesses.append(AnomalyWitness(
-                kind: .garbageRead, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
-                explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), but nobody appended "
-                    + "\(render(garbage)) to key \(key(op))"))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .garbageRead, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
+                    explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), but nobody appended "
+                        + "\(render(garbage)) to key \(key(op))"))
         }
     }
 
@@ -219,10 +222,12 @@ struct AnomalyRecorder {
             }
         }
         if keep(.g1a) {
-            witnesses.append(AnomalyWitness(
-                kind: .g1a, transactions: witnessTransactions([transaction] + writers), steps: [], key: key(op),
-                explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)); "
-                    + zip(aborted, writers).map { "\($0) was appended by T\($1), which failed" }.joined(separator: "; ")))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .g1a, transactions: witnessTransactions([transaction] + writers), steps: [], key: key(op),
+                    explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)); "
+                        + zip(aborted, writers).map { "\($0) was appended by T\($1), which failed" }.joined(
+                            separator: "; ")))
         }
     }
 
@@ -231,10 +236,11 @@ struct AnomalyRecorder {
         var seen = Set<Int32>()
         let repeated = values(read).filter { !seen.insert($0).inserted }
         if keep(.duplicateElements) {
-            witnesses.append(AnomalyWitness(
-                kind: .duplicateElements, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
-                explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)): "
-                    + "\(render(repeated)) " + (repeated.count == 1 ? "appears" : "appear") + " more than once"))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .duplicateElements, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
+                    explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)): "
+                        + "\(render(repeated)) " + (repeated.count == 1 ? "appears" : "appear") + " more than once"))
         }
     }
 
@@ -244,11 +250,12 @@ struct AnomalyRecorder {
             history.opIsAppend[$0] && history.opKey[$0] == history.opKey[op]
         }.map { history.opArgument[$0] }
         if keep(.g1b) {
-            witnesses.append(AnomalyWitness(
-                kind: .g1b, transactions: witnessTransactions([transaction, writer]), steps: [], key: key(op),
-                explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), ending at "
-                    + "\(value), an intermediate state of T\(writer), which appended "
-                    + "\(render(appended)) to key \(key(op))"))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .g1b, transactions: witnessTransactions([transaction, writer]), steps: [], key: key(op),
+                    explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), ending at "
+                        + "\(value), an intermediate state of T\(writer), which appended "
+                        + "\(render(appended)) to key \(key(op))"))
         }
     }
 
@@ -258,7 +265,9 @@ struct AnomalyRecorder {
         // The transaction of the longest read, for the witness.
         var longestTransaction = transaction
         for candidate in 0..<history.count where history.outcome[candidate] == .ok {
-            if history.ops(of: candidate).contains(where: { !history.opIsAppend[$0] && history.opArgument[$0] == longest }) {
+            if history.ops(of: candidate).contains(where: {
+                !history.opIsAppend[$0] && history.opArgument[$0] == longest
+            }) {
                 longestTransaction = candidate
                 break
             }
@@ -268,12 +277,14 @@ struct AnomalyRecorder {
         let readValues = values(read)
         let longestValues = values(longest)
         if keep(.incompatibleOrder) {
-            witnesses.append(AnomalyWitness(
-                kind: .incompatibleOrder, transactions: witnessTransactions([longestTransactionFound, transaction]),
-                steps: [], key: keyValue,
-                explanation: "T\(transaction) read \(render(readValues)) of key \(keyValue) and "
-                    + "T\(longestTransactionFound) read \(render(longestValues)): neither is a prefix of the other, "
-                    + "so no single order of appends explains both"))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .incompatibleOrder,
+                    transactions: witnessTransactions([longestTransactionFound, transaction]),
+                    steps: [], key: keyValue,
+                    explanation: "T\(transaction) read \(render(readValues)) of key \(keyValue) and "
+                        + "T\(longestTransactionFound) read \(render(longestValues)): neither is a prefix of the "
+                        + "other, so no single order of appends explains both"))
         }
     }
 
@@ -286,7 +297,9 @@ struct AnomalyRecorder {
         var duplicate = false
         for value in elements {
             let writer = inference.appendSlot(key: slot, value: value)
-            if writer < 0 { garbage = true } else if history.outcome[Int(inference.appendTransaction[writer])] == .fail {
+            if writer < 0 {
+                garbage = true
+            } else if history.outcome[Int(inference.appendTransaction[writer])] == .fail {
                 aborted = true
             }
             if !seen.insert(value).inserted { duplicate = true }
@@ -316,7 +329,8 @@ struct AnomalyRecorder {
         let expectation: String
         if let known {
             consistent = observed == known + appended
-            expectation = "expected \(render(known + appended)) (its earlier read \(render(known))"
+            expectation =
+                "expected \(render(known + appended)) (its earlier read \(render(known))"
                 + (appended.isEmpty ? ")" : " and its appends \(render(appended)))")
         } else {
             consistent = observed.count >= appended.count && Array(observed.suffix(appended.count)) == appended
@@ -324,19 +338,23 @@ struct AnomalyRecorder {
         }
         if consistent { return }
         if keep(.internalInconsistency) {
-            witnesses.append(AnomalyWitness(
-                kind: .internalInconsistency, transactions: witnessTransactions([transaction]), steps: [],
-                key: key(op),
-                explanation: "T\(transaction) read \(render(observed)) of key \(key(op)), \(expectation)"))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: .internalInconsistency, transactions: witnessTransactions([transaction]), steps: [],
+                    key: key(op),
+                    explanation: "T\(transaction) read \(render(observed)) of key \(key(op)), \(expectation)"))
         }
     }
 
-    private mutating func recordLostUpdates(_ candidates: [(slot: Int32, length: Int32, transaction: Int32, op: Int32)]) {
+    private mutating func recordLostUpdates(_ candidates: [(slot: Int32, length: Int32, transaction: Int32, op: Int32)])
+    {
         let sorted = candidates.sorted { ($0.slot, $0.length, $0.transaction) < ($1.slot, $1.length, $1.transaction) }
         var start = 0
         while start < sorted.count {
             var end = start + 1
-            while end < sorted.count && sorted[end].slot == sorted[start].slot && sorted[end].length == sorted[start].length {
+            while end < sorted.count && sorted[end].slot == sorted[start].slot
+                && sorted[end].length == sorted[start].length
+            {
                 end += 1
             }
             if end - start > 1 {
@@ -345,12 +363,13 @@ struct AnomalyRecorder {
                 let op = Int(group.first!.op)
                 let read = values(history.opArgument[op])
                 if keep(.lostUpdate) {
-                    witnesses.append(AnomalyWitness(
-                        kind: .lostUpdate, transactions: witnessTransactions(transactions), steps: [], key: key(op),
-                        explanation: transactions.map { "T\($0)" }.joined(separator: ", ")
-                            + (transactions.count == 2 ? " both read " : " all read ")
-                            + "\(render(read)) of key \(key(op)) and appended to it: all but one of their appends "
-                            + "were made without seeing the others"))
+                    witnesses.append(
+                        AnomalyWitness(
+                            kind: .lostUpdate, transactions: witnessTransactions(transactions), steps: [], key: key(op),
+                            explanation: transactions.map { "T\($0)" }.joined(separator: ", ")
+                                + (transactions.count == 2 ? " both read " : " all read ")
+                                + "\(render(read)) of key \(key(op)) and appended to it: all but one of their appends "
+                                + "were made without seeing the others"))
                 }
             }
             start = end
@@ -379,10 +398,11 @@ struct AnomalyRecorder {
         let built = steps.map { explain(from: Int($0.from), to: Int($0.to), label: $0.label) }
         let members = steps.map { Int($0.from) }
         if keep(kind) {
-            witnesses.append(AnomalyWitness(
-                kind: kind, transactions: witnessTransactions(members), steps: built, key: nil,
-                explanation: "a cycle of \(steps.count) transactions: "
-                    + (members + [members[0]]).map { "T\($0)" }.joined(separator: " -> ")))
+            witnesses.append(
+                AnomalyWitness(
+                    kind: kind, transactions: witnessTransactions(members), steps: built, key: nil,
+                    explanation: "a cycle of \(steps.count) transactions: "
+                        + (members + [members[0]]).map { "T\($0)" }.joined(separator: " -> ")))
         }
     }
 

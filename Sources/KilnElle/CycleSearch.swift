@@ -38,8 +38,7 @@ struct CycleSearch {
     }
 
     /// The edges a cycle of this class may use, and the label of the edges the search anchors on.
-    static func labels(_ cycleClass: CycleClass, _ variant: CycleVariant) -> (allowed: EdgeLabels, anchor: EdgeLabels)
-    {
+    static func labels(_ cycleClass: CycleClass, _ variant: CycleVariant) -> (allowed: EdgeLabels, anchor: EdgeLabels) {
         var allowed: EdgeLabels
         var anchor: EdgeLabels
         switch cycleClass {
@@ -133,7 +132,9 @@ struct CycleSearch {
             let node = queueNode[head]
             let state = queueState[head]
             if node == target {
-                if Self.accepts(state, firstRW: firstRW, cycleClass), let cycle = cycle(ending: head, from: from, to: to, anchorLabel: anchorLabel) {
+                if Self.accepts(state, firstRW: firstRW, cycleClass),
+                    let cycle = cycle(ending: head, from: from, to: to, anchorLabel: anchorLabel)
+                {
                     return .found(cycle)
                 }
                 head += 1

@@ -21,7 +21,9 @@ struct DependencyEdges {
             // Histories are usually close to completion order already; the sort is stable for equal times.
             order.withUnsafeMutableBufferPointer { order in
                 completeNanos.withUnsafeBufferPointer { complete in
-                    order.sort { complete[Int($0)] < complete[Int($1)] || (complete[Int($0)] == complete[Int($1)] && $0 < $1) }
+                    order.sort {
+                        complete[Int($0)] < complete[Int($1)] || (complete[Int($0)] == complete[Int($1)] && $0 < $1)
+                    }
                 }
             }
             completionOrder = order

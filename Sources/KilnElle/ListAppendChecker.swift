@@ -26,7 +26,8 @@ public struct ListAppendChecker: HistoryChecker {
     public var witnessesPerKind: Int
 
     public init(
-        model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60), allowedSearchTimeLimit: Duration = .seconds(5),
+        model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60),
+        allowedSearchTimeLimit: Duration = .seconds(5),
         witnessesPerKind: Int = 10
     ) {
         self.model = model
@@ -78,7 +79,8 @@ public struct ListAppendChecker: HistoryChecker {
             // Forbidden kinds first, in every component, so that allowed kinds never use up the time limit.
             var found = [Set<CycleClass>](repeating: [], count: components.count)
             for forbiddenPass in [true, false] {
-                let passDeadline = forbiddenPass ? deadline : min(deadline, ContinuousClock.now + allowedSearchTimeLimit)
+                let passDeadline =
+                    forbiddenPass ? deadline : min(deadline, ContinuousClock.now + allowedSearchTimeLimit)
                 for (index, component) in components.enumerated() {
                     search.enter(component: component)
                     for variant in variants {

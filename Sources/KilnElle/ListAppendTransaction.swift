@@ -46,7 +46,10 @@ public struct ListAppendTransaction: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case process, invokeNanos = "invoke", completeNanos = "complete", outcome, ops
+        case process
+        case invokeNanos = "invoke"
+        case completeNanos = "complete"
+        case outcome, ops
     }
 }
 

@@ -71,7 +71,8 @@ public struct SerialListAppendGenerator: Sendable {
                 if random.next() < readThreshold {
                     let stale = staleThreshold > 0 && random.next() < staleThreshold && !liveList[slot].isEmpty
                     liveList[slot].withUnsafeBufferPointer {
-                        history.addRead(key: liveKey[slot], values: stale ? UnsafeBufferPointer(rebasing: $0.dropLast()) : $0)
+                        history.addRead(
+                            key: liveKey[slot], values: stale ? UnsafeBufferPointer(rebasing: $0.dropLast()) : $0)
                     }
                 } else {
                     let value = Int32(liveList[slot].count + 1)

@@ -48,16 +48,24 @@ extension BenchCommand {
                     fastest = min(fastest, start.duration(to: .now) / .seconds(1))
                 }
                 let rate = Double(count) / fastest
-                print("elle benchmark: \(count) transactions, \(ops) micro-ops each, concurrency \(concurrency), "
-                    + "\(activeKeys) live keys retired after \(maxWritesPerKey) appends, seed \(seed)")
-                print(String(format: "generate   %.2f s  (history %.0f MiB, peak RSS %.0f MiB after generating)",
-                    generateSeconds, Double(history.approximateBytes) / 1_048_576, generatedResidentMiB))
-                print(String(format: "check      %.2f s  %.0f transactions/s on one core  (Elle: 100-160K/s -> %.1f-%.1fx)",
-                    fastest, rate, rate / 160_000, rate / 100_000))
+                print(
+                    "elle benchmark: \(count) transactions, \(ops) micro-ops each, concurrency \(concurrency), "
+                        + "\(activeKeys) live keys retired after \(maxWritesPerKey) appends, seed \(seed)")
+                print(
+                    String(
+                        format: "generate   %.2f s  (history %.0f MiB, peak RSS %.0f MiB after generating)",
+                        generateSeconds, Double(history.approximateBytes) / 1_048_576, generatedResidentMiB))
+                print(
+                    String(
+                        format: "check      %.2f s  %.0f transactions/s on one core  (Elle: 100-160K/s -> %.1f-%.1fx)",
+                        fastest, rate, rate / 160_000, rate / 100_000))
                 if let result {
                     let statistics = result.statistics
-                    print("graph      \(statistics.edges) edges, \(statistics.keys) keys, "
-                        + "\(statistics.cyclicComponents) cyclic components (largest \(statistics.largestComponent) nodes)")
+                    print(
+                        "graph      \(statistics.edges) edges, \(statistics.keys) keys, "
+                            + "\(statistics.cyclicComponents) cyclic components "
+                            + "(largest \(statistics.largestComponent) nodes)"
+                    )
                     print("verdict    \(result.summary)")
                 }
                 print(String(format: "peak RSS   %.0f MiB (history and checker)", Self.peakResidentMiB()))

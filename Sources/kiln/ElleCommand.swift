@@ -84,9 +84,11 @@ struct ElleCommand: ParsableCommand {
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-                print(String(format: "postgres %@: %d transactions in %.1f s (ok %d, fail %d, info %d)",
-                    isolation.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0,
-                    byOutcome[.info] ?? 0))
+                print(
+                    String(
+                        format: "postgres %@: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        isolation.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0,
+                        byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }
@@ -98,7 +100,8 @@ struct ElleCommand: ParsableCommand {
     struct Redis: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run list-append transactions as MULTI/EXEC on the stack's Redis primary, then check them.",
-            discussion: "Keys `--prefix:N` are deleted before and after. Exit 0 valid under every model asked, 1 anomaly.")
+            discussion:
+                "Keys `--prefix:N` are deleted before and after. Exit 0 valid under every model asked, 1 anomaly.")
         @OptionGroup var options: StackOptions
         @Option(help: "Transactions (K allowed).") var transactions = "2000"
         @Option(help: "Worker threads, one connection each.") var concurrency = 10
@@ -123,8 +126,10 @@ struct ElleCommand: ParsableCommand {
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-                print(String(format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
-                    transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
+                print(
+                    String(
+                        format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }

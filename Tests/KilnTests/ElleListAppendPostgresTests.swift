@@ -11,7 +11,8 @@ import Testing
         let primary = TestStack.definition.postgres.primary
         let endpoint = PostgresEndpoint(host: primary.host, port: primary.port, database: "kiln", user: "postgres")
         let workload = ListAppendPostgresWorkload(
-            endpoint: endpoint, isolation: isolation, table: "kiln_elle_test_\(isolation.rawValue.replacingOccurrences(of: "-", with: "_"))",
+            endpoint: endpoint, isolation: isolation,
+            table: "kiln_elle_test_\(isolation.rawValue.replacingOccurrences(of: "-", with: "_"))",
             transactions: 1_500, concurrency: 10, keys: 6)
         let history = try workload.run()
         #expect(history.count == 1_500)
@@ -32,7 +33,9 @@ import Testing
         #expect(repeatable.counts[.g2Item] != nil, "\(repeatable.summary)")
         // PostgreSQL's repeatable read is snapshot isolation: nothing SI forbids.
         let snapshot = ListAppendChecker(model: .snapshotIsolation).check(history)
-        #expect(snapshot.validity == .valid, "\(snapshot.summary)\n\(snapshot.witnesses.map(\.text).joined(separator: "\n"))")
+        #expect(
+            snapshot.validity == .valid,
+            "\(snapshot.summary)\n\(snapshot.witnesses.map(\.text).joined(separator: "\n"))")
         if let witness = repeatable.witnesses.first(where: { $0.kind == .g2Item }) { print(witness.text) }
     }
 
@@ -41,8 +44,13 @@ import Testing
         let history = try Self.run(.readCommitted)
         print("workload took \(ContinuousClock.now - started)")
         let committed = ListAppendChecker(model: .readCommitted).check(history)
-        print("check took \(committed.statistics.seconds) s, largest component \(committed.statistics.largestComponent), \(committed.statistics.cyclicComponents) components")
-        #expect(committed.validity == .valid, "\(committed.summary)\n\(committed.witnesses.map(\.text).joined(separator: "\n"))")
+        print(
+            "check took \(committed.statistics.seconds) s, largest component "
+                + "\(committed.statistics.largestComponent), \(committed.statistics.cyclicComponents) components"
+        )
+        #expect(
+            committed.validity == .valid,
+            "\(committed.summary)\n\(committed.witnesses.map(\.text).joined(separator: "\n"))")
         let snapshot = ListAppendChecker(model: .snapshotIsolation).check(history)
         #expect(snapshot.validity == .invalid, "\(snapshot.summary)")
         print("SI check took \(snapshot.statistics.seconds) s")

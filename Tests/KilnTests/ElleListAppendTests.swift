@@ -78,11 +78,13 @@ import Testing
     ])
     /// Stale read on one process: T0 appended, T1 (same process, later) read key 1 empty.
     static let gSingleProcess = [
-        txn(append(1, 1), process: 0, at: 0), txn(read(1, []), process: 0, at: 20), txn(read(1, [1]), process: 1, at: 40),
+        txn(append(1, 1), process: 0, at: 0), txn(read(1, []), process: 0, at: 20),
+        txn(read(1, [1]), process: 1, at: 40),
     ]
     /// Stale read across processes: T0 completed before T1 was invoked, T1 read key 1 empty.
     static let gSingleRealtime = [
-        txn(append(1, 1), process: 0, at: 0), txn(read(1, []), process: 1, at: 20), txn(read(1, [1]), process: 2, at: 40),
+        txn(append(1, 1), process: 0, at: 0), txn(read(1, []), process: 1, at: 20),
+        txn(read(1, [1]), process: 2, at: 40),
     ]
 
     static let examples: [(AnomalyKind, [ListAppendTransaction], ConsistencyModel)] = [
@@ -168,15 +170,18 @@ import Testing
     }
 
     @Test func aValueAppendedTwiceIsUnknown() {
-        let result = Self.check(Self.concurrent([Self.txn(Self.append(1, 1)), Self.txn(Self.append(1, 1))]), .serializable)
+        let result = Self.check(
+            Self.concurrent([Self.txn(Self.append(1, 1)), Self.txn(Self.append(1, 1))]), .serializable)
         #expect(result.validity == .unknown)
         #expect(result.error?.contains("appended twice") == true)
     }
 
     @Test func historiesRoundTripAsJSONLines() throws {
-        let transactions = Self.g2Item + Self.g1a + Self.gSingleRealtime + [
-            ListAppendTransaction(process: 3, invokeNanos: 5, completeNanos: nil, outcome: .info, ops: [Self.read(1, nil)])
-        ]
+        let transactions =
+            Self.g2Item + Self.g1a + Self.gSingleRealtime + [
+                ListAppendTransaction(
+                    process: 3, invokeNanos: 5, completeNanos: nil, outcome: .info, ops: [Self.read(1, nil)])
+            ]
         let data = try ListAppendTransaction.jsonLines(transactions)
         #expect(try ListAppendTransaction.parseJSONLines(data) == transactions)
         let line = String(decoding: try ListAppendTransaction.jsonLines([Self.g1b[0]]), as: UTF8.self)
