@@ -32,6 +32,7 @@ let package = Package(
 
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
+        .target(name: "KilnElle", dependencies: ["KilnCore"]),
         .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
@@ -58,7 +59,7 @@ let package = Package(
         .target(
             name: "KilnStores",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -108,7 +109,7 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -118,6 +119,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
+                "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

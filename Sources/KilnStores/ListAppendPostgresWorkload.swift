@@ -1,0 +1,198 @@
+import Foundation
+import KilnCore
+import KilnElle
+import KilnPostgres
+
+/// Elle's list-append workload on PostgreSQL: one table `<prefix>` of rows `(k integer primary key, v integer[])`,
+/// one row per key created empty; a transaction `BEGIN ISOLATION LEVEL …`, then per micro-op either
+/// `UPDATE … SET v = v || $x WHERE k = $k` (append) or `SELECT v … WHERE k = $k` (read), then `COMMIT`.
+///
+/// Outcomes never lie: a committed transaction is `ok`; one the server rejected (serialization failure 40001,
+/// deadlock 40P01, any statement error — then rolled back) or whose connection broke before `COMMIT` was sent is
+/// `fail`; one whose `COMMIT` got no answer is `info`. Every appended value is unique (`worker × 10^6 + sequence`).
+/// Each worker is a process of the history, runs on its own thread with its own connection, one transaction at a
+/// time; invoke/complete times are one monotonic clock's nanoseconds.
+public struct ListAppendPostgresWorkload: Sendable {
+    public enum Isolation: String, Sendable, CaseIterable {
+        case readCommitted = "read-committed"
+        case repeatableRead = "repeatable-read"
+        case serializable
+
+        var sql: String {
+            switch self {
+            case .readCommitted: "READ COMMITTED"
+            case .repeatableRead: "REPEATABLE READ"
+            case .serializable: "SERIALIZABLE"
+            }
+        }
+    }
+
+    public var endpoint: PostgresEndpoint
+    public var isolation: Isolation
+    /// Table name; must be a plain identifier (letters, digits, underscores). Dropped before and after the run.
+    public var table: String
+    public var transactions: Int
+    public var concurrency: Int
+    public var keys: Int
+    public var opsPerTransaction: Int
+    public var readShare: Double
+    public var seed: UInt64
+
+    public init(
+        endpoint: PostgresEndpoint, isolation: Isolation, table: String = "kiln_elle_list_append",
+        transactions: Int = 2_000, concurrency: Int = 10, keys: Int = 8, opsPerTransaction: Int = 4,
+        readShare: Double = 0.5, seed: UInt64 = 42
+    ) {
+        self.endpoint = endpoint
+        self.isolation = isolation
+        self.table = table
+        self.transactions = transactions
+        self.concurrency = concurrency
+        self.keys = keys
+        self.opsPerTransaction = opsPerTransaction
+        self.readShare = readShare
+        self.seed = seed
+    }
+
+    public struct WorkloadError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Creates the table, runs the transactions on `concurrency` threads, drops the table; returns the history in
+    /// invocation order.
+    public func run() throws -> [ListAppendTransaction] {
+        guard !table.isEmpty, table.allSatisfy({ $0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw WorkloadError(description: "table \(table): expected a plain identifier")
+        }
+        let admin = try PostgresConnection(endpoint)
+        defer { admin.close() }
+        try admin.execute("DROP TABLE IF EXISTS \(table)")
+        try admin.execute("CREATE TABLE \(table) (k integer PRIMARY KEY, v integer[] NOT NULL DEFAULT '{}')")
+        defer { _ = try? admin.execute("DROP TABLE IF EXISTS \(table)") }
+        try admin.execute("INSERT INTO \(table) (k) SELECT generate_series(0, \(keys - 1))")
+
+        let results = WorkerResults(count: concurrency)
+        var threads: [Thread] = []
+        let perWorker = (transactions + concurrency - 1) / concurrency
+        let done = DispatchGroup()
+        for worker in 0..<concurrency {
+            let count = min(perWorker, max(0, transactions - worker * perWorker))
+            let workload = self
+            done.enter()
+            let thread = Thread {
+                results.set(worker, Result { try workload.runWorker(worker, count: count) })
+                done.leave()
+            }
+            threads.append(thread)
+            thread.start()
+        }
+        done.wait()
+        var history: [ListAppendTransaction] = []
+        for worker in 0..<concurrency { history += try results.get(worker).get() }
+        history.sort { $0.invokeNanos < $1.invokeNanos }
+        return history
+    }
+
+    private func runWorker(_ worker: Int, count: Int) throws -> [ListAppendTransaction] {
+        let connection = try PostgresConnection(endpoint)
+        defer { connection.close() }
+        // Transactions append to keys in random order, so they deadlock often; PostgreSQL's default 1 s
+        // deadlock_timeout would dominate the run. A lock wait beyond 100 ms fails the transaction (55P03, rolled
+        // back: an honest `fail`); deadlock detection after 20 ms needs a superuser, so it is only tried.
+        try connection.execute("SET lock_timeout = '100ms'")
+        _ = try? connection.execute("SET deadlock_timeout = '20ms'")
+        try connection.prepare("append", "UPDATE \(table) SET v = v || $2::integer WHERE k = $1::integer")
+        try connection.prepare("read", "SELECT v FROM \(table) WHERE k = $1::integer")
+        var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
+        var history: [ListAppendTransaction] = []
+        var sequence = 0
+        let readThreshold = UInt64(readShare * 1_000_000)
+        for _ in 0..<count {
+            var planned: [MicroOp] = []
+            for _ in 0..<opsPerTransaction {
+                let key = Int(random.next() % UInt64(keys))
+                if random.next() % 1_000_000 < readThreshold {
+                    planned.append(.read(key: key, values: nil))
+                } else {
+                    sequence += 1
+                    planned.append(.append(key: key, value: worker * 1_000_000 + sequence))
+                }
+            }
+            let invoke = Self.now()
+            var ops = planned
+            var outcome = TransactionOutcome.ok
+            do {
+                try connection.execute("BEGIN ISOLATION LEVEL \(isolation.sql)")
+                for (index, op) in planned.enumerated() {
+                    switch op {
+                    case .append(let key, let value):
+                        try connection.executePrepared("append", [String(key), String(value)])
+                    case .read(let key, _):
+                        let result = try connection.executePrepared("read", [String(key)])
+                        ops[index] = .read(key: key, values: Self.parseArray(result.value(row: 0, column: 0)))
+                    }
+                }
+            } catch {
+                // Nothing was committed: the statement failed (the server aborts the transaction) or the connection
+                // broke before COMMIT was sent.
+                _ = try? connection.execute("ROLLBACK")
+                history.append(Self.record(worker, invoke, .fail, planned))
+                if !connection.isOpen { break }
+                continue
+            }
+            do {
+                try connection.execute("COMMIT")
+            } catch {
+                // `server`: rejected at commit (e.g. 40001), rolled back. Anything else: the COMMIT may have been
+                // applied.
+                outcome = error.kind == .server ? .fail : .info
+            }
+            history.append(Self.record(worker, invoke, outcome, outcome == .ok ? ops : planned))
+            if outcome == .info { break }  // The connection is gone; this process ends (Jepsen's crashed process).
+        }
+        return history
+    }
+
+    private static func record(
+        _ worker: Int, _ invoke: Int64, _ outcome: TransactionOutcome, _ ops: [MicroOp]
+    ) -> ListAppendTransaction {
+        ListAppendTransaction(process: worker, invokeNanos: invoke, completeNanos: now(), outcome: outcome, ops: ops)
+    }
+
+    static func now() -> Int64 { Int64(DispatchTime.now().uptimeNanoseconds) }
+
+    /// `{1,2,3}` → [1, 2, 3]; NULL or `{}` → [].
+    static func parseArray(_ text: String?) -> [Int] {
+        guard let text, text.count > 2 else { return [] }
+        return text.dropFirst().dropLast().split(separator: ",").compactMap { Int($0) }
+    }
+}
+
+/// Results of the worker threads, written once each by its own worker before `DispatchGroup.leave` and read after
+/// `wait`. @unchecked Sendable: every slot is written by exactly one thread, and all writes happen-before the reads
+/// (the group's leave/wait), with a lock besides for safety.
+final class WorkerResults: @unchecked Sendable {
+    private var slots: [Result<[ListAppendTransaction], any Error>?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ result: Result<[ListAppendTransaction], any Error>) {
+        lock.lock()
+        slots[index] = result
+        lock.unlock()
+    }
+    func get(_ index: Int) -> Result<[ListAppendTransaction], any Error> {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots[index]!
+    }
+}
+
+/// Sequential draws from KilnCore's counter-based SplitMix64.
+struct SplitMix64Stream {
+    private var counter: UInt64
+    init(seed: UInt64) { counter = seed }
+    mutating func next() -> UInt64 {
+        counter &+= 1
+        return SplitMix64.mix(counter)
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import KilnCore
+import KilnElle
+import KilnScenario
+
+extension BenchCommand {
+    /// The list-append checker's speed on one core (release build): generate a strict-serializable history of
+    /// N transactions in memory, then check it; prints transactions/s of the check alone, peak memory, and the
+    /// ratio to Elle's published 100–160K transactions/s.
+    struct Elle: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Transactions/s of the Elle-grade list-append checker on one core, and peak memory.",
+            discussion: "Build with -c release for numbers worth recording. The check runs on the calling thread.")
+        @Option(help: "Transactions (K/M allowed).") var transactions = "1M"
+        @Option(help: "Processes running transactions concurrently.") var concurrency = 10
+        @Option(help: "Micro-operations per transaction.") var ops = 4
+        @Option(help: "Live keys at any time.") var activeKeys = 10
+        @Option(help: "Appends after which a key is retired.") var maxWritesPerKey = 16
+        @Option(help: "Consistency model: \(ConsistencyModel.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var model = ConsistencyModel.strictSerializable.rawValue
+        @Option(help: "Share of reads that miss the key's last append (planted anomalies; 0: a valid history).")
+        var staleReads = 0.0
+        @Option(help: "Seed of the generator.") var seed: UInt64 = 42
+        @Option(help: "Repetitions of the check; the fastest is reported.") var repetitions = 1
+
+        func run() throws {
+            try exiting {
+                guard let count = CountSuffix.parse(transactions), count > 0 else {
+                    throw Failure(code: .invalidInput, message: "--transactions: expected a count such as 1M")
+                }
+                guard let model = ConsistencyModel(rawValue: model) else {
+                    throw Failure(code: .invalidInput, message: "--model: unknown model \(self.model)")
+                }
+                let generator = SerialListAppendGenerator(
+                    transactions: count, concurrency: concurrency, opsPerTransaction: ops, activeKeys: activeKeys,
+                    maxWritesPerKey: maxWritesPerKey, staleReadShare: staleReads, seed: seed)
+                let generateStart = ContinuousClock.now
+                let history = generator.generate().history
+                let generateSeconds = generateStart.duration(to: .now) / .seconds(1)
+                let generatedResidentMiB = Self.peakResidentMiB()
+                let checker = ListAppendChecker(model: model)
+                var fastest = Double.infinity
+                var result: ListAppendCheckResult?
+                for _ in 0..<max(1, repetitions) {
+                    let start = ContinuousClock.now
+                    result = checker.check(history)
+                    fastest = min(fastest, start.duration(to: .now) / .seconds(1))
+                }
+                let rate = Double(count) / fastest
+                print(
+                    "elle benchmark: \(count) transactions, \(ops) micro-ops each, concurrency \(concurrency), "
+                        + "\(activeKeys) live keys retired after \(maxWritesPerKey) appends, seed \(seed)")
+                print(
+                    String(
+                        format: "generate   %.2f s  (history %.0f MiB, peak RSS %.0f MiB after generating)",
+                        generateSeconds, Double(history.approximateBytes) / 1_048_576, generatedResidentMiB))
+                print(
+                    String(
+                        format: "check      %.2f s  %.0f transactions/s on one core  (Elle: 100-160K/s -> %.1f-%.1fx)",
+                        fastest, rate, rate / 160_000, rate / 100_000))
+                if let result {
+                    let statistics = result.statistics
+                    print(
+                        "graph      \(statistics.edges) edges, \(statistics.keys) keys, "
+                            + "\(statistics.cyclicComponents) cyclic components "
+                            + "(largest \(statistics.largestComponent) nodes)"
+                    )
+                    print("verdict    \(result.summary)")
+                }
+                print(String(format: "peak RSS   %.0f MiB (history and checker)", Self.peakResidentMiB()))
+                switch result?.validity {
+                case .valid: return .ok
+                case .invalid: return .anomaly
+                default: return .unknown
+                }
+            }
+        }
+
+        static func peakResidentMiB() -> Double {
+            var usage = rusage()
+            guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+            return Double(usage.ru_maxrss) / 1024
+        }
+    }
+}

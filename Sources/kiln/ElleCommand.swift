@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import KilnCore
+import KilnElle
+import KilnPostgres
+import KilnScenario
+import KilnStores
+
+/// Elle's list-append workload and checker: run the workload on PostgreSQL, or check a history file.
+struct ElleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "elle",
+        abstract: "Transactional anomalies (Elle's list-append): run the workload on PostgreSQL, check a history.",
+        subcommands: [Postgres.self, Redis.self, Check.self]
+    )
+
+    static func parseModels(_ text: String) throws -> [ConsistencyModel] {
+        if text == "all" { return ConsistencyModel.allCases }
+        return try text.split(separator: ",").map {
+            guard let model = ConsistencyModel(rawValue: String($0)) else {
+                throw Failure(code: .invalidInput, message: "--models: unknown model \($0)")
+            }
+            return model
+        }
+    }
+
+    /// Prints one line per model and the first witnesses of the forbidden kinds; the exit code is the worst verdict
+    /// among the models asked.
+    static func report(_ history: ListAppendHistory, models: [ConsistencyModel], json: String?) throws -> KilnExitCode {
+        var results: [ListAppendCheckResult] = []
+        for model in models {
+            let result = ListAppendChecker(model: model).check(history)
+            results.append(result)
+            print(result.summary)
+        }
+        for result in results where result.validity == .invalid {
+            for kind in result.forbiddenFound {
+                if let witness = result.witnesses.first(where: { $0.kind == kind }) {
+                    print("\n[\(result.model.rawValue)] " + witness.text)
+                }
+            }
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(results).write(to: URL(fileURLWithPath: json))
+        }
+        if results.contains(where: { $0.validity == .invalid }) { return .anomaly }
+        if results.contains(where: { $0.validity == .unknown }) { return .unknown }
+        return .ok
+    }
+
+    struct Postgres: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run list-append transactions on the stack's PostgreSQL at an isolation level, then check them.",
+            discussion: "Table `--table` is created and dropped. Exit 0 valid under every model asked, 1 anomaly.")
+        @OptionGroup var options: StackOptions
+        @Option(help: "read-committed, repeatable-read or serializable.") var isolation = "serializable"
+        @Option(help: "Transactions (K allowed).") var transactions = "2000"
+        @Option(help: "Worker threads, one connection each.") var concurrency = 10
+        @Option(help: "Keys (rows).") var keys = 8
+        @Option(help: "Table name.") var table = "kiln_elle_list_append"
+        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
+        @Option(help: "Write the history as JSON lines here.") var history: String?
+        @Option(help: "Write the check results (JSON) here.") var json: String?
+        @Option(help: "Seed.") var seed: UInt64 = 42
+
+        func run() throws {
+            try exiting {
+                guard let isolation = ListAppendPostgresWorkload.Isolation(rawValue: isolation) else {
+                    throw Failure(code: .invalidInput, message: "--isolation: unknown level \(self.isolation)")
+                }
+                guard let count = CountSuffix.parse(transactions), count > 0 else {
+                    throw Failure(code: .invalidInput, message: "--transactions: expected a count")
+                }
+                let models = try ElleCommand.parseModels(self.models)
+                let pg = try options.loadStack().postgres
+                let endpoint = PostgresEndpoint(
+                    host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user)
+                let workload = ListAppendPostgresWorkload(
+                    endpoint: endpoint, isolation: isolation, table: table, transactions: count,
+                    concurrency: concurrency, keys: keys, seed: seed)
+                let started = ContinuousClock.now
+                let transactions = try workload.run()
+                let seconds = started.duration(to: .now) / .seconds(1)
+                let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
+                print(
+                    String(
+                        format: "postgres %@: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        isolation.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0,
+                        byOutcome[.info] ?? 0))
+                if let history {
+                    try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+            }
+        }
+    }
+
+    struct Redis: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run list-append transactions as MULTI/EXEC on the stack's Redis primary, then check them.",
+            discussion:
+                "Keys `--prefix:N` are deleted before and after. Exit 0 valid under every model asked, 1 anomaly.")
+        @OptionGroup var options: StackOptions
+        @Option(help: "Transactions (K allowed).") var transactions = "2000"
+        @Option(help: "Worker threads, one connection each.") var concurrency = 10
+        @Option(help: "Keys.") var keys = 8
+        @Option(help: "Key prefix.") var prefix = "kiln:elle:list-append"
+        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
+        @Option(help: "Write the history as JSON lines here.") var history: String?
+        @Option(help: "Write the check results (JSON) here.") var json: String?
+        @Option(help: "Seed.") var seed: UInt64 = 42
+
+        func run() throws {
+            try exiting {
+                guard let count = CountSuffix.parse(transactions), count > 0 else {
+                    throw Failure(code: .invalidInput, message: "--transactions: expected a count")
+                }
+                let models = try ElleCommand.parseModels(self.models)
+                let primary = try options.loadStack().redis.primary
+                let workload = ListAppendRedisWorkload(
+                    host: primary.host, port: primary.port, prefix: prefix, transactions: count,
+                    concurrency: concurrency, keys: keys, seed: seed)
+                let started = ContinuousClock.now
+                let transactions = try workload.run()
+                let seconds = started.duration(to: .now) / .seconds(1)
+                let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
+                print(
+                    String(
+                        format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
+                if let history {
+                    try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+            }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a list-append history (JSON lines) against consistency models.",
+            discussion: "Exit 0 valid under every model asked, 1 anomaly, 3 unknown, 64 unreadable history.")
+        @Argument(help: "History file, one transaction per line.") var file: String
+        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
+        @Option(help: "Write the check results (JSON) here.") var json: String?
+
+        func run() throws {
+            try exiting {
+                let models = try ElleCommand.parseModels(self.models)
+                let data: Data
+                let history: ListAppendHistory
+                do {
+                    data = try Data(contentsOf: URL(fileURLWithPath: file))
+                    history = try ListAppendHistory(try ListAppendTransaction.parseJSONLines(data))
+                } catch {
+                    throw Failure(code: .invalidInput, message: "\(file): \(error)")
+                }
+                return try ElleCommand.report(history, models: models, json: json)
+            }
+        }
+    }
+}
