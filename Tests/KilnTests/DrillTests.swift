@@ -264,6 +264,12 @@ struct FaultScheduleSpecTests {
         #expect(kind.line == 5)
         let replication = try #require(Self.error("faults:\n  - {kind: pg-failover, replication: eventually, at: 1s}"))
         #expect(replication.message.contains("async or sync"))
+        let unfenced = try #require(
+            Self.error("faults:\n  - {kind: pg-failover, fence: none, heal: leave-fenced, at: 1s}"))
+        #expect(unfenced.field.hasSuffix("heal"))
+        #expect(unfenced.message.contains("two primaries"))
+        let none = try #require(try Self.load("faults:\n  - {kind: pg-failover, fence: none, at: 1s}").faults)
+        #expect(none.entries.first?.options["fence"] == "none")
     }
 
     @Test func failoverKindsTargetTheirStoreAndKeepTheirOptions() throws {

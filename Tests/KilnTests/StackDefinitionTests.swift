@@ -92,6 +92,39 @@ struct StackDefinitionTests {
         #expect(unknown?.description.contains("unknown field") == true)
     }
 
+    @Test func redisServerSettingsAreTypedRangeCheckedAndEmbeddedOnly() throws {
+        func stack(_ settings: String, kind: String = "embedded") throws -> StackDefinition {
+            let text = Self.minimal
+                .replacingOccurrences(of: "kind: embedded", with: "kind: \(kind)")
+                .replacingOccurrences(of: "  primary: 127.0.0.1:6379", with: "  primary: 127.0.0.1:6379\n  server_settings: \(settings)")
+            return try StackDefinition.parse(text, file: "s.yaml")
+        }
+        let good = try stack("{min-replicas-max-lag: 5, min-replicas-to-write: 1}")
+        #expect(good.redis.serverArguments == ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"])
+        #expect(try stack("{}").redis.serverArguments.isEmpty)
+        let cases: [(String, String, String)] = [
+            ("{maxmemory: 1}", "redis.server_settings.maxmemory", "unknown setting"),
+            ("{min-replicas-to-write: -1}", "redis.server_settings.min-replicas-to-write", "between 0 and 16"),
+            ("{min-replicas-max-lag: 0}", "redis.server_settings.min-replicas-max-lag", "between 1 and 3600"),
+            ("{min-replicas-max-lag: 99999999999999999999}", "redis.server_settings.min-replicas-max-lag", "integer"),
+        ]
+        for (settings, field, words) in cases {
+            let error = #expect(throws: SpecError.self) { try stack(settings) }
+            #expect(error?.field == field, "\(settings): \(String(describing: error))")
+            #expect(error?.line == 6, "\(settings)")
+            #expect(error?.description.contains(words) == true, "\(settings): \(String(describing: error))")
+        }
+        let external = #expect(throws: SpecError.self) { try stack("{min-replicas-to-write: 1}", kind: "external") }
+        #expect(external?.field == "redis.server_settings")
+    }
+
+    @Test func theMinReplicasHostsStackSetsRedisSafetyValves() throws {
+        let stack = try StackDefinition.load(
+            contentsOf: Self.scenarios.appendingPathComponent("stacks/embedded-hosts-min-replicas.yaml"))
+        #expect(stack.redis.serverSettings == [.minReplicasToWrite: 1, .minReplicasMaxLag: 5])
+        #expect(stack.network == .hosts)
+    }
+
     @Test func badEndpointInAListNamesItsIndexAndLine() {
         let text = Self.minimal.replacingOccurrences(
             of: "bootstrap: [127.0.0.1:9092]", with: "bootstrap:\n    - 127.0.0.1:9092\n    - broker-without-port")
