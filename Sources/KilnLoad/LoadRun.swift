@@ -74,19 +74,27 @@ public final class LoadRun {
 
     /// Bulk phases must fit in the dataset: each store's rows are loaded once.
     static func validateRows(_ scenario: LoadScenario, datasetRows: Int64) throws(Failure) {
+        if let problem = rowsProblem(scenario, datasetRows: datasetRows) {
+            throw Failure(code: .invalidInput, message: problem.description)
+        }
+    }
+
+    /// The first bulk phase that loads more rows into a store than the dataset holds, at the phase's `rows`.
+    public static func rowsProblem(_ scenario: LoadScenario, datasetRows: Int64) -> SpecError? {
         var loaded: [String: Int64] = [:]
         for phase in scenario.phases {
             guard case .bulk(let rows, _, let operations, _, _) = phase.executor else { continue }
             for store in operations.map({ String($0.split(separator: ".")[0]) }) {
                 loaded[store, default: 0] += rows
                 if loaded[store]! > datasetRows {
-                    throw Failure(
-                        code: .invalidInput,
-                        message: "\(scenario.file.path): phase '\(phase.name)': bulk loads \(loaded[store]!) rows into "
-                            + "\(store), but the dataset has \(datasetRows) (raise dataset.rows)")
+                    return SpecError(
+                        at: phase.rowsSource, field: "phases.rows",
+                        message: "phase '\(phase.name)': bulk loads \(loaded[store]!) rows into \(store), but the "
+                            + "dataset has \(datasetRows) (raise dataset.rows)")
                 }
             }
         }
+        return nil
     }
 
     /// Runs every phase (until the stop flag is raised) and returns the final report, also written to the run

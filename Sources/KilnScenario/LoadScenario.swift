@@ -73,6 +73,9 @@ public struct LoadScenario: Sendable {
         /// Hosts stack: the client groups (`client_groups: [clients-a, clients-b]`) the phase's workers run in,
         /// worker i in group i mod n, each worker thread inside its group's network namespace; empty: Kiln's root host.
         public var clientGroups: [String] = []
+        /// Where a bulk phase's `rows` (else the phase) was written, `file:line:column`, for errors found once the
+        /// dataset is known (more rows than the dataset holds).
+        public var rowsSource: String = ""
     }
 
     public var name: String
@@ -168,6 +171,7 @@ public struct LoadScenario: Sendable {
         -> Phase
     {
         let name = try fields.string("name")
+        let rowsAt = fields.location("rows")
         let executorName = try fields.string("executor")
         let executor: Executor
         var mix: [WeightedOperation] = []
@@ -296,7 +300,8 @@ public struct LoadScenario: Sendable {
         try fields.finish()
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
-            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups)
+            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups,
+            rowsSource: "\(fields.file):\(rowsAt.line):\(rowsAt.column)")
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

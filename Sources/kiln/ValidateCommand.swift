@@ -66,13 +66,13 @@ struct ValidateCommand: ParsableCommand {
         case .scenario:
             let scenario = try LoadScenario.parse(fields, file: url, knownOperations: LoadRun.knownOperations())
             let spec = try DatasetSpec.load(contentsOf: scenario.dataset.spec)
+            let dataset: Dataset
             do {
-                _ = try Dataset(spec: spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
+                dataset = try Dataset(spec: spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
             } catch {
-                let place = scenario.dataset.rowsSource.split(separator: ":").reversed()
-                let (column, line) = (Int(place.first ?? "") ?? 0, Int(place.dropFirst().first ?? "") ?? 0)
-                throw SpecError(file: url.path, line: line, column: column, field: "dataset.rows", message: "\(error)")
+                throw SpecError(at: scenario.dataset.rowsSource, field: "dataset.rows", message: "\(error)")
             }
+            if let problem = LoadRun.rowsProblem(scenario, datasetRows: dataset.rows) { throw problem }
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"
