@@ -31,7 +31,7 @@ struct ValidateCommandTests {
             ("name: x\ndataset: {spec: \(spec), seed: 4, rows: 1K}\nphases: []\n", ":1:1: stack:", "no `stack:` given"),
             ("name: x\nphases: [\n", ":3:1:", ""),
             ("name: x\nstack: \(stack)\ndataset: {spec: \(spec), seed: 1, rows: 1K}\nphases:\n  - name: a\n    executor: bulk\n    rows: 2K\n    stores: [postgres]\n",
-             ":8:11: phases.rows:", "but the dataset has 1000"),
+             ":7:11: phases.rows:", "but the dataset has 1000"),
             ("kind: embedded\npostgres: {primary: 127.0.0.1:99999}\n", ":2:", "postgres.primary"),
             ("name: x\nentities: {users: 0, merchants: 1, devices: 1, locations: 1}\n", ":2:", "entities.users"),
             ("just: a mapping\n", ":1:1:", "cannot tell what this file is"),
