@@ -73,6 +73,8 @@ public struct LoadScenario: Sendable {
         /// Hosts stack: the client groups (`client_groups: [clients-a, clients-b]`) the phase's workers run in,
         /// worker i in group i mod n, each worker thread inside its group's network namespace; empty: Kiln's root host.
         public var clientGroups: [String] = []
+        /// Where `client_groups` was written, `file:line:column` (empty when absent).
+        public var clientGroupsSource: String = ""
     }
 
     public var name: String
@@ -277,7 +279,10 @@ public struct LoadScenario: Sendable {
             try thresholdFields.finish()
         }
         var clientGroups: [String] = []
+        var clientGroupsSource = ""
         if fields.contains("client_groups") {
+            let at = fields.location("client_groups")
+            clientGroupsSource = "\(fields.file):\(at.line):\(at.column)"
             for (text, line, column) in try fields.strings("client_groups") {
                 guard !text.isEmpty, text.count <= 40,
                     text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
@@ -296,7 +301,8 @@ public struct LoadScenario: Sendable {
         try fields.finish()
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
-            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups)
+            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups,
+            clientGroupsSource: clientGroupsSource)
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

@@ -181,7 +181,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(
                 embedded, name: instance.name, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
-        case .loss, .bandwidth:
+        case .loss, .bandwidth, .latency:
             throw FaultSetupError(reason: Self.needsHosts(entry) ?? "\(entry.kind.rawValue) needs the hosts stack")
         case .partition:
             if let reason = Self.needsHosts(entry) { throw FaultSetupError(reason: reason) }
@@ -257,6 +257,43 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 name: instance.name, between: host(a), and: host(b), probability: probability, runID: runID)
         case .bandwidth(let name, let rate):
             return try BandwidthFault(name: instance.name, host: host(name), bytesPerSecond: rate)
+        case .latency(let client, let serverName, let latency, let jitter):
+            guard let server = embedded.servers.first(where: { $0.name == serverName }),
+                embedded.hosts[serverName] != nil
+            else {
+                throw FaultSetupError(reason: "latency: \(serverName) is not a server host of stack \(embedded.definition.name)")
+            }
+            return try linkLatency(
+                name: instance.name, client: host(client), server: server.endpoint,
+                request: Self.request(for: serverName), latency: latency, jitter: jitter, runID: runID)
+        }
+    }
+
+    /// A latency fault on the link from `client` to `server`: a fault proxy on Kiln's bridge address forwards to the
+    /// server, and the client's new connections to it are redirected there (`LinkLatencyFault` with `redirect`). The
+    /// fault owns the proxy: its teardown stops it.
+    static func linkLatency(
+        name: String, client: FaultHost, server: HostPort, request: [UInt8], latency: Duration, jitter: Duration,
+        runID: String
+    ) throws -> LinkLatencyFault {
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server)
+        try proxy.start()
+        do {
+            return try LinkLatencyFault(
+                name: name, client: client, proxy: proxy, latency: latency, jitter: jitter, request: request,
+                redirect: server, runID: runID, ownsProxy: true)
+        } catch {
+            proxy.stop()
+            throw error
+        }
+    }
+
+    /// Request bytes each server answers at once, for round trips (`probe(for:)` as bytes).
+    static func request(for server: String) -> [UInt8] {
+        switch probe(for: server) {
+        case .redisPing: Array("PING\r\n".utf8)
+        case .request(let bytes): bytes
+        case .connect: Array("\r\n".utf8)
         }
     }
 
@@ -265,23 +302,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         text.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
-    /// Why `entry` cannot run on the loopback stack (nil: it can): partitions between hosts, loss and bandwidth act
-    /// between network namespaces, and the loopback stack's servers share one and connect from 127.0.0.1.
-    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? {
-        guard let hostFault = entry.hostFault else { return nil }
-        let what: String
-        switch hostFault {
-        case .partition(let shape, _):
-            // `isolate` of a named server also works on loopback aliases.
-            if entry.shape == "isolate" { return nil }
-            what = "partition shape '\(shape.name.rawValue)'"
-        case .loss: what = "loss"
-        case .bandwidth: what = "bandwidth"
-        }
-        return "\(what) acts between hosts in their own network namespaces; this stack runs every server in one "
-            + "namespace on loopback aliases, connecting from 127.0.0.1, so no rule could tell the hosts apart "
-            + "(use the hosts stack, Scenarios/stacks/embedded-hosts.yaml)"
-    }
+    /// Why `entry` cannot run on the loopback stack (nil: it can); the rule is `HostsRequirement`'s.
+    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? { HostsRequirement.reason(entry) }
 
     /// A request each server answers while it runs and does not while paused.
     static func probe(for server: String) -> ServiceProbe {
@@ -311,7 +333,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 return stack.postgres.primary
             case .redisFailover:
                 return stack.redis.primary
-            case .loss, .bandwidth:
+            case .loss, .bandwidth, .latency:
                 return nil  // between Kiln's own namespaces only (HostFaultRules refuses any other address)
             case .kill, .pause, .restart, .partition, .clockSkew:
                 if entry.target.hasPrefix("sink:") || needsHosts(entry) != nil { return nil }

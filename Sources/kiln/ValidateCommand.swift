@@ -73,6 +73,8 @@ struct ValidateCommand: ParsableCommand {
                 let (column, line) = (Int(place.first ?? "") ?? 0, Int(place.dropFirst().first ?? "") ?? 0)
                 throw SpecError(file: url.path, line: line, column: column, field: "dataset.rows", message: "\(error)")
             }
+            // What `kiln run` refuses before starting on a stack without `network: hosts`, with the same message.
+            if let refusal = HostsRequirement.refusal(scenario) { throw refusal }
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"

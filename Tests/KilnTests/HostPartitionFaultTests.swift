@@ -281,6 +281,124 @@ struct HostPartitionFaultTests {
     }
 }
 
+/// `kind: latency` on a link (FaultRunner's form): a proxy on Kiln's bridge address, a DNAT rule in the client host's
+/// namespace. Only that host's traffic to the server is slowed; another client host of the same server is not.
+@Suite("Latency on one link between hosts", .serialized)
+struct LinkLatencyRedirectTests {
+    /// `count` round trips (ms) from inside `host` to `destination`, each on a new connection.
+    static func roundTrips(from host: FaultHost, to destination: HostPort, count: Int) throws -> [Double] {
+        try HostSockets.onHostThread(host) { () throws -> [Double] in
+            try (0..<count).map { _ in
+                let start = ContinuousClock.now
+                let result = TCPProbe.request(to: destination, payload: [0x2A], timeout: .seconds(3))
+                guard result.answered else { throw PartitionError("request to \(destination): \(result)") }
+                let elapsed = start.duration(to: .now).components
+                return Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+            }
+        }
+    }
+
+    static func p50(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// DNAT rules tagged `runID` in `host`'s nat table.
+    static func natRules(_ host: FaultHost, _ runID: String) -> Int {
+        guard let network = host.network else { return -1 }
+        let listing = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
+        return listing.split(separator: "\n").filter { $0.contains("kiln-fault:\(runID)") }.count
+    }
+
+    @Test func onlyTheSlowedLinksClientSeesTheLatencyAndTheHealRestoresIt() throws {
+        let hosts = try PrivateHosts(["slow", "fast", "server"])
+        defer { hosts.remove() }
+        let server = try HostListener(in: hosts["server"], echo: true)
+        defer { server.close() }
+        let id = TestStack.uniqueName("test-latency")
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server.endpoint)
+        try proxy.start()
+        let fault = try LinkLatencyFault(
+            name: "lat", client: hosts["slow"], proxy: proxy, latency: .milliseconds(100), jitter: .milliseconds(10),
+            request: [0x2A], redirect: server.endpoint, runID: id, ownsProxy: true)
+        defer { fault.teardown() }
+        let before = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        // A connection the slow host opened before the fault: `start` closes it (ss -K), so its client reconnects
+        // through the proxy.
+        let established = try HostSockets.onHostThread(hosts["slow"]) { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(server.endpoint.port).bigEndian
+            inet_pton(AF_INET, server.endpoint.host, &address.sin_addr)
+            guard
+                withUnsafePointer(to: &address, {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }) == 0
+            else { throw PartitionError("connect: \(String(cString: strerror(errno)))") }
+            return fd
+        }
+        defer { close(established) }
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        // `yes` needs the heal too; until then a proved start reads `unknown`, a disproved one `no`.
+        #expect(started.verified != .no && started.note.contains("median round trip"), "\(started.note)")
+        #expect(fault.closedConnections >= 1, "\(started.note)")
+        #expect(Self.natRules(hosts["slow"], id) == 1)
+        var byte: UInt8 = 0x2A
+        #expect(send(established, &byte, 1, Int32(MSG_NOSIGNAL)) < 0 || recv(established, &byte, 1, 0) <= 0)
+        let slow = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        let fast = try Self.roundTrips(from: hosts["fast"], to: server.endpoint, count: 20)
+        print(
+            String(
+                format: "latency 100ms±10 on slow->server: p50 before %.2f ms; active: slow p50 %.1f ms, fast p50 %.2f ms",
+                Self.p50(before), Self.p50(slow), Self.p50(fast)))
+        #expect(Self.p50(slow) >= 100, "\(slow.sorted())")
+        #expect(Self.p50(fast) < 50, "\(fast.sorted())")
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect(Self.natRules(hosts["slow"], id) == 0)
+        let after = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        print(String(format: "after the heal: slow p50 %.2f ms (%@)", Self.p50(after), record.note))
+        #expect(Self.p50(after) < 50, "\(after.sorted())")
+    }
+
+    @Test func aLinkThatIgnoresTheFaultVerifiesNo() throws {
+        let hosts = try PrivateHosts(["slow", "fast", "server"])
+        defer { hosts.remove() }
+        let server = try HostListener(in: hosts["server"], echo: true)
+        defer { server.close() }
+        let id = TestStack.uniqueName("test-latency")
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server.endpoint)
+        try proxy.start()
+        // The redirect is on slow -> server; the evidence is measured from `fast`, whose link the fault does not touch.
+        let fault = try LinkLatencyFault(
+            name: "lat", client: hosts["slow"], proxy: proxy, latency: .milliseconds(60), request: [0x2A],
+            redirect: server.endpoint, measuredFrom: hosts["fast"], runID: id, ownsProxy: true)
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified == .no, "\(started.note)")
+        driver.stop()
+        #expect(Self.natRules(hosts["slow"], id) == 0)
+    }
+
+    @Test func aRedirectNeedsAClientInANamespaceAndAProxyOnKilnsHost() throws {
+        let proxy = FaultProxy(listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "10.213.7.140", port: 1))
+        defer { proxy.stop() }
+        let server = HostPort(host: "10.213.7.140", port: 6379)
+        #expect(throws: PartitionError.self) {
+            try LinkLatencyFault(
+                name: "x", client: .kiln, proxy: proxy, latency: .milliseconds(50), request: [1], redirect: server,
+                runID: "t")
+        }
+        let client = FaultHost(name: "c", address: "10.213.7.141", namespace: "kiln.x.c")
+        #expect(throws: PartitionError.self) {
+            try LinkLatencyFault(
+                name: "x", client: client, proxy: proxy, latency: .milliseconds(50), request: [1], redirect: server,
+                runID: "t")
+        }
+    }
+}
+
 /// Faults between hosts on a private hosts stack (HostsStackTests' copy of embedded-hosts.yaml on .120–.129, one at a
 /// time) with private client-group hosts.
 @Suite("Faults between hosts on the hosts stack", .serialized)
@@ -547,7 +665,7 @@ struct HostsStackPartitionTests {
         let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
         #expect(again.status == 0, "\(again.output)")
         #expect(
-            again.output.contains("removed leftover: 1 iptables fault rule(s) in the root namespace"), "\(again.output)"
+            again.output.contains("removed leftover: 1 iptables fault rule(s) of finished runs in the root namespace"), "\(again.output)"
         )
         #expect(
             again.output.contains("removed leftover: qdisc tbf on eth0 in \(clickhouse.namespace)"), "\(again.output)")
