@@ -366,22 +366,34 @@ struct FaultSetupError: Error, CustomStringConvertible {
 
 /// Kill, pause or restart of a reference-pipeline sink process (`sink:<store>` targets). Evidence: the pid is gone
 /// (kill/restart) or stopped (state `T` in /proc) while active; afterwards a new pid runs (kill/restart) or the
-/// same one runs again, and is still alive a second later.
+/// same one runs again, and is still alive a second later. A pause adds what a client of the sink's store sees: the
+/// offsets the sink stored as applied do not move for `stallWindow` while paused (a sink that keeps applying makes
+/// it `no`), and move past that value within `resumeTimeout` after the heal (not moving: `unknown` when nothing new
+/// may have been produced, since a caught-up sink has nothing to apply).
 final class SinkProcessFault: Fault {
     let name: String
     let action: ProcessFault.Action
     let sink: String
     let sinks: SinkProcessControl
+    let stallWindow: TimeInterval
+    let resumeTimeout: TimeInterval
     private var faultedPID: pid_t?
+    /// The applied offset read at the end of the active verification.
+    private var pausedOffset: Int64?
 
     var kind: String { action.rawValue }
     var target: String { "sink:\(sink)" }
 
-    init(name: String, action: ProcessFault.Action, sink: String, sinks: SinkProcessControl) {
+    init(
+        name: String, action: ProcessFault.Action, sink: String, sinks: SinkProcessControl,
+        stallWindow: TimeInterval = 1.5, resumeTimeout: TimeInterval = 15
+    ) {
         self.name = name
         self.action = action
         self.sink = sink
         self.sinks = sinks
+        self.stallWindow = stallWindow
+        self.resumeTimeout = resumeTimeout
     }
 
     func start() throws {
@@ -413,18 +425,58 @@ final class SinkProcessFault: Fault {
         case (.active, .pause):
             Thread.sleep(forTimeInterval: 0.05)
             let state = ProcessFault.processState(pid).map(String.init)
-            return state == "T" ? .yes("pid \(pid) stopped (state T)") : .no("pid \(pid) state \(state ?? "gone")")
+            guard state == "T" else { return .no("pid \(pid) state \(state ?? "gone")") }
+            return stalled(pid)
         case (.active, _):
             return sinks.pid(of: sink) == nil ? .yes("pid \(pid) gone") : .no("pid \(pid) still running")
         case (.healed, .pause):
             Thread.sleep(forTimeInterval: 0.05)
             let state = ProcessFault.processState(pid).map(String.init)
-            return state != nil && state != "T" ? .yes("pid \(pid) running again (state \(state!))") : .no("pid \(pid) state \(state ?? "gone")")
+            guard let state, state != "T" else { return .no("pid \(pid) state \(state ?? "gone")") }
+            return resumed(pid, state: state)
         case (.healed, _):
             Thread.sleep(forTimeInterval: 1)
             guard let now = sinks.pid(of: sink), now != pid else { return .no("no new process for sink \(sink)") }
             return .yes("new pid \(now) alive after 1 s")
         }
+    }
+
+    /// While paused: the applied offset read twice, `stallWindow` apart, must not move.
+    private func stalled(_ pid: pid_t) -> FaultEvidence {
+        let first: Int64
+        let second: Int64
+        do {
+            first = try sinks.appliedOffset(of: sink)
+            Thread.sleep(forTimeInterval: stallWindow)
+            second = try sinks.appliedOffset(of: sink)
+        } catch {
+            return .unknown("pid \(pid) stopped (state T); cannot read the applied offsets: \(error)")
+        }
+        pausedOffset = second
+        let window = String(format: "%.1f s", stallWindow)
+        guard first == second else {
+            return .no("pid \(pid) stopped (state T), yet the applied offset moved \(first) -> \(second) in \(window)")
+        }
+        return .yes("pid \(pid) stopped (state T); applied offset held at \(second) for \(window)")
+    }
+
+    /// After the pause: the applied offset must move past the one read while paused.
+    private func resumed(_ pid: pid_t, state: String) -> FaultEvidence {
+        let running = "pid \(pid) running again (state \(state))"
+        guard let paused = pausedOffset else { return .yes(running + "; no applied offset read while paused") }
+        let deadline = Date().addingTimeInterval(resumeTimeout)
+        var latest = paused
+        while Date() < deadline {
+            if let now = try? sinks.appliedOffset(of: sink) {
+                latest = now
+                if now > paused {
+                    return .yes(running + "; applied offset moved \(paused) -> \(now)")
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return .unknown(
+            running + String(format: "; applied offset still %lld after %.0f s (nothing new to apply?)", latest, resumeTimeout))
     }
 
     func teardown() {
