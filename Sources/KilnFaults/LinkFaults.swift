@@ -286,7 +286,8 @@ public final class LinkLatencyFault: Fault {
                 (1...65535).contains(redirect.port)
             else {
                 throw PartitionError(
-                    "the proxy of a redirected link must listen on \(HostFaultRules.rootAddress) (found \(proxyAddress))")
+                    "the proxy of a redirected link must listen on \(HostFaultRules.rootAddress) "
+                        + "(found \(proxyAddress))")
             }
             natRule = [
                 "-t", "nat", "OUTPUT", "-p", "tcp", "-d", redirect.host + "/32", "--dport", String(redirect.port),
@@ -315,8 +316,8 @@ public final class LinkLatencyFault: Fault {
         ruleInstalled = true
         // Established connections keep their direct path (conntrack); closing them makes the clients reconnect
         // through the proxy. `ss -K` needs the kernel's INET_DIAG_DESTROY; without it they stay direct.
-        let output = (try? HostNetwork.run(
-            in: network, HostCommands.ss, ["-K", "-t", "dst", redirect.host, "dport", "=", String(redirect.port)])) ?? ""
+        let arguments = ["-K", "-t", "dst", redirect.host, "dport", "=", String(redirect.port)]
+        let output = (try? HostNetwork.run(in: network, HostCommands.ss, arguments)) ?? ""
         closedConnections = output.split(separator: "\n").filter { $0.hasPrefix("ESTAB") }.count
     }
 
@@ -361,7 +362,8 @@ public final class LinkLatencyFault: Fault {
             return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
         }
         let set = Double(latency.milliseconds)
-        let closed = phase == .active && redirect != nil ? "; \(closedConnections) established connection(s) closed" : ""
+        let closed =
+            phase == .active && redirect != nil ? "; \(closedConnections) established connection(s) closed" : ""
         let text = String(
             format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)%@", measuredFrom.name,
             measuredDestination.description, median, Int(latency.milliseconds), Int(jitter.milliseconds), closed)

@@ -30,7 +30,8 @@ public enum HostsRequirement {
         for entry in scenario.faults?.entries ?? [] {
             guard let reason = reason(entry) else { continue }
             let (file, line, column) = place(entry.source, fallback: scenario.file.path)
-            return SpecError(file: file, line: line, column: column, field: "faults", message: "\(entry.name): \(reason)")
+            return SpecError(
+                file: file, line: line, column: column, field: "faults", message: "\(entry.name): \(reason)")
         }
         for phase in scenario.phases where !phase.clientGroups.isEmpty {
             let (file, line, column) = place(phase.clientGroupsSource, fallback: scenario.file.path)

@@ -261,7 +261,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let server = embedded.servers.first(where: { $0.name == serverName }),
                 embedded.hosts[serverName] != nil
             else {
-                throw FaultSetupError(reason: "latency: \(serverName) is not a server host of stack \(embedded.definition.name)")
+                throw FaultSetupError(
+                    reason: "latency: \(serverName) is not a server host of stack \(embedded.definition.name)")
             }
             return try linkLatency(
                 name: instance.name, client: host(client), server: server.endpoint,
@@ -475,8 +476,9 @@ final class SinkProcessFault: Fault {
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
-        return .unknown(
-            running + String(format: "; applied offset still %lld after %.0f s (nothing new to apply?)", latest, resumeTimeout))
+        let still = String(
+            format: "; applied offset still %lld after %.0f s (nothing new to apply?)", latest, resumeTimeout)
+        return .unknown(running + still)
     }
 
     func teardown() {

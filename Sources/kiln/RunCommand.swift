@@ -105,7 +105,8 @@ struct RunCommand: ParsableCommand {
                 }
                 loaded.phases = loaded.phases.filter { phases.contains($0.name) }
             }
-            // Faults between hosts and client groups need a hosts stack: refused before anything starts (as validate does).
+            // Faults between hosts and client groups need a hosts stack: refused before anything starts (as
+            // `kiln validate` does).
             if let refusal = HostsRequirement.refusal(loaded) {
                 throw Failure(code: .invalidInput, message: "\(refusal)")
             }
@@ -293,6 +294,15 @@ struct RunCommand: ParsableCommand {
                     code: .invalidInput,
                     message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) "
                         + "(hosts: \(known.sorted().joined(separator: ", ")))")
+            }
+            if case .latency(_, let server, _, _) = hostFault,
+                embedded?.servers.contains(where: { $0.name == server && embedded?.hosts[$0.name] != nil }) != true
+            {
+                let servers = embedded?.servers.map(\.name).joined(separator: ", ") ?? ""
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(entry.source): faults: latency: the second end '\(server)' must be a server host of "
+                        + "stack \(scenario.stack.name) (servers: \(servers))")
             }
         }
         for entry in spec.entries

@@ -30,7 +30,8 @@ struct StackCommand: ParsableCommand {
                 do {
                     let removed = try PartitionSweeper.removeOrphaned()
                     if removed > 0 {
-                        print("removed leftover: \(removed) iptables fault rule(s) of finished runs in the root namespace")
+                        print(
+                            "removed leftover: \(removed) iptables fault rule(s) of finished runs in the root namespace")
                     }
                 } catch {
                     logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])

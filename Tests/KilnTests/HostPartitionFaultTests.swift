@@ -550,6 +550,29 @@ struct HostsStackPartitionTests {
         #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
 
+    /// A latency's second end must be a server host (the proxy forwards to its port): refused before anything starts.
+    @Test func aLatencyToAHostWithoutAServerIsRefused() throws {
+        let (stackFile, _, paths) = try HostsStackPartitionTests.privateStack()
+        defer { try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent()) }
+        let file = try CommandLineTests.temporaryFile(
+            "latency-to-kiln.yaml",
+            """
+            name: latency-to-kiln
+            stack: \(stackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: latency_to_kiln
+            faults:
+              - {kind: latency, link: [redis-primary, kiln], latency: 50ms, at: 1s}
+            phases:
+              - {name: load, executor: bulk, rows: 1K, stores: [kafka]}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path])
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.output.contains("latency-to-kiln.yaml:6:"), "\(result.output)")
+        #expect(result.output.contains("must be a server host"), "\(result.output)")
+    }
+
     /// `kind: latency` on a private hosts stack. Through `kiln run`: a latency on [redis-replica, redis-primary] (the
     /// replica's replication connection is closed and comes back through the proxy) verifies yes at its start and its
     /// stop and leaves no rule. Through the library, as FaultRunner builds it: with clients-a -> redis-primary slowed
