@@ -67,7 +67,7 @@ public enum HostFaultRules {
 
     static func tag(_ runID: String) throws(PartitionError) -> [String] {
         try PartitionRules.validate(runID: runID)
-        return ["-m", "comment", "--comment", PartitionRules.commentPrefix + runID]
+        return ["-m", "comment", "--comment", PartitionRules.comment(runID: runID)]
     }
 
     /// DROP rules for every blocked pair of `grudge`, in the receiving host's INPUT chain (Jepsen drops at the

@@ -18,26 +18,38 @@ enum HostCommands {
         }
     }
 
-    /// Deletes every rule tagged `kiln-fault:<runID>` in `host`'s filter table; returns how many.
+    static var ss: String {
+        ["/usr/bin/ss", "/bin/ss", "/usr/sbin/ss"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ss"
+    }
+
+    /// Deletes every rule tagged `kiln-fault:<runID>` in `host`'s `table` (`filter` or `nat`); returns how many.
     @discardableResult
-    static func removeTagged(_ host: FaultHost, runID: String) -> Int {
-        guard host.namespace != nil else { return (try? PartitionSweeper.removeLeftovers(runID: runID)) ?? 0 }
-        let tag = PartitionRules.commentPrefix + runID
-        guard let listing = try? iptables(host, ["-S"]) else { return 0 }
+    static func removeTagged(_ host: FaultHost, runID: String, table: String = "filter") -> Int {
+        guard host.namespace != nil || table != "filter" else {
+            return (try? PartitionSweeper.removeLeftovers(runID: runID)) ?? 0
+        }
+        guard let listing = try? iptables(host, ["-t", table, "-S"]) else { return 0 }
         var removed = 0
-        for line in listing.split(separator: "\n") where line.hasPrefix("-A ") && line.contains(" \(tag) ") {
+        for line in listing.split(separator: "\n") where line.hasPrefix("-A ") && isTagged(line, runID: runID) {
             var words = line.split(separator: " ").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             words[0] = "-D"
-            if (try? iptables(host, words)) != nil { removed += 1 }
+            if (try? iptables(host, ["-t", table] + words)) != nil { removed += 1 }
         }
         return removed
     }
 
     static func tagged(_ host: FaultHost, runID: String) -> Int? {
         guard host.namespace != nil else { return try? IPTables.taggedRules(runID: runID).count }
-        let tag = PartitionRules.commentPrefix + runID
         guard let listing = try? iptables(host, ["-S"]) else { return nil }
-        return listing.split(separator: "\n").filter { $0.hasPrefix("-A ") && $0.contains(" \(tag) ") }.count
+        return listing.split(separator: "\n").filter { $0.hasPrefix("-A ") && isTagged($0, runID: runID) }.count
+    }
+
+    /// Whether an `iptables -S` line carries a `kiln-fault:` comment of `runID` (whoever owns it).
+    static func isTagged(_ line: Substring, runID: String) -> Bool {
+        guard let comment = IPTables.comment(of: line), let (id, _) = PartitionRules.parse(comment: comment) else {
+            return false
+        }
+        return id == runID
     }
 }
 

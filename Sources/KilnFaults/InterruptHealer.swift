@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 #endif
 
 /// Heals active faults when Kiln is interrupted: on the first SIGINT or SIGTERM it runs every registered heal
-/// (newest first), removes every kiln-fault iptables rule, and exits with 128 + the signal number. A second
+/// (newest first), removes this process's kiln-fault iptables rules (and those of dead processes; other live
+/// runs keep theirs), and exits with 128 + the signal number. A second
 /// signal while healing is ignored (healing is bounded by each heal's own timeouts).
 /// Thread-safe; the handlers run on a private dispatch queue, never on a signal-handler stack.
 // @unchecked Sendable: every mutable property is behind its own lock; dispatch sources are thread-safe.
@@ -56,7 +57,7 @@ public final class InterruptHealer: @unchecked Sendable {
         }
         guard first else { return }
         for (_, heal) in heals.withLockedValue({ $0 }).reversed() { heal() }
-        _ = try? PartitionSweeper.removeLeftovers()
+        _ = try? PartitionSweeper.removeOrphaned(includingThisProcess: true)
         exit(128 + signalNumber)
     }
 }

@@ -214,9 +214,14 @@ public final class BandwidthFault: Fault {
 
 /// Latency (and jitter) on one link, without netem: the link's client side connects through a `FaultProxy` placed
 /// beside it (listening on Kiln's root host, upstream the server host), and the fault is a latency toxic on that
-/// proxy. Evidence is a round trip measured from inside the client host through `measured` (default: the same
-/// proxy): the median of 5 requests must take at least 90 % of `latency - jitter` while active, and less than half
-/// the latency after the heal. A toxic on another link's proxy must then verify `no`. One caller at a time.
+/// proxy. With `redirect` (the server's address), `start` also puts an iptables `nat OUTPUT` DNAT rule tagged
+/// `kiln-fault:<run-id>` into the client host's namespace, so the host's new connections to the server go through
+/// the proxy, and closes the host's established connections to it (`ss -K`) so its clients reconnect through the
+/// proxy; `stop` removes the rule (connections opened through the proxy stay on it, without the toxic).
+/// Evidence is a round trip measured from inside the client host, each on a new connection, to `measured` (default:
+/// the server's own address when redirecting, else the proxy): the median of 5 requests must take at least 90 % of
+/// `latency - jitter` while active, and less than half the latency after the heal. A toxic whose redirect is on
+/// another link, or measured on another proxy, must then verify `no`. One caller at a time.
 public final class LinkLatencyFault: Fault {
     public let name: String
     public let client: FaultHost
@@ -226,7 +231,19 @@ public final class LinkLatencyFault: Fault {
     public let jitter: Duration
     /// A request the upstream answers (e.g. `PING\r\n` for Redis; any byte for an echo).
     public let request: [UInt8]
+    /// The server whose traffic from `client` is sent through the proxy (nil: the client connects to the proxy itself).
+    public let redirect: HostPort?
+    /// Where the evidence's round trips go (from inside `client`).
+    public let measuredDestination: HostPort
+    /// Who measures (default: `client`); another host must see no latency.
+    public let measuredFrom: FaultHost
+    /// Whether `teardown` stops the proxy (the fault made it for this link).
+    public let ownsProxy: Bool
+    public let runID: String?
     private let toxic: Toxic
+    private var natRule: [String]?
+    /// Established connections `start` closed (`ss -K`), for the record's note.
+    public private(set) var closedConnections = 0
     /// Round trips (ms) measured by the last `verify`.
     public private(set) var lastRoundTrips: [Double] = []
 
@@ -235,7 +252,8 @@ public final class LinkLatencyFault: Fault {
 
     public init(
         name: String, client: FaultHost, proxy: FaultProxy, latency: Duration, jitter: Duration = .zero,
-        request: [UInt8], measured: FaultProxy? = nil
+        request: [UInt8], measured: FaultProxy? = nil, redirect: HostPort? = nil, measuredFrom: FaultHost? = nil,
+        runID: String? = nil, ownsProxy: Bool = false
     ) throws(PartitionError) {
         guard latency >= .milliseconds(5), latency <= .seconds(60) else {
             throw PartitionError("latency \(latency) must be between 5 ms (this machine's own jitter) and 60 s")
@@ -248,6 +266,33 @@ public final class LinkLatencyFault: Fault {
         self.client = client
         self.proxy = proxy
         self.measured = measured ?? proxy
+        self.redirect = redirect
+        self.measuredDestination = measured?.listenAddress ?? redirect ?? proxy.listenAddress
+        self.measuredFrom = measuredFrom ?? client
+        self.ownsProxy = ownsProxy
+        self.runID = runID
+        if let redirect {
+            guard client.namespace != nil else {
+                throw PartitionError(
+                    "\(client.name): a redirected link needs a client host in its own namespace (Kiln's root host "
+                        + "runs the proxy itself)")
+            }
+            guard let runID else { throw PartitionError("a redirected link needs a run id to tag its rule") }
+            try HostFaultRules.validate(client)
+            try HostFaultRules.validate(
+                FaultHost(name: "server", address: redirect.host, namespace: "server", device: nil))
+            let proxyAddress = proxy.listenAddress
+            guard proxyAddress.host == HostFaultRules.rootAddress, (1...65535).contains(proxyAddress.port),
+                (1...65535).contains(redirect.port)
+            else {
+                throw PartitionError(
+                    "the proxy of a redirected link must listen on \(HostFaultRules.rootAddress) "
+                        + "(found \(proxyAddress))")
+            }
+            natRule = [
+                "-t", "nat", "OUTPUT", "-p", "tcp", "-d", redirect.host + "/32", "--dport", String(redirect.port),
+            ] + (try HostFaultRules.tag(runID)) + ["-j", "DNAT", "--to-destination", proxyAddress.description]
+        }
         self.latency = latency
         self.jitter = jitter
         self.request = request
@@ -262,16 +307,42 @@ public final class LinkLatencyFault: Fault {
         }
     }
 
-    public func start() throws { try proxy.addToxic(toxic) }
+    private var ruleInstalled = false
 
-    public func stop() throws { _ = proxy.removeToxic(named: toxic.name) }
+    public func start() throws {
+        try proxy.addToxic(toxic)
+        guard let natRule, let redirect, let network = client.network else { return }
+        _ = try HostCommands.iptables(client, Self.insert(natRule))
+        ruleInstalled = true
+        // Established connections keep their direct path (conntrack); closing them makes the clients reconnect
+        // through the proxy. `ss -K` needs the kernel's INET_DIAG_DESTROY; without it they stay direct.
+        let arguments = ["-K", "-t", "dst", redirect.host, "dport", "=", String(redirect.port)]
+        let output = (try? HostNetwork.run(in: network, HostCommands.ss, arguments)) ?? ""
+        closedConnections = output.split(separator: "\n").filter { $0.hasPrefix("ESTAB") }.count
+    }
 
-    /// Median round trip (ms) of 5 requests from inside the client host through `measured`, each on a new connection.
+    public func stop() throws {
+        _ = proxy.removeToxic(named: toxic.name)
+        try removeRule()
+    }
+
+    private func removeRule() throws {
+        guard ruleInstalled, let natRule else { return }
+        _ = try HostCommands.iptables(client, Self.delete(natRule))
+        ruleInstalled = false
+    }
+
+    /// `-t nat OUTPUT …` as `-t nat -I OUTPUT …` / `-t nat -D OUTPUT …`.
+    static func insert(_ rule: [String]) -> [String] { Array(rule.prefix(2)) + ["-I"] + rule.dropFirst(2) }
+    static func delete(_ rule: [String]) -> [String] { Array(rule.prefix(2)) + ["-D"] + rule.dropFirst(2) }
+
+    /// Median round trip (ms) of 5 requests from inside `measuredFrom` to `measuredDestination`, each on a new
+    /// connection.
     public func medianRoundTrip() throws -> Double {
-        let destination = measured.listenAddress
+        let destination = measuredDestination
         let request = request
         let timeout = latency * 4 + .seconds(2)
-        let trips = try HostSockets.onHostThread(client) { () throws -> [Double] in
+        let trips = try HostSockets.onHostThread(measuredFrom) { () throws -> [Double] in
             try (0..<5).map { _ in
                 let start = ContinuousClock.now
                 let result = TCPProbe.request(to: destination, payload: request, timeout: timeout)
@@ -291,9 +362,11 @@ public final class LinkLatencyFault: Fault {
             return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
         }
         let set = Double(latency.milliseconds)
+        let closed =
+            phase == .active && redirect != nil ? "; \(closedConnections) established connection(s) closed" : ""
         let text = String(
-            format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)", client.name,
-            measured.upstream.description, median, Int(latency.milliseconds), Int(jitter.milliseconds))
+            format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)%@", measuredFrom.name,
+            measuredDestination.description, median, Int(latency.milliseconds), Int(jitter.milliseconds), closed)
         switch phase {
         case .active:
             let floor = 0.9 * Double((latency - jitter).milliseconds)
@@ -303,5 +376,10 @@ public final class LinkLatencyFault: Fault {
         }
     }
 
-    public func teardown() { _ = proxy.removeToxic(named: toxic.name) }
+    public func teardown() {
+        _ = proxy.removeToxic(named: toxic.name)
+        try? removeRule()
+        if let runID, redirect != nil { HostCommands.removeTagged(client, runID: runID, table: "nat") }
+        if ownsProxy { proxy.stop() }
+    }
 }

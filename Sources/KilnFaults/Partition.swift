@@ -56,13 +56,30 @@ public struct PartitionError: Error, CustomStringConvertible, Equatable {
 /// accepted: Kiln never partitions a real network.
 public enum PartitionRules {
     public static let commentPrefix = "kiln-fault:"
+    /// Between the run id and the owner in a rule's comment (never in a run id).
+    static let ownerSeparator: Character = "@"
+
+    /// The comment of the rules `owner` (default: this process) puts in for `runID`:
+    /// `kiln-fault:<run-id>@p<pid>-<start ticks>`, so a sweep can tell a live run's rules from a crashed one's.
+    public static func comment(runID: String, owner: HostOwner = .currentProcess) -> String {
+        commentPrefix + runID + String(ownerSeparator) + owner.tag
+    }
+
+    /// The run id and owner a rule's comment names; nil for a comment that is not Kiln's. The owner is nil for a
+    /// comment of an older Kiln that named none.
+    public static func parse(comment: String) -> (runID: String, owner: HostOwner?)? {
+        guard comment.hasPrefix(commentPrefix) else { return nil }
+        let rest = comment.dropFirst(commentPrefix.count)
+        guard let at = rest.lastIndex(of: ownerSeparator) else { return (String(rest), nil) }
+        return (String(rest[..<at]), HostOwner(tag: rest[rest.index(after: at)...]))
+    }
 
     /// The rules (after `iptables -w -I` / `-D`), in the order they must end up at the top of INPUT (ahead of any
     /// ACCEPT rule already there).
     public static func rules(for shape: PartitionShape, runID: String) throws(PartitionError) -> [[String]] {
         try validate(runID: runID)
         for address in shape.addresses { try validateLoopback(address) }
-        let tag = ["-m", "comment", "--comment", commentPrefix + runID]
+        let tag = ["-m", "comment", "--comment", comment(runID: runID)]
         func drop(source: String, destination: String) -> [String] {
             ["INPUT", "-s", source + "/32", "-d", destination + "/32"] + tag + ["-j", "DROP"]
         }
@@ -148,27 +165,52 @@ enum IPTables {
         }
     }
 
-    /// `iptables -S` lines that carry a kiln-fault comment (for `runID` only when given).
+    /// The comment of an `iptables -S` line (`--comment "…"`, quotes removed); nil when it has none.
+    static func comment(of line: some StringProtocol) -> String? {
+        guard let range = line.range(of: "--comment ") else { return nil }
+        return line[range.upperBound...].split(separator: " ").first.map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        }
+    }
+
+    /// `iptables -S` lines that carry a kiln-fault comment (for `runID` only when given, whoever owns it).
     static func taggedRules(runID: String? = nil) throws -> [String] {
-        let tag = PartitionRules.commentPrefix + (runID ?? "")
-        return try run(["-S"]).split(separator: "\n").map(String.init).filter { line in
-            guard let range = line.range(of: "--comment ") else { return false }
-            let comment = line[range.upperBound...].split(separator: " ").first.map {
-                $0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        try run(["-S"]).split(separator: "\n").map(String.init).filter { line in
+            guard let comment = comment(of: line), let (id, _) = PartitionRules.parse(comment: comment) else {
+                return false
             }
-            guard let comment else { return false }
-            return runID == nil ? comment.hasPrefix(tag) : comment == tag
+            return runID == nil || id == runID
         }
     }
 }
 
-/// Removes kiln-fault iptables rules: every one (start-up of `kiln stack up`, SIGINT) or one run's.
+/// Removes kiln-fault iptables rules of the root namespace: one run's, every one, or only those whose owning process
+/// is gone (what `kiln stack up` sweeps, so runs in progress keep theirs).
 public enum PartitionSweeper {
     /// Deletes every rule tagged `kiln-fault:` (of `runID` only when given) and returns how many it deleted.
     @discardableResult
     public static func removeLeftovers(runID: String? = nil) throws -> Int {
+        try remove(try IPTables.taggedRules(runID: runID))
+    }
+
+    /// Deletes the `kiln-fault:` rules whose owner is no longer running (a crashed or killed run; also rules of an
+    /// older Kiln that named no owner), and with `includingThisProcess` this process's own; keeps every rule of
+    /// another live process. Returns how many it deleted.
+    @discardableResult
+    public static func removeOrphaned(includingThisProcess: Bool = false) throws -> Int {
+        let me = HostOwner.currentProcess
+        return try remove(
+            try IPTables.taggedRules().filter { line in
+                guard let comment = IPTables.comment(of: line), let (_, owner) = PartitionRules.parse(comment: comment)
+                else { return false }
+                guard let owner else { return true }
+                return !owner.isAlive || (includingThisProcess && owner == me)
+            })
+    }
+
+    private static func remove(_ lines: [String]) throws -> Int {
         var removed = 0
-        for line in try IPTables.taggedRules(runID: runID) {
+        for line in lines {
             // `-S` prints `-A CHAIN spec...`; the same spec after `-D` deletes it. Our comments carry no spaces
             // or quotes (validated run ids), so splitting on spaces is exact.
             var words = line.split(separator: " ").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }

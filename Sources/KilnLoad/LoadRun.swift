@@ -118,7 +118,7 @@ public final class LoadRun {
             do {
                 pipelineProcesses = try PipelineProcesses.start(
                     spec: spec, scenarioFile: scenario.file, directory: directory.url, logger: logger,
-                    launcher: pipelineLauncher)
+                    launcher: pipelineLauncher, context: context)
             } catch {
                 throw Failure(code: .internalError, message: "pipeline: cannot start the sink processes: \(error)")
             }

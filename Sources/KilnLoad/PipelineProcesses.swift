@@ -1,6 +1,7 @@
 import Foundation
 import KilnPipeline
 import KilnScenario
+import KilnStores
 import Logging
 
 /// Rewrites the `kiln pipeline` command of one sink process (executable, arguments) before it starts; called on the
@@ -20,6 +21,8 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
     let logger: Logger
     private var children: [(sink: PipelineSpec.Sink, process: Process)] = []
     private var launcher: PipelineLauncher?
+    /// Where the sinks' stored offsets are read (set by `start`; nil: `appliedOffset` throws).
+    private var context: ClientContext?
 
     init(spec: PipelineSpec, directory: URL, logger: Logger) {
         self.spec = spec
@@ -28,9 +31,11 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
     }
 
     static func start(
-        spec: PipelineSpec, scenarioFile: URL, directory: URL, logger: Logger, launcher: PipelineLauncher? = nil
+        spec: PipelineSpec, scenarioFile: URL, directory: URL, logger: Logger, launcher: PipelineLauncher? = nil,
+        context: ClientContext? = nil
     ) throws -> PipelineProcesses {
         let processes = PipelineProcesses(spec: spec, directory: directory, logger: logger)
+        processes.context = context
         processes.scenarioFile = scenarioFile
         processes.launcher = launcher
         for sink in spec.sinks {
@@ -106,6 +111,16 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
         return child.process.processIdentifier
     }
 
+    /// The sum over partitions of the offsets `sink` stored as applied, read from its store on a new connection.
+    func appliedOffset(of sink: String) throws -> Int64 {
+        guard let context, let kind = PipelineSpec.Sink(rawValue: sink) else {
+            throw PipelineProcessError(reason: "cannot read the offsets of sink \(sink)")
+        }
+        let store = try Pipeline.makeSink(kind, spec: spec, context: context)
+        defer { store.close() }
+        return try store.storedOffsets().values.reduce(0, +)
+    }
+
     func restart(_ sink: String) throws {
         guard let child = lock.withLock({ children.first(where: { $0.sink.rawValue == sink }) }) else {
             throw PipelineProcessError(reason: "no sink process \(sink)")
@@ -128,6 +143,9 @@ struct PipelineProcessError: Error, CustomStringConvertible {
 public protocol SinkProcessControl: AnyObject, Sendable {
     func pid(of sink: String) -> pid_t?
     func restart(_ sink: String) throws
+    /// What the sink has applied: the sum over partitions of the offsets it stored with its writes, read from its
+    /// store (what a client of that store sees), never from the process.
+    func appliedOffset(of sink: String) throws -> Int64
 }
 
 /// Runs beside the phases — the fault schedule. `phasesStarting` is called on the controller thread right before

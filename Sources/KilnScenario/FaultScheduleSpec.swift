@@ -31,6 +31,9 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case loss
         /// What one host sends held to a rate (`target: kafka`, `rate: 1MB/s`); hosts stack only.
         case bandwidth
+        /// Latency (and `jitter`) on the link from a client host to a server (`link: [clients-a, redis-primary]`,
+        /// `latency: 100ms`): that host's connections to the server go through a fault proxy; hosts stack only.
+        case latency
     }
 
     /// A fault between hosts of the hosts stack (every server, sink and client group in its own network namespace).
@@ -42,6 +45,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case loss(between: String, and: String, probability: Double)
         /// What `host` sends (its veth's egress) held to `bytesPerSecond` by a token bucket.
         case bandwidth(host: String, bytesPerSecond: Int)
+        /// What `client` sends to the server host `server` (and its answers) delayed by `latency` ± `jitter`.
+        case latency(client: String, server: String, latency: Duration, jitter: Duration)
 
         /// Every host the scenario named.
         public var namedHosts: [String] {
@@ -49,6 +54,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             case .partition(let shape, let hosts): hosts + shape.namedHosts.filter { !hosts.contains($0) }
             case .loss(let a, let b, _): [a, b]
             case .bandwidth(let host, _): [host]
+            case .latency(let client, let server, _, _): [client, server]
             }
         }
     }
@@ -145,7 +151,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         case .pgFailover: target = try fields.optionalString("target") ?? "postgres"
         case .redisFailover: target = try fields.optionalString("target") ?? "redis"
         case .partition: target = try fields.optionalString("target") ?? "hosts"
-        case .loss: target = "link"
+        case .loss, .latency: target = "link"
         default: target = try fields.string("target")
         }
         let name = try fields.optionalString("name") ?? "\(kind.rawValue)-\(target.replacingOccurrences(of: ":", with: "-"))-\(index + 1)"
@@ -156,7 +162,8 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         let times = try fields.int("times", default: 1, range: 1...10_000)
         if times > 1 && every == nil { throw fields.error("times", "repeats need `every`") }
         if let every, every <= duration { throw fields.error("every", "must be longer than `duration` (\(duration))") }
-        let jitter = try fields.duration("jitter", default: .zero)
+        // A latency's `jitter` is the toxic's; its start is not jittered.
+        let jitter = kind == .latency ? .zero : try fields.duration("jitter", default: .zero)
         var toxic: String?
         var shape: String?
         var options: [String: String] = [:]
@@ -214,6 +221,29 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                     "rate", "expected a rate between 1kB/s and 10GB/s such as 1MB/s, 500kB/s or 8Mbit/s, found '\(text)'")
             }
             hostFault = .bandwidth(host: target, bytesPerSecond: rate)
+        case .latency:
+            let link = try fields.strings("link")
+            guard link.count == 2 else {
+                throw fields.error(
+                    "link", "expected a client host and a server host, e.g. [clients-a, redis-primary], found "
+                        + "\(link.count)")
+            }
+            for host in link { try checkHostName(host, fields: fields, key: "link") }
+            guard link[0].text != link[1].text else {
+                throw fields.error("link", "the two ends are the same host '\(link[0].text)'")
+            }
+            guard link[0].text != "kiln" else {
+                throw fields.error(
+                    "link", "the client end cannot be kiln: Kiln's own host runs the proxy that delays the link")
+            }
+            let latency = try fields.duration("latency")
+            guard latency >= .milliseconds(5), latency <= .seconds(60) else {
+                throw fields.error("latency", "must be between 5ms (this machine's own jitter) and 60s")
+            }
+            let spread = try fields.duration("jitter", default: .zero)
+            guard spread <= latency else { throw fields.error("jitter", "must be at most the latency (\(latency))") }
+            hostFault = .latency(client: link[0].text, server: link[1].text, latency: latency, jitter: spread)
+            target = "\(link[0].text)->\(link[1].text)"
         case .clockSkew:
             let text = try fields.string("offset")
             let negative = text.hasPrefix("-")

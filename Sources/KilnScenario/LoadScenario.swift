@@ -76,6 +76,8 @@ public struct LoadScenario: Sendable {
         /// Where a bulk phase's `rows` (else the phase) was written, `file:line:column`, for errors found once the
         /// dataset is known (more rows than the dataset holds).
         public var rowsSource: String = ""
+        /// Where `client_groups` was written, `file:line:column` (empty when absent).
+        public var clientGroupsSource: String = ""
     }
 
     public var name: String
@@ -281,7 +283,10 @@ public struct LoadScenario: Sendable {
             try thresholdFields.finish()
         }
         var clientGroups: [String] = []
+        var clientGroupsSource = ""
         if fields.contains("client_groups") {
+            let at = fields.location("client_groups")
+            clientGroupsSource = "\(fields.file):\(at.line):\(at.column)"
             for (text, line, column) in try fields.strings("client_groups") {
                 guard !text.isEmpty, text.count <= 40,
                     text.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") })
@@ -301,7 +306,8 @@ public struct LoadScenario: Sendable {
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
             lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups,
-            rowsSource: "\(fields.file):\(rowsAt.line):\(rowsAt.column)")
+            rowsSource: "\(fields.file):\(rowsAt.line):\(rowsAt.column)",
+            clientGroupsSource: clientGroupsSource)
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

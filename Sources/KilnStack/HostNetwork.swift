@@ -22,14 +22,14 @@ public enum HostOwner: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `s-NAME` or `pPID-TICKS`: no dots, so a namespace name `kiln.TAG.HOST` splits exactly.
-    var tag: String {
+    public var tag: String {
         switch self {
         case .stack(let name): "s-\(name)"
         case .process(let pid, let ticks): "p\(pid)-\(ticks)"
         }
     }
 
-    init?(tag: Substring) {
+    public init?(tag: Substring) {
         if tag.hasPrefix("s-") {
             let name = String(tag.dropFirst(2))
             guard HostNetwork.isValidName(name) else { return nil }

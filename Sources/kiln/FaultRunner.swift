@@ -181,7 +181,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             guard let embedded else { throw FaultSetupError(reason: "redis-failover needs the embedded stack") }
             return try RedisSentinelFailover.embedded(
                 embedded, name: instance.name, killPrimary: entry.options["trigger"] == "kill", directory: primaries)
-        case .loss, .bandwidth:
+        case .loss, .bandwidth, .latency:
             throw FaultSetupError(reason: Self.needsHosts(entry) ?? "\(entry.kind.rawValue) needs the hosts stack")
         case .partition:
             if let reason = Self.needsHosts(entry) { throw FaultSetupError(reason: reason) }
@@ -257,6 +257,44 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 name: instance.name, between: host(a), and: host(b), probability: probability, runID: runID)
         case .bandwidth(let name, let rate):
             return try BandwidthFault(name: instance.name, host: host(name), bytesPerSecond: rate)
+        case .latency(let client, let serverName, let latency, let jitter):
+            guard let server = embedded.servers.first(where: { $0.name == serverName }),
+                embedded.hosts[serverName] != nil
+            else {
+                throw FaultSetupError(
+                    reason: "latency: \(serverName) is not a server host of stack \(embedded.definition.name)")
+            }
+            return try linkLatency(
+                name: instance.name, client: host(client), server: server.endpoint,
+                request: Self.request(for: serverName), latency: latency, jitter: jitter, runID: runID)
+        }
+    }
+
+    /// A latency fault on the link from `client` to `server`: a fault proxy on Kiln's bridge address forwards to the
+    /// server, and the client's new connections to it are redirected there (`LinkLatencyFault` with `redirect`). The
+    /// fault owns the proxy: its teardown stops it.
+    static func linkLatency(
+        name: String, client: FaultHost, server: HostPort, request: [UInt8], latency: Duration, jitter: Duration,
+        runID: String
+    ) throws -> LinkLatencyFault {
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server)
+        try proxy.start()
+        do {
+            return try LinkLatencyFault(
+                name: name, client: client, proxy: proxy, latency: latency, jitter: jitter, request: request,
+                redirect: server, runID: runID, ownsProxy: true)
+        } catch {
+            proxy.stop()
+            throw error
+        }
+    }
+
+    /// Request bytes each server answers at once, for round trips (`probe(for:)` as bytes).
+    static func request(for server: String) -> [UInt8] {
+        switch probe(for: server) {
+        case .redisPing: Array("PING\r\n".utf8)
+        case .request(let bytes): bytes
+        case .connect: Array("\r\n".utf8)
         }
     }
 
@@ -265,23 +303,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         text.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }
 
-    /// Why `entry` cannot run on the loopback stack (nil: it can): partitions between hosts, loss and bandwidth act
-    /// between network namespaces, and the loopback stack's servers share one and connect from 127.0.0.1.
-    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? {
-        guard let hostFault = entry.hostFault else { return nil }
-        let what: String
-        switch hostFault {
-        case .partition(let shape, _):
-            // `isolate` of a named server also works on loopback aliases.
-            if entry.shape == "isolate" { return nil }
-            what = "partition shape '\(shape.name.rawValue)'"
-        case .loss: what = "loss"
-        case .bandwidth: what = "bandwidth"
-        }
-        return "\(what) acts between hosts in their own network namespaces; this stack runs every server in one "
-            + "namespace on loopback aliases, connecting from 127.0.0.1, so no rule could tell the hosts apart "
-            + "(use the hosts stack, Scenarios/stacks/embedded-hosts.yaml)"
-    }
+    /// Why `entry` cannot run on the loopback stack (nil: it can); the rule is `HostsRequirement`'s.
+    static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? { HostsRequirement.reason(entry) }
 
     /// A request each server answers while it runs and does not while paused.
     static func probe(for server: String) -> ServiceProbe {
@@ -311,7 +334,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
                 return stack.postgres.primary
             case .redisFailover:
                 return stack.redis.primary
-            case .loss, .bandwidth:
+            case .loss, .bandwidth, .latency:
                 return nil  // between Kiln's own namespaces only (HostFaultRules refuses any other address)
             case .kill, .pause, .restart, .partition, .clockSkew:
                 if entry.target.hasPrefix("sink:") || needsHosts(entry) != nil { return nil }
@@ -344,22 +367,34 @@ struct FaultSetupError: Error, CustomStringConvertible {
 
 /// Kill, pause or restart of a reference-pipeline sink process (`sink:<store>` targets). Evidence: the pid is gone
 /// (kill/restart) or stopped (state `T` in /proc) while active; afterwards a new pid runs (kill/restart) or the
-/// same one runs again, and is still alive a second later.
+/// same one runs again, and is still alive a second later. A pause adds what a client of the sink's store sees: the
+/// offsets the sink stored as applied do not move for `stallWindow` while paused (a sink that keeps applying makes
+/// it `no`), and move past that value within `resumeTimeout` after the heal (not moving: `unknown` when nothing new
+/// may have been produced, since a caught-up sink has nothing to apply).
 final class SinkProcessFault: Fault {
     let name: String
     let action: ProcessFault.Action
     let sink: String
     let sinks: SinkProcessControl
+    let stallWindow: TimeInterval
+    let resumeTimeout: TimeInterval
     private var faultedPID: pid_t?
+    /// The applied offset read at the end of the active verification.
+    private var pausedOffset: Int64?
 
     var kind: String { action.rawValue }
     var target: String { "sink:\(sink)" }
 
-    init(name: String, action: ProcessFault.Action, sink: String, sinks: SinkProcessControl) {
+    init(
+        name: String, action: ProcessFault.Action, sink: String, sinks: SinkProcessControl,
+        stallWindow: TimeInterval = 1.5, resumeTimeout: TimeInterval = 15
+    ) {
         self.name = name
         self.action = action
         self.sink = sink
         self.sinks = sinks
+        self.stallWindow = stallWindow
+        self.resumeTimeout = resumeTimeout
     }
 
     func start() throws {
@@ -391,18 +426,59 @@ final class SinkProcessFault: Fault {
         case (.active, .pause):
             Thread.sleep(forTimeInterval: 0.05)
             let state = ProcessFault.processState(pid).map(String.init)
-            return state == "T" ? .yes("pid \(pid) stopped (state T)") : .no("pid \(pid) state \(state ?? "gone")")
+            guard state == "T" else { return .no("pid \(pid) state \(state ?? "gone")") }
+            return stalled(pid)
         case (.active, _):
             return sinks.pid(of: sink) == nil ? .yes("pid \(pid) gone") : .no("pid \(pid) still running")
         case (.healed, .pause):
             Thread.sleep(forTimeInterval: 0.05)
             let state = ProcessFault.processState(pid).map(String.init)
-            return state != nil && state != "T" ? .yes("pid \(pid) running again (state \(state!))") : .no("pid \(pid) state \(state ?? "gone")")
+            guard let state, state != "T" else { return .no("pid \(pid) state \(state ?? "gone")") }
+            return resumed(pid, state: state)
         case (.healed, _):
             Thread.sleep(forTimeInterval: 1)
             guard let now = sinks.pid(of: sink), now != pid else { return .no("no new process for sink \(sink)") }
             return .yes("new pid \(now) alive after 1 s")
         }
+    }
+
+    /// While paused: the applied offset read twice, `stallWindow` apart, must not move.
+    private func stalled(_ pid: pid_t) -> FaultEvidence {
+        let first: Int64
+        let second: Int64
+        do {
+            first = try sinks.appliedOffset(of: sink)
+            Thread.sleep(forTimeInterval: stallWindow)
+            second = try sinks.appliedOffset(of: sink)
+        } catch {
+            return .unknown("pid \(pid) stopped (state T); cannot read the applied offsets: \(error)")
+        }
+        pausedOffset = second
+        let window = String(format: "%.1f s", stallWindow)
+        guard first == second else {
+            return .no("pid \(pid) stopped (state T), yet the applied offset moved \(first) -> \(second) in \(window)")
+        }
+        return .yes("pid \(pid) stopped (state T); applied offset held at \(second) for \(window)")
+    }
+
+    /// After the pause: the applied offset must move past the one read while paused.
+    private func resumed(_ pid: pid_t, state: String) -> FaultEvidence {
+        let running = "pid \(pid) running again (state \(state))"
+        guard let paused = pausedOffset else { return .yes(running + "; no applied offset read while paused") }
+        let deadline = Date().addingTimeInterval(resumeTimeout)
+        var latest = paused
+        while Date() < deadline {
+            if let now = try? sinks.appliedOffset(of: sink) {
+                latest = now
+                if now > paused {
+                    return .yes(running + "; applied offset moved \(paused) -> \(now)")
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let still = String(
+            format: "; applied offset still %lld after %.0f s (nothing new to apply?)", latest, resumeTimeout)
+        return .unknown(running + still)
     }
 
     func teardown() {

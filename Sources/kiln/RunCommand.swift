@@ -105,6 +105,11 @@ struct RunCommand: ParsableCommand {
                 }
                 loaded.phases = loaded.phases.filter { phases.contains($0.name) }
             }
+            // Faults between hosts and client groups need a hosts stack: refused before anything starts (as
+            // `kiln validate` does).
+            if let refusal = HostsRequirement.refusal(loaded) {
+                throw Failure(code: .invalidInput, message: "\(refusal)")
+            }
             var initialRows = StoreRows()
             if let continueFrom {
                 let file = URL(fileURLWithPath: continueFrom).appendingPathComponent("report.json")
@@ -282,9 +287,6 @@ struct RunCommand: ParsableCommand {
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
         for entry in spec.entries {
-            if scenario.stack.network != .hosts, let reason = FaultRunner.needsHosts(entry) {
-                throw Failure(code: .invalidInput, message: "\(entry.source): faults: \(entry.name): \(reason)")
-            }
             guard scenario.stack.network == .hosts, let hostFault = entry.hostFault else { continue }
             let known = Set(embedded?.hosts.keys.map { $0 } ?? []).union(["kiln"])
             if let stranger = hostFault.namedHosts.first(where: { !known.contains($0) }) {
@@ -292,6 +294,15 @@ struct RunCommand: ParsableCommand {
                     code: .invalidInput,
                     message: "\(entry.source): faults: '\(stranger)' is not a host of stack \(scenario.stack.name) "
                         + "(hosts: \(known.sorted().joined(separator: ", ")))")
+            }
+            if case .latency(_, let server, _, _) = hostFault,
+                embedded?.servers.contains(where: { $0.name == server && embedded?.hosts[$0.name] != nil }) != true
+            {
+                let servers = embedded?.servers.map(\.name).joined(separator: ", ") ?? ""
+                throw Failure(
+                    code: .invalidInput,
+                    message: "\(entry.source): faults: latency: the second end '\(server)' must be a server host of "
+                        + "stack \(scenario.stack.name) (servers: \(servers))")
             }
         }
         for entry in spec.entries
@@ -357,6 +368,9 @@ struct RunCommand: ParsableCommand {
     {
         let named = scenario.phases.flatMap { phase in phase.clientGroups.map { (phase.name, $0) } }
         guard let first = named.first else { return nil }
+        if let refusal = HostsRequirement.refusal(scenario) {
+            throw Failure(code: .invalidInput, message: "\(refusal)")
+        }
         guard scenario.stack.network == .hosts,
             let embedded = try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger)
         else {

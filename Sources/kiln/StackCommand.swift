@@ -25,11 +25,13 @@ struct StackCommand: ParsableCommand {
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: logger)
-                // Partition rules, hosts, qdiscs and paused processes of a crashed (kill -9) run must not outlive it.
+                // Partition rules, hosts, qdiscs and paused processes of a crashed (kill -9) run must not outlive it;
+                // rules of runs in progress (their owner process alive) stay.
                 do {
-                    let removed = try PartitionSweeper.removeLeftovers()
+                    let removed = try PartitionSweeper.removeOrphaned()
                     if removed > 0 {
-                        print("removed leftover: \(removed) iptables fault rule(s) in the root namespace")
+                        print(
+                            "removed leftover: \(removed) iptables fault rule(s) of finished runs in the root namespace")
                     }
                 } catch {
                     logger.warning("could not sweep leftover fault rules", metadata: ["kiln.error": "\(error)"])

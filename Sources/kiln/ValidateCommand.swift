@@ -73,6 +73,8 @@ struct ValidateCommand: ParsableCommand {
                 throw SpecError(at: scenario.dataset.rowsSource, field: "dataset.rows", message: "\(error)")
             }
             if let problem = LoadRun.rowsProblem(scenario, datasetRows: dataset.rows) { throw problem }
+            // What `kiln run` refuses before starting on a stack without `network: hosts`, with the same message.
+            if let refusal = HostsRequirement.refusal(scenario) { throw refusal }
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"

@@ -91,6 +91,16 @@ struct HostFaultScenarioTests {
             ("{kind: bandwidth, target: a, rate: fast, at: 1s}", "rate", "between 1kB/s"),
             ("{kind: bandwidth, target: a, rate: 1MB, at: 1s}", "rate", "between 1kB/s"),
             ("{kind: bandwidth, target: 10.0.0.1, rate: 1MB/s, at: 1s}", "target", "not a host name"),
+            ("{kind: latency, link: [a], latency: 100ms, at: 1s}", "link", "a client host and a server host"),
+            ("{kind: latency, link: [a, a], latency: 100ms, at: 1s}", "link", "same host"),
+            ("{kind: latency, link: [kiln, a], latency: 100ms, at: 1s}", "link", "cannot be kiln"),
+            ("{kind: latency, link: [a, B_1], latency: 100ms, at: 1s}", "link", "not a host name"),
+            ("{kind: latency, link: [a, b], at: 1s}", "latency", "missing"),
+            ("{kind: latency, link: [a, b], latency: 1ms, at: 1s}", "latency", "between 5ms"),
+            ("{kind: latency, link: [a, b], latency: 2m, at: 1s}", "latency", "between 5ms"),
+            ("{kind: latency, link: [a, b], latency: slow, at: 1s}", "latency", "expected a duration"),
+            ("{kind: latency, link: [a, b], latency: 100ms, jitter: 200ms, at: 1s}", "jitter", "at most the latency"),
+            ("{kind: latency, link: [a, b], latency: 100ms, probability: 10%, at: 1s}", "probability", "unknown field"),
         ]
         for (entry, field, message) in cases {
             let error = try #require(FaultScheduleSpecTests.error("faults:\n  - " + entry), "accepted: \(entry)")
@@ -106,6 +116,7 @@ struct HostFaultScenarioTests {
             "{kind: partition, shape: halves, at: 1s}",
             "{kind: loss, link: [clients-a, redis-primary], probability: 10%, at: 1s}",
             "{kind: bandwidth, target: kafka, rate: 1MB/s, at: 1s}",
+            "{kind: latency, link: [clients-a, redis-primary], latency: 100ms, at: 1s}",
         ].enumerated() {
             let file = try CommandLineTests.temporaryFile(
                 "hosts-only-\(index).yaml",
@@ -124,7 +135,30 @@ struct HostFaultScenarioTests {
             #expect(result.status == 64, "\(result.output)")
             #expect(result.output.contains("hosts-only-\(index).yaml:6"), "\(result.output)")
             #expect(result.output.contains("acts between hosts in their own network namespaces"), "\(result.output)")
+            // `kiln validate` refuses it too, with the same message.
+            let validated = try CommandLineTests.kiln(["validate", file.path])
+            #expect(validated.status == 64, "\(validated.output)")
+            let line = try #require(result.output.split(separator: "\n").first { $0.contains("acts between hosts") })
+            let message = try #require(line.range(of: "hosts-only-\(index).yaml:6:")).lowerBound
+            #expect(validated.output.contains(line[message...]), "run: \(line)\nvalidate: \(validated.output)")
         }
+    }
+
+    @Test func aLatencyOnALinkParses() throws {
+        let parsed = try entries(
+            """
+              - {kind: latency, link: [clients-a, redis-primary], latency: 100ms, jitter: 10ms, at: 10s, duration: 20s}
+              - {name: slow, kind: latency, link: [redis-replica, redis-primary], latency: 5ms, at: 1s}
+            """)
+        #expect(
+            parsed[0].hostFault
+                == .latency(
+                    client: "clients-a", server: "redis-primary", latency: .milliseconds(100), jitter: .milliseconds(10)))
+        #expect(parsed[0].jitter == .zero, "a latency's jitter is the toxic's, not the start's")
+        #expect(parsed[0].duration == .seconds(20))
+        #expect(parsed[0].target == "clients-a->redis-primary")
+        #expect(parsed[1].hostFault == .latency(client: "redis-replica", server: "redis-primary", latency: .milliseconds(5), jitter: .zero))
+        #expect(HostsRequirement.reason(parsed[0])?.contains("latency on a link") == true)
     }
 
     @Test func clientGroupsOfAPhaseAreStrictAndNeedAHostsStack() throws {
@@ -142,6 +176,11 @@ struct HostFaultScenarioTests {
         let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path])
         #expect(result.status == 64, "\(result.output)")
         #expect(result.output.contains("client_groups need a hosts stack"), "\(result.output)")
+        #expect(result.output.contains("groups-on-loopback.yaml:6:"), "\(result.output)")
+        let validated = try CommandLineTests.kiln(["validate", file.path])
+        #expect(validated.status == 64, "\(validated.output)")
+        #expect(validated.output.contains("groups-on-loopback.yaml:6:"), "\(validated.output)")
+        #expect(validated.output.contains("client_groups need a hosts stack"), "\(validated.output)")
         for (groups, message) in [
             ("[Clients_A]", "not a client group name"), ("[a, a]", "listed twice"), ("[]", "at least one"),
         ] {

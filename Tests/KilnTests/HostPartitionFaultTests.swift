@@ -281,6 +281,124 @@ struct HostPartitionFaultTests {
     }
 }
 
+/// `kind: latency` on a link (FaultRunner's form): a proxy on Kiln's bridge address, a DNAT rule in the client host's
+/// namespace. Only that host's traffic to the server is slowed; another client host of the same server is not.
+@Suite("Latency on one link between hosts", .serialized)
+struct LinkLatencyRedirectTests {
+    /// `count` round trips (ms) from inside `host` to `destination`, each on a new connection.
+    static func roundTrips(from host: FaultHost, to destination: HostPort, count: Int) throws -> [Double] {
+        try HostSockets.onHostThread(host) { () throws -> [Double] in
+            try (0..<count).map { _ in
+                let start = ContinuousClock.now
+                let result = TCPProbe.request(to: destination, payload: [0x2A], timeout: .seconds(3))
+                guard result.answered else { throw PartitionError("request to \(destination): \(result)") }
+                let elapsed = start.duration(to: .now).components
+                return Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+            }
+        }
+    }
+
+    static func p50(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// DNAT rules tagged `runID` in `host`'s nat table.
+    static func natRules(_ host: FaultHost, _ runID: String) -> Int {
+        guard let network = host.network else { return -1 }
+        let listing = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
+        return listing.split(separator: "\n").filter { $0.contains("kiln-fault:\(runID)") }.count
+    }
+
+    @Test func onlyTheSlowedLinksClientSeesTheLatencyAndTheHealRestoresIt() throws {
+        let hosts = try PrivateHosts(["slow", "fast", "server"])
+        defer { hosts.remove() }
+        let server = try HostListener(in: hosts["server"], echo: true)
+        defer { server.close() }
+        let id = TestStack.uniqueName("test-latency")
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server.endpoint)
+        try proxy.start()
+        let fault = try LinkLatencyFault(
+            name: "lat", client: hosts["slow"], proxy: proxy, latency: .milliseconds(100), jitter: .milliseconds(10),
+            request: [0x2A], redirect: server.endpoint, runID: id, ownsProxy: true)
+        defer { fault.teardown() }
+        let before = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        // A connection the slow host opened before the fault: `start` closes it (ss -K), so its client reconnects
+        // through the proxy.
+        let established = try HostSockets.onHostThread(hosts["slow"]) { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(server.endpoint.port).bigEndian
+            inet_pton(AF_INET, server.endpoint.host, &address.sin_addr)
+            guard
+                withUnsafePointer(to: &address, {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }) == 0
+            else { throw PartitionError("connect: \(String(cString: strerror(errno)))") }
+            return fd
+        }
+        defer { close(established) }
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        // `yes` needs the heal too; until then a proved start reads `unknown`, a disproved one `no`.
+        #expect(started.verified != .no && started.note.contains("median round trip"), "\(started.note)")
+        #expect(fault.closedConnections >= 1, "\(started.note)")
+        #expect(Self.natRules(hosts["slow"], id) == 1)
+        var byte: UInt8 = 0x2A
+        #expect(send(established, &byte, 1, Int32(MSG_NOSIGNAL)) < 0 || recv(established, &byte, 1, 0) <= 0)
+        let slow = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        let fast = try Self.roundTrips(from: hosts["fast"], to: server.endpoint, count: 20)
+        print(
+            String(
+                format: "latency 100ms±10 on slow->server: p50 before %.2f ms; active: slow p50 %.1f ms, fast p50 %.2f ms",
+                Self.p50(before), Self.p50(slow), Self.p50(fast)))
+        #expect(Self.p50(slow) >= 90, "latency - jitter: \(slow.sorted())")
+        #expect(Self.p50(fast) < 50, "\(fast.sorted())")
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect(Self.natRules(hosts["slow"], id) == 0)
+        let after = try Self.roundTrips(from: hosts["slow"], to: server.endpoint, count: 20)
+        print(String(format: "after the heal: slow p50 %.2f ms (%@)", Self.p50(after), record.note))
+        #expect(Self.p50(after) < 50, "\(after.sorted())")
+    }
+
+    @Test func aLinkThatIgnoresTheFaultVerifiesNo() throws {
+        let hosts = try PrivateHosts(["slow", "fast", "server"])
+        defer { hosts.remove() }
+        let server = try HostListener(in: hosts["server"], echo: true)
+        defer { server.close() }
+        let id = TestStack.uniqueName("test-latency")
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: server.endpoint)
+        try proxy.start()
+        // The redirect is on slow -> server; the evidence is measured from `fast`, whose link the fault does not touch.
+        let fault = try LinkLatencyFault(
+            name: "lat", client: hosts["slow"], proxy: proxy, latency: .milliseconds(60), request: [0x2A],
+            redirect: server.endpoint, measuredFrom: hosts["fast"], runID: id, ownsProxy: true)
+        let driver = FaultDriver(fault)
+        let started = driver.start()
+        #expect(started.verified == .no, "\(started.note)")
+        driver.stop()
+        #expect(Self.natRules(hosts["slow"], id) == 0)
+    }
+
+    @Test func aRedirectNeedsAClientInANamespaceAndAProxyOnKilnsHost() throws {
+        let proxy = FaultProxy(listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "10.213.7.140", port: 1))
+        defer { proxy.stop() }
+        let server = HostPort(host: "10.213.7.140", port: 6379)
+        #expect(throws: PartitionError.self) {
+            try LinkLatencyFault(
+                name: "x", client: .kiln, proxy: proxy, latency: .milliseconds(50), request: [1], redirect: server,
+                runID: "t")
+        }
+        let client = FaultHost(name: "c", address: "10.213.7.141", namespace: "kiln.x.c")
+        #expect(throws: PartitionError.self) {
+            try LinkLatencyFault(
+                name: "x", client: client, proxy: proxy, latency: .milliseconds(50), request: [1], redirect: server,
+                runID: "t")
+        }
+    }
+}
+
 /// Faults between hosts on a private hosts stack (HostsStackTests' copy of embedded-hosts.yaml on .120–.129, one at a
 /// time) with private client-group hosts.
 @Suite("Faults between hosts on the hosts stack", .serialized)
@@ -432,6 +550,118 @@ struct HostsStackPartitionTests {
         #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
 
+    /// A latency's second end must be a server host (the proxy forwards to its port): refused before anything starts.
+    @Test func aLatencyToAHostWithoutAServerIsRefused() throws {
+        let (stackFile, _, paths) = try HostsStackPartitionTests.privateStack()
+        defer { try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent()) }
+        let file = try CommandLineTests.temporaryFile(
+            "latency-to-kiln.yaml",
+            """
+            name: latency-to-kiln
+            stack: \(stackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: latency_to_kiln
+            faults:
+              - {kind: latency, link: [redis-primary, kiln], latency: 50ms, at: 1s}
+            phases:
+              - {name: load, executor: bulk, rows: 1K, stores: [kafka]}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path])
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.output.contains("latency-to-kiln.yaml:6:"), "\(result.output)")
+        #expect(result.output.contains("must be a server host"), "\(result.output)")
+    }
+
+    /// `kind: latency` on a private hosts stack. Through `kiln run`: a latency on [redis-replica, redis-primary] (the
+    /// replica's replication connection is closed and comes back through the proxy) verifies yes at its start and its
+    /// stop and leaves no rule. Through the library, as FaultRunner builds it: with clients-a -> redis-primary slowed
+    /// by 100 ms, clients-a's workers' p50 is at least 100 ms while clients-b's stays below 50 ms.
+    @Test func aLatencyOnOneLinkSlowsOnlyThatLinksClients() throws {
+        let (file, definition, paths) = try HostsStackPartitionTests.privateStack()
+        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.link-latency"))
+        defer {
+            stack.down()
+            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        }
+        let statuses = try stack.up()
+        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
+        let replica = try #require(stack.hosts["redis-replica"])
+        let scenario = try CommandLineTests.temporaryFile(
+            "link-latency.yaml",
+            """
+            name: link-latency
+            stack: \(file.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            namespace: link_latency
+            heal_wait: 0s
+            faults:
+              - {name: slow-replica, kind: latency, link: [redis-replica, redis-primary], latency: 100ms, jitter: 10ms, at: 1s, duration: 3s}
+            phases:
+              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 5s, workers: 2, mix: {redis.feature-read: 1}}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let result = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "lat"])
+        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("lat/report.json")))
+        let fault = try #require(report.faults?.first { $0.name == "slow-replica" }, "\(result.output)")
+        #expect(fault.kind == "latency")
+        #expect(fault.verified == "yes", "\(fault.note)")
+        print("kiln run latency [redis-replica, redis-primary]: \(fault.verified) (\(fault.note))")
+        let nat = (try? HostNetwork.run(in: replica, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
+        #expect(!nat.contains("kiln-fault:"), "\(nat)")
+
+        let clients = try PrivateHosts(["clients-a", "clients-b"])
+        defer { clients.remove() }
+        let primary = definition.redis.primary
+        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: primary)
+        try proxy.start()
+        let latency = try LinkLatencyFault(
+            name: "slow-a", client: clients["clients-a"], proxy: proxy, latency: .milliseconds(100),
+            // No jitter here: with ±10 ms the median delay is the latency itself, and a 60-sample p50 falls either side.
+            request: Array("PING\r\n".utf8), redirect: primary,
+            runID: TestStack.uniqueName("test-link-latency"), ownsProxy: true)
+        let driver = FaultDriver(latency)
+        let started = driver.start()
+        #expect(started.verified != .no, "\(started.note)")
+        var p50ByGroup: [String: Double] = [:]
+        for group in ["clients-a", "clients-b"] {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let scenarioFile = directory.appendingPathComponent("scenario.yaml")
+            try """
+            name: groups
+            stack: \(file.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+            timeout: 2s
+            phases:
+              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 3s, workers: 4, drop_after: 5s,
+                 mix: {redis.feature-read: 1}, client_groups: [\(group)]}
+            """.write(to: scenarioFile, atomically: true, encoding: .utf8)
+            let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+            let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+            let run = try LoadRun(
+                scenario: scenario, dataset: dataset,
+                directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
+                stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: "test.link-latency"),
+                progress: nil)
+            let groupHosts = clients.byName
+            run.enterClientGroup = { name in
+                guard let network = groupHosts[name]?.network else { throw PartitionError("no group \(name)") }
+                try HostNetwork.enterForCurrentThread(network)
+            }
+            let operation = try #require(try run.run().phases.first?.operations.first)
+            p50ByGroup[group] = operation.latencyMs.p50 ?? -1
+            print(
+                "latency 100ms on clients-a -> redis-primary: \(group) redis.feature-read ok \(operation.ok), "
+                    + "p50 \(operation.latencyMs.p50 ?? -1) ms, p99 \(operation.latencyMs.p99 ?? -1) ms")
+        }
+        let record = driver.stop()
+        #expect(record.verified == .yes, "\(record.note)")
+        #expect((p50ByGroup["clients-a"] ?? 0) >= 100, "\(p50ByGroup)")
+        #expect((p50ByGroup["clients-b"] ?? 999) < 50, "\(p50ByGroup)")
+    }
+
     /// `kiln run` with faults between hosts on a private hosts stack (owned by its stack name, like `kiln stack up`, so
     /// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
     /// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
@@ -547,7 +777,7 @@ struct HostsStackPartitionTests {
         let again = try CommandLineTests.kiln(["stack", "up"] + arguments)
         #expect(again.status == 0, "\(again.output)")
         #expect(
-            again.output.contains("removed leftover: 1 iptables fault rule(s) in the root namespace"), "\(again.output)"
+            again.output.contains("removed leftover: 1 iptables fault rule(s) of finished runs in the root namespace"), "\(again.output)"
         )
         #expect(
             again.output.contains("removed leftover: qdisc tbf on eth0 in \(clickhouse.namespace)"), "\(again.output)")

@@ -2,6 +2,7 @@ import Foundation
 import KilnCore
 import KilnFaults
 import KilnScenario
+import KilnStack
 import Testing
 
 #if canImport(Glibc)
@@ -117,6 +118,40 @@ struct PartitionFaultTests {
         #expect(try PartitionSweeper.removeLeftovers(runID: id) == 2)
         #expect(try PartitionSweeper.removeLeftovers(runID: id) == 0)
         #expect(TCPProbe.connect(to: server.endpoint, from: "127.0.0.142", timeout: .milliseconds(500)) == .answered)
+    }
+
+    /// `kiln stack up`'s sweep (`removeOrphaned`): rules of a live owner (this process) stay, those of a gone owner
+    /// (a crashed run) and of an older Kiln that named no owner go; the interrupt healer's form also takes its own.
+    @Test func theSweepKeepsRulesOfLiveRunsAndRemovesThoseOfGoneOnes() throws {
+        let id = runID()
+        let gone = HostOwner.process(pid: 4_000_000, startTicks: 1)
+        #expect(!gone.isAlive)
+        let comments = [
+            "live": PartitionRules.comment(runID: id + "-live"),
+            "gone": PartitionRules.comment(runID: id + "-gone", owner: gone),
+            "old": PartitionRules.commentPrefix + id + "-old",
+        ]
+        #expect(PartitionRules.parse(comment: comments["live"]!)?.owner == .currentProcess)
+        #expect(PartitionRules.parse(comment: comments["gone"]!)?.runID == id + "-gone")
+        #expect(PartitionRules.parse(comment: comments["old"]!).map { $0.owner == nil } == true)
+        func rule(_ comment: String) -> [String] {
+            ["INPUT", "-s", "127.0.0.251/32", "-d", "127.0.0.252/32", "-m", "comment", "--comment", comment, "-j", "DROP"]
+        }
+        func present() throws -> Set<String> {
+            let listing = try LocalProcess.run("/usr/sbin/iptables", ["-w", "5", "-S", "INPUT"])
+            return Set(comments.filter { listing.contains("\"\($0.value)\"") }.map(\.key))
+        }
+        defer {
+            for comment in comments.values {
+                while (try? LocalProcess.run("/usr/sbin/iptables", ["-w", "5", "-D"] + rule(comment))) != nil {}
+            }
+        }
+        for comment in comments.values { try LocalProcess.run("/usr/sbin/iptables", ["-w", "5", "-I"] + rule(comment)) }
+        #expect(try present() == ["live", "gone", "old"])
+        #expect(try PartitionSweeper.removeOrphaned() >= 2)
+        #expect(try present() == ["live"], "a live run's rule must survive the sweep")
+        #expect(try PartitionSweeper.removeOrphaned(includingThisProcess: true) >= 1)
+        #expect(try present() == [])
     }
 
     @Test func refusesAddressesOutsideLoopback() {

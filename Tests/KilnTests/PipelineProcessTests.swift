@@ -8,6 +8,39 @@ import Testing
 /// from the offsets it stored and the store checks valid — nothing applied twice, nothing skipped.
 @Suite("pipeline sink workers as processes")
 struct PipelineProcessTests {
+    /// A pause of a sink process is proved by what a client of its store sees: the offsets the sink stored as applied
+    /// hold still while it is stopped (the load keeps producing), and move again after the SIGCONT.
+    @Test func aPausedSinksAppliedOffsetHoldsThenMovesAgain() throws {
+        let namespace = "ppause_\(UInt32.random(in: 0...UInt32.max))"
+        let scenario = try CommandLineTests.temporaryFile(
+            "\(namespace).yaml",
+            """
+            name: \(namespace)
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 20K}
+            namespace: \(namespace)
+            heal_wait: 0s
+            pipeline: {workers: processes, batch: 200, sinks: [postgres], convergence_timeout: 20s}
+            faults:
+              - {name: pause-sink, kind: pause, target: "sink:postgres", at: 2s, duration: 4s}
+            phases:
+              - name: stream
+                executor: constant-arrival-rate
+                rate: 200
+                duration: 9s
+                workers: 4
+                mix: {kafka.produce: 1}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let run = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "p"])
+        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("p/report.json")))
+        let fault = try #require(report.faults?.first { $0.name == "pause-sink" }, "\(run.output)")
+        print("pause of sink:postgres: \(fault.verified) (\(fault.note ?? ""))")
+        #expect(fault.verified == "yes", "\(fault.note ?? "")")
+        #expect(fault.note?.contains("applied offset held at") == true, "\(fault.note ?? "")")
+        #expect(fault.note?.contains("applied offset moved") == true, "\(fault.note ?? "")")
+    }
+
     @Test func aKilledSinkIsReportedAndResumesFromItsOffsets() throws {
         let namespace = "pproc_\(UInt32.random(in: 0...UInt32.max))"
         let scenario = try CommandLineTests.temporaryFile(
