@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import KilnCheck
 import KilnCore
 import KilnElle
+import KilnLoad
 import KilnPostgres
 import KilnScenario
 import KilnStores
@@ -50,6 +52,30 @@ struct ElleCommand: ParsableCommand {
         return .ok
     }
 
+    /// Writes the run directory of a list-append run (elle-history.jsonl, elle-run.json, a phase-less report.json)
+    /// and checks it as `kiln check DIR` does, judged against the model the store promises at that level.
+    static func recordRun(
+        _ transactions: [ListAppendTransaction], in path: String, store: String, isolation: String, seed: UInt64,
+        startedAt: Int64
+    ) throws -> KilnExitCode {
+        guard let model = ListAppendRunDescription.promisedModel(store: store, isolation: isolation) else {
+            throw Failure(code: .invalidInput, message: "\(store) \(isolation): no model to judge it against")
+        }
+        let directory = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try ListAppendTransaction.jsonLines(transactions).write(
+            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName), options: .atomic)
+        try ListAppendRunDescription(
+            store: store, isolation: isolation, model: model, transactions: transactions.count, seed: seed
+        ).write(to: directory)
+        let report = RunReport.standalone(
+            id: directory.lastPathComponent, scenario: "elle list-append \(store) \(isolation)", seed: seed,
+            stack: store, startedAt: startedAt, endedAt: MonotonicClock.wallMillis())
+        try RunReport.encoder.encode(report).write(
+            to: directory.appendingPathComponent("report.json"), options: .atomic)
+        return try CheckCommand.checkTransactionsOnly(directory, show: 20)
+    }
+
     struct Postgres: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run list-append transactions on the stack's PostgreSQL at an isolation level, then check them.",
@@ -64,6 +90,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Make DIR a run directory (elle-history.jsonl, report.json) and `kiln check` it.")
+        var runDirectory: String?
 
         func run() throws {
             try exiting {
@@ -81,6 +109,7 @@ struct ElleCommand: ParsableCommand {
                     endpoint: endpoint, isolation: isolation, table: table, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
                 let started = ContinuousClock.now
+                let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
@@ -91,6 +120,11 @@ struct ElleCommand: ParsableCommand {
                         byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                if let runDirectory {
+                    return try ElleCommand.recordRun(
+                        transactions, in: runDirectory, store: "postgres", isolation: isolation.rawValue, seed: seed,
+                        startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
             }
@@ -111,6 +145,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Make DIR a run directory (elle-history.jsonl, report.json) and `kiln check` it.")
+        var runDirectory: String?
 
         func run() throws {
             try exiting {
@@ -123,6 +159,7 @@ struct ElleCommand: ParsableCommand {
                     host: primary.host, port: primary.port, prefix: prefix, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
                 let started = ContinuousClock.now
+                let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
@@ -132,6 +169,11 @@ struct ElleCommand: ParsableCommand {
                         transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                if let runDirectory {
+                    return try ElleCommand.recordRun(
+                        transactions, in: runDirectory, store: "redis", isolation: "multi-exec", seed: seed,
+                        startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
             }
