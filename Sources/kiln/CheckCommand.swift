@@ -232,7 +232,12 @@ struct CheckCommand: ParsableCommand {
             run: directory.lastPathComponent, datasetRows: 0, places: [], validity: .valid, seconds: 0
         ).adding(place)
         print(CheckTable.text(report, show: show))
-        for witness in place.transactional?.witnesses.prefix(show) ?? [] { print(witness.text) }
+        // The first witness of each forbidden kind (check.json, summary.md and report.html have the others).
+        if let findings = place.transactional {
+            for kind in findings.forbiddenFound {
+                if let witness = findings.witnesses.first(where: { $0.kind.rawValue == kind }) { print(witness.text) }
+            }
+        }
         try record(report, in: directory)
         switch report.validity {
         case .valid: return .ok

@@ -73,6 +73,8 @@ struct ElleCommand: ParsableCommand {
             stack: store, startedAt: startedAt, endedAt: MonotonicClock.wallMillis())
         try RunReport.encoder.encode(report).write(
             to: directory.appendingPathComponent("report.json"), options: .atomic)
+        // No per-second samples: the workload is measured by its history, not by a timeline.
+        try Data().write(to: directory.appendingPathComponent("timeline.jsonl"), options: .atomic)
         return try CheckCommand.checkTransactionsOnly(directory, show: 20)
     }
 
@@ -90,8 +92,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
-        @Option(help: "Make DIR a run directory (elle-history.jsonl, report.json) and `kiln check` it.")
-        var runDirectory: String?
+        @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        var recordRun: String?
 
         func run() throws {
             try exiting {
@@ -121,9 +123,9 @@ struct ElleCommand: ParsableCommand {
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }
-                if let runDirectory {
+                if let recordRun {
                     return try ElleCommand.recordRun(
-                        transactions, in: runDirectory, store: "postgres", isolation: isolation.rawValue, seed: seed,
+                        transactions, in: recordRun, store: "postgres", isolation: isolation.rawValue, seed: seed,
                         startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
@@ -145,8 +147,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
-        @Option(help: "Make DIR a run directory (elle-history.jsonl, report.json) and `kiln check` it.")
-        var runDirectory: String?
+        @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        var recordRun: String?
 
         func run() throws {
             try exiting {
@@ -170,9 +172,9 @@ struct ElleCommand: ParsableCommand {
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }
-                if let runDirectory {
+                if let recordRun {
                     return try ElleCommand.recordRun(
-                        transactions, in: runDirectory, store: "redis", isolation: "multi-exec", seed: seed,
+                        transactions, in: recordRun, store: "redis", isolation: "multi-exec", seed: seed,
                         startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)

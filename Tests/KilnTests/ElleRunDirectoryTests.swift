@@ -108,3 +108,41 @@ import Testing
         #expect(!html.contains("href=\"http"))
     }
 }
+
+/// The same through the `kiln` binary against the shared stack's PostgreSQL: `kiln elle postgres --record-run DIR`
+/// writes a run directory that `kiln check` and `kiln report` take like any other.
+@Suite(.serialized) struct ElleRunDirectoryCommandLineTests {
+    @Test func aRecordedRunIsCheckedAndReported() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-elle"))
+        let run = try CommandLineTests.kiln([
+            "elle", "postgres", "--isolation", "serializable", "--transactions", "400", "--keys", "6",
+            "--table", "kiln_elle_record_run_test", "--record-run", directory.path,
+        ])
+        #expect(run.status == 0, "\(run.output)")
+        for file in ["elle-history.jsonl", "elle-run.json", "report.json", "check.json", "summary.md", "report.html"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(file).path), "\(file)")
+        }
+        let check = try CommandLineTests.kiln(["check", directory.path])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("postgres serializable as serializable"), "\(check.output)")
+        let report = try CommandLineTests.kiln(["report", directory.path])
+        #expect(report.status == 0, "\(report.output)")
+        let summary = try String(contentsOf: directory.appendingPathComponent("summary.md"), encoding: .utf8)
+        #expect(summary.contains("`elle.list-append` | valid"), "\(summary)")
+    }
+
+    @Test func anAnomalousHistoryExitsWithTheAnomalyCode() throws {
+        let directory = try ElleRunDirectoryTests.runDirectory(ElleListAppendTests.g2Item)
+        let check = try CommandLineTests.kiln(["check", directory.path])
+        #expect(check.status == 1, "\(check.output)")
+        #expect(check.output.contains("forbidden: G2-item"), "\(check.output)")
+        #expect(check.output.contains("-rw->"), "\(check.output)")
+        let data = try Data(contentsOf: directory.appendingPathComponent("check.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(json["validity"] as? String == "invalid")
+        let places = try #require(json["places"] as? [[String: Any]])
+        let transactional = try #require(places.first?["transactional"] as? [String: Any])
+        let witnesses = try #require(transactional["witnesses"] as? [[String: Any]])
+        #expect(witnesses.contains { $0["kind"] as? String == "G2-item" && ($0["steps"] as? [Any])?.count == 2 })
+    }
+}
