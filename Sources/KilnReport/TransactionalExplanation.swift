@@ -17,9 +17,10 @@ enum TransactionalExplanation {
         }
     }
 
-    static func heading(_ place: PlaceResult, _ findings: TransactionalFindings) -> String {
+    /// `code` wraps the place's name in Markdown's backticks.
+    static func heading(_ place: PlaceResult, _ findings: TransactionalFindings, code: Bool = true) -> String {
         let forbidden = findings.forbiddenFound.isEmpty ? "none" : findings.forbiddenFound.joined(separator: ", ")
-        return "`\(place.place)`: \(findings.promised) judged as \(findings.model): \(place.validity.rawValue) "
+        return (code ? "`\(place.place)`" : place.place) + ": \(findings.promised) judged as \(findings.model): \(place.validity.rawValue) "
             + "(forbidden anomalies found: \(forbidden); \(findings.statistics.transactions) transactions)"
     }
 
@@ -47,15 +48,17 @@ enum TransactionalExplanation {
     static func html(_ places: [PlaceResult]) -> String {
         let e = HTMLReportWriter.escape
         var html = ""
+        var shownCount = 0
         for place in places {
             guard let findings = place.transactional, !findings.witnesses.isEmpty else { continue }
-            html += "<section class=\"elle\"><h3>\(e(heading(place, findings)))</h3>"
+            html += "<section class=\"elle\"><h3>\(e(heading(place, findings, code: false)))</h3>"
             for witness in shown(findings) {
                 let forbidden = findings.forbiddenFound.contains(witness.kind.rawValue)
                 html += "<div class=\"witness\"><h4>\(e(witness.kind.rawValue)) "
                 html += "<small>(\(forbidden ? "forbidden" : "allowed") by \(e(findings.model)))</small></h4>"
                 html += "<p>\(e(witness.explanation))</p>"
-                if !witness.steps.isEmpty { html += cycleSVG(witness) }
+                shownCount += 1
+                if !witness.steps.isEmpty { html += cycleSVG(witness, idPrefix: "cycle\(shownCount)") }
                 html += "<table><tr><th class=\"l\">transaction</th><th class=\"l\">process</th>"
                 html += "<th class=\"l\">outcome</th><th class=\"l\">operations</th></tr>"
                 for member in witness.transactions {
@@ -80,7 +83,8 @@ enum TransactionalExplanation {
     }
 
     /// The cycle as an inline SVG: transactions on a circle, one arrow per step labelled with its relation and key.
-    static func cycleSVG(_ witness: AnomalyWitness) -> String {
+    /// `idPrefix` keeps the arrowhead markers' ids unique within the page.
+    static func cycleSVG(_ witness: AnomalyWitness, idPrefix: String = "cycle") -> String {
         var order: [Int] = []
         for step in witness.steps where !order.contains(step.from) { order.append(step.from) }
         for step in witness.steps where !order.contains(step.to) { order.append(step.to) }
@@ -101,7 +105,7 @@ enum TransactionalExplanation {
         svg += "height=\"\(Int(size))\" viewBox=\"0 0 \(Int(size)) \(Int(size))\" role=\"img\" "
         svg += "aria-label=\"\(witness.kind.rawValue) cycle\"><defs>"
         for (relation, color) in colors.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            svg += "<marker id=\"arrow-\(relation.rawValue)\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" "
+            svg += "<marker id=\"\(idPrefix)-\(relation.rawValue)\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" "
             svg += "markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">"
             svg += "<path d=\"M0,0 L10,5 L0,10 z\" fill=\"\(color)\"/></marker>"
         }
@@ -121,7 +125,7 @@ enum TransactionalExplanation {
             let color = colors[step.relation] ?? "#000"
             svg += "<path d=\"M\(format(start.0)),\(format(start.1)) Q\(format(control.0)),\(format(control.1)) "
             svg += "\(format(end.0)),\(format(end.1))\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" "
-            svg += "marker-end=\"url(#arrow-\(step.relation.rawValue))\"><title>"
+            svg += "marker-end=\"url(#\(idPrefix)-\(step.relation.rawValue))\"><title>"
             svg += "\(HTMLReportWriter.escape(step.why))</title></path>"
             let label = step.relation.rawValue + (step.key.map { " k\($0)" } ?? "")
             svg += "<text x=\"\(format(control.0))\" y=\"\(format(control.1))\" font-size=\"11\" "

@@ -100,7 +100,7 @@ import Testing
         #expect(summary.contains("-wr->") || summary.contains("-ww->"), "\(summary)")
         let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(html.contains("<svg class=\"cycle\""))
-        #expect(html.contains("marker-end=\"url(#arrow-rw)\""))
+        #expect(html.contains("marker-end=\"url(#cycle1-rw)\""))
         #expect(html.contains("<ol class=\"edges\">"))
         // Self-contained: no scripts, stylesheets or images fetched from anywhere.
         #expect(!html.contains("<script"))
