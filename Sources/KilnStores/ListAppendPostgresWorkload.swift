@@ -37,6 +37,8 @@ public struct ListAppendPostgresWorkload: Sendable {
     public var opsPerTransaction: Int
     public var readShare: Double
     public var seed: UInt64
+    /// How each micro-op's key is picked (uniform unless set).
+    public var keyChoice: ListAppendKeyChoice = .uniform
     /// When set, a worker whose connection broke reconnects to the directory's current `postgres` primary (within
     /// `reconnectWithin`) and goes on as a new process (Jepsen: a crashed process is never reused), so a failover
     /// during the run leaves a history across both primaries. Nil: the worker's process ends there.
@@ -136,6 +138,7 @@ public struct ListAppendPostgresWorkload: Sendable {
         // Process ids: worker, then worker + concurrency × incarnation after each reconnect.
         var process = worker
         var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
+        let picker = keyChoice.picker(keys: keys)
         var history: [ListAppendTransaction] = []
         var sequence = 0
         let readThreshold = UInt64(readShare * 1_000_000)
@@ -143,7 +146,7 @@ public struct ListAppendPostgresWorkload: Sendable {
             if let stopAt, ContinuousClock.now >= stopAt { break }
             var planned: [MicroOp] = []
             for _ in 0..<opsPerTransaction {
-                let key = Int(random.next() % UInt64(keys))
+                let key = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
                     planned.append(.read(key: key, values: nil))
                 } else {

@@ -20,6 +20,8 @@ public struct ListAppendRedisWorkload: Sendable {
     public var opsPerTransaction: Int
     public var readShare: Double
     public var seed: UInt64
+    /// How each micro-op's key is picked (uniform unless set).
+    public var keyChoice: ListAppendKeyChoice = .uniform
 
     public init(
         host: String, port: Int, prefix: String = "kiln:elle:list-append", transactions: Int = 2_000,
@@ -66,6 +68,7 @@ public struct ListAppendRedisWorkload: Sendable {
         let connection = try RedisConnection(host: host, port: port)
         defer { connection.close() }
         var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
+        let picker = keyChoice.picker(keys: keys)
         var history: [ListAppendTransaction] = []
         var sequence = 0
         let readThreshold = UInt64(readShare * 1_000_000)
@@ -73,7 +76,7 @@ public struct ListAppendRedisWorkload: Sendable {
             var planned: [MicroOp] = []
             var commands: [[String]] = [["MULTI"]]
             for _ in 0..<opsPerTransaction {
-                let key = Int(random.next() % UInt64(keys))
+                let key = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
                     planned.append(.read(key: key, values: nil))
                     commands.append(["LRANGE", "\(prefix):\(key)", "0", "-1"])

@@ -92,6 +92,7 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
         @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
         var recordRun: String?
 
@@ -107,9 +108,13 @@ struct ElleCommand: ParsableCommand {
                 let pg = try options.loadStack().postgres
                 let endpoint = PostgresEndpoint(
                     host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user)
-                let workload = ListAppendPostgresWorkload(
+                var workload = ListAppendPostgresWorkload(
                     endpoint: endpoint, isolation: isolation, table: table, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
+                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
+                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
+                }
+                workload.keyChoice = keyChoice
                 let started = ContinuousClock.now
                 let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
@@ -147,6 +152,7 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
         @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
         var recordRun: String?
 
@@ -157,9 +163,13 @@ struct ElleCommand: ParsableCommand {
                 }
                 let models = try ElleCommand.parseModels(self.models)
                 let primary = try options.loadStack().redis.primary
-                let workload = ListAppendRedisWorkload(
+                var workload = ListAppendRedisWorkload(
                     host: primary.host, port: primary.port, prefix: prefix, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
+                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
+                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
+                }
+                workload.keyChoice = keyChoice
                 let started = ContinuousClock.now
                 let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
