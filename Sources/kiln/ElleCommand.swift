@@ -148,6 +148,7 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Worker threads, one connection each.") var concurrency = 10
         @Option(help: "Keys.") var keys = 8
         @Option(help: "Key prefix.") var prefix = "kiln:elle:list-append"
+        @Option(help: "Transaction form: multi-exec or lua (one EVAL per transaction).") var form = "multi-exec"
         @Option(help: "Models to check, comma-separated, or all.") var models = "all"
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
@@ -170,6 +171,10 @@ struct ElleCommand: ParsableCommand {
                     throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
                 }
                 workload.keyChoice = keyChoice
+                guard let form = ListAppendRedisWorkload.Form(rawValue: self.form) else {
+                    throw Failure(code: .invalidInput, message: "--form: expected multi-exec or lua")
+                }
+                workload.form = form
                 let started = ContinuousClock.now
                 let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
@@ -177,14 +182,14 @@ struct ElleCommand: ParsableCommand {
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
                 print(
                     String(
-                        format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        format: "redis \(form.rawValue): %d transactions in %.1f s (ok %d, fail %d, info %d)",
                         transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
                 }
                 if let recordRun {
                     return try ElleCommand.recordRun(
-                        transactions, in: recordRun, store: "redis", isolation: "multi-exec", seed: seed,
+                        transactions, in: recordRun, store: "redis", isolation: form.rawValue, seed: seed,
                         startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
