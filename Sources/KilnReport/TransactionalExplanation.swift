@@ -20,7 +20,8 @@ enum TransactionalExplanation {
     /// `code` wraps the place's name in Markdown's backticks.
     static func heading(_ place: PlaceResult, _ findings: TransactionalFindings, code: Bool = true) -> String {
         let forbidden = findings.forbiddenFound.isEmpty ? "none" : findings.forbiddenFound.joined(separator: ", ")
-        return (code ? "`\(place.place)`" : place.place) + ": \(findings.promised) judged as \(findings.model): \(place.validity.rawValue) "
+        return (code ? "`\(place.place)`" : place.place)
+            + ": \(findings.promised) judged as \(findings.model): \(place.validity.rawValue) "
             + "(forbidden anomalies found: \(forbidden); \(findings.statistics.transactions) transactions)"
     }
 
@@ -33,7 +34,8 @@ enum TransactionalExplanation {
             lines.append("")
             for witness in shown(findings) {
                 let forbidden = findings.forbiddenFound.contains(witness.kind.rawValue)
-                lines.append("**\(witness.kind.rawValue)** (\(forbidden ? "forbidden" : "allowed") by \(findings.model))")
+                lines.append(
+                    "**\(witness.kind.rawValue)** (\(forbidden ? "forbidden" : "allowed") by \(findings.model))")
                 lines.append("")
                 lines.append("```")
                 lines.append(witness.text)
@@ -63,7 +65,8 @@ enum TransactionalExplanation {
                 html += "<th class=\"l\">outcome</th><th class=\"l\">operations</th></tr>"
                 for member in witness.transactions {
                     let ops = member.transaction.ops.map(\.shortDescription).joined(separator: ", ")
-                    html += "<tr><td class=\"l\">T\(member.index)</td><td class=\"l\">\(member.transaction.process)</td>"
+                    html +=
+                        "<tr><td class=\"l\">T\(member.index)</td><td class=\"l\">\(member.transaction.process)</td>"
                     html += "<td class=\"l\">\(member.transaction.outcome.rawValue)</td>"
                     html += "<td class=\"l\"><code>\(e(ops))</code></td></tr>"
                 }

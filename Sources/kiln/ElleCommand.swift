@@ -93,7 +93,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
         @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
-        @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        @Option(
+            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
         var recordRun: String?
 
         func run() throws {
@@ -154,7 +155,8 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
         @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
-        @Option(help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        @Option(
+            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
         var recordRun: String?
 
         func run() throws {

@@ -1,10 +1,10 @@
 import Foundation
-import Synchronization
 import KilnCore
 import KilnElle
 import KilnFaults
 import KilnPostgres
 import KilnStores
+import Synchronization
 import Testing
 
 /// Elle's list-append workload on a private PostgreSQL pair under asynchronous replication, with a crash failover in
@@ -46,7 +46,8 @@ import Testing
         let history = try #require(result.withLock { $0 }).get()
         let acknowledgedBefore = history.filter { $0.process < 6 && $0.outcome == .ok }.count
         let acknowledgedAfter = history.filter { $0.process >= 6 && $0.outcome == .ok }.count
-        print("failover history: \(history.count) transactions, ok \(acknowledgedBefore) before, \(acknowledgedAfter) after")
+        let counts = "ok \(acknowledgedBefore) before, \(acknowledgedAfter) after"
+        print("failover history: \(history.count) transactions, \(counts)")
         #expect(acknowledgedBefore > 50)
         #expect(acknowledgedAfter > 50, "the workers did not go on on the promoted replica")
         let checked = ListAppendChecker(model: .serializable).check(history)

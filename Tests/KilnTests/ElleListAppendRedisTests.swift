@@ -30,9 +30,10 @@ import Testing
         #expect(history.count == 2_000)
         #expect(history.allSatisfy { $0.outcome == .ok })
         // The script's replies were read back: reads hold elements, and long lists on the hottest key.
-        let longest = history.flatMap(\.ops).compactMap { op -> Int? in
-            if case .read(_, let values?) = op { return values.count } else { return nil }
-        }.max() ?? 0
+        let longest =
+            history.flatMap(\.ops).compactMap { op -> Int? in
+                if case .read(_, let values?) = op { return values.count } else { return nil }
+            }.max() ?? 0
         #expect(longest > 100)
         let result = ListAppendChecker(model: .strictSerializable).check(history)
         #expect(result.validity == .valid, "\(result.summary)\n\(result.witnesses.map(\.text).joined(separator: "\n"))")
