@@ -27,7 +27,9 @@ struct CheckCommand: ParsableCommand {
             `info` may be present or absent. Derived places (ClickHouse's per-minute merchant aggregate, the pipeline's
             balances, the graph's PAID edges per user and per merchant) are compared with the oracle's sums of the rows
             their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
-            writes check.json into the run directory. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
+            writes check.json into the run directory. A run directory holding elle-history.jsonl (`kiln elle …
+            --record-run`) also gets place elle.list-append: Elle's list-append checker against the model its store
+            promised, each anomaly with its witness. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
             (unknown); 64 bad input; 69 a store could not be reached at all.
             """
     )
