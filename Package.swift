@@ -84,13 +84,13 @@ let package = Package(
             name: "KilnCheck",
             dependencies: [
                 "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnLoad", "KilnPostgres", "KilnRedis", "KilnKafka",
-                "KilnHTTP", "KilnPipeline", .product(name: "Logging", package: "swift-log"),
+                "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnReport",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck",
+                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck", "KilnElle",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

@@ -56,6 +56,9 @@ public struct PlaceResult: Sendable, Codable {
     /// Why the result is `unknown` (the scan's error), nil otherwise.
     public var error: String?
     public var seconds: Double
+    /// A transactional checker's findings (`elle.list-append`): the model judged and each anomaly's witness. Its
+    /// anomalies are counted in `counts` by Elle's names (`G-single`, `lost-update`…), not in `anomalies`.
+    public var transactional: TransactionalFindings? = nil
 
     public var anomalyCount: Int64 { counts.values.reduce(0, +) }
 }

@@ -160,3 +160,21 @@ public struct RunReport: Codable, Sendable {
         return try decoder.decode(RunReport.self, from: data)
     }
 }
+
+extension RunReport {
+    /// The report of a run that was not driven by a scenario (e.g. `kiln elle postgres --run-directory`): no phases,
+    /// complete, its check required (its verdict is its check's). `scenario` names the workload.
+    public static func standalone(
+        id: String, scenario: String, seed: UInt64, stack: String, startedAt: Int64, endedAt: Int64
+    ) -> RunReport {
+        let identity = Identity(
+            id: id, scenario: scenario, scenarioFile: "", datasetSpec: "", seed: seed, datasetRows: 0, stack: stack,
+            namespace: "", kilnRevision: nil, host: ProcessInfo.processInfo.hostName,
+            cores: ProcessInfo.processInfo.activeProcessorCount)
+        var report = RunReport(
+            identity: identity, startedAt: startedAt, endedAt: endedAt, complete: true, interrupted: false, phases: [],
+            verdict: "not-checked", exitCode: nil, storeRows: [:])
+        report.checkRequired = true
+        return report
+    }
+}

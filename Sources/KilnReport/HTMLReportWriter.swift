@@ -69,6 +69,7 @@ public struct HTMLReportWriter: ReportWriter {
         .pass{color:#2a9d4b;font-weight:600}.fail{color:#c0392b;font-weight:600}.unk{color:#d68910;font-weight:600}
         .up{color:#c0392b}.down{color:#2a9d4b}.same{color:#777}
         svg.chart{display:block;margin:8px 0;background:#fff;border:1px solid #eee}
+        svg.cycle{display:block;margin:8px 0;background:#fff;border:1px solid #eee}
         .chart-title{font-size:13px;font-weight:600}.tick,.legend,.axis-label{font-size:11px;fill:#444}
         .grid{stroke:#eee}.axis{stroke:#999}.marker{stroke:#aaa;stroke-dasharray:2 3}.marker-label{font-size:10px;fill:#888}
         .fault-label{font-size:10px;fill:#b35c00}details{margin:4px 0}footer{margin-top:30px;color:#888;font-size:12px}
@@ -259,7 +260,7 @@ public struct HTMLReportWriter: ReportWriter {
             if let error = place.error { keys.insert(e(error), at: 0) }
             html += "<td class=\"l\">\(keys.joined(separator: "<br>"))</td></tr>"
         }
-        return html + "</table></section>"
+        return html + "</table>" + TransactionalExplanation.html(check.places) + "</section>"
     }
 
     func faults(_ run: RunData) -> String {

@@ -77,6 +77,7 @@ public struct MarkdownSummaryWriter: ReportWriter {
                         + "\(Self.cell(place.error ?? CheckSummary.counts(place))) |")
             }
             lines.append("")
+            lines += TransactionalExplanation.markdown(check.places)
         }
         if let drills = run.report?.drills, !drills.isEmpty {
             lines.append("## Drills")

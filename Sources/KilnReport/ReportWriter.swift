@@ -162,6 +162,11 @@ enum Format {
 enum CheckSummary {
     /// e.g. `lost 3, corrupted 1` (kinds with a count only).
     static func counts(_ place: PlaceResult) -> String {
+        if place.transactional != nil {
+            // Elle's names: every kind found, forbidden by the model or not.
+            let found = place.counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            return found.isEmpty ? "no anomalies" : found.joined(separator: ", ")
+        }
         let parts = Anomaly.Kind.allCases.compactMap { kind -> String? in
             guard let count = place.counts[kind.rawValue], count > 0 else { return nil }
             return "\(kind.rawValue) \(count)"

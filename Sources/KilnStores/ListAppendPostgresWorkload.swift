@@ -37,6 +37,16 @@ public struct ListAppendPostgresWorkload: Sendable {
     public var opsPerTransaction: Int
     public var readShare: Double
     public var seed: UInt64
+    /// How each micro-op's key is picked (uniform unless set).
+    public var keyChoice: ListAppendKeyChoice = .uniform
+    /// When set, a worker whose connection broke reconnects to the directory's current `postgres` primary (within
+    /// `reconnectWithin`) and goes on as a new process (Jepsen: a crashed process is never reused), so a failover
+    /// during the run leaves a history across both primaries. Nil: the worker's process ends there.
+    public var primaries: PrimaryDirectory? = nil
+    public var reconnectWithin: Duration = .seconds(20)
+    /// When set, workers start no transaction after this instant (the history may then hold fewer than
+    /// `transactions`).
+    public var stopAt: ContinuousClock.Instant? = nil
 
     public init(
         endpoint: PostgresEndpoint, isolation: Isolation, table: String = "kiln_elle_list_append",
@@ -93,9 +103,14 @@ public struct ListAppendPostgresWorkload: Sendable {
         return history
     }
 
-    private func runWorker(_ worker: Int, count: Int) throws -> [ListAppendTransaction] {
-        let connection = try PostgresConnection(endpoint)
-        defer { connection.close() }
+    /// A session prepared for the workload, on the directory's current primary when there is one.
+    private func openSession() throws -> PostgresConnection {
+        var target = endpoint
+        if let primary = primaries?.primary(of: "postgres") {
+            target.host = primary.host
+            target.port = primary.port
+        }
+        let connection = try PostgresConnection(target, connectTimeoutSeconds: 2)
         // Transactions append to keys in random order, so they deadlock often; PostgreSQL's default 1 s
         // deadlock_timeout would dominate the run. A lock wait beyond 100 ms fails the transaction (55P03, rolled
         // back: an honest `fail`); deadlock detection after 20 ms needs a superuser, so it is only tried.
@@ -103,14 +118,35 @@ public struct ListAppendPostgresWorkload: Sendable {
         _ = try? connection.execute("SET deadlock_timeout = '20ms'")
         try connection.prepare("append", "UPDATE \(table) SET v = v || $2::integer WHERE k = $1::integer")
         try connection.prepare("read", "SELECT v FROM \(table) WHERE k = $1::integer")
+        return connection
+    }
+
+    /// A new session after a broken one, retried until `reconnectWithin`; nil without a directory or in time.
+    private func reopenSession() -> PostgresConnection? {
+        guard primaries != nil else { return nil }
+        let deadline = ContinuousClock.now + reconnectWithin
+        while ContinuousClock.now < deadline {
+            if let connection = try? openSession() { return connection }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return nil
+    }
+
+    private func runWorker(_ worker: Int, count: Int) throws -> [ListAppendTransaction] {
+        var connection = try openSession()
+        defer { connection.close() }
+        // Process ids: worker, then worker + concurrency × incarnation after each reconnect.
+        var process = worker
         var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
+        let picker = keyChoice.picker(keys: keys)
         var history: [ListAppendTransaction] = []
         var sequence = 0
         let readThreshold = UInt64(readShare * 1_000_000)
         for _ in 0..<count {
+            if let stopAt, ContinuousClock.now >= stopAt { break }
             var planned: [MicroOp] = []
             for _ in 0..<opsPerTransaction {
-                let key = Int(random.next() % UInt64(keys))
+                let key = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
                     planned.append(.read(key: key, values: nil))
                 } else {
@@ -136,8 +172,13 @@ public struct ListAppendPostgresWorkload: Sendable {
                 // Nothing was committed: the statement failed (the server aborts the transaction) or the connection
                 // broke before COMMIT was sent.
                 _ = try? connection.execute("ROLLBACK")
-                history.append(Self.record(worker, invoke, .fail, planned))
-                if !connection.isOpen { break }
+                history.append(Self.record(process, invoke, .fail, planned))
+                if !connection.isOpen {
+                    connection.close()
+                    guard let next = reopenSession() else { break }
+                    connection = next
+                    process += concurrency
+                }
                 continue
             }
             do {
@@ -147,8 +188,14 @@ public struct ListAppendPostgresWorkload: Sendable {
                 // applied.
                 outcome = error.kind == .server ? .fail : .info
             }
-            history.append(Self.record(worker, invoke, outcome, outcome == .ok ? ops : planned))
-            if outcome == .info { break }  // The connection is gone; this process ends (Jepsen's crashed process).
+            history.append(Self.record(process, invoke, outcome, outcome == .ok ? ops : planned))
+            if outcome == .info || !connection.isOpen {
+                // The connection is gone; this process ends (Jepsen's crashed process), a new one may go on.
+                connection.close()
+                guard let next = reopenSession() else { break }
+                connection = next
+                process += concurrency
+            }
         }
         return history
     }

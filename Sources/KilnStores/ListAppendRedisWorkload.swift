@@ -20,6 +20,33 @@ public struct ListAppendRedisWorkload: Sendable {
     public var opsPerTransaction: Int
     public var readShare: Double
     public var seed: UInt64
+    /// How each micro-op's key is picked (uniform unless set).
+    public var keyChoice: ListAppendKeyChoice = .uniform
+    /// How a transaction is sent: one MULTI/EXEC pipeline, or one Lua script (EVAL) running every micro-op.
+    public var form: Form = .multiExec
+
+    public enum Form: String, Sendable, CaseIterable {
+        /// `MULTI; RPUSH … | LRANGE …; EXEC`: queued commands run together; EXEC's reply holds each result.
+        case multiExec = "multi-exec"
+        /// `EVAL script n k1 … kn f1 v1 … fn vn`: the script runs atomically. A script error leaves the effects of
+        /// the calls before it (Redis does not roll scripts back), so an error reply is `info`, never `fail`.
+        case lua
+    }
+
+    /// KEYS[i] is micro-op i's key; ARGV[2i-1] is `a` (append ARGV[2i]) or `r` (read). Returns one entry per op:
+    /// 0 for an append, the list for a read.
+    static let script = """
+        local out = {}
+        for i = 1, #KEYS do
+          if ARGV[2 * i - 1] == 'a' then
+            redis.call('RPUSH', KEYS[i], ARGV[2 * i])
+            out[i] = 0
+          else
+            out[i] = redis.call('LRANGE', KEYS[i], 0, -1)
+          end
+        end
+        return out
+        """
 
     public init(
         host: String, port: Int, prefix: String = "kiln:elle:list-append", transactions: Int = 2_000,
@@ -66,6 +93,7 @@ public struct ListAppendRedisWorkload: Sendable {
         let connection = try RedisConnection(host: host, port: port)
         defer { connection.close() }
         var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
+        let picker = keyChoice.picker(keys: keys)
         var history: [ListAppendTransaction] = []
         var sequence = 0
         let readThreshold = UInt64(readShare * 1_000_000)
@@ -73,7 +101,7 @@ public struct ListAppendRedisWorkload: Sendable {
             var planned: [MicroOp] = []
             var commands: [[String]] = [["MULTI"]]
             for _ in 0..<opsPerTransaction {
-                let key = Int(random.next() % UInt64(keys))
+                let key = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
                     planned.append(.read(key: key, values: nil))
                     commands.append(["LRANGE", "\(prefix):\(key)", "0", "-1"])
@@ -85,6 +113,18 @@ public struct ListAppendRedisWorkload: Sendable {
                 }
             }
             commands.append(["EXEC"])
+            if form == .lua {
+                var keysAndArguments: [String] = []
+                var arguments: [String] = []
+                for op in planned {
+                    keysAndArguments.append("\(prefix):\(op.key)")
+                    switch op {
+                    case .append(_, let value): arguments += ["a", String(value)]
+                    case .read: arguments += ["r", ""]
+                    }
+                }
+                commands = [["EVAL", Self.script, String(planned.count)] + keysAndArguments + arguments]
+            }
             let invoke = ListAppendPostgresWorkload.now()
             let replies: [RedisReply]
             do {
@@ -94,7 +134,8 @@ public struct ListAppendRedisWorkload: Sendable {
                 break
             }
             guard case .array(let results)? = replies.last, results.count == planned.count else {
-                history.append(record(worker, invoke, .fail, planned))
+                // MULTI/EXEC: EXEC aborted (nothing ran). Lua: the script may have run in part.
+                history.append(record(worker, invoke, form == .lua ? .info : .fail, planned))
                 continue
             }
             var ops = planned

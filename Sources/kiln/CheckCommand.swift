@@ -3,6 +3,7 @@ import Foundation
 import KilnCheck
 import KilnCore
 import KilnData
+import KilnElle
 import KilnLoad
 import KilnPipeline
 import KilnPostgres
@@ -26,7 +27,9 @@ struct CheckCommand: ParsableCommand {
             `info` may be present or absent. Derived places (ClickHouse's per-minute merchant aggregate, the pipeline's
             balances, the graph's PAID edges per user and per merchant) are compared with the oracle's sums of the rows
             their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
-            writes check.json into the run directory. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
+            writes check.json into the run directory. A run directory holding elle-history.jsonl (`kiln elle …
+            --record-run`) also gets place elle.list-append: Elle's list-append checker against the model its store
+            promised, each anomaly with its witness. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
             (unknown); 64 bad input; 69 a store could not be reached at all.
             """
     )
@@ -66,6 +69,14 @@ struct CheckCommand: ParsableCommand {
     /// drill) has nothing that could be lost, and gets an empty, valid check.json instead of the usage error.
     func check(primaries: PrimaryDirectory? = nil, nothingWrittenIsValid: Bool = false) throws -> KilnExitCode {
         let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
+        if let runDirectory, places == nil, scenario == nil {
+            // A run of a list-append workload alone (`kiln elle … --run-directory`): no scenario, one place.
+            let directory = URL(fileURLWithPath: runDirectory)
+            let history = directory.appendingPathComponent("history.jsonl")
+            if ListAppendPlace.present(in: directory), !FileManager.default.fileExists(atPath: history.path) {
+                return try Self.checkTransactionsOnly(directory, show: show)
+            }
+        }
         let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
         let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
         // `kiln run --stack F` copies F into the run directory; the check reads the stack the run ran on.
@@ -201,8 +212,35 @@ struct CheckCommand: ParsableCommand {
                 report = report.adding(result)
             }
         }
+        if let runDirectoryURL, ListAppendPlace.present(in: runDirectoryURL),
+            places.map({ $0.contains(ListAppendPlace.id) }) ?? true
+        {
+            report = report.adding(ListAppendPlace.check(directory: runDirectoryURL))
+        }
         print(CheckTable.text(report, show: show))
         if let runDirectoryURL { try Self.record(report, in: runDirectoryURL) }
+        switch report.validity {
+        case .valid: return .ok
+        case .invalid: return .anomaly
+        case .unknown: return .unknown
+        }
+    }
+
+    /// The check of a run directory holding only a list-append history: the `elle.list-append` place, recorded like
+    /// any check (check.json, report.json's verdict, summary.md, report.html, junit.xml).
+    static func checkTransactionsOnly(_ directory: URL, show: Int) throws -> KilnExitCode {
+        let place = ListAppendPlace.check(directory: directory)
+        let report = CheckReport(
+            run: directory.lastPathComponent, datasetRows: 0, places: [], validity: .valid, seconds: 0
+        ).adding(place)
+        print(CheckTable.text(report, show: show))
+        // The first witness of each forbidden kind (check.json, summary.md and report.html have the others).
+        if let findings = place.transactional {
+            for kind in findings.forbiddenFound {
+                if let witness = findings.witnesses.first(where: { $0.kind.rawValue == kind }) { print(witness.text) }
+            }
+        }
+        try record(report, in: directory)
         switch report.validity {
         case .valid: return .ok
         case .invalid: return .anomaly
@@ -328,6 +366,14 @@ enum CheckTable {
         var lines = [TextTable.render(table)]
         for place in report.places {
             if let error = place.error { lines.append("\(place.place): unknown: \(error)") }
+            if let findings = place.transactional {
+                let found = place.counts.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }
+                lines.append(
+                    "\(place.place) (\(findings.promised) as \(findings.model)): "
+                        + (found.isEmpty ? "no anomaly" : found.joined(separator: " "))
+                        + (findings.forbiddenFound.isEmpty
+                            ? "" : "; forbidden: " + findings.forbiddenFound.joined(separator: " ")))
+            }
             for kind in Anomaly.Kind.allCases {
                 let anomalies = place.anomalies.filter { $0.kind == kind }
                 guard !anomalies.isEmpty else { continue }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import KilnCheck
 import KilnCore
 import KilnElle
+import KilnLoad
 import KilnPostgres
 import KilnScenario
 import KilnStores
@@ -50,6 +52,32 @@ struct ElleCommand: ParsableCommand {
         return .ok
     }
 
+    /// Writes the run directory of a list-append run (elle-history.jsonl, elle-run.json, a phase-less report.json)
+    /// and checks it as `kiln check DIR` does, judged against the model the store promises at that level.
+    static func recordRun(
+        _ transactions: [ListAppendTransaction], in path: String, store: String, isolation: String, seed: UInt64,
+        startedAt: Int64
+    ) throws -> KilnExitCode {
+        guard let model = ListAppendRunDescription.promisedModel(store: store, isolation: isolation) else {
+            throw Failure(code: .invalidInput, message: "\(store) \(isolation): no model to judge it against")
+        }
+        let directory = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try ListAppendTransaction.jsonLines(transactions).write(
+            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName), options: .atomic)
+        try ListAppendRunDescription(
+            store: store, isolation: isolation, model: model, transactions: transactions.count, seed: seed
+        ).write(to: directory)
+        let report = RunReport.standalone(
+            id: directory.lastPathComponent, scenario: "elle list-append \(store) \(isolation)", seed: seed,
+            stack: store, startedAt: startedAt, endedAt: MonotonicClock.wallMillis())
+        try RunReport.encoder.encode(report).write(
+            to: directory.appendingPathComponent("report.json"), options: .atomic)
+        // No per-second samples: the workload is measured by its history, not by a timeline.
+        try Data().write(to: directory.appendingPathComponent("timeline.jsonl"), options: .atomic)
+        return try CheckCommand.checkTransactionsOnly(directory, show: 20)
+    }
+
     struct Postgres: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run list-append transactions on the stack's PostgreSQL at an isolation level, then check them.",
@@ -64,6 +92,10 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
+        @Option(
+            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        var recordRun: String?
 
         func run() throws {
             try exiting {
@@ -77,10 +109,15 @@ struct ElleCommand: ParsableCommand {
                 let pg = try options.loadStack().postgres
                 let endpoint = PostgresEndpoint(
                     host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user)
-                let workload = ListAppendPostgresWorkload(
+                var workload = ListAppendPostgresWorkload(
                     endpoint: endpoint, isolation: isolation, table: table, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
+                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
+                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
+                }
+                workload.keyChoice = keyChoice
                 let started = ContinuousClock.now
+                let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
@@ -91,6 +128,11 @@ struct ElleCommand: ParsableCommand {
                         byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                if let recordRun {
+                    return try ElleCommand.recordRun(
+                        transactions, in: recordRun, store: "postgres", isolation: isolation.rawValue, seed: seed,
+                        startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
             }
@@ -107,10 +149,15 @@ struct ElleCommand: ParsableCommand {
         @Option(help: "Worker threads, one connection each.") var concurrency = 10
         @Option(help: "Keys.") var keys = 8
         @Option(help: "Key prefix.") var prefix = "kiln:elle:list-append"
+        @Option(help: "Transaction form: multi-exec or lua (one EVAL per transaction).") var form = "multi-exec"
         @Option(help: "Models to check, comma-separated, or all.") var models = "all"
         @Option(help: "Write the history as JSON lines here.") var history: String?
         @Option(help: "Write the check results (JSON) here.") var json: String?
         @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
+        @Option(
+            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        var recordRun: String?
 
         func run() throws {
             try exiting {
@@ -119,19 +166,33 @@ struct ElleCommand: ParsableCommand {
                 }
                 let models = try ElleCommand.parseModels(self.models)
                 let primary = try options.loadStack().redis.primary
-                let workload = ListAppendRedisWorkload(
+                var workload = ListAppendRedisWorkload(
                     host: primary.host, port: primary.port, prefix: prefix, transactions: count,
                     concurrency: concurrency, keys: keys, seed: seed)
+                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
+                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
+                }
+                workload.keyChoice = keyChoice
+                guard let form = ListAppendRedisWorkload.Form(rawValue: self.form) else {
+                    throw Failure(code: .invalidInput, message: "--form: expected multi-exec or lua")
+                }
+                workload.form = form
                 let started = ContinuousClock.now
+                let startedAt = MonotonicClock.wallMillis()
                 let transactions = try workload.run()
                 let seconds = started.duration(to: .now) / .seconds(1)
                 let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
                 print(
                     String(
-                        format: "redis multi/exec: %d transactions in %.1f s (ok %d, fail %d, info %d)",
+                        format: "redis \(form.rawValue): %d transactions in %.1f s (ok %d, fail %d, info %d)",
                         transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
                 if let history {
                     try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+                }
+                if let recordRun {
+                    return try ElleCommand.recordRun(
+                        transactions, in: recordRun, store: "redis", isolation: form.rawValue, seed: seed,
+                        startedAt: startedAt)
                 }
                 return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
             }
