@@ -85,20 +85,25 @@ public final class FalkorDBBulkWriter: Sendable {
     ) throws(RedisError) -> Bool {
         try state.withLock { (state: inout State) throws(RedisError) -> Bool in
             if state.mode == .merge { return false }
-            let count = try Self.nodeCount(graph, connection)
             var begin = false
-            if count == nil || count == 0 {
+            switch try Self.contents(graph, connection) {
+            case .noGraph, .nodes(0):
                 if state.mode == .bulk, state.nodeCount > 0 {
                     logger.info("falkordb \(graph): graph empty again; starting a new GRAPH.BULK")
                 }
                 state.reset()
                 logger.info("falkordb \(graph): graph empty; bulk through GRAPH.BULK")
-                if count != nil { _ = try connection.pipeline([["GRAPH.DELETE", graph]]) }
+                // The key `setup` made holds only the indexes; BEGIN is refused while it exists.
+                _ = try connection.pipeline([["GRAPH.DELETE", graph]])
                 begin = true
-            } else if state.mode != .bulk || count != state.nodeCount {
+            case .nodes(let count) where state.mode == .bulk && count == state.nodeCount:
+                break
+            case .nodes(let count):
                 logger.notice(
-                    "falkordb \(graph): graph holds \(count!) nodes not written by this bulk; using UNWIND/MERGE")
+                    "falkordb \(graph): graph holds \(count) nodes not written by this bulk; using UNWIND/MERGE")
                 state.mode = .merge
+                return false
+            case .unknown:
                 return false
             }
             var next = state
@@ -106,7 +111,8 @@ public final class FalkorDBBulkWriter: Sendable {
             do throws(RedisError) {
                 _ = try connection.command(command)
             } catch {
-                logger.warning("falkordb \(graph): GRAPH.BULK failed (\(error)); the rest of the bulk uses UNWIND/MERGE")
+                logger.warning(
+                    "falkordb \(graph): GRAPH.BULK failed (\(error)); the rest of the bulk uses UNWIND/MERGE")
                 state.mode = .merge
                 throw error
             }
@@ -122,15 +128,24 @@ public final class FalkorDBBulkWriter: Sendable {
         }
     }
 
-    /// Nodes in the graph, or `nil` when the key does not exist.
-    private static func nodeCount(_ graph: String, _ connection: RedisConnection) throws(RedisError) -> UInt64? {
+    /// What the graph holds before a batch.
+    enum Contents {
+        /// No key: GRAPH.BULK BEGIN may create it.
+        case noGraph
+        case nodes(UInt64)
+        /// The count query was refused (other than for a missing key): not known to be empty.
+        case unknown
+    }
+
+    private static func contents(_ graph: String, _ connection: RedisConnection) throws(RedisError) -> Contents {
         let replies = try connection.pipeline([["GRAPH.RO_QUERY", graph, "MATCH (n) RETURN count(n)"]])
-        guard let reply = replies.first else { return nil }
-        if case .error = reply { return nil }
-        guard let parts = reply.array, parts.count == 3, let row = parts[1].array?.first?.array?.first,
-            let count = row.integer
-        else { return nil }
-        return UInt64(count)
+        if case .error(let message) = replies.first {
+            return message.contains("empty key") ? .noGraph : .unknown
+        }
+        guard let parts = replies.first?.array, parts.count == 3,
+            let count = parts[1].array?.first?.array?.first?.integer
+        else { return .unknown }
+        return .nodes(UInt64(count))
     }
 
     /// The GRAPH.BULK command for `rows`: new nodes get ids from `state.nodeCount` on, recorded in `state`.
