@@ -14,7 +14,8 @@ import KilnRedis
 public final class FalkorDBClient: Client {
     public static let operations: [OperationDescriptor] = [
         OperationDescriptor("bulk", .bulk,
-            "UNWIND of the rows (batches of batchRows): MERGE User, Merchant, Device, USED; CREATE PAID"),
+            "GRAPH.BULK into an empty graph; on a graph holding other data UNWIND of the rows (batches of batchRows): "
+                + "MERGE User, Merchant, Device, USED; CREATE PAID"),
         OperationDescriptor("merge-edge", .write, "the bulk query for one row"),
         OperationDescriptor("shared-device", .read, "users sharing a device with the row's user (2 hops, LIMIT 100)"),
         OperationDescriptor("user-merchants", .read, "the row's user's merchants with PAID count and amount sum"),
@@ -40,6 +41,8 @@ public final class FalkorDBClient: Client {
     public let graph: String
     /// Rows per GRAPH.QUERY of `bulk`.
     public let batchRows: Int
+    /// `bulk` writes an empty graph with GRAPH.BULK (``FalkorDBBulkWriter``); `nil`: always UNWIND/MERGE.
+    public let bulkWriter: FalkorDBBulkWriter?
     /// The integer columns of the rows the last successful read returned (`[o.id]` or `[m.id, count, sum]`).
     public private(set) var lastReadRows: [[Int64]] = []
 
@@ -55,11 +58,13 @@ public final class FalkorDBClient: Client {
 
     /// Connects to `context.stack.graph.endpoint`.
     /// - Throws: `ConnectError` naming the store and address when the server does not answer.
-    public init(context: ClientContext, batchRows: Int = 1000) throws {
+    /// - Parameter graphBulk: `bulk` into an empty graph uses GRAPH.BULK (false: UNWIND/MERGE always).
+    public init(context: ClientContext, batchRows: Int = 1000, graphBulk: Bool = true) throws {
         precondition(batchRows >= 1, "batchRows must be at least 1")
         self.context = context
         self.batchRows = batchRows
         graph = "\(context.namespace)_graph"
+        bulkWriter = graphBulk ? FalkorDBBulkWriter.shared(graph: graph) : nil
         graphBytes = Array(graph.utf8)
         host = context.stack.graph.endpoint.host
         port = context.stack.graph.endpoint.port
@@ -75,7 +80,7 @@ public final class FalkorDBClient: Client {
     }
 
     public convenience init(context: ClientContext) throws {
-        try self.init(context: context, batchRows: 1000)
+        try self.init(context: context, batchRows: 1000, graphBulk: true)
     }
 
     /// Creates the id indexes (range indexes; "already indexed" is accepted, so setup is idempotent).
@@ -91,6 +96,7 @@ public final class FalkorDBClient: Client {
     public func teardown() throws {
         let connection = try connected()
         let replies = try connection.pipeline([["GRAPH.DELETE", graph]])
+        bulkWriter?.forget()
         if case .error(let message) = replies.first, !message.contains("empty key") {
             throw ConnectError(address: connection.address, reason: "GRAPH.DELETE failed: \(message.prefix(80))")
         }
@@ -111,7 +117,7 @@ public final class FalkorDBClient: Client {
         }
         do {
             switch operation {
-            case 0: return try merge(connection, request.rows)
+            case 0: return try bulk(connection, request.rows)
             case 1: return try merge(connection, request.row..<(request.row + 1))
             case 2: return try read(connection, Self.sharedDeviceQuery, row: request.row)
             case 3: return try read(connection, Self.userMerchantsQuery, row: request.row)
@@ -123,6 +129,18 @@ public final class FalkorDBClient: Client {
     }
 
     // MARK: - Operations
+
+    /// GRAPH.BULK when the writer takes the rows, else UNWIND/MERGE. A GRAPH.BULK error reply is `fail` (nothing was
+    /// applied); a lost connection after sending is `info`.
+    private func bulk(_ connection: RedisConnection, _ rows: Range<Int64>) throws(RedisError) -> Outcome {
+        if let bulkWriter, try bulkWriter.write(
+            rows, dataset: context.dataset, connection: connection, indexQueries: Self.indexQueries,
+            logger: context.logger)
+        {
+            return .ok
+        }
+        return try merge(connection, rows)
+    }
 
     /// One GRAPH.QUERY per `batchRows` rows. A rejected batch stops the op: `fail` if it was the first batch,
     /// else `info` (earlier batches are in the graph).
