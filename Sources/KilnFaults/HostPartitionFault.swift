@@ -18,6 +18,23 @@ enum HostCommands {
         }
     }
 
+    /// Inserts `rules` in order, appending each to `installed` once it is in (so a failure midway leaves
+    /// `installed` naming exactly what must be removed).
+    static func insert(_ rules: [HostRule], recordingIn installed: inout [HostRule]) throws {
+        for rule in rules {
+            _ = try iptables(rule.host, ["-I"] + rule.arguments)
+            installed.append(rule)
+        }
+    }
+
+    /// Deletes the rules of `installed` in order, dropping each from it once it is gone.
+    static func remove(_ installed: inout [HostRule]) throws {
+        while let rule = installed.first {
+            _ = try iptables(rule.host, ["-D"] + rule.arguments)
+            installed.removeFirst()
+        }
+    }
+
     static var ss: String {
         ["/usr/bin/ss", "/bin/ss", "/usr/sbin/ss"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ss"
     }
@@ -95,17 +112,11 @@ public final class HostPartitionFault: Fault {
     }
 
     public func start() throws {
-        for rule in rules {
-            _ = try HostCommands.iptables(rule.host, ["-I"] + rule.arguments)
-            installed.append(rule)
-        }
+        try HostCommands.insert(rules, recordingIn: &installed)
     }
 
     public func stop() throws {
-        while let rule = installed.first {
-            _ = try HostCommands.iptables(rule.host, ["-D"] + rule.arguments)
-            installed.removeFirst()
-        }
+        try HostCommands.remove(&installed)
     }
 
     /// The pairs probed: every ordered pair whose destination listens.

@@ -10,6 +10,29 @@ import KilnStack
 /// in, so each is opened on a short-lived dedicated thread that entered the namespace (`onHostThread`); reading and
 /// writing it afterwards may happen on any thread.
 public enum HostSockets {
+    /// Binds `fd` to `address:port` (0: any port) and returns the bound port; closes `fd` and throws on failure.
+    static func bind(_ fd: Int32, address: String, port: Int) throws -> Int {
+        guard var local = TCPProbe.ipv4(address, port: port) else {
+            Glibc.close(fd)
+            throw PartitionError("not an IPv4 address: \(address)")
+        }
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw PartitionError("bind \(address):\(port): \(reason)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: local.sin_port))
+    }
+
     /// Runs `body` on a new OS thread that first entered `host`'s namespace (Kiln's root host: no entering), waits for
     /// it and returns its result. The thread ends with `body`, so no other work ever runs in the namespace by accident.
     public static func onHostThread<T: Sendable>(_ host: FaultHost, _ body: @escaping @Sendable () throws -> T) throws
@@ -145,25 +168,13 @@ public final class HostListener: @unchecked Sendable {
             guard fd >= 0 else { throw PartitionError("socket: \(String(cString: strerror(errno)))") }
             var reuse: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-            guard var local = TCPProbe.ipv4(address, port: port) else {
-                Glibc.close(fd)
-                throw PartitionError("not an IPv4 address: \(address)")
-            }
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard bound == 0, listen(fd, 1024) == 0 else {
+            let bound = try HostSockets.bind(fd, address: address, port: port)
+            guard listen(fd, 1024) == 0 else {
                 let reason = String(cString: strerror(errno))
                 Glibc.close(fd)
                 throw PartitionError("listen on \(address):\(port): \(reason)")
             }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            return (fd, Int(UInt16(bigEndian: local.sin_port)))
+            return (fd, bound)
         }
         self.fd = fd
         endpoint = HostPort(host: address, port: port)
@@ -241,25 +252,10 @@ public final class UDPReceiver: @unchecked Sendable {
         let address = host.address
         let (fd, port) = try HostSockets.onHostThread(host) { () throws -> (Int32, Int) in
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            guard fd >= 0, var local = TCPProbe.ipv4(address, port: 0) else {
-                throw PartitionError("udp socket on \(address): \(String(cString: strerror(errno)))")
-            }
+            guard fd >= 0 else { throw PartitionError("udp socket on \(address): \(String(cString: strerror(errno)))") }
             var size: Int32 = 8 << 20
             setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard bound == 0 else {
-                Glibc.close(fd)
-                throw PartitionError("udp bind \(address): \(String(cString: strerror(errno)))")
-            }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            return (fd, Int(UInt16(bigEndian: local.sin_port)))
+            return (fd, try HostSockets.bind(fd, address: address, port: 0))
         }
         self.fd = fd
         endpoint = HostPort(host: address, port: port)

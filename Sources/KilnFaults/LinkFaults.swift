@@ -44,17 +44,11 @@ public final class LinkLossFault: Fault {
     }
 
     public func start() throws {
-        for rule in rules {
-            _ = try HostCommands.iptables(rule.host, ["-I"] + rule.arguments)
-            installed.append(rule)
-        }
+        try HostCommands.insert(rules, recordingIn: &installed)
     }
 
     public func stop() throws {
-        while let rule = installed.first {
-            _ = try HostCommands.iptables(rule.host, ["-D"] + rule.arguments)
-            installed.removeFirst()
-        }
+        try HostCommands.remove(&installed)
     }
 
     /// Sends `datagrams` each way between the measured hosts and returns the loss per direction.

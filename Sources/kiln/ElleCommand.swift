@@ -54,6 +54,31 @@ struct ElleCommand: ParsableCommand {
 
     /// Writes the run directory of a list-append run (elle-history.jsonl, elle-run.json, a phase-less report.json)
     /// and checks it as `kiln check DIR` does, judged against the model the store promises at that level.
+    /// Runs a workload, prints its one-line summary (`STORE ISOLATION: N transactions in S s (ok, fail, info)`),
+    /// writes its history when asked, then records the run (`--record-run`) or checks it against `models`.
+    static func runAndCheck(
+        store: String, isolation: String, seed: UInt64, history: String?, recordRun: String?,
+        models: [ConsistencyModel], json: String?, workload: () throws -> [ListAppendTransaction]
+    ) throws -> KilnExitCode {
+        let started = ContinuousClock.now
+        let startedAt = MonotonicClock.wallMillis()
+        let transactions = try workload()
+        let seconds = started.duration(to: .now) / .seconds(1)
+        let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
+        print(
+            String(
+                format: "%@ %@: %d transactions in %.1f s (ok %d, fail %d, info %d)", store, isolation,
+                transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
+        if let history {
+            try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+        }
+        if let recordRun {
+            return try Self.recordRun(
+                transactions, in: recordRun, store: store, isolation: isolation, seed: seed, startedAt: startedAt)
+        }
+        return try Self.report(try ListAppendHistory(transactions), models: models, json: json)
+    }
+
     static func recordRun(
         _ transactions: [ListAppendTransaction], in path: String, store: String, isolation: String, seed: UInt64,
         startedAt: Int64
@@ -116,25 +141,9 @@ struct ElleCommand: ParsableCommand {
                     throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
                 }
                 workload.keyChoice = keyChoice
-                let started = ContinuousClock.now
-                let startedAt = MonotonicClock.wallMillis()
-                let transactions = try workload.run()
-                let seconds = started.duration(to: .now) / .seconds(1)
-                let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-                print(
-                    String(
-                        format: "postgres %@: %d transactions in %.1f s (ok %d, fail %d, info %d)",
-                        isolation.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0,
-                        byOutcome[.info] ?? 0))
-                if let history {
-                    try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
-                }
-                if let recordRun {
-                    return try ElleCommand.recordRun(
-                        transactions, in: recordRun, store: "postgres", isolation: isolation.rawValue, seed: seed,
-                        startedAt: startedAt)
-                }
-                return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+                return try ElleCommand.runAndCheck(
+                    store: "postgres", isolation: isolation.rawValue, seed: seed, history: history,
+                    recordRun: recordRun, models: models, json: json, workload: workload.run)
             }
         }
     }
@@ -177,24 +186,9 @@ struct ElleCommand: ParsableCommand {
                     throw Failure(code: .invalidInput, message: "--form: expected multi-exec or lua")
                 }
                 workload.form = form
-                let started = ContinuousClock.now
-                let startedAt = MonotonicClock.wallMillis()
-                let transactions = try workload.run()
-                let seconds = started.duration(to: .now) / .seconds(1)
-                let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-                print(
-                    String(
-                        format: "redis \(form.rawValue): %d transactions in %.1f s (ok %d, fail %d, info %d)",
-                        transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
-                if let history {
-                    try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
-                }
-                if let recordRun {
-                    return try ElleCommand.recordRun(
-                        transactions, in: recordRun, store: "redis", isolation: form.rawValue, seed: seed,
-                        startedAt: startedAt)
-                }
-                return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+                return try ElleCommand.runAndCheck(
+                    store: "redis", isolation: form.rawValue, seed: seed, history: history, recordRun: recordRun,
+                    models: models, json: json, workload: workload.run)
             }
         }
     }

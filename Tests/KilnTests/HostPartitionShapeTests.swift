@@ -131,10 +131,11 @@ struct HostPartitionShapeTests {
         let rules = try HostFaultRules.partition(grudge, hosts: hosts, runID: "run-1")
         #expect(rules.count == 1)
         #expect(rules[0].host.name == "b")
+        #expect(PartitionRules.parse(comment: PartitionRules.comment(runID: "run-1"))?.runID == "run-1")
         #expect(
             rules[0].arguments == [
                 "INPUT", "-s", "10.213.7.101/32", "-d", "10.213.7.102/32", "-m", "comment", "--comment",
-                "kiln-fault:run-1",
+                PartitionRules.comment(runID: "run-1"),
                 "-j", "DROP",
             ])
         let loss = try HostFaultRules.loss(between: hosts["a"]!, and: hosts["b"]!, probability: 0.1, runID: "run-1")
