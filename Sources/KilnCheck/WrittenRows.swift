@@ -100,13 +100,8 @@ public struct WrittenRows: Sendable {
             result[place.id] = WrittenRows(place: place, datasetRows: datasetRows)
             for operation in place.writtenBy { byOperation[operation, default: []].append(place.id) }
         }
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
         let decoder = JSONDecoder()
-        var pending = Data()
-        var lineNumber = 0
-        func consume(_ line: Data) throws {
-            lineNumber += 1
+        try HistoryFile.forEachLine(of: file) { lineNumber, line in
             guard !line.isEmpty else { return }
             let entry: HistoryLine
             do {
@@ -130,16 +125,6 @@ public struct WrittenRows: Sendable {
                 }
             }
         }
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            pending.append(chunk)
-            var start = pending.startIndex
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
-                try consume(pending[start..<newline])
-                start = pending.index(after: newline)
-            }
-            pending = Data(pending[start...])
-        }
-        if !pending.isEmpty { try consume(pending) }
         return result
     }
 
@@ -156,4 +141,30 @@ public struct HistoryError: Error, CustomStringConvertible {
     public var line: Int
     public var reason: String
     public var description: String { "\(file):\(line): \(reason)" }
+}
+
+/// Reads a run's JSON-lines file (`history.jsonl`) in 1 MB chunks, so memory stays flat for any history length.
+enum HistoryFile {
+    /// Calls `body` with each line (1-based number, bytes without the newline), in order; a last line without a
+    /// newline is passed too. Errors from opening or reading the file, or thrown by `body`, end the read.
+    static func forEachLine(of file: URL, _ body: (Int, Data) throws -> Void) throws {
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var pending = Data()
+        var lineNumber = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            pending.append(chunk)
+            var start = pending.startIndex
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                lineNumber += 1
+                try body(lineNumber, pending[start..<newline])
+                start = pending.index(after: newline)
+            }
+            pending = Data(pending[start...])
+        }
+        if !pending.isEmpty {
+            lineNumber += 1
+            try body(lineNumber, pending)
+        }
+    }
 }

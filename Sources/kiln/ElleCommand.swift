@@ -54,29 +54,58 @@ struct ElleCommand: ParsableCommand {
 
     /// Writes the run directory of a list-append run (elle-history.jsonl, elle-run.json, a phase-less report.json)
     /// and checks it as `kiln check DIR` does, judged against the model the store promises at that level.
-    /// Runs a workload, prints its one-line summary (`STORE ISOLATION: N transactions in S s (ok, fail, info)`),
-    /// writes its history when asked, then records the run (`--record-run`) or checks it against `models`.
-    static func runAndCheck(
-        store: String, isolation: String, seed: UInt64, history: String?, recordRun: String?,
-        models: [ConsistencyModel], json: String?, workload: () throws -> [ListAppendTransaction]
-    ) throws -> KilnExitCode {
-        let started = ContinuousClock.now
-        let startedAt = MonotonicClock.wallMillis()
-        let transactions = try workload()
-        let seconds = started.duration(to: .now) / .seconds(1)
-        let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-        print(
-            String(
-                format: "%@ %@: %d transactions in %.1f s (ok %d, fail %d, info %d)", store, isolation,
-                transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
-        if let history {
-            try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+    /// The options both workloads share: size, models, outputs, seed and key choice.
+    struct WorkloadOptions: ParsableArguments {
+        @Option(help: "Transactions (K allowed).") var transactions = "2000"
+        @Option(help: "Worker threads, one connection each.") var concurrency = 10
+        @Option(help: "Keys (rows in PostgreSQL).") var keys = 8
+        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
+        @Option(help: "Write the history as JSON lines here.") var history: String?
+        @Option(help: "Write the check results (JSON) here.") var json: String?
+        @Option(help: "Seed.") var seed: UInt64 = 42
+        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
+        @Option(
+            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
+        var recordRun: String?
+
+        func count() throws -> Int {
+            guard let count = CountSuffix.parse(transactions), count > 0 else {
+                throw Failure(code: .invalidInput, message: "--transactions: expected a count")
+            }
+            return count
         }
-        if let recordRun {
-            return try Self.recordRun(
-                transactions, in: recordRun, store: store, isolation: isolation, seed: seed, startedAt: startedAt)
+
+        func parsedKeyChoice() throws -> ListAppendKeyChoice {
+            guard let choice = ListAppendKeyChoice(keyChoice) else {
+                throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
+            }
+            return choice
         }
-        return try Self.report(try ListAppendHistory(transactions), models: models, json: json)
+
+        /// Runs the workload, prints its one-line summary (`STORE ISOLATION: N transactions in S s (ok, fail,
+        /// info)`), writes its history when asked, then records the run (`--record-run`) or checks it.
+        func runAndCheck(store: String, isolation: String, run: () throws -> [ListAppendTransaction]) throws
+            -> KilnExitCode
+        {
+            let models = try ElleCommand.parseModels(self.models)
+            let started = ContinuousClock.now
+            let startedAt = MonotonicClock.wallMillis()
+            let transactions = try run()
+            let seconds = started.duration(to: .now) / .seconds(1)
+            let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
+            print(
+                String(
+                    format: "%@ %@: %d transactions in %.1f s (ok %d, fail %d, info %d)", store, isolation,
+                    transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
+            if let history {
+                try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
+            }
+            if let recordRun {
+                return try ElleCommand.recordRun(
+                    transactions, in: recordRun, store: store, isolation: isolation, seed: seed, startedAt: startedAt)
+            }
+            return try ElleCommand.report(try ListAppendHistory(transactions), models: models, json: json)
+        }
     }
 
     static func recordRun(
@@ -109,41 +138,22 @@ struct ElleCommand: ParsableCommand {
             discussion: "Table `--table` is created and dropped. Exit 0 valid under every model asked, 1 anomaly.")
         @OptionGroup var options: StackOptions
         @Option(help: "read-committed, repeatable-read or serializable.") var isolation = "serializable"
-        @Option(help: "Transactions (K allowed).") var transactions = "2000"
-        @Option(help: "Worker threads, one connection each.") var concurrency = 10
-        @Option(help: "Keys (rows).") var keys = 8
+        @OptionGroup var workload: WorkloadOptions
         @Option(help: "Table name.") var table = "kiln_elle_list_append"
-        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
-        @Option(help: "Write the history as JSON lines here.") var history: String?
-        @Option(help: "Write the check results (JSON) here.") var json: String?
-        @Option(help: "Seed.") var seed: UInt64 = 42
-        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
-        @Option(
-            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
-        var recordRun: String?
 
         func run() throws {
             try exiting {
                 guard let isolation = ListAppendPostgresWorkload.Isolation(rawValue: isolation) else {
                     throw Failure(code: .invalidInput, message: "--isolation: unknown level \(self.isolation)")
                 }
-                guard let count = CountSuffix.parse(transactions), count > 0 else {
-                    throw Failure(code: .invalidInput, message: "--transactions: expected a count")
-                }
-                let models = try ElleCommand.parseModels(self.models)
                 let pg = try options.loadStack().postgres
                 let endpoint = PostgresEndpoint(
                     host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user)
-                var workload = ListAppendPostgresWorkload(
-                    endpoint: endpoint, isolation: isolation, table: table, transactions: count,
-                    concurrency: concurrency, keys: keys, seed: seed)
-                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
-                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
-                }
-                workload.keyChoice = keyChoice
-                return try ElleCommand.runAndCheck(
-                    store: "postgres", isolation: isolation.rawValue, seed: seed, history: history,
-                    recordRun: recordRun, models: models, json: json, workload: workload.run)
+                var run = ListAppendPostgresWorkload(
+                    endpoint: endpoint, isolation: isolation, table: table, transactions: try workload.count(),
+                    concurrency: workload.concurrency, keys: workload.keys, seed: workload.seed)
+                run.keyChoice = try workload.parsedKeyChoice()
+                return try workload.runAndCheck(store: "postgres", isolation: isolation.rawValue, run: run.run)
             }
         }
     }
@@ -154,41 +164,22 @@ struct ElleCommand: ParsableCommand {
             discussion:
                 "Keys `--prefix:N` are deleted before and after. Exit 0 valid under every model asked, 1 anomaly.")
         @OptionGroup var options: StackOptions
-        @Option(help: "Transactions (K allowed).") var transactions = "2000"
-        @Option(help: "Worker threads, one connection each.") var concurrency = 10
-        @Option(help: "Keys.") var keys = 8
+        @OptionGroup var workload: WorkloadOptions
         @Option(help: "Key prefix.") var prefix = "kiln:elle:list-append"
         @Option(help: "Transaction form: multi-exec or lua (one EVAL per transaction).") var form = "multi-exec"
-        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
-        @Option(help: "Write the history as JSON lines here.") var history: String?
-        @Option(help: "Write the check results (JSON) here.") var json: String?
-        @Option(help: "Seed.") var seed: UInt64 = 42
-        @Option(help: "Key choice: uniform, exponential[:RATE] (0.5) or zipf[:EXPONENT] (1).") var keyChoice = "uniform"
-        @Option(
-            help: "Write the run into DIR (elle-history.jsonl, report.json…) and check it as `kiln check DIR` does.")
-        var recordRun: String?
 
         func run() throws {
             try exiting {
-                guard let count = CountSuffix.parse(transactions), count > 0 else {
-                    throw Failure(code: .invalidInput, message: "--transactions: expected a count")
-                }
-                let models = try ElleCommand.parseModels(self.models)
                 let primary = try options.loadStack().redis.primary
-                var workload = ListAppendRedisWorkload(
-                    host: primary.host, port: primary.port, prefix: prefix, transactions: count,
-                    concurrency: concurrency, keys: keys, seed: seed)
-                guard let keyChoice = ListAppendKeyChoice(self.keyChoice) else {
-                    throw Failure(code: .invalidInput, message: "--key-choice: expected uniform, exponential or zipf")
-                }
-                workload.keyChoice = keyChoice
+                var run = ListAppendRedisWorkload(
+                    host: primary.host, port: primary.port, prefix: prefix, transactions: try workload.count(),
+                    concurrency: workload.concurrency, keys: workload.keys, seed: workload.seed)
+                run.keyChoice = try workload.parsedKeyChoice()
                 guard let form = ListAppendRedisWorkload.Form(rawValue: self.form) else {
                     throw Failure(code: .invalidInput, message: "--form: expected multi-exec or lua")
                 }
-                workload.form = form
-                return try ElleCommand.runAndCheck(
-                    store: "redis", isolation: form.rawValue, seed: seed, history: history, recordRun: recordRun,
-                    models: models, json: json, workload: workload.run)
+                run.form = form
+                return try workload.runAndCheck(store: "redis", isolation: form.rawValue, run: run.run)
             }
         }
     }
