@@ -44,6 +44,8 @@ public final class LoadRun {
     /// `not-checked` (exit 3, the load's own verdict in `load_verdict`) until the check replaces it, so a run killed
     /// between its load and its check never leaves `passed` behind.
     public var checkRequired = false
+    /// This process's shard of the run (`kiln run --shard i/n`); nil: the whole run.
+    public var shard: ShardSlice?
 
     /// Every operation name the registry offers, for `LoadScenario.load(knownOperations:)`.
     public static func knownOperations(_ drivers: [StoreDriver] = StoreRegistry.drivers) -> Set<String> {
@@ -133,21 +135,25 @@ public final class LoadRun {
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
                 clientContext: context, storeRows: storeRows, seed: scenario.dataset.seed, runStart: runStart,
-                stop: stop, ackTap: ackTap, enterClientGroup: enterClientGroup)
+                stop: stop, ackTap: ackTap, enterClientGroup: enterClientGroup, shard: shard)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
             var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
             let indexBuild = buildIndexes(deferred, phase: phase.name)
             measurement.seconds += indexBuild.seconds ?? 0
             directory.writeHistograms(measurement)
-            for (index, store) in stores.enumerated() {
+            for (index, store) in stores.enumerated() where shard != nil {
+                storeRows[store] = min(phaseContext.shardRowsAfterPhase(storeIndex: index), dataset.rows)
+            }
+            for (index, store) in stores.enumerated() where shard == nil {
                 var written = phaseContext.writeCursors[index].value
                 if case .bulk(let rows, _, _, _, _) = phase.executor {
                     written = min(written, phaseContext.readableRows[index] + rows)
                 }
                 storeRows[store] = min(max(storeRows[store], written), dataset.rows)
             }
-            let verdicts = ThresholdEvaluation.evaluate(measurement)
+            // A shard measured 1/n of the load: thresholds are judged on the merged run (`kiln merge`), never here.
+            let verdicts = shard == nil ? ThresholdEvaluation.evaluate(measurement) : []
             var phaseReport = RunReport.phase(measurement, verdicts: verdicts)
             phaseReport.indexBuildSeconds = indexBuild.seconds
             phaseReport.indexBuildError = indexBuild.error

@@ -66,7 +66,7 @@ final class LoadWorker {
         var request = Request(random: context.random(of: k))
         switch operation.kind {
         case .write:
-            let row = context.writeCursors[operation.storeIndex].take()
+            let row = context.takeWriteRow(operation.storeIndex)
             request.row = row
             if row >= context.datasetRows {
                 finish(operationIndex, row: row, rows: 0, outcome: .fail("dataset-exhausted"), intended: intended,

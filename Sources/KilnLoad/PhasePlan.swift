@@ -47,8 +47,12 @@ final class PhaseContext: Sendable {
     let clientContext: ClientContext
     /// Cumulative weights of `operations`, for the op choice of op k.
     let cumulativeWeights: [Double]
+    /// Unsharded: the next row of each store. Sharded: bulk phases the next row of the shard's slice, other phases
+    /// the count of writes taken so far (`takeWriteRow` maps it to the shard's row).
     let writeCursors: [RowCursor]
     let readableRows: [Int64]
+    /// This process's shard of the run (ShardSlice.swift), nil when unsharded.
+    let shard: ShardSlice?
     let datasetRows: Int64
     let seed: UInt64
     let runStart: UInt64
@@ -64,8 +68,10 @@ final class PhaseContext: Sendable {
     init(
         phase: LoadScenario.Phase, phaseNumber: Int, operations: [PlannedOperation], stores: [String],
         drivers: [StoreDriver], clientContext: ClientContext, storeRows: StoreRows, seed: UInt64, runStart: UInt64,
-        stop: StopFlag, ackTap: (any AckTap)? = nil, enterClientGroup: (@Sendable (String) throws -> Void)? = nil
+        stop: StopFlag, ackTap: (any AckTap)? = nil, enterClientGroup: (@Sendable (String) throws -> Void)? = nil,
+        shard: ShardSlice? = nil
     ) {
+        self.shard = shard
         self.enterClientGroup = enterClientGroup
         self.phase = phase
         self.phaseNumber = phaseNumber
@@ -75,13 +81,29 @@ final class PhaseContext: Sendable {
         self.clientContext = clientContext
         var total = 0.0
         cumulativeWeights = operations.map { total += $0.weight; return total }
-        writeCursors = stores.map { RowCursor(storeRows[$0]) }
+        if let shard {
+            if case .bulk(let rows, _, _, _, _) = phase.executor {
+                writeCursors = stores.map { RowCursor(shard.bulkSlice(first: storeRows[$0], rows: rows).lowerBound) }
+            } else {
+                writeCursors = stores.map { _ in RowCursor(0) }
+            }
+        } else {
+            writeCursors = stores.map { RowCursor(storeRows[$0]) }
+        }
         readableRows = stores.map { storeRows[$0] }
         datasetRows = clientContext.dataset.rows
         self.seed = seed
         self.runStart = runStart
         self.stop = stop
         self.ackTap = ackTap
+    }
+
+    /// The row of the next write to store `storeIndex` (open and closed phases): the store's next row, or for a
+    /// shard the next row of its residue class (ShardSlice.writeRow).
+    func takeWriteRow(_ storeIndex: Int) -> Int64 {
+        let taken = writeCursors[storeIndex].take()
+        guard let shard else { return taken }
+        return shard.writeRow(base: readableRows[storeIndex], j: taken)
     }
 
     /// Starts the phase clock (monotonic ns); called once.

@@ -80,16 +80,17 @@ final class PhaseRunner {
                 parallel: parallelStores)
         case .constantArrivalRate(let rate, let duration):
             let times = ArrivalTimes.constant(rate: rate, seconds: Double(duration.nanoseconds) / 1e9)
-            plannedOps = times.count
+            plannedOps = context.shard.map { $0.share(ofOps: times.count) } ?? times.count
             (owners, body) = Self.openBody(context: context, times: times)
             workerCount = owners!.count
         case .rampingArrivalRate(let startRate, let stages):
             let times = ArrivalTimes.ramping(
                 startRate: startRate, targets: stages.map { ($0.target, Double($0.duration.nanoseconds) / 1e9) })
-            plannedOps = times.count
+            plannedOps = context.shard.map { $0.share(ofOps: times.count) } ?? times.count
             (owners, body) = Self.openBody(context: context, times: times)
             workerCount = owners!.count
         case .closed(let duration):
+            if let shard = context.shard { workerCount = shard.workers(phase.workers) }
             body = Self.closedBody(context: context, duration: duration.nanoseconds)
         }
 
@@ -191,7 +192,8 @@ final class PhaseRunner {
         var weights = Array(repeating: 0.0, count: stores)
         for operation in context.operations { weights[operation.storeIndex] += operation.weight }
         let total = max(weights.reduce(0, +), 1e-9)
-        let pools = weights.map { max(2, Int((Double(context.phase.workers) * $0 / total).rounded(.up))) }
+        let budget = context.shard.map { $0.openWorkers(context.phase.workers) } ?? context.phase.workers
+        let pools = weights.map { max(2, Int((Double(budget) * $0 / total).rounded(.up))) }
         var owner: [Int] = []
         for (store, size) in pools.enumerated() { owner += Array(repeating: store, count: size) }
         let cursors = (0..<stores).map { _ in RowCursor(0) }
@@ -201,7 +203,8 @@ final class PhaseRunner {
             let store = owners[worker.id]
             let next = cursors[store]
             while !context.stop.isRaised {
-                let k = next.take()
+                // A shard walks only its own ops: k ≡ index (mod count).
+                let k = context.shard.map { $0.globalOp(next.take()) } ?? next.take()
                 if k >= times.count { return }
                 let operation = context.operation(of: k)
                 if storeOfOperation[operation] != store { continue }
@@ -222,7 +225,8 @@ final class PhaseRunner {
         return { worker in
             let end = context.phaseStart &+ duration
             while !context.stop.isRaised && MonotonicClock.now() < end {
-                worker.run(next.take(), intended: MonotonicClock.now(), lateAfter: .max)
+                let k = context.shard.map { $0.globalOp(next.take()) } ?? next.take()
+                worker.run(k, intended: MonotonicClock.now(), lateAfter: .max)
             }
         }
     }
@@ -234,9 +238,13 @@ final class PhaseRunner {
     ) -> @Sendable (LoadWorker) -> Void {
         let plan: [(operation: Int, cursor: RowCursor, end: Int64)] = bulkOperations.map { name in
             let operation = context.operations.firstIndex { $0.name == name }!
-            let first = context.writeCursors[context.operations[operation].storeIndex].value
-            return (operation, context.writeCursors[context.operations[operation].storeIndex],
-                min(first + rows, context.datasetRows))
+            let storeIndex = context.operations[operation].storeIndex
+            let first = context.writeCursors[storeIndex].value
+            // A shard loads its slice of the phase's rows (the cursor starts at the slice's first row).
+            let end = context.shard.map {
+                $0.bulkSlice(first: context.readableRows[storeIndex], rows: rows).upperBound
+            } ?? first + rows
+            return (operation, context.writeCursors[storeIndex], min(end, context.datasetRows))
         }
         let barrier = StoreBarrier(parties: workers)
         return { worker in

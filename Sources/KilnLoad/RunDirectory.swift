@@ -4,7 +4,8 @@ import Glibc
 /// `Reports/runs/<id>/` of one run, written incrementally so an interrupted or crashed run leaves what it had:
 /// `scenario.yaml` (the file as run), `timeline.jsonl` (one line per phase-second, appended each second),
 /// `history.jsonl` (every write and bulk op, appended each second), `histograms/<phase>/<op>.json` (HDR
-/// histograms, Codable, at each phase end) and `report.json` (rewritten after each phase and at the end).
+/// histograms of latency, Codable — every bucket's count, so adding two is exact — at each phase end; service times
+/// in `histograms/<phase>/service/<op>.json`) and `report.json` (rewritten after each phase and at the end).
 /// Used by the controller's thread only.
 public final class RunDirectory {
     public let url: URL
@@ -95,9 +96,15 @@ public final class RunDirectory {
         let directory = url.appendingPathComponent("histograms/\(measurement.phase.name)", isDirectory: true)
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
+        let service = directory.appendingPathComponent("service", isDirectory: true)
+        try? FileManager.default.createDirectory(at: service, withIntermediateDirectories: true)
         for (index, operation) in measurement.operations.enumerated() where measurement.totals[index].completed > 0 {
             if let data = try? encoder.encode(measurement.totals[index].latency) {
                 try? data.write(to: directory.appendingPathComponent("\(operation.name).json"))
+            }
+            // Service times too, so `kiln merge` adds them exactly (the report's `service_ms`).
+            if let data = try? encoder.encode(measurement.totals[index].service) {
+                try? data.write(to: service.appendingPathComponent("\(operation.name).json"))
             }
         }
     }

@@ -100,6 +100,11 @@ public struct LoadScenario: Sendable {
     public var regression: RegressionLimits? = nil
     /// `blackbox:` places the user's own services fill from the entry store (BlackBoxSpec.swift); nil when absent.
     public var blackbox: BlackBoxSpec? = nil
+    /// `fault_shard:` the shard (`kiln run --shard i/n`) that runs the scenario's faults; the others run none and
+    /// record their own timeline (default 0).
+    public var faultShard: Int = 0
+    /// Where `fault_shard` was written, `file:line:column` (for "outside 0..<n" at run time).
+    public var faultShardSource: String = ""
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
@@ -139,6 +144,8 @@ public struct LoadScenario: Sendable {
         }
         let timeout = try fields.duration("timeout", default: .seconds(10))
         let fresh = try fields.bool("fresh", default: true)
+        let faultShardAt = fields.location("fault_shard")
+        let faultShard = try fields.int("fault_shard", default: 0, range: 0...9_999)
         let stores = Set(knownOperations.compactMap { $0.split(separator: ".").first.map(String.init) })
 
         var phases: [Phase] = []
@@ -161,12 +168,15 @@ public struct LoadScenario: Sendable {
             try BlackBoxSpec.parse(block)
         }
         try fields.finish()
-        return LoadScenario(
+        var scenario = LoadScenario(
             name: name, file: url, description: description, stack: stack,
             dataset: DatasetReference(
                 spec: specURL, seed: seed, rows: rows, rowsSource: "\(url.path):\(rowsAt.line):\(rowsAt.column)"), namespace: namespace, timeout: timeout,
             fresh: fresh, phases: phases, pipeline: pipeline, faults: faults, regression: regression,
             blackbox: blackbox)
+        scenario.faultShard = faultShard
+        scenario.faultShardSource = "\(url.path):\(faultShardAt.line):\(faultShardAt.column)"
+        return scenario
     }
 
     static func parsePhase(_ fields: YAMLFields, knownOperations: Set<String>, stores: Set<String>) throws(SpecError)

@@ -15,7 +15,7 @@ struct Kiln: ParsableCommand {
             64 invalid input (usage, scenario, stack file); 69 stack unavailable; 70 internal error.
             """,
         subcommands: [
-            StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, CheckCommand.self, PipelineCommand.self,
+            StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, MergeCommand.self, K8sCommand.self, CheckCommand.self, PipelineCommand.self,
             BenchCommand.self, ReportCommand.self, CompareCommand.self, BaselineCommand.self, TrendCommand.self, ProxyCommand.self, ValidateCommand.self, ElleCommand.self,
         ]
     )

@@ -67,6 +67,8 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print the operations each store offers and exit.")
     var listOperations = false
 
+    @OptionGroup var sharding: ShardRunOptions
+
     @Flag(name: .shortAndLong, help: "Log more detail.")
     var verbose = false
 
@@ -144,6 +146,21 @@ struct RunCommand: ParsableCommand {
                     code: .invalidInput,
                     message: "--continue-from: the earlier run wrote \(earlierRows) rows; this dataset has only \(dataset.rows)")
             }
+            let shardSlice = try sharding.slice(environment: ProcessInfo.processInfo.environment)
+            if sharding.setupOnly {
+                do throws(LoadRun.Failure) {
+                    _ = try LoadRun.setUpOnly(
+                        scenario: loaded, dataset: dataset, environment: ProcessInfo.processInfo.environment,
+                        logger: logger)
+                } catch {
+                    throw Failure(code: error.code, message: error.message)
+                }
+                return .ok
+            }
+            if let shardSlice {
+                if check { throw Failure(code: .invalidInput, message: "--check: a shard is checked after `kiln merge` (kiln check MERGED_RUN)") }
+                try ShardRunOptions.adapt(&loaded, to: shardSlice, logger: logger)
+            }
             let root = runsDirectory.map { URL(fileURLWithPath: $0) }
                 ?? paths.home.appendingPathComponent("Reports/runs")
             let directory: RunDirectory
@@ -152,6 +169,11 @@ struct RunCommand: ParsableCommand {
                     root: root, id: id ?? RunDirectory.makeID(scenario: loaded.name), scenarioFile: url)
             } catch {
                 throw Failure(code: .invalidInput, message: "\(error)")
+            }
+            if let shardSlice {
+                try ShardRunOptions.writeHeader(
+                    shardSlice, scenario: loaded, datasetRows: dataset.rows, phases: loaded.phases.map(\.name),
+                    directory: directory.url)
             }
             let stop = StopFlag()
             let signals = SignalWatch(stop: stop, logger: logger)
@@ -198,9 +220,10 @@ struct RunCommand: ParsableCommand {
             }
             // A drill is judged by its check; so is any run given --check. Recorded before the first phase, so a run
             // killed before its check reads NOT CHECKED, never passed.
-            let judgedByCheck = check || faults.runner != nil
+            let judgedByCheck = shardSlice == nil && (check || faults.runner != nil)
             run.checkRequired = judgedByCheck
             run.companion = faults.runner
+            run.shard = shardSlice
             run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.pipelineLauncher = Self.pipelineLauncher(stackFile: stackFile, stack: loaded.stack, paths: stackPaths)
             run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)

@@ -1,0 +1,262 @@
+import Foundation
+import Histogram
+import KilnScenario
+import KilnStores
+
+/// `kiln merge`: the run directories of the n shards of one run (`kiln run --shard i/n`) become one run directory
+/// that `kiln check` and `kiln report` read exactly as an unsharded run's:
+/// - HDR histograms (`histograms/<phase>/<op>.json`, service times under `service/`) are added bucket by bucket —
+///   the merged p50/p99 are those of one histogram holding every shard's samples (never averaged percentiles);
+/// - counts, errors by class, dropped, late and rows are summed per operation; thresholds are re-evaluated on the
+///   merged totals; the verdict follows the same rules as `kiln run`'s;
+/// - `timeline.jsonl` is summed per (phase, second); a merged second's p50/p99/max are the largest shard's (an
+///   upper bound: per-second histograms are not kept), the phase totals are exact;
+/// - `history.jsonl` is the shards' histories in index order, each line tagged `"shard":i`, times moved onto the
+///   earliest shard's clock (the shards' start times differ by their `started_at`, millisecond precision).
+/// Refused (`Refusal`, exit 64) before anything is written: shards of different scenario files, seeds, dataset
+/// sizes, namespaces, phases or shard counts; a duplicate index; a missing index; a directory that is no shard.
+public enum ShardMerge {
+    public struct Refusal: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// One shard's run directory, read.
+    struct Shard {
+        var directory: URL
+        var header: ShardHeader
+        var report: RunReport
+        var scenarioBytes: Data
+    }
+
+    /// Reads and cross-checks the shards; returns them by index.
+    static func readShards(_ directories: [URL]) throws(Refusal) -> [Shard] {
+        guard !directories.isEmpty else { throw Refusal(description: "no shard run directories given") }
+        var shards: [Shard] = []
+        for directory in directories {
+            let header: ShardHeader
+            do {
+                header = try ShardHeader.read(from: directory)
+            } catch {
+                throw Refusal(
+                    description: "\(directory.path): not a shard run directory (no readable \(ShardHeader.fileName): "
+                        + "run it with `kiln run SCENARIO --shard i/n`)")
+            }
+            guard let reportData = try? Data(contentsOf: directory.appendingPathComponent("report.json")),
+                let report = try? RunReport.decode(reportData)
+            else { throw Refusal(description: "\(directory.path): no readable report.json") }
+            guard let scenarioBytes = try? Data(contentsOf: directory.appendingPathComponent("scenario.yaml")) else {
+                throw Refusal(description: "\(directory.path): no readable scenario.yaml")
+            }
+            shards.append(Shard(directory: directory, header: header, report: report, scenarioBytes: scenarioBytes))
+        }
+        let first = shards[0]
+        for shard in shards.dropFirst() {
+            func differ(_ what: String, _ a: String, _ b: String) -> Refusal {
+                Refusal(
+                    description: "\(shard.directory.path) and \(first.directory.path) are shards of different runs: "
+                        + "\(what) \(b) vs \(a)")
+            }
+            let (a, b) = (first.header, shard.header)
+            if a.scenario != b.scenario { throw differ("scenario", a.scenario, b.scenario) }
+            if first.scenarioBytes != shard.scenarioBytes {
+                throw differ("scenario file", "scenario.yaml", "a different scenario.yaml (the files' bytes differ)")
+            }
+            if a.seed != b.seed { throw differ("seed", "\(a.seed)", "\(b.seed)") }
+            if a.datasetRows != b.datasetRows { throw differ("dataset rows", "\(a.datasetRows)", "\(b.datasetRows)") }
+            if a.namespace != b.namespace { throw differ("namespace", a.namespace, b.namespace) }
+            if a.phases != b.phases {
+                throw differ("phases", a.phases.joined(separator: ","), b.phases.joined(separator: ","))
+            }
+            if a.count != b.count {
+                throw Refusal(
+                    description: "\(shard.directory.path) is shard \(b.index)/\(b.count) and \(first.directory.path) "
+                        + "shard \(a.index)/\(a.count): slices of different shard counts overlap")
+            }
+        }
+        let count = first.header.count
+        var byIndex: [Int: Shard] = [:]
+        for shard in shards {
+            if let earlier = byIndex[shard.header.index] {
+                throw Refusal(
+                    description: "shard \(shard.header.index)/\(count) given twice: \(earlier.directory.path) and "
+                        + "\(shard.directory.path) (overlapping slices)")
+            }
+            byIndex[shard.header.index] = shard
+        }
+        let missing = (0..<count).filter { byIndex[$0] == nil }
+        if !missing.isEmpty {
+            throw Refusal(
+                description: "missing shard\(missing.count == 1 ? "" : "s") \(missing.map { "\($0)/\(count)" }.joined(separator: ", ")) "
+                    + "of \(count): a merge needs every slice")
+        }
+        return (0..<count).map { byIndex[$0]! }
+    }
+
+    /// Merges `directories` into the new directory `output` (must not exist) and returns the merged report (also
+    /// written). `scenario` is the run's scenario (for thresholds and the open-model arrival windows).
+    public static func merge(_ directories: [URL], into output: URL, scenario: LoadScenario) throws(Refusal)
+        -> RunReport
+    {
+        let shards = try readShards(directories)
+        if FileManager.default.fileExists(atPath: output.path) {
+            throw Refusal(description: "\(output.path) exists: a merge never overwrites a run directory")
+        }
+        do {
+            try FileManager.default.createDirectory(
+                at: output.appendingPathComponent("histograms"), withIntermediateDirectories: true)
+            try shards[0].scenarioBytes.write(to: output.appendingPathComponent("scenario.yaml"))
+            for extra in ["stack.yaml"] {
+                let source = shards[0].directory.appendingPathComponent(extra)
+                if FileManager.default.fileExists(atPath: source.path) {
+                    try FileManager.default.copyItem(at: source, to: output.appendingPathComponent(extra))
+                }
+            }
+            let origin = shards.map(\.report.startedAt).min() ?? 0
+            try ShardMergeFiles.concatenateHistories(
+                shards.map { ($0.directory, $0.header.index, ($0.report.startedAt - origin) * 1_000_000) },
+                into: output.appendingPathComponent("history.jsonl"))
+            try ShardMergeFiles.sumTimelines(
+                shards.map(\.directory), into: output.appendingPathComponent("timeline.jsonl"))
+        } catch {
+            throw Refusal(description: "cannot write \(output.path): \(error)")
+        }
+        let histograms = ShardMergeFiles.addHistograms(shards.map(\.directory), into: output)
+        var report = mergedReport(shards, output: output, scenario: scenario, histograms: histograms)
+        report.endedAt = shards.contains { $0.report.endedAt == nil } ? nil : shards.compactMap(\.report.endedAt).max()
+        let manifest = MergeManifest(
+            count: shards.count,
+            shards: shards.map { .init(index: $0.header.index, directory: $0.directory.path, id: $0.report.identity.id,
+                verdict: $0.report.verdict, complete: $0.report.complete) },
+            faultShard: shards[0].header.faultShard)
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(manifest).write(to: output.appendingPathComponent(MergeManifest.fileName))
+            let data = try RunReport.encoder.encode(report)
+            try data.write(to: output.appendingPathComponent("report.json"), options: .atomic)
+        } catch {
+            throw Refusal(description: "cannot write \(output.path): \(error)")
+        }
+        return report
+    }
+
+    static func mergedReport(
+        _ shards: [Shard], output: URL, scenario: LoadScenario, histograms: ShardMergeFiles.Histograms
+    ) -> RunReport {
+        var identity = shards[0].report.identity
+        identity.id = output.lastPathComponent
+        var report = RunReport(
+            identity: identity, startedAt: shards.map(\.report.startedAt).min() ?? 0, endedAt: nil,
+            complete: false, interrupted: shards.contains { $0.report.interrupted }, phases: [], verdict: "running",
+            exitCode: nil, storeRows: [:])
+        for shard in shards {
+            for (store, rows) in shard.report.storeRows { report.storeRows[store] = max(report.storeRows[store] ?? 0, rows) }
+        }
+        let faultShard = shards[0].header.faultShard
+        report.faults = shards.first { $0.header.index == faultShard }?.report.faults
+        report.checkRequired = shards.contains { $0.report.needsCheck } || scenario.faults != nil
+        let phaseNames = shards[0].report.phases.map(\.name)
+        for name in phaseNames {
+            let parts = shards.compactMap { $0.report.phases.first { $0.name == name } }
+            guard let scenarioPhase = scenario.phases.first(where: { $0.name == name }) else { continue }
+            report.phases.append(
+                mergedPhase(parts, phase: scenarioPhase, everyShard: parts.count == shards.count,
+                    histograms: histograms))
+        }
+        report.complete = report.phases.count == shards[0].header.phases.count
+            && shards.allSatisfy { $0.report.complete } && report.phases.allSatisfy(\.complete)
+        let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }
+        report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
+        var code: Int32 = thresholdsFailed ? 2 : (report.complete ? 0 : 3)
+        if report.checkRequired == true, code == 0 {
+            report.loadVerdict = report.verdict
+            report.verdict = "not-checked"
+            code = 3
+        }
+        report.exitCode = code
+        return report
+    }
+
+    static func mergedPhase(
+        _ parts: [RunReport.Phase], phase: LoadScenario.Phase, everyShard: Bool, histograms: ShardMergeFiles.Histograms
+    ) -> RunReport.Phase {
+        var names: [String] = []
+        for part in parts { for operation in part.operations where !names.contains(operation.name) { names.append(operation.name) } }
+        var planned: [PlannedOperation] = []
+        var totals: [OperationStats] = []
+        var operations: [RunReport.Operation] = []
+        let seconds = parts.map(\.seconds).max() ?? 0
+        for name in names {
+            let pieces = parts.compactMap { $0.operations.first { $0.name == name } }
+            var stats = OperationStats()
+            for piece in pieces {
+                stats.ok += piece.ok
+                stats.fail += piece.fail
+                stats.info += piece.info
+                stats.dropped += piece.dropped
+                stats.late += piece.late
+                stats.rows += piece.rows
+                for (error, count) in piece.errors { stats.errors[error, default: 0] += count }
+            }
+            if let latency = histograms.latency[phase.name]?[name] { stats.latency = latency }
+            if let service = histograms.service[phase.name]?[name] { stats.service = service }
+            let kind = OperationDescriptor.Kind(rawValue: pieces[0].kind) ?? .read
+            // The shards ran side by side: a bulk op's merged active span is the longest shard's.
+            let span = pieces.map { piece -> Double in
+                let completed = Double(piece.ok + piece.fail + piece.info)
+                return piece.throughput > 0 ? completed / piece.throughput : 0
+            }.max() ?? 0
+            stats.firstStart = 0
+            stats.lastEnd = UInt64(max(0, span) * 1e9)
+            let measurement = PhaseMeasurement(
+                phase: phase, operations: [], totals: [], timeline: [], startedAtMillis: 0, seconds: seconds,
+                complete: true, plannedOps: nil)
+            let rateSpan = kind == .bulk ? span : measurement.rateSeconds
+            operations.append(
+                RunReport.Operation(
+                    name: name, store: pieces[0].store, kind: pieces[0].kind, ok: stats.ok, fail: stats.fail,
+                    info: stats.info, errors: stats.errors, dropped: stats.dropped, late: stats.late, rows: stats.rows,
+                    throughput: rateSpan > 0 ? Double(stats.completed) / rateSpan : 0,
+                    rowsPerSecond: kind == .bulk && span > 0 ? Double(stats.rows) / span : nil,
+                    latencyMs: RunReport.Latency(stats), serviceMs: RunReport.Latency(stats, service: true)))
+            planned.append(
+                PlannedOperation(
+                    name: name, store: pieces[0].store, storeIndex: 0, operationIndex: 0, kind: kind, weight: 1))
+            totals.append(stats)
+        }
+        let measurement = PhaseMeasurement(
+            phase: phase, operations: planned, totals: totals, timeline: [],
+            startedAtMillis: parts.map(\.startedAt).min() ?? 0, seconds: seconds,
+            complete: everyShard && parts.allSatisfy(\.complete),
+            plannedOps: parts.contains { $0.plannedOps == nil } ? nil : parts.compactMap(\.plannedOps).reduce(0, +))
+        return RunReport.Phase(
+            name: phase.name, executor: phase.executor.name, workers: phase.workers,
+            startedAt: measurement.startedAtMillis, seconds: seconds, complete: measurement.complete,
+            plannedOps: measurement.plannedOps, operations: operations,
+            thresholds: ThresholdEvaluation.evaluate(measurement),
+            indexBuildSeconds: parts.compactMap(\.indexBuildSeconds).max(),
+            indexBuildError: parts.compactMap(\.indexBuildError).first,
+            peakRssMib: parts.compactMap(\.peakRssMib).max())
+    }
+}
+
+/// `merge.json` of a merged run directory: which shard directories it was made of.
+public struct MergeManifest: Codable, Sendable {
+    public static let fileName = "merge.json"
+    public struct Source: Codable, Sendable {
+        public var index: Int
+        public var directory: String
+        public var id: String
+        public var verdict: String
+        public var complete: Bool
+    }
+    public var schema = "kiln.merge/1"
+    public var count: Int
+    public var shards: [Source]
+    public var faultShard: Int
+
+    enum CodingKeys: String, CodingKey {
+        case schema, count, shards
+        case faultShard = "fault_shard"
+    }
+}

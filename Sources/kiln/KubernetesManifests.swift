@@ -1,0 +1,251 @@
+import Foundation
+import KilnCore
+import KilnFaults
+import KilnScenario
+
+/// The Kubernetes objects of a sharded run (`kiln k8s`), as k6-operator lays out a TestRun, plus the exact merge:
+/// - `00-configmap.yaml`: ConfigMap `<name>-files` holding `scenario.yaml` (its `stack:` and `dataset.spec:` pointed at
+///   the neighbouring keys, its `faults:` removed: on Kubernetes the faults are Chaos Mesh's), `dataset.yaml` and
+///   `stack.yaml`; every pod mounts it at `/kiln/scenario`, so every shard runs byte-identical files.
+/// - `01-runs-pvc.yaml`: PersistentVolumeClaim `<name>-runs` (ReadWriteMany) mounted at `/kiln/runs`.
+/// - `02-setup-job.yaml`: Job `<name>-setup`: `kiln run … --setup-only` (the teardown of a `fresh` scenario, once).
+/// - `10-shards-job.yaml`: Indexed Job `<name>-shards`: completions = parallelism = N; each pod runs
+///   `kiln run … --shards N --id shard-$(JOB_COMPLETION_INDEX)`; the Job controller sets JOB_COMPLETION_INDEX and
+///   the kubelet expands `$(…)` in args. backoffLimit 0: a retried shard would write its rows twice.
+/// - `20-merge-job.yaml`: Job `<name>-merge`: `kiln merge … --wait` (until every shard's report.json has ended), then
+///   `kiln check` and `kiln report` of the merged run.
+/// - `chaos/<fault>.yaml`: the Chaos Mesh manifest of each fault the generator maps (kill, pause, restart,
+///   partition isolate, two-sided `sides`, one-way between two hosts); the others are listed in `chaos/UNMAPPED.txt`.
+struct KubernetesManifests {
+    var name: String
+    var namespace: String
+    var image: String
+    var shards: Int
+    var scenarioText: String
+    var datasetText: String
+    var stackText: String
+    var faults: FaultScheduleSpec?
+    var storage: String = "10Gi"
+
+    static let scenarioMount = "/kiln/scenario"
+    static let runsMount = "/kiln/runs"
+
+    var labels: [(String, YAMLValue)] {
+        [("app.kubernetes.io/name", .string("kiln")), ("app.kubernetes.io/instance", .string(name)),
+         ("app.kubernetes.io/managed-by", .string("kiln"))]
+    }
+
+    func metadata(_ objectName: String) -> YAMLValue {
+        .map([("name", .string(objectName)), ("namespace", .string(namespace)), ("labels", .map(labels))])
+    }
+
+    /// The run directory of the merged run, and of shard i.
+    var runRoot: String { "\(Self.runsMount)/\(name)" }
+
+    func files() throws -> [(path: String, text: String)] {
+        var result: [(String, String)] = [
+            ("00-configmap.yaml", configMap().text()),
+            ("01-runs-pvc.yaml", runsClaim().text()),
+            ("02-setup-job.yaml", job("\(name)-setup", arguments: ["run", "\(Self.scenarioMount)/scenario.yaml", "--setup-only"]).text()),
+            ("10-shards-job.yaml", shardsJob().text()),
+            ("20-merge-job.yaml", mergeJob().text()),
+        ]
+        let (chaos, unmapped) = chaosManifests()
+        result += chaos
+        if !unmapped.isEmpty { result.append(("chaos/UNMAPPED.txt", unmapped.joined(separator: "\n") + "\n")) }
+        return result
+    }
+
+    func configMap() -> YAMLValue {
+        .map([
+            ("apiVersion", .string("v1")), ("kind", .string("ConfigMap")), ("metadata", metadata("\(name)-files")),
+            ("data", .map([
+                ("scenario.yaml", .string(scenarioText)), ("dataset.yaml", .string(datasetText)),
+                ("stack.yaml", .string(stackText)),
+            ])),
+        ])
+    }
+
+    func runsClaim() -> YAMLValue {
+        .map([
+            ("apiVersion", .string("v1")), ("kind", .string("PersistentVolumeClaim")), ("metadata", metadata("\(name)-runs")),
+            ("spec", .map([
+                ("accessModes", .list([.string("ReadWriteMany")])),
+                ("resources", .map([("requests", .map([("storage", .string(storage))]))])),
+            ])),
+        ])
+    }
+
+    /// A pod template running `kiln ARGUMENTS` (or `sh -c SCRIPT`) with the files and the runs volume mounted.
+    func podTemplate(command: [String], arguments: [String]) -> YAMLValue {
+        .map([
+            ("metadata", .map([("labels", .map(labels))])),
+            ("spec", .map([
+                ("restartPolicy", .string("Never")),
+                ("containers", .list([.map([
+                    ("name", .string("kiln")), ("image", .string(image)),
+                    ("command", .list(command.map(YAMLValue.string))),
+                    ("args", .list(arguments.map(YAMLValue.string))),
+                    ("volumeMounts", .list([
+                        .map([("name", .string("files")), ("mountPath", .string(Self.scenarioMount)), ("readOnly", .bool(true))]),
+                        .map([("name", .string("runs")), ("mountPath", .string(Self.runsMount))]),
+                    ])),
+                ])])),
+                ("volumes", .list([
+                    .map([("name", .string("files")), ("configMap", .map([("name", .string("\(name)-files"))]))]),
+                    .map([("name", .string("runs")), ("persistentVolumeClaim", .map([("claimName", .string("\(name)-runs"))]))]),
+                ])),
+            ])),
+        ])
+    }
+
+    func job(_ jobName: String, arguments: [String], command: [String] = ["kiln"], extra: [(String, YAMLValue)] = [])
+        -> YAMLValue
+    {
+        .map([
+            ("apiVersion", .string("batch/v1")), ("kind", .string("Job")), ("metadata", metadata(jobName)),
+            ("spec", .map(extra + [("backoffLimit", .int(0)), ("template", podTemplate(command: command, arguments: arguments))])),
+        ])
+    }
+
+    func shardsJob() -> YAMLValue {
+        job(
+            "\(name)-shards",
+            arguments: [
+                "run", "\(Self.scenarioMount)/scenario.yaml", "--shards", String(shards), "--runs-directory", runRoot,
+                "--id", "shard-$(JOB_COMPLETION_INDEX)",
+            ],
+            extra: [
+                ("completionMode", .string("Indexed")), ("completions", .int(shards)), ("parallelism", .int(shards)),
+            ])
+    }
+
+    func mergeJob() -> YAMLValue {
+        let shardDirectories = (0..<shards).map { "\(runRoot)/shard-\($0)" }.joined(separator: " ")
+        let merged = "\(runRoot)/merged"
+        // kiln merge exits 3 for a drill until it is checked; anything above 3 is a refusal or an error.
+        let script = """
+            kiln merge \(shardDirectories) -o \(merged) --wait 86400 --scenario \(Self.scenarioMount)/scenario.yaml; \
+            code=$?; [ "$code" -le 3 ] || exit "$code"; \
+            kiln check \(merged); checked=$?; kiln report \(merged); exit "$checked"
+            """
+        return job("\(name)-merge", arguments: ["-c", script], command: ["/bin/sh"])
+    }
+
+    /// Chaos Mesh manifests of the scenario's faults (KilnFaults' ChaosMeshController), and what it cannot map.
+    func chaosManifests() -> ([(String, String)], [String]) {
+        guard let faults else { return ([], []) }
+        let controller = ChaosMeshController(namespace: namespace)
+        var written: [(String, String)] = []
+        var unmapped: [String] = []
+        for entry in faults.entries {
+            let spec: FaultSpec?
+            switch entry.kind {
+            case .kill: spec = .process(.kill, service: entry.target)
+            case .pause: spec = .process(.pause, service: entry.target)
+            case .restart: spec = .process(.restart, service: entry.target)
+            case .partition:
+                switch entry.hostFault {
+                case nil where entry.shape == nil || entry.shape == "isolate": spec = .partition(.isolate(entry.target))
+                case .partition(.isolate(let host?), _)?: spec = .partition(.isolate(host))
+                case .partition(.sides(let sides), _)? where sides.count == 2: spec = .partition(.split(sides[0], sides[1]))
+                case .partition(.oneWay(let from, let to), _)? where from.count == 1 && to.count == 1:
+                    spec = .partition(.oneWay(from: from[0], to: to[0]))
+                default: spec = nil
+                }
+            default: spec = nil
+            }
+            let parts = entry.duration.components
+            let seconds = Int(parts.seconds) + (parts.attoseconds > 0 ? 1 : 0)
+            guard let spec, let manifest = try? controller.manifest(for: spec, name: Self.label(entry.name), durationSeconds: max(1, seconds))
+            else {
+                unmapped.append("\(entry.name): \(entry.kind.rawValue) on \(entry.target) has no Chaos Mesh manifest here (\(entry.source))")
+                continue
+            }
+            written.append(("chaos/\(Self.label(entry.name)).yaml", manifest))
+        }
+        return (written, unmapped)
+    }
+
+    /// `text` as a DNS-1123 label (lower case, `-` for anything else, at most 63).
+    static func label(_ text: String) -> String {
+        var result = String(text.lowercased().map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-" })
+        while result.hasPrefix("-") { result.removeFirst() }
+        result = String(result.prefix(63))
+        while result.hasSuffix("-") { result.removeLast() }
+        return result.isEmpty ? "kiln" : result
+    }
+}
+
+/// A YAML value written in block style: strings double-quoted (JSON escapes, valid YAML) unless they are multi-line
+/// text that a literal block keeps byte for byte.
+indirect enum YAMLValue {
+    case string(String)
+    case int(Int)
+    case bool(Bool)
+    case list([YAMLValue])
+    case map([(String, YAMLValue)])
+
+    func text() -> String { lines(indent: "").joined(separator: "\n") + "\n" }
+
+    /// A mapping key: plain when it cannot be read as anything but a string, else quoted.
+    static func key(_ text: String) -> String {
+        let reserved: Set<String> = ["true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"]
+        let plain = text.range(of: #"^[A-Za-z][A-Za-z0-9_./-]*$"#, options: .regularExpression) != nil
+            && !reserved.contains(text.lowercased())
+        return plain ? text : quoted(text)
+    }
+
+    static func quoted(_ text: String) -> String {
+        let data = try! JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+
+    /// A literal block keeps the text exactly when it ends in one newline, has no line starting with a space first
+    /// and no carriage returns or tabs at line starts.
+    static func literal(_ text: String) -> Bool {
+        text.hasSuffix("\n") && !text.hasSuffix("\n\n") && !text.hasPrefix(" ") && !text.hasPrefix("\n")
+            && !text.contains("\r") && text.unicodeScalars.allSatisfy { $0 == "\n" || $0 == "\t" || $0.value >= 0x20 }
+            && !text.split(separator: "\n", omittingEmptySubsequences: false).contains { $0.hasPrefix("\t") }
+    }
+
+    func lines(indent: String) -> [String] {
+        switch self {
+        case .map(let pairs):
+            return pairs.flatMap { key, value -> [String] in
+                let head = indent + Self.key(key) + ":"
+                switch value {
+                case .map(let inner) where !inner.isEmpty: return [head] + value.lines(indent: indent + "  ")
+                case .list(let inner) where !inner.isEmpty: return [head] + value.lines(indent: indent + "  ")
+                case .string(let text) where text.contains("\n") && Self.literal(text):
+                    return [head + " |"] + text.dropLast().split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { $0.isEmpty ? "" : indent + "  " + $0 }
+                default: return [head + " " + value.scalar]
+                }
+            }
+        case .list(let items):
+            return items.flatMap { item -> [String] in
+                switch item {
+                case .map, .list:
+                    let inner = item.lines(indent: indent + "  ")
+                    guard let first = inner.first else { return [indent + "- " + item.scalar] }
+                    return [indent + "- " + first.dropFirst(indent.count + 2)] + inner.dropFirst()
+                default: return [indent + "- " + item.scalar]
+                }
+            }
+        default:
+            return [indent + scalar]
+        }
+    }
+
+    var scalar: String {
+        switch self {
+        case .string(let text): Self.quoted(text)
+        case .int(let value): String(value)
+        case .bool(let value): value ? "true" : "false"
+        case .list(let items) where items.isEmpty: "[]"
+        case .map(let pairs) where pairs.isEmpty: "{}"
+        default: ""
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import KilnData
+import KilnLoad
+import KilnScenario
+import KilnStores
+import Logging
+
+/// `kiln run`'s sharding options: `--shard i/n`, or `--shards N` with the index from `JOB_COMPLETION_INDEX` (what a
+/// Kubernetes Indexed Job sets in each pod), and `--setup-only` (the stores' setup a sharded run does once, first).
+struct ShardRunOptions: ParsableArguments {
+    @Option(help: "Run shard INDEX/COUNT of the scenario (e.g. 0/4): a disjoint slice of every phase's rows and 1/COUNT of every arrival rate; writes shard.json; thresholds and checks are judged after `kiln merge`.")
+    var shard: String?
+
+    @Option(help: "Run one of N shards; the index is read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod).")
+    var shards: Int?
+
+    @Flag(help: "Only set up the scenario's stores (teardown first when `fresh`), then exit: run once before the shards of a sharded run.")
+    var setupOnly = false
+
+    /// The shard this process runs, nil when unsharded.
+    func slice(environment: [String: String]) throws -> ShardSlice? {
+        if shard != nil, shards != nil {
+            throw Failure(code: .invalidInput, message: "--shard and --shards exclude each other")
+        }
+        do {
+            if let shard { return try ShardSlice.parse(shard) }
+            guard let shards else { return nil }
+            guard let text = environment["JOB_COMPLETION_INDEX"] else {
+                throw Failure(
+                    code: .invalidInput,
+                    message: "--shards \(shards): JOB_COMPLETION_INDEX is not set (a Kubernetes Indexed Job sets it; "
+                        + "elsewhere use --shard INDEX/\(shards))")
+            }
+            guard let index = Int(text) else {
+                throw Failure(
+                    code: .invalidInput, message: "--shards: JOB_COMPLETION_INDEX is '\(text.prefix(40))', not an integer")
+            }
+            return try ShardSlice(index: index, count: shards)
+        } catch let invalid as ShardSlice.Invalid {
+            throw Failure(code: .invalidInput, message: "--shard: \(invalid)")
+        }
+    }
+
+    /// Adapts the scenario to shard `slice` (or refuses it, exit 64): no teardown (`--setup-only` does it once),
+    /// faults only in the scenario's `fault_shard`, no pipeline (its sinks would consume every shard's messages once
+    /// per shard).
+    static func adapt(_ scenario: inout LoadScenario, to slice: ShardSlice, logger: Logger) throws {
+        if scenario.faultShard >= slice.count {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.faultShardSource): fault_shard: \(scenario.faultShard) is not a shard of "
+                    + "\(slice.count) (0..<\(slice.count))")
+        }
+        if scenario.pipeline != nil {
+            throw Failure(
+                code: .invalidInput,
+                message: "\(scenario.file.path): pipeline: a scenario with a reference pipeline cannot be sharded "
+                    + "(each shard's sinks would consume every shard's messages)")
+        }
+        let writes = Set(LoadRun.knownOperations().filter { LoadRun.isWrite($0) })
+        if let refusal = ShardSlice.refusal(scenario, count: slice.count, knownWrites: writes) {
+            throw Failure(code: .invalidInput, message: "\(scenario.file.path): \(refusal)")
+        }
+        if scenario.fresh {
+            logger.info(
+                "shard \(slice): no fresh teardown (run `kiln run SCENARIO --setup-only` once before the shards)")
+            scenario.fresh = false
+        }
+        if scenario.faults != nil, slice.index != scenario.faultShard {
+            logger.info("shard \(slice): the faults run in shard \(scenario.faultShard)/\(slice.count); this one records its timeline")
+            scenario.faults = nil
+        }
+    }
+
+    static func writeHeader(
+        _ slice: ShardSlice, scenario: LoadScenario, datasetRows: Int64, phases: [String], directory: URL
+    ) throws {
+        let header = ShardHeader(
+            slice: slice, scenario: scenario.name, seed: scenario.dataset.seed, datasetRows: datasetRows,
+            namespace: scenario.namespace, faultShard: scenario.faultShard, phases: phases)
+        do {
+            try header.write(to: directory)
+        } catch {
+            throw Failure(code: .internalError, message: "cannot write \(directory.path)/\(ShardHeader.fileName): \(error)")
+        }
+    }
+}
+
+extension LoadRun {
+    /// Whether `store.operation` writes dataset rows (kind `write`).
+    static func isWrite(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let driver = StoreRegistry.drivers.first(where: { $0.name == parts[0] }) else { return false }
+        return driver.operations.contains { $0.name == parts[1] && $0.kind == .write }
+    }
+}

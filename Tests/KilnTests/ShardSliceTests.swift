@@ -1,0 +1,184 @@
+import Foundation
+import Histogram
+import KilnLoad
+import KilnScenario
+import Testing
+
+/// Shards without servers: the slices tile every phase exactly, and `ShardMerge` adds histograms exactly and refuses
+/// shards that do not belong together.
+@Suite("Shard slices and merge (no servers)")
+struct ShardSliceTests {
+    @Test(arguments: [(0, 1), (7, 2), (2_001, 3), (10, 4), (3, 4), (1, 7), (100_003, 16)])
+    func openModelSharesAddUpAndTheRemainderGoesToTheLowestIndexes(total: Int, count: Int) throws {
+        let shares = try (0..<count).map { try ShardSlice(index: $0, count: count).share(ofOps: Int64(total)) }
+        #expect(shares.reduce(0, +) == Int64(total))
+        let base = Int64(total / count)
+        for (index, share) in shares.enumerated() {
+            #expect(share == base + (index < total % count ? 1 : 0), "shard \(index)/\(count)")
+        }
+    }
+
+    @Test(arguments: [(20_000, 1), (20_000, 3), (7, 4), (2, 5), (1_000_003, 8)])
+    func bulkSlicesTileTheRangeWithoutOverlap(rows: Int, count: Int) throws {
+        var next: Int64 = 500
+        for index in 0..<count {
+            let slice = try ShardSlice(index: index, count: count).bulkSlice(first: 500, rows: Int64(rows))
+            #expect(slice.lowerBound == next, "shard \(index) starts where \(index - 1) ended")
+            next = slice.upperBound
+        }
+        #expect(next == 500 + Int64(rows))
+    }
+
+    @Test func huge_bulkRowsDoNotOverflow() throws {
+        let slice = try ShardSlice(index: 3, count: 4).bulkSlice(first: 0, rows: Int64.max / 2)
+        #expect(slice.upperBound == Int64.max / 2)
+    }
+
+    @Test func closedWorkersSplitExactly() throws {
+        for (total, count) in [(48, 5), (4, 4), (7, 3)] {
+            let workers = try (0..<count).map { try ShardSlice(index: $0, count: count).workers(total) }
+            #expect(workers.reduce(0, +) == total)
+            #expect(workers.allSatisfy { $0 >= 1 })
+        }
+    }
+
+    @Test(arguments: ["3/2", "-1/2", "a/b", "0/0", "1", "", "0/99999", "1/2/3", "9223372036854775807/2"])
+    func malformedShardsAreRefused(text: String) {
+        #expect(throws: ShardSlice.Invalid.self) { try ShardSlice.parse(text) }
+    }
+
+    // MARK: merge
+
+    /// A scenario file with one open-model phase, written to a scratch directory.
+    static func scenario(seed: Int = 5, name: String = "merge-unit") throws -> URL {
+        try CommandLineTests.temporaryFile(
+            "scenario.yaml",
+            """
+            name: \(name)
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: \(seed), rows: 10K}
+            namespace: merge_unit
+            phases:
+              - name: open
+                executor: constant-arrival-rate
+                rate: 100
+                duration: 1s
+                mix: {redis.feature-read: 1}
+                thresholds:
+                  redis.feature-read: ["p99 < 50ms", "ok == 100"]
+            """)
+    }
+
+    /// A hand-made shard run directory holding `samples` (µs) of `redis.feature-read`.
+    static func shard(
+        _ index: Int, of count: Int, samples: [UInt64], scenario: URL, seed: UInt64 = 5, root: URL
+    ) throws -> URL {
+        let directory = root.appendingPathComponent("shard-\(index)-of-\(count)-seed-\(seed)")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("histograms/open"), withIntermediateDirectories: true)
+        try Data(contentsOf: scenario).write(to: directory.appendingPathComponent("scenario.yaml"))
+        try ShardHeader(
+            slice: ShardSlice(index: index, count: count), scenario: "merge-unit", seed: seed, datasetRows: 10_000,
+            namespace: "merge_unit", faultShard: 0, phases: ["open"]
+        ).write(to: directory)
+        var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        for sample in samples { _ = histogram.record(sample) }
+        try JSONEncoder().encode(histogram).write(
+            to: directory.appendingPathComponent("histograms/open/redis.feature-read.json"))
+        let report = """
+            {"schema":"kiln.report/1","identity":{"id":"s\(index)","scenario":"merge-unit","scenario_file":"\(scenario.path)",
+            "dataset_spec":"x","seed":\(seed),"dataset_rows":10000,"stack":"embedded","namespace":"merge_unit","host":"h","cores":2},
+            "started_at":\(1_000 + index),"ended_at":\(3_000 + index),"complete":true,"interrupted":false,"verdict":"passed","exit_code":0,
+            "store_rows":{"redis":\(index)},"phases":[{"name":"open","executor":"constant-arrival-rate","workers":2,"started_at":1000,
+            "seconds":1.0,"complete":true,"planned_ops":\(samples.count),"thresholds":[],"operations":[{"name":"redis.feature-read",
+            "store":"redis","kind":"read","ok":\(samples.count),"fail":0,"info":0,"errors":{},"dropped":0,"late":0,"rows":0,
+            "throughput":\(samples.count),"latency_ms":{},"service_ms":{}}]}]}
+            """
+        try Data(report.utf8).write(to: directory.appendingPathComponent("report.json"))
+        try Data(#"{"phase":"open","op":"redis.feature-read","worker":0,"row":1,"rows":1,"outcome":"ok","intended_ns":5,"start_ns":6,"end_ns":7}"#.utf8 + [0x0A])
+            .write(to: directory.appendingPathComponent("history.jsonl"))
+        try Data(#"{"phase":"open","second":1,"ops":{"redis.feature-read":{"ok":\#(samples.count),"fail":0,"info":0,"dropped":0,"late":0,"rows":0,"p50_ms":1.0,"p99_ms":\#(index + 2).0,"max_ms":9.0}}}"#.utf8 + [0x0A])
+            .write(to: directory.appendingPathComponent("timeline.jsonl"))
+        return directory
+    }
+
+    static func scratch() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("shard-merge"))
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        return root
+    }
+
+    @Test func mergedPercentilesAreThoseOfAllSamplesNotAveraged() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let loaded = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        // Shard 0 fast, shard 1 slow: averaging their p99s would be far from the p99 of all samples.
+        let fast = (0..<60).map { UInt64(100 + $0) }
+        let slow = (0..<40).map { UInt64(20_000 + 1_000 * $0) }
+        let shards = try [
+            Self.shard(0, of: 2, samples: fast, scenario: file, root: root),
+            Self.shard(1, of: 2, samples: slow, scenario: file, root: root),
+        ]
+        let output = root.appendingPathComponent("merged")
+        let report = try ShardMerge.merge(shards, into: output, scenario: loaded)
+        var all = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        for sample in fast + slow { _ = all.record(sample) }
+        let merged = try JSONDecoder().decode(
+            Histogram<UInt64>.self,
+            from: Data(contentsOf: output.appendingPathComponent("histograms/open/redis.feature-read.json")))
+        #expect(merged.totalCount == 100)
+        for percentile in [50.0, 90, 99, 99.9] {
+            #expect(merged.valueAtPercentile(percentile) == all.valueAtPercentile(percentile), "p\(percentile)")
+        }
+        let operation = try #require(report.phases.first?.operations.first)
+        #expect(operation.ok == 100)
+        #expect(operation.latencyMs.p99 == Double(all.valueAtPercentile(99)) / 1000)
+        // Thresholds are re-evaluated on the merged data: p99 ≈ 58 ms fails "p99 < 50ms"; ok == 100 holds.
+        let verdicts = report.phases[0].thresholds
+        #expect(verdicts.first { $0.expression == "p99 < 50ms" }?.passed == false)
+        #expect(verdicts.first { $0.expression == "ok == 100" }?.passed == true)
+        #expect(report.verdict == "thresholds-failed" && report.exitCode == 2)
+        #expect(report.storeRows["redis"] == 1)
+        // Timelines summed; histories concatenated with their shard.
+        let timeline = try String(contentsOf: output.appendingPathComponent("timeline.jsonl"), encoding: .utf8)
+        #expect(timeline.contains(#""ok":100"#) && timeline.contains(#""p99_ms":3.000"#))
+        let history = try String(contentsOf: output.appendingPathComponent("history.jsonl"), encoding: .utf8)
+        #expect(history.contains(#""shard":0}"#) && history.contains(#""shard":1}"#))
+        #expect(history.contains(#""intended_ns":1000005,"#), "shard 1 started 1 ms later: its times move by 1 ms")
+    }
+
+    @Test func shardsThatDoNotBelongTogetherAreRefusedByName() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let other = try Self.scenario()  // the same bytes: only the header's seed differs
+        let loaded = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        let a0 = try Self.shard(0, of: 2, samples: [1], scenario: file, root: root)
+        let a1 = try Self.shard(1, of: 2, samples: [1], scenario: file, root: root)
+        let b1 = try Self.shard(1, of: 3, samples: [1], scenario: file, root: root)
+        let seed9 = try Self.shard(1, of: 2, samples: [1], scenario: other, seed: 9, root: root)
+        let otherText = try Self.scenario(seed: 6)
+        let c1 = root.appendingPathComponent("c1")
+        try FileManager.default.copyItem(at: a1, to: c1)
+        try Data(contentsOf: otherText).write(to: c1.appendingPathComponent("scenario.yaml"))
+        let cases: [([URL], String)] = [
+            ([a0, a0], "given twice"),
+            ([a0], "missing shard 1/2"),
+            ([a0, b1], "different shard counts overlap"),
+            ([a0, seed9], "seed 9 vs 5"),
+            ([a0, c1], "scenario file"),
+            ([a0, root], "not a shard run directory"),
+        ]
+        for (index, (directories, expected)) in cases.enumerated() {
+            let output = root.appendingPathComponent("out-\(index)")
+            do {
+                _ = try ShardMerge.merge(directories, into: output, scenario: loaded)
+                Issue.record("merged \(directories.map(\.lastPathComponent)) (expected: \(expected))")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: output.path), "a refused merge writes nothing")
+        }
+        // The pair that belongs together merges.
+        _ = try ShardMerge.merge([a1, a0], into: root.appendingPathComponent("ok"), scenario: loaded)
+    }
+}
