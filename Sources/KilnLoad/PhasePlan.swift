@@ -82,8 +82,10 @@ final class PhaseContext: Sendable {
         var total = 0.0
         cumulativeWeights = operations.map { total += $0.weight; return total }
         if let shard {
-            if case .bulk(let rows, _, _, _, _) = phase.executor {
-                writeCursors = stores.map { RowCursor(shard.bulkSlice(first: storeRows[$0], rows: rows).lowerBound) }
+            if case .bulk(let rows, let batch, _, _, _) = phase.executor {
+                writeCursors = stores.map {
+                    RowCursor(shard.bulkSlice(first: storeRows[$0], rows: rows, batch: Int64(batch)).lowerBound)
+                }
             } else {
                 writeCursors = stores.map { _ in RowCursor(0) }
             }

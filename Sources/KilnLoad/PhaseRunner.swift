@@ -242,7 +242,7 @@ final class PhaseRunner {
             let first = context.writeCursors[storeIndex].value
             // A shard loads its slice of the phase's rows (the cursor starts at the slice's first row).
             let end = context.shard.map {
-                $0.bulkSlice(first: context.readableRows[storeIndex], rows: rows).upperBound
+                $0.bulkSlice(first: context.readableRows[storeIndex], rows: rows, batch: batch).upperBound
             } ?? first + rows
             return (operation, context.writeCursors[storeIndex], min(end, context.datasetRows))
         }

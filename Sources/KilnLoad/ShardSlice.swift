@@ -11,8 +11,8 @@ import Logging
 ///   shard `k mod count`. Each shard runs ⌈(total − index) / count⌉ ops: the `total mod count` leftover ops go to the
 ///   lowest indexes, one each, and the shards' counts add up to the total. Each shard's arrival rate is 1/count of the
 ///   phase's (ops keep the unsharded schedule's intended times, interleaved).
-/// - bulk: a phase loading rows `[b, b + R)` into a store gives shard i the contiguous slice
-///   `[b + ⌊R·i/n⌋, b + ⌊R·(i+1)/n⌋)` (slices tile the range exactly).
+/// - bulk: a phase loading rows `[b, b + R)` in B batches gives shard i the contiguous whole batches
+///   `[⌊B·i/n⌋, ⌊B·(i+1)/n⌋)` (the slices tile the range exactly; the bulk ops are the unsharded run's).
 /// - writes of open and closed phases: the j-th write of shard i to a store that held `b` rows at the phase start
 ///   takes row `b + j·n + i` (its own residue class mod n: disjoint from every other shard's writes).
 /// - closed model: shard i runs `⌊W/n⌋` workers, plus one for the `W mod n` lowest indexes (W ≥ n required).
@@ -54,11 +54,17 @@ public struct ShardSlice: Sendable, Equatable, Codable, CustomStringConvertible 
         total > Int64(index) ? (total - Int64(index) + Int64(count) - 1) / Int64(count) : 0
     }
 
-    /// This shard's slice of a bulk load of `rows` rows starting at `first`.
-    public func bulkSlice(first: Int64, rows: Int64) -> Range<Int64> {
-        let low = first + Self.part(rows, index, count)
-        let high = first + Self.part(rows, index + 1, count)
-        return low..<high
+    /// This shard's slice of a bulk load of `rows` rows starting at `first` in batches of `batch` rows: whole
+    /// batches of the unsharded load — of its ⌈rows/batch⌉ batches, shard i takes `[⌊B·i/n⌋, ⌊B·(i+1)/n⌋)` — so the
+    /// shards together run exactly the unsharded run's bulk ops, each over the same rows.
+    public func bulkSlice(first: Int64, rows: Int64, batch: Int64 = 1) -> Range<Int64> {
+        let batch = max(1, batch)
+        let batches = rows / batch + (rows % batch == 0 ? 0 : 1)
+        func offset(_ i: Int) -> Int64 {
+            let (product, overflow) = Self.part(batches, i, count).multipliedReportingOverflow(by: batch)
+            return overflow ? rows : min(rows, product)
+        }
+        return (first + offset(index))..<(first + offset(index + 1))
     }
 
     /// ⌊rows·i/n⌋ without overflow for any Int64 rows.

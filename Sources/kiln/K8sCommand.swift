@@ -113,11 +113,18 @@ enum ScenarioForPods {
                 if skipping { continue }
                 if block == "stack", let value = line.split(separator: ":", maxSplits: 1).last {
                     let path = value.split(separator: "#").first?.trimmingCharacters(in: .whitespaces) ?? ""
-                    if !path.isEmpty {
+                    if !path.isEmpty, !path.hasPrefix("{") {
                         stackPath = path
                         output.append("stack: stack.yaml")
                         continue
                     }
+                }
+                if block == "dataset", line.contains("{") {
+                    // A flow mapping: `dataset: {spec: PATH, seed: 1}`.
+                    output.append(
+                        line.replacingOccurrences(
+                            of: #"spec:\s*[^,}]+"#, with: "spec: dataset.yaml", options: .regularExpression))
+                    continue
                 }
             } else if skipping {
                 continue
@@ -139,11 +146,21 @@ enum ScenarioForPods {
         try Data(scenario.utf8).write(to: scratch.appendingPathComponent("scenario.yaml"))
         try Data(dataset.utf8).write(to: scratch.appendingPathComponent("dataset.yaml"))
         try Data(stack.utf8).write(to: scratch.appendingPathComponent("stack.yaml"))
+        let loaded: LoadScenario
         do {
-            _ = try LoadScenario.load(
+            loaded = try LoadScenario.load(
                 contentsOf: scratch.appendingPathComponent("scenario.yaml"), knownOperations: LoadRun.knownOperations())
         } catch {
             throw Failure(code: .invalidInput, message: "the scenario as the pods would run it does not load: \(error)")
+        }
+        // Every file it names must be one of the ConfigMap's (a path of this machine would not exist in the pod).
+        guard loaded.dataset.spec.standardizedFileURL.path
+            == scratch.appendingPathComponent("dataset.yaml").standardizedFileURL.path
+        else {
+            throw Failure(
+                code: .invalidInput,
+                message: "the scenario's dataset.spec could not be pointed at the ConfigMap's dataset.yaml (write it as "
+                    + "`spec: PATH` on its own line or in `dataset: {spec: PATH}`)")
         }
     }
 }

@@ -56,10 +56,17 @@ struct MergeCommand: ParsableCommand {
                 let data = try RunReport.encoder.encode(report)
                 try data.write(to: outputURL.appendingPathComponent("report.json"), options: .atomic)
             }
+            if report.needsCheck {
+                CheckCommand.recordNotChecked(
+                    "the merged run is not checked yet: kiln check \(outputURL.path)", in: outputURL)
+            }
             ReportInput.writeOutputs(outputURL)
             print(RunSummary.text(report))
             print("merged \(shards.count) shards into \(outputURL.path)")
-            return KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+            guard let judged = try? RunData.load(outputURL) else { return .internalError }
+            let result = ReportResult.of(judged)
+            print("verdict: \(result.consoleVerdict)" + result.reasons.map { "\n  \($0)" }.joined())
+            return result.exitCode
         }
     }
 

@@ -18,19 +18,23 @@ struct ShardSliceTests {
         }
     }
 
-    @Test(arguments: [(20_000, 1), (20_000, 3), (7, 4), (2, 5), (1_000_003, 8)])
-    func bulkSlicesTileTheRangeWithoutOverlap(rows: Int, count: Int) throws {
+    @Test(arguments: [(20_000, 1, 1_000), (20_000, 3, 1_000), (10_000, 4, 1_000), (7, 4, 1), (2, 5, 10), (1_000_003, 8, 20_000)])
+    func bulkSlicesAreWholeBatchesThatTileTheRange(rows: Int, count: Int, batch: Int) throws {
         var next: Int64 = 500
+        var batches = 0
         for index in 0..<count {
-            let slice = try ShardSlice(index: index, count: count).bulkSlice(first: 500, rows: Int64(rows))
+            let slice = try ShardSlice(index: index, count: count).bulkSlice(first: 500, rows: Int64(rows), batch: Int64(batch))
             #expect(slice.lowerBound == next, "shard \(index) starts where \(index - 1) ended")
+            #expect((slice.lowerBound - 500) % Int64(batch) == 0, "shard \(index) starts on a batch boundary")
+            batches += (slice.count + batch - 1) / batch
             next = slice.upperBound
         }
         #expect(next == 500 + Int64(rows))
+        #expect(batches == (rows + batch - 1) / batch, "the shards run exactly the unsharded run's bulk ops")
     }
 
     @Test func huge_bulkRowsDoNotOverflow() throws {
-        let slice = try ShardSlice(index: 3, count: 4).bulkSlice(first: 0, rows: Int64.max / 2)
+        let slice = try ShardSlice(index: 3, count: 4).bulkSlice(first: 0, rows: Int64.max / 2, batch: 20_000)
         #expect(slice.upperBound == Int64.max / 2)
     }
 
@@ -45,6 +49,26 @@ struct ShardSliceTests {
     @Test(arguments: ["3/2", "-1/2", "a/b", "0/0", "1", "", "0/99999", "1/2/3", "9223372036854775807/2"])
     func malformedShardsAreRefused(text: String) {
         #expect(throws: ShardSlice.Invalid.self) { try ShardSlice.parse(text) }
+    }
+
+    @Test func scenariosThatCannotBeShardedAreRefusedNamingThePhase() throws {
+        let file = try CommandLineTests.temporaryFile(
+            "closed.yaml",
+            """
+            name: closed
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), rows: 10K}
+            phases:
+              - {name: writes, executor: closed, duration: 1s, workers: 3, mix: {postgres.insert: 1}}
+              - {name: more, executor: bulk, rows: 1K, stores: [postgres]}
+            """)
+        let scenario = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        let writes: Set<String> = ["postgres.insert"]
+        #expect(ShardSlice.refusal(scenario, count: 4, knownWrites: writes)?.contains("phase 'writes': a closed phase of 3 workers") == true)
+        #expect(ShardSlice.refusal(scenario, count: 2, knownWrites: writes)?.contains("phase 'more': a bulk load of postgres after a closed phase") == true)
+        var readsOnly = scenario
+        readsOnly.phases.removeLast()
+        #expect(ShardSlice.refusal(readsOnly, count: 3, knownWrites: writes) == nil)
     }
 
     // MARK: merge

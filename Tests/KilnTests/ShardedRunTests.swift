@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Synchronization
 import KilnCore
 import KilnLoad
 import Testing
@@ -8,6 +10,19 @@ import Yams
 /// the ConfigMap's files are written to a directory (the pods' /kiln/scenario), and the Jobs' own commands run
 /// here — the Indexed Job's once per index with JOB_COMPLETION_INDEX set and `$(JOB_COMPLETION_INDEX)` expanded as the
 /// kubelet expands it. The merged run must give the unsharded run's verdict and per-operation counts.
+/// A value shared by test threads, under a lock.
+final class Locked<Value>: @unchecked Sendable {
+    // @unchecked: `value` is only touched under `lock`.
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
 @Suite("Sharded runs merged like one run (shared stack)", .serialized)
 struct ShardedRunTests {
     /// An open-model scenario (rate × duration = 1,000 ops: with 3 shards the remainder is 1) after a bulk phase.
@@ -177,6 +192,72 @@ struct ShardedRunTests {
         try? FileManager.default.removeItem(at: root)
     }
 
+    /// Faults run in `fault_shard` only; the merged run keeps that shard's timeline and is NOT CHECKED (exit 3, never
+    /// passed) until `kiln check` judges it.
+    @Test func faultsRunInTheFaultShardOnlyAndTheMergedDrillIsNotCheckedUntilChecked() throws {
+        let namespace = "sharddrill_\(UInt32.random(in: 0...999_999))"
+        let scenario = try CommandLineTests.temporaryFile(
+            "shard-drill.yaml",
+            """
+            name: shard-drill
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 12, rows: 10K}
+            namespace: \(namespace)
+            fault_shard: 1
+            proxy: [redis]
+            faults:
+              - {name: redis-latency, kind: proxy, target: redis, toxic: latency=50ms, at: 1s, duration: 2s}
+            heal_wait: 1s
+            phases:
+              - name: open
+                executor: constant-arrival-rate
+                rate: 60
+                duration: 5s
+                workers: 8
+                drop_after: 5s
+                mix: {redis.feature-update: 1, redis.feature-read: 1}
+            """)
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("shard-drill"))
+        let setup = try CommandLineTests.kiln(["run", scenario.path, "--setup-only"])
+        try #require(setup.status == 0, "\(setup.output)")
+        let group = DispatchGroup()
+        let results = Locked<[Int: CommandLineTests.Outcome]>([:])
+        for index in 0..<2 {
+            group.enter()
+            Thread {
+                let outcome = try? CommandLineTests.kiln([
+                    "run", scenario.path, "--shard", "\(index)/2", "--runs-directory", runs.path, "--id", "s\(index)",
+                ])
+                results.withLock { $0[index] = outcome }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        for index in 0..<2 {
+            let outcome = try #require(results.withLock { $0[index] })
+            #expect(outcome.status == 0, "shard \(index): \(outcome.output)")
+        }
+        let shard0 = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("s0/report.json")))
+        let shard1 = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("s1/report.json")))
+        #expect(shard0.faults == nil, "shard 0 ran no fault")
+        #expect(shard1.faults?.map(\.name) == ["redis-latency"])
+        #expect(shard1.faults?.first?.verified == "yes", "\(String(describing: shard1.faults))")
+
+        let merged = runs.appendingPathComponent("merged")
+        let merge = try CommandLineTests.kiln([
+            "merge", runs.appendingPathComponent("s0").path, runs.appendingPathComponent("s1").path, "-o", merged.path,
+        ])
+        #expect(merge.status == KilnExitCode.unknown.rawValue, "a drill is judged by its check: \(merge.output)")
+        #expect(merge.output.contains("NOT CHECKED"), "\(merge.output)")
+        let unchecked = try RunReport.decode(Data(contentsOf: merged.appendingPathComponent("report.json")))
+        #expect(unchecked.verdict == "not-checked" && unchecked.faults?.count == 1)
+        #expect(unchecked.drills?.isEmpty == false, "drills re-evaluated on the merged timeline")
+        let check = try CommandLineTests.kiln(["check", merged.path])
+        #expect(check.status == 0, "\(check.output)")
+        let judged = try RunReport.decode(Data(contentsOf: merged.appendingPathComponent("report.json")))
+        #expect(judged.verdict == "passed", "\(judged.verdict)")
+    }
+
     @Test func shardOptionsAreCheckedBeforeAnythingRuns() throws {
         let scenario = try CommandLineTests.temporaryFile("sharded-bad.yaml", Self.scenario(namespace: "shard_bad"))
         for (arguments, expected) in [
@@ -191,6 +272,16 @@ struct ShardedRunTests {
             #expect(result.output.contains(expected), "\(arguments): \(result.output)")
         }
         #expect(!FileManager.default.fileExists(atPath: "/tmp/shard-never"))
+        // fault_shard: outside the run's shards, negative, huge: named by file:line:column.
+        for (value, expected) in [("5", "fault_shard: 5 is not a shard of 2"), ("-1", "fault_shard"), ("99999999999", "fault_shard")] {
+            let text = Self.scenario(namespace: "shard_bad").replacingOccurrences(
+                of: "fresh: true", with: "fresh: true\nfault_shard: \(value)")
+            let file = try CommandLineTests.temporaryFile("fault-shard.yaml", text)
+            let result = try CommandLineTests.kiln(["run", file.path, "--shard", "0/2", "--runs-directory", "/tmp/shard-never"])
+            #expect(result.status == KilnExitCode.invalidInput.rawValue, "\(value): \(result.output)")
+            #expect(result.output.contains("\(file.path):6:"), "\(value) names its line: \(result.output)")
+            #expect(result.output.contains(expected), "\(value): \(result.output)")
+        }
         let merge = try CommandLineTests.kiln(["merge", "/nonexistent-shard", "-o", "/tmp/shard-never-merged"])
         #expect(merge.status == KilnExitCode.invalidInput.rawValue, "\(merge.output)")
     }
