@@ -12,7 +12,8 @@ import KilnStores
 /// - `timeline.jsonl` is summed per (phase, second); a merged second's p50/p99/max are the largest shard's (an
 ///   upper bound: per-second histograms are not kept), the phase totals are exact;
 /// - `history.jsonl` is the shards' histories in index order, each line tagged `"shard":i`, times moved onto the
-///   earliest shard's clock (the shards' start times differ by their `started_at`, millisecond precision).
+///   earliest shard's clock (the shards' start times differ by their `started_at`, millisecond precision), and a
+///   fault proxy's address in `server` replaced by the server behind it (`ShardHeader.proxies`).
 /// Refused (`Refusal`, exit 64) before anything is written: shards of different scenario files, seeds, dataset
 /// sizes, namespaces, phases or shard counts; a duplicate index; a missing index; a directory that is no shard.
 public enum ShardMerge {
@@ -113,7 +114,10 @@ public enum ShardMerge {
             }
             let origin = shards.map(\.report.startedAt).min() ?? 0
             try ShardMergeFiles.concatenateHistories(
-                shards.map { ($0.directory, $0.header.index, ($0.report.startedAt - origin) * 1_000_000) },
+                shards.map {
+                    ($0.directory, $0.header.index, ($0.report.startedAt - origin) * 1_000_000,
+                        Dictionary(($0.header.proxies ?? []).map { ($0.listen, $0.upstream) }, uniquingKeysWith: { a, _ in a }))
+                },
                 into: output.appendingPathComponent("history.jsonl"))
             try ShardMergeFiles.sumTimelines(
                 shards.map(\.directory), into: output.appendingPathComponent("timeline.jsonl"))
@@ -127,7 +131,9 @@ public enum ShardMerge {
             count: shards.count,
             shards: shards.map { .init(index: $0.header.index, directory: $0.directory.path, id: $0.report.identity.id,
                 verdict: $0.report.verdict, complete: $0.report.complete) },
-            faultShard: shards[0].header.faultShard)
+            faultShard: shards[0].header.faultShard,
+            proxied: Dictionary(
+                shards.flatMap { $0.header.proxies ?? [] }.map { ($0.listen, $0.store) }, uniquingKeysWith: { a, _ in a }))
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -254,9 +260,15 @@ public struct MergeManifest: Codable, Sendable {
     public var count: Int
     public var shards: [Source]
     public var faultShard: Int
+    /// Fault proxies' listen addresses → their store (for the drills of the merged run).
+    public var proxied: [String: String]
 
     enum CodingKeys: String, CodingKey {
-        case schema, count, shards
+        case schema, count, shards, proxied
         case faultShard = "fault_shard"
+    }
+
+    public static func read(from directory: URL) throws -> MergeManifest {
+        try JSONDecoder().decode(MergeManifest.self, from: Data(contentsOf: directory.appendingPathComponent(fileName)))
     }
 }

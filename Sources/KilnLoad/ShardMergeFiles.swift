@@ -52,9 +52,12 @@ enum ShardMergeFiles {
         return result
     }
 
-    /// Appends each shard's `history.jsonl` to `output` in order, adding `"shard":INDEX` to every line and `shift`
-    /// nanoseconds to its `intended_ns`, `start_ns` and `end_ns` (onto the earliest shard's clock).
-    static func concatenateHistories(_ shards: [(directory: URL, index: Int, shift: Int64)], into output: URL) throws {
+    /// Appends each shard's `history.jsonl` to `output` in order, adding `"shard":INDEX` to every line, `shift`
+    /// nanoseconds to its `intended_ns`, `start_ns` and `end_ns` (onto the earliest shard's clock), and writing the
+    /// server behind a fault proxy (`proxies`: listen → upstream) for the proxy's address in `server`.
+    static func concatenateHistories(
+        _ shards: [(directory: URL, index: Int, shift: Int64, proxies: [String: String])], into output: URL
+    ) throws {
         guard FileManager.default.createFile(atPath: output.path, contents: nil) else {
             throw CocoaError(.fileWriteUnknown)
         }
@@ -70,6 +73,9 @@ enum ShardMergeFiles {
             func emit(_ line: Data) {
                 guard !line.isEmpty, line.last == UInt8(ascii: "}") else { return }
                 var text = String(decoding: line.dropLast(), as: UTF8.self)
+                for (listen, upstream) in shard.proxies {
+                    text = text.replacingOccurrences(of: "\"server\":\"\(listen)\"", with: "\"server\":\"\(upstream)\"")
+                }
                 if shard.shift != 0 {
                     for key in ["\"intended_ns\":", "\"start_ns\":", "\"end_ns\":"] {
                         text = shifted(text, key: key, by: shard.shift)

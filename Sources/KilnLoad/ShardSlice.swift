@@ -128,6 +128,22 @@ public struct ShardHeader: Codable, Sendable, Equatable {
     public var faultShard: Int
     /// The phases this shard ran (a `--phase` selection), in order.
     public var phases: [String]
+    /// The fault proxies this shard's clients went through, listen address → the server behind it. Only the fault
+    /// shard has them; `kiln merge` writes the server into the merged history, so the shards' ops on one server are
+    /// one server's (the dual-primary check would otherwise see the proxy and the server as two primaries).
+    public var proxies: [ProxyRoute]? = nil
+
+    /// A fault proxy of the shard: clients of `store` connected to `listen`, which forwarded to `upstream`.
+    public struct ProxyRoute: Codable, Sendable, Equatable {
+        public var store: String
+        public var listen: String
+        public var upstream: String
+        public init(store: String, listen: String, upstream: String) {
+            self.store = store
+            self.listen = listen
+            self.upstream = upstream
+        }
+    }
 
     public init(
         slice: ShardSlice, scenario: String, seed: UInt64, datasetRows: Int64,
@@ -144,7 +160,7 @@ public struct ShardHeader: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, index, count, scenario, seed, namespace, phases
+        case schema, index, count, scenario, seed, namespace, phases, proxies
         case datasetRows = "dataset_rows"
         case faultShard = "fault_shard"
     }

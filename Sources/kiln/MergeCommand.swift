@@ -52,7 +52,8 @@ struct MergeCommand: ParsableCommand {
             }
             if let faults = report.faults, !faults.isEmpty {
                 let samples = (try? RunData.load(outputURL))?.timeline ?? []
-                report.drills = DrillMetrics.compute(faults: faults, report: report, timeline: samples, proxied: [:])
+                let proxied = (try? MergeManifest.read(from: outputURL))?.proxied ?? [:]
+                report.drills = DrillMetrics.compute(faults: faults, report: report, timeline: samples, proxied: proxied)
                 let data = try RunReport.encoder.encode(report)
                 try data.write(to: outputURL.appendingPathComponent("report.json"), options: .atomic)
             }

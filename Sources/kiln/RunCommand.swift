@@ -170,11 +170,6 @@ struct RunCommand: ParsableCommand {
             } catch {
                 throw Failure(code: .invalidInput, message: "\(error)")
             }
-            if let shardSlice {
-                try ShardRunOptions.writeHeader(
-                    shardSlice, scenario: loaded, datasetRows: dataset.rows, phases: loaded.phases.map(\.name),
-                    directory: directory.url)
-            }
             let stop = StopFlag()
             let signals = SignalWatch(stop: stop, logger: logger)
             defer { signals.cancel() }
@@ -209,6 +204,14 @@ struct RunCommand: ParsableCommand {
             }
             let faults = try prepareFaults(&loaded, paths: stackPaths, runID: directory.url.lastPathComponent, logger: logger)
             defer { for proxy in faults.proxies.values { proxy.stop() } }
+            if let shardSlice {
+                try ShardRunOptions.writeHeader(
+                    shardSlice, scenario: loaded, datasetRows: dataset.rows, phases: loaded.phases.map(\.name),
+                    proxies: faults.proxies.map {
+                        .init(store: $0.key, listen: $0.value.listenAddress.description, upstream: $0.value.upstream.description)
+                    },
+                    directory: directory.url)
+            }
             let run: LoadRun
             do throws(LoadRun.Failure) {
                 run = try LoadRun(

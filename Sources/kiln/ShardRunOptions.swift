@@ -74,11 +74,13 @@ struct ShardRunOptions: ParsableArguments {
     }
 
     static func writeHeader(
-        _ slice: ShardSlice, scenario: LoadScenario, datasetRows: Int64, phases: [String], directory: URL
+        _ slice: ShardSlice, scenario: LoadScenario, datasetRows: Int64, phases: [String],
+        proxies: [ShardHeader.ProxyRoute], directory: URL
     ) throws {
-        let header = ShardHeader(
+        var header = ShardHeader(
             slice: slice, scenario: scenario.name, seed: scenario.dataset.seed, datasetRows: datasetRows,
             namespace: scenario.namespace, faultShard: scenario.faultShard, phases: phases)
+        header.proxies = proxies.isEmpty ? nil : proxies
         do {
             try header.write(to: directory)
         } catch {
