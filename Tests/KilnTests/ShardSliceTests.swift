@@ -95,9 +95,9 @@ struct ShardSliceTests {
 
     /// A hand-made shard run directory holding `samples` (µs) of `redis.feature-read`.
     static func shard(
-        _ index: Int, of count: Int, samples: [UInt64], scenario: URL, seed: UInt64 = 5, root: URL
+        _ index: Int, of count: Int, samples: [UInt64], scenario: URL, seed: UInt64 = 5, root: URL, complete: Bool = true
     ) throws -> URL {
-        let directory = root.appendingPathComponent("shard-\(index)-of-\(count)-seed-\(seed)")
+        let directory = root.appendingPathComponent("shard-\(index)-of-\(count)-seed-\(seed)-\(complete)")
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("histograms/open"), withIntermediateDirectories: true)
         try Data(contentsOf: scenario).write(to: directory.appendingPathComponent("scenario.yaml"))
@@ -112,9 +112,10 @@ struct ShardSliceTests {
         let report = """
             {"schema":"kiln.report/1","identity":{"id":"s\(index)","scenario":"merge-unit","scenario_file":"\(scenario.path)",
             "dataset_spec":"x","seed":\(seed),"dataset_rows":10000,"stack":"embedded","namespace":"merge_unit","host":"h","cores":2},
-            "started_at":\(1_000 + index),"ended_at":\(3_000 + index),"complete":true,"interrupted":false,"verdict":"passed","exit_code":0,
+            "started_at":\(1_000 + index),"ended_at":\(3_000 + index),"complete":\(complete),"interrupted":\(!complete),
+            "verdict":"\(complete ? "passed" : "interrupted")","exit_code":\(complete ? 0 : 3),
             "store_rows":{"redis":\(index)},"phases":[{"name":"open","executor":"constant-arrival-rate","workers":2,"started_at":1000,
-            "seconds":1.0,"complete":true,"planned_ops":\(samples.count),"thresholds":[],"operations":[{"name":"redis.feature-read",
+            "seconds":1.0,"complete":\(complete),"planned_ops":\(samples.count),"thresholds":[],"operations":[{"name":"redis.feature-read",
             "store":"redis","kind":"read","ok":\(samples.count),"fail":0,"info":0,"errors":{},"dropped":0,"late":0,"rows":0,
             "throughput":\(samples.count),"latency_ms":{},"service_ms":{}}]}]}
             """
@@ -169,6 +170,20 @@ struct ShardSliceTests {
         let history = try String(contentsOf: output.appendingPathComponent("history.jsonl"), encoding: .utf8)
         #expect(history.contains(#""shard":0}"#) && history.contains(#""shard":1}"#))
         #expect(history.contains(#""intended_ns":1000005,"#), "shard 1 started 1 ms later: its times move by 1 ms")
+    }
+
+    @Test func anInterruptedShardMakesTheMergedRunInterruptedNeverPassed() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let loaded = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        let samples = (0..<50).map { UInt64(100 + $0) }
+        let shards = try [
+            Self.shard(0, of: 2, samples: samples, scenario: file, root: root),
+            Self.shard(1, of: 2, samples: samples, scenario: file, root: root, complete: false),
+        ]
+        let report = try ShardMerge.merge(shards, into: root.appendingPathComponent("merged"), scenario: loaded)
+        #expect(report.verdict == "interrupted" && report.exitCode == 3, "\(report.verdict)")
+        #expect(!report.complete && report.interrupted)
     }
 
     @Test func shardsThatDoNotBelongTogetherAreRefusedByName() throws {
