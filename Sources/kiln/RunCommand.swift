@@ -240,6 +240,9 @@ struct RunCommand: ParsableCommand {
                 throw Failure(code: error.code, message: error.message)
             }
             progress.finish()
+            let shardLoadCode = shardSlice.map {
+                ShardRunOptions.markAwaitingMerge(&report, slice: $0, directory: directory.url)
+            }
             if let prober { StalenessProbes.finish(prober, directory: directory.url, stop: stop, logger: logger) }
             if let timeline = report.faults, !timeline.isEmpty {
                 let samples = (try? RunData.load(directory.url))?.timeline ?? []
@@ -256,7 +259,7 @@ struct RunCommand: ParsableCommand {
             print(RunSummary.text(report))
             ReportInput.writeOutputs(directory.url)
             print("run directory: \(directory.url.path)")
-            let loadCode = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+            let loadCode = shardLoadCode ?? KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
             guard judgedByCheck else { return loadCode }
             var notChecked: String?
             if stop.isRaised {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnCore
 import KilnData
 import KilnLoad
 import KilnScenario
@@ -71,6 +72,23 @@ struct ShardRunOptions: ParsableArguments {
             logger.info("shard \(slice): the faults run in shard \(scenario.faultShard)/\(slice.count); this one records its timeline")
             scenario.faults = nil
         }
+    }
+
+    /// A shard's own report is never a pass: its thresholds and checks belong to the merged run. The report says
+    /// NOT CHECKED (why: `kiln merge`), keeping the load's verdict in `load_verdict`; the process still exits with
+    /// the load's code (0 when the load ran to its end, 3 when interrupted), which is what a Kubernetes Job counts.
+    static func markAwaitingMerge(_ report: inout RunReport, slice: ShardSlice, directory: URL) -> KilnExitCode {
+        let code = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+        report.checkRequired = true
+        report.notChecked = "shard \(slice) of a sharded run: its thresholds and checks are judged on the merged run "
+            + "(kiln merge SHARD_DIR... -o MERGED && kiln check MERGED)"
+        if report.verdict == "passed" {
+            report.loadVerdict = report.verdict
+            report.verdict = "not-checked"
+            report.exitCode = KilnExitCode.unknown.rawValue
+        }
+        try? RunReport.encoder.encode(report).write(to: directory.appendingPathComponent("report.json"), options: .atomic)
+        return code
     }
 
     static func writeHeader(

@@ -154,6 +154,14 @@ struct ShardedRunTests {
         for (index, pod) in pods.enumerated() {
             #expect(pod.terminationStatus == 0, "shard \(index): \(Self.log(runs))")
         }
+        // A shard's own report is never green: its thresholds and checks belong to the merged run.
+        let shardRoot = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: runs.path).first { $0.hasPrefix("kiln-") })
+        let shardReport = try RunReport.decode(
+            Data(contentsOf: runs.appendingPathComponent(shardRoot).appendingPathComponent("shard-0/report.json")))
+        #expect(shardReport.verdict == "not-checked" && shardReport.loadVerdict == "passed")
+        #expect(shardReport.notChecked?.contains("kiln merge") == true)
+        #expect(shardReport.phases.allSatisfy { $0.thresholds.isEmpty })
         let merge = try Self.run(Self.pod(manifests.appendingPathComponent("20-merge-job.yaml")), files: files, runs: runs)
         merge.waitUntilExit()
         #expect(merge.terminationStatus == 0, "merge, check and report of the merged run: \(Self.log(runs))")
