@@ -102,6 +102,8 @@ public enum ShardMerge {
         if FileManager.default.fileExists(atPath: output.path) {
             throw Refusal(description: "\(output.path) exists: a merge never overwrites a run directory")
         }
+        let histograms = try ShardMergeFiles.readHistograms(shards.map(\.directory))
+        try verify(histograms, holdEveryOpOf: shards)
         do {
             try FileManager.default.createDirectory(
                 at: output.appendingPathComponent("histograms"), withIntermediateDirectories: true)
@@ -124,7 +126,7 @@ public enum ShardMerge {
         } catch {
             throw Refusal(description: "cannot write \(output.path): \(error)")
         }
-        let histograms = ShardMergeFiles.addHistograms(shards.map(\.directory), into: output)
+        ShardMergeFiles.writeHistograms(histograms, into: output)
         var report = mergedReport(shards, output: output, scenario: scenario, histograms: histograms)
         report.endedAt = shards.contains { $0.report.endedAt == nil } ? nil : shards.compactMap(\.report.endedAt).max()
         let manifest = MergeManifest(
@@ -144,6 +146,30 @@ public enum ShardMerge {
             throw Refusal(description: "cannot write \(output.path): \(error)")
         }
         return report
+    }
+
+    /// The merged latency histogram of every operation must hold exactly the ops the shards' reports count as
+    /// completed: a histogram that lost samples (a truncated or stale file) would make the merged percentiles lie.
+    static func verify(_ histograms: ShardMergeFiles.Histograms, holdEveryOpOf shards: [Shard]) throws(Refusal) {
+        var completed: [String: [String: Int64]] = [:]
+        for shard in shards {
+            for phase in shard.report.phases {
+                for operation in phase.operations {
+                    completed[phase.name, default: [:]][operation.name, default: 0] +=
+                        operation.ok + operation.fail + operation.info
+                }
+            }
+        }
+        for (phase, operations) in completed {
+            for (operation, count) in operations {
+                let held = Int64(histograms.latency[phase]?[operation]?.totalCount ?? 0)
+                if held != count {
+                    throw Refusal(
+                        description: "histograms/\(phase)/\(operation).json of the shards hold \(held) samples, their "
+                            + "reports count \(count) completed ops: a shard's histograms do not match its report")
+                }
+            }
+        }
     }
 
     static func mergedReport(

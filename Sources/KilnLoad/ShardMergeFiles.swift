@@ -10,9 +10,10 @@ enum ShardMergeFiles {
         var service: [String: [String: Histogram<UInt64>]] = [:]
     }
 
-    /// Adds every shard's `histograms/<phase>/<op>.json` (and `service/<op>.json`) bucket by bucket and writes the
-    /// sums under `output/histograms/`. A shard without a histogram for an op simply adds nothing (it ran none).
-    static func addHistograms(_ shards: [URL], into output: URL) -> Histograms {
+    /// Adds every shard's `histograms/<phase>/<op>.json` (and `service/<op>.json`) bucket by bucket. A shard without a
+    /// histogram for an op adds nothing (it completed none of it — `verify` holds it to that); a file that cannot be
+    /// read is a refusal, never skipped (the merged percentiles would silently leave its samples out).
+    static func readHistograms(_ shards: [URL]) throws(ShardMerge.Refusal) -> Histograms {
         var result = Histograms()
         let manager = FileManager.default
         let decoder = JSONDecoder()
@@ -22,9 +23,10 @@ enum ShardMergeFiles {
                 for (subdirectory, isService) in [("", false), ("service", true)] {
                     let directory = root.appendingPathComponent(phase).appendingPathComponent(subdirectory)
                     for file in (try? manager.contentsOfDirectory(atPath: directory.path)) ?? [] where file.hasSuffix(".json") {
-                        guard let data = try? Data(contentsOf: directory.appendingPathComponent(file)),
+                        let url = directory.appendingPathComponent(file)
+                        guard let data = try? Data(contentsOf: url),
                             let histogram = try? decoder.decode(Histogram<UInt64>.self, from: data)
-                        else { continue }
+                        else { throw ShardMerge.Refusal(description: "\(url.path): not a readable HDR histogram") }
                         let operation = String(file.dropLast(5))
                         if isService {
                             result.service[phase, default: [:]][operation, default: OperationStats.emptyHistogram()]
@@ -37,8 +39,14 @@ enum ShardMergeFiles {
                 }
             }
         }
+        return result
+    }
+
+    /// Writes the merged histograms under `output/histograms/`.
+    static func writeHistograms(_ histograms: Histograms, into output: URL) {
+        let manager = FileManager.default
         let encoder = JSONEncoder()
-        for (isService, table) in [(false, result.latency), (true, result.service)] {
+        for (isService, table) in [(false, histograms.latency), (true, histograms.service)] {
             for (phase, operations) in table {
                 let directory = output.appendingPathComponent("histograms/\(phase)" + (isService ? "/service" : ""))
                 try? manager.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -49,7 +57,6 @@ enum ShardMergeFiles {
                 }
             }
         }
-        return result
     }
 
     /// Appends each shard's `history.jsonl` to `output` in order, adding `"shard":INDEX` to every line, `shift`

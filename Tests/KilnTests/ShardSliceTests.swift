@@ -217,6 +217,23 @@ struct ShardSliceTests {
             }
             #expect(!FileManager.default.fileExists(atPath: output.path), "a refused merge writes nothing")
         }
+        // A histogram that cannot be read, or that holds fewer samples than the report counts: refused, never skipped.
+        let d0 = root.appendingPathComponent("d0")
+        try FileManager.default.copyItem(at: a0, to: d0)
+        try Data("{".utf8).write(to: d0.appendingPathComponent("histograms/open/redis.feature-read.json"))
+        let lost = try Self.shard(0, of: 2, samples: [1], scenario: file, seed: 5, root: root.appendingPathComponent("lost"))
+        let report = lost.appendingPathComponent("report.json")
+        try Data(String(contentsOf: report, encoding: .utf8).replacingOccurrences(of: #""ok":1,"#, with: #""ok":2,"#).utf8)
+            .write(to: report)
+        for (directories, expected) in [([d0, a1], "not a readable HDR histogram"), ([lost, a1], "hold 2 samples, their reports count 3")] {
+            do {
+                _ = try ShardMerge.merge(directories, into: root.appendingPathComponent("out-h"), scenario: loaded)
+                Issue.record("merged \(directories.map(\.lastPathComponent)) (expected: \(expected))")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("out-h").path))
+        }
         // The pair that belongs together merges.
         _ = try ShardMerge.merge([a1, a0], into: root.appendingPathComponent("ok"), scenario: loaded)
     }
