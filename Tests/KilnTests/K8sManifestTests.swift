@@ -108,6 +108,32 @@ struct K8sManifestTests {
         #expect(unmapped.contains("pg-failover"))
     }
 
+    /// The ConfigMap carries the files byte for byte: trailing spaces, tabs, non-ASCII, no final newline, a leading
+    /// space — whatever the YAML writer picks (literal block or quoted string), Kubernetes' YAML parser gets them back.
+    @Test func configMapFilesRoundTripByteForByte() throws {
+        let odd = "# trailing spaces   \n#\ttab inside\n# ünïcödé — “quotes” and 'apostrophes': {not: yaml}\n"
+            + Self.drill.replacingOccurrences(of: "faults:", with: "faults:   ")
+        for text in [odd, odd + "\n", " " + odd, odd + "# no final newline"] {
+            let scenario = try CommandLineTests.temporaryFile("odd.yaml", text)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("k8s-odd"))
+            let result = try CommandLineTests.kiln(["k8s", scenario.path, "--shards", "2", "-o", directory.path])
+            try #require(result.status == 0, "\(result.output)")
+            let yaml = try String(contentsOf: directory.appendingPathComponent("00-configmap.yaml"), encoding: .utf8)
+            let configMap = try #require(try Yams.load(yaml: yaml) as? [String: Any])
+            let data = try #require(configMap["data"] as? [String: String])
+            let podScenario = try #require(data["scenario.yaml"])
+            #expect(podScenario.hasPrefix(String(text.prefix(20))), "\(podScenario.prefix(80))")
+            #expect(podScenario.contains("# ünïcödé — “quotes” and 'apostrophes': {not: yaml}\n"))
+            #expect(podScenario.contains("#\ttab inside\n") && podScenario.contains("# trailing spaces   \n"))
+            // Written back out, the pods' files load as a scenario naming only its neighbours.
+            let files = directory.appendingPathComponent("files")
+            try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
+            for (key, value) in data { try Data(value.utf8).write(to: files.appendingPathComponent(key)) }
+            let validate = try CommandLineTests.kiln(["validate", files.appendingPathComponent("scenario.yaml").path])
+            #expect(validate.status == 0, "\(validate.output)")
+        }
+    }
+
     @Test func invalidOptionsAreRefusedWithExit64() throws {
         let scenario = try CommandLineTests.temporaryFile("k8s-drill.yaml", Self.drill)
         for (arguments, expected) in [
