@@ -4,6 +4,7 @@ import Foundation
 import KilnCheck
 import KilnCore
 import KilnData
+import KilnDurability
 import KilnLoad
 import KilnFaults
 import KilnReport
@@ -87,6 +88,10 @@ struct RunCommand: ParsableCommand {
             logger.logLevel = verbose ? .debug : .info
             let paths = KilnPaths.resolve()
             let url = URL(fileURLWithPath: scenario)
+            if DurabilityDrillSpec.isDurabilityDrill(url) {
+                return try DurabilityDrillCommand.run(
+                    url: url, stackFile: stackFile, runsDirectory: runsDirectory, id: id, noCheck: noCheck, logger: logger)
+            }
             var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
             if let stackFile {
                 do {

@@ -1,0 +1,37 @@
+import Foundation
+import KilnData
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs one durability drill end to end, in-process (the `kiln run` adapter and the tests call this): builds the
+/// dataset, creates the drill's work directory `/tmp/durability-<name>-<pid>` (its private servers' data; removed
+/// afterwards), runs the drill, and writes `history.jsonl`, `durability.json` and `summary.md` to `runDirectory`.
+public enum DurabilityDrillRunner {
+    public static func run(_ spec: DurabilityDrillSpec, runDirectory: URL, logger: Logger) throws -> DurabilityReport {
+        let datasetSpec = try DatasetSpec.load(contentsOf: spec.datasetSpec)
+        let dataset = try Dataset(spec: datasetSpec, seed: spec.seed, rows: spec.rows)
+        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        let work = URL(fileURLWithPath: "/tmp/durability-\(spec.name)-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        var history: WriteHistory?
+        let report: DurabilityReport
+        switch spec.kind {
+        case .crashRestart:
+            report = CrashRestartDrill(spec: spec, dataset: dataset, workDirectory: work, logger: logger).run { history = $0 }
+        case .pgPITR:
+            report = PITRDrill(spec: spec, dataset: dataset, workDirectory: work, logger: logger).run { history = $0 }
+        }
+        try history?.write(to: runDirectory.appendingPathComponent("history.jsonl"))
+        try report.write(to: runDirectory.appendingPathComponent("durability.json"))
+        try (report.summary + "\n").write(to: runDirectory.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
+        if let text = try? String(contentsOf: spec.file, encoding: .utf8) {
+            try? text.write(to: runDirectory.appendingPathComponent("scenario.yaml"), atomically: true, encoding: .utf8)
+        }
+        return report
+    }
+}
