@@ -10,11 +10,24 @@ import Logging
 /// dataset, creates the drill's work directory `/tmp/durability-<name>-<pid>` (its private servers' data; removed
 /// afterwards), runs the drill, and writes `history.jsonl`, `durability.json` and `summary.md` to `runDirectory`.
 public enum DurabilityDrillRunner {
+    /// The drill's work directory in this process: `/tmp/durability-<name>-<pid>`.
+    public static func workDirectory(_ spec: DurabilityDrillSpec) -> URL {
+        URL(fileURLWithPath: "/tmp/durability-\(spec.name)-\(getpid())")
+    }
+
+    /// The Redis-protocol addresses a drill may start a server at (for sweeping: their processes' titles name them).
+    public static func privateAddresses(_ spec: DurabilityDrillSpec) -> [String] {
+        [spec.stack.redis.primary.description, spec.stack.graph.endpoint.description]
+    }
+
     public static func run(_ spec: DurabilityDrillSpec, runDirectory: URL, logger: Logger) throws -> DurabilityReport {
         let datasetSpec = try DatasetSpec.load(contentsOf: spec.datasetSpec)
         let dataset = try Dataset(spec: datasetSpec, seed: spec.seed, rows: spec.rows)
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-        let work = URL(fileURLWithPath: "/tmp/durability-\(spec.name)-\(getpid())")
+        for swept in DurabilityLeftovers.sweepAbandoned(name: spec.name, addresses: privateAddresses(spec)) {
+            logger.warning("durability: removed what an earlier run left: \(swept)")
+        }
+        let work = workDirectory(spec)
         try? FileManager.default.removeItem(at: work)
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }

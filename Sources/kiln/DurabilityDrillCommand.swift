@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import KilnCore
 import KilnDurability
@@ -27,6 +28,22 @@ enum DurabilityDrillCommand {
         let root = runsDirectory.map { URL(fileURLWithPath: $0) }
             ?? KilnPaths.resolve().home.appendingPathComponent("Reports/runs")
         let directory = root.appendingPathComponent(id ?? RunDirectory.makeID(scenario: spec.name))
+        // SIGINT/SIGTERM: kill the drill's private servers, remove its work directory, exit 3 (interrupted).
+        let work = DurabilityDrillRunner.workDirectory(spec)
+        let addresses = DurabilityDrillRunner.privateAddresses(spec)
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                FileHandle.standardError.write(Data("kiln: interrupted; stopping the drill's private servers\n".utf8))
+                DurabilityLeftovers.sweep(work, addresses: addresses)
+                exit(KilnExitCode.unknown.rawValue)
+            }
+            source.resume()
+            sources.append(source)
+        }
+        defer { for source in sources { source.cancel() } }
         let report = try DurabilityDrillRunner.run(spec, runDirectory: directory, logger: logger)
         print(report.summary)
         print("run directory: \(directory.path)")

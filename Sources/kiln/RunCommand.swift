@@ -89,6 +89,11 @@ struct RunCommand: ParsableCommand {
             let paths = KilnPaths.resolve()
             let url = URL(fileURLWithPath: scenario)
             if DurabilityDrillSpec.isDurabilityDrill(url) {
+                guard phases.isEmpty, continueFrom == nil, rows == nil, metricsPort == nil else {
+                    throw Failure(
+                        code: .invalidInput,
+                        message: "\(url.path) is a durability drill: --phase, --continue-from, --rows and --metrics-port do not apply")
+                }
                 return try DurabilityDrillCommand.run(
                     url: url, stackFile: stackFile, runsDirectory: runsDirectory, id: id, noCheck: noCheck, logger: logger)
             }

@@ -1,0 +1,45 @@
+import Foundation
+import KilnStack
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Removes what a killed or interrupted durability drill left: every process whose command line names a drill work
+/// directory (`/tmp/durability-<drill>-<pid>`) gets SIGKILL, and the directory goes. Only directories whose
+/// owning Kiln process (`<pid>`) is gone are swept by `sweepAbandoned`; `sweep(_:)` is the interrupt path of the
+/// running drill itself.
+public enum DurabilityLeftovers {
+    /// SIGKILLs every process whose command line contains `directory`'s path or one of `addresses` (`host:port`:
+    /// redis-server rewrites its title to `redis-server HOST:PORT`, dropping its `--dir`), then removes the
+    /// directory. Returns the pids killed.
+    @discardableResult
+    public static func sweep(_ directory: URL, addresses: [String] = []) -> [pid_t] {
+        let path = directory.path
+        var killed: [pid_t] = []
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = pid_t(entry), pid != getpid(), let command = LocalProcess.commandLine(pid),
+                command.contains(path + "/") || command.hasSuffix(path)
+                    || addresses.contains(where: { command.contains($0) })
+            else { continue }
+            kill(pid, SIGKILL)
+            killed.append(pid)
+        }
+        if !killed.isEmpty { usleep(200_000) }
+        try? FileManager.default.removeItem(at: directory)
+        return killed
+    }
+
+    /// Sweeps `/tmp/durability-<name>-<pid>` directories of drill `name` whose Kiln process is gone.
+    public static func sweepAbandoned(name: String, addresses: [String]) -> [String] {
+        let prefix = "durability-\(name)-"
+        var swept: [String] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? [] where entry.hasPrefix(prefix) {
+            guard let pid = pid_t(entry.dropFirst(prefix.count)), pid != getpid(), !LocalProcess.isAlive(pid) else { continue }
+            let killed = sweep(URL(fileURLWithPath: "/tmp/\(entry)"), addresses: addresses)
+            swept.append("/tmp/\(entry)" + (killed.isEmpty ? "" : " (killed \(killed.count) process(es))"))
+        }
+        return swept
+    }
+}
