@@ -153,19 +153,20 @@ struct DurabilityCheckTests {
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nplant: fsync-off", "durability.plant"),
         ("kind: crash-restart\nserver: redis\nsetting: aof-everysec\nrdb_save_every_s: 5", "durability.rdb_save_every_s"),
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nbogus: 1", "durability.bogus"),
-        ("kind: pg-pitr\nload: 10s\ntargets: [3s, 12s]", "durability.targets[1]"),
-        ("kind: pg-pitr\nload: 10s\ntargets: []", "durability.targets"),
+        ("kind: pg-pitr\nload: 10s\nincremental_at: 4s\ntargets: [3s, 12s]", "durability.targets[1]"),
+        ("kind: pg-pitr\nload: 10s\nincremental_at: 4s\ntargets: []", "durability.targets"),
         ("kind: pg-pitr\nload: 10s\nincremental_at: 99999999999s\ntargets: [1s]", "durability.incremental_at"),
-        ("kind: pg-pitr\nload: 10s\ntargets: [1s]\nplant: appendonly-off", "durability.plant"),
+        ("kind: pg-pitr\nload: 10s\nincremental_at: 4s\ntargets: [1s]\nplant: appendonly-off", "durability.plant"),
         ("kind: nonsense", "durability.kind"),
     ])
     func badFields(body: String, field: String) throws {
         do {
-            _ = try F.spec("bad", base: 34900, durability: body)
+            // One file per case: the cases run in parallel.
+            _ = try F.spec("bad\(UInt(bitPattern: body.hashValue))", base: 34900, durability: body)
             Issue.record("accepted: \(body)")
         } catch let error as SpecError {
             #expect(error.field == field, "\(error)")
-            #expect(error.line > 0 && error.column > 0 && error.file.hasSuffix("bad.yaml"))
+            #expect(error.line > 0 && error.column > 0 && error.file.hasSuffix(".yaml"))
         }
     }
 
