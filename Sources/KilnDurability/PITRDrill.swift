@@ -97,6 +97,14 @@ public struct PITRDrill {
     }
 
     func judge(_ report: inout DurabilityReport) {
+        Self.judge(&report, corruptionExpected: spec.corruptBackup)
+    }
+
+    /// The drill's verdict from its steps: any restore not checked or without evidence makes it `unknown`; lost,
+    /// phantom or mismatched transactions `anomaly`; a corrupted backup caught by nothing (verify valid, restore
+    /// succeeded, check valid) `failed`; a corruption step that did not run `unknown`. Never `passed` without
+    /// at least one checked restore.
+    public static func judge(_ report: inout DurabilityReport, corruptionExpected: Bool) {
         var verdict = DrillVerdict.passed
         for restore in report.restores ?? [] {
             let at = String(format: "+%.1f s", restore.offsetSeconds)
@@ -113,8 +121,11 @@ public struct PITRDrill {
                 report.reasons.append("restore to \(at): no write was acknowledged before the target (no evidence)")
             }
         }
-        if (report.restores ?? []).isEmpty { verdict = verdict.worst(.unknown) }
-        if spec.corruptBackup {
+        if (report.restores ?? []).isEmpty {
+            verdict = verdict.worst(.unknown)
+            report.reasons.append("no restore ran")
+        }
+        if corruptionExpected {
             if let corruption = report.corruption {
                 if !corruption.caught {
                     verdict = verdict.worst(.failed)

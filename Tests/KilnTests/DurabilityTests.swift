@@ -1,6 +1,6 @@
 import Foundation
 import KilnData
-import KilnDurability
+@testable import KilnDurability
 import KilnScenario
 import Logging
 import Testing
@@ -42,9 +42,12 @@ enum DurabilityFixture {
         return try DurabilityDrillSpec.load(contentsOf: file)
     }
 
+    /// Runs the drill; its report is returned (and printed by the tests), its directory removed.
     static func run(_ spec: DurabilityDrillSpec) throws -> DurabilityReport {
-        let directory = URL(fileURLWithPath: "/tmp/durability-test-\(getpid())-\(spec.name)/run")
-        return try DurabilityDrillRunner.run(spec, runDirectory: directory, logger: Logger(label: "kiln.test.durability"))
+        let directory = spec.file.deletingLastPathComponent()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        return try DurabilityDrillRunner.run(
+            spec, runDirectory: directory.appendingPathComponent("run"), logger: Logger(label: "kiln.test.durability"))
     }
 
     static func record(_ txn: Int64, _ invoked: Int64, _ completed: Int64, _ outcome: WriteOutcome) -> WriteRecord {
@@ -145,6 +148,44 @@ struct DurabilityCheckTests {
         #expect(clean.valid)
     }
 
+    @Test("the PITR verdict: a corrupted backup nothing caught fails; an unchecked restore is unknown, never passed")
+    func pitrVerdict() {
+        let checked = RestoreCheck.Result(targetMicros: 1000, required: 10, undecided: 0, undecidedPresent: 0, present: 10, findings: [])
+        func restore(_ check: RestoreCheck.Result?) -> DurabilityReport.Restore {
+            DurabilityReport.Restore(
+                offsetSeconds: 1, target: "t", restoredTo: "t", restoreSeconds: 1, rtoSeconds: 2, check: check,
+                error: check == nil ? "pg_ctl failed" : nil)
+        }
+        let silent = DurabilityReport.Corruption(
+            file: "x.gz", verify: PgBackRest.Verification(exitCode: 0, invalidFiles: [], reportsError: false),
+            restoreFailed: false, restoreError: nil, checkValid: true, caught: false)
+        var report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
+        report.restores = [restore(checked)]
+        report.corruption = silent
+        PITRDrill.judge(&report, corruptionExpected: true)
+        #expect(report.verdict == .failed)
+        var caught = silent
+        caught.verify.invalidFiles = ["x.gz"]
+        caught.caught = true
+        report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
+        report.restores = [restore(checked)]
+        report.corruption = caught
+        PITRDrill.judge(&report, corruptionExpected: true)
+        #expect(report.verdict == .passed)
+        report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
+        report.restores = [restore(checked), restore(nil)]
+        report.corruption = caught
+        PITRDrill.judge(&report, corruptionExpected: true)
+        #expect(report.verdict == .unknown && report.verdict.exitCode.rawValue == 3)
+        report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
+        report.restores = [restore(checked)]
+        PITRDrill.judge(&report, corruptionExpected: true)
+        #expect(report.verdict == .unknown)
+        report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
+        PITRDrill.judge(&report, corruptionExpected: false)
+        #expect(report.verdict == .unknown)
+    }
+
     @Test("bad drill fields are errors naming file:line:column and the field", arguments: [
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nrate: -5", "durability.rate"),
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nworkers: 0", "durability.workers"),
@@ -162,7 +203,9 @@ struct DurabilityCheckTests {
     func badFields(body: String, field: String) throws {
         do {
             // One file per case: the cases run in parallel.
-            _ = try F.spec("bad\(UInt(bitPattern: body.hashValue))", base: 34900, durability: body)
+            let name = "bad\(UInt(bitPattern: body.hashValue))"
+            defer { try? FileManager.default.removeItem(atPath: "/tmp/durability-test-\(getpid())-\(name)") }
+            _ = try F.spec(name, base: 34900, durability: body)
             Issue.record("accepted: \(body)")
         } catch let error as SpecError {
             #expect(error.field == field, "\(error)")
