@@ -29,7 +29,7 @@ public struct DurabilityDrillSpec: Sendable {
 
         var servers: [Server] {
             switch self {
-            case .aofEverySec: [.redis, .falkordb]
+            case .aofEverySec: [.redis]
             case .rdb: [.redis, .falkordb]
             case .synchronousCommitOn, .synchronousCommitOff: [.postgres]
             }
@@ -144,9 +144,6 @@ public struct DurabilityDrillSpec: Sendable {
             guard spec.setting.servers.contains(spec.server) else {
                 throw d.error("setting", "\(spec.server.rawValue) has no setting \(spec.setting.rawValue) (settings: "
                     + Setting.allCases.filter { $0.servers.contains(spec.server) }.map(\.rawValue).joined(separator: ", ") + ")")
-            }
-            if spec.server == .falkordb && spec.setting == .aofEverySec {
-                throw d.error("setting", "falkordb: the drills cover its RDB snapshots only (setting: rdb)")
             }
             if plant == .appendonlyOff && spec.server == .postgres || plant == .fsyncOff && spec.server != .postgres {
                 throw d.error("plant", "\(plant.rawValue) does not apply to \(spec.server.rawValue)")

@@ -62,7 +62,7 @@ public struct PostgresLedger: LedgerStore {
                 do {
                     connection = try PostgresConnection(
                         endpoint, connectTimeoutSeconds: 2,
-                        networkTimeoutMilliseconds: Int(timeout.components.seconds * 1000))
+                        networkTimeoutMilliseconds: Int(timeout.milliseconds))
                     try connection.prepare("ins", LedgerFields.postgresInsert(PostgresLedger.table))
                     self.connection = connection
                 } catch {
@@ -105,7 +105,7 @@ public struct RedisLedger: LedgerStore {
     public func setup() throws {}
 
     public func makeWriter(timeout: Duration) -> any LedgerWriter {
-        Writer(host: host, port: port, timeout: Double(timeout.components.seconds) + 0.001) { connection, row in
+        Writer(host: host, port: port, timeout: timeout.secondsValue) { connection, row in
             try connection.command("SET", "durability:txn:\(row.txnID)", LedgerFields.text(row))
         }
     }
@@ -199,7 +199,7 @@ public struct FalkorDBLedger: LedgerStore {
     public func setup() throws {}
 
     public func makeWriter(timeout: Duration) -> any LedgerWriter {
-        RedisLedger.Writer(host: host, port: port, timeout: Double(timeout.components.seconds) + 0.001) { connection, row in
+        RedisLedger.Writer(host: host, port: port, timeout: timeout.secondsValue) { connection, row in
             // Only digits and `|` in the text, so it is safe inside a Cypher string literal.
             try connection.command(
                 "GRAPH.QUERY", FalkorDBLedger.graph, "CREATE (:Txn {id: \(row.txnID), v: '\(LedgerFields.text(row))'})")
@@ -224,4 +224,10 @@ public struct FalkorDBLedger: LedgerStore {
         }
         return StoredLedger(texts: texts)
     }
+}
+
+extension Duration {
+    /// Whole milliseconds (at least 1).
+    var milliseconds: Int64 { max(1, components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000) }
+    var secondsValue: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -190,6 +190,8 @@ struct DurabilityCheckTests {
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nrate: -5", "durability.rate"),
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nworkers: 0", "durability.workers"),
         ("kind: crash-restart\nserver: postgres\nsetting: aof-everysec", "durability.setting"),
+        ("kind: crash-restart\nserver: falkordb\nsetting: aof-everysec", "durability.setting"),
+        ("kind: crash-restart\nserver: redis\nsetting: rdb\ntimeout: 100000h", "durability.timeout"),
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nkill_after: 0s", "durability.kill_after"),
         ("kind: crash-restart\nserver: redis\nsetting: rdb\nplant: fsync-off", "durability.plant"),
         ("kind: crash-restart\nserver: redis\nsetting: aof-everysec\nrdb_save_every_s: 5", "durability.rdb_save_every_s"),
