@@ -16,18 +16,24 @@ public enum DurabilityLeftovers {
     @discardableResult
     public static func sweep(_ directory: URL, addresses: [String] = []) -> [pid_t] {
         let path = directory.path
-        var killed: [pid_t] = []
+        var matched: [pid_t] = []
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for entry in entries {
             guard let pid = pid_t(entry), pid != getpid(), let command = LocalProcess.commandLine(pid),
                 command.contains(path + "/") || command.hasSuffix(path)
                     || addresses.contains(where: { command.contains($0) })
             else { continue }
-            kill(pid, SIGKILL)
-            killed.append(pid)
+            matched.append(pid)
         }
-        if !killed.isEmpty { usleep(200_000) }
+        // A PostgreSQL server's backends and auxiliary processes have rewritten titles that name neither: take each
+        // matched process's tree (before anything dies and is reparented), stop all of it, then kill all of it.
+        var killed: [pid_t] = []
+        for pid in matched { killed += ProcessTree.stop(root: pid, settle: .milliseconds(500)) }
+        for pid in killed { kill(pid, SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while killed.contains(where: LocalProcess.isAlive) && ContinuousClock.now < deadline { usleep(20_000) }
         try? FileManager.default.removeItem(at: directory)
+        if FileManager.default.fileExists(atPath: path) { try? FileManager.default.removeItem(at: directory) }
         return killed
     }
 

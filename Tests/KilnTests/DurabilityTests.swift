@@ -2,6 +2,7 @@ import Foundation
 import KilnData
 @testable import KilnDurability
 import KilnScenario
+import KilnStack
 import Logging
 import Testing
 
@@ -349,5 +350,65 @@ struct PITRDrillTests {
         #expect(report.verdict == .anomaly, "\(report.summary)")
         let check = report.restores?.first?.check
         #expect(check?.mismatched == 1 && check?.lost == 1)
+    }
+}
+
+@Suite("Durability drills through `kiln run` (exit codes, run directory, interrupt)", .serialized)
+struct DurabilityCommandTests {
+    typealias F = DurabilityFixture
+
+    @Test("a broken promise exits 2 and leaves durability.json and history.jsonl; a bad field exits 64 naming the place")
+    func exitCodes() throws {
+        let spec = try F.spec("cli-planted", base: 34500, durability: CrashRestartDrillTests.body("redis", "aof-everysec", plant: "appendonly-off"))
+        let directory = spec.file.deletingLastPathComponent()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let runs = directory.appendingPathComponent("runs")
+        let outcome = try CommandLineTests.kiln(["run", spec.file.path, "--runs-directory", runs.path, "--id", "r"])
+        #expect(outcome.status == 2, "\(outcome.output)")
+        #expect(outcome.output.contains("FAILED") && outcome.output.contains("beyond the promise"))
+        let run = runs.appendingPathComponent("r")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("durability.json"))) as? [String: Any]
+        #expect(report?["verdict"] as? String == "failed")
+        let history = try String(contentsOf: run.appendingPathComponent("history.jsonl"), encoding: .utf8)
+        #expect(history.split(separator: "\n").count > 1000 && history.contains(#""outcome":"ok""#))
+
+        let bad = directory.appendingPathComponent("bad.yaml")
+        try String(contentsOf: spec.file, encoding: .utf8).replacingOccurrences(of: "rate: 300", with: "rate: 0")
+            .write(to: bad, atomically: true, encoding: .utf8)
+        let invalid = try CommandLineTests.kiln(["run", bad.path, "--runs-directory", runs.path])
+        #expect(invalid.status == 64 && invalid.output.contains("bad.yaml:") && invalid.output.contains("durability.rate"), "\(invalid.output)")
+    }
+
+    @Test("SIGINT during a drill stops its private servers and exits 3, never 0")
+    func interrupt() throws {
+        let spec = try F.spec("cli-interrupt", base: 34600, durability: CrashRestartDrillTests.body("postgres", "synchronous-commit-on"))
+        let directory = spec.file.deletingLastPathComponent()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = Process()
+        process.executableURL = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
+        process.arguments = ["run", spec.file.path, "--runs-directory", directory.appendingPathComponent("runs").path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until the private PostgreSQL answers, then interrupt.
+        let deadline = ContinuousClock.now + .seconds(60)
+        var listening = false
+        while ContinuousClock.now < deadline && !listening {
+            listening = LocalProcessProbe.isListening(spec.stack.postgres.primary.host, spec.stack.postgres.primary.port)
+            if !listening { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(listening)
+        process.interrupt()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 3)
+        Thread.sleep(forTimeInterval: 1)
+        #expect(!LocalProcessProbe.isListening(spec.stack.postgres.primary.host, spec.stack.postgres.primary.port))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/durability-cli-interrupt-\(process.processIdentifier)"))
+    }
+}
+
+enum LocalProcessProbe {
+    static func isListening(_ host: String, _ port: Int) -> Bool {
+        KilnStack.LocalProcess.isListening(host: host, port: port)
     }
 }
