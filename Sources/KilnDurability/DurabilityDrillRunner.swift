@@ -30,7 +30,12 @@ public enum DurabilityDrillRunner {
         let work = workDirectory(spec)
         try? FileManager.default.removeItem(at: work)
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
+        defer {
+            for _ in 0..<20 where FileManager.default.fileExists(atPath: work.path) {
+                try? FileManager.default.removeItem(at: work)
+                usleep(50_000)
+            }
+        }
         var history: WriteHistory?
         let report: DurabilityReport
         switch spec.kind {
@@ -41,6 +46,8 @@ public enum DurabilityDrillRunner {
         }
         try history?.write(to: runDirectory.appendingPathComponent("history.jsonl"))
         try report.write(to: runDirectory.appendingPathComponent("durability.json"))
+        try DurabilityJUnit.xml(report).write(
+            to: runDirectory.appendingPathComponent("junit.xml"), atomically: true, encoding: .utf8)
         try (report.summary + "\n").write(to: runDirectory.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
         if let text = try? String(contentsOf: spec.file, encoding: .utf8) {
             try? text.write(to: runDirectory.appendingPathComponent("scenario.yaml"), atomically: true, encoding: .utf8)

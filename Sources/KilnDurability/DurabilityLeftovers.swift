@@ -32,8 +32,12 @@ public enum DurabilityLeftovers {
         for pid in killed { kill(pid, SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(5)
         while killed.contains(where: LocalProcess.isAlive) && ContinuousClock.now < deadline { usleep(20_000) }
-        try? FileManager.default.removeItem(at: directory)
-        if FileManager.default.fileExists(atPath: path) { try? FileManager.default.removeItem(at: directory) }
+        // The drill's own thread may be removing the same tree at the same time (its servers died under it): a
+        // recursive removal stops at the first file the other one took, so repeat until the directory is gone.
+        for _ in 0..<20 where FileManager.default.fileExists(atPath: path) {
+            try? FileManager.default.removeItem(at: directory)
+            usleep(50_000)
+        }
         return killed
     }
 

@@ -185,6 +185,7 @@ struct DurabilityCheckTests {
         report = DurabilityReport(drill: "d", kind: "pg-pitr", plant: "none")
         PITRDrill.judge(&report, corruptionExpected: false)
         #expect(report.verdict == .unknown)
+        #expect(DurabilityJUnit.xml(report).contains("<error"))
     }
 
     @Test("bad drill fields are errors naming file:line:column and the field", arguments: [
@@ -371,6 +372,8 @@ struct DurabilityCommandTests {
         #expect(report?["verdict"] as? String == "failed")
         let history = try String(contentsOf: run.appendingPathComponent("history.jsonl"), encoding: .utf8)
         #expect(history.split(separator: "\n").count > 1000 && history.contains(#""outcome":"ok""#))
+        let junit = try String(contentsOf: run.appendingPathComponent("junit.xml"), encoding: .utf8)
+        #expect(junit.contains(#"failures="1""#) && junit.contains("<failure"), "\(junit)")
 
         let bad = directory.appendingPathComponent("bad.yaml")
         try String(contentsOf: spec.file, encoding: .utf8).replacingOccurrences(of: "rate: 300", with: "rate: 0")
