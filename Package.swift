@@ -43,6 +43,13 @@ let package = Package(
             dependencies: ["KilnCore", .product(name: "Yams", package: "Yams")]
         ),
         .target(
+            name: "KilnDurability",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "KilnStack",
             dependencies: [
                 "CProcessSpawn", "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
@@ -109,7 +116,8 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -119,7 +127,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle",
+                "KilnElle", "KilnDurability",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Foundation
 import KilnCheck
 import KilnCore
 import KilnData
+import KilnDurability
 import KilnLoad
 import KilnFaults
 import KilnReport
@@ -89,6 +90,15 @@ struct RunCommand: ParsableCommand {
             logger.logLevel = verbose ? .debug : .info
             let paths = KilnPaths.resolve()
             let url = URL(fileURLWithPath: scenario)
+            if DurabilityDrillSpec.isDurabilityDrill(url) {
+                guard phases.isEmpty, continueFrom == nil, rows == nil, metricsPort == nil else {
+                    throw Failure(
+                        code: .invalidInput,
+                        message: "\(url.path) is a durability drill: --phase, --continue-from, --rows and --metrics-port do not apply")
+                }
+                return try DurabilityDrillCommand.run(
+                    url: url, stackFile: stackFile, runsDirectory: runsDirectory, id: id, noCheck: noCheck, logger: logger)
+            }
             var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
             if let stackFile {
                 do {

@@ -3,6 +3,7 @@ import Foundation
 import KilnCore
 import KilnData
 import KilnLoad
+import KilnDurability
 import KilnScenario
 
 /// `kiln validate FILE…`: parses and resolves scenario, stack and dataset spec files — and the files a scenario names
@@ -22,9 +23,12 @@ struct ValidateCommand: ParsableCommand {
         case smokeScenario = "smoke scenario"
         case stack
         case datasetSpec = "dataset spec"
+        case durabilityDrill = "durability drill"
 
         init?(keys: [String]) {
-            if keys.contains("phases") {
+            if keys.contains("durability") {
+                self = .durabilityDrill
+            } else if keys.contains("phases") {
                 self = .scenario
             } else if keys.contains("smoke") {
                 self = .smokeScenario
@@ -78,6 +82,9 @@ struct ValidateCommand: ParsableCommand {
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"
+        case .durabilityDrill:
+            let drill = try DurabilityDrillSpec.parse(fields, file: url)
+            return "durability drill \(drill.name): \(drill.kind.rawValue), stack \(drill.stack.name)"
         case .smokeScenario:
             let smoke = try SmokeScenario.load(contentsOf: url)
             return "smoke scenario \(smoke.name): \(smoke.transactions) transactions, stack \(smoke.stack.name)"
