@@ -394,6 +394,17 @@ public struct PatroniNodeStatus: Sendable, Equatable {
     public var state: String?
     public var lagBytes: Int?
     public var timeline: Int?
+
+    public init(
+        name: String, endpoint: HostPort, role: String? = nil, state: String? = nil, lagBytes: Int? = nil, timeline: Int? = nil
+    ) {
+        self.name = name
+        self.endpoint = endpoint
+        self.role = role
+        self.state = state
+        self.lagBytes = lagBytes
+        self.timeline = timeline
+    }
 }
 
 public struct EtcdMemberStatus: Sendable, Equatable {
