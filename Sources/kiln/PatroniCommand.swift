@@ -161,10 +161,12 @@ final class PatroniDrillRun {
         }
         let finalLeader = cluster.spec.nodes[leaders[0]]
         let reader = try PostgresConnection(endpoint(finalLeader), connectTimeoutSeconds: 5)
+        var planted: [Int64] = []
         if plantLoss > 0 {
             let acked = writes.filter { $0.outcome == .ok }.map(\.txnID).sorted()
             let step = max(1, acked.count / plantLoss)
-            let victims = stride(from: 0, to: acked.count, by: step).prefix(plantLoss).map { String(acked[$0]) }
+            planted = stride(from: 0, to: acked.count, by: step).prefix(plantLoss).map { acked[$0] }
+            let victims = planted.map(String.init)
             try reader.execute("DELETE FROM \(Self.table) WHERE txn_id IN (\(victims.joined(separator: ",")))")
             logger.warning("planted loss: deleted acknowledged rows", metadata: ["kiln.txn_ids": "\(victims.joined(separator: ","))"])
         }
@@ -174,7 +176,7 @@ final class PatroniDrillRun {
         let result = PatroniDrillCheck.check(
             writes: writes, present: present, faultStart: faultStart, loadEnd: loadEnd, leaderRounds: rounds,
             initialLeader: leaderNode.description)
-        try writeReport(record: record, result: result, notChecked: nil, t0: t0, faultStart: faultStart)
+        try writeReport(record: record, result: result, notChecked: nil, t0: t0, faultStart: faultStart, planted: planted)
         print(summary(result, record: record, finalLeader: finalLeader))
         if !result.valid { return .anomaly }
         switch record.verified {
@@ -211,7 +213,8 @@ final class PatroniDrillRun {
     }
 
     private func writeReport(
-        record: FaultRecord, result: PatroniDrillCheck.Result?, notChecked: String?, t0: UInt64, faultStart: UInt64
+        record: FaultRecord, result: PatroniDrillCheck.Result?, notChecked: String?, t0: UInt64, faultStart: UInt64,
+        planted: [Int64] = []
     ) throws {
         struct Report: Encodable {
             var schema = "kiln.patroni-drill/1"
@@ -226,12 +229,14 @@ final class PatroniDrillRun {
             var verdict: String
             var not_checked: String?
             var check: PatroniDrillCheck.Result?
+            /// txn_ids `--plant-loss` deleted from the final leader before the check read it.
+            var planted_loss: [Int64]
         }
         let verdict = notChecked != nil ? "not-checked" : (result?.valid == true ? "valid" : "invalid")
         let report = Report(
             drill: spec.name, fault: spec.fault.rawValue, synchronous_mode: spec.synchronousMode, writers: spec.writers,
             rate: spec.rate, duration_s: Double(Self.nanos(spec.duration)) / 1e9, fault_at_ms: Double(faultStart - t0) / 1e6,
-            fault_record: record, verdict: verdict, not_checked: notChecked, check: result)
+            fault_record: record, verdict: verdict, not_checked: notChecked, check: result, planted_loss: planted)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: directory.appendingPathComponent("patroni-drill.json"))
