@@ -272,6 +272,18 @@ final class PatroniDrillWriter: @unchecked Sendable {
 
     func start(t0: UInt64, until end: UInt64, interval: Double, counter: TxnCounter) {
         let thread = Thread { [self] in
+            defer { state.withLock { $0.done = true } }
+            // With client groups, writer i writes from group i mod n (its sockets open from that host), so a
+            // partition can cut one group off; without, from Kiln's host.
+            let groups = run.cluster.clientGroupHosts
+            if !groups.isEmpty {
+                do {
+                    try HostNetwork.enterForCurrentThread(groups[worker % groups.count])
+                } catch {
+                    run.logger.error("writer cannot enter its client group: it writes nothing", metadata: ["kiln.error": "\(error)"])
+                    return
+                }
+            }
             var connection: PostgresConnection?
             var generation = -1
             var next = Double(t0) + interval * 1e9 * Double(worker) / Double(max(1, run.spec.writers))
@@ -313,7 +325,6 @@ final class PatroniDrillWriter: @unchecked Sendable {
                 }
             }
             connection?.close()
-            state.withLock { $0.done = true }
         }
         thread.name = "kiln-patroni-writer-\(worker)"
         thread.start()
