@@ -1,6 +1,7 @@
 import Foundation
 import KilnCheck
 import KilnCore
+import KilnFaults
 import KilnHTTP
 import KilnScenario
 import KilnStack
@@ -276,6 +277,16 @@ struct PatroniClusterTests {
         }
         #expect(after.leaderIndex == candidate)
         #expect(after.nodes[leader].role == "replica" && after.nodes[leader].state == "streaming")
+
+        // A fault the target ignores (set up, never started) must be verified `no`, never `yes`.
+        let current = try #require(cluster.status().leaderIndex)
+        for kind in [PatroniDrillSpec.FaultKind.killLeader, .pauseLeader, .partitionLeaderFromEtcd, .killEtcdMember, .switchover] {
+            let ignored = PatroniFault(kind, cluster: cluster, leader: current, runID: "ignored", logger: Logger(label: "test"))
+            try ignored.setup()
+            let evidence = ignored.verify(.active)
+            ignored.teardown()
+            #expect(evidence.verified == .no, "\(kind): \(evidence.text)")
+        }
 
         // Leader loss with synchronous_mode: no acknowledged write may be lost.
         let sync = try CommandLineTests.kiln([
