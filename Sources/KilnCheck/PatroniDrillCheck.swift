@@ -9,7 +9,7 @@ import KilnCore
 ///   same rule as `dual-primary.<store>` of `kiln check`);
 /// - timings from the clients' view: time to a new leader (first REST round naming one other leader), the longest
 ///   span without an acknowledged write that touches the fault (unavailability), and RTO (fault start → the first
-///   acknowledgement that ends that span).
+///   acknowledgement that ends that span; 0 when that span is shorter than `outageThresholdMs`).
 /// `info` writes (outcome unknown) may be present or absent: never an anomaly. Valid iff nothing is lost, nothing is
 /// phantom and no two nodes overlap. Pure: no I/O.
 public enum PatroniDrillCheck {
@@ -56,6 +56,10 @@ public enum PatroniDrillCheck {
     ///   - present: txn_ids the final leader holds.
     ///   - faultStart / loadEnd: monotonic nanoseconds.
     ///   - leaderRounds: the REST watch's rounds (time, leaders); `initialLeader` the leader before the fault.
+    /// A span without acknowledgements shorter than this is jitter (a slow commit, a reconnect), not an outage:
+    /// RTO is then 0.
+    public static let outageThresholdMs = 1000.0
+
     public static func check(
         writes: [Write], present: Set<Int64>, faultStart: UInt64, loadEnd: UInt64,
         leaderRounds: [(at: UInt64, leaders: [String])], initialLeader: String
@@ -93,6 +97,10 @@ public enum PatroniDrillCheck {
             // No acknowledgement after the last one until the load ended: the outage outlasted the load.
             unavailability = Double(loadEnd - previous) / 1e6
             rto = nil
+        }
+        if unavailability < outageThresholdMs {
+            // Never longer without an acknowledgement than ordinary jitter: no outage to recover from.
+            rto = 0
         }
         var nodes: [String] = []
         for ack in acks.sorted(by: { $0.end < $1.end }) where !nodes.contains(ack.server!) { nodes.append(ack.server!) }

@@ -175,6 +175,20 @@ struct PatroniDrillCheckTests {
         #expect(result.splitBrain.first?.first == Self.a && result.splitBrain.first?.second == Self.b)
     }
 
+    @Test func noOutageMeansRTOZero() {
+        // Acknowledgements every 100 ms throughout: the longest gap is jitter, not an outage.
+        var writes: [W] = []
+        for tenth in 1...299 {
+            let end: UInt64 = UInt64(tenth) * Self.s / 10
+            writes.append(W(txnID: Int64(tenth), worker: 0, outcome: .ok, server: Self.a, start: end - 1000, end: end))
+        }
+        let result = Self.check(writes, present: Set(writes.map(\.txnID)))
+        #expect(result.valid)
+        #expect(result.rtoMs == 0)
+        #expect(result.unavailabilityMs < 200)
+        #expect(result.timeToNewLeaderMs == nil)
+    }
+
     @Test func anOutageThatOutlastsTheLoadHasNoRTO() {
         let writes = Array(Self.cleanFailover.prefix(10))
         let result = Self.check(writes, present: Set(writes.map(\.txnID)))
