@@ -22,9 +22,15 @@ struct ValidateCommand: ParsableCommand {
         case smokeScenario = "smoke scenario"
         case stack
         case datasetSpec = "dataset spec"
+        case patroniStack = "Patroni stack"
+        case patroniDrill = "Patroni drill"
 
         init?(keys: [String]) {
-            if keys.contains("phases") {
+            if keys.contains("kind") && keys.contains("patroni") {
+                self = .patroniStack
+            } else if keys.contains("fault") && keys.contains("stack") && !keys.contains("phases") {
+                self = .patroniDrill
+            } else if keys.contains("phases") {
                 self = .scenario
             } else if keys.contains("smoke") {
                 self = .smokeScenario
@@ -87,6 +93,12 @@ struct ValidateCommand: ParsableCommand {
         case .datasetSpec:
             let spec = try DatasetSpec.load(contentsOf: url)
             return "dataset spec \(spec.name): \(spec.defaultRows) rows by default"
+        case .patroniStack:
+            let stack = try PatroniStackSpec.parse(fields)
+            return "Patroni stack \(stack.name): \(stack.etcdMembers.count) etcd members, \(stack.nodes.count) nodes"
+        case .patroniDrill:
+            let drill = try PatroniDrillSpec.parse(fields, directory: url.deletingLastPathComponent())
+            return "Patroni drill \(drill.name): \(drill.fault.rawValue), synchronous_mode \(drill.synchronousMode)"
         }
     }
 }
