@@ -128,11 +128,19 @@ final class PatroniDrillRun {
         for writer in writers { writer.start(t0: t0, until: loadEnd, interval: Double(spec.writers) / Double(spec.rate), counter: counter) }
 
         Self.sleep(until: t0 + Self.nanos(spec.faultAt))
+        // Ctrl-C or SIGTERM while the fault acts: undo it (continue, remove rules, restart a killed member) first.
+        InterruptHealer.shared.install()
+        let activeFault = UncheckedFault(fault)
+        let healToken = InterruptHealer.shared.register {
+            try? activeFault.fault.stop()
+            activeFault.fault.teardown()
+        }
         let faultStart = DispatchTime.now().uptimeNanoseconds
         var record = driver.start()
         logger.info("fault started", metadata: ["kiln.fault": "\(record.name)", "kiln.evidence": "\(record.note)"])
         if spec.fault != .switchover { Self.sleep(until: faultStart + Self.nanos(spec.faultDuration)) }
         record = driver.stop()
+        InterruptHealer.shared.unregister(healToken)
         logger.info("fault stopped", metadata: ["kiln.verified": "\(record.verified.rawValue)", "kiln.evidence": "\(record.note)"])
 
         Self.sleep(until: loadEnd)
@@ -356,4 +364,13 @@ final class PatroniDrillWriter: @unchecked Sendable {
 final class TxnCounter: Sendable {
     private let value = Mutex<Int64>(0)
     func next() -> Int64 { value.withLock { $0 += 1; return $0 } }
+}
+
+/// The fault, handed to the interrupt healer's queue. @unchecked Sendable: the healer calls it only after SIGINT/SIGTERM,
+/// normally while the drill thread sleeps through the fault's hold, and the process exits right after; should the
+/// drill thread be stopping the fault at that moment, both undo the same things (SIGCONT, rule deletion, a start of a
+/// member that is already running is refused by its port).
+final class UncheckedFault: @unchecked Sendable {
+    let fault: PatroniFault
+    init(_ fault: PatroniFault) { self.fault = fault }
 }
