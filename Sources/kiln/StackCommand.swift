@@ -21,6 +21,7 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
+                if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.up(options, timeout: timeout) }
                 let logger = options.logger("kiln.stack")
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
@@ -72,6 +73,7 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
+                if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.down(options, keepData: keepData) }
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))
@@ -92,6 +94,7 @@ struct StackCommand: ParsableCommand {
 
         func run() throws {
             try exiting {
+                if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.status(options) }
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))

@@ -24,10 +24,16 @@ struct ValidateCommand: ParsableCommand {
         case stack
         case datasetSpec = "dataset spec"
         case durabilityDrill = "durability drill"
+        case patroniStack = "Patroni stack"
+        case patroniDrill = "Patroni drill"
 
         init?(keys: [String]) {
             if keys.contains("durability") {
                 self = .durabilityDrill
+            } else if keys.contains("kind") && keys.contains("patroni") {
+                self = .patroniStack
+            } else if keys.contains("fault") && keys.contains("stack") && !keys.contains("phases") {
+                self = .patroniDrill
             } else if keys.contains("phases") {
                 self = .scenario
             } else if keys.contains("smoke") {
@@ -94,6 +100,12 @@ struct ValidateCommand: ParsableCommand {
         case .datasetSpec:
             let spec = try DatasetSpec.load(contentsOf: url)
             return "dataset spec \(spec.name): \(spec.defaultRows) rows by default"
+        case .patroniStack:
+            let stack = try PatroniStackSpec.parse(fields)
+            return "Patroni stack \(stack.name): \(stack.etcdMembers.count) etcd members, \(stack.nodes.count) nodes"
+        case .patroniDrill:
+            let drill = try PatroniDrillSpec.parse(fields, directory: url.deletingLastPathComponent())
+            return "Patroni drill \(drill.name): \(drill.fault.rawValue), synchronous_mode \(drill.synchronousMode)"
         }
     }
 }
