@@ -95,6 +95,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "KilnAudit",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "KilnFaults",
             dependencies: [
                 "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnPostgres", "KilnRedis",
@@ -109,7 +116,7 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnAudit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: runtimeLibrarySearchPath
@@ -119,7 +126,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle",
+                "KilnElle", "KilnAudit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
