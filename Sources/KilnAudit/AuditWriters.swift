@@ -90,7 +90,7 @@ public enum AuditJSONWriter {
     }
 
     public static func render(_ report: AuditReport, failOn: AuditSeverity) -> String {
-        let data = try! JSONSerialization.data(withJSONObject: object(report, failOn: failOn), options: [.prettyPrinted, .sortedKeys])
+        let data = try! JSONSerialization.data(withJSONObject: object(report, failOn: failOn), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 }
