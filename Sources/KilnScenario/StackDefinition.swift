@@ -30,7 +30,7 @@ public struct StackDefinition: Sendable {
         public var user: String
         public var passwordEnvironmentVariable: String?
         /// `sensitive_tables:` — tables (`schema.table` or `table`) that must have Row Level Security; `kiln audit`
-        /// checks each. Names: letters, digits, `_`, at most one `.`.
+        /// checks each. Names: letters, digits and `_` (not first), at most one `.`.
         public var sensitiveTables: [String] = []
     }
 
@@ -156,12 +156,13 @@ public struct StackDefinition: Sendable {
                 let parts = text.split(separator: ".", omittingEmptySubsequences: false)
                 guard (1...2).contains(parts.count), text.count <= 127,
                     parts.allSatisfy({ part in
-                        !part.isEmpty && part.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+                        !part.isEmpty && !part.first!.isNumber
+                            && part.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
                     })
                 else {
                     throw SpecError(
                         file: pg.file, line: line, column: column, field: "postgres.sensitive_tables",
-                        message: "\(text.debugDescription) is not a table name (table or schema.table: letters, digits, _)")
+                        message: "\(text.debugDescription) is not a table name (table or schema.table: letters, digits and _, not starting with a digit)")
                 }
                 postgres.sensitiveTables.append(text)
             }
