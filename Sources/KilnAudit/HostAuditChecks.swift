@@ -14,7 +14,10 @@ struct ListeningSocket: Equatable {
     /// The LISTEN sockets (state 0A) of /proc/net/tcp and /proc/net/tcp6 of this process's network namespace.
     static func all(procRoot: String = "/proc") -> [ListeningSocket] {
         ["net/tcp", "net/tcp6"].flatMap { file -> [ListeningSocket] in
-            guard let text = try? String(contentsOfFile: "\(procRoot)/\(file)", encoding: .utf8) else { return [] }
+            // Read to EOF: String(contentsOfFile:) stops after the first 4 KiB of a /proc file (its size is 0).
+            guard let handle = FileHandle(forReadingAtPath: "\(procRoot)/\(file)") else { return [] }
+            defer { try? handle.close() }
+            let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
             return text.split(separator: "\n").dropFirst().compactMap { parse(String($0)) }
         }
     }
