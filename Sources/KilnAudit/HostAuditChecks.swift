@@ -2,6 +2,10 @@ import Foundation
 import KilnCore
 import KilnScenario
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One listening TCP socket of this host, from /proc/net/tcp or /proc/net/tcp6.
 struct ListeningSocket: Equatable {
     var address: String
@@ -221,14 +225,23 @@ struct RunDirectorySecretsCheck: AuditCheck {
         }
     }
 
+    /// The offset of the first occurrence of `needle` in `haystack` (memchr for the first byte, then memcmp: run
+    /// directories of big runs hold gigabytes of history).
     static func firstIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard !needle.isEmpty, haystack.count >= needle.count else { return nil }
-        let first = needle[0]
-        var index = 0
-        while index <= haystack.count - needle.count {
-            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return index }
-            index += 1
+        return haystack.withUnsafeBytes { hay -> Int? in
+            needle.withUnsafeBytes { pattern -> Int? in
+                let base = hay.baseAddress!
+                let last = hay.count - pattern.count
+                var offset = 0
+                while offset <= last {
+                    guard let hit = memchr(base + offset, Int32(pattern[0]), last - offset + 1) else { return nil }
+                    let position = base.distance(to: UnsafeRawPointer(hit))
+                    if memcmp(base + position, pattern.baseAddress!, pattern.count) == 0 { return position }
+                    offset = position + 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 }

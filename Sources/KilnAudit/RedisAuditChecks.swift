@@ -64,7 +64,7 @@ extension AuditContext {
         let opened = redisConnect(endpoint)
         guard case .success(let connection) = opened, let password else { return opened }
         do throws(RedisError) {
-            _ = try connection.command(user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+            try connection.authenticate(user: user, password: password)
             return .success(connection)
         } catch {
             connection.close()
