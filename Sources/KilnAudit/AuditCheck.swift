@@ -60,7 +60,17 @@ public enum AuditChecks {
     public static func audit(_ context: AuditContext, stackFile: String, checks: [any AuditCheck] = all) -> AuditReport {
         var results: [AuditResult] = []
         for check in checks {
-            results += check.run(context)
+            let started = ContinuousClock.now
+            let checkResults = check.run(context)
+            context.logger.debug(
+                "audit check ran",
+                metadata: [
+                    "kiln.audit.ids": "\(check.findingIDs.map(\.rawValue).joined(separator: ","))",
+                    "kiln.audit.results": "\(checkResults.count)",
+                    "kiln.audit.findings": "\(checkResults.filter(\.isFinding).count)",
+                    "kiln.audit.seconds": "\(started.duration(to: .now).roundedSeconds)",
+                ])
+            results += checkResults
         }
         return AuditReport(stackName: context.stack.name, stackFile: stackFile, results: results)
     }
