@@ -102,6 +102,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "KilnAudit",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "KilnFaults",
             dependencies: [
                 "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnPostgres", "KilnRedis",
@@ -116,7 +123,7 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability",
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -127,7 +134,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle", "KilnDurability",
+                "KilnElle", "KilnDurability", "KilnAudit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

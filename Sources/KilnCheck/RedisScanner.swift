@@ -1,6 +1,7 @@
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnScenario
 import KilnStores
 
 /// Reads what `RedisClient` writes under `<ns>:` on `context.stack.redis.primary`.
@@ -44,6 +45,10 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             + Double(context.timeout.components.attoseconds) / 1e18)
         do {
             connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
+            let redis = context.stack.redis
+            if let password = StackDefinition.secret(redis.passwordEnvironmentVariable, in: context.environment) {
+                try connection.authenticate(user: redis.user, password: password)
+            }
             try connection.command(["PING"])
         } catch {
             throw ScanError(address: "\(host):\(port)", reason: error.description)

@@ -422,6 +422,8 @@ public final class PostgresConnection {
             ("authentication failed", "authentication failed"),
             ("no password supplied", "password required"),
             ("no pg_hba.conf entry", "rejected by pg_hba.conf"),
+            ("server does not support SSL", "server offers no TLS"),
+            ("certificate verify failed", "TLS certificate not trusted"),
             ("does not exist", "database or role does not exist"),
             ("the database system is starting up", "server starting up"),
             ("the database system is shutting down", "server shutting down"),

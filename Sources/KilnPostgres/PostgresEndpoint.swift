@@ -8,6 +8,18 @@ public struct PostgresEndpoint: Sendable, Hashable {
     public var database: String
     public var user: String
     public var password: String?
+    /// libpq's `sslmode` (nil: libpq's default, or `PGSSLMODE`).
+    public var sslMode: SSLMode?
+    /// When true the connection never takes a password from `PGPASSWORD` or a password file (a `passfile` that cannot exist):
+    /// a login then succeeds without a password only when the server asks for none.
+    public var ignoresPasswordSources = false
+
+    /// libpq's `sslmode` values Kiln uses.
+    public enum SSLMode: String, Sendable, Hashable {
+        case disable
+        case require
+        case verifyFull = "verify-full"
+    }
 
     public init(host: String, port: Int, database: String, user: String, password: String? = nil) {
         self.host = host
@@ -36,6 +48,15 @@ public struct PostgresEndpoint: Sendable, Hashable {
         ]
         if let password {
             pairs.append(("password", password))
+        } else if ignoresPasswordSources {
+            pairs.append(("password", ""))
+        }
+        if ignoresPasswordSources {
+            // A path that cannot exist (libpq warns about /dev/null, "not a plain file").
+            pairs.append(("passfile", "/dev/null/kiln-no-password-file"))
+        }
+        if let sslMode {
+            pairs.append(("sslmode", sslMode.rawValue))
         }
         pairs.append(("connect_timeout", String(max(2, connectTimeoutSeconds))))
         if let networkTimeoutMilliseconds {

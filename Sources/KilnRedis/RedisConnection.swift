@@ -77,6 +77,13 @@ public final class RedisConnection {
         }
     }
 
+    /// Authenticates this connection: `AUTH user password` for an ACL user, `AUTH password` for `default` (user nil).
+    /// - Throws: ``RedisError`` of kind `server("WRONGPASS")` for a wrong pair or a disabled user; the password never
+    ///   appears in the error.
+    public func authenticate(user: String?, password: String) throws(RedisError) {
+        _ = try command(user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+    }
+
     /// Closes the connection. Idempotent; later calls throw a `closed` error.
     public func close() {
         if let context {

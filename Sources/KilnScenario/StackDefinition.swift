@@ -29,6 +29,9 @@ public struct StackDefinition: Sendable {
         public var database: String
         public var user: String
         public var passwordEnvironmentVariable: String?
+        /// `sensitive_tables:` — tables (`schema.table` or `table`) that must have Row Level Security; `kiln audit`
+        /// checks each. Names: letters, digits and `_` (not first), at most one `.`.
+        public var sensitiveTables: [String] = []
     }
 
     public struct Redis: Sendable {
@@ -37,6 +40,8 @@ public struct StackDefinition: Sendable {
         public var sentinels: [HostPort]
         public var masterName: String
         public var passwordEnvironmentVariable: String?
+        /// `user:` — the ACL user Kiln authenticates as (`AUTH user password`); nil: the `default` user.
+        public var user: String? = nil
         /// `server_settings:` given to the embedded primary and replicas at start (`redis-server --name value`).
         public var serverSettings: [RedisServerSetting: Int] = [:]
 
@@ -140,12 +145,28 @@ public struct StackDefinition: Sendable {
         let chaosTarget = try fields.bool("chaos_target", default: kind != .external)
 
         let pg = try fields.mapping("postgres")
-        let postgres = Postgres(
+        var postgres = Postgres(
             primary: try pg.hostPort("primary"),
             replicas: try pg.hostPorts("replicas"),
             database: try pg.optionalString("database") ?? "kiln",
             user: try pg.optionalString("user") ?? "postgres",
             passwordEnvironmentVariable: try pg.optionalString("password_env"))
+        if pg.contains("sensitive_tables") {
+            for (text, line, column) in try pg.strings("sensitive_tables") {
+                let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), text.count <= 127,
+                    parts.allSatisfy({ part in
+                        !part.isEmpty && !part.first!.isNumber
+                            && part.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+                    })
+                else {
+                    throw SpecError(
+                        file: pg.file, line: line, column: column, field: "postgres.sensitive_tables",
+                        message: "\(text.debugDescription) is not a table name (table or schema.table: letters, digits and _, not starting with a digit)")
+                }
+                postgres.sensitiveTables.append(text)
+            }
+        }
         try pg.finish()
 
         let rd = try fields.mapping("redis")
@@ -155,6 +176,7 @@ public struct StackDefinition: Sendable {
             sentinels: try rd.hostPorts("sentinels"),
             masterName: try rd.optionalString("master_name") ?? "kiln",
             passwordEnvironmentVariable: try rd.optionalString("password_env"))
+        redis.user = try rd.optionalString("user")
         if let settings = try rd.optionalMapping("server_settings") {
             for key in settings.keys {
                 guard let setting = RedisServerSetting(rawValue: key) else {

@@ -187,7 +187,7 @@ public struct SmokeRun {
         let connection = try RedisConnection(
             host: primary.host, port: primary.port, timeoutSeconds: Double(timeoutSeconds))
         if let password = StackDefinition.secret(stack.redis.passwordEnvironmentVariable, in: environment) {
-            _ = try connection.command(["AUTH", password])
+            try connection.authenticate(user: stack.redis.user, password: password)
         }
         let prefix = "kiln:smoke:\(runID)"
         let scores = "\(prefix):amounts"

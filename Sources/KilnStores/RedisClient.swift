@@ -1,6 +1,7 @@
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnScenario
 
 /// Redis as the platform's online feature store: per-user feature hashes, a fraud-score leaderboard and a stream
 /// of fraud events, all under keys prefixed `<namespace>:`.
@@ -60,6 +61,8 @@ public final class RedisClient: Client {
     /// The stack file's primary and replicas: the only servers a Sentinel answer may point at.
     private let knownServers: Set<HostPort>
     private let timeoutSeconds: Double
+    /// The stack's `redis.user` (nil: `default`) and password from its `password_env`; nil password: no AUTH.
+    private let credentials: (user: String?, password: String?)
     private var connection: RedisConnection?
     private let prefix: [UInt8]
     private let scoresKey: String
@@ -91,6 +94,10 @@ public final class RedisClient: Client {
         sentinels = context.stack.redis.sentinels
         masterName = context.stack.redis.masterName
         knownServers = Set([context.stack.redis.primary] + context.stack.redis.replicas)
+        credentials = (
+            context.stack.redis.user,
+            StackDefinition.secret(context.stack.redis.passwordEnvironmentVariable, in: context.environment)
+        )
         if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
             knownServers.contains(primary)
         {
@@ -98,7 +105,9 @@ public final class RedisClient: Client {
             port = primary.port
         }
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+            let opened = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+            if let password = credentials.password { try opened.authenticate(user: credentials.user, password: password) }
+            connection = opened
         } catch {
             throw ConnectError(address: "\(host):\(port)", reason: error.description)
         }
@@ -377,6 +386,7 @@ public final class RedisClient: Client {
             port = primary.port
         }
         let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        if let password = credentials.password { try fresh.authenticate(user: credentials.user, password: password) }
         connection = fresh
         return fresh
     }

@@ -1,0 +1,143 @@
+import Foundation
+import KilnCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Kafka wire-protocol requests over one raw TCP connection each (no client library: librdkafka would negotiate
+/// SASL itself and hide what an unauthenticated client gets). Requests use version 0 of each API, which every broker
+/// must answer. Blocking, with `timeoutSeconds` for connect, send and receive.
+struct KafkaWireProbe {
+    static let saslHandshakeKey: Int16 = 17
+    let endpoint: HostPort
+    let timeoutSeconds: Int
+
+    struct ProbeError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// ApiVersions v0: the API keys the broker lists.
+    func apiVersions() throws -> [Int16] {
+        var reader = try exchange(apiKey: 18, version: 0, body: [])
+        let error = try reader.int16()
+        guard error == 0 else { throw ProbeError(description: "ApiVersions error code \(error)") }
+        let count = try reader.int32()
+        guard (0...10_000).contains(count) else { throw ProbeError(description: "ApiVersions: bad array length \(count)") }
+        return try (0..<count).map { _ in
+            let key = try reader.int16()
+            _ = try reader.int16()
+            _ = try reader.int16()
+            return key
+        }
+    }
+
+    /// SaslHandshake v0 asking for PLAIN: the mechanisms the broker enables.
+    func saslMechanisms() throws -> [String] {
+        var reader = try exchange(apiKey: Self.saslHandshakeKey, version: 0, body: Self.string("PLAIN"))
+        _ = try reader.int16()
+        let count = try reader.int32()
+        guard (0...100).contains(count) else { throw ProbeError(description: "SaslHandshake: bad array length") }
+        return try (0..<count).map { _ in try reader.string() }
+    }
+
+    /// Metadata v0 for all topics without authenticating: the number of brokers in the answer.
+    func metadataBrokerCount() throws -> Int {
+        var reader = try exchange(apiKey: 3, version: 0, body: [0, 0, 0, 0])
+        let count = try reader.int32()
+        guard (0...10_000).contains(count) else { throw ProbeError(description: "Metadata: bad broker count") }
+        return Int(count)
+    }
+
+    static func string(_ text: String) -> [UInt8] {
+        let bytes = Array(text.utf8)
+        return [UInt8(bytes.count >> 8 & 0xff), UInt8(bytes.count & 0xff)] + bytes
+    }
+
+    struct Reader {
+        var bytes: [UInt8]
+        var offset = 0
+        mutating func take(_ count: Int) throws -> ArraySlice<UInt8> {
+            guard count >= 0, offset + count <= bytes.count else { throw ProbeError(description: "short response") }
+            defer { offset += count }
+            return bytes[offset..<offset + count]
+        }
+        mutating func int16() throws -> Int16 {
+            let b = try take(2)
+            return Int16(bitPattern: UInt16(b[b.startIndex]) << 8 | UInt16(b[b.startIndex + 1]))
+        }
+        mutating func int32() throws -> Int32 {
+            try take(4).reduce(0) { Int32(bitPattern: UInt32(bitPattern: $0) << 8 | UInt32($1)) }
+        }
+        mutating func string() throws -> String {
+            let length = Int(try int16())
+            return String(decoding: try take(max(0, length)), as: UTF8.self)
+        }
+    }
+
+    /// Sends one request and returns a reader positioned after the response's correlation id.
+    private func exchange(apiKey: Int16, version: Int16, body: [UInt8]) throws -> Reader {
+        let correlation: Int32 = 0x4B_494C
+        var request: [UInt8] = []
+        func append16(_ value: Int16) { request += [UInt8(UInt16(bitPattern: value) >> 8), UInt8(UInt16(bitPattern: value) & 0xff)] }
+        func append32(_ value: Int32) {
+            let bits = UInt32(bitPattern: value)
+            request += [UInt8(bits >> 24), UInt8(bits >> 16 & 0xff), UInt8(bits >> 8 & 0xff), UInt8(bits & 0xff)]
+        }
+        append16(apiKey)
+        append16(version)
+        append32(correlation)
+        request += Self.string("kiln-audit")
+        request += body
+        let framed = withUnsafeBytes(of: UInt32(request.count).bigEndian) { Array($0) } + request
+
+        let socket = try connect()
+        defer { close(socket) }
+        var sent = 0
+        while sent < framed.count {
+            let written = framed[sent...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw ProbeError(description: "send to \(endpoint) failed") }
+            sent += written
+        }
+        let header = try receive(socket, 4)
+        let length = Int(header.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard (4...16 << 20).contains(length) else { throw ProbeError(description: "bad response length \(length) from \(endpoint)") }
+        var reader = Reader(bytes: try receive(socket, length))
+        guard try reader.int32() == correlation else { throw ProbeError(description: "wrong correlation id from \(endpoint)") }
+        return reader
+    }
+
+    private func connect() throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(endpoint.host, String(endpoint.port), &hints, &list) == 0, let info = list else {
+            throw ProbeError(description: "cannot resolve \(endpoint.host)")
+        }
+        defer { freeaddrinfo(list) }
+        let socket = Glibc.socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        guard socket >= 0 else { throw ProbeError(description: "socket() failed") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard Glibc.connect(socket, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(socket)
+            throw ProbeError(description: "connect to \(endpoint): \(reason)")
+        }
+        return socket
+    }
+
+    private func receive(_ socket: Int32, _ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var received = 0
+        while received < count {
+            let n = buffer[received...].withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else {
+                throw ProbeError(description: n == 0 ? "\(endpoint) closed the connection without answering" : "no answer from \(endpoint) within \(timeoutSeconds) s")
+            }
+            received += n
+        }
+        return buffer
+    }
+}
