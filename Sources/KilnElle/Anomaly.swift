@@ -167,7 +167,7 @@ public struct DependencyStep: Sendable, Codable, Hashable {
 public struct WitnessTransaction: Sendable, Codable, Hashable {
     /// Index in the history; text names it `T<index>`.
     public var index: Int
-    public var transaction: ListAppendTransaction
+    public var transaction: ElleTransaction
 }
 
 /// One anomaly with a minimal witness: the transactions involved, and for a cycle its edges in order (the last
@@ -194,8 +194,11 @@ public struct AnomalyWitness: Sendable, Codable, Hashable {
     }
 }
 
-/// The checker's answer for one history and one model.
-public struct ListAppendCheckResult: Sendable, Codable {
+/// The list-append name of `ElleCheckResult`.
+public typealias ListAppendCheckResult = ElleCheckResult
+
+/// A checker's answer (list-append or rw-register) for one history and one model.
+public struct ElleCheckResult: Sendable, Codable {
     public var model: ConsistencyModel
     public var validity: Validity
     /// Every anomaly kind found with how many times (each SCC counts once per cycle kind).
