@@ -180,7 +180,8 @@ struct RWRegisterInference {
                 var lastWrite = -1
                 for later in (op + 1)..<end where opIsWrite[later] && opKey[later] == opKey[op] { lastWrite = later }
                 if lastWrite < 0 { continue }
-                candidates.append((Int32(key), read, Int32(transaction), Int32(op)))
+                // A garbage read (nobody wrote it) is no version two transactions could both have read.
+                if read != Self.noWriter { candidates.append((Int32(key), read, Int32(transaction), Int32(op))) }
                 if read >= 0 && isVersion(Int(read)) && Int(writeTransaction[Int(read)]) != transaction {
                     let written = writeIndex(slot: key, value: opValue[lastWrite])
                     versionEdges.append(UInt64(UInt32(read)) << 32 | UInt64(UInt32(written)))

@@ -109,6 +109,18 @@ struct ElleCommand: ParsableCommand {
 
         func parsedWorkload() throws -> ElleWorkload { try ElleCommand.parseWorkload(workload) }
 
+        /// Counts below 1 would divide by zero or create no keys: rejected before anything runs (exit 64).
+        func validate() throws {
+            if concurrency < 1 { throw ValidationError("--concurrency: expected at least 1, not \(concurrency)") }
+            if keys < 1 { throw ValidationError("--keys: expected at least 1, not \(keys)") }
+            if let maxWritesPerKey, maxWritesPerKey < 1 {
+                throw ValidationError("--max-writes-per-key: expected at least 1, not \(maxWritesPerKey)")
+            }
+            if ElleWorkload(rawValue: workload) == nil {
+                throw ValidationError("--workload: expected list-append or rw-register, not \(workload)")
+            }
+        }
+
         func parsedMaxWritesPerKey() throws -> Int? {
             if let maxWritesPerKey, maxWritesPerKey < 1 {
                 throw Failure(code: .invalidInput, message: "--max-writes-per-key: expected at least 1")

@@ -146,6 +146,16 @@ import Testing
         for model in ConsistencyModel.allCases { #expect(Self.check(blind, model).validity == .valid) }
     }
 
+    /// Two different garbage reads followed by writes are garbage twice, not a lost update.
+    @Test func garbageReadsMakeNoLostUpdate() {
+        let garbage = Self.concurrent([
+            Self.txn(Self.read(1, 8), Self.write(1, 1)), Self.txn(Self.read(1, 9), Self.write(1, 2)),
+        ])
+        let result = Self.check(garbage, .serializable)
+        #expect(result.counts[.garbageRead] == 2, "\(result.summary)")
+        #expect(result.counts[.lostUpdate] == nil, "\(result.summary)")
+    }
+
     @Test func infoTransactionsMayOrMayNotHaveCommitted() {
         let seen = Self.concurrent([Self.txn(Self.write(1, 1), outcome: .info), Self.txn(Self.read(1, 1))])
         #expect(Self.check(seen, .strictSerializable).validity == .valid)
