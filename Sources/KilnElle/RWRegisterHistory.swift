@@ -27,7 +27,13 @@ public struct RWRegisterHistory: Sendable {
     /// keys beyond 32 bits.
     public init(_ transactions: [ElleTransaction]) throws {
         reserveCapacity(transactions: transactions.count, ops: transactions.reduce(0) { $0 + $1.ops.count })
-        for transaction in transactions { try append(transaction) }
+        for (index, transaction) in transactions.enumerated() {
+            do {
+                try append(transaction)
+            } catch let error as HistoryFormatError {
+                throw HistoryFormatError(message: "transaction \(index + 1) (T\(index)): \(error.message)")
+            }
+        }
     }
 
     public var count: Int { process.count }
