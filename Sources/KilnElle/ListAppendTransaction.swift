@@ -69,6 +69,29 @@ public struct ElleTransaction: Sendable, Hashable, Codable {
     }
 }
 
+extension ElleTransaction {
+    /// Decodes the JSON form. `["r", k, null]` is ambiguous between list-append's unknown read and rw-register's
+    /// read of the never-written register; only the outcome tells them apart: a committed (`ok`) transaction's reads
+    /// are all known (a list read is at least `[]`), so there it is a register read of the initial state
+    /// (`.readRegister(k, nil)`, shown `r k nil`), elsewhere an unknown read (`.read(k, nil)`, shown `r k ?`).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        process = try container.decode(Int.self, forKey: .process)
+        invokeNanos = try container.decode(Int64.self, forKey: .invokeNanos)
+        completeNanos = try container.decodeIfPresent(Int64.self, forKey: .completeNanos)
+        outcome = try container.decode(TransactionOutcome.self, forKey: .outcome)
+        let decoded = try container.decode([MicroOp].self, forKey: .ops)
+        guard outcome == .ok else {
+            ops = decoded
+            return
+        }
+        ops = decoded.map { op in
+            if case .read(let key, nil) = op { return .readRegister(key: key, value: nil) }
+            return op
+        }
+    }
+}
+
 /// The list-append name of `ElleTransaction` (its first workload).
 public typealias ListAppendTransaction = ElleTransaction
 

@@ -1,5 +1,7 @@
 import Foundation
 import KilnElle
+import KilnCheck
+import KilnReport
 import Testing
 
 /// Hand-built rw-register histories for each anomaly class that applies to registers, random serial histories, and
@@ -305,5 +307,58 @@ import Testing
         #expect(wrong.status == 64, "\(wrong.output)")
         let unknown = try CommandLineTests.kiln(["elle", "check", skew.path, "--workload", "bank"])
         #expect(unknown.status == 64, "\(unknown.output)")
+    }
+}
+
+/// `elle.rw-register` as a place: check.json carries the witness, summary.md and report.html explain it with the
+/// register ops and an inline SVG of the cycle; an unreadable history is unknown, never valid.
+@Suite struct ElleRWRegisterPlaceTests {
+    static func directory(_ transactions: [ElleTransaction], model: ConsistencyModel) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-rw"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try ElleTransaction.jsonLines(transactions).write(
+            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(.rwRegister)))
+        try ListAppendRunDescription(
+            store: "postgres", isolation: "serializable", model: model, transactions: transactions.count, seed: 1,
+            workload: .rwRegister
+        ).write(to: directory)
+        return directory
+    }
+
+    @Test func aWriteSkewIsExplainedInEveryReport() throws {
+        let directory = try Self.directory(ElleRWRegisterTests.gSingle, model: .serializable)
+        #expect(ListAppendPlace.workloads(in: directory) == [.rwRegister])
+        let place = ListAppendPlace.check(directory: directory, workload: .rwRegister)
+        #expect(place.place == "elle.rw-register")
+        #expect(place.validity == .invalid)
+        let check = try ElleRunDirectoryTests.roundTrip(place)
+        let witness = try #require(check.places.first?.transactional?.witnesses.first { $0.kind == .gSingle })
+        #expect(witness.transactions.contains { $0.transaction.ops.contains(.write(key: 1, value: 1)) })
+        let run = RunData(directory: directory, report: nil, timeline: [], check: check)
+        _ = try ReportWriters.writeAll(run)
+        let summary = try String(contentsOf: directory.appendingPathComponent("summary.md"), encoding: .utf8)
+        #expect(summary.contains("elle.rw-register"), "\(summary)")
+        #expect(summary.contains("w 1 1") && summary.contains("r 1 nil"), "\(summary)")
+        #expect(summary.contains("-rw->") && summary.contains("-wr->"), "\(summary)")
+        let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("<svg class=\"cycle\""))
+        // The same history is allowed by read committed: reported, valid.
+        let allowed = ListAppendPlace.check(
+            directory: try Self.directory(ElleRWRegisterTests.gSingle, model: .readCommitted), workload: .rwRegister)
+        #expect(allowed.validity == .valid)
+        #expect(allowed.counts["G-single"] == 1)
+    }
+
+    @Test func anUnreadableOrOutOfTimeHistoryIsUnknown() throws {
+        let directory = try Self.directory(ElleRWRegisterTests.g2Item, model: .serializable)
+        #expect(ListAppendPlace.check(directory: directory, workload: .rwRegister, searchTimeLimit: .zero).validity == .unknown)
+        try Data("{\"process\": 1, \"ops\": [[\"w\"]]}\n".utf8).write(
+            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(.rwRegister)))
+        #expect(ListAppendPlace.check(directory: directory, workload: .rwRegister).validity == .unknown)
+        // A list-append history in the register file is unknown too.
+        try ElleTransaction.jsonLines(ElleListAppendTests.g2Item).write(
+            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(.rwRegister)))
+        let mixed = ListAppendPlace.check(directory: directory, workload: .rwRegister)
+        #expect(mixed.validity == .unknown, "\(mixed.error ?? "")")
     }
 }
