@@ -20,7 +20,7 @@ public struct TransactionalFindings: Sendable, Codable {
 /// The files a transactional workload writes into a run directory, and what the run promised. list-append writes
 /// `elle-run.json` and `elle-history.jsonl`; rw-register `elle-rw-register-run.json` and
 /// `elle-rw-register-history.jsonl`, so one run directory may hold both (and a ledger `history.jsonl` besides).
-public struct ListAppendRunDescription: Sendable, Codable {
+public struct ElleRunDescription: Sendable, Codable {
     public static let fileName = "elle-run.json"
     public static let historyFileName = "elle-history.jsonl"
 
@@ -77,10 +77,14 @@ public struct ListAppendRunDescription: Sendable, Codable {
     }
 }
 
+/// The list-append names of `ElleRunDescription` and `ElleHistoryPlace` (their first workload).
+public typealias ListAppendRunDescription = ElleRunDescription
+public typealias ListAppendPlace = ElleHistoryPlace
+
 /// `elle.list-append` and `elle.rw-register`: Elle's checkers as places of `kiln check`, on a run directory holding
 /// that workload's history (`ListAppendRunDescription.historyFileName(_:)`). Guarantees: an unreadable history, a
 /// missing description or a search that ran out of time gives `unknown`, never `valid`.
-public enum ListAppendPlace {
+public enum ElleHistoryPlace {
     public static let id = "elle.list-append"
 
     /// `elle.list-append` or `elle.rw-register`.
