@@ -17,10 +17,22 @@ public struct TransactionalFindings: Sendable, Codable {
     public var statistics: ListAppendCheckResult.Statistics
 }
 
-/// The files a list-append workload writes into a run directory, and what the run promised.
-public struct ListAppendRunDescription: Sendable, Codable {
+/// The files a transactional workload writes into a run directory, and what the run promised. list-append writes
+/// `elle-run.json` and `elle-history.jsonl`; rw-register `elle-rw-register-run.json` and
+/// `elle-rw-register-history.jsonl`, so one run directory may hold both (and a ledger `history.jsonl` besides).
+public struct ElleRunDescription: Sendable, Codable {
     public static let fileName = "elle-run.json"
     public static let historyFileName = "elle-history.jsonl"
+
+    /// The description file of `workload`'s history.
+    public static func fileName(_ workload: ElleWorkload) -> String {
+        workload == .listAppend ? fileName : "elle-\(workload.rawValue)-run.json"
+    }
+
+    /// The history file of `workload`.
+    public static func historyFileName(_ workload: ElleWorkload) -> String {
+        workload == .listAppend ? historyFileName : "elle-\(workload.rawValue)-history.jsonl"
+    }
 
     /// `postgres` or `redis`.
     public var store: String
@@ -30,13 +42,19 @@ public struct ListAppendRunDescription: Sendable, Codable {
     public var model: ConsistencyModel
     public var transactions: Int
     public var seed: UInt64
+    /// Nil in descriptions written before rw-register existed: list-append.
+    public var workload: ElleWorkload?
 
-    public init(store: String, isolation: String, model: ConsistencyModel, transactions: Int, seed: UInt64) {
+    public init(
+        store: String, isolation: String, model: ConsistencyModel, transactions: Int, seed: UInt64,
+        workload: ElleWorkload = .listAppend
+    ) {
         self.store = store
         self.isolation = isolation
         self.model = model
         self.transactions = transactions
         self.seed = seed
+        self.workload = workload
     }
 
     /// What each level promises: PostgreSQL's repeatable read is snapshot isolation; a single Redis server runs
@@ -54,49 +72,64 @@ public struct ListAppendRunDescription: Sendable, Codable {
     public func write(to directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: directory.appendingPathComponent(Self.fileName), options: .atomic)
+        try encoder.encode(self).write(
+            to: directory.appendingPathComponent(Self.fileName(workload ?? .listAppend)), options: .atomic)
     }
 }
 
-/// `elle.list-append`: Elle's list-append checker as one more place of `kiln check`, on a run directory holding
-/// `elle-history.jsonl`. Guarantees: an unreadable history, a missing description or a search that ran out of time
-/// gives `unknown`, never `valid`.
-public enum ListAppendPlace {
+/// The list-append names of `ElleRunDescription` and `ElleHistoryPlace` (their first workload).
+public typealias ListAppendRunDescription = ElleRunDescription
+public typealias ListAppendPlace = ElleHistoryPlace
+
+/// `elle.list-append` and `elle.rw-register`: Elle's checkers as places of `kiln check`, on a run directory holding
+/// that workload's history (`ListAppendRunDescription.historyFileName(_:)`). Guarantees: an unreadable history, a
+/// missing description or a search that ran out of time gives `unknown`, never `valid`.
+public enum ElleHistoryPlace {
     public static let id = "elle.list-append"
 
-    /// True when `directory` holds a list-append history.
-    public static func present(in directory: URL) -> Bool {
+    /// `elle.list-append` or `elle.rw-register`.
+    public static func id(_ workload: ElleWorkload) -> String { "elle.\(workload.rawValue)" }
+
+    /// True when `directory` holds a history of `workload`.
+    public static func present(in directory: URL, workload: ElleWorkload = .listAppend) -> Bool {
         FileManager.default.fileExists(
-            atPath: directory.appendingPathComponent(ListAppendRunDescription.historyFileName).path)
+            atPath: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(workload)).path)
     }
 
-    /// The place's result for the run in `directory`.
+    /// The workloads whose histories `directory` holds.
+    public static func workloads(in directory: URL) -> [ElleWorkload] {
+        ElleWorkload.allCases.filter { present(in: directory, workload: $0) }
+    }
+
+    /// The place's result for the `workload` run in `directory`.
     public static func check(
-        directory: URL, searchTimeLimit: Duration = .seconds(60), witnessesPerKind: Int = 3
+        directory: URL, workload: ElleWorkload = .listAppend, searchTimeLimit: Duration = .seconds(60),
+        witnessesPerKind: Int = 3
     ) -> PlaceResult {
         let started = Date()
         let description: ListAppendRunDescription
         let transactions: [ListAppendTransaction]
+        let historyFile = ListAppendRunDescription.historyFileName(workload)
         do {
             description = try JSONDecoder().decode(
                 ListAppendRunDescription.self,
-                from: Data(contentsOf: directory.appendingPathComponent(ListAppendRunDescription.fileName)))
+                from: Data(contentsOf: directory.appendingPathComponent(ListAppendRunDescription.fileName(workload))))
             transactions = try ListAppendTransaction.parseJSONLines(
-                Data(contentsOf: directory.appendingPathComponent(ListAppendRunDescription.historyFileName)))
+                Data(contentsOf: directory.appendingPathComponent(historyFile)))
         } catch {
-            return .undecided(id, source: ListAppendRunDescription.historyFileName, error: error, since: started)
+            return .undecided(id(workload), source: historyFile, error: error, since: started)
         }
-        let checker = ListAppendChecker(
-            model: description.model, searchTimeLimit: searchTimeLimit,
+        let result = workload.check(
+            transactions, model: description.model, searchTimeLimit: searchTimeLimit,
             allowedSearchTimeLimit: min(.seconds(5), searchTimeLimit), witnessesPerKind: witnessesPerKind)
-        return result(checker.check(transactions), description: description, since: started)
+        return Self.result(result, description: description, since: started, workload: workload)
     }
 
     /// A checker's answer as a place result.
     public static func result(
-        _ result: ListAppendCheckResult, description: ListAppendRunDescription, since started: Date
-    ) -> PlaceResult {
-        let validity: Validity =
+        _ result: ListAppendCheckResult, description: ListAppendRunDescription, since started: Date,
+        workload: ElleWorkload = .listAppend
+    ) -> PlaceResult {        let validity: Validity =
             switch result.validity {
             case .valid: .valid
             case .invalid: .invalid
@@ -110,7 +143,7 @@ public enum ListAppendPlace {
         }
         let promised = "\(description.store) \(description.isolation)"
         return PlaceResult(
-            place: id, source: "\(promised) as \(result.model.rawValue)",
+            place: id(workload), source: "\(promised) as \(result.model.rawValue)",
             validity: validity, expected: Int64(result.statistics.transactions), indeterminate: 0, failedWrites: 0,
             scanned: Int64(result.statistics.microOps), indeterminatePresent: 0, counts: counts, anomalies: [],
             error: error, seconds: Date().timeIntervalSince(started),

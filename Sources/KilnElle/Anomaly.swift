@@ -1,4 +1,4 @@
-/// Every anomaly the list-append checker names (Adya's taxonomy as Elle extends it). Raw values are Elle's names.
+/// Every anomaly the list-append and rw-register checkers name (Adya's taxonomy as Elle extends it). Raw values are Elle's names.
 public enum AnomalyKind: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable, Comparable {
     // Dependency cycles, most severe first; `-process` / `-realtime` need a process or real-time edge to close.
     case g0 = "G0"
@@ -17,17 +17,18 @@ public enum AnomalyKind: String, Sendable, Codable, CodingKeyRepresentable, Case
     case gNonadjacentRealtime = "G-nonadjacent-realtime"
     case g2ItemRealtime = "G2-item-realtime"
     // Anomalies seen without a cycle.
-    /// A committed read saw an element appended by a transaction that failed.
+    /// A committed read saw an element appended (a value written) by a transaction that failed.
     case g1a = "G1a"
-    /// A committed read ended at an element its writer later followed with another append to the same key.
+    /// A committed read ended at an element its writer later followed with another append to the same key (read a
+    /// register value its writer overwrote in the same transaction).
     case g1b = "G1b"
     /// A transaction's read contradicts its own earlier reads and appends of that key.
     case internalInconsistency = "internal"
-    /// Two committed transactions read the same version of a key and both appended to it.
+    /// Two committed transactions read the same version of a key and both appended to (wrote) it.
     case lostUpdate = "lost-update"
     /// A read holds one element twice.
     case duplicateElements = "duplicate-elements"
-    /// A read holds an element nobody appended to that key.
+    /// A read holds an element nobody appended to that key (a register value nobody wrote).
     case garbageRead = "garbage-read"
     /// Two reads of a key are not prefixes of one another: no single order of appends explains both.
     case incompatibleOrder = "incompatible-order"
@@ -106,8 +107,8 @@ public enum ConsistencyModel: String, Sendable, Codable, CaseIterable {
     case strictSerializable = "strict-serializable"
 
     /// The anomalies this model forbids (Adya PL-2, PL-SI with Cerone–Gotsman's G-nonadjacent, PL-2.99, PL-3,
-    /// PL-SS, as Elle's consistency-model graph states them). For list-append histories, which have no predicate
-    /// reads, repeatable read and serializable forbid the same anomalies. Every model forbids the anomalies that
+    /// PL-SS, as Elle's consistency-model graph states them). For list-append and rw-register histories, which have no
+    /// predicate reads, repeatable read and serializable forbid the same anomalies. Every model forbids the anomalies that
     /// are not about isolation at all (duplicate elements, garbage reads, incompatible orders) and G1 (read
     /// committed is the weakest model here); internal inconsistency is forbidden from repeatable read and snapshot
     /// isolation up.
@@ -139,11 +140,13 @@ public enum Validity: String, Sendable, Codable {
 
 /// Why one edge of a dependency cycle exists.
 public enum DependencyRelation: String, Sendable, Codable, CaseIterable {
-    /// `from` appended an element and `to` appended the next one of the same key.
+    /// `from` appended an element and `to` appended the next one of the same key (registers: `to` read `from`'s
+    /// version and overwrote it).
     case ww
-    /// `to` read a list whose last element `from` appended.
+    /// `to` read a list whose last element `from` appended (registers: `to` read the value `from` wrote).
     case wr
-    /// `from` read a list and `to` appended the next element after it (`from` did not see `to`'s append).
+    /// `from` read a list and `to` appended the next element after it (`from` did not see `to`'s append;
+    /// registers: `to` overwrote the version `from` read).
     case rw
     /// The same process ran `from`, then `to`.
     case process
@@ -167,7 +170,7 @@ public struct DependencyStep: Sendable, Codable, Hashable {
 public struct WitnessTransaction: Sendable, Codable, Hashable {
     /// Index in the history; text names it `T<index>`.
     public var index: Int
-    public var transaction: ListAppendTransaction
+    public var transaction: ElleTransaction
 }
 
 /// One anomaly with a minimal witness: the transactions involved, and for a cycle its edges in order (the last
@@ -194,8 +197,11 @@ public struct AnomalyWitness: Sendable, Codable, Hashable {
     }
 }
 
-/// The checker's answer for one history and one model.
-public struct ListAppendCheckResult: Sendable, Codable {
+/// The list-append name of `ElleCheckResult`.
+public typealias ListAppendCheckResult = ElleCheckResult
+
+/// A checker's answer (list-append or rw-register) for one history and one model.
+public struct ElleCheckResult: Sendable, Codable {
     public var model: ConsistencyModel
     public var validity: Validity
     /// Every anomaly kind found with how many times (each SCC counts once per cycle kind).

@@ -380,21 +380,7 @@ struct AnomalyRecorder {
 
     /// Records a cycle found by the search: barrier nodes are folded into single real-time steps.
     mutating func recordCycle(_ kind: AnomalyKind, _ cycle: [CycleEdge]) {
-        let transactions = Int32(history.count)
-        var steps: [(from: Int32, to: Int32, label: EdgeLabels)] = []
-        // Rotate so that the cycle starts at a transaction.
-        var edges = cycle
-        if let first = edges.firstIndex(where: { $0.from < transactions }) {
-            edges = Array(edges[first...] + edges[..<first])
-        }
-        for edge in edges {
-            if edge.from >= transactions, var last = steps.popLast() {
-                last.to = edge.to
-                steps.append(last)
-            } else {
-                steps.append((edge.from, edge.to, edge.label))
-            }
-        }
+        let steps = CycleAnomalySearch.transactionSteps(cycle, transactions: history.count)
         let built = steps.map { explain(from: Int($0.from), to: Int($0.to), label: $0.label) }
         let members = steps.map { Int($0.from) }
         if keep(kind) {
@@ -444,15 +430,10 @@ struct AnomalyRecorder {
                         + "\(inference.versionValue[position]), appended next by T\(to) "
                         + "(order \(versionExcerpt(slot, around: position)))")
             }
-        case .process:
-            return DependencyStep(
-                from: from, to: to, relation: .process, key: nil,
-                why: "process \(history.process[from]) ran T\(from) (ok) and then T\(to)")
         default:
-            return DependencyStep(
-                from: from, to: to, relation: .realtime, key: nil,
-                why: "T\(from) completed (at \(history.completeNanos[from]) ns) before T\(to) was invoked "
-                    + "(at \(history.invokeNanos[to]) ns)")
+            return OrderEdges.explain(
+                from: from, to: to, label: label, process: history.process, invokeNanos: history.invokeNanos,
+                completeNanos: history.completeNanos)
         }
         return DependencyStep(
             from: from, to: to, relation: label == .ww ? .ww : label == .wr ? .wr : .rw, key: nil,

@@ -1,38 +1,18 @@
-/// The edges of the dependency graph of an inferred list-append history. Nodes `0 ..< transactions` are the
-/// transactions; with real-time edges, nodes `transactions ..< transactions + m` are barriers, one per `ok`
-/// completion in time order: `T -> B_j` for the `j`th completion, `B_j -> B_{j+1}`, and `B_j -> T` for the last
-/// completion before `T` was invoked. So `T1` reaches `T2` through barriers exactly when `T1` completed before `T2`
-/// was invoked — real-time order in O(n) edges instead of Elle's O(n × concurrency).
+/// The edges of the dependency graph of an inferred list-append history: ww, wr and rw edges from the version
+/// orders, then the process and real-time edges of `OrderEdges` (barrier nodes after the transactions).
 struct DependencyEdges {
     let inference: ListAppendInference
-    let realtime: Bool
-    /// `ok` transactions by completion time (only with `realtime`).
-    let completionOrder: [Int32]
+    let order: OrderEdges
 
     init(inference: ListAppendInference, realtime: Bool) {
         self.inference = inference
-        self.realtime = realtime
-        if realtime {
-            let outcome = inference.history.outcome
-            let completeNanos = inference.history.completeNanos
-            var order: [Int32] = []
-            order.reserveCapacity(outcome.count)
-            for transaction in 0..<outcome.count where outcome[transaction] == .ok { order.append(Int32(transaction)) }
-            // Histories are usually close to completion order already; the sort is stable for equal times.
-            order.withUnsafeMutableBufferPointer { order in
-                completeNanos.withUnsafeBufferPointer { complete in
-                    order.sort {
-                        complete[Int($0)] < complete[Int($1)] || (complete[Int($0)] == complete[Int($1)] && $0 < $1)
-                    }
-                }
-            }
-            completionOrder = order
-        } else {
-            completionOrder = []
-        }
+        let history = inference.history
+        order = OrderEdges(
+            process: history.process, invokeNanos: history.invokeNanos, completeNanos: history.completeNanos,
+            outcome: history.outcome, enabled: realtime)
     }
 
-    var nodeCount: Int { inference.history.count + completionOrder.count }
+    var nodeCount: Int { inference.history.count + order.barrierCount }
 
     /// Calls `emit(from, to, label)` for every edge, in the same order on every call. Hot: arrays are bound to
     /// locals once so the loops index plain buffers.
@@ -97,38 +77,6 @@ struct DependencyEdges {
                 }
             }
         }
-        guard realtime else { return }
-        let process = EdgeLabels.process.rawValue
-        let realtimeLabel = EdgeLabels.realtime.rawValue
-        let processOf = history.process
-        var lastOfProcess: [Int32: Int32] = [:]
-        for transaction in 0..<history.count where outcome[transaction] != .fail {
-            let current = Int32(transaction)
-            if let previous = lastOfProcess.updateValue(current, forKey: processOf[transaction]),
-                outcome[Int(previous)] == .ok
-            {
-                emit(previous, current, process)
-            }
-        }
-        let firstBarrier = Int32(history.count)
-        let completionOrder = completionOrder
-        let completeNanos = history.completeNanos
-        for (index, transaction) in completionOrder.enumerated() {
-            let barrier = firstBarrier + Int32(index)
-            emit(transaction, barrier, realtimeLabel)
-            if index + 1 < completionOrder.count { emit(barrier, barrier + 1, realtimeLabel) }
-        }
-        let invokeNanos = history.invokeNanos
-        for transaction in 0..<history.count where outcome[transaction] != .fail {
-            // Completions strictly before this invocation: the count of times < invoke.
-            let invoke = invokeNanos[transaction]
-            var low = 0
-            var high = completionOrder.count
-            while low < high {
-                let middle = (low + high) >> 1
-                if completeNanos[Int(completionOrder[middle])] < invoke { low = middle + 1 } else { high = middle }
-            }
-            if low > 0 { emit(firstBarrier + Int32(low - 1), Int32(transaction), realtimeLabel) }
-        }
+        order.enumerate(emit)
     }
 }

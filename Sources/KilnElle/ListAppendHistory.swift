@@ -73,6 +73,11 @@ public struct ListAppendHistory: Sendable {
                     throw HistoryFormatError(message: "a value read from key \(key) does not fit in 32 bits")
                 }
                 narrow.withUnsafeBufferPointer { addRead(key: key, values: $0) }
+            case .readRegister(_, nil):
+                // `["r", k, null]` of a committed transaction as decoded: no list was read back.
+                addUnknownRead(key: key)
+            case .write, .readRegister:
+                throw HistoryFormatError(message: "rw-register micro-op \(op) in a list-append history")
             }
         }
         endTransaction()

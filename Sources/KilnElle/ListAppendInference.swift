@@ -37,31 +37,10 @@ struct ListAppendInference {
 
     init(history: ListAppendHistory) {
         self.history = history
-        var low = Int32.max
-        var high = Int32.min
-        for key in history.opKey {
-            low = min(low, key)
-            high = max(high, key)
-        }
-        if history.opCount == 0 {
-            keys = []
-            keyBase = 0
-            keyCount = 0
-        } else if Int(high) - Int(low) < 4 * history.opCount + 1024 {
-            keys = history.opKey
-            keyBase = low
-            keyCount = Int(high) - Int(low) + 1
-        } else {
-            var slots: [Int32: Int32] = [:]
-            keys = history.opKey.map { key in
-                if let slot = slots[key] { return slot }
-                let slot = Int32(slots.count)
-                slots[key] = slot
-                return slot
-            }
-            keyBase = 0
-            keyCount = slots.count
-        }
+        let slots = KeySlots(opKey: history.opKey)
+        keys = slots.keys
+        keyBase = slots.keyBase
+        keyCount = slots.keyCount
     }
 
     @inline(__always) func slot(_ op: Int) -> Int { Int(keys[op] &- keyBase) }

@@ -3,16 +3,20 @@ import KilnCore
 import KilnElle
 import KilnPostgres
 
-/// Elle's list-append workload on PostgreSQL: one table `<prefix>` of rows `(k integer primary key, v integer[])`,
-/// one row per key created empty; a transaction `BEGIN ISOLATION LEVEL …`, then per micro-op either
-/// `UPDATE … SET v = v || $x WHERE k = $k` (append) or `SELECT v … WHERE k = $k` (read), then `COMMIT`.
+/// Elle's transactional workloads on PostgreSQL. list-append: one table `<table>` of rows
+/// `(k integer primary key, v integer[])`, one row per key created empty; per micro-op either
+/// `UPDATE … SET v = v || $x WHERE k = $k` (append) or `SELECT v … WHERE k = $k` (read). rw-register: rows
+/// `(k integer primary key, v integer)` created NULL (never written); `UPDATE … SET v = $x WHERE k = $k` (write) or
+/// `SELECT v …` (read). A transaction is `BEGIN ISOLATION LEVEL …`, its micro-ops, then `COMMIT`. With
+/// `maxWritesPerKey`, keys are retired after that many writes (`RetiringKeySpace`); rows for every key the run can
+/// reach are created up front.
 ///
 /// Outcomes never lie: a committed transaction is `ok`; one the server rejected (serialization failure 40001,
 /// deadlock 40P01, any statement error — then rolled back) or whose connection broke before `COMMIT` was sent is
 /// `fail`; one whose `COMMIT` got no answer is `info`. Every appended value is unique (`worker × 10^6 + sequence`).
 /// Each worker is a process of the history, runs on its own thread with its own connection, one transaction at a
 /// time; invoke/complete times are one monotonic clock's nanoseconds.
-public struct ListAppendPostgresWorkload: Sendable {
+public struct EllePostgresWorkload: Sendable {
     public enum Isolation: String, Sendable, CaseIterable {
         case readCommitted = "read-committed"
         case repeatableRead = "repeatable-read"
@@ -39,6 +43,10 @@ public struct ListAppendPostgresWorkload: Sendable {
     public var seed: UInt64
     /// How each micro-op's key is picked (uniform unless set).
     public var keyChoice: ListAppendKeyChoice = .uniform
+    /// Which micro-ops the transactions run (list-append unless set).
+    public var workload: ElleWorkload = .listAppend
+    /// Writes after which a key is retired (nil: never).
+    public var maxWritesPerKey: Int? = nil
     /// When set, a worker whose connection broke reconnects to the directory's current `postgres` primary (within
     /// `reconnectWithin`) and goes on as a new process (Jepsen: a crashed process is never reused), so a failover
     /// during the run leaves a history across both primaries. Nil: the worker's process ends there.
@@ -77,9 +85,16 @@ public struct ListAppendPostgresWorkload: Sendable {
         let admin = try PostgresConnection(endpoint)
         defer { admin.close() }
         try admin.execute("DROP TABLE IF EXISTS \(table)")
-        try admin.execute("CREATE TABLE \(table) (k integer PRIMARY KEY, v integer[] NOT NULL DEFAULT '{}')")
+        switch workload {
+        case .listAppend:
+            try admin.execute("CREATE TABLE \(table) (k integer PRIMARY KEY, v integer[] NOT NULL DEFAULT '{}')")
+        case .rwRegister:
+            try admin.execute("CREATE TABLE \(table) (k integer PRIMARY KEY, v integer)")
+        }
         defer { _ = try? admin.execute("DROP TABLE IF EXISTS \(table)") }
-        try admin.execute("INSERT INTO \(table) (k) SELECT generate_series(0, \(keys - 1))")
+        let keySpace = RetiringKeySpace(slots: keys, maxWritesPerKey: maxWritesPerKey)
+        let keyBound = keySpace.keyBound(writes: transactions * opsPerTransaction)
+        try admin.execute("INSERT INTO \(table) (k) SELECT generate_series(0, \(keyBound - 1))")
 
         let results = WorkerResults(count: concurrency)
         var threads: [Thread] = []
@@ -90,7 +105,7 @@ public struct ListAppendPostgresWorkload: Sendable {
             let workload = self
             done.enter()
             let thread = Thread {
-                results.set(worker, Result { try workload.runWorker(worker, count: count) })
+                results.set(worker, Result { try workload.runWorker(worker, count: count, keySpace: keySpace) })
                 done.leave()
             }
             threads.append(thread)
@@ -116,7 +131,12 @@ public struct ListAppendPostgresWorkload: Sendable {
         // back: an honest `fail`); deadlock detection after 20 ms needs a superuser, so it is only tried.
         try connection.execute("SET lock_timeout = '100ms'")
         _ = try? connection.execute("SET deadlock_timeout = '20ms'")
-        try connection.prepare("append", "UPDATE \(table) SET v = v || $2::integer WHERE k = $1::integer")
+        switch workload {
+        case .listAppend:
+            try connection.prepare("write", "UPDATE \(table) SET v = v || $2::integer WHERE k = $1::integer")
+        case .rwRegister:
+            try connection.prepare("write", "UPDATE \(table) SET v = $2::integer WHERE k = $1::integer")
+        }
         try connection.prepare("read", "SELECT v FROM \(table) WHERE k = $1::integer")
         return connection
     }
@@ -132,7 +152,7 @@ public struct ListAppendPostgresWorkload: Sendable {
         return nil
     }
 
-    private func runWorker(_ worker: Int, count: Int) throws -> [ListAppendTransaction] {
+    private func runWorker(_ worker: Int, count: Int, keySpace: RetiringKeySpace) throws -> [ListAppendTransaction] {
         var connection = try openSession()
         defer { connection.close() }
         // Process ids: worker, then worker + concurrency × incarnation after each reconnect.
@@ -146,12 +166,13 @@ public struct ListAppendPostgresWorkload: Sendable {
             if let stopAt, ContinuousClock.now >= stopAt { break }
             var planned: [MicroOp] = []
             for _ in 0..<opsPerTransaction {
-                let key = picker.key(random.next())
+                let slot = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
-                    planned.append(.read(key: key, values: nil))
+                    planned.append(workload.plannedRead(key: keySpace.keyForRead(slot: slot)))
                 } else {
                     sequence += 1
-                    planned.append(.append(key: key, value: worker * 1_000_000 + sequence))
+                    planned.append(
+                        workload.write(key: keySpace.keyForWrite(slot: slot), value: worker * 1_000_000 + sequence))
                 }
             }
             let invoke = Self.now()
@@ -161,11 +182,14 @@ public struct ListAppendPostgresWorkload: Sendable {
                 try connection.execute("BEGIN ISOLATION LEVEL \(isolation.sql)")
                 for (index, op) in planned.enumerated() {
                     switch op {
-                    case .append(let key, let value):
-                        try connection.executePrepared("append", [String(key), String(value)])
+                    case .append(let key, let value), .write(let key, let value):
+                        try connection.executePrepared("write", [String(key), String(value)])
                     case .read(let key, _):
                         let result = try connection.executePrepared("read", [String(key)])
                         ops[index] = .read(key: key, values: Self.parseArray(result.value(row: 0, column: 0)))
+                    case .readRegister(let key, _):
+                        let result = try connection.executePrepared("read", [String(key)])
+                        ops[index] = .readRegister(key: key, value: result.value(row: 0, column: 0).flatMap { Int($0) })
                     }
                 }
             } catch {
@@ -214,6 +238,9 @@ public struct ListAppendPostgresWorkload: Sendable {
         return text.dropFirst().dropLast().split(separator: ",").compactMap { Int($0) }
     }
 }
+
+/// The list-append name of `EllePostgresWorkload` (its first workload).
+public typealias ListAppendPostgresWorkload = EllePostgresWorkload
 
 /// Results of the worker threads, written once each by its own worker before `DispatchGroup.leave` and read after
 /// `wait`. @unchecked Sendable: every slot is written by exactly one thread, and all writes happen-before the reads

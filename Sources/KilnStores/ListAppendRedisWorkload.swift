@@ -3,14 +3,16 @@ import KilnCore
 import KilnElle
 import KilnRedis
 
-/// Elle's list-append workload on Redis: each transaction is one `MULTI; RPUSH k v | LRANGE k 0 -1 …; EXEC`
-/// pipeline on one node (keys `<prefix>:<k>`, deleted before and after the run). Reads inside MULTI are answered at
-/// EXEC, so a committed transaction's reads come from the EXEC reply.
+/// Elle's transactional workloads on Redis: each transaction is one `MULTI; … ; EXEC` pipeline (or one Lua
+/// script) on one node (keys `<prefix>:<k>`, deleted before and after the run): list-append runs
+/// `RPUSH k v | LRANGE k 0 -1`, rw-register `SET k v | GET k`. Reads inside MULTI are answered at EXEC, so a
+/// committed transaction's reads come from the EXEC reply. With `maxWritesPerKey`, keys are retired after that many
+/// writes (`RetiringKeySpace`).
 ///
 /// Outcomes: EXEC answered with results → `ok`; an error reply or a nil EXEC (aborted) → `fail`; the connection
 /// failed or timed out with the pipeline sent → `info` (EXEC may have run), and the worker stops (Jepsen's crashed
 /// process). Every appended value is unique (`worker × 10^6 + sequence`).
-public struct ListAppendRedisWorkload: Sendable {
+public struct ElleRedisWorkload: Sendable {
     public var host: String
     public var port: Int
     public var prefix: String
@@ -24,6 +26,10 @@ public struct ListAppendRedisWorkload: Sendable {
     public var keyChoice: ListAppendKeyChoice = .uniform
     /// How a transaction is sent: one MULTI/EXEC pipeline, or one Lua script (EVAL) running every micro-op.
     public var form: Form = .multiExec
+    /// Which micro-ops the transactions run (list-append unless set).
+    public var workload: ElleWorkload = .listAppend
+    /// Writes after which a key is retired (nil: never).
+    public var maxWritesPerKey: Int? = nil
 
     public enum Form: String, Sendable, CaseIterable {
         /// `MULTI; RPUSH … | LRANGE …; EXEC`: queued commands run together; EXEC's reply holds each result.
@@ -33,14 +39,21 @@ public struct ListAppendRedisWorkload: Sendable {
         case lua
     }
 
-    /// KEYS[i] is micro-op i's key; ARGV[2i-1] is `a` (append ARGV[2i]) or `r` (read). Returns one entry per op:
-    /// 0 for an append, the list for a read.
+    /// KEYS[i] is micro-op i's key; ARGV[2i-1] is `a` (append ARGV[2i]), `r` (read the list), `w` (set the
+    /// register to ARGV[2i]) or `g` (get the register). Returns one entry per op: 0 for a write, the list or the
+    /// value for a read (`false`, answered as nil, for a register never written).
     static let script = """
         local out = {}
         for i = 1, #KEYS do
-          if ARGV[2 * i - 1] == 'a' then
+          local f = ARGV[2 * i - 1]
+          if f == 'a' then
             redis.call('RPUSH', KEYS[i], ARGV[2 * i])
             out[i] = 0
+          elseif f == 'w' then
+            redis.call('SET', KEYS[i], ARGV[2 * i])
+            out[i] = 0
+          elseif f == 'g' then
+            out[i] = redis.call('GET', KEYS[i])
           else
             out[i] = redis.call('LRANGE', KEYS[i], 0, -1)
           end
@@ -67,9 +80,16 @@ public struct ListAppendRedisWorkload: Sendable {
     public func run() throws -> [ListAppendTransaction] {
         let admin = try RedisConnection(host: host, port: port)
         defer { admin.close() }
-        let names = (0..<keys).map { "\(prefix):\($0)" }
-        try admin.command(["DEL"] + names)
-        defer { _ = try? admin.command(["DEL"] + names) }
+        let keySpace = RetiringKeySpace(slots: keys, maxWritesPerKey: maxWritesPerKey)
+        let names = (0..<keySpace.keyBound(writes: transactions * opsPerTransaction)).map { "\(prefix):\($0)" }
+        for batch in stride(from: 0, to: names.count, by: 1_000) {
+            try admin.command(["DEL"] + names[batch..<min(batch + 1_000, names.count)])
+        }
+        defer {
+            for batch in stride(from: 0, to: names.count, by: 1_000) {
+                _ = try? admin.command(["DEL"] + names[batch..<min(batch + 1_000, names.count)])
+            }
+        }
         let results = WorkerResults(count: concurrency)
         let perWorker = (transactions + concurrency - 1) / concurrency
         let done = DispatchGroup()
@@ -78,7 +98,7 @@ public struct ListAppendRedisWorkload: Sendable {
             let workload = self
             done.enter()
             Thread {
-                results.set(worker, Result { try workload.runWorker(worker, count: count) })
+                results.set(worker, Result { try workload.runWorker(worker, count: count, keySpace: keySpace) })
                 done.leave()
             }.start()
         }
@@ -89,7 +109,7 @@ public struct ListAppendRedisWorkload: Sendable {
         return history
     }
 
-    private func runWorker(_ worker: Int, count: Int) throws -> [ListAppendTransaction] {
+    private func runWorker(_ worker: Int, count: Int, keySpace: RetiringKeySpace) throws -> [ListAppendTransaction] {
         let connection = try RedisConnection(host: host, port: port)
         defer { connection.close() }
         var random = SplitMix64Stream(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
@@ -101,15 +121,18 @@ public struct ListAppendRedisWorkload: Sendable {
             var planned: [MicroOp] = []
             var commands: [[String]] = [["MULTI"]]
             for _ in 0..<opsPerTransaction {
-                let key = picker.key(random.next())
+                let slot = picker.key(random.next())
                 if random.next() % 1_000_000 < readThreshold {
-                    planned.append(.read(key: key, values: nil))
-                    commands.append(["LRANGE", "\(prefix):\(key)", "0", "-1"])
+                    let key = keySpace.keyForRead(slot: slot)
+                    planned.append(workload.plannedRead(key: key))
+                    commands.append(
+                        workload == .listAppend ? ["LRANGE", "\(prefix):\(key)", "0", "-1"] : ["GET", "\(prefix):\(key)"])
                 } else {
                     sequence += 1
+                    let key = keySpace.keyForWrite(slot: slot)
                     let value = worker * 1_000_000 + sequence
-                    planned.append(.append(key: key, value: value))
-                    commands.append(["RPUSH", "\(prefix):\(key)", String(value)])
+                    planned.append(workload.write(key: key, value: value))
+                    commands.append([workload == .listAppend ? "RPUSH" : "SET", "\(prefix):\(key)", String(value)])
                 }
             }
             commands.append(["EXEC"])
@@ -121,6 +144,8 @@ public struct ListAppendRedisWorkload: Sendable {
                     switch op {
                     case .append(_, let value): arguments += ["a", String(value)]
                     case .read: arguments += ["r", ""]
+                    case .write(_, let value): arguments += ["w", String(value)]
+                    case .readRegister: arguments += ["g", ""]
                     }
                 }
                 commands = [["EVAL", Self.script, String(planned.count)] + keysAndArguments + arguments]
@@ -139,12 +164,29 @@ public struct ListAppendRedisWorkload: Sendable {
                 continue
             }
             var ops = planned
+            // A read whose reply is not what the command returns (an error inside EXEC, a non-integer element):
+            // the transaction ran, but what it read is unknown, so it is recorded as `info` with planned reads.
+            var readsKnown = true
             for (index, op) in planned.enumerated() {
-                guard case .read(let key, _) = op else { continue }
-                guard case .array(let elements) = results[index] else { continue }
-                ops[index] = .read(key: key, values: elements.compactMap { $0.string.flatMap { Int($0) } })
+                switch (op, results[index]) {
+                case (.read(let key, _), .array(let elements)):
+                    let values = elements.compactMap { $0.string.flatMap { Int($0) } }
+                    if values.count != elements.count { readsKnown = false }
+                    ops[index] = .read(key: key, values: values)
+                case (.readRegister(let key, _), .null):
+                    ops[index] = .readRegister(key: key, value: nil)
+                case (.readRegister(let key, _), let reply):
+                    guard let value = reply.string.flatMap({ Int($0) }) else {
+                        readsKnown = false
+                        continue
+                    }
+                    ops[index] = .readRegister(key: key, value: value)
+                case (.read, _):
+                    readsKnown = false
+                default: continue
+                }
             }
-            history.append(record(worker, invoke, .ok, ops))
+            history.append(record(worker, invoke, readsKnown ? .ok : .info, readsKnown ? ops : planned))
         }
         return history
     }
@@ -157,3 +199,6 @@ public struct ListAppendRedisWorkload: Sendable {
             ops: ops)
     }
 }
+
+/// The list-append name of `ElleRedisWorkload` (its first workload).
+public typealias ListAppendRedisWorkload = ElleRedisWorkload

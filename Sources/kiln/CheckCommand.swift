@@ -29,7 +29,7 @@ struct CheckCommand: ParsableCommand {
             their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
             writes check.json into the run directory. A run directory holding elle-history.jsonl (`kiln elle …
             --record-run`) also gets place elle.list-append: Elle's list-append checker against the model its store
-            promised, each anomaly with its witness. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
+            promised, each anomaly with its witness; elle-rw-register-history.jsonl gets place elle.rw-register. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
             (unknown); 64 bad input; 69 a store could not be reached at all.
             """
     )
@@ -73,7 +73,9 @@ struct CheckCommand: ParsableCommand {
             // A run of a list-append workload alone (`kiln elle … --run-directory`): no scenario, one place.
             let directory = URL(fileURLWithPath: runDirectory)
             let history = directory.appendingPathComponent("history.jsonl")
-            if ListAppendPlace.present(in: directory), !FileManager.default.fileExists(atPath: history.path) {
+            if !ListAppendPlace.workloads(in: directory).isEmpty,
+                !FileManager.default.fileExists(atPath: history.path)
+            {
                 return try Self.checkTransactionsOnly(directory, show: show)
             }
         }
@@ -212,10 +214,9 @@ struct CheckCommand: ParsableCommand {
                 report = report.adding(result)
             }
         }
-        if let runDirectoryURL, ListAppendPlace.present(in: runDirectoryURL),
-            places.map({ $0.contains(ListAppendPlace.id) }) ?? true
-        {
-            report = report.adding(ListAppendPlace.check(directory: runDirectoryURL))
+        for workload in runDirectoryURL.map(ListAppendPlace.workloads(in:)) ?? []
+        where places.map({ $0.contains(ListAppendPlace.id(workload)) }) ?? true {
+            report = report.adding(ListAppendPlace.check(directory: runDirectoryURL!, workload: workload))
         }
         print(CheckTable.text(report, show: show))
         if let runDirectoryURL { try Self.record(report, in: runDirectoryURL) }
@@ -229,13 +230,15 @@ struct CheckCommand: ParsableCommand {
     /// The check of a run directory holding only a list-append history: the `elle.list-append` place, recorded like
     /// any check (check.json, report.json's verdict, summary.md, report.html, junit.xml).
     static func checkTransactionsOnly(_ directory: URL, show: Int) throws -> KilnExitCode {
-        let place = ListAppendPlace.check(directory: directory)
-        let report = CheckReport(
-            run: directory.lastPathComponent, datasetRows: 0, places: [], validity: .valid, seconds: 0
-        ).adding(place)
+        let placeResults = ListAppendPlace.workloads(in: directory).map {
+            ListAppendPlace.check(directory: directory, workload: $0)
+        }
+        var report = CheckReport(
+            run: directory.lastPathComponent, datasetRows: 0, places: [], validity: .valid, seconds: 0)
+        for place in placeResults { report = report.adding(place) }
         print(CheckTable.text(report, show: show))
         // The first witness of each forbidden kind (check.json, summary.md and report.html have the others).
-        if let findings = place.transactional {
+        for findings in placeResults.compactMap(\.transactional) {
             for kind in findings.forbiddenFound {
                 if let witness = findings.witnesses.first(where: { $0.kind.rawValue == kind }) { print(witness.text) }
             }

@@ -224,6 +224,7 @@ import Testing
                 switch op {
                 case .append(let key, let value): .append(key: key + output.nextKey, value: value)
                 case .read(let key, let values): .read(key: key + output.nextKey, values: values)
+                case .write, .readRegister: op
                 }
             }
             try history.append(transaction)
@@ -289,6 +290,7 @@ extension ElleListAppendTests {
                 switch op {
                 case .append(let key, let value): .append(key: key + output.nextKey, value: value)
                 case .read(let key, let values): .read(key: key + output.nextKey, values: values)
+                case .write, .readRegister: op
                 }
             }
             return transaction
