@@ -1,4 +1,5 @@
 import Foundation
+import KilnStores
 
 /// A fixed-size set of row indexes, one bit each (100M rows = 12.5 MB). Not thread-safe.
 public struct RowBitmap: Sendable {
@@ -58,19 +59,24 @@ public struct RowPlace: Sendable, Hashable {
         self.writtenBy = writtenBy
     }
 
-    public static let all: [RowPlace] = [
-        RowPlace(store: "postgres", name: "rows", writtenBy: ["postgres.bulk", "postgres.insert"]),
-        RowPlace(store: "clickhouse", name: "rows", writtenBy: ["clickhouse.bulk", "clickhouse.insert"]),
-        RowPlace(store: "kafka", name: "messages", writtenBy: ["kafka.bulk", "kafka.produce"]),
-        RowPlace(store: "falkordb", name: "paid-edges", writtenBy: ["falkordb.bulk", "falkordb.merge-edge"]),
-        RowPlace(store: "redis", name: "txn-keys", writtenBy: ["redis.set", "redis.bulk-set"]),
-    ]
+    /// A place of `Operation.store`, filled by the typed `operations` (so renaming or reordering an operation
+    /// cannot make the checker read the wrong operation's history).
+    public init<Operation: StoreOperation>(_ name: String, writtenBy operations: [Operation]) {
+        self.init(store: Operation.store, name: name, writtenBy: Set(operations.map(\.id)))
+    }
+
+    public static let postgresRows = RowPlace("rows", writtenBy: [PostgresOperation.bulk, .insert])
+    public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
+    public static let kafkaMessages = RowPlace("messages", writtenBy: [KafkaOperation.bulk, .produce])
+    public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])
+    public static let redisTxnKeys = RowPlace("txn-keys", writtenBy: [RedisOperation.set, .bulkSet])
+
+    public static let all: [RowPlace] = [postgresRows, clickhouseRows, kafkaMessages, falkordbPaidEdges, redisTxnKeys]
 
     /// Per-user aggregates kept by Redis: the feature hash (`txn_count`, `amount_cents_total`, `last_*`) is updated
     /// by `bulk` and `feature-update`; the fraud-score sorted set by `bulk` and `score-incr`.
-    public static let redisFeatures = RowPlace(
-        store: "redis", name: "features", writtenBy: ["redis.bulk", "redis.feature-update"])
-    public static let redisScores = RowPlace(store: "redis", name: "scores", writtenBy: ["redis.bulk", "redis.score-incr"])
+    public static let redisFeatures = RowPlace("features", writtenBy: [RedisOperation.bulk, .featureUpdate])
+    public static let redisScores = RowPlace("scores", writtenBy: [RedisOperation.bulk, .scoreIncrement])
 }
 
 /// What the history says about one place: rows whose write ended `ok` (must be present exactly once), `info`

@@ -2,6 +2,52 @@ import KilnCore
 import KilnData
 import KilnRedis
 
+/// The operations of store `redis`: the raw value is the name in scenarios after `redis.`.
+public enum RedisOperation: String, StoreOperation {
+    case bulk
+    case set
+    case featureUpdate = "feature-update"
+    case featureRead = "feature-read"
+    case scoreIncrement = "score-incr"
+    case topK = "top-k"
+    case streamAdd = "stream-add"
+    case streamConsume = "stream-consume"
+    case bulkSet = "bulk-set"
+
+    public static let store = "redis"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk, .bulkSet: .bulk
+        case .set, .featureUpdate, .scoreIncrement, .streamAdd: .write
+        case .featureRead, .topK, .streamConsume: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"
+        case .set:
+            "SET <ns>:txn:<txn_id> to the row's JSON"
+        case .featureUpdate:
+            "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"
+        case .featureRead:
+            "HGETALL of the row's user's feature hash"
+        case .scoreIncrement:
+            "ZINCRBY <ns>:fraud:scores <fraud score millis> <user_id>"
+        case .topK:
+            "ZREVRANGE <ns>:fraud:scores 0 9 WITHSCORES"
+        case .streamAdd:
+            "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"
+        case .streamConsume:
+            "XREADGROUP of up to 10 new fraud events, then XACK of them"
+        case .bulkSet:
+            "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"
+        }
+    }
+}
+
 /// Redis as the platform's online feature store: per-user feature hashes, a fraud-score leaderboard and a stream
 /// of fraud events, all under keys prefixed `<namespace>:`.
 ///
@@ -24,21 +70,7 @@ import KilnRedis
 /// the stack's servers, it never redirects Kiln to a foreign one. A `READONLY`
 /// reply (a demoted primary) ends the op `fail("READONLY")` and drops the connection, so the next op rediscovers.
 public final class RedisClient: Client {
-    public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk,
-            "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"),
-        OperationDescriptor("set", .write, "SET <ns>:txn:<txn_id> to the row's JSON"),
-        OperationDescriptor("feature-update", .write,
-            "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"),
-        OperationDescriptor("feature-read", .read, "HGETALL of the row's user's feature hash"),
-        OperationDescriptor("score-incr", .write, "ZINCRBY <ns>:fraud:scores <fraud score millis> <user_id>"),
-        OperationDescriptor("top-k", .read, "ZREVRANGE <ns>:fraud:scores 0 9 WITHSCORES"),
-        OperationDescriptor("stream-add", .write,
-            "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"),
-        OperationDescriptor("stream-consume", .read, "XREADGROUP of up to 10 new fraud events, then XACK of them"),
-        OperationDescriptor("bulk-set", .bulk,
-            "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"),
-    ]
+    public typealias Operation = RedisOperation
 
     /// TTL of a feature hash, seconds.
     public static let featureTTLSeconds: Int64 = 86_400
@@ -139,8 +171,8 @@ public final class RedisClient: Client {
     /// The server of the current (or last) connection: what the Sentinels named at the last reconnect.
     public var servedBy: HostPort? { HostPort(host: host, port: port) }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let kind = Self.operations[operation].kind
+    public func invoke(_ operation: RedisOperation, _ request: Request) -> Outcome {
+        let kind = operation.kind
         let connection: RedisConnection
         do {
             connection = try connected()
@@ -149,16 +181,15 @@ public final class RedisClient: Client {
         }
         do {
             switch operation {
-            case 0: return try bulkFeatures(connection, request.rows)
-            case 1: return try set(connection, request.row)
-            case 2: return try featureUpdate(connection, request.row)
-            case 3: return try featureRead(connection, request.row)
-            case 4: return try scoreIncrement(connection, request.row)
-            case 5: return try topK(connection)
-            case 6: return try streamAdd(connection, request.row)
-            case 7: return try streamConsume(connection)
-            case 8: return try bulkSet(connection, request.rows)
-            default: preconditionFailure("RedisClient has no operation \(operation)")
+            case .bulk: return try bulkFeatures(connection, request.rows)
+            case .set: return try set(connection, request.row)
+            case .featureUpdate: return try featureUpdate(connection, request.row)
+            case .featureRead: return try featureRead(connection, request.row)
+            case .scoreIncrement: return try scoreIncrement(connection, request.row)
+            case .topK: return try topK(connection)
+            case .streamAdd: return try streamAdd(connection, request.row)
+            case .streamConsume: return try streamConsume(connection)
+            case .bulkSet: return try bulkSet(connection, request.rows)
             }
         } catch {
             return outcome(of: error, kind: kind)

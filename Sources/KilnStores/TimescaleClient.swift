@@ -4,6 +4,34 @@ import KilnData
 import KilnPostgres
 import KilnScenario
 
+/// The operations of store `timescale`: the raw value is the name in scenarios after `timescale.`.
+public enum TimescaleOperation: String, StoreOperation {
+    case bulk
+    case insertPoint = "insert-point"
+    case minuteAggregate = "minute-aggregate"
+
+    public static let store = "timescale"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .insertPoint: .write
+        case .minuteAggregate: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "COPY the rows' points into <ns>_points (FORMAT binary, chunked)"
+        case .insertPoint:
+            "INSERT one point (prepared statement)"
+        case .minuteAggregate:
+            "per-minute count/sum of the row's merchant, 1 h to its ts"
+        }
+    }
+}
+
 /// Per-transaction points `(time, merchant_id, amount, txn_id)` in TimescaleDB (store `timescale`).
 ///
 /// TimescaleDB is a PostgreSQL extension and cannot run on this machine, so this client speaks plain libpq and
@@ -15,11 +43,7 @@ import KilnScenario
 /// Threading, ownership, timeouts and outcomes as `PostgresClient`: one connection per worker, `SET
 /// statement_timeout` = `context.timeout`, a timed-out or connection-lost write is `info`, a read error `fail`.
 public final class TimescaleClient: Client {
-    public static let operations = [
-        OperationDescriptor("bulk", .bulk, "COPY the rows' points into <ns>_points (FORMAT binary, chunked)"),
-        OperationDescriptor("insert-point", .write, "INSERT one point (prepared statement)"),
-        OperationDescriptor("minute-aggregate", .read, "per-minute count/sum of the row's merchant, 1 h to its ts"),
-    ]
+    public typealias Operation = TimescaleOperation
 
     public let table: String
     /// Set by `setup`: whether the table is a TimescaleDB hypertable (false: declarative daily partitions).
@@ -125,13 +149,13 @@ public final class TimescaleClient: Client {
         return "\(parts.year ?? 1970)-\(two(parts.month))-\(two(parts.day))"
     }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let isRead = operation == 2
+    public func invoke(_ operation: TimescaleOperation, _ request: Request) -> Outcome {
+        let isRead = operation.kind == .read
         do {
             switch operation {
-            case 0:
+            case .bulk:
                 _ = try bulk(request.rows)
-            case 1:
+            case .insertPoint:
                 let row = context.dataset.transaction(request.row)
                 try preparedConnection().executePrepared(
                     "kiln_insert_point",
@@ -139,10 +163,8 @@ public final class TimescaleClient: Client {
                         String(row.timestampMillis), String(row.merchantID),
                         PostgresClient.decimal(row.amountCents, scale: 2), String(row.txnID),
                     ])
-            case 2:
+            case .minuteAggregate:
                 _ = try minuteAggregate(row: request.row)
-            default:
-                return .fail("unknown-operation")
             }
             return .ok
         } catch let error as PostgresError {

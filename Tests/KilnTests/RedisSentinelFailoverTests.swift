@@ -170,7 +170,7 @@ struct RedisSentinelFailoverTests {
             namespace: TestStack.uniqueName("kfo"), timeout: .seconds(2), stack: group.stack)
         let client = try RedisClient(context: context)
         defer { client.close() }
-        #expect(client.invoke(1, Request(row: 1)) == .ok)
+        #expect(client.invoke(.set, Request(row: 1)) == .ok)
         let fault = RedisSentinelFailover(
             masterName: group.masterName, sentinels: group.sentinelEndpoints, timeout: .seconds(20))
         let driver = FaultDriver(fault)
@@ -180,7 +180,7 @@ struct RedisSentinelFailoverTests {
         // The first ops may end info/fail (connection killed by the Sentinels, READONLY); no restart is needed.
         var outcomes: [Outcome] = []
         for row in Int64(2)..<12 {
-            outcomes.append(client.invoke(1, Request(row: row)))
+            outcomes.append(client.invoke(.set, Request(row: row)))
         }
         #expect(outcomes.suffix(5).allSatisfy { $0 == .ok }, "\(outcomes)")
         let newPrimary = try #require(fault.newPrimary)
