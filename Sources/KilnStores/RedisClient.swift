@@ -85,54 +85,35 @@ public final class RedisClient: Client {
     public private(set) var lastReadCount = 0
 
     /// The server of the current connection: the Sentinels' primary, else the stack file's.
-    private var host: String
-    private var port: Int
-    private let sentinels: [HostPort]
-    private let masterName: String
-    /// The stack file's primary and replicas: the only servers a Sentinel answer may point at.
-    private let knownServers: Set<HostPort>
-    private let timeoutSeconds: Double
+    private var primary: HostPort
+    private let primaries: RedisPrimaryResolver
     private var connection: RedisConnection?
+    public let keys: RedisKeys
+    /// `keys.prefix` as bytes, for `RESPBuffer.bulkKey`.
     private let prefix: [UInt8]
-    private let scoresKey: String
-    private let streamKey: String
-    private let group: String
     private let consumerName: String
     /// Reused for every pipeline: RESP bytes of the current batch.
     private let buffer = RESPBuffer()
     /// Reused for one row's JSON.
     private var json: RowEncoder
 
-    /// Connects to `context.stack.redis.primary`.
+    /// Connects to the current primary (`RedisPrimaryResolver`).
     /// - Throws: `ConnectError` naming the store and address when the server does not answer.
     public init(context: ClientContext, pipelineDepth: Int = 32) throws {
         precondition(pipelineDepth >= 1, "pipelineDepth must be at least 1")
         self.context = context
         self.pipelineDepth = pipelineDepth
-        host = context.stack.redis.primary.host
-        port = context.stack.redis.primary.port
-        timeoutSeconds = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
-        let ns = context.namespace
-        prefix = Array("\(ns):".utf8)
-        scoresKey = "\(ns):fraud:scores"
-        streamKey = "\(ns):stream:fraud-events"
-        group = "\(ns)-load"
+        keys = RedisKeys(namespace: context.namespace)
+        prefix = Array(keys.prefix.utf8)
         consumerName = "c-\(UInt32.random(in: 0...UInt32.max))"
         json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
-        sentinels = context.stack.redis.sentinels
-        masterName = context.stack.redis.masterName
-        knownServers = Set([context.stack.redis.primary] + context.stack.redis.replicas)
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
-            knownServers.contains(primary)
-        {
-            host = primary.host
-            port = primary.port
-        }
+        primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout)
+        primary = primaries.current()
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+            connection = try RedisConnection(
+                host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
         } catch {
-            throw ConnectError(address: "\(host):\(port)", reason: error.description)
+            throw ConnectError(address: primary.description, reason: error.description)
         }
     }
 
@@ -143,7 +124,7 @@ public final class RedisClient: Client {
     public func setup() throws {
         let connection = try connected()
         do {
-            try connection.command(["XGROUP", "CREATE", streamKey, group, "$", "MKSTREAM"])
+            try connection.command(["XGROUP", "CREATE", keys.stream, keys.streamGroup, "$", "MKSTREAM"])
         } catch let error where error.kind == .server("BUSYGROUP") {
             // The group exists: setup is idempotent.
         }
@@ -154,9 +135,9 @@ public final class RedisClient: Client {
         let connection = try connected()
         var cursor = "0"
         repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", "\(context.namespace):*", "COUNT", "1000"])
+            let reply = try connection.command(["SCAN", cursor, "MATCH", keys.everything, "COUNT", "1000"])
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
-            else { throw ConnectError(address: "\(host):\(port)", reason: "unexpected SCAN reply") }
+            else { throw ConnectError(address: primary.description, reason: "unexpected SCAN reply") }
             let names = keys.compactMap(\.string)
             if !names.isEmpty { try connection.command(["UNLINK"] + names) }
             cursor = next
@@ -169,7 +150,7 @@ public final class RedisClient: Client {
     }
 
     /// The server of the current (or last) connection: what the Sentinels named at the last reconnect.
-    public var servedBy: HostPort? { HostPort(host: host, port: port) }
+    public var servedBy: HostPort? { primary }
 
     public func invoke(_ operation: RedisOperation, _ request: Request) -> Outcome {
         let kind = operation.kind
@@ -273,7 +254,7 @@ public final class RedisClient: Client {
     }
 
     private func topK(_ connection: RedisConnection) throws(RedisError) -> Outcome {
-        let reply = try connection.command(["ZREVRANGE", scoresKey, "0", "9", "WITHSCORES"])
+        let reply = try connection.command(["ZREVRANGE", keys.scores, "0", "9", "WITHSCORES"])
         guard let members = reply.array else { return .fail("unexpected-reply") }
         lastReadCount = members.count / 2
         return .ok
@@ -282,7 +263,7 @@ public final class RedisClient: Client {
     private func streamAdd(_ connection: RedisConnection, _ row: Int64) throws(RedisError) -> Outcome {
         let txn = context.dataset.transaction(row)
         try connection.command([
-            "XADD", streamKey, "MAXLEN", "~", String(Self.streamMaxLength), "*", "txn_id", String(txn.txnID),
+            "XADD", keys.stream, "MAXLEN", "~", String(Self.streamMaxLength), "*", "txn_id", String(txn.txnID),
             "user_id", String(txn.userID), "score", String(txn.fraudScoreMillis),
         ])
         return .ok
@@ -292,7 +273,7 @@ public final class RedisClient: Client {
     /// entries stay pending for this consumer (the read itself succeeded, but the op reports the error).
     private func streamConsume(_ connection: RedisConnection) throws(RedisError) -> Outcome {
         let reply = try connection.command([
-            "XREADGROUP", "GROUP", group, consumerName, "COUNT", "10", "STREAMS", streamKey, ">",
+            "XREADGROUP", "GROUP", keys.streamGroup, consumerName, "COUNT", "10", "STREAMS", keys.stream, ">",
         ])
         // Nil reply: nothing new. Otherwise [[stream, [[id, [field, value, ...]], ...]]].
         var ids: [String] = []
@@ -303,7 +284,7 @@ public final class RedisClient: Client {
             }
         }
         if !ids.isEmpty {
-            try connection.command(["XACK", streamKey, group] + ids)
+            try connection.command(["XACK", keys.stream, keys.streamGroup] + ids)
         }
         lastReadCount = ids.count
         return .ok
@@ -315,29 +296,29 @@ public final class RedisClient: Client {
     private func appendFeatureUpdate(_ txn: Transaction) {
         buffer.arrayHeader(10)
         buffer.bulk("HSET")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("last_txn"); buffer.bulk(txn.txnID)
         buffer.bulk("last_amount_cents"); buffer.bulk(txn.amountCents)
         buffer.bulk("last_merchant"); buffer.bulk(txn.merchantID)
         buffer.bulk("last_ts"); buffer.bulk(txn.timestampMillis)
         buffer.arrayHeader(4)
         buffer.bulk("HINCRBY")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("txn_count"); buffer.bulk(1)
         buffer.arrayHeader(4)
         buffer.bulk("HINCRBY")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("amount_cents_total"); buffer.bulk(txn.amountCents)
         buffer.arrayHeader(3)
         buffer.bulk("EXPIRE")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk(Self.featureTTLSeconds)
     }
 
     private func appendScoreIncrement(_ txn: Transaction) {
         buffer.arrayHeader(4)
         buffer.bulk("ZINCRBY")
-        buffer.bulkKey(prefix, "fraud:scores", nil, "")
+        buffer.bulkKey(prefix, RedisKeys.scoresPart, nil, "")
         buffer.bulk(Int64(txn.fraudScoreMillis))
         buffer.bulk(txn.userID)
     }
@@ -352,7 +333,7 @@ public final class RedisClient: Client {
     private func appendSet(txnID: Int64, json: UnsafeRawBufferPointer) {
         buffer.arrayHeader(3)
         buffer.bulk("SET")
-        buffer.bulkKey(prefix, "txn:", txnID, "")
+        buffer.bulkKey(prefix, RedisKeys.txnPart, txnID, "")
         buffer.bulk(json)
     }
 
@@ -401,13 +382,8 @@ public final class RedisClient: Client {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
-            knownServers.contains(primary)
-        {
-            host = primary.host
-            port = primary.port
-        }
-        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        primary = primaries.current()
+        let fresh = try RedisConnection(host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
         connection = fresh
         return fresh
     }
@@ -416,23 +392,6 @@ public final class RedisClient: Client {
     private func dropConnection() {
         connection?.close()
         connection = nil
-    }
-
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` from the first Sentinel that answers (each bounded by 1 s or the op
-    /// timeout, whichever is shorter); nil when none does.
-    static func askSentinels(_ sentinels: [HostPort], _ masterName: String, timeoutSeconds: Double) -> HostPort? {
-        for sentinel in sentinels {
-            guard
-                let connection = try? RedisConnection(
-                    host: sentinel.host, port: sentinel.port, timeoutSeconds: min(timeoutSeconds, 1))
-            else { continue }
-            defer { connection.close() }
-            guard let parts = (try? connection.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]))?.array,
-                parts.count == 2, let host = parts[0].string, let port = parts[1].string.flatMap(Int.init)
-            else { continue }
-            return HostPort(host: host, port: port)
-        }
-        return nil
     }
 }
 
