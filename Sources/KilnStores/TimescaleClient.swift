@@ -233,54 +233,9 @@ public final class TimescaleClient: Client {
         append(row.txnID)
     }
 
-    /// PostgreSQL binary numeric of `cents / 100` (display scale 2): base-10000 digit groups, zero groups at the
-    /// ends omitted. |cents| < 10^18.
+    /// PostgreSQL binary numeric of `cents / 100` (display scale 2), through the one encoder.
     func appendNumeric(_ cents: Int64) {
-        let magnitude = cents.magnitude
-        var integer = magnitude / 100
-        let fraction = UInt16(magnitude % 100) * 100
-        // At most five integer groups, kept in a tuple: no per-row allocation.
-        var integerGroups: (UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0)
-        var count = 0
-        while integer > 0 {
-            let group = UInt16(integer % 10_000)
-            switch count {
-            case 0: integerGroups.0 = group
-            case 1: integerGroups.1 = group
-            case 2: integerGroups.2 = group
-            case 3: integerGroups.3 = group
-            default: integerGroups.4 = group
-            }
-            integer /= 10_000
-            count += 1
-        }
-        func group(_ position: Int) -> UInt16 {
-            switch position {
-            case 0: integerGroups.0
-            case 1: integerGroups.1
-            case 2: integerGroups.2
-            case 3: integerGroups.3
-            default: integerGroups.4
-            }
-        }
-        var dropped = 0
-        if fraction == 0 {
-            while dropped < count && group(dropped) == 0 { dropped += 1 }
-        }
-        let total = count - dropped + (fraction != 0 ? 1 : 0)
-        append(Int32(8 + 2 * total))
-        append(Int16(total))
-        append(Int16(total == 0 ? 0 : count - 1))
-        append(UInt16(cents < 0 ? 0x4000 : 0))
-        append(Int16(2))
-        var position = count - 1
-        while position >= dropped {
-            append(group(position))
-            position -= 1
-        }
-        if fraction != 0 {
-            append(fraction)
-        }
+        PostgresNumeric.append(cents, scale: 2, to: &buffer)
     }
 
     /// The COPY binary field (length and value) `appendNumeric` writes for `cents`; for tests.
