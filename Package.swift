@@ -56,9 +56,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Backends (ARCHITECTURE.md "Target shape"): `KilnBackend` holds what every backend implements (the load
+        // client's protocol, typed operations, the `Backend` descriptor); each store's folder under Sources/Backends
+        // is one target that depends on it and on its wire module, never on an engine.
+        .target(
+            name: "KilnBackend",
+            dependencies: ["KilnCore", "KilnData", "KilnScenario", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/Backends/Interface"
+        ),
+        .target(
+            name: "KilnRedisBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis"],
+            path: "Sources/Backends/Redis"
+        ),
         .target(
             name: "KilnStores",
             dependencies: [
+                "KilnBackend", "KilnRedisBackend",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]

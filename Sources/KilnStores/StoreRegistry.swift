@@ -1,3 +1,7 @@
+// Transitional: code that imports KilnStores keeps seeing the backend interface and the backends moved out of
+// this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
+@_exported import KilnBackend
+@_exported import KilnRedisBackend
 /// Every store Kiln can drive, by its name in scenarios (k6's output registry). A new backend is one file with a
 /// `Client` plus one line here. `neo4j` cannot run on this machine: its client is tested for encoding only.
 public enum StoreRegistry {

@@ -1,3 +1,4 @@
+import KilnBackend
 import KilnCore
 import KilnRedis
 import KilnScenario
