@@ -42,43 +42,6 @@ public struct RowBitmap: Sendable {
     public func sameMembers(as other: RowBitmap) -> Bool { count == other.count && words == other.words }
 }
 
-/// Where rows of a store live, for the reconcile checker: one place per kind of stored copy. The operations
-/// listed are the engine's write operations that put a dataset row there (ARCHITECTURE.md: the engine hands each
-/// row to one write per store, so a row's fate in a place is the outcome of that op).
-public struct RowPlace: Sendable, Hashable {
-    public var store: String
-    /// `rows`, `messages`, `paid-edges`, `txn-keys`.
-    public var name: String
-    public var writtenBy: Set<String>
-
-    public var id: String { "\(store).\(name)" }
-
-    public init(store: String, name: String, writtenBy: Set<String>) {
-        self.store = store
-        self.name = name
-        self.writtenBy = writtenBy
-    }
-
-    /// A place of `Operation.store`, filled by the typed `operations` (so renaming or reordering an operation
-    /// cannot make the checker read the wrong operation's history).
-    public init<Operation: StoreOperation>(_ name: String, writtenBy operations: [Operation]) {
-        self.init(store: Operation.store, name: name, writtenBy: Set(operations.map(\.id)))
-    }
-
-    public static let postgresRows = RowPlace("rows", writtenBy: [PostgresOperation.bulk, .insert])
-    public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
-    public static let kafkaMessages = RowPlace("messages", writtenBy: [KafkaOperation.bulk, .produce])
-    public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])
-    public static let redisTxnKeys = RowPlace("txn-keys", writtenBy: [RedisOperation.set, .bulkSet])
-
-    public static let all: [RowPlace] = [postgresRows, clickhouseRows, kafkaMessages, falkordbPaidEdges, redisTxnKeys]
-
-    /// Per-user aggregates kept by Redis: the feature hash (`txn_count`, `amount_cents_total`, `last_*`) is updated
-    /// by `bulk` and `feature-update`; the fraud-score sorted set by `bulk` and `score-incr`.
-    public static let redisFeatures = RowPlace("features", writtenBy: [RedisOperation.bulk, .featureUpdate])
-    public static let redisScores = RowPlace("scores", writtenBy: [RedisOperation.bulk, .scoreIncrement])
-}
-
 /// What the history says about one place: rows whose write ended `ok` (must be present exactly once), `info`
 /// (may be present once or absent) and `fail` (must be absent). Rows never written must be absent too.
 public struct WrittenRows: Sendable {

@@ -2,18 +2,43 @@
 // this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
 @_exported import KilnBackend
 @_exported import KilnRedisBackend
-/// Every store Kiln can drive, by its name in scenarios (k6's output registry). A new backend is one file with a
-/// `Client` plus one line here. `neo4j` cannot run on this machine: its client is tested for encoding only.
-public enum StoreRegistry {
-    public static let drivers: [StoreDriver] = [
-        StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) },
-        StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) },
-        StoreDriver(RedisClient.self) { try RedisClient(context: $0) },
-        StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) },
-        StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) },
-        StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) },
-        StoreDriver(Neo4jHTTPClient.self) { try Neo4jHTTPClient(context: $0) },
+
+/// Every backend Kiln can drive, in registry order. A new backend is one folder under Sources/Backends plus one
+/// line here; every registry below is derived from this list. `neo4j` cannot run on this machine: its client is
+/// tested for encoding only. The stores not yet moved to their folders are described inline.
+public enum Backends {
+    public static let all: [Backend] = [
+        Backend(
+            driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows]),
+        Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) }),
+        RedisBackend.descriptor,
+        Backend(driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages]),
+        Backend(
+            driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges]),
+        Backend(
+            driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) },
+            places: [.clickhouseRows]),
+        Backend(driver: StoreDriver(Neo4jHTTPClient.self) { try Neo4jHTTPClient(context: $0) }),
     ]
 
+    public static func backend(named name: String) -> Backend? { all.first { $0.name == name } }
+}
+
+/// Every store's load driver, by its name in scenarios (k6's output registry): derived from `Backends.all`.
+public enum StoreRegistry {
+    public static let drivers: [StoreDriver] = Backends.all.map(\.driver)
+
     public static func driver(named name: String) -> StoreDriver? { drivers.first { $0.name == name } }
+}
+
+extension RowPlace {
+    public static let postgresRows = RowPlace("rows", writtenBy: [PostgresOperation.bulk, .insert])
+    public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
+    public static let kafkaMessages = RowPlace("messages", writtenBy: [KafkaOperation.bulk, .produce])
+    public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])
+
+    /// Every place whose rows the reconcile checker reads, from the backends' `places`.
+    public static let all: [RowPlace] = Backends.all.flatMap(\.places)
+    /// The per-user aggregate places, from the backends' `aggregatePlaces`.
+    public static let aggregates: [RowPlace] = Backends.all.flatMap(\.aggregatePlaces)
 }

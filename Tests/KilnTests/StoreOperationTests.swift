@@ -42,7 +42,7 @@ struct StoreOperationTests {
     /// Every place's writers are real operations of its store that write (a renamed op would leave a place that no
     /// history line ever fills: the checker would call every row absent or, worse, check nothing).
     @Test func everyPlaceIsWrittenByWritesOfItsOwnStore() throws {
-        let places = RowPlace.all + [RowPlace.redisFeatures, RowPlace.redisScores]
+        let places = RowPlace.all + RowPlace.aggregates
         for place in places {
             let driver = try #require(StoreRegistry.driver(named: place.store))
             #expect(!place.writtenBy.isEmpty)
@@ -54,6 +54,17 @@ struct StoreOperationTests {
         }
         #expect(RowPlace.redisTxnKeys.writtenBy == ["redis.set", "redis.bulk-set"])
         #expect(RowPlace.postgresRows.writtenBy == ["postgres.bulk", "postgres.insert"])
+    }
+
+    /// Every registry comes from the one list of backends: a backend's driver, places and aggregates appear in the
+    /// registries exactly once, and nothing appears that no backend declares.
+    @Test func registriesAreDerivedFromTheBackendList() {
+        #expect(StoreRegistry.drivers.map(\.name) == Backends.all.map(\.name))
+        #expect(Set(Backends.all.map(\.name)).count == Backends.all.count)
+        #expect(RowPlace.all == Backends.all.flatMap(\.places))
+        #expect(Set(RowPlace.all.map(\.id)) == ["postgres.rows", "clickhouse.rows", "kafka.messages", "falkordb.paid-edges", "redis.txn-keys"])
+        #expect(Set(RowPlace.aggregates.map(\.id)) == ["redis.features", "redis.scores"])
+        #expect(Set(ScannerRegistry.drivers.map(\.place)) == Set(RowPlace.all))
     }
 
     /// Handing a client another store's descriptor runs nothing: `fail("unknown-operation")`, never a different op.
