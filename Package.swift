@@ -70,9 +70,14 @@ let package = Package(
             path: "Sources/Backends/Redis"
         ),
         .target(
+            name: "KilnPostgresBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnPostgres"],
+            path: "Sources/Backends/Postgres"
+        ),
+        .target(
             name: "KilnStores",
             dependencies: [
-                "KilnBackend", "KilnRedisBackend",
+                "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,6 +1,7 @@
 // Transitional: code that imports KilnStores keeps seeing the backend interface and the backends moved out of
 // this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
 @_exported import KilnBackend
+@_exported import KilnPostgresBackend
 @_exported import KilnRedisBackend
 
 /// Every backend Kiln can drive, in registry order. A new backend is one folder under Sources/Backends plus one
@@ -8,9 +9,8 @@
 /// tested for encoding only. The stores not yet moved to their folders are described inline.
 public enum Backends {
     public static let all: [Backend] = [
-        Backend(
-            driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows]),
-        Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) }),
+        PostgresBackend.descriptor,
+        PostgresBackend.timescale,
         RedisBackend.descriptor,
         Backend(driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages]),
         Backend(
@@ -32,7 +32,6 @@ public enum StoreRegistry {
 }
 
 extension RowPlace {
-    public static let postgresRows = RowPlace("rows", writtenBy: [PostgresOperation.bulk, .insert])
     public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
     public static let kafkaMessages = RowPlace("messages", writtenBy: [KafkaOperation.bulk, .produce])
     public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])

@@ -1,5 +1,5 @@
-import KilnBackend
 import Foundation
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnPostgres
