@@ -75,9 +75,23 @@ let package = Package(
             path: "Sources/Backends/Postgres"
         ),
         .target(
+            name: "KilnKafkaBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnKafka"],
+            path: "Sources/Backends/Kafka",
+            linkerSettings: runtimeLibrarySearchPath
+        ),
+        .target(
+            name: "KilnFalkorDBBackend",
+            dependencies: [
+                "KilnBackend", "KilnRedisBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Backends/FalkorDB"
+        ),
+        .target(
             name: "KilnStores",
             dependencies: [
-                "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend",
+                "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend", "KilnKafkaBackend", "KilnFalkorDBBackend",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]

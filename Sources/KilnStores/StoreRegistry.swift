@@ -1,6 +1,8 @@
 // Transitional: code that imports KilnStores keeps seeing the backend interface and the backends moved out of
 // this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
 @_exported import KilnBackend
+@_exported import KilnFalkorDBBackend
+@_exported import KilnKafkaBackend
 @_exported import KilnPostgresBackend
 @_exported import KilnRedisBackend
 
@@ -12,9 +14,8 @@ public enum Backends {
         PostgresBackend.descriptor,
         PostgresBackend.timescale,
         RedisBackend.descriptor,
-        Backend(driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages]),
-        Backend(
-            driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges]),
+        KafkaBackend.descriptor,
+        FalkorDBBackend.descriptor,
         Backend(
             driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) },
             places: [.clickhouseRows]),
@@ -33,8 +34,6 @@ public enum StoreRegistry {
 
 extension RowPlace {
     public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
-    public static let kafkaMessages = RowPlace("messages", writtenBy: [KafkaOperation.bulk, .produce])
-    public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])
 
     /// Every place whose rows the reconcile checker reads, from the backends' `places`.
     public static let all: [RowPlace] = Backends.all.flatMap(\.places)
