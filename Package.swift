@@ -89,9 +89,21 @@ let package = Package(
             path: "Sources/Backends/FalkorDB"
         ),
         .target(
+            name: "KilnClickHouseBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
+            path: "Sources/Backends/ClickHouse"
+        ),
+        // Neo4j speaks HTTP like ClickHouse and shares its HTTP outcome mapping.
+        .target(
+            name: "KilnNeo4jBackend",
+            dependencies: ["KilnBackend", "KilnClickHouseBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
+            path: "Sources/Backends/Neo4j"
+        ),
+        .target(
             name: "KilnStores",
             dependencies: [
                 "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend", "KilnKafkaBackend", "KilnFalkorDBBackend",
+                "KilnClickHouseBackend", "KilnNeo4jBackend",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,14 +1,16 @@
 // Transitional: code that imports KilnStores keeps seeing the backend interface and the backends moved out of
 // this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
 @_exported import KilnBackend
+@_exported import KilnClickHouseBackend
 @_exported import KilnFalkorDBBackend
 @_exported import KilnKafkaBackend
+@_exported import KilnNeo4jBackend
 @_exported import KilnPostgresBackend
 @_exported import KilnRedisBackend
 
 /// Every backend Kiln can drive, in registry order. A new backend is one folder under Sources/Backends plus one
 /// line here; every registry below is derived from this list. `neo4j` cannot run on this machine: its client is
-/// tested for encoding only. The stores not yet moved to their folders are described inline.
+/// tested for encoding only.
 public enum Backends {
     public static let all: [Backend] = [
         PostgresBackend.descriptor,
@@ -16,10 +18,8 @@ public enum Backends {
         RedisBackend.descriptor,
         KafkaBackend.descriptor,
         FalkorDBBackend.descriptor,
-        Backend(
-            driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) },
-            places: [.clickhouseRows]),
-        Backend(driver: StoreDriver(Neo4jHTTPClient.self) { try Neo4jHTTPClient(context: $0) }),
+        ClickHouseBackend.descriptor,
+        Neo4jBackend.descriptor,
     ]
 
     public static func backend(named name: String) -> Backend? { all.first { $0.name == name } }
@@ -33,8 +33,6 @@ public enum StoreRegistry {
 }
 
 extension RowPlace {
-    public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
-
     /// Every place whose rows the reconcile checker reads, from the backends' `places`.
     public static let all: [RowPlace] = Backends.all.flatMap(\.places)
     /// The per-user aggregate places, from the backends' `aggregatePlaces`.

@@ -4,6 +4,7 @@ import KilnData
 import KilnHTTP
 import Testing
 
+@testable import KilnClickHouseBackend
 @testable import KilnStores
 
 @Suite("ClickHouse store client")

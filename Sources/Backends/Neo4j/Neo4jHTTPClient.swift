@@ -1,4 +1,5 @@
 import KilnBackend
+import KilnClickHouseBackend
 import Foundation
 import KilnCore
 import KilnData

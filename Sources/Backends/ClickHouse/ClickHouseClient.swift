@@ -168,7 +168,7 @@ public final class ClickHouseClient: Client {
 
     /// The outcome of a response that arrived: 2xx ok; 5xx after a write was sent is unknown; other statuses are
     /// definite refusals.
-    static func outcome(status: Int, isRead: Bool) -> Outcome {
+    public static func outcome(status: Int, isRead: Bool) -> Outcome {
         switch status {
         case 200...299: .ok
         case 500...599: isRead ? .fail("http-\(status)") : .info("http-\(status)")
@@ -177,7 +177,7 @@ public final class ClickHouseClient: Client {
     }
 
     /// The outcome of a request without a complete response, by CURLcode.
-    static func outcome(_ error: HTTPError, isRead: Bool) -> Outcome {
+    public static func outcome(_ error: HTTPError, isRead: Bool) -> Outcome {
         if let status = error.status {
             return outcome(status: status, isRead: isRead)
         }
@@ -190,7 +190,7 @@ public final class ClickHouseClient: Client {
     }
 
     /// `text` with everything but RFC 3986 unreserved characters percent-encoded, for a query-string value.
-    static func percentEncoded(_ text: String) -> String {
+    public static func percentEncoded(_ text: String) -> String {
         let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
