@@ -63,9 +63,54 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Backends (ARCHITECTURE.md "Target shape"): `KilnBackend` holds what every backend implements (the load
+        // client's protocol, typed operations, the `Backend` descriptor); each store's folder under Sources/Backends
+        // is one target that depends on it and on its wire module, never on an engine.
+        .target(
+            name: "KilnBackend",
+            dependencies: ["KilnCore", "KilnData", "KilnScenario", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/Backends/Interface"
+        ),
+        .target(
+            name: "KilnRedisBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis"],
+            path: "Sources/Backends/Redis"
+        ),
+        .target(
+            name: "KilnPostgresBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnPostgres"],
+            path: "Sources/Backends/Postgres"
+        ),
+        .target(
+            name: "KilnKafkaBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnKafka"],
+            path: "Sources/Backends/Kafka",
+            linkerSettings: runtimeLibrarySearchPath
+        ),
+        .target(
+            name: "KilnFalkorDBBackend",
+            dependencies: [
+                "KilnBackend", "KilnRedisBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Backends/FalkorDB"
+        ),
+        .target(
+            name: "KilnClickHouseBackend",
+            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
+            path: "Sources/Backends/ClickHouse"
+        ),
+        // Neo4j speaks HTTP like ClickHouse and shares its HTTP outcome mapping.
+        .target(
+            name: "KilnNeo4jBackend",
+            dependencies: ["KilnBackend", "KilnClickHouseBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
+            path: "Sources/Backends/Neo4j"
+        ),
         .target(
             name: "KilnStores",
             dependencies: [
+                "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend", "KilnKafkaBackend", "KilnFalkorDBBackend",
+                "KilnClickHouseBackend", "KilnNeo4jBackend",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -10,11 +10,11 @@ public enum BlackBoxPlaces {
     /// The entry store's own place (what the load wrote, under Kiln's names).
     public static func entryPlace(_ store: BlackBoxSpec.Store) -> String {
         switch store {
-        case .postgres: "postgres.rows"
-        case .clickhouse: "clickhouse.rows"
-        case .kafka: "kafka.messages"
-        case .falkordb: "falkordb.paid-edges"
-        case .redis: "redis.txn-keys"
+        case .postgres: RowPlace.postgresRows.id
+        case .clickhouse: RowPlace.clickhouseRows.id
+        case .kafka: RowPlace.kafkaMessages.id
+        case .falkordb: RowPlace.falkordbPaidEdges.id
+        case .redis: RowPlace.redisTxnKeys.id
         }
     }
 

@@ -12,9 +12,9 @@ public enum PipelinePlaces {
     /// The places the sinks fill, in `RowPlace` terms.
     public static func places(of sink: PipelineSpec.Sink) -> [RowPlace] {
         switch sink {
-        case .postgres: [RowPlace.all.first { $0.id == "postgres.rows" }!]
-        case .clickhouse: [RowPlace.all.first { $0.id == "clickhouse.rows" }!]
-        case .falkordb: [RowPlace.all.first { $0.id == "falkordb.paid-edges" }!]
+        case .postgres: [RowPlace.postgresRows]
+        case .clickhouse: [RowPlace.clickhouseRows]
+        case .falkordb: [RowPlace.falkordbPaidEdges]
         case .redis: [RowPlace.redisFeatures, RowPlace.redisScores]
         }
     }
@@ -23,7 +23,7 @@ public enum PipelinePlaces {
     public static func derive(
         _ written: [String: WrittenRows], sinks: [PipelineSpec.Sink], dataset: Dataset
     ) -> [String: WrittenRows] {
-        guard let kafka = written["kafka.messages"] else { return written }
+        guard let kafka = written[RowPlace.kafkaMessages.id] else { return written }
         var expected = WrittenRows(place: kafka.place, datasetRows: dataset.rows)
         kafka.ok.forEach { row in
             if dataset.transaction(row).posted { expected.ok.insert(row..<(row + 1)) } else {

@@ -27,14 +27,12 @@ final class RedisKeyScanner: StoreScanner {
         let parts = pattern.components(separatedBy: "{txn_id}")
         prefix = Array(parts[0].utf8)
         suffix = Array((parts.count > 1 ? parts[1] : "").utf8)
-        let host = context.stack.redis.primary.host
-        let port = context.stack.redis.primary.port
-        let timeout = max(0.001, Double(context.timeout.components.seconds))
+        let primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout)
+        let primary = primaries.current()
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
-            try connection.command(["PING"])
+            (connection, _) = try primaries.connect(ping: true)
         } catch {
-            throw RedisScanner.ScanError(address: "\(host):\(port)", reason: error.description)
+            throw RedisScanner.ScanError(address: primary.description, reason: error.description)
         }
     }
 

@@ -4,7 +4,8 @@ import KilnRedis
 import KilnScenario
 import KilnStores
 
-/// Reads what `RedisClient` writes under `<ns>:` on `context.stack.redis.primary`.
+/// Reads what `RedisClient` writes under `<ns>:` (`RedisKeys`) on the current primary (`RedisPrimaryResolver`: the
+/// Sentinels' answer, else the stack file's primary), so a check after a Sentinel failover reads the new primary.
 ///
 /// `scan`: every `<ns>:txn:*` string (`set` / `bulk-set`), parsed with `TransactionJSON`, `key` = the Redis key.
 /// `scanUserFeatures`: every `<ns>:user:<id>:features` hash with the user's score in `<ns>:fraud:scores`.
@@ -30,28 +31,25 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
     private let scoresKey: String
     private let txnPrefix: [UInt8]
     private let userPrefix: [UInt8]
-    private static let featuresSuffix = Array(":features".utf8)
+    private static let featuresSuffix = Array("\(RedisKeys.featuresSuffix)".utf8)
 
-    /// Connects to `context.stack.redis.primary`.
+    /// The server this scanner reads (the current primary when it was opened).
+    public let servedBy: HostPort
+
+    /// Connects to the current primary.
     /// - Throws: `ScanError` naming the store and address when the server does not answer.
     public init(context: ClientContext) throws {
         namespace = context.namespace
-        scoresKey = "\(context.namespace):fraud:scores"
-        txnPrefix = Array("\(context.namespace):txn:".utf8)
-        userPrefix = Array("\(context.namespace):user:".utf8)
-        let host = context.stack.redis.primary.host
-        let port = context.stack.redis.primary.port
-        let timeout = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
+        let keys = RedisKeys(namespace: context.namespace)
+        scoresKey = keys.scores
+        txnPrefix = Array(keys.txnPrefix.utf8)
+        userPrefix = Array(keys.userPrefix.utf8)
+        let primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout, environment: context.environment)
+        let primary = primaries.current()
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
-            let redis = context.stack.redis
-            if let password = StackDefinition.secret(redis.passwordEnvironmentVariable, in: context.environment) {
-                try connection.authenticate(user: redis.user, password: password)
-            }
-            try connection.command(["PING"])
+            (connection, servedBy) = try primaries.connect(ping: true)
         } catch {
-            throw ScanError(address: "\(host):\(port)", reason: error.description)
+            throw ScanError(address: primary.description, reason: error.description)
         }
     }
 

@@ -128,9 +128,9 @@ final class RedisLookup: VisibilityLookup {
         prefix = parts[0]
         suffix = parts.count > 1 ? parts[1] : ""
         description = "EXISTS \(pattern)"
-        let primary = context.stack.redis.primary
-        connection = try RedisConnection(
-            host: primary.host, port: primary.port, timeoutSeconds: max(1, Double(context.timeout.components.seconds)))
+        // The current primary (Sentinels first): a write acknowledged by a new primary is visible there.
+        (connection, _) = try RedisPrimaryResolver(context.stack.redis, timeout: max(.seconds(1), context.timeout))
+            .connect()
     }
 
     func visible(_ txnIDs: [Int64]) throws -> Set<Int64> {

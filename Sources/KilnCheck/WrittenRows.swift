@@ -1,4 +1,5 @@
 import Foundation
+import KilnStores
 
 /// A fixed-size set of row indexes, one bit each (100M rows = 12.5 MB). Not thread-safe.
 public struct RowBitmap: Sendable {
@@ -39,38 +40,6 @@ public struct RowBitmap: Sendable {
     public var population: Int64 { words.reduce(0) { $0 + Int64($1.nonzeroBitCount) } }
 
     public func sameMembers(as other: RowBitmap) -> Bool { count == other.count && words == other.words }
-}
-
-/// Where rows of a store live, for the reconcile checker: one place per kind of stored copy. The operations
-/// listed are the engine's write operations that put a dataset row there (ARCHITECTURE.md: the engine hands each
-/// row to one write per store, so a row's fate in a place is the outcome of that op).
-public struct RowPlace: Sendable, Hashable {
-    public var store: String
-    /// `rows`, `messages`, `paid-edges`, `txn-keys`.
-    public var name: String
-    public var writtenBy: Set<String>
-
-    public var id: String { "\(store).\(name)" }
-
-    public init(store: String, name: String, writtenBy: Set<String>) {
-        self.store = store
-        self.name = name
-        self.writtenBy = writtenBy
-    }
-
-    public static let all: [RowPlace] = [
-        RowPlace(store: "postgres", name: "rows", writtenBy: ["postgres.bulk", "postgres.insert"]),
-        RowPlace(store: "clickhouse", name: "rows", writtenBy: ["clickhouse.bulk", "clickhouse.insert"]),
-        RowPlace(store: "kafka", name: "messages", writtenBy: ["kafka.bulk", "kafka.produce"]),
-        RowPlace(store: "falkordb", name: "paid-edges", writtenBy: ["falkordb.bulk", "falkordb.merge-edge"]),
-        RowPlace(store: "redis", name: "txn-keys", writtenBy: ["redis.set", "redis.bulk-set"]),
-    ]
-
-    /// Per-user aggregates kept by Redis: the feature hash (`txn_count`, `amount_cents_total`, `last_*`) is updated
-    /// by `bulk` and `feature-update`; the fraud-score sorted set by `bulk` and `score-incr`.
-    public static let redisFeatures = RowPlace(
-        store: "redis", name: "features", writtenBy: ["redis.bulk", "redis.feature-update"])
-    public static let redisScores = RowPlace(store: "redis", name: "scores", writtenBy: ["redis.bulk", "redis.score-incr"])
 }
 
 /// What the history says about one place: rows whose write ended `ok` (must be present exactly once), `info`

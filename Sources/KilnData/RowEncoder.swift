@@ -506,41 +506,10 @@ struct ByteWriter {
         name(table, index)
     }
 
-    /// PostgreSQL's binary numeric for `value / 10^scale` (scale 2...4, |value| < 10^16): base-10000 digit groups
-    /// with weight, sign and display scale; zero groups at either end are omitted, as PostgreSQL does.
+    /// PostgreSQL's binary numeric for `value / 10^scale` (`PostgresNumeric`, the one encoder).
     @inline(__always)
     mutating func binaryNumeric(_ value: Int64, scale: Int) {
-        let magnitude = value.magnitude
-        let divisor: UInt64 = scale == 2 ? 100 : scale == 3 ? 1000 : 10_000
-        let integer = magnitude / divisor
-        let fraction = (magnitude % divisor) * (10_000 / divisor)  // one base-10000 group
-        let integerGroups = integer >= 1_000_000_000_000 ? 4 : integer >= 100_000_000 ? 3 : integer >= 10_000 ? 2
-            : integer > 0 ? 1 : 0
-        /// Integer group `position` counted from the least significant (0).
-        @inline(__always) func group(_ position: Int) -> UInt64 {
-            switch position {
-            case 0: integer % 10_000
-            case 1: integer / 10_000 % 10_000
-            case 2: integer / 100_000_000 % 10_000
-            default: integer / 1_000_000_000_000
-            }
-        }
-        var dropped = 0
-        if fraction == 0 {
-            while dropped < integerGroups && group(dropped) == 0 { dropped += 1 }
-        }
-        let total = integerGroups - dropped + (fraction != 0 ? 1 : 0)
-        bigEndian(Int32(8 + 2 * total))
-        bigEndian(Int16(total))
-        bigEndian(Int16(total == 0 ? 0 : integerGroups - 1))
-        bigEndian(UInt16(value < 0 ? 0x4000 : 0x0000))
-        bigEndian(Int16(scale))
-        var position = integerGroups - 1
-        while position >= dropped {
-            bigEndian(Int16(truncatingIfNeeded: group(position)))
-            position -= 1
-        }
-        if fraction != 0 { bigEndian(Int16(truncatingIfNeeded: fraction)) }
+        PostgresNumeric.write(value, scale: scale) { bigEndian($0) } int16: { bigEndian($0) }
     }
 }
 

@@ -221,12 +221,14 @@ public final class LoadRun {
         for weighted in phase.mix where weighted.weight > 0 {
             let parts = weighted.name.split(separator: ".", maxSplits: 1).map(String.init)
             let driver = driver(named: parts[0])
-            let operationIndex = driver.operations.firstIndex { $0.name == parts[1] }!
+            guard let operation = driver.operation(named: parts[1]) else {
+                preconditionFailure("operation \(weighted.name) passed scenario validation but its store has no such operation")
+            }
             if !stores.contains(parts[0]) { stores.append(parts[0]) }
             operations.append(
                 PlannedOperation(
                     name: weighted.name, store: parts[0], storeIndex: stores.firstIndex(of: parts[0])!,
-                    operationIndex: operationIndex, kind: driver.operations[operationIndex].kind,
+                    operation: operation, kind: operation.kind,
                     weight: weighted.weight))
         }
         return (operations, stores)

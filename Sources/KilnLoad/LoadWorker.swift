@@ -83,7 +83,7 @@ final class LoadWorker {
         let outcome: Outcome
         var server: HostPort?
         if let client = client(operation.storeIndex) {
-            outcome = client.invoke(operation.operationIndex, request)
+            outcome = client.invoke(operation.operation, request)
             server = client.servedBy
         } else {
             outcome = .fail("connect")
@@ -99,7 +99,7 @@ final class LoadWorker {
         let outcome: Outcome
         var server: HostPort?
         if let client = client(operation.storeIndex) {
-            outcome = client.invoke(operation.operationIndex, Request(rows: rows))
+            outcome = client.invoke(operation.operation, Request(rows: rows))
             server = client.servedBy
         } else {
             outcome = .fail("connect")

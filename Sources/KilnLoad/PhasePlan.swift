@@ -11,8 +11,8 @@ public struct PlannedOperation: Sendable {
     public var store: String
     /// Index into the phase's `stores`.
     public var storeIndex: Int
-    /// Index into the driver's `operations` (what `Client.invoke` takes).
-    public var operationIndex: Int
+    /// The store's typed operation (what `Client.invoke` runs).
+    public var operation: OperationDescriptor
     public var kind: OperationDescriptor.Kind
     public var weight: Double
 }

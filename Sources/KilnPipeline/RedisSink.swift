@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnData
 import KilnRedis
 import KilnScenario
@@ -11,17 +12,19 @@ import KilnStores
 /// Exactly-once: each message runs one Lua script that skips it when its offset is at or below the partition's
 /// applied offset in `<ns>:pipeline:offsets`, and otherwise applies it and records the offset — atomically, so a
 /// redelivered message is never applied twice and the stored offsets are always those of the applied messages.
+///
+/// Failover: every (re)connect goes to `RedisPrimaryResolver.current()` (the Sentinels' primary), and a `READONLY`
+/// reply (a demoted primary) drops the connection before the error is thrown, so the pipeline's retry of the batch
+/// reaches the new primary.
 public final class RedisSink: Sink {
     public let sink = PipelineSpec.Sink.redis
     public let storesOffsetsWithWrite = true
     let context: ClientContext
     let spec: PipelineSpec
-    let host: String
-    let port: Int
-    let offsetsKey: String
-    let scoresKey: String
-    let streamKey: String
-    let prefix: String
+    let keys: RedisKeys
+    let primaries: RedisPrimaryResolver
+    /// The server of the current connection (nil before the first).
+    public private(set) var servedBy: HostPort?
     private var connection: RedisConnection?
     private var scriptSHA: String?
 
@@ -48,23 +51,19 @@ public final class RedisSink: Sink {
     public init(context: ClientContext, spec: PipelineSpec) throws {
         self.context = context
         self.spec = spec
-        host = context.stack.redis.primary.host
-        port = context.stack.redis.primary.port
-        let ns = context.namespace
-        prefix = "\(ns):"
-        offsetsKey = "\(ns):pipeline:offsets"
-        scoresKey = "\(ns):fraud:scores"
-        streamKey = "\(ns):stream:fraud-events"
+        keys = RedisKeys(namespace: context.namespace)
+        primaries = RedisPrimaryResolver(context.stack.redis, timeout: max(.seconds(1), context.timeout))
         _ = try connected()
     }
 
     func connected() throws -> RedisConnection {
         if let connection, connection.isOpen { return connection }
         connection?.close()
+        connection = nil
         scriptSHA = nil
-        let seconds = max(1, Double(context.timeout.components.seconds))
-        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: seconds)
+        let (fresh, primary) = try primaries.connect()
         connection = fresh
+        servedBy = primary
         return fresh
     }
 
@@ -76,7 +75,7 @@ public final class RedisSink: Sink {
     }
 
     public func storedOffsets() throws -> [Int32: Int64] {
-        let reply = try connected().command(["HGETALL", offsetsKey])
+        let reply = try connected().command(["HGETALL", keys.pipelineOffsets])
         var offsets: [Int32: Int64] = [:]
         let items = reply.array ?? []
         var index = 0
@@ -106,13 +105,14 @@ public final class RedisSink: Sink {
             let txn = message.row >= 0 ? context.dataset.transaction(message.row) : nil
             let apply = txn.map { $0.posted } == true && !skipFeatures
             commands.append([
-                "EVALSHA", sha, "4", "\(prefix)user:\(txn?.userID ?? 0):features", scoresKey, offsetsKey, streamKey,
+                "EVALSHA", sha, "4", keys.features(user: txn?.userID ?? 0), keys.scores, keys.pipelineOffsets, keys.stream,
                 String(message.partition), String(message.offset), String(txn?.txnID ?? 0),
                 String(txn?.amountCents ?? 0), String(txn?.merchantID ?? 0), String(txn?.timestampMillis ?? 0),
                 String(txn?.fraudScoreMillis ?? 0), String(txn?.userID ?? 0), String(RedisClient.featureTTLSeconds),
                 apply ? "1" : "0", txn?.isFraud == true ? "1" : "0",
             ])
         }
+        // A broken connection throws here and reconnects on the next call (`connected()` checks `isOpen`).
         let replies = try connection.pipeline(commands)
         var result = ApplyResult()
         for (index, reply) in replies.enumerated() {
@@ -121,6 +121,7 @@ public final class RedisSink: Sink {
             case .integer(0): result.duplicatesSkipped += 1
             case .integer: result.skipped += 1
             case .error(let text):
+                if text.contains("READONLY") { close() }
                 throw RedisSinkError(reason: "EVALSHA failed for message \(index) of the batch: \(text.prefix(120))")
             default: throw RedisSinkError(reason: "unexpected EVALSHA reply \(reply)")
             }

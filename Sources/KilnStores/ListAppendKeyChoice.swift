@@ -1,3 +1,4 @@
+import KilnBackend
 import Foundation
 
 /// How a list-append workload picks the key of each micro-operation among `0..<keys`: uniformly, or skewed so that a

@@ -1,3 +1,4 @@
+import KilnBackend
 import Foundation
 import KilnCore
 import KilnElle

@@ -4,6 +4,7 @@ import KilnData
 import KilnHTTP
 import Testing
 
+@testable import KilnClickHouseBackend
 @testable import KilnStores
 
 @Suite("ClickHouse store client")
@@ -32,7 +33,7 @@ struct ClickHouseClientTests {
         defer { try? client.teardown() }
         try client.setup()  // idempotent
         let rows: Range<Int64> = 2_000..<22_000
-        #expect(client.invoke(0, Request(rows: rows)) == .ok)
+        #expect(client.invoke(.bulk, Request(rows: rows)) == .ok)
         let totals = try select("SELECT count(), sum(amount) FROM \(client.table) FORMAT TabSeparated")
         let fields = totals.split(separator: "\t").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         #expect(fields.first == "20000")
@@ -45,15 +46,15 @@ struct ClickHouseClientTests {
         #expect(StoreFixtures.cents(viewFields.last) == StoreFixtures.cents(rows))
 
         // point-read returns the generator's row, byte for byte.
-        #expect(client.invoke(3, Request(row: 12_345)) == .ok)
-        #expect(try client.query(3, row: 12_345).text == tsvLine(12_345))
-        #expect(client.invoke(3, Request(row: 50_000)) == .fail("not-found"))
+        #expect(client.invoke(.pointRead, Request(row: 12_345)) == .ok)
+        #expect(try client.query(.pointRead, row: 12_345).text == tsvLine(12_345))
+        #expect(client.invoke(.pointRead, Request(row: 50_000)) == .fail("not-found"))
 
         // minute-aggregate: per-minute counts and cents of the 60 minutes ending with the row's minute.
         let probeIndex: Int64 = 15_000
         let probe = StoreFixtures.dataset.transaction(probeIndex)
-        #expect(client.invoke(2, Request(row: probeIndex)) == .ok)
-        let answer = try client.query(2, row: probeIndex).text
+        #expect(client.invoke(.minuteAggregate, Request(row: probeIndex)) == .ok)
+        let answer = try client.query(.minuteAggregate, row: probeIndex).text
         let lastMinute = probe.timestampMillis / 60_000 * 60_000
         let expected = rows.map { StoreFixtures.dataset.transaction($0) }.filter {
             $0.merchantID == probe.merchantID && $0.timestampMillis / 60_000 * 60_000 > lastMinute - 3_600_000
@@ -71,10 +72,10 @@ struct ClickHouseClientTests {
         let client = try client()
         defer { try? client.teardown() }
         for row in Int64(0)..<20 {
-            #expect(client.invoke(1, Request(row: row)) == .ok)
+            #expect(client.invoke(.insert, Request(row: row)) == .ok)
         }
-        #expect(try client.query(3, row: 7).text == tsvLine(7))
-        #expect(client.invoke(2, Request(row: 19)) == .ok)
+        #expect(try client.query(.pointRead, row: 7).text == tsvLine(7))
+        #expect(client.invoke(.minuteAggregate, Request(row: 19)) == .ok)
     }
 
     @Test func unreachableServerFailsWithConnection() throws {
@@ -111,9 +112,9 @@ struct ClickHouseClientTests {
         // Before setup the table does not exist: ClickHouse 18.16 answers 500 for it, which after sending a write
         // is reported as unknown.
         let client = try ClickHouseClient(context: StoreFixtures.context(namespace: TestStack.uniqueName("kiln_chc")))
-        let outcome = client.invoke(1, Request(row: 1))
+        let outcome = client.invoke(.insert, Request(row: 1))
         #expect(outcome.kind == "info" || outcome.kind == "fail")
         #expect(outcome.errorClass?.hasPrefix("http-") == true)
-        #expect(client.invoke(3, Request(row: 1)).kind == "fail")
+        #expect(client.invoke(.pointRead, Request(row: 1)).kind == "fail")
     }
 }

@@ -14,7 +14,7 @@ struct ClickHouseScannerTests {
         let client = try ClickHouseClient(context: context)
         try client.setup()
         if !rows.isEmpty {
-            #expect(client.invoke(0, Request(rows: rows)) == .ok)
+            #expect(client.invoke(.bulk, Request(rows: rows)) == .ok)
         }
         return (client, context)
     }

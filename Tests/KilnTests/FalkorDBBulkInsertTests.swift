@@ -9,7 +9,7 @@ import Testing
 @Suite("FalkorDB GRAPH.BULK path (against the embedded FalkorDB)", .serialized)
 struct FalkorDBBulkInsertTests {
     typealias F = StoreClientFixtures
-    static let bulk = F.index(of: "bulk", in: FalkorDBClient.operations)
+    static let bulk = FalkorDBOperation.bulk
 
     var falkor: RedisConnection {
         get throws { try RedisConnection(host: TestStack.falkordb.host, port: TestStack.falkordb.port) }

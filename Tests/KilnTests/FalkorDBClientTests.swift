@@ -7,7 +7,7 @@ import Testing
 @Suite("FalkorDB client (against the embedded FalkorDB)")
 struct FalkorDBClientTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: FalkorDBClient.operations) }
+    static func op(_ name: String) -> FalkorDBOperation { FalkorDBOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_graph")
     var falkor: RedisConnection {

@@ -8,7 +8,7 @@ import Testing
 @Suite("FalkorDB scanner (against the embedded FalkorDB)")
 struct FalkorDBScannerTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: FalkorDBClient.operations) }
+    static func op(_ name: String) -> FalkorDBOperation { FalkorDBOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_gscan")
 

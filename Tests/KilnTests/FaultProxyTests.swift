@@ -105,8 +105,8 @@ struct FaultProxyTests {
                 namespace: TestStack.uniqueName("proxyhole"), stack: stack, timeout: .milliseconds(500))
             let client = try RedisClient(context: context)
             defer { client.close() }
-            let set = StoreClientFixtures.index(of: "set", in: RedisClient.operations)
-            let read = StoreClientFixtures.index(of: "feature-read", in: RedisClient.operations)
+            let set = RedisOperation.set
+            let read = RedisOperation.featureRead
             #expect(client.invoke(set, Request(row: 1)) == .ok)
             try proxy.addToxic(toxic)
             let start = ContinuousClock.now

@@ -7,7 +7,7 @@ import Testing
 @Suite("Kafka client (against the embedded Tansu broker)")
 struct KafkaClientTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: KafkaClient.operations) }
+    static func op(_ name: String) -> KafkaOperation { KafkaOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_kafka")
 

@@ -110,7 +110,7 @@ struct TransactionJSONTests {
 @Suite("Kafka scanner (against the embedded Tansu broker)")
 struct KafkaScannerTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: KafkaClient.operations) }
+    static func op(_ name: String) -> KafkaOperation { KafkaOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_kscan")
 

@@ -42,12 +42,29 @@ final class EngineProbe: Sendable {
     struct CannotConnect: Error {}
 }
 
+enum EngineProbeOperation: String, StoreOperation {
+    case wait, write, bulk
+
+    static let store = "probe"
+
+    var kind: OperationDescriptor.Kind {
+        switch self {
+        case .wait: .read
+        case .write: .write
+        case .bulk: .bulk
+        }
+    }
+
+    var summary: String {
+        switch self {
+        case .wait: "takes the probe's service time"
+        case .write: "records the row"
+        case .bulk: "records the range"
+        }
+    }
+}
+
 final class EngineProbeClient: Client {
-    static let operations = [
-        OperationDescriptor("wait", .read, "takes the probe's service time"),
-        OperationDescriptor("write", .write, "records the row"),
-        OperationDescriptor("bulk", .bulk, "records the range"),
-    ]
     let probe: EngineProbe
 
     init(probe: EngineProbe) { self.probe = probe }
@@ -56,13 +73,13 @@ final class EngineProbeClient: Client {
     func teardown() throws {}
     func close() {}
 
-    func invoke(_ operation: Int, _ request: Request) -> Outcome {
+    func invoke(_ operation: EngineProbeOperation, _ request: Request) -> Outcome {
         probe.invocations.add(1, ordering: .relaxed)
         while probe.gateClosed.load(ordering: .acquiring) { usleep(200) }
         switch operation {
-        case 1: probe.writtenRows.withLock { $0.append(request.row) }
-        case 2: probe.bulkRanges.withLock { $0.append(request.rows) }
-        default: break
+        case .write: probe.writtenRows.withLock { $0.append(request.row) }
+        case .bulk: probe.bulkRanges.withLock { $0.append(request.rows) }
+        case .wait: break
         }
         if probe.serviceMicros > 0 { usleep(UInt32(probe.serviceMicros)) }
         return .ok

@@ -6,6 +6,7 @@ import KilnScenario
 import Logging
 import Testing
 
+@testable import KilnPostgresBackend
 @testable import KilnStores
 
 /// Shared by the SQL store client tests: a 100k-row dataset and contexts against the embedded stack.
@@ -62,7 +63,7 @@ struct PostgresClientTests {
         }
         try client.setup()  // idempotent
         let rows: Range<Int64> = 1_000..<21_000  // more than two 8192-row chunks
-        #expect(client.invoke(0, Request(rows: rows)) == .ok)
+        #expect(client.invoke(.bulk, Request(rows: rows)) == .ok)
         let connection = try #require(client.connection)
         let totals = try connection.execute("SELECT count(*), (sum(amount) * 100)::bigint FROM \(client.table)")
         #expect(totals.value(row: 0, column: 0) == "20000")
@@ -70,7 +71,7 @@ struct PostgresClientTests {
 
         // A sampled row, column by column, equals the generator's.
         let sample = StoreFixtures.dataset.transaction(12_345)
-        let result = try client.read(2, row: 12_345)
+        let result = try client.read(.pointRead, row: 12_345)
         #expect(result.rowCount == 1)
         let expected = PostgresClient.insertParameters(sample, StoreFixtures.dataset)
         let actual = (0..<13).map { result.value(row: 0, column: $0) }
@@ -82,8 +83,8 @@ struct PostgresClientTests {
         #expect(actual[12] == expected[12])
 
         // The same rows again are a definite refusal (primary key), and nothing more is copied.
-        #expect(client.invoke(0, Request(rows: 1_000..<1_010)) == .fail("sqlstate-23505"))
-        #expect(client.invoke(0, Request(rows: 0..<0)) == .ok)
+        #expect(client.invoke(.bulk, Request(rows: 1_000..<1_010)) == .fail("sqlstate-23505"))
+        #expect(client.invoke(.bulk, Request(rows: 0..<0)) == .ok)
     }
 
     @Test func insertThenReadsFindTheRows() throws {
@@ -94,27 +95,27 @@ struct PostgresClientTests {
         }
         let dataset = StoreFixtures.dataset
         for row in Int64(0)..<200 {
-            #expect(client.invoke(1, Request(row: row)) == .ok)
+            #expect(client.invoke(.insert, Request(row: row)) == .ok)
         }
-        #expect(client.invoke(1, Request(row: 5)) == .fail("sqlstate-23505"))
+        #expect(client.invoke(.insert, Request(row: 5)) == .fail("sqlstate-23505"))
 
-        #expect(client.invoke(2, Request(row: 77)) == .ok)
-        #expect(client.invoke(2, Request(row: 5_000)) == .fail("not-found"))
-        let point = try client.read(2, row: 77)
+        #expect(client.invoke(.pointRead, Request(row: 77)) == .ok)
+        #expect(client.invoke(.pointRead, Request(row: 5_000)) == .fail("not-found"))
+        let point = try client.read(.pointRead, row: 77)
         #expect(point.value(row: 0, column: 0) == "78")
         #expect(point.value(row: 0, column: 7) == String(dataset.transaction(77).timestampMillis))
 
         // user-recent: the user's rows among those written, newest first, at most 50.
         let probe = dataset.transaction(150)
-        #expect(client.invoke(3, Request(row: 150)) == .ok)
-        let recent = try client.read(3, row: 150)
+        #expect(client.invoke(.userRecent, Request(row: 150)) == .ok)
+        let recent = try client.read(.userRecent, row: 150)
         let expectedUser = (Int64(0)..<200).map { dataset.transaction($0) }.filter { $0.userID == probe.userID }
         #expect(recent.rowCount == min(50, expectedUser.count))
         #expect(recent.rowCount >= 1)
 
         // merchant-hourly: counts and cents per hour over (ts - 24 h, ts], as the generator says.
-        #expect(client.invoke(4, Request(row: 150)) == .ok)
-        let hourly = try client.read(4, row: 150)
+        #expect(client.invoke(.merchantHourly, Request(row: 150)) == .ok)
+        let hourly = try client.read(.merchantHourly, row: 150)
         let merchantRows = (Int64(0)..<200).map { dataset.transaction($0) }.filter {
             $0.merchantID == probe.merchantID && $0.timestampMillis > probe.timestampMillis - 86_400_000
                 && $0.timestampMillis <= probe.timestampMillis
@@ -138,11 +139,11 @@ struct PostgresClientTests {
         let killer = try PostgresConnection(TestStack.postgres)
         defer { killer.close() }
         try killer.execute("SELECT pg_terminate_backend($1::int)", [pid])
-        #expect(client.invoke(1, Request(row: 1)) == .info("connection"))
+        #expect(client.invoke(.insert, Request(row: 1)) == .info("connection"))
         // The next op reconnects; the row of the lost write is written once (or fails 23505 if it did land).
-        let retry = client.invoke(1, Request(row: 1))
+        let retry = client.invoke(.insert, Request(row: 1))
         #expect(retry == .ok || retry == .fail("sqlstate-23505"))
-        #expect(client.invoke(2, Request(row: 1)) == .ok)
+        #expect(client.invoke(.pointRead, Request(row: 1)) == .ok)
     }
 
     @Test func statementTimeoutMakesAWriteInfo() throws {
@@ -155,7 +156,7 @@ struct PostgresClientTests {
         }
         let client = try PostgresClient(context: StoreFixtures.context(namespace: namespace, timeout: .milliseconds(1)))
         defer { client.close() }
-        #expect(client.invoke(0, Request(rows: 0..<100_000)) == .info("timeout"))
+        #expect(client.invoke(.bulk, Request(rows: 0..<100_000)) == .info("timeout"))
         let count = try #require(owner.connection).execute("SELECT count(*) FROM \(owner.table)")
         #expect(count.value(row: 0, column: 0) == "0")
     }

@@ -115,7 +115,7 @@ final class SteadyWriter: Sendable {
             }
             var row: Int64 = 0
             while running.load(ordering: .relaxed) {
-                let outcome = client.invoke(1, Request(row: row))
+                let outcome = client.invoke(.insert, Request(row: row))
                 outcomes.withLock { $0.append((row, outcome)) }
                 row += 1
                 if !outcome.isOK { usleep(20_000) }

@@ -41,7 +41,7 @@ struct PostgresScannerTests {
         let context = StoreFixtures.context(namespace: TestStack.uniqueName("kiln_pgs"))
         let client = try PostgresClient(context: context)
         try client.setup()
-        #expect(client.invoke(0, Request(rows: rows)) == .ok)
+        #expect(client.invoke(.bulk, Request(rows: rows)) == .ok)
         return (client, context)
     }
 

@@ -32,9 +32,6 @@ enum StoreClientFixtures {
         return stack
     }
 
-    static func index(of name: String, in operations: [OperationDescriptor]) -> Int {
-        operations.firstIndex { $0.name == name }!
-    }
 }
 
 /// A TCP listener that never answers: connections complete (the kernel accepts them into the backlog), and when
@@ -81,7 +78,7 @@ final class SilentServer {
 @Suite("Redis client (against the embedded Redis)")
 struct RedisClientTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: RedisClient.operations) }
+    static func op(_ name: String) -> RedisOperation { RedisOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_redis")
     var redis: RedisConnection {

@@ -8,7 +8,7 @@ import Testing
 @Suite("Redis scanner (against the embedded Redis)")
 struct RedisScannerTests {
     typealias F = StoreClientFixtures
-    static func op(_ name: String) -> Int { F.index(of: name, in: RedisClient.operations) }
+    static func op(_ name: String) -> RedisOperation { RedisOperation(rawValue: name)! }
 
     let namespace = TestStack.uniqueName("kiln_rscan")
     var redis: RedisConnection {

@@ -23,11 +23,16 @@ final class PrivateRedisSentinels {
     let replica: LocalProcessController
     let sentinels: [LocalProcessController]
 
-    init() throws {
+    /// Servers on `<hostPrefix><octet>`, `+1`, `+2` and ports `port`, `+1`, `+10…12`, both picked at random from
+    /// the ranges (a helper with its own address and port range passes them).
+    init(
+        hostPrefix: String = "127.0.0.", octets: ClosedRange<Int> = 150...197,
+        ports: ClosedRange<Int> = 40_000...48_000
+    ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-sentinel"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let octet = Int.random(in: 150...197)
-        let port = Int.random(in: 40_000...48_000)
+        let octet = Int.random(in: octets)
+        let port = Int.random(in: ports)
         let directory = directory
         func server(_ name: String, _ host: String, _ port: Int, _ extra: [String]) -> LocalProcessController {
             let data = directory.appendingPathComponent(name)
@@ -43,10 +48,10 @@ final class PrivateRedisSentinels {
                     log: directory.appendingPathComponent("\(name).log")),
                 readyProbe: .redisPing)
         }
-        let primaryHost = "127.0.0.\(octet)"
+        let primaryHost = "\(hostPrefix)\(octet)"
         primary = server("primary", primaryHost, port, [])
-        replica = server("replica", "127.0.0.\(octet + 1)", port + 1, ["--replicaof", primaryHost, String(port)])
-        let sentinelHost = "127.0.0.\(octet + 2)"
+        replica = server("replica", "\(hostPrefix)\(octet + 1)", port + 1, ["--replicaof", primaryHost, String(port)])
+        let sentinelHost = "\(hostPrefix)\(octet + 2)"
         sentinels = try (0..<3).map { index in
             let sentinelPort = port + 10 + index
             let data = directory.appendingPathComponent("sentinel-\(index)")
@@ -170,7 +175,7 @@ struct RedisSentinelFailoverTests {
             namespace: TestStack.uniqueName("kfo"), timeout: .seconds(2), stack: group.stack)
         let client = try RedisClient(context: context)
         defer { client.close() }
-        #expect(client.invoke(1, Request(row: 1)) == .ok)
+        #expect(client.invoke(.set, Request(row: 1)) == .ok)
         let fault = RedisSentinelFailover(
             masterName: group.masterName, sentinels: group.sentinelEndpoints, timeout: .seconds(20))
         let driver = FaultDriver(fault)
@@ -180,7 +185,7 @@ struct RedisSentinelFailoverTests {
         // The first ops may end info/fail (connection killed by the Sentinels, READONLY); no restart is needed.
         var outcomes: [Outcome] = []
         for row in Int64(2)..<12 {
-            outcomes.append(client.invoke(1, Request(row: row)))
+            outcomes.append(client.invoke(.set, Request(row: row)))
         }
         #expect(outcomes.suffix(5).allSatisfy { $0 == .ok }, "\(outcomes)")
         let newPrimary = try #require(fault.newPrimary)

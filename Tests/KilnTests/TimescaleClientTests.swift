@@ -4,6 +4,7 @@ import KilnData
 import KilnPostgres
 import Testing
 
+@testable import KilnPostgresBackend
 @testable import KilnStores
 
 /// Runs against the embedded PostgreSQL, which has no TimescaleDB: the partitioned-table fallback is what runs.
@@ -30,7 +31,7 @@ struct TimescaleClientTests {
         #expect(partitions.value(row: 0, column: 0) == String(StoreFixtures.dataset.spec.days + 1))
 
         let rows: Range<Int64> = 0..<20_000
-        #expect(client.invoke(0, Request(rows: rows)) == .ok)
+        #expect(client.invoke(.bulk, Request(rows: rows)) == .ok)
         let totals = try connection.execute(
             "SELECT count(*), (sum(amount) * 100)::bigint, "
                 + "count(*) FILTER (WHERE tableoid::regclass::text LIKE '%default') FROM \(client.table)"
@@ -50,7 +51,7 @@ struct TimescaleClientTests {
 
         // minute-aggregate over (ts - 1 h, ts] for the row's merchant, as the generator says.
         let probe = StoreFixtures.dataset.transaction(15_000)
-        #expect(client.invoke(2, Request(row: 15_000)) == .ok)
+        #expect(client.invoke(.minuteAggregate, Request(row: 15_000)) == .ok)
         let result = try client.minuteAggregate(row: 15_000)
         let expected = rows.map { StoreFixtures.dataset.transaction($0) }.filter {
             $0.merchantID == probe.merchantID && $0.timestampMillis > probe.timestampMillis - 3_600_000
@@ -70,8 +71,8 @@ struct TimescaleClientTests {
             try? client.teardown()
             client.close()
         }
-        #expect(client.invoke(1, Request(row: 42)) == .ok)
-        #expect(client.invoke(1, Request(row: 42)) == .fail("sqlstate-23505"))
+        #expect(client.invoke(.insertPoint, Request(row: 42)) == .ok)
+        #expect(client.invoke(.insertPoint, Request(row: 42)) == .fail("sqlstate-23505"))
         let sample = StoreFixtures.dataset.transaction(42)
         let point = try #require(client.connection).execute(
             "SELECT (extract(epoch FROM time) * 1000)::bigint, amount FROM \(client.table) WHERE txn_id = 43")

@@ -1,6 +1,38 @@
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnKafka
+
+/// The operations of store `kafka`: the raw value is the name in scenarios after `kafka.`.
+public enum KafkaOperation: String, StoreOperation {
+    case bulk
+    case produce
+    case consume
+    case fetchAt = "fetch-at"
+
+    public static let store = "kafka"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .produce: .write
+        case .consume, .fetchAt: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "produce every row, then wait for all delivery reports"
+        case .produce:
+            "produce one row and wait for its delivery report"
+        case .consume:
+            "poll up to 100 messages (all partitions assigned from the beginning)"
+        case .fetchAt:
+            "replay: read the message at a random partition and offset (row / partitions / 2)"
+        }
+    }
+}
 
 /// Kafka as the platform's event log: topic `<ns>.transactions`, key = the row's user id as decimal text (one
 /// partition per user, as the platform partitions), value = the row's JSON (the `jsonl` encoding without its newline).
@@ -16,13 +48,7 @@ import KilnKafka
 /// ~20 s against Tansu) and without committing; its `group.id` is `<ns>-load`. Teardown deletes the topic. Lag is not exposed: Tansu 0.6
 /// answers 1 for every high watermark, so only "every partition reached its end" (`isCaughtUp`) can be known.
 public final class KafkaClient: Client {
-    public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk, "produce every row, then wait for all delivery reports"),
-        OperationDescriptor("produce", .write, "produce one row and wait for its delivery report"),
-        OperationDescriptor("consume", .read, "poll up to 100 messages (all partitions assigned from the beginning)"),
-        OperationDescriptor(
-            "fetch-at", .read, "replay: read the message at a random partition and offset (row / partitions / 2)"),
-    ]
+    public typealias Operation = KafkaOperation
 
     public let context: ClientContext
     public let topic: String
@@ -113,16 +139,15 @@ public final class KafkaClient: Client {
         producer = nil  // deinit flushes for at most the context's timeout
     }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
+    public func invoke(_ operation: KafkaOperation, _ request: Request) -> Outcome {
         switch operation {
-        case 0: return produce(request.rows)
-        case 1: return produce(request.row..<(request.row + 1))
-        case 2: return consume()
+        case .bulk: return produce(request.rows)
+        case .produce: return produce(request.row..<(request.row + 1))
+        case .consume: return consume()
         // Half the mean partition length: inside every partition of a keyed topic (Tansu 0.6 reports no usable
         // high watermark, so an offset past a partition's end would wait for data instead of ending).
-        case 3: return fetch(partition: Int32(truncatingIfNeeded: request.random % UInt64(max(1, partitions))),
+        case .fetchAt: return fetch(partition: Int32(truncatingIfNeeded: request.random % UInt64(max(1, partitions))),
             offset: request.row / Int64(max(1, partitions)) / 2)
-        default: preconditionFailure("KafkaClient has no operation \(operation)")
         }
     }
 

@@ -15,11 +15,12 @@ import Logging
 /// - Write operations write dataset rows given by `Request.row` / `Request.rows`; the engine hands each row to
 ///   exactly one write per store and run, so the stores can be reconciled against the oracle (issue 5).
 public protocol Client: AnyObject {
-    /// The operations `invoke` accepts, by position: `invoke(i, ...)` runs `operations[i]`.
-    static var operations: [OperationDescriptor] { get }
+    /// The closed set of operations `invoke` accepts. Their names in scenarios, kinds and summaries come from the
+    /// enum itself, so no list position can pick or check a different operation.
+    associatedtype Operation: StoreOperation
 
     func setup() throws
-    func invoke(_ operation: Int, _ request: Request) -> Outcome
+    func invoke(_ operation: Operation, _ request: Request) -> Outcome
     func teardown() throws
     /// Frees the connection; the client is not used afterwards. Must be safe to call twice.
     func close()
@@ -31,6 +32,35 @@ public protocol Client: AnyObject {
 
 extension Client {
     public var servedBy: HostPort? { nil }
+
+    /// The operations of this client's store, in the enum's declaration order (for listings only: nothing is looked
+    /// up by position).
+    public static var operations: [OperationDescriptor] { Operation.descriptors }
+
+    /// Runs the operation `descriptor` names: the engine's entry point, which holds clients as `any Client`. A
+    /// descriptor of another store's operation runs nothing and ends `fail("unknown-operation")`.
+    public func invoke(_ descriptor: OperationDescriptor, _ request: Request) -> Outcome {
+        guard let operation = descriptor.operation as? Operation else { return .fail("unknown-operation") }
+        return invoke(operation, request)
+    }
+}
+
+/// One store's closed set of operations, as an enum: the raw value is the operation's name in scenarios after the
+/// store (`set` in `redis.set`), `store` the store's name. Everything else — the registry's operation list, the
+/// places a write fills, `--list-operations` — is derived from the cases, never from a list position.
+public protocol StoreOperation: RawRepresentable<String>, CaseIterable, Hashable, Sendable {
+    /// The store's name in scenarios (`redis`).
+    static var store: String { get }
+    var kind: OperationDescriptor.Kind { get }
+    /// One line for `kiln run --list-operations` and the docs.
+    var summary: String { get }
+}
+
+extension StoreOperation {
+    /// The operation's full name in scenarios and histories: `redis.set`.
+    public var id: String { "\(Self.store).\(rawValue)" }
+
+    public static var descriptors: [OperationDescriptor] { allCases.map { OperationDescriptor($0) } }
 }
 
 /// A store whose bulk load runs faster without its secondary indexes (PostgreSQL at 100M rows: random inserts into
@@ -42,6 +72,7 @@ public protocol SecondaryIndexes: Client {
     func buildSecondaryIndexes() throws
 }
 
+/// One operation of a store, with its typed case erased (the engine plans phases over several stores).
 public struct OperationDescriptor: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable {
         /// Loads `Request.rows` (many rows per op).
@@ -53,16 +84,25 @@ public struct OperationDescriptor: Sendable, Hashable {
     }
 
     /// The name in scenarios, after the store: `postgres.point-read` is operation `point-read` of `postgres`.
-    public var name: String
-    public var kind: Kind
+    public let name: String
+    public let kind: Kind
     /// One line for `kiln run --list-operations` and the docs.
-    public var summary: String
+    public let summary: String
+    /// The typed case; `Client.invoke(_: OperationDescriptor, _:)` casts it back to the client's `Operation`.
+    public let operation: any StoreOperation
 
-    public init(_ name: String, _ kind: Kind, _ summary: String) {
-        self.name = name
-        self.kind = kind
-        self.summary = summary
+    public init<Operation: StoreOperation>(_ operation: Operation) {
+        self.name = operation.rawValue
+        self.kind = operation.kind
+        self.summary = operation.summary
+        self.operation = operation
     }
+
+    /// `redis.set`.
+    public var id: String { operation.id }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.id == rhs.id }
+    public func hash(into hasher: inout Hasher) { hasher.combine(id) }
 }
 
 /// The arguments of one op. Plain values, built by the executor on the worker thread.
@@ -121,9 +161,18 @@ public struct StoreDriver: Sendable {
     public var operations: [OperationDescriptor]
     public var open: ClientFactory
 
+    /// The store's name is its operations' `store`, so a driver cannot list another store's operations.
+    public init<C: Client>(_ type: C.Type, open: @escaping ClientFactory) {
+        self.init(C.Operation.store, type, open: open)
+    }
+
+    /// The client's operations under another store name (a second instance of a store; tests' stand-in stores).
     public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping ClientFactory) {
         self.name = name
-        self.operations = C.operations
+        self.operations = C.Operation.descriptors
         self.open = open
     }
+
+    /// The operation named `name` (after the store), or nil.
+    public func operation(named name: String) -> OperationDescriptor? { operations.first { $0.name == name } }
 }

@@ -1,6 +1,40 @@
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnRedisBackend
+
+/// The operations of store `falkordb`: the raw value is the name in scenarios after `falkordb.`.
+public enum FalkorDBOperation: String, StoreOperation {
+    case bulk
+    case mergeEdge = "merge-edge"
+    case sharedDevice = "shared-device"
+    case userMerchants = "user-merchants"
+
+    public static let store = "falkordb"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .mergeEdge: .write
+        case .sharedDevice, .userMerchants: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "GRAPH.BULK into an empty graph; on a graph holding other data UNWIND of the rows (batches of batchRows): "
+                + "MERGE User, Merchant, Device, USED; CREATE PAID"
+        case .mergeEdge:
+            "the bulk query for one row"
+        case .sharedDevice:
+            "users sharing a device with the row's user (2 hops, LIMIT 100)"
+        case .userMerchants:
+            "the row's user's merchants with PAID count and amount sum"
+        }
+    }
+}
 
 /// FalkorDB as the platform's fraud graph, over RESP (hiredis) at `context.stack.graph.endpoint`.
 ///
@@ -12,14 +46,7 @@ import KilnRedis
 /// is the reply's first word when that is an upper-case token, else `graph-error`. A timeout or a lost connection
 /// after sending is `info` for writes and `fail` for reads; a failed (re)connect is `fail("connection")`.
 public final class FalkorDBClient: Client {
-    public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk,
-            "GRAPH.BULK into an empty graph; on a graph holding other data UNWIND of the rows (batches of batchRows): "
-                + "MERGE User, Merchant, Device, USED; CREATE PAID"),
-        OperationDescriptor("merge-edge", .write, "the bulk query for one row"),
-        OperationDescriptor("shared-device", .read, "users sharing a device with the row's user (2 hops, LIMIT 100)"),
-        OperationDescriptor("user-merchants", .read, "the row's user's merchants with PAID count and amount sum"),
-    ]
+    public typealias Operation = FalkorDBOperation
 
     /// The write of every row: rows come as the `cypher` RowEncoder maps in the `rows` parameter.
     static let mergeQuery = """
@@ -107,8 +134,8 @@ public final class FalkorDBClient: Client {
         connection = nil
     }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let kind = Self.operations[operation].kind
+    public func invoke(_ operation: FalkorDBOperation, _ request: Request) -> Outcome {
+        let kind = operation.kind
         let connection: RedisConnection
         do {
             connection = try connected()
@@ -117,11 +144,10 @@ public final class FalkorDBClient: Client {
         }
         do {
             switch operation {
-            case 0: return try bulk(connection, request.rows)
-            case 1: return try merge(connection, request.row..<(request.row + 1))
-            case 2: return try read(connection, Self.sharedDeviceQuery, row: request.row)
-            case 3: return try read(connection, Self.userMerchantsQuery, row: request.row)
-            default: preconditionFailure("FalkorDBClient has no operation \(operation)")
+            case .bulk: return try bulk(connection, request.rows)
+            case .mergeEdge: return try merge(connection, request.row..<(request.row + 1))
+            case .sharedDevice: return try read(connection, Self.sharedDeviceQuery, row: request.row)
+            case .userMerchants: return try read(connection, Self.userMerchantsQuery, row: request.row)
             }
         } catch {
             return outcome(of: error, kind: kind)

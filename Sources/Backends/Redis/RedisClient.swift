@@ -1,7 +1,54 @@
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnRedis
 import KilnScenario
+
+/// The operations of store `redis`: the raw value is the name in scenarios after `redis.`.
+public enum RedisOperation: String, StoreOperation {
+    case bulk
+    case set
+    case featureUpdate = "feature-update"
+    case featureRead = "feature-read"
+    case scoreIncrement = "score-incr"
+    case topK = "top-k"
+    case streamAdd = "stream-add"
+    case streamConsume = "stream-consume"
+    case bulkSet = "bulk-set"
+
+    public static let store = "redis"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk, .bulkSet: .bulk
+        case .set, .featureUpdate, .scoreIncrement, .streamAdd: .write
+        case .featureRead, .topK, .streamConsume: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"
+        case .set:
+            "SET <ns>:txn:<txn_id> to the row's JSON"
+        case .featureUpdate:
+            "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"
+        case .featureRead:
+            "HGETALL of the row's user's feature hash"
+        case .scoreIncrement:
+            "ZINCRBY <ns>:fraud:scores <fraud score millis> <user_id>"
+        case .topK:
+            "ZREVRANGE <ns>:fraud:scores 0 9 WITHSCORES"
+        case .streamAdd:
+            "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"
+        case .streamConsume:
+            "XREADGROUP of up to 10 new fraud events, then XACK of them"
+        case .bulkSet:
+            "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"
+        }
+    }
+}
 
 /// Redis as the platform's online feature store: per-user feature hashes, a fraud-score leaderboard and a stream
 /// of fraud events, all under keys prefixed `<namespace>:`.
@@ -25,21 +72,7 @@ import KilnScenario
 /// the stack's servers, it never redirects Kiln to a foreign one. A `READONLY`
 /// reply (a demoted primary) ends the op `fail("READONLY")` and drops the connection, so the next op rediscovers.
 public final class RedisClient: Client {
-    public static let operations: [OperationDescriptor] = [
-        OperationDescriptor("bulk", .bulk,
-            "pipelined HSET+HINCRBY+EXPIRE of the user's features and ZINCRBY of its score, per row"),
-        OperationDescriptor("set", .write, "SET <ns>:txn:<txn_id> to the row's JSON"),
-        OperationDescriptor("feature-update", .write,
-            "HSET+HINCRBY+EXPIRE of the row's user's feature hash (one pipeline)"),
-        OperationDescriptor("feature-read", .read, "HGETALL of the row's user's feature hash"),
-        OperationDescriptor("score-incr", .write, "ZINCRBY <ns>:fraud:scores <fraud score millis> <user_id>"),
-        OperationDescriptor("top-k", .read, "ZREVRANGE <ns>:fraud:scores 0 9 WITHSCORES"),
-        OperationDescriptor("stream-add", .write,
-            "XADD <ns>:stream:fraud-events MAXLEN ~ 1000000 * txn_id user_id score"),
-        OperationDescriptor("stream-consume", .read, "XREADGROUP of up to 10 new fraud events, then XACK of them"),
-        OperationDescriptor("bulk-set", .bulk,
-            "pipelined SET <ns>:txn:<txn_id> <row JSON> per row (redis-benchmark -t set)"),
-    ]
+    public typealias Operation = RedisOperation
 
     /// TTL of a feature hash, seconds.
     public static let featureTTLSeconds: Int64 = 86_400
@@ -54,62 +87,37 @@ public final class RedisClient: Client {
     public private(set) var lastReadCount = 0
 
     /// The server of the current connection: the Sentinels' primary, else the stack file's.
-    private var host: String
-    private var port: Int
-    private let sentinels: [HostPort]
-    private let masterName: String
-    /// The stack file's primary and replicas: the only servers a Sentinel answer may point at.
-    private let knownServers: Set<HostPort>
-    private let timeoutSeconds: Double
-    /// The stack's `redis.user` (nil: `default`) and password from its `password_env`; nil password: no AUTH.
-    private let credentials: (user: String?, password: String?)
+    private var primary: HostPort
+    private let primaries: RedisPrimaryResolver
     private var connection: RedisConnection?
+    public let keys: RedisKeys
+    /// `keys.prefix` as bytes, for `RESPBuffer.bulkKey`.
     private let prefix: [UInt8]
-    private let scoresKey: String
-    private let streamKey: String
-    private let group: String
     private let consumerName: String
     /// Reused for every pipeline: RESP bytes of the current batch.
     private let buffer = RESPBuffer()
     /// Reused for one row's JSON.
     private var json: RowEncoder
 
-    /// Connects to `context.stack.redis.primary`.
+    /// Connects to the current primary (`RedisPrimaryResolver`).
     /// - Throws: `ConnectError` naming the store and address when the server does not answer.
     public init(context: ClientContext, pipelineDepth: Int = 32) throws {
         precondition(pipelineDepth >= 1, "pipelineDepth must be at least 1")
         self.context = context
         self.pipelineDepth = pipelineDepth
-        host = context.stack.redis.primary.host
-        port = context.stack.redis.primary.port
-        timeoutSeconds = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
-        let ns = context.namespace
-        prefix = Array("\(ns):".utf8)
-        scoresKey = "\(ns):fraud:scores"
-        streamKey = "\(ns):stream:fraud-events"
-        group = "\(ns)-load"
+        keys = RedisKeys(namespace: context.namespace)
+        prefix = Array(keys.prefix.utf8)
         consumerName = "c-\(UInt32.random(in: 0...UInt32.max))"
         json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
-        sentinels = context.stack.redis.sentinels
-        masterName = context.stack.redis.masterName
-        knownServers = Set([context.stack.redis.primary] + context.stack.redis.replicas)
-        credentials = (
-            context.stack.redis.user,
-            StackDefinition.secret(context.stack.redis.passwordEnvironmentVariable, in: context.environment)
-        )
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
-            knownServers.contains(primary)
-        {
-            host = primary.host
-            port = primary.port
-        }
+        primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout, environment: context.environment)
+        primary = primaries.current()
         do {
-            let opened = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
-            if let password = credentials.password { try opened.authenticate(user: credentials.user, password: password) }
+            let opened = try RedisConnection(
+                host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
+            try primaries.authenticate(opened)
             connection = opened
         } catch {
-            throw ConnectError(address: "\(host):\(port)", reason: error.description)
+            throw ConnectError(address: primary.description, reason: error.description)
         }
     }
 
@@ -120,7 +128,7 @@ public final class RedisClient: Client {
     public func setup() throws {
         let connection = try connected()
         do {
-            try connection.command(["XGROUP", "CREATE", streamKey, group, "$", "MKSTREAM"])
+            try connection.command(["XGROUP", "CREATE", keys.stream, keys.streamGroup, "$", "MKSTREAM"])
         } catch let error where error.kind == .server("BUSYGROUP") {
             // The group exists: setup is idempotent.
         }
@@ -131,9 +139,9 @@ public final class RedisClient: Client {
         let connection = try connected()
         var cursor = "0"
         repeat {
-            let reply = try connection.command(["SCAN", cursor, "MATCH", "\(context.namespace):*", "COUNT", "1000"])
+            let reply = try connection.command(["SCAN", cursor, "MATCH", keys.everything, "COUNT", "1000"])
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
-            else { throw ConnectError(address: "\(host):\(port)", reason: "unexpected SCAN reply") }
+            else { throw ConnectError(address: primary.description, reason: "unexpected SCAN reply") }
             let names = keys.compactMap(\.string)
             if !names.isEmpty { try connection.command(["UNLINK"] + names) }
             cursor = next
@@ -146,10 +154,10 @@ public final class RedisClient: Client {
     }
 
     /// The server of the current (or last) connection: what the Sentinels named at the last reconnect.
-    public var servedBy: HostPort? { HostPort(host: host, port: port) }
+    public var servedBy: HostPort? { primary }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let kind = Self.operations[operation].kind
+    public func invoke(_ operation: RedisOperation, _ request: Request) -> Outcome {
+        let kind = operation.kind
         let connection: RedisConnection
         do {
             connection = try connected()
@@ -158,16 +166,15 @@ public final class RedisClient: Client {
         }
         do {
             switch operation {
-            case 0: return try bulkFeatures(connection, request.rows)
-            case 1: return try set(connection, request.row)
-            case 2: return try featureUpdate(connection, request.row)
-            case 3: return try featureRead(connection, request.row)
-            case 4: return try scoreIncrement(connection, request.row)
-            case 5: return try topK(connection)
-            case 6: return try streamAdd(connection, request.row)
-            case 7: return try streamConsume(connection)
-            case 8: return try bulkSet(connection, request.rows)
-            default: preconditionFailure("RedisClient has no operation \(operation)")
+            case .bulk: return try bulkFeatures(connection, request.rows)
+            case .set: return try set(connection, request.row)
+            case .featureUpdate: return try featureUpdate(connection, request.row)
+            case .featureRead: return try featureRead(connection, request.row)
+            case .scoreIncrement: return try scoreIncrement(connection, request.row)
+            case .topK: return try topK(connection)
+            case .streamAdd: return try streamAdd(connection, request.row)
+            case .streamConsume: return try streamConsume(connection)
+            case .bulkSet: return try bulkSet(connection, request.rows)
             }
         } catch {
             return outcome(of: error, kind: kind)
@@ -251,7 +258,7 @@ public final class RedisClient: Client {
     }
 
     private func topK(_ connection: RedisConnection) throws(RedisError) -> Outcome {
-        let reply = try connection.command(["ZREVRANGE", scoresKey, "0", "9", "WITHSCORES"])
+        let reply = try connection.command(["ZREVRANGE", keys.scores, "0", "9", "WITHSCORES"])
         guard let members = reply.array else { return .fail("unexpected-reply") }
         lastReadCount = members.count / 2
         return .ok
@@ -260,7 +267,7 @@ public final class RedisClient: Client {
     private func streamAdd(_ connection: RedisConnection, _ row: Int64) throws(RedisError) -> Outcome {
         let txn = context.dataset.transaction(row)
         try connection.command([
-            "XADD", streamKey, "MAXLEN", "~", String(Self.streamMaxLength), "*", "txn_id", String(txn.txnID),
+            "XADD", keys.stream, "MAXLEN", "~", String(Self.streamMaxLength), "*", "txn_id", String(txn.txnID),
             "user_id", String(txn.userID), "score", String(txn.fraudScoreMillis),
         ])
         return .ok
@@ -270,7 +277,7 @@ public final class RedisClient: Client {
     /// entries stay pending for this consumer (the read itself succeeded, but the op reports the error).
     private func streamConsume(_ connection: RedisConnection) throws(RedisError) -> Outcome {
         let reply = try connection.command([
-            "XREADGROUP", "GROUP", group, consumerName, "COUNT", "10", "STREAMS", streamKey, ">",
+            "XREADGROUP", "GROUP", keys.streamGroup, consumerName, "COUNT", "10", "STREAMS", keys.stream, ">",
         ])
         // Nil reply: nothing new. Otherwise [[stream, [[id, [field, value, ...]], ...]]].
         var ids: [String] = []
@@ -281,7 +288,7 @@ public final class RedisClient: Client {
             }
         }
         if !ids.isEmpty {
-            try connection.command(["XACK", streamKey, group] + ids)
+            try connection.command(["XACK", keys.stream, keys.streamGroup] + ids)
         }
         lastReadCount = ids.count
         return .ok
@@ -293,29 +300,29 @@ public final class RedisClient: Client {
     private func appendFeatureUpdate(_ txn: Transaction) {
         buffer.arrayHeader(10)
         buffer.bulk("HSET")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("last_txn"); buffer.bulk(txn.txnID)
         buffer.bulk("last_amount_cents"); buffer.bulk(txn.amountCents)
         buffer.bulk("last_merchant"); buffer.bulk(txn.merchantID)
         buffer.bulk("last_ts"); buffer.bulk(txn.timestampMillis)
         buffer.arrayHeader(4)
         buffer.bulk("HINCRBY")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("txn_count"); buffer.bulk(1)
         buffer.arrayHeader(4)
         buffer.bulk("HINCRBY")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk("amount_cents_total"); buffer.bulk(txn.amountCents)
         buffer.arrayHeader(3)
         buffer.bulk("EXPIRE")
-        buffer.bulkKey(prefix, "user:", txn.userID, ":features")
+        buffer.bulkKey(prefix, RedisKeys.userPart, txn.userID, RedisKeys.featuresSuffix)
         buffer.bulk(Self.featureTTLSeconds)
     }
 
     private func appendScoreIncrement(_ txn: Transaction) {
         buffer.arrayHeader(4)
         buffer.bulk("ZINCRBY")
-        buffer.bulkKey(prefix, "fraud:scores", nil, "")
+        buffer.bulkKey(prefix, RedisKeys.scoresPart, nil, "")
         buffer.bulk(Int64(txn.fraudScoreMillis))
         buffer.bulk(txn.userID)
     }
@@ -330,7 +337,7 @@ public final class RedisClient: Client {
     private func appendSet(txnID: Int64, json: UnsafeRawBufferPointer) {
         buffer.arrayHeader(3)
         buffer.bulk("SET")
-        buffer.bulkKey(prefix, "txn:", txnID, "")
+        buffer.bulkKey(prefix, RedisKeys.txnPart, txnID, "")
         buffer.bulk(json)
     }
 
@@ -379,14 +386,9 @@ public final class RedisClient: Client {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil
-        if let primary = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
-            knownServers.contains(primary)
-        {
-            host = primary.host
-            port = primary.port
-        }
-        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
-        if let password = credentials.password { try fresh.authenticate(user: credentials.user, password: password) }
+        primary = primaries.current()
+        let fresh = try RedisConnection(host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
+        try primaries.authenticate(fresh)
         connection = fresh
         return fresh
     }
@@ -395,157 +397,5 @@ public final class RedisClient: Client {
     private func dropConnection() {
         connection?.close()
         connection = nil
-    }
-
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` from the first Sentinel that answers (each bounded by 1 s or the op
-    /// timeout, whichever is shorter); nil when none does.
-    static func askSentinels(_ sentinels: [HostPort], _ masterName: String, timeoutSeconds: Double) -> HostPort? {
-        for sentinel in sentinels {
-            guard
-                let connection = try? RedisConnection(
-                    host: sentinel.host, port: sentinel.port, timeoutSeconds: min(timeoutSeconds, 1))
-            else { continue }
-            defer { connection.close() }
-            guard let parts = (try? connection.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]))?.array,
-                parts.count == 2, let host = parts[0].string, let port = parts[1].string.flatMap(Int.init)
-            else { continue }
-            return HostPort(host: host, port: port)
-        }
-        return nil
-    }
-}
-
-/// A growable byte buffer of RESP commands with hand-rolled number formatting. Owned by one client (not thread-safe);
-/// its storage is reused across batches and only grows. Bytes are valid until the next mutation.
-final class RESPBuffer {
-    private var base: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private(set) var count = 0
-
-    init(capacity: Int = 64 * 1024) {
-        self.capacity = max(capacity, 1024)
-        base = .allocate(capacity: self.capacity)
-    }
-
-    deinit { base.deallocate() }
-
-    func removeAll() { count = 0 }
-
-    func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(start: base, count: count))
-    }
-
-    @inline(__always)
-    private func reserve(_ bytes: Int) {
-        if capacity - count < bytes { grow(count + bytes) }
-    }
-
-    @inline(never)
-    private func grow(_ needed: Int) {
-        var newCapacity = capacity * 2
-        while newCapacity < needed { newCapacity *= 2 }
-        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        newBase.update(from: base, count: count)
-        base.deallocate()
-        base = newBase
-        capacity = newCapacity
-    }
-
-    @inline(__always)
-    private func byte(_ value: UInt8) {
-        base[count] = value
-        count += 1
-    }
-
-    @inline(__always)
-    private func copy(_ source: UnsafeRawPointer?, _ length: Int) {
-        guard length > 0, let source else { return }
-        UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: length)
-        count += length
-    }
-
-    @inline(__always)
-    private func crlf() {
-        byte(0x0D)
-        byte(0x0A)
-    }
-
-    func arrayHeader(_ elements: Int) {
-        reserve(24)
-        byte(0x2A)
-        decimal(Int64(elements))
-        crlf()
-    }
-
-    func bulk(_ text: StaticString) {
-        reserve(text.utf8CodeUnitCount + 32)
-        byte(0x24)
-        decimal(Int64(text.utf8CodeUnitCount))
-        crlf()
-        copy(text.utf8Start, text.utf8CodeUnitCount)
-        crlf()
-    }
-
-    func bulk(_ raw: UnsafeRawBufferPointer) {
-        reserve(raw.count + 32)
-        byte(0x24)
-        decimal(Int64(raw.count))
-        crlf()
-        copy(raw.baseAddress, raw.count)
-        crlf()
-    }
-
-    func bulk(_ value: Int64) {
-        reserve(64)
-        byte(0x24)
-        decimal(Int64(Self.length(of: value)))
-        crlf()
-        decimal(value)
-        crlf()
-    }
-
-    /// `$<n>\r\n<prefix><middle><id><suffix>\r\n`; `id` nil writes no number.
-    func bulkKey(_ prefix: [UInt8], _ middle: StaticString, _ id: Int64?, _ suffix: StaticString) {
-        let length = prefix.count + middle.utf8CodeUnitCount + (id.map { Self.length(of: $0) } ?? 0)
-            + suffix.utf8CodeUnitCount
-        reserve(length + 32)
-        byte(0x24)
-        decimal(Int64(length))
-        crlf()
-        prefix.withUnsafeBytes { copy($0.baseAddress, $0.count) }
-        copy(middle.utf8Start, middle.utf8CodeUnitCount)
-        if let id { decimal(id) }
-        copy(suffix.utf8Start, suffix.utf8CodeUnitCount)
-        crlf()
-    }
-
-    @inline(__always)
-    static func length(of value: Int64) -> Int {
-        digitCount(value.magnitude) + (value < 0 ? 1 : 0)
-    }
-
-    @inline(__always)
-    static func digitCount(_ value: UInt64) -> Int {
-        var rest = value
-        var digits = 1
-        while rest >= 10 {
-            rest /= 10
-            digits += 1
-        }
-        return digits
-    }
-
-    /// Writes into reserved room (callers reserve at least 21 bytes).
-    @inline(__always)
-    private func decimal(_ value: Int64) {
-        if value < 0 { byte(0x2D) }
-        var magnitude = value.magnitude
-        var position = count + Self.digitCount(magnitude)
-        count = position
-        repeat {
-            position -= 1
-            base[position] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
-            magnitude /= 10
-        } while magnitude > 0
     }
 }

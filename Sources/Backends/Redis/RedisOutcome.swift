@@ -1,9 +1,10 @@
+import KilnBackend
 import KilnCore
 import KilnRedis
 
 extension RedisError {
     /// Whether the connection is unusable after this error (every kind but a server's error reply).
-    var breaksConnection: Bool {
+    public var breaksConnection: Bool {
         if case .server = kind { return false }
         return true
     }
@@ -11,7 +12,7 @@ extension RedisError {
     /// The outcome of an op of `kind` that failed with this error, shared by the RESP clients (Redis, FalkorDB):
     /// an error reply is `fail(serverClass)`; a failed connect sent nothing (`fail`); a timeout or broken
     /// connection after sending is `info` for writes (they may have been applied) and `fail` for reads.
-    func outcome(_ kind: OperationDescriptor.Kind, serverClass: String) -> Outcome {
+    public func outcome(_ kind: OperationDescriptor.Kind, serverClass: String) -> Outcome {
         switch self.kind {
         case .server: .fail(serverClass)
         case .connect, .closed: .fail("connection")

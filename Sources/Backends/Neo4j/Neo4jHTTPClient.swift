@@ -1,8 +1,38 @@
+import KilnBackend
+import KilnClickHouseBackend
 import Foundation
 import KilnCore
 import KilnData
 import KilnHTTP
 import KilnScenario
+
+/// The operations of store `neo4j`: the raw value is the name in scenarios after `neo4j.`.
+public enum Neo4jOperation: String, StoreOperation {
+    case bulk
+    case mergeEdge = "merge-edge"
+    case sharedDevice = "shared-device"
+
+    public static let store = "neo4j"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .mergeEdge: .write
+        case .sharedDevice: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "UNWIND $rows MERGE users, merchants, PAID edges, devices, USED edges"
+        case .mergeEdge:
+            "the bulk statement for one row"
+        case .sharedDevice:
+            "users sharing a device with the row's user (2 hops, LIMIT 100)"
+        }
+    }
+}
 
 /// The transaction graph in Neo4j 5 (store `neo4j`) over the HTTP Query API: `POST /db/<graph>/query/v2` with
 /// `{"statement": …, "parameters": {…}}` and HTTP basic auth (`context.stack.graph`: endpoint, graph, user —
@@ -18,11 +48,7 @@ import KilnScenario
 /// `Neo.DatabaseError.*`, a 5xx, a timeout or a broken connection after sending a write are `info`; a refused
 /// connection is `fail("connection")`; any read error is `fail`.
 public final class Neo4jHTTPClient: Client {
-    public static let operations = [
-        OperationDescriptor("bulk", .bulk, "UNWIND $rows MERGE users, merchants, PAID edges, devices, USED edges"),
-        OperationDescriptor("merge-edge", .write, "the bulk statement for one row"),
-        OperationDescriptor("shared-device", .read, "users sharing a device with the row's user (2 hops, LIMIT 100)"),
-    ]
+    public typealias Operation = Neo4jOperation
 
     /// Writes rows given as JSON objects of `RowFormat.jsonl` (amount in currency units, ts as ISO-8601 UTC).
     public static let mergeStatement = """
@@ -89,18 +115,17 @@ public final class Neo4jHTTPClient: Client {
 
     public func close() {}
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let isRead = operation == 2
+    public func invoke(_ operation: Neo4jOperation, _ request: Request) -> Outcome {
+        let isRead = operation.kind == .read
         switch operation {
-        case 0: Self.mergeBody(into: &body, encoder: &encoder, dataset: context.dataset, rows: request.rows)
-        case 1:
+        case .bulk: Self.mergeBody(into: &body, encoder: &encoder, dataset: context.dataset, rows: request.rows)
+        case .mergeEdge:
             Self.mergeBody(
                 into: &body, encoder: &encoder, dataset: context.dataset, rows: request.row..<request.row + 1)
-        case 2:
+        case .sharedDevice:
             body = Self.requestBody(
                 statement: Self.sharedDeviceStatement,
                 parameters: "{\"user_id\":\(context.dataset.transaction(request.row).userID)}")
-        default: return .fail("unknown-operation")
         }
         do {
             let response = try http.post(url, body: body, contentType: "application/json", headers: headers)

@@ -1,5 +1,7 @@
+import KilnBackend
 import KilnData
 import KilnRedis
+import KilnRedisBackend
 import Logging
 import Synchronization
 

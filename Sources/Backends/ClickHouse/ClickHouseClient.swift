@@ -1,8 +1,40 @@
+import KilnBackend
 import Foundation
 import KilnCore
 import KilnData
 import KilnHTTP
 import KilnScenario
+
+/// The operations of store `clickhouse`: the raw value is the name in scenarios after `clickhouse.`.
+public enum ClickHouseOperation: String, StoreOperation {
+    case bulk
+    case insert
+    case minuteAggregate = "minute-aggregate"
+    case pointRead = "point-read"
+
+    public static let store = "clickhouse"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .insert: .write
+        case .minuteAggregate, .pointRead: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "INSERT the rows into <ns>_transactions FORMAT RowBinary, one POST"
+        case .insert:
+            "INSERT one row (FORMAT RowBinary; ClickHouse's worst case)"
+        case .minuteAggregate:
+            "per-minute count/sum of the row's merchant, hour before it"
+        case .pointRead:
+            "SELECT the row by txn_id; fails not-found when absent"
+        }
+    }
+}
 
 /// The transactions table and its per-minute per-merchant aggregate in ClickHouse (store `clickhouse`), over the
 /// HTTP interface of `context.stack.timeseries.endpoint`. Written for ClickHouse 18.16 (the embedded stack): no
@@ -15,12 +47,7 @@ import KilnScenario
 /// was sent, a 5xx or a broken connection leaves a write `info` (18.16 answers 500 for every exception, so its
 /// fate cannot be told apart); a refused connection is `fail("connection")` (nothing was sent).
 public final class ClickHouseClient: Client {
-    public static let operations = [
-        OperationDescriptor("bulk", .bulk, "INSERT the rows into <ns>_transactions FORMAT RowBinary, one POST"),
-        OperationDescriptor("insert", .write, "INSERT one row (FORMAT RowBinary; ClickHouse's worst case)"),
-        OperationDescriptor("minute-aggregate", .read, "per-minute count/sum of the row's merchant, hour before it"),
-        OperationDescriptor("point-read", .read, "SELECT the row by txn_id; fails not-found when absent"),
-    ]
+    public typealias Operation = ClickHouseOperation
 
     /// `database.<ns>_transactions`.
     public let table: String
@@ -75,24 +102,22 @@ public final class ClickHouseClient: Client {
 
     public func close() {}
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let isRead = operation >= 2
+    public func invoke(_ operation: ClickHouseOperation, _ request: Request) -> Outcome {
+        let isRead = operation.kind == .read
         do throws(HTTPError) {
             switch operation {
-            case 0:
+            case .bulk:
                 encoder.removeAll()
                 encoder.append(context.dataset, rows: request.rows)
-            case 1:
+            case .insert:
                 encoder.removeAll()
                 encoder.append(context.dataset.transaction(request.row))
-            case 2, 3:
+            case .minuteAggregate, .pointRead:
                 let response = try query(operation, row: request.row)
-                if operation == 3 && response.body.isEmpty {
+                if operation == .pointRead && response.body.isEmpty {
                     return .fail("not-found")
                 }
                 return .ok
-            default:
-                return .fail("unknown-operation")
             }
             // One copy into a reused array: HTTPClient.post sends an [UInt8] in place.
             body.removeAll(keepingCapacity: true)
@@ -109,11 +134,13 @@ public final class ClickHouseClient: Client {
 
     private lazy var insertURL = baseURL + "?query=" + Self.percentEncoded("INSERT INTO \(table) FORMAT RowBinary")
 
-    /// Runs read `operation` (2 minute-aggregate, 3 point-read) for dataset row `row`; the TabSeparated response.
-    func query(_ operation: Int, row: Int64) throws(HTTPError) -> HTTPResponse {
+    /// Runs read `operation` for dataset row `row`; the TabSeparated response. Precondition: `operation` is a read
+    /// (`invoke` passes only those).
+    func query(_ operation: ClickHouseOperation, row: Int64) throws(HTTPError) -> HTTPResponse {
         let transaction = context.dataset.transaction(row)
         let sql: String
-        if operation == 2 {
+        switch operation {
+        case .minuteAggregate:
             // The 60 minutes ending with the row's minute: (minute(ts) - 1 h, minute(ts)].
             let minute = transaction.timestampMillis / 60_000 * 60
             sql = """
@@ -122,8 +149,9 @@ public final class ClickHouseClient: Client {
                   AND minute <= toDateTime(\(minute))
                 GROUP BY minute ORDER BY minute FORMAT TabSeparated
                 """
-        } else {
+        case .pointRead:
             sql = "SELECT * FROM \(table) WHERE txn_id = \(transaction.txnID) FORMAT TabSeparated"
+        case .bulk, .insert: preconditionFailure("ClickHouseClient.query of write operation \(operation.id)")
         }
         let response = try http.post(baseURL, body: Array(sql.utf8), contentType: "text/plain")
         return try response.expectOK()
@@ -140,7 +168,7 @@ public final class ClickHouseClient: Client {
 
     /// The outcome of a response that arrived: 2xx ok; 5xx after a write was sent is unknown; other statuses are
     /// definite refusals.
-    static func outcome(status: Int, isRead: Bool) -> Outcome {
+    public static func outcome(status: Int, isRead: Bool) -> Outcome {
         switch status {
         case 200...299: .ok
         case 500...599: isRead ? .fail("http-\(status)") : .info("http-\(status)")
@@ -149,7 +177,7 @@ public final class ClickHouseClient: Client {
     }
 
     /// The outcome of a request without a complete response, by CURLcode.
-    static func outcome(_ error: HTTPError, isRead: Bool) -> Outcome {
+    public static func outcome(_ error: HTTPError, isRead: Bool) -> Outcome {
         if let status = error.status {
             return outcome(status: status, isRead: isRead)
         }
@@ -162,7 +190,7 @@ public final class ClickHouseClient: Client {
     }
 
     /// `text` with everything but RFC 3986 unreserved characters percent-encoded, for a query-string value.
-    static func percentEncoded(_ text: String) -> String {
+    public static func percentEncoded(_ text: String) -> String {
         let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }

@@ -1,8 +1,37 @@
 import Foundation
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnPostgres
 import KilnScenario
+
+/// The operations of store `timescale`: the raw value is the name in scenarios after `timescale.`.
+public enum TimescaleOperation: String, StoreOperation {
+    case bulk
+    case insertPoint = "insert-point"
+    case minuteAggregate = "minute-aggregate"
+
+    public static let store = "timescale"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .insertPoint: .write
+        case .minuteAggregate: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "COPY the rows' points into <ns>_points (FORMAT binary, chunked)"
+        case .insertPoint:
+            "INSERT one point (prepared statement)"
+        case .minuteAggregate:
+            "per-minute count/sum of the row's merchant, 1 h to its ts"
+        }
+    }
+}
 
 /// Per-transaction points `(time, merchant_id, amount, txn_id)` in TimescaleDB (store `timescale`).
 ///
@@ -15,11 +44,7 @@ import KilnScenario
 /// Threading, ownership, timeouts and outcomes as `PostgresClient`: one connection per worker, `SET
 /// statement_timeout` = `context.timeout`, a timed-out or connection-lost write is `info`, a read error `fail`.
 public final class TimescaleClient: Client {
-    public static let operations = [
-        OperationDescriptor("bulk", .bulk, "COPY the rows' points into <ns>_points (FORMAT binary, chunked)"),
-        OperationDescriptor("insert-point", .write, "INSERT one point (prepared statement)"),
-        OperationDescriptor("minute-aggregate", .read, "per-minute count/sum of the row's merchant, 1 h to its ts"),
-    ]
+    public typealias Operation = TimescaleOperation
 
     public let table: String
     /// Set by `setup`: whether the table is a TimescaleDB hypertable (false: declarative daily partitions).
@@ -125,13 +150,13 @@ public final class TimescaleClient: Client {
         return "\(parts.year ?? 1970)-\(two(parts.month))-\(two(parts.day))"
     }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let isRead = operation == 2
+    public func invoke(_ operation: TimescaleOperation, _ request: Request) -> Outcome {
+        let isRead = operation.kind == .read
         do {
             switch operation {
-            case 0:
+            case .bulk:
                 _ = try bulk(request.rows)
-            case 1:
+            case .insertPoint:
                 let row = context.dataset.transaction(request.row)
                 try preparedConnection().executePrepared(
                     "kiln_insert_point",
@@ -139,10 +164,8 @@ public final class TimescaleClient: Client {
                         String(row.timestampMillis), String(row.merchantID),
                         PostgresClient.decimal(row.amountCents, scale: 2), String(row.txnID),
                     ])
-            case 2:
+            case .minuteAggregate:
                 _ = try minuteAggregate(row: request.row)
-            default:
-                return .fail("unknown-operation")
             }
             return .ok
         } catch let error as PostgresError {
@@ -211,54 +234,9 @@ public final class TimescaleClient: Client {
         append(row.txnID)
     }
 
-    /// PostgreSQL binary numeric of `cents / 100` (display scale 2): base-10000 digit groups, zero groups at the
-    /// ends omitted. |cents| < 10^18.
+    /// PostgreSQL binary numeric of `cents / 100` (display scale 2), through the one encoder.
     func appendNumeric(_ cents: Int64) {
-        let magnitude = cents.magnitude
-        var integer = magnitude / 100
-        let fraction = UInt16(magnitude % 100) * 100
-        // At most five integer groups, kept in a tuple: no per-row allocation.
-        var integerGroups: (UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0)
-        var count = 0
-        while integer > 0 {
-            let group = UInt16(integer % 10_000)
-            switch count {
-            case 0: integerGroups.0 = group
-            case 1: integerGroups.1 = group
-            case 2: integerGroups.2 = group
-            case 3: integerGroups.3 = group
-            default: integerGroups.4 = group
-            }
-            integer /= 10_000
-            count += 1
-        }
-        func group(_ position: Int) -> UInt16 {
-            switch position {
-            case 0: integerGroups.0
-            case 1: integerGroups.1
-            case 2: integerGroups.2
-            case 3: integerGroups.3
-            default: integerGroups.4
-            }
-        }
-        var dropped = 0
-        if fraction == 0 {
-            while dropped < count && group(dropped) == 0 { dropped += 1 }
-        }
-        let total = count - dropped + (fraction != 0 ? 1 : 0)
-        append(Int32(8 + 2 * total))
-        append(Int16(total))
-        append(Int16(total == 0 ? 0 : count - 1))
-        append(UInt16(cents < 0 ? 0x4000 : 0))
-        append(Int16(2))
-        var position = count - 1
-        while position >= dropped {
-            append(group(position))
-            position -= 1
-        }
-        if fraction != 0 {
-            append(fraction)
-        }
+        PostgresNumeric.append(cents, scale: 2, to: &buffer)
     }
 
     /// The COPY binary field (length and value) `appendNumeric` writes for `cents`; for tests.

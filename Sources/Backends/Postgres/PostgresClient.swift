@@ -1,7 +1,42 @@
+import KilnBackend
 import KilnCore
 import KilnData
 import KilnPostgres
 import KilnScenario
+
+/// The operations of store `postgres`: the raw value is the name in scenarios after `postgres.`.
+public enum PostgresOperation: String, StoreOperation {
+    case bulk
+    case insert
+    case pointRead = "point-read"
+    case userRecent = "user-recent"
+    case merchantHourly = "merchant-hourly"
+
+    public static let store = "postgres"
+
+    public var kind: OperationDescriptor.Kind {
+        switch self {
+        case .bulk: .bulk
+        case .insert: .write
+        case .pointRead, .userRecent, .merchantHourly: .read
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .bulk:
+            "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"
+        case .insert:
+            "INSERT one row (prepared statement)"
+        case .pointRead:
+            "SELECT the row by txn_id; fails not-found when absent"
+        case .userRecent:
+            "the last 50 transactions of the row's user, newest first"
+        case .merchantHourly:
+            "per-hour count and sum(amount) of the row's merchant, 24 h"
+        }
+    }
+}
 
 /// The transactions table in PostgreSQL (store `postgres`), on `context.stack.postgres.primary`.
 ///
@@ -19,13 +54,7 @@ import KilnScenario
 /// from the new primary does) and tries the new one again at most every 5 s: with an unfenced old primary this is
 /// how a split-brain's minority keeps writing (`servedBy` then names the old primary, and the history shows it).
 public final class PostgresClient: Client, SecondaryIndexes {
-    public static let operations = [
-        OperationDescriptor("bulk", .bulk, "COPY the rows into <ns>_transactions (FORMAT binary, 8192-row chunks)"),
-        OperationDescriptor("insert", .write, "INSERT one row (prepared statement)"),
-        OperationDescriptor("point-read", .read, "SELECT the row by txn_id; fails not-found when absent"),
-        OperationDescriptor("user-recent", .read, "the last 50 transactions of the row's user, newest first"),
-        OperationDescriptor("merchant-hourly", .read, "per-hour count and sum(amount) of the row's merchant, 24 h"),
-    ]
+    public typealias Operation = PostgresOperation
 
     /// Rows encoded per chunk handed to libpq: about 1 MB of COPY binary, so memory stays flat for any range.
     static let chunkRows: Int64 = 8192
@@ -110,22 +139,20 @@ public final class PostgresClient: Client, SecondaryIndexes {
         connection = nil
     }
 
-    public func invoke(_ operation: Int, _ request: Request) -> Outcome {
-        let isRead = operation >= 2
+    public func invoke(_ operation: PostgresOperation, _ request: Request) -> Outcome {
+        let isRead = operation.kind == .read
         do {
             switch operation {
-            case 0:
+            case .bulk:
                 _ = try bulk(request.rows)
-            case 1:
+            case .insert:
                 try preparedConnection().executePrepared(
                     "kiln_insert", Self.insertParameters(context.dataset.transaction(request.row), context.dataset))
-            case 2...4:
+            case .pointRead, .userRecent, .merchantHourly:
                 let result = try read(operation, row: request.row)
-                if operation == 2 && result.rowCount == 0 {
+                if operation == .pointRead && result.rowCount == 0 {
                     return .fail("not-found")
                 }
-            default:
-                return .fail("unknown-operation")
             }
             return .ok
         } catch let error as PostgresError {
@@ -162,16 +189,18 @@ public final class PostgresClient: Client, SecondaryIndexes {
         }
     }
 
-    /// Runs read operation `operation` (2...4) for dataset row `row` and returns its result.
-    func read(_ operation: Int, row: Int64) throws(PostgresError) -> PostgresResult {
+    /// Runs read operation `operation` for dataset row `row` and returns its result. Precondition: `operation` is
+    /// a read (`invoke` passes only those).
+    func read(_ operation: PostgresOperation, row: Int64) throws(PostgresError) -> PostgresResult {
         let transaction = context.dataset.transaction(row)
         let connection = try preparedConnection()
         switch operation {
-        case 2: return try connection.executePrepared("kiln_point_read", [String(transaction.txnID)])
-        case 3: return try connection.executePrepared("kiln_user_recent", [String(transaction.userID)])
-        default:
+        case .pointRead: return try connection.executePrepared("kiln_point_read", [String(transaction.txnID)])
+        case .userRecent: return try connection.executePrepared("kiln_user_recent", [String(transaction.userID)])
+        case .merchantHourly:
             return try connection.executePrepared(
                 "kiln_merchant_hourly", [String(transaction.merchantID), String(transaction.timestampMillis)])
+        case .bulk, .insert: preconditionFailure("PostgresClient.read of write operation \(operation.id)")
         }
     }
 
@@ -332,38 +361,6 @@ public final class PostgresClient: Client, SecondaryIndexes {
     }
 }
 
-/// A store client could not connect or be configured. `description` names the store and `host:port` and the
-/// underlying error's own (redacted) description; never a password.
-public struct SQLStoreError: Error, CustomStringConvertible {
-    public var store: String
-    public var address: String
-    public var detail: String
-
-    public init(store: String, address: String, detail: String) {
-        self.store = store
-        self.address = address
-        self.detail = detail
-    }
-
-    init(store: String, address: String, underlying: any Error) {
-        self.init(store: store, address: address, detail: String(describing: underlying))
-    }
-
-    public var description: String { "\(store) at \(address): \(detail)" }
-
-    /// `name` when it is a safe SQL identifier part (`[a-z0-9_]`, starting with a letter or `_`), else throws.
-    static func identifier(_ name: String, store: String) throws(SQLStoreError) -> String {
-        let valid =
-            !name.isEmpty && name.utf8.count <= 40
-            && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
-            && !(48...57).contains(name.utf8.first ?? 48)
-        guard valid else {
-            throw SQLStoreError(
-                store: store, address: "-", detail: "namespace \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
-        }
-        return name
-    }
-}
 
 extension ClientContext {
     /// The current PostgreSQL primary (the `primaries` directory's entry after a failover, else the stack file's),

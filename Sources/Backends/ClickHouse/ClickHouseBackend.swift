@@ -1,0 +1,12 @@
+import KilnBackend
+
+/// ClickHouse as the analytics store (HTTP interface): operations, client and places.
+public enum ClickHouseBackend {
+    public static let descriptor = Backend(
+        driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) }, places: [.clickhouseRows])
+}
+
+extension RowPlace {
+    /// `<ns>_transactions` rows, written by `bulk` and `insert`.
+    public static let clickhouseRows = RowPlace("rows", writtenBy: [ClickHouseOperation.bulk, .insert])
+}

@@ -1,0 +1,12 @@
+import KilnBackend
+
+/// FalkorDB as the fraud graph (openCypher over RESP): operations, client and places.
+public enum FalkorDBBackend {
+    public static let descriptor = Backend(
+        driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges])
+}
+
+extension RowPlace {
+    /// PAID edges of the graph, one per row, written by `bulk` and `merge-edge`.
+    public static let falkordbPaidEdges = RowPlace("paid-edges", writtenBy: [FalkorDBOperation.bulk, .mergeEdge])
+}

@@ -1,0 +1,7 @@
+import KilnBackend
+
+/// Neo4j over its HTTP query API: the same Cypher as FalkorDB. It cannot run on this machine, so its client is tested
+/// for encoding only and it declares no places.
+public enum Neo4jBackend {
+    public static let descriptor = Backend(driver: StoreDriver(Neo4jHTTPClient.self) { try Neo4jHTTPClient(context: $0) })
+}

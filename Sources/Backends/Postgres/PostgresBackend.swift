@@ -1,0 +1,14 @@
+import KilnBackend
+
+/// PostgreSQL as the ledger, and TimescaleDB (its own store in scenarios, served by a PostgreSQL server with or
+/// without the extension): operations, clients and places.
+public enum PostgresBackend {
+    public static let descriptor = Backend(
+        driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows])
+    public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) })
+}
+
+extension RowPlace {
+    /// `<ns>_transactions` rows, written by `bulk` (COPY) and `insert`.
+    public static let postgresRows = RowPlace("rows", writtenBy: [PostgresOperation.bulk, .insert])
+}
