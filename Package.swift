@@ -83,14 +83,14 @@ let package = Package(
         .target(
             name: "KilnCheck",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnLoad", "KilnPostgres", "KilnRedis", "KilnKafka",
+                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
                 "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnReport",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck", "KilnElle",
+                "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

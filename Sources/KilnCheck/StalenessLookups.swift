@@ -2,7 +2,7 @@ import Foundation
 import KilnData
 import KilnHTTP
 import KilnKafka
-import KilnLoad
+import KilnCore
 import KilnPostgres
 import KilnRedis
 import KilnScenario

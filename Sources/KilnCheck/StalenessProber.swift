@@ -1,6 +1,6 @@
 import Foundation
 import KilnData
-import KilnLoad
+import KilnCore
 import KilnScenario
 import KilnStores
 import Synchronization

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 
 /// Jepsen's checker protocol: one function from a history to a result. A checker that cannot decide says
 /// `unknown`, never `valid`.

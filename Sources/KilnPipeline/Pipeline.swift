@@ -1,42 +1,13 @@
 import Foundation
 import Histogram
+import KilnCore
 import KilnKafka
 import KilnScenario
 import KilnStores
 import Logging
 import Synchronization
 
-/// What one sink worker did, for the run directory's `pipeline.json` and the staleness checker.
-public struct SinkReport: Codable, Sendable {
-    public var sink: String
-    public var bugs: [String]
-    /// Messages consumed (redeliveries after a crash count again).
-    public var messages: Int64
-    public var applied: Int64
-    public var duplicatesSkipped: Int64
-    /// Not applied by rule (declined) or by a planted bug.
-    public var skipped: Int64
-    public var batches: Int64
-    /// Modelled crashes (`crash_every`) and restarts after errors.
-    public var crashes: Int64
-    public var errors: Int64
-    public var lastError: String?
-    /// True when the worker had read to the end of the topic after the load ended.
-    public var converged: Bool
-    /// Time from a message's Kafka timestamp to the commit of its batch in the sink, ms.
-    public var staleness: Staleness
-    /// Times the consumer skipped offsets (each re-fetched from the expected offset), and the first one.
-    public var offsetJumps: Int64? = nil
-    public var firstJump: String? = nil
-    public var sloMs: Double
-
-    public struct Staleness: Codable, Sendable {
-        public var count: Int64
-        public var p50: Double?
-        public var p99: Double?
-        public var max: Double?
-    }
-
+extension SinkReport {
     /// The report of a sink whose worker process is gone or hung: nothing known, not converged, with why.
     public static func missing(_ sink: PipelineSpec.Sink, spec: PipelineSpec, reason: String) -> SinkReport {
         SinkReport(

@@ -1,5 +1,5 @@
 import Foundation
-import KilnLoad
+import KilnCore
 
 /// Named baselines in `Reports/baselines/<name>/` (committed): a copy of a run's report.json, timeline.jsonl,
 /// check.json, scenario.yaml and histograms/ (not history.jsonl: large, and compare does not read it), plus
@@ -56,7 +56,7 @@ public struct BaselineStore: Sendable {
         let metadata = Metadata(
             name: name, runId: run.id, source: run.directory.path,
             savedAt: Int64(Date().timeIntervalSince1970 * 1000), scenario: run.report?.identity.scenario,
-            kilnRevision: run.report?.identity.kilnRevision, verdict: ReportResult.of(run).verdict)
+            kilnRevision: run.report?.identity.kilnRevision, verdict: ReportResult.of(run).verdict.rawValue)
         do {
             try? manager.removeItem(at: staging)
             try manager.createDirectory(at: staging, withIntermediateDirectories: true)
