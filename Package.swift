@@ -33,14 +33,14 @@ let package = Package(
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
         .target(name: "KilnElle", dependencies: ["KilnCore"]),
-        .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
+        .target(name: "KilnData", dependencies: ["KilnCore"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
         .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
         .target(name: "KilnHTTP", dependencies: ["CCurl"]),
         .target(
             name: "KilnScenario",
-            dependencies: ["KilnCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["KilnCore", "KilnData", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "KilnStack",
