@@ -29,7 +29,7 @@ final class RedisKeyScanner: StoreScanner {
         suffix = Array((parts.count > 1 ? parts[1] : "").utf8)
         let host = context.stack.redis.primary.host
         let port = context.stack.redis.primary.port
-        let timeout = max(0.001, Double(context.timeout.components.seconds))
+        let timeout = max(0.001, context.timeout.seconds)
         do {
             connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])

@@ -40,8 +40,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         userPrefix = Array("\(context.namespace):user:".utf8)
         let host = context.stack.redis.primary.host
         let port = context.stack.redis.primary.port
-        let timeout = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
+        let timeout = max(0.001, context.timeout.seconds)
         do {
             connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])

@@ -130,7 +130,7 @@ final class RedisLookup: VisibilityLookup {
         description = "EXISTS \(pattern)"
         let primary = context.stack.redis.primary
         connection = try RedisConnection(
-            host: primary.host, port: primary.port, timeoutSeconds: max(1, Double(context.timeout.components.seconds)))
+            host: primary.host, port: primary.port, timeoutSeconds: max(1, context.timeout.seconds))
     }
 
     func visible(_ txnIDs: [Int64]) throws -> Set<Int64> {
@@ -232,7 +232,7 @@ final class GraphLookup: VisibilityLookup {
         self.match = match
         self.property = property
         let endpoint = context.stack.graph.endpoint
-        let timeout = max(1, Double(context.timeout.components.seconds))
+        let timeout = max(1, context.timeout.seconds)
         connection = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: timeout)
     }
 

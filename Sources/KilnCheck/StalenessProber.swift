@@ -109,7 +109,7 @@ public final class StalenessProber: AckTap {
     }
 
     static func millis(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        duration.milliseconds
     }
 }
 

@@ -167,6 +167,6 @@ public struct ListAppendChecker: HistoryChecker {
     }
 
     static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.seconds
     }
 }

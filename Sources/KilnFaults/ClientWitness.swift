@@ -51,7 +51,7 @@ public enum ServerProtocol: Sendable, Equatable {
             witness = try PostgresWitness(
                 PostgresEndpoint(
                     host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
-                connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
+                connectTimeoutSeconds: max(2, Int(timeout.seconds)))
         case .redis:
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,

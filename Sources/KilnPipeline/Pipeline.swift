@@ -14,7 +14,7 @@ extension SinkReport {
             sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.rawValue), messages: 0, applied: 0,
             duplicatesSkipped: 0, skipped: 0, batches: 0, crashes: 0, errors: 1, lastError: reason, converged: false,
             staleness: Staleness(count: 0, p50: nil, p99: nil, max: nil),
-            sloMs: Double((spec.staleness[sink] ?? .seconds(30)).components.seconds * 1000))
+            sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
     }
 
     /// Whether the path met its SLO (p99 within it and converged).
@@ -75,7 +75,7 @@ public final class Pipeline: Sendable {
     /// Returns whether all converged.
     public func waitForConvergence(stop: () -> Bool = { false }) -> Bool {
         let deadline = Date().addingTimeInterval(
-            Double(spec.convergenceTimeout.components.seconds) + Double(spec.convergenceTimeout.components.attoseconds) / 1e18)
+            spec.convergenceTimeout.seconds)
         while Date() < deadline && !stop() {
             if workers.allSatisfy({ $0.caughtUp }) { return true }
             Thread.sleep(forTimeInterval: 0.1)
@@ -303,7 +303,7 @@ final class SinkWorker: Sendable {
                     p99: empty ? nil : Double(histogram.valueAtPercentile(99)),
                     max: empty ? nil : Double(histogram.max)),
                 offsetJumps: state.jumps, firstJump: state.firstJump,
-                sloMs: Double((spec.staleness[sink] ?? .seconds(30)).components.seconds * 1000))
+                sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
         }
     }
 }

@@ -62,7 +62,7 @@ public final class RedisSink: Sink {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         scriptSHA = nil
-        let seconds = max(1, Double(context.timeout.components.seconds))
+        let seconds = max(1, context.timeout.seconds)
         let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: seconds)
         connection = fresh
         return fresh
@@ -90,8 +90,7 @@ public final class RedisSink: Sink {
     }
 
     public func apply(_ batch: [SinkMessage], next: [Int32: Int64]) throws -> ApplyResult {
-        if spec.has(.lag) { Thread.sleep(forTimeInterval: Double(spec.lag.components.seconds)
-            + Double(spec.lag.components.attoseconds) / 1e18) }
+        if spec.has(.lag) { Thread.sleep(forTimeInterval: spec.lag.seconds) }
         let connection = try connected()
         if scriptSHA == nil {
             scriptSHA = try connection.command(["SCRIPT", "LOAD", Self.script]).string

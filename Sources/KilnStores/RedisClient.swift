@@ -79,8 +79,7 @@ public final class RedisClient: Client {
         self.pipelineDepth = pipelineDepth
         host = context.stack.redis.primary.host
         port = context.stack.redis.primary.port
-        timeoutSeconds = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
+        timeoutSeconds = max(0.001, context.timeout.seconds)
         let ns = context.namespace
         prefix = Array("\(ns):".utf8)
         scoresKey = "\(ns):fraud:scores"

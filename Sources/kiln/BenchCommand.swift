@@ -222,7 +222,7 @@ struct StoreBench {
         let start = ContinuousClock.now
         try body()
         let elapsed = start.duration(to: .now)
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.seconds
     }
 
     private func scratchFile(_ name: String, _ bytes: [UInt8]) throws -> URL {

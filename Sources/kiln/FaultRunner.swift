@@ -354,7 +354,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     }
 
     static func interval(_ duration: Duration) -> TimeInterval {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.seconds
     }
 
     static func seconds(_ duration: Duration) -> String { String(format: "%.1fs", interval(duration)) }
