@@ -44,6 +44,7 @@ extension BenchCommand {
                     table.append([writer.0, String(format: "%.0f", medians[index]), String(format: "%.2f", medians[index] / medians[1])])
                 }
                 print(TextTable.render(table))
+                print(try Self.readRates(batch: batch, entries: entries))
                 return .ok
             }
         }
@@ -68,6 +69,41 @@ extension BenchCommand {
                 written += slice.count
             }
             return Double(entries) / started.duration(to: .now).seconds
+        }
+
+        /// The read path: `HistoryFile.forEachEntry` (the whole `HistoryEntry`, what the checkers use) against a
+        /// decoder of the four fields the reconcile reader took before (op, row, rows, outcome), on the same file.
+        static func readRates(batch: [HistoryEntry], entries: Int) throws -> String {
+            struct FourFields: Decodable {
+                var op: String
+                var row: Int64
+                var rows: Int64
+                var outcome: String
+            }
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-bench-read-\(getpid()).jsonl")
+            FileManager.default.createFile(atPath: file.path, contents: nil)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let handle = try FileHandle(forWritingTo: file)
+            var written = 0
+            while written < entries {
+                let slice = Array(batch.prefix(entries - written))
+                handle.write(lineWriter(slice))
+                written += slice.count
+            }
+            try handle.close()
+            var started = ContinuousClock.now
+            var count = 0
+            try HistoryFile.forEachEntry(of: file) { _, _ in count += 1 }
+            let whole = Double(count) / started.duration(to: .now).seconds
+            started = ContinuousClock.now
+            count = 0
+            let decoder = JSONDecoder()
+            try HistoryFile.forEachLine(of: file) { _, line in
+                _ = try decoder.decode(FourFields.self, from: line)
+                count += 1
+            }
+            let four = Double(count) / started.duration(to: .now).seconds
+            return String(format: "read: HistoryEntry %.0f entries/s, four fields %.0f entries/s (ratio %.2f)", whole, four, whole / four)
         }
 
         static func lineWriter(_ entries: [HistoryEntry]) -> Data {
