@@ -14,7 +14,7 @@ public struct BaselineStore: Sendable {
         public var savedAt: Int64
         public var scenario: String?
         public var kilnRevision: String?
-        public var verdict: String?
+        public var verdict: RunVerdict?
     }
 
     public let root: URL
@@ -56,7 +56,7 @@ public struct BaselineStore: Sendable {
         let metadata = Metadata(
             name: name, runId: run.id, source: run.directory.path,
             savedAt: Int64(Date().timeIntervalSince1970 * 1000), scenario: run.report?.identity.scenario,
-            kilnRevision: run.report?.identity.kilnRevision, verdict: ReportResult.of(run).verdict.rawValue)
+            kilnRevision: run.report?.identity.kilnRevision, verdict: ReportResult.of(run).verdict)
         do {
             try? manager.removeItem(at: staging)
             try manager.createDirectory(at: staging, withIntermediateDirectories: true)
