@@ -33,14 +33,14 @@ let package = Package(
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
         .target(name: "KilnElle", dependencies: ["KilnCore"]),
-        .target(name: "KilnData", dependencies: ["KilnCore", "KilnScenario"]),
+        .target(name: "KilnData", dependencies: ["KilnCore"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
         .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
         .target(name: "KilnHTTP", dependencies: ["CCurl"]),
         .target(
             name: "KilnScenario",
-            dependencies: ["KilnCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["KilnCore", "KilnData", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "KilnDurability",
@@ -135,14 +135,14 @@ let package = Package(
         .target(
             name: "KilnCheck",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnLoad", "KilnPostgres", "KilnRedis", "KilnKafka",
+                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
                 "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnReport",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnLoad", "KilnCheck", "KilnElle",
+                "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

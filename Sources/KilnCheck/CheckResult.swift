@@ -1,8 +1,5 @@
 import Foundation
-/// Jepsen's validity: `unknown` when the checker could not decide (a scan failed) — never reported as valid.
-public enum Validity: String, Sendable, Codable {
-    case valid, invalid, unknown
-}
+import KilnCore
 
 public struct Anomaly: Sendable, Codable, Hashable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
@@ -87,8 +84,7 @@ extension CheckReport {
     public func adding(_ result: PlaceResult) -> CheckReport {
         var copy = self
         copy.places.append(result)
-        copy.validity = copy.places.contains { $0.validity == .invalid }
-            ? .invalid : (copy.places.contains { $0.validity == .unknown } ? .unknown : .valid)
+        copy.validity = Validity.worst(copy.places.map(\.validity))
         copy.seconds = max(copy.seconds, result.seconds)
         return copy
     }

@@ -70,7 +70,7 @@ public final class ClickHouseScanner: StoreScanner {
         source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
         query = Self.query(projection, txnIDs: txnIDs)
         baseURL = "http://\(ts.endpoint)/"
-        stallSeconds = max(1, Double(context.timeout.components.seconds))
+        stallSeconds = max(1, context.timeout.seconds)
         http = try Self.connect(context)
     }
 
@@ -78,7 +78,7 @@ public final class ClickHouseScanner: StoreScanner {
     /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> HTTPClient {
         let ts = context.stack.timeseries
-        let stallSeconds = max(1, Double(context.timeout.components.seconds))
+        let stallSeconds = max(1, context.timeout.seconds)
         do {
             let http = try HTTPClient(
                 timeoutSeconds: stallSeconds, connectTimeoutSeconds: min(5, stallSeconds), user: ts.user,

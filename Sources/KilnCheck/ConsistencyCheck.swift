@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnData
 import KilnStores
 import Logging

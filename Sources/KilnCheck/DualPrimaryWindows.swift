@@ -92,34 +92,12 @@ public enum DualPrimaryAnalysis {
     /// The acknowledged writes of a run directory's `history.jsonl` that name their server (lines without `server`,
     /// written by clients that cannot say or by older Kiln versions, are skipped), read in chunks.
     public static func acks(fromHistory file: URL) throws -> [Ack] {
-        struct Line: Decodable {
-            var op: String
-            var outcome: String
-            var server: String?
-            var start_ns: UInt64
-            var end_ns: UInt64
-        }
-        let decoder = JSONDecoder()
         var acks: [Ack] = []
         // Only acknowledged writes that name a server matter; other lines are skipped before decoding.
         let marker = Data(#""server":"#.utf8)
-        do {
-            try HistoryFile.forEachLine(of: file) { lineNumber, line in
-                guard !line.isEmpty, line.range(of: marker) != nil else { return }
-                let entry: Line
-                do {
-                    entry = try decoder.decode(Line.self, from: line)
-                } catch {
-                    throw HistoryError(file: file.path, line: lineNumber, reason: "not a history entry (\(error))")
-                }
-                guard entry.outcome == "ok", let server = entry.server else { return }
-                let store = entry.op.split(separator: ".", maxSplits: 1).first.map(String.init) ?? entry.op
-                acks.append(Ack(store: store, server: server, start: entry.start_ns, end: entry.end_ns))
-            }
-        } catch let error as HistoryError {
-            throw error
-        } catch {
-            throw HistoryError(file: file.path, line: 0, reason: "cannot read (\(error.localizedDescription))")
+        try HistoryFile.forEachEntry(of: file, accept: { $0.range(of: marker) != nil }) { _, entry in
+            guard entry.outcome == .ok, let server = entry.server else { return }
+            acks.append(Ack(store: entry.operation.store, server: server, start: entry.startNanos, end: entry.endNanos))
         }
         return acks
     }

@@ -51,8 +51,7 @@ public final class FalkorDBScanner: StoreScanner {
         self.targetEdgesPerPage = targetEdgesPerPage
         let host = context.stack.graph.endpoint.host
         let port = context.stack.graph.endpoint.port
-        let timeout = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
+        let timeout = max(0.001, context.timeout.seconds)
         do {
             connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])

@@ -53,8 +53,7 @@ public final class KafkaScanner: StoreScanner {
         self.decode = decode
         bootstrap = context.stack.kafka.bootstrapServers
         groupID = "\(context.namespace)-check"
-        let millis = context.timeout.components.seconds * 1000
-            + context.timeout.components.attoseconds / 1_000_000_000_000_000
+        let millis = context.timeout.wholeMilliseconds
         timeoutMilliseconds = Int32(clamping: max(1, millis))
         do {
             let consumer = try makeConsumer()

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnElle
 
 /// What a transactional checker found, as check.json carries it: the model judged, what it found, and each

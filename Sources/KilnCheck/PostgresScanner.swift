@@ -72,7 +72,7 @@ public final class PostgresScanner: StoreScanner {
         let pg = context.stack.postgres
         do {
             let connection = try PostgresConnection(
-                context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(context.timeout.components.seconds)))
+                context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(context.timeout.seconds)))
             try connection.execute("SET statement_timeout = 0")
             return connection
         } catch {

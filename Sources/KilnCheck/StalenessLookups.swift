@@ -2,7 +2,7 @@ import Foundation
 import KilnData
 import KilnHTTP
 import KilnKafka
-import KilnLoad
+import KilnCore
 import KilnPostgres
 import KilnRedis
 import KilnScenario
@@ -232,7 +232,7 @@ final class GraphLookup: VisibilityLookup {
         self.match = match
         self.property = property
         let endpoint = context.stack.graph.endpoint
-        let timeout = max(1, Double(context.timeout.components.seconds))
+        let timeout = max(1, context.timeout.seconds)
         connection = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: timeout)
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import KilnData
-import KilnLoad
+import KilnCore
 import KilnScenario
 import KilnStores
 import Synchronization
@@ -109,7 +109,7 @@ public final class StalenessProber: AckTap {
     }
 
     static func millis(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        duration.milliseconds
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import KilnStores
+import KilnCore
 
 /// A fixed-size set of row indexes, one bit each (100M rows = 12.5 MB). Not thread-safe.
 public struct RowBitmap: Sendable {
@@ -69,71 +70,22 @@ public struct WrittenRows: Sendable {
             result[place.id] = WrittenRows(place: place, datasetRows: datasetRows)
             for operation in place.writtenBy { byOperation[operation, default: []].append(place.id) }
         }
-        let decoder = JSONDecoder()
-        try HistoryFile.forEachLine(of: file) { lineNumber, line in
-            guard !line.isEmpty else { return }
-            let entry: HistoryLine
-            do {
-                entry = try decoder.decode(HistoryLine.self, from: line)
-            } catch {
-                throw HistoryError(file: file.path, line: lineNumber, reason: "not a history entry (\(error))")
-            }
-            guard let placeIDs = byOperation[entry.op] else { return }
-            let rows = entry.row..<(entry.row + entry.rows)
-            guard entry.row >= 0, entry.row + entry.rows <= datasetRows else {
+        try HistoryFile.forEachEntry(of: file) { lineNumber, entry in
+            guard let placeIDs = byOperation[entry.operation.rawValue] else { return }
+            guard entry.rows >= 0, entry.row >= 0, entry.row <= datasetRows - entry.rows else {
                 throw HistoryError(
                     file: file.path, line: lineNumber,
-                    reason: "rows \(rows) outside the dataset's \(datasetRows) rows — wrong dataset for this run?")
+                    reason: "rows \(entry.row)..<\(entry.row &+ entry.rows) outside the dataset's \(datasetRows) rows — wrong dataset for this run?")
             }
+            let rows = entry.rowRange
             for placeID in placeIDs {
                 switch entry.outcome {
-                case "ok": result[placeID]!.ok.insert(rows)
-                case "info": result[placeID]!.info.insert(rows)
-                case "fail": result[placeID]!.failed.insert(rows)
-                default: throw HistoryError(file: file.path, line: lineNumber, reason: "unknown outcome \(entry.outcome)")
+                case .ok: result[placeID]!.ok.insert(rows)
+                case .info: result[placeID]!.info.insert(rows)
+                case .fail: result[placeID]!.failed.insert(rows)
                 }
             }
         }
         return result
-    }
-
-    struct HistoryLine: Decodable {
-        var op: String
-        var row: Int64
-        var rows: Int64
-        var outcome: String
-    }
-}
-
-public struct HistoryError: Error, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var reason: String
-    public var description: String { "\(file):\(line): \(reason)" }
-}
-
-/// Reads a run's JSON-lines file (`history.jsonl`) in 1 MB chunks, so memory stays flat for any history length.
-enum HistoryFile {
-    /// Calls `body` with each line (1-based number, bytes without the newline), in order; a last line without a
-    /// newline is passed too. Errors from opening or reading the file, or thrown by `body`, end the read.
-    static func forEachLine(of file: URL, _ body: (Int, Data) throws -> Void) throws {
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var pending = Data()
-        var lineNumber = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            pending.append(chunk)
-            var start = pending.startIndex
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
-                lineNumber += 1
-                try body(lineNumber, pending[start..<newline])
-                start = pending.index(after: newline)
-            }
-            pending = Data(pending[start...])
-        }
-        if !pending.isEmpty {
-            lineNumber += 1
-            try body(lineNumber, pending)
-        }
     }
 }

@@ -31,11 +31,3 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
-
-extension Duration {
-    /// Seconds with one decimal, for log lines and tables: `3.9 s`.
-    public var roundedSeconds: String {
-        let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
-        return "\((seconds * 10).rounded() / 10) s"
-    }
-}

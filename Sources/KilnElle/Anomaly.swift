@@ -1,3 +1,5 @@
+import KilnCore
+
 /// Every anomaly the list-append and rw-register checkers name (Adya's taxonomy as Elle extends it). Raw values are Elle's names.
 public enum AnomalyKind: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable, Comparable {
     // Dependency cycles, most severe first; `-process` / `-realtime` need a process or real-time edge to close.
@@ -131,11 +133,6 @@ public enum ConsistencyModel: String, Sendable, Codable, CaseIterable {
 
     /// Whether the checker adds process and real-time edges to the graph for this model.
     public var needsRealtimeEdges: Bool { self == .strictSerializable }
-}
-
-/// Jepsen's validity: `unknown` when the checker could not decide (a search hit its time limit) — never `valid`.
-public enum Validity: String, Sendable, Codable {
-    case valid, invalid, unknown
 }
 
 /// Why one edge of a dependency cycle exists.

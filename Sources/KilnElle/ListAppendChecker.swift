@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 
 /// Jepsen's checker protocol: one function from a history to a result. A checker that cannot decide says
 /// `unknown`, never `valid`.
@@ -78,6 +79,6 @@ public struct ListAppendChecker: HistoryChecker {
     }
 
     static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.seconds
     }
 }

@@ -51,7 +51,7 @@ public enum ServerProtocol: Sendable, Equatable {
             witness = try PostgresWitness(
                 PostgresEndpoint(
                     host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
-                connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
+                connectTimeoutSeconds: max(2, Int(timeout.seconds)))
         case .redis:
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
@@ -71,7 +71,7 @@ public enum ServerProtocol: Sendable, Equatable {
         case .noReply(let waited):
             witness.close()
             throw ProcessFaultError(
-                "\(operation) to \(endpoint) got no reply in \(waited.milliseconds) ms before the fault")
+                "\(operation) to \(endpoint) got no reply in \(waited.wholeMilliseconds) ms before the fault")
         case .failed(let reason):
             witness.close()
             throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")
@@ -96,8 +96,8 @@ public enum WitnessReply: Sendable, Equatable {
     /// "no reply in 300 ms", "answered in 2 ms", "failed (connection reset by peer)".
     public var text: String {
         switch self {
-        case .answered(let after): "answered in \(after.milliseconds) ms"
-        case .noReply(let within): "no reply in \(within.milliseconds) ms"
+        case .answered(let after): "answered in \(after.wholeMilliseconds) ms"
+        case .noReply(let within): "no reply in \(within.wholeMilliseconds) ms"
         case .failed(let reason): "failed (\(reason))"
         }
     }
@@ -193,7 +193,7 @@ final class TCPRequestWitness: ClientWitness {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return .noReply(within: start.duration(to: .now)) }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(max(1, remaining.milliseconds)))
+            let ready = poll(&poller, 1, Int32(max(1, remaining.wholeMilliseconds)))
             if ready < 0 && errno != EINTR { return .failed(String(cString: strerror(errno))) }
             guard ready > 0 else { continue }
             let count = recv(fd, &buffer, buffer.count, 0)

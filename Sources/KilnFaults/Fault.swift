@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 
 /// One fault Kiln can inject: a process kill, a pause, a partition, a proxy toxic. The five calls follow
 /// Jepsen's nemesis: `setup` once before the run, `start` applies the fault, `stop` undoes it, `verify` proves
@@ -35,21 +36,6 @@ public enum FaultPhase: String, Sendable, Codable {
     case healed
 }
 
-/// The outcome of one verification: `yes` (proved), `no` (disproved: the fault did not take effect or was not
-/// undone), `unknown` (no probe could decide).
-public enum Verification: String, Sendable, Codable, Equatable {
-    case yes
-    case no
-    case unknown
-
-    /// `yes` only when both are `yes`; `no` when either is `no`; otherwise `unknown`.
-    public func and(_ other: Verification) -> Verification {
-        if self == .no || other == .no { return .no }
-        if self == .yes && other == .yes { return .yes }
-        return .unknown
-    }
-}
-
 public struct FaultEvidence: Sendable, Equatable {
     public var verified: Verification
     /// What was observed, e.g. "PING to 127.0.0.121:21001 got no reply within 300 ms".
@@ -63,46 +49,6 @@ public struct FaultEvidence: Sendable, Equatable {
     public static func yes(_ text: String) -> FaultEvidence { FaultEvidence(.yes, text) }
     public static func no(_ text: String) -> FaultEvidence { FaultEvidence(.no, text) }
     public static func unknown(_ text: String) -> FaultEvidence { FaultEvidence(.unknown, text) }
-}
-
-/// One entry of the fault timeline (report.json `faults: [...]`, bundle.json). Times are milliseconds since the
-/// Unix epoch; `verified` is `yes` only when the fault was proved both to take effect and to be undone.
-public struct FaultRecord: Codable, Sendable, Equatable {
-    public var name: String
-    public var kind: String
-    public var target: String
-    public var plannedStart: Int64?
-    public var plannedStop: Int64?
-    public var startedAt: Int64?
-    public var stoppedAt: Int64?
-    public var verified: Verification
-    /// Evidence of both phases and any error, e.g. "active: ...; healed: ...".
-    public var note: String
-
-    public init(
-        name: String, kind: String, target: String, plannedStart: Int64? = nil, plannedStop: Int64? = nil,
-        startedAt: Int64? = nil, stoppedAt: Int64? = nil, verified: Verification = .unknown, note: String = ""
-    ) {
-        self.name = name
-        self.kind = kind
-        self.target = target
-        self.plannedStart = plannedStart
-        self.plannedStop = plannedStop
-        self.startedAt = startedAt
-        self.stoppedAt = stoppedAt
-        self.verified = verified
-        self.note = note
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case name, kind, target, verified, note
-        case plannedStart = "planned_start"
-        case plannedStop = "planned_stop"
-        case startedAt = "started_at"
-        case stoppedAt = "stopped_at"
-    }
-
-    public static func millisecondsNow() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 }
 
 /// Runs one fault's sequence and keeps its record. `start` applies and verifies the fault; `stop` undoes it,
@@ -169,13 +115,4 @@ public final class FaultDriver {
         if started { Thread.sleep(forTimeInterval: duration.seconds) }
         return stop()
     }
-}
-
-extension Duration {
-    /// The duration in seconds as a Double.
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

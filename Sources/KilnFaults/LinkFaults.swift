@@ -295,7 +295,7 @@ public final class LinkLatencyFault: Fault {
                 name: name,
                 kind: try ToxicKind(
                     type: "latency",
-                    attributes: ["latency": Int(latency.milliseconds), "jitter": Int(jitter.milliseconds)]))
+                    attributes: ["latency": Int(latency.wholeMilliseconds), "jitter": Int(jitter.wholeMilliseconds)]))
         } catch {
             throw PartitionError("latency toxic: \(error)")
         }
@@ -355,12 +355,12 @@ public final class LinkLatencyFault: Fault {
         } catch {
             return phase == .active ? .unknown("cannot measure: \(error)") : .no("after the heal: \(error)")
         }
-        let set = Double(latency.milliseconds)
+        let set = Double(latency.wholeMilliseconds)
         let closed =
             phase == .active && redirect != nil ? "; \(closedConnections) established connection(s) closed" : ""
         let text = String(
             format: "%@ -> %@: median round trip %.1f ms (%d ms ± %d set)%@", measuredFrom.name,
-            measuredDestination.description, median, Int(latency.milliseconds), Int(jitter.milliseconds), closed)
+            measuredDestination.description, median, Int(latency.wholeMilliseconds), Int(jitter.wholeMilliseconds), closed)
         switch phase {
         case .active:
             let floor = 0.9 * Double((latency - jitter).milliseconds)

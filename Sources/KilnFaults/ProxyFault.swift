@@ -83,6 +83,6 @@ public final class ProxyFault: Fault {
     private func roundTrip(_ probe: ServiceProbe, timeout: Duration) -> (TCPProbe.Result, Double) {
         let start = ContinuousClock.now
         let result = probe.run(proxy.listenAddress, timeout: timeout)
-        return (result, Double(start.duration(to: .now).milliseconds))
+        return (result, Double(start.duration(to: .now).wholeMilliseconds))
     }
 }

@@ -106,7 +106,7 @@ public final class LoadRun {
         let runStart = MonotonicClock.now()
         var report = RunReport(
             identity: identity, startedAt: MonotonicClock.wallMillis(), endedAt: nil, complete: false,
-            interrupted: false, phases: [], verdict: "running", exitCode: nil, storeRows: [:])
+            interrupted: false, phases: [], verdict: .running, exitCode: nil, storeRows: [:])
         report.checkRequired = checkRequired
         try? directory.writeReport(report)
         let context = ClientContext(
@@ -188,15 +188,17 @@ public final class LoadRun {
         report.interrupted = stop.isRaised
         report.complete = !stop.isRaised && report.phases.count == scenario.phases.count
             && report.phases.allSatisfy(\.complete)
-        let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }
-        report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
-        let code: KilnExitCode = thresholdsFailed ? .thresholdFailed : (report.complete ? .ok : .unknown)
-        report.exitCode = code.rawValue
-        if checkRequired, code == .ok {
+        // The load's own verdict; a required check that has not run yet makes a passing load `not-checked`.
+        var load = RunResults(
+            thresholdsFailed: report.phases.contains { $0.thresholds.contains { !$0.passed } },
+            interrupted: !report.complete)
+        report.verdict = load.verdict
+        if checkRequired, report.verdict == .passed {
             report.loadVerdict = report.verdict
-            report.verdict = "not-checked"
-            report.exitCode = KilnExitCode.unknown.rawValue
+            load.notChecked = true
+            report.verdict = load.verdict
         }
+        report.exitCode = report.verdict.exitCode.rawValue
         report.endedAt = MonotonicClock.wallMillis()
         do {
             try directory.writeReport(report)
@@ -330,7 +332,7 @@ final class DirectoryObserver: PhaseObserver {
 
     func secondEnded(
         _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
-        history: [HistoryEntry]
+        history: [CompletedOperation]
     ) {
         directory.appendTimeline(second, phase: phase.name, operations: operations)
         directory.appendHistory(history, phase: phase.name, operations: operations)

@@ -113,13 +113,8 @@ final class LoadWorker {
         lateAfter: UInt64, server: HostPort? = nil
     ) {
         let end = MonotonicClock.now()
-        let kind: OutcomeKind
-        switch outcome {
-        case .ok: kind = .ok
-        case .fail: kind = .fail
-        case .info: kind = .info
-        }
-        let entry = HistoryEntry(
+        let kind = outcome.outcomeKind
+        let entry = CompletedOperation(
             operation: operationIndex, worker: id, row: row, rowCount: rows, outcome: kind,
             errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
             end: end &- context.runStart, server: server)

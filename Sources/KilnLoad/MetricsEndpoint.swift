@@ -84,7 +84,7 @@ public final class MetricsEndpoint: PhaseObserver {
 
     public func secondEnded(
         _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
-        history: [HistoryEntry]
+        history: [CompletedOperation]
     ) {
         for (index, stats) in second.stats.enumerated() where !stats.isEmpty {
             let labels = [("phase", phase.name), ("op", operations[index].name)]

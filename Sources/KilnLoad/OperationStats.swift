@@ -1,4 +1,5 @@
 import Histogram
+import KilnCore
 
 /// Counts and latency of one operation over some interval (one worker's second, a merged second, a phase).
 /// A value type; merging is `add`. Latencies are in microseconds: from the intended time in open-model phases
@@ -77,8 +78,4 @@ public struct OperationStats: Sendable {
 
     public var maxLatencySeconds: Double? { latency.totalCount == 0 ? nil : Double(latency.max) / 1e6 }
     public var meanLatencySeconds: Double? { latency.totalCount == 0 ? nil : latency.mean / 1e6 }
-}
-
-public enum OutcomeKind: String, Sendable, Codable {
-    case ok, fail, info
 }

@@ -42,7 +42,7 @@ public struct TimelineSecond: Sendable {
 public protocol PhaseObserver: AnyObject {
     func phaseStarted(_ phase: LoadScenario.Phase, number: Int, operations: [PlannedOperation])
     func secondEnded(_ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation],
-        elapsed: Double, history: [HistoryEntry])
+        elapsed: Double, history: [CompletedOperation])
 }
 
 /// Runs one phase: starts its worker threads, collects once per second, stops on time or on the stop flag.
@@ -163,7 +163,7 @@ final class PhaseRunner {
             }
             second += 1
             var merged = Array(repeating: OperationStats(), count: operations.count)
-            var history: [HistoryEntry] = []
+            var history: [CompletedOperation] = []
             for recorder in recorders { recorder.drain(into: &merged, history: &history) }
             for index in merged.indices { totals[index].add(merged[index]) }
             let entry = TimelineSecond(second: second, stats: merged)

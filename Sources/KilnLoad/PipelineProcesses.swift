@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnPipeline
 import KilnScenario
 import KilnStores
@@ -80,7 +81,7 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
             kill(child.process.processIdentifier, stop.isRaised ? SIGTERM : SIGUSR1)
         }
         let limit = Date().addingTimeInterval(
-            Double(spec.convergenceTimeout.components.seconds) + 15)
+            spec.convergenceTimeout.seconds + 15)
         while Date() < limit && children.contains(where: { $0.process.isRunning }) {
             if stop.isRaised {
                 for child in children where child.process.isRunning { kill(child.process.processIdentifier, SIGTERM) }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import KilnCore
 
 /// `Reports/runs/<id>/` of one run, written incrementally so an interrupted or crashed run leaves what it had:
 /// `scenario.yaml` (the file as run), `timeline.jsonl` (one line per phase-second, appended each second),
@@ -77,19 +78,15 @@ public final class RunDirectory {
         timeline.write(Data(line.utf8))
     }
 
-    func appendHistory(_ entries: [HistoryEntry], phase: String, operations: [PlannedOperation]) {
+    /// Appends `entries` (one phase's, in the order the workers recorded them) as history lines, in one write.
+    func appendHistory(_ entries: [CompletedOperation], phase: String, operations: [PlannedOperation]) {
         guard !entries.isEmpty else { return }
-        var text = ""
-        text.reserveCapacity(entries.count * 160)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(entries.count * 200)
         for entry in entries {
-            text += #"{"phase":"\#(Self.escape(phase))","op":"\#(operations[entry.operation].name)","worker":\#(entry.worker),"#
-            text += #""row":\#(entry.row),"rows":\#(entry.rowCount),"outcome":"\#(entry.outcome.rawValue)","#
-            if let errorClass = entry.errorClass { text += #""error":"\#(Self.escape(errorClass))","# }
-            if let server = entry.server { text += #""server":"\#(Self.escape(server.description))","# }
-            text += #""intended_ns":\#(entry.intended),"start_ns":\#(entry.start),"end_ns":\#(entry.end)}"#
-            text += "\n"
+            entry.historyEntry(phase: phase, operations: operations).appendJSONLine(to: &buffer)
         }
-        history.write(Data(text.utf8))
+        history.write(Data(buffer))
     }
 
     func writeHistograms(_ measurement: PhaseMeasurement) {

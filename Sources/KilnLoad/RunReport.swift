@@ -1,139 +1,35 @@
 import Foundation
-import KilnPipeline
+import KilnCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `report.json` of a run directory. Versioned by `schema`; fields are only ever added within a version.
-/// Latencies are milliseconds; rates per second; times Unix milliseconds.
-public struct RunReport: Codable, Sendable {
-    public static let schemaVersion = "kiln.report/1"
-
-    public struct Identity: Codable, Sendable {
-        public var id: String
-        public var scenario: String
-        public var scenarioFile: String
-        public var datasetSpec: String
-        public var seed: UInt64
-        public var datasetRows: Int64
-        public var stack: String
-        public var namespace: String
-        public var kilnRevision: String?
-        public var host: String
-        public var cores: Int
-    }
-
-    public struct Latency: Codable, Sendable {
-        public var p50: Double?
-        public var p90: Double?
-        public var p95: Double?
-        public var p99: Double?
-        public var p999: Double?
-        public var p9999: Double?
-        public var max: Double?
-        public var mean: Double?
-
-        init(_ stats: OperationStats, service: Bool = false) {
-            let histogram = service ? stats.service : stats.latency
-            func at(_ percentile: Double) -> Double? {
-                histogram.totalCount == 0 ? nil : Double(histogram.valueAtPercentile(percentile)) / 1000
-            }
-            p50 = at(50)
-            p90 = at(90)
-            p95 = at(95)
-            p99 = at(99)
-            p999 = at(99.9)
-            p9999 = at(99.99)
-            max = histogram.totalCount == 0 ? nil : Double(histogram.max) / 1000
-            mean = histogram.totalCount == 0 ? nil : histogram.mean / 1000
+extension RunReport.Latency {
+    init(_ stats: OperationStats, service: Bool = false) {
+        let histogram = service ? stats.service : stats.latency
+        func at(_ percentile: Double) -> Double? {
+            histogram.totalCount == 0 ? nil : Double(histogram.valueAtPercentile(percentile)) / 1000
         }
+        self.init(
+            p50: at(50), p90: at(90), p95: at(95), p99: at(99), p999: at(99.9), p9999: at(99.99),
+            max: histogram.totalCount == 0 ? nil : Double(histogram.max) / 1000,
+            mean: histogram.totalCount == 0 ? nil : histogram.mean / 1000)
     }
+}
 
-    public struct Operation: Codable, Sendable {
-        public var name: String
-        public var store: String
-        public var kind: String
-        public var ok: Int64
-        public var fail: Int64
-        public var info: Int64
-        public var errors: [String: Int64]
-        public var dropped: Int64
-        public var late: Int64
-        public var rows: Int64
-        /// Completed ops per second of the phase's arrival window (closed: of the phase; bulk: of the operation's
-        /// active span).
-        public var throughput: Double
-        public var rowsPerSecond: Double?
-        /// From the intended start in open-model phases (includes queueing); from the actual start otherwise.
-        public var latencyMs: Latency
-        /// From the actual start: the store's own time.
-        public var serviceMs: Latency
-    }
-
-    public struct Phase: Codable, Sendable {
-        public var name: String
-        public var executor: String
-        public var workers: Int
-        public var startedAt: Int64
-        public var seconds: Double
-        public var complete: Bool
-        public var plannedOps: Int64?
-        public var operations: [Operation]
-        public var thresholds: [ThresholdVerdict]
-        /// Bulk with `defer_indexes`: seconds spent building the secondary indexes after the load (part of
-        /// `seconds`, not of the rows/s), or the error that stopped the build.
-        public var indexBuildSeconds: Double?
-        public var indexBuildError: String?
-        /// Peak resident memory of the kiln process so far (getrusage), at the phase's end, in MiB.
-        public var peakRssMib: Double?
-    }
-
-    public var schema = RunReport.schemaVersion
-    public var identity: Identity
-    public var startedAt: Int64
-    public var endedAt: Int64?
-    /// False while the run is going and after an interruption: the report covers only what ran.
-    public var complete: Bool
-    public var interrupted: Bool
-    public var phases: [Phase]
-    /// `passed`, `thresholds-failed`, `interrupted`, `running` from the load (`not-checked` instead of `passed` while a
-    /// required check has not run); after `kiln check` (or `kiln run
-    /// --check`), or when a run's faults or drills change it, the verdict of load, faults, drills and check together
-    /// (`anomaly`, `unknown`, `partial` too), the same one summary.md, report.html, junit.xml and the exit code give.
-    public var verdict: String
-    public var exitCode: Int32?
-    /// The load's own verdict, kept when a check replaced `verdict`; nil before any check.
-    public var loadVerdict: String? = nil
-    /// Store rows written per store at the end: `[0, n)` were handed to writes (for `kiln check`).
-    public var storeRows: [String: Int64]
-    /// The reference pipeline's sink workers, when the scenario ran one.
-    public var pipeline: [SinkReport]? = nil
-    /// Fault timeline and drill results (RunReportFaults.swift); nil when the run had no faults.
-    public var faults: [Fault]? = nil
-    public var drills: [Drill]? = nil
-    /// True when the run's verdict waits for `kiln check`: a run with faults (a drill is judged by its check) or one
-    /// started with `kiln run --check`. Until check.json exists such a run is `not-checked` (exit 3), never `passed`.
-    /// Nil in reports written before this field: the report writers then treat a run with faults as required.
-    public var checkRequired: Bool? = nil
-    /// Why a required check did not run (`--no-check given`, `the run was interrupted before the check`, `the check
-    /// could not run: …`); nil when it ran or was not required.
-    public var notChecked: String? = nil
-
-    /// `checkRequired`, or for an older report whether it had faults.
-    public var needsCheck: Bool { checkRequired ?? !(faults ?? []).isEmpty }
-
+extension RunReport {
     static func phase(_ measurement: PhaseMeasurement, verdicts: [ThresholdVerdict]) -> Phase {
         let operations = measurement.operations.enumerated().map { index, planned in
             let stats = measurement.totals[index]
             let span = planned.kind == .bulk ? stats.activeSeconds : measurement.rateSeconds
-            return Operation(
+            return RunReport.Operation(
                 name: planned.name, store: planned.store, kind: planned.kind.rawValue, ok: stats.ok, fail: stats.fail,
                 info: stats.info, errors: stats.errors, dropped: stats.dropped, late: stats.late, rows: stats.rows,
                 throughput: span > 0 ? Double(stats.completed) / span : 0,
                 rowsPerSecond: planned.kind == .bulk && span > 0 ? Double(stats.rows) / span : nil,
-                latencyMs: Latency(stats), serviceMs: Latency(stats, service: true))
+                latencyMs: RunReport.Latency(stats), serviceMs: RunReport.Latency(stats, service: true))
         }
-        return Phase(
+        return RunReport.Phase(
             name: measurement.phase.name, executor: measurement.phase.executor.name, workers: measurement.phase.workers,
             startedAt: measurement.startedAtMillis, seconds: measurement.seconds, complete: measurement.complete,
             plannedOps: measurement.plannedOps, operations: operations, thresholds: verdicts,
@@ -145,36 +41,5 @@ public struct RunReport: Codable, Sendable {
         var usage = rusage()
         guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return nil }
         return (Double(usage.ru_maxrss) / 1024 * 10).rounded() / 10
-    }
-
-    public static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return encoder
-    }
-
-    public static func decode(_ data: Data) throws -> RunReport {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(RunReport.self, from: data)
-    }
-}
-
-extension RunReport {
-    /// The report of a run that was not driven by a scenario (e.g. `kiln elle postgres --run-directory`): no phases,
-    /// complete, its check required (its verdict is its check's). `scenario` names the workload.
-    public static func standalone(
-        id: String, scenario: String, seed: UInt64, stack: String, startedAt: Int64, endedAt: Int64
-    ) -> RunReport {
-        let identity = Identity(
-            id: id, scenario: scenario, scenarioFile: "", datasetSpec: "", seed: seed, datasetRows: 0, stack: stack,
-            namespace: "", kilnRevision: nil, host: ProcessInfo.processInfo.hostName,
-            cores: ProcessInfo.processInfo.activeProcessorCount)
-        var report = RunReport(
-            identity: identity, startedAt: startedAt, endedAt: endedAt, complete: true, interrupted: false, phases: [],
-            verdict: "not-checked", exitCode: nil, storeRows: [:])
-        report.checkRequired = true
-        return report
     }
 }

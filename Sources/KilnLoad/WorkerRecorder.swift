@@ -1,8 +1,9 @@
 import KilnCore
 import Synchronization
 
-/// One completed (or dropped) op, as the history keeps it (ARCHITECTURE.md: invoke -> ok | fail | info).
-public struct HistoryEntry: Sendable {
+/// One completed op as a worker records it, by its index into the phase's operations (cheap to keep under the
+/// recorder's lock); the run directory writes it as a `HistoryEntry` (ARCHITECTURE.md: invoke -> ok | fail | info).
+public struct CompletedOperation: Sendable {
     /// Index into the phase's operations.
     public var operation: Int
     public var worker: Int
@@ -18,6 +19,14 @@ public struct HistoryEntry: Sendable {
     public var end: UInt64
     /// The server that answered (the client's `servedBy`), nil when the client cannot say.
     public var server: HostPort? = nil
+
+    /// The history line of this op, `operations` being its phase's.
+    public func historyEntry(phase: String, operations: [PlannedOperation]) -> HistoryEntry {
+        HistoryEntry(
+            phase: phase, operation: OperationID(rawValue: operations[operation].name), worker: worker, row: row,
+            rows: rowCount, outcome: outcome, errorClass: errorClass, server: server?.description,
+            intendedNanos: intended, startNanos: start, endNanos: end)
+    }
 }
 
 /// What one worker thread measured since the collector last looked. The worker records under the lock (an
@@ -25,7 +34,7 @@ public struct HistoryEntry: Sendable {
 final class WorkerRecorder: Sendable {
     struct Interval: ~Copyable {
         var stats: [OperationStats?]
-        var history: [HistoryEntry] = []
+        var history: [CompletedOperation] = []
     }
 
     private let state: Mutex<Interval>
@@ -37,7 +46,7 @@ final class WorkerRecorder: Sendable {
         self.keepHistory = keepHistory
     }
 
-    func record(_ entry: HistoryEntry, latencyNanos: UInt64, late: Bool) {
+    func record(_ entry: CompletedOperation, latencyNanos: UInt64, late: Bool) {
         state.withLock { interval in
             if interval.stats[entry.operation] == nil { interval.stats[entry.operation] = OperationStats() }
             interval.stats[entry.operation]!.record(
@@ -56,7 +65,7 @@ final class WorkerRecorder: Sendable {
     }
 
     /// Adds this worker's interval into `into` and hands back its history; the interval starts empty again.
-    func drain(into merged: inout [OperationStats], history: inout [HistoryEntry]) {
+    func drain(into merged: inout [OperationStats], history: inout [CompletedOperation]) {
         state.withLock { interval in
             for index in interval.stats.indices {
                 guard let stats = interval.stats[index] else { continue }

@@ -29,7 +29,7 @@ public final class ClickHouseSink: Sink {
         table = "\(ts.database).\(context.namespace)_transactions"
         baseURL = "http://\(ts.endpoint)/"
         http = try HTTPClient(
-            timeoutSeconds: max(1, Double(context.timeout.components.seconds)), connectTimeoutSeconds: 5, user: ts.user,
+            timeoutSeconds: max(1, context.timeout.seconds), connectTimeoutSeconds: 5, user: ts.user,
             password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
         offsets = try OffsetTable(context: context)
         encoder = RowEncoder(format: .rowBinary, dataset: context.dataset, capacity: 1 << 18)

@@ -41,7 +41,7 @@ public final class GraphSink: Sink {
         connection?.close()
         let endpoint = context.stack.graph.endpoint
         let fresh = try RedisConnection(
-            host: endpoint.host, port: endpoint.port, timeoutSeconds: max(1, Double(context.timeout.components.seconds)))
+            host: endpoint.host, port: endpoint.port, timeoutSeconds: max(1, context.timeout.seconds))
         connection = fresh
         return fresh
     }

@@ -1,49 +1,20 @@
 import Foundation
 import Histogram
+import KilnCore
 import KilnKafka
 import KilnScenario
 import KilnStores
 import Logging
 import Synchronization
 
-/// What one sink worker did, for the run directory's `pipeline.json` and the staleness checker.
-public struct SinkReport: Codable, Sendable {
-    public var sink: String
-    public var bugs: [String]
-    /// Messages consumed (redeliveries after a crash count again).
-    public var messages: Int64
-    public var applied: Int64
-    public var duplicatesSkipped: Int64
-    /// Not applied by rule (declined) or by a planted bug.
-    public var skipped: Int64
-    public var batches: Int64
-    /// Modelled crashes (`crash_every`) and restarts after errors.
-    public var crashes: Int64
-    public var errors: Int64
-    public var lastError: String?
-    /// True when the worker had read to the end of the topic after the load ended.
-    public var converged: Bool
-    /// Time from a message's Kafka timestamp to the commit of its batch in the sink, ms.
-    public var staleness: Staleness
-    /// Times the consumer skipped offsets (each re-fetched from the expected offset), and the first one.
-    public var offsetJumps: Int64? = nil
-    public var firstJump: String? = nil
-    public var sloMs: Double
-
-    public struct Staleness: Codable, Sendable {
-        public var count: Int64
-        public var p50: Double?
-        public var p99: Double?
-        public var max: Double?
-    }
-
+extension SinkReport {
     /// The report of a sink whose worker process is gone or hung: nothing known, not converged, with why.
     public static func missing(_ sink: PipelineSpec.Sink, spec: PipelineSpec, reason: String) -> SinkReport {
         SinkReport(
             sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.rawValue), messages: 0, applied: 0,
             duplicatesSkipped: 0, skipped: 0, batches: 0, crashes: 0, errors: 1, lastError: reason, converged: false,
             staleness: Staleness(count: 0, p50: nil, p99: nil, max: nil),
-            sloMs: Double((spec.staleness[sink] ?? .seconds(30)).components.seconds * 1000))
+            sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
     }
 
     /// Whether the path met its SLO (p99 within it and converged).
@@ -104,7 +75,7 @@ public final class Pipeline: Sendable {
     /// Returns whether all converged.
     public func waitForConvergence(stop: () -> Bool = { false }) -> Bool {
         let deadline = Date().addingTimeInterval(
-            Double(spec.convergenceTimeout.components.seconds) + Double(spec.convergenceTimeout.components.attoseconds) / 1e18)
+            spec.convergenceTimeout.seconds)
         while Date() < deadline && !stop() {
             if workers.allSatisfy({ $0.caughtUp }) { return true }
             Thread.sleep(forTimeInterval: 0.1)
@@ -332,7 +303,7 @@ final class SinkWorker: Sendable {
                     p99: empty ? nil : Double(histogram.valueAtPercentile(99)),
                     max: empty ? nil : Double(histogram.max)),
                 offsetJumps: state.jumps, firstJump: state.firstJump,
-                sloMs: Double((spec.staleness[sink] ?? .seconds(30)).components.seconds * 1000))
+                sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
         }
     }
 }

@@ -23,7 +23,7 @@ public final class OffsetTable {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         let fresh = try PostgresConnection(
-            context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(timeout.components.seconds)))
+            context.postgresPrimaryEndpoint, connectTimeoutSeconds: max(2, Int(timeout.seconds)))
         connection = fresh
         return fresh
     }

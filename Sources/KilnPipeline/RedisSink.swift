@@ -89,8 +89,7 @@ public final class RedisSink: Sink {
     }
 
     public func apply(_ batch: [SinkMessage], next: [Int32: Int64]) throws -> ApplyResult {
-        if spec.has(.lag) { Thread.sleep(forTimeInterval: Double(spec.lag.components.seconds)
-            + Double(spec.lag.components.attoseconds) / 1e18) }
+        if spec.has(.lag) { Thread.sleep(forTimeInterval: spec.lag.seconds) }
         let connection = try connected()
         if scriptSHA == nil {
             scriptSHA = try connection.command(["SCRIPT", "LOAD", Self.script]).string

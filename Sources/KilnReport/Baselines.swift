@@ -1,5 +1,5 @@
 import Foundation
-import KilnLoad
+import KilnCore
 
 /// Named baselines in `Reports/baselines/<name>/` (committed): a copy of a run's report.json, timeline.jsonl,
 /// check.json, scenario.yaml and histograms/ (not history.jsonl: large, and compare does not read it), plus
@@ -14,7 +14,7 @@ public struct BaselineStore: Sendable {
         public var savedAt: Int64
         public var scenario: String?
         public var kilnRevision: String?
-        public var verdict: String?
+        public var verdict: RunVerdict?
     }
 
     public let root: URL

@@ -1,5 +1,5 @@
 import Foundation
-import KilnLoad
+import KilnCore
 import KilnScenario
 
 /// `kiln compare`'s result (`--json` prints it; schema `kiln.compare/1`). One row per phase, operation and metric.

@@ -1,7 +1,6 @@
 import Foundation
 import KilnCheck
 import KilnCore
-import KilnLoad
 
 /// Failover-drill metrics of each fault on the store it acts on, from the run's per-second timeline (so their
 /// resolution is one second): the window before the fault (up to 30 s), during it (start → stop) and after (the
@@ -49,7 +48,7 @@ public enum DrillMetrics {
                 // Refused before it started (e.g. its setup found the target unfit): the drill did not happen.
                 return RunReport.Drill(
                     name: "\(fault.name) on \(store)", fault: fault.name, store: store,
-                    verdict: fault.verified == "no" ? "failed" : "unknown", reason: fault.note ?? "the fault did not start")
+                    verdict: fault.verified == .no ? .failed : .unknown, reason: fault.note ?? "the fault did not start")
             }
             let stop = fault.stoppedAt ?? start
             // Per second of the store: (end time, ok, errors, info, dropped, worst p99).
@@ -110,18 +109,18 @@ public enum DrillMetrics {
             metrics["errors"] = Double(window.reduce(0) { $0 + seconds[$1]!.fail })
             metrics["info"] = Double(window.reduce(0) { $0 + seconds[$1]!.info })
             metrics["dropped"] = Double(window.reduce(0) { $0 + seconds[$1]!.dropped })
-            let verdict: String
+            let verdict: DrillVerdict
             let reason: String?
-            if fault.verified == "unknown" {
-                (verdict, reason) = ("unknown", "the fault's effect could not be verified: \(fault.note ?? "")")
-            } else if fault.verified != "yes" {
-                (verdict, reason) = ("failed", "the fault was not verified: \(fault.note ?? "")")
+            if fault.verified == .unknown {
+                (verdict, reason) = (.unknown, "the fault's effect could not be verified: \(fault.note ?? "")")
+            } else if fault.verified != .yes {
+                (verdict, reason) = (.failed, "the fault was not verified: \(fault.note ?? "")")
             } else if okBefore == nil {
-                (verdict, reason) = ("unknown", "no ops of \(store) before the fault to compare with")
+                (verdict, reason) = (.unknown, "no ops of \(store) before the fault to compare with")
             } else if recovered == nil {
-                (verdict, reason) = ("failed", "\(store) did not get back to 90 % of its throughput before the run ended")
+                (verdict, reason) = (.failed, "\(store) did not get back to 90 % of its throughput before the run ended")
             } else {
-                (verdict, reason) = ("passed", nil)
+                (verdict, reason) = (.passed, nil)
             }
             return RunReport.Drill(
                 name: "\(fault.name) on \(store)", fault: fault.name, store: store, verdict: verdict, reason: reason,

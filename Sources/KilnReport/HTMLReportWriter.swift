@@ -1,6 +1,6 @@
 import Foundation
 import KilnCheck
-import KilnLoad
+import KilnCore
 
 /// `report.html`: one self-contained page (inline CSS and SVG; no scripts, fonts or URLs; opens offline). Verdict
 /// first, then per-store throughput and p50/p99 latency over time with fault windows shaded and labelled, the HDR
@@ -20,7 +20,7 @@ public struct HTMLReportWriter: ReportWriter {
         guard let context else { return Data() }
         let run = context.run
         var body = ""
-        let tone = result.verdict == "passed" ? "ok" : (["partial", "not-checked"].contains(result.verdict) ? "warn" : "bad")
+        let tone = result.verdict == .passed ? "ok" : ([.partial, .notChecked].contains(result.verdict) ? "warn" : "bad")
         body += #"<header class="verdict \#(tone)"><h1>\#(e(result.title))</h1>"#
         body += #"<p>Kiln run <code>\#(e(run.id))</code>\#(run.report.map { " · scenario <code>\(e($0.identity.scenario))</code>" } ?? "") · exit code \#(result.exitCode.rawValue)</p></header>"#
         if let reason = run.partialReason {
@@ -85,7 +85,7 @@ public struct HTMLReportWriter: ReportWriter {
             ("kiln revision", identity.kilnRevision ?? "unknown"),
             ("machine", "\(identity.host), \(identity.cores) cores"),
             ("started / ended", "\(Format.date(report.startedAt)) / \(Format.date(report.endedAt))"),
-            ("run verdict (load)", report.loadVerdict ?? report.verdict),
+            ("run verdict (load)", (report.loadVerdict ?? report.verdict).rawValue),
         ]
         return "<section><h2>Run</h2><table>"
             + rows.map { "<tr><th class=\"l\">\(e($0.0))</th><td class=\"l\">\(e($0.1))</td></tr>" }.joined()
@@ -269,11 +269,11 @@ public struct HTMLReportWriter: ReportWriter {
         html += "<th class=\"l\">kind</th><th class=\"l\">target</th><th class=\"l\">planned</th><th class=\"l\">started</th>"
         html += "<th class=\"l\">stopped</th><th class=\"l\">verified</th><th class=\"l\">note</th></tr>"
         for fault in faults {
-            let verified = fault.verified == "yes" ? "pass" : (fault.verified == "no" ? "fail" : "unk")
+            let verified = fault.verified == .yes ? "pass" : (fault.verified == .no ? "fail" : "unk")
             html += "<tr><td class=\"l\">\(e(fault.name))</td><td class=\"l\">\(e(fault.kind))</td>"
             html += "<td class=\"l\">\(e(fault.target))</td><td class=\"l\">\(Format.date(fault.plannedStart))</td>"
             html += "<td class=\"l\">\(Format.date(fault.startedAt))</td><td class=\"l\">\(Format.date(fault.stoppedAt))</td>"
-            html += "<td class=\"l \(verified)\">\(e(fault.verified))</td><td class=\"l\">\(e(fault.note ?? ""))</td></tr>"
+            html += "<td class=\"l \(verified)\">\(e(fault.verified.rawValue))</td><td class=\"l\">\(e(fault.note ?? ""))</td></tr>"
         }
         return html + "</table></section>"
     }
@@ -290,7 +290,7 @@ public struct HTMLReportWriter: ReportWriter {
         for drill in drills {
             html += "<tr><td class=\"l\">\(e(drill.name))</td><td class=\"l\">\(e(drill.fault))</td>"
             // Before its check a drill has passed only its availability part: never shown as `passed`.
-            let verdict = run.notCheckedReason != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
+            let verdict = run.notCheckedReason != nil && drill.verdict == .passed ? "not checked" : drill.verdict.rawValue
             html += "<td class=\"l\">\(e(drill.store))</td><td class=\"l\">\(Self.validity(verdict))</td>"
             html += metricNames.map { "<td>\(Format.number(drill.metrics[$0]))</td>" }.joined()
             html += "<td class=\"l\">\(e(drill.reason ?? ""))</td></tr>"

@@ -1,6 +1,6 @@
 import Foundation
 import KilnCheck
-import KilnLoad
+import KilnCore
 
 /// `junit.xml` in the common JUnit XML shape CI servers read (Jenkins, GitHub, GitLab): `<testsuites>` with one
 /// `<testsuite>` each for thresholds, checkers and drills (and the run itself), one `<testcase>` per threshold
@@ -83,13 +83,13 @@ public struct JUnitWriter: ReportWriter {
                 var testCase = Case(className: "kiln.drills.\(drill.fault)", name: "\(drill.name) (\(drill.store))")
                 let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) = \(Format.number($0.value))" }
                 switch drill.verdict {
-                case "passed": break
-                case "failed":
+                case .passed: break
+                case .failed:
                     testCase.problem = (
                         "failure", "drill", "drill \(drill.name) failed: \(drill.reason ?? "no reason given")",
                         metrics.joined(separator: "\n")
                     )
-                default:
+                case .unknown:
                     testCase.problem = (
                         "error", "unknown", "drill \(drill.name) \(drill.verdict): \(drill.reason ?? "could not decide")",
                         metrics.joined(separator: "\n")
@@ -120,7 +120,7 @@ public struct JUnitWriter: ReportWriter {
                 let properties: [(String, String)] = [
                     ("scenario", identity.scenario), ("seed", String(identity.seed)),
                     ("dataset_rows", String(identity.datasetRows)), ("stack", identity.stack),
-                    ("kiln_revision", identity.kilnRevision ?? "unknown"), ("verdict", result.verdict),
+                    ("kiln_revision", identity.kilnRevision ?? "unknown"), ("verdict", result.verdict.rawValue),
                     ("exit_code", String(result.exitCode.rawValue)),
                 ]
                 for (name, value) in properties {

@@ -1,5 +1,5 @@
 import Foundation
-import KilnLoad
+import KilnCore
 
 /// `summary.md`: short enough for a CI job summary (GitHub's `$GITHUB_STEP_SUMMARY`): verdict and reasons, one
 /// table row per operation, thresholds, checkers, drills, faults and the baseline comparison's regressions.
@@ -16,8 +16,8 @@ public struct MarkdownSummaryWriter: ReportWriter {
         guard let context else { return Data() }
         let run = context.run
         var lines: [String] = []
-        let icon = result.verdict == "passed"
-            ? "✅" : (result.partial && result.verdict == "partial") || result.verdict == "not-checked" ? "⚠️" : "❌"
+        let icon = result.verdict == .passed
+            ? "✅" : (result.partial && result.verdict == .partial) || result.verdict == .notChecked ? "⚠️" : "❌"
         lines.append("# \(icon) Kiln run `\(run.id)`: \(result.title)")
         lines.append("")
         if let reason = result.notChecked {
@@ -87,7 +87,7 @@ public struct MarkdownSummaryWriter: ReportWriter {
             for drill in drills {
                 let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Format.number($0.value))" }
                 // Before its check a drill has passed only its availability part: never shown as `passed`.
-                let verdict = result.notChecked != nil && drill.verdict == "passed" ? "not checked" : drill.verdict
+                let verdict = result.notChecked != nil && drill.verdict == .passed ? "not checked" : drill.verdict.rawValue
                 lines.append(
                     "| \(Self.cell(drill.name)) | \(drill.store) | \(verdict) | \(metrics.joined(separator: ", ")) |")
             }

@@ -1,7 +1,6 @@
 import Foundation
 import KilnCheck
 import KilnCore
-import KilnLoad
 
 /// One output file of a run directory, written the way k6's outputs are: `start` with what is known before
 /// the samples, `add` per batch of per-second samples (in timeline order), `finish` with the result. Writers are
@@ -29,8 +28,8 @@ public struct ReportContext: Sendable {
 /// The run's combined verdict: thresholds (report.json), checkers (check.json), drills and completeness.
 public struct ReportResult: Sendable, Equatable {
     /// `passed`, `anomaly`, `thresholds-failed`, `not-checked`, `unknown`, `partial`.
-    public var verdict: String
-    /// The exit code the verdict maps to (KilnExitCode).
+    public var verdict: RunVerdict
+    /// The exit code the verdict maps to (`RunVerdict.exitCode`).
     public var exitCode: KilnExitCode
     /// One line per reason the verdict is not `passed`.
     public var reasons: [String]
@@ -40,13 +39,14 @@ public struct ReportResult: Sendable, Equatable {
     public var notChecked: String? = nil
 
     /// The verdict as a banner shows it: `NOT CHECKED`, `PASSED`, `THRESHOLDS-FAILED`, …
-    public var title: String { verdict == "not-checked" ? "NOT CHECKED" : verdict.uppercased() }
+    public var title: String { verdict.title }
     /// The verdict as the console prints it after `verdict:` — `passed`, `anomaly`, … and `NOT CHECKED (why)`.
     public var consoleVerdict: String {
-        guard verdict == "not-checked" else { return verdict }
+        guard verdict == .notChecked else { return verdict.rawValue }
         return "NOT CHECKED" + (notChecked.map { " (\($0))" } ?? "")
     }
 
+    /// The verdict of a run directory: its load, thresholds, drills, faults and check judged by `RunResults`.
     public static func of(_ run: RunData) -> ReportResult {
         var reasons: [String] = []
         let notChecked = run.notCheckedReason
@@ -55,40 +55,28 @@ public struct ReportResult: Sendable, Equatable {
         for verdict in failedThresholds {
             reasons.append("threshold failed: \(verdict.phase) \(verdict.scope): \(verdict.expression) (observed \(verdict.observedText))")
         }
-        let invalidPlaces = run.check?.places.filter { $0.validity == .invalid } ?? []
-        for place in invalidPlaces {
+        let places = run.check?.places ?? []
+        for place in places where place.validity == .invalid {
             reasons.append("anomaly in \(place.place): \(CheckSummary.counts(place))")
         }
-        let unknownPlaces = run.check?.places.filter { $0.validity == .unknown } ?? []
-        for place in unknownPlaces {
+        for place in places where place.validity == .unknown {
             reasons.append("checker unknown for \(place.place): \(place.error ?? "could not decide")")
         }
         let drills = run.report?.drills ?? []
-        for drill in drills where drill.verdict != "passed" {
-            reasons.append("drill \(drill.name) \(drill.verdict)\(drill.reason.map { ": \($0)" } ?? "")")
+        for drill in drills where drill.verdict != .passed {
+            reasons.append("drill \(drill.name) \(drill.verdict.rawValue)\(drill.reason.map { ": \($0)" } ?? "")")
         }
-        for fault in run.report?.faults ?? [] where fault.verified != "yes" {
-            reasons.append("fault \(fault.name) (\(fault.kind) on \(fault.target)) verified: \(fault.verified)")
+        for fault in run.report?.faults ?? [] where fault.verified != .yes {
+            reasons.append("fault \(fault.name) (\(fault.kind) on \(fault.target)) verified: \(fault.verified.rawValue)")
         }
         if let reason = run.partialReason { reasons.append("partial: \(reason)") }
-        let verdict: String
-        let code: KilnExitCode
-        if !invalidPlaces.isEmpty {
-            (verdict, code) = ("anomaly", .anomaly)
-        } else if !failedThresholds.isEmpty || drills.contains(where: { $0.verdict == "failed" }) {
-            (verdict, code) = ("thresholds-failed", .thresholdFailed)
-        } else if notChecked != nil {
-            // Nothing definite failed, but the check that judges the run did not run: not a pass (exit 3).
-            (verdict, code) = ("not-checked", .unknown)
-        } else if !unknownPlaces.isEmpty || drills.contains(where: { $0.verdict == "unknown" }) {
-            (verdict, code) = ("unknown", .unknown)
-        } else if run.isPartial {
-            (verdict, code) = ("partial", .unknown)
-        } else {
-            (verdict, code) = ("passed", .ok)
-        }
+        let results = RunResults(
+            check: places.isEmpty ? nil : Validity.worst(places.map(\.validity)),
+            thresholdsFailed: !failedThresholds.isEmpty, drills: drills.map(\.verdict), notChecked: notChecked != nil,
+            partial: run.isPartial)
         return ReportResult(
-            verdict: verdict, exitCode: code, reasons: reasons, partial: run.isPartial, notChecked: notChecked)
+            verdict: results.verdict, exitCode: results.exitCode, reasons: reasons, partial: run.isPartial,
+            notChecked: notChecked)
     }
 }
 

@@ -1,7 +1,7 @@
 import Foundation
 import Histogram
 import KilnCheck
-import KilnLoad
+import KilnCore
 
 /// Bad input to a report command: a file that is missing or not what it should be. The message names the path.
 public struct ReportInputError: Error, CustomStringConvertible, Sendable {
@@ -112,7 +112,7 @@ public struct RunData: Sendable {
     /// interrupted run, or a phase that did not finish.
     public var isPartial: Bool {
         guard let report else { return true }
-        return report.endedAt == nil || report.interrupted || !report.complete || report.verdict == "running"
+        return report.endedAt == nil || report.interrupted || !report.complete || report.verdict == .running
     }
 
     /// Why the run is partial, for the banner.
@@ -120,7 +120,7 @@ public struct RunData: Sendable {
         guard isPartial else { return nil }
         guard let report else { return "report.json is missing or unreadable: built from timeline.jsonl only" }
         if report.interrupted { return "the run was interrupted; the report covers only what ran" }
-        if report.endedAt == nil || report.verdict == "running" {
+        if report.endedAt == nil || report.verdict == .running {
             return "the run did not finish (no end in report.json): it crashed or is still running"
         }
         return "not every phase ran to its end"
@@ -132,7 +132,7 @@ public struct RunData: Sendable {
         guard let report, report.needsCheck, check == nil else { return nil }
         if let reason = report.notChecked { return reason }
         if report.interrupted { return "the run was interrupted before the check" }
-        if report.endedAt == nil || report.verdict == "running" {
+        if report.endedAt == nil || report.verdict == .running {
             return "the run did not finish (crashed or still running), so its check did not run"
         }
         return "no check.json: the check did not run (kiln stopped before it?); run `kiln check \(directory.path)`"

@@ -1,5 +1,5 @@
 import Foundation
-import KilnLoad
+import KilnCore
 
 /// `kiln trend`: one self-contained HTML page over many runs (oldest first): per phase and operation, throughput
 /// and p99 from each run's report.json, so a slow drift across nightly runs is visible, plus each run's verdict.
@@ -16,7 +16,7 @@ public enum TrendPage {
             }
         }
         let ticks = ordered.enumerated().map { (Double($0.offset), "#\($0.offset + 1)") }
-        var body = "<header class=\"verdict \(ordered.allSatisfy { ReportResult.of($0).verdict == "passed" } ? "ok" : "warn")\">"
+        var body = "<header class=\"verdict \(ordered.allSatisfy { ReportResult.of($0).verdict == .passed } ? "ok" : "warn")\">"
         body += "<h1>Trend over \(ordered.count) runs</h1><p>x axis: run number (oldest first); table below.</p></header>"
         body += "<section><h2>Runs</h2><table><tr><th>#</th><th class=\"l\">run</th><th class=\"l\">scenario</th>"
         body += "<th class=\"l\">started</th><th class=\"l\">kiln</th><th class=\"l\">verdict</th><th class=\"l\">why</th></tr>"
@@ -26,7 +26,7 @@ public enum TrendPage {
             body += "<td class=\"l\">\(e(run.report?.identity.scenario ?? "-"))</td>"
             body += "<td class=\"l\">\(Format.date(run.report?.startedAt))</td>"
             body += "<td class=\"l\">\(e(run.report?.identity.kilnRevision ?? "-"))</td>"
-            body += "<td class=\"l\">\(HTMLReportWriter.validity(result.verdict))</td>"
+            body += "<td class=\"l\">\(HTMLReportWriter.validity(result.verdict.rawValue))</td>"
             body += "<td class=\"l\">\(e(result.reasons.prefix(3).joined(separator: "; ")))</td></tr>"
         }
         body += "</table></section>"

@@ -85,7 +85,7 @@ extension BlackBoxSpec {
 
         /// `250ms`, `5s`, `1.5s`: a duration as a scenario writes it.
         public static func text(_ duration: Duration) -> String {
-            let millis = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+            let millis = duration.milliseconds
             if millis < 1000 { return "\(Int(millis.rounded()))ms" }
             let seconds = millis / 1000
             return seconds == seconds.rounded() ? "\(Int(seconds))s" : String(format: "%.3gs", seconds)

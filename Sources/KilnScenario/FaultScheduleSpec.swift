@@ -266,7 +266,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
             // Replication lag before the fence (walsenders paused), so an async failover has acknowledged writes
             // the standby never received: a visible RPO instead of one that depends on luck.
             let lag = try fields.duration("lag", default: .zero)
-            if lag > .zero { options["lag_ms"] = String(lag.components.seconds * 1000 + lag.components.attoseconds / 1_000_000_000_000_000) }
+            if lag > .zero { options["lag_ms"] = String(lag.wholeMilliseconds) }
         case .redisFailover:
             if let value = try fields.optionalString("trigger") {
                 guard ["command", "kill"].contains(value) else {
@@ -385,8 +385,7 @@ public struct FaultScheduleSpec: Sendable, Equatable {
                 if entry.jitter > .zero {
                     let bits = SplitMix64.value(seed: seed, index: UInt64(number), stream: 0xFA17 &+ UInt64(entryIndex))
                     let draw = Double(bits >> 11) / Double(UInt64(1) << 53)
-                    let nanos = Double(entry.jitter.components.seconds) * 1e9
-                        + Double(entry.jitter.components.attoseconds) / 1e9
+                    let nanos = Double(entry.jitter.nanoseconds)
                     start += .nanoseconds(Int64(draw * nanos))
                 }
                 instances.append(Instance(entry: entry, number: number, start: start, stop: start + entry.duration))

@@ -374,7 +374,7 @@ public struct ThresholdExpression: Sendable, Equatable, CustomStringConvertible 
         let valueText = text[range.upperBound...].trimmingCharacters(in: .whitespaces)
         let value: Double?
         if latencyMetrics.contains(metric) {
-            value = DurationText.parse(valueText).map { Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18 }
+            value = DurationText.parse(valueText).map(\.seconds)
         } else if metric == "error_rate" {
             value = valueText.hasSuffix("%") ? Double(valueText.dropLast()).map { $0 / 100 } : Double(valueText)
         } else if countMetrics.contains(metric) || rateMetrics.contains(metric) {

@@ -53,7 +53,7 @@ public struct RegressionLimits: Sendable, Equatable, Codable {
         limits.alpha = try fields.double("alpha", default: limits.alpha, range: 0.000001...0.5)
         limits.minSamples = try fields.int("min_samples", default: limits.minSamples, range: 2...1_000_000)
         let floor = try fields.duration("p99_floor", default: .microseconds(Int64(limits.p99FloorMs * 1000)))
-        limits.p99FloorMs = Double(floor.components.seconds) * 1000 + Double(floor.components.attoseconds) / 1e15
+        limits.p99FloorMs = floor.milliseconds
         try fields.finish()
         return limits
     }

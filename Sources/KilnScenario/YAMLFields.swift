@@ -430,7 +430,7 @@ public enum DurationText {
             break
         }
         guard let value = Double(number.replacingOccurrences(of: "_", with: "")), value.isFinite, value >= 0,
-            value * scale <= Double(limit.components.seconds)
+            value * scale <= limit.seconds
         else {
             return nil
         }

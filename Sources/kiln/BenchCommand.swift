@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks, each against its peer tool on the same server in the same run.",
-        subcommands: [Stores.self, Generate.self, Load.self, HostFaults.self, Elle.self]
+        subcommands: [Stores.self, Generate.self, Load.self, HostFaults.self, Elle.self, History.self]
     )
 
     /// One worker, one connection per store: Kiln's wrappers against psql \copy, redis-benchmark and kcat.
@@ -222,7 +222,7 @@ struct StoreBench {
         let start = ContinuousClock.now
         try body()
         let elapsed = start.duration(to: .now)
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.seconds
     }
 
     private func scratchFile(_ name: String, _ bytes: [UInt8]) throws -> URL {

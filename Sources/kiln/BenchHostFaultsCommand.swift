@@ -121,5 +121,5 @@ extension BenchCommand {
 }
 
 extension Duration {
-    fileprivate var secondsValue: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    fileprivate var secondsValue: Double { seconds }
 }

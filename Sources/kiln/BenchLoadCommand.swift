@@ -301,7 +301,7 @@ struct LoadBench {
             }
             func secondEnded(
                 _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
-                history: [HistoryEntry]
+                history: [CompletedOperation]
             ) {}
         }
         let report = try phase(

@@ -155,76 +155,23 @@ struct CheckCommand: ParsableCommand {
         }
         let names = drivers.map(\.place.id) + (featureDrivers.isEmpty ? [] : [RowPlace.redisFeatures.id])
         logger.info("checking \(names.joined(separator: ", ")) of namespace \(loaded.namespace) against \(dataset.rows) dataset rows")
-        let checked = Set(drivers.map(\.place.id))
-        var invariants: [@Sendable () -> PlaceResult] = []
-        if !noInvariants, checked.contains("postgres.rows"), checked.contains("clickhouse.rows") {
-            // Per-minute totals agree only when both stores were given the same transactions (the pipeline's
-            // flow); the load engine gives each store its own rows, and each is then checked against the oracle.
-            let pg = written["postgres.rows"]
-            let ch = written["clickhouse.rows"]
-            if let pg, let ch, pg.ok.sameMembers(as: ch.ok), pg.info.population == 0, ch.info.population == 0 {
-                invariants.append { [context] in MinuteTotalsInvariant.check(context: context) }
-            } else {
-                logger.info("invariant minute-totals skipped: postgres and clickhouse were given different rows")
-            }
+        let checkContext = CheckContext(
+            client: context, written: written, drivers: drivers, featureDrivers: featureDrivers,
+            runDirectory: runDirectoryURL, pipeline: loaded.pipeline, blackbox: loaded.blackbox != nil,
+            invariants: !noInvariants, requestedPlaces: places.map { $0.split(separator: ",").map(String.init) })
+        let checker: ComposedChecker
+        do {
+            checker = try CheckerRegistry.checker(for: checkContext)
+        } catch {
+            throw Failure(code: .invalidInput, message: "\(error)")
         }
-        // Derived places against the oracle on their own, beside the scans: each aggregate must equal the oracle's
-        // sums of the rows its store must hold, whatever any other store got.
-        if checked.contains("clickhouse.rows"), let rows = written["clickhouse.rows"] {
-            invariants.append { [context] in MerchantMinuteOracleCheck.check(context: context, written: rows) }
-        }
-        if checked.contains("postgres.rows"), loaded.pipeline?.sinks.contains(.postgres) == true,
-            let rows = written["postgres.rows"]
-        {
-            invariants.append { [context] in BalanceOracleCheck.check(context: context, written: rows) }
-        }
-        if checked.contains("falkordb.paid-edges"), let rows = written["falkordb.paid-edges"] {
-            for side in PaidEdgeOracleCheck.Side.allCases {
-                invariants.append { [context] in PaidEdgeOracleCheck.check(context: context, written: rows, by: side) }
-            }
-        }
-        var report = ConsistencyCheck(
-            context: context, drivers: drivers, featureDrivers: featureDrivers, invariants: invariants
-        ).run(written: written, runName: runDirectoryURL?.lastPathComponent ?? loaded.name)
-        if let pipeline = loaded.pipeline, let runDirectoryURL {
-            if !noInvariants, pipeline.sinks.contains(.postgres) {
-                report = report.adding(BalanceInvariant.check(context: context))
-                if pipeline.sinks.contains(.falkordb) {
-                    report = report.adding(GraphLedgerInvariant.check(context: context))
-                }
-            }
-            let runReport = try? RunReport.decode(Data(contentsOf: runDirectoryURL.appendingPathComponent("report.json")))
-            for result in StalenessCheck.results(runReport?.pipeline ?? []) { report = report.adding(result) }
-        }
-        if loaded.blackbox != nil, let runDirectoryURL {
-            // The run's staleness probes (blackbox.staleness): one staleness.<place> result per path.
-            let staleness: BlackBoxStalenessReport?
-            do {
-                staleness = try BlackBoxStalenessReport.load(from: runDirectoryURL)
-            } catch {
-                throw Failure(
-                    code: .invalidInput,
-                    message: "\(runDirectoryURL.appendingPathComponent(BlackBoxStalenessReport.fileName).path): \(error)")
-            }
-            for result in staleness.map(BlackBoxStalenessCheck.results) ?? [] { report = report.adding(result) }
-        }
-        if let runDirectoryURL {
-            // Split-brain from the history alone: two servers of one store acknowledging writes together.
-            for result in DualPrimaryAnalysis.results(history: runDirectoryURL.appendingPathComponent("history.jsonl")) {
-                report = report.adding(result)
-            }
-        }
-        for workload in runDirectoryURL.map(ListAppendPlace.workloads(in:)) ?? []
-        where places.map({ $0.contains(ListAppendPlace.id(workload)) }) ?? true {
-            report = report.adding(ListAppendPlace.check(directory: runDirectoryURL!, workload: workload))
-        }
+        let result = checker.check(checkContext)
+        let report = CheckReport(
+            run: runDirectoryURL?.lastPathComponent ?? loaded.name, datasetRows: dataset.rows, places: result.places,
+            validity: result.validity, seconds: result.metrics["seconds"] ?? 0)
         print(CheckTable.text(report, show: show))
         if let runDirectoryURL { try Self.record(report, in: runDirectoryURL) }
-        switch report.validity {
-        case .valid: return .ok
-        case .invalid: return .anomaly
-        case .unknown: return .unknown
-        }
+        return RunResults(check: report.validity).exitCode
     }
 
     /// The check of a run directory holding only a list-append history: the `elle.list-append` place, recorded like
@@ -244,11 +191,7 @@ struct CheckCommand: ParsableCommand {
             }
         }
         try record(report, in: directory)
-        switch report.validity {
-        case .valid: return .ok
-        case .invalid: return .anomaly
-        case .unknown: return .unknown
-        }
+        return RunResults(check: report.validity).exitCode
     }
 
     /// Writes check.json and makes report.json, report.html, summary.md and junit.xml say what it found.

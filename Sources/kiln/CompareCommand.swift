@@ -86,7 +86,7 @@ struct BaselineCommand: ParsableCommand {
                 do {
                     let saved = try location.store.save(
                         name: name, run: URL(fileURLWithPath: runDirectory), replace: replace, allowPartial: allowPartial)
-                    print("saved baseline \(saved.name) from run \(saved.runId) (\(saved.verdict ?? "-")) in "
+                    print("saved baseline \(saved.name) from run \(saved.runId) (\(saved.verdict?.rawValue ?? "-")) in "
                         + location.store.root.appendingPathComponent(saved.name).path)
                 } catch {
                     throw Failure(code: .invalidInput, message: "\(error)")
@@ -113,7 +113,7 @@ struct BaselineCommand: ParsableCommand {
                     throw Failure(code: .invalidInput, message: "\(error)")
                 }
                 print("baseline \(metadata.name): run \(metadata.runId), scenario \(metadata.scenario ?? "-"), kiln "
-                    + "\(metadata.kilnRevision ?? "-"), verdict \(metadata.verdict ?? "-")")
+                    + "\(metadata.kilnRevision ?? "-"), verdict \(metadata.verdict?.rawValue ?? "-")")
                 print("saved \(Date(timeIntervalSince1970: Double(metadata.savedAt) / 1000)) from \(metadata.source)")
                 var table = [["PHASE", "OPERATION", "OPS/S", "P50 MS", "P99 MS", "ERRORS"]]
                 for phase in run.report?.phases ?? [] {
@@ -148,7 +148,7 @@ struct BaselineCommand: ParsableCommand {
                 for metadata in all {
                     table.append([
                         metadata.name, metadata.runId, metadata.scenario ?? "-", metadata.kilnRevision ?? "-",
-                        metadata.verdict ?? "-",
+                        metadata.verdict?.rawValue ?? "-",
                     ])
                 }
                 print(all.isEmpty ? "no baselines in \(location.store.root.path)" : TextTable.render(table))

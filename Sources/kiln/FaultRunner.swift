@@ -98,7 +98,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         guard wait(until: plannedStart) else {
             store(index, RunReport.Fault(
                 name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
-                plannedStart: planned, verified: "unknown", note: "not started: the phases ended first"))
+                plannedStart: planned, verified: .unknown, note: "not started: the phases ended first"))
             return
         }
         let fault: any Fault
@@ -108,7 +108,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             logger.error("fault \(instance.name): cannot be built: \(error)")
             store(index, RunReport.Fault(
                 name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
-                plannedStart: planned, verified: "no", note: "not started: \(error)"))
+                plannedStart: planned, verified: .no, note: "not started: \(error)"))
             return
         }
         let driver = FaultDriver(fault, plannedStart: planned, plannedStop: Int64(plannedStop.timeIntervalSince1970 * 1000))
@@ -130,7 +130,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     static func reportFault(_ record: FaultRecord) -> RunReport.Fault {
         RunReport.Fault(
             name: record.name, kind: record.kind, target: record.target, plannedStart: record.plannedStart,
-            startedAt: record.startedAt, stoppedAt: record.stoppedAt, verified: record.verified.rawValue,
+            startedAt: record.startedAt, stoppedAt: record.stoppedAt, verified: record.verified,
             note: record.note)
     }
 
@@ -354,7 +354,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     }
 
     static func interval(_ duration: Duration) -> TimeInterval {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.seconds
     }
 
     static func seconds(_ duration: Duration) -> String { String(format: "%.1fs", interval(duration)) }

@@ -121,7 +121,7 @@ struct PipelineCommand: ParsableCommand {
                 }
                 if untilCaughtUp || endedAt != nil {
                     if pipeline.waitForConvergence(stop: { true }) { break }
-                    let limit = Double(spec.convergenceTimeout.components.seconds)
+                    let limit = spec.convergenceTimeout.seconds
                     if let endedAt, Date().timeIntervalSince(endedAt) > limit { break }
                 }
                 Thread.sleep(forTimeInterval: 0.2)

@@ -262,7 +262,7 @@ struct RunCommand: ParsableCommand {
                 try? directory.writeReport(report)
                 for drill in report.drills ?? [] {
                     let metrics = drill.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }
-                    let verdict = drill.verdict == "passed" ? "availability passed (the check judges the drill)" : drill.verdict
+                    let verdict = drill.verdict == .passed ? "availability passed (the check judges the drill)" : drill.verdict.rawValue
                     logger.info("drill \(drill.name): \(verdict)\(drill.reason.map { " (\($0))" } ?? ""); \(metrics.joined(separator: ", "))")
                 }
             }
@@ -537,7 +537,7 @@ final class ProgressLine: PhaseObserver {
 
     func secondEnded(
         _ second: TimelineSecond, phase: LoadScenario.Phase, operations: [PlannedOperation], elapsed: Double,
-        history: [HistoryEntry]
+        history: [CompletedOperation]
     ) {
         var merged = OperationStats()
         for stats in second.stats { merged.add(stats) }
@@ -569,8 +569,8 @@ enum RunSummary {
     static func text(_ report: RunReport) -> String {
         // A run judged by its check has no verdict yet: the load's own is printed as such.
         var lines = [
-            report.verdict == "not-checked"
-                ? "load verdict: \(report.loadVerdict ?? "passed") (the run is judged by its check)"
+            report.verdict == .notChecked
+                ? "load verdict: \(report.loadVerdict ?? .passed) (the run is judged by its check)"
                 : "verdict: \(report.verdict)"
         ]
         for phase in report.phases {

@@ -53,7 +53,7 @@ struct CheckCommandTests {
             #expect(place.expected == 5_000 && place.scanned == 5_000, "\(place.place)")
         }
         let run = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(run.verdict == "passed" && run.loadVerdict == "passed")
+        #expect(run.verdict == .passed && run.loadVerdict == .passed)
     }
 
     @Test func directTamperingIsListedExactly() throws {
@@ -120,9 +120,9 @@ struct CheckCommandTests {
         #expect(minutes.counts == ["corrupted": 1], "\(minutes.anomalies)")
         // report.json now carries the combined verdict (a reader of it alone sees the anomalies), the load's kept.
         let run = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(run.verdict == "anomaly")
+        #expect(run.verdict == .anomaly)
         #expect(run.exitCode == KilnExitCode.anomaly.rawValue)
-        #expect(run.loadVerdict == "passed")
+        #expect(run.loadVerdict == .passed)
     }
 
     @Test func anUnreachableStoreMakesTheCheckUnknownNotValid() throws {

@@ -31,19 +31,19 @@ struct DrillRowTests {
     @Test func aRedisFailoverTriggeredByAKillHasADrillRowUnderItsScenarioName() throws {
         let target = "kiln via sentinels 127.0.0.23:26379,127.0.0.24:26380"
         for kind in ["redis-failover:kill", "redis-failover"] {
-            let fault = RunReport.Fault(name: "kill-the-primary", kind: kind, target: target, verified: "yes")
+            let fault = RunReport.Fault(name: "kill-the-primary", kind: kind, target: target, verified: .yes)
             #expect(DrillMetrics.store(of: fault) == "redis", "\(kind)")
         }
         // A failover fault that never started still gets its row, under the scenario's name.
         let refused = RunReport.Fault(
-            name: "kill-the-primary", kind: "redis-failover:kill", target: target, verified: "no", note: "no quorum")
+            name: "kill-the-primary", kind: "redis-failover:kill", target: target, verified: .no, note: "no quorum")
         let root = try ReportTests.root()
         defer { try? FileManager.default.removeItem(at: root) }
         let report = try #require(try RunData.load(RunFixture.make(in: root, id: "k", seed: 1, seconds: 5)).report)
         let drill = try #require(DrillMetrics.compute(faults: [refused], report: report, timeline: []).first)
         #expect(drill.fault == "kill-the-primary")
         #expect(drill.store == "redis")
-        #expect(drill.verdict == "failed")
+        #expect(drill.verdict == .failed)
     }
 
     /// Read-only on the shared stack: builds the failovers (asking the Sentinels and PostgreSQL their roles) and

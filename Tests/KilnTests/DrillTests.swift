@@ -47,7 +47,7 @@ struct DrillTests {
         let directory = runs.appendingPathComponent("d")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
         let fault = try #require(report.faults?.first)
-        #expect(fault.verified == "yes", "\(fault)")
+        #expect(fault.verified == .yes, "\(fault)")
         let started = try #require(fault.startedAt)
         let stopped = try #require(fault.stoppedAt)
         #expect(stopped - started >= 7_500 && stopped - started <= 10_000)
@@ -87,9 +87,9 @@ struct DrillTests {
         #expect(result.status == KilnExitCode.thresholdFailed.rawValue, "\(result.output)")
         #expect(result.output.contains("does not run under libfaketime"))
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("c/report.json")))
-        #expect(report.faults?.first?.verified == "no")
-        #expect(report.drills?.first?.verdict == "failed")
-        #expect(report.verdict == "thresholds-failed" && report.loadVerdict == "passed")
+        #expect(report.faults?.first?.verified == .no)
+        #expect(report.drills?.first?.verdict == .failed)
+        #expect(report.verdict == .thresholdsFailed && report.loadVerdict == .passed)
     }
 
     @Test func aKilledSinkProcessIsRestartedAndTheCheckFindsNothingLostOrDoubled() throws {
@@ -118,8 +118,8 @@ struct DrillTests {
         let directory = runs.appendingPathComponent("k")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
-        #expect(faults["kill-ch"]?.verified == "yes", "\(String(describing: faults["kill-ch"]))")
-        #expect(faults["pause-pg"]?.verified == "yes", "\(String(describing: faults["pause-pg"]))")
+        #expect(faults["kill-ch"]?.verified == .yes, "\(String(describing: faults["kill-ch"]))")
+        #expect(faults["pause-pg"]?.verified == .yes, "\(String(describing: faults["pause-pg"]))")
         let checkData = try Data(contentsOf: directory.appendingPathComponent("check.json"))
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -160,7 +160,7 @@ struct DrillTests {
         process.waitUntilExit()
         // The killed drill never reached its check: every page regenerated from its directory says NOT CHECKED.
         let killed = ReportResult.of(try RunData.load(runs.appendingPathComponent("x")))
-        #expect(killed.verdict == "not-checked" && killed.exitCode == .unknown, "\(killed)")
+        #expect(killed.verdict == .notChecked && killed.exitCode == .unknown, "\(killed)")
         // The sinks notice that their parent is gone (a paused one as soon as something SIGCONTs it).
         let stackUp = try CommandLineTests.kiln(["stack", "up"])
         #expect(stackUp.status == 0, "\(stackUp.output)")

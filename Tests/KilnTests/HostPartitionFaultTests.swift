@@ -605,7 +605,7 @@ struct HostsStackPartitionTests {
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("lat/report.json")))
         let fault = try #require(report.faults?.first { $0.name == "slow-replica" }, "\(result.output)")
         #expect(fault.kind == "latency")
-        #expect(fault.verified == "yes", "\(fault.note)")
+        #expect(fault.verified == .yes, "\(fault.note)")
         print("kiln run latency [redis-replica, redis-primary]: \(fault.verified) (\(fault.note))")
         let nat = (try? HostNetwork.run(in: replica, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
         #expect(!nat.contains("kiln-fault:"), "\(nat)")
@@ -699,7 +699,7 @@ struct HostsStackPartitionTests {
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
         for name in ["sentinels", "drawn", "lossy", "slow", "delayed"] {
             let fault = try #require(faults[name], "\(result.output)")
-            #expect(fault.verified == "yes", "\(name): \(fault.note)")
+            #expect(fault.verified == .yes, "\(name): \(fault.note)")
             print("kiln run fault \(name) (\(fault.kind) \(fault.target)): \(fault.note)")
         }
         #expect(faults["sentinels"]?.note?.contains("90 pairs probed among 10 hosts, 12 expected blocked") == true)

@@ -300,7 +300,7 @@ struct ExecutorTests {
         #expect(operation.late >= 150 && operation.late <= 400, "late \(operation.late)")
         let p50 = try #require(operation.latencyMs.p50)
         #expect(p50 < 20)
-        #expect(report.verdict == "passed")
+        #expect(report.verdict == .passed)
     }
 
     @Test func opsThatCannotStartInTimeAreDroppedNotRun() throws {
@@ -330,7 +330,7 @@ struct ExecutorTests {
         // ~240 ops were due in the 600 ms stall; those more than 100 ms overdue when a worker got free are dropped.
         #expect(operation.dropped > 100 && operation.dropped < 260, "dropped \(operation.dropped)")
         #expect(report.phases[0].thresholds.first?.passed == false)
-        #expect(report.verdict == "thresholds-failed")
+        #expect(report.verdict == .thresholdsFailed)
         #expect(report.exitCode == KilnExitCode.thresholdFailed.rawValue)
     }
 
@@ -419,7 +419,7 @@ struct ExecutorTests {
         #expect(!report.complete)
         #expect(report.phases.count == 1)
         #expect(report.phases[0].complete == false)
-        #expect(report.verdict == "interrupted")
+        #expect(report.verdict == .interrupted)
         let written = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
         #expect(written.interrupted && written.phases.count == 1)
         #expect(written.phases[0].operations[0].ok > 100)

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnCore
 import KilnLoad
 import Testing
 
@@ -36,7 +37,7 @@ struct PipelineProcessTests {
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("p/report.json")))
         let fault = try #require(report.faults?.first { $0.name == "pause-sink" }, "\(run.output)")
         print("pause of sink:postgres: \(fault.verified) (\(fault.note ?? ""))")
-        #expect(fault.verified == "yes", "\(fault.note ?? "")")
+        #expect(fault.verified == .yes, "\(fault.note ?? "")")
         #expect(fault.note?.contains("applied offset held at") == true, "\(fault.note ?? "")")
         #expect(fault.note?.contains("applied offset moved") == true, "\(fault.note ?? "")")
     }

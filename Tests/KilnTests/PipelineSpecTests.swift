@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnPipeline
 import KilnLoad
 import KilnScenario

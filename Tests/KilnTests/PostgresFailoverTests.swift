@@ -273,8 +273,3 @@ struct PostgresFailoverTests {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, for the measurements the failover tests print.
-    var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnCore
 import KilnData
 import KilnStores
 import Logging

@@ -108,7 +108,7 @@ struct ReportTests {
         // rebuilt) 15 s later.
         let failover = RunReport.Fault(
             name: "pg", kind: "pg-failover", target: "postgres-primary -> postgres-replica", startedAt: start,
-            stoppedAt: start + 15_000, verified: "yes")
+            stoppedAt: start + 15_000, verified: .yes)
         let failing = timeline { second in
             (21...22).contains(second)
                 ? TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 0, fail: 30, p50Ms: 1, p99Ms: 2)
@@ -116,19 +116,19 @@ struct ReportTests {
         }
         #expect(
             DrillMetrics.store(
-                of: RunReport.Fault(name: "r", kind: "redis-failover", target: "kiln via sentinels 127.0.0.23:26379", verified: "yes"))
+                of: RunReport.Fault(name: "r", kind: "redis-failover", target: "kiln via sentinels 127.0.0.23:26379", verified: .yes))
                 == "redis")
         // Partitions and clock steps name their server first (an isolate's address alone had no drill row).
         #expect(
             DrillMetrics.store(
                 of: RunReport.Fault(
-                    name: "p", kind: "partition", target: "postgres-primary (isolate 127.0.0.11)", verified: "yes"))
+                    name: "p", kind: "partition", target: "postgres-primary (isolate 127.0.0.11)", verified: .yes))
                 == "postgres")
         #expect(
             DrillMetrics.store(
                 of: RunReport.Fault(
                     name: "s", kind: "partition", target: "postgres-primary | postgres-replica (drop user postgres -> 127.0.0.11:15432)",
-                    verified: "yes"))
+                    verified: .yes))
                 == "postgres")
         let drill = try #require(DrillMetrics.compute(faults: [failover], report: report, timeline: failing).first)
         #expect(drill.metrics["rto_ms"] == 2_900, "\(drill.metrics)")
@@ -136,7 +136,7 @@ struct ReportTests {
         // A pause: nothing completes until the stop, then the queued ops land late in one second.
         let pause = RunReport.Fault(
             name: "p", kind: "pause", target: "postgres-primary", startedAt: start, stoppedAt: start + 15_000,
-            verified: "yes")
+            verified: .yes)
         let paused = timeline { second in
             switch second {
             case 21...35: TimelineSample(phase: "steady", second: second, operation: "postgres.insert", ok: 0, p50Ms: nil, p99Ms: nil)
@@ -150,7 +150,7 @@ struct ReportTests {
         // loopback wobble, not the fault — no detection and RTO 0, not the fault's whole duration.
         let split = RunReport.Fault(
             name: "split", kind: "partition", target: "postgres-primary | postgres-replica (…)", startedAt: start,
-            stoppedAt: start + 20_000, verified: "yes")
+            stoppedAt: start + 20_000, verified: .yes)
         let wobbly = timeline { second in
             second == 24
                 ? TimelineSample(phase: "steady", second: 24, operation: "postgres.insert", ok: 80, p50Ms: 1, p99Ms: 5)
@@ -159,7 +159,7 @@ struct ReportTests {
         let splitDrill = try #require(DrillMetrics.compute(faults: [split], report: report, timeline: wobbly).first)
         #expect(splitDrill.metrics["time_to_detect_ms"] == nil, "\(splitDrill.metrics)")
         #expect(splitDrill.metrics["rto_ms"] == 0)
-        #expect(splitDrill.verdict == "passed")
+        #expect(splitDrill.verdict == .passed)
     }
 
     @Test func aDrillsRPOIsTheLostCountOfItsStoresCheckedPlaces() throws {
@@ -180,7 +180,7 @@ struct ReportTests {
         #expect(drills["postgres"]?.metrics["rpo_writes"] == 2)
         #expect(drills["redis"]?.metrics["rpo_writes"] == 0)
         let unchecked = DrillMetrics.withRPO(
-            [RunReport.Drill(name: "k", fault: "k", store: "falkordb", verdict: "passed")],
+            [RunReport.Drill(name: "k", fault: "k", store: "falkordb", verdict: .passed)],
             check: CheckReport(run: "r", datasetRows: 1, places: [], validity: .valid, seconds: 0))
         #expect(unchecked.first?.metrics["rpo_writes"] == nil)
     }

@@ -35,7 +35,7 @@ struct RunCommandTests {
         #expect(result.status == 0, "\(result.output)")
         let directory = runs.appendingPathComponent("q")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(report.verdict == "passed")
+        #expect(report.verdict == .passed)
         #expect(report.complete && !report.interrupted)
         let bulk = report.phases[0].operations
         #expect(bulk.map(\.name) == ["postgres.bulk", "kafka.bulk", "redis.bulk", "clickhouse.bulk", "falkordb.bulk"])
@@ -126,7 +126,7 @@ struct RunCommandTests {
         #expect(process.terminationStatus == KilnExitCode.unknown.rawValue)
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("long/report.json")))
         #expect(report.interrupted)
-        #expect(report.verdict == "interrupted")
+        #expect(report.verdict == .interrupted)
         #expect((report.phases.first?.operations.first?.ok ?? 0) > 100)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnFaults
 import KilnLoad
 import KilnStack
@@ -73,7 +74,7 @@ struct RunProcessFaultTests {
         print("kiln run exit \(result.status)\nfaults: \(faults)\ndrills: \(drills)")
 
         let pause = try #require(faults["freeze-pg"], "\(result.output)")
-        #expect(pause.verified == "yes", "\(pause)")
+        #expect(pause.verified == .yes, "\(pause)")
         #expect(pause.note?.contains("SELECT 1 on a connection opened before the pause: no reply in 300 ms") == true)
         let pauseDrill = try #require(drills["freeze-pg"])
         #expect(pauseDrill.store == "postgres")

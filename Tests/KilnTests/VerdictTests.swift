@@ -53,7 +53,7 @@ struct NotCheckedVerdictTests {
     @Test func aDrillWithNoCheckIsNotCheckedInEveryOutputAndNeverPassed() throws {
         let directory = try Self.drill(id: "nocheck", checkRequired: true, notChecked: "--no-check given")
         let result = ReportResult.of(try RunData.load(directory))
-        #expect(result.verdict == "not-checked")
+        #expect(result.verdict == .notChecked)
         #expect(result.exitCode == .unknown && result.exitCode != .ok)
         #expect(result.consoleVerdict == "NOT CHECKED (--no-check given)")
         let (html, markdown, junit) = try Self.outputs(directory)
@@ -73,14 +73,14 @@ struct NotCheckedVerdictTests {
         // kill -9 between load and check: report.json says the check is required, nothing says why it is missing.
         let directory = try Self.drill(id: "killed", checkRequired: true, notChecked: nil)
         let result = ReportResult.of(try RunData.load(directory))
-        #expect(result.verdict == "not-checked" && result.exitCode == .unknown)
+        #expect(result.verdict == .notChecked && result.exitCode == .unknown)
         #expect(result.notChecked?.contains("no check.json: the check did not run") == true, "\(result)")
     }
 
     @Test func anOldReportWithFaultsAndNoCheckIsNotCheckedToo() throws {
         // Written before `check_required` existed (the lie this fixes): a run with faults needs its check.
         let directory = try Self.drill(id: "old", checkRequired: nil, notChecked: nil)
-        #expect(ReportResult.of(try RunData.load(directory)).verdict == "not-checked")
+        #expect(ReportResult.of(try RunData.load(directory)).verdict == .notChecked)
     }
 
     @Test func theCheckJudgesTheDrillOnceItRan() throws {
@@ -89,11 +89,11 @@ struct NotCheckedVerdictTests {
             "places": [[String: Any]](),
         ]
         let passed = try Self.drill(id: "checked", checkRequired: true, notChecked: "--no-check given", check: valid)
-        #expect(ReportResult.of(try RunData.load(passed)).verdict == "passed")
+        #expect(ReportResult.of(try RunData.load(passed)).verdict == .passed)
         let failing = try Self.drill(
             id: "failing", checkRequired: true, notChecked: nil, check: RunFixture.failingCheck(run: "failing"))
         let result = ReportResult.of(try RunData.load(failing))
-        #expect(result.verdict == "anomaly" && result.exitCode == .anomaly && result.notChecked == nil)
+        #expect(result.verdict == .anomaly && result.exitCode == .anomaly && result.notChecked == nil)
     }
 
     @Test func aDefiniteFailureOutranksNotCheckedButStillSaysIt() throws {
@@ -101,7 +101,7 @@ struct NotCheckedVerdictTests {
             in: try Self.root(), id: "failed", seed: 4, seconds: 10, failThreshold: true, faults: RunFixture.faults,
             drills: RunFixture.drills)
         let result = ReportResult.of(try RunData.load(directory))
-        #expect(result.verdict == "thresholds-failed" && result.exitCode == .thresholdFailed)
+        #expect(result.verdict == .thresholdsFailed && result.exitCode == .thresholdFailed)
         #expect(result.reasons.contains { $0.hasPrefix("NOT CHECKED:") }, "\(result.reasons)")
         let (_, _, junit) = try Self.outputs(directory)
         #expect(junit.contains(#"type="not-checked""#))
@@ -116,7 +116,7 @@ struct NotCheckedVerdictTests {
     @Test func aRunWithoutFaultsOrCheckKeepsTheLoadsVerdict() throws {
         let directory = try RunFixture.make(in: try Self.root(), id: "plain", seed: 5, seconds: 10)
         let result = ReportResult.of(try RunData.load(directory))
-        #expect(result.verdict == "passed" && result.exitCode == .ok && result.notChecked == nil)
+        #expect(result.verdict == .passed && result.exitCode == .ok && result.notChecked == nil)
     }
 }
 
@@ -193,9 +193,9 @@ struct DrillVerdictTests {
         let directory = runs.appendingPathComponent("n")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("check.json").path))
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(report.verdict == "not-checked" && report.exitCode == 3, "\(report.verdict)")
+        #expect(report.verdict == .notChecked && report.exitCode == 3, "\(report.verdict)")
         #expect(report.checkRequired == true && report.notChecked == "--no-check given")
-        #expect(report.faults?.first?.verified == "yes", "\(String(describing: report.faults))")
+        #expect(report.faults?.first?.verified == .yes, "\(String(describing: report.faults))")
         let schema = try JSONSchemaSubset(
             contentsOf: TestStack.paths.home.appendingPathComponent("Reports/report.schema.json"))
         let errors = schema.validate(try JSONValue.parse(Data(contentsOf: directory.appendingPathComponent("report.json"))))
@@ -218,7 +218,7 @@ struct DrillVerdictTests {
         let checked = try CommandLineTests.kiln(["check", directory.path])
         #expect(checked.status == 0, "\(checked.output)")
         let judged = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(judged.verdict == "passed", "\(judged.verdict)")
+        #expect(judged.verdict == .passed, "\(judged.verdict)")
         #expect(!(try read("report.html")).contains("NOT CHECKED"))
     }
 
@@ -234,8 +234,8 @@ struct DrillVerdictTests {
         #expect(check.places.contains { $0.place == MerchantMinuteOracleCheck.place })
         let combined = ReportResult.of(run)
         #expect(result.status == combined.exitCode.rawValue, "\(result.output)")
-        #expect(run.report?.verdict == combined.verdict && run.report?.loadVerdict == "passed")
-        #expect(combined.verdict == "passed", "\(combined.reasons)")
+        #expect(run.report?.verdict == combined.verdict && run.report?.loadVerdict == .passed)
+        #expect(combined.verdict == .passed, "\(combined.reasons)")
         #expect(result.output.contains("verdict: passed"), "\(result.output)")
     }
 
@@ -262,7 +262,7 @@ struct DrillVerdictTests {
         #expect(result.output.contains("verdict: NOT CHECKED (the check could not run: "), "\(result.output)")
         let directory = runs.appendingPathComponent("e")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(report.verdict == "not-checked", "\(report.verdict)")
+        #expect(report.verdict == .notChecked, "\(report.verdict)")
         #expect(report.notChecked?.contains("\(name)_no_such_ledger") == true, "\(String(describing: report.notChecked))")
         let html = try String(contentsOf: directory.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(html.contains("<h1>NOT CHECKED</h1>") && html.contains("the check could not run"))
@@ -294,7 +294,7 @@ struct DrillVerdictTests {
         #expect(process.terminationStatus == KilnExitCode.unknown.rawValue)
         let directory = runs.appendingPathComponent("i")
         let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent("report.json")))
-        #expect(report.interrupted && report.verdict == "not-checked", "\(report.verdict)")
+        #expect(report.interrupted && report.verdict == .notChecked, "\(report.verdict)")
         #expect(report.notChecked == "the run was interrupted before the check")
         let junit = try String(contentsOf: directory.appendingPathComponent("junit.xml"), encoding: .utf8)
         #expect(junit.contains("NOT CHECKED: the run was interrupted before the check"))

@@ -69,8 +69,7 @@ public final class ClickHouseClient: Client {
         address = ts.endpoint.description
         baseURL = "http://\(ts.endpoint)/"
         let seconds =
-            Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18
+            context.timeout.seconds
         http = try HTTPClient(
             timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)), user: ts.user,
             password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))

@@ -95,8 +95,7 @@ public final class FalkorDBClient: Client {
         graphBytes = Array(graph.utf8)
         host = context.stack.graph.endpoint.host
         port = context.stack.graph.endpoint.port
-        timeoutSeconds = max(0.001, Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18)
+        timeoutSeconds = max(0.001, context.timeout.seconds)
         maps = RowEncoder(format: .cypher, dataset: context.dataset, capacity: 1 << 18)
         query.reserveCapacity(1 << 18)
         do {

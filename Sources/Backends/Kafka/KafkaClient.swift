@@ -79,8 +79,7 @@ public final class KafkaClient: Client {
         self.context = context
         topic = "\(context.namespace).transactions"
         bootstrap = context.stack.kafka.bootstrapServers
-        let timeout = context.timeout.components
-        let millis = timeout.seconds * 1000 + timeout.attoseconds / 1_000_000_000_000_000
+        let millis = context.timeout.wholeMilliseconds
         timeoutMilliseconds = Int32(clamping: max(1, millis))
         lines = RowEncoder(format: .kafka, dataset: context.dataset, capacity: 1 << 18)
         do {

@@ -84,8 +84,7 @@ public final class Neo4jHTTPClient: Client {
             user: graph.user ?? "neo4j",
             password: StackDefinition.secret(graph.passwordEnvironmentVariable, in: context.environment))
         let seconds =
-            Double(context.timeout.components.seconds)
-            + Double(context.timeout.components.attoseconds) / 1e18
+            context.timeout.seconds
         http = try HTTPClient(timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)))
         encoder = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 1 << 16)
         do {

@@ -333,10 +333,10 @@ public final class PostgresClient: Client, SecondaryIndexes {
         }
     }
 
-    static func connectSeconds(_ timeout: Duration) -> Int { max(2, Int(timeout.components.seconds)) }
+    static func connectSeconds(_ timeout: Duration) -> Int { max(2, Int(timeout.seconds)) }
 
     static func milliseconds(_ timeout: Duration) -> Int64 {
-        max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        max(1, timeout.wholeMilliseconds)
     }
 
     /// Text parameters of `kiln_insert` for `row` (a single-row write; allocating here is fine).

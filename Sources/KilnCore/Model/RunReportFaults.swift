@@ -14,12 +14,12 @@ extension RunReport {
         public var startedAt: Int64?
         public var stoppedAt: Int64?
         /// `yes` (proven to take effect and to be undone), `no` (proven not to), `unknown` (could not be proven).
-        public var verified: String
+        public var verified: Verification
         public var note: String?
 
         public init(
             name: String, kind: String, target: String, plannedStart: Int64? = nil, startedAt: Int64? = nil,
-            stoppedAt: Int64? = nil, verified: String, note: String? = nil
+            stoppedAt: Int64? = nil, verified: Verification, note: String? = nil
         ) {
             self.name = name
             self.kind = kind
@@ -40,12 +40,12 @@ extension RunReport {
         public var fault: String
         public var store: String
         /// `passed`, `failed` or `unknown`; junit.xml reports `failed` as a failure and `unknown` as an error.
-        public var verdict: String
+        public var verdict: DrillVerdict
         public var reason: String?
         public var metrics: [String: Double]
 
         public init(
-            name: String, fault: String, store: String, verdict: String, reason: String? = nil,
+            name: String, fault: String, store: String, verdict: DrillVerdict, reason: String? = nil,
             metrics: [String: Double] = [:]
         ) {
             self.name = name
