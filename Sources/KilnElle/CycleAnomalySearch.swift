@@ -1,3 +1,4 @@
+import KilnCore
 /// The cycle part of every Elle checker (list-append and rw-register): given a dependency graph, finds its cyclic
 /// strongly connected components and, in each, the shortest cycle of every class and variant the model needs,
 /// forbidden kinds first. Workload-specific code only builds the graph and explains edges.

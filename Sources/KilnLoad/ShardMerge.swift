@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import KilnCore
 import KilnScenario
 import KilnStores
 
@@ -132,7 +133,7 @@ public enum ShardMerge {
         let manifest = MergeManifest(
             count: shards.count,
             shards: shards.map { .init(index: $0.header.index, directory: $0.directory.path, id: $0.report.identity.id,
-                verdict: $0.report.verdict, complete: $0.report.complete) },
+                verdict: $0.report.verdict.rawValue, complete: $0.report.complete) },
             faultShard: shards[0].header.faultShard,
             proxied: Dictionary(
                 shards.flatMap { $0.header.proxies ?? [] }.map { ($0.listen, $0.store) }, uniquingKeysWith: { a, _ in a }))
@@ -179,7 +180,7 @@ public enum ShardMerge {
         identity.id = output.lastPathComponent
         var report = RunReport(
             identity: identity, startedAt: shards.map(\.report.startedAt).min() ?? 0, endedAt: nil,
-            complete: false, interrupted: shards.contains { $0.report.interrupted }, phases: [], verdict: "running",
+            complete: false, interrupted: shards.contains { $0.report.interrupted }, phases: [], verdict: .running,
             exitCode: nil, storeRows: [:])
         for shard in shards {
             for (store, rows) in shard.report.storeRows { report.storeRows[store] = max(report.storeRows[store] ?? 0, rows) }
@@ -199,14 +200,13 @@ public enum ShardMerge {
         report.complete = report.phases.count == shards[0].header.phases.count
             && shards.allSatisfy { $0.report.complete } && report.phases.allSatisfy(\.complete)
         let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }
-        report.verdict = thresholdsFailed ? "thresholds-failed" : (report.complete ? "passed" : "interrupted")
-        var code: Int32 = thresholdsFailed ? 2 : (report.complete ? 0 : 3)
-        if report.checkRequired == true, code == 0 {
-            report.loadVerdict = report.verdict
-            report.verdict = "not-checked"
-            code = 3
-        }
-        report.exitCode = code
+        // A drill is judged by its check, as an unsharded run: NOT CHECKED until `kiln check` of the merged run.
+        let loadResults = RunResults(thresholdsFailed: thresholdsFailed, interrupted: !report.complete)
+        let results = RunResults(
+            thresholdsFailed: thresholdsFailed, interrupted: !report.complete, notChecked: report.checkRequired == true)
+        if results.verdict != loadResults.verdict { report.loadVerdict = loadResults.verdict }
+        report.verdict = results.verdict
+        report.exitCode = results.exitCode.rawValue
         return report
     }
 
@@ -252,9 +252,14 @@ public enum ShardMerge {
                     throughput: rateSpan > 0 ? Double(stats.completed) / rateSpan : 0,
                     rowsPerSecond: kind == .bulk && span > 0 ? Double(stats.rows) / span : nil,
                     latencyMs: RunReport.Latency(stats), serviceMs: RunReport.Latency(stats, service: true)))
+            // Only for threshold evaluation: the typed operation of the scenario's name (the shards ran it).
+            let operationName = String(name.dropFirst(pieces[0].store.count + 1))
+            guard let descriptor = StoreRegistry.driver(named: pieces[0].store)?.operation(named: operationName) else {
+                continue
+            }
             planned.append(
                 PlannedOperation(
-                    name: name, store: pieces[0].store, storeIndex: 0, operationIndex: 0, kind: kind, weight: 1))
+                    name: name, store: pieces[0].store, storeIndex: 0, operation: descriptor, kind: kind, weight: 1))
             totals.append(stats)
         }
         let measurement = PhaseMeasurement(

@@ -82,9 +82,9 @@ struct ShardRunOptions: ParsableArguments {
         report.checkRequired = true
         report.notChecked = "shard \(slice) of a sharded run: its thresholds and checks are judged on the merged run "
             + "(kiln merge SHARD_DIR... -o MERGED && kiln check MERGED)"
-        if report.verdict == "passed" {
+        if report.verdict == .passed {
             report.loadVerdict = report.verdict
-            report.verdict = "not-checked"
+            report.verdict = .notChecked
             report.exitCode = KilnExitCode.unknown.rawValue
         }
         try? RunReport.encoder.encode(report).write(to: directory.appendingPathComponent("report.json"), options: .atomic)

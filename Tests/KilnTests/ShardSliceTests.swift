@@ -162,7 +162,7 @@ struct ShardSliceTests {
         let verdicts = report.phases[0].thresholds
         #expect(verdicts.first { $0.expression == "p99 < 50ms" }?.passed == false)
         #expect(verdicts.first { $0.expression == "ok == 100" }?.passed == true)
-        #expect(report.verdict == "thresholds-failed" && report.exitCode == 2)
+        #expect(report.verdict == .thresholdsFailed && report.exitCode == 2)
         #expect(report.storeRows["redis"] == 1)
         // Timelines summed; histories concatenated with their shard.
         let timeline = try String(contentsOf: output.appendingPathComponent("timeline.jsonl"), encoding: .utf8)
@@ -182,7 +182,7 @@ struct ShardSliceTests {
             Self.shard(1, of: 2, samples: samples, scenario: file, root: root, complete: false),
         ]
         let report = try ShardMerge.merge(shards, into: root.appendingPathComponent("merged"), scenario: loaded)
-        #expect(report.verdict == "interrupted" && report.exitCode == 3, "\(report.verdict)")
+        #expect(report.verdict == .interrupted && report.exitCode == 3, "\(report.verdict)")
         #expect(!report.complete && report.interrupted)
     }
 

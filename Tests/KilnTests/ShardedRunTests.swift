@@ -159,7 +159,7 @@ struct ShardedRunTests {
             try FileManager.default.contentsOfDirectory(atPath: runs.path).first { $0.hasPrefix("kiln-") })
         let shardReport = try RunReport.decode(
             Data(contentsOf: runs.appendingPathComponent(shardRoot).appendingPathComponent("shard-0/report.json")))
-        #expect(shardReport.verdict == "not-checked" && shardReport.loadVerdict == "passed")
+        #expect(shardReport.verdict == .notChecked && shardReport.loadVerdict == .passed)
         #expect(shardReport.notChecked?.contains("kiln merge") == true)
         #expect(shardReport.phases.allSatisfy { $0.thresholds.isEmpty })
         let merge = try Self.run(Self.pod(manifests.appendingPathComponent("20-merge-job.yaml")), files: files, runs: runs)
@@ -249,7 +249,7 @@ struct ShardedRunTests {
         let shard1 = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("s1/report.json")))
         #expect(shard0.faults == nil, "shard 0 ran no fault")
         #expect(shard1.faults?.map(\.name) == ["redis-latency"])
-        #expect(shard1.faults?.first?.verified == "yes", "\(String(describing: shard1.faults))")
+        #expect(shard1.faults?.first?.verified == .yes, "\(String(describing: shard1.faults))")
 
         let merged = runs.appendingPathComponent("merged")
         let merge = try CommandLineTests.kiln([
@@ -258,12 +258,12 @@ struct ShardedRunTests {
         #expect(merge.status == KilnExitCode.unknown.rawValue, "a drill is judged by its check: \(merge.output)")
         #expect(merge.output.contains("NOT CHECKED"), "\(merge.output)")
         let unchecked = try RunReport.decode(Data(contentsOf: merged.appendingPathComponent("report.json")))
-        #expect(unchecked.verdict == "not-checked" && unchecked.faults?.count == 1)
+        #expect(unchecked.verdict == .notChecked && unchecked.faults?.count == 1)
         #expect(unchecked.drills?.isEmpty == false, "drills re-evaluated on the merged timeline")
         let check = try CommandLineTests.kiln(["check", merged.path])
         #expect(check.status == 0, "\(check.output)")
         let judged = try RunReport.decode(Data(contentsOf: merged.appendingPathComponent("report.json")))
-        #expect(judged.verdict == "passed", "\(judged.verdict)")
+        #expect(judged.verdict == .passed, "\(judged.verdict)")
     }
 
     @Test func shardOptionsAreCheckedBeforeAnythingRuns() throws {
