@@ -17,6 +17,7 @@ struct Kiln: ParsableCommand {
         subcommands: [
             StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, CheckCommand.self, PipelineCommand.self,
             BenchCommand.self, ReportCommand.self, CompareCommand.self, BaselineCommand.self, TrendCommand.self, ProxyCommand.self, ValidateCommand.self, ElleCommand.self,
+            ReplayCommand.self, ShrinkCommand.self,
         ]
     )
 
