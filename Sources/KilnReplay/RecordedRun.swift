@@ -46,6 +46,21 @@ public struct RunOutcome: Sendable, Equatable {
     public var verdict: String
 
     /// Failed: an anomaly, a failed threshold or a failed drill.
+    public init(
+        judgement: Judgement, anomalies: [AnomalySite: Int64], keys: [AnomalySite: Set<Int64>],
+        failedThresholds: Set<String>, failedDrills: Set<String>, unknownPlaces: Set<String>, interrupted: Bool,
+        verdict: String
+    ) {
+        self.judgement = judgement
+        self.anomalies = anomalies
+        self.keys = keys
+        self.failedThresholds = failedThresholds
+        self.failedDrills = failedDrills
+        self.unknownPlaces = unknownPlaces
+        self.interrupted = interrupted
+        self.verdict = verdict
+    }
+
     public var failed: Bool { !anomalies.isEmpty || !failedThresholds.isEmpty || !failedDrills.isEmpty }
     public var checked: Bool { if case .checked = judgement { true } else { false } }
 

@@ -180,6 +180,21 @@ extension ReplayBundle {
             throw BundleError(
                 file: file.path, message: "not valid JSON (truncated or malformed, \(data.count) bytes): \(error.localizedDescription)")
         }
+        // Whole numbers the decoder would reject without saying where (a negative or fractional seed or row count).
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let dataset = object["dataset"] as? [String: Any]
+        {
+            for key in ["seed", "rows"] {
+                guard let value = dataset[key] else { continue }
+                guard let number = value as? NSNumber,
+                    let whole = Int64(exactly: number.doubleValue), whole >= 0 || key == "rows"
+                else {
+                    throw BundleError(
+                        file: file.path, path: "dataset.\(key)",
+                        message: "expected a whole number\(key == "seed" ? " from 0 to 2^64-1" : ""), found \(value)")
+                }
+            }
+        }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let bundle: ReplayBundle

@@ -8,6 +8,13 @@ public struct RunRequest: Sendable {
     public var stack: URL?
     public var runsDirectory: URL
     public var id: String
+
+    public init(scenario: URL, stack: URL?, runsDirectory: URL, id: String) {
+        self.scenario = scenario
+        self.stack = stack
+        self.runsDirectory = runsDirectory
+        self.id = id
+    }
 }
 
 public struct LaunchedRun: Sendable {
@@ -16,6 +23,13 @@ public struct LaunchedRun: Sendable {
     public var seconds: Double
     /// The run's console output.
     public var log: URL
+
+    public init(exitCode: Int32, directory: URL, seconds: Double, log: URL) {
+        self.exitCode = exitCode
+        self.directory = directory
+        self.seconds = seconds
+        self.log = log
+    }
 }
 
 /// Starts a run and waits for it. The command's launcher runs Kiln's own executable (`kiln run … --check`), so a
@@ -54,24 +68,24 @@ public struct KilnProcessLauncher: RunLauncher {
     }
 }
 
-/// Refuses a bundle whose plan this Kiln may derive differently: another Kiln version or commit, or a dataset
-/// spec copy whose bytes no longer match the recorded hash. `force` turns each refusal into a warning.
+/// Refuses a bundle whose plan this Kiln may derive differently: another Kiln version, or a dataset spec copy
+/// whose bytes no longer match the recorded hash. `force` turns each refusal into a warning. Another commit of the
+/// same version is a warning only (every commit of a working tree would otherwise refuse its own bundles).
 public enum ReplayGate {
     public static func check(
         _ bundle: ReplayBundle, directory: URL, current: ReplayBundle.KilnBuild, force: Bool
     ) throws(BundleError) -> [String] {
         let file = directory.appendingPathComponent(ReplayBundle.fileName).path
         var refusals: [BundleError] = []
+        var warnings: [String] = []
         if bundle.kiln.version != current.version {
             refusals.append(
                 BundleError(
                     file: file, path: "kiln.version",
                     message: "made by Kiln \(bundle.kiln.version), this is Kiln \(current.version): the plan may be derived differently"))
         } else if let recorded = bundle.kiln.commit, let now = current.commit, recorded != now {
-            refusals.append(
-                BundleError(
-                    file: file, path: "kiln.commit",
-                    message: "made by Kiln at commit \(recorded), this checkout is at \(now): the plan may be derived differently"))
+            warnings.append(
+                "\(file): kiln.commit: made at commit \(recorded), this checkout is at \(now): if the replay differs, compare the two")
         }
         let spec = directory.appendingPathComponent(bundle.dataset.specFile)
         if let data = try? Data(contentsOf: spec) {
@@ -84,7 +98,7 @@ public enum ReplayGate {
             }
         }
         if let first = refusals.first, !force { throw first }
-        return refusals.map { "\($0.description) (replaying anyway: --force)" }
+        return warnings + refusals.map { "\($0.description) (replaying anyway: --force)" }
     }
 }
 
