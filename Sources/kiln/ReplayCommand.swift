@@ -145,8 +145,16 @@ struct ReplayCommand: ParsableCommand {
             }
             let matched = attempts.filter(\.reproduction.matches).count
             let diverged = attempts.contains { if case .diverged = $0.reproduction { true } else { false } }
+            let notJudged = attempts.filter { if case .notJudged = $0.reproduction { true } else { false } }.count
             let what = original.failed ? "reproduced" : "valid again"
-            print("REPLAY \(bundle.run): \(what) in \(matched) of \(times) replays (\(Int((Double(matched) / Double(times) * 100).rounded())) %)")
+            if matched == 0 {
+                // Never the word "reproduced" on its own when nothing did.
+                print(
+                    "REPLAY \(bundle.run): NOT \(what) in any of \(times) replays (\(attempts.count - notJudged) judged and differed, "
+                        + "\(notJudged) not judged, \(times - attempts.count) not run)")
+            } else {
+                print("REPLAY \(bundle.run): \(what) in \(matched) of \(times) replays (\(Int((Double(matched) / Double(times) * 100).rounded())) %)")
+            }
             for attempt in attempts { print("  \(attempt.number): \(attempt.reproduction.summary)  \(attempt.directory.path)") }
             if attempts.count < times { print("  \(times - attempts.count) replays did not run (interrupted)") }
             if matched == times { return .ok }
