@@ -34,8 +34,9 @@ public struct RunOutcome: Sendable, Equatable {
     public var judgement: Judgement
     /// Anomaly count per site (only sites with at least one).
     public var anomalies: [AnomalySite: Int64]
-    /// The keys (txn ids) check.json kept per site (the first 100 of each kind).
-    public var keys: [AnomalySite: Set<Int64>]
+    /// The keys check.json kept per site (the first 100 of each kind): `txn 42` for a row, the aggregate's own key
+    /// (`user 7`, `(merchant 3, minute …)`) when it has no transaction.
+    public var keys: [AnomalySite: Set<String>]
     /// `phase scope: expression` of each failed threshold.
     public var failedThresholds: Set<String>
     /// Drills whose verdict is `failed`.
@@ -47,7 +48,7 @@ public struct RunOutcome: Sendable, Equatable {
 
     /// Failed: an anomaly, a failed threshold or a failed drill.
     public init(
-        judgement: Judgement, anomalies: [AnomalySite: Int64], keys: [AnomalySite: Set<Int64>],
+        judgement: Judgement, anomalies: [AnomalySite: Int64], keys: [AnomalySite: Set<String>],
         failedThresholds: Set<String>, failedDrills: Set<String>, unknownPlaces: Set<String>, interrupted: Bool,
         verdict: String
     ) {
@@ -92,7 +93,8 @@ public struct RunOutcome: Sendable, Equatable {
                 outcome.anomalies[AnomalySite(place: place.place, kind: kind), default: 0] += count
             }
             for anomaly in place.anomalies ?? [] {
-                outcome.keys[AnomalySite(place: place.place, kind: anomaly.kind), default: []].insert(anomaly.txnId)
+                let key = anomaly.txnId != 0 ? "txn \(anomaly.txnId)" : (anomaly.key ?? "txn 0")
+                outcome.keys[AnomalySite(place: place.place, kind: anomaly.kind), default: []].insert(key)
             }
         }
         return outcome
@@ -154,6 +156,7 @@ public enum RecordedRun {
             struct Anomaly: Decodable {
                 var kind: String
                 var txnId: Int64
+                var key: String?
             }
             var place: String
             var validity: String

@@ -10,7 +10,7 @@ import Testing
 /// whatever else the candidate holds. The real `kiln run` path is ReplayCommandTests'.
 @Suite struct ShrinkTests {
     static func outcome(
-        sites: [AnomalySite: Int64] = [:], thresholds: Set<String> = [], checked: Bool = true, keys: [AnomalySite: Set<Int64>] = [:]
+        sites: [AnomalySite: Int64] = [:], thresholds: Set<String> = [], checked: Bool = true, keys: [AnomalySite: Set<String>] = [:]
     ) -> RunOutcome {
         RunOutcome(
             judgement: checked ? .checked(validity: sites.isEmpty ? "valid" : "invalid") : .notChecked(reason: "--no-check given"),
@@ -22,8 +22,8 @@ import Testing
     static let duplicated = AnomalySite(place: "clickhouse.rows", kind: "duplicated")
 
     @Test func theVerdictNeverSaysReproducedWithoutAJudgedReplay() {
-        let original = Self.outcome(sites: [Self.lost: 40], keys: [Self.lost: [1, 2, 3]])
-        let same = Reproduction.judge(original: original, replay: Self.outcome(sites: [Self.lost: 12], keys: [Self.lost: [2, 3, 9]]))
+        let original = Self.outcome(sites: [Self.lost: 40], keys: [Self.lost: ["txn 1", "txn 2", "txn 3"]])
+        let same = Reproduction.judge(original: original, replay: Self.outcome(sites: [Self.lost: 12], keys: [Self.lost: ["txn 2", "txn 3", "txn 9"]]))
         #expect(same == .reproduced(sameKeys: 2, originalKeys: 3, extra: []))
         #expect(same.matches)
         // The same anomaly in another place, or another class in the same place, is not the same outcome.
