@@ -50,6 +50,9 @@ enum ReplayBundleRecording {
             for warning in try ReplayGate.check(bundle, directory: directory, current: currentBuild(home: home), force: force) {
                 logger.warning("\(warning)")
             }
+            // The scenario copy parses as `kiln run` will parse it (FILE:LINE:COLUMN errors), before any replay.
+            _ = try LoadScenario.load(
+                contentsOf: directory.appendingPathComponent(bundle.scenario.file), knownOperations: LoadRun.knownOperations())
         } catch {
             throw Failure(code: .invalidInput, message: "\(error)")
         }

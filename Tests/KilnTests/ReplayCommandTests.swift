@@ -68,6 +68,16 @@ import Testing
         #expect(none.status == 64 && none.output.contains("no bundle.json"), "\(none.output)")
     }
 
+    @Test func aMalformedScenarioCopyIsExit64NamingItsLine() throws {
+        let (directory, _) = try ReplayBundleTests.bundleDirectory(report: Self.report, check: Self.validCheck)
+        let scenario = directory.appendingPathComponent(ReplayBundle.scenarioFileName)
+        let text = try String(contentsOf: scenario, encoding: .utf8)
+        try text.replacingOccurrences(of: "rate: 200", with: "rate: -200").write(to: scenario, atomically: true, encoding: .utf8)
+        let result = try CommandLineTests.kiln(["replay", directory.path])
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.output.contains("\(ReplayBundle.scenarioFileName):") && result.output.contains("rate"), "\(result.output)")
+    }
+
     @Test(arguments: [
         ["--times", "0"], ["--times", "-3"], ["--times", "99999999999999999999"], ["--stack", "/nonexistent/stack.yaml"],
     ])
