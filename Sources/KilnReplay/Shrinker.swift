@@ -29,6 +29,18 @@ public struct ShrinkStep: Codable, Sendable {
     public var run: String?
     /// Set when the step did not run because the budget was spent.
     public var skipped: Bool = false
+    /// Reproduced, but not at its first try, in a stage that only adopts first-try reproductions (rows, duration,
+    /// rate, mix): the candidate is reported and not made the minimal bundle.
+    public var flaky: Bool = false
+}
+
+/// How a candidate fared over its tries.
+enum CandidateResult: Equatable {
+    case reproducedAtFirstTry
+    case reproducedLater
+    case notReproduced
+
+    var reproduced: Bool { self != .notReproduced }
 }
 
 public struct ShrinkOptions: Sendable {
@@ -119,7 +131,8 @@ public final class Shrinker {
         if let faults = parsed.faults { baseline.pinFaultEvents(faults, seed: parsed.dataset.seed) }
         let originalFaults = baseline.faults.map { $0["name"]?.string ?? "?" }
         let originalRows = Self.rows(baseline)
-        guard try evaluate(baseline, stage: .baseline, change: "the recorded bundle, fault events pinned") else {
+        guard try evaluate(baseline, stage: .baseline, change: "the recorded bundle, fault events pinned", adoptLater: true).reproduced
+        else {
             return result(originalFaults: originalFaults, originalRows: originalRows)
         }
         try shrinkFaults()
@@ -150,7 +163,9 @@ public final class Shrinker {
             let removed = events.indices.filter { !kept.contains($0) }.map { names[$0] }
             return try evaluate(
                 candidate, stage: .faults,
-                change: "keep \(kept.count) of \(events.count) faults (\(kept.map { names[$0] }.joined(separator: ", "))); removed \(removed.joined(separator: ", "))")
+                change: "keep \(kept.count) of \(events.count) faults (\(kept.map { names[$0] }.joined(separator: ", "))); removed \(removed.joined(separator: ", "))",
+                adoptLater: true
+            ).reproduced
         }
     }
 
@@ -166,7 +181,8 @@ public final class Shrinker {
                 phase["rows"] = Node(String(max(1, min(Int64(bulk), half))))
                 candidate.setPhase(index, phase)
             }
-            guard try evaluate(candidate, stage: .rows, change: "dataset rows \(rows) -> \(half)") else { return }
+            guard try evaluate(candidate, stage: .rows, change: "dataset rows \(rows) -> \(half)") == .reproducedAtFirstTry
+            else { return }
         }
     }
 
@@ -219,7 +235,7 @@ public final class Shrinker {
                 guard let change else { break }
                 var candidate = current
                 candidate.setPhase(index, phase)
-                guard try evaluate(candidate, stage: stage, change: change) else { break }
+                guard try evaluate(candidate, stage: stage, change: change) == .reproducedAtFirstTry else { break }
             }
         }
     }
@@ -236,15 +252,23 @@ public final class Shrinker {
                 var candidate = current
                 candidate.setPhase(index, phase)
                 let name = phase["name"]?.string ?? "#\(index)"
-                if try !evaluate(candidate, stage: .mix, change: "phase \(name) without \(removed)") { position += 1 }
+                if try evaluate(candidate, stage: .mix, change: "phase \(name) without \(removed)") != .reproducedAtFirstTry {
+                    position += 1
+                }
             }
         }
     }
 
     // MARK: one candidate
 
-    /// Replays `candidate` up to `tries` times; keeps it as the best when the target appears once.
-    func evaluate(_ candidate: ScenarioDocument, stage: ShrinkStage, change: String) throws -> Bool {
+    /// Replays `candidate` up to `tries` times; the target appearing once counts as reproduced. It becomes the best
+    /// (minimal) candidate when it reproduced at its first try, or at any try when `adoptLater` (the baseline, and
+    /// ddmin over faults, where a flaky match still proves a fault causal). Reducing rows, durations, rates and the
+    /// mix stops at the first candidate that needed a second try: a smaller candidate reproduces less often, and the
+    /// minimal bundle must reproduce as a rule, not once.
+    func evaluate(_ candidate: ScenarioDocument, stage: ShrinkStage, change: String, adoptLater: Bool = false) throws
+        -> CandidateResult
+    {
         let number = steps.count
         let file = workDirectory.appendingPathComponent("candidates/step-\(number).yaml")
         var step = ShrinkStep(number: number, stage: stage, change: change, tries: 0, reproduced: false, seconds: 0)
@@ -254,7 +278,7 @@ public final class Shrinker {
             step.skipped = true
             steps.append(step)
             logger.info("step \(number) \(stage.rawValue): \(change): skipped (budget spent or interrupted)")
-            return false
+            return .notReproduced
         }
         try candidate.write(to: file)
         let stepStarted = Date()
@@ -271,7 +295,11 @@ public final class Shrinker {
                 "step \(number) \(stage.rawValue): \(change): try \(attempt)/\(options.tries): \(result.reproduction.summary) (\(Int(result.seconds)) s)")
             if result.reproduction.matches {
                 step.reproduced = true
-                best = (candidate, result.directory, file)
+                if attempt == 1 || adoptLater {
+                    best = (candidate, result.directory, file)
+                } else {
+                    step.flaky = true
+                }
                 break
             }
             if Date().timeIntervalSince(started) >= options.budgetSeconds {
@@ -281,7 +309,8 @@ public final class Shrinker {
         }
         step.seconds = Date().timeIntervalSince(stepStarted)
         steps.append(step)
-        return step.reproduced
+        guard step.reproduced else { return .notReproduced }
+        return step.tries == 1 ? .reproducedAtFirstTry : .reproducedLater
     }
 
     static func rows(_ document: ScenarioDocument) -> Int64? {
@@ -298,7 +327,9 @@ extension ShrinkResult {
     public var table: String {
         var lines = ["| step | stage | change | tries | reproduced | seconds |", "|---|---|---|---|---|---|"]
         for step in steps {
-            let verdict = step.skipped ? "skipped (budget)" : (step.reproduced ? "yes" : "no")
+            let verdict = step.skipped
+                ? "skipped (budget)"
+                : (step.flaky ? "yes at try \(step.tries) (flaky: not adopted)" : (step.reproduced ? "yes" : "no"))
             lines.append(
                 "| \(step.number) | \(step.stage.rawValue) | \(step.change.replacingOccurrences(of: "|", with: "/")) | \(step.tries) | \(verdict) | \(Int(step.seconds)) |")
         }

@@ -151,6 +151,13 @@ import Testing
         let found = try twice.run()
         #expect(found.faultsKept == ["failover"])
         #expect(found.steps.filter(\.reproduced).allSatisfy { $0.tries == 2 })
+        // Rows, durations, rates and the mix adopt only first-try reproductions: a flaky smaller candidate is
+        // reported, never the minimal bundle.
+        #expect(found.rowsKept == 100_000)
+        let flaky = try #require(found.steps.first { $0.stage == .rows })
+        #expect(flaky.reproduced && flaky.flaky)
+        #expect(found.steps.filter { $0.stage == .rows }.count == 1)
+        #expect(found.table.contains("yes at try 2 (flaky: not adopted)"))
     }
 
     @Test func aSpentBudgetStopsWithTheSmallestBundleSoFar() throws {
