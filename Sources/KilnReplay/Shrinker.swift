@@ -29,18 +29,19 @@ public struct ShrinkStep: Codable, Sendable {
     public var run: String?
     /// Set when the step did not run because the budget was spent.
     public var skipped: Bool = false
-    /// Reproduced, but not at its first try, in a stage that only adopts first-try reproductions (rows, duration,
-    /// rate, mix): the candidate is reported and not made the minimal bundle.
+    /// Reproduced in some but not all tries of a stage that needs every try (rows, duration, rate, mix): reported,
+    /// not made the minimal bundle.
     public var flaky: Bool = false
 }
 
-/// How a candidate fared over its tries.
-enum CandidateResult: Equatable {
-    case reproducedAtFirstTry
-    case reproducedLater
-    case notReproduced
-
-    var reproduced: Bool { self != .notReproduced }
+/// When a candidate counts as reproducing.
+enum AdoptionPolicy: Equatable {
+    /// The target appeared in any of the tries (the baseline; ddmin over faults, where a flaky match still proves a
+    /// fault causal).
+    case anyTry
+    /// The target appeared in every try (rows, durations, rates, the mix: a smaller candidate reproduces less often,
+    /// and the minimal bundle must reproduce as a rule, not once).
+    case everyTry
 }
 
 public struct ShrinkOptions: Sendable {
@@ -131,7 +132,7 @@ public final class Shrinker {
         if let faults = parsed.faults { baseline.pinFaultEvents(faults, seed: parsed.dataset.seed) }
         let originalFaults = baseline.faults.map { $0["name"]?.string ?? "?" }
         let originalRows = Self.rows(baseline)
-        guard try evaluate(baseline, stage: .baseline, change: "the recorded bundle, fault events pinned", adoptLater: true).reproduced
+        guard try evaluate(baseline, stage: .baseline, change: "the recorded bundle, fault events pinned", policy: .anyTry)
         else {
             return result(originalFaults: originalFaults, originalRows: originalRows)
         }
@@ -164,8 +165,7 @@ public final class Shrinker {
             return try evaluate(
                 candidate, stage: .faults,
                 change: "keep \(kept.count) of \(events.count) faults (\(kept.map { names[$0] }.joined(separator: ", "))); removed \(removed.joined(separator: ", "))",
-                adoptLater: true
-            ).reproduced
+                policy: .anyTry)
         }
     }
 
@@ -181,7 +181,7 @@ public final class Shrinker {
                 phase["rows"] = Node(String(max(1, min(Int64(bulk), half))))
                 candidate.setPhase(index, phase)
             }
-            guard try evaluate(candidate, stage: .rows, change: "dataset rows \(rows) -> \(half)") == .reproducedAtFirstTry
+            guard try evaluate(candidate, stage: .rows, change: "dataset rows \(rows) -> \(half)", policy: .everyTry)
             else { return }
         }
     }
@@ -235,7 +235,7 @@ public final class Shrinker {
                 guard let change else { break }
                 var candidate = current
                 candidate.setPhase(index, phase)
-                guard try evaluate(candidate, stage: stage, change: change) == .reproducedAtFirstTry else { break }
+                guard try evaluate(candidate, stage: stage, change: change, policy: .everyTry) else { break }
             }
         }
     }
@@ -252,7 +252,7 @@ public final class Shrinker {
                 var candidate = current
                 candidate.setPhase(index, phase)
                 let name = phase["name"]?.string ?? "#\(index)"
-                if try evaluate(candidate, stage: .mix, change: "phase \(name) without \(removed)") != .reproducedAtFirstTry {
+                if try !evaluate(candidate, stage: .mix, change: "phase \(name) without \(removed)", policy: .everyTry) {
                     position += 1
                 }
             }
@@ -261,13 +261,11 @@ public final class Shrinker {
 
     // MARK: one candidate
 
-    /// Replays `candidate` up to `tries` times; the target appearing once counts as reproduced. It becomes the best
-    /// (minimal) candidate when it reproduced at its first try, or at any try when `adoptLater` (the baseline, and
-    /// ddmin over faults, where a flaky match still proves a fault causal). Reducing rows, durations, rates and the
-    /// mix stops at the first candidate that needed a second try: a smaller candidate reproduces less often, and the
-    /// minimal bundle must reproduce as a rule, not once.
-    func evaluate(_ candidate: ScenarioDocument, stage: ShrinkStage, change: String, adoptLater: Bool = false) throws
-        -> CandidateResult
+    /// Replays `candidate` up to `tries` times and returns whether it reproduces under `policy`; when it does it
+    /// becomes the best (minimal) candidate. Stops as soon as the answer is known (the first match for `.anyTry`,
+    /// the first miss for `.everyTry`) or the budget is spent (then it does not count as reproducing).
+    func evaluate(_ candidate: ScenarioDocument, stage: ShrinkStage, change: String, policy: AdoptionPolicy) throws
+        -> Bool
     {
         let number = steps.count
         let file = workDirectory.appendingPathComponent("candidates/step-\(number).yaml")
@@ -278,10 +276,13 @@ public final class Shrinker {
             step.skipped = true
             steps.append(step)
             logger.info("step \(number) \(stage.rawValue): \(change): skipped (budget spent or interrupted)")
-            return .notReproduced
+            return false
         }
         try candidate.write(to: file)
         let stepStarted = Date()
+        var matched = 0
+        var missed = 0
+        var matchedRun: URL?
         for attempt in 1...max(1, options.tries) {
             if stop() { break }
             step.tries = attempt
@@ -294,23 +295,26 @@ public final class Shrinker {
             logger.info(
                 "step \(number) \(stage.rawValue): \(change): try \(attempt)/\(options.tries): \(result.reproduction.summary) (\(Int(result.seconds)) s)")
             if result.reproduction.matches {
-                step.reproduced = true
-                if attempt == 1 || adoptLater {
-                    best = (candidate, result.directory, file)
-                } else {
-                    step.flaky = true
-                }
-                break
+                matched += 1
+                matchedRun = matchedRun ?? result.directory
+                if policy == .anyTry { break }
+            } else {
+                missed += 1
+                if policy == .everyTry { break }
             }
             if Date().timeIntervalSince(started) >= options.budgetSeconds {
                 budgetSpent = true
                 break
             }
         }
+        let complete = matched + missed == max(1, options.tries)
+        let adopted = policy == .anyTry ? matched > 0 : (missed == 0 && complete)
+        step.reproduced = adopted
+        step.flaky = !adopted && matched > 0
+        if adopted, let matchedRun { best = (candidate, matchedRun, file) }
         step.seconds = Date().timeIntervalSince(stepStarted)
         steps.append(step)
-        guard step.reproduced else { return .notReproduced }
-        return step.tries == 1 ? .reproducedAtFirstTry : .reproducedLater
+        return adopted
     }
 
     static func rows(_ document: ScenarioDocument) -> Int64? {
@@ -329,7 +333,7 @@ extension ShrinkResult {
         for step in steps {
             let verdict = step.skipped
                 ? "skipped (budget)"
-                : (step.flaky ? "yes at try \(step.tries) (flaky: not adopted)" : (step.reproduced ? "yes" : "no"))
+                : (step.flaky ? "flaky: not in every try, not adopted" : (step.reproduced ? "yes" : "no"))
             lines.append(
                 "| \(step.number) | \(step.stage.rawValue) | \(step.change.replacingOccurrences(of: "|", with: "/")) | \(step.tries) | \(verdict) | \(Int(step.seconds)) |")
         }

@@ -151,13 +151,23 @@ import Testing
         let found = try twice.run()
         #expect(found.faultsKept == ["failover"])
         #expect(found.steps.filter(\.reproduced).allSatisfy { $0.tries == 2 })
-        // Rows, durations, rates and the mix adopt only first-try reproductions: a flaky smaller candidate is
-        // reported, never the minimal bundle.
+        // Rows, durations, rates and the mix must reproduce in every try: a candidate matching once of two is
+        // reported as flaky, never made the minimal bundle.
         #expect(found.rowsKept == 100_000)
-        let flaky = try #require(found.steps.first { $0.stage == .rows })
-        #expect(flaky.reproduced && flaky.flaky)
-        #expect(found.steps.filter { $0.stage == .rows }.count == 1)
-        #expect(found.table.contains("yes at try 2 (flaky: not adopted)"))
+        let rows = try #require(found.steps.first { $0.stage == .rows })
+        #expect(!rows.reproduced && !rows.flaky && rows.tries == 1)   // try 1 missed: no second try needed
+        let firstOnly = Shrinker(
+            bundleDirectory: directory, bundle: bundle, original: original,
+            launcher: PlantedCauseLauncher(causal: "failover", minimumRows: 1, onlyOnTry: 1),
+            workDirectory: directory.deletingLastPathComponent().appendingPathComponent("shrink-3"),
+            options: ShrinkOptions(budgetSeconds: 600, tries: 2, target: nil, stack: nil),
+            knownOperations: LoadRun.knownOperations(), logger: Logger(label: "test"))
+        let flakyResult = try firstOnly.run()
+        #expect(flakyResult.faultsKept == ["failover"])
+        #expect(flakyResult.rowsKept == 100_000)
+        let flaky = try #require(flakyResult.steps.first { $0.stage == .rows })
+        #expect(flaky.flaky && !flaky.reproduced && flaky.tries == 2)
+        #expect(flakyResult.table.contains("flaky: not in every try, not adopted"))
     }
 
     @Test func aSpentBudgetStopsWithTheSmallestBundleSoFar() throws {
