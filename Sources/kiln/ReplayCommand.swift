@@ -65,6 +65,25 @@ enum ReplayBundleRecording {
         return (bundle, directory, original)
     }
 
+    /// `--anomaly PLACE:KIND` values, each one the original has; nil when none is given. Exit 64 otherwise.
+    static func target(_ texts: [String], original: RunOutcome) throws -> Set<AnomalySite>? {
+        guard !texts.isEmpty else { return nil }
+        var sites = Set<AnomalySite>()
+        for text in texts {
+            guard let site = AnomalySite.parse(text) else {
+                throw Failure(code: .invalidInput, message: "--anomaly: expected PLACE:KIND, found '\(text)'")
+            }
+            guard original.anomalies[site] != nil else {
+                let known = original.anomalies.keys.sorted().map { "\($0.place):\($0.kind)" }.joined(separator: ", ")
+                throw Failure(
+                    code: .invalidInput,
+                    message: "--anomaly: the original has no \(text) (it has: \(known.isEmpty ? "no anomaly" : known))")
+            }
+            sites.insert(site)
+        }
+        return sites
+    }
+
     static var launcher: KilnProcessLauncher {
         KilnProcessLauncher(executable: Bundle.main.executableURL ?? URL(fileURLWithPath: "/proc/self/exe"))
     }
@@ -112,6 +131,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Directory for the replays' run directories (default: beside the original).")
     var runsDirectory: String?
 
+    @Option(name: .customLong("anomaly"), help: "PLACE:KIND that must appear again (repeatable; default: every anomaly, failed threshold and drill of the original).")
+    var anomalies: [String] = []
+
     @Flag(help: "Replay a bundle from another Kiln version or commit, or whose spec copy changed, with a warning.")
     var force = false
 
@@ -131,6 +153,7 @@ struct ReplayCommand: ParsableCommand {
             let paths = KilnPaths.resolve()
             let (bundle, directory, original) = try ReplayBundleRecording.open(
                 self.bundle, force: force, home: paths.home, logger: logger)
+            let target = try ReplayBundleRecording.target(anomalies, original: original)
             let runs = runsDirectory.map { URL(fileURLWithPath: $0) } ?? directory.deletingLastPathComponent()
             let prefix = "\(bundle.run)-replay-\(ReplayBundleRecording.stamp())"
             logger.info("original \(bundle.run): \(ReplayBundleRecording.describe(original))")
@@ -142,7 +165,7 @@ struct ReplayCommand: ParsableCommand {
             let attempts = Replayer(launcher: ReplayBundleRecording.launcher, logger: logger).replay(
                 bundleDirectory: directory, bundle: bundle, original: original, times: times,
                 stack: stackFile.map { URL(fileURLWithPath: $0) }, runsDirectory: runs, idPrefix: prefix,
-                stop: { stop.isRaised }
+                target: target, stop: { stop.isRaised }
             ) { attempt in
                 logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode), \(attempt.directory.path))")
             }

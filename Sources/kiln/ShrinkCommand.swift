@@ -67,23 +67,7 @@ struct ShrinkCommand: ParsableCommand {
                     code: .invalidInput,
                     message: "\(directory.path): the run did not fail (\(ReplayBundleRecording.describe(original))): nothing to shrink")
             }
-            var target: Set<AnomalySite>?
-            if !anomalies.isEmpty {
-                var sites = Set<AnomalySite>()
-                for text in anomalies {
-                    guard let site = AnomalySite.parse(text) else {
-                        throw Failure(code: .invalidInput, message: "--anomaly: expected PLACE:KIND, found '\(text)'")
-                    }
-                    guard original.anomalies[site] != nil else {
-                        let known = original.anomalies.keys.sorted().map { "\($0.place):\($0.kind)" }.joined(separator: ", ")
-                        throw Failure(
-                            code: .invalidInput,
-                            message: "--anomaly: the original has no \(text) (it has: \(known.isEmpty ? "no anomaly" : known))")
-                    }
-                    sites.insert(site)
-                }
-                target = sites
-            }
+            let target = try ReplayBundleRecording.target(anomalies, original: original)
             let root = runsDirectory.map { URL(fileURLWithPath: $0) } ?? directory.deletingLastPathComponent()
             let work = root.appendingPathComponent("\(bundle.run)-shrink-\(ReplayBundleRecording.stamp())")
             logger.info("original \(bundle.run): \(ReplayBundleRecording.describe(original))")

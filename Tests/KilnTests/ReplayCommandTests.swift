@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ["--times", "0"], ["--times", "-3"], ["--times", "99999999999999999999"], ["--stack", "/nonexistent/stack.yaml"],
+        ["--times", "0"], ["--times", "-3"], ["--anomaly", "postgres.rows"], ["--anomaly", "postgres.rows:lost"], ["--times", "99999999999999999999"], ["--stack", "/nonexistent/stack.yaml"],
     ])
     func badReplayFlagsAreExit64(flags: [String]) throws {
         let (directory, _) = try ReplayBundleTests.bundleDirectory(report: Self.report, check: Self.validCheck)
