@@ -164,11 +164,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "KilnReplay",
+            dependencies: [
+                "KilnCore", "KilnScenario", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
-                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit",
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -179,7 +186,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle", "KilnDurability", "KilnAudit",
+                "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

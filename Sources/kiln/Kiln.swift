@@ -17,7 +17,7 @@ struct Kiln: ParsableCommand {
         subcommands: [
             StackCommand.self, SmokeCommand.self, GenerateCommand.self, RunCommand.self, MergeCommand.self, K8sCommand.self, CheckCommand.self, PipelineCommand.self,
             BenchCommand.self, ReportCommand.self, CompareCommand.self, BaselineCommand.self, TrendCommand.self, ProxyCommand.self, ValidateCommand.self, ElleCommand.self,
-            PatroniCommand.self, AuditCommand.self,
+            PatroniCommand.self, AuditCommand.self, ReplayCommand.self, ShrinkCommand.self,
         ]
     )
 

@@ -8,6 +8,7 @@ import KilnDurability
 import KilnLoad
 import KilnFaults
 import KilnReport
+import KilnReplay
 import KilnScenario
 import KilnStack
 import KilnStores
@@ -180,6 +181,11 @@ struct RunCommand: ParsableCommand {
             } catch {
                 throw Failure(code: .invalidInput, message: "\(error)")
             }
+            // bundle.json: the plan now, what happened once the run (and its check) ended, whatever way it ends.
+            let bundlePlan = ReplayBundleRecording.writePlan(
+                loaded, scenarioFile: url, stackFile: stackFile, datasetRows: dataset.rows, directory: directory.url,
+                home: paths.home, logger: logger)
+            defer { ReplayBundleRecording.writeOutcome(bundlePlan, directory: directory.url, logger: logger) }
             let stop = StopFlag()
             let signals = SignalWatch(stop: stop, logger: logger)
             defer { signals.cancel() }
