@@ -115,15 +115,35 @@ public struct ClientContext: Sendable {
 /// Opens a client for one worker; called on that worker's thread.
 public typealias ClientFactory = @Sendable (ClientContext) throws -> any Client
 
+/// A client that runs some operations without blocking its thread, so that one thread keeps many connections
+/// busy (the open-model multiplexer), each with at most one op outstanding — no pipelining.
+/// Protocol: `begin` sends op `operation` (one of `multiplexedOperations`) and returns nil while its reply is
+/// outstanding, or the outcome when the op ended at once (no connection, send failed). While an op is
+/// outstanding the caller waits for `descriptor` to turn readable, then calls `poll`, which returns the outcome
+/// once the reply is complete and nil while it is not. `abandon` ends an outstanding op the caller gave up on (its
+/// timeout): the connection is dropped (its stream is out of step) and the outcome is the one `invoke` gives a
+/// timeout. Outcomes are exactly those `invoke` gives for the same op.
+public protocol MultiplexedClient: Client {
+    static var multiplexedOperations: Set<Int> { get }
+    /// The socket of the outstanding op, -1 when there is none to wait on.
+    var descriptor: Int32 { get }
+    func begin(_ operation: Int, _ request: Request) -> Outcome?
+    func poll() -> Outcome?
+    func abandon() -> Outcome
+}
+
 /// A store Kiln can drive: its name in scenarios, its operations and how to open a client.
 public struct StoreDriver: Sendable {
     public var name: String
     public var operations: [OperationDescriptor]
     public var open: ClientFactory
+    /// The operations its client runs multiplexed (`MultiplexedClient`); empty for a blocking-only client.
+    public var multiplexedOperations: Set<Int>
 
     public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping ClientFactory) {
         self.name = name
         self.operations = C.operations
+        self.multiplexedOperations = (C.self as? any MultiplexedClient.Type)?.multiplexedOperations ?? []
         self.open = open
     }
 }
