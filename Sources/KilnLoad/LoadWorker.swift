@@ -47,7 +47,7 @@ final class LoadWorker {
         multiplexedStore = store
         multiplexed = Array(repeating: nil, count: connections)
         multiplexedFailure = Array(repeating: nil, count: connections)
-        for slot in 0..<connections { _ = multiplexedClient(slot) }
+        for slot in 0..<connections { multiplexedClient(slot)?.prepareMultiplexed() }
     }
 
     var multiplexedCount: Int { multiplexed.count }

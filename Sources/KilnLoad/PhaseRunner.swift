@@ -263,8 +263,8 @@ final class PhaseRunner {
         })
     }
 
-    /// Connections one multiplexing thread keeps busy (redis-benchmark drives 64 from one thread).
-    static let connectionsPerLoop = 64
+    /// Connections one multiplexing thread keeps busy: 64 connections are two threads, as `pgbench -c 64 -j 2`.
+    static let connectionsPerLoop = 32
 
     /// Closed model: each worker runs ops back to back until `end`; latency from the actual start.
     static func closedBody(context: PhaseContext, duration: UInt64) -> @Sendable (LoadWorker) -> Void {

@@ -130,6 +130,12 @@ public protocol MultiplexedClient: Client {
     func begin(_ operation: Int, _ request: Request) -> Outcome?
     func poll() -> Outcome?
     func abandon() -> Outcome
+    /// Makes the connection ready for `begin` (e.g. prepares statements) before the phase clock starts; blocking.
+    func prepareMultiplexed()
+}
+
+extension MultiplexedClient {
+    public func prepareMultiplexed() {}
 }
 
 /// A store Kiln can drive: its name in scenarios, its operations and how to open a client.

@@ -30,6 +30,11 @@ extension PostgresClient: MultiplexedClient {
         }
     }
 
+    /// Prepares the statements now, so the first op on this connection does not block its multiplexing thread.
+    public func prepareMultiplexed() {
+        _ = try? preparedConnection()
+    }
+
     public func abandon() -> Outcome {
         connection?.close()
         connection = nil
