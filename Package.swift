@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "KilnLoad",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPipeline",
+                "CProcessSpawn", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPipeline",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

@@ -13,6 +13,11 @@ final class LoadWorker {
     /// costs each op a fast `fail("connect")` rather than a connect storm.
     private var lastOpenFailure: [UInt64?]
     private var reportedOpenFailure: [Bool]
+    /// Multiplexed open model: the connections this worker's thread keeps busy (`MultiplexedOpenLoop`), all of
+    /// `multiplexedStore`; connection `slot` is worker `id + slot` in the history.
+    private var multiplexed: [(any MultiplexedClient)?] = []
+    private var multiplexedFailure: [UInt64?] = []
+    private var multiplexedStore = 0
 
     init(id: Int, context: PhaseContext, recorder: WorkerRecorder) {
         self.id = id
@@ -30,7 +35,58 @@ final class LoadWorker {
             clients[index]?.close()
             clients[index] = nil
         }
+        for slot in multiplexed.indices {
+            multiplexed[slot]?.close()
+            multiplexed[slot] = nil
+        }
     }
+
+    /// Opens `connections` multiplexed clients of `store` (connection setup is not part of any op's latency); a
+    /// connection that cannot be opened now is retried by the first op it is given.
+    func warmUpMultiplexed(store: Int, connections: Int) {
+        multiplexedStore = store
+        multiplexed = Array(repeating: nil, count: connections)
+        multiplexedFailure = Array(repeating: nil, count: connections)
+        for slot in 0..<connections { multiplexedClient(slot)?.prepareMultiplexed() }
+    }
+
+    var multiplexedCount: Int { multiplexed.count }
+
+    private func multiplexedClient(_ slot: Int) -> (any MultiplexedClient)? {
+        if let client = multiplexed[slot] { return client }
+        let now = MonotonicClock.now()
+        if let failed = multiplexedFailure[slot], now &- failed < 250_000_000 { return nil }
+        do {
+            guard let client = try context.drivers[multiplexedStore].open(context.clientContext) as? any MultiplexedClient
+            else { preconditionFailure("\(context.stores[multiplexedStore]) has no multiplexed client") }
+            multiplexed[slot] = client
+            multiplexedFailure[slot] = nil
+            return client
+        } catch {
+            multiplexedFailure[slot] = now
+            if !reportedOpenFailure[multiplexedStore] {
+                reportedOpenFailure[multiplexedStore] = true
+                context.clientContext.logger.warning(
+                    "worker \(id + slot): cannot connect to \(context.stores[multiplexedStore]): \(error)")
+            }
+            return nil
+        }
+    }
+
+    /// Sends `operation` (the store's typed operation) on connection `slot`: nil while outstanding, else its outcome.
+    func begin(_ slot: Int, _ operation: OperationDescriptor, _ request: Request) -> Outcome? {
+        guard let client = multiplexedClient(slot) else { return .fail("connect") }
+        return client.begin(operation, request)
+    }
+
+    /// The outcome of connection `slot`'s op once complete, nil while it is not.
+    func poll(_ slot: Int) -> Outcome? {
+        guard let client = multiplexed[slot] else { return .fail("connection") }
+        return client.poll()
+    }
+    func abandon(_ slot: Int) -> Outcome { multiplexed[slot]?.abandon() ?? .fail("timeout") }
+    func multiplexedDescriptor(_ slot: Int) -> Int32 { multiplexed[slot]?.descriptor ?? -1 }
+    func multiplexedServedBy(_ slot: Int) -> HostPort? { multiplexed[slot]?.servedBy }
 
     /// Opens a client for every store of the phase (connection setup is not part of any op's latency); a store
     /// that cannot be reached now is retried by the first op that needs it.
@@ -61,24 +117,9 @@ final class LoadWorker {
     /// Runs op `k` of the phase (operation chosen from the mix), due at `intended` (monotonic ns; the actual
     /// start for closed phases). Latency is measured from `intended`.
     func run(_ k: Int64, intended: UInt64, lateAfter: UInt64) {
-        let operationIndex = context.operation(of: k)
+        guard let prepared = self.request(of: k, intended: intended, lateAfter: lateAfter, worker: id) else { return }
+        let (operationIndex, request) = prepared
         let operation = context.operations[operationIndex]
-        var request = Request(random: context.random(of: k))
-        switch operation.kind {
-        case .write:
-            let row = context.takeWriteRow(operation.storeIndex)
-            request.row = row
-            if row >= context.datasetRows {
-                finish(operationIndex, row: row, rows: 0, outcome: .fail("dataset-exhausted"), intended: intended,
-                    start: MonotonicClock.now(), lateAfter: lateAfter)
-                return
-            }
-        case .read:
-            let readable = context.readableRows[operation.storeIndex]
-            request.row = readable > 0 ? Int64(request.random % UInt64(readable)) : 0
-        case .bulk:
-            preconditionFailure("bulk operations run through runBulk")
-        }
         let start = MonotonicClock.now()
         let outcome: Outcome
         var server: HostPort?
@@ -90,6 +131,30 @@ final class LoadWorker {
         }
         finish(operationIndex, row: request.row, rows: 1, outcome: outcome, intended: intended, start: start,
             lateAfter: lateAfter, server: server)
+    }
+
+    /// Op `k`'s operation (index into the phase's operations) and request; nil when it ended before anything was
+    /// sent (a write past the dataset's end, recorded as `fail("dataset-exhausted")` of `worker`).
+    func request(of k: Int64, intended: UInt64, lateAfter: UInt64, worker: Int) -> (Int, Request)? {
+        let operationIndex = context.operation(of: k)
+        let operation = context.operations[operationIndex]
+        var request = Request(random: context.random(of: k))
+        switch operation.kind {
+        case .write:
+            let row = context.takeWriteRow(operation.storeIndex)
+            request.row = row
+            if row >= context.datasetRows {
+                finish(operationIndex, row: row, rows: 0, outcome: .fail("dataset-exhausted"), intended: intended,
+                    start: MonotonicClock.now(), lateAfter: lateAfter, worker: worker)
+                return nil
+            }
+        case .read:
+            let readable = context.readableRows[operation.storeIndex]
+            request.row = readable > 0 ? Int64(request.random % UInt64(readable)) : 0
+        case .bulk:
+            preconditionFailure("bulk operations run through runBulk")
+        }
+        return (operationIndex, request)
     }
 
     /// Loads `rows` into the store of `operationIndex` (a bulk op) and records it.
@@ -108,14 +173,15 @@ final class LoadWorker {
             start: start, lateAfter: .max, server: server)
     }
 
-    private func finish(
+    /// Records one completed op of `worker` (this worker's id unless a multiplexed connection's).
+    func finish(
         _ operationIndex: Int, row: Int64, rows: Int64, outcome: Outcome, intended: UInt64, start: UInt64,
-        lateAfter: UInt64, server: HostPort? = nil
+        lateAfter: UInt64, server: HostPort? = nil, worker: Int? = nil
     ) {
         let end = MonotonicClock.now()
         let kind = outcome.outcomeKind
         let entry = CompletedOperation(
-            operation: operationIndex, worker: id, row: row, rowCount: rows, outcome: kind,
+            operation: operationIndex, worker: worker ?? id, row: row, rowCount: rows, outcome: kind,
             errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
             end: end &- context.runStart, server: server)
         recorder.record(entry, latencyNanos: end &- intended, late: start > intended &+ lateAfter)

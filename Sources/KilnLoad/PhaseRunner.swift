@@ -69,8 +69,9 @@ final class PhaseRunner {
 
         var workerCount = phase.workers
         var plannedOps: Int64?
-        /// Open model: the store each worker serves (it opens only that store's client).
+        /// Open model: the store each worker (connection) serves, and the threads that run them.
         var owners: [Int]?
+        var threads: [OpenThread]?
         let body: @Sendable (LoadWorker) -> Void
         switch phase.executor {
         case .bulk(let rows, let batch, let bulkOperations, let workers, let parallelStores):
@@ -81,14 +82,14 @@ final class PhaseRunner {
         case .constantArrivalRate(let rate, let duration):
             let times = ArrivalTimes.constant(rate: rate, seconds: Double(duration.nanoseconds) / 1e9)
             plannedOps = context.shard.map { $0.share(ofOps: times.count) } ?? times.count
-            (owners, body) = Self.openBody(context: context, times: times)
-            workerCount = owners!.count
+            (owners, threads, body) = Self.openBody(context: context, times: times)
+            workerCount = threads!.count
         case .rampingArrivalRate(let startRate, let stages):
             let times = ArrivalTimes.ramping(
                 startRate: startRate, targets: stages.map { ($0.target, Double($0.duration.nanoseconds) / 1e9) })
             plannedOps = context.shard.map { $0.share(ofOps: times.count) } ?? times.count
-            (owners, body) = Self.openBody(context: context, times: times)
-            workerCount = owners!.count
+            (owners, threads, body) = Self.openBody(context: context, times: times)
+            workerCount = threads!.count
         case .closed(let duration):
             if let shard = context.shard { workerCount = shard.workers(phase.workers) }
             body = Self.closedBody(context: context, duration: duration.nanoseconds)
@@ -106,8 +107,10 @@ final class PhaseRunner {
             ready.enter()
             let recorder = recorders[index]
             let context = self.context
-            let store = owners?[index]
-            let clientGroup = phase.clientGroups.isEmpty ? nil : phase.clientGroups[index % phase.clientGroups.count]
+            let spec = threads?[index]
+            let workerID = spec?.firstWorker ?? index
+            let store = owners?[workerID]
+            let clientGroup = phase.clientGroups.isEmpty ? nil : phase.clientGroups[workerID % phase.clientGroups.count]
             let logger = self.logger
             let thread = Thread {
                 // A worker of a client group runs inside that group's host or not at all: from Kiln's root host
@@ -121,7 +124,7 @@ final class PhaseRunner {
                         try enter(clientGroup)
                     } catch {
                         logger.error(
-                            "phase \(phase.name): worker \(index) cannot enter client group \(clientGroup); it runs no ops",
+                            "phase \(phase.name): worker \(workerID) cannot enter client group \(clientGroup); it runs no ops",
                             metadata: ["kiln.error": "\(error)"])
                         ready.leave()
                         gate.wait()
@@ -129,8 +132,12 @@ final class PhaseRunner {
                         return
                     }
                 }
-                let worker = LoadWorker(id: index, context: context, recorder: recorder)
-                worker.warmUp(only: store)
+                let worker = LoadWorker(id: workerID, context: context, recorder: recorder)
+                if let spec, spec.multiplexed, let store {
+                    worker.warmUpMultiplexed(store: store, connections: spec.connections)
+                } else {
+                    worker.warmUp(only: store)
+                }
                 ready.leave()
                 gate.wait()
                 body(worker)
@@ -185,7 +192,14 @@ final class PhaseRunner {
     /// and running only its store's ops: a worker waits for its op's time, then runs it — or counts it dropped when it
     /// is already more than `drop_after` overdue. Separate pools keep a stalled store from holding every worker and
     /// starving the other stores' ops (their latency stays theirs).
-    static func openBody(context: PhaseContext, times: ArrivalTimes) -> ([Int], @Sendable (LoadWorker) -> Void) {
+    ///
+    /// A store whose client runs every op of the mix multiplexed (`MultiplexedClient`) gets its pool as threads of up
+    /// to `connectionsPerLoop` connections each (`MultiplexedOpenLoop`) rather than a thread per connection — same
+    /// connections, same one op in flight per connection, same schedule and accounting, without a thread wake-up per
+    /// op. `KILN_OPEN_MULTIPLEX=0` in the environment keeps a thread per connection.
+    static func openBody(
+        context: PhaseContext, times: ArrivalTimes
+    ) -> ([Int], [OpenThread], @Sendable (LoadWorker) -> Void) {
         let dropAfter = context.phase.dropAfter.nanoseconds
         let lateAfter = context.phase.lateAfter.nanoseconds
         let stores = context.stores.count
@@ -199,9 +213,39 @@ final class PhaseRunner {
         let cursors = (0..<stores).map { _ in RowCursor(0) }
         let storeOfOperation = context.operations.map(\.storeIndex)
         let owners = owner
-        return (owners, { worker in
+        let allowed = context.clientContext.environment["KILN_OPEN_MULTIPLEX"] != "0"
+        let multiplexed = (0..<stores).map { store in
+            let operations = context.operations.filter { $0.storeIndex == store && $0.weight > 0 }
+            return allowed && !operations.isEmpty && operations.allSatisfy {
+                context.drivers[store].multiplexedOperations.contains($0.operation)
+            }
+        }
+        var threads: [OpenThread] = []
+        var first = 0
+        for (store, size) in pools.enumerated() {
+            if multiplexed[store] {
+                var offset = 0
+                while offset < size {
+                    let connections = min(connectionsPerLoop, size - offset)
+                    threads.append(OpenThread(firstWorker: first + offset, connections: connections, multiplexed: true))
+                    offset += connections
+                }
+            } else {
+                threads += (0..<size).map { OpenThread(firstWorker: first + $0, connections: 1, multiplexed: false) }
+            }
+            first += size
+        }
+        let dropAfterNanos = dropAfter
+        return (owners, threads, { worker in
             let store = owners[worker.id]
             let next = cursors[store]
+            if multiplexed[store] {
+                MultiplexedOpenLoop(
+                    worker: worker, store: store, context: context, times: times, cursor: next,
+                    storeOfOperation: storeOfOperation, dropAfter: dropAfterNanos, lateAfter: lateAfter
+                ).run()
+                return
+            }
             while !context.stop.isRaised {
                 // A shard walks only its own ops: k ≡ index (mod count).
                 let k = context.shard.map { $0.globalOp(next.take()) } ?? next.take()
@@ -218,6 +262,9 @@ final class PhaseRunner {
             }
         })
     }
+
+    /// Connections one multiplexing thread keeps busy: 64 connections are two threads, as `pgbench -c 64 -j 2`.
+    static let connectionsPerLoop = 32
 
     /// Closed model: each worker runs ops back to back until `end`; latency from the actual start.
     static func closedBody(context: PhaseContext, duration: UInt64) -> @Sendable (LoadWorker) -> Void {
@@ -288,6 +335,14 @@ final class StoreBarrier: @unchecked Sendable {
             _ = condition.wait(until: Date().addingTimeInterval(0.1))
         }
     }
+}
+
+/// One thread of an open-model phase: workers `firstWorker ..< firstWorker + connections`, multiplexed by one
+/// `MultiplexedOpenLoop` or (connections 1) a blocking worker.
+struct OpenThread: Sendable {
+    var firstWorker: Int
+    var connections: Int
+    var multiplexed: Bool
 }
 
 struct ClientGroupError: Error, CustomStringConvertible {

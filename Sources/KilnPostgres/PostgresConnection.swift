@@ -18,6 +18,9 @@ public final class PostgresConnection {
     /// The server version as libpq reports it, e.g. `150004` for 15.4.
     public let serverVersion: Int
     private var handle: OpaquePointer?
+    /// The outstanding statement's result (or error) while the rest of its response is awaited.
+    private var pendingResult: PostgresResult?
+    private var pendingError: PostgresError?
 
     /// Connects, blocking for at most about `connectTimeoutSeconds` per address the host resolves to.
     /// - Throws: ``PostgresError`` of kind `connect` when the server is unreachable or rejects the login.
@@ -301,6 +304,55 @@ public final class PostgresConnection {
     /// `PG_DIAG_SQLSTATE` and `PG_DIAG_MESSAGE_PRIMARY` are character macros, which Swift does not import.
     private static let diagSQLState = Int32(UInt8(ascii: "C"))
     private static let diagMessagePrimary = Int32(UInt8(ascii: "M"))
+
+    // MARK: - One statement in flight without blocking (open-model multiplexing)
+
+    /// The connection's socket, for a poller to wait on until it is readable; -1 when closed.
+    public var descriptor: Int32 {
+        guard let handle else { return -1 }
+        return PQsocket(handle)
+    }
+
+    /// Sends prepared statement `name` without waiting for its result; ``readResult()`` collects it once
+    /// ``descriptor`` is readable. At most one statement may be outstanding (the caller's invariant). The
+    /// connection stays in blocking mode: libpq writes the few hundred bytes of the request into an empty send
+    /// buffer, so the call returns at once.
+    /// - Throws: ``PostgresError`` (`closed`, `connectionLost`, `invalidArgument`).
+    public func startPrepared(_ name: String, _ parameters: [String?]) throws(PostgresError) {
+        let connection = try open(.executePrepared)
+        try validate(name, parameters, .executePrepared)
+        let sent = Self.withParameters(parameters) { count, values in
+            PQsendQueryPrepared(connection, name, count, values, nil, nil, 0)
+        }
+        guard sent == 1 else { throw failure(connection, .executePrepared) }
+        pendingResult = nil
+        pendingError = nil
+    }
+
+    /// Reads what the socket holds (call it once ``descriptor`` is readable) and returns the statement's result
+    /// when the server's whole response has arrived, nil while it has not. Never blocks.
+    /// - Throws: ``PostgresError`` as ``executePrepared(_:_:)`` does.
+    public func readResult() throws(PostgresError) -> PostgresResult? {
+        let connection = try open(.executePrepared)
+        guard PQconsumeInput(connection) == 1 else { throw failure(connection, .executePrepared) }
+        while PQisBusy(connection) == 0 {
+            guard let result = PQgetResult(connection) else {
+                // The response is complete (ReadyForQuery arrived).
+                let (completed, error) = (self.pendingResult, self.pendingError)
+                self.pendingResult = nil
+                self.pendingError = nil
+                if let error { throw error }
+                guard let completed else { throw failure(connection, .executePrepared) }
+                return completed
+            }
+            do {
+                pendingResult = try check(result, connection, .executePrepared)
+            } catch {
+                pendingError = error
+            }
+        }
+        return nil
+    }
 
     private func open(_ operation: PostgresError.Operation) throws(PostgresError) -> OpaquePointer {
         guard let handle else {

@@ -246,6 +246,63 @@ public final class RedisConnection {
         return replies
     }
 
+    // MARK: - One command in flight without blocking (open-model multiplexing)
+
+    /// The connection's socket, for a poller to wait on until it is readable; -1 when closed.
+    public var descriptor: Int32 {
+        guard let context, !broken else { return -1 }
+        return context.pointee.fd
+    }
+
+    /// Sends one command without waiting for its reply; ``readReply()`` collects the reply once ``descriptor`` is
+    /// readable. At most one command may be outstanding (the caller's invariant). The socket stays in blocking
+    /// mode: a request of a few dozen bytes goes into an empty send buffer, so `write(2)` returns at once; a
+    /// server that stopped reading makes it wait at most the connection's timeout.
+    /// - Throws: ``RedisError`` (`io`, `timeout`, `closed`); then the connection is unusable.
+    public func startCommand<Arguments: Collection>(
+        _ arguments: Arguments
+    ) throws(RedisError) where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
+        precondition(!arguments.isEmpty, "a Redis command needs at least one argument")
+        let context = try open()
+        stage(arguments)
+        let status = withStagedArguments { count, pointers, lengths in
+            redisAppendCommandArgv(context, count, pointers, lengths)
+        }
+        guard status == REDIS_OK else { throw contextError(context, errno: errno) }
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else { throw contextError(context, errno: errno) }
+        }
+    }
+
+    /// Reads what the socket holds (call it once ``descriptor`` is readable: the read then returns at once) and
+    /// returns the reply of the command ``startCommand(_:)`` sent when it is complete, nil while it is not.
+    /// - Throws: ``RedisError``; `server(prefix)` for an error reply (the connection stays usable); `io`,
+    ///   `protocol`, `closed` otherwise (then it is unusable).
+    public func readReply() throws(RedisError) -> RedisReplyShape? {
+        let context = try open()
+        guard redisBufferRead(context) == REDIS_OK else { throw contextError(context, errno: errno) }
+        var raw: UnsafeMutableRawPointer?
+        guard redisGetReplyFromReader(context, &raw) == REDIS_OK else { throw contextError(context, errno: errno) }
+        guard let raw else { return nil }
+        defer { freeReplyObject(raw) }
+        let value = raw.assumingMemoryBound(to: redisReply.self).pointee
+        switch value.type {
+        case REDIS_REPLY_ERROR:
+            throw RedisError.server(
+                String(decoding: UnsafeRawBufferPointer(start: value.str, count: value.len), as: UTF8.self),
+                address: address)
+        case REDIS_REPLY_ARRAY: return .array(count: value.elements)
+        case REDIS_REPLY_NIL: return .null
+        default: return .scalar
+        }
+    }
+
+    /// Marks the stream out of step (an outstanding reply was given up on): later calls throw `closed`.
+    public func abandon() {
+        broken = true
+    }
+
     /// Copies `arguments` into the scratch buffers.
     private func stage<Arguments: Collection>(
         _ arguments: Arguments
@@ -321,6 +378,14 @@ public final class RedisConnection {
             return .null
         }
     }
+}
+
+/// What ``RedisConnection/readReply()`` tells of a reply without copying it (no allocation per field).
+public enum RedisReplyShape: Sendable, Equatable {
+    case array(count: Int)
+    case null
+    /// A status, integer or bulk string.
+    case scalar
 }
 
 /// The error replies of a ``RedisConnection/pipelineEncoded(_:commandCount:)`` call.

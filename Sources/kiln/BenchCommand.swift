@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks, each against its peer tool on the same server in the same run.",
-        subcommands: [Stores.self, Generate.self, Load.self, HostFaults.self, Elle.self, History.self]
+        subcommands: [Stores.self, Generate.self, Load.self, Capacity.self, HostFaults.self, Elle.self, History.self]
     )
 
     /// One worker, one connection per store: Kiln's wrappers against psql \copy, redis-benchmark and kcat.

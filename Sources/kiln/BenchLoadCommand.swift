@@ -107,7 +107,7 @@ struct LoadBench {
     /// Runs one scenario (phases given as YAML) and returns its report.
     func phase(
         _ name: String, rows: Int64, namespace: String, phases: String, stop: StopFlag = StopFlag(),
-        observer: PhaseObserver? = nil
+        observer: PhaseObserver? = nil, environment: [String: String] = [:]
     ) throws -> RunReport {
         let file = scratch.appendingPathComponent("\(name).yaml")
         try """
@@ -124,7 +124,7 @@ struct LoadBench {
             root: scratch.appendingPathComponent("runs"), id: RunDirectory.makeID(scenario: name), scenarioFile: file)
         let run = try LoadRun(
             scenario: scenario, dataset: try dataset(rows: rows), directory: directory, stop: stop,
-            environment: ProcessInfo.processInfo.environment, revision: nil, logger: logger, progress: observer)
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, revision: nil, logger: logger, progress: observer)
         let report = try run.run()
         for phase in report.phases {
             for operation in phase.operations where operation.fail + operation.info > 0 {

@@ -155,11 +155,51 @@ public struct ClientContext: Sendable {
 /// Opens a client for one worker; called on that worker's thread.
 public typealias ClientFactory = @Sendable (ClientContext) throws -> any Client
 
+/// A client that runs some operations without blocking its thread, so that one thread keeps many connections
+/// busy (the open-model multiplexer), each with at most one op outstanding — no pipelining.
+/// Protocol: `begin` sends op `operation` (one of `multiplexedOperations`) and returns nil while its reply is
+/// outstanding, or the outcome when the op ended at once (no connection, send failed). While an op is
+/// outstanding the caller waits for `descriptor` to turn readable, then calls `poll`, which returns the outcome
+/// once the reply is complete and nil while it is not. `abandon` ends an outstanding op the caller gave up on (its
+/// timeout): the connection is dropped (its stream is out of step) and the outcome is the one `invoke` gives a
+/// timeout. Outcomes are exactly those `invoke` gives for the same op.
+public protocol MultiplexedClient: Client {
+    static var multiplexedOperations: Set<Operation> { get }
+    /// `multiplexedOperations` as the engine's descriptors (derived; do not implement).
+    static var multiplexedDescriptors: Set<OperationDescriptor> { get }
+    /// The socket of the outstanding op, -1 when there is none to wait on.
+    var descriptor: Int32 { get }
+    func begin(_ operation: Operation, _ request: Request) -> Outcome?
+    func poll() -> Outcome?
+    func abandon() -> Outcome
+    /// Makes the connection ready for `begin` (e.g. prepares statements) before the phase clock starts; blocking.
+    func prepareMultiplexed()
+}
+
+extension MultiplexedClient {
+    public func prepareMultiplexed() {}
+
+    public static var multiplexedDescriptors: Set<OperationDescriptor> {
+        Set(multiplexedOperations.map(OperationDescriptor.init))
+    }
+
+    /// The engine's entry point (it holds clients as `any MultiplexedClient`): an operation of another store, or
+    /// one this client does not multiplex, ends at once as `fail("unknown-operation")` — nothing is sent.
+    public func begin(_ descriptor: OperationDescriptor, _ request: Request) -> Outcome? {
+        guard let operation = descriptor.operation as? Operation, Self.multiplexedOperations.contains(operation) else {
+            return .fail("unknown-operation")
+        }
+        return begin(operation, request)
+    }
+}
+
 /// A store Kiln can drive: its name in scenarios, its operations and how to open a client.
 public struct StoreDriver: Sendable {
     public var name: String
     public var operations: [OperationDescriptor]
     public var open: ClientFactory
+    /// The operations its client runs multiplexed (`MultiplexedClient`); empty for a blocking-only client.
+    public var multiplexedOperations: Set<OperationDescriptor>
 
     /// The store's name is its operations' `store`, so a driver cannot list another store's operations.
     public init<C: Client>(_ type: C.Type, open: @escaping ClientFactory) {
@@ -170,6 +210,7 @@ public struct StoreDriver: Sendable {
     public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping ClientFactory) {
         self.name = name
         self.operations = C.Operation.descriptors
+        self.multiplexedOperations = (C.self as? any MultiplexedClient.Type)?.multiplexedDescriptors ?? []
         self.open = open
     }
 

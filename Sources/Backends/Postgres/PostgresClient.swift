@@ -60,7 +60,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
     static let chunkRows: Int64 = 8192
 
     public let table: String
-    private let context: ClientContext
+    let context: ClientContext
     /// The stack file's primary, with database, user and password.
     private let configured: PostgresEndpoint
     /// The directory generation `connection` was opened at (nil without a directory entry).
@@ -295,7 +295,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
 
     /// The open connection with the statements of `insert` and the reads prepared on it (once per connection;
     /// the table must exist, else this fails with SQLSTATE 42P01).
-    private func preparedConnection() throws(PostgresError) -> PostgresConnection {
+    func preparedConnection() throws(PostgresError) -> PostgresConnection {
         let connection = try liveConnection()
         if !prepared {
             try Self.prepareStatements(connection, table: table)
@@ -304,7 +304,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
         return connection
     }
 
-    private func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
+    func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
         // 25006 (read-only transaction): this server was demoted; the next op reconnects to the current primary.
         if error.kind == .connectionLost || error.kind == .unexpectedResult || error.sqlState == "25006" {
             connection?.close()

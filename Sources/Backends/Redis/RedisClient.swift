@@ -84,12 +84,13 @@ public final class RedisClient: Client {
     /// `max(1, pipelineDepth / 5)` rows per round trip; `bulk-set` sends `pipelineDepth` rows).
     public let pipelineDepth: Int
     /// Number of items the last successful read returned (hash fields, sorted-set members, stream entries).
-    public private(set) var lastReadCount = 0
+    public internal(set) var lastReadCount = 0
 
     /// The server of the current connection: the Sentinels' primary, else the stack file's.
     private var primary: HostPort
     private let primaries: RedisPrimaryResolver
-    private var connection: RedisConnection?
+    /// Internal, not private: the multiplexed feature-read (RedisClientMultiplexed.swift) uses it.
+    var connection: RedisConnection?
     public let keys: RedisKeys
     /// `keys.prefix` as bytes, for `RESPBuffer.bulkKey`.
     private let prefix: [UInt8]
@@ -370,7 +371,7 @@ public final class RedisClient: Client {
         return errors >= commands ? .fail(word) : .info(word)
     }
 
-    private func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
+    func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
         if error.breaksConnection { connection = nil }
         if error.kind == .server("READONLY") { dropConnection() }
         return error.outcome(kind, serverClass: Self.errorClass(error))
@@ -382,7 +383,7 @@ public final class RedisClient: Client {
     }
 
     /// The open connection, reconnecting after a connection-level error.
-    private func connected() throws(RedisError) -> RedisConnection {
+    func connected() throws(RedisError) -> RedisConnection {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil

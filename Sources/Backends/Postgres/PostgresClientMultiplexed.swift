@@ -1,0 +1,44 @@
+import KilnBackend
+import KilnCore
+import KilnPostgres
+
+/// Multiplexed `point-read` (the prepared `kiln_point_read` of the row's txn_id): the same statement and outcomes
+/// as `invoke(.pointRead, _)`, sent with `PostgresConnection.startPrepared` and collected with `readResult` once readable.
+/// A new connection's statements are prepared (blocking, once) by the first op sent on it.
+extension PostgresClient: MultiplexedClient {
+    public static let multiplexedOperations: Set<PostgresOperation> = [.pointRead]
+
+    public var descriptor: Int32 { connection?.descriptor ?? -1 }
+
+    public func begin(_ operation: PostgresOperation, _ request: Request) -> Outcome? {
+        precondition(Self.multiplexedOperations.contains(operation), "operation \(operation) is not multiplexed")
+        do {
+            let connection = try preparedConnection()
+            try connection.startPrepared("kiln_point_read", [String(context.dataset.transaction(request.row).txnID)])
+        } catch {
+            return outcome(error, isRead: true)
+        }
+        return nil
+    }
+
+    public func poll() -> Outcome? {
+        guard let connection else { return .fail("connection") }
+        do {
+            guard let result = try connection.readResult() else { return nil }
+            return result.rowCount == 0 ? .fail("not-found") : .ok
+        } catch {
+            return outcome(error, isRead: true)
+        }
+    }
+
+    /// Prepares the statements now, so the first op on this connection does not block its multiplexing thread.
+    public func prepareMultiplexed() {
+        _ = try? preparedConnection()
+    }
+
+    public func abandon() -> Outcome {
+        connection?.close()
+        connection = nil
+        return .fail("timeout")
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import KilnCore
+import KilnData
+import KilnLoad
+import KilnScenario
+import KilnStores
+import Testing
+
+/// The multiplexed open model (one thread keeping many connections busy) against the real Redis and PostgreSQL of
+/// the embedded stack: same counts, outcomes and drop accounting as a thread per connection.
+@Suite("Multiplexed open model", .serialized)
+struct MultiplexedOpenModelTests {
+    static let operations = LoadRun.knownOperations()
+
+    static func scenario(_ phases: String, namespace: String) throws -> LoadScenario {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("scenario.yaml")
+        try """
+            name: multiplexed-test
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset:
+              spec: \(Fixtures.specURL.path)
+              seed: 3
+              rows: 20K
+            namespace: \(namespace)
+            fresh: true
+            phases:
+            \(phases)
+            """.write(to: file, atomically: true, encoding: .utf8)
+        return try LoadScenario.load(contentsOf: file, knownOperations: operations)
+    }
+
+    static func run(_ scenario: LoadScenario, environment: [String: String] = [:]) throws -> RunReport {
+        let dataset = try Dataset(spec: Fixtures.spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let directory = try RunDirectory(root: root, id: "run", scenarioFile: scenario.file)
+        let run = try LoadRun(
+            scenario: scenario, dataset: dataset, directory: directory, stop: StopFlag(), environment: environment,
+            revision: nil, logger: EngineFixture.logger, progress: nil)
+        return try run.run()
+    }
+
+    @Test func theStoresThatMultiplexSayWhichOperations() {
+        let byName = Dictionary(uniqueKeysWithValues: StoreRegistry.drivers.map { ($0.name, $0) })
+        let redis = byName["redis"]!
+        let postgres = byName["postgres"]!
+        #expect(redis.multiplexedOperations.map { redis.operations[$0].name } == ["feature-read"])
+        #expect(postgres.multiplexedOperations.map { postgres.operations[$0].name } == ["point-read"])
+    }
+
+    @Test func multiplexedReadsCompleteEveryPlannedOpOnTheRealServers() throws {
+        let scenario = try Self.scenario(
+            """
+              - {name: load, executor: bulk, rows: 2K, batch: 1K, workers: 2, stores: [redis, postgres]}
+              - {name: open, executor: constant-arrival-rate, rate: 2000, duration: 1500ms, workers: 8, mix: {redis.feature-read: 1, postgres.point-read: 1}}
+            """, namespace: "capmux_t1")
+        for environment in [[:], ["KILN_OPEN_MULTIPLEX": "0"]] {
+            let report = try Self.run(scenario, environment: environment)
+            let open = report.phases[1]
+            #expect(open.plannedOps == 3000)
+            let total = open.operations.reduce(Int64(0)) { $0 + $1.ok }
+            #expect(total == 3000, "\(environment): \(open.operations.map { "\($0.name) ok \($0.ok) \($0.errors)" })")
+            for operation in open.operations {
+                #expect(operation.fail == 0 && operation.info == 0 && operation.dropped == 0, "\(operation.errors)")
+                #expect(operation.ok > 1200)
+                #expect((operation.latencyMs.p50 ?? 1e9) < 50)
+            }
+        }
+    }
+
+    @Test func opsThatFindNoIdleConnectionWithinDropAfterAreDropped() throws {
+        // 2 connections cannot start 40,000 ops/s (one op in flight each, ~100 µs+ per round trip): most are
+        // dropped, every planned op is either run or dropped, none twice.
+        let scenario = try Self.scenario(
+            """
+              - {name: load, executor: bulk, rows: 1K, batch: 1K, workers: 1, stores: [redis]}
+              - {name: open, executor: constant-arrival-rate, rate: 40000, duration: 500ms, workers: 2, drop_after: 1ms, mix: {redis.feature-read: 1}}
+            """, namespace: "capmux_t2")
+        let report = try Self.run(scenario)
+        let operation = report.phases[1].operations[0]
+        #expect(report.phases[1].plannedOps == 20_000)
+        #expect(operation.ok + operation.dropped == 20_000)
+        #expect(operation.fail == 0 && operation.info == 0)
+        #expect(operation.ok > 100)
+        #expect(operation.dropped > 5_000, "dropped \(operation.dropped)")
+    }
+}
