@@ -60,9 +60,14 @@ import Testing
             if let witness = checked.witnesses.first(where: { $0.kind == kind }) { print(witness.text) }
         }
         #expect(checked.error == nil)
-        #expect(checked.validity == .invalid, "\(checked.summary)")
+        #expect(checked.validity != .unknown, "\(checked.summary)")
         if elleWorkload == .listAppend {
+            // A lost append is visible: later reads of the key disagree with earlier ones.
+            #expect(checked.validity == .invalid, "\(checked.summary)")
             #expect(checked.counts[.incompatibleOrder] != nil, "\(checked.summary)")
         }
+        // A lost register write is visible only when a transaction read it before the failover and another
+        // overwrote the older version after it (lost update, G2-item); with no such read the history is honestly
+        // valid, so the rw-register case asserts a decided verdict and no crash, not an anomaly every time.
     }
 }
