@@ -45,8 +45,8 @@ struct MultiplexedOpenModelTests {
         let byName = Dictionary(uniqueKeysWithValues: StoreRegistry.drivers.map { ($0.name, $0) })
         let redis = byName["redis"]!
         let postgres = byName["postgres"]!
-        #expect(redis.multiplexedOperations.map { redis.operations[$0].name } == ["feature-read"])
-        #expect(postgres.multiplexedOperations.map { postgres.operations[$0].name } == ["point-read"])
+        #expect(redis.multiplexedOperations.map(\.name) == ["feature-read"])
+        #expect(postgres.multiplexedOperations.map(\.name) == ["point-read"])
     }
 
     @Test func multiplexedReadsCompleteEveryPlannedOpOnTheRealServers() throws {
