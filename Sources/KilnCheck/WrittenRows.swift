@@ -72,6 +72,9 @@ public struct WrittenRows: Sendable {
         }
         try HistoryFile.forEachEntry(of: file) { lineNumber, entry in
             guard let placeIDs = byOperation[entry.operation.rawValue] else { return }
+            // A write that ended before taking a row (`fail("dataset-exhausted")`: the run wrote past the dataset's
+            // end) names the row it would have taken and holds none: nothing for any place.
+            if entry.rows == 0 { return }
             guard entry.rows >= 0, entry.row >= 0, entry.row <= datasetRows - entry.rows else {
                 throw HistoryError(
                     file: file.path, line: lineNumber,

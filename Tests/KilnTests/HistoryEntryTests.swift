@@ -109,6 +109,22 @@ struct HistoryEntryTests {
         #expect(error?.reason.contains("outside the dataset") == true)
     }
 
+    /// A write past the dataset's end is recorded `fail("dataset-exhausted")` with the row it would have taken and
+    /// no rows: it holds nothing, so the check reads past it instead of refusing the whole history.
+    @Test func aWriteThatFoundTheDatasetExhaustedHoldsNoRow() throws {
+        let written = HistoryEntry(
+            phase: "p", operation: "postgres.insert", worker: 0, row: 9, rows: 1, outcome: .ok, intendedNanos: 0,
+            startNanos: 0, endNanos: 1)
+        let exhausted = HistoryEntry(
+            phase: "p", operation: "postgres.insert", worker: 1, row: 12, rows: 0, outcome: .fail,
+            errorClass: "dataset-exhausted", intendedNanos: 0, startNanos: 0, endNanos: 1)
+        let file = try Self.temporaryFile(written.jsonLine + "\n" + exhausted.jsonLine + "\n")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let rows = try #require(try WrittenRows.fromHistory(file, datasetRows: 10)["postgres.rows"])
+        #expect(rows.ok.population == 1 && rows.ok.contains(9))
+        #expect(rows.failed.population == 0)
+    }
+
     @Test func theOperationIDNamesItsStore() {
         #expect(OperationID("redis.bulk-set").store == "redis")
         #expect(OperationID(store: "falkordb", operation: "merge-edge").rawValue == "falkordb.merge-edge")
