@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 
 /// The output formats of `kiln audit` (`--format`).
 public enum AuditFormat: String, Sendable, CaseIterable {
@@ -166,22 +167,8 @@ public enum AuditSARIFWriter {
 /// JUnit XML: one testcase per result; a finding is a `<failure>`, a check that could not run an `<error>` (so no CI
 /// reads it as passed), not applicable `<skipped>`.
 public enum AuditJUnitWriter {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default:
-                // XML 1.0 forbids most control characters.
-                if scalar.value < 0x20 && scalar != "\n" && scalar != "\t" && scalar != "\r" { out += "?" } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out
-    }
+    /// XML content (`XMLText`, the one escaper: control characters become spaces).
+    static func escape(_ text: String) -> String { XMLText.escaped(text) }
 
     public static func render(_ report: AuditReport) -> String {
         let failures = report.findings.count

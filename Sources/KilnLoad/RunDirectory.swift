@@ -112,16 +112,6 @@ public final class RunDirectory {
         try data.write(to: url.appendingPathComponent("report.json"), options: .atomic)
     }
 
-    static func escape(_ text: String) -> String {
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
+    /// JSON string content (`JSONText`, the one escaper).
+    static func escape(_ text: String) -> String { JSONText.escaped(text) }
 }

@@ -60,7 +60,7 @@ struct Neo4jHTTPClientEncodingTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
         #expect(object["statement"] as? String == Neo4jHTTPClient.sharedDeviceStatement)
         #expect((object["parameters"] as? [String: Any])?["user_id"] as? Int == 42)
-        #expect(Neo4jHTTPClient.jsonString("a\"b\\c\nd\u{1}") == "\"a\\\"b\\\\c\\nd\\u0001\"")
+        #expect(Neo4jHTTPClient.jsonString("a\"b\\c\nd\u{1}") == "\"a\\\"b\\\\c\\u000ad\\u0001\"")
     }
 
     @Test func successResponseDecodes() throws {

@@ -135,20 +135,9 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
         return String(decoding: buffer, as: UTF8.self)
     }
 
-    /// JSON string content: `"` and `\` escaped, control characters as `\u00XX`, everything else as UTF-8.
+    /// JSON string content (`JSONText`, the one escaper).
     static func appendEscaped(_ text: String, to buffer: inout [UInt8]) {
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                buffer.append(hex[Int(byte >> 4)])
-                buffer.append(hex[Int(byte & 0xF)])
-            default: buffer.append(byte)
-            }
-        }
+        JSONText.appendEscaped(text, to: &buffer)
     }
 
     @inline(__always)
