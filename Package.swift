@@ -171,9 +171,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Orchestration (ARCHITECTURE.md "Target shape"): the run controller, the fault factory, check and drill
+        // orchestration, Kubernetes manifests, the one error -> exit code mapping. Everything a command does, callable
+        // in-process; `kiln` only parses arguments and prints.
+        .target(
+            name: "KilnRunner",
+            dependencies: [
+                "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
+                "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "kiln",
             dependencies: [
+                "KilnRunner",
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
                 "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -186,7 +199,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
+                "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay", "KilnRunner",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnAudit
 import KilnCore
+import KilnRunner
 import Logging
 
 extension AuditFormat: ExpressibleByArgument {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnRunner
 
 extension BenchCommand {
     /// The history's write path (RunDirectory.appendHistory: one buffer per phase-second, one write) against the

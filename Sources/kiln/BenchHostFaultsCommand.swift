@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnRunner
 import KilnFaults
 import KilnStack
 import Logging

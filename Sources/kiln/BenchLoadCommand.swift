@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import KilnCore
+import KilnRunner
 import KilnData
 import KilnLoad
 import KilnRedis

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnCheck
 import KilnCore
+import KilnRunner
 import KilnElle
 import KilnLoad
 import KilnPostgres
@@ -197,7 +198,7 @@ struct ElleCommand: ParsableCommand {
                 + "`kiln check \(path)` checks the whole run")
             return try report(transactions, workload: workload, models: [model], json: nil)
         }
-        return try CheckCommand.checkTransactionsOnly(directory, show: 20)
+        return try CheckRun.checkTransactionsOnly(directory, show: 20)
     }
 
     struct Postgres: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnRunner
 import KilnLoad
 import KilnScenario
 
@@ -93,74 +94,6 @@ struct K8sCommand: ParsableCommand {
                 print(file.path)
             }
             return .ok
-        }
-    }
-}
-
-/// The scenario as the pods run it: `stack:` → `stack.yaml`, `dataset.spec:` → `dataset.yaml` (the ConfigMap's
-/// neighbouring keys), and the fault blocks (`faults:`, `proxy:`, `chaos:`, `heal_wait:`) removed — on Kubernetes faults are Chaos Mesh's.
-enum ScenarioForPods {
-    static func rewrite(_ text: String) -> (text: String, stackPath: String?) {
-        var output: [String] = []
-        var stackPath: String?
-        var block: String?
-        var skipping = false
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
-            let topLevel = !line.isEmpty && !line.hasPrefix(" ") && !line.hasPrefix("#") && !line.hasPrefix("-")
-            if topLevel {
-                block = line.split(separator: ":", maxSplits: 1).first.map(String.init)
-                skipping = ["faults", "proxy", "chaos", "heal_wait"].contains(block ?? "")
-                if skipping { continue }
-                if block == "stack", let value = line.split(separator: ":", maxSplits: 1).last {
-                    let path = value.split(separator: "#").first?.trimmingCharacters(in: .whitespaces) ?? ""
-                    if !path.isEmpty, !path.hasPrefix("{") {
-                        stackPath = path
-                        output.append("stack: stack.yaml")
-                        continue
-                    }
-                }
-                if block == "dataset", line.contains("{") {
-                    // A flow mapping: `dataset: {spec: PATH, seed: 1}`.
-                    output.append(
-                        line.replacingOccurrences(
-                            of: #"spec:\s*[^,}]+"#, with: "spec: dataset.yaml", options: .regularExpression))
-                    continue
-                }
-            } else if skipping {
-                continue
-            } else if block == "dataset", line.trimmingCharacters(in: .whitespaces).hasPrefix("spec:") {
-                let indent = line.prefix { $0 == " " }
-                output.append("\(indent)spec: dataset.yaml")
-                continue
-            }
-            output.append(line)
-        }
-        return (output.joined(separator: "\n"), stackPath)
-    }
-
-    /// Loads the rewritten scenario from a scratch directory holding the three ConfigMap files.
-    static func verify(scenario: String, dataset: String, stack: String) throws {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-k8s-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        try Data(scenario.utf8).write(to: scratch.appendingPathComponent("scenario.yaml"))
-        try Data(dataset.utf8).write(to: scratch.appendingPathComponent("dataset.yaml"))
-        try Data(stack.utf8).write(to: scratch.appendingPathComponent("stack.yaml"))
-        let loaded: LoadScenario
-        do {
-            loaded = try LoadScenario.load(
-                contentsOf: scratch.appendingPathComponent("scenario.yaml"), knownOperations: LoadRun.knownOperations())
-        } catch {
-            throw Failure(code: .invalidInput, message: "the scenario as the pods would run it does not load: \(error)")
-        }
-        // Every file it names must be one of the ConfigMap's (a path of this machine would not exist in the pod).
-        guard loaded.dataset.spec.standardizedFileURL.path
-            == scratch.appendingPathComponent("dataset.yaml").standardizedFileURL.path
-        else {
-            throw Failure(
-                code: .invalidInput,
-                message: "the scenario's dataset.spec could not be pointed at the ConfigMap's dataset.yaml (write it as "
-                    + "`spec: PATH` on its own line or in `dataset: {spec: PATH}`)")
         }
     }
 }

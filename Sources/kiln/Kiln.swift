@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnRunner
 import KilnScenario
 import KilnStack
 import Logging
@@ -81,13 +82,6 @@ struct StackOptions: ParsableArguments {
         logger.logLevel = verbose ? .debug : .info
         return logger
     }
-}
-
-/// A command's failure: printed as one message on stderr, then exit with `code`.
-struct Failure: Error, CustomStringConvertible {
-    var code: KilnExitCode
-    var message: String
-    var description: String { message }
 }
 
 extension ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnRunner
 import KilnLoad
 import KilnReport
 import KilnScenario
@@ -58,7 +59,7 @@ struct MergeCommand: ParsableCommand {
                 try data.write(to: outputURL.appendingPathComponent("report.json"), options: .atomic)
             }
             if report.needsCheck {
-                CheckCommand.recordNotChecked(
+                CheckRun.recordNotChecked(
                     "the merged run is not checked yet: kiln check \(outputURL.path)", in: outputURL)
             }
             ReportInput.writeOutputs(outputURL)

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnRunner
 import KilnScenario
 import KilnStack
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import KilnRunner
 import KilnData
 import KilnLoad
 import KilnPipeline

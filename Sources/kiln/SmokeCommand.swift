@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnCore
+import KilnRunner
 import KilnScenario
 import KilnSmoke
 import KilnStack

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Dispatch
 import Foundation
 import KilnCheck
@@ -14,68 +13,44 @@ import KilnStack
 import KilnStores
 import Logging
 
-struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Run a load scenario's phases against a stack and write its run directory.",
-        discussion: """
-            Writes Reports/runs/<id>/ (scenario.yaml, timeline.jsonl, history.jsonl, histograms/, report.json) as it
-            goes; SIGINT or SIGTERM stops the load within about 2 s and still writes the report of what ran (marked
-            interrupted). A scenario with faults is a drill, judged by its check: `kiln check` runs after the heal
-            unless --no-check is given, and a run whose check did not run is NOT CHECKED (exit 3), never passed.
-            Exit codes: 0 every threshold held (and, when checked, every place valid); 1 an anomaly; 2 a threshold
-            or drill failed; 3 interrupted, unknown or NOT CHECKED; 64 invalid scenario or usage; 69 a store could
-            not be set up.
-            `kiln run --list-operations` prints every store operation a scenario's mix may name.
-            """
-    )
+/// `kiln run`: resolves the scenario and its stack, sets the stores up, runs the phases with their faults, pipeline
+/// and probes, writes the run directory, runs the check after the heal when the run is judged by it, and returns
+/// the run's exit code (`RunResults`). Errors are `Failure`s with their documented codes; the caller (the CLI's one
+/// handler, or a test) maps them. Prints the run's summary and verdict on stdout, progress on stderr.
+public struct RunController {
+    /// Scenario file, e.g. Scenarios/nightly-regression.yaml (nil only with `listOperations`).
+    public var scenario: String?
+    /// Directory that holds run directories (default: Reports/runs of this checkout).
+    public var runsDirectory: String?
+    /// Run id (default: UTC time and scenario name).
+    public var id: String?
+    /// Stack file to run on instead of the scenario's `stack:` (copied into the run directory as stack.yaml).
+    public var stackFile: String?
+    /// Override of the scenario's dataset rows (K/M/B allowed).
+    public var rows: String?
+    /// Serve live metrics in Prometheus text format on this port.
+    public var metricsPort: Int?
+    public var metricsAddress = "127.0.0.1"
+    /// An earlier run directory whose stores' data this run continues.
+    public var continueFrom: String?
+    /// Only these phases, in order; empty: all.
+    public var phases: [String] = []
+    /// Faults on hosts listed in the scenario's chaos.allow are confirmed.
+    public var confirmChaos = false
+    /// Check after the run (a scenario with faults does this unless `noCheck`).
+    public var check = false
+    /// Do not check after a scenario with faults: the run is then NOT CHECKED.
+    public var noCheck = false
+    /// Print the operations each store offers, and nothing else.
+    public var listOperations = false
+    public var sharding = ShardRequest()
+    public var verbose = false
 
-    @Argument(help: "Scenario file, e.g. Scenarios/nightly-regression.yaml.")
-    var scenario: String?
+    public init(scenario: String? = nil) {
+        self.scenario = scenario
+    }
 
-    @Option(help: "Directory that holds run directories (default: Reports/runs of this checkout).")
-    var runsDirectory: String?
-
-    @Option(help: "Run id (default: UTC time and scenario name).")
-    var id: String?
-
-    @Option(name: .customLong("stack"), help: "Stack file to run on instead of the scenario's `stack:` (copied into the run directory as stack.yaml, which `kiln check` then uses), e.g. Scenarios/stacks/embedded-hosts.yaml.")
-    var stackFile: String?
-
-    @Option(help: "Override the scenario's dataset rows (K/M/B allowed), e.g. for a quick try of a big scenario.")
-    var rows: String?
-
-    @Option(help: "Serve live metrics in Prometheus text format on this port (http://ADDRESS:PORT/metrics).")
-    var metricsPort: Int?
-
-    @Option(help: "Address for --metrics-port.")
-    var metricsAddress = "127.0.0.1"
-
-    @Option(help: "Continue from an earlier run directory: keep the stores' data (no fresh setup) and let reads and writes start from the rows that run left (same scenario namespace and dataset).")
-    var continueFrom: String?
-
-    @Option(name: .customLong("phase"), help: "Run only this phase (repeatable); default: all, in order.")
-    var phases: [String] = []
-
-    @Flag(help: "Confirm faults on hosts listed in the scenario's chaos.allow (anything outside the embedded stack).")
-    var confirmChaos = false
-
-    @Flag(help: "After the run, run `kiln check` on it (a scenario with faults does this by default); the exit code is then the combined verdict of thresholds, drills and checkers.")
-    var check = false
-
-    @Flag(help: "Do not run the check after a scenario with faults: the run is then NOT CHECKED (exit 3 unless a threshold or drill failed), never passed.")
-    var noCheck = false
-
-    @Flag(help: "Print the operations each store offers and exit.")
-    var listOperations = false
-
-    @OptionGroup var sharding: ShardRunOptions
-
-    @Flag(name: .shortAndLong, help: "Log more detail.")
-    var verbose = false
-
-    func run() throws {
-        try exiting {
+    public func run() throws -> KilnExitCode {
             if listOperations {
                 for driver in StoreRegistry.drivers {
                     for operation in driver.operations {
@@ -97,7 +72,7 @@ struct RunCommand: ParsableCommand {
                         code: .invalidInput,
                         message: "\(url.path) is a durability drill: --phase, --continue-from, --rows and --metrics-port do not apply")
                 }
-                return try DurabilityDrillCommand.run(
+                return try DurabilityDrillRun.run(
                     url: url, stackFile: stackFile, runsDirectory: runsDirectory, id: id, noCheck: noCheck, logger: logger)
             }
             var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
@@ -170,7 +145,7 @@ struct RunCommand: ParsableCommand {
             }
             if let shardSlice {
                 if check { throw Failure(code: .invalidInput, message: "--check: a shard is checked after `kiln merge` (kiln check MERGED_RUN)") }
-                try ShardRunOptions.adapt(&loaded, to: shardSlice, logger: logger)
+                try ShardRequest.adapt(&loaded, to: shardSlice, logger: logger)
             }
             let root = runsDirectory.map { URL(fileURLWithPath: $0) }
                 ?? paths.home.appendingPathComponent("Reports/runs")
@@ -206,7 +181,7 @@ struct RunCommand: ParsableCommand {
             if let stackFile {
                 do {
                     try Data(contentsOf: URL(fileURLWithPath: stackFile)).write(
-                        to: directory.url.appendingPathComponent(CheckCommand.runStackFile))
+                        to: directory.url.appendingPathComponent(CheckRun.runStackFile))
                 } catch {
                     throw Failure(code: .invalidInput, message: "--stack: cannot copy \(stackFile) into the run directory: \(error)")
                 }
@@ -221,7 +196,7 @@ struct RunCommand: ParsableCommand {
             let faults = try prepareFaults(&loaded, paths: stackPaths, runID: directory.url.lastPathComponent, logger: logger)
             defer { for proxy in faults.proxies.values { proxy.stop() } }
             if let shardSlice {
-                try ShardRunOptions.writeHeader(
+                try ShardRequest.writeHeader(
                     shardSlice, scenario: loaded, datasetRows: dataset.rows, phases: loaded.phases.map(\.name),
                     proxies: faults.proxies.map {
                         .init(store: $0.key, listen: $0.value.listenAddress.description, upstream: $0.value.upstream.description)
@@ -257,7 +232,7 @@ struct RunCommand: ParsableCommand {
             }
             progress.finish()
             let shardLoadCode = shardSlice.map {
-                ShardRunOptions.markAwaitingMerge(&report, slice: $0, directory: directory.url)
+                ShardRequest.markAwaitingMerge(&report, slice: $0, directory: directory.url)
             }
             if let prober { StalenessProbes.finish(prober, directory: directory.url, stop: stop, logger: logger) }
             if let timeline = report.faults, !timeline.isEmpty {
@@ -285,7 +260,7 @@ struct RunCommand: ParsableCommand {
             } else {
                 logger.info("checking the run (kiln check \(directory.url.path))")
                 do {
-                    _ = try CheckCommand.parse([directory.url.path]).check(
+                    _ = try CheckRun(runDirectory: directory.url.path).check(
                         primaries: faults.runner?.primaries, nothingWrittenIsValid: true)
                 } catch let failure as Failure {
                     // check.json was not written: the verdict cannot be judged, whatever the load said.
@@ -296,14 +271,13 @@ struct RunCommand: ParsableCommand {
                     notChecked = "the check could not run: \(error)"
                 }
             }
-            if let notChecked { CheckCommand.recordNotChecked(notChecked, in: directory.url) }
+            if let notChecked { CheckRun.recordNotChecked(notChecked, in: directory.url) }
             guard let judged = try? RunData.load(directory.url) else { return loadCode == .ok ? .unknown : loadCode }
             let result = ReportResult.of(judged)
-            CheckCommand.recordVerdict(result, of: judged, in: directory.url)
+            CheckRun.recordVerdict(result, of: judged, in: directory.url)
             ReportInput.writeOutputs(directory.url)
             print("verdict: \(result.consoleVerdict)" + result.reasons.map { "\n  \($0)" }.joined())
             return result.exitCode
-        }
     }
 
     /// Sink processes get `--stack` when the run has one; on a hosts stack each runs in its own host
@@ -490,10 +464,10 @@ enum StalenessProbes {
 
 /// SIGINT/SIGTERM raise the stop flag; a second signal exits at once (130). Dispatch handles the signals, so
 /// nothing async-signal-unsafe runs inside a handler.
-final class SignalWatch {
+public final class SignalWatch {
     private let sources: [DispatchSourceSignal]
 
-    init(stop: StopFlag, logger: Logger) {
+    public init(stop: StopFlag, logger: Logger) {
         let queue = DispatchQueue(label: "kiln.signals")
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
@@ -511,7 +485,7 @@ final class SignalWatch {
         }
     }
 
-    func cancel() {
+    public func cancel() {
         for source in sources { source.cancel() }
     }
 }
@@ -571,8 +545,8 @@ final class ProgressLine: PhaseObserver {
 }
 
 /// The end-of-run table on stdout.
-enum RunSummary {
-    static func text(_ report: RunReport) -> String {
+public enum RunSummary {
+    public static func text(_ report: RunReport) -> String {
         // A run judged by its check has no verdict yet: the load's own is printed as such.
         var lines = [
             report.verdict == .notChecked

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import KilnCheck
 import KilnCore
@@ -9,40 +8,31 @@ import KilnStack
 import Logging
 import Synchronization
 
-/// `kiln patroni drill FILE`: an HA drill against a Patroni stack, judged by its check.
-struct PatroniCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "patroni",
-        abstract: "HA drills against a Patroni stack (Scenarios/drills/patroni-*.yaml).",
-        subcommands: [Drill.self])
+/// `kiln patroni drill FILE`: an HA drill against a Patroni stack, judged by its check. Loads the drill file and
+/// its Patroni stack, makes the run directory and runs the drill; returns its exit code (0 valid, 1 anomaly, 2 fault
+/// not in effect, 3 unknown). Errors are `Failure`s or the specs' own errors, mapped by `ErrorExit`.
+public struct PatroniDrillRequest {
+    /// Drill file (Scenarios/drills/patroni-*.yaml).
+    public var file: String
+    /// Override of the file's synchronous_mode.
+    public var synchronousMode: Bool?
+    /// Run directory parent.
+    public var runsDirectory = "Reports/runs"
+    /// Run id (default: time and drill name).
+    public var id: String?
+    /// Planted loss: acknowledged rows deleted from the final leader before the check.
+    public var plantLoss = 0
+    public var verbose = false
 
-    enum SynchronousMode: String, ExpressibleByArgument, CaseIterable { case on, off }
+    public init(file: String) {
+        self.file = file
+    }
 
-    struct Drill: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Write numbered transactions through Patroni's leader while one fault acts, then check: "
-                + "acknowledged writes lost (by txn_id), split-brain, time to a new leader, unavailability, RTO. "
-                + "Exit 0 valid, 1 anomaly, 2 fault not in effect, 3 unknown/not checked, 64 invalid, 69 stack down.")
-        @Argument(help: "Drill file (Scenarios/drills/patroni-*.yaml).") var file: String
-        @Option(help: "Override the file's synchronous_mode (on|off).") var synchronousMode: SynchronousMode?
-        @Option(help: "Run directory parent.") var runsDirectory = "Reports/runs"
-        @Option(help: "Run id (default: time and drill name).") var id: String?
-        @Option(help: "Planted loss: delete this many acknowledged rows from the final leader before the check (proves the check finds lost writes).")
-        var plantLoss = 0
-        @Flag(name: .shortAndLong) var verbose = false
-
-        func validate() throws {
-            guard (0...1_000_000).contains(plantLoss) else {
-                throw ValidationError("--plant-loss: 0 to 1000000, found \(plantLoss)")
-            }
-        }
-
-        func run() throws {
-            try exiting {
+    public func run() throws -> KilnExitCode {
                 var logger = Logger(label: "kiln.patroni") { _ in ConsoleLogHandler(logLevel: .info) }
                 logger.logLevel = verbose ? .debug : .info
                 var spec = try PatroniDrillSpec.load(contentsOf: URL(fileURLWithPath: file))
-                if let synchronousMode { spec.synchronousMode = synchronousMode == .on }
+                if let synchronousMode { spec.synchronousMode = synchronousMode }
                 let stack = try PatroniStackSpec.load(contentsOf: spec.stack)
                 let cluster = try PatroniCluster(spec: stack, home: KilnPaths.resolve().home, logger: logger)
                 let runID = id ?? "\(Self.timestamp())-\(spec.name)-\(spec.synchronousMode ? "sync" : "async")"
@@ -52,8 +42,7 @@ struct PatroniCommand: ParsableCommand {
                     spec: spec, cluster: cluster, runID: runID, directory: runDirectory, plantLoss: plantLoss,
                     logger: logger)
                 return try drill.run()
-            }
-        }
+    }
 
         static func timestamp() -> String {
             let formatter = DateFormatter()
@@ -61,7 +50,6 @@ struct PatroniCommand: ParsableCommand {
             formatter.timeZone = TimeZone(identifier: "UTC")
             return formatter.string(from: Date())
         }
-    }
 }
 
 /// One drill: writers (one OS thread each) follow the leader through a `PrimaryDirectory` that a

@@ -10,7 +10,7 @@ import Logging
 /// `kiln run` of a durability drill file (a top-level `durability:` block): parses it strictly, runs it on its own
 /// private servers (`DurabilityDrillRunner`) and maps its verdict to the exit code (passed 0, anomaly 1, failed 2,
 /// unknown 3). The drill is its own check: `--no-check` is refused rather than reported as passed.
-enum DurabilityDrillCommand {
+enum DurabilityDrillRun {
     static func run(
         url: URL, stackFile: String?, runsDirectory: String?, id: String?, noCheck: Bool, logger: Logger
     ) throws -> KilnExitCode {

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import KilnCore
 import KilnData
@@ -7,17 +6,21 @@ import KilnScenario
 import KilnStores
 import Logging
 
-/// `kiln run`'s sharding options: `--shard i/n`, or `--shards N` with the index from `JOB_COMPLETION_INDEX` (what a
+/// `kiln run`'s sharding request: `--shard i/n`, or `--shards N` with the index from `JOB_COMPLETION_INDEX` (what a
 /// Kubernetes Indexed Job sets in each pod), and `--setup-only` (the stores' setup a sharded run does once, first).
-struct ShardRunOptions: ParsableArguments {
-    @Option(help: "Run shard INDEX/COUNT of the scenario (e.g. 0/4): a disjoint slice of every phase's rows and 1/COUNT of every arrival rate; writes shard.json; thresholds and checks are judged after `kiln merge`.")
-    var shard: String?
+public struct ShardRequest: Sendable {
+    /// Run shard INDEX/COUNT of the scenario (e.g. 0/4).
+    public var shard: String?
+    /// Run one of N shards; the index is read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod).
+    public var shards: Int?
+    /// Only set up the scenario's stores, then exit.
+    public var setupOnly = false
 
-    @Option(help: "Run one of N shards; the index is read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod).")
-    var shards: Int?
-
-    @Flag(help: "Only set up the scenario's stores (teardown first when `fresh`), then exit: run once before the shards of a sharded run.")
-    var setupOnly = false
+    public init(shard: String? = nil, shards: Int? = nil, setupOnly: Bool = false) {
+        self.shard = shard
+        self.shards = shards
+        self.setupOnly = setupOnly
+    }
 
     /// The shard this process runs, nil when unsharded.
     func slice(environment: [String: String]) throws -> ShardSlice? {
@@ -109,7 +112,7 @@ struct ShardRunOptions: ParsableArguments {
 
 extension LoadRun {
     /// Whether `store.operation` writes dataset rows (kind `write`).
-    static func isWrite(_ name: String) -> Bool {
+    public static func isWrite(_ name: String) -> Bool {
         let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
         guard parts.count == 2, let driver = StoreRegistry.drivers.first(where: { $0.name == parts[0] }) else { return false }
         return driver.operations.contains { $0.name == parts[1] && $0.kind == .write }

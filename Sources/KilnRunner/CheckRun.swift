@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import KilnCheck
 import KilnCore
@@ -13,61 +12,41 @@ import KilnStack
 import KilnStores
 import Logging
 
-struct CheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "Check what the stores hold against the oracle and the run's history, without re-running load.",
-        discussion: """
-            kiln check RUN_DIR                 every place the run wrote (its history.jsonl), against the stack it ran on
-            kiln check --scenario F --range a..b --places postgres.rows,clickhouse.rows
-                                               rows [a, b) of the scenario's dataset, as if all were written ok
-            Each place (a store's rows, messages, edges or keys) is scanned once, streaming, and every copy is compared
-            field by field with the generator's row: lost (acknowledged ok, absent), duplicated, corrupted (a field
-            differs), phantom (present but never acknowledged, failed, or unknown to the dataset). Writes that ended
-            `info` may be present or absent. Derived places (ClickHouse's per-minute merchant aggregate, the pipeline's
-            balances, the graph's PAID edges per user and per merchant) are compared with the oracle's sums of the rows
-            their store must hold, by key. Prints a table per place and the exact txn_ids (first 100 per kind), and
-            writes check.json into the run directory. A run directory holding elle-history.jsonl (`kiln elle …
-            --record-run`) also gets place elle.list-append: Elle's list-append checker against the model its store
-            promised, each anomaly with its witness; elle-rw-register-history.jsonl gets place elle.rw-register. Exit codes: 0 valid; 1 an anomaly; 3 a place could not be read
-            (unknown); 64 bad input; 69 a store could not be reached at all.
-            """
-    )
+/// `kiln check`: what the stores hold against the oracle and the run's history (or a scenario's row range), with
+/// the checkers the registry composes for it; prints the table and records check.json and the combined verdict in
+/// the run directory. `kiln run` calls it in-process after the heal. Errors are `Failure`s with their codes.
+public struct CheckRun {
+    /// Run directory (Reports/runs/<id>).
+    public var runDirectory: String?
+    /// Scenario file, instead of a run directory.
+    public var scenario: String?
+    /// With `scenario`: rows START..END counted as written ok (K/M/B allowed).
+    public var range: String?
+    /// Comma-separated places to check (default: every place the run wrote).
+    public var places: String?
+    /// Stack file (default: the one the run ran on, else the scenario's).
+    public var stack: String?
+    /// Anomalies printed per kind and place.
+    public var show = 20
+    /// Skip the cross-store invariants.
+    public var noInvariants = false
 
-    @Argument(help: "Run directory (Reports/runs/<id>).")
-    var runDirectory: String?
-
-    @Option(help: "Scenario file, instead of a run directory.")
-    var scenario: String?
-
-    @Option(help: "With --scenario: rows START..END counted as written ok (K/M/B allowed).")
-    var range: String?
-
-    @Option(help: "Comma-separated places to check (default: every place the run wrote). Known: \((ScannerRegistry.drivers.map(\.place.id) + ["redis.features"]).joined(separator: ", "))")
-    var places: String?
-
-    @Option(help: "Stack file (default: the scenario's).")
-    var stack: String?
-
-    @Option(help: "Anomalies printed per kind and place.")
-    var show = 20
-
-    @Flag(help: "Skip the cross-store invariants (ClickHouse per-minute totals = PostgreSQL's).")
-    var noInvariants = false
-
-    func run() throws {
-        try exiting { try check() }
+    public init(runDirectory: String? = nil) {
+        self.runDirectory = runDirectory
     }
 
+    /// The places `places` may name.
+    public static var knownPlaces: [String] { ScannerRegistry.drivers.map(\.place.id) + ["redis.features"] }
+
     /// The stack file `kiln run --stack` copies into the run directory.
-    static let runStackFile = "stack.yaml"
+    public static let runStackFile = "stack.yaml"
 
     /// The whole check; `kiln run --check` calls it on the run it just wrote, with the run's primaries (where its
     /// failover faults left them). Without them, the PostgreSQL primary is looked up among the stack's servers
     /// (`PostgresRoles`), so a check after a failover reads the primary and not a standby that could lag.
     /// `nothingWrittenIsValid` (a drill's own check): a run that wrote no place Kiln can read back (a read-only
     /// drill) has nothing that could be lost, and gets an empty, valid check.json instead of the usage error.
-    func check(primaries: PrimaryDirectory? = nil, nothingWrittenIsValid: Bool = false) throws -> KilnExitCode {
+    public func check(primaries: PrimaryDirectory? = nil, nothingWrittenIsValid: Bool = false) throws -> KilnExitCode {
         let logger = Logger(label: "kiln.check") { _ in ConsoleLogHandler(logLevel: .info) }
         if let runDirectory, places == nil, scenario == nil {
             // A run of a list-append workload alone (`kiln elle … --run-directory`): no scenario, one place.
@@ -176,7 +155,7 @@ struct CheckCommand: ParsableCommand {
 
     /// The check of a run directory holding only a list-append history: the `elle.list-append` place, recorded like
     /// any check (check.json, report.json's verdict, summary.md, report.html, junit.xml).
-    static func checkTransactionsOnly(_ directory: URL, show: Int) throws -> KilnExitCode {
+    public static func checkTransactionsOnly(_ directory: URL, show: Int) throws -> KilnExitCode {
         let placeResults = ListAppendPlace.workloads(in: directory).map {
             ListAppendPlace.check(directory: directory, workload: $0)
         }
@@ -208,7 +187,7 @@ struct CheckCommand: ParsableCommand {
 
     /// Records in report.json why the run's required check did not run (RunReport.notChecked). Best effort, like
     /// `recordRPO`; without it the report writers still say NOT CHECKED (check.json is absent), with a generic reason.
-    static func recordNotChecked(_ reason: String, in directory: URL) {
+    public static func recordNotChecked(_ reason: String, in directory: URL) {
         let file = directory.appendingPathComponent("report.json")
         guard let data = try? Data(contentsOf: file), var report = try? RunReport.decode(data) else { return }
         report.notChecked = reason

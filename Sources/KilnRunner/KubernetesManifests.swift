@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnFaults
+import KilnLoad
 import KilnScenario
 
 /// The Kubernetes objects of a sharded run (`kiln k8s`), as k6-operator lays out a TestRun, plus the exact merge:
@@ -16,16 +17,31 @@ import KilnScenario
 ///   `kiln check` and `kiln report` of the merged run.
 /// - `chaos/<fault>.yaml`: the Chaos Mesh manifest of each fault the generator maps (kill, pause, restart,
 ///   partition isolate, two-sided `sides`, one-way between two hosts); the others are listed in `chaos/UNMAPPED.txt`.
-struct KubernetesManifests {
-    var name: String
-    var namespace: String
-    var image: String
-    var shards: Int
-    var scenarioText: String
-    var datasetText: String
-    var stackText: String
-    var faults: FaultScheduleSpec?
-    var storage: String = "10Gi"
+public struct KubernetesManifests {
+    public var name: String
+    public var namespace: String
+    public var image: String
+    public var shards: Int
+    public var scenarioText: String
+    public var datasetText: String
+    public var stackText: String
+    public var faults: FaultScheduleSpec?
+    public var storage: String = "10Gi"
+
+    public init(
+        name: String, namespace: String, image: String, shards: Int, scenarioText: String, datasetText: String,
+        stackText: String, faults: FaultScheduleSpec?, storage: String = "10Gi"
+    ) {
+        self.name = name
+        self.namespace = namespace
+        self.image = image
+        self.shards = shards
+        self.scenarioText = scenarioText
+        self.datasetText = datasetText
+        self.stackText = stackText
+        self.faults = faults
+        self.storage = storage
+    }
 
     static let scenarioMount = "/kiln/scenario"
     static let runsMount = "/kiln/runs"
@@ -42,7 +58,7 @@ struct KubernetesManifests {
     /// The run directory of the merged run, and of shard i.
     var runRoot: String { "\(Self.runsMount)/\(name)" }
 
-    func files() throws -> [(path: String, text: String)] {
+    public func files() throws -> [(path: String, text: String)] {
         var result: [(String, String)] = [
             ("00-configmap.yaml", configMap().text()),
             ("01-runs-pvc.yaml", runsClaim().text()),
@@ -168,7 +184,7 @@ struct KubernetesManifests {
     }
 
     /// `text` as a DNS-1123 label (lower case, `-` for anything else, at most 63).
-    static func label(_ text: String) -> String {
+    public static func label(_ text: String) -> String {
         var result = String(text.lowercased().map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-" })
         while result.hasPrefix("-") { result.removeFirst() }
         result = String(result.prefix(63))
@@ -246,6 +262,74 @@ indirect enum YAMLValue {
         case .list(let items) where items.isEmpty: "[]"
         case .map(let pairs) where pairs.isEmpty: "{}"
         default: ""
+        }
+    }
+}
+
+/// The scenario as the pods run it: `stack:` → `stack.yaml`, `dataset.spec:` → `dataset.yaml` (the ConfigMap's
+/// neighbouring keys), and the fault blocks (`faults:`, `proxy:`, `chaos:`, `heal_wait:`) removed — on Kubernetes faults are Chaos Mesh's.
+public enum ScenarioForPods {
+    public static func rewrite(_ text: String) -> (text: String, stackPath: String?) {
+        var output: [String] = []
+        var stackPath: String?
+        var block: String?
+        var skipping = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            let topLevel = !line.isEmpty && !line.hasPrefix(" ") && !line.hasPrefix("#") && !line.hasPrefix("-")
+            if topLevel {
+                block = line.split(separator: ":", maxSplits: 1).first.map(String.init)
+                skipping = ["faults", "proxy", "chaos", "heal_wait"].contains(block ?? "")
+                if skipping { continue }
+                if block == "stack", let value = line.split(separator: ":", maxSplits: 1).last {
+                    let path = value.split(separator: "#").first?.trimmingCharacters(in: .whitespaces) ?? ""
+                    if !path.isEmpty, !path.hasPrefix("{") {
+                        stackPath = path
+                        output.append("stack: stack.yaml")
+                        continue
+                    }
+                }
+                if block == "dataset", line.contains("{") {
+                    // A flow mapping: `dataset: {spec: PATH, seed: 1}`.
+                    output.append(
+                        line.replacingOccurrences(
+                            of: #"spec:\s*[^,}]+"#, with: "spec: dataset.yaml", options: .regularExpression))
+                    continue
+                }
+            } else if skipping {
+                continue
+            } else if block == "dataset", line.trimmingCharacters(in: .whitespaces).hasPrefix("spec:") {
+                let indent = line.prefix { $0 == " " }
+                output.append("\(indent)spec: dataset.yaml")
+                continue
+            }
+            output.append(line)
+        }
+        return (output.joined(separator: "\n"), stackPath)
+    }
+
+    /// Loads the rewritten scenario from a scratch directory holding the three ConfigMap files.
+    public static func verify(scenario: String, dataset: String, stack: String) throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-k8s-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try Data(scenario.utf8).write(to: scratch.appendingPathComponent("scenario.yaml"))
+        try Data(dataset.utf8).write(to: scratch.appendingPathComponent("dataset.yaml"))
+        try Data(stack.utf8).write(to: scratch.appendingPathComponent("stack.yaml"))
+        let loaded: LoadScenario
+        do {
+            loaded = try LoadScenario.load(
+                contentsOf: scratch.appendingPathComponent("scenario.yaml"), knownOperations: LoadRun.knownOperations())
+        } catch {
+            throw Failure(code: .invalidInput, message: "the scenario as the pods would run it does not load: \(error)")
+        }
+        // Every file it names must be one of the ConfigMap's (a path of this machine would not exist in the pod).
+        guard loaded.dataset.spec.standardizedFileURL.path
+            == scratch.appendingPathComponent("dataset.yaml").standardizedFileURL.path
+        else {
+            throw Failure(
+                code: .invalidInput,
+                message: "the scenario's dataset.spec could not be pointed at the ConfigMap's dataset.yaml (write it as "
+                    + "`spec: PATH` on its own line or in `dataset: {spec: PATH}`)")
         }
     }
 }
