@@ -180,6 +180,7 @@ let package = Package(
                 "KilnCore", "KilnScenario", "KilnStack", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
                 "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay",
                 "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -485,8 +485,11 @@ public final class SignalWatch {
         }
     }
 
+    /// Stops watching and gives SIGINT/SIGTERM back their default action (the controller also runs in-process, in
+    /// tests: a process that called it must stay killable).
     public func cancel() {
         for source in sources { source.cancel() }
+        for number in [SIGINT, SIGTERM] { signal(number, SIG_DFL) }
     }
 }
 

@@ -34,7 +34,7 @@ extension BenchCommand {
                 guard let model = ConsistencyModel(rawValue: model) else {
                     throw Failure(code: .invalidInput, message: "--model: unknown model \(self.model)")
                 }
-                let workload = try ElleCommand.parseWorkload(workload)
+                let workload = try ElleRun.parseWorkload(workload)
                 for (name, value) in [
                     ("--concurrency", concurrency), ("--ops", ops), ("--active-keys", activeKeys),
                     ("--max-writes-per-key", maxWritesPerKey), ("--repetitions", repetitions),

@@ -19,67 +19,6 @@ struct ElleCommand: ParsableCommand {
         subcommands: [Postgres.self, Redis.self, Check.self]
     )
 
-    static func parseModels(_ text: String) throws -> [ConsistencyModel] {
-        if text == "all" { return ConsistencyModel.allCases }
-        return try text.split(separator: ",").map {
-            guard let model = ConsistencyModel(rawValue: String($0)) else {
-                throw Failure(code: .invalidInput, message: "--models: unknown model \($0)")
-            }
-            return model
-        }
-    }
-
-    static func parseWorkload(_ text: String) throws -> ElleWorkload {
-        guard let workload = ElleWorkload(rawValue: text) else {
-            throw Failure(code: .invalidInput, message: "--workload: expected list-append or rw-register, not \(text)")
-        }
-        return workload
-    }
-
-    /// Prints one line per model and the first witnesses of the forbidden kinds; the exit code is the worst verdict
-    /// among the models asked.
-    static func report(
-        _ transactions: [ElleTransaction], workload: ElleWorkload, models: [ConsistencyModel], json: String?
-    ) throws -> KilnExitCode {
-        // Parse once: a history of the other workload's ops, or values outside 32 bits, is invalid input.
-        var listAppend: ListAppendHistory?
-        var registers: RWRegisterHistory?
-        do {
-            switch workload {
-            case .listAppend: listAppend = try ListAppendHistory(transactions)
-            case .rwRegister: registers = try RWRegisterHistory(transactions)
-            }
-        } catch {
-            throw Failure(code: .invalidInput, message: "\(workload.rawValue) history: \(error)")
-        }
-        var results: [ElleCheckResult] = []
-        for model in models {
-            let result =
-                if let listAppend { ListAppendChecker(model: model).check(listAppend) } else {
-                    RWRegisterChecker(model: model).check(registers!)
-                }
-            results.append(result)
-            print(result.summary)
-        }
-        for result in results where result.validity == .invalid {
-            for kind in result.forbiddenFound {
-                if let witness = result.witnesses.first(where: { $0.kind == kind }) {
-                    print("\n[\(result.model.rawValue)] " + witness.text)
-                }
-            }
-        }
-        if let json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(results).write(to: URL(fileURLWithPath: json))
-        }
-        if results.contains(where: { $0.validity == .invalid }) { return .anomaly }
-        if results.contains(where: { $0.validity == .unknown }) { return .unknown }
-        return .ok
-    }
-
-    /// Writes the run directory of a list-append run (elle-history.jsonl, elle-run.json, a phase-less report.json)
-    /// and checks it as `kiln check DIR` does, judged against the model the store promises at that level.
     /// The options both workloads share: size, models, outputs, seed and key choice.
     struct WorkloadOptions: ParsableArguments {
         @Option(help: "Transactions (K allowed).") var transactions = "2000"
@@ -108,7 +47,7 @@ struct ElleCommand: ParsableCommand {
             return count
         }
 
-        func parsedWorkload() throws -> ElleWorkload { try ElleCommand.parseWorkload(workload) }
+        func parsedWorkload() throws -> ElleWorkload { try ElleRun.parseWorkload(workload) }
 
         /// Counts below 1 would divide by zero or create no keys: rejected before anything runs (exit 64).
         func validate() throws {
@@ -136,69 +75,14 @@ struct ElleCommand: ParsableCommand {
             return choice
         }
 
-        /// Runs the workload, prints its one-line summary (`STORE ISOLATION: N transactions in S s (ok, fail,
-        /// info)`), writes its history when asked, then records the run (`--record-run`) or checks it.
+        /// Runs the workload and checks it (`ElleRun.runAndCheck`).
         func runAndCheck(store: String, isolation: String, run: () throws -> [ListAppendTransaction]) throws
             -> KilnExitCode
         {
-            let models = try ElleCommand.parseModels(self.models)
-            let workload = try parsedWorkload()
-            let started = ContinuousClock.now
-            let startedAt = MonotonicClock.wallMillis()
-            let transactions = try run()
-            let seconds = started.duration(to: .now) / .seconds(1)
-            let byOutcome = Dictionary(grouping: transactions, by: \.outcome).mapValues(\.count)
-            print(
-                String(
-                    format: "%@ %@ %@: %d transactions in %.1f s (ok %d, fail %d, info %d)", store, isolation,
-                    workload.rawValue, transactions.count, seconds, byOutcome[.ok] ?? 0, byOutcome[.fail] ?? 0, byOutcome[.info] ?? 0))
-            if let history {
-                try ListAppendTransaction.jsonLines(transactions).write(to: URL(fileURLWithPath: history))
-            }
-            if let recordRun {
-                return try ElleCommand.recordRun(
-                    transactions, workload: workload, in: recordRun, store: store, isolation: isolation, seed: seed,
-                    startedAt: startedAt)
-            }
-            return try ElleCommand.report(transactions, workload: workload, models: models, json: json)
+            try ElleRun.runAndCheck(
+                store: store, isolation: isolation, workload: try parsedWorkload(), models: try ElleRun.parseModels(models),
+                history: history, recordRun: recordRun, seed: seed, json: json, run: run)
         }
-    }
-
-    static func recordRun(
-        _ transactions: [ListAppendTransaction], workload: ElleWorkload, in path: String, store: String,
-        isolation: String, seed: UInt64, startedAt: Int64
-    ) throws -> KilnExitCode {
-        guard let model = ListAppendRunDescription.promisedModel(store: store, isolation: isolation) else {
-            throw Failure(code: .invalidInput, message: "\(store) \(isolation): no model to judge it against")
-        }
-        let directory = URL(fileURLWithPath: path)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try ListAppendTransaction.jsonLines(transactions).write(
-            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(workload)), options: .atomic)
-        try ListAppendRunDescription(
-            store: store, isolation: isolation, model: model, transactions: transactions.count, seed: seed,
-            workload: workload
-        ).write(to: directory)
-        // A directory that already holds a run (a `kiln run`'s ledger history, or the other workload's history)
-        // keeps its report and timeline: the Elle history is one more input of its check.
-        let reportFile = directory.appendingPathComponent("report.json")
-        let ledgerRun = FileManager.default.fileExists(atPath: directory.appendingPathComponent("history.jsonl").path)
-        if !FileManager.default.fileExists(atPath: reportFile.path) {
-            let report = RunReport.standalone(
-                id: directory.lastPathComponent, scenario: "elle \(workload.rawValue) \(store) \(isolation)",
-                seed: seed, stack: store, startedAt: startedAt, endedAt: MonotonicClock.wallMillis())
-            try RunReport.encoder.encode(report).write(to: reportFile, options: .atomic)
-            // No per-second samples: the workload is measured by its history, not by a timeline.
-            try Data().write(to: directory.appendingPathComponent("timeline.jsonl"), options: .atomic)
-        }
-        if ledgerRun {
-            // The run's own check.json is `kiln check DIR`'s to write (every place composed); here only the verdict
-            // of this history against the promised model is printed, and is the exit code.
-            print("recorded \(ListAppendRunDescription.historyFileName(workload)) beside the run's history.jsonl: "
-                + "`kiln check \(path)` checks the whole run")
-            return try report(transactions, workload: workload, models: [model], json: nil)
-        }
-        return try CheckRun.checkTransactionsOnly(directory, show: 20)
     }
 
     struct Postgres: ParsableCommand {
@@ -253,35 +137,6 @@ struct ElleCommand: ParsableCommand {
                 }
                 run.form = form
                 return try workload.runAndCheck(store: "redis", isolation: form.rawValue, run: run.run)
-            }
-        }
-    }
-
-    struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Check a list-append or rw-register history (JSON lines) against consistency models.",
-            discussion: "Exit 0 valid under every model asked, 1 anomaly, 3 unknown, 64 unreadable history.")
-        @Argument(help: "History file, one transaction per line.") var file: String
-        @Option(help: "Models to check, comma-separated, or all.") var models = "all"
-        @Option(help: "Write the check results (JSON) here.") var json: String?
-        @Option(help: "Workload of the history: list-append or rw-register.") var workload = "list-append"
-
-        func run() throws {
-            try exiting {
-                let models = try ElleCommand.parseModels(self.models)
-                let workload = try ElleCommand.parseWorkload(self.workload)
-                let transactions: [ElleTransaction]
-                do {
-                    transactions = try ListAppendTransaction.parseJSONLines(
-                        try Data(contentsOf: URL(fileURLWithPath: file)))
-                } catch {
-                    throw Failure(code: .invalidInput, message: "\(file): \(error)")
-                }
-                do {
-                    return try ElleCommand.report(transactions, workload: workload, models: models, json: json)
-                } catch let failure as Failure {
-                    throw Failure(code: failure.code, message: "\(file): \(failure.message)")
-                }
             }
         }
     }

@@ -22,9 +22,10 @@ struct Kiln: ParsableCommand {
         ]
     )
 
-    /// ArgumentParser's own `main`, except that an error a command's `run` throws that is not an `ExitCode` or
-    /// `CleanExit` exits 70 (internal error) with its message, never ArgumentParser's 1, which Kiln documents as
-    /// "consistency anomaly". Usage errors keep ArgumentParser's handling (64).
+    /// ArgumentParser's own `main`, with one handler for every error a command's `run` throws: ArgumentParser's own
+    /// (help, usage: 64, `ExitCode`) keep its handling; every other error goes through `ErrorExit`, so Kiln's
+    /// failures keep their documented codes and an unexpected error exits 70 with its message, never
+    /// ArgumentParser's 1 (which Kiln documents as "consistency anomaly").
     static func main() {
         var command: any ParsableCommand
         do {
@@ -40,8 +41,9 @@ struct Kiln: ParsableCommand {
             // ArgumentParser's own errors (help requests surface from `run` as its internal CommandError).
             exit(withError: error)
         } catch {
-            FileHandle.standardError.write(Data("kiln: internal error: \(error)\n".utf8))
-            Foundation.exit(KilnExitCode.internalError.rawValue)
+            let (code, message) = ErrorExit.of(error)
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
+            Foundation.exit(code.rawValue)
         }
     }
 }
@@ -85,27 +87,10 @@ struct StackOptions: ParsableArguments {
 }
 
 extension ParsableCommand {
-    /// Runs `body`, mapping Kiln's own failures to their documented exit codes.
+    /// Runs `body` and exits with the code it returns (nothing for `.ok`). Errors propagate unchanged to `Kiln.main`,
+    /// the one handler (`ErrorExit`).
     func exiting(_ body: () throws -> KilnExitCode) throws {
-        let code: KilnExitCode
-        do {
-            code = try body()
-        } catch let failure as Failure {
-            FileHandle.standardError.write(Data("kiln: \(failure.message)\n".utf8))
-            throw ExitCode(failure.code.rawValue)
-        } catch let error as StackError {
-            FileHandle.standardError.write(Data("kiln: \(error)\n".utf8))
-            throw ExitCode(KilnExitCode.stackUnavailable.rawValue)
-        } catch let error as SpecError {
-            FileHandle.standardError.write(Data("kiln: \(error)\n".utf8))
-            throw ExitCode(KilnExitCode.invalidInput.rawValue)
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            // Anything else is Kiln's own fault: exit 70 with the message, never ArgumentParser's 1 ("anomaly").
-            FileHandle.standardError.write(Data("kiln: internal error: \(error)\n".utf8))
-            throw ExitCode(KilnExitCode.internalError.rawValue)
-        }
+        let code = try body()
         if code != .ok { throw ExitCode(code.rawValue) }
     }
 }

@@ -9,6 +9,8 @@ import KilnPostgres
 import KilnRedis
 import Testing
 
+@testable import KilnRunner
+
 @Suite("kiln check against the embedded stack", .serialized)
 struct CheckCommandTests {
     /// Loads 5,000 rows into PostgreSQL, ClickHouse, Kafka and Redis with `kiln run`, returning the run directory.
@@ -24,8 +26,11 @@ struct CheckCommandTests {
               - {name: load, executor: bulk, rows: 5K, batch: 1K, workers: 2, stores: [postgres, clickhouse, kafka, redis]}
             """)
         let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-        let result = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "r"])
-        try #require(result.status == 0, "\(result.output)")
+        // In-process: the run controller is what `kiln run` calls.
+        var controller = RunController(scenario: scenario.path)
+        controller.runsDirectory = runs.path
+        controller.id = "r"
+        try #require(try controller.run() == .ok)
         return runs.appendingPathComponent("r")
     }
 
