@@ -1,5 +1,6 @@
 import KilnCore
 import KilnScenario
+import KilnStores
 import KilnStack
 import Logging
 

@@ -1,5 +1,6 @@
 import Foundation
 import KilnScenario
+import KilnStores
 import Logging
 
 /// Kiln's release version, recorded in every bundle; a bundle from another version is refused by `kiln replay`
