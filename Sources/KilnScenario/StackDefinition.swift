@@ -19,6 +19,10 @@ public struct StackDefinition: Sendable {
         case compose
         /// Hosts Kiln does not manage.
         case external
+        /// PostgreSQL under Patroni (`Scenarios/stacks/embedded-patroni.yaml`, started by `kiln stack up` through
+        /// `PatroniCluster`): read as a PostgreSQL-only stack whose primary is the first node and whose replicas are the
+        /// others (a run starts on whichever node leads, `PostgresRoles`).
+        case patroni
     }
 
     /// How the embedded servers are reached (`network:`).
@@ -79,6 +83,9 @@ public struct StackDefinition: Sendable {
 
     /// Reads a stack from a mapping (a whole stack file, or a `stack:` block inlined in a scenario).
     public static func parse(_ fields: YAMLFields, vocabulary: BackendVocabulary) throws(SpecError) -> StackDefinition {
+        if try fields.optionalString("kind") == Kind.patroni.rawValue {
+            return try patroni(PatroniStackSpec.parse(fields), vocabulary: vocabulary)
+        }
         let kind: Kind = try fields.enumeration("kind")
         let name = try fields.optionalString("name") ?? kind.rawValue
         let chaosTarget = try fields.bool("chaos_target", default: kind != .external)
@@ -148,6 +155,32 @@ public struct StackDefinition: Sendable {
         definition.network = network
         definition.clientGroups = clientGroups
         definition.hasSinkHosts = hasSinkHosts
+        return definition
+    }
+
+    /// A Patroni stack file as a stack: its nodes become the `postgres:` section (read by the PostgreSQL backend's own
+    /// parser, from the vocabulary), its client groups stay, and it has no sink hosts. The file was validated by
+    /// `PatroniStackSpec`.
+    static func patroni(_ spec: PatroniStackSpec, vocabulary: BackendVocabulary) throws(SpecError) -> StackDefinition {
+        guard let parser = vocabulary.stackSections.first(where: { $0.key == "postgres" }) else {
+            throw SpecError(
+                file: spec.source, line: 1, column: 1, field: "kind",
+                message: "a Patroni stack needs the PostgreSQL backend's `postgres:` section, which this build lacks")
+        }
+        let section = """
+            primary: \(spec.nodes[0])
+            replicas: [\(spec.nodes.dropFirst().map(\.description).joined(separator: ", "))]
+            database: \(spec.database)
+            user: \(spec.user)
+            """
+        var definition = StackDefinition(
+            name: spec.name, kind: .patroni, chaosTarget: spec.chaosTarget, source: spec.source)
+        definition.setSection(
+            "postgres",
+            try parser.parse(YAMLFields.document(section, file: spec.source), StackSectionContext(kind: .patroni)))
+        definition.network = .hosts
+        definition.clientGroups = spec.clientGroups
+        definition.hasSinkHosts = false
         return definition
     }
 

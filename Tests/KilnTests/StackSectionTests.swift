@@ -4,6 +4,7 @@ import KilnLoad
 import KilnScenario
 import KilnStack
 import KilnStores
+import Logging
 import Testing
 
 /// The stack side of the backend plugin shape: sections come from the backends, are optional, and everything the
@@ -91,6 +92,38 @@ struct StackSectionTests {
         #expect(hosts.addresses.allSatisfy { $0.address.host.hasPrefix("10.213.7.") })
         let patroni = try PatroniStackSpec.load(contentsOf: stacks.appendingPathComponent("embedded-patroni.yaml"))
         #expect(patroni.nodes.count == 3)
+    }
+
+    @Test func aPatroniStackIsAPostgresOnlyStackAPostgresScenarioCanRunOn() throws {
+        let file = TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-patroni.yaml")
+        let stack = try StackDefinition.load(contentsOf: file)
+        #expect(stack.kind == .patroni)
+        #expect(stack.sectionKeys == ["postgres"])
+        #expect(stack.postgres.primary == HostPort(host: "10.213.7.71", port: 5432))
+        #expect(stack.postgres.replicas.map(\.host) == ["10.213.7.72", "10.213.7.73"])
+        #expect(stack.postgres.database == "kiln")
+        #expect(stack.network == .hosts && stack.sinkHosts.isEmpty)
+        #expect(stack.clientGroups.map(\.name) == ["clients-a", "clients-b"])
+        // Nothing embedded: `kiln stack` runs a Patroni stack through PatroniCluster.
+        #expect(throws: (any Error).self) {
+            try EmbeddedStack(definition: stack, paths: TestStack.paths, logger: .init(label: "test"))
+        }
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-patroni"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let scenarioFile = directory.appendingPathComponent("pg.yaml")
+        try """
+            name: on-patroni
+            stack: \(file.path)
+            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 1K}
+            phases:
+              - {name: load, executor: bulk, rows: 1K, stores: [postgres]}
+              - {name: mix, executor: closed, duration: 1s, workers: 2, client_groups: [clients-a], mix: {postgres.insert: 1}}
+            """.write(to: scenarioFile, atomically: true, encoding: .utf8)
+        let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+        #expect(scenario.stack.kind == .patroni)
+        try scenario.checkStackServesStores()
     }
 
     @Test func theEmbeddedServersComeFromTheBackendsInTheOldStartOrder() throws {
