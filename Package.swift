@@ -45,21 +45,21 @@ let package = Package(
         .target(
             name: "KilnDurability",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack",
+                "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack", "KilnStores",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnStack",
             dependencies: [
-                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnBackend", "KilnStores",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnSmoke",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnCore", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -149,14 +149,14 @@ let package = Package(
         .target(
             name: "KilnAudit",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnHTTP",
+                "KilnCore", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnFaults",
             dependencies: [
-                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnPostgres", "KilnRedis",
+                "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnStores", "KilnPostgres", "KilnRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -167,7 +167,7 @@ let package = Package(
         .target(
             name: "KilnReplay",
             dependencies: [
-                "KilnCore", "KilnScenario", .product(name: "Yams", package: "Yams"),
+                "KilnCore", "KilnScenario", "KilnStores", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

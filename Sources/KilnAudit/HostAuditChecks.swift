@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnScenario
+import KilnStores
 
 #if canImport(Glibc)
     import Glibc

@@ -2,6 +2,7 @@ import Foundation
 import KilnCore
 import KilnPostgres
 import KilnScenario
+import KilnStores
 
 /// Opens libpq connections for the PostgreSQL checks.
 struct PostgresProbe {

@@ -2,6 +2,7 @@ import Foundation
 import KilnCore
 import KilnRedis
 import KilnScenario
+import KilnStores
 
 /// A RESP server of the stack (Redis primary, replica, sentinel or FalkorDB) and the credentials its clients use.
 struct RedisAuditTarget {

@@ -3,6 +3,7 @@ import KilnCore
 import KilnHTTP
 import KilnRedis
 import KilnScenario
+import KilnStores
 
 /// `clickhouse.default-no-password`: `SELECT 1` over ClickHouse's HTTP interface as `default` with an empty password.
 struct ClickHouseAccessCheck: AuditCheck {

@@ -1,4 +1,5 @@
 import Foundation
+import KilnStores
 import KilnData
 import Logging
 

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnScenario
+import KilnStores
 
 /// A durability drill file (`Scenarios/drills/pg-pitr.yaml`, `crash-restart-*.yaml`), run by `kiln run`: a
 /// `durability:` block instead of phases. The drill starts its own private server(s) at the stack file's addresses

@@ -1,5 +1,6 @@
 import KilnCore
 import KilnScenario
+import KilnStores
 import KilnStack
 import Logging
 
@@ -64,10 +65,9 @@ public enum ChaosSafety {
         return Set(hosts.map(\.address.description))
     }
 
-    /// Every address the stack file names.
+    /// Every address the stack file names (each section's `addresses`, from its backend).
     public static func stackAddresses(_ stack: StackDefinition) -> [HostPort] {
-        [stack.postgres.primary] + stack.postgres.replicas + [stack.redis.primary] + stack.redis.replicas
-            + stack.redis.sentinels + stack.kafka.bootstrap + [stack.graph.endpoint, stack.timeseries.endpoint]
+        stack.addresses.map(\.address)
     }
 
     public static func isLoopback(_ host: String) -> Bool {

@@ -2,6 +2,7 @@ import Foundation
 import KilnCore
 import KilnPostgres
 import KilnStack
+import KilnStores
 
 #if canImport(Glibc)
     import Glibc
@@ -249,14 +250,14 @@ final class TCPRequestWitness: ClientWitness {
 }
 
 extension ServerProtocol {
-    /// The protocol a client of an embedded server of this kind speaks (`user`/`database`: the stack's PostgreSQL
-    /// login).
-    public static func of(_ kind: EmbeddedServer.Kind, postgresUser user: String, database: String) -> ServerProtocol {
-        switch kind {
-        case .postgresPrimary, .postgresReplica: .postgres(user: user, database: database)
-        case .redisPrimary, .redisReplica, .sentinel, .falkordb: .redis
+    /// The protocol a client of a server speaking `wire` uses (`user`/`database`: the stack's PostgreSQL login, for
+    /// a libpq server).
+    public static func of(_ wire: WireProtocol, postgresUser user: String, database: String) -> ServerProtocol {
+        switch wire {
+        case .postgres: .postgres(user: user, database: database)
+        case .resp: .redis
         case .kafka: .kafka
-        case .clickhouse: .clickhouseHTTP
+        case .http: .clickhouseHTTP
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnStores
 import KilnCore
 import KilnRedis
 import KilnStack

@@ -1,5 +1,6 @@
 import Foundation
 import KilnScenario
+import KilnStores
 import Logging
 
 /// Kiln's release version, recorded in every bundle; a bundle from another version is refused by `kiln replay`
@@ -91,10 +92,14 @@ public enum BundleWriter {
     static func stackDescription(_ scenario: LoadScenario, file: String?) -> ReplayBundle.Stack {
         let stack = scenario.stack
         var settings: [String: String] = [:]
-        for (setting, value) in stack.redis.serverSettings { settings["redis.\(setting.rawValue)"] = String(value) }
-        settings["redis.master_name"] = stack.redis.masterName
-        settings["redis.sentinels"] = String(stack.redis.sentinels.count)
-        settings["postgres.replicas"] = String(stack.postgres.replicas.count)
+        if let redis = stack.section(RedisStackConfig.self) {
+            for (setting, value) in redis.serverSettings { settings["redis.\(setting.rawValue)"] = String(value) }
+            settings["redis.master_name"] = redis.masterName
+            settings["redis.sentinels"] = String(redis.sentinels.count)
+        }
+        if let postgres = stack.section(PostgresStackConfig.self) {
+            settings["postgres.replicas"] = String(postgres.replicas.count)
+        }
         if !stack.faketime.isEmpty { settings["faketime"] = stack.faketime.joined(separator: ",") }
         for entry in scenario.faults?.entries ?? [] where entry.kind == .pgFailover {
             settings["postgres.replication(\(entry.name))"] = entry.options["replication"] ?? "async"

@@ -1,5 +1,6 @@
 import Foundation
 import KilnScenario
+import KilnStores
 import Logging
 import Yams
 

@@ -321,6 +321,7 @@ enum PostgresRoles {
     /// The replica that is the primary while the stack file's primary is a standby; nil when the roles are as the
     /// file says or a server cannot be asked (then the file is used as written).
     static func promotedReplica(_ stack: StackDefinition) -> HostPort? {
+        guard stack.has(PostgresStackConfig.key) else { return nil }  // a stack without PostgreSQL
         func inRecovery(_ address: HostPort) -> Bool? {
             let endpoint = PostgresEndpoint(
                 host: address.host, port: address.port, database: stack.postgres.database, user: stack.postgres.user,

@@ -5,6 +5,7 @@ import KilnFaults
 import KilnLoad
 import KilnScenario
 import KilnStack
+import KilnStores
 import Logging
 
 /// Runs a scenario's fault schedule beside its phases (`RunCompanion`): one thread per planned fault instance
@@ -43,9 +44,13 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         self.proxies = proxies
         self.runID = runID
         self.logger = logger
-        primaries = PrimaryDirectory([
-            "postgres": PostgresRoles.promotedReplica(stack) ?? stack.postgres.primary, "redis": stack.redis.primary,
-        ])
+        // The failover drills' current primaries, of the stores the stack lists.
+        var initial: [String: HostPort] = [:]
+        if let pg = stack.section(PostgresStackConfig.self) {
+            initial["postgres"] = PostgresRoles.promotedReplica(stack) ?? pg.primary
+        }
+        if let redis = stack.section(RedisStackConfig.self) { initial["redis"] = redis.primary }
+        primaries = PrimaryDirectory(initial)
     }
 
     var faultTimeline: [RunReport.Fault] {
@@ -160,7 +165,9 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             }
             return ProcessFault(
                 name: instance.name, action: action, controller: controller,
-                speaking: .of(server.kind, postgresUser: stack.postgres.user, database: stack.postgres.database),
+                speaking: .of(
+                    server.wire, postgresUser: stack.section(PostgresStackConfig.self)?.user ?? "postgres",
+                    database: stack.section(PostgresStackConfig.self)?.database ?? "postgres"),
                 recoveryTimeout: .seconds(60))
         case .proxy:
             guard let proxy = proxies[entry.target], let text = entry.toxic else {
@@ -168,7 +175,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             }
             var toxic = try Toxic.parse(text)
             toxic.name = instance.name
-            return ProxyFault(name: instance.name, proxy: proxy, toxic: toxic, probe: Self.probe(forStore: entry.target))
+            return ProxyFault(name: instance.name, proxy: proxy, toxic: toxic, probe: Self.probe(forStore: entry.target))  // proxy: the backend's wire protocol
         case .pgFailover:
             guard let embedded else { throw FaultSetupError(reason: "pg-failover needs the embedded stack") }
             let options = entry.options
@@ -266,7 +273,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             }
             return try linkLatency(
                 name: instance.name, client: host(client), server: server.endpoint,
-                request: Self.request(for: serverName), latency: latency, jitter: jitter, runID: runID)
+                request: Self.request(for: server.wire), latency: latency, jitter: jitter, runID: runID)
         }
     }
 
@@ -290,8 +297,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     }
 
     /// Request bytes each server answers at once, for round trips (`probe(for:)` as bytes).
-    static func request(for server: String) -> [UInt8] {
-        switch probe(for: server) {
+    static func request(for wire: WireProtocol) -> [UInt8] {
+        switch probe(for: wire) {
         case .redisPing: Array("PING\r\n".utf8)
         case .request(let bytes): bytes
         case .connect: Array("\r\n".utf8)
@@ -306,22 +313,19 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     /// Why `entry` cannot run on the loopback stack (nil: it can); the rule is `HostsRequirement`'s.
     static func needsHosts(_ entry: FaultScheduleSpec.Entry) -> String? { HostsRequirement.reason(entry) }
 
-    /// A request each server answers while it runs and does not while paused.
-    static func probe(for server: String) -> ServiceProbe {
-        if server.hasPrefix("redis") || server.hasPrefix("sentinel") || server == "falkordb" { return .redisPing }
-        if server.hasPrefix("postgres") { return .request([0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]) }  // SSLRequest: 'N'/'S'
-        if server == "clickhouse" { return .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8)) }
-        if server == "kafka" { return .request(KafkaBrokerFault.apiVersionsRequest) }
-        return .connect
+    /// A request each server speaking `wire` answers while it runs and does not while paused.
+    static func probe(for wire: WireProtocol) -> ServiceProbe {
+        switch wire {
+        case .resp: .redisPing
+        case .postgres: .request([0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F])  // SSLRequest: 'N'/'S'
+        case .http: .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8))
+        case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
+        }
     }
 
+    /// The probe of a proxied store, by the wire protocol its backend's proxy carries (`Backend.stack.proxy`).
     static func probe(forStore store: String) -> ServiceProbe {
-        switch store {
-        case "redis", "falkordb": .redisPing
-        case "postgres": probe(for: "postgres")
-        case "clickhouse": probe(for: "clickhouse")
-        default: .connect
-        }
+        Backends.backend(named: store)?.stack.proxy.map { probe(for: $0.wire) } ?? .connect
     }
 
     /// The servers a schedule's entries act on, for the safety gate.
@@ -331,9 +335,9 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
             case .proxy:
                 return proxiedEndpoint(entry.target, stack: stack)
             case .pgFailover:
-                return stack.postgres.primary
+                return stack.section(PostgresStackConfig.self)?.primary
             case .redisFailover:
-                return stack.redis.primary
+                return stack.section(RedisStackConfig.self)?.primary
             case .loss, .bandwidth, .latency:
                 return nil  // between Kiln's own namespaces only (HostFaultRules refuses any other address)
             case .kill, .pause, .restart, .partition, .clockSkew:
@@ -343,14 +347,10 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         }
     }
 
+    /// The endpoint a fault proxy for `store` stands in front of (`Backend.stack.proxy`); nil: not proxiable, or
+    /// the stack does not list it.
     static func proxiedEndpoint(_ store: String, stack: StackDefinition) -> HostPort? {
-        switch store {
-        case "redis": stack.redis.primary
-        case "postgres": stack.postgres.primary
-        case "clickhouse": stack.timeseries.endpoint
-        case "falkordb": stack.graph.endpoint
-        default: nil
-        }
+        Backends.backend(named: store)?.stack.proxy?.endpoint(stack)
     }
 
     static func interval(_ duration: Duration) -> TimeInterval {

@@ -98,6 +98,12 @@ public struct RunController {
             if let refusal = HostsRequirement.refusal(loaded) {
                 throw Failure(code: .invalidInput, message: "\(refusal)")
             }
+            // Every store the (selected) phases drive needs its section in the stack.
+            do {
+                try loaded.checkStackServesStores()
+            } catch {
+                throw Failure(code: .invalidInput, message: "\(error)")
+            }
             var initialRows = StoreRows()
             if let continueFrom {
                 let file = URL(fileURLWithPath: continueFrom).appendingPathComponent("report.json")
@@ -364,13 +370,7 @@ public struct RunController {
                 throw Failure(code: .stackUnavailable, message: "fault proxy for \(store): \(error)")
             }
             proxies[store] = proxy
-            switch store {
-            case "redis": scenario.stack.redis.primary = proxy.listenAddress
-            case "postgres": scenario.stack.postgres.primary = proxy.listenAddress
-            case "clickhouse": scenario.stack.timeseries.endpoint = proxy.listenAddress
-            case "falkordb": scenario.stack.graph.endpoint = proxy.listenAddress
-            default: break
-            }
+            Backends.backend(named: store)?.stack.proxy?.redirect(&scenario.stack, proxy.listenAddress)
             logger.info("fault proxy: \(store) clients connect to \(proxy.listenAddress) -> \(upstream)")
         }
         let runner = FaultRunner(

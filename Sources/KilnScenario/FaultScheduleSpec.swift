@@ -105,9 +105,9 @@ public struct FaultScheduleSpec: Sendable, Equatable {
         self.healWait = healWait
     }
 
-    public static let proxiable = ["redis", "postgres", "clickhouse", "falkordb"]
-
-    static func parse(_ scenario: YAMLFields) throws(SpecError) -> FaultScheduleSpec? {
+    /// `proxiable`: the stores a fault proxy can sit in front of (the backends with a proxied endpoint,
+    /// `BackendVocabulary.proxiable`).
+    static func parse(_ scenario: YAMLFields, proxiable: [String]) throws(SpecError) -> FaultScheduleSpec? {
         guard scenario.contains("faults") || scenario.contains("proxy") || scenario.contains("chaos") else { return nil }
         var spec = FaultScheduleSpec()
         if scenario.contains("proxy") {

@@ -106,16 +106,39 @@ public struct LoadScenario: Sendable {
     /// Where `fault_shard` was written, `file:line:column` (for "outside 0..<n" at run time).
     public var faultShardSource: String = ""
 
-    public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
-
-    public static func load(contentsOf url: URL, knownOperations: Set<String>) throws(SpecError) -> LoadScenario {
-        let fields = try YAMLFields.document(contentsOf: url)
-        return try parse(fields, file: url, knownOperations: knownOperations)
+    /// The stores the scenario drives (its phases' operations, the pipeline's Kafka topic and sinks, the proxied
+    /// stores), by backend name, sorted: each needs its section in the stack (`Backends.missingSections`).
+    public var stores: [String] {
+        var names: Set<String> = []
+        for phase in phases {
+            var operations = phase.mix.map(\.name)
+            if case .bulk(_, _, let bulk, _, _) = phase.executor { operations += bulk }
+            for operation in operations {
+                if let store = operation.split(separator: ".").first { names.insert(String(store)) }
+            }
+        }
+        if let pipeline {
+            names.insert("kafka")
+            for sink in pipeline.sinks { names.insert(sink.rawValue) }
+        }
+        for store in faults?.proxied ?? [] { names.insert(store) }
+        return names.sorted()
     }
 
-    public static func parse(_ fields: YAMLFields, file url: URL, knownOperations: Set<String>) throws(SpecError)
-        -> LoadScenario
-    {
+    public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
+
+    /// `vocabulary`: the backends' stack sections and proxiable stores (`BackendVocabulary.all` in KilnStores, which
+    /// also offers `load(contentsOf:knownOperations:)` with it).
+    public static func load(
+        contentsOf url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary
+    ) throws(SpecError) -> LoadScenario {
+        let fields = try YAMLFields.document(contentsOf: url)
+        return try parse(fields, file: url, knownOperations: knownOperations, vocabulary: vocabulary)
+    }
+
+    public static func parse(
+        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary
+    ) throws(SpecError) -> LoadScenario {
         let directory = url.deletingLastPathComponent()
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
         // The name becomes part of run directory names: a file-name-safe word of at most 100 characters.
@@ -125,7 +148,7 @@ public struct LoadScenario: Sendable {
                     + "\(name.prefix(60))\(name.count > 60 ? "…" : "")'")
         }
         let description = try fields.optionalString("description")
-        let stack = try StackReference.resolve(fields, key: "stack", relativeTo: directory)
+        let stack = try StackReference.resolve(fields, key: "stack", relativeTo: directory, vocabulary: vocabulary)
 
         let datasetFields = try fields.mapping("dataset")
         let specPath = try datasetFields.string("spec")
@@ -163,7 +186,7 @@ public struct LoadScenario: Sendable {
         let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
             try RegressionLimits.parse(block)
         }
-        let faults = try FaultScheduleSpec.parse(fields)
+        let faults = try FaultScheduleSpec.parse(fields, proxiable: vocabulary.proxiable)
         let blackbox = try fields.optionalMapping("blackbox").map { (block) throws(SpecError) in
             try BlackBoxSpec.parse(block)
         }

@@ -7,10 +7,11 @@ public struct SmokeScenario: Sendable {
     public var transactions: Int
     public var seed: UInt64
 
-    public static func load(contentsOf url: URL) throws(SpecError) -> SmokeScenario {
+    public static func load(contentsOf url: URL, vocabulary: BackendVocabulary) throws(SpecError) -> SmokeScenario {
         let fields = try YAMLFields.document(contentsOf: url)
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
-        let stack = try StackReference.resolve(fields, key: "stack", relativeTo: url.deletingLastPathComponent())
+        let stack = try StackReference.resolve(
+            fields, key: "stack", relativeTo: url.deletingLastPathComponent(), vocabulary: vocabulary)
         let smoke = try fields.mapping("smoke")
         let transactions = try smoke.int("transactions", default: 10_000, range: 1...10_000_000)
         let seed = try smoke.int("seed", default: 1, range: 0...Int.max)
@@ -29,24 +30,24 @@ public enum StackReference {
         return attributes?[.type] as? FileAttributeType == .typeRegular
     }
 
-    public static func resolve(_ fields: YAMLFields, key: String, relativeTo directory: URL) throws(SpecError)
-        -> StackDefinition
-    {
+    public static func resolve(
+        _ fields: YAMLFields, key: String, relativeTo directory: URL, vocabulary: BackendVocabulary
+    ) throws(SpecError) -> StackDefinition {
         if fields.holdsMapping(key), let inline = try fields.optionalMapping(key) {
-            return try StackDefinition.parse(inline)
+            return try StackDefinition.parse(inline, vocabulary: vocabulary)
         }
         if let path = try fields.optionalString(key) {
             let url = URL(fileURLWithPath: path, relativeTo: directory).standardizedFileURL
             guard Self.isRegularFile(url) else {
                 throw fields.error(key, "stack file not found (or not a file): \(url.path)")
             }
-            return try StackDefinition.load(contentsOf: url)
+            return try StackDefinition.load(contentsOf: url, vocabulary: vocabulary)
         }
         let embedded = directory.appendingPathComponent("stacks/embedded.yaml")
         guard FileManager.default.fileExists(atPath: embedded.path) else {
             throw fields.error(
                 key, "no `\(key):` given and no stacks/embedded.yaml beside this file: name a stack file or an inline stack")
         }
-        return try StackDefinition.load(contentsOf: embedded)
+        return try StackDefinition.load(contentsOf: embedded, vocabulary: vocabulary)
     }
 }

@@ -1,9 +1,16 @@
 import Foundation
 import KilnCore
 
-/// Where each of the five stores lives. One file per stack under `Scenarios/stacks/`: the embedded local
-/// stack (default), the docker-compose stack, or a user's own hosts. Secrets never appear in the file: a
-/// `password_env` field names the environment variable that holds the password.
+/// Where each store lives. One file per stack under `Scenarios/stacks/`: the embedded local stack (default), the
+/// docker-compose stack, or a user's own hosts. Secrets never appear in the file: a `password_env` field names the
+/// environment variable that holds the password.
+///
+/// Stack-wide fields (`kind`, `name`, `chaos_target`, `faketime`, `network`, `client_groups`…) are read here; every
+/// other top-level key is one backend's section (`postgres:`, `redis:`…), read by the `StackSectionParser` that
+/// backend contributes. KilnScenario is below the backends (it cannot import them), so the parsers are handed in
+/// from above: `parse(_:vocabulary:)` with `BackendVocabulary.all` (KilnStores, derived from `Backends.all`), which
+/// also supplies the short forms `StackDefinition.load(contentsOf:)` and `parse(_:file:)`. Sections are optional (a
+/// PostgreSQL-only stack is valid); a key that is neither a stack field nor a known section is an error naming it.
 public struct StackDefinition: Sendable {
     public enum Kind: String, Sendable, CaseIterable {
         /// Local processes started by `kiln stack up`.
@@ -12,6 +19,10 @@ public struct StackDefinition: Sendable {
         case compose
         /// Hosts Kiln does not manage.
         case external
+        /// PostgreSQL under Patroni (`Scenarios/stacks/embedded-patroni.yaml`, started by `kiln stack up` through
+        /// `PatroniCluster`): read as a PostgreSQL-only stack whose primary is the first node and whose replicas are the
+        /// others (a run starts on whichever node leads, `PostgresRoles`).
+        case patroni
     }
 
     /// How the embedded servers are reached (`network:`).
@@ -23,90 +34,15 @@ public struct StackDefinition: Sendable {
         case hosts
     }
 
-    public struct Postgres: Sendable {
-        public var primary: HostPort
-        public var replicas: [HostPort]
-        public var database: String
-        public var user: String
-        public var passwordEnvironmentVariable: String?
-        /// `sensitive_tables:` — tables (`schema.table` or `table`) that must have Row Level Security; `kiln audit`
-        /// checks each. Names: letters, digits and `_` (not first), at most one `.`.
-        public var sensitiveTables: [String] = []
-    }
-
-    public struct Redis: Sendable {
-        public var primary: HostPort
-        public var replicas: [HostPort]
-        public var sentinels: [HostPort]
-        public var masterName: String
-        public var passwordEnvironmentVariable: String?
-        /// `user:` — the ACL user Kiln authenticates as (`AUTH user password`); nil: the `default` user.
-        public var user: String? = nil
-        /// `server_settings:` given to the embedded primary and replicas at start (`redis-server --name value`).
-        public var serverSettings: [RedisServerSetting: Int] = [:]
-
-        /// The settings as `redis-server` arguments, in a fixed order.
-        public var serverArguments: [String] {
-            RedisServerSetting.allCases.flatMap { setting in
-                serverSettings[setting].map { ["--\(setting.rawValue)", String($0)] } ?? []
-            }
-        }
-    }
-
-    /// Redis settings a stack file may set on its embedded servers: the replication safety valves of Redis's
-    /// Sentinel guide ("a primary stops accepting writes when fewer than N replicas acknowledged within M seconds").
-    public enum RedisServerSetting: String, Sendable, CaseIterable, Hashable {
-        case minReplicasToWrite = "min-replicas-to-write"
-        case minReplicasMaxLag = "min-replicas-max-lag"
-
-        var range: ClosedRange<Int> {
-            switch self {
-            case .minReplicasToWrite: 0...16
-            case .minReplicasMaxLag: 1...3600
-            }
-        }
-    }
-
-    public struct Kafka: Sendable {
-        public var bootstrap: [HostPort]
-        public var bootstrapServers: String { bootstrap.map(\.description).joined(separator: ",") }
-    }
-
-    public struct Graph: Sendable {
-        public enum Kind: String, Sendable, CaseIterable {
-            case falkordb
-            case neo4j
-        }
-        public var kind: Kind
-        /// RESP endpoint for FalkorDB; HTTP endpoint (Query API) for Neo4j.
-        public var endpoint: HostPort
-        public var graph: String
-        public var user: String?
-        public var passwordEnvironmentVariable: String?
-    }
-
-    public struct TimeSeries: Sendable {
-        public enum Kind: String, Sendable, CaseIterable {
-            case clickhouse
-            case timescale
-        }
-        public var kind: Kind
-        /// HTTP endpoint for ClickHouse; libpq endpoint for TimescaleDB.
-        public var endpoint: HostPort
-        public var database: String
-        public var user: String?
-        public var passwordEnvironmentVariable: String?
-    }
-
     public var name: String
     public var kind: Kind
     /// Whether faults may act on these servers. External stacks default to false.
     public var chaosTarget: Bool
-    public var postgres: Postgres
-    public var redis: Redis
-    public var kafka: Kafka
-    public var graph: Graph
-    public var timeseries: TimeSeries
+    /// Each store's section, by its key (`redis`), as its backend's parser read it (`StackSection`). A stack holds
+    /// only the stores it lists; the typed accessors (`stack.redis`) are extensions in each backend's folder.
+    public private(set) var sections: [String: any StackSection] = [:]
+    /// The section keys in file order.
+    public private(set) var sectionKeys: [String] = []
     /// Embedded servers started under libfaketime (`faketime:`), so a `clock-skew` fault can move their wall clock.
     /// PostgreSQL servers only: Redis and FalkorDB (jemalloc) recurse inside libfaketime's clock_gettime at start-up,
     /// and ClickHouse and Tansu are statically linked, so LD_PRELOAD cannot reach them.
@@ -130,96 +66,57 @@ public struct StackDefinition: Sendable {
     /// The file this definition was read from, for messages.
     public var source: String
 
-    public static func load(contentsOf url: URL) throws(SpecError) -> StackDefinition {
-        try parse(YAMLFields.document(contentsOf: url))
+    public static func load(contentsOf url: URL, vocabulary: BackendVocabulary) throws(SpecError) -> StackDefinition {
+        try parse(YAMLFields.document(contentsOf: url), vocabulary: vocabulary)
     }
 
-    public static func parse(_ text: String, file: String) throws(SpecError) -> StackDefinition {
-        try parse(YAMLFields.document(text, file: file))
+    public static func parse(_ text: String, file: String, vocabulary: BackendVocabulary) throws(SpecError)
+        -> StackDefinition
+    {
+        try parse(YAMLFields.document(text, file: file), vocabulary: vocabulary)
     }
+
+    /// The top-level fields of a stack file that are not a store's section.
+    public static let stackFields = [
+        "kind", "name", "chaos_target", "faketime", "network", "subnet", "client_groups", "sink_hosts",
+    ]
 
     /// Reads a stack from a mapping (a whole stack file, or a `stack:` block inlined in a scenario).
-    public static func parse(_ fields: YAMLFields) throws(SpecError) -> StackDefinition {
+    public static func parse(_ fields: YAMLFields, vocabulary: BackendVocabulary) throws(SpecError) -> StackDefinition {
+        if try fields.optionalString("kind") == Kind.patroni.rawValue {
+            return try patroni(PatroniStackSpec.parse(fields), vocabulary: vocabulary)
+        }
         let kind: Kind = try fields.enumeration("kind")
         let name = try fields.optionalString("name") ?? kind.rawValue
         let chaosTarget = try fields.bool("chaos_target", default: kind != .external)
 
-        let pg = try fields.mapping("postgres")
-        var postgres = Postgres(
-            primary: try pg.hostPort("primary"),
-            replicas: try pg.hostPorts("replicas"),
-            database: try pg.optionalString("database") ?? "kiln",
-            user: try pg.optionalString("user") ?? "postgres",
-            passwordEnvironmentVariable: try pg.optionalString("password_env"))
-        if pg.contains("sensitive_tables") {
-            for (text, line, column) in try pg.strings("sensitive_tables") {
-                let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), text.count <= 127,
-                    parts.allSatisfy({ part in
-                        !part.isEmpty && !part.first!.isNumber
-                            && part.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
-                    })
-                else {
-                    throw SpecError(
-                        file: pg.file, line: line, column: column, field: "postgres.sensitive_tables",
-                        message: "\(text.debugDescription) is not a table name (table or schema.table: letters, digits and _, not starting with a digit)")
-                }
-                postgres.sensitiveTables.append(text)
-            }
+        // Every key that is neither a stack field nor a known section, named before anything else is read.
+        let sectionKeys = vocabulary.stackSections.map(\.key)
+        for key in fields.keys where !stackFields.contains(key) && !sectionKeys.contains(key) {
+            let (line, column) = fields.location(key)
+            throw SpecError(
+                file: fields.file, line: line, column: column, field: key,
+                message: "unknown section (stores: \(sectionKeys.joined(separator: ", ")); stack fields: "
+                    + "\(stackFields.joined(separator: ", ")))")
         }
-        try pg.finish()
-
-        let rd = try fields.mapping("redis")
-        var redis = Redis(
-            primary: try rd.hostPort("primary"),
-            replicas: try rd.hostPorts("replicas"),
-            sentinels: try rd.hostPorts("sentinels"),
-            masterName: try rd.optionalString("master_name") ?? "kiln",
-            passwordEnvironmentVariable: try rd.optionalString("password_env"))
-        redis.user = try rd.optionalString("user")
-        if let settings = try rd.optionalMapping("server_settings") {
-            for key in settings.keys {
-                guard let setting = RedisServerSetting(rawValue: key) else {
-                    let (line, column) = settings.location(key)
-                    throw SpecError(
-                        file: settings.file, line: line, column: column, field: "redis.server_settings.\(key)",
-                        message: "unknown setting (known: "
-                            + RedisServerSetting.allCases.map(\.rawValue).joined(separator: ", ") + ")")
-                }
-                redis.serverSettings[setting] = try settings.int(key, range: setting.range)
-            }
-            try settings.finish()
-            if kind != .embedded {
-                throw rd.error("server_settings", "only an embedded stack's servers are started by Kiln")
-            }
+        var definition = StackDefinition(name: name, kind: kind, chaosTarget: chaosTarget, source: fields.file)
+        var sectionFields: [String: YAMLFields] = [:]
+        let context = StackSectionContext(kind: kind)
+        // File order, so a hosts stack names the first holder of an address as the file does.
+        for key in fields.keys where sectionKeys.contains(key) {
+            let parser = vocabulary.stackSections.first { $0.key == key }!
+            let section = try fields.mapping(key)
+            definition.setSection(key, try parser.parse(section, context))
+            sectionFields[key] = section
         }
-        try rd.finish()
-
-        let kf = try fields.mapping("kafka")
-        let kafka = Kafka(bootstrap: try kf.hostPorts("bootstrap", required: true))
-        try kf.finish()
-
-        let gr = try fields.mapping("graph")
-        let graph = Graph(
-            kind: try gr.enumeration("kind"),
-            endpoint: try gr.hostPort("endpoint"),
-            graph: try gr.optionalString("graph") ?? "kiln",
-            user: try gr.optionalString("user"),
-            passwordEnvironmentVariable: try gr.optionalString("password_env"))
-        try gr.finish()
-
-        let ts = try fields.mapping("timeseries")
-        let timeseries = TimeSeries(
-            kind: try ts.enumeration("kind"),
-            endpoint: try ts.hostPort("endpoint"),
-            database: try ts.optionalString("database") ?? "kiln",
-            user: try ts.optionalString("user"),
-            passwordEnvironmentVariable: try ts.optionalString("password_env"))
-        try ts.finish()
+        guard !definition.sectionKeys.isEmpty else {
+            throw fields.error(
+                "kind", "a stack lists at least one store (sections: \(sectionKeys.joined(separator: ", ")))")
+        }
 
         var faketime: [String] = []
         if fields.contains("faketime") {
-            let allowed = ["postgres-primary"] + postgres.replicas.indices.map { $0 == 0 ? "postgres-replica" : "postgres-replica-\($0 + 1)" }
+            let allowed = definition.sectionKeys.flatMap { definition.sections[$0]!.faketimeServers }
             for (text, line, column) in try fields.strings("faketime") {
                 guard kind == .embedded else {
                     throw SpecError(
@@ -242,9 +139,8 @@ public struct StackDefinition: Sendable {
         if network == .hosts {
             hasSinkHosts = try fields.bool("sink_hosts", default: true)
             clientGroups = try parseHosts(
-                sinkHosts: hasSinkHosts,
-                fields, kind: kind, name: name, postgres: postgres, redis: redis, kafka: kafka, graph: graph,
-                timeseries: timeseries)
+                sinkHosts: hasSinkHosts, fields, kind: kind, name: name, definition: definition,
+                sectionFields: sectionFields)
         } else {
             for key in ["subnet", "client_groups", "sink_hosts"] where fields.contains(key) {
                 let (line, column) = fields.location(key)
@@ -255,9 +151,6 @@ public struct StackDefinition: Sendable {
         }
 
         try fields.finish()
-        var definition = StackDefinition(
-            name: name, kind: kind, chaosTarget: chaosTarget, postgres: postgres, redis: redis, kafka: kafka,
-            graph: graph, timeseries: timeseries, source: fields.file)
         definition.faketime = faketime
         definition.network = network
         definition.clientGroups = clientGroups
@@ -265,12 +158,38 @@ public struct StackDefinition: Sendable {
         return definition
     }
 
+    /// A Patroni stack file as a stack: its nodes become the `postgres:` section (read by the PostgreSQL backend's own
+    /// parser, from the vocabulary), its client groups stay, and it has no sink hosts. The file was validated by
+    /// `PatroniStackSpec`.
+    static func patroni(_ spec: PatroniStackSpec, vocabulary: BackendVocabulary) throws(SpecError) -> StackDefinition {
+        guard let parser = vocabulary.stackSections.first(where: { $0.key == "postgres" }) else {
+            throw SpecError(
+                file: spec.source, line: 1, column: 1, field: "kind",
+                message: "a Patroni stack needs the PostgreSQL backend's `postgres:` section, which this build lacks")
+        }
+        let section = """
+            primary: \(spec.nodes[0])
+            replicas: [\(spec.nodes.dropFirst().map(\.description).joined(separator: ", "))]
+            database: \(spec.database)
+            user: \(spec.user)
+            """
+        var definition = StackDefinition(
+            name: spec.name, kind: .patroni, chaosTarget: spec.chaosTarget, source: spec.source)
+        definition.setSection(
+            "postgres",
+            try parser.parse(YAMLFields.document(section, file: spec.source), StackSectionContext(kind: .patroni)))
+        definition.network = .hosts
+        definition.clientGroups = spec.clientGroups
+        definition.hasSinkHosts = false
+        return definition
+    }
+
     /// The rules of a `network: hosts` stack: embedded, subnet 10.213.7.0/24 (the only one), a name that can tag its
     /// namespaces, each server on its own host address .2–.254 of that subnet (not .1: Kiln's client host), at most 9
     /// client groups. Returns the client groups with their addresses.
     private static func parseHosts(
-        sinkHosts: Bool, _ fields: YAMLFields, kind: Kind, name: String, postgres: Postgres, redis: Redis, kafka: Kafka, graph: Graph,
-        timeseries: TimeSeries
+        sinkHosts: Bool, _ fields: YAMLFields, kind: Kind, name: String, definition: StackDefinition,
+        sectionFields: [String: YAMLFields]
     ) throws(SpecError) -> [(name: String, address: HostAddress)] {
         func fail(_ key: String, _ message: String, in section: YAMLFields? = nil) -> SpecError {
             let section = section ?? fields
@@ -288,16 +207,10 @@ public struct StackDefinition: Sendable {
         guard isHostName(name) else {
             throw fail("name", "a hosts stack's name tags its namespaces: a-z, 0-9 and -, at most 40 characters")
         }
-        let sections: [(section: String, key: String, addresses: [HostPort])] = [
-            ("postgres", "primary", [postgres.primary]), ("postgres", "replicas", postgres.replicas),
-            ("redis", "primary", [redis.primary]), ("redis", "replicas", redis.replicas),
-            ("redis", "sentinels", redis.sentinels), ("kafka", "bootstrap", kafka.bootstrap),
-            ("graph", "endpoint", [graph.endpoint]), ("timeseries", "endpoint", [timeseries.endpoint]),
-        ]
         var holders: [String: String] = [:]
-        for (sectionName, key, addresses) in sections {
-            let section = try fields.mapping(sectionName)
-            for address in addresses {
+        for sectionName in definition.sectionKeys {
+            let section = sectionFields[sectionName]!
+            for (key, address) in definition.sections[sectionName]!.addresses.map({ ($0.field, $0.address) }) {
                 guard HostAddress(address.host) != nil else {
                     throw fail(
                         key,
@@ -315,7 +228,7 @@ public struct StackDefinition: Sendable {
                 let parts = holder.split(separator: ".")
                 throw fail(
                     String(parts[1]), "\(HostAddress.prefix)\(octet) is a pipeline sink's host (.61–.64)",
-                    in: try fields.mapping(String(parts[0])))
+                    in: sectionFields[String(parts[0])])
             }
         }
         var groups: [(name: String, address: HostAddress)] = []
@@ -350,6 +263,34 @@ public struct StackDefinition: Sendable {
 }
 
 extension StackDefinition {
+    public init(name: String, kind: Kind, chaosTarget: Bool, source: String) {
+        self.name = name
+        self.kind = kind
+        self.chaosTarget = chaosTarget
+        self.source = source
+    }
+
+    /// The section under `key`, when the stack lists that store.
+    public func section(_ key: String) -> (any StackSection)? { sections[key] }
+
+    /// The typed section of a backend, when the stack lists it.
+    public func section<Section: StackSection>(_ type: Section.Type) -> Section? {
+        sections.values.lazy.compactMap { $0 as? Section }.first
+    }
+
+    /// Whether the stack lists the store with section `key`.
+    public func has(_ key: String) -> Bool { sections[key] != nil }
+
+    /// Sets (or replaces) a section; a new key goes last.
+    public mutating func setSection(_ key: String, _ section: any StackSection) {
+        if sections.updateValue(section, forKey: key) == nil { sectionKeys.append(key) }
+    }
+
+    /// Every server address of every section, in file order, with its dotted field (`redis.replicas`).
+    public var addresses: [(field: String, address: HostPort)] {
+        sectionKeys.flatMap { key in sections[key]!.addresses.map { ("\(key).\($0.field)", $0.address) } }
+    }
+
     /// Resolves a `*_env` field against the environment; nil when the field is unset or the variable is empty.
     public static func secret(_ variable: String?, in environment: [String: String]) -> String? {
         guard let variable, let value = environment[variable], !value.isEmpty else { return nil }

@@ -5,6 +5,7 @@ import KilnKafka
 import KilnPostgres
 import KilnRedis
 import KilnScenario
+import KilnStores
 import Logging
 
 /// Writes one fixed transaction set to all five stores of a stack, reads each copy back and compares it with

@@ -1,62 +1,46 @@
 import Foundation
+import KilnBackend
 import KilnCore
 import KilnScenario
+import KilnStores
 
-/// One server process of the embedded stack, derived from the embedded stack file: its kind, the loopback
-/// address it binds, and where its data and log live in the run directory.
+/// One server process of the embedded stack, as its backend describes it (`EmbeddedServerDescription`, from
+/// `Backend.stack.servers`): its name and role, the address it binds, and where its data and log live in the run
+/// directory.
 public struct EmbeddedServer: Sendable {
-    public enum Kind: String, Sendable {
-        case postgresPrimary = "postgres-primary"
-        case postgresReplica = "postgres-replica"
-        case redisPrimary = "redis-primary"
-        case redisReplica = "redis-replica"
-        case sentinel
-        case kafka
-        case falkordb
-        case clickhouse
-    }
+    /// The role a backend gives the server (`ServerRole.redisPrimary`…, defined in each backend's folder).
+    public typealias Kind = ServerRole
 
-    public var name: String
-    public var kind: Kind
-    public var endpoint: HostPort
+    public var name: String { description.name }
+    public var kind: Kind { description.role }
+    public var endpoint: HostPort { description.endpoint }
+    /// The protocol its clients speak (fault probes, client witnesses).
+    public var wire: WireProtocol { description.wire }
     /// Data, config and sockets of this server; removed by `down`.
     public var directory: URL
     /// Kept after `down` so a failed start can be read.
     public var log: URL
+    /// What the backend said about the server (launch, probe, start order).
+    public let description: EmbeddedServerDescription
 
-    /// The servers of `definition` in start order (a replica after its primary, Sentinels after Redis).
-    public static func catalogue(_ definition: StackDefinition, runDirectory: URL) -> [EmbeddedServer] {
-        func server(_ name: String, _ kind: Kind, _ endpoint: HostPort) -> EmbeddedServer {
-            EmbeddedServer(
-                name: name, kind: kind, endpoint: endpoint,
-                directory: runDirectory.appendingPathComponent(name),
-                log: runDirectory.appendingPathComponent("logs/\(name).log"))
+    /// The servers of `definition` from `backends` (default: every backend), in start order: each backend's in
+    /// registry order, and servers that start after another (replicas) last.
+    public static func catalogue(
+        _ definition: StackDefinition, runDirectory: URL, tools: URL, libraries: URL,
+        backends: [Backend] = Backends.all
+    ) -> [EmbeddedServer] {
+        let paths = EmbeddedPaths(
+            runDirectory: runDirectory, tools: tools, libraries: libraries, network: definition.network)
+        let described = backends.flatMap { $0.stack.servers(definition, paths) }
+        let ordered = described.filter(\.startsAfter.isEmpty) + described.filter { !$0.startsAfter.isEmpty }
+        return ordered.map { server in
+            EmbeddedServer(directory: paths.directory(of: server.name), log: paths.log(of: server.name), description: server)
         }
-        var servers = [server("postgres-primary", .postgresPrimary, definition.postgres.primary)]
-        servers.append(server("redis-primary", .redisPrimary, definition.redis.primary))
-        for (index, replica) in definition.redis.replicas.enumerated() {
-            servers.append(server(indexed("redis-replica", index), .redisReplica, replica))
-        }
-        for (index, sentinel) in definition.redis.sentinels.enumerated() {
-            servers.append(server("sentinel-\(index + 1)", .sentinel, sentinel))
-        }
-        for (index, broker) in definition.kafka.bootstrap.enumerated() {
-            servers.append(server(indexed("kafka", index), .kafka, broker))
-        }
-        servers.append(server("falkordb", .falkordb, definition.graph.endpoint))
-        servers.append(server("clickhouse", .clickhouse, definition.timeseries.endpoint))
-        for (index, replica) in definition.postgres.replicas.enumerated() {
-            servers.append(server(indexed("postgres-replica", index), .postgresReplica, replica))
-        }
-        return servers
     }
-
-    private static func indexed(_ base: String, _ index: Int) -> String { index == 0 ? base : "\(base)-\(index + 1)" }
-
-    /// ClickHouse's native TCP port, next to the HTTP port of the stack file.
-    public var clickhouseNativePort: Int { endpoint.port + 1 }
-    var clickhouseInterserverPort: Int { endpoint.port + 2 }
 
     /// The PostgreSQL data directory (PGDATA) of a postgres server.
     public var postgresData: URL { directory.appendingPathComponent("data") }
+
+    /// A PostgreSQL server (primary or standby by the stack file; a failover may have swapped them).
+    public var isPostgres: Bool { description.launch.isPostgres }
 }

@@ -1,19 +1,22 @@
 import Foundation
+import KilnBackend
 import KilnCore
-import KilnHTTP
-import KilnPostgres
 import KilnScenario
+import KilnStores
 import Logging
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// Starts, inspects and stops the embedded stack: local server processes on loopback addresses (or, with
+/// Starts, inspects and stops the embedded stack: the servers the backends describe (`Backend.stack.servers`, see
+/// Sources/Backends/README.md), as local processes on loopback addresses (or, with
 /// `network: hosts`, each in its own network namespace on 10.213.7.0/24, see `HostNetwork`), with data,
 /// logs and the pids Kiln started under one run directory. `up` is idempotent; `down` stops only processes
 /// recorded in the run directory whose command line still names this stack (a recycled pid is left alone).
-/// Not thread-safe: one controller per command.
+/// Not thread-safe: one controller per command. No store is named here: a server is started by its description's
+/// launch (a detached process, or PostgreSQL's pg_ctl life cycle), probed by its description's probe, and each
+/// backend's `afterStart` runs once its servers answer.
 public final class EmbeddedStack {
     public let definition: StackDefinition
     public let paths: KilnPaths
@@ -29,7 +32,14 @@ public final class EmbeddedStack {
     private let network: HostNetwork
 
     /// `hostOwner` defaults to the stack itself (`.stack(definition.name)`); only tests give another.
-    public init(definition: StackDefinition, paths: KilnPaths, logger: Logger, hostOwner: HostOwner? = nil) throws {
+    private let backends: [Backend]
+
+    /// `backends`: whose servers run (default: every backend; a stack that does not list a backend's section gets
+    /// none of its servers).
+    public init(
+        definition: StackDefinition, paths: KilnPaths, logger: Logger, hostOwner: HostOwner? = nil,
+        backends: [Backend] = Backends.all
+    ) throws {
         guard definition.kind == .embedded else {
             throw StackError(
                 server: definition.name,
@@ -39,7 +49,9 @@ public final class EmbeddedStack {
         self.definition = definition
         self.paths = paths
         self.logger = logger
-        self.servers = EmbeddedServer.catalogue(definition, runDirectory: paths.stack)
+        self.backends = backends
+        self.servers = EmbeddedServer.catalogue(
+            definition, runDirectory: paths.stack, tools: paths.tools, libraries: paths.libraries, backends: backends)
         self.state = StackState(file: paths.stack.appendingPathComponent("state.json"))
         self.binaries = ServerBinaries(paths: paths)
         let owner = hostOwner ?? .stack(definition.name)
@@ -92,7 +104,7 @@ public final class EmbeddedStack {
     /// `kiln` databases. Throws `StackError` naming the first server that did not come up, with its log.
     @discardableResult
     public func up(readyTimeout: Duration = .seconds(90)) throws -> [ServerStatus] {
-        try binaries.checkInstalled()
+        try binaries.checkInstalled(servers)
         try FileManager.default.createDirectory(
             at: paths.stack.appendingPathComponent("logs"), withIntermediateDirectories: true)
         for host in hostList {
@@ -130,10 +142,11 @@ public final class EmbeddedStack {
         }
         var started: [String: ContinuousClock.Instant] = [:]
         for server in toStart {
-            if server.kind == .postgresReplica {
-                // pg_basebackup needs a primary that answers, with the kiln database in place.
-                try waitReady(primaryPostgres, timeout: readyTimeout)
-                try createDatabases(postgresOnly: true)
+            // e.g. pg_basebackup needs a primary that answers, with the kiln database in place.
+            for name in server.description.startsAfter {
+                guard let earlier = servers.first(where: { $0.name == name }) else { continue }
+                try waitReady(earlier, timeout: readyTimeout)
+                try afterReady(earlier)
             }
             FileManager.default.createFile(atPath: server.log.path, contents: nil)
             logger.info("starting", metadata: ["kiln.server": "\(server.name)", "kiln.endpoint": "\(server.endpoint)"])
@@ -153,11 +166,35 @@ public final class EmbeddedStack {
                     "ready", metadata: ["kiln.server": "\(server.name)", "kiln.seconds": "\(since.duration(to: .now).roundedSeconds)"])
             }
         }
-        try createDatabases(postgresOnly: false)
+        for server in servers { try afterReady(server) }
+        for backend in backends {
+            guard let afterStart = backend.stack.afterStart else { continue }
+            let own = Set(backend.stack.servers(definition, embeddedPaths).map(\.name))
+            let described = servers.filter { own.contains($0.name) }.map(\.description)
+            guard !described.isEmpty else { continue }
+            do {
+                try afterStart(definition, described)
+            } catch {
+                throw StackError(server: backend.name, message: "after start: \(error)")
+            }
+        }
         return status()
     }
 
-    private var primaryPostgres: EmbeddedServer { servers.first { $0.kind == .postgresPrimary }! }
+    private var embeddedPaths: EmbeddedPaths {
+        EmbeddedPaths(
+            runDirectory: paths.stack, tools: paths.tools, libraries: paths.libraries, network: definition.network)
+    }
+
+    /// The server's `afterReady` step (idempotent), as a `StackError` naming it.
+    private func afterReady(_ server: EmbeddedServer) throws {
+        guard let step = server.description.afterReady else { return }
+        do {
+            try step()
+        } catch {
+            throw StackError(server: server.name, message: "\(error)")
+        }
+    }
 
     private func waitReady(_ server: EmbeddedServer, timeout: Duration) throws {
         let deadline = ContinuousClock.now + timeout
@@ -182,109 +219,27 @@ public final class EmbeddedStack {
         }
     }
 
-    private func createDatabases(postgresOnly: Bool) throws {
-        let pg = definition.postgres
-        let admin = PostgresEndpoint(
-            host: pg.primary.host, port: pg.primary.port, database: "postgres", user: pg.user, password: nil)
-        do {
-            let connection = try PostgresConnection(admin, connectTimeoutSeconds: 5)
-            let exists = try connection.execute("SELECT 1 FROM pg_database WHERE datname = $1", [pg.database])
-            if exists.rowCount == 0 {
-                try connection.execute("CREATE DATABASE \"\(pg.database)\"")
-            }
-        } catch {
-            throw StackError(server: "postgres-primary", message: "could not create database \(pg.database): \(error)")
-        }
-        if postgresOnly { return }
-        let clickhouse = definition.timeseries.endpoint
-        do {
-            let client = try HTTPClient(timeoutSeconds: 10)
-            _ = try client.post(
-                "http://\(clickhouse)/", body: Array("CREATE DATABASE IF NOT EXISTS \(definition.timeseries.database)".utf8)
-            ).expectOK()
-        } catch {
-            throw StackError(server: "clickhouse", message: "could not create database: \(error)")
-        }
-    }
-
-    // MARK: starting each kind
+    // MARK: starting a server
 
     private func start(_ server: EmbeddedServer) throws {
-        let fileManager = FileManager.default
-        switch server.kind {
-        case .postgresPrimary, .postgresReplica:
-            try startPostgres(server)
-            return
-        case .redisPrimary, .redisReplica:
-            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
-            // Redis reports a replica by the source address of its link (127.0.0.1 here), where nothing listens:
-            // the Sentinels would see every replica as down and refuse to fail over. Announce the bound address.
-            var arguments = ServerBinaries.redisArguments(server) + ["--replica-announce-ip", server.endpoint.host]
-                + definition.redis.serverArguments
-            if server.kind == .redisReplica {
-                arguments += ["--replicaof", definition.redis.primary.host, String(definition.redis.primary.port)]
-            }
+        switch server.description.launch {
+        case .postgres(let replicaOf, let user):
+            try startPostgres(server, replicaOf: replicaOf, user: user)
+        case .process(let program, let prepare):
+            let arguments = try prepare(server.directory)
             record(
-                server,
-                try LocalProcess.spawnDetached(binaries.redisServer, arguments, log: server.log, host: hosts[server.name]))
-        case .sentinel:
-            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
-            let config = server.directory.appendingPathComponent("sentinel.conf")
-            let redis = definition.redis
-            let quorum = redis.sentinels.count / 2 + 1
-            // Sentinel rewrites this file as it learns the topology; a fresh start begins from the stack file.
-            let text = """
-                bind \(server.endpoint.host)
-                port \(server.endpoint.port)
-                protected-mode no
-                dir \(server.directory.path)
-                sentinel announce-ip \(server.endpoint.host)
-                sentinel monitor \(redis.masterName) \(redis.primary.host) \(redis.primary.port) \(quorum)
-                sentinel down-after-milliseconds \(redis.masterName) 5000
-                sentinel failover-timeout \(redis.masterName) 30000
-                sentinel parallel-syncs \(redis.masterName) 1
-
-                """
-            try text.write(to: config, atomically: true, encoding: .utf8)
-            record(
-                server,
-                try LocalProcess.spawnDetached(
-                    binaries.redisServer, [config.path, "--sentinel"], log: server.log, host: hosts[server.name]))
-        case .kafka:
-            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
-            let url = "tcp://\(server.endpoint)"
-            let arguments = [
-                "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
-            ]
-            record(
-                server, try LocalProcess.spawnDetached(binaries.tansu, arguments, log: server.log, host: hosts[server.name]))
-        case .falkordb:
-            try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
-            let arguments = ServerBinaries.redisArguments(server) + ["--loadmodule", binaries.falkordbModule]
-            record(
-                server,
-                try LocalProcess.spawnDetached(
-                    binaries.falkordbServer, arguments, log: server.log, host: hosts[server.name]))
-        case .clickhouse:
-            let config = try ClickHouseConfig.write(for: server)
-            record(
-                server,
-                try LocalProcess.spawnDetached(
-                    binaries.clickhouseServer, ["--config-file=\(config.path)"], log: server.log,
-                    host: hosts[server.name]))
+                server, try LocalProcess.spawnDetached(program, arguments, log: server.log, host: hosts[server.name]))
         }
     }
 
-    private func startPostgres(_ server: EmbeddedServer) throws {
+    private func startPostgres(_ server: EmbeddedServer, replicaOf primary: HostPort?, user: String) throws {
         let fileManager = FileManager.default
         let data = server.postgresData
-        let user = "postgres"
         if !fileManager.fileExists(atPath: data.appendingPathComponent("PG_VERSION").path) {
             try? fileManager.removeItem(at: server.directory)
             try fileManager.createDirectory(at: server.directory, withIntermediateDirectories: true)
             try ServerBinaries.giveToPostgres(server.directory)
-            if server.kind == .postgresPrimary {
+            if primary == nil {
                 try LocalProcess.run(
                     binaries.postgres("initdb"),
                     ["-D", data.path, "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C", "--no-sync"], user: user)
@@ -297,8 +252,7 @@ public final class EmbeddedStack {
                 try ServerBinaries.append(
                     "max_connections = 200\nshared_buffers = 256MB\nwal_keep_size = 512MB\n",
                     to: data.appendingPathComponent("postgresql.conf"))
-            } else {
-                let primary = definition.postgres.primary
+            } else if let primary {
                 try LocalProcess.run(
                     binaries.postgres("pg_basebackup"),
                     [
@@ -442,9 +396,4 @@ public final class EmbeddedStack {
         }
         return report
     }
-}
-
-extension EmbeddedServer {
-    /// A PostgreSQL server (primary or standby by the stack file; a failover may have swapped them).
-    public var isPostgres: Bool { kind == .postgresPrimary || kind == .postgresReplica }
 }

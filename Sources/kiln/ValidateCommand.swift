@@ -6,6 +6,7 @@ import KilnData
 import KilnLoad
 import KilnDurability
 import KilnScenario
+import KilnStores
 
 /// `kiln validate FILE…`: parses and resolves scenario, stack and dataset spec files — and the files a scenario names
 /// (its stack, its dataset spec) — exactly as `kiln run` would, without touching a server. Prints one line per file;
@@ -41,8 +42,8 @@ struct ValidateCommand: ParsableCommand {
                 self = .smokeScenario
             } else if keys.contains("entities") {
                 self = .datasetSpec
-            } else if keys.contains("kind") && keys.contains("postgres") {
-                self = .stack
+            } else if keys.contains("kind") && keys.contains(where: { key in Backends.stackSections.contains { $0.key == key } }) {
+                self = .stack  // `kind:` and any backend's section
             } else {
                 return nil
             }
@@ -71,7 +72,7 @@ struct ValidateCommand: ParsableCommand {
             throw SpecError(
                 file: url.path, line: 1, column: 1, field: "",
                 message: "cannot tell what this file is: a scenario has `phases:`, a smoke scenario `smoke:`, a stack "
-                    + "`kind:` and `postgres:`, a dataset spec `entities:`")
+                    + "`kind:` and a store's section (`postgres:`, `redis:`…), a dataset spec `entities:`")
         }
         switch kind {
         case .scenario:
@@ -86,6 +87,8 @@ struct ValidateCommand: ParsableCommand {
             if let problem = LoadRun.rowsProblem(scenario, datasetRows: dataset.rows) { throw problem }
             // What `kiln run` refuses before starting on a stack without `network: hosts`, with the same message.
             if let refusal = HostsRequirement.refusal(scenario) { throw refusal }
+            // What `kiln run` refuses too: a store the scenario drives that its stack does not list.
+            try scenario.checkStackServesStores()
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"

@@ -321,7 +321,7 @@ struct PrivateStackPauseTests {
         var lines: [String] = []
         for server in stack.servers {
             let spoken = ServerProtocol.of(
-                server.kind, postgresUser: definition.postgres.user, database: definition.postgres.database)
+                server.wire, postgresUser: definition.postgres.user, database: definition.postgres.database)
             let load = try OpenModelLoad(spoken, endpoint: server.endpoint, rate: 100)
             Thread.sleep(forTimeInterval: 1)
             let fault = ProcessFault(
@@ -365,7 +365,7 @@ struct PrivateStackPauseTests {
             let fault = ProcessFault(
                 action: .kill, controller: try LocalProcessController.embedded(name, of: stack),
                 speaking: .of(
-                    server.kind, postgresUser: definition.postgres.user, database: definition.postgres.database),
+                    server.wire, postgresUser: definition.postgres.user, database: definition.postgres.database),
                 recoveryTimeout: .seconds(60))
             let record = FaultDriver(fault).run(for: .zero)
             #expect(record.verified == .yes, "\(name): \(record.note)")

@@ -3,7 +3,8 @@ import KilnBackend
 /// ClickHouse as the analytics store (HTTP interface): operations, client and places.
 public enum ClickHouseBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) }, places: [.clickhouseRows])
+        driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) }, places: [.clickhouseRows],
+        stack: ClickHouseStackSide.stack)
 }
 
 extension RowPlace {

@@ -3,7 +3,8 @@ import KilnBackend
 /// FalkorDB as the fraud graph (openCypher over RESP): operations, client and places.
 public enum FalkorDBBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges])
+        driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges],
+        stack: FalkorDBStackSide.stack)
 }
 
 extension RowPlace {

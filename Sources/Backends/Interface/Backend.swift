@@ -9,15 +9,17 @@
 ///
 /// `KilnBackend` holds every protocol a backend implements, so a store's folder depends on it and on its wire
 /// module only; the engines run what the descriptors hand them. Today it holds the load side (`Client`,
-/// `StoreOperation`, `StoreDriver`) and the reconcile places (`RowPlace`). Moving down next, in this order, each
-/// with its descriptor field: the scanner protocol (`StoreScanner`, `StoredRow`, from KilnCheck) → `scanners`;
-/// the pipeline `Sink` protocol and `SinkMessage` (from KilnPipeline) → `sink`; the embedded server description
-/// (`EmbeddedServer` launch, readiness probe, role) → `servers`; the stack-file section parser → `stackSection`;
-/// the proxied endpoint and fault targets (from FaultRunner) → `faultTargets`; the smoke round trip → `smoke`.
+/// `StoreOperation`, `StoreDriver`), the reconcile places (`RowPlace`) and the stack side (`BackendStack`,
+/// BackendStack.swift): the stack-file section (`StackSectionParser` → a typed `StackSection` config), the embedded
+/// servers (`EmbeddedServerDescription`: launch, readiness probe, role, wire protocol, start order, after-ready step;
+/// `afterStart` once all answer), the proxied endpoint (`ProxiedEndpoint`) and `kiln stack env` variables. The
+/// `graph:` and `timeseries:` configs, each read by two backends, are here too (SharedStackSections.swift).
+/// Moving down next: the scanner protocol (`StoreScanner`, `StoredRow`, from KilnCheck) → `scanners`; the pipeline
+/// `Sink` protocol and `SinkMessage` (from KilnPipeline) → `sink`; the smoke round trip → `smoke`.
 ///
-/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, and
-/// (as the fields above move down) its scanners, sink, embedded servers, stack section, fault targets and smoke
-/// round trip — then one line in `Backends.all`.
+/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, its
+/// stack side (section, servers, proxy, environment) and (as the fields above move down) its scanners, sink and
+/// smoke round trip — then one line in `Backends.all`.
 public struct Backend: Sendable {
     /// The store's name in scenarios, stack files and histories (`redis`).
     public let name: String
@@ -27,12 +29,17 @@ public struct Backend: Sendable {
     public let places: [RowPlace]
     /// Per-user aggregates the feature checker reads (Redis features and scores); not reconciled row by row.
     public let aggregatePlaces: [RowPlace]
+    /// The stack side (BackendStack.swift): stack-file section, embedded servers, proxied endpoint, environment.
+    public let stack: BackendStack
 
-    public init(driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = []) {
+    public init(
+        driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], stack: BackendStack = .none
+    ) {
         name = driver.name
         self.driver = driver
         self.places = places
         self.aggregatePlaces = aggregatePlaces
+        self.stack = stack
         precondition(
             (places + aggregatePlaces).allSatisfy { $0.store == driver.name },
             "backend \(driver.name) lists a place of another store")

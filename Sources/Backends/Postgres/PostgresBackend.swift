@@ -4,8 +4,10 @@ import KilnBackend
 /// without the extension): operations, clients and places.
 public enum PostgresBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows])
-    public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) })
+        driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows],
+        stack: PostgresStackConfig.stackSide)
+    public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) },
+        stack: PostgresStackConfig.timescaleStackSide)
 }
 
 extension RowPlace {

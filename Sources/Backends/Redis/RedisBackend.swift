@@ -5,7 +5,8 @@ public enum RedisBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(RedisClient.self) { try RedisClient(context: $0) },
         places: [.redisTxnKeys],
-        aggregatePlaces: [.redisFeatures, .redisScores])
+        aggregatePlaces: [.redisFeatures, .redisScores],
+        stack: RedisStackConfig.stackSide)
 }
 
 extension RowPlace {

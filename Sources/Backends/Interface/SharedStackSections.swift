@@ -1,0 +1,109 @@
+import KilnCore
+import KilnScenario
+
+// Sections two backends share: `graph:` (FalkorDB or Neo4j, by `kind:`) and `timeseries:` (ClickHouse or
+// TimescaleDB). They live here, not in one backend's folder, because each is read by two backends whose targets do
+// not depend on each other; the section parser is contributed once (by FalkorDB and ClickHouse, see their folders).
+
+/// The `graph:` section: FalkorDB (RESP) or Neo4j (HTTP Query API).
+public struct GraphStackConfig: StackSection {
+    public static let key = "graph"
+
+    public enum Kind: String, Sendable, CaseIterable {
+        case falkordb
+        case neo4j
+    }
+    public var kind: Kind
+    /// RESP endpoint for FalkorDB; HTTP endpoint (Query API) for Neo4j.
+    public var endpoint: HostPort
+    public var graph: String
+    public var user: String?
+    public var passwordEnvironmentVariable: String?
+
+    public init(kind: Kind, endpoint: HostPort, graph: String, user: String?, passwordEnvironmentVariable: String?) {
+        self.kind = kind
+        self.endpoint = endpoint
+        self.graph = graph
+        self.user = user
+        self.passwordEnvironmentVariable = passwordEnvironmentVariable
+    }
+
+    public var addresses: [StackSectionAddress] { [StackSectionAddress("endpoint", endpoint)] }
+
+    public static let parser = StackSectionParser(key: key) { (gr, _) throws(SpecError) in
+        let graph = GraphStackConfig(
+            kind: try gr.enumeration("kind"),
+            endpoint: try gr.hostPort("endpoint"),
+            graph: try gr.optionalString("graph") ?? "kiln",
+            user: try gr.optionalString("user"),
+            passwordEnvironmentVariable: try gr.optionalString("password_env"))
+        try gr.finish()
+        return graph
+    }
+}
+
+/// The `timeseries:` section: ClickHouse (HTTP) or TimescaleDB (libpq).
+public struct TimeSeriesStackConfig: StackSection {
+    public static let key = "timeseries"
+
+    public enum Kind: String, Sendable, CaseIterable {
+        case clickhouse
+        case timescale
+    }
+    public var kind: Kind
+    /// HTTP endpoint for ClickHouse; libpq endpoint for TimescaleDB.
+    public var endpoint: HostPort
+    public var database: String
+    public var user: String?
+    public var passwordEnvironmentVariable: String?
+
+    public init(kind: Kind, endpoint: HostPort, database: String, user: String?, passwordEnvironmentVariable: String?) {
+        self.kind = kind
+        self.endpoint = endpoint
+        self.database = database
+        self.user = user
+        self.passwordEnvironmentVariable = passwordEnvironmentVariable
+    }
+
+    public var addresses: [StackSectionAddress] { [StackSectionAddress("endpoint", endpoint)] }
+
+    public static let parser = StackSectionParser(key: key) { (ts, _) throws(SpecError) in
+        let timeseries = TimeSeriesStackConfig(
+            kind: try ts.enumeration("kind"),
+            endpoint: try ts.hostPort("endpoint"),
+            database: try ts.optionalString("database") ?? "kiln",
+            user: try ts.optionalString("user"),
+            passwordEnvironmentVariable: try ts.optionalString("password_env"))
+        try ts.finish()
+        return timeseries
+    }
+}
+
+extension StackDefinition {
+    public typealias Graph = GraphStackConfig
+    public typealias TimeSeries = TimeSeriesStackConfig
+
+    /// The `graph:` section; only for code that runs because the scenario uses the graph store.
+    public var graph: GraphStackConfig {
+        get { requiredSection(GraphStackConfig.self, key: GraphStackConfig.key) }
+        set { setSection(GraphStackConfig.key, newValue) }
+    }
+
+    /// The `timeseries:` section; only for code that runs because the scenario uses the time-series store.
+    public var timeseries: TimeSeriesStackConfig {
+        get { requiredSection(TimeSeriesStackConfig.self, key: TimeSeriesStackConfig.key) }
+        set { setSection(TimeSeriesStackConfig.key, newValue) }
+    }
+}
+
+extension StackDefinition {
+    /// A section the caller knows the stack lists (the run checked every store a scenario uses against the stack:
+    /// `Backends.missingSections`). A stack without it is a programming error in Kiln, not bad input: it stops the
+    /// process with a message naming the stack file and the section.
+    public func requiredSection<Section: StackSection>(_ type: Section.Type, key: String) -> Section {
+        guard let section = sections[key] as? Section else {
+            preconditionFailure("\(source) has no `\(key):` section; Kiln read it without checking the stack lists it")
+        }
+        return section
+    }
+}
