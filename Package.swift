@@ -45,8 +45,8 @@ let package = Package(
         .target(
             name: "KilnDurability",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack",
-                .product(name: "Logging", package: "swift-log"),
+                "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack", "KilnCheck",
+                "KilnReport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(

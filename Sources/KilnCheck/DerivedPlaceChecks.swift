@@ -292,7 +292,8 @@ public enum PaidEdgeOracleCheck {
         }
         do {
             let endpoint = context.stack.graph.endpoint
-            let graph = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
+            let graph = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+                .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
             defer { graph.close() }
             func rows(_ cypher: String) throws -> [(Int64, DerivedPlaceChecks.Totals)] {
                 let reply = try graph.command(["GRAPH.RO_QUERY", graphName, cypher])

@@ -284,7 +284,7 @@ struct AuditHardenedStackTests {
         let home = TestStack.paths.home
         let directory = try AuditTestSupport.temporaryDirectory("audit-secure")
         var environment = ProcessInfo.processInfo.environment
-        for variable in ["KILN_SECURE_PG_PASSWORD", "KILN_SECURE_REDIS_PASSWORD", "KILN_AUDIT_REDIS_PASSWORD", "KILN_SECURE_CLICKHOUSE_PASSWORD"] {
+        for variable in SecureStackFixture.passwordVariables {
             environment[variable] = (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 36) }.joined(separator: "-")
         }
         environment["KILN_AUDIT_REDIS_USER"] = "kiln_audit"
