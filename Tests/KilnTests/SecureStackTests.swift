@@ -27,7 +27,8 @@ struct SecureStackSentinelTests {
     @Test func sentinelLookupsFailoverLoadAndCheckAuthenticate() throws {
         let home = TestStack.paths.home
         let directory = try AuditTestSupport.temporaryDirectory("secure-sentinel")
-        let environment = SecureStackFixture.randomEnvironment()
+        var environment = SecureStackFixture.randomEnvironment()
+        environment["KILN_SECURE_TLS_CA"] = directory.appendingPathComponent("tls/ca.crt").path
         let script = home.appendingPathComponent("scripts/secure-stack").path
         defer {
             _ = try? AuditTestSupport.run(script, ["down", directory.path], environment: environment)
