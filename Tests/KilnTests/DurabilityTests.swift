@@ -432,7 +432,8 @@ struct DurabilityRunOutputTests {
 
     /// Writes the outputs of `report` into a fresh directory and reads them back as `kiln report` does.
     static func judged(_ report: DurabilityReport, _ spec: DurabilityDrillSpec) throws -> (ReportResult, RunData) {
-        let directory = URL(fileURLWithPath: "/tmp/durability-outputs-\(getpid())-\(UInt(bitPattern: report.reasons.hashValue))-\(report.verdict)")
+        // One directory per call: the suite's tests run in parallel.
+        let directory = URL(fileURLWithPath: "/tmp/durability-outputs-\(getpid())-\(UUID().uuidString)")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -4,6 +4,7 @@ import KilnFaults
 import KilnRedis
 import KilnStores
 import KilnScenario
+import KilnStack
 import Testing
 
 /// The hardened stack (`scripts/secure-stack`, 127.0.33.x) brought up in a temporary directory with random passwords.
@@ -22,8 +23,9 @@ enum SecureStackFixture {
     }
 }
 
-@Suite("The hardened stack: Sentinel with requirepass, Redis and FalkorDB ACL users", .serialized)
-struct SecureStackSentinelTests {
+/// More tests of the serialized suite "kiln audit: the hardened stack": every test there brings the stack up on the
+/// same fixed addresses, so they must never run at once.
+extension AuditHardenedStackTests {
     @Test func sentinelLookupsFailoverLoadAndCheckAuthenticate() throws {
         let home = TestStack.paths.home
         let directory = try AuditTestSupport.temporaryDirectory("secure-sentinel")
@@ -89,5 +91,33 @@ struct SecureStackSentinelTests {
         try fault.stop()
         let healed = fault.verify(.healed)
         #expect(healed.verified == .yes, "\(healed.text)")
+    }
+
+    @Test func kilnStackUpStartsTheHardenedStackAndDownRemovesIt() throws {
+        let home = TestStack.paths.home
+        let kiln = home.appendingPathComponent(".build/debug/kiln").path
+        let stackFile = home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml").path
+        let directory = try AuditTestSupport.temporaryDirectory("secure-stack-up").appendingPathComponent("stack")
+        var environment = SecureStackFixture.randomEnvironment()
+        environment["KILN_SECURE_TLS_CA"] = directory.appendingPathComponent("tls/ca.crt").path
+        environment["KILN_AUDIT_REDIS_USER"] = "kiln_audit"
+        defer {
+            _ = try? AuditTestSupport.run(kiln, ["stack", "down", "--stack", stackFile, "--run-directory", directory.path], environment: environment)
+            try? FileManager.default.removeItem(at: directory.deletingLastPathComponent())
+        }
+        let up = try AuditTestSupport.run(kiln, ["stack", "up", "--stack", stackFile, "--run-directory", directory.path], environment: environment)
+        try #require(up.status == 0, "kiln stack up: \(up.output)")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("tls/ca.crt").path), "openssl made the CA at stack up")
+        let status = try AuditTestSupport.run(kiln, ["stack", "status", "--stack", stackFile, "--run-directory", directory.path], environment: environment)
+        #expect(status.status == 0 && status.output.contains("sentinel-3") && !status.output.contains("DOWN"), "\(status.output)")
+        let audit = try AuditTestSupport.run(kiln, ["audit", "--stack", stackFile, "--fail-on", "medium"], environment: environment)
+        #expect(audit.status == 0 && audit.output.contains("0 at or above medium, 0 not checked"), "\(audit.output)")
+        let down = try AuditTestSupport.run(kiln, ["stack", "down", "--stack", stackFile, "--run-directory", directory.path], environment: environment)
+        #expect(down.status == 0, "kiln stack down: \(down.output)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
+        let stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile))
+        for endpoint in [stack.postgres.primary, stack.redis.primary, stack.timeseries.endpoint] + stack.redis.sentinels {
+            #expect(!KilnStack.LocalProcess.isListening(host: endpoint.host, port: endpoint.port), "\(endpoint) still listening")
+        }
     }
 }
