@@ -46,7 +46,7 @@ let package = Package(
             name: "KilnDurability",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnData", "KilnPostgres", "KilnRedis", "KilnStack", "KilnStores",
-                .product(name: "Logging", package: "swift-log"),
+                "KilnCheck", "KilnReport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(

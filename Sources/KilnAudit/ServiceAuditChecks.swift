@@ -18,8 +18,8 @@ struct ClickHouseAccessCheck: AuditCheck {
         do throws(HTTPError) {
             let client = try HTTPClient(
                 timeoutSeconds: Double(context.timeoutSeconds), connectTimeoutSeconds: Double(context.timeoutSeconds),
-                user: "default", password: "")
-            let response = try client.get("http://\(ts.endpoint)/?query=SELECT%201")
+                user: "default", password: "", caFile: ts.caFile(in: context.environment))
+            let response = try client.get(ts.baseURL + "?query=SELECT%201")
             let body = response.text.trimmingCharacters(in: .whitespacesAndNewlines)
             if response.status == 200 {
                 return [AuditResult(.clickhouseDefaultUserNoPassword, target: target,

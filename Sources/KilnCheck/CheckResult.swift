@@ -110,3 +110,24 @@ extension PlaceResult {
             seconds: Date().timeIntervalSince(started))
     }
 }
+
+extension Anomaly {
+    /// For results judged outside KilnCheck (durability drills); the memberwise init stays internal.
+    public static func judged(kind: Kind, txnID: Int64, key: String? = nil, detail: String) -> Anomaly {
+        Anomaly(kind: kind, txnID: txnID, key: key, detail: detail)
+    }
+}
+
+extension PlaceResult {
+    /// For results judged outside KilnCheck (durability drills); the memberwise init stays internal.
+    public static func judged(
+        place: String, source: String, validity: Validity, expected: Int64, indeterminate: Int64, failedWrites: Int64,
+        scanned: Int64, indeterminatePresent: Int64, counts: [String: Int64], anomalies: [Anomaly], error: String?,
+        seconds: Double
+    ) -> PlaceResult {
+        PlaceResult(
+            place: place, source: source, validity: validity, expected: expected, indeterminate: indeterminate,
+            failedWrites: failedWrites, scanned: scanned, indeterminatePresent: indeterminatePresent, counts: counts,
+            anomalies: anomalies, error: error, seconds: seconds)
+    }
+}

@@ -69,7 +69,7 @@ public final class ClickHouseScanner: StoreScanner {
         let table = projection.table
         source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
         query = Self.query(projection, txnIDs: txnIDs)
-        baseURL = "http://\(ts.endpoint)/"
+        baseURL = ts.baseURL
         stallSeconds = max(1, context.timeout.seconds)
         http = try Self.connect(context)
     }
@@ -82,8 +82,9 @@ public final class ClickHouseScanner: StoreScanner {
         do {
             let http = try HTTPClient(
                 timeoutSeconds: stallSeconds, connectTimeoutSeconds: min(5, stallSeconds), user: ts.user,
-                password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
-            try http.get("http://\(ts.endpoint)/ping").expectOK()
+                password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment),
+                caFile: ts.caFile(in: context.environment))
+            try http.get(ts.baseURL + "ping").expectOK()
             return http
         } catch {
             throw SQLStoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))

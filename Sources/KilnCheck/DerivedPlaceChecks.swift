@@ -187,13 +187,14 @@ public enum MerchantMinuteOracleCheck {
         do {
             let http = try HTTPClient(
                 timeoutSeconds: 600, connectTimeoutSeconds: 5, user: ts.user,
-                password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+                password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment),
+                caFile: ts.caFile(in: context.environment))
             /// The aggregate's rows whose minute (`toUInt32(minute)`, Unix seconds) matches `filter`.
             func aggregate(_ filter: String) throws -> [Key: DerivedPlaceChecks.Totals] {
                 let query = "SELECT merchant_id, toInt64(toUInt32(minute)) * 1000, toInt64(sum(txns)), "
                     + "toInt64(sum(amount) * 100) FROM \(view) WHERE \(filter) GROUP BY merchant_id, minute "
                     + "FORMAT TabSeparated"
-                let text = try http.post("http://\(ts.endpoint)/", body: Array(query.utf8)).expectOK().text
+                let text = try http.post(ts.baseURL, body: Array(query.utf8)).expectOK().text
                 var found: [Key: DerivedPlaceChecks.Totals] = [:]
                 for line in text.split(separator: "\n") {
                     let fields = line.split(separator: "\t")
@@ -292,7 +293,8 @@ public enum PaidEdgeOracleCheck {
         }
         do {
             let endpoint = context.stack.graph.endpoint
-            let graph = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
+            let graph = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+                .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
             defer { graph.close() }
             func rows(_ cypher: String) throws -> [(Int64, DerivedPlaceChecks.Totals)] {
                 let reply = try graph.command(["GRAPH.RO_QUERY", graphName, cypher])

@@ -1,6 +1,7 @@
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnScenario
 import KilnStores
 
 /// Reads every PAID edge of graph `<ns>_graph` (what `FalkorDBClient` writes) as one `StoredRow`: `txnID` (the
@@ -53,7 +54,8 @@ public final class FalkorDBScanner: StoreScanner {
         let port = context.stack.graph.endpoint.port
         let timeout = max(0.001, context.timeout.seconds)
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeout)
+            connection = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+                .connect(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])
         } catch {
             throw ScanError(address: "\(host):\(port)", reason: error.description)

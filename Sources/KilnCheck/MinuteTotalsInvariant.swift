@@ -74,11 +74,12 @@ public enum MinuteTotalsInvariant {
         let ts = context.stack.timeseries
         let http = try HTTPClient(
             timeoutSeconds: 600, connectTimeoutSeconds: 5, user: ts.user,
-            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment),
+            caFile: ts.caFile(in: context.environment))
         let view = "\(ts.database).\(context.namespace)_merchant_minute"
         let query = "SELECT toInt64(toUInt32(minute)) * 1000, toInt64(sum(txns)), toInt64(sum(amount) * 100) "
             + "FROM \(view) GROUP BY minute FORMAT TabSeparated"
-        let text = try http.post("http://\(ts.endpoint)/", body: Array(query.utf8)).expectOK().text
+        let text = try http.post(ts.baseURL, body: Array(query.utf8)).expectOK().text
         var minutes: [Int64: Totals] = [:]
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: "\t")

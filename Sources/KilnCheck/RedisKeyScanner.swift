@@ -27,7 +27,7 @@ final class RedisKeyScanner: StoreScanner {
         let parts = pattern.components(separatedBy: "{txn_id}")
         prefix = Array(parts[0].utf8)
         suffix = Array((parts.count > 1 ? parts[1] : "").utf8)
-        let primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout)
+        let primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout, environment: context.environment)
         let primary = primaries.current()
         do {
             (connection, _) = try primaries.connect(ping: true)

@@ -233,7 +233,8 @@ final class GraphLookup: VisibilityLookup {
         self.property = property
         let endpoint = context.stack.graph.endpoint
         let timeout = max(1, context.timeout.seconds)
-        connection = try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: timeout)
+        connection = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+            .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: timeout)
     }
 
     func visible(_ txnIDs: [Int64]) throws -> Set<Int64> {

@@ -9,7 +9,9 @@ import Logging
 
 /// Runs one durability drill end to end, in-process (the `kiln run` adapter and the tests call this): builds the
 /// dataset, creates the drill's work directory `/tmp/durability-<name>-<pid>` (its private servers' data; removed
-/// afterwards), runs the drill, and writes `history.jsonl`, `durability.json` and `summary.md` to `runDirectory`.
+/// afterwards), runs the drill, and writes `history.jsonl` and `durability.json` (the drill's own record), and the
+/// run's `report.json`, `check.json`, `timeline.jsonl`, `report.html`, `summary.md` and `junit.xml`
+/// (`DurabilityRunOutputs`) to `runDirectory`.
 public enum DurabilityDrillRunner {
     /// The drill's work directory in this process: `/tmp/durability-<name>-<pid>`.
     public static func workDirectory(_ spec: DurabilityDrillSpec) -> URL {
@@ -38,6 +40,7 @@ public enum DurabilityDrillRunner {
             }
         }
         var history: WriteHistory?
+        let startedAt = WallClock.micros() / 1000
         let report: DurabilityReport
         switch spec.kind {
         case .crashRestart:
@@ -47,9 +50,10 @@ public enum DurabilityDrillRunner {
         }
         try history?.write(to: runDirectory.appendingPathComponent("history.jsonl"))
         try report.write(to: runDirectory.appendingPathComponent("durability.json"))
-        try DurabilityJUnit.xml(report).write(
-            to: runDirectory.appendingPathComponent("junit.xml"), atomically: true, encoding: .utf8)
-        try (report.summary + "\n").write(to: runDirectory.appendingPathComponent("summary.md"), atomically: true, encoding: .utf8)
+        let outputs = DurabilityRunOutputs(
+            report, spec: spec, records: history?.records ?? [], id: runDirectory.lastPathComponent,
+            startedAt: startedAt, endedAt: WallClock.micros() / 1000)
+        try outputs.write(to: runDirectory, drillSummary: report.summary)
         if let text = try? String(contentsOf: spec.file, encoding: .utf8) {
             try? text.write(to: runDirectory.appendingPathComponent("scenario.yaml"), atomically: true, encoding: .utf8)
         }

@@ -2,6 +2,7 @@ import Foundation
 import KilnStores
 import KilnCore
 import KilnRedis
+import KilnScenario
 import KilnStack
 
 #if canImport(Glibc)
@@ -24,6 +25,8 @@ import KilnStack
 ///
 /// `setup` refuses to start unless the Sentinels are ready to fail over (`SENTINEL CKQUORUM` and a replica not
 /// down): a failover that cannot happen would otherwise look like a slow one.
+/// Sentinels are asked with `sentinelCredentials` (`requirepass` / an ACL user of sentinel.conf), the Redis servers
+/// (`ROLE`, `REPLICAOF`, `CLIENT KILL`) with `serverCredentials`, which must be allowed those admin commands.
 /// Not thread-safe: driven by one caller; every call blocks (TCP to the Sentinels and servers).
 public final class RedisSentinelFailover: Fault {
     public enum Trigger {
@@ -45,6 +48,8 @@ public final class RedisSentinelFailover: Fault {
     public let fenceOldPrimary: Bool
     public let directory: PrimaryDirectory?
     public let timeout: Duration
+    public let sentinelCredentials: RedisCredentials
+    public let serverCredentials: RedisCredentials
 
     /// Trigger → a majority of Sentinels name the new primary and it answers `ROLE` master.
     public private(set) var electionTime: Duration?
@@ -55,8 +60,11 @@ public final class RedisSentinelFailover: Fault {
     public init(
         name: String? = nil, masterName: String, sentinels: [HostPort], trigger: Trigger = .command,
         failBack: Bool = false, fenceOldPrimary: Bool = true, directory: PrimaryDirectory? = nil,
-        timeout: Duration = .seconds(60)
+        timeout: Duration = .seconds(60), sentinelCredentials: RedisCredentials = .none,
+        serverCredentials: RedisCredentials = .none
     ) {
+        self.sentinelCredentials = sentinelCredentials
+        self.serverCredentials = serverCredentials
         self.fenceOldPrimary = fenceOldPrimary
         self.name = name ?? "redis-failover-\(masterName)"
         self.masterName = masterName
@@ -84,9 +92,9 @@ public final class RedisSentinelFailover: Fault {
 
     private func readiness() throws {
         for sentinel in sentinels {
-            let reply = try Self.ask(sentinel, ["SENTINEL", "CKQUORUM", masterName])
+            let reply = try Self.ask(sentinel, ["SENTINEL", "CKQUORUM", masterName], credentials: sentinelCredentials)
             guard reply.string?.hasPrefix("OK") == true else { throw ProcessFaultError("\(sentinel): no quorum") }
-            let replicas = try Self.ask(sentinel, ["SENTINEL", "REPLICAS", masterName]).array ?? []
+            let replicas = try Self.ask(sentinel, ["SENTINEL", "REPLICAS", masterName], credentials: sentinelCredentials).array ?? []
             let usable = replicas.contains { replica in
                 let flags = Self.field("flags", in: replica) ?? ""
                 return !flags.contains("down") && !flags.contains("disconnected")
@@ -124,7 +132,7 @@ public final class RedisSentinelFailover: Fault {
         newPrimary = elected
         directory?.promote("redis", to: elected)
         if fenceOldPrimary, case .command = trigger {
-            try Self.demote(old, to: elected)
+            try Self.demote(old, to: elected, credentials: serverCredentials)
         }
     }
 
@@ -132,7 +140,7 @@ public final class RedisSentinelFailover: Fault {
     /// evidence of a second failover when a fenced server keeps turning primary.
     func sentinelFlags() -> String {
         for sentinel in sentinels {
-            guard let parts = (try? Self.ask(sentinel, ["SENTINEL", "MASTER", masterName]))?.array else { continue }
+            guard let parts = (try? Self.ask(sentinel, ["SENTINEL", "MASTER", masterName], credentials: sentinelCredentials))?.array else { continue }
             let strings = parts.map { $0.string ?? "" }
             if let index = strings.firstIndex(of: "flags"), index + 1 < strings.count { return strings[index + 1] }
         }
@@ -140,9 +148,9 @@ public final class RedisSentinelFailover: Fault {
     }
 
     /// `REPLICAOF <primary>` on `server`, then drops its normal clients so they reconnect (and rediscover).
-    static func demote(_ server: HostPort, to primary: HostPort) throws {
-        _ = try ask(server, ["REPLICAOF", primary.host, String(primary.port)])
-        _ = try? ask(server, ["CLIENT", "KILL", "TYPE", "normal"])
+    static func demote(_ server: HostPort, to primary: HostPort, credentials: RedisCredentials = .none) throws {
+        _ = try ask(server, ["REPLICAOF", primary.host, String(primary.port)], credentials: credentials)
+        _ = try? ask(server, ["CLIENT", "KILL", "TYPE", "normal"], credentials: credentials)
     }
 
     public func stop() throws {
@@ -152,12 +160,12 @@ public final class RedisSentinelFailover: Fault {
             killed = false
             // It restarts as an empty primary; Sentinel would demote it only seconds later.
             if fenceOldPrimary {
-                try Self.demote(old, to: new)
+                try Self.demote(old, to: new, credentials: serverCredentials)
                 // Under load (CI) the restarted server was once still ROLE master a full timeout after the
                 // REPLICAOF; it is repeated until the server reports itself a replica, for at most `timeout`.
                 _ = PostgresFailover.poll(within: timeout) { () -> Bool? in
-                    guard let role = Self.role(old), role.role != "slave" else { return true }
-                    _ = try? Self.ask(old, ["REPLICAOF", new.host, String(new.port)])
+                    guard let role = Self.role(old, credentials: serverCredentials), role.role != "slave" else { return true }
+                    _ = try? Self.ask(old, ["REPLICAOF", new.host, String(new.port)], credentials: serverCredentials)
                     usleep(450_000)
                     return nil
                 }
@@ -173,7 +181,7 @@ public final class RedisSentinelFailover: Fault {
             throw ProcessFaultError("failing back to \(old) did not finish within \(timeout)")
         }
         directory?.promote("redis", to: old)
-        if fenceOldPrimary { try Self.demote(new, to: old) }
+        if fenceOldPrimary { try Self.demote(new, to: old, credentials: serverCredentials) }
     }
 
     public func verify(_ phase: FaultPhase) -> FaultEvidence {
@@ -181,7 +189,7 @@ public final class RedisSentinelFailover: Fault {
         switch phase {
         case .active:
             let election = "elected \(new) in \(electionTime?.milliseconds ?? -1) ms"
-            guard Self.role(new)?.role == "master" else { return .no("\(election) but ROLE of \(new) is not master") }
+            guard Self.role(new, credentials: serverCredentials)?.role == "master" else { return .no("\(election) but ROLE of \(new) is not master") }
             let agreeing = sentinels.count { (try? primary(from: $0)) == new }
             guard agreeing * 2 > sentinels.count else {
                 return .no("\(election) but only \(agreeing)/\(sentinels.count) sentinels name it")
@@ -195,7 +203,7 @@ public final class RedisSentinelFailover: Fault {
                     ? .yes(
                         "\(election); \(agreeing)/\(sentinels.count) sentinels agree; \(old) is its replica "
                             + "(\(how); its link up and synced \(waited.duration(to: .now).milliseconds) ms later)")
-                    : .no("\(election) but \(old) did not become its replica (ROLE \(Self.describeRole(old)))")
+                    : .no("\(election) but \(old) did not become its replica (ROLE \(Self.describeRole(old, credentials: serverCredentials)))")
             case .killPrimary:
                 let probe = TCPProbe.redisPing(old, timeout: .milliseconds(300))
                 return probe.answered
@@ -207,10 +215,10 @@ public final class RedisSentinelFailover: Fault {
             guard waitForPrimary(where: { $0 == primary }, everySentinel: true) != nil else {
                 return .no("not every sentinel names \(primary)")
             }
-            guard Self.role(primary)?.role == "master" else { return .no("ROLE of \(primary) is not master") }
+            guard Self.role(primary, credentials: serverCredentials)?.role == "master" else { return .no("ROLE of \(primary) is not master") }
             guard waitForReplica(replica, of: primary) else {
                 return .no(
-                    "\(replica) is not a connected replica of \(primary) (ROLE \(Self.describeRole(replica)); Sentinel's "
+                    "\(replica) is not a connected replica of \(primary) (ROLE \(Self.describeRole(replica, credentials: serverCredentials)); Sentinel's "
                         + "flags for \(masterName): \(sentinelFlags()))")
             }
             return .yes("all sentinels name \(primary) (master); \(replica) is its connected replica")
@@ -231,7 +239,7 @@ public final class RedisSentinelFailover: Fault {
         var errors: [String] = []
         for sentinel in sentinels {
             do {
-                _ = try Self.ask(sentinel, arguments)
+                _ = try Self.ask(sentinel, arguments, credentials: sentinelCredentials)
                 return
             } catch {
                 errors.append("\(error)")
@@ -242,7 +250,8 @@ public final class RedisSentinelFailover: Fault {
     }
 
     private func primary(from sentinel: HostPort) throws -> HostPort? {
-        let reply = try Self.ask(sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName])
+        let reply = try Self.ask(
+            sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName], credentials: sentinelCredentials)
         guard let parts = reply.array, parts.count == 2, let host = parts[0].string,
             let port = parts[1].string.flatMap(Int.init)
         else { return nil }
@@ -264,7 +273,7 @@ public final class RedisSentinelFailover: Fault {
     private func waitForPrimary(where accept: (HostPort) -> Bool, everySentinel: Bool = false) -> HostPort? {
         PostgresFailover.poll(within: timeout) { () -> HostPort? in
             guard let candidate = majorityPrimary(everySentinel: everySentinel), accept(candidate),
-                Self.role(candidate)?.role == "master"
+                Self.role(candidate, credentials: serverCredentials)?.role == "master"
             else { return nil }
             return candidate
         }
@@ -272,7 +281,7 @@ public final class RedisSentinelFailover: Fault {
 
     private func waitForReplica(_ replica: HostPort, of primary: HostPort, within limit: Duration? = nil) -> Bool {
         PostgresFailover.poll(within: limit ?? timeout) { () -> Bool? in
-            guard let role = Self.role(replica), role.role == "slave", role.master == primary,
+            guard let role = Self.role(replica, credentials: serverCredentials), role.role == "slave", role.master == primary,
                 role.state == "connected"
             else { return nil }
             return true
@@ -280,22 +289,24 @@ public final class RedisSentinelFailover: Fault {
     }
 
     /// `ROLE` of a server: `master`, or `slave` with its primary and link state; nil when it does not answer.
-    static func role(_ server: HostPort) -> (role: String, master: HostPort?, state: String?)? {
-        guard let parts = (try? ask(server, ["ROLE"]))?.array, let role = parts.first?.string else { return nil }
+    static func role(
+        _ server: HostPort, credentials: RedisCredentials = .none
+    ) -> (role: String, master: HostPort?, state: String?)? {
+        guard let parts = (try? ask(server, ["ROLE"], credentials: credentials))?.array, let role = parts.first?.string else { return nil }
         guard role == "slave", parts.count >= 4, let host = parts[1].string, let port = parts[2].integer else {
             return (role, nil, nil)
         }
         return (role, HostPort(host: host, port: Int(port)), parts[3].string)
     }
 
-    static func describeRole(_ server: HostPort) -> String {
-        guard let role = role(server) else { return "no answer" }
+    static func describeRole(_ server: HostPort, credentials: RedisCredentials = .none) -> String {
+        guard let role = role(server, credentials: credentials) else { return "no answer" }
         return [role.role, role.master?.description, role.state].compactMap { $0 }.joined(separator: " ")
     }
 
-    /// One command on a fresh connection (1 s timeout), closed before returning.
-    static func ask(_ server: HostPort, _ arguments: [String]) throws -> RedisReply {
-        let connection = try RedisConnection(host: server.host, port: server.port, timeoutSeconds: 1)
+    /// One command on a fresh connection (1 s timeout, authenticated with `credentials`), closed before returning.
+    static func ask(_ server: HostPort, _ arguments: [String], credentials: RedisCredentials = .none) throws -> RedisReply {
+        let connection = try credentials.connect(host: server.host, port: server.port, timeoutSeconds: 1)
         defer { connection.close() }
         return try connection.command(arguments)
     }
@@ -321,9 +332,12 @@ extension RedisSentinelFailover {
         directory: PrimaryDirectory? = nil
     ) throws -> RedisSentinelFailover {
         let redis = stack.definition.redis
+        let credentials = SentinelCredentials(redis)
         var trigger = Trigger.command
         if killPrimary {
-            guard let current = SentinelQuery.primary(sentinels: redis.sentinels, masterName: redis.masterName),
+            guard
+                let current = SentinelQuery.primary(
+                    sentinels: redis.sentinels, masterName: redis.masterName, credentials: credentials.sentinels),
                 let server = stack.servers.first(where: { $0.endpoint == current })
             else { throw ProcessFaultError("the embedded Sentinels name no server of the stack as primary") }
             trigger = .killPrimary(
@@ -332,22 +346,42 @@ extension RedisSentinelFailover {
         }
         return RedisSentinelFailover(
             name: name, masterName: redis.masterName, sentinels: redis.sentinels, trigger: trigger, failBack: failBack,
-            directory: directory)
+            directory: directory, sentinelCredentials: credentials.sentinels, serverCredentials: credentials.servers)
     }
 }
 
 /// What the Sentinels say, outside a fault.
 enum SentinelQuery {
-    static func primary(sentinels: [HostPort], masterName: String) -> HostPort? {
+    static func primary(sentinels: [HostPort], masterName: String, credentials: RedisCredentials = .none) -> HostPort? {
         for sentinel in sentinels {
             guard
                 let reply = try? RedisSentinelFailover.ask(
-                    sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName]),
+                    sentinel, ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName], credentials: credentials),
                 let parts = reply.array, parts.count == 2, let host = parts[0].string,
                 let port = parts[1].string.flatMap(Int.init)
             else { continue }
             return HostPort(host: host, port: port)
         }
         return nil
+    }
+}
+
+/// The credentials a Sentinel failover of a stack's Redis uses, from its stack file and the environment: the
+/// Sentinels' (`sentinel_user`, `sentinel_password_env`) and the servers' for the admin commands (`admin_user`,
+/// `admin_password_env`; without them the application's `user` and `password_env`).
+public struct SentinelCredentials: Sendable, Equatable {
+    public var sentinels: RedisCredentials
+    public var servers: RedisCredentials
+
+    public init(_ redis: StackDefinition.Redis, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        sentinels = RedisCredentials(
+            user: redis.sentinelUser,
+            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment))
+        if let variable = redis.adminPasswordEnvironmentVariable {
+            servers = RedisCredentials(user: redis.adminUser, password: StackDefinition.secret(variable, in: environment))
+        } else {
+            servers = RedisCredentials(
+                user: redis.user, password: StackDefinition.secret(redis.passwordEnvironmentVariable, in: environment))
+        }
     }
 }

@@ -34,6 +34,8 @@ public final class HTTPClient {
     private let connectTimeoutMilliseconds: Int
     private let user: String?
     private let password: String?
+    /// The CA certificate file (PEM) that https:// servers' certificates must chain to; nil: the system's CAs.
+    private let caFile: String?
     /// Receives the body of the request in flight; reset before each request.
     private let sink = ResponseSink()
 
@@ -43,9 +45,12 @@ public final class HTTPClient {
     /// - Parameters:
     ///   - user: when set, every request sends HTTP basic credentials (`password` defaults to empty). They never
     ///     appear in an `HTTPError`; neither do credentials written into a URL.
+    ///   - caFile: for https:// URLs, the CA certificate (PEM) the server's certificate must chain to; the peer and
+    ///     its host name are always verified (libcurl's defaults), against the system's CAs when nil.
     /// - Throws: `HTTPError` when libcurl cannot be initialised.
     public init(
-        timeoutSeconds: Double = 30, connectTimeoutSeconds: Double = 5, user: String? = nil, password: String? = nil
+        timeoutSeconds: Double = 30, connectTimeoutSeconds: Double = 5, user: String? = nil, password: String? = nil,
+        caFile: String? = nil
     ) throws(HTTPError) {
         let initCode = Self.globalInit
         guard initCode == CURLE_OK, let handle = curl_easy_init() else {
@@ -58,6 +63,7 @@ public final class HTTPClient {
         self.connectTimeoutMilliseconds = Int(connectTimeoutSeconds * 1000)
         self.user = user
         self.password = user == nil ? nil : password ?? ""
+        self.caFile = caFile
     }
 
     deinit {
@@ -176,6 +182,9 @@ public final class HTTPClient {
         set(kiln_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
         set(kiln_curl_setopt_write_function(handle, httpClientWrite))
         set(kiln_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, Unmanaged.passUnretained(sink).toOpaque()))
+        if let caFile {
+            set(caFile.withCString { kiln_curl_setopt_pointer(handle, CURLOPT_CAINFO, $0) })
+        }
         if let user {
             // CURLAUTH_BASIC is a macro Swift does not import. USERNAME and PASSWORD rather than USERPWD, so a colon
             // in the user name cannot move the split.

@@ -27,10 +27,11 @@ public final class ClickHouseSink: Sink {
         self.spec = spec
         let ts = context.stack.timeseries
         table = "\(ts.database).\(context.namespace)_transactions"
-        baseURL = "http://\(ts.endpoint)/"
+        baseURL = ts.baseURL
         http = try HTTPClient(
             timeoutSeconds: max(1, context.timeout.seconds), connectTimeoutSeconds: 5, user: ts.user,
-            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment),
+            caFile: ts.caFile(in: context.environment))
         offsets = try OffsetTable(context: context)
         encoder = RowEncoder(format: .rowBinary, dataset: context.dataset, capacity: 1 << 18)
     }

@@ -47,6 +47,9 @@ public struct StackDefinition: Sendable {
     /// PostgreSQL servers only: Redis and FalkorDB (jemalloc) recurse inside libfaketime's clock_gettime at start-up,
     /// and ClickHouse and Tansu are statically linked, so LD_PRELOAD cannot reach them.
     public var faketime: [String] = []
+    /// `started_by:` (external stacks) — a script of the repository, e.g. `scripts/secure-stack`, that `kiln stack
+    /// up` and `down` run as `SCRIPT up|down DIR` (DIR: the stack's own state directory); Kiln runs no server of it.
+    public var startedBy: String? = nil
     /// `network:` — loopback aliases (default) or hosts in network namespaces (embedded stacks only).
     public var network: Network = .loopback
     /// Hosts of Kiln's own load-worker groups in a hosts stack (`client_groups:`), at 10.213.7.201 onwards in order;
@@ -78,7 +81,7 @@ public struct StackDefinition: Sendable {
 
     /// The top-level fields of a stack file that are not a store's section.
     public static let stackFields = [
-        "kind", "name", "chaos_target", "faketime", "network", "subnet", "client_groups", "sink_hosts",
+        "kind", "name", "chaos_target", "faketime", "network", "subnet", "client_groups", "sink_hosts", "started_by",
     ]
 
     /// Reads a stack from a mapping (a whole stack file, or a `stack:` block inlined in a scenario).
@@ -89,6 +92,10 @@ public struct StackDefinition: Sendable {
         let kind: Kind = try fields.enumeration("kind")
         let name = try fields.optionalString("name") ?? kind.rawValue
         let chaosTarget = try fields.bool("chaos_target", default: kind != .external)
+        let startedBy = try fields.optionalString("started_by")
+        if startedBy != nil, kind != .external {
+            throw fields.error("started_by", "only an external stack names the script that starts it (Kiln starts an embedded stack's servers itself)")
+        }
 
         // Every key that is neither a stack field nor a known section, named before anything else is read.
         let sectionKeys = vocabulary.stackSections.map(\.key)
@@ -152,6 +159,7 @@ public struct StackDefinition: Sendable {
 
         try fields.finish()
         definition.faketime = faketime
+        definition.startedBy = startedBy
         definition.network = network
         definition.clientGroups = clientGroups
         definition.hasSinkHosts = hasSinkHosts

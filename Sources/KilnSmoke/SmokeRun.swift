@@ -356,8 +356,9 @@ public struct SmokeRun {
         let client = try HTTPClient(
             timeoutSeconds: Double(timeoutSeconds), connectTimeoutSeconds: Double(timeoutSeconds),
             user: stack.timeseries.user,
-            password: StackDefinition.secret(stack.timeseries.passwordEnvironmentVariable, in: environment))
-        let base = "http://\(endpoint)/"
+            password: StackDefinition.secret(stack.timeseries.passwordEnvironmentVariable, in: environment),
+            caFile: stack.timeseries.caFile(in: environment))
+        let base = stack.timeseries.baseURL
         let table = "\(stack.timeseries.database).smoke_\(runID)"
         func query(_ sql: String, body: [UInt8] = []) throws -> String {
             let encoded = sql.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""

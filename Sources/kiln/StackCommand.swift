@@ -23,6 +23,7 @@ struct StackCommand: ParsableCommand {
         func run() throws {
             try exiting {
                 if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.up(options, timeout: timeout) }
+                if let scripted = ScriptedStackCommands.definition(options) { return try ScriptedStackCommands.up(options, scripted) }
                 let logger = options.logger("kiln.stack")
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
@@ -75,6 +76,7 @@ struct StackCommand: ParsableCommand {
         func run() throws {
             try exiting {
                 if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.down(options, keepData: keepData) }
+                if let scripted = ScriptedStackCommands.definition(options) { return try ScriptedStackCommands.down(options, scripted) }
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))
@@ -96,6 +98,7 @@ struct StackCommand: ParsableCommand {
         func run() throws {
             try exiting {
                 if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.status(options) }
+                if let scripted = ScriptedStackCommands.definition(options) { return ScriptedStackCommands.status(scripted) }
                 let definition = try options.loadStack()
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))

@@ -1,5 +1,7 @@
 import Foundation
+import KilnCheck
 import KilnData
+import KilnReport
 @testable import KilnDurability
 import KilnScenario
 import KilnStack
@@ -413,5 +415,125 @@ struct DurabilityCommandTests {
 enum LocalProcessProbe {
     static func isListening(_ host: String, _ port: Int) -> Bool {
         KilnStack.LocalProcess.isListening(host: host, port: port)
+    }
+}
+
+@Suite("A durability drill's run directory (report.json, check.json) judges like the drill")
+struct DurabilityRunOutputTests {
+    typealias F = DurabilityFixture
+
+    static let records = (1...40).map { F.record(Int64($0), 1_000_000 + Int64($0) * 50_000, 1_002_000 + Int64($0) * 50_000, .ok) }
+
+    static func restore(_ check: RestoreCheck.Result?) -> DurabilityReport.Restore {
+        DurabilityReport.Restore(
+            offsetSeconds: 1, target: "t", restoredTo: "t", restoreSeconds: 1.5, rtoSeconds: 2.25, check: check,
+            error: check == nil ? "pg_ctl failed" : nil)
+    }
+
+    /// Writes the outputs of `report` into a fresh directory and reads them back as `kiln report` does.
+    static func judged(_ report: DurabilityReport, _ spec: DurabilityDrillSpec) throws -> (ReportResult, RunData) {
+        // One directory per call: the suite's tests run in parallel.
+        let directory = URL(fileURLWithPath: "/tmp/durability-outputs-\(getpid())-\(UUID().uuidString)")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outputs = DurabilityRunOutputs(report, spec: spec, records: records, id: "r", startedAt: 1000, endedAt: 5000)
+        try outputs.write(to: directory, drillSummary: report.summary)
+        let run = try RunData.load(directory)
+        let result = ReportResult.of(run)
+        #expect(run.report?.verdict == result.verdict, "report.json's verdict is the writers' verdict")
+        #expect(run.problems.isEmpty, "\(run.problems)")
+        for file in ["report.html", "summary.md", "junit.xml", "check.json", "timeline.jsonl"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(file).path), "\(file)")
+        }
+        return (result, run)
+    }
+
+    @Test("PITR: passed, lost rows (anomaly), an uncaught corrupted backup (failed), an unchecked restore (unknown)")
+    func pitr() throws {
+        let spec = try F.spec("outputs-pitr", base: 34950, durability: "kind: pg-pitr\nload: 10s\nincremental_at: 4s\ntargets: [3s]\ncorrupt_backup: true")
+        defer { try? FileManager.default.removeItem(at: spec.file.deletingLastPathComponent()) }
+        let valid = RestoreCheck.Result(targetMicros: 1000, required: 10, undecided: 1, undecidedPresent: 0, present: 10, findings: [])
+        let caught = DurabilityReport.Corruption(
+            file: "x.gz", verify: PgBackRest.Verification(exitCode: 0, invalidFiles: ["x.gz"], reportsError: true),
+            restoreFailed: true, restoreError: nil, checkValid: nil, caught: true)
+        var report = DurabilityReport(drill: "outputs-pitr", kind: "pg-pitr", plant: "none")
+        report.writes = WriteCounts(Self.records)
+        report.backups = [PgBackRest.Backup(
+            label: "F", type: "full", databaseBytes: 30_000_000, deltaBytes: 30_000_000, repositoryBytes: 4_000_000,
+            repositoryDeltaBytes: 4_000_000, seconds: 2.5)]
+        report.restores = [Self.restore(valid)]
+        report.corruption = caught
+        PITRDrill.judge(&report, corruptionExpected: true)
+        #expect(report.verdict == .passed)
+        var (result, run) = try Self.judged(report, spec)
+        #expect(result.verdict == .passed && result.exitCode.rawValue == 0, "\(result.reasons)")
+        let restoreDrill = run.report?.drills?.first { $0.fault == "pg-pitr" }
+        #expect(restoreDrill?.metrics["rto_ms"] == 2250 && restoreDrill?.metrics["required"] == 10)
+        #expect(run.report?.drills?.first { $0.fault == "pgbackrest-backup" }?.metrics["repository_bytes"] == 4_000_000)
+        #expect(run.report?.phases.first?.operations.first?.ok == 40)
+        #expect(run.timeline.reduce(0) { $0 + $1.ok } == 40)
+
+        var lost = report
+        lost.restores = [Self.restore(RestoreCheck.Result(
+            targetMicros: 1000, required: 10, undecided: 0, undecidedPresent: 0, present: 9,
+            findings: [LedgerFinding(kind: .lost, txnID: 7, detail: "absent")]))]
+        PITRDrill.judge(&lost, corruptionExpected: true)
+        (result, run) = try Self.judged(lost, spec)
+        #expect(lost.verdict == .anomaly && result.verdict == .anomaly && result.exitCode.rawValue == 1)
+        #expect(run.check?.places.first { $0.validity == .invalid }?.anomalies.first?.txnID == 7)
+
+        var silent = report
+        silent.corruption?.caught = false
+        PITRDrill.judge(&silent, corruptionExpected: true)
+        (result, _) = try Self.judged(silent, spec)
+        #expect(silent.verdict == .failed && result.exitCode.rawValue == 2, "\(result.reasons)")
+
+        var unchecked = report
+        unchecked.restores = [Self.restore(valid), Self.restore(nil)]
+        PITRDrill.judge(&unchecked, corruptionExpected: true)
+        (result, _) = try Self.judged(unchecked, spec)
+        #expect(unchecked.verdict == .unknown && result.verdict == .unknown && result.exitCode.rawValue == 3)
+
+        var nothing = DurabilityReport(drill: "outputs-pitr", kind: "pg-pitr", plant: "none")
+        nothing.verdict = .unknown
+        nothing.reasons = ["drill did not complete: pgbackrest stanza-create failed"]
+        (result, _) = try Self.judged(nothing, spec)
+        #expect(result.verdict == .unknown && result.reasons.contains { $0.contains("stanza-create") }, "\(result.reasons)")
+    }
+
+    @Test("crash-restart: loss beyond the promise fails (exit 2), phantoms are an anomaly, no evidence is unknown")
+    func crash() throws {
+        let spec = try F.spec("outputs-crash", base: 34960, durability: CrashRestartDrillTests.body("redis", "aof-everysec"))
+        defer { try? FileManager.default.removeItem(at: spec.file.deletingLastPathComponent()) }
+        func report(beyond: Int, phantom: Int, acknowledged: Int, verdict: KilnDurability.DrillVerdict) -> DurabilityReport {
+            var report = DurabilityReport(drill: "outputs-crash", kind: "crash-restart", plant: "none")
+            report.writes = WriteCounts(Self.records)
+            report.crash = DurabilityReport.Crash(
+                server: "redis", setting: "aof-everysec", effectiveSettings: ["appendonly": "yes"], promise: "1 s",
+                killedPIDs: [42], restartSeconds: 0.4,
+                judged: CrashLossJudge.Result(
+                    killedMicros: 10_000_000, boundMicros: 8_000_000, acknowledged: acknowledged, lost: beyond + 3,
+                    lostWithinPromise: 3, lossWindowMicros: 900_000,
+                    findings: (0..<phantom).map { LedgerFinding(kind: .phantom, txnID: Int64(900 + $0), detail: "failed write present") },
+                    beyondPromise: beyond, phantom: phantom, mismatched: 0))
+            report.verdict = verdict
+            return report
+        }
+        var (result, run) = try Self.judged(report(beyond: 0, phantom: 0, acknowledged: 40, verdict: .passed), spec)
+        #expect(result.verdict == .passed)
+        let drill = run.report?.drills?.first
+        #expect(drill?.metrics["measured_loss_window_ms"] == 900 && drill?.metrics["promised_loss_window_ms"] == 2000)
+        #expect(drill?.metrics["rto_ms"] == 400)
+        (result, _) = try Self.judged(report(beyond: 5, phantom: 0, acknowledged: 40, verdict: .failed), spec)
+        #expect(result.verdict == .thresholdsFailed && result.exitCode.rawValue == 2)
+        (result, _) = try Self.judged(report(beyond: 0, phantom: 2, acknowledged: 40, verdict: .anomaly), spec)
+        #expect(result.verdict == .anomaly)
+        (result, _) = try Self.judged(report(beyond: 0, phantom: 0, acknowledged: 0, verdict: .unknown), spec)
+        #expect(result.verdict == .unknown)
+        var notRun = DurabilityReport(drill: "outputs-crash", kind: "crash-restart", plant: "none")
+        notRun.reasons = ["drill did not complete: redis-server did not start"]
+        (result, _) = try Self.judged(notRun, spec)
+        #expect(result.verdict == .unknown && result.exitCode.rawValue == 3)
     }
 }

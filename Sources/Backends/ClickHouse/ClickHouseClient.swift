@@ -67,12 +67,13 @@ public final class ClickHouseClient: Client {
         table = "\(database).\(namespace)_transactions"
         aggregate = "\(database).\(namespace)_merchant_minute"
         address = ts.endpoint.description
-        baseURL = "http://\(ts.endpoint)/"
+        baseURL = ts.baseURL
         let seconds =
             context.timeout.seconds
         http = try HTTPClient(
             timeoutSeconds: seconds, connectTimeoutSeconds: min(5, max(1, seconds)), user: ts.user,
-            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
+            password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment),
+            caFile: ts.caFile(in: context.environment))
         encoder = RowEncoder(format: .rowBinary, dataset: context.dataset, capacity: 1 << 16)
         do {
             try http.get(baseURL + "ping").expectOK()

@@ -2,6 +2,7 @@ import KilnBackend
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnScenario
 import KilnRedisBackend
 
 /// The operations of store `falkordb`: the raw value is the name in scenarios after `falkordb.`.
@@ -76,6 +77,8 @@ public final class FalkorDBClient: Client {
     private let host: String
     private let port: Int
     private let timeoutSeconds: Double
+    /// The stack's `graph.user` and the password from `graph.password_env`: every connection AUTHs with them.
+    private let credentials: RedisCredentials
     private var connection: RedisConnection?
     /// Reused: the `cypher` maps of one batch, the query text, and the RESP frame of the command.
     private var maps: RowEncoder
@@ -95,11 +98,12 @@ public final class FalkorDBClient: Client {
         graphBytes = Array(graph.utf8)
         host = context.stack.graph.endpoint.host
         port = context.stack.graph.endpoint.port
+        credentials = RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
         timeoutSeconds = max(0.001, context.timeout.seconds)
         maps = RowEncoder(format: .cypher, dataset: context.dataset, capacity: 1 << 18)
         query.reserveCapacity(1 << 18)
         do {
-            connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+            connection = try credentials.connect(host: host, port: port, timeoutSeconds: timeoutSeconds)
         } catch {
             throw ConnectError(address: "\(host):\(port)", reason: error.description)
         }
@@ -242,7 +246,7 @@ public final class FalkorDBClient: Client {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         connection = nil
-        let fresh = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        let fresh = try credentials.connect(host: host, port: port, timeoutSeconds: timeoutSeconds)
         connection = fresh
         return fresh
     }

@@ -56,6 +56,19 @@ public struct TimeSeriesStackConfig: StackSection {
     public var database: String
     public var user: String?
     public var passwordEnvironmentVariable: String?
+    /// `ca_file_env:` (ClickHouse) — the environment variable holding the path of the CA certificate that signs
+    /// the server's certificate. When the stack file sets it, Kiln speaks https:// to `endpoint` (ClickHouse's
+    /// `https_port`) and verifies the certificate and host name against that CA.
+    public var caFileEnvironmentVariable: String? = nil
+
+    /// `https` when the stack names a CA (`ca_file_env`), else `http`.
+    public var scheme: String { caFileEnvironmentVariable == nil ? "http" : "https" }
+    /// `http(s)://host:port/`.
+    public var baseURL: String { "\(scheme)://\(endpoint)/" }
+    /// The CA file's path from the environment; nil without `ca_file_env` or when the variable is unset.
+    public func caFile(in environment: [String: String]) -> String? {
+        StackDefinition.secret(caFileEnvironmentVariable, in: environment)
+    }
 
     public init(kind: Kind, endpoint: HostPort, database: String, user: String?, passwordEnvironmentVariable: String?) {
         self.kind = kind
@@ -68,12 +81,13 @@ public struct TimeSeriesStackConfig: StackSection {
     public var addresses: [StackSectionAddress] { [StackSectionAddress("endpoint", endpoint)] }
 
     public static let parser = StackSectionParser(key: key) { (ts, _) throws(SpecError) in
-        let timeseries = TimeSeriesStackConfig(
+        var timeseries = TimeSeriesStackConfig(
             kind: try ts.enumeration("kind"),
             endpoint: try ts.hostPort("endpoint"),
             database: try ts.optionalString("database") ?? "kiln",
             user: try ts.optionalString("user"),
             passwordEnvironmentVariable: try ts.optionalString("password_env"))
+        timeseries.caFileEnvironmentVariable = try ts.optionalString("ca_file_env")
         try ts.finish()
         return timeseries
     }

@@ -29,6 +29,8 @@ public struct RedisPrimaryResolver: Sendable {
     /// The stack's `redis.user` (nil: `default`) and the password from its `password_env`; nil password: no AUTH.
     public let user: String?
     private let password: String?
+    /// What the Sentinels are asked with: the stack's `sentinel_user` and `sentinel_password_env` (none: no AUTH).
+    private let sentinelCredentials: RedisCredentials
 
     /// `environment` supplies the password named by the stack's `password_env` (the process environment by default).
     public init(
@@ -37,6 +39,9 @@ public struct RedisPrimaryResolver: Sendable {
     ) {
         user = redis.user
         password = StackDefinition.secret(redis.passwordEnvironmentVariable, in: environment)
+        sentinelCredentials = RedisCredentials(
+            user: redis.sentinelUser,
+            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment))
         configured = redis.primary
         sentinels = redis.sentinels
         masterName = redis.masterName
@@ -47,7 +52,8 @@ public struct RedisPrimaryResolver: Sendable {
 
     /// The current primary (see the type's comment); never throws, at worst the stack file's primary.
     public func current() -> HostPort {
-        if let named = Self.askSentinels(sentinels, masterName, timeoutSeconds: timeoutSeconds),
+        if let named = Self.askSentinels(
+            sentinels, masterName, timeoutSeconds: timeoutSeconds, credentials: sentinelCredentials),
             knownServers.contains(named)
         {
             return named
@@ -79,11 +85,14 @@ public struct RedisPrimaryResolver: Sendable {
         }
     }
 
-    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` from the first Sentinel that answers; nil when none does.
-    public static func askSentinels(_ sentinels: [HostPort], _ masterName: String, timeoutSeconds: Double) -> HostPort? {
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` from the first Sentinel that answers (authenticated with `credentials`);
+    /// nil when none does.
+    public static func askSentinels(
+        _ sentinels: [HostPort], _ masterName: String, timeoutSeconds: Double, credentials: RedisCredentials = .none
+    ) -> HostPort? {
         for sentinel in sentinels {
             guard
-                let connection = try? RedisConnection(
+                let connection = try? credentials.connect(
                     host: sentinel.host, port: sentinel.port, timeoutSeconds: min(timeoutSeconds, 1))
             else { continue }
             defer { connection.close() }

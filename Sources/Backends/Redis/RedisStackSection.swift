@@ -15,6 +15,14 @@ public struct RedisStackConfig: StackSection {
     public var passwordEnvironmentVariable: String?
     /// `user:` — the ACL user Kiln authenticates as (`AUTH user password`); nil: the `default` user.
     public var user: String? = nil
+    /// `sentinel_user:` / `sentinel_password_env:` — what Kiln sends the Sentinels (`requirepass` or an ACL user
+    /// in sentinel.conf); no password variable: no AUTH to the Sentinels.
+    public var sentinelUser: String? = nil
+    public var sentinelPasswordEnvironmentVariable: String? = nil
+    /// `admin_user:` / `admin_password_env:` — the ACL user a fault uses for `ROLE`, `REPLICAOF` and
+    /// `CLIENT KILL` on the servers when the application user may not (nil: `user` / `password_env`).
+    public var adminUser: String? = nil
+    public var adminPasswordEnvironmentVariable: String? = nil
     /// `server_settings:` given to the embedded primary and replicas at start (`redis-server --name value`).
     public var serverSettings: [ServerSetting: Int] = [:]
 
@@ -63,6 +71,10 @@ public struct RedisStackConfig: StackSection {
             masterName: try rd.optionalString("master_name") ?? "kiln",
             passwordEnvironmentVariable: try rd.optionalString("password_env"))
         redis.user = try rd.optionalString("user")
+        redis.sentinelUser = try rd.optionalString("sentinel_user")
+        redis.sentinelPasswordEnvironmentVariable = try rd.optionalString("sentinel_password_env")
+        redis.adminUser = try rd.optionalString("admin_user")
+        redis.adminPasswordEnvironmentVariable = try rd.optionalString("admin_password_env")
         if let settings = try rd.optionalMapping("server_settings") {
             for key in settings.keys {
                 guard let setting = ServerSetting(rawValue: key) else {
