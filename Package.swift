@@ -33,7 +33,9 @@ let package = Package(
         .target(name: "CProcessSpawn"),
         .target(name: "KilnCore"),
         .target(name: "KilnElle", dependencies: ["KilnCore"]),
-        .target(name: "KilnData", dependencies: ["KilnCore"]),
+        // KilnData's `RowEncoder` writes its RESP format with KilnRedis's `RESPWriter` (the one RESP encoder; data sits
+        // above the wire modules, so this import points down).
+        .target(name: "KilnData", dependencies: ["KilnCore", "KilnRedis"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
         .target(name: "KilnRedis", dependencies: ["CHiredis"]),
         .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
@@ -195,12 +197,35 @@ let package = Package(
             ],
             linkerSettings: runtimeLibrarySearchPath
         ),
+        // What both test targets share and that touches no server (paths, the parsed stack file, unique names,
+        // temporary files, Elle run directories). A library, because one test target cannot import another.
+        .target(
+            name: "KilnTestSupport",
+            dependencies: ["KilnScenario", "KilnStack", "KilnData", "KilnElle", "KilnCheck"],
+            path: "Tests/KilnTestSupport"
+        ),
+        // Tests that need no server, no process and no namespace: `swift test --filter KilnUnitTests` (< 1 minute).
+        .testTarget(
+            name: "KilnUnitTests",
+            dependencies: [
+                "KilnTestSupport", "KilnCore", "KilnScenario", "KilnStack", "KilnData", "KilnStores", "KilnLoad",
+                "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnReplay",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            linkerSettings: runtimeLibrarySearchPath
+        ),
+        // Integration tests against the real servers of the embedded stack (scripts/test starts it), and tests that
+        // start processes, servers or namespaces of their own.
         .testTarget(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
                 "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
-                "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay", "KilnRunner",
+                "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay", "KilnRunner", "KilnTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,5 @@
+import KilnRedis
+
 /// Output formats of `kiln generate` and the load engine, each loadable by the stock tool named.
 public enum RowFormat: String, Sendable, CaseIterable {
     /// `psql \copy transactions FROM FILE (FORMAT csv)`
@@ -229,20 +231,26 @@ public struct RowEncoder: ~Copyable {
         out.ascii("}\n")
     }
 
+    /// Through KilnRedis's `RESPWriter`, the RESP encoder the Redis client sends with.
     @inline(__always)
     private mutating func resp(_ row: Transaction, _ out: inout ByteWriter) {
-        out.ascii("*14\r\n$4\r\nHSET\r\n")
-        out.bulkKey("txn:", row.txnID, "")
-        out.ascii("$7\r\nuser_id\r\n"); out.bulk(row.userID)
-        out.ascii("$11\r\nmerchant_id\r\n"); out.bulk(row.merchantID)
-        out.ascii("$9\r\ndevice_id\r\n"); out.bulk(row.deviceID)
-        out.ascii("$12\r\namount_cents\r\n"); out.bulk(row.amountCents)
-        out.ascii("$2\r\nts\r\n"); out.bulk(row.timestampMillis)
-        out.ascii("$8\r\nis_fraud\r\n"); out.bulk(row.isFraud ? 1 : 0)
-        out.ascii("*4\r\n$4\r\nZADD\r\n")
-        out.bulkKey("user:", row.userID, ":txns")
-        out.bulk(row.timestampMillis)
-        out.bulk(row.txnID)
+        let noPrefix = UnsafeRawBufferPointer(start: nil, count: 0)
+        var resp = RESPWriter(out.cursor)
+        resp.arrayHeader(14)
+        resp.bulk("HSET")
+        resp.bulkKey(noPrefix, "txn:", row.txnID, "")
+        resp.bulk("user_id"); resp.bulk(row.userID)
+        resp.bulk("merchant_id"); resp.bulk(row.merchantID)
+        resp.bulk("device_id"); resp.bulk(row.deviceID)
+        resp.bulk("amount_cents"); resp.bulk(row.amountCents)
+        resp.bulk("ts"); resp.bulk(row.timestampMillis)
+        resp.bulk("is_fraud"); resp.bulk(row.isFraud ? 1 : 0)
+        resp.arrayHeader(4)
+        resp.bulk("ZADD")
+        resp.bulkKey(noPrefix, "user:", row.userID, ":txns")
+        resp.bulk(row.timestampMillis)
+        resp.bulk(row.txnID)
+        out.cursor = resp.cursor
     }
 
     /// `YYYY-MM-DD hh:mm:ss.fff` (separator 0x20) or `YYYY-MM-DDThh:mm:ss.fff` (0x54), UTC.
@@ -455,31 +463,6 @@ struct ByteWriter {
             byte(UInt8(truncatingIfNeeded: fraction / 100) &+ 0x30)
             twoDigits(fraction % 100)
         }
-    }
-
-    /// A RESP bulk string holding the decimal digits of `value`.
-    @inline(__always)
-    mutating func bulk(_ value: Int64) {
-        let digits = digitCount(value.magnitude) + (value < 0 ? 1 : 0)
-        byte(0x24)
-        unsigned(UInt64(digits))
-        ascii("\r\n")
-        decimal(value)
-        ascii("\r\n")
-    }
-
-    /// A RESP bulk string `prefix<id>suffix`.
-    @inline(__always)
-    mutating func bulkKey(_ prefix: StaticString, _ id: Int64, _ suffix: StaticString) {
-        let length = prefix.utf8CodeUnitCount + digitCount(id.magnitude) + (id < 0 ? 1 : 0)
-            + suffix.utf8CodeUnitCount
-        byte(0x24)
-        unsigned(UInt64(length))
-        ascii("\r\n")
-        ascii(prefix)
-        decimal(id)
-        ascii(suffix)
-        ascii("\r\n")
     }
 
     @inline(__always)

@@ -431,13 +431,9 @@ struct AnomalyRecorder {
                         + "(order \(versionExcerpt(slot, around: position)))")
             }
         default:
-            return OrderEdges.explain(
-                from: from, to: to, label: label, process: history.process, invokeNanos: history.invokeNanos,
-                completeNanos: history.completeNanos)
+            return OrderEdges.explain(from: from, to: to, label: label, in: history)
         }
-        return DependencyStep(
-            from: from, to: to, relation: label == .ww ? .ww : label == .wr ? .wr : .rw, key: nil,
-            why: "(no single micro-op pair found to explain this edge)")
+        return OrderEdges.unexplained(from: from, to: to, label: label)
     }
 
     private func versionPosition(_ slot: Int, value: Int32) -> Int? {

@@ -9,13 +9,8 @@ public protocol HistoryChecker {
     func check(_ history: History) -> Result
 }
 
-/// Elle's list-append checker: infers version orders and the dependency graph of a list-append history, finds
-/// every non-predicate anomaly of Adya's taxonomy (and Elle's extensions), and judges the history against one
-/// consistency model.
-public struct ListAppendChecker: HistoryChecker {
-    public typealias History = ListAppendHistory
-    public typealias Result = ListAppendCheckResult
-
+/// What an Elle checker is told: the model it judges against and the limits of its cycle searches.
+public struct ElleCheckOptions: Sendable {
     public var model: ConsistencyModel
     /// The cycle searches stop here; a forbidden kind whose search was cut short makes the verdict `unknown`
     /// unless some forbidden anomaly was found anyway.
@@ -28,14 +23,57 @@ public struct ListAppendChecker: HistoryChecker {
 
     public init(
         model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60),
-        allowedSearchTimeLimit: Duration = .seconds(5),
-        witnessesPerKind: Int = 10
+        allowedSearchTimeLimit: Duration = .seconds(5), witnessesPerKind: Int = 10
     ) {
         self.model = model
         self.searchTimeLimit = searchTimeLimit
         self.allowedSearchTimeLimit = allowedSearchTimeLimit
         self.witnessesPerKind = witnessesPerKind
     }
+
+    var search: CycleAnomalySearch {
+        CycleAnomalySearch(model: model, searchTimeLimit: searchTimeLimit, allowedSearchTimeLimit: allowedSearchTimeLimit)
+    }
+}
+
+/// The list-append and rw-register checkers: a history checker configured by `ElleCheckOptions`.
+public protocol ElleChecker: HistoryChecker {
+    var options: ElleCheckOptions { get set }
+    init(options: ElleCheckOptions)
+}
+
+extension ElleChecker {
+    public init(
+        model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60),
+        allowedSearchTimeLimit: Duration = .seconds(5), witnessesPerKind: Int = 10
+    ) {
+        self.init(
+            options: ElleCheckOptions(
+                model: model, searchTimeLimit: searchTimeLimit, allowedSearchTimeLimit: allowedSearchTimeLimit,
+                witnessesPerKind: witnessesPerKind))
+    }
+
+    public var model: ConsistencyModel {
+        get { options.model }
+        set { options.model = newValue }
+    }
+
+    public var witnessesPerKind: Int {
+        get { options.witnessesPerKind }
+        set { options.witnessesPerKind = newValue }
+    }
+}
+
+/// Elle's list-append checker: infers version orders and the dependency graph of a list-append history, finds
+/// every non-predicate anomaly of Adya's taxonomy (and Elle's extensions), and judges the history against one
+/// consistency model.
+public struct ListAppendChecker: ElleChecker {
+    public typealias History = ListAppendHistory
+    public typealias Result = ListAppendCheckResult
+
+    public var options: ElleCheckOptions
+
+    public init(options: ElleCheckOptions) { self.options = options }
 
     public func check(_ transactions: [ListAppendTransaction]) -> ListAppendCheckResult {
         do {
@@ -62,9 +100,7 @@ public struct ListAppendChecker: HistoryChecker {
         recorder.releaseAppendIndex()
         let edges = DependencyEdges(inference: inference, realtime: model.needsRealtimeEdges)
         let graph = DependencyGraph(nodeCount: edges.nodeCount) { emit in edges.enumerate(emit) }
-        let search = CycleAnomalySearch(
-            model: model, searchTimeLimit: searchTimeLimit, allowedSearchTimeLimit: allowedSearchTimeLimit)
-        let outcome = search.run(graph: graph, started: started) { kind, cycle in recorder.recordCycle(kind, cycle) }
+        let outcome = options.search.run(graph: graph, started: started) { kind, cycle in recorder.recordCycle(kind, cycle) }
         return .judged(
             model: model, counts: recorder.counts, timedOut: outcome.timedOut, witnesses: recorder.witnesses,
             statistics: .init(

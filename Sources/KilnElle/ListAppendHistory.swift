@@ -2,25 +2,17 @@
 /// no array per read. 10M transactions of 4 micro-ops take about 25 bytes per transaction, 9 per micro-op, 4 per
 /// read element and 4 per read.
 ///
-/// Guarantees: transaction `t`'s micro-ops are `opStart[t] ..< opStart[t + 1]`, in the order the transaction ran
-/// them; a read's elements are `readStart[r] ..< readStart[r + 1]` of `readValues`. Transactions are kept in the
-/// order they were added; the transactions of one process must be added in the order the process ran them (the
-/// process order of the checker).
-public struct ListAppendHistory: Sendable {
-    public private(set) var process: [Int32] = []
-    public private(set) var invokeNanos: [Int64] = []
-    /// `unknownTime` when no answer arrived.
-    public private(set) var completeNanos: [Int64] = []
-    public private(set) var outcome: [TransactionOutcome] = []
-    public private(set) var opStart: [Int32] = [0]
-    public private(set) var opKey: [Int32] = []
+/// Guarantees: those of `TransactionColumns`; a read's elements are `readStart[r] ..< readStart[r + 1]` of
+/// `readValues`.
+public struct ListAppendHistory: Sendable, ColumnarHistory {
+    /// Process, times, outcome, op keys and op starts (`TransactionColumns`).
+    public private(set) var columns = TransactionColumns()
     /// An append's value; a read's index into `readStart`, or `unknownRead` for a read whose result is unknown.
     public private(set) var opArgument: [Int32] = []
     public private(set) var opIsAppend: [Bool] = []
     public private(set) var readStart: [UInt32] = [0]
     public private(set) var readValues: [Int32] = []
 
-    public static let unknownTime = Int64.max
     public static let unknownRead: Int32 = -1
 
     public init() {}
@@ -30,16 +22,8 @@ public struct ListAppendHistory: Sendable {
         for transaction in transactions { try append(transaction) }
     }
 
-    public var count: Int { process.count }
-    public var opCount: Int { opKey.count }
-
     public mutating func reserveCapacity(transactions: Int, ops: Int, readElements: Int = 0) {
-        process.reserveCapacity(transactions)
-        invokeNanos.reserveCapacity(transactions)
-        completeNanos.reserveCapacity(transactions)
-        outcome.reserveCapacity(transactions)
-        opStart.reserveCapacity(transactions + 1)
-        opKey.reserveCapacity(ops)
+        columns.reserveCapacity(transactions: transactions, ops: ops)
         opArgument.reserveCapacity(ops)
         opIsAppend.reserveCapacity(ops)
         readStart.reserveCapacity(ops / 2 + 1)
@@ -87,20 +71,17 @@ public struct ListAppendHistory: Sendable {
     public mutating func beginTransaction(
         process: Int32, invokeNanos: Int64, completeNanos: Int64, outcome: TransactionOutcome
     ) {
-        self.process.append(process)
-        self.invokeNanos.append(invokeNanos)
-        self.completeNanos.append(completeNanos)
-        self.outcome.append(outcome)
+        columns.beginTransaction(process: process, invokeNanos: invokeNanos, completeNanos: completeNanos, outcome: outcome)
     }
 
     public mutating func addAppend(key: Int32, value: Int32) {
-        opKey.append(key)
+        columns.addOp(key: key)
         opArgument.append(value)
         opIsAppend.append(true)
     }
 
     public mutating func addRead(key: Int32, values: UnsafeBufferPointer<Int32>) {
-        opKey.append(key)
+        columns.addOp(key: key)
         opArgument.append(Int32(readStart.count - 1))
         opIsAppend.append(false)
         readValues.append(contentsOf: values)
@@ -109,22 +90,16 @@ public struct ListAppendHistory: Sendable {
     }
 
     public mutating func addUnknownRead(key: Int32) {
-        opKey.append(key)
+        columns.addOp(key: key)
         opArgument.append(Self.unknownRead)
         opIsAppend.append(false)
     }
 
-    public mutating func endTransaction() {
-        precondition(opKey.count <= Int(Int32.max), "more than 2G micro-ops")
-        opStart.append(Int32(opKey.count))
-    }
+    public mutating func endTransaction() { columns.endTransaction() }
 
     /// The elements of read `read` (an `opArgument` of a read), as a range of `readValues`.
     @inline(__always)
     public func readRange(_ read: Int32) -> Range<Int> { Int(readStart[Int(read)])..<Int(readStart[Int(read) + 1]) }
-
-    @inline(__always)
-    public func ops(of transaction: Int) -> Range<Int> { Int(opStart[transaction])..<Int(opStart[transaction + 1]) }
 
     /// Transaction `index` in its JSON form (for explanations).
     public func transaction(_ index: Int) -> ListAppendTransaction {
@@ -139,14 +114,11 @@ public struct ListAppendHistory: Sendable {
                 ops.append(.read(key: key, values: readValues[readRange(opArgument[op])].map(Int.init)))
             }
         }
-        let complete = completeNanos[index]
-        return ListAppendTransaction(
-            process: Int(process[index]), invokeNanos: invokeNanos[index],
-            completeNanos: complete == Self.unknownTime ? nil : complete, outcome: outcome[index], ops: ops)
+        return transaction(index, ops: ops)
     }
 
     /// Approximate bytes held by the columns (capacity not counted).
     public var approximateBytes: Int {
-        count * (4 + 8 + 8 + 1 + 4) + opCount * (4 + 4 + 1) + readStart.count * 4 + readValues.count * 4
+        columns.approximateBytes + opCount * (4 + 1) + readStart.count * 4 + readValues.count * 4
     }
 }

@@ -47,26 +47,12 @@ struct ListAppendInference {
 
     /// The writer slot (index into the append arrays) of `value` in key slot `key`, or -1.
     @inline(__always) func appendSlot(key: Int, value: Int32) -> Int {
-        var low = Int(appendStart[key])
-        var high = Int(appendStart[key + 1])
-        while low < high {
-            let middle = (low + high) >> 1
-            let found = appendValue[middle]
-            if found == value { return middle }
-            if found < value { low = middle + 1 } else { high = middle }
-        }
-        return -1
+        sortedIndex(of: value, in: appendValue, from: appendStart[key], to: appendStart[key + 1])
     }
 
     /// Is op `op` of transaction `transaction` the first op on its key in that transaction?
     @inline(__always) func isFirstOnKey(op: Int, transaction: Int) -> Bool {
-        let key = history.opKey[op]
-        var earlier = Int(history.opStart[transaction])
-        while earlier < op {
-            if history.opKey[earlier] == key { return false }
-            earlier += 1
-        }
-        return true
+        history.isFirstOnKey(op: op, transaction: transaction)
     }
 
     /// Indexes appends by key and value; throws when one key gets the same value twice.

@@ -79,18 +79,23 @@ struct OrderEdges {
 }
 
 extension OrderEdges {
-    /// Why a process (`label` `.process`) or real-time edge `from -> to` of a folded cycle exists.
-    static func explain(
-        from: Int, to: Int, label: EdgeLabels, process: [Int32], invokeNanos: [Int64], completeNanos: [Int64]
-    ) -> DependencyStep {
+    /// Why a process (`label` `.process`) or real-time edge `from -> to` of a folded cycle of `history` exists.
+    static func explain(from: Int, to: Int, label: EdgeLabels, in history: some ColumnarHistory) -> DependencyStep {
         if label == .process {
             return DependencyStep(
                 from: from, to: to, relation: .process, key: nil,
-                why: "process \(process[from]) ran T\(from) (ok) and then T\(to)")
+                why: "process \(history.process[from]) ran T\(from) (ok) and then T\(to)")
         }
         return DependencyStep(
             from: from, to: to, relation: .realtime, key: nil,
-            why: "T\(from) completed (at \(completeNanos[from]) ns) before T\(to) was invoked "
-                + "(at \(invokeNanos[to]) ns)")
+            why: "T\(from) completed (at \(history.completeNanos[from]) ns) before T\(to) was invoked "
+                + "(at \(history.invokeNanos[to]) ns)")
+    }
+
+    /// A data edge (`label` `.ww`, `.wr` or else rw) for which the checker found no micro-op pair to show.
+    static func unexplained(from: Int, to: Int, label: EdgeLabels) -> DependencyStep {
+        DependencyStep(
+            from: from, to: to, relation: label == .ww ? .ww : label == .wr ? .wr : .rw, key: nil,
+            why: "(no single micro-op pair found to explain this edge)")
     }
 }

@@ -5,24 +5,13 @@ import Foundation
 /// checker's search, `CycleAnomalySearch`) and the non-cycle ones that apply to registers: G1a (aborted read), G1b
 /// (intermediate read), internal inconsistency, garbage reads and lost updates. Judged against one model, with the
 /// same verdict rule: a forbidden kind found is invalid, a forbidden search that timed out without one is unknown.
-public struct RWRegisterChecker: HistoryChecker {
+public struct RWRegisterChecker: ElleChecker {
     public typealias History = RWRegisterHistory
     public typealias Result = ElleCheckResult
 
-    public var model: ConsistencyModel
-    public var searchTimeLimit: Duration
-    public var allowedSearchTimeLimit: Duration
-    public var witnessesPerKind: Int
+    public var options: ElleCheckOptions
 
-    public init(
-        model: ConsistencyModel, searchTimeLimit: Duration = .seconds(60),
-        allowedSearchTimeLimit: Duration = .seconds(5), witnessesPerKind: Int = 10
-    ) {
-        self.model = model
-        self.searchTimeLimit = searchTimeLimit
-        self.allowedSearchTimeLimit = allowedSearchTimeLimit
-        self.witnessesPerKind = witnessesPerKind
-    }
+    public init(options: ElleCheckOptions) { self.options = options }
 
     public func check(_ transactions: [ElleTransaction]) -> ElleCheckResult {
         do {
@@ -49,9 +38,7 @@ public struct RWRegisterChecker: HistoryChecker {
         let graph = DependencyGraph(nodeCount: inference.graphNodeCount(order: order)) { emit in
             inference.enumerateEdges(order: order, emit)
         }
-        let search = CycleAnomalySearch(
-            model: model, searchTimeLimit: searchTimeLimit, allowedSearchTimeLimit: allowedSearchTimeLimit)
-        let outcome = search.run(graph: graph, started: started) { kind, cycle in recorder.recordCycle(kind, cycle) }
+        let outcome = options.search.run(graph: graph, started: started) { kind, cycle in recorder.recordCycle(kind, cycle) }
         return .judged(
             model: model, counts: recorder.counts, timedOut: outcome.timedOut, witnesses: recorder.witnesses,
             statistics: .init(
@@ -248,13 +235,9 @@ struct RWRegisterAnomalyRecorder {
                 }
             }
         default:
-            return OrderEdges.explain(
-                from: from, to: to, label: label, process: history.process, invokeNanos: history.invokeNanos,
-                completeNanos: history.completeNanos)
+            return OrderEdges.explain(from: from, to: to, label: label, in: history)
         }
-        return DependencyStep(
-            from: from, to: to, relation: label == .ww ? .ww : label == .wr ? .wr : .rw, key: nil,
-            why: "(no single micro-op pair found to explain this edge)")
+        return OrderEdges.unexplained(from: from, to: to, label: label)
     }
 
     private func lastWrite(of transaction: Int, key: Int32) -> Int32? {

@@ -1,22 +1,14 @@
 /// An rw-register history in columns (struct of arrays), the form the rw-register checker works on: one write or
 /// read of a single-value register per micro-op.
 ///
-/// Guarantees: transaction `t`'s micro-ops are `opStart[t] ..< opStart[t + 1]`, in the order the transaction ran
-/// them; `opValue` of a write is the value written, of a read the value read or `initialValue` (the register was
-/// never written). Values are non-negative. Transactions are kept in the order they were added; the transactions of
-/// one process must be added in the order the process ran them.
-public struct RWRegisterHistory: Sendable {
-    public private(set) var process: [Int32] = []
-    public private(set) var invokeNanos: [Int64] = []
-    /// `unknownTime` when no answer arrived.
-    public private(set) var completeNanos: [Int64] = []
-    public private(set) var outcome: [TransactionOutcome] = []
-    public private(set) var opStart: [Int32] = [0]
-    public private(set) var opKey: [Int32] = []
+/// Guarantees: those of `TransactionColumns`; `opValue` of a write is the value written, of a read the value read
+/// or `initialValue` (the register was never written). Values are non-negative.
+public struct RWRegisterHistory: Sendable, ColumnarHistory {
+    /// Process, times, outcome, op keys and op starts (`TransactionColumns`).
+    public private(set) var columns = TransactionColumns()
     public private(set) var opValue: [Int32] = []
     public private(set) var opIsWrite: [Bool] = []
 
-    public static let unknownTime = Int64.max
     /// The value of a read that found the register never written (Elle's `nil`).
     public static let initialValue: Int32 = -1
 
@@ -36,16 +28,8 @@ public struct RWRegisterHistory: Sendable {
         }
     }
 
-    public var count: Int { process.count }
-    public var opCount: Int { opKey.count }
-
     public mutating func reserveCapacity(transactions: Int, ops: Int) {
-        process.reserveCapacity(transactions)
-        invokeNanos.reserveCapacity(transactions)
-        completeNanos.reserveCapacity(transactions)
-        outcome.reserveCapacity(transactions)
-        opStart.reserveCapacity(transactions + 1)
-        opKey.reserveCapacity(ops)
+        columns.reserveCapacity(transactions: transactions, ops: ops)
         opValue.reserveCapacity(ops)
         opIsWrite.reserveCapacity(ops)
     }
@@ -95,33 +79,24 @@ public struct RWRegisterHistory: Sendable {
     public mutating func beginTransaction(
         process: Int32, invokeNanos: Int64, completeNanos: Int64, outcome: TransactionOutcome
     ) {
-        self.process.append(process)
-        self.invokeNanos.append(invokeNanos)
-        self.completeNanos.append(completeNanos)
-        self.outcome.append(outcome)
+        columns.beginTransaction(process: process, invokeNanos: invokeNanos, completeNanos: completeNanos, outcome: outcome)
     }
 
     /// `value` must be non-negative.
     public mutating func addWrite(key: Int32, value: Int32) {
-        opKey.append(key)
+        columns.addOp(key: key)
         opValue.append(value)
         opIsWrite.append(true)
     }
 
     /// `value` is `initialValue` for a read of the never-written register.
     public mutating func addRead(key: Int32, value: Int32) {
-        opKey.append(key)
+        columns.addOp(key: key)
         opValue.append(value)
         opIsWrite.append(false)
     }
 
-    public mutating func endTransaction() {
-        precondition(opKey.count <= Int(Int32.max), "more than 2G micro-ops")
-        opStart.append(Int32(opKey.count))
-    }
-
-    @inline(__always)
-    public func ops(of transaction: Int) -> Range<Int> { Int(opStart[transaction])..<Int(opStart[transaction + 1]) }
+    public mutating func endTransaction() { columns.endTransaction() }
 
     /// Transaction `index` in its JSON form (for explanations).
     public func transaction(_ index: Int) -> ElleTransaction {
@@ -130,12 +105,9 @@ public struct RWRegisterHistory: Sendable {
             if opIsWrite[op] { return .write(key: key, value: Int(opValue[op])) }
             return .readRegister(key: key, value: opValue[op] == Self.initialValue ? nil : Int(opValue[op]))
         }
-        let complete = completeNanos[index]
-        return ElleTransaction(
-            process: Int(process[index]), invokeNanos: invokeNanos[index],
-            completeNanos: complete == Self.unknownTime ? nil : complete, outcome: outcome[index], ops: ops)
+        return transaction(index, ops: ops)
     }
 
     /// Approximate bytes held by the columns (capacity not counted).
-    public var approximateBytes: Int { count * (4 + 8 + 8 + 1 + 4) + opCount * (4 + 4 + 1) }
+    public var approximateBytes: Int { columns.approximateBytes + opCount * (4 + 1) }
 }

@@ -56,26 +56,12 @@ struct RWRegisterInference {
 
     /// The write index of `value` in key slot `slot`, or -1.
     @inline(__always) func writeIndex(slot: Int, value: Int32) -> Int {
-        var low = Int(writeStart[slot])
-        var high = Int(writeStart[slot + 1])
-        while low < high {
-            let middle = (low + high) >> 1
-            let found = writeValue[middle]
-            if found == value { return middle }
-            if found < value { low = middle + 1 } else { high = middle }
-        }
-        return -1
+        sortedIndex(of: value, in: writeValue, from: writeStart[slot], to: writeStart[slot + 1])
     }
 
     /// Is op `op` the first op on its key in `transaction`?
     @inline(__always) func isFirstOnKey(op: Int, transaction: Int) -> Bool {
-        let key = history.opKey[op]
-        var earlier = Int(history.opStart[transaction])
-        while earlier < op {
-            if history.opKey[earlier] == key { return false }
-            earlier += 1
-        }
-        return true
+        history.isFirstOnKey(op: op, transaction: transaction)
     }
 
     /// Is op `op` the last write to its key in `transaction`?

@@ -29,12 +29,9 @@ struct CommandLineTests {
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
+    /// The shared helper (KilnTestSupport), under the name this target's tests call it by.
     static func temporaryFile(_ name: String, _ text: String) throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-cli"))
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let file = directory.appendingPathComponent(name)
-        try text.write(to: file, atomically: true, encoding: .utf8)
-        return file
+        try TestStack.temporaryFile(name, text)
     }
 
     @Test func unreachableEndpointsAreNamedWithinABoundedTime() throws {

@@ -145,7 +145,7 @@ import Testing
         #expect(Set(report.places.map(\.place)).isSuperset(of: ["postgres.rows", "elle.rw-register"]))
 
         // Plant a write skew: the Elle history alone turns the run invalid.
-        try ElleTransaction.jsonLines(ElleRWRegisterTests.g2Item).write(
+        try ElleTransaction.jsonLines(ElleCommandLineTests.registerG2Item).write(
             to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName(.rwRegister)))
         let planted = try CommandLineTests.kiln(["check", directory.path])
         #expect(planted.status == 1, "\(planted.output)")

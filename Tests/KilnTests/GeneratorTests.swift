@@ -4,25 +4,6 @@ import Testing
 
 @testable import KilnData
 
-enum Fixtures {
-    static let specURL = TestStack.paths.home.appendingPathComponent("Generators/fraud-platform.yaml")
-    static let specText: String = try! String(contentsOf: specURL, encoding: .utf8)
-    static let spec: DatasetSpec = try! DatasetSpec.load(contentsOf: specURL)
-    /// 1M rows of the checked-in spec, and the rows themselves (generated once, shared by the distribution tests).
-    static let million: Dataset = try! Dataset(spec: spec, seed: 42, rows: 1_000_000)
-    static let millionRows: [Transaction] = (0..<million.rows).map { million.transaction($0) }
-
-    /// The spec with `old` replaced by `new` (each must occur).
-    static func spec(replacing replacements: [(String, String)]) throws -> DatasetSpec {
-        var text = specText
-        for (old, new) in replacements {
-            precondition(text.contains(old), old)
-            text = text.replacingOccurrences(of: old, with: new)
-        }
-        return try DatasetSpec.parse(text, file: "spec.yaml")
-    }
-}
-
 /// Runs the `kiln` built next to this test binary (whatever the scratch path), capturing stdout and stderr apart.
 enum GeneratorCLI {
     struct Outcome {

@@ -424,63 +424,103 @@ struct HostsStackPartitionTests {
         )
     }
 
-    /// Every partition shape: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
-    /// the groups' listeners) equals the shape while active and is complete after the heal.
-    @Test func everyShapeOnTheHostsStackMatchesItsMatrixAndHeals() throws {
-        let (_, definition, paths) = try HostsStackPartitionTests.privateStack()
-        let owner = HostOwner.currentProcess
-        let stack = try EmbeddedStack(
-            definition: definition, paths: paths, logger: Logger(label: "test.hosts-partitions"), hostOwner: owner)
+    /// Brings up the private hosts stack of `privateStack()` (its namespaces owned by `owner` when given), runs
+    /// `body` with it and its file, and takes it down and removes its directory (and `owner`'s hosts) whatever `body`
+    /// does.
+    static func withPrivateStackUp(
+        label: String, owner: HostOwner? = nil, _ body: (_ stack: EmbeddedStack, _ file: URL, _ definition: StackDefinition) throws -> Void
+    ) throws {
+        let (file, definition, paths) = try privateStack()
+        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: label), hostOwner: owner)
         defer {
             stack.down()
-            _ = try? PrivateHosts.network.removeHosts(of: owner)
+            if let owner { _ = try? PrivateHosts.network.removeHosts(of: owner) }
             try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
         }
         let statuses = try stack.up()
         #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
-        // After the stack's hosts, so that their free addresses are not the stack's fixed ones.
-        let clients = try PrivateHosts(["clients-a", "clients-b"])
-        defer { clients.remove() }
-        var hosts = clients.byName
-        var ports = clients.ports
-        for server in stack.servers {
-            guard let network = stack.hosts[server.name] else { continue }
-            hosts[server.name] = FaultHost(network)
-            ports[server.name] = server.endpoint.port
+        try body(stack, file, definition)
+    }
+
+    /// A load run of one phase (`phase`: the YAML flow mapping's entries, without braces) whose workers run inside
+    /// client group `group`'s host of `clients`, against the private hosts stack of `stack`.
+    static func runClientGroup(
+        _ group: String, of clients: PrivateHosts, stack: URL, timeout: String, label: String, phase: String
+    ) throws -> RunReport {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let scenarioFile = directory.appendingPathComponent("scenario.yaml")
+        try """
+        name: groups
+        stack: \(stack.path)
+        dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+        timeout: \(timeout)
+        phases:
+          - {\(phase), client_groups: [\(group)]}
+        """.write(to: scenarioFile, atomically: true, encoding: .utf8)
+        let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+        let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let run = try LoadRun(
+            scenario: scenario, dataset: dataset,
+            directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
+            stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: label), progress: nil)
+        let groupHosts = clients.byName
+        run.enterClientGroup = { name in
+            guard let network = groupHosts[name]?.network else { throw PartitionError("no group \(name)") }
+            try HostNetwork.enterForCurrentThread(network)
         }
-        let names = stack.servers.map(\.name) + ["clients-a", "clients-b"]
-        #expect(names.count == 12)
-        let shapes: [HostPartitionShape] = [
-            .isolate("redis-primary"), .isolate(nil), .halves, .majoritiesRing, .bridge(nil), .bridge("kafka"),
-            .oneWay(from: ["clients-a"], to: ["postgres-primary", "redis-primary"]),
-            .sides([
-                ["redis-primary", "sentinel-1", "clients-a"],
-                ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"],
-            ]),
-            .sides([["postgres-primary", "clients-a"], ["postgres-replica", "clients-b"]]),
-        ]
-        for (index, shape) in shapes.enumerated() {
-            let id = TestStack.uniqueName("test-stack-partition")
-            let grudge = try PartitionGrudge(shape: shape, hosts: names, seed: UInt64(index))
-            let fault = try HostPartitionFault(
-                name: "shape-\(index)", grudge: grudge, hosts: hosts, ports: ports, runID: id,
-                probeTimeout: .milliseconds(500))
-            let driver = FaultDriver(fault)
-            let started = ContinuousClock.now
-            let active = driver.start()
-            let activeTime = started.duration(to: .now)
-            #expect(active.note.contains("132 pairs probed"), "\(active.note)")
-            #expect(active.note.contains("the matrix matches"), "\(shape.description): \(active.note)")
-            let record = driver.stop()
-            #expect(record.verified == .yes, "\(shape.description): \(record.note)")
-            print(
-                "hosts-stack partition \(grudge.description): start + evidence \(activeTime), blocked pairs \(grudge.blocked.count)"
-            )
-        }
-        for server in stack.servers {
-            guard let network = stack.hosts[server.name] else { continue }
-            let rules = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-S"])) ?? ""
-            #expect(!rules.contains("kiln-fault:"), "\(server.name): \(rules)")
+        return try run.run()
+    }
+
+    /// Every partition shape: the probe matrix between every pair of the twelve hosts (to the servers' own ports and
+    /// the groups' listeners) equals the shape while active and is complete after the heal.
+    @Test func everyShapeOnTheHostsStackMatchesItsMatrixAndHeals() throws {
+        try Self.withPrivateStackUp(label: "test.hosts-partitions", owner: HostOwner.currentProcess) { stack, _, _ in
+            // After the stack's hosts, so that their free addresses are not the stack's fixed ones.
+            let clients = try PrivateHosts(["clients-a", "clients-b"])
+            defer { clients.remove() }
+            var hosts = clients.byName
+            var ports = clients.ports
+            for server in stack.servers {
+                guard let network = stack.hosts[server.name] else { continue }
+                hosts[server.name] = FaultHost(network)
+                ports[server.name] = server.endpoint.port
+            }
+            let names = stack.servers.map(\.name) + ["clients-a", "clients-b"]
+            #expect(names.count == 12)
+            let shapes: [HostPartitionShape] = [
+                .isolate("redis-primary"), .isolate(nil), .halves, .majoritiesRing, .bridge(nil), .bridge("kafka"),
+                .oneWay(from: ["clients-a"], to: ["postgres-primary", "redis-primary"]),
+                .sides([
+                    ["redis-primary", "sentinel-1", "clients-a"],
+                    ["redis-replica", "sentinel-2", "sentinel-3", "clients-b"],
+                ]),
+                .sides([["postgres-primary", "clients-a"], ["postgres-replica", "clients-b"]]),
+            ]
+            for (index, shape) in shapes.enumerated() {
+                let id = TestStack.uniqueName("test-stack-partition")
+                let grudge = try PartitionGrudge(shape: shape, hosts: names, seed: UInt64(index))
+                let fault = try HostPartitionFault(
+                    name: "shape-\(index)", grudge: grudge, hosts: hosts, ports: ports, runID: id,
+                    probeTimeout: .milliseconds(500))
+                let driver = FaultDriver(fault)
+                let started = ContinuousClock.now
+                let active = driver.start()
+                let activeTime = started.duration(to: .now)
+                #expect(active.note.contains("132 pairs probed"), "\(active.note)")
+                #expect(active.note.contains("the matrix matches"), "\(shape.description): \(active.note)")
+                let record = driver.stop()
+                #expect(record.verified == .yes, "\(shape.description): \(record.note)")
+                print(
+                    "hosts-stack partition \(grudge.description): start + evidence \(activeTime), blocked pairs \(grudge.blocked.count)"
+                )
+            }
+            for server in stack.servers {
+                guard let network = stack.hosts[server.name] else { continue }
+                let rules = (try? HostNetwork.run(in: network, "/usr/sbin/iptables", ["-S"])) ?? ""
+                #expect(!rules.contains("kiln-fault:"), "\(server.name): \(rules)")
+            }
         }
     }
 
@@ -488,66 +528,35 @@ struct HostsStackPartitionTests {
     /// only, clients-b's workers get no acknowledged write, clients-a's keep writing (the minority client that keeps
     /// writing to a primary the majority abandoned).
     @Test func aGroupsWorkersSeeThePartitionOfTheirHost() throws {
-        let (file, definition, paths) = try HostsStackPartitionTests.privateStack()
-        let owner = HostOwner.currentProcess
-        let stack = try EmbeddedStack(
-            definition: definition, paths: paths, logger: Logger(label: "test.client-groups"), hostOwner: owner)
-        defer {
-            stack.down()
-            _ = try? PrivateHosts.network.removeHosts(of: owner)
-            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
-        }
-        let statuses = try stack.up()
-        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
-        let clients = try PrivateHosts(["clients-a", "clients-b"])
-        defer { clients.remove() }
-        var hosts = clients.byName
-        hosts["redis-primary"] = FaultHost(try #require(stack.hosts["redis-primary"]))
-        let grudge = try PartitionGrudge(
-            shape: .sides([["redis-primary"], ["clients-b"]]), hosts: ["redis-primary", "clients-a", "clients-b"],
-            seed: 0)
-        let fault = try HostPartitionFault(
-            name: "cut-b", grudge: grudge, hosts: hosts, ports: ["redis-primary": definition.redis.primary.port],
-            runID: TestStack.uniqueName("test-groups"), probeTimeout: .milliseconds(300))
-        let driver = FaultDriver(fault)
-        #expect(driver.start().verified != .no)
-        defer { driver.stop() }
-        var okByGroup: [String: Int64] = [:]
-        for group in ["clients-a", "clients-b"] {
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let scenarioFile = directory.appendingPathComponent("scenario.yaml")
-            try """
-            name: groups
-            stack: \(file.path)
-            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
-            timeout: 1s
-            phases:
-              - {name: writes, executor: constant-arrival-rate, rate: 50, duration: 2s, workers: 2, drop_after: 5s,
-                 mix: {redis.feature-update: 1}, client_groups: [\(group)]}
-            """.write(to: scenarioFile, atomically: true, encoding: .utf8)
-            let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
-            let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-            let run = try LoadRun(
-                scenario: scenario, dataset: dataset,
-                directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
-                stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: "test.client-groups"),
-                progress: nil)
-            let groupHosts = clients.byName
-            run.enterClientGroup = { name in
-                guard let network = groupHosts[name]?.network else { throw PartitionError("no group \(name)") }
-                try HostNetwork.enterForCurrentThread(network)
+        try Self.withPrivateStackUp(label: "test.client-groups", owner: HostOwner.currentProcess) { stack, file, definition in
+            let clients = try PrivateHosts(["clients-a", "clients-b"])
+            defer { clients.remove() }
+            var hosts = clients.byName
+            hosts["redis-primary"] = FaultHost(try #require(stack.hosts["redis-primary"]))
+            let grudge = try PartitionGrudge(
+                shape: .sides([["redis-primary"], ["clients-b"]]), hosts: ["redis-primary", "clients-a", "clients-b"],
+                seed: 0)
+            let fault = try HostPartitionFault(
+                name: "cut-b", grudge: grudge, hosts: hosts, ports: ["redis-primary": definition.redis.primary.port],
+                runID: TestStack.uniqueName("test-groups"), probeTimeout: .milliseconds(300))
+            let driver = FaultDriver(fault)
+            #expect(driver.start().verified != .no)
+            defer { driver.stop() }
+            var okByGroup: [String: Int64] = [:]
+            for group in ["clients-a", "clients-b"] {
+                let report = try Self.runClientGroup(
+                    group, of: clients, stack: file, timeout: "1s", label: "test.client-groups",
+                    phase: "name: writes, executor: constant-arrival-rate, rate: 50, duration: 2s, workers: 2, drop_after: 5s, "
+                        + "mix: {redis.feature-update: 1}")
+                let operations = report.phases.flatMap(\.operations)
+                okByGroup[group] = operations.reduce(0) { $0 + $1.ok }
+                print(
+                    "client group \(group): ok \(operations.reduce(0) { $0 + $1.ok }) fail \(operations.reduce(0) { $0 + $1.fail }) info \(operations.reduce(0) { $0 + $1.info })"
+                )
             }
-            let report = try run.run()
-            let operations = report.phases.flatMap(\.operations)
-            okByGroup[group] = operations.reduce(0) { $0 + $1.ok }
-            print(
-                "client group \(group): ok \(operations.reduce(0) { $0 + $1.ok }) fail \(operations.reduce(0) { $0 + $1.fail }) info \(operations.reduce(0) { $0 + $1.info })"
-            )
+            #expect((okByGroup["clients-a"] ?? 0) >= 90, "\(okByGroup)")
+            #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
         }
-        #expect((okByGroup["clients-a"] ?? 0) >= 90, "\(okByGroup)")
-        #expect(okByGroup["clients-b"] == 0, "\(okByGroup)")
     }
 
     /// A latency's second end must be a server host (the proxy forwards to its port): refused before anything starts.
@@ -578,140 +587,106 @@ struct HostsStackPartitionTests {
     /// stop and leaves no rule. Through the library, as FaultRunner builds it: with clients-a -> redis-primary slowed
     /// by 100 ms, clients-a's workers' p50 is at least 100 ms while clients-b's stays below 50 ms.
     @Test func aLatencyOnOneLinkSlowsOnlyThatLinksClients() throws {
-        let (file, definition, paths) = try HostsStackPartitionTests.privateStack()
-        let stack = try EmbeddedStack(definition: definition, paths: paths, logger: Logger(label: "test.link-latency"))
-        defer {
-            stack.down()
-            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
-        }
-        let statuses = try stack.up()
-        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
-        let replica = try #require(stack.hosts["redis-replica"])
-        let scenario = try CommandLineTests.temporaryFile(
-            "link-latency.yaml",
-            """
-            name: link-latency
-            stack: \(file.path)
-            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
-            namespace: link_latency
-            heal_wait: 0s
-            faults:
-              - {name: slow-replica, kind: latency, link: [redis-replica, redis-primary], latency: 100ms, jitter: 10ms, at: 1s, duration: 3s}
-            phases:
-              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 5s, workers: 2, mix: {redis.feature-read: 1}}
-            """)
-        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-        let result = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "lat"])
-        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("lat/report.json")))
-        let fault = try #require(report.faults?.first { $0.name == "slow-replica" }, "\(result.output)")
-        #expect(fault.kind == "latency")
-        #expect(fault.verified == .yes, "\(fault.note)")
-        print("kiln run latency [redis-replica, redis-primary]: \(fault.verified) (\(fault.note))")
-        let nat = (try? HostNetwork.run(in: replica, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
-        #expect(!nat.contains("kiln-fault:"), "\(nat)")
+        try Self.withPrivateStackUp(label: "test.link-latency") { stack, file, definition in
+            let replica = try #require(stack.hosts["redis-replica"])
+            let scenario = try CommandLineTests.temporaryFile(
+                "link-latency.yaml",
+                """
+                name: link-latency
+                stack: \(file.path)
+                dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+                namespace: link_latency
+                heal_wait: 0s
+                faults:
+                  - {name: slow-replica, kind: latency, link: [redis-replica, redis-primary], latency: 100ms, jitter: 10ms, at: 1s, duration: 3s}
+                phases:
+                  - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 5s, workers: 2, mix: {redis.feature-read: 1}}
+                """)
+            let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+            let result = try CommandLineTests.kiln(["run", scenario.path, "--runs-directory", runs.path, "--id", "lat"])
+            let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("lat/report.json")))
+            let fault = try #require(report.faults?.first { $0.name == "slow-replica" }, "\(result.output)")
+            #expect(fault.kind == "latency")
+            #expect(fault.verified == .yes, "\(fault.note)")
+            print("kiln run latency [redis-replica, redis-primary]: \(fault.verified) (\(fault.note))")
+            let nat = (try? HostNetwork.run(in: replica, "/usr/sbin/iptables", ["-w", "5", "-t", "nat", "-S"])) ?? ""
+            #expect(!nat.contains("kiln-fault:"), "\(nat)")
 
-        let clients = try PrivateHosts(["clients-a", "clients-b"])
-        defer { clients.remove() }
-        let primary = definition.redis.primary
-        let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: primary)
-        try proxy.start()
-        let latency = try LinkLatencyFault(
-            name: "slow-a", client: clients["clients-a"], proxy: proxy, latency: .milliseconds(100),
-            // No jitter here: with ±10 ms the median delay is the latency itself, and a 60-sample p50 falls either side.
-            request: Array("PING\r\n".utf8), redirect: primary,
-            runID: TestStack.uniqueName("test-link-latency"), ownsProxy: true)
-        let driver = FaultDriver(latency)
-        let started = driver.start()
-        #expect(started.verified != .no, "\(started.note)")
-        var p50ByGroup: [String: Double] = [:]
-        for group in ["clients-a", "clients-b"] {
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("scn"))
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let scenarioFile = directory.appendingPathComponent("scenario.yaml")
-            try """
-            name: groups
-            stack: \(file.path)
-            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
-            timeout: 2s
-            phases:
-              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 3s, workers: 4, drop_after: 5s,
-                 mix: {redis.feature-read: 1}, client_groups: [\(group)]}
-            """.write(to: scenarioFile, atomically: true, encoding: .utf8)
-            let scenario = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
-            let dataset = try Dataset(spec: Fixtures.spec, seed: 3, rows: 10_000)
-            let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-            let run = try LoadRun(
-                scenario: scenario, dataset: dataset,
-                directory: try RunDirectory(root: root, id: "run", scenarioFile: scenarioFile),
-                stop: StopFlag(), environment: [:], revision: nil, logger: Logger(label: "test.link-latency"),
-                progress: nil)
-            let groupHosts = clients.byName
-            run.enterClientGroup = { name in
-                guard let network = groupHosts[name]?.network else { throw PartitionError("no group \(name)") }
-                try HostNetwork.enterForCurrentThread(network)
+            let clients = try PrivateHosts(["clients-a", "clients-b"])
+            defer { clients.remove() }
+            let primary = definition.redis.primary
+            let proxy = FaultProxy(listen: HostPort(host: HostFaultRules.rootAddress, port: 0), upstream: primary)
+            try proxy.start()
+            let latency = try LinkLatencyFault(
+                name: "slow-a", client: clients["clients-a"], proxy: proxy, latency: .milliseconds(100),
+                // No jitter here: with ±10 ms the median delay is the latency itself, and a 60-sample p50 falls either side.
+                request: Array("PING\r\n".utf8), redirect: primary,
+                runID: TestStack.uniqueName("test-link-latency"), ownsProxy: true)
+            let driver = FaultDriver(latency)
+            let started = driver.start()
+            #expect(started.verified != .no, "\(started.note)")
+            var p50ByGroup: [String: Double] = [:]
+            for group in ["clients-a", "clients-b"] {
+                let report = try Self.runClientGroup(
+                    group, of: clients, stack: file, timeout: "2s", label: "test.link-latency",
+                    phase: "name: reads, executor: constant-arrival-rate, rate: 20, duration: 3s, workers: 4, drop_after: 5s, "
+                        + "mix: {redis.feature-read: 1}")
+                let operation = try #require(report.phases.first?.operations.first)
+                p50ByGroup[group] = operation.latencyMs.p50 ?? -1
+                print(
+                    "latency 100ms on clients-a -> redis-primary: \(group) redis.feature-read ok \(operation.ok), "
+                        + "p50 \(operation.latencyMs.p50 ?? -1) ms, p99 \(operation.latencyMs.p99 ?? -1) ms")
             }
-            let operation = try #require(try run.run().phases.first?.operations.first)
-            p50ByGroup[group] = operation.latencyMs.p50 ?? -1
-            print(
-                "latency 100ms on clients-a -> redis-primary: \(group) redis.feature-read ok \(operation.ok), "
-                    + "p50 \(operation.latencyMs.p50 ?? -1) ms, p99 \(operation.latencyMs.p99 ?? -1) ms")
+            let record = driver.stop()
+            #expect(record.verified == .yes, "\(record.note)")
+            #expect((p50ByGroup["clients-a"] ?? 0) >= 100, "\(p50ByGroup)")
+            #expect((p50ByGroup["clients-b"] ?? 999) < 50, "\(p50ByGroup)")
         }
-        let record = driver.stop()
-        #expect(record.verified == .yes, "\(record.note)")
-        #expect((p50ByGroup["clients-a"] ?? 0) >= 100, "\(p50ByGroup)")
-        #expect((p50ByGroup["clients-b"] ?? 999) < 50, "\(p50ByGroup)")
     }
 
     /// `kiln run` with faults between hosts on a private hosts stack (owned by its stack name, like `kiln stack up`, so
     /// the `kiln` process finds the same namespaces; `down` in a defer removes them): every fault is built from the
     /// scenario, verified yes at its start and its stop, and leaves no rule or qdisc behind.
     @Test func aScenariosHostFaultsRunAndVerifyOnTheHostsStack() throws {
-        let (stackFile, definition, paths) = try HostsStackPartitionTests.privateStack()
-        let stack = try EmbeddedStack(
-            definition: definition, paths: paths, logger: Logger(label: "test.host-fault-run"))
-        defer {
-            stack.down()
-            try? FileManager.default.removeItem(at: paths.stack.deletingLastPathComponent())
+        try Self.withPrivateStackUp(label: "test.host-fault-run") { stack, stackFile, definition in
+            let file = try CommandLineTests.temporaryFile(
+                "host-faults.yaml",
+                """
+                name: host-faults
+                stack: \(stackFile.path)
+                dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
+                namespace: host_faults
+                heal_wait: 0s
+                proxy: [redis]
+                faults:
+                  - {name: sentinels, kind: partition, shape: sides, sides: [[redis-primary, sentinel-1], [redis-replica, sentinel-2, sentinel-3]], at: 1s, duration: 2s}
+                  - {name: drawn, kind: partition, shape: halves, at: 4s, duration: 2s}
+                  - {name: lossy, kind: loss, link: [redis-primary, kiln], probability: 10%, at: 7s, duration: 2s}
+                  - {name: slow, kind: bandwidth, target: kafka, rate: 1MB/s, at: 10s, duration: 4s}
+                  - {name: delayed, kind: proxy, target: redis, toxic: "latency=50ms", at: 15s, duration: 2s}
+                phases:
+                  - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 18s, workers: 2, mix: {redis.feature-read: 1}}
+                """)
+            let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+            let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "h"])
+            let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("h/report.json")))
+            let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
+            for name in ["sentinels", "drawn", "lossy", "slow", "delayed"] {
+                let fault = try #require(faults[name], "\(result.output)")
+                #expect(fault.verified == .yes, "\(name): \(fault.note)")
+                print("kiln run fault \(name) (\(fault.kind) \(fault.target)): \(fault.note)")
+            }
+            #expect(faults["sentinels"]?.note?.contains("90 pairs probed among 10 hosts, 12 expected blocked") == true)
+            #expect(faults["delayed"]?.target.hasPrefix("10.213.7.1:") == true, "\(String(describing: faults["delayed"]))")
+            for host in stack.hostList {
+                let rules = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? ""
+                #expect(!rules.contains("kiln-fault:"), "\(host.name): \(rules)")
+                let qdiscs =
+                    (try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
+                #expect(!qdiscs.contains("tbf"), "\(host.name): \(qdiscs)")
+            }
+            #expect(!((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").contains("kiln-fault:h"))
         }
-        let statuses = try stack.up()
-        #expect(statuses.allSatisfy { $0.isUp }, "\(statuses.filter { !$0.isUp })")
-        let file = try CommandLineTests.temporaryFile(
-            "host-faults.yaml",
-            """
-            name: host-faults
-            stack: \(stackFile.path)
-            dataset: {spec: \(Fixtures.specURL.path), seed: 3, rows: 10K}
-            namespace: host_faults
-            heal_wait: 0s
-            proxy: [redis]
-            faults:
-              - {name: sentinels, kind: partition, shape: sides, sides: [[redis-primary, sentinel-1], [redis-replica, sentinel-2, sentinel-3]], at: 1s, duration: 2s}
-              - {name: drawn, kind: partition, shape: halves, at: 4s, duration: 2s}
-              - {name: lossy, kind: loss, link: [redis-primary, kiln], probability: 10%, at: 7s, duration: 2s}
-              - {name: slow, kind: bandwidth, target: kafka, rate: 1MB/s, at: 10s, duration: 4s}
-              - {name: delayed, kind: proxy, target: redis, toxic: "latency=50ms", at: 15s, duration: 2s}
-            phases:
-              - {name: reads, executor: constant-arrival-rate, rate: 20, duration: 18s, workers: 2, mix: {redis.feature-read: 1}}
-            """)
-        let runs = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
-        let result = try CommandLineTests.kiln(["run", file.path, "--runs-directory", runs.path, "--id", "h"])
-        let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("h/report.json")))
-        let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
-        for name in ["sentinels", "drawn", "lossy", "slow", "delayed"] {
-            let fault = try #require(faults[name], "\(result.output)")
-            #expect(fault.verified == .yes, "\(name): \(fault.note)")
-            print("kiln run fault \(name) (\(fault.kind) \(fault.target)): \(fault.note)")
-        }
-        #expect(faults["sentinels"]?.note?.contains("90 pairs probed among 10 hosts, 12 expected blocked") == true)
-        #expect(faults["delayed"]?.target.hasPrefix("10.213.7.1:") == true, "\(String(describing: faults["delayed"]))")
-        for host in stack.hostList {
-            let rules = (try? HostNetwork.run(in: host, "/usr/sbin/iptables", ["-S"])) ?? ""
-            #expect(!rules.contains("kiln-fault:"), "\(host.name): \(rules)")
-            let qdiscs =
-                (try? LocalProcess.run("/usr/sbin/tc", ["-n", host.namespace, "qdisc", "show", "dev", "eth0"])) ?? ""
-            #expect(!qdiscs.contains("tbf"), "\(host.name): \(qdiscs)")
-        }
-        #expect(!((try? LocalProcess.run("/usr/sbin/iptables", ["-S"])) ?? "").contains("kiln-fault:h"))
     }
 
     /// `kill -9` of `kiln run` while a partition (rules in several namespaces), a loss to Kiln's host (rules in the

@@ -170,23 +170,27 @@ public final class PostgresClient: Client, SecondaryIndexes {
         return try connection.copyIn("COPY \(table) FROM STDIN (FORMAT binary)") { writer in
             encoder.removeAll()
             encoder.header()
-            var start = rows.lowerBound
-            while start < rows.upperBound {
-                let end = min(start + Self.chunkRows, rows.upperBound)
-                encoder.append(dataset, rows: start..<end)
-                if end == rows.upperBound {
-                    encoder.trailer()
-                }
-                try encoder.withBytes { bytes in try writer.write(bytes) }
-                encoder.removeAll()
-                start = end
-            }
-            if rows.isEmpty {
-                encoder.trailer()
+            try Self.inChunks(rows) { chunk, last in
+                encoder.append(dataset, rows: chunk)
+                if last { encoder.trailer() }
                 try encoder.withBytes { bytes in try writer.write(bytes) }
                 encoder.removeAll()
             }
         }
+    }
+
+    /// Calls `body` for consecutive chunks of at most `chunkRows` rows of `rows`, in order, `last` true for the
+    /// final one; an empty range is one empty, last chunk (so a COPY still gets its trailer). The COPY loop of
+    /// this client and of `TimescaleClient`.
+    static func inChunks(
+        _ rows: Range<Int64>, _ body: (_ chunk: Range<Int64>, _ last: Bool) throws -> Void
+    ) rethrows {
+        var start = rows.lowerBound
+        repeat {
+            let end = min(start + chunkRows, rows.upperBound)
+            try body(start..<end, end == rows.upperBound)
+            start = end
+        } while start < rows.upperBound
     }
 
     /// Runs read operation `operation` for dataset row `row` and returns its result. Precondition: `operation` is
@@ -251,7 +255,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
         return (endpoint, entry.generation)
     }
 
-    private static func connect(
+    /// A connection to `endpoint` with the statement and network timeouts of `timeout` (also `TimescaleClient`'s).
+    static func connect(
         _ endpoint: PostgresEndpoint, timeout: Duration
     ) throws(PostgresError) -> PostgresConnection {
         // The network bound sits 2 s above the statement timeout: a slow statement ends 57014 (its own outcome), a

@@ -190,22 +190,13 @@ public final class TimescaleClient: Client {
             buffer.append(contentsOf: [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00])
             append(Int32(0))
             append(Int32(0))
-            var index = rows.lowerBound
-            while index < rows.upperBound {
-                let end = min(index + PostgresClient.chunkRows, rows.upperBound)
-                for row in index..<end {
+            try PostgresClient.inChunks(rows) { chunk, last in
+                for row in chunk {
                     appendPoint(dataset.transaction(row))
                 }
-                if end == rows.upperBound {
-                    append(Int16(-1))
-                }
+                if last { append(Int16(-1)) }
                 try buffer.withUnsafeBytes { bytes in try writer.write(bytes) }
                 buffer.removeAll(keepingCapacity: true)
-                index = end
-            }
-            if rows.isEmpty {
-                append(Int16(-1))
-                try buffer.withUnsafeBytes { bytes in try writer.write(bytes) }
             }
         }
     }
@@ -255,9 +246,7 @@ public final class TimescaleClient: Client {
         connection?.close()
         connection = nil
         prepared = false
-        let fresh = try PostgresConnection(
-            endpoint, connectTimeoutSeconds: PostgresClient.connectSeconds(context.timeout))
-        try fresh.execute("SET statement_timeout = \(PostgresClient.milliseconds(context.timeout))")
+        let fresh = try PostgresClient.connect(endpoint, timeout: context.timeout)
         connection = fresh
         return fresh
     }

@@ -1,22 +1,15 @@
 import Foundation
+@_exported import KilnTestSupport
 import KilnPostgres
 import KilnScenario
 import KilnStack
 
 /// Endpoints of the running embedded stack (`kiln stack up`, started by scripts/test), read from
 /// Scenarios/stacks/embedded.yaml. Each store can be overridden for development with a KILN_TEST_* variable.
-/// Integration tests connect to these and fail (never skip) when the server does not answer.
-enum TestStack {
-    static let paths = KilnPaths.resolve()
-
-    static let definition: StackDefinition = {
-        do {
-            return try StackDefinition.load(contentsOf: paths.embeddedStackFile)
-        } catch {
-            fatalError("cannot read the embedded stack file: \(error)")
-        }
-    }()
-
+/// Integration tests connect to these and fail (never skip) when the server does not answer. (`paths`,
+/// `definition` and `uniqueName` are in KilnTestSupport, shared with the unit target; the re-export makes them
+/// visible in every file of this target.)
+extension TestStack {
     static func hostPort(_ variable: String, default fallback: String) -> (host: String, port: Int) {
         let value = ProcessInfo.processInfo.environment[variable] ?? fallback
         let parts = value.split(separator: ":")
@@ -43,10 +36,5 @@ enum TestStack {
 
     static var falkordb: (host: String, port: Int) {
         hostPort("KILN_TEST_FALKORDB", default: definition.graph.endpoint.description)
-    }
-
-    /// A name no other test (or earlier run) uses: tests run in parallel against shared servers.
-    static func uniqueName(_ prefix: String) -> String {
-        "\(prefix)_\(UInt64(Date().timeIntervalSince1970 * 1000))_\(UInt32.random(in: 0...999_999))"
     }
 }

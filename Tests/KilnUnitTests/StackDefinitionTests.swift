@@ -3,6 +3,7 @@ import KilnCore
 import KilnScenario
 import KilnStack
 import Testing
+import KilnTestSupport
 
 @Suite("Stack files")
 struct StackDefinitionTests {

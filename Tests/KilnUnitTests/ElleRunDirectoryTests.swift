@@ -3,26 +3,12 @@ import KilnCheck
 import KilnElle
 import KilnReport
 import Testing
+import KilnTestSupport
 
 /// `elle.list-append` as a place of `kiln check`: a run directory holding a list-append history is checked against
 /// the model its store promised, the result lands in check.json with each anomaly's witness, and summary.md and
 /// report.html explain each witness (report.html with an inline SVG of the cycle).
 @Suite struct ElleRunDirectoryTests {
-    static func runDirectory(
-        _ transactions: [ListAppendTransaction], model: ConsistencyModel = .serializable, description: Bool = true
-    ) throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-elle"))
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try ListAppendTransaction.jsonLines(transactions).write(
-            to: directory.appendingPathComponent(ListAppendRunDescription.historyFileName))
-        if description {
-            try ListAppendRunDescription(
-                store: "postgres", isolation: "serializable", model: model, transactions: transactions.count, seed: 1
-            ).write(to: directory)
-        }
-        return directory
-    }
-
     /// check.json as `kiln check` writes it (snake case), read back as the report writers read it.
     static func roundTrip(_ place: PlaceResult) throws -> CheckReport {
         let report = CheckReport(run: "elle", datasetRows: 0, places: [], validity: .valid, seconds: 0).adding(place)
@@ -34,7 +20,7 @@ import Testing
     }
 
     @Test func aWriteSkewIsInvalidUnderSerializableWithItsWitnessInCheckJSON() throws {
-        let directory = try Self.runDirectory(ElleListAppendTests.g2Item)
+        let directory = try ElleRunFixture.directory(ElleListAppendTests.g2Item)
         #expect(ListAppendPlace.present(in: directory))
         let place = ListAppendPlace.check(directory: directory)
         #expect(place.place == "elle.list-append")
@@ -53,7 +39,7 @@ import Testing
     }
 
     @Test func theSameHistoryIsValidUnderTheModelThatAllowsIt() throws {
-        let directory = try Self.runDirectory(ElleListAppendTests.g2Item, model: .snapshotIsolation)
+        let directory = try ElleRunFixture.directory(ElleListAppendTests.g2Item, model: .snapshotIsolation)
         let place = ListAppendPlace.check(directory: directory)
         #expect(place.validity == .valid)
         // Found and reported, but allowed by snapshot isolation.
@@ -62,15 +48,15 @@ import Testing
     }
 
     @Test func anUnreadableHistoryOrAMissingDescriptionIsUnknownNeverValid() throws {
-        let missing = try Self.runDirectory(ElleListAppendTests.g2Item, description: false)
+        let missing = try ElleRunFixture.directory(ElleListAppendTests.g2Item, description: false)
         let noDescription = ListAppendPlace.check(directory: missing)
         #expect(noDescription.validity == .unknown)
         #expect(noDescription.error != nil)
-        let garbled = try Self.runDirectory([])
+        let garbled = try ElleRunFixture.directory([])
         try Data("{\"process\": 1, \"ops\": [[\"bogus\"]]}\n".utf8).write(
             to: garbled.appendingPathComponent(ListAppendRunDescription.historyFileName))
         #expect(ListAppendPlace.check(directory: garbled).validity == .unknown)
-        let twice = try Self.runDirectory(
+        let twice = try ElleRunFixture.directory(
             ElleListAppendTests.concurrent([
                 ElleListAppendTests.txn(ElleListAppendTests.append(1, 1)),
                 ElleListAppendTests.txn(ElleListAppendTests.append(1, 1)),
@@ -81,14 +67,14 @@ import Testing
     }
 
     @Test func aSearchOutOfTimeIsUnknown() throws {
-        let directory = try Self.runDirectory(ElleListAppendTests.g2Item)
+        let directory = try ElleRunFixture.directory(ElleListAppendTests.g2Item)
         let place = ListAppendPlace.check(directory: directory, searchTimeLimit: .zero)
         #expect(place.validity == .unknown)
         #expect(place.error?.contains("timed out") == true, "\(place.error ?? "")")
     }
 
     @Test func summaryAndHTMLExplainEachWitnessWithAnInlineCycle() throws {
-        let directory = try Self.runDirectory(ElleListAppendTests.gSingle)
+        let directory = try ElleRunFixture.directory(ElleListAppendTests.gSingle)
         let check = try Self.roundTrip(ListAppendPlace.check(directory: directory))
         let run = RunData(directory: directory, report: nil, timeline: [], check: check)
         let written = try ReportWriters.writeAll(run)
@@ -106,43 +92,5 @@ import Testing
         #expect(!html.contains("<script"))
         #expect(!html.contains("src=\"http"))
         #expect(!html.contains("href=\"http"))
-    }
-}
-
-/// The same through the `kiln` binary against the shared stack's PostgreSQL: `kiln elle postgres --record-run DIR`
-/// writes a run directory that `kiln check` and `kiln report` take like any other.
-@Suite(.serialized) struct ElleRunDirectoryCommandLineTests {
-    @Test func aRecordedRunIsCheckedAndReported() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("kiln-elle"))
-        let run = try CommandLineTests.kiln([
-            "elle", "postgres", "--isolation", "serializable", "--transactions", "400", "--keys", "6",
-            "--table", "kiln_elle_record_run_test", "--record-run", directory.path,
-        ])
-        #expect(run.status == 0, "\(run.output)")
-        for file in ["elle-history.jsonl", "elle-run.json", "report.json", "check.json", "summary.md", "report.html"] {
-            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(file).path), "\(file)")
-        }
-        let check = try CommandLineTests.kiln(["check", directory.path])
-        #expect(check.status == 0, "\(check.output)")
-        #expect(check.output.contains("postgres serializable as serializable"), "\(check.output)")
-        let report = try CommandLineTests.kiln(["report", directory.path])
-        #expect(report.status == 0, "\(report.output)")
-        let summary = try String(contentsOf: directory.appendingPathComponent("summary.md"), encoding: .utf8)
-        #expect(summary.contains("`elle.list-append` | valid"), "\(summary)")
-    }
-
-    @Test func anAnomalousHistoryExitsWithTheAnomalyCode() throws {
-        let directory = try ElleRunDirectoryTests.runDirectory(ElleListAppendTests.g2Item)
-        let check = try CommandLineTests.kiln(["check", directory.path])
-        #expect(check.status == 1, "\(check.output)")
-        #expect(check.output.contains("forbidden: G2-item"), "\(check.output)")
-        #expect(check.output.contains("-rw->"), "\(check.output)")
-        let data = try Data(contentsOf: directory.appendingPathComponent("check.json"))
-        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(json["validity"] as? String == "invalid")
-        let places = try #require(json["places"] as? [[String: Any]])
-        let transactional = try #require(places.first?["transactional"] as? [String: Any])
-        let witnesses = try #require(transactional["witnesses"] as? [[String: Any]])
-        #expect(witnesses.contains { $0["kind"] as? String == "G2-item" && ($0["steps"] as? [Any])?.count == 2 })
     }
 }

@@ -4,6 +4,7 @@ import KilnCore
 import KilnStores
 import Logging
 import Testing
+import KilnTestSupport
 
 /// A checker that answers what it is told to (or throws), for the composition's rules.
 private struct FixedChecker: Checker {

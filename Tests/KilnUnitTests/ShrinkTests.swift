@@ -4,6 +4,7 @@ import KilnReplay
 import KilnScenario
 import Logging
 import Testing
+import KilnTestSupport
 
 /// The reproduction verdict and the shrinker, driven by an in-process launcher that plays a store with a planted
 /// cause: the anomaly appears exactly when the causal fault is in the candidate (and the dataset is big enough),
@@ -94,7 +95,7 @@ import Testing
             phases:
               - {name: steady, executor: constant-arrival-rate, rate: 200, duration: 45s, workers: 64, mix: {postgres.insert: 3, postgres.point-read: 1}}
             """
-        let file = try CommandLineTests.temporaryFile("shrink-me.yaml", yaml)
+        let file = try TestStack.temporaryFile("shrink-me.yaml", yaml)
         let scenario = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
         let directory = file.deletingLastPathComponent().appendingPathComponent("original")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -4,11 +4,12 @@ import KilnPipeline
 import KilnLoad
 import KilnScenario
 import Testing
+import KilnTestSupport
 
 @Suite("pipeline block of a scenario")
 struct PipelineSpecTests {
     static func load(_ pipeline: String) throws -> LoadScenario {
-        let file = try CommandLineTests.temporaryFile(
+        let file = try TestStack.temporaryFile(
             "pipeline.yaml",
             """
             name: p

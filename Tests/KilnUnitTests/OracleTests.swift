@@ -1,6 +1,7 @@
 import Foundation
 import KilnData
 import Testing
+import KilnTestSupport
 
 @Suite("Oracle")
 struct OracleTests {

@@ -3,6 +3,7 @@ import KilnElle
 import KilnCheck
 import KilnReport
 import Testing
+import KilnTestSupport
 
 /// Hand-built rw-register histories for each anomaly class that applies to registers, random serial histories, and
 /// the same histories with one planted anomaly.
@@ -263,50 +264,6 @@ import Testing
         let result = RWRegisterChecker(model: .serializable).check(history)
         #expect(result.validity == .invalid, "\(result.summary)")
         #expect(result.searchesTimedOut.isEmpty)
-    }
-
-    /// Zero, negative and unknown values of the workload and bench options exit 64 naming the option, before any
-    /// server is contacted; a value beyond 32 bits in a history names its transaction.
-    @Test func invalidOptionsExit64NamingTheField() throws {
-        let cases: [([String], String)] = [
-            (["elle", "redis", "--concurrency", "0"], "--concurrency"),
-            (["elle", "postgres", "--keys", "0"], "--keys"),
-            (["elle", "postgres", "--workload", "bogus"], "--workload"),
-            (["elle", "redis", "--max-writes-per-key", "0"], "--max-writes-per-key"),
-            (["elle", "redis", "--max-writes-per-key", "-4"], "--max-writes-per-key"),
-            (["bench", "elle", "--transactions", "10", "--ops", "0"], "--ops"),
-            (["bench", "elle", "--transactions", "10", "--workload", "x"], "--workload"),
-            (["bench", "elle", "--transactions", "10", "--stale-reads", "2"], "--stale-reads"),
-        ]
-        for (arguments, field) in cases {
-            let outcome = try CommandLineTests.kiln(arguments)
-            #expect(outcome.status == 64, "\(arguments): \(outcome.output)")
-            #expect(outcome.output.contains(field), "\(arguments): \(outcome.output)")
-        }
-        let huge = try CommandLineTests.temporaryFile(
-            "rw-huge.jsonl",
-            #"{"process":0,"invoke":1,"complete":2,"outcome":"ok","ops":[["w",1,99999999999]]}"# + "\n")
-        let outcome = try CommandLineTests.kiln(["elle", "check", huge.path, "--workload", "rw-register"])
-        #expect(outcome.status == 64, "\(outcome.output)")
-        #expect(outcome.output.contains("transaction 1") && outcome.output.contains("99999999999"), "\(outcome.output)")
-    }
-
-    @Test func kilnElleCheckReadsRegisterHistories() throws {
-        let skew = try CommandLineTests.temporaryFile(
-            "rw-skew.jsonl", String(decoding: try ElleTransaction.jsonLines(Self.g2Item), as: UTF8.self))
-        let snapshot = try CommandLineTests.kiln([
-            "elle", "check", skew.path, "--workload", "rw-register", "--models", "snapshot-isolation",
-        ])
-        #expect(snapshot.status == 0, "\(snapshot.output)")
-        let serializable = try CommandLineTests.kiln([
-            "elle", "check", skew.path, "--workload", "rw-register", "--models", "serializable",
-        ])
-        #expect(serializable.status == 1, "\(serializable.output)")
-        #expect(serializable.output.contains("serializable: invalid (G2-item×1)"), "\(serializable.output)")
-        let wrong = try CommandLineTests.kiln(["elle", "check", skew.path, "--workload", "list-append"])
-        #expect(wrong.status == 64, "\(wrong.output)")
-        let unknown = try CommandLineTests.kiln(["elle", "check", skew.path, "--workload", "bank"])
-        #expect(unknown.status == 64, "\(unknown.output)")
     }
 }
 

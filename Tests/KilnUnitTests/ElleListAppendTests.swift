@@ -305,19 +305,6 @@ extension ElleListAppendTests {
             #expect(witness.transactions.allSatisfy { plantedIndices.contains($0.index) }, "\(witness.text)")
         }
     }
-
-    @Test func kilnElleCheckExitsByVerdict() throws {
-        let skew = try CommandLineTests.temporaryFile(
-            "skew.jsonl", String(decoding: try ListAppendTransaction.jsonLines(Self.g2Item), as: UTF8.self))
-        let snapshot = try CommandLineTests.kiln(["elle", "check", skew.path, "--models", "snapshot-isolation"])
-        #expect(snapshot.status == 0, "\(snapshot.output)")
-        let serializable = try CommandLineTests.kiln(["elle", "check", skew.path, "--models", "serializable"])
-        #expect(serializable.status == 1)
-        #expect(serializable.output.contains("serializable: invalid (G2-item×1)"), "\(serializable.output)")
-        #expect(serializable.output.contains("T0 -rw-> T1"), "\(serializable.output)")
-        let broken = try CommandLineTests.temporaryFile("broken.jsonl", "{\"process\": 1}\n")
-        #expect(try CommandLineTests.kiln(["elle", "check", broken.path]).status == 64)
-    }
 }
 
 extension ElleListAppendTests {

@@ -5,6 +5,7 @@ import Testing
 
 @testable import KilnNeo4jBackend
 @testable import KilnStores
+import KilnTestSupport
 
 /// Encoding and decoding only: no Neo4j server can run on this machine, so no request is sent. The samples are
 /// the shapes the Neo4j 5 Query API documents for `POST /db/<graph>/query/v2`.
@@ -24,7 +25,7 @@ struct Neo4jHTTPClientEncodingTests {
     }
 
     @Test func bulkBodyIsJSONWithTheGeneratorsRows() throws {
-        let dataset = StoreFixtures.dataset
+        let dataset = try Dataset(spec: Fixtures.spec, seed: 7, rows: 1_000)
         var encoder = RowEncoder(format: .jsonl, dataset: dataset)
         var body: [UInt8] = []
         Neo4jHTTPClient.mergeBody(into: &body, encoder: &encoder, dataset: dataset, rows: 100..<103)

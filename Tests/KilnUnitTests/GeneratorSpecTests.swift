@@ -2,6 +2,7 @@ import Foundation
 import KilnData
 import KilnScenario
 import Testing
+import KilnTestSupport
 
 @Suite("Dataset spec")
 struct GeneratorSpecTests {

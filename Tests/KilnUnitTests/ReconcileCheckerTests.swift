@@ -5,6 +5,7 @@ import KilnData
 import KilnStores
 import Logging
 import Testing
+import KilnTestSupport
 
 /// A scanner over rows held in memory: for testing the checker's logic on hand-built store contents (each real
 /// scanner is tested against its real server in its own suite).
@@ -140,7 +141,7 @@ struct ReconcileCheckerTests {
     }
 
     @Test func theHistoryOfARunGivesEachPlaceItsRows() throws {
-        let file = try CommandLineTests.temporaryFile(
+        let file = try TestStack.temporaryFile(
             "history.jsonl",
             """
             {"phase":"load","op":"postgres.bulk","worker":0,"row":0,"rows":100,"outcome":"ok","intended_ns":1,"start_ns":1,"end_ns":2}
@@ -156,7 +157,7 @@ struct ReconcileCheckerTests {
         #expect(written["postgres.rows"]?.failed.contains(150) == true)
         #expect(written["kafka.messages"]?.ok.population == 1)
         #expect(written["redis.txn-keys"]?.ok.population == 0)
-        let broken = try CommandLineTests.temporaryFile("bad.jsonl", "{\"op\": 1}\n")
+        let broken = try TestStack.temporaryFile("bad.jsonl", "{\"op\": 1}\n")
         #expect(throws: HistoryError.self) { try WrittenRows.fromHistory(broken, datasetRows: 10) }
     }
 }

@@ -3,6 +3,7 @@ import Histogram
 import KilnLoad
 import KilnScenario
 import Testing
+import KilnTestSupport
 
 /// Shards without servers: the slices tile every phase exactly, and `ShardMerge` adds histograms exactly and refuses
 /// shards that do not belong together.
@@ -52,7 +53,7 @@ struct ShardSliceTests {
     }
 
     @Test func scenariosThatCannotBeShardedAreRefusedNamingThePhase() throws {
-        let file = try CommandLineTests.temporaryFile(
+        let file = try TestStack.temporaryFile(
             "closed.yaml",
             """
             name: closed
@@ -75,7 +76,7 @@ struct ShardSliceTests {
 
     /// A scenario file with one open-model phase, written to a scratch directory.
     static func scenario(seed: Int = 5, name: String = "merge-unit") throws -> URL {
-        try CommandLineTests.temporaryFile(
+        try TestStack.temporaryFile(
             "scenario.yaml",
             """
             name: \(name)
