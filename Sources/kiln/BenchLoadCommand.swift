@@ -90,11 +90,14 @@ extension BenchCommand {
 struct LoadBench {
     let paths = KilnPaths.resolve()
     let stack: StackDefinition
+    /// The stack file the benchmark's scenarios name: the embedded stack unless given.
+    let stackFile: URL
     let logger = Logger(label: "kiln.bench") { _ in ConsoleLogHandler(logLevel: .warning) }
     let scratch: URL
 
-    init() throws {
-        stack = try StackDefinition.load(contentsOf: paths.embeddedStackFile)
+    init(stackFile: URL? = nil) throws {
+        self.stackFile = stackFile ?? paths.embeddedStackFile
+        stack = try StackDefinition.load(contentsOf: self.stackFile)
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-bench-load-\(getpid())")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     }
@@ -112,7 +115,7 @@ struct LoadBench {
         let file = scratch.appendingPathComponent("\(name).yaml")
         try """
         name: bench-\(name)
-        stack: \(paths.embeddedStackFile.path)
+        stack: \(stackFile.path)
         dataset: {spec: \(paths.home.path)/Generators/fraud-platform.yaml, seed: 42, rows: \(rows)}
         namespace: \(namespace)
         fresh: true
