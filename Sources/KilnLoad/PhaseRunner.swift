@@ -196,7 +196,8 @@ final class PhaseRunner {
     /// A store whose client runs every op of the mix multiplexed (`MultiplexedClient`) gets its pool as threads of up
     /// to `connectionsPerLoop` connections each (`MultiplexedOpenLoop`) rather than a thread per connection — same
     /// connections, same one op in flight per connection, same schedule and accounting, without a thread wake-up per
-    /// op. `KILN_OPEN_MULTIPLEX=0` in the environment keeps a thread per connection.
+    /// op. `KILN_OPEN_MULTIPLEX=0` in the environment keeps a thread per connection; `KILN_OPEN_BATCH_WINDOW_US=N`
+    /// sets the loops' batch window (`MultiplexedOpenLoop.batchWindow`).
     static func openBody(
         context: PhaseContext, times: ArrivalTimes
     ) -> ([Int], [OpenThread], @Sendable (LoadWorker) -> Void) {
@@ -214,6 +215,8 @@ final class PhaseRunner {
         let storeOfOperation = context.operations.map(\.storeIndex)
         let owners = owner
         let allowed = context.clientContext.environment["KILN_OPEN_MULTIPLEX"] != "0"
+        let batchWindow = context.clientContext.environment["KILN_OPEN_BATCH_WINDOW_US"].flatMap(UInt64.init)
+            .map { $0 * 1000 } ?? MultiplexedOpenLoop.defaultBatchWindow
         let multiplexed = (0..<stores).map { store in
             let operations = context.operations.filter { $0.storeIndex == store && $0.weight > 0 }
             return allowed && !operations.isEmpty && operations.allSatisfy {
@@ -242,7 +245,8 @@ final class PhaseRunner {
             if multiplexed[store] {
                 MultiplexedOpenLoop(
                     worker: worker, store: store, context: context, times: times, cursor: next,
-                    storeOfOperation: storeOfOperation, dropAfter: dropAfterNanos, lateAfter: lateAfter
+                    storeOfOperation: storeOfOperation, dropAfter: dropAfterNanos, lateAfter: lateAfter,
+                    batchWindow: batchWindow
                 ).run()
                 return
             }

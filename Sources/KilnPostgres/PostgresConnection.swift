@@ -317,12 +317,16 @@ public final class PostgresConnection {
     /// ``descriptor`` is readable. At most one statement may be outstanding (the caller's invariant). The
     /// connection stays in blocking mode: libpq writes the few hundred bytes of the request into an empty send
     /// buffer, so the call returns at once.
+    /// With `binaryResults` the server sends the row in binary format (its send functions instead of the text
+    /// output functions: less server CPU); ``PostgresResult/value(row:column:)`` then holds the raw bytes.
     /// - Throws: ``PostgresError`` (`closed`, `connectionLost`, `invalidArgument`).
-    public func startPrepared(_ name: String, _ parameters: [String?]) throws(PostgresError) {
+    public func startPrepared(
+        _ name: String, _ parameters: [String?], binaryResults: Bool = false
+    ) throws(PostgresError) {
         let connection = try open(.executePrepared)
         try validate(name, parameters, .executePrepared)
         let sent = Self.withParameters(parameters) { count, values in
-            PQsendQueryPrepared(connection, name, count, values, nil, nil, 0)
+            PQsendQueryPrepared(connection, name, count, values, nil, nil, binaryResults ? 1 : 0)
         }
         guard sent == 1 else { throw failure(connection, .executePrepared) }
         pendingResult = nil

@@ -16,8 +16,12 @@ public struct LoadBench {
     let logger = Logger(label: "kiln.bench") { _ in ConsoleLogHandler(logLevel: .warning) }
     let scratch: URL
 
-    public init() throws {
-        stack = try StackDefinition.load(contentsOf: paths.embeddedStackFile)
+    /// The stack file the benchmark's scenarios name: the embedded stack unless given.
+    public let stackFile: URL
+
+    public init(stackFile: URL? = nil) throws {
+        self.stackFile = stackFile ?? paths.embeddedStackFile
+        stack = try StackDefinition.load(contentsOf: self.stackFile)
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-bench-load-\(getpid())")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     }
@@ -35,7 +39,7 @@ public struct LoadBench {
         let file = scratch.appendingPathComponent("\(name).yaml")
         try """
         name: bench-\(name)
-        stack: \(paths.embeddedStackFile.path)
+        stack: \(stackFile.path)
         dataset: {spec: \(paths.home.path)/Generators/fraud-platform.yaml, seed: 42, rows: \(rows)}
         namespace: \(namespace)
         fresh: true

@@ -30,10 +30,12 @@ extension BenchCommand {
         @Option(help: "Engine modes, alternated in each trial: multiplexed (default engine), threads (KILN_OPEN_MULTIPLEX=0).")
         var modes = "multiplexed,threads"
         @Option(help: "Rows loaded (the read key space).") var rows = "20K"
+        @Option(help: "Stack file (default: the embedded stack); a private stack keeps other load off the measurement.")
+        var stack: String?
 
         func run() throws {
             try exiting {
-                let bench = try LoadBench()
+                let bench = try LoadBench(stackFile: stack.map { URL(fileURLWithPath: $0) })
                 let rowCount = try Load.count(rows)
                 let fractions = steps.split(separator: ",").compactMap { Double($0) }
                 guard !fractions.isEmpty else { throw Failure(code: .invalidInput, message: "no --steps") }

@@ -2,6 +2,7 @@ import Foundation
 import KilnCore
 import KilnData
 import KilnLoad
+import KilnPostgres
 import KilnScenario
 import KilnStores
 import Testing
@@ -67,6 +68,42 @@ struct MultiplexedOpenModelTests {
                 #expect((operation.latencyMs.p50 ?? 1e9) < 50)
             }
         }
+    }
+
+    @Test func connectionsTheServerEndsMidPhaseFailTheirOpAndReconnect() throws {
+        // 1,000 ops/s for 2 s over 4 connections; at 0.7 s the server ends every backend of this run (found by its
+        // table in pg_stat_activity). Each op then in flight or next sent on a dead connection ends fail; the loop
+        // waits on the reconnected sockets (a new descriptor, or the same number for a new socket) and the rest
+        // complete: every planned op is accounted once, and ops still succeed after the cut.
+        let namespace = "capmux_t3"
+        let scenario = try Self.scenario(
+            """
+              - {name: load, executor: bulk, rows: 2K, batch: 1K, workers: 1, stores: [postgres]}
+              - {name: open, executor: constant-arrival-rate, rate: 1000, duration: 2s, workers: 4, mix: {postgres.point-read: 1}}
+            """, namespace: namespace)
+        let cut = Thread {
+            guard let killer = try? PostgresConnection(TestStack.postgres) else { return }
+            defer { killer.close() }
+            // Once point reads run (their statement shows in pg_stat_activity), wait 0.3 s and end the backends.
+            let running = "query LIKE '%FROM \(namespace)_transactions WHERE txn_id%' AND pid <> pg_backend_pid()"
+            for _ in 0..<200 {
+                let seen = try? killer.execute("SELECT count(*) FROM pg_stat_activity WHERE \(running)")
+                if let count = seen?.value(row: 0, column: 0), count != "0" { break }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            Thread.sleep(forTimeInterval: 0.3)
+            _ = try? killer.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%\(namespace)_transactions%' AND pid <> pg_backend_pid()")
+        }
+        cut.start()
+        let report = try Self.run(scenario)
+        let open = report.phases[1]
+        let operation = open.operations[0]
+        #expect(open.plannedOps == 2000)
+        #expect(operation.ok + operation.fail + operation.dropped == 2000, "\(operation.errors)")
+        #expect(operation.info == 0 && operation.dropped == 0)
+        #expect(operation.ok >= 1900, "ok \(operation.ok), \(operation.errors)")
+        #expect(operation.fail >= 1 && operation.fail <= 8, "\(operation.errors)")
     }
 
     @Test func opsThatFindNoIdleConnectionWithinDropAfterAreDropped() throws {

@@ -146,6 +146,64 @@ struct PostgresClientTests {
         #expect(client.invoke(.pointRead, Request(row: 1)) == .ok)
     }
 
+    /// Sends one multiplexed op and waits for its socket until the client says how it ended.
+    private func multiplexed(_ client: PostgresClient, row: Int64) -> Outcome {
+        if let outcome = client.begin(.pointRead, Request(row: row)) { return outcome }
+        while true {
+            var poller = pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 5_000) == 1 else { return .fail("test: no reply within 5 s") }
+            if let outcome = client.poll() { return outcome }
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func multiplexedPointReadsSurviveALostConnection(binaryResults: Bool) throws {
+        var context = StoreFixtures.context(namespace: TestStack.uniqueName("kiln_pgm"))
+        if binaryResults { context.environment["KILN_PG_BINARY_RESULTS"] = "1" }
+        let client = try PostgresClient(context: context)
+        defer {
+            try? client.teardown()
+            client.close()
+        }
+        try client.setup()
+        #expect(client.binaryReadResults == binaryResults)
+        #expect(client.invoke(.bulk, Request(rows: 0..<100)) == .ok)
+        client.prepareMultiplexed()
+        #expect(multiplexed(client, row: 7) == .ok)
+        #expect(multiplexed(client, row: 99) == .ok)
+        #expect(multiplexed(client, row: 5_000) == .fail("not-found"))
+
+        // The server ends the idle connection: the next op finds it gone (a read: fail), the one after reconnects
+        // on a new socket and re-prepares.
+        let pid = try #require(client.connection?.execute("SELECT pg_backend_pid()").value(row: 0, column: 0))
+        let killer = try PostgresConnection(TestStack.postgres)
+        defer { killer.close() }
+        try killer.execute("SELECT pg_terminate_backend($1::int)", [pid])
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(multiplexed(client, row: 8) == .fail("connection"))
+        #expect(multiplexed(client, row: 9) == .ok)
+        #expect(client.descriptor >= 0)
+    }
+
+    @Test func binaryResultsHoldTheRawValue() throws {
+        let connection = try PostgresConnection(TestStack.postgres)
+        defer { connection.close() }
+        try connection.prepare("kiln_test_binary", "SELECT $1::bigint AS v, 'x'::text AS t")
+        for binary in [false, true] {
+            try connection.startPrepared("kiln_test_binary", ["258"], binaryResults: binary)
+            var result: PostgresResult?
+            while result == nil {
+                var poller = pollfd(fd: connection.descriptor, events: Int16(POLLIN), revents: 0)
+                #expect(poll(&poller, 1, 5_000) == 1)
+                result = try connection.readResult()
+            }
+            let value = try #require(result?.value(row: 0, column: 0))
+            // int8 in binary is 8 big-endian bytes (0x…0102), in text the digits.
+            #expect(binary ? Array(value.utf8) == [0, 0, 0, 0, 0, 0, 1, 2] : value == "258")
+            #expect(result?.rowCount == 1)
+        }
+    }
+
     @Test func statementTimeoutMakesAWriteInfo() throws {
         let namespace = TestStack.uniqueName("kiln_pgc")
         let owner = try PostgresClient(context: StoreFixtures.context(namespace: namespace))

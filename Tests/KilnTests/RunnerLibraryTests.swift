@@ -82,7 +82,7 @@ struct ErrorExitTests {
     /// A run directory whose check.json cannot be written (a directory is in its place): the check's write throws a
     /// Foundation error no command expects.
     static func unwritableCheck() throws -> URL {
-        let directory = try ElleRunDirectoryTests.runDirectory(ElleListAppendTests.g2Item)
+        let directory = try ElleRunFixture.directory(ElleCommandLineTests.listAppendG2Item)
         let blocker = directory.appendingPathComponent("check.json")
         try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: true)
         try Data("x".utf8).write(to: blocker.appendingPathComponent("keep"))

@@ -74,6 +74,9 @@ public final class PostgresClient: Client, SecondaryIndexes {
     /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
     private var prepared = false
     private var encoder: RowEncoder
+    /// Multiplexed reads ask for binary results (`KILN_PG_BINARY_RESULTS=1`): the op's outcome needs only the row
+    /// count, and the server's binary send functions cost less than its text output functions.
+    let binaryReadResults: Bool
 
     public init(context: ClientContext) throws {
         let pg = context.stack.postgres
@@ -83,6 +86,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
             host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
             password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
         self.encoder = RowEncoder(format: .copyBinary, dataset: context.dataset, capacity: 2 << 20)
+        self.binaryReadResults = context.environment["KILN_PG_BINARY_RESULTS"] == "1"
         let (endpoint, generation) = Self.currentPrimary(configured, context.primaries)
         do {
             connection = try Self.connect(endpoint, timeout: context.timeout)

@@ -14,7 +14,9 @@ extension PostgresClient: MultiplexedClient {
         precondition(Self.multiplexedOperations.contains(operation), "operation \(operation) is not multiplexed")
         do {
             let connection = try preparedConnection()
-            try connection.startPrepared("kiln_point_read", [String(context.dataset.transaction(request.row).txnID)])
+            try connection.startPrepared(
+                "kiln_point_read", [String(context.dataset.transaction(request.row).txnID)],
+                binaryResults: binaryReadResults)
         } catch {
             return outcome(error, isRead: true)
         }

@@ -2,6 +2,7 @@
 #define KILN_PROCESS_SPAWN_H
 #include <sys/types.h>
 #include "poll_wait.h"
+#include "epoll_wait.h"
 
 /// posix_spawn of `path` with stdin from /dev/null, stdout and stderr appended to `output_path`, every other
 /// descriptor closed in the child, default signal dispositions and an empty signal mask; with `new_session`

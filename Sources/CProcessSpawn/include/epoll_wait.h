@@ -1,0 +1,20 @@
+#ifndef KILN_EPOLL_WAIT_H
+#define KILN_EPOLL_WAIT_H
+#include <stdint.h>
+
+/// epoll for the open-model multiplexer: each connection's descriptor stays registered with its slot as data, armed
+/// one-shot for readability when an op is sent on it, so a wait costs the ready descriptors only (ppoll scanned
+/// and queued on every descriptor at each call) and an idle connection never wakes the loop.
+
+/// A new epoll instance (close-on-exec), or -1 with errno.
+int kiln_epoll_create(void);
+/// Arms `fd` for one readability event carrying `slot` (EPOLLIN | EPOLLONESHOT): re-arms its registration, or adds
+/// it when this open file is not registered yet (a new connection; a closed descriptor leaves epoll by itself, so
+/// a registration under `fd` is always the file open at `fd` now). 0, or -1 with errno.
+int kiln_epoll_arm(int epfd, int fd, int32_t slot);
+/// Waits up to `timeout_nanos` (negative: no limit; rounded up to whole microseconds via epoll_pwait2 when the
+/// kernel has it, else to milliseconds) and writes at most `capacity` ready slots into `slots`. Returns how many
+/// (0 on timeout), or -1 with errno (EINTR included).
+int kiln_epoll_wait_slots(int epfd, int32_t *slots, int capacity, int64_t timeout_nanos);
+
+#endif
