@@ -3,7 +3,7 @@ import KilnCore
 import KilnData
 import Testing
 
-@testable import KilnNeo4jBackend
+@testable import KilnBackends
 @testable import KilnStores
 
 /// Encoding and decoding only: no Neo4j server can run on this machine, so no request is sent. The samples are

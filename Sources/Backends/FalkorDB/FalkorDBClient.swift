@@ -2,7 +2,6 @@ import KilnBackend
 import KilnCore
 import KilnData
 import KilnRedis
-import KilnRedisBackend
 
 /// The operations of store `falkordb`: the raw value is the name in scenarios after `falkordb.`.
 public enum FalkorDBOperation: String, StoreOperation {
