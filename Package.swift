@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "KilnPipeline",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -112,14 +112,14 @@ let package = Package(
         .target(
             name: "KilnCheck",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
                 "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnReport",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

@@ -108,14 +108,20 @@ public struct LoadScenario: Sendable {
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
-    public static func load(contentsOf url: URL, knownOperations: Set<String>) throws(SpecError) -> LoadScenario {
+    /// - Parameter knownSinks: the pipeline sink names the backends provide (`Pipeline.sinkNames`); the default,
+    ///   the reference sinks, is for tests of this layer.
+    public static func load(
+        contentsOf url: URL, knownOperations: Set<String>,
+        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
+    ) throws(SpecError) -> LoadScenario {
         let fields = try YAMLFields.document(contentsOf: url)
-        return try parse(fields, file: url, knownOperations: knownOperations)
+        return try parse(fields, file: url, knownOperations: knownOperations, knownSinks: knownSinks)
     }
 
-    public static func parse(_ fields: YAMLFields, file url: URL, knownOperations: Set<String>) throws(SpecError)
-        -> LoadScenario
-    {
+    public static func parse(
+        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>,
+        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
+    ) throws(SpecError) -> LoadScenario {
         let directory = url.deletingLastPathComponent()
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
         // The name becomes part of run directory names: a file-name-safe word of at most 100 characters.
@@ -158,7 +164,7 @@ public struct LoadScenario: Sendable {
             throw fields.error("phases", "phase \(index + 1): the name '\(phase.name)' is used twice")
         }
         let pipeline = try fields.optionalMapping("pipeline").map { (spec) throws(SpecError) in
-            try PipelineSpec.parse(spec)
+            try PipelineSpec.parse(spec, knownSinks: knownSinks)
         }
         let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
             try RegressionLimits.parse(block)

@@ -119,7 +119,8 @@ struct LoadBench {
         phases:
         \(phases)
         """.write(to: file, atomically: true, encoding: .utf8)
-        let scenario = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        let scenario = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
         let directory = try RunDirectory(
             root: scratch.appendingPathComponent("runs"), id: RunDirectory.makeID(scenario: name), scenarioFile: file)
         let run = try LoadRun(

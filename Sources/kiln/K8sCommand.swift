@@ -52,7 +52,8 @@ struct K8sCommand: ParsableCommand {
                 throw Failure(code: .invalidInput, message: "--image: expected an image reference without spaces")
             }
             let url = URL(fileURLWithPath: scenario)
-            let loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            let loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
             if let refusal = ShardSlice.refusal(
                 loaded, count: shards, knownWrites: Set(LoadRun.knownOperations().filter { LoadRun.isWrite($0) }))
             {
@@ -149,7 +150,8 @@ enum ScenarioForPods {
         let loaded: LoadScenario
         do {
             loaded = try LoadScenario.load(
-                contentsOf: scratch.appendingPathComponent("scenario.yaml"), knownOperations: LoadRun.knownOperations())
+                contentsOf: scratch.appendingPathComponent("scenario.yaml"), knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
         } catch {
             throw Failure(code: .invalidInput, message: "the scenario as the pods would run it does not load: \(error)")
         }

@@ -52,7 +52,8 @@ enum ReplayBundleRecording {
             }
             // The scenario copy parses as `kiln run` will parse it (FILE:LINE:COLUMN errors), before any replay.
             _ = try LoadScenario.load(
-                contentsOf: directory.appendingPathComponent(bundle.scenario.file), knownOperations: LoadRun.knownOperations())
+                contentsOf: directory.appendingPathComponent(bundle.scenario.file), knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
         } catch {
             throw Failure(code: .invalidInput, message: "\(error)")
         }

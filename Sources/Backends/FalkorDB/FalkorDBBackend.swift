@@ -3,7 +3,11 @@ import KilnBackend
 /// FalkorDB as the fraud graph (openCypher over RESP): operations, client and places.
 public enum FalkorDBBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges])
+        driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges],
+        scanners: [
+            ScannerDriver(place: .falkordbPaidEdges) { try FalkorDBScanner(context: $0, targetEdgesPerPage: 50_000) }
+        ],
+        sink: SinkDriver(name: "falkordb", fills: [.falkordbPaidEdges]) { try GraphSink(context: $0, spec: $1) })
 }
 
 extension RowPlace {

@@ -1,23 +1,26 @@
 /// One store Kiln can drive, described in one place: the `Backend` descriptor (ARCHITECTURE.md "Target shape").
-/// Every registry Kiln keeps is derived from the list of backends (`Backends.all`), never written per store.
+/// Every registry Kiln keeps is derived from the list of backends (`Backends.all`, Sources/Backends/Backends.swift),
+/// never written per store.
 ///
 /// Layering (lower never imports higher):
 ///
 ///     C shims ─ wire (KilnPostgres, KilnRedis, KilnKafka, KilnHTTP) ─ model (KilnCore) ─ data (KilnData)
-///       ─ scenario (KilnScenario) ─ KilnBackend (this module) ─ one target per store (Sources/Backends/<Store>)
+///       ─ scenario (KilnScenario) ─ KilnBackend (this module, Sources/Backends/Interface)
+///       ─ KilnBackends (every other folder of Sources/Backends, one target, and `Backends.all`)
 ///       ─ engines (KilnLoad, KilnPipeline, KilnCheck, KilnFaults, KilnStack, KilnReport) ─ orchestration ─ CLI
 ///
-/// `KilnBackend` holds every protocol a backend implements, so a store's folder depends on it and on its wire
-/// module only; the engines run what the descriptors hand them. Today it holds the load side (`Client`,
-/// `StoreOperation`, `StoreDriver`) and the reconcile places (`RowPlace`). Moving down next, in this order, each
-/// with its descriptor field: the scanner protocol (`StoreScanner`, `StoredRow`, from KilnCheck) → `scanners`;
-/// the pipeline `Sink` protocol and `SinkMessage` (from KilnPipeline) → `sink`; the embedded server description
-/// (`EmbeddedServer` launch, readiness probe, role) → `servers`; the stack-file section parser → `stackSection`;
-/// the proxied endpoint and fault targets (from FaultRunner) → `faultTargets`; the smoke round trip → `smoke`.
+/// `KilnBackend` holds every protocol a backend implements, so a store's folder depends on it and on wire modules
+/// only; the engines run what the descriptors hand them. It holds the load side (`Client`, `StoreOperation`,
+/// `StoreDriver`), the reconcile places (`RowPlace`), the read-back side (`StoreScanner`, `UserFeatureScanner`,
+/// `StoredRow`, `ScannerDriver`, `FeatureScannerDriver`, and the parsing helpers `TransactionJSON`,
+/// `StreamFraming`, `FieldMapping`) and the pipeline side (`Sink`, `SinkMessage`, `ApplyResult`, `SinkDriver`).
+/// Still to move down, each with its descriptor field: the embedded server description (`EmbeddedServer` launch,
+/// readiness probe, role) → `servers`; the stack-file section parser → `stackSection`; the proxied endpoint and
+/// fault targets (from FaultRunner) → `faultTargets`; the smoke round trip → `smoke`.
 ///
-/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, and
-/// (as the fields above move down) its scanners, sink, embedded servers, stack section, fault targets and smoke
-/// round trip — then one line in `Backends.all`.
+/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, one
+/// scanner per place (and a feature scanner when it has aggregate places), optionally a pipeline sink — then one
+/// line in `Backends.all`. No Package.swift edit: every folder but Interface is compiled into `KilnBackends`.
 public struct Backend: Sendable {
     /// The store's name in scenarios, stack files and histories (`redis`).
     public let name: String
@@ -27,14 +30,35 @@ public struct Backend: Sendable {
     public let places: [RowPlace]
     /// Per-user aggregates the feature checker reads (Redis features and scores); not reconciled row by row.
     public let aggregatePlaces: [RowPlace]
+    /// How the reconcile checker reads each of `places` back: one scanner per place, every place has one.
+    public let scanners: [ScannerDriver]
+    /// How the feature checker reads `aggregatePlaces` back (one scanner for all of them); nil when there are none.
+    public let featureScanner: FeatureScannerDriver?
+    /// The reference pipeline's sink applying Kafka's transactions to this store; nil when the store has none.
+    public let sink: SinkDriver?
 
-    public init(driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = []) {
+    public init(
+        driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], scanners: [ScannerDriver] = [],
+        featureScanner: FeatureScannerDriver? = nil, sink: SinkDriver? = nil
+    ) {
         name = driver.name
         self.driver = driver
         self.places = places
         self.aggregatePlaces = aggregatePlaces
+        self.scanners = scanners
+        self.featureScanner = featureScanner
+        self.sink = sink
         precondition(
             (places + aggregatePlaces).allSatisfy { $0.store == driver.name },
             "backend \(driver.name) lists a place of another store")
+        precondition(
+            Set(scanners.map(\.place)) == Set(places) && scanners.count == places.count,
+            "backend \(driver.name) needs exactly one scanner per place")
+        precondition(
+            aggregatePlaces.isEmpty == (featureScanner == nil) && (featureScanner?.store ?? driver.name) == driver.name,
+            "backend \(driver.name) needs a feature scanner exactly when it has aggregate places")
+        precondition(
+            sink.map { $0.name == driver.name && $0.fills.allSatisfy((places + aggregatePlaces).contains) } ?? true,
+            "backend \(driver.name)'s sink must carry its name and fill its own places")
     }
 }

@@ -3,7 +3,8 @@ import KilnBackend
 /// The Kafka-API broker (Tansu here) as the event log: operations, client and places.
 public enum KafkaBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages])
+        driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages],
+        scanners: [ScannerDriver(place: .kafkaMessages) { try KafkaScanner(context: $0) }])
 }
 
 extension RowPlace {

@@ -4,7 +4,9 @@ import KilnBackend
 /// without the extension): operations, clients and places.
 public enum PostgresBackend {
     public static let descriptor = Backend(
-        driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows])
+        driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows],
+        scanners: [ScannerDriver(place: .postgresRows) { try PostgresScanner(context: $0) }],
+        sink: SinkDriver(name: "postgres", fills: [.postgresRows]) { context, _ in try PostgresSink(context: context) })
     public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) })
 }
 
