@@ -95,7 +95,8 @@ let package = Package(
         .target(
             name: "KilnPipeline",
             dependencies: [
-                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres",
+                "KilnRedis", "KilnKafka", "KilnHTTP",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -112,8 +113,9 @@ let package = Package(
         .target(
             name: "KilnCheck",
             dependencies: [
-                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
-                "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres",
+                "KilnRedis", "KilnKafka", "KilnHTTP", "KilnPipeline", "KilnElle",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
