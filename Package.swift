@@ -67,52 +67,29 @@ let package = Package(
         ),
         // Backends (ARCHITECTURE.md "Target shape"): `KilnBackend` holds what every backend implements (the load
         // client's protocol, typed operations, the `Backend` descriptor); each store's folder under Sources/Backends
-        // is one target that depends on it and on its wire module, never on an engine.
+        // (target KilnBackends below) depends on it and on wire modules, never on an engine.
         .target(
             name: "KilnBackend",
             dependencies: ["KilnCore", "KilnData", "KilnScenario", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Backends/Interface"
         ),
+        // Every store's folder under Sources/Backends (all but Interface) is this one target, so a new store is a
+        // new folder plus one line in `Backends.all` (Sources/Backends/Backends.swift) — no edit here. Its
+        // dependencies are the backend interface and every wire module a store may speak.
         .target(
-            name: "KilnRedisBackend",
-            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis"],
-            path: "Sources/Backends/Redis"
-        ),
-        .target(
-            name: "KilnPostgresBackend",
-            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnPostgres"],
-            path: "Sources/Backends/Postgres"
-        ),
-        .target(
-            name: "KilnKafkaBackend",
-            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnKafka"],
-            path: "Sources/Backends/Kafka",
-            linkerSettings: runtimeLibrarySearchPath
-        ),
-        .target(
-            name: "KilnFalkorDBBackend",
+            name: "KilnBackends",
             dependencies: [
-                "KilnBackend", "KilnRedisBackend", "KilnCore", "KilnData", "KilnScenario", "KilnRedis",
-                .product(name: "Logging", package: "swift-log"),
+                "KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka",
+                "KilnHTTP", .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Backends/FalkorDB"
-        ),
-        .target(
-            name: "KilnClickHouseBackend",
-            dependencies: ["KilnBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
-            path: "Sources/Backends/ClickHouse"
-        ),
-        // Neo4j speaks HTTP like ClickHouse and shares its HTTP outcome mapping.
-        .target(
-            name: "KilnNeo4jBackend",
-            dependencies: ["KilnBackend", "KilnClickHouseBackend", "KilnCore", "KilnData", "KilnScenario", "KilnHTTP"],
-            path: "Sources/Backends/Neo4j"
+            path: "Sources/Backends",
+            exclude: ["Interface", "README.md"],
+            linkerSettings: runtimeLibrarySearchPath
         ),
         .target(
             name: "KilnStores",
             dependencies: [
-                "KilnBackend", "KilnRedisBackend", "KilnPostgresBackend", "KilnKafkaBackend", "KilnFalkorDBBackend",
-                "KilnClickHouseBackend", "KilnNeo4jBackend",
+                "KilnBackend", "KilnBackends",
                 "KilnCore", "KilnData", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnElle",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -120,7 +97,8 @@ let package = Package(
         .target(
             name: "KilnPipeline",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres",
+                "KilnRedis", "KilnKafka", "KilnHTTP",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,14 +115,15 @@ let package = Package(
         .target(
             name: "KilnCheck",
             dependencies: [
-                "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka",
-                "KilnHTTP", "KilnPipeline", "KilnElle", .product(name: "Logging", package: "swift-log"),
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnData", "KilnScenario", "KilnStores", "KilnPostgres",
+                "KilnRedis", "KilnKafka", "KilnHTTP", "KilnPipeline", "KilnElle",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KilnReport",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
+                "KilnBackend", "KilnBackends", "KilnCore", "KilnScenario", "KilnCheck", "KilnElle",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -224,7 +203,8 @@ let package = Package(
             name: "KilnTests",
             dependencies: [
                 "KilnCore", "KilnScenario", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP", "KilnStack",
-                "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults",
+                "KilnBackend", "KilnBackends", "KilnSmoke", "KilnData", "KilnStores", "KilnLoad", "KilnCheck",
+                "KilnPipeline", "KilnReport", "KilnFaults",
                 "KilnElle", "KilnDurability", "KilnAudit", "KilnReplay", "KilnRunner", "KilnTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -4,28 +4,6 @@ import KilnData
 import KilnStores
 import Logging
 
-/// A place Kiln can read back, with the scanner that reads it.
-public struct ScannerDriver: Sendable {
-    public var place: RowPlace
-    public var open: ScannerFactory
-
-    public init(place: RowPlace, open: @escaping ScannerFactory) {
-        self.place = place
-        self.open = open
-    }
-}
-
-/// The per-user aggregates of a store, with the scanner that reads them.
-public struct FeatureScannerDriver: Sendable {
-    public var store: String
-    public var open: @Sendable (ClientContext) throws -> any UserFeatureScanner
-
-    public init(store: String, open: @escaping @Sendable (ClientContext) throws -> any UserFeatureScanner) {
-        self.store = store
-        self.open = open
-    }
-}
-
 /// Runs the reconcile checker over several places at once: one OS thread per place (each scan blocks in its C
 /// library), each with its own scanner and checker; the results are collected when all are done. A scan that
 /// throws makes its place `unknown`, never `valid` (Jepsen's check-safe).

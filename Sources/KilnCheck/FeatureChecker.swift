@@ -1,4 +1,5 @@
 import Foundation
+import KilnBackend
 import KilnData
 
 /// Checks per-user aggregates (Redis feature hashes and fraud scores) against the oracle: for each user, the

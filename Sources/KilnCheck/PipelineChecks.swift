@@ -11,13 +11,9 @@ import KilnStores
 /// produce must be absent everywhere downstream.
 public enum PipelinePlaces {
     /// The places the sinks fill, in `RowPlace` terms.
+    /// Derived from the backends' sinks (`SinkDriver.fills`); empty for a name no backend provides.
     public static func places(of sink: PipelineSpec.Sink) -> [RowPlace] {
-        switch sink {
-        case .postgres: [RowPlace.postgresRows]
-        case .clickhouse: [RowPlace.clickhouseRows]
-        case .falkordb: [RowPlace.falkordbPaidEdges]
-        case .redis: [RowPlace.redisFeatures, RowPlace.redisScores]
-        }
+        Pipeline.driver(for: sink)?.fills ?? []
     }
 
     /// `written` with every sink place replaced by what the Kafka place implies for it.

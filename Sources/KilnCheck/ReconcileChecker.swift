@@ -1,4 +1,5 @@
 import Foundation
+import KilnBackend
 import KilnData
 
 /// Reconciles one place of one store against the oracle: every copy the scanner delivers is compared field by

@@ -52,6 +52,9 @@ public final class LoadRun {
         Set(drivers.flatMap { driver in driver.operations.map { "\(driver.name).\($0.name)" } })
     }
 
+    /// Every pipeline sink name the backends provide, for `LoadScenario.load(knownSinks:)`.
+    public static func knownSinks() -> [String] { Pipeline.sinkNames }
+
     public init(
         scenario: LoadScenario, dataset: Dataset, directory: RunDirectory, stop: StopFlag, environment: [String: String],
         revision: String?, logger: Logger, progress: PhaseObserver?, drivers: [StoreDriver] = StoreRegistry.drivers,

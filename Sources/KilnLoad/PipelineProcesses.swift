@@ -114,7 +114,7 @@ final class PipelineProcesses: SinkProcessControl, @unchecked Sendable {
 
     /// The sum over partitions of the offsets `sink` stored as applied, read from its store on a new connection.
     func appliedOffset(of sink: String) throws -> Int64 {
-        guard let context, let kind = PipelineSpec.Sink(rawValue: sink) else {
+        guard let context, let kind = spec.sinks.first(where: { $0.rawValue == sink }) else {
             throw PipelineProcessError(reason: "cannot read the offsets of sink \(sink)")
         }
         let store = try Pipeline.makeSink(kind, spec: spec, context: context)

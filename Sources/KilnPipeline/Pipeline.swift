@@ -39,13 +39,24 @@ public final class Pipeline: Sendable {
     }
 
     /// The sink for `sink`, connected. Throws when its server cannot be reached.
+    /// Throws `UnknownSink` for a name no backend provides a sink for (the scenario parser rejects those first).
     public static func makeSink(_ sink: PipelineSpec.Sink, spec: PipelineSpec, context: ClientContext) throws -> any Sink {
-        switch sink {
-        case .postgres: try PostgresSink(context: context)
-        case .redis: try RedisSink(context: context, spec: spec)
-        case .falkordb: try GraphSink(context: context, spec: spec)
-        case .clickhouse: try ClickHouseSink(context: context, spec: spec)
-        }
+        guard let driver = driver(for: sink) else { throw UnknownSink(name: sink.rawValue) }
+        return try driver.open(context, spec)
+    }
+
+    /// Every backend's pipeline sink (`Backend.sink`), in `Backends.all` order.
+    public static let sinkDrivers: [SinkDriver] = Backends.all.compactMap(\.sink)
+    /// The sink names a scenario's `pipeline.sinks` may list: derived from the backends.
+    public static let sinkNames: [String] = sinkDrivers.map(\.name)
+
+    public static func driver(for sink: PipelineSpec.Sink) -> SinkDriver? {
+        sinkDrivers.first { $0.name == sink.rawValue }
+    }
+
+    public struct UnknownSink: Error, CustomStringConvertible {
+        public var name: String
+        public var description: String { "no backend provides a pipeline sink named '\(name)'" }
     }
 
     /// Creates every sink's tables/keys and offsets (dropping them first when `fresh`).

@@ -88,6 +88,8 @@ public final class Shrinker {
     let workDirectory: URL
     let options: ShrinkOptions
     let knownOperations: Set<String>
+    /// The pipeline sink names the backends provide (`LoadRun.knownSinks()`), for parsing the bundle's scenario.
+    let knownSinks: [String]
     let logger: Logger
     let stop: () -> Bool
     private let started = Date()
@@ -97,7 +99,8 @@ public final class Shrinker {
 
     public init(
         bundleDirectory: URL, bundle: ReplayBundle, original: RunOutcome, launcher: any RunLauncher,
-        workDirectory: URL, options: ShrinkOptions, knownOperations: Set<String>, logger: Logger,
+        workDirectory: URL, options: ShrinkOptions, knownOperations: Set<String>,
+        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue), logger: Logger,
         stop: @escaping () -> Bool = { false }
     ) {
         self.bundleDirectory = bundleDirectory
@@ -107,6 +110,7 @@ public final class Shrinker {
         self.workDirectory = workDirectory
         self.options = options
         self.knownOperations = knownOperations
+        self.knownSinks = knownSinks
         self.logger = logger
         self.stop = stop
     }
@@ -126,7 +130,8 @@ public final class Shrinker {
         baseline.setSpec(bundleDirectory.appendingPathComponent(bundle.dataset.specFile).path)
         let parsed: LoadScenario
         do {
-            parsed = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: knownOperations)
+            parsed = try LoadScenario.load(
+                contentsOf: scenarioFile, knownOperations: knownOperations, knownSinks: knownSinks)
         } catch {
             throw BundleError(file: scenarioFile.path, message: "\(error)")
         }

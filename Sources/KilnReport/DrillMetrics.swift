@@ -1,4 +1,6 @@
 import Foundation
+import KilnBackend
+import KilnBackends
 import KilnCheck
 import KilnCore
 
@@ -22,7 +24,8 @@ import KilnCore
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
 /// was unknown, `failed` otherwise.
 public enum DrillMetrics {
-    /// The store a fault target belongs to: `redis-primary` → redis, a proxy
+    /// The store a fault target belongs to: `redis-primary` → redis (the longest backend name, from `Backends.all`,
+    /// the target starts with, so `redis-cluster-…` would go to a `redis-cluster` backend), a proxy
     /// fault's `127.0.0.1:P -> 127.0.0.21:16379` through `proxiedStores`.
     public static func store(of fault: RunReport.Fault, proxied: [String: String] = [:]) -> String? {
         let target = fault.target
@@ -31,12 +34,14 @@ public enum DrillMetrics {
         // Failovers name the service's servers or its Sentinels in their target (`kiln via sentinels …`).
         if let store = RecordedFaultKind(recorded: fault.kind)?.failoverStore { return store }
         for (address, store) in proxied where target.contains(address) { return store }
-        for store in ["postgres", "redis", "kafka", "falkordb", "clickhouse"] where target.hasPrefix(store) {
-            return store
-        }
+        if let store = storeNamesLongestFirst.first(where: { target.hasPrefix($0) }) { return store }
+        // Redis's Sentinels are fault targets of their own (until fault targets move into the backends' descriptors).
         if target.hasPrefix("sentinel") { return "redis" }
         return nil
     }
+
+    /// Every backend's name, longest first, so a name that extends another (`redis-cluster`) wins over it.
+    static let storeNamesLongestFirst: [String] = Backends.all.map(\.name).sorted { $0.count > $1.count }
 
     public static func compute(
         faults: [RunReport.Fault], report: RunReport, timeline: [TimelineSample], proxied: [String: String] = [:]

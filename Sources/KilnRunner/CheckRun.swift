@@ -59,7 +59,8 @@ public struct CheckRun {
             }
         }
         let (scenarioFile, datasetRows, runDirectoryURL) = try locate()
-        let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+        let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
         // `kiln run --stack F` copies F into the run directory; the check reads the stack the run ran on.
         let runStack = runDirectoryURL.map { $0.appendingPathComponent(Self.runStackFile) }
             .flatMap { FileManager.default.fileExists(atPath: $0.path) ? $0.path : nil }

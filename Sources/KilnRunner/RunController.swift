@@ -75,7 +75,8 @@ public struct RunController {
                 return try DurabilityDrillRun.run(
                     url: url, stackFile: stackFile, runsDirectory: runsDirectory, id: id, noCheck: noCheck, logger: logger)
             }
-            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
             if let stackFile {
                 do {
                     loaded.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile))

@@ -127,17 +127,22 @@ public struct LoadScenario: Sendable {
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
+    /// `knownSinks`: the pipeline sink names the backends provide (`Pipeline.sinkNames`); the default, the reference
+    /// sinks, is for tests of this layer.
     /// `vocabulary`: the backends' stack sections and proxiable stores (`BackendVocabulary.all` in KilnStores, which
     /// also offers `load(contentsOf:knownOperations:)` with it).
     public static func load(
-        contentsOf url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary
+        contentsOf url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary,
+        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
     ) throws(SpecError) -> LoadScenario {
         let fields = try YAMLFields.document(contentsOf: url)
-        return try parse(fields, file: url, knownOperations: knownOperations, vocabulary: vocabulary)
+        return try parse(
+            fields, file: url, knownOperations: knownOperations, vocabulary: vocabulary, knownSinks: knownSinks)
     }
 
     public static func parse(
-        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary
+        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary,
+        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
     ) throws(SpecError) -> LoadScenario {
         let directory = url.deletingLastPathComponent()
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent
@@ -181,7 +186,7 @@ public struct LoadScenario: Sendable {
             throw fields.error("phases", "phase \(index + 1): the name '\(phase.name)' is used twice")
         }
         let pipeline = try fields.optionalMapping("pipeline").map { (spec) throws(SpecError) in
-            try PipelineSpec.parse(spec)
+            try PipelineSpec.parse(spec, knownSinks: knownSinks)
         }
         let regression = try fields.optionalMapping("regression").map { (block) throws(SpecError) in
             try RegressionLimits.parse(block)

@@ -3,9 +3,21 @@ import Foundation
 /// The `pipeline:` block of a scenario: Kiln's reference sync workers consume the transactions the load put on
 /// Kafka and apply them to the sink stores, optionally with planted bugs (Scenarios/README.md, "Pipeline").
 public struct PipelineSpec: Sendable, Equatable {
-    /// A sink store the workers apply transactions to.
-    public enum Sink: String, Sendable, CaseIterable, Equatable {
-        case postgres, redis, falkordb, clickhouse
+    /// A sink store the workers apply transactions to, by its backend's name. The accepted names come from the
+    /// backends that provide a sink (`Backend.sink`, listed by `Pipeline.sinkNames`), passed to the parser as
+    /// `knownSinks`; this layer cannot see the backends. The constants name the reference sinks the planted bugs
+    /// live in.
+    public struct Sink: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let postgres = Sink(rawValue: "postgres")
+        public static let redis = Sink(rawValue: "redis")
+        public static let falkordb = Sink(rawValue: "falkordb")
+        public static let clickhouse = Sink(rawValue: "clickhouse")
+        /// The reference pipeline's sinks (the default `sinks:`), in order.
+        public static let reference: [Sink] = [.postgres, .redis, .falkordb, .clickhouse]
     }
 
     /// A planted bug: each breaks one promise in one sink, so a checker must find it.
@@ -63,7 +75,7 @@ public struct PipelineSpec: Sendable, Equatable {
     ]
 
     public init(
-        sinks: [Sink] = Sink.allCases, bugs: [Bug] = [], batch: Int = 1000, crashEvery: Int? = nil,
+        sinks: [Sink] = Sink.reference, bugs: [Bug] = [], batch: Int = 1000, crashEvery: Int? = nil,
         dropEvery: Int = 1000, staleBatch: Int = 200, lag: Duration = .seconds(7),
         convergenceTimeout: Duration = .seconds(120), staleness: [Sink: Duration] = PipelineSpec.defaultStaleness
     ) {
@@ -80,16 +92,20 @@ public struct PipelineSpec: Sendable, Equatable {
 
     public func has(_ bug: Bug) -> Bool { bugs.contains(bug) }
 
-    static func parse(_ fields: YAMLFields) throws(SpecError) -> PipelineSpec {
+    /// - Parameter knownSinks: the sink names the backends provide, in order (every name in `sinks:` and
+    ///   `staleness_slo:` must be one; an unknown name is an error at its FILE:LINE:COL).
+    static func parse(_ fields: YAMLFields, knownSinks: [String]) throws(SpecError) -> PipelineSpec {
         var spec = PipelineSpec()
+        spec.sinks = spec.sinks.filter { knownSinks.contains($0.rawValue) }
         if fields.contains("sinks") {
             spec.sinks = []
             for (text, line, column) in try fields.strings("sinks") {
-                guard let sink = Sink(rawValue: text) else {
+                guard knownSinks.contains(text) else {
                     throw SpecError(
                         file: fields.file, line: line, column: column, field: fields.fieldPath("sinks"),
-                        message: "unknown sink '\(text)' (sinks: \(Sink.allCases.map(\.rawValue).joined(separator: ", ")))")
+                        message: "unknown sink '\(text)' (sinks: \(knownSinks.joined(separator: ", ")))")
                 }
+                let sink = Sink(rawValue: text)
                 if !spec.sinks.contains(sink) { spec.sinks.append(sink) }
             }
             if spec.sinks.isEmpty { throw fields.error("sinks", "needs at least one sink") }
@@ -124,9 +140,10 @@ public struct PipelineSpec: Sendable, Equatable {
         spec.convergenceTimeout = try fields.duration("convergence_timeout", default: .seconds(120))
         if let slo = try fields.optionalMapping("staleness_slo") {
             for key in slo.keys {
-                guard let sink = Sink(rawValue: key) else {
+                guard knownSinks.contains(key) else {
                     throw slo.error(key, "unknown sink '\(key)'")
                 }
+                let sink = Sink(rawValue: key)
                 spec.staleness[sink] = try slo.duration(key)
             }
             try slo.finish()

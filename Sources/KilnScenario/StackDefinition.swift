@@ -60,7 +60,7 @@ public struct StackDefinition: Sendable {
     /// with `sink_hosts: false` (a second hosts stack, e.g. a test's, beside one that has them).
     public var sinkHosts: [(name: String, address: HostAddress)] {
         guard network == .hosts, hasSinkHosts else { return [] }
-        return PipelineSpec.Sink.allCases.enumerated().map { index, sink in
+        return PipelineSpec.Sink.reference.enumerated().map { index, sink in
             ("sink-\(sink.rawValue)", try! HostAddress(octet: 61 + index))
         }
     }

@@ -65,14 +65,19 @@ extension StackReference {
 }
 
 extension LoadScenario {
-    public static func load(contentsOf url: URL, knownOperations: Set<String>) throws(SpecError) -> LoadScenario {
-        try load(contentsOf: url, knownOperations: knownOperations, vocabulary: .all)
+    /// Every backend's pipeline sink name, in registry order.
+    public static let backendSinkNames: [String] = Backends.all.compactMap(\.sink?.name)
+
+    public static func load(
+        contentsOf url: URL, knownOperations: Set<String>, knownSinks: [String] = backendSinkNames
+    ) throws(SpecError) -> LoadScenario {
+        try load(contentsOf: url, knownOperations: knownOperations, vocabulary: .all, knownSinks: knownSinks)
     }
 
-    public static func parse(_ fields: YAMLFields, file url: URL, knownOperations: Set<String>) throws(SpecError)
-        -> LoadScenario
-    {
-        try parse(fields, file: url, knownOperations: knownOperations, vocabulary: .all)
+    public static func parse(
+        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, knownSinks: [String] = backendSinkNames
+    ) throws(SpecError) -> LoadScenario {
+        try parse(fields, file: url, knownOperations: knownOperations, vocabulary: .all, knownSinks: knownSinks)
     }
 }
 

@@ -1,40 +1,5 @@
-// Transitional: code that imports KilnStores keeps seeing the backend interface and the backends moved out of
-// this module so far (Sources/Backends/*), until every store has its own folder and callers import the backends.
+// Transitional: code that imports KilnStores keeps seeing the backend interface (KilnBackend) and the backends with
+// their registry (`Backends.all`, `StoreRegistry`, `RowPlace.all` in Sources/Backends/Backends.swift) until callers
+// import KilnBackends themselves.
 @_exported import KilnBackend
-@_exported import KilnClickHouseBackend
-@_exported import KilnFalkorDBBackend
-@_exported import KilnKafkaBackend
-@_exported import KilnNeo4jBackend
-@_exported import KilnPostgresBackend
-@_exported import KilnRedisBackend
-
-/// Every backend Kiln can drive, in registry order. A new backend is one folder under Sources/Backends plus one
-/// line here; every registry below is derived from this list. `neo4j` cannot run on this machine: its client is
-/// tested for encoding only.
-public enum Backends {
-    public static let all: [Backend] = [
-        PostgresBackend.descriptor,
-        PostgresBackend.timescale,
-        RedisBackend.descriptor,
-        KafkaBackend.descriptor,
-        FalkorDBBackend.descriptor,
-        ClickHouseBackend.descriptor,
-        Neo4jBackend.descriptor,
-    ]
-
-    public static func backend(named name: String) -> Backend? { all.first { $0.name == name } }
-}
-
-/// Every store's load driver, by its name in scenarios (k6's output registry): derived from `Backends.all`.
-public enum StoreRegistry {
-    public static let drivers: [StoreDriver] = Backends.all.map(\.driver)
-
-    public static func driver(named name: String) -> StoreDriver? { drivers.first { $0.name == name } }
-}
-
-extension RowPlace {
-    /// Every place whose rows the reconcile checker reads, from the backends' `places`.
-    public static let all: [RowPlace] = Backends.all.flatMap(\.places)
-    /// The per-user aggregate places, from the backends' `aggregatePlaces`.
-    public static let aggregates: [RowPlace] = Backends.all.flatMap(\.aggregatePlaces)
-}
+@_exported import KilnBackends

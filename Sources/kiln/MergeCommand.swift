@@ -43,7 +43,8 @@ struct MergeCommand: ParsableCommand {
             let directories = shards.map { URL(fileURLWithPath: $0) }
             if wait > 0 { try Self.waitForShards(directories, seconds: wait) }
             let scenarioFile = try scenario.map { URL(fileURLWithPath: $0) } ?? Self.recordedScenario(directories[0])
-            let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations())
+            let loaded = try LoadScenario.load(contentsOf: scenarioFile, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
             let outputURL = URL(fileURLWithPath: output)
             var report: RunReport
             do throws(ShardMerge.Refusal) {

@@ -53,7 +53,8 @@ struct PipelineCommand: ParsableCommand {
             var logger = Logger(label: "kiln.pipeline") { _ in ConsoleLogHandler(logLevel: .info) }
             logger.logLevel = verbose ? .debug : .info
             let url = URL(fileURLWithPath: scenario)
-            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations())
+            var loaded = try LoadScenario.load(contentsOf: url, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
             if let stackFile {
                 do {
                     loaded.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile))
@@ -66,7 +67,8 @@ struct PipelineCommand: ParsableCommand {
             }
             if !sinks.isEmpty {
                 spec.sinks = try sinks.map { name in
-                    guard let sink = PipelineSpec.Sink(rawValue: name), spec.sinks.contains(sink) else {
+                    let sink = PipelineSpec.Sink(rawValue: name)
+                    guard spec.sinks.contains(sink) else {
                         throw Failure(
                             code: .invalidInput,
                             message: "--sink \(name): the scenario's sinks are \(spec.sinks.map(\.rawValue).joined(separator: ", "))")

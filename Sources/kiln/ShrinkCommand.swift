@@ -83,7 +83,8 @@ struct ShrinkCommand: ParsableCommand {
                 options: ShrinkOptions(
                     budgetSeconds: seconds, tries: tries, target: target,
                     stack: stackFile.map { URL(fileURLWithPath: $0) }),
-                knownOperations: LoadRun.knownOperations(), logger: logger, stop: { stop.isRaised })
+                knownOperations: LoadRun.knownOperations(), knownSinks: LoadRun.knownSinks(), logger: logger,
+                stop: { stop.isRaised })
             let result: ShrinkResult
             do {
                 result = try shrinker.run()

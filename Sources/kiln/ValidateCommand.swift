@@ -76,7 +76,8 @@ struct ValidateCommand: ParsableCommand {
         }
         switch kind {
         case .scenario:
-            let scenario = try LoadScenario.parse(fields, file: url, knownOperations: LoadRun.knownOperations())
+            let scenario = try LoadScenario.parse(fields, file: url, knownOperations: LoadRun.knownOperations(),
+                knownSinks: LoadRun.knownSinks())
             let spec = try DatasetSpec.load(contentsOf: scenario.dataset.spec)
             let dataset: Dataset
             do {

@@ -1,4 +1,5 @@
 import Foundation
+import KilnBackend
 import KilnCheck
 import KilnCore
 import KilnData

@@ -4,7 +4,7 @@ import KilnData
 import KilnHTTP
 import Testing
 
-@testable import KilnClickHouseBackend
+@testable import KilnBackends
 @testable import KilnStores
 
 @Suite("ClickHouse store client")

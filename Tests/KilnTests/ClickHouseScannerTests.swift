@@ -4,6 +4,7 @@ import KilnHTTP
 import KilnStores
 import Testing
 
+@testable import KilnBackends
 @testable import KilnCheck
 
 @Suite("ClickHouse scanner")

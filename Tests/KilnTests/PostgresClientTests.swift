@@ -6,7 +6,7 @@ import KilnScenario
 import Logging
 import Testing
 
-@testable import KilnPostgresBackend
+@testable import KilnBackends
 @testable import KilnStores
 
 /// Shared by the SQL store client tests: a 100k-row dataset and contexts against the embedded stack.

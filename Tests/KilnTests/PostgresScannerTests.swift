@@ -4,6 +4,7 @@ import KilnPostgres
 import KilnStores
 import Testing
 
+@testable import KilnBackends
 @testable import KilnCheck
 
 /// Expected scanner output, from the generator.

@@ -4,7 +4,7 @@ import KilnData
 import KilnPostgres
 import Testing
 
-@testable import KilnPostgresBackend
+@testable import KilnBackends
 @testable import KilnStores
 
 /// Runs against the embedded PostgreSQL, which has no TimescaleDB: the partitioned-table fallback is what runs.

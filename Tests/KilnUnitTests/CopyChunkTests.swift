@@ -1,6 +1,6 @@
 import Testing
 
-@testable import KilnPostgresBackend
+@testable import KilnBackends
 
 /// The COPY chunk loop PostgresClient and TimescaleClient share: every row once, in order, chunks of at most
 /// `chunkRows`, exactly one last chunk (also for an empty range, so the COPY trailer is always written).

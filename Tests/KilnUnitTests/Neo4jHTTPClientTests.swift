@@ -3,7 +3,7 @@ import KilnCore
 import KilnData
 import Testing
 
-@testable import KilnNeo4jBackend
+@testable import KilnBackends
 @testable import KilnStores
 import KilnTestSupport
 

@@ -1,5 +1,7 @@
 import Foundation
 import KilnCore
+import KilnBackend
+import KilnBackends
 import KilnPipeline
 import KilnLoad
 import KilnScenario

@@ -4,6 +4,8 @@ import KilnBackend
 public enum ClickHouseBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) }, places: [.clickhouseRows],
+        scanners: [ScannerDriver(place: .clickhouseRows) { try ClickHouseScanner(context: $0) }],
+        sink: SinkDriver(name: "clickhouse", fills: [.clickhouseRows]) { try ClickHouseSink(context: $0, spec: $1) },
         stack: ClickHouseStackSide.stack)
 }
 

@@ -4,6 +4,10 @@ import KilnBackend
 public enum FalkorDBBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(FalkorDBClient.self) { try FalkorDBClient(context: $0) }, places: [.falkordbPaidEdges],
+        scanners: [
+            ScannerDriver(place: .falkordbPaidEdges) { try FalkorDBScanner(context: $0, targetEdgesPerPage: 50_000) }
+        ],
+        sink: SinkDriver(name: "falkordb", fills: [.falkordbPaidEdges]) { try GraphSink(context: $0, spec: $1) },
         stack: FalkorDBStackSide.stack)
 }
 

@@ -1,7 +1,6 @@
 import KilnBackend
 import KilnData
 import KilnRedis
-import KilnRedisBackend
 import Logging
 import Synchronization
 

@@ -3,7 +3,6 @@ import KilnCore
 import KilnData
 import KilnRedis
 import KilnScenario
-import KilnRedisBackend
 
 /// The operations of store `falkordb`: the raw value is the name in scenarios after `falkordb.`.
 public enum FalkorDBOperation: String, StoreOperation {

@@ -2,7 +2,6 @@ import Foundation
 import KilnBackend
 import KilnCore
 import KilnRedis
-import KilnRedisBackend
 import KilnScenario
 
 extension ServerRole {

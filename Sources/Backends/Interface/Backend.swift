@@ -1,25 +1,28 @@
 /// One store Kiln can drive, described in one place: the `Backend` descriptor (ARCHITECTURE.md "Target shape").
-/// Every registry Kiln keeps is derived from the list of backends (`Backends.all`), never written per store.
+/// Every registry Kiln keeps is derived from the list of backends (`Backends.all`, Sources/Backends/Backends.swift),
+/// never written per store.
 ///
 /// Layering (lower never imports higher):
 ///
 ///     C shims ─ wire (KilnPostgres, KilnRedis, KilnKafka, KilnHTTP) ─ model (KilnCore) ─ data (KilnData)
-///       ─ scenario (KilnScenario) ─ KilnBackend (this module) ─ one target per store (Sources/Backends/<Store>)
+///       ─ scenario (KilnScenario) ─ KilnBackend (this module, Sources/Backends/Interface)
+///       ─ KilnBackends (every other folder of Sources/Backends, one target, and `Backends.all`)
 ///       ─ engines (KilnLoad, KilnPipeline, KilnCheck, KilnFaults, KilnStack, KilnReport) ─ orchestration ─ CLI
 ///
-/// `KilnBackend` holds every protocol a backend implements, so a store's folder depends on it and on its wire
-/// module only; the engines run what the descriptors hand them. Today it holds the load side (`Client`,
-/// `StoreOperation`, `StoreDriver`), the reconcile places (`RowPlace`) and the stack side (`BackendStack`,
-/// BackendStack.swift): the stack-file section (`StackSectionParser` → a typed `StackSection` config), the embedded
-/// servers (`EmbeddedServerDescription`: launch, readiness probe, role, wire protocol, start order, after-ready step;
-/// `afterStart` once all answer), the proxied endpoint (`ProxiedEndpoint`) and `kiln stack env` variables. The
-/// `graph:` and `timeseries:` configs, each read by two backends, are here too (SharedStackSections.swift).
-/// Moving down next: the scanner protocol (`StoreScanner`, `StoredRow`, from KilnCheck) → `scanners`; the pipeline
-/// `Sink` protocol and `SinkMessage` (from KilnPipeline) → `sink`; the smoke round trip → `smoke`.
+/// `KilnBackend` holds every protocol a backend implements, so a store's folder depends on it and on wire modules
+/// only; the engines run what the descriptors hand them. It holds the load side (`Client`, `StoreOperation`,
+/// `StoreDriver`), the reconcile places (`RowPlace`), the read-back side (`StoreScanner`, `UserFeatureScanner`,
+/// `StoredRow`, `ScannerDriver`, `FeatureScannerDriver`, and the parsing helpers `TransactionJSON`,
+/// `StreamFraming`, `FieldMapping`) and the pipeline side (`Sink`, `SinkMessage`, `ApplyResult`, `SinkDriver`).
+/// It also holds the stack side (`BackendStack`, BackendStack.swift): the stack-file section (`StackSectionParser`
+/// → a typed `StackSection` config), the embedded servers (`EmbeddedServerDescription`: launch, readiness probe,
+/// role, wire protocol, start order, after-ready step; `afterStart` once all answer), the proxied endpoint
+/// (`ProxiedEndpoint`) and `kiln stack env` variables. The `graph:` and `timeseries:` configs, each read by two
+/// backends, are here too (SharedStackSections.swift).
 ///
-/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, its
-/// stack side (section, servers, proxy, environment) and (as the fields above move down) its scanners, sink and
-/// smoke round trip — then one line in `Backends.all`.
+/// A new backend provides, in its own folder: an operation enum (`StoreOperation`), a `Client`, its places, one
+/// scanner per place (and a feature scanner when it has aggregate places), optionally a pipeline sink, and its stack
+/// side (section, servers, proxy, environment) — then one line in `Backends.all`. No Package.swift edit: every folder but Interface is compiled into `KilnBackends`.
 public struct Backend: Sendable {
     /// The store's name in scenarios, stack files and histories (`redis`).
     public let name: String
@@ -29,19 +32,38 @@ public struct Backend: Sendable {
     public let places: [RowPlace]
     /// Per-user aggregates the feature checker reads (Redis features and scores); not reconciled row by row.
     public let aggregatePlaces: [RowPlace]
+    /// How the reconcile checker reads each of `places` back: one scanner per place, every place has one.
+    public let scanners: [ScannerDriver]
+    /// How the feature checker reads `aggregatePlaces` back (one scanner for all of them); nil when there are none.
+    public let featureScanner: FeatureScannerDriver?
+    /// The reference pipeline's sink applying Kafka's transactions to this store; nil when the store has none.
+    public let sink: SinkDriver?
     /// The stack side (BackendStack.swift): stack-file section, embedded servers, proxied endpoint, environment.
     public let stack: BackendStack
 
     public init(
-        driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], stack: BackendStack = .none
+        driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], scanners: [ScannerDriver] = [],
+        featureScanner: FeatureScannerDriver? = nil, sink: SinkDriver? = nil, stack: BackendStack = .none
     ) {
         name = driver.name
         self.driver = driver
         self.places = places
         self.aggregatePlaces = aggregatePlaces
+        self.scanners = scanners
+        self.featureScanner = featureScanner
+        self.sink = sink
         self.stack = stack
         precondition(
             (places + aggregatePlaces).allSatisfy { $0.store == driver.name },
             "backend \(driver.name) lists a place of another store")
+        precondition(
+            Set(scanners.map(\.place)) == Set(places) && scanners.count == places.count,
+            "backend \(driver.name) needs exactly one scanner per place")
+        precondition(
+            aggregatePlaces.isEmpty == (featureScanner == nil) && (featureScanner?.store ?? driver.name) == driver.name,
+            "backend \(driver.name) needs a feature scanner exactly when it has aggregate places")
+        precondition(
+            sink.map { $0.name == driver.name && $0.fills.allSatisfy((places + aggregatePlaces).contains) } ?? true,
+            "backend \(driver.name)'s sink must carry its name and fill its own places")
     }
 }

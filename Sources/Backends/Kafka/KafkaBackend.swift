@@ -4,6 +4,7 @@ import KilnBackend
 public enum KafkaBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(KafkaClient.self) { try KafkaClient(context: $0) }, places: [.kafkaMessages],
+        scanners: [ScannerDriver(place: .kafkaMessages) { try KafkaScanner(context: $0) }],
         stack: KafkaStackConfig.stackSide)
 }
 

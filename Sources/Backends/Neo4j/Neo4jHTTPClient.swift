@@ -1,5 +1,4 @@
 import KilnBackend
-import KilnClickHouseBackend
 import Foundation
 import KilnCore
 import KilnData

@@ -5,6 +5,8 @@ import KilnBackend
 public enum PostgresBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows],
+        scanners: [ScannerDriver(place: .postgresRows) { try PostgresScanner(context: $0) }],
+        sink: SinkDriver(name: "postgres", fills: [.postgresRows]) { context, _ in try PostgresSink(context: context) },
         stack: PostgresStackConfig.stackSide)
     public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) },
         stack: PostgresStackConfig.timescaleStackSide)

@@ -6,6 +6,9 @@ public enum RedisBackend {
         driver: StoreDriver(RedisClient.self) { try RedisClient(context: $0) },
         places: [.redisTxnKeys],
         aggregatePlaces: [.redisFeatures, .redisScores],
+        scanners: [ScannerDriver(place: .redisTxnKeys) { try RedisScanner(context: $0) }],
+        featureScanner: FeatureScannerDriver(store: "redis") { try RedisScanner(context: $0) },
+        sink: SinkDriver(name: "redis", fills: [.redisFeatures, .redisScores]) { try RedisSink(context: $0, spec: $1) },
         stack: RedisStackConfig.stackSide)
 }
 

@@ -1,7 +1,7 @@
 import KilnData
 import KilnHTTP
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// Reads `<database>.<ns>_transactions` back from ClickHouse (what `ClickHouseClient` writes) with one
 /// `SELECT … FORMAT RowBinary` over HTTP, streamed through libcurl's write callback and parsed incrementally:

@@ -1,7 +1,7 @@
 import KilnCore
 import KilnData
 import KilnKafka
-import KilnStores
+import KilnBackend
 
 /// Reads topic `<ns>.transactions` (what `KafkaClient` produces) from the beginning of every partition to its end.
 ///

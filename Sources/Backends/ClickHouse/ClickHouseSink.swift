@@ -2,7 +2,7 @@ import Foundation
 import KilnData
 import KilnHTTP
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// The analytics store (ClickHouse over HTTP): posted transactions into `<ns>_transactions` (RowBinary; the
 /// table's materialized view keeps the per-minute per-merchant aggregates). ClickHouse has no upsert, so each

@@ -1,7 +1,7 @@
 import KilnData
 import KilnPostgres
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// Reads `<ns>_transactions` (what `PostgresClient` writes; any table through a `Projection`) back from the
 /// PostgreSQL primary in one `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed incrementally from libpq's
@@ -95,7 +95,7 @@ public final class PostgresScanner: StoreScanner {
         connection.close()
     }
 
-    static func tableName(_ namespace: String) throws -> String {
+    public static func tableName(_ namespace: String) throws -> String {
         let valid =
             !namespace.isEmpty && namespace.utf8.count <= 40
             && namespace.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }

@@ -71,3 +71,22 @@ public protocol Sink: AnyObject {
 extension Transaction {
     public var posted: Bool { !declined }
 }
+
+/// How the reference pipeline runs a backend's sink (`Backend.sink`): the sink's name in scenarios
+/// (`pipeline.sinks`, = the backend's name), the places it fills (what `PipelinePlaces` expects there after a
+/// pipeline run) and the factory that connects one. `open` is called once per worker (and again after a modelled
+/// crash); it throws when the store cannot be reached.
+public struct SinkDriver: Sendable {
+    public let name: String
+    /// The places the sink's writes land in, in the reconcile checker's terms.
+    public let fills: [RowPlace]
+    public let open: @Sendable (ClientContext, PipelineSpec) throws -> any Sink
+
+    public init(
+        name: String, fills: [RowPlace], open: @escaping @Sendable (ClientContext, PipelineSpec) throws -> any Sink
+    ) {
+        self.name = name
+        self.fills = fills
+        self.open = open
+    }
+}

@@ -1,8 +1,8 @@
 import KilnCore
 import KilnData
 import KilnRedis
+import KilnBackend
 import KilnScenario
-import KilnStores
 
 /// Reads every PAID edge of graph `<ns>_graph` (what `FalkorDBClient` writes) as one `StoredRow`: `txnID` (the
 /// edge's `txn_id`), `userID` / `merchantID` (the `id` of its source / target node), `amountCents`, `timestampMillis`
@@ -151,6 +151,11 @@ public final class FalkorDBScanner: StoreScanner {
     public struct ScanError: Error, CustomStringConvertible {
         public var address: String
         public var reason: String
+
+        public init(address: String, reason: String) {
+            self.address = address
+            self.reason = reason
+        }
 
         public var description: String { "falkordb at \(address): \(reason)" }
     }

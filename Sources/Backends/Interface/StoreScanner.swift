@@ -1,6 +1,5 @@
 import KilnCore
 import KilnData
-import KilnStores
 
 /// One stored copy of a transaction, as read back from a store. Fields the store does not keep are nil; the
 /// reconcile checker compares every non-nil field with the oracle's row for `txnID`.
@@ -82,3 +81,25 @@ public protocol UserFeatureScanner: AnyObject {
 }
 
 public typealias ScannerFactory = @Sendable (ClientContext) throws -> any StoreScanner
+
+/// A place Kiln can read back, with the scanner that reads it.
+public struct ScannerDriver: Sendable {
+    public var place: RowPlace
+    public var open: ScannerFactory
+
+    public init(place: RowPlace, open: @escaping ScannerFactory) {
+        self.place = place
+        self.open = open
+    }
+}
+
+/// The per-user aggregates of a store, with the scanner that reads them.
+public struct FeatureScannerDriver: Sendable {
+    public var store: String
+    public var open: @Sendable (ClientContext) throws -> any UserFeatureScanner
+
+    public init(store: String, open: @escaping @Sendable (ClientContext) throws -> any UserFeatureScanner) {
+        self.store = store
+        self.open = open
+    }
+}

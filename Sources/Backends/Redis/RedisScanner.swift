@@ -2,7 +2,7 @@ import KilnCore
 import KilnData
 import KilnRedis
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// Reads what `RedisClient` writes under `<ns>:` (`RedisKeys`) on the current primary (`RedisPrimaryResolver`: the
 /// Sentinels' answer, else the stack file's primary), so a check after a Sentinel failover reads the new primary.
@@ -232,6 +232,11 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
     public struct ScanError: Error, CustomStringConvertible {
         public var address: String
         public var reason: String
+
+        public init(address: String, reason: String) {
+            self.address = address
+            self.reason = reason
+        }
 
         public var description: String { "redis at \(address): \(reason)" }
     }

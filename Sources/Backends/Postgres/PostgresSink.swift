@@ -1,7 +1,7 @@
 import KilnData
 import KilnPostgres
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// The offsets of the sinks that cannot store them with their write (graph, ClickHouse), and of the ledger (in
 /// the same transaction as its rows): table `<ns>_pipeline_offsets(sink, part, next_offset)` in PostgreSQL.

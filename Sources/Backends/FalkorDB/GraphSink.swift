@@ -1,7 +1,7 @@
 import KilnData
 import KilnRedis
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// The fraud graph (FalkorDB over RESP): per posted transaction, User, Merchant and Device nodes, a USED edge and
 /// one PAID edge `{txn_id, amount_cents, ts}` — the shape of the load engine's `falkordb.bulk`, so the same

@@ -1,7 +1,7 @@
 import KilnCore
 import KilnData
 import KilnRedis
-import KilnStores
+import KilnBackend
 
 /// Reads a black-box Redis place: every key matching a pattern such as `txn:{txn_id}` on
 /// `context.stack.redis.primary`, each a hash (fields named by the mapping) or a string holding a JSON object.
@@ -11,9 +11,9 @@ import KilnStores
 /// `GET` / `HGETALL`s. Guarantees as `RedisScanner`: each key delivered once even when SCAN repeats it; keys created
 /// or deleted during the scan may or may not be delivered; a key of another type is delivered with nil fields.
 /// Connection errors and unexpected replies throw `RedisScanner.ScanError`. Not Sendable; blocking.
-final class RedisKeyScanner: StoreScanner {
-    let pattern: String
-    var source: String { "keys \(pattern)" }
+public final class RedisKeyScanner: StoreScanner {
+    public let pattern: String
+    public var source: String { "keys \(pattern)" }
 
     private let connection: RedisConnection
     private let prefix: [UInt8]
@@ -21,7 +21,7 @@ final class RedisKeyScanner: StoreScanner {
     private let mapping: FieldMapping
 
     /// - Throws: `RedisScanner.ScanError` naming the address when the server does not answer.
-    init(context: ClientContext, pattern: String, mapping: FieldMapping) throws {
+    public init(context: ClientContext, pattern: String, mapping: FieldMapping) throws {
         self.pattern = pattern
         self.mapping = mapping
         let parts = pattern.components(separatedBy: "{txn_id}")
@@ -36,9 +36,9 @@ final class RedisKeyScanner: StoreScanner {
         }
     }
 
-    func close() { connection.close() }
+    public func close() { connection.close() }
 
-    func scan(_ body: (StoredRow) throws -> Void) throws {
+    public func scan(_ body: (StoredRow) throws -> Void) throws {
         var seen = SeenIDs()
         let match = RedisScanner.globEscaped(prefix) + Array("*".utf8) + RedisScanner.globEscaped(suffix)
         var cursor = Array("0".utf8)

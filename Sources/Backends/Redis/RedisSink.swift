@@ -3,7 +3,7 @@ import KilnCore
 import KilnData
 import KilnRedis
 import KilnScenario
-import KilnStores
+import KilnBackend
 
 /// The feature cache: per posted transaction, the user's feature hash `<ns>:user:<id>:features` (the load
 /// engine's fields: `last_*`, `txn_count`, `amount_cents_total`, TTL one day), ZINCRBY of its fraud score in
