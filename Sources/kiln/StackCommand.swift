@@ -24,6 +24,7 @@ struct StackCommand: ParsableCommand {
                 if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.up(options, timeout: timeout) }
                 let logger = options.logger("kiln.stack")
                 let definition = try options.loadStack()
+                try options.refuseForeignRunDirectory(definition)
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: logger)
                 // Partition rules, hosts, qdiscs and paused processes of a crashed (kill -9) run must not outlive it;
@@ -75,6 +76,7 @@ struct StackCommand: ParsableCommand {
             try exiting {
                 if PatroniStackCommands.isPatroni(options) { return try PatroniStackCommands.down(options, keepData: keepData) }
                 let definition = try options.loadStack()
+                try options.refuseForeignRunDirectory(definition)
                 let stack = try EmbeddedStack(
                     definition: definition, paths: options.paths(for: definition), logger: options.logger("kiln.stack"))
                 let report = stack.down(keepData: keepData)
