@@ -112,7 +112,7 @@ public final class Shrinker {
 
     var target: Set<AnomalySite>? {
         if let chosen = options.target { return chosen }
-        return original.anomalies.isEmpty ? nil : Set(original.anomalies.keys)
+        return original.anomalies.isEmpty ? nil : Reproduction.required(original).sites
     }
 
     public func run() throws -> ShrinkResult {

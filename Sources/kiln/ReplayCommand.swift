@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnAudit
 import KilnCore
 import KilnLoad
 import KilnReplay
@@ -21,7 +22,8 @@ enum ReplayBundleRecording {
         do {
             return try BundleWriter.writePlan(
                 scenario: scenario, scenarioFile: scenarioFile, stackFile: stackFile.map { URL(fileURLWithPath: $0) },
-                datasetRows: datasetRows, runDirectory: directory, kiln: currentBuild(home: home))
+                datasetRows: datasetRows, runDirectory: directory, kiln: currentBuild(home: home),
+                serverVersions: ServerVersions.query(scenario.stack))
         } catch {
             logger.error("bundle: cannot write \(directory.appendingPathComponent(ReplayBundle.fileName).path): \(error)")
             return nil
@@ -39,7 +41,7 @@ enum ReplayBundleRecording {
 
     /// The bundle, its original outcome (which must have been checked) and the gate's warnings; every refusal is
     /// exit 64 naming the file and what is wrong.
-    static func open(_ location: String, force: Bool, home: URL, logger: Logger) throws
+    static func open(_ location: String, stackFile: String?, force: Bool, home: URL, logger: Logger) throws
         -> (bundle: ReplayBundle, directory: URL, original: RunOutcome)
     {
         let (bundle, directory): (ReplayBundle, URL)
@@ -51,8 +53,15 @@ enum ReplayBundleRecording {
                 logger.warning("\(warning)")
             }
             // The scenario copy parses as `kiln run` will parse it (FILE:LINE:COLUMN errors), before any replay.
-            _ = try LoadScenario.load(
+            var scenario = try LoadScenario.load(
                 contentsOf: directory.appendingPathComponent(bundle.scenario.file), knownOperations: LoadRun.knownOperations())
+            if let stackFile { scenario.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile)) }
+            // Every replay's `kiln run` would refuse it (exit 64) one by one: refused once, before any.
+            if let refusal = StackDirectoryGuard.refusal(scenario.stack, paths: KilnPaths.resolve().forStack(scenario.stack)) {
+                throw Failure(code: .invalidInput, message: refusal)
+            }
+        } catch let failure as Failure {
+            throw failure
         } catch {
             throw Failure(code: .invalidInput, message: "\(error)")
         }
@@ -111,8 +120,10 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             Each replay is `kiln run --check` of the bundle's scenario (same dataset spec, seed, rows, phases, arrival
             schedule, operation choice and fault timeline; `fresh: true` recreates the scenario's own tables and
-            keys). Reproduced = every anomaly class in every place of the original again (and every failed threshold
-            and drill); for a passing original, valid again. Replays go to sibling run directories
+            keys). Reproduced = every anomaly class in every store place of the original again; its cross-store
+            invariant anomalies only when it had no store anomaly, its failed thresholds and drills only when it had no
+            anomaly (those that do not come again are listed; --strict requires them all); for a passing original,
+            valid again. A replay whose run found the stack unreachable (exit 69) is started again, up to 3 times. Replays go to sibling run directories
             `<run>-replay-<time>-<n>`. Exit 0 every replay reproduced; 2 at least one was judged and differed; 3 a
             replay could not be judged (its check did not run); 64 a bad bundle, a bundle of another Kiln version or
             spec (unless --force), or an original that was never checked.
@@ -134,6 +145,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("anomaly"), help: "PLACE:KIND that must appear again (repeatable; default: every anomaly, failed threshold and drill of the original).")
     var anomalies: [String] = []
 
+    @Flag(help: "Require the original's whole outcome again: also its cross-store invariant anomalies, failed thresholds and failed drills beside store anomalies (by default those are reported when they differ, not required).")
+    var strict = false
+
     @Flag(help: "Replay a bundle from another Kiln version or commit, or whose spec copy changed, with a warning.")
     var force = false
 
@@ -152,7 +166,7 @@ struct ReplayCommand: ParsableCommand {
             }
             let paths = KilnPaths.resolve()
             let (bundle, directory, original) = try ReplayBundleRecording.open(
-                self.bundle, force: force, home: paths.home, logger: logger)
+                self.bundle, stackFile: stackFile, force: force, home: paths.home, logger: logger)
             let target = try ReplayBundleRecording.target(anomalies, original: original)
             let runs = runsDirectory.map { URL(fileURLWithPath: $0) } ?? directory.deletingLastPathComponent()
             let prefix = "\(bundle.run)-replay-\(ReplayBundleRecording.stamp())"
@@ -165,9 +179,10 @@ struct ReplayCommand: ParsableCommand {
             let attempts = Replayer(launcher: ReplayBundleRecording.launcher, logger: logger).replay(
                 bundleDirectory: directory, bundle: bundle, original: original, times: times,
                 stack: stackFile.map { URL(fileURLWithPath: $0) }, runsDirectory: runs, idPrefix: prefix,
-                target: target, stop: { stop.isRaised }
+                target: target, strict: strict, stop: { stop.isRaised }
             ) { attempt in
-                logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode), \(attempt.directory.path))")
+                let starts = attempt.starts > 1 ? ", started \(attempt.starts) times: the earlier found the stack unreachable" : ""
+                logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode)\(starts), \(attempt.directory.path))")
             }
             let matched = attempts.filter(\.reproduction.matches).count
             let diverged = attempts.contains { if case .diverged = $0.reproduction { true } else { false } }
