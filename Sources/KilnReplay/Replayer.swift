@@ -130,11 +130,13 @@ public struct Replayer {
     public func replay(
         bundleDirectory: URL, bundle: ReplayBundle, original: RunOutcome, times: Int, stack: URL?,
         runsDirectory: URL, idPrefix: String, target: Set<AnomalySite>? = nil, strict: Bool = false,
-        stop: () -> Bool = { false }, progress: (ReplayAttempt) -> Void = { _ in }
+        stop: () -> Bool = { false }, beforeEach: (Int) -> Void = { _ in },
+        progress: (ReplayAttempt) -> Void = { _ in }
     ) -> [ReplayAttempt] {
         var attempts: [ReplayAttempt] = []
         for number in 1...max(1, times) {
             if stop() { break }
+            beforeEach(number)
             var attempt: ReplayAttempt
             var starts = 0
             repeat {

@@ -168,6 +168,12 @@ struct ReplayCommand: ParsableCommand {
             let (bundle, directory, original) = try ReplayBundleRecording.open(
                 self.bundle, stackFile: stackFile, force: force, home: paths.home, logger: logger)
             let target = try ReplayBundleRecording.target(anomalies, original: original)
+            let replayStack: StackDefinition? =
+                if let stackFile { try? StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile)) } else {
+                    (try? LoadScenario.load(
+                        contentsOf: directory.appendingPathComponent(bundle.scenario.file),
+                        knownOperations: LoadRun.knownOperations()))?.stack
+                }
             let runs = runsDirectory.map { URL(fileURLWithPath: $0) } ?? directory.deletingLastPathComponent()
             let prefix = "\(bundle.run)-replay-\(ReplayBundleRecording.stamp())"
             logger.info("original \(bundle.run): \(ReplayBundleRecording.describe(original))")
@@ -179,7 +185,19 @@ struct ReplayCommand: ParsableCommand {
             let attempts = Replayer(launcher: ReplayBundleRecording.launcher, logger: logger).replay(
                 bundleDirectory: directory, bundle: bundle, original: original, times: times,
                 stack: stackFile.map { URL(fileURLWithPath: $0) }, runsDirectory: runs, idPrefix: prefix,
-                target: target, strict: strict, stop: { stop.isRaised }
+                target: target, strict: strict, stop: { stop.isRaised },
+                beforeEach: { number in
+                    // A drill's faults name servers (`redis-primary`, `postgres-primary`): each replay starts from the
+                    // roles the stack file names, as the original did, not those a previous replay's failover left.
+                    guard !bundle.faultsPlanned.isEmpty, let stack = replayStack else { return }
+                    do {
+                        if try StackCommand.restoreFileRoles(stack, logger: logger) {
+                            logger.info("replay \(number): the servers take their stack file's roles again (failed back)")
+                        }
+                    } catch {
+                        logger.warning("replay \(number): could not restore the stack file's roles: \(error)")
+                    }
+                }
             ) { attempt in
                 let starts = attempt.starts > 1 ? ", started \(attempt.starts) times: the earlier found the stack unreachable" : ""
                 logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode)\(starts), \(attempt.directory.path))")
