@@ -32,6 +32,9 @@ public struct ShrinkStep: Codable, Sendable {
     /// Reproduced in some but not all tries of a stage that needs every try (rows, duration, rate, mix): reported,
     /// not made the minimal bundle.
     public var flaky: Bool = false
+    /// Reproduced in every try that ran, but the budget (or a stop) ended it before all tries of a stage that needs
+    /// every try: not adopted, and not called flaky.
+    public var unfinished: Bool = false
 }
 
 /// When a candidate counts as reproducing.
@@ -310,7 +313,8 @@ public final class Shrinker {
         let complete = matched + missed == max(1, options.tries)
         let adopted = policy == .anyTry ? matched > 0 : (missed == 0 && complete)
         step.reproduced = adopted
-        step.flaky = !adopted && matched > 0
+        step.flaky = !adopted && matched > 0 && missed > 0
+        step.unfinished = !adopted && missed == 0 && !complete
         if adopted, let matchedRun { best = (candidate, matchedRun, file) }
         step.seconds = Date().timeIntervalSince(stepStarted)
         steps.append(step)
@@ -333,7 +337,9 @@ extension ShrinkResult {
         for step in steps {
             let verdict = step.skipped
                 ? "skipped (budget)"
-                : (step.flaky ? "flaky: not in every try, not adopted" : (step.reproduced ? "yes" : "no"))
+                : step.flaky ? "flaky: not in every try, not adopted"
+                : step.unfinished ? "not adopted: the budget ended it after \(step.tries) of the tries (each reproduced)"
+                : (step.reproduced ? "yes" : "no")
             lines.append(
                 "| \(step.number) | \(step.stage.rawValue) | \(step.change.replacingOccurrences(of: "|", with: "/")) | \(step.tries) | \(verdict) | \(Int(step.seconds)) |")
         }
