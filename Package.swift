@@ -180,7 +180,7 @@ let package = Package(
         // temporary files, Elle run directories). A library, because one test target cannot import another.
         .target(
             name: "KilnTestSupport",
-            dependencies: ["KilnScenario", "KilnStack", "KilnData", "KilnElle", "KilnCheck"],
+            dependencies: ["KilnScenario", "KilnStack", "KilnData", "KilnElle", "KilnCheck", "KilnReplay"],
             path: "Tests/KilnTestSupport"
         ),
         // Tests that need no server, no process and no namespace: `swift test --filter KilnUnitTests` (< 1 minute).

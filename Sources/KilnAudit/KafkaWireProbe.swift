@@ -32,6 +32,16 @@ struct KafkaWireProbe {
         }
     }
 
+    /// ApiVersions v0: each API key the broker lists with its lowest and highest version.
+    func apiVersionRanges() throws -> [(key: Int16, min: Int16, max: Int16)] {
+        var reader = try exchange(apiKey: 18, version: 0, body: [])
+        let error = try reader.int16()
+        guard error == 0 else { throw ProbeError(description: "ApiVersions error code \(error)") }
+        let count = try reader.int32()
+        guard (0...10_000).contains(count) else { throw ProbeError(description: "ApiVersions: bad array length \(count)") }
+        return try (0..<count).map { _ in (key: try reader.int16(), min: try reader.int16(), max: try reader.int16()) }
+    }
+
     /// SaslHandshake v0 asking for PLAIN: the mechanisms the broker enables.
     func saslMechanisms() throws -> [String] {
         var reader = try exchange(apiKey: Self.saslHandshakeKey, version: 0, body: Self.string("PLAIN"))

@@ -17,7 +17,7 @@ public enum BundleWriter {
     /// `--rows` and `--phase`); `scenarioFile` the file it was given; `stackFile` the `--stack` override.
     public static func writePlan(
         scenario: LoadScenario, scenarioFile: URL, stackFile: URL?, datasetRows: Int64, runDirectory: URL,
-        kiln: ReplayBundle.KilnBuild
+        kiln: ReplayBundle.KilnBuild, serverVersions: [String: String]? = nil
     ) throws -> ReplayBundle {
         var document = try ScenarioDocument(contentsOf: scenarioFile)
         let fileManager = FileManager.default
@@ -49,6 +49,8 @@ public enum BundleWriter {
         document.keepPhases(named: Set(scenario.phases.map(\.name)))
         try document.write(to: runDirectory.appendingPathComponent(ReplayBundle.scenarioFileName))
         let specData = try Data(contentsOf: scenario.dataset.spec)
+        var stack = stackDescription(scenario, file: stackCopy)
+        stack.serverVersions = serverVersions
         let bundle = ReplayBundle(
             kiln: kiln, run: runDirectory.lastPathComponent, createdAt: Int64(Date().timeIntervalSince1970 * 1000),
             scenario: .init(
@@ -57,7 +59,7 @@ public enum BundleWriter {
             dataset: .init(
                 specFile: ReplayBundle.specFileName, specHash: ContentHash.of(specData), seed: scenario.dataset.seed,
                 rows: datasetRows),
-            stack: stackDescription(scenario, file: stackCopy),
+            stack: stack,
             faultsPlanned: plannedFaults(scenario),
             faultsHappened: nil, firstPhaseStartedAt: nil,
             phases: scenario.phases.enumerated().map { phasePlan($1, number: $0) },

@@ -50,6 +50,10 @@ public struct ReplayBundle: Codable, Sendable, Equatable {
         /// Settings that change outcomes: replication mode of PostgreSQL failovers, Redis server settings
         /// (`min-replicas-to-write`, …), Sentinel master name; `key: value` text.
         public var settings: [String: String]
+        /// Server name (`postgres-primary`, `sentinel-1`, …) → its version as a client read it when the run started
+        /// (`PostgreSQL 16.4`, `Redis 7.2.4`, `FalkorDB 4.2.1 (graph module), Redis 7.2.4`, `ClickHouse 24.8.1.1`,
+        /// the Kafka broker's ApiVersions fingerprint), or `unknown: <why>`. Nil in bundles made before it existed.
+        public var serverVersions: [String: String]?
     }
 
     /// One fault instance as the schedule planned it: offsets in ms from the first phase's start.

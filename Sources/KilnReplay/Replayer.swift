@@ -109,6 +109,8 @@ public struct ReplayAttempt: Sendable {
     public var exitCode: Int32
     public var seconds: Double
     public var reproduction: Reproduction
+    /// How many times it was started (more than 1: the earlier starts found the stack unreachable, exit 69).
+    public var starts = 1
 }
 
 /// Replays a bundle: each time a fresh `kiln run --check` of the bundle's scenario (the same seed, rows, phases,
@@ -117,6 +119,8 @@ public struct ReplayAttempt: Sendable {
 public struct Replayer {
     public var launcher: any RunLauncher
     public var logger: Logger
+    /// Seconds between starts of a replay whose run found the stack unreachable.
+    public var unreachablePause = 10.0
 
     public init(launcher: any RunLauncher, logger: Logger) {
         self.launcher = launcher
@@ -125,16 +129,35 @@ public struct Replayer {
 
     public func replay(
         bundleDirectory: URL, bundle: ReplayBundle, original: RunOutcome, times: Int, stack: URL?,
-        runsDirectory: URL, idPrefix: String, target: Set<AnomalySite>? = nil, stop: () -> Bool = { false },
+        runsDirectory: URL, idPrefix: String, target: Set<AnomalySite>? = nil, strict: Bool = false,
+        stop: () -> Bool = { false }, beforeEach: (Int) -> Void = { _ in },
         progress: (ReplayAttempt) -> Void = { _ in }
     ) -> [ReplayAttempt] {
         var attempts: [ReplayAttempt] = []
         for number in 1...max(1, times) {
             if stop() { break }
-            let request = RunRequest(
-                scenario: bundleDirectory.appendingPathComponent(bundle.scenario.file), stack: stack,
-                runsDirectory: runsDirectory, id: "\(idPrefix)-\(number)")
-            let attempt = Self.attempt(number: number, request: request, launcher: launcher, original: original, target: target)
+            beforeEach(number)
+            var attempt: ReplayAttempt
+            var starts = 0
+            repeat {
+                // A replay whose run found the stack unreachable before its first phase (exit 69: e.g. the broker a
+                // previous replay's heal restarted still starting, a ClickHouse setup timeout under load) ran none of
+                // the plan: started again (up to `Self.unreachableStarts` times), each start recorded.
+                if starts > 0 {
+                    logger.warning("replay \(number): kiln run found the stack unreachable (exit 69); starting it again in \(Int(unreachablePause)) s")
+                    Thread.sleep(forTimeInterval: unreachablePause)
+                }
+                starts += 1
+                let request = RunRequest(
+                    scenario: bundleDirectory.appendingPathComponent(bundle.scenario.file), stack: stack,
+                    runsDirectory: runsDirectory, id: "\(idPrefix)-\(number)" + (starts > 1 ? "-start-\(starts)" : ""))
+                attempt = Self.attempt(
+                    number: number, request: request, launcher: launcher, original: original, target: target, strict: strict)
+                attempt.starts = starts
+            } while attempt.exitCode == 69 && starts < Self.unreachableStarts && !stop()
+            for change in Self.versionChanges(from: bundle, to: attempt.directory) {
+                logger.warning("replay \(number): \(change): the servers are not those of the original")
+            }
             attempts.append(attempt)
             progress(attempt)
         }
@@ -142,8 +165,24 @@ public struct Replayer {
     }
 
     /// One run and its judgement; a run that could not start or left no readable report is `.notJudged`.
+    /// Each server whose version (as the replay's own bundle recorded it) differs from the original's; empty when
+    /// either bundle has no versions.
+    static func versionChanges(from original: ReplayBundle, to replayDirectory: URL) -> [String] {
+        guard let before = original.stack.serverVersions,
+            let after = (try? ReplayBundle.read(replayDirectory))?.bundle.stack.serverVersions
+        else { return [] }
+        return before.keys.sorted().compactMap { server in
+            guard let now = after[server], let then = before[server], now != then, !now.hasPrefix("unknown") else { return nil }
+            return "\(server) was \(then), now \(now)"
+        }
+    }
+
+    /// Starts of one replay while its run exits 69 (stack unreachable).
+    static let unreachableStarts = 3
+
     static func attempt(
-        number: Int, request: RunRequest, launcher: any RunLauncher, original: RunOutcome, target: Set<AnomalySite>?
+        number: Int, request: RunRequest, launcher: any RunLauncher, original: RunOutcome, target: Set<AnomalySite>?,
+        strict: Bool = false
     ) -> ReplayAttempt {
         let launched: LaunchedRun
         do {
@@ -159,7 +198,7 @@ public struct Replayer {
         } else {
             do {
                 let outcome = try RunOutcome.read(launched.directory)
-                reproduction = Reproduction.judge(original: original, replay: outcome, target: target)
+                reproduction = Reproduction.judge(original: original, replay: outcome, target: target, strict: strict)
             } catch {
                 reproduction = .notJudged(reason: "\(error)")
             }

@@ -33,6 +33,9 @@ public struct ShrinkStep: Codable, Sendable {
     /// Reproduced in some but not all tries of a stage that needs every try (rows, duration, rate, mix): reported,
     /// not made the minimal bundle.
     public var flaky: Bool = false
+    /// Reproduced in every try that ran, but the budget (or a stop) ended it before all tries of a stage that needs
+    /// every try: not adopted, and not called flaky.
+    public var unfinished: Bool = false
 }
 
 /// When a candidate counts as reproducing.
@@ -117,7 +120,7 @@ public final class Shrinker {
 
     var target: Set<AnomalySite>? {
         if let chosen = options.target { return chosen }
-        return original.anomalies.isEmpty ? nil : Set(original.anomalies.keys)
+        return original.anomalies.isEmpty ? nil : Reproduction.required(original).sites
     }
 
     public func run() throws -> ShrinkResult {
@@ -316,7 +319,8 @@ public final class Shrinker {
         let complete = matched + missed == max(1, options.tries)
         let adopted = policy == .anyTry ? matched > 0 : (missed == 0 && complete)
         step.reproduced = adopted
-        step.flaky = !adopted && matched > 0
+        step.flaky = !adopted && matched > 0 && missed > 0
+        step.unfinished = !adopted && missed == 0 && !complete
         if adopted, let matchedRun { best = (candidate, matchedRun, file) }
         step.seconds = Date().timeIntervalSince(stepStarted)
         steps.append(step)
@@ -339,7 +343,9 @@ extension ShrinkResult {
         for step in steps {
             let verdict = step.skipped
                 ? "skipped (budget)"
-                : (step.flaky ? "flaky: not in every try, not adopted" : (step.reproduced ? "yes" : "no"))
+                : step.flaky ? "flaky: not in every try, not adopted"
+                : step.unfinished ? "not adopted: the budget ended it after \(step.tries) of the tries (each reproduced)"
+                : (step.reproduced ? "yes" : "no")
             lines.append(
                 "| \(step.number) | \(step.stage.rawValue) | \(step.change.replacingOccurrences(of: "|", with: "/")) | \(step.tries) | \(verdict) | \(Int(step.seconds)) |")
         }

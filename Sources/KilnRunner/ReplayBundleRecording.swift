@@ -1,8 +1,10 @@
 import Foundation
+import KilnAudit
 import KilnCore
 import KilnLoad
 import KilnReplay
 import KilnScenario
+import KilnStack
 import Logging
 
 /// Writes a run directory's bundle for `kiln run` (RunCommand.swift); a bundle that cannot be written is logged,
@@ -19,7 +21,8 @@ public enum ReplayBundleRecording {
         do {
             return try BundleWriter.writePlan(
                 scenario: scenario, scenarioFile: scenarioFile, stackFile: stackFile.map { URL(fileURLWithPath: $0) },
-                datasetRows: datasetRows, runDirectory: directory, kiln: currentBuild(home: home))
+                datasetRows: datasetRows, runDirectory: directory, kiln: currentBuild(home: home),
+                serverVersions: ServerVersions.query(scenario.stack))
         } catch {
             logger.error("bundle: cannot write \(directory.appendingPathComponent(ReplayBundle.fileName).path): \(error)")
             return nil
@@ -37,7 +40,7 @@ public enum ReplayBundleRecording {
 
     /// The bundle, its original outcome (which must have been checked) and the gate's warnings; every refusal is
     /// exit 64 naming the file and what is wrong.
-    public static func open(_ location: String, force: Bool, home: URL, logger: Logger) throws
+    public static func open(_ location: String, stackFile: String?, force: Bool, home: URL, logger: Logger) throws
         -> (bundle: ReplayBundle, directory: URL, original: RunOutcome)
     {
         let (bundle, directory): (ReplayBundle, URL)
@@ -49,8 +52,15 @@ public enum ReplayBundleRecording {
                 logger.warning("\(warning)")
             }
             // The scenario copy parses as `kiln run` will parse it (FILE:LINE:COLUMN errors), before any replay.
-            _ = try LoadScenario.load(
+            var scenario = try LoadScenario.load(
                 contentsOf: directory.appendingPathComponent(bundle.scenario.file), knownOperations: LoadRun.knownOperations())
+            if let stackFile { scenario.stack = try StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile)) }
+            // Every replay's `kiln run` would refuse it (exit 64) one by one: refused once, before any.
+            if let refusal = StackDirectoryGuard.refusal(scenario.stack, paths: KilnPaths.resolve().forStack(scenario.stack)) {
+                throw Failure(code: .invalidInput, message: refusal)
+            }
+        } catch let failure as Failure {
+            throw failure
         } catch {
             throw Failure(code: .invalidInput, message: "\(error)")
         }

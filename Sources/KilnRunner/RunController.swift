@@ -85,6 +85,10 @@ public struct RunController {
                 }
             }
             let stackPaths = paths.forStack(loaded.stack)
+            // Another stack's state.json must not lead the leftover sweep and the faults to its servers.
+            if let refusal = StackDirectoryGuard.refusal(loaded.stack, paths: stackPaths) {
+                throw Failure(code: .invalidInput, message: refusal)
+            }
             if !phases.isEmpty {
                 let known = loaded.phases.map(\.name)
                 for name in phases where !known.contains(name) {

@@ -105,8 +105,13 @@ public final class EmbeddedStack {
     @discardableResult
     public func up(readyTimeout: Duration = .seconds(90)) throws -> [ServerStatus] {
         try binaries.checkInstalled(servers)
+        if let refusal = StackDirectoryGuard.refusal(definition, paths: paths) {
+            throw StackError(server: definition.name, message: refusal)
+        }
         try FileManager.default.createDirectory(
             at: paths.stack.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        // Which stack this directory's state.json belongs to (StackDirectoryGuard reads it).
+        try? StackDirectoryOwner(definition).write(paths.stack)
         for host in hostList {
             do {
                 try network.addHost(host)
@@ -384,6 +389,8 @@ public final class EmbeddedStack {
             }
         }
         state.clear()
+        // Nothing of this stack runs from the directory any more: another stack may use it.
+        try? FileManager.default.removeItem(at: paths.stack.appendingPathComponent(StackDirectoryOwner.fileName))
         if !hosts.isEmpty {
             do {
                 report.removedHosts = try network.removeHosts(hostList)

@@ -79,6 +79,14 @@ struct StackOptions: ParsableArguments {
         }
     }
 
+    /// Exit 64 when the stack file's servers are not those of the run directory's state.json (StackDirectoryGuard):
+    /// `up` would take the other stack's servers for its own, `down` would stop them.
+    func refuseForeignRunDirectory(_ definition: StackDefinition) throws {
+        if let refusal = StackDirectoryGuard.refusal(definition, paths: paths(for: definition)) {
+            throw Failure(code: .invalidInput, message: refusal)
+        }
+    }
+
     func logger(_ label: String) -> Logger {
         var logger = Logger(label: label) { _ in ConsoleLogHandler(logLevel: .info) }
         logger.logLevel = verbose ? .debug : .info

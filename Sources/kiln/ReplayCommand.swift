@@ -15,8 +15,11 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             Each replay is `kiln run --check` of the bundle's scenario (same dataset spec, seed, rows, phases, arrival
             schedule, operation choice and fault timeline; `fresh: true` recreates the scenario's own tables and
-            keys). Reproduced = every anomaly class in every place of the original again (and every failed threshold
-            and drill); for a passing original, valid again. Replays go to sibling run directories
+            keys). Reproduced = every anomaly class in every store place of the original again; its cross-store
+            invariant anomalies only when it had no store anomaly, its failed thresholds and drills only when it had no
+            anomaly (those that do not come again are listed; --strict requires them all); for a passing original,
+            valid again. A replay whose run found the stack unreachable (exit 69) is started again, up to 3 times.
+            Replays go to sibling run directories
             `<run>-replay-<time>-<n>`. Exit 0 every replay reproduced; 2 at least one was judged and differed; 3 a
             replay could not be judged (its check did not run); 64 a bad bundle, a bundle of another Kiln version or
             spec (unless --force), or an original that was never checked.
@@ -38,6 +41,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("anomaly"), help: "PLACE:KIND that must appear again (repeatable; default: every anomaly, failed threshold and drill of the original).")
     var anomalies: [String] = []
 
+    @Flag(help: "Require the original's whole outcome again: also its cross-store invariant anomalies, failed thresholds and failed drills beside store anomalies (by default those are reported when they differ, not required).")
+    var strict = false
+
     @Flag(help: "Replay a bundle from another Kiln version or commit, or whose spec copy changed, with a warning.")
     var force = false
 
@@ -56,8 +62,14 @@ struct ReplayCommand: ParsableCommand {
             }
             let paths = KilnPaths.resolve()
             let (bundle, directory, original) = try ReplayBundleRecording.open(
-                self.bundle, force: force, home: paths.home, logger: logger)
+                self.bundle, stackFile: stackFile, force: force, home: paths.home, logger: logger)
             let target = try ReplayBundleRecording.target(anomalies, original: original)
+            let replayStack: StackDefinition? =
+                if let stackFile { try? StackDefinition.load(contentsOf: URL(fileURLWithPath: stackFile)) } else {
+                    (try? LoadScenario.load(
+                        contentsOf: directory.appendingPathComponent(bundle.scenario.file),
+                        knownOperations: LoadRun.knownOperations()))?.stack
+                }
             let runs = runsDirectory.map { URL(fileURLWithPath: $0) } ?? directory.deletingLastPathComponent()
             let prefix = "\(bundle.run)-replay-\(ReplayBundleRecording.stamp())"
             logger.info("original \(bundle.run): \(ReplayBundleRecording.describe(original))")
@@ -69,9 +81,22 @@ struct ReplayCommand: ParsableCommand {
             let attempts = Replayer(launcher: ReplayBundleRecording.launcher, logger: logger).replay(
                 bundleDirectory: directory, bundle: bundle, original: original, times: times,
                 stack: stackFile.map { URL(fileURLWithPath: $0) }, runsDirectory: runs, idPrefix: prefix,
-                target: target, stop: { stop.isRaised }
+                target: target, strict: strict, stop: { stop.isRaised },
+                beforeEach: { number in
+                    // A drill's faults name servers (`redis-primary`, `postgres-primary`): each replay starts from the
+                    // roles the stack file names, as the original did, not those a previous replay's failover left.
+                    guard !bundle.faultsPlanned.isEmpty, let stack = replayStack else { return }
+                    do {
+                        if try StackCommand.restoreFileRoles(stack, logger: logger) {
+                            logger.info("replay \(number): the servers take their stack file's roles again (failed back)")
+                        }
+                    } catch {
+                        logger.warning("replay \(number): could not restore the stack file's roles: \(error)")
+                    }
+                }
             ) { attempt in
-                logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode), \(attempt.directory.path))")
+                let starts = attempt.starts > 1 ? ", started \(attempt.starts) times: the earlier found the stack unreachable" : ""
+                logger.info("replay \(attempt.number)/\(times): \(attempt.reproduction.summary) (\(Int(attempt.seconds)) s, exit \(attempt.exitCode)\(starts), \(attempt.directory.path))")
             }
             let matched = attempts.filter(\.reproduction.matches).count
             let diverged = attempts.contains { if case .diverged = $0.reproduction { true } else { false } }

@@ -15,8 +15,9 @@ struct ShrinkCommand: ParsableCommand {
         discussion: """
             Delta debugging (ddmin) over the fault events (each pinned at its planned offset), then halving of the
             dataset range, each phase's duration and arrival rate, then removal of operations from the mixes. Every
-            candidate is replayed (`kiln run --check`) up to --tries times and kept when the anomaly (same class,
-            same place) appears once. Writes <run>-shrink-<time>/ (candidates/, runs/, shrink.md, shrink.json); the
+            candidate is replayed (`kiln run --check`) up to --tries times; a fault subset is kept when the anomaly
+            (same class, same place; default: the original's store anomalies, see `kiln replay --help`) appears once,
+            a smaller row range, duration, rate or mix only when it appears in every try. Writes <run>-shrink-<time>/ (candidates/, runs/, shrink.md, shrink.json); the
             minimal bundle is the run directory of the smallest reproducing candidate. Exit 0 a minimal bundle was
             found; 2 the original did not reproduce; 3 interrupted before the baseline reproduced; 64 bad input or a
             run that did not fail.
@@ -62,7 +63,7 @@ struct ShrinkCommand: ParsableCommand {
             }
             let paths = KilnPaths.resolve()
             let (bundle, directory, original) = try ReplayBundleRecording.open(
-                runDirectory, force: force, home: paths.home, logger: logger)
+                runDirectory, stackFile: stackFile, force: force, home: paths.home, logger: logger)
             guard original.failed else {
                 throw Failure(
                     code: .invalidInput,

@@ -11,11 +11,12 @@ struct CommandLineTests {
         var seconds: Double
     }
 
-    static func kiln(_ arguments: [String]) throws -> Outcome {
+    static func kiln(_ arguments: [String], environment: [String: String]? = nil) throws -> Outcome {
         let binary = TestStack.paths.home.appendingPathComponent(".build/debug/kiln")
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

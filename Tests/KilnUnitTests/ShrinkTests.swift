@@ -13,13 +13,10 @@ import KilnTestSupport
     static func outcome(
         sites: [AnomalySite: Int64] = [:], thresholds: Set<String> = [], checked: Bool = true, keys: [AnomalySite: Set<String>] = [:]
     ) -> RunOutcome {
-        RunOutcome(
-            judgement: checked ? .checked(validity: sites.isEmpty ? "valid" : "invalid") : .notChecked(reason: "--no-check given"),
-            anomalies: sites, keys: keys, failedThresholds: thresholds, failedDrills: [], unknownPlaces: [],
-            interrupted: false, verdict: sites.isEmpty ? "passed" : "anomaly")
+        ReplayOutcomeFixture.outcome(sites: sites, thresholds: thresholds, checked: checked, keys: keys)
     }
 
-    static let lost = AnomalySite(place: "postgres.rows", kind: "lost")
+    static let lost = ReplayOutcomeFixture.lost
     static let duplicated = AnomalySite(place: "clickhouse.rows", kind: "duplicated")
 
     @Test func theVerdictNeverSaysReproducedWithoutAJudgedReplay() {

@@ -37,7 +37,12 @@ public final class ClickHouseSink: Sink {
     }
 
     public func setup(fresh: Bool) throws {
-        let client = try ClickHouseClient(context: context)
+        // DDL before the load (dropping and recreating the tables and the view under `fresh`) is not an operation the
+        // run measures: it gets at least 30 s, not the per-op timeout (a loaded machine's ClickHouse took over 5 s,
+        // and the run then ended 69 before its first phase).
+        var setupContext = context
+        setupContext.timeout = max(context.timeout, .seconds(30))
+        let client = try ClickHouseClient(context: setupContext)
         defer { client.close() }
         if fresh { try client.teardown() }
         try client.setup()
