@@ -300,7 +300,7 @@ struct RedisClusterDrillTests {
             sleep(3)
             let fault = RedisClusterFault(kind: .killMaster, cluster: cluster, probeKey: "kiln:drill:probe")
             let started = try fault.start()
-            let taken = fault.awaitNewMaster(started, timeout: .seconds(20))
+            let taken = fault.awaitNewMaster(started, timeout: .seconds(60))
             let healed = try fault.heal(started, timeout: .seconds(30))
             sleep(2)
             history.lock.lock()
