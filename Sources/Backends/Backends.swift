@@ -12,6 +12,7 @@ public enum Backends {
         FalkorDBBackend.descriptor,
         ClickHouseBackend.descriptor,
         Neo4jBackend.descriptor,
+        RedisClusterBackend.descriptor,
     ]
 
     public static func backend(named name: String) -> Backend? { all.first { $0.name == name } }

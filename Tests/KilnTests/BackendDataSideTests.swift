@@ -20,8 +20,9 @@ struct BackendDataSideTests {
     }
 
     @Test func sinksComeFromTheDescriptors() {
-        #expect(Pipeline.sinkNames == ["postgres", "redis", "falkordb", "clickhouse"])
-        #expect(Set(Pipeline.sinkNames) == Set(PipelineSpec.Sink.reference.map(\.rawValue)))
+        #expect(Pipeline.sinkNames == ["postgres", "redis", "falkordb", "clickhouse", "redis-cluster"])
+        #expect(Set(PipelineSpec.Sink.reference.map(\.rawValue)).isSubset(of: Pipeline.sinkNames))
+        #expect(PipelinePlaces.places(of: PipelineSpec.Sink(rawValue: "redis-cluster")) == [.redisClusterTxnKeys])
         #expect(PipelinePlaces.places(of: .postgres) == [.postgresRows])
         #expect(PipelinePlaces.places(of: .redis) == [.redisFeatures, .redisScores])
         #expect(PipelinePlaces.places(of: .falkordb) == [.falkordbPaidEdges])

@@ -19,6 +19,8 @@ struct StoreOperationTests {
             "falkordb.bulk", "falkordb.merge-edge", "falkordb.shared-device", "falkordb.user-merchants",
             "clickhouse.bulk", "clickhouse.insert", "clickhouse.minute-aggregate", "clickhouse.point-read",
             "neo4j.bulk", "neo4j.merge-edge", "neo4j.shared-device",
+            "redis-cluster.bulk", "redis-cluster.bulk-set", "redis-cluster.set", "redis-cluster.feature-update",
+            "redis-cluster.score-incr", "redis-cluster.feature-read",
         ]
         #expect(names == expected)
         for driver in StoreRegistry.drivers {
@@ -62,7 +64,7 @@ struct StoreOperationTests {
         #expect(StoreRegistry.drivers.map(\.name) == Backends.all.map(\.name))
         #expect(Set(Backends.all.map(\.name)).count == Backends.all.count)
         #expect(RowPlace.all == Backends.all.flatMap(\.places))
-        #expect(Set(RowPlace.all.map(\.id)) == ["postgres.rows", "clickhouse.rows", "kafka.messages", "falkordb.paid-edges", "redis.txn-keys"])
+        #expect(Set(RowPlace.all.map(\.id)) == ["postgres.rows", "clickhouse.rows", "kafka.messages", "falkordb.paid-edges", "redis.txn-keys", "redis-cluster.txn-keys"])
         #expect(Set(RowPlace.aggregates.map(\.id)) == ["redis.features", "redis.scores"])
         #expect(Set(ScannerRegistry.drivers.map(\.place)) == Set(RowPlace.all))
     }
