@@ -5,6 +5,7 @@ import KilnHTTP
 import KilnPostgres
 import KilnRedis
 import KilnScenario
+import KilnStores
 
 /// Each server's version as a client sees it, for a replay bundle ("on which servers did this fail?"): PostgreSQL
 /// `SHOW server_version`, Redis and Sentinel `INFO server` (`redis_version`), FalkorDB its `graph` module's version
@@ -20,24 +21,23 @@ public enum ServerVersions {
         public var endpoint: HostPort
     }
 
-    /// Every server a stack file names (the embedded stack's names: `postgres-primary`, `sentinel-1`, …).
+    /// Every server a stack file names, as the backends describe them (the embedded stack's names:
+    /// `postgres-primary`, `sentinel-1`, `redis-cluster-3`, …), whatever sections the stack lists; the kind follows
+    /// the server's wire protocol (and, for RESP, whether it is a Sentinel or the graph store).
     public static func servers(_ stack: StackDefinition) -> [Server] {
-        func indexed(_ base: String, _ index: Int) -> String { index == 0 ? base : "\(base)-\(index + 1)" }
-        var servers = [Server(name: "postgres-primary", kind: .postgres, endpoint: stack.postgres.primary)]
-        servers += stack.postgres.replicas.enumerated().map {
-            Server(name: indexed("postgres-replica", $0), kind: .postgres, endpoint: $1)
+        let root = URL(fileURLWithPath: "/")
+        let paths = EmbeddedPaths(runDirectory: root, tools: root, libraries: root, network: stack.network)
+        return Backends.all.flatMap { $0.stack.servers(stack, paths) }.map { server in
+            let kind: Server.Kind =
+                switch server.wire {
+                case .postgres: .postgres
+                case .kafka: .kafka
+                case .http: .clickhouse
+                case .resp:
+                    server.name.hasPrefix("sentinel") ? .sentinel : server.name.hasPrefix("falkordb") ? .falkordb : .redis
+                }
+            return Server(name: server.name, kind: kind, endpoint: server.endpoint)
         }
-        servers.append(Server(name: "redis-primary", kind: .redis, endpoint: stack.redis.primary))
-        servers += stack.redis.replicas.enumerated().map {
-            Server(name: indexed("redis-replica", $0), kind: .redis, endpoint: $1)
-        }
-        servers += stack.redis.sentinels.enumerated().map {
-            Server(name: "sentinel-\($0 + 1)", kind: .sentinel, endpoint: $1)
-        }
-        servers += stack.kafka.bootstrap.enumerated().map { Server(name: indexed("kafka", $0), kind: .kafka, endpoint: $1) }
-        servers.append(Server(name: "falkordb", kind: .falkordb, endpoint: stack.graph.endpoint))
-        servers.append(Server(name: "clickhouse", kind: .clickhouse, endpoint: stack.timeseries.endpoint))
-        return servers
     }
 
     /// Server name → its version text, or `unknown: <why>` when the server did not answer (never invented).
@@ -68,43 +68,47 @@ public enum ServerVersions {
             let connection = try PostgresConnection(
                 PostgresEndpoint(
                     host: server.endpoint.host, port: server.endpoint.port, database: "postgres",
-                    user: stack.postgres.user, password: stack.postgres.passwordEnvironmentVariable.flatMap { environment[$0] }),
+                    user: stack.section(PostgresStackConfig.self)?.user ?? "postgres",
+                    password: stack.section(PostgresStackConfig.self)?.passwordEnvironmentVariable.flatMap { environment[$0] }),
                 connectTimeoutSeconds: timeoutSeconds)
             let version = try connection.execute("SHOW server_version").value(row: 0, column: 0) ?? ""
             return "PostgreSQL \(version)"
         case .redis, .sentinel, .falkordb:
             let connection = try RedisConnection(
                 host: server.endpoint.host, port: server.endpoint.port, timeoutSeconds: Double(timeoutSeconds))
-            if server.kind == .redis, let variable = stack.redis.passwordEnvironmentVariable,
-                let password = environment[variable]
-            {
-                _ = try connection.command(stack.redis.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+            let redis = stack.section(RedisStackConfig.self)
+            if server.kind == .redis, let variable = redis?.passwordEnvironmentVariable, let password = environment[variable] {
+                _ = try connection.command(redis?.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
             }
-            if server.kind == .falkordb, let variable = stack.graph.passwordEnvironmentVariable,
-                let password = environment[variable]
-            {
-                _ = try connection.command(stack.graph.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+            let graph = stack.section(GraphStackConfig.self)
+            if server.kind == .falkordb, let variable = graph?.passwordEnvironmentVariable, let password = environment[variable] {
+                _ = try connection.command(graph?.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
             }
             let info = try connection.command(["INFO", "server"])
             if case .error(let message) = info { throw Unanswered(description: "INFO server: \(message)") }
-            let redis = infoField(info.string ?? "", "redis_version") ?? "?"
+            let redisVersion = infoField(info.string ?? "", "redis_version") ?? "?"
             guard server.kind == .falkordb else {
-                return server.kind == .sentinel ? "Redis Sentinel \(redis)" : "Redis \(redis)"
+                return server.kind == .sentinel ? "Redis Sentinel \(redisVersion)" : "Redis \(redisVersion)"
             }
             let modules = try connection.command(["MODULE", "LIST"])
             if case .error(let message) = modules { throw Unanswered(description: "MODULE LIST: \(message)") }
             guard let graph = moduleVersion(modules, name: "graph") else {
-                throw Unanswered(description: "MODULE LIST names no graph module (redis \(redis))")
+                throw Unanswered(description: "MODULE LIST names no graph module (redis \(redisVersion))")
             }
-            return "FalkorDB \(graph) (graph module), Redis \(redis)"
+            return "FalkorDB \(graph) (graph module), Redis \(redisVersion)"
         case .clickhouse:
-            let client = try HTTPClient(timeoutSeconds: Double(timeoutSeconds), connectTimeoutSeconds: Double(timeoutSeconds))
+            let timeseries = stack.section(TimeSeriesStackConfig.self)
+            let client = try HTTPClient(
+                timeoutSeconds: Double(timeoutSeconds), connectTimeoutSeconds: Double(timeoutSeconds),
+                caFile: timeseries?.caFile(in: environment))
             var headers: [String: String] = [:]
-            if let user = stack.timeseries.user { headers["X-ClickHouse-User"] = user }
-            if let variable = stack.timeseries.passwordEnvironmentVariable, let password = environment[variable] {
+            if let user = timeseries?.user { headers["X-ClickHouse-User"] = user }
+            if let variable = timeseries?.passwordEnvironmentVariable, let password = environment[variable] {
                 headers["X-ClickHouse-Key"] = password
             }
-            let response = try client.get("http://\(server.endpoint)/?query=SELECT%20version()", headers: headers).expectOK()
+            let scheme = timeseries?.scheme ?? "http"
+            let response = try client.get("\(scheme)://\(server.endpoint)/?query=SELECT%20version()", headers: headers)
+                .expectOK()
             return "ClickHouse \(response.text.trimmingCharacters(in: .whitespacesAndNewlines))"
         case .kafka:
             let ranges = try KafkaWireProbe(endpoint: server.endpoint, timeoutSeconds: timeoutSeconds).apiVersionRanges()

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnStores
 
 /// Split-brain evidence from the history alone: the windows in which two servers of one store both acknowledged
 /// writes (`ok` entries with a `server`), which no single-primary store may do.
@@ -119,7 +120,7 @@ extension DualPrimaryAnalysis {
         var results: [PlaceResult] = []
         for (store, storeAcks) in Dictionary(grouping: acks, by: \.store).sorted(by: { $0.key < $1.key }) {
             let servers = Set(storeAcks.map(\.server))
-            guard servers.count > 1 else { continue }
+            guard servers.count > 1, Backends.backend(named: store)?.writePrimaries ?? .one == .one else { continue }
             let found = windows.filter { $0.store == store }
             let anomalies = found.map { window in
                 Anomaly(

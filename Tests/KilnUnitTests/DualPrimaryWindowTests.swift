@@ -94,4 +94,19 @@ struct DualPrimaryWindowTests {
         #expect(valid.validity == .valid)
         #expect(DualPrimaryAnalysis.results(history: single).isEmpty)
     }
+
+    /// Redis Cluster's masters each own slots: three of them acknowledging at once is the healthy state, never a
+    /// split brain (its backend declares `writePrimaries: .partitionedByKey`); the same acks of a one-primary store
+    /// are one.
+    @Test func aStoreWithOnePrimaryPerKeyRangeIsNotJudgedBySplitBrain() throws {
+        let masters = ["127.0.0.91:17001", "127.0.0.92:17002", "127.0.0.93:17003"]
+        func acks(_ store: String) -> [Ack] {
+            masters.flatMap { master in stride(from: 0.0, to: 10, by: 0.5).map { Self.ack(master, $0, store: store) } }
+        }
+        let cluster = try Self.historyFile(acks("redis-cluster"))
+        let redis = try Self.historyFile(acks("redis"))
+        defer { for file in [cluster, redis] { try? FileManager.default.removeItem(at: file) } }
+        #expect(DualPrimaryAnalysis.results(history: cluster).isEmpty)
+        #expect(DualPrimaryAnalysis.results(history: redis).first?.validity == .invalid)
+    }
 }

@@ -40,10 +40,13 @@ public struct Backend: Sendable {
     public let sink: SinkDriver?
     /// The stack side (BackendStack.swift): stack-file section, embedded servers, proxied endpoint, environment.
     public let stack: BackendStack
+    /// How many of the store's servers acknowledge writes at once when nothing is wrong (the split-brain check).
+    public let writePrimaries: WritePrimaries
 
     public init(
         driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], scanners: [ScannerDriver] = [],
-        featureScanner: FeatureScannerDriver? = nil, sink: SinkDriver? = nil, stack: BackendStack = .none
+        featureScanner: FeatureScannerDriver? = nil, sink: SinkDriver? = nil, stack: BackendStack = .none,
+        writePrimaries: WritePrimaries = .one
     ) {
         name = driver.name
         self.driver = driver
@@ -53,6 +56,7 @@ public struct Backend: Sendable {
         self.featureScanner = featureScanner
         self.sink = sink
         self.stack = stack
+        self.writePrimaries = writePrimaries
         precondition(
             (places + aggregatePlaces).allSatisfy { $0.store == driver.name },
             "backend \(driver.name) lists a place of another store")
@@ -66,4 +70,16 @@ public struct Backend: Sendable {
             sink.map { $0.name == driver.name && $0.fills.allSatisfy((places + aggregatePlaces).contains) } ?? true,
             "backend \(driver.name)'s sink must carry its name and fill its own places")
     }
+}
+
+/// How many servers of a store acknowledge writes at once in a healthy stack: what `kiln check`'s split-brain
+/// check (`dual-primary.<store>`) may assume.
+public enum WritePrimaries: Sendable {
+    /// One primary at a time (PostgreSQL, Redis behind Sentinels): two servers acknowledging writes in overlapping
+    /// windows is a split brain.
+    case one
+    /// Several primaries at once, each owning a part of the key space (Redis Cluster's masters, by slot): writes
+    /// acknowledged by several servers are normal, so the dual-primary check does not judge the store (a per-slot
+    /// split-brain check does not exist yet).
+    case partitionedByKey
 }
