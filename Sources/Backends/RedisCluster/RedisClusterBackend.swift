@@ -17,7 +17,9 @@ public enum RedisClusterBackend {
         scanners: [ScannerDriver(place: .redisClusterTxnKeys) { try RedisClusterScanner(context: $0) }],
         sink: SinkDriver(name: RedisClusterSink.name.rawValue, fills: [.redisClusterTxnKeys]) {
             try RedisClusterSink(context: $0, spec: $1)
-        })
+        },
+        stack: stackSide,
+        writePrimaries: .partitionedByKey)
 }
 
 extension RowPlace {
@@ -42,19 +44,16 @@ public struct RedisClusterSettings: Sendable, Hashable {
         self.nodeTimeout = nodeTimeout
     }
 
-    /// Environment variable holding the nodes (`host:port,host:port,…`) while the stack file has no section for
-    /// this backend (stopgap until the stack interface carries a config per backend).
+    /// The variable `kiln stack env` prints the nodes in (`host:port,host:port,…`), for scripts and redis-cli.
     public static let nodesVariable = "KILN_REDIS_CLUSTER_NODES"
 
-    /// The settings a client context names.
-    /// - Throws: `RedisClusterError.topology` when it names none or an address does not parse.
+    /// The settings of the stack a client context names (its `redis_cluster:` section).
+    /// - Throws: `RedisClusterError.topology` when the stack has no such section.
     public static func of(_ context: ClientContext) throws -> RedisClusterSettings {
-        let text = context.environment[nodesVariable] ?? ProcessInfo.processInfo.environment[nodesVariable] ?? ""
-        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let nodes = parts.compactMap { HostPort(parsing: $0) }
-        guard !nodes.isEmpty, nodes.count == parts.count else {
-            throw RedisClusterError.topology("no cluster nodes: set \(nodesVariable) to host:port,host:port,…")
+        guard let config = context.stack.section(RedisClusterStackConfig.self) else {
+            throw RedisClusterError.topology(
+                "the stack \(context.stack.name) has no `\(RedisClusterStackConfig.key):` section")
         }
-        return RedisClusterSettings(seeds: nodes)
+        return config.settings
     }
 }
