@@ -73,7 +73,7 @@ struct SmokeTests {
                 let key = RedisKeys(namespace: namespace).txn(42)
                 let json = try #require(try connection.command(["GET", key]).string)
                 let changed = json.replacingOccurrences(
-                    of: #""amount_cents":([0-9]+)"#, with: #""amount_cents":7"#, options: .regularExpression)
+                    of: #""amount":[0-9.]+"#, with: #""amount":0.07"#, options: .regularExpression)
                 #expect(changed != json)
                 _ = try connection.command(["SET", key, changed])
             default:
