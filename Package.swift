@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "KilnSmoke",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnKafka", "KilnHTTP",
+                "KilnCore", "KilnData", "KilnScenario", "KilnBackend", "KilnBackends", "KilnStores", "KilnCheck",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,11 +1,15 @@
 import Foundation
 
-/// `Scenarios/smoke.yaml`: which stack to use and how many fixed transactions to push through all five stores.
+/// `Scenarios/smoke.yaml`: which stack to use, and how many rows of the dataset generator (`smoke.dataset`, a spec
+/// file relative to the scenario; absent: `kiln smoke` uses Generators/fraud-platform.yaml) with which seed to push
+/// through every store the stack serves.
 public struct SmokeScenario: Sendable {
     public var name: String
     public var stack: StackDefinition
     public var transactions: Int
     public var seed: UInt64
+    /// The dataset spec (`smoke.dataset`), nil when the scenario names none.
+    public var datasetSpec: URL? = nil
 
     public static func load(contentsOf url: URL, vocabulary: BackendVocabulary) throws(SpecError) -> SmokeScenario {
         let fields = try YAMLFields.document(contentsOf: url)
@@ -15,9 +19,17 @@ public struct SmokeScenario: Sendable {
         let smoke = try fields.mapping("smoke")
         let transactions = try smoke.int("transactions", default: 10_000, range: 1...10_000_000)
         let seed = try smoke.int("seed", default: 1, range: 0...Int.max)
+        let datasetSpec = try smoke.optionalString("dataset").map { path throws(SpecError) in
+            let url = URL(fileURLWithPath: path, relativeTo: url.deletingLastPathComponent()).standardizedFileURL
+            guard StackReference.isRegularFile(url) else {
+                throw smoke.error("dataset", "dataset spec not found (or not a file): \(url.path)")
+            }
+            return url
+        }
         try smoke.finish()
         try fields.finish()
-        return SmokeScenario(name: name, stack: stack, transactions: transactions, seed: UInt64(seed))
+        return SmokeScenario(
+            name: name, stack: stack, transactions: transactions, seed: UInt64(seed), datasetSpec: datasetSpec)
     }
 }
 

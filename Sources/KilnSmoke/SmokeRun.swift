@@ -1,392 +1,296 @@
 import Foundation
+import KilnBackend
+import KilnBackends
+import KilnCheck
 import KilnCore
-import KilnHTTP
-import KilnKafka
-import KilnPostgres
-import KilnRedis
+import KilnData
 import KilnScenario
-import KilnStores
 import Logging
 
-/// Writes one fixed transaction set to all five stores of a stack, reads each copy back and compares it with
-/// the expectation. Every store gets its own uniquely named table/topic/keys/graph for this run, removed at the
-/// end unless `keep` is set. A store that cannot be reached becomes an error row naming its address; it never
-/// stops the other stores' checks. Each store's work is bounded by `timeoutSeconds` per blocking call.
+/// `kiln smoke`: the dataset generator's first N rows through every store the stack serves, each checked against the
+/// generator — built only from the backends' descriptors (`Backends.all`), so a new backend gets smoke by being
+/// listed there, with places and scanners.
+///
+/// Per backend whose store the stack serves (`Backend.endpoint(in:)` non-nil) and that has places, one after another:
+/// 1. open the backend's load client (`driver.open`) on a namespace of this run alone, `setup()` it;
+/// 2. write rows 0..<N with the operation that fills each place (`Backend.smokeWriter(for:)`, the place's bulk
+///    operation), `batchRows` rows per call; every call's outcome is recorded per place (ok / info / fail) exactly
+///    as the load engine's history would;
+/// 3. run `afterWrite` (tests plant defects there);
+/// 4. read each place back with the backend's scanner and judge it with the reconcile checker (`ReconcileChecker`,
+///    what `kiln check` uses): lost, duplicated, corrupted, phantom per place, against the generator (the oracle);
+/// 5. `teardown()` the client (removing the namespace's tables, keys, topic, graph) unless `keep`.
+///
+/// A store that cannot be opened, set up, written or read becomes rows whose `error` names the reason (the client's
+/// and scanner's errors name the address); it never stops the other backends. Every blocking call is bounded by
+/// `timeout` (the clients' and scanners' `ClientContext.timeout`). Not thread-safe; `run()` blocks.
 public struct SmokeRun {
     public var stack: StackDefinition
-    public var transactions: [SmokeTransaction]
-    public var runID: String
+    /// The oracle and what is written: `dataset.rows` rows, all of them, to every store.
+    public var dataset: Dataset
+    /// Prefix of everything this run creates (tables, keys, topic, graph); unique per run (`newNamespace()`).
+    public var namespace: String
     public var environment: [String: String]
-    public var timeoutSeconds: Int
+    /// Bound of each blocking call to a store (connect, write, read).
+    public var timeout: Duration
+    /// Leave what the run wrote in place (no `teardown`).
     public var keep: Bool
+    /// The backends to smoke (those the stack does not serve, or without places, are skipped); default every backend.
+    public var backends: [Backend]
+    /// Rows per write call.
+    public var batchRows: Int64 = 5_000
+    /// Runs after a backend's writes and before its read-back, on the calling thread; a throw makes the backend's
+    /// places not checked (its message in `error`). Tests plant defects here (delete a written row).
+    public var afterWrite: ((SmokeWrite) throws -> Void)?
     private let logger: Logger
 
     public init(
-        stack: StackDefinition, transactions: [SmokeTransaction], logger: Logger,
-        runID: String = SmokeRun.newRunID(), environment: [String: String] = ProcessInfo.processInfo.environment,
-        timeoutSeconds: Int = 10, keep: Bool = false
+        stack: StackDefinition, dataset: Dataset, logger: Logger, namespace: String = SmokeRun.newNamespace(),
+        environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(10),
+        keep: Bool = false, backends: [Backend] = Backends.all
     ) {
         self.stack = stack
-        self.transactions = transactions
+        self.dataset = dataset
         self.logger = logger
-        self.runID = runID
+        self.namespace = namespace
         self.environment = environment
-        self.timeoutSeconds = timeoutSeconds
+        self.timeout = timeout
         self.keep = keep
+        self.backends = backends
     }
 
-    public static func newRunID() -> String {
+    /// `smoke_<unix seconds>_<5 digits>`: a valid namespace (lower-case letters, digits and `_`, at most 31) that no
+    /// other run uses.
+    public static func newNamespace() -> String {
         let seconds = Int(Date().timeIntervalSince1970)
-        return "s\(seconds)_\(UInt32.random(in: 0...UInt32.max) % 100_000)"
+        return "smoke_\(seconds)_\(UInt32.random(in: 0...UInt32.max) % 100_000)"
     }
 
-    /// Runs the five stores one after another and returns one row each, in the order PostgreSQL, Kafka, Redis,
-    /// graph, time series.
-    public func run() -> [SmokeStoreResult] {
-        [
-            attempt("postgres", stack.postgres.primary, postgres),
-            attempt("kafka", stack.kafka.bootstrap.first!, kafka),
-            attempt("redis", stack.redis.primary, redis),
-            attempt(stack.graph.kind.rawValue, stack.graph.endpoint, graph),
-            attempt(stack.timeseries.kind.rawValue, stack.timeseries.endpoint, timeseries),
-        ]
-    }
-
-    private func attempt(
-        _ store: String, _ endpoint: HostPort, _ body: (inout SmokeStoreResult) throws -> Void
-    ) -> SmokeStoreResult {
-        var result = SmokeStoreResult(store: store, endpoint: endpoint.description)
-        let started = ContinuousClock.now
+    /// The generator's first `rows` rows of `spec` with `seed`; errors name the spec file (exit 64).
+    public static func dataset(spec url: URL, seed: UInt64, rows: Int) throws -> Dataset {
+        let spec = try DatasetSpec.load(contentsOf: url)
         do {
-            try body(&result)
+            return try Dataset(spec: spec, seed: seed, rows: Int64(rows))
         } catch {
-            result.error = "\(error)"
+            throw SpecError(file: url.path, line: 1, column: 1, field: "max_rows", message: error.description)
         }
-        logger.info(
-            "smoke store checked",
-            metadata: [
-                "kiln.store": "\(store)", "kiln.endpoint": "\(endpoint)", "kiln.result": "\(result.summary)",
-                "kiln.seconds": "\(started.duration(to: .now).roundedSeconds)",
-            ])
-        return result
     }
 
-    // MARK: PostgreSQL: COPY in, SELECT back
+    /// The backends of `backends` smoke checks on `stack`: served by it, with places.
+    public static func served(_ backends: [Backend], by stack: StackDefinition) -> [(backend: Backend, endpoint: HostPort)] {
+        backends.compactMap { backend in
+            guard !backend.places.isEmpty, let endpoint = backend.endpoint(in: stack) else { return nil }
+            return (backend, endpoint)
+        }
+    }
 
-    private func postgres(_ result: inout SmokeStoreResult) throws {
-        let pg = stack.postgres
-        let endpoint = PostgresEndpoint(
-            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: environment))
-        let connection = try PostgresConnection(endpoint, connectTimeoutSeconds: timeoutSeconds)
-        let table = "kiln_smoke_\(runID)"
-        try connection.execute(
-            """
-            CREATE TABLE \(table) (txn_id bigint PRIMARY KEY, user_id bigint NOT NULL, merchant_id bigint NOT NULL,
-              amount numeric(15,2) NOT NULL, currency text NOT NULL, ts timestamptz NOT NULL)
-            """)
-        defer { if !keep { _ = try? connection.execute("DROP TABLE IF EXISTS \(table)") } }
-        result.written = try connection.copyIn("COPY \(table) FROM STDIN (FORMAT csv)") { writer in
-            for t in transactions {
-                try writer.write(
-                    "\(t.txnID),\(t.userID),\(t.merchantID),\(t.amountText),\(t.currency),\(Self.isoTimestamp(t.timestamp))\n")
+    /// Smokes every served backend, one after another; one result per place, in registry order.
+    public func run() -> [SmokePlaceResult] {
+        Self.served(backends, by: stack).flatMap { smoke($0.backend, at: $0.endpoint) }
+    }
+
+    // MARK: one backend
+
+    private func smoke(_ backend: Backend, at endpoint: HostPort) -> [SmokePlaceResult] {
+        let started = ContinuousClock.now
+        var results = backend.places.map {
+            SmokePlaceResult(
+                store: backend.name, place: $0, endpoint: endpoint.description, operation: backend.smokeWriter(for: $0)?.id,
+                rows: dataset.rows)
+        }
+        func failAll(_ verdict: SmokeVerdict, _ reason: String) {
+            for index in results.indices where results[index].error == nil {
+                results[index].error = reason
+                results[index].failure = verdict
             }
         }
-        let rows = try connection.execute(
-            """
-            SELECT txn_id, user_id, merchant_id, (amount * 100)::bigint, currency, extract(epoch FROM ts)::bigint
-            FROM \(table)
-            """)
-        var actual: [SmokeTransaction] = []
-        actual.reserveCapacity(rows.rowCount)
-        for row in 0..<rows.rowCount {
-            func int(_ column: Int) -> Int64 { Int64(rows.value(row: row, column: column) ?? "") ?? -1 }
-            actual.append(
-                SmokeTransaction(
-                    txnID: int(0), userID: int(1), merchantID: int(2), amountCents: int(3),
-                    currency: rows.value(row: row, column: 4) ?? "", timestamp: int(5)))
-        }
-        result.compare(expected: transactions, actual: actual)
-    }
-
-    static func isoTimestamp(_ seconds: Int64) -> String {
-        let date = Date(timeIntervalSince1970: TimeInterval(seconds))
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        func two(_ value: Int?) -> String { value.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
-        return "\(c.year ?? 1970)-\(two(c.month))-\(two(c.day)) \(two(c.hour)):\(two(c.minute)):\(two(c.second))+00"
-    }
-
-    // MARK: Kafka: produce (idempotent, keyed by user), consume back from every partition
-
-    private func kafka(_ result: inout SmokeStoreResult) throws {
-        let bootstrap = stack.kafka.bootstrapServers
-        let topic = "kiln-smoke-\(runID)"
-        let timeoutMilliseconds = Int32(timeoutSeconds * 1000)
-        let consumer = try KafkaConsumer(bootstrapServers: bootstrap)
-        defer { consumer.close() }
-        // Metadata first: an unreachable broker fails here within the timeout instead of in delivery.
-        let partitionCount = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
-        let producer = try KafkaProducer(
-            bootstrapServers: bootstrap, idempotent: true,
-            properties: ["message.timeout.ms": String(timeoutSeconds * 1000)])
-        var failedDeliveries = 0
-        var delivered = 0
-        for (index, t) in transactions.enumerated() {
-            try producer.produce(
-                topic: topic, key: Array(String(t.userID).utf8), value: Array(t.json.utf8), id: UInt64(index))
-            if index % 1000 == 999 {
-                for report in producer.poll() { if report.error == nil { delivered += 1 } else { failedDeliveries += 1 } }
+        defer {
+            for result in results {
+                logger.info(
+                    "smoke place checked",
+                    metadata: [
+                        "kiln.place": "\(result.place.id)", "kiln.endpoint": "\(result.endpoint)",
+                        "kiln.result": "\(result.summary)", "kiln.seconds": "\(started.duration(to: .now).roundedSeconds)",
+                    ])
             }
         }
-        for report in try producer.flush(timeoutMilliseconds: timeoutMilliseconds) {
-            if report.error == nil { delivered += 1 } else { failedDeliveries += 1 }
+        for index in results.indices where results[index].operation == nil {
+            results[index].failure = .notSmokeable
+            results[index].error = "no single bulk operation writes \(results[index].place.id): list one in "
+                + "\(backend.name)'s descriptor (smokeWriters)"
         }
-        result.written = delivered
-        if failedDeliveries > 0 {
-            throw SmokeFailure(description: "\(failedDeliveries) of \(transactions.count) deliveries failed")
+        let writers = results.compactMap { result in backend.smokeWriter(for: result.place) }
+        let context = ClientContext(
+            stack: stack, dataset: dataset, namespace: namespace, timeout: timeout, environment: environment,
+            logger: logger)
+        let client: any Client
+        do {
+            client = try backend.driver.open(context)
+        } catch {
+            failAll(.unreachable, "connect: \(error)")
+            return results
         }
-        let partitions = (0..<Int32(partitionCount)).map { $0 }
-        try consumer.assign(topic: topic, partitions: partitions, from: .beginning)
-        var actual: [SmokeTransaction] = []
-        let deadline = ContinuousClock.now + .seconds(timeoutSeconds * 3)
-        // Everything was acknowledged before reading began, so end-of-partition on all of them means all is read.
-        while !partitions.allSatisfy({ consumer.partitionsAtEnd[$0] != nil }) {
-            guard ContinuousClock.now < deadline else {
-                throw SmokeFailure(description: "consumed \(actual.count) of \(delivered) before the timeout")
-            }
-            guard let message = try consumer.poll(timeoutMilliseconds: 500) else { continue }
-            actual.append(try Self.decode(message.value))
+        defer { client.close() }
+        do {
+            try client.setup()
+        } catch {
+            failAll(.unreachable, "setup: \(error)")
+            return results
         }
-        result.compare(expected: transactions, actual: actual)
-    }
-
-    struct SmokeFailure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func decode(_ value: [UInt8]) throws -> SmokeTransaction {
-        struct Wire: Decodable {
-            var txn_id: Int64
-            var user_id: Int64
-            var merchant_id: Int64
-            var amount_cents: Int64
-            var currency: String
-            var ts: Int64
-        }
-        let wire = try JSONDecoder().decode(Wire.self, from: Data(value))
-        return SmokeTransaction(
-            txnID: wire.txn_id, userID: wire.user_id, merchantID: wire.merchant_id, amountCents: wire.amount_cents,
-            currency: wire.currency, timestamp: wire.ts)
-    }
-
-    // MARK: Redis: a hash per transaction and a sorted set of amounts, pipelined
-
-    private func redis(_ result: inout SmokeStoreResult) throws {
-        let primary = stack.redis.primary
-        let connection = try RedisConnection(
-            host: primary.host, port: primary.port, timeoutSeconds: Double(timeoutSeconds))
-        if let password = StackDefinition.secret(stack.redis.passwordEnvironmentVariable, in: environment) {
-            try connection.authenticate(user: stack.redis.user, password: password)
-        }
-        let prefix = "kiln:smoke:\(runID)"
-        let scores = "\(prefix):amounts"
-        var writes: [[String]] = []
-        writes.reserveCapacity(transactions.count * 2 + 1)
-        for t in transactions {
-            writes.append([
-                "HSET", "\(prefix):txn:\(t.txnID)", "user_id", String(t.userID), "merchant_id", String(t.merchantID),
-                "amount_cents", String(t.amountCents), "currency", t.currency, "ts", String(t.timestamp),
-            ])
-            writes.append(["ZADD", scores, String(t.amountCents), String(t.txnID)])
-        }
-        let replies = try connection.pipeline(writes)
-        let failed = replies.filter { if case .error = $0 { true } else { false } }.count
-        result.written = transactions.count - (failed + 1) / 2
         defer {
             if !keep {
-                var deletes = transactions.map { ["DEL", "\(prefix):txn:\($0.txnID)"] }
-                deletes.append(["DEL", scores])
-                _ = try? connection.pipeline(deletes)
+                do { try client.teardown() } catch {
+                    logger.warning("smoke teardown failed", metadata: ["kiln.store": "\(backend.name)", "kiln.error": "\(error)"])
+                }
             }
         }
-        let reads = transactions.map { ["HGETALL", "\(prefix):txn:\($0.txnID)"] }
-        let hashes = try connection.pipeline(reads)
-        let members = try connection.command(["ZRANGE", scores, "0", "-1", "WITHSCORES"]).array ?? []
-        var scoreByID: [Int64: Int64] = [:]
-        var index = 0
-        while index + 1 < members.count {
-            if let id = members[index].string.flatMap({ Int64($0) }), let score = members[index + 1].string {
-                scoreByID[id] = Int64(Double(score) ?? -1)
+
+        // Writes: each distinct writer once over all rows; its outcomes go to every place it fills.
+        var written = Dictionary(
+            uniqueKeysWithValues: results.map { ($0.place.id, WrittenRows(place: $0.place, datasetRows: dataset.rows)) })
+        var firstProblem: [String: Outcome] = [:]
+        var seenWriters: Set<String> = []
+        for writer in writers where seenWriters.insert(writer.id).inserted {
+            let filled = results.map(\.place).filter { backend.smokeWriter(for: $0) == writer }
+            var start: Int64 = 0
+            while start < dataset.rows {
+                let rows = start..<min(start + batchRows, dataset.rows)
+                let outcome = client.invoke(writer, Request(rows: rows))
+                for place in filled {
+                    switch outcome {
+                    case .ok: written[place.id]!.ok.insert(rows)
+                    case .info: written[place.id]!.info.insert(rows)
+                    case .fail: written[place.id]!.failed.insert(rows)
+                    }
+                    if !outcome.isOK, firstProblem[place.id] == nil { firstProblem[place.id] = outcome }
+                }
+                start = rows.upperBound
             }
-            index += 2
         }
-        var actual: [SmokeTransaction] = []
-        for (t, reply) in zip(transactions, hashes) {
-            guard let fields = reply.array, !fields.isEmpty else { continue }
-            var map: [String: String] = [:]
-            var position = 0
-            while position + 1 < fields.count {
-                map[fields[position].string ?? ""] = fields[position + 1].string ?? ""
-                position += 2
+        for index in results.indices where results[index].failure == nil {
+            let rows = written[results[index].place.id]!
+            results[index].written = rows.ok.population
+            if let problem = firstProblem[results[index].place.id] {
+                results[index].failure = .unreachable
+                results[index].error = "write: \(dataset.rows - rows.ok.population) of \(dataset.rows) rows not "
+                    + "acknowledged by \(results[index].operation ?? "?") (first: \(problem))"
             }
-            var row = SmokeTransaction(
-                txnID: t.txnID, userID: Int64(map["user_id"] ?? "") ?? -1,
-                merchantID: Int64(map["merchant_id"] ?? "") ?? -1, amountCents: Int64(map["amount_cents"] ?? "") ?? -1,
-                currency: map["currency"] ?? "", timestamp: Int64(map["ts"] ?? "") ?? -1)
-            // The sorted set must hold the same amount as the hash.
-            if scoreByID[t.txnID] != row.amountCents { row.amountCents = -1 }
-            actual.append(row)
         }
-        result.compare(expected: transactions, actual: actual)
+        if let afterWrite {
+            do {
+                try afterWrite(SmokeWrite(backend: backend, context: context))
+            } catch {
+                failAll(.unreachable, "after write: \(error)")
+                return results
+            }
+        }
+
+        // Read-back: each place with its scanner, judged by the reconcile checker against the generator.
+        for index in results.indices where results[index].operation != nil {
+            let place = results[index].place
+            guard let driver = backend.scanners.first(where: { $0.place == place }) else { continue }
+            let scanStarted = ContinuousClock.now
+            do {
+                let scanner = try driver.open(context)
+                defer { scanner.close() }
+                let checker = ReconcileChecker(written: written[place.id]!, dataset: dataset)
+                try scanner.scan { checker.add($0) }
+                results[index].check = checker.finish(
+                    source: scanner.source, seconds: scanStarted.duration(to: .now).seconds)
+            } catch {
+                if results[index].failure == nil {
+                    results[index].failure = .unreachable
+                    results[index].error = "read back: \(error)"
+                }
+            }
+        }
+        return results
+    }
+}
+
+/// What `SmokeRun.afterWrite` is handed: the backend whose writes just ended, and the context its client and
+/// scanners use (`context.namespace` names what the run wrote).
+public struct SmokeWrite {
+    public var backend: Backend
+    public var context: ClientContext
+}
+
+/// Why a place was not judged: the store could not be opened, set up, written or read (exit 69), or no operation of
+/// its backend is known to fill it (a descriptor bug, exit 70).
+public enum SmokeVerdict: String, Sendable {
+    /// Written in full, read back, and the reconcile checker found nothing.
+    case agrees
+    /// Read back, and the reconcile checker found anomalies.
+    case disagrees
+    /// Not judged: connecting, setup, a write or the read-back failed (the error names the address).
+    case unreachable
+    /// Not judged: the descriptor names no operation that fills the place.
+    case notSmokeable = "not-smokeable"
+}
+
+/// One place of one store after the smoke: what was written, what the scanner read back and the reconcile checker's
+/// verdict.
+public struct SmokePlaceResult: Sendable {
+    public var store: String
+    public var place: RowPlace
+    public var endpoint: String
+    /// The operation that wrote the place (`postgres.bulk`), nil when none is known.
+    public var operation: String?
+    /// Rows the run wrote (the dataset's).
+    public var rows: Int64
+    /// Rows whose write was acknowledged ok.
+    public var written: Int64 = 0
+    /// The reconcile checker's result; nil when the place was not read back.
+    public var check: PlaceResult?
+    /// Why the place was not judged (or not written in full); nil when it was.
+    public var error: String?
+    /// Why the place was not judged, set with `error` (`unreachable` or `notSmokeable`); nil when it was.
+    public var failure: SmokeVerdict?
+
+    public init(store: String, place: RowPlace, endpoint: String, operation: String?, rows: Int64) {
+        self.store = store
+        self.place = place
+        self.endpoint = endpoint
+        self.operation = operation
+        self.rows = rows
     }
 
-    // MARK: Graph: (User)-[:PAID]->(Merchant), batched UNWIND
+    /// Copies read back (every copy, duplicates counted twice).
+    public var readBack: Int64 { check?.scanned ?? 0 }
 
-    private func graph(_ result: inout SmokeStoreResult) throws {
-        switch stack.graph.kind {
-        case .falkordb: try falkordb(&result)
-        case .neo4j: try neo4j(&result)
-        }
+    /// Rows read back once with every field equal to the generator's (a duplicate's first copy counts).
+    public var equal: Int64 {
+        guard let check else { return 0 }
+        let present = check.expected - (check.counts["lost"] ?? 0) + check.indeterminatePresent
+        return max(0, present - (check.counts["corrupted"] ?? 0))
     }
 
-    /// The Cypher shared by FalkorDB and Neo4j: one PAID edge per transaction between MERGEd endpoints.
-    static let writeCypher = """
-        UNWIND $rows AS r MERGE (u:User {id: r.u}) MERGE (m:Merchant {id: r.m}) \
-        CREATE (u)-[:PAID {txn_id: r.t, amount_cents: r.a, currency: r.c, ts: r.s}]->(m)
-        """
-    static let readCypher = """
-        MATCH (u:User)-[p:PAID]->(m:Merchant) RETURN p.txn_id, u.id, m.id, p.amount_cents, p.currency, p.ts
-        """
-
-    static func cypherRows(_ batch: ArraySlice<SmokeTransaction>) -> String {
-        "[" + batch.map { "{t:\($0.txnID),u:\($0.userID),m:\($0.merchantID),a:\($0.amountCents),c:'\($0.currency)',s:\($0.timestamp)}" }
-            .joined(separator: ",") + "]"
+    public var verdict: SmokeVerdict {
+        if let failure { return failure }
+        guard let check, check.validity == .valid, written == rows else { return .disagrees }
+        return .agrees
     }
 
-    private func falkordb(_ result: inout SmokeStoreResult) throws {
-        let endpoint = stack.graph.endpoint
-        let connection = try RedisConnection(
-            host: endpoint.host, port: endpoint.port, timeoutSeconds: Double(timeoutSeconds))
-        let graph = "\(stack.graph.graph)-smoke-\(runID)"
-        defer { if !keep { _ = try? connection.command(["GRAPH.DELETE", graph]) } }
-        var written = 0
-        var start = 0
-        while start < transactions.count {
-            let batch = transactions[start..<min(start + 1000, transactions.count)]
-            _ = try connection.command(["GRAPH.QUERY", graph, "CYPHER rows=\(Self.cypherRows(batch)) \(Self.writeCypher)"])
-            written += batch.count
-            start += 1000
-        }
-        result.written = written
-        let reply = try connection.command(["GRAPH.QUERY", graph, Self.readCypher])
-        guard let parts = reply.array, parts.count >= 2, let rows = parts[1].array else {
-            throw SmokeFailure(description: "GRAPH.QUERY returned an unexpected reply shape")
-        }
-        let actual = rows.map { row -> SmokeTransaction in
-            let cells = row.array ?? []
-            func int(_ i: Int) -> Int64 {
-                guard i < cells.count else { return -1 }
-                return cells[i].integer ?? cells[i].string.flatMap { Int64($0) } ?? -1
-            }
-            return SmokeTransaction(
-                txnID: int(0), userID: int(1), merchantID: int(2), amountCents: int(3),
-                currency: cells.count > 4 ? cells[4].string ?? "" : "", timestamp: int(5))
-        }
-        result.compare(expected: transactions, actual: actual)
+    public var agrees: Bool { verdict == .agrees }
+
+    /// `ok`, `MISMATCH: 1 lost, 2 corrupted`, `error: …`.
+    public var summary: String {
+        if let error { return "error: \(error)" }
+        if agrees { return "ok" }
+        let counts = (check?.counts ?? [:]).filter { $0.value > 0 }.sorted { $0.key < $1.key }
+            .map { "\($0.value) \($0.key)" }
+        return "MISMATCH: " + (counts.isEmpty ? "read back \(readBack) of \(written)" : counts.joined(separator: ", "))
     }
+}
 
-    /// Neo4j through its HTTP transaction endpoint (cannot run on this machine; exercised by the compose stack).
-    private func neo4j(_ result: inout SmokeStoreResult) throws {
-        let endpoint = stack.graph.endpoint
-        let client = try HTTPClient(
-            timeoutSeconds: Double(timeoutSeconds), connectTimeoutSeconds: Double(timeoutSeconds),
-            user: stack.graph.user,
-            password: StackDefinition.secret(stack.graph.passwordEnvironmentVariable, in: environment))
-        let url = "http://\(endpoint)/db/\(stack.graph.graph)/tx/commit"
-        let label = "Smoke\(runID)"
-        func statement(_ cypher: String, _ parameters: String = "{}") -> [UInt8] {
-            let escaped = cypher.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            return Array(#"{"statements":[{"statement":"\#(escaped)","parameters":\#(parameters)}]}"#.utf8)
-        }
-        func run(_ body: [UInt8]) throws -> [String: Any] {
-            let response = try client.post(url, body: body, contentType: "application/json").expectOK()
-            guard let json = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-                throw SmokeFailure(description: "Neo4j returned no JSON object")
-            }
-            if let errors = json["errors"] as? [[String: Any]], let first = errors.first {
-                throw SmokeFailure(description: "Neo4j error \(first["code"] ?? "unknown")")
-            }
-            return json
-        }
-        let write = Self.writeCypher.replacingOccurrences(of: ":User", with: ":User:\(label)")
-            .replacingOccurrences(of: ":Merchant", with: ":Merchant:\(label)")
-        var start = 0
-        while start < transactions.count {
-            let batch = transactions[start..<min(start + 1000, transactions.count)]
-            let rows = "[" + batch.map {
-                #"{"t":\#($0.txnID),"u":\#($0.userID),"m":\#($0.merchantID),"a":\#($0.amountCents),"c":"\#($0.currency)","s":\#($0.timestamp)}"#
-            }.joined(separator: ",") + "]"
-            _ = try run(statement(write, #"{"rows":\#(rows)}"#))
-            result.written += batch.count
-            start += 1000
-        }
-        defer { if !keep { _ = try? run(statement("MATCH (n:\(label)) DETACH DELETE n")) } }
-        let read = Self.readCypher.replacingOccurrences(of: "(u:User)", with: "(u:User:\(label))")
-        let json = try run(statement(read))
-        let data = ((json["results"] as? [[String: Any]])?.first?["data"] as? [[String: Any]]) ?? []
-        let actual = data.map { entry -> SmokeTransaction in
-            let row = entry["row"] as? [Any] ?? []
-            func int(_ i: Int) -> Int64 { i < row.count ? (row[i] as? NSNumber)?.int64Value ?? -1 : -1 }
-            return SmokeTransaction(
-                txnID: int(0), userID: int(1), merchantID: int(2), amountCents: int(3),
-                currency: row.count > 4 ? row[4] as? String ?? "" : "", timestamp: int(5))
-        }
-        result.compare(expected: transactions, actual: actual)
-    }
-
-    // MARK: Time series: ClickHouse over HTTP (TabSeparated in, TabSeparated out)
-
-    private func timeseries(_ result: inout SmokeStoreResult) throws {
-        guard stack.timeseries.kind == .clickhouse else {
-            throw SmokeFailure(description: "the smoke check supports ClickHouse only; TimescaleDB arrives with the load engine")
-        }
-        let endpoint = stack.timeseries.endpoint
-        let client = try HTTPClient(
-            timeoutSeconds: Double(timeoutSeconds), connectTimeoutSeconds: Double(timeoutSeconds),
-            user: stack.timeseries.user,
-            password: StackDefinition.secret(stack.timeseries.passwordEnvironmentVariable, in: environment),
-            caFile: stack.timeseries.caFile(in: environment))
-        let base = stack.timeseries.baseURL
-        let table = "\(stack.timeseries.database).smoke_\(runID)"
-        func query(_ sql: String, body: [UInt8] = []) throws -> String {
-            let encoded = sql.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-            return try client.post("\(base)?query=\(encoded)", body: body).expectOK().text
-        }
-        _ = try query("CREATE DATABASE IF NOT EXISTS \(stack.timeseries.database)")
-        _ = try query(
-            """
-            CREATE TABLE \(table) (txn_id Int64, user_id Int64, merchant_id Int64, amount_cents Int64,
-              currency String, ts DateTime) ENGINE = MergeTree() ORDER BY txn_id
-            """)
-        defer { if !keep { _ = try? query("DROP TABLE IF EXISTS \(table)") } }
-        var body = ""
-        body.reserveCapacity(transactions.count * 48)
-        for t in transactions {
-            body += "\(t.txnID)\t\(t.userID)\t\(t.merchantID)\t\(t.amountCents)\t\(t.currency)\t\(t.timestamp)\n"
-        }
-        _ = try query("INSERT INTO \(table) FORMAT TabSeparated", body: Array(body.utf8))
-        result.written = transactions.count
-        let text = try query(
-            "SELECT txn_id, user_id, merchant_id, amount_cents, currency, toUInt32(ts) FROM \(table) FORMAT TabSeparated")
-        let actual = text.split(separator: "\n").map { line -> SmokeTransaction in
-            let cells = line.split(separator: "\t", omittingEmptySubsequences: false)
-            func int(_ i: Int) -> Int64 { i < cells.count ? Int64(cells[i]) ?? -1 : -1 }
-            return SmokeTransaction(
-                txnID: int(0), userID: int(1), merchantID: int(2), amountCents: int(3),
-                currency: cells.count > 4 ? String(cells[4]) : "", timestamp: int(5))
-        }
-        result.compare(expected: transactions, actual: actual)
+extension Array where Element == SmokePlaceResult {
+    /// 0 when every place agrees; 69 when a store could not be reached (whatever the others found); 70 when a place
+    /// has no known writer; 1 when a place disagrees; 3 when there was nothing to smoke.
+    public var exitCode: KilnExitCode {
+        if isEmpty { return .unknown }
+        if contains(where: { $0.verdict == .unreachable }) { return .stackUnavailable }
+        if contains(where: { $0.verdict == .notSmokeable }) { return .internalError }
+        if contains(where: { $0.verdict == .disagrees }) { return .anomaly }
+        return .ok
     }
 }

@@ -169,6 +169,9 @@ struct StackDefinitionTests {
         let smoke = try SmokeScenario.load(contentsOf: Self.scenarios.appendingPathComponent("smoke.yaml"))
         #expect(smoke.stack.kind == .embedded)
         #expect(smoke.transactions == 10_000)
+        // smoke.dataset, relative to the scenario; optional (the inline scenario below has none).
+        #expect(smoke.datasetSpec?.path == TestStack.paths.home.appendingPathComponent("Generators/fraud-platform.yaml")
+            .standardizedFileURL.path)
     }
 
     @Test func environmentNeverPrintsPasswords() throws {
@@ -187,6 +190,7 @@ struct StackDefinitionTests {
         let scenario = try SmokeScenario.load(contentsOf: inline)
         #expect(scenario.stack.redis.primary == HostPort(host: "127.0.0.1", port: 6379))
         #expect(scenario.transactions == 5)
+        #expect(scenario.datasetSpec == nil)
 
         let missing = directory.appendingPathComponent("missing.yaml")
         try "stack: stacks/nope.yaml\nsmoke: {}\n".write(to: missing, atomically: true, encoding: .utf8)

@@ -1,4 +1,5 @@
 import KilnBackend
+import KilnScenario
 
 /// ClickHouse as the analytics store (HTTP interface): operations, client and places.
 public enum ClickHouseBackend {
@@ -6,7 +7,9 @@ public enum ClickHouseBackend {
         driver: StoreDriver(ClickHouseClient.self) { try ClickHouseClient(context: $0) }, places: [.clickhouseRows],
         scanners: [ScannerDriver(place: .clickhouseRows) { try ClickHouseScanner(context: $0) }],
         sink: SinkDriver(name: "clickhouse", fills: [.clickhouseRows]) { try ClickHouseSink(context: $0, spec: $1) },
-        stack: ClickHouseStackSide.stack)
+        stack: ClickHouseStackSide.stack,
+        // `timeseries:` may name TimescaleDB instead: then the stack serves no ClickHouse.
+        endpoint: { $0.section(TimeSeriesStackConfig.self).flatMap { $0.kind == .clickhouse ? $0.endpoint : nil } })
 }
 
 extension RowPlace {

@@ -1,4 +1,5 @@
 import KilnBackend
+import KilnScenario
 
 /// FalkorDB as the fraud graph (openCypher over RESP): operations, client and places.
 public enum FalkorDBBackend {
@@ -8,7 +9,9 @@ public enum FalkorDBBackend {
             ScannerDriver(place: .falkordbPaidEdges) { try FalkorDBScanner(context: $0, targetEdgesPerPage: 50_000) }
         ],
         sink: SinkDriver(name: "falkordb", fills: [.falkordbPaidEdges]) { try GraphSink(context: $0, spec: $1) },
-        stack: FalkorDBStackSide.stack)
+        stack: FalkorDBStackSide.stack,
+        // `graph:` may name Neo4j instead: then the stack serves no FalkorDB.
+        endpoint: { $0.section(GraphStackConfig.self).flatMap { $0.kind == .falkordb ? $0.endpoint : nil } })
 }
 
 extension RowPlace {

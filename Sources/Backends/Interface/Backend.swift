@@ -1,3 +1,6 @@
+import KilnCore
+import KilnScenario
+
 /// One store Kiln can drive, described in one place: the `Backend` descriptor (ARCHITECTURE.md "Target shape").
 /// Every registry Kiln keeps is derived from the list of backends (`Backends.all`, Sources/Backends/Backends.swift),
 /// never written per store.
@@ -42,11 +45,19 @@ public struct Backend: Sendable {
     public let stack: BackendStack
     /// How many of the store's servers acknowledge writes at once when nothing is wrong (the split-brain check).
     public let writePrimaries: WritePrimaries
+    /// The operations `kiln smoke` fills `places` with, for a place whose `writtenBy` does not hold exactly one bulk
+    /// operation (`smokeWriter(for:)`); empty for every backend today.
+    public let smokeWriters: [OperationDescriptor]
+    /// Where the store is reached in a stack, nil when the stack does not serve this backend; nil here: derived
+    /// (`endpoint(in:)`). Set by a backend reading a section another store may fill (`graph:` of kind neo4j serves no
+    /// FalkorDB).
+    private let servedEndpoint: (@Sendable (StackDefinition) -> HostPort?)?
 
     public init(
         driver: StoreDriver, places: [RowPlace] = [], aggregatePlaces: [RowPlace] = [], scanners: [ScannerDriver] = [],
         featureScanner: FeatureScannerDriver? = nil, sink: SinkDriver? = nil, stack: BackendStack = .none,
-        writePrimaries: WritePrimaries = .one
+        writePrimaries: WritePrimaries = .one,
+        smokeWriters: [OperationDescriptor] = [], endpoint: (@Sendable (StackDefinition) -> HostPort?)? = nil
     ) {
         name = driver.name
         self.driver = driver
@@ -57,6 +68,8 @@ public struct Backend: Sendable {
         self.sink = sink
         self.stack = stack
         self.writePrimaries = writePrimaries
+        self.smokeWriters = smokeWriters
+        self.servedEndpoint = endpoint
         precondition(
             (places + aggregatePlaces).allSatisfy { $0.store == driver.name },
             "backend \(driver.name) lists a place of another store")
@@ -82,4 +95,25 @@ public enum WritePrimaries: Sendable {
     /// acknowledged by several servers are normal, so the dual-primary check does not judge the store (a per-slot
     /// split-brain check does not exist yet).
     case partitionedByKey
+}
+
+extension Backend {
+    /// The store's endpoint in `stack` (for reports: `kiln smoke`'s ENDPOINT column), nil when the stack does not
+    /// serve this backend. Derived unless the descriptor gives `endpoint`: the stack lists `stack.sectionKey`, and the
+    /// endpoint is the proxied one (`stack.proxy`), else the section's first address.
+    public func endpoint(in stackDefinition: StackDefinition) -> HostPort? {
+        if let servedEndpoint { return servedEndpoint(stackDefinition) }
+        guard let key = stack.sectionKey, let section = stackDefinition.section(key) else { return nil }
+        return stack.proxy?.endpoint(stackDefinition) ?? section.addresses.first?.address
+    }
+
+    /// The operation that fills `place` with a range of dataset rows in one call (`Request(rows:)`), for `kiln
+    /// smoke`: the one of `smokeWriters` that writes the place, else the one bulk operation among `place.writtenBy`.
+    /// nil when neither picks exactly one (the backend must then list it in `smokeWriters`).
+    public func smokeWriter(for place: RowPlace) -> OperationDescriptor? {
+        let chosen = smokeWriters.filter { place.writtenBy.contains($0.id) }
+        if chosen.count == 1 { return chosen[0] }
+        let bulk = driver.operations.filter { $0.kind == .bulk && place.writtenBy.contains($0.id) }
+        return chosen.isEmpty && bulk.count == 1 ? bulk[0] : nil
+    }
 }

@@ -10,5 +10,7 @@ public enum Neo4jBackend {
             environment: { stack, _ in
                 guard let graph = stack.section(GraphStackConfig.self), graph.kind == .neo4j else { return [] }
                 return [("KILN_NEO4J_URL", "http://\(graph.endpoint)")]
-            }))
+            }),
+        // `graph:` may name FalkorDB instead: then the stack serves no Neo4j.
+        endpoint: { $0.section(GraphStackConfig.self).flatMap { $0.kind == .neo4j ? $0.endpoint : nil } })
 }

@@ -1,4 +1,5 @@
 import KilnBackend
+import KilnScenario
 
 /// PostgreSQL as the ledger, and TimescaleDB (its own store in scenarios, served by a PostgreSQL server with or
 /// without the extension): operations, clients and places.
@@ -9,7 +10,12 @@ public enum PostgresBackend {
         sink: SinkDriver(name: "postgres", fills: [.postgresRows]) { context, _ in try PostgresSink(context: context) },
         stack: PostgresStackConfig.stackSide)
     public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) },
-        stack: PostgresStackConfig.timescaleStackSide)
+        stack: PostgresStackConfig.timescaleStackSide,
+        // As `TimescaleClient` connects: `timeseries:` of kind timescale, else the PostgreSQL primary.
+        endpoint: { stack in
+            guard let ts = stack.section(TimeSeriesStackConfig.self) else { return nil }
+            return ts.kind == .timescale ? ts.endpoint : stack.section(PostgresStackConfig.self)?.primary
+        })
 }
 
 extension RowPlace {
