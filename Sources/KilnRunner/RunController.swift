@@ -273,6 +273,9 @@ public struct RunController {
                 notChecked = "--no-check given"
             } else {
                 logger.info("checking the run (kiln check \(directory.url.path))")
+                if let leader = patroniLeader?.directory.primary(of: "postgres") {
+                    logger.info("patroni: the check reads the leader of now, \(leader)")
+                }
                 do {
                     _ = try CheckRun(runDirectory: directory.url.path).check(
                         primaries: patroniLeader?.directory ?? faults.runner?.primaries, nothingWrittenIsValid: true)
