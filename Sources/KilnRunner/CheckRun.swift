@@ -38,6 +38,13 @@ public struct CheckRun {
     /// The places `places` may name.
     public static var knownPlaces: [String] { ScannerRegistry.drivers.map(\.place.id) + ["redis.features"] }
 
+    /// A Patroni stack's current leader (REST /leader), so the check reads the node that leads now and never a
+    /// replica the stack file happens to name first; no single leader is `stackUnavailable` (69), never a guess.
+    static func patroniLeader(_ stack: StackDefinition, logger: Logger) throws -> PrimaryDirectory? {
+        guard let patroni = stack.patroni else { return nil }
+        return try PatroniRunLeader.directory(patroni, logger: logger)
+    }
+
     /// The stack file `kiln run --stack` copies into the run directory.
     public static let runStackFile = "stack.yaml"
 
@@ -97,7 +104,8 @@ public struct CheckRun {
         let context = ClientContext(
             stack: stackDefinition, dataset: dataset, namespace: loaded.namespace, timeout: .seconds(300),
             environment: ProcessInfo.processInfo.environment, logger: logger,
-            primaries: primaries ?? PostgresRoles.directory(stackDefinition, logger: logger))
+            primaries: try primaries ?? Self.patroniLeader(stackDefinition, logger: logger)
+                ?? PostgresRoles.directory(stackDefinition, logger: logger))
         var blackBoxDrivers: [ScannerDriver] = []
         if let blackbox = loaded.blackbox {
             // The user's services fill the mapped places from the entry: each must hold what the entry acked.

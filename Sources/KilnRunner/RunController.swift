@@ -204,7 +204,13 @@ public struct RunController {
             {
                 for line in embedded.removeLeftovers() { logger.info("removed leftover: \(line)") }
             }
+            try PatroniRunLeader.refuseFaults(loaded)
             let faults = try prepareFaults(&loaded, paths: stackPaths, runID: directory.url.lastPathComponent, logger: logger)
+            // A Patroni stack: the clients start on the node that holds the leader lock and follow it (the watch moves
+            // the directory's `postgres` entry; each PostgreSQL client reconnects on the next operation). The watch
+            // runs until the check has read the leader of that moment.
+            let patroniLeader = try loaded.stack.patroni.map { try PatroniRunLeader.startWatch($0, logger: logger) }
+            defer { patroniLeader?.watch.stop() }
             defer { for proxy in faults.proxies.values { proxy.stop() } }
             if let shardSlice {
                 try ShardRequest.writeHeader(
@@ -231,7 +237,8 @@ public struct RunController {
             run.shard = shardSlice
             run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.pipelineLauncher = Self.pipelineLauncher(stackFile: stackFile, stack: loaded.stack, paths: stackPaths)
-            run.primaries = faults.runner?.primaries ?? PostgresRoles.directory(loaded.stack, logger: logger)
+            run.primaries = patroniLeader?.directory ?? faults.runner?.primaries
+                ?? PostgresRoles.directory(loaded.stack, logger: logger)
             let prober = StalenessProbes.start(loaded, dataset: dataset, primaries: run.primaries, logger: logger)
             run.ackTap = prober
             var report: RunReport
@@ -270,9 +277,12 @@ public struct RunController {
                 notChecked = "--no-check given"
             } else {
                 logger.info("checking the run (kiln check \(directory.url.path))")
+                if let leader = patroniLeader?.directory.primary(of: "postgres") {
+                    logger.info("patroni: the check reads the leader of now, \(leader)")
+                }
                 do {
                     _ = try CheckRun(runDirectory: directory.url.path).check(
-                        primaries: faults.runner?.primaries, nothingWrittenIsValid: true)
+                        primaries: patroniLeader?.directory ?? faults.runner?.primaries, nothingWrittenIsValid: true)
                 } catch let failure as Failure {
                     // check.json was not written: the verdict cannot be judged, whatever the load said.
                     FileHandle.standardError.write(Data("kiln: check: \(failure.message)\n".utf8))

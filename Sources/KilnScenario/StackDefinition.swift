@@ -52,6 +52,9 @@ public struct StackDefinition: Sendable {
     public var startedBy: String? = nil
     /// `network:` — loopback aliases (default) or hosts in network namespaces (embedded stacks only).
     public var network: Network = .loopback
+    /// A `kind: patroni` stack's own file (etcd members, every node's PostgreSQL and REST endpoint), so a run and a
+    /// check find the current leader through Patroni's REST API instead of trusting the first node; nil otherwise.
+    public var patroni: PatroniStackSpec? = nil
     /// Hosts of Kiln's own load-worker groups in a hosts stack (`client_groups:`), at 10.213.7.201 onwards in order;
     /// a worker thread enters one (HostNetwork.enterForCurrentThread) to open its connections from that address.
     public var clientGroups: [(name: String, address: HostAddress)] = []
@@ -189,6 +192,7 @@ public struct StackDefinition: Sendable {
         definition.network = .hosts
         definition.clientGroups = spec.clientGroups
         definition.hasSinkHosts = false
+        definition.patroni = spec
         return definition
     }
 

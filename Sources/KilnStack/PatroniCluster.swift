@@ -55,6 +55,10 @@ public final class PatroniCluster {
 
     func directory(_ host: NetworkHost) -> URL { runDirectory.appendingPathComponent(host.name) }
     func log(_ host: NetworkHost) -> URL { runDirectory.appendingPathComponent("logs/\(host.name).log") }
+    /// The venv's own python, which runs its scripts: their `#!` names the directory the venv was created in, which
+    /// a venv shared between checkouts (`.kiln` → /work/main/.kiln) may no longer have.
+    var venvPython: String { patroniExecutable.deletingLastPathComponent().appendingPathComponent("python3").path }
+
     public func configFile(ofNode index: Int) -> URL {
         directory(nodeHosts[index]).appendingPathComponent("patroni.yml")
     }
@@ -134,7 +138,7 @@ public final class PatroniCluster {
         logger.info("starting", metadata: ["kiln.server": "\(host.name)", "kiln.endpoint": "\(spec.nodes[index])"])
         // runuser inside the namespace wrapper: only root may enter a namespace; PostgreSQL refuses root.
         let pid = try LocalProcess.spawnDetached(
-            "/usr/sbin/runuser", ["-u", "postgres", "--", patroniExecutable.path, configFile(ofNode: index).path],
+            "/usr/sbin/runuser", ["-u", "postgres", "--", venvPython, patroniExecutable.path, configFile(ofNode: index).path],
             log: log(host), host: host)
         try? String(pid).write(to: dir.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
     }
@@ -375,7 +379,7 @@ public final class PatroniCluster {
     public func setSynchronousMode(_ on: Bool, timeout: Duration = .seconds(60)) throws {
         let patronictl = patroniExecutable.deletingLastPathComponent().appendingPathComponent("patronictl").path
         try LocalProcess.run(
-            patronictl, ["-c", configFile(ofNode: 0).path, "edit-config", "--force", "-s", "synchronous_mode=\(on)"])
+            venvPython, [patronictl, "-c", configFile(ofNode: 0).path, "edit-config", "--force", "-s", "synchronous_mode=\(on)"])
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let roles = status().nodes.compactMap(\.role)
