@@ -156,9 +156,13 @@ public struct HTMLReportWriter: ReportWriter {
                 let color = SVGChart.palette[index % SVGChart.palette.count]
                 let series = storeSamples.filter { $0.operation == operation }
                 func x(_ sample: TimelineSample) -> Double { (offset[sample.phase] ?? 0) + Double(sample.second) }
+                // A bulk operation is charted in rows/s (one op is a batch of thousands of rows: "5 ops/s" says
+                // nothing), everything else in ops/s; the legend says which.
+                let isBulk = series.contains { $0.rows > $0.completed }
                 throughput.append(
                     SVGChart.Series(
-                        name: operation, color: color, points: series.map { (x($0), Double($0.completed)) }))
+                        name: isBulk ? "\(operation) (rows/s)" : operation, color: color,
+                        points: series.map { (x($0), Double(isBulk ? $0.rows : $0.completed)) }))
                 latency.append(
                     SVGChart.Series(
                         name: "\(operation) p50", color: color, dashed: true,
@@ -170,7 +174,10 @@ public struct HTMLReportWriter: ReportWriter {
             }
             html += #"<div class="store" id="store-\#(e(store))"><h3>\#(e(store))</h3>"#
             html += SVGChart(
-                title: "\(store): throughput", xLabel: "seconds since run start", yLabel: "ops/s",
+                title: "\(store): throughput", xLabel: "seconds since run start",
+                yLabel: operations.contains { operation in
+                    storeSamples.contains { $0.operation == operation && $0.rows > $0.completed }
+                } ? "ops/s, rows/s for bulk" : "ops/s",
                 series: throughput, bands: bands, markers: markers
             ).svg
             html += SVGChart(

@@ -17,6 +17,24 @@ struct SVGChart {
         var label: String
     }
 
+    /// Height of one row of phase labels (10 px text).
+    static let markerLabelLineHeight = 12.0
+    /// Width a 10 px label takes, generously (SVG text is not measured here): 6.5 px per character plus the 3 px gap.
+    static func markerLabelWidth(_ label: String) -> Double { Double(label.count) * 6.5 + 3 }
+
+    /// The row (0 = bottom) of each marker label, left to right in `placed` order: a label goes to the lowest row
+    /// where it does not run into the label before it on that row, so labels of close phases never overlap.
+    static func markerLabelRows(_ placed: [(x: Double, label: String)]) -> [Int] {
+        var rowEnds: [Double] = []
+        return placed.map { x, label in
+            let start = x + 3
+            let row = rowEnds.firstIndex { $0 <= start } ?? rowEnds.count
+            if row == rowEnds.count { rowEnds.append(0) }
+            rowEnds[row] = start + markerLabelWidth(label)
+            return row
+        }
+    }
+
     /// A vertical line with a label (a phase start).
     struct Marker {
         var x: Double
@@ -84,10 +102,12 @@ struct SVGChart {
             out += #"<line x1="\#(Self.f(x))" x2="\#(Self.f(x))" y1="\#(top + plotHeight)" y2="\#(top + plotHeight + 4)" class="axis"/>"#
             out += #"<text x="\#(Self.f(x))" y="\#(top + plotHeight + 16)" text-anchor="middle" class="tick">\#(Self.escape(text))</text>"#
         }
-        for marker in markers {
+        let labelRows = Self.markerLabelRows(markers.map { (px($0.x), $0.label) })
+        for (marker, row) in zip(markers, labelRows) {
             let x = px(marker.x)
             out += #"<line x1="\#(Self.f(x))" x2="\#(Self.f(x))" y1="\#(top)" y2="\#(top + plotHeight)" class="marker"/>"#
-            out += #"<text x="\#(Self.f(x + 3))" y="\#(top + plotHeight - 4)" class="marker-label">\#(Self.escape(marker.label))</text>"#
+            let y = top + plotHeight - 4 - Double(row) * Self.markerLabelLineHeight
+            out += #"<text x="\#(Self.f(x + 3))" y="\#(Self.f(y))" class="marker-label">\#(Self.escape(marker.label))</text>"#
         }
         out += #"<line x1="\#(left)" x2="\#(left)" y1="\#(top)" y2="\#(top + plotHeight)" class="axis"/>"#
         out += #"<line x1="\#(left)" x2="\#(left + plotWidth)" y1="\#(top + plotHeight)" y2="\#(top + plotHeight)" class="axis"/>"#

@@ -591,8 +591,8 @@ public enum RunSummary {
                 }
             }
             for verdict in phase.thresholds {
-                let observed = verdict.observed.map { String(format: "%.6g", $0) } ?? "nothing measured"
-                lines.append("  \(verdict.passed ? "PASS" : "FAIL") \(verdict.scope): \(verdict.expression)  (observed \(observed))")
+                lines.append(
+                    "  \(verdict.passed ? "PASS" : "FAIL") \(verdict.scope): \(verdict.expression)  (observed \(verdict.observedText))")
             }
         }
         return lines.joined(separator: "\n")
