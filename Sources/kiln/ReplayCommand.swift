@@ -87,7 +87,7 @@ struct ReplayCommand: ParsableCommand {
                     // roles the stack file names, as the original did, not those a previous replay's failover left.
                     guard !bundle.faultsPlanned.isEmpty, let stack = replayStack else { return }
                     do {
-                        if try StackCommand.restoreFileRoles(stack, logger: logger) {
+                        if try StackRoles.restoreFileRoles(stack, logger: logger) {
                             logger.info("replay \(number): the servers take their stack file's roles again (failed back)")
                         }
                     } catch {

@@ -3,6 +3,7 @@ import KilnCore
 import KilnRunner
 import KilnScenario
 import KilnStack
+import KilnStores
 
 /// `kiln stack up|down|status` of an external stack whose file names the script that starts it (`started_by:`, the
 /// hardened stack's `scripts/secure-stack`): `up` and `down` run `SCRIPT up|down DIR`, passing Kiln's environment (the
@@ -57,13 +58,11 @@ enum ScriptedStackCommands {
 
     /// Every server the stack file lists, with whether it accepts a TCP connection.
     static func reachability(_ definition: StackDefinition) -> [(name: String, endpoint: HostPort, up: Bool)] {
-        // Named by section and field (`redis.sentinels`), numbered when a field lists several servers.
-        var seen: [String: Int] = [:]
-        let counts = Dictionary(definition.addresses.map { ($0.field, 1) }, uniquingKeysWith: +)
-        let servers: [(String, HostPort)] = definition.addresses.map { entry in
-            seen[entry.field, default: 0] += 1
-            let name = counts[entry.field]! > 1 ? "\(entry.field)-\(seen[entry.field]!)" : entry.field
-            return (name, entry.address)
+        // Named as the backends name their servers (`postgres-primary`, `sentinel-3`), whatever sections are listed.
+        let root = URL(fileURLWithPath: "/")
+        let paths = EmbeddedPaths(runDirectory: root, tools: root, libraries: root, network: definition.network)
+        let servers: [(String, HostPort)] = Backends.all.flatMap { $0.stack.servers(definition, paths) }.map {
+            ($0.name, $0.endpoint)
         }
         return servers.map { ($0.0, $0.1, LocalProcess.isListening(host: $0.1.host, port: $0.1.port)) }
     }
