@@ -198,14 +198,18 @@ public enum PartitionSweeper {
     /// another live process. Returns how many it deleted.
     @discardableResult
     public static func removeOrphaned(includingThisProcess: Bool = false) throws -> Int {
+        try remove(try orphanedRules(includingThisProcess: includingThisProcess))
+    }
+
+    /// The `iptables -S` lines `removeOrphaned` would delete, without deleting them.
+    public static func orphanedRules(includingThisProcess: Bool = false) throws -> [String] {
         let me = HostOwner.currentProcess
-        return try remove(
-            try IPTables.taggedRules().filter { line in
-                guard let comment = IPTables.comment(of: line), let (_, owner) = PartitionRules.parse(comment: comment)
-                else { return false }
-                guard let owner else { return true }
-                return !owner.isAlive || (includingThisProcess && owner == me)
-            })
+        return try IPTables.taggedRules().filter { line in
+            guard let comment = IPTables.comment(of: line), let (_, owner) = PartitionRules.parse(comment: comment)
+            else { return false }
+            guard let owner else { return true }
+            return !owner.isAlive || (includingThisProcess && owner == me)
+        }
     }
 
     private static func remove(_ lines: [String]) throws -> Int {
