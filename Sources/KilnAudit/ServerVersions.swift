@@ -23,7 +23,7 @@ public enum ServerVersions {
 
     /// Every server a stack file names, as the backends describe them (the embedded stack's names:
     /// `postgres-primary`, `sentinel-1`, `redis-cluster-3`, …), whatever sections the stack lists; the kind follows
-    /// the server's wire protocol (and, for RESP, whether it is a Sentinel or the graph store).
+    /// the server's wire protocol (and, for RESP, its role: a Sentinel, the graph store, or a Redis server).
     public static func servers(_ stack: StackDefinition) -> [Server] {
         let root = URL(fileURLWithPath: "/")
         let paths = EmbeddedPaths(runDirectory: root, tools: root, libraries: root, network: stack.network)
@@ -34,7 +34,7 @@ public enum ServerVersions {
                 case .kafka: .kafka
                 case .http: .clickhouse
                 case .resp:
-                    server.name.hasPrefix("sentinel") ? .sentinel : server.name.hasPrefix("falkordb") ? .falkordb : .redis
+                    server.role == .sentinel ? .sentinel : server.role == .falkordb ? .falkordb : .redis
                 }
             return Server(name: server.name, kind: kind, endpoint: server.endpoint)
         }

@@ -72,7 +72,8 @@ enum ScriptedStackCommands {
         for server in servers {
             print("\(server.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(server.endpoint.description.padding(toLength: 22, withPad: " ", startingAt: 0)) \(server.up ? "up" : "DOWN")")
         }
-        return servers.allSatisfy(\.up) ? .ok : .stackUnavailable
+        // A stack file that lists no server proves nothing is up: never green.
+        return !servers.isEmpty && servers.allSatisfy(\.up) ? .ok : .stackUnavailable
     }
 
     static func up(_ options: StackOptions, _ definition: StackDefinition) throws -> KilnExitCode {
