@@ -41,7 +41,10 @@ public struct PipelineSpec: Sendable, Equatable {
         /// Whether a `pipeline:` block without `sinks:` runs this sink.
         public let isDefault: Bool
 
-        public init(_ sink: Sink, bugs: [Bug] = [], defaultStaleness: Duration = PipelineSpec.fallbackStaleness, isDefault: Bool = false) {
+        public init(
+            _ sink: Sink, bugs: [Bug] = [], defaultStaleness: Duration = PipelineSpec.fallbackStaleness,
+            isDefault: Bool = false
+        ) {
             precondition(bugs.allSatisfy { $0.sink == sink }, "sink \(sink) declares a bug of another sink")
             self.sink = sink
             self.bugs = bugs
@@ -66,7 +69,8 @@ public struct PipelineSpec: Sendable, Equatable {
     public var lag: Duration
     /// How long `kiln run` waits after the last phase for every sink to reach the end of the topic.
     public var convergenceTimeout: Duration
-    /// Staleness SLO per sink: time from the Kafka write to the sink's commit.
+    /// Staleness SLO per sink: time from the Kafka write to the sink's commit. The parser starts from every known
+    /// sink's `defaultStaleness`; `init` leaves it empty (`stalenessSLO(of:)` then gives `fallbackStaleness`).
     public var staleness: [Sink: Duration]
 
     /// The staleness SLO of a sink that neither its backend (`KnownSink.defaultStaleness`) nor `staleness_slo:` sets.
