@@ -188,7 +188,7 @@ let package = Package(
             name: "KilnUnitTests",
             dependencies: [
                 "KilnTestSupport", "KilnCore", "KilnScenario", "KilnStack", "KilnData", "KilnStores", "KilnLoad",
-                "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnReplay",
+                "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnReplay", "KilnAudit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

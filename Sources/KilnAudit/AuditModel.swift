@@ -22,16 +22,21 @@ public enum AuditSeverity: String, Sendable, CaseIterable, Comparable, Codable {
     }
 }
 
-/// The part of the stack a check looks at.
-public enum AuditStore: String, Sendable, CaseIterable, Codable {
-    case postgres
-    case redis
-    case kafka
-    case falkordb
-    case neo4j
-    case clickhouse
+/// The part of the stack a check looks at: a backend, by its name (`Backend.name`), or Kiln itself. Not a closed set:
+/// a check over every server (the listeners) files each under its backend's name, whatever backends exist.
+public struct AuditStore: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let postgres = AuditStore(rawValue: "postgres")
+    public static let redis = AuditStore(rawValue: "redis")
+    public static let kafka = AuditStore(rawValue: "kafka")
+    public static let falkordb = AuditStore(rawValue: "falkordb")
+    public static let neo4j = AuditStore(rawValue: "neo4j")
+    public static let clickhouse = AuditStore(rawValue: "clickhouse")
     /// Kiln's own files (run directories).
-    case kiln
+    public static let kiln = AuditStore(rawValue: "kiln")
 }
 
 /// Every finding `kiln audit` can report, by its stable id (SARIF `ruleId`, JUnit test name, JSON `id`). The raw

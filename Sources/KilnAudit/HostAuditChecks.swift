@@ -93,15 +93,26 @@ struct ListenerCheck: AuditCheck {
         return results
     }
 
+    /// Every server of `stack`, from the backends (`Backends.all` order): each backend's servers as it names them
+    /// (`BackendStack.servers`, listed whatever the stack's kind: an external stack's servers are checked too), filed
+    /// under the backend's name; then, for a backend Kiln runs no server for (Neo4j, TimescaleDB), the endpoint its
+    /// clients reach (`Backend.endpoint(in:)`) unless a server above already is that endpoint.
     static func servers(of stack: StackDefinition) -> [(server: AuditServer, store: AuditStore)] {
-        var servers = stack.auditPostgresServers.map { ($0, AuditStore.postgres) }
-        servers.append((AuditServer(role: "redis-primary", endpoint: stack.redis.primary), .redis))
-        servers += stack.redis.replicas.enumerated().map { (AuditServer(role: "redis-replica-\($0.offset + 1)", endpoint: $0.element), .redis) }
-        servers += stack.redis.sentinels.enumerated().map { (AuditServer(role: "sentinel-\($0.offset + 1)", endpoint: $0.element), .redis) }
-        servers += stack.kafka.bootstrap.map { (AuditServer(role: "kafka", endpoint: $0), .kafka) }
-        servers.append((AuditServer(role: stack.graph.kind.rawValue, endpoint: stack.graph.endpoint), stack.graph.kind == .neo4j ? .neo4j : .falkordb))
-        servers.append((AuditServer(role: stack.timeseries.kind.rawValue, endpoint: stack.timeseries.endpoint),
-            stack.timeseries.kind == .clickhouse ? .clickhouse : .postgres))
+        // The descriptions are only read for names and endpoints: nothing is started, no path is touched.
+        let nowhere = URL(fileURLWithPath: "/nonexistent")
+        let paths = EmbeddedPaths(runDirectory: nowhere, tools: nowhere, libraries: nowhere, network: stack.network)
+        var servers: [(server: AuditServer, store: AuditStore)] = []
+        var serverless: [Backend] = []
+        for backend in Backends.all {
+            let described = backend.stack.servers(stack, paths)
+            if described.isEmpty { serverless.append(backend) }
+            servers += described.map { (AuditServer(role: $0.name, endpoint: $0.endpoint), AuditStore(rawValue: backend.name)) }
+        }
+        for backend in serverless {
+            guard let endpoint = backend.endpoint(in: stack), !servers.contains(where: { $0.server.endpoint == endpoint })
+            else { continue }
+            servers.append((AuditServer(role: backend.name, endpoint: endpoint), AuditStore(rawValue: backend.name)))
+        }
         return servers
     }
 

@@ -52,8 +52,8 @@ public final class LoadRun {
         Set(drivers.flatMap { driver in driver.operations.map { "\(driver.name).\($0.name)" } })
     }
 
-    /// Every pipeline sink name the backends provide, for `LoadScenario.load(knownSinks:)`.
-    public static func knownSinks() -> [String] { Pipeline.sinkNames }
+    /// Every pipeline sink the backends provide (with its bugs and default SLO), for `LoadScenario.load(knownSinks:)`.
+    public static func knownSinks() -> [PipelineSpec.KnownSink] { Pipeline.knownSinks }
 
     public init(
         scenario: LoadScenario, dataset: Dataset, directory: RunDirectory, stop: StopFlag, environment: [String: String],
@@ -249,7 +249,7 @@ public final class LoadRun {
             throw Failure(code: .stackUnavailable, message: "pipeline: setup failed: \(error)")
         }
         if !spec.processes { pipeline.start() }
-        let bugs = spec.bugs.isEmpty ? "no planted bugs" : "planted bugs: \(spec.bugs.map(\.rawValue).joined(separator: ", "))"
+        let bugs = spec.bugs.isEmpty ? "no planted bugs" : "planted bugs: \(spec.bugs.map(\.name).joined(separator: ", "))"
         logger.info("pipeline: sinks \(spec.sinks.map(\.rawValue).joined(separator: ", ")) started (\(bugs))")
         return pipeline
     }

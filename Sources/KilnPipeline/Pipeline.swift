@@ -11,10 +11,10 @@ extension SinkReport {
     /// The report of a sink whose worker process is gone or hung: nothing known, not converged, with why.
     public static func missing(_ sink: PipelineSpec.Sink, spec: PipelineSpec, reason: String) -> SinkReport {
         SinkReport(
-            sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.rawValue), messages: 0, applied: 0,
+            sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.name), messages: 0, applied: 0,
             duplicatesSkipped: 0, skipped: 0, batches: 0, crashes: 0, errors: 1, lastError: reason, converged: false,
             staleness: Staleness(count: 0, p50: nil, p99: nil, max: nil),
-            sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
+            sloMs: spec.stalenessSLO(of: sink).seconds * 1000)
     }
 
     /// Whether the path met its SLO (p99 within it and converged).
@@ -49,6 +49,10 @@ public final class Pipeline: Sendable {
     public static let sinkDrivers: [SinkDriver] = Backends.all.compactMap(\.sink)
     /// The sink names a scenario's `pipeline.sinks` may list: derived from the backends.
     public static let sinkNames: [String] = sinkDrivers.map(\.name)
+    /// The sinks as the scenario parser knows them (names, planted bugs, default staleness SLOs, default `sinks:`).
+    public static let knownSinks: [PipelineSpec.KnownSink] = sinkDrivers.map(\.known)
+    /// Every planted bug the sinks implement (`pipeline.bugs`), in `Backends.all` order.
+    public static let bugs: [PipelineSpec.Bug] = sinkDrivers.flatMap(\.bugs)
 
     public static func driver(for sink: PipelineSpec.Sink) -> SinkDriver? {
         sinkDrivers.first { $0.name == sink.rawValue }
@@ -269,7 +273,7 @@ final class SinkWorker: Sendable {
             let crash = spec.crashEvery.map { batchNumber % $0 == 0 } ?? false
             // A modelled crash strikes between the batch's two steps (write and offset store, in either order).
             let result: ApplyResult
-            if spec.has(.commitBeforeWrite) && sink.sink == .clickhouse {
+            if sink.storesOffsetsBeforeWrite {
                 try sink.storeOffsets(next)
                 if crash { throw ModelledCrash() }
                 result = try sink.apply(batch, next: next)
@@ -304,7 +308,7 @@ final class SinkWorker: Sendable {
             let histogram = state.staleness
             let empty = histogram.totalCount == 0
             return SinkReport(
-                sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.rawValue),
+                sink: sink.rawValue, bugs: spec.bugs.filter { $0.sink == sink }.map(\.name),
                 messages: state.messages, applied: state.applied, duplicatesSkipped: state.duplicatesSkipped,
                 skipped: state.skipped, batches: state.batches, crashes: state.crashes, errors: state.errors,
                 lastError: state.lastError, converged: caughtUp,
@@ -314,7 +318,7 @@ final class SinkWorker: Sendable {
                     p99: empty ? nil : Double(histogram.valueAtPercentile(99)),
                     max: empty ? nil : Double(histogram.max)),
                 offsetJumps: state.jumps, firstJump: state.firstJump,
-                sloMs: (spec.staleness[sink] ?? .seconds(30)).seconds * 1000)
+                sloMs: spec.stalenessSLO(of: sink).seconds * 1000)
         }
     }
 }

@@ -91,8 +91,8 @@ public final class Shrinker {
     let workDirectory: URL
     let options: ShrinkOptions
     let knownOperations: Set<String>
-    /// The pipeline sink names the backends provide (`LoadRun.knownSinks()`), for parsing the bundle's scenario.
-    let knownSinks: [String]
+    /// The pipeline sinks the backends provide (`LoadRun.knownSinks()`), for parsing the bundle's scenario.
+    let knownSinks: [PipelineSpec.KnownSink]
     let logger: Logger
     let stop: () -> Bool
     private let started = Date()
@@ -103,7 +103,7 @@ public final class Shrinker {
     public init(
         bundleDirectory: URL, bundle: ReplayBundle, original: RunOutcome, launcher: any RunLauncher,
         workDirectory: URL, options: ShrinkOptions, knownOperations: Set<String>,
-        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue), logger: Logger,
+        knownSinks: [PipelineSpec.KnownSink] = LoadScenario.backendSinks, logger: Logger,
         stop: @escaping () -> Bool = { false }
     ) {
         self.bundleDirectory = bundleDirectory

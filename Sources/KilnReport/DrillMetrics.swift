@@ -24,9 +24,10 @@ import KilnCore
 /// Verdict: `passed` when the fault was verified and the store recovered, `unknown` when the fault's verification
 /// was unknown, `failed` otherwise.
 public enum DrillMetrics {
-    /// The store a fault target belongs to: `redis-primary` → redis (the longest backend name, from `Backends.all`,
-    /// the target starts with, so `redis-cluster-…` would go to a `redis-cluster` backend), a proxy
-    /// fault's `127.0.0.1:P -> 127.0.0.21:16379` through `proxiedStores`.
+    /// The store a fault target belongs to: a server's name maps to the backend whose `serverNamePrefixes` (its name
+    /// and its stack side's other server names, from `Backends.all`) has the longest one the target starts with:
+    /// `redis-primary` and `sentinel-2` → redis, `redis-cluster-3` → redis-cluster; a proxy fault's
+    /// `127.0.0.1:P -> 127.0.0.21:16379` through `proxied`.
     public static func store(of fault: RunReport.Fault, proxied: [String: String] = [:]) -> String? {
         let target = fault.target
         // A sink process's fault shows in the pipeline's staleness and the checks, not in the load's ops.
@@ -34,14 +35,14 @@ public enum DrillMetrics {
         // Failovers name the service's servers or its Sentinels in their target (`kiln via sentinels …`).
         if let store = RecordedFaultKind(recorded: fault.kind)?.failoverStore { return store }
         for (address, store) in proxied where target.contains(address) { return store }
-        if let store = storeNamesLongestFirst.first(where: { target.hasPrefix($0) }) { return store }
-        // Redis's Sentinels are fault targets of their own (until fault targets move into the backends' descriptors).
-        if target.hasPrefix("sentinel") { return "redis" }
-        return nil
+        return serverNamePrefixesLongestFirst.first { target.hasPrefix($0.prefix) }?.store
     }
 
-    /// Every backend's name, longest first, so a name that extends another (`redis-cluster`) wins over it.
-    static let storeNamesLongestFirst: [String] = Backends.all.map(\.name).sorted { $0.count > $1.count }
+    /// Every backend's server name prefixes with the backend, longest first, so a name that extends another
+    /// (`redis-cluster`) wins over it.
+    static let serverNamePrefixesLongestFirst: [(prefix: String, store: String)] =
+        Backends.all.flatMap { backend in backend.serverNamePrefixes.map { ($0, backend.name) } }
+        .sorted { $0.prefix.count > $1.prefix.count }
 
     public static func compute(
         faults: [RunReport.Fault], report: RunReport, timeline: [TimelineSample], proxied: [String: String] = [:]

@@ -330,19 +330,7 @@ enum PostgresRoles {
     /// The replica that is the primary while the stack file's primary is a standby; nil when the roles are as the
     /// file says or a server cannot be asked (then the file is used as written).
     static func promotedReplica(_ stack: StackDefinition) -> HostPort? {
-        guard stack.has(PostgresStackConfig.key) else { return nil }  // a stack without PostgreSQL
-        func inRecovery(_ address: HostPort) -> Bool? {
-            let endpoint = PostgresEndpoint(
-                host: address.host, port: address.port, database: stack.postgres.database, user: stack.postgres.user,
-                password: StackDefinition.secret(
-                    stack.postgres.passwordEnvironmentVariable, in: ProcessInfo.processInfo.environment))
-            guard let connection = try? PostgresConnection(endpoint, connectTimeoutSeconds: 2),
-                let result = try? connection.execute("SELECT pg_is_in_recovery()"), result.rowCount == 1
-            else { return nil }
-            return result.value(row: 0, column: 0) == "t"
-        }
-        guard inRecovery(stack.postgres.primary) == true else { return nil }
-        return stack.postgres.replicas.first { inRecovery($0) == false }
+        PostgresStackConfig.promotedReplica(stack)
     }
 
     /// A directory with the promoted replica as `postgres`, or nil. (Redis clients find their primary through

@@ -24,7 +24,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     let runID: String
     let seed: UInt64
     let logger: Logger
-    /// Where clients find the current PostgreSQL and Redis primaries; failover faults move them.
+    /// Where clients find the current primary of each store with one (`BackendStack.currentPrimary`: PostgreSQL,
+    /// Redis), by backend name; failover faults move them.
     let primaries: PrimaryDirectory
     private let condition = NSCondition()
     private var records: [Int: RunReport.Fault] = [:]
@@ -44,12 +45,11 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         self.proxies = proxies
         self.runID = runID
         self.logger = logger
-        // The failover drills' current primaries, of the stores the stack lists.
+        // The failover drills' current primaries, of the stores the stack lists, from the backends' stack sides.
         var initial: [String: HostPort] = [:]
-        if let pg = stack.section(PostgresStackConfig.self) {
-            initial["postgres"] = PostgresRoles.promotedReplica(stack) ?? pg.primary
+        for backend in Backends.all {
+            if let primary = backend.stack.currentPrimary?(stack) { initial[backend.name] = primary }
         }
-        if let redis = stack.section(RedisStackConfig.self) { initial["redis"] = redis.primary }
         primaries = PrimaryDirectory(initial)
     }
 

@@ -127,13 +127,13 @@ public struct LoadScenario: Sendable {
 
     public static let executors = ["bulk", "constant-arrival-rate", "ramping-arrival-rate", "closed"]
 
-    /// `knownSinks`: the pipeline sink names the backends provide (`Pipeline.sinkNames`); the default, the reference
-    /// sinks, is for tests of this layer.
+    /// `knownSinks`: the pipeline sinks the backends provide (`Pipeline.knownSinks`: names, planted bugs, default
+    /// staleness SLOs; KilnStores's short forms pass them).
     /// `vocabulary`: the backends' stack sections and proxiable stores (`BackendVocabulary.all` in KilnStores, which
     /// also offers `load(contentsOf:knownOperations:)` with it).
     public static func load(
         contentsOf url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary,
-        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
+        knownSinks: [PipelineSpec.KnownSink]
     ) throws(SpecError) -> LoadScenario {
         let fields = try YAMLFields.document(contentsOf: url)
         return try parse(
@@ -142,7 +142,7 @@ public struct LoadScenario: Sendable {
 
     public static func parse(
         _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, vocabulary: BackendVocabulary,
-        knownSinks: [String] = PipelineSpec.Sink.reference.map(\.rawValue)
+        knownSinks: [PipelineSpec.KnownSink]
     ) throws(SpecError) -> LoadScenario {
         let directory = url.deletingLastPathComponent()
         let name = try fields.optionalString("name") ?? url.deletingPathExtension().lastPathComponent

@@ -5,48 +5,51 @@ import Foundation
 public struct PipelineSpec: Sendable, Equatable {
     /// A sink store the workers apply transactions to, by its backend's name. The accepted names come from the
     /// backends that provide a sink (`Backend.sink`, listed by `Pipeline.sinkNames`), passed to the parser as
-    /// `knownSinks`; this layer cannot see the backends. The constants name the reference sinks the planted bugs
-    /// live in.
+    /// `knownSinks`; this layer cannot see the backends. The constants (`PipelineSpec.Sink.redis`) live in the
+    /// backends' folders, beside each sink.
     public struct Sink: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         public var description: String { rawValue }
-
-        public static let postgres = Sink(rawValue: "postgres")
-        public static let redis = Sink(rawValue: "redis")
-        public static let falkordb = Sink(rawValue: "falkordb")
-        public static let clickhouse = Sink(rawValue: "clickhouse")
-        /// The reference pipeline's sinks (the default `sinks:`), in order.
-        public static let reference: [Sink] = [.postgres, .redis, .falkordb, .clickhouse]
     }
 
-    /// A planted bug: each breaks one promise in one sink, so a checker must find it.
-    public enum Bug: String, Sendable, CaseIterable, Equatable {
-        /// ClickHouse sink stores its offsets before writing the batch: a crash in between loses the batch.
-        case commitBeforeWrite = "commit-before-write"
-        /// ClickHouse sink skips its "already applied?" lookup: a redelivered batch is inserted twice.
-        case nonIdempotent = "non-idempotent"
-        /// Graph sink silently skips every `drop_every`-th message.
-        case dropEveryN = "drop-every-n"
-        /// ClickHouse sink rounds amounts to whole currency units.
-        case wrongRounding = "wrong-rounding"
-        /// Graph sink also applies declined transactions, which the ledger rejects (rolls back).
-        case phantom
-        /// Redis sink skips feature updates of batches of `stale_batch` or more messages (the cache goes stale
-        /// under load) but still advances its offsets.
-        case staleCache = "stale-cache"
-        /// Redis sink applies each batch newest first; its per-partition offset guard then drops the older ones.
-        case reorder
-        /// Redis sink sleeps `lag` before each batch, beyond its staleness SLO.
-        case lag
-
+    /// A planted bug: each breaks one promise in one sink, so a checker must find it. The bugs a sink can plant are
+    /// declared by its backend (`SinkDriver.bugs`; the constants, `PipelineSpec.Bug.lag`, live in the backend's
+    /// folder beside the sink that implements them) and reach the parser with the sink (`KnownSink.bugs`); this layer
+    /// names none.
+    public struct Bug: Hashable, Sendable, CustomStringConvertible {
+        /// The name in scenario files (`bugs: [lag]`).
+        public let name: String
         /// The sink the bug lives in.
-        public var sink: Sink {
-            switch self {
-            case .commitBeforeWrite, .nonIdempotent, .wrongRounding: .clickhouse
-            case .dropEveryN, .phantom: .falkordb
-            case .staleCache, .reorder, .lag: .redis
-            }
+        public let sink: Sink
+
+        public init(_ name: String, in sink: Sink) {
+            self.name = name
+            self.sink = sink
+        }
+
+        public var description: String { name }
+    }
+
+    /// What the parser knows of a sink a backend provides (`SinkDriver.known`): its name, the bugs it can plant, its
+    /// default staleness SLO and whether it is in the default `sinks:` (the reference pipeline).
+    public struct KnownSink: Sendable {
+        public let sink: Sink
+        public let bugs: [Bug]
+        /// The staleness SLO when `staleness_slo:` does not name the sink.
+        public let defaultStaleness: Duration
+        /// Whether a `pipeline:` block without `sinks:` runs this sink.
+        public let isDefault: Bool
+
+        public init(
+            _ sink: Sink, bugs: [Bug] = [], defaultStaleness: Duration = PipelineSpec.fallbackStaleness,
+            isDefault: Bool = false
+        ) {
+            precondition(bugs.allSatisfy { $0.sink == sink }, "sink \(sink) declares a bug of another sink")
+            self.sink = sink
+            self.bugs = bugs
+            self.defaultStaleness = defaultStaleness
+            self.isDefault = isDefault
         }
     }
 
@@ -66,18 +69,21 @@ public struct PipelineSpec: Sendable, Equatable {
     public var lag: Duration
     /// How long `kiln run` waits after the last phase for every sink to reach the end of the topic.
     public var convergenceTimeout: Duration
-    /// Staleness SLO per sink: time from the Kafka write to the sink's commit.
+    /// Staleness SLO per sink: time from the Kafka write to the sink's commit. The parser starts from every known
+    /// sink's `defaultStaleness`; `init` leaves it empty (`stalenessSLO(of:)` then gives `fallbackStaleness`).
     public var staleness: [Sink: Duration]
 
-    /// Platform defaults (DOMAIN.md): 5 s to Redis, 30 s to the analytics store; the ledger and graph 30 s.
-    public static let defaultStaleness: [Sink: Duration] = [
-        .postgres: .seconds(30), .redis: .seconds(5), .falkordb: .seconds(30), .clickhouse: .seconds(30),
-    ]
+    /// The staleness SLO of a sink that neither its backend (`KnownSink.defaultStaleness`) nor `staleness_slo:` sets.
+    /// The platform defaults (DOMAIN.md: 5 s to Redis, 30 s elsewhere) are declared by the sinks' backends.
+    public static let fallbackStaleness: Duration = .seconds(30)
+
+    /// The staleness SLO of `sink`: `staleness[sink]`, else `fallbackStaleness`.
+    public func stalenessSLO(of sink: Sink) -> Duration { staleness[sink] ?? Self.fallbackStaleness }
 
     public init(
-        sinks: [Sink] = Sink.reference, bugs: [Bug] = [], batch: Int = 1000, crashEvery: Int? = nil,
+        sinks: [Sink] = [], bugs: [Bug] = [], batch: Int = 1000, crashEvery: Int? = nil,
         dropEvery: Int = 1000, staleBatch: Int = 200, lag: Duration = .seconds(7),
-        convergenceTimeout: Duration = .seconds(120), staleness: [Sink: Duration] = PipelineSpec.defaultStaleness
+        convergenceTimeout: Duration = .seconds(120), staleness: [Sink: Duration] = [:]
     ) {
         self.sinks = sinks
         self.bugs = bugs
@@ -92,11 +98,15 @@ public struct PipelineSpec: Sendable, Equatable {
 
     public func has(_ bug: Bug) -> Bool { bugs.contains(bug) }
 
-    /// - Parameter knownSinks: the sink names the backends provide, in order (every name in `sinks:` and
-    ///   `staleness_slo:` must be one; an unknown name is an error at its FILE:LINE:COL).
-    static func parse(_ fields: YAMLFields, knownSinks: [String]) throws(SpecError) -> PipelineSpec {
-        var spec = PipelineSpec()
-        spec.sinks = spec.sinks.filter { knownSinks.contains($0.rawValue) }
+    /// - Parameter knownSinks: the sinks the backends provide, in order (every name in `sinks:` and `staleness_slo:`
+    ///   must be one of them and every name in `bugs:` one of their bugs; an unknown name is an error at its
+    ///   FILE:LINE:COL). The default `sinks:` and staleness SLOs come from them too.
+    static func parse(_ fields: YAMLFields, knownSinks known: [KnownSink]) throws(SpecError) -> PipelineSpec {
+        let knownSinks = known.map(\.sink.rawValue)
+        let knownBugs = known.flatMap(\.bugs)
+        var spec = PipelineSpec(
+            sinks: known.filter(\.isDefault).map(\.sink),
+            staleness: Dictionary(known.map { ($0.sink, $0.defaultStaleness) }, uniquingKeysWith: { first, _ in first }))
         if fields.contains("sinks") {
             spec.sinks = []
             for (text, line, column) in try fields.strings("sinks") {
@@ -112,10 +122,10 @@ public struct PipelineSpec: Sendable, Equatable {
         }
         if fields.contains("bugs") {
             for (text, line, column) in try fields.strings("bugs") {
-                guard let bug = Bug(rawValue: text) else {
+                guard let bug = knownBugs.first(where: { $0.name == text }) else {
                     throw SpecError(
                         file: fields.file, line: line, column: column, field: fields.fieldPath("bugs"),
-                        message: "unknown bug '\(text)' (bugs: \(Bug.allCases.map(\.rawValue).joined(separator: ", ")))")
+                        message: "unknown bug '\(text)' (bugs: \(knownBugs.map(\.name).joined(separator: ", ")))")
                 }
                 guard spec.sinks.contains(bug.sink) else {
                     throw SpecError(

@@ -59,16 +59,18 @@ public struct StackDefinition: Sendable {
     /// a worker thread enters one (HostNetwork.enterForCurrentThread) to open its connections from that address.
     public var clientGroups: [(name: String, address: HostAddress)] = []
     /// Hosts of the reference pipeline's sink processes (`pipeline.workers: processes`) in a hosts stack:
-    /// `sink-postgres`, `sink-redis`, `sink-falkordb`, `sink-clickhouse` at 10.213.7.61–.64. Empty on loopback and
-    /// with `sink_hosts: false` (a second hosts stack, e.g. a test's, beside one that has them).
+    /// `sink-<sink>` for each of `defaultSinks` in order, at 10.213.7.61 onwards (`sinkHostOctets`). Empty on
+    /// loopback and with `sink_hosts: false` (a second hosts stack, e.g. a test's, beside one that has them).
     public var sinkHosts: [(name: String, address: HostAddress)] {
         guard network == .hosts, hasSinkHosts else { return [] }
-        return PipelineSpec.Sink.reference.enumerated().map { index, sink in
-            ("sink-\(sink.rawValue)", try! HostAddress(octet: 61 + index))
-        }
+        return zip(defaultSinks, Self.sinkHostOctets).map { sink, octet in ("sink-\(sink)", try! HostAddress(octet: octet)) }
     }
     /// `sink_hosts:` (hosts stacks; default true).
     public var hasSinkHosts = true
+    /// The reference pipeline's sinks, as the backends name them (`BackendVocabulary.defaultSinks`, set by `parse`).
+    public var defaultSinks: [String] = []
+    /// The host addresses a hosts stack keeps for the reference pipeline's sink processes (.61–.64).
+    public static let sinkHostOctets = 61...64
     /// The file this definition was read from, for messages.
     public var source: String
 
@@ -110,6 +112,7 @@ public struct StackDefinition: Sendable {
                     + "\(stackFields.joined(separator: ", ")))")
         }
         var definition = StackDefinition(name: name, kind: kind, chaosTarget: chaosTarget, source: fields.file)
+        definition.defaultSinks = vocabulary.defaultSinks
         var sectionFields: [String: YAMLFields] = [:]
         let context = StackSectionContext(kind: kind)
         // File order, so a hosts stack names the first holder of an address as the file does.
@@ -235,7 +238,7 @@ public struct StackDefinition: Sendable {
                 holders[address.host] = "\(sectionName).\(key)"
             }
         }
-        for octet in sinkHosts ? Array(61...64) : [] {
+        for octet in sinkHosts ? Array(sinkHostOctets) : [] {
             if let holder = holders["\(HostAddress.prefix)\(octet)"] {
                 let parts = holder.split(separator: ".")
                 throw fail(

@@ -60,10 +60,15 @@ public struct BackendVocabulary: Sendable {
     public var stackSections: [StackSectionParser]
     /// Stores a scenario's `proxy:` may name, in registry order.
     public var proxiable: [String]
+    /// The reference pipeline's sinks (the default `pipeline.sinks`, `SinkDriver.isDefault`), in registry order: a
+    /// hosts stack gives each sink process a host of its own (`StackDefinition.sinkHosts`, .61–.64).
+    public var defaultSinks: [String]
 
-    public init(stackSections: [StackSectionParser], proxiable: [String]) {
+    public init(stackSections: [StackSectionParser], proxiable: [String], defaultSinks: [String] = []) {
         precondition(Set(stackSections.map(\.key)).count == stackSections.count, "two stack sections share a key")
+        precondition(defaultSinks.count <= StackDefinition.sinkHostOctets.count, "more default sinks than sink hosts")
         self.stackSections = stackSections
         self.proxiable = proxiable
+        self.defaultSinks = defaultSinks
     }
 }

@@ -39,7 +39,9 @@ extension LoadScenario {
 
 extension BackendVocabulary {
     /// The vocabulary of every backend in `Backends.all`.
-    public static let all = BackendVocabulary(stackSections: Backends.stackSections, proxiable: Backends.proxiable)
+    public static let all = BackendVocabulary(
+        stackSections: Backends.stackSections, proxiable: Backends.proxiable,
+        defaultSinks: Backends.all.compactMap { $0.sink?.known.isDefault == true ? $0.name : nil })
 }
 
 extension StackDefinition {
@@ -65,17 +67,17 @@ extension StackReference {
 }
 
 extension LoadScenario {
-    /// Every backend's pipeline sink name, in registry order.
-    public static let backendSinkNames: [String] = Backends.all.compactMap(\.sink?.name)
+    /// Every backend's pipeline sink (name, planted bugs, default staleness SLO), in registry order.
+    public static let backendSinks: [PipelineSpec.KnownSink] = Backends.all.compactMap(\.sink?.known)
 
     public static func load(
-        contentsOf url: URL, knownOperations: Set<String>, knownSinks: [String] = backendSinkNames
+        contentsOf url: URL, knownOperations: Set<String>, knownSinks: [PipelineSpec.KnownSink] = backendSinks
     ) throws(SpecError) -> LoadScenario {
         try load(contentsOf: url, knownOperations: knownOperations, vocabulary: .all, knownSinks: knownSinks)
     }
 
     public static func parse(
-        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, knownSinks: [String] = backendSinkNames
+        _ fields: YAMLFields, file url: URL, knownOperations: Set<String>, knownSinks: [PipelineSpec.KnownSink] = backendSinks
     ) throws(SpecError) -> LoadScenario {
         try parse(fields, file: url, knownOperations: knownOperations, vocabulary: .all, knownSinks: knownSinks)
     }

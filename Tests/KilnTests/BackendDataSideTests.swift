@@ -21,7 +21,7 @@ struct BackendDataSideTests {
 
     @Test func sinksComeFromTheDescriptors() {
         #expect(Pipeline.sinkNames == ["postgres", "redis", "falkordb", "clickhouse", "redis-cluster"])
-        #expect(Set(PipelineSpec.Sink.reference.map(\.rawValue)).isSubset(of: Pipeline.sinkNames))
+        #expect(Pipeline.knownSinks.filter(\.isDefault).map(\.sink) == [.postgres, .redis, .falkordb, .clickhouse])
         #expect(PipelinePlaces.places(of: PipelineSpec.Sink(rawValue: "redis-cluster")) == [.redisClusterTxnKeys])
         #expect(PipelinePlaces.places(of: .postgres) == [.postgresRows])
         #expect(PipelinePlaces.places(of: .redis) == [.redisFeatures, .redisScores])

@@ -2,6 +2,7 @@ import Foundation
 import KilnCheck
 import KilnCore
 import KilnLoad
+import KilnPipeline
 import KilnScenario
 import Testing
 
@@ -53,8 +54,8 @@ struct PipelineBugTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }
         #expect(Set(files) == Set(Self.matrix.map(\.file)))
         // Every planted bug the pipeline offers has its scenario.
-        for bug in PipelineSpec.Bug.allCases {
-            #expect(files.contains("\(bug.rawValue).yaml"), "no scenario for \(bug.rawValue)")
+        for bug in Pipeline.bugs {
+            #expect(files.contains("\(bug.name).yaml"), "no scenario for \(bug.name)")
         }
     }
 

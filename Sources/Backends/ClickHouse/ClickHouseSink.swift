@@ -10,6 +10,8 @@ import KilnBackend
 /// a crash finds them); offsets go to the PostgreSQL offset table after the insert.
 public final class ClickHouseSink: Sink {
     public let sink = PipelineSpec.Sink.clickhouse
+    /// The commit-before-write bug: the worker stores the offsets before `apply`.
+    public var storesOffsetsBeforeWrite: Bool { spec.has(.commitBeforeWrite) }
     public let storesOffsetsWithWrite = false
     let context: ClientContext
     let spec: PipelineSpec
@@ -104,4 +106,19 @@ public final class ClickHouseSink: Sink {
 struct ClickHouseSinkError: Error, CustomStringConvertible {
     var reason: String
     var description: String { "clickhouse sink: \(reason)" }
+}
+
+extension PipelineSpec.Sink {
+    public static let clickhouse = PipelineSpec.Sink(rawValue: "clickhouse")
+}
+
+/// The bugs the ClickHouse sink can plant (`pipeline.bugs`), listed by `ClickHouseBackend.descriptor`'s sink.
+extension PipelineSpec.Bug {
+    /// The worker stores the sink's offsets before writing the batch (`storesOffsetsBeforeWrite`): a crash in between
+    /// loses the batch.
+    public static let commitBeforeWrite = PipelineSpec.Bug("commit-before-write", in: .clickhouse)
+    /// The sink skips its "already applied?" lookup: a redelivered batch is inserted twice.
+    public static let nonIdempotent = PipelineSpec.Bug("non-idempotent", in: .clickhouse)
+    /// The sink rounds amounts to whole currency units.
+    public static let wrongRounding = PipelineSpec.Bug("wrong-rounding", in: .clickhouse)
 }

@@ -8,7 +8,10 @@ public enum FalkorDBBackend {
         scanners: [
             ScannerDriver(place: .falkordbPaidEdges) { try FalkorDBScanner(context: $0, targetEdgesPerPage: 50_000) }
         ],
-        sink: SinkDriver(name: "falkordb", fills: [.falkordbPaidEdges]) { try GraphSink(context: $0, spec: $1) },
+        sink: SinkDriver(
+            name: PipelineSpec.Sink.falkordb.rawValue, fills: [.falkordbPaidEdges], bugs: [.dropEveryN, .phantom],
+            isDefault: true
+        ) { try GraphSink(context: $0, spec: $1) },
         stack: FalkorDBStackSide.stack,
         // `graph:` may name Neo4j instead: then the stack serves no FalkorDB.
         endpoint: { $0.section(GraphStackConfig.self).flatMap { $0.kind == .falkordb ? $0.endpoint : nil } })

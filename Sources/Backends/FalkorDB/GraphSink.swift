@@ -100,3 +100,15 @@ public final class GraphSink: Sink {
         offsets.close()
     }
 }
+
+extension PipelineSpec.Sink {
+    public static let falkordb = PipelineSpec.Sink(rawValue: "falkordb")
+}
+
+/// The bugs the graph sink can plant (`pipeline.bugs`), listed by `FalkorDBBackend.descriptor`'s sink.
+extension PipelineSpec.Bug {
+    /// The sink silently skips every `drop_every`-th message.
+    public static let dropEveryN = PipelineSpec.Bug("drop-every-n", in: .falkordb)
+    /// The sink also applies declined transactions, which the ledger rejects (rolls back).
+    public static let phantom = PipelineSpec.Bug("phantom", in: .falkordb)
+}

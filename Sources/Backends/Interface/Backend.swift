@@ -98,6 +98,10 @@ public enum WritePrimaries: Sendable {
 }
 
 extension Backend {
+    /// What the names of the store's servers (and so the fault targets naming them) start with: the backend's name
+    /// (`redis-primary`, `redis-cluster-3`, `clickhouse`) and its stack side's `serverNamePrefixes` (`sentinel-1`).
+    public var serverNamePrefixes: [String] { [name] + stack.serverNamePrefixes }
+
     /// The store's endpoint in `stack` (for reports: `kiln smoke`'s ENDPOINT column), nil when the stack does not
     /// serve this backend. Derived unless the descriptor gives `endpoint`: the stack lists `stack.sectionKey`, and the
     /// endpoint is the proxied one (`stack.proxy`), else the section's first address.

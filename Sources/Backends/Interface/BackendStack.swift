@@ -21,13 +21,22 @@ public struct BackendStack: Sendable {
     public var proxy: ProxiedEndpoint?
     /// Connection settings as shell variables (`kiln stack env`); empty when the stack does not list the store.
     public var environment: @Sendable (StackDefinition, EmbeddedPaths) -> [(name: String, value: String)]
+    /// The one server that acknowledges writes now, for a store whose failover fault moves it (the run's
+    /// `PrimaryDirectory` starts with it under the backend's name, and the failover points it elsewhere); nil when
+    /// the stack does not list the store, or the store has no single primary a failover moves. May ask the servers
+    /// (a primary a past drill left promoted); blocks for at most a few seconds.
+    public var currentPrimary: (@Sendable (StackDefinition) -> HostPort?)?
+    /// What the names of the backend's servers start with besides the backend's own name (Redis's `sentinel`, for
+    /// `sentinel-2`): a fault target naming a server maps to its store through these (`Backend.serverNamePrefixes`).
+    public var serverNamePrefixes: [String]
 
     public init(
         section: StackSectionParser? = nil, sectionKey: String? = nil,
         servers: @escaping @Sendable (StackDefinition, EmbeddedPaths) -> [EmbeddedServerDescription] = { _, _ in [] },
         afterStart: (@Sendable (StackDefinition, [EmbeddedServerDescription]) throws -> Void)? = nil,
         proxy: ProxiedEndpoint? = nil,
-        environment: @escaping @Sendable (StackDefinition, EmbeddedPaths) -> [(name: String, value: String)] = { _, _ in [] }
+        environment: @escaping @Sendable (StackDefinition, EmbeddedPaths) -> [(name: String, value: String)] = { _, _ in [] },
+        currentPrimary: (@Sendable (StackDefinition) -> HostPort?)? = nil, serverNamePrefixes: [String] = []
     ) {
         self.section = section
         self.sectionKey = sectionKey ?? section?.key
@@ -35,6 +44,8 @@ public struct BackendStack: Sendable {
         self.afterStart = afterStart
         self.proxy = proxy
         self.environment = environment
+        self.currentPrimary = currentPrimary
+        self.serverNamePrefixes = serverNamePrefixes
     }
 
     /// A backend with no stack side (tests, client-only stores).

@@ -58,12 +58,19 @@ public struct ApplyResult: Sendable {
 public protocol Sink: AnyObject {
     var sink: PipelineSpec.Sink { get }
     var storesOffsetsWithWrite: Bool { get }
+    /// True when the worker stores the batch's offsets before `apply` (a planted bug: a crash in between loses the
+    /// batch). Default false.
+    var storesOffsetsBeforeWrite: Bool { get }
     /// Creates the sink's tables/keys (dropping them first when `fresh`). Idempotent.
     func setup(fresh: Bool) throws
     func storedOffsets() throws -> [Int32: Int64]
     func apply(_ batch: [SinkMessage], next: [Int32: Int64]) throws -> ApplyResult
     func storeOffsets(_ next: [Int32: Int64]) throws
     func close()
+}
+
+extension Sink {
+    public var storesOffsetsBeforeWrite: Bool { false }
 }
 
 /// The reference platform posts approved transactions only: a declined one is an event on Kafka, but the ledger
@@ -74,19 +81,32 @@ extension Transaction {
 
 /// How the reference pipeline runs a backend's sink (`Backend.sink`): the sink's name in scenarios
 /// (`pipeline.sinks`, = the backend's name), the places it fills (what `PipelinePlaces` expects there after a
-/// pipeline run) and the factory that connects one. `open` is called once per worker (and again after a modelled
-/// crash); it throws when the store cannot be reached.
+/// pipeline run), what the scenario parser learns of it (`known`: the bugs it can plant, its default staleness SLO,
+/// whether it is in the default `sinks:`) and the factory that connects one. `open` is called once per worker (and
+/// again after a modelled crash); it throws when the store cannot be reached.
 public struct SinkDriver: Sendable {
     public let name: String
     /// The places the sink's writes land in, in the reconcile checker's terms.
     public let fills: [RowPlace]
+    /// The sink as `pipeline:` blocks are parsed against it (`LoadScenario.load(knownSinks:)`).
+    public let known: PipelineSpec.KnownSink
     public let open: @Sendable (ClientContext, PipelineSpec) throws -> any Sink
 
+    /// - Parameters:
+    ///   - bugs: the planted bugs the sink implements (constants in the backend's folder, each naming this sink).
+    ///   - defaultStaleness: the staleness SLO when the scenario sets none.
+    ///   - isDefault: whether a `pipeline:` block without `sinks:` runs it (the reference pipeline's sinks).
     public init(
-        name: String, fills: [RowPlace], open: @escaping @Sendable (ClientContext, PipelineSpec) throws -> any Sink
+        name: String, fills: [RowPlace], bugs: [PipelineSpec.Bug] = [],
+        defaultStaleness: Duration = PipelineSpec.fallbackStaleness, isDefault: Bool = false,
+        open: @escaping @Sendable (ClientContext, PipelineSpec) throws -> any Sink
     ) {
         self.name = name
         self.fills = fills
+        self.known = PipelineSpec.KnownSink(
+            PipelineSpec.Sink(rawValue: name), bugs: bugs, defaultStaleness: defaultStaleness, isDefault: isDefault)
         self.open = open
     }
+
+    public var bugs: [PipelineSpec.Bug] { known.bugs }
 }

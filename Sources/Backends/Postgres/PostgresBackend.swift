@@ -7,7 +7,9 @@ public enum PostgresBackend {
     public static let descriptor = Backend(
         driver: StoreDriver(PostgresClient.self) { try PostgresClient(context: $0) }, places: [.postgresRows],
         scanners: [ScannerDriver(place: .postgresRows) { try PostgresScanner(context: $0) }],
-        sink: SinkDriver(name: "postgres", fills: [.postgresRows]) { context, _ in try PostgresSink(context: context) },
+        sink: SinkDriver(name: PipelineSpec.Sink.postgres.rawValue, fills: [.postgresRows], isDefault: true) { context, _ in
+            try PostgresSink(context: context)
+        },
         stack: PostgresStackConfig.stackSide)
     public static let timescale = Backend(driver: StoreDriver(TimescaleClient.self) { try TimescaleClient(context: $0) },
         stack: PostgresStackConfig.timescaleStackSide,

@@ -165,3 +165,7 @@ public final class PostgresSink: Sink {
 
     public func close() { offsets.close() }
 }
+
+extension PipelineSpec.Sink {
+    public static let postgres = PipelineSpec.Sink(rawValue: "postgres")
+}

@@ -143,7 +143,32 @@ extension PostgresStackConfig {
                 variables.append(("KILN_POSTGRES_REPLICA_URL", "postgresql://\(pg.user)@\(replica)/\(pg.database)"))
             }
             return variables
+        },
+        // The failover fault moves the primary; a past drill healed by a rebuild may have left a replica promoted.
+        currentPrimary: { stack in
+            guard let pg = stack.section(PostgresStackConfig.self) else { return nil }
+            return promotedReplica(stack) ?? pg.primary
         })
+
+    /// The replica that is the primary while the stack file's primary is a standby (a failover drill healed by a
+    /// rebuild leaves it so until `kiln stack up` fails back; runs and checks then use the promoted replica); nil
+    /// when the roles are as the file says, the stack lists no PostgreSQL, or a server cannot be asked (then the file
+    /// is used as written). Asks each server `pg_is_in_recovery()` with a 2 s connect timeout.
+    public static func promotedReplica(_ stack: StackDefinition) -> HostPort? {
+        guard let pg = stack.section(PostgresStackConfig.self) else { return nil }
+        func inRecovery(_ address: HostPort) -> Bool? {
+            let endpoint = PostgresEndpoint(
+                host: address.host, port: address.port, database: pg.database, user: pg.user,
+                password: StackDefinition.secret(
+                    pg.passwordEnvironmentVariable, in: ProcessInfo.processInfo.environment))
+            guard let connection = try? PostgresConnection(endpoint, connectTimeoutSeconds: 2),
+                let result = try? connection.execute("SELECT pg_is_in_recovery()"), result.rowCount == 1
+            else { return nil }
+            return result.value(row: 0, column: 0) == "t"
+        }
+        guard inRecovery(pg.primary) == true else { return nil }
+        return pg.replicas.first { inRecovery($0) == false }
+    }
 
     /// TimescaleDB reads the `timeseries:` section (contributed by ClickHouse's backend) with `kind: timescale`.
     static let timescaleStackSide = BackendStack(

@@ -1,4 +1,5 @@
 import KilnBackend
+import KilnScenario
 
 /// Redis as the feature store (Sentinel-aware): its operations, client and places.
 public enum RedisBackend {
@@ -8,7 +9,10 @@ public enum RedisBackend {
         aggregatePlaces: [.redisFeatures, .redisScores],
         scanners: [ScannerDriver(place: .redisTxnKeys) { try RedisScanner(context: $0) }],
         featureScanner: FeatureScannerDriver(store: "redis") { try RedisScanner(context: $0) },
-        sink: SinkDriver(name: "redis", fills: [.redisFeatures, .redisScores]) { try RedisSink(context: $0, spec: $1) },
+        sink: SinkDriver(
+            name: PipelineSpec.Sink.redis.rawValue, fills: [.redisFeatures, .redisScores],
+            bugs: [.staleCache, .reorder, .lag], defaultStaleness: .seconds(5), isDefault: true
+        ) { try RedisSink(context: $0, spec: $1) },
         stack: RedisStackConfig.stackSide)
 }
 

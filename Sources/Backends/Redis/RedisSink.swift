@@ -140,3 +140,18 @@ struct RedisSinkError: Error, CustomStringConvertible {
     var reason: String
     var description: String { "redis sink: \(reason)" }
 }
+
+extension PipelineSpec.Sink {
+    public static let redis = PipelineSpec.Sink(rawValue: "redis")
+}
+
+/// The bugs the Redis sink can plant (`pipeline.bugs`), listed by `RedisBackend.descriptor`'s sink.
+extension PipelineSpec.Bug {
+    /// The sink skips feature updates of batches of `stale_batch` or more messages (the cache goes stale under load)
+    /// but still advances its offsets.
+    public static let staleCache = PipelineSpec.Bug("stale-cache", in: .redis)
+    /// The sink applies each batch newest first; its per-partition offset guard then drops the older ones.
+    public static let reorder = PipelineSpec.Bug("reorder", in: .redis)
+    /// The sink sleeps `lag` before each batch, beyond its staleness SLO.
+    public static let lag = PipelineSpec.Bug("lag", in: .redis)
+}

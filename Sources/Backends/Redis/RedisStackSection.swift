@@ -220,5 +220,8 @@ extension RedisStackConfig {
                 variables.append(("KILN_REDIS_MASTER_NAME", redis.masterName))
             }
             return variables
-        })
+        },
+        // The stack file's primary: the Sentinel failover fault moves it (clients ask the Sentinels themselves).
+        currentPrimary: { $0.section(RedisStackConfig.self)?.primary },
+        serverNamePrefixes: ["sentinel"])
 }
