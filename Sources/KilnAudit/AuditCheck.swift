@@ -36,7 +36,15 @@ public struct AuditContext: Sendable {
 public protocol AuditCheck: Sendable {
     /// The findings this check can report.
     var findingIDs: [AuditFindingID] { get }
+    /// The stack-file sections (`postgres`, `redis`…) the check cannot run without: on a stack that lacks one, the
+    /// check does not run and each of its findings is `not applicable` (a stack with only Redis Cluster has no
+    /// PostgreSQL to audit). Checks that examine whatever subset the stack lists read the sections as optionals.
+    var requiredSections: [String] { get }
     func run(_ context: AuditContext) -> [AuditResult]
+}
+
+extension AuditCheck {
+    public var requiredSections: [String] { [] }
 }
 
 /// The registry: every check `kiln audit` runs, in report order. Adding a check = one type + one line here.
@@ -61,7 +69,20 @@ public enum AuditChecks {
         var results: [AuditResult] = []
         for check in checks {
             let started = ContinuousClock.now
-            let checkResults = check.run(context)
+            let missing = check.requiredSections.filter { !context.stack.has($0) }
+            if let section = missing.first {
+                results += check.findingIDs.map {
+                    AuditResult($0, target: "\(section):", .notApplicable(reason: "the stack file has no `\(section):` section"))
+                }
+                continue
+            }
+            var checkResults = check.run(context)
+            if checkResults.isEmpty {
+                // A check that found nothing to examine says so: an absent row would read as "not audited at all".
+                checkResults = check.findingIDs.map {
+                    AuditResult($0, target: "stack", .notApplicable(reason: "the stack lists no server this check examines"))
+                }
+            }
             context.logger.debug(
                 "audit check ran",
                 metadata: [

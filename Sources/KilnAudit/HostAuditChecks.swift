@@ -146,8 +146,10 @@ struct RunDirectorySecretsCheck: AuditCheck {
     static func secretVariables(_ context: AuditContext) -> [String] {
         let stack = context.stack
         let named = [
-            stack.postgres.passwordEnvironmentVariable, stack.redis.passwordEnvironmentVariable,
-            stack.graph.passwordEnvironmentVariable, stack.timeseries.passwordEnvironmentVariable,
+            stack.section(PostgresStackConfig.self)?.passwordEnvironmentVariable,
+            stack.section(RedisStackConfig.self)?.passwordEnvironmentVariable,
+            stack.section(GraphStackConfig.self)?.passwordEnvironmentVariable,
+            stack.section(TimeSeriesStackConfig.self)?.passwordEnvironmentVariable,
         ].compactMap { $0 }
         let pattern = context.environment.keys.filter { name in
             let upper = name.uppercased()

@@ -42,6 +42,8 @@ struct PostgresLoginCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.postgresNoPassword, .postgresDefaultPassword] }
     static let defaultPasswords = ["postgres", "password", "admin", "changeme"]
 
+    var requiredSections: [String] { [PostgresStackConfig.key] }
+
     func run(_ context: AuditContext) -> [AuditResult] {
         let probe = PostgresProbe(context: context)
         let pg = context.stack.postgres
@@ -117,6 +119,8 @@ struct PostgresLoginCheck: AuditCheck {
 struct PostgresTLSCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.postgresTLSNotOffered, .postgresTLSNotRequired] }
 
+    var requiredSections: [String] { [PostgresStackConfig.key] }
+
     func run(_ context: AuditContext) -> [AuditResult] {
         let probe = PostgresProbe(context: context)
         var results: [AuditResult] = []
@@ -171,6 +175,8 @@ struct PostgresConfigurationCheck: AuditCheck {
     var findingIDs: [AuditFindingID] {
         [.postgresTrustInHBA, .postgresPasswordEncryption, .postgresSuperuserApplicationRole]
     }
+
+    var requiredSections: [String] { [PostgresStackConfig.key] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
         let probe = PostgresProbe(context: context)
@@ -242,6 +248,8 @@ struct PostgresConfigurationCheck: AuditCheck {
 /// `postgres.rls-missing`: pg_class.relrowsecurity of every table the stack file lists in `postgres.sensitive_tables`.
 struct PostgresRowLevelSecurityCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.postgresRowLevelSecurity] }
+
+    var requiredSections: [String] { [PostgresStackConfig.key] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
         let tables = context.stack.postgres.sensitiveTables

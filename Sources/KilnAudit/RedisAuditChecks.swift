@@ -26,7 +26,28 @@ enum RedisAuditLogin {
 
 extension AuditContext {
     var redisTargets: [RedisAuditTarget] {
-        let redis = stack.redis
+        var targets: [RedisAuditTarget] = []
+        if let redis = stack.section(RedisStackConfig.self) {
+            targets += redisTargets(of: redis)
+        }
+        if let graph = stack.section(GraphStackConfig.self), graph.kind == .falkordb {
+            targets.append(
+                RedisAuditTarget(
+                    server: AuditServer(role: "falkordb", endpoint: graph.endpoint), store: .falkordb,
+                    user: graph.user, password: secret(graph.passwordEnvironmentVariable)))
+        }
+        // Redis Cluster nodes speak RESP with the `default` user (the stack file names no credentials for them).
+        for (index, node) in (stack.section(RedisClusterStackConfig.self)?.settings.seeds ?? []).enumerated() {
+            targets.append(
+                RedisAuditTarget(
+                    server: AuditServer(role: "redis-cluster-\(index + 1)", endpoint: node),
+                    store: AuditStore(rawValue: "redis-cluster"), user: nil, password: nil))
+        }
+        return targets
+    }
+
+    /// The primary, the replicas and the Sentinels of the `redis:` section.
+    private func redisTargets(of redis: RedisStackConfig) -> [RedisAuditTarget] {
         let password = secret(redis.passwordEnvironmentVariable)
         var targets = [RedisAuditTarget(
             server: AuditServer(role: "redis-primary", endpoint: redis.primary), store: .redis, user: redis.user,
@@ -42,12 +63,6 @@ extension AuditContext {
                 RedisAuditTarget(
                     server: AuditServer(role: "sentinel-\(index + 1)", endpoint: sentinel), store: .redis, user: nil,
                     password: nil, isSentinel: true))
-        }
-        if stack.graph.kind == .falkordb {
-            targets.append(
-                RedisAuditTarget(
-                    server: AuditServer(role: "falkordb", endpoint: stack.graph.endpoint), store: .falkordb,
-                    user: stack.graph.user, password: secret(stack.graph.passwordEnvironmentVariable)))
         }
         return targets
     }

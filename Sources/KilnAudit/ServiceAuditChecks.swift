@@ -10,7 +10,7 @@ struct ClickHouseAccessCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.clickhouseDefaultUserNoPassword] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
-        let ts = context.stack.timeseries
+        guard let ts = context.stack.section(TimeSeriesStackConfig.self) else { return [] }
         guard ts.kind == .clickhouse else {
             return [AuditResult(.clickhouseDefaultUserNoPassword, target: "timeseries", .notApplicable(reason: "the stack's time-series store is \(ts.kind.rawValue)"))]
         }
@@ -44,7 +44,7 @@ struct KafkaSASLCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.kafkaNoSASL] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
-        context.stack.kafka.bootstrap.map { endpoint in
+        (context.stack.section(KafkaStackConfig.self)?.bootstrap ?? []).map { endpoint in
             let target = "kafka \(endpoint)"
             let probe = KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds)
             do {
@@ -73,7 +73,7 @@ struct Neo4jAuthCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.neo4jAuthDisabled] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
-        let graph = context.stack.graph
+        guard let graph = context.stack.section(GraphStackConfig.self) else { return [] }
         guard graph.kind == .neo4j else {
             return [AuditResult(.neo4jAuthDisabled, target: "graph \(graph.endpoint)",
                 .notApplicable(reason: "not checked: the stack has no Neo4j server (graph kind \(graph.kind.rawValue))"))]
@@ -121,8 +121,7 @@ struct PlaintextTransportCheck: AuditCheck {
             results.append(result(.redisPlaintext, store: target.store, label: target.server.label, endpoint: target.server.endpoint,
                 plaintext: answer.map { "PING over plain TCP → \($0)" }))
         }
-        let ts = context.stack.timeseries
-        if ts.kind == .clickhouse {
+        if let ts = context.stack.section(TimeSeriesStackConfig.self), ts.kind == .clickhouse {
             var answer: String?
             if let client = try? HTTPClient(timeoutSeconds: Double(context.timeoutSeconds), connectTimeoutSeconds: Double(context.timeoutSeconds)),
                 let response = try? client.get("http://\(ts.endpoint)/ping")
@@ -131,7 +130,7 @@ struct PlaintextTransportCheck: AuditCheck {
             }
             results.append(result(.clickhousePlaintext, store: .clickhouse, label: "clickhouse \(ts.endpoint)", endpoint: ts.endpoint, plaintext: answer))
         }
-        for endpoint in context.stack.kafka.bootstrap {
+        for endpoint in context.stack.section(KafkaStackConfig.self)?.bootstrap ?? [] {
             let keys = try? KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds).apiVersions()
             results.append(result(.kafkaPlaintext, store: .kafka, label: "kafka \(endpoint)", endpoint: endpoint,
                 plaintext: keys.map { "ApiVersions v0 over plain TCP → \($0.count) APIs" }))

@@ -45,4 +45,25 @@ struct AuditServerListTests {
             """, file: "serverless.yaml")
         #expect(Self.rows(stack) == ["timescale timescale 127.0.9.2:5432", "neo4j neo4j 127.0.9.1:7474"])
     }
+
+    /// A stack with no PostgreSQL (only Redis Cluster) is audited, not crashed on (it stopped the process with
+    /// "no `postgres:` section"): the PostgreSQL checks are `not applicable`, the RESP checks examine the cluster's
+    /// nodes. The nodes are on a dead address, so every examined check is `not checked`, never `passed`.
+    @Test func aStackWithoutPostgresIsAuditedAndItsClusterNodesExamined() throws {
+        let stack = try StackDefinition.parse(
+            """
+            name: cluster-only
+            kind: external
+            redis_cluster: {nodes: [127.0.33.249:1, 127.0.33.249:2, 127.0.33.249:3], replicas_per_master: 0}
+            """, file: "cluster-only.yaml")
+        let context = AuditContext(
+            stack: stack, environment: [:], runsDirectories: [], logger: .init(label: "test.audit"), timeoutSeconds: 1)
+        let report = AuditChecks.audit(context, stackFile: "cluster-only.yaml")
+        let postgres = report.results.filter { $0.id.rawValue.hasPrefix("postgres.") }
+        #expect(!postgres.isEmpty)
+        #expect(postgres.allSatisfy { if case .notApplicable = $0.outcome { true } else { false } }, "\(postgres)")
+        let noPassword = report.results.filter { $0.id == .redisNoPassword }
+        #expect(noPassword.map(\.target).sorted() == (1...3).map { "redis-cluster-\($0) 127.0.33.249:\($0)" })
+        #expect(!report.results.contains { if case .passed = $0.outcome { true } else { false } }, "\(report.results)")
+    }
 }
