@@ -52,11 +52,8 @@ public struct ShardRequest: Sendable {
     /// nil in the fault shard and in a scenario without faults.
     @discardableResult
     static func adapt(_ scenario: inout LoadScenario, to slice: ShardSlice, logger: Logger) throws -> FaultScheduleSpec? {
-        if scenario.faultShard >= slice.count {
-            throw Failure(
-                code: .invalidInput,
-                message: "\(scenario.faultShardSource): fault_shard: \(scenario.faultShard) is not a shard of "
-                    + "\(slice.count) (0..<\(slice.count))")
+        if let refusal = ShardSlice.faultShardRefusal(scenario, count: slice.count) {
+            throw Failure(code: .invalidInput, message: refusal)
         }
         if scenario.pipeline != nil {
             throw Failure(

@@ -59,6 +59,9 @@ struct K8sCommand: ParsableCommand {
             {
                 throw Failure(code: .invalidInput, message: "\(url.path): \(refusal)")
             }
+            if loaded.faults != nil, let refusal = ShardSlice.faultShardRefusal(loaded, count: shards) {
+                throw Failure(code: .invalidInput, message: refusal)
+            }
             if loaded.pipeline != nil {
                 throw Failure(code: .invalidInput, message: "\(url.path): pipeline: a scenario with a reference pipeline cannot be sharded")
             }
