@@ -93,7 +93,9 @@ struct ShardedFaultTests {
         defer {
             for status in stack.status() { if let pid = status.pid { ProcessTree.resume([], root: pid) } }
             stack.down()
-            try? FileManager.default.removeItem(at: directory)
+            if ProcessInfo.processInfo.environment["KILN_KEEP_TEST_RUNS"] == nil {
+                try? FileManager.default.removeItem(at: directory)
+            }
         }
         try stack.up()
         let file = directory.appendingPathComponent("scenario.yaml")
@@ -113,15 +115,22 @@ struct ShardedFaultTests {
         let setup = try Self.kiln(
             ["run", file.path, "--setup-only"], stackDirectory: paths.stack, log: logs.appendingPathComponent("setup.log"))
         try #require(setup.status == 0, "\(setup.output)")
-        let pods = try (0..<2).map { index in
+        let pods = try (0..<2).map { (index: Int) -> Process in
             try Self.start(
                 ["run", file.path, "--shards", "2", "--runs-directory", runs.path, "--id", "shard-\(index)"],
                 stackDirectory: paths.stack, index: index, log: logs.appendingPathComponent("shard-\(index).log"))
         }
         for pod in pods { pod.waitUntilExit() }
+        print("pods: \(pods.map { "\($0.processIdentifier) exit \($0.terminationStatus) \($0.terminationReason.rawValue)" })")
         for (index, pod) in pods.enumerated() {
             let log = (try? String(contentsOf: logs.appendingPathComponent("shard-\(index).log"), encoding: .utf8)) ?? ""
             #expect(pod.terminationStatus == 0, "shard \(index): \(log.suffix(3_000))")
+        }
+        for index in 0..<2 {
+            let log = (try? String(contentsOf: logs.appendingPathComponent("shard-\(index).log"), encoding: .utf8)) ?? ""
+            try #require(
+                FileManager.default.fileExists(atPath: runs.appendingPathComponent("shard-\(index)/report.json").path),
+                "shard \(index): \(log.suffix(3_000))\nsingle: \(single.output.suffix(2_000))")
         }
         let shard0 = try Self.report(runs.appendingPathComponent("shard-0"))
         let shard1 = try Self.report(runs.appendingPathComponent("shard-1"))
