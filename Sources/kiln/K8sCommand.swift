@@ -85,7 +85,7 @@ struct K8sCommand: ParsableCommand {
             let manifests = KubernetesManifests(
                 name: String(name.prefix(40)), namespace: namespace, image: image, shards: shards,
                 scenarioText: rewritten.text, datasetText: datasetText, stackText: stackText, faults: loaded.faults,
-                storage: storage)
+                storage: storage, faultShard: loaded.faultShard, seed: loaded.dataset.seed)
             // The pods' scenario must load exactly as written into the ConfigMap.
             try ScenarioForPods.verify(scenario: rewritten.text, dataset: datasetText, stack: stackText)
             let directory = URL(fileURLWithPath: output ?? "k8s/\(loaded.name)")
