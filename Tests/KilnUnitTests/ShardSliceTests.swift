@@ -1,6 +1,8 @@
 import Foundation
 import Histogram
+import KilnCore
 import KilnLoad
+import KilnReport
 import KilnScenario
 import Testing
 import KilnTestSupport
@@ -333,5 +335,27 @@ struct ShardSliceTests {
         #expect(fault.verified == .yes && fault.runByShard == 1 && fault.plannedOnly == nil)
         #expect(report.phases.first?.startedAt == 1_000)
         #expect(fault.startedAt == 5_000 && fault.stoppedAt == 7_000 && fault.plannedStart == 5_000, "\(fault)")
+    }
+
+    /// A shard's planned-only entry never becomes a drill (nor a verified fault): the shard that ran it judges it.
+    @Test func aPlannedOnlyFaultHasNoDrill() throws {
+        var planned = RunReport.Fault(
+            name: "freeze", kind: "pause", target: "redis-primary", plannedStart: 5_000, verified: .unknown)
+        planned.plannedOnly = true
+        planned.runByShard = 1
+        #expect(!planned.ranHere)
+        let report = RunReport(
+            identity: .init(
+                id: "s0", scenario: "x", scenarioFile: "x", datasetSpec: "x", seed: 1, datasetRows: 1, stack: "s",
+                namespace: "n", kilnRevision: nil, host: "h", cores: 1),
+            startedAt: 0, endedAt: nil, complete: true, interrupted: false, phases: [], verdict: .passed, exitCode: 0,
+            storeRows: [:])
+        #expect(DrillMetrics.compute(faults: [planned], report: report, timeline: []).isEmpty)
+        var ran = planned
+        ran.plannedOnly = nil
+        ran.startedAt = 5_000
+        ran.stoppedAt = 7_000
+        ran.verified = .yes
+        #expect(DrillMetrics.compute(faults: [ran], report: report, timeline: []).count == 1)
     }
 }
