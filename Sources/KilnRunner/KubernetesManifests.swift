@@ -230,9 +230,19 @@ public struct KubernetesManifests {
         var branches: [String] = []
         var templates: [String] = []
         var unmapped: [String] = []
+        // Template names must be unique in a Workflow (its webhook refuses duplicates): `a#1` and a fault named `a-1`
+        // would both be `a-1`, so a taken name gets a numeric suffix.
+        var taken: Set<String> = ["faults"]
         for instance in faults.plan(seed: seed) {
             let entry = instance.entry
-            let label = Self.label(instance.name)
+            var label = String(Self.label(instance.name).prefix(50))
+            let base = label
+            var suffix = 2
+            while !taken.isDisjoint(with: [label, "\(label)-wait", "\(label)-chaos"]) {
+                label = "\(base)-\(suffix)"
+                suffix += 1
+            }
+            taken.formUnion([label, "\(label)-wait", "\(label)-chaos"])
             guard let spec = Self.chaosSpec(entry),
                 let manifest = try? controller.manifest(for: spec, name: label, durationSeconds: Self.wholeSeconds(entry.duration))
             else {

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnRunner
 import Testing
 import Yams
 
@@ -140,6 +141,32 @@ struct K8sManifestTests {
         #expect(accessValidation.status == 0, "\(accessValidation.output)")
         let role = try String(contentsOf: access[1], encoding: .utf8)
         #expect(role.contains("\"chaos-mesh.org\"") && role.contains("\"workflows\"") && !role.contains("\"delete\""))
+    }
+
+    /// Template names stay unique when fault names collide after DNS-1123 labelling (`a#2` of a repeated fault and a
+    /// fault named `a-2`; `faults`, the entry's own name).
+    @Test func workflowTemplateNamesAreUniqueDNSLabels() throws {
+        let text = Self.drill.replacingOccurrences(
+            of: "  - {name: kill-redis, kind: kill, target: redis-primary, at: 5s, duration: 5s}",
+            with: """
+                  - {name: a, kind: kill, target: redis-primary, at: 5s, duration: 1s, every: 2s, times: 2}
+                  - {name: a-2, kind: kill, target: redis-primary, at: 9s, duration: 1s}
+                  - {name: faults, kind: kill, target: redis-primary, at: 11s, duration: 1s}
+                  - {name: A_2-wait, kind: kill, target: redis-primary, at: 13s, duration: 1s}
+                """)
+        let scenario = try CommandLineTests.temporaryFile("k8s-names.yaml", text)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("k8s-names"))
+        let result = try CommandLineTests.kiln(["k8s", scenario.path, "--shards", "2", "-o", directory.path])
+        try #require(result.status == 0, "\(result.output)")
+        let workflow = try #require(
+            try Yams.load(yaml: String(contentsOf: directory.appendingPathComponent("chaos/workflow.yaml"), encoding: .utf8))
+                as? [String: Any])
+        let templates = try #require((workflow["spec"] as? [String: Any])?["templates"] as? [[String: Any]])
+        let names = templates.compactMap { $0["name"] as? String }
+        #expect(names.count == templates.count && Set(names).count == names.count, "\(names)")
+        #expect(names.allSatisfy { KubernetesManifests.label($0) == $0 }, "\(names)")
+        let entry = try #require(templates.first { $0["name"] as? String == "faults" })
+        #expect((entry["children"] as? [String])?.count == 7, "a#1, a#2, a-2, faults, A_2-wait, pause-pg, isolate-pg")
     }
 
     /// A scenario without faults: no Workflow, no ServiceAccount, every pod runs kiln itself.
