@@ -252,6 +252,23 @@ public enum ShardMerge {
                 faults.filter(\.ranHere), of: faulting.report, index: faultShard, count: shards.count,
                 merged: report.phases)
         }
+        // A planned fault the fault shard has no record of did not happen as far as the merge can tell: it stays in
+        // the timeline, never started and `verified: unknown`, so its drill is unknown — a drill whose fault is
+        // missing never passes.
+        if let spec = scenario.faults {
+            let recorded = Set((report.faults ?? []).map(\.name))
+            let missing = spec.plan(seed: scenario.dataset.seed).filter { !recorded.contains($0.name) }
+            if !missing.isEmpty {
+                report.faults = (report.faults ?? []) + missing.map { instance in
+                    var fault = RunReport.Fault(
+                        name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
+                        verified: .unknown,
+                        note: "not in the record of the fault shard \(faultShard)/\(shards.count): no shard ran it")
+                    fault.runByShard = faultShard
+                    return fault
+                }
+            }
+        }
         report.complete = report.phases.count == shards[0].header.phases.count
             && shards.allSatisfy { $0.report.complete } && report.phases.allSatisfy(\.complete)
         let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }

@@ -174,8 +174,10 @@ struct ShardedFaultTests {
             (mergedFault.startedAt ?? 0) - phaseStart == (ran.startedAt ?? 0) - shardPhaseStart,
             "merged \(String(describing: mergedFault.startedAt)) - \(phaseStart) vs shard \(String(describing: ran.startedAt)) - \(shardPhaseStart)")
 
-        // Drills: the same drill, same verdict; detection and recovery within the timeline's 1 s resolution (+1 s
-        // for the shards' start offsets).
+        // Drills: the same drill, same verdict. Detection within the timeline's 1 s resolution (+1 s for the shards'
+        // start offsets); recovery (throughput back to 90 %, p99 back under the slow-second limit) depends on how busy
+        // the machine is just after the pause, so both RTOs are held to the pause's window instead: at least its 2 s,
+        // at most 6 s more.
         let singleDrill = try #require(singleReport.drills?.first, "\(single.output.suffix(3_000))")
         let mergedDrill = try #require(mergedReport.drills?.first, "\(merge.output.suffix(3_000))")
         #expect(mergedReport.drills?.count == singleReport.drills?.count)
@@ -183,8 +185,13 @@ struct ShardedFaultTests {
         #expect(mergedDrill.verdict == singleDrill.verdict, "merged \(mergedDrill) vs single \(singleDrill)")
         for metric in ["time_to_detect_ms", "rto_ms"] {
             let (a, b) = (singleDrill.metrics[metric], mergedDrill.metrics[metric])
-            #expect((a == nil) == (b == nil), "\(metric): single \(String(describing: a)) merged \(String(describing: b))")
-            if let a, let b { #expect(abs(a - b) <= 2_000, "\(metric): single \(a) merged \(b)") }
+            #expect(a != nil && b != nil, "\(metric): single \(String(describing: a)) merged \(String(describing: b))")
+        }
+        if let a = singleDrill.metrics["time_to_detect_ms"], let b = mergedDrill.metrics["time_to_detect_ms"] {
+            #expect(abs(a - b) <= 2_000, "time_to_detect_ms: single \(a) merged \(b)")
+        }
+        for rto in [singleDrill.metrics["rto_ms"], mergedDrill.metrics["rto_ms"]].compactMap({ $0 }) {
+            #expect(rto >= 2_000 - 1_000 && rto <= 2_000 + 6_000, "rto_ms \(rto): single \(singleDrill) merged \(mergedDrill)")
         }
         #expect(check.status == single.status, "check of the merged run \(check.output.suffix(2_000)) vs single \(single.output.suffix(2_000))")
         #expect(mergedReport.verdict == singleReport.verdict, "merged \(mergedReport.verdict) vs single \(singleReport.verdict)")

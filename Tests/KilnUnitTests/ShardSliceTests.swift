@@ -358,4 +358,29 @@ struct ShardSliceTests {
         ran.verified = .yes
         #expect(DrillMetrics.compute(faults: [ran], report: report, timeline: []).count == 1)
     }
+
+    /// The scenario has a fault but the fault shard recorded none (e.g. shards run from a copy without `faults:`):
+    /// the merged timeline keeps it, never started and unknown, so the merged drill can never pass.
+    @Test func aPlannedFaultNoShardRanIsUnknownInTheMergedRun() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let withFault = try TestStack.temporaryFile(
+            "with-fault.yaml",
+            String(contentsOf: file, encoding: .utf8).replacingOccurrences(
+                of: "phases:",
+                with: "faults:\n  - {name: freeze, kind: pause, target: redis-primary, at: 1s, duration: 1s}\nphases:"))
+        let loaded = try LoadScenario.load(contentsOf: withFault, knownOperations: LoadRun.knownOperations())
+        #expect(loaded.faults?.entries.count == 1)
+        let shards = try [
+            Self.shard(0, of: 2, samples: [1], scenario: file, root: root),
+            Self.shard(1, of: 2, samples: [1], scenario: file, root: root),
+        ]
+        let report = try ShardMerge.merge(shards, into: root.appendingPathComponent("merged"), scenario: loaded)
+        let fault = try #require(report.faults?.first)
+        #expect(fault.name == "freeze" && fault.verified == .unknown && fault.startedAt == nil && fault.ranHere)
+        #expect(fault.note?.contains("no shard ran it") == true)
+        #expect(report.verdict != .passed && report.checkRequired == true)
+        let drills = DrillMetrics.compute(faults: report.faults ?? [], report: report, timeline: [])
+        #expect(drills.map(\.verdict) == [.unknown], "\(drills)")
+    }
 }
