@@ -69,6 +69,11 @@ public enum ShardMerge {
             if a.phases != b.phases {
                 throw differ("phases", a.phases.joined(separator: ","), b.phases.joined(separator: ","))
             }
+            if a.faultShard != b.faultShard {
+                throw Refusal(
+                    description: "\(shard.directory.path) and \(first.directory.path) disagree on which shard runs the "
+                        + "faults: fault_shard \(b.faultShard) vs \(a.faultShard)")
+            }
             if a.count != b.count {
                 throw Refusal(
                     description: "\(shard.directory.path) is shard \(b.index)/\(b.count) and \(first.directory.path) "
@@ -91,7 +96,51 @@ public enum ShardMerge {
                 description: "missing shard\(missing.count == 1 ? "" : "s") \(missing.map { "\($0)/\(count)" }.joined(separator: ", ")) "
                     + "of \(count): a merge needs every slice")
         }
-        return (0..<count).map { byIndex[$0]! }
+        let ordered = (0..<count).map { byIndex[$0]! }
+        // Faults run in one shard only (`fault_shard`): a second shard that ran faults (or the wrong one) would make
+        // the merged drill count a fault twice or judge the timeline of a fault no shard was supposed to run.
+        let faultShard = first.header.faultShard
+        let ranFaults = ordered.filter { ($0.report.faults ?? []).contains(where: \.ranHere) }
+        if ranFaults.count > 1 {
+            throw Refusal(
+                description: "shards \(ranFaults.map { "\($0.header.index)" }.joined(separator: " and ")) all ran faults "
+                    + "(\(ranFaults.map(\.directory.path).joined(separator: ", "))): a sharded run's faults run in one "
+                    + "shard only (fault_shard: \(faultShard))")
+        }
+        if let ran = ranFaults.first, ran.header.index != faultShard {
+            throw Refusal(
+                description: "\(ran.directory.path): shard \(ran.header.index)/\(count) ran faults but fault_shard is "
+                    + "\(faultShard): its faults are not the run's")
+        }
+        return ordered
+    }
+
+    /// The fault shard's fault timeline on the merged run's clock. A merged timeline second is second k of each
+    /// shard's phase, counted from that shard's own phase start; the merged phase starts at the earliest shard's. So
+    /// each fault moves by (merged phase start − fault shard's phase start) of the phase it started in (its planned
+    /// start when it never started; the first phase when it came before every phase): it then sits at the same phase
+    /// second of the merged timeline as it did in the fault shard's, which is where an unsharded run would have it.
+    /// Each entry names the shard that ran it; a proxy fault's note says it acted on that shard's clients only.
+    static func faultsOnMergedClock(
+        _ faults: [RunReport.Fault], of shard: RunReport, index: Int, count: Int, merged: [RunReport.Phase]
+    ) -> [RunReport.Fault] {
+        let mergedStart = Dictionary(merged.map { ($0.name, $0.startedAt) }, uniquingKeysWith: { a, _ in a })
+        return faults.map { fault in
+            var fault = fault
+            let reference = fault.startedAt ?? fault.plannedStart
+            let phase = reference.flatMap { time in shard.phases.last { $0.startedAt <= time } } ?? shard.phases.first
+            let shift = phase.flatMap { phase in mergedStart[phase.name].map { $0 - phase.startedAt } } ?? 0
+            fault.plannedStart = fault.plannedStart.map { $0 + shift }
+            fault.startedAt = fault.startedAt.map { $0 + shift }
+            fault.stoppedAt = fault.stoppedAt.map { $0 + shift }
+            fault.runByShard = index
+            fault.plannedOnly = nil
+            if fault.kind.hasPrefix("proxy"), count > 1 {
+                let scope = "run by shard \(index)/\(count): its proxy carried that shard's clients only"
+                fault.note = fault.note.map { "\($0); \(scope)" } ?? scope
+            }
+            return fault
+        }
     }
 
     /// Merges `directories` into the new directory `output` (must not exist) and returns the merged report (also
@@ -185,8 +234,6 @@ public enum ShardMerge {
         for shard in shards {
             for (store, rows) in shard.report.storeRows { report.storeRows[store] = max(report.storeRows[store] ?? 0, rows) }
         }
-        let faultShard = shards[0].header.faultShard
-        report.faults = shards.first { $0.header.index == faultShard }?.report.faults
         // A drill is judged by its check, as an unsharded run (shards themselves never check: ShardRunOptions).
         report.checkRequired = scenario.faults != nil
         let phaseNames = shards[0].report.phases.map(\.name)
@@ -196,6 +243,31 @@ public enum ShardMerge {
             report.phases.append(
                 mergedPhase(parts, phase: scenarioPhase, everyShard: parts.count == shards.count,
                     histograms: histograms))
+        }
+        // The faults are the fault shard's (readShards refused any other shard that ran faults), with their
+        // verification, moved onto the merged clock; the other shards' planned-only entries are not the run's.
+        let faultShard = shards[0].header.faultShard
+        if let faulting = shards.first(where: { $0.header.index == faultShard }), let faults = faulting.report.faults {
+            report.faults = faultsOnMergedClock(
+                faults.filter(\.ranHere), of: faulting.report, index: faultShard, count: shards.count,
+                merged: report.phases)
+        }
+        // A planned fault the fault shard has no record of did not happen as far as the merge can tell: it stays in
+        // the timeline, never started and `verified: unknown`, so its drill is unknown — a drill whose fault is
+        // missing never passes.
+        if let spec = scenario.faults {
+            let recorded = Set((report.faults ?? []).map(\.name))
+            let missing = spec.plan(seed: scenario.dataset.seed).filter { !recorded.contains($0.name) }
+            if !missing.isEmpty {
+                report.faults = (report.faults ?? []) + missing.map { instance in
+                    var fault = RunReport.Fault(
+                        name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
+                        verified: .unknown,
+                        note: "not in the record of the fault shard \(faultShard)/\(shards.count): no shard ran it")
+                    fault.runByShard = faultShard
+                    return fault
+                }
+            }
         }
         report.complete = report.phases.count == shards[0].header.phases.count
             && shards.allSatisfy { $0.report.complete } && report.phases.allSatisfy(\.complete)

@@ -83,6 +83,16 @@ public struct ShardSlice: Sendable, Equatable, Codable, CustomStringConvertible 
     /// Open-model worker budget of this shard (each store's pool still gets at least 2).
     func openWorkers(_ total: Int) -> Int { max(1, (total + count - 1) / count) }
 
+    /// Why the scenario's `fault_shard` cannot name the shard that runs its faults in a run of `count` shards, or nil:
+    /// it must be one of the run's shards, `0..<count` (the indexes of `--shard i/n` and of JOB_COMPLETION_INDEX).
+    /// The message starts with the field's `file:line:column` (the scenario file when the field is absent).
+    public static func faultShardRefusal(_ scenario: LoadScenario, count: Int) -> String? {
+        guard scenario.faultShard < 0 || scenario.faultShard >= count else { return nil }
+        let source = scenario.faultShardSource.isEmpty ? scenario.file.path : scenario.faultShardSource
+        return "\(source): fault_shard: \(scenario.faultShard) is not a shard of \(count) (0..<\(count)): the faults "
+            + "would run in no shard"
+    }
+
     /// Why `scenario` cannot run as `count` shards, or nil. Closed phases need a worker per shard; a bulk phase must
     /// not follow a closed phase that writes a store it loads (after a closed phase each shard's row count is its
     /// own, so the shards could not agree on where the bulk range starts).

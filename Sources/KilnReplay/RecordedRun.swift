@@ -126,6 +126,8 @@ public enum RecordedRun {
             var kind: String
             var target: String
             var startedAt: Int64?
+            /// A shard's planned-only entry (another shard ran the fault): not a fault that happened here.
+            var plannedOnly: Bool?
             var stoppedAt: Int64?
             var verified: String
         }
@@ -185,7 +187,7 @@ public enum RecordedRun {
                 "\($0.phase) \($0.scope): \($0.expression)"
             }),
             failedDrills: Set((report.drills ?? []).filter { $0.verdict == "failed" }.map(\.name)),
-            faults: (report.faults ?? []).map {
+            faults: (report.faults ?? []).filter { $0.plannedOnly != true }.map {
                 ($0.name, $0.kind, $0.target, $0.startedAt, $0.stoppedAt, $0.verified)
             })
     }

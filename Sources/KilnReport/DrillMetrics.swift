@@ -49,7 +49,8 @@ public enum DrillMetrics {
     ) -> [RunReport.Drill] {
         let phaseStart = Dictionary(report.phases.map { ($0.name, $0.startedAt) }, uniquingKeysWith: { a, _ in a })
         return faults.compactMap { fault -> RunReport.Drill? in
-            guard let store = store(of: fault, proxied: proxied) else { return nil }
+            // A shard's planned-only entry: another shard ran the fault; its drill is judged there and on the merge.
+            guard fault.ranHere, let store = store(of: fault, proxied: proxied) else { return nil }
             guard let start = fault.startedAt else {
                 // Refused before it started (e.g. its setup found the target unfit): the drill did not happen.
                 return RunReport.Drill(

@@ -276,11 +276,14 @@ public struct HTMLReportWriter: ReportWriter {
         html += "<th class=\"l\">kind</th><th class=\"l\">target</th><th class=\"l\">planned</th><th class=\"l\">started</th>"
         html += "<th class=\"l\">stopped</th><th class=\"l\">verified</th><th class=\"l\">note</th></tr>"
         for fault in faults {
-            let verified = fault.verified == .yes ? "pass" : (fault.verified == .no ? "fail" : "unk")
+            let verified = !fault.ranHere ? "unk" : fault.verified == .yes ? "pass" : (fault.verified == .no ? "fail" : "unk")
+            let verifiedText = fault.ranHere
+                ? fault.verified.rawValue + (fault.runByShard.map { " (shard \($0))" } ?? "")
+                : "not run here (shard \(fault.runByShard.map(String.init) ?? "?") runs it)"
             html += "<tr><td class=\"l\">\(e(fault.name))</td><td class=\"l\">\(e(fault.kind))</td>"
             html += "<td class=\"l\">\(e(fault.target))</td><td class=\"l\">\(Format.date(fault.plannedStart))</td>"
             html += "<td class=\"l\">\(Format.date(fault.startedAt))</td><td class=\"l\">\(Format.date(fault.stoppedAt))</td>"
-            html += "<td class=\"l \(verified)\">\(e(fault.verified.rawValue))</td><td class=\"l\">\(e(fault.note ?? ""))</td></tr>"
+            html += "<td class=\"l \(verified)\">\(e(verifiedText))</td><td class=\"l\">\(e(fault.note ?? ""))</td></tr>"
         }
         return html + "</table></section>"
     }

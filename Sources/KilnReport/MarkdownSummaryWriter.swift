@@ -101,7 +101,7 @@ public struct MarkdownSummaryWriter: ReportWriter {
             for fault in faults {
                 lines.append(
                     "| \(Self.cell(fault.name)) | \(fault.kind) | \(Self.cell(fault.target)) | "
-                        + "\(Format.date(fault.startedAt)) | \(Format.date(fault.stoppedAt)) | \(fault.verified) |")
+                        + "\(Format.date(fault.startedAt)) | \(Format.date(fault.stoppedAt)) | \(Self.verifiedCell(fault)) |")
             }
             lines.append("")
         }
@@ -128,6 +128,12 @@ public struct MarkdownSummaryWriter: ReportWriter {
     }
 
     /// Keeps a table cell on one line and its pipes literal.
+    /// A fault's `verified` cell: a shard's planned-only entry says which shard ran it, never a verification.
+    static func verifiedCell(_ fault: RunReport.Fault) -> String {
+        guard fault.ranHere else { return "not run here (shard \(fault.runByShard.map(String.init) ?? "?") runs it)" }
+        return fault.runByShard.map { "\(fault.verified) (shard \($0))" } ?? "\(fault.verified)"
+    }
+
     static func cell(_ text: String) -> String {
         text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
     }

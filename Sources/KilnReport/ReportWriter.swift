@@ -66,7 +66,12 @@ public struct ReportResult: Sendable, Equatable {
         for drill in drills where drill.verdict != .passed {
             reasons.append("drill \(drill.name) \(drill.verdict.rawValue)\(drill.reason.map { ": \($0)" } ?? "")")
         }
-        for fault in run.report?.faults ?? [] where fault.verified != .yes {
+        for fault in run.report?.faults ?? [] where !fault.ranHere {
+            reasons.append(
+                "fault \(fault.name) (\(fault.kind) on \(fault.target)) not run here: planned only, run by shard "
+                    + "\(fault.runByShard.map(String.init) ?? "?") (judged on the merged run)")
+        }
+        for fault in run.report?.faults ?? [] where fault.ranHere && fault.verified != .yes {
             reasons.append("fault \(fault.name) (\(fault.kind) on \(fault.target)) verified: \(fault.verified.rawValue)")
         }
         if let reason = run.partialReason { reasons.append("partial: \(reason)") }

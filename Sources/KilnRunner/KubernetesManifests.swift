@@ -15,8 +15,15 @@ import KilnScenario
 ///   the kubelet expands `$(…)` in args. backoffLimit 0: a retried shard would write its rows twice.
 /// - `20-merge-job.yaml`: Job `<name>-merge`: `kiln merge … --wait` (until every shard's report.json has ended), then
 ///   `kiln check` and `kiln report` of the merged run.
-/// - `chaos/<fault>.yaml`: the Chaos Mesh manifest of each fault the generator maps (kill, pause, restart,
-///   partition isolate, two-sided `sides`, one-way between two hosts); the others are listed in `chaos/UNMAPPED.txt`.
+/// - Faults: on Kubernetes they are Chaos Mesh's, never Kiln's own fault runner (a pod can neither signal nor
+///   partition the stores' pods, and a fault proxy in one shard's pod would carry that shard's clients only). The
+///   scenario's fault schedule (`FaultScheduleSpec.plan`, the same instances and jitter as `kiln run`) becomes one
+///   Chaos Mesh `Workflow` (`chaos-workflow.yaml` in the ConfigMap, a copy in `chaos/workflow.yaml`): per instance a
+///   Serial of a Suspend for its `at` and the chaos for its `duration`, all in Parallel — each chaos object exists only
+///   in its fault's window. Only the pod of the scenario's `fault_shard` applies it (`kubectl apply`, through the
+///   ServiceAccount `<name>-chaos` allowed to create Workflows: `03-chaos-rbac-*.yaml`), right before its `kiln run`,
+///   so the windows are the fault shard's; the other pods apply nothing. Faults the generator cannot map (failovers,
+///   proxy toxics, clock skew, …) are listed in `chaos/UNMAPPED.txt`, never dropped silently.
 public struct KubernetesManifests {
     public var name: String
     public var namespace: String
@@ -27,11 +34,17 @@ public struct KubernetesManifests {
     public var stackText: String
     public var faults: FaultScheduleSpec?
     public var storage: String = "10Gi"
+    /// The shard whose pod applies the Chaos Mesh Workflow (the scenario's `fault_shard`).
+    public var faultShard: Int = 0
+    /// The dataset seed: the fault plan's jitter is drawn from it, as `kiln run` draws it.
+    public var seed: UInt64 = 0
 
     public init(
         name: String, namespace: String, image: String, shards: Int, scenarioText: String, datasetText: String,
-        stackText: String, faults: FaultScheduleSpec?, storage: String = "10Gi"
+        stackText: String, faults: FaultScheduleSpec?, storage: String = "10Gi", faultShard: Int = 0, seed: UInt64 = 0
     ) {
+        self.faultShard = faultShard
+        self.seed = seed
         self.name = name
         self.namespace = namespace
         self.image = image
@@ -59,27 +72,67 @@ public struct KubernetesManifests {
     var runRoot: String { "\(Self.runsMount)/\(name)" }
 
     public func files() throws -> [(path: String, text: String)] {
+        let (workflow, unmapped) = chaosWorkflow()
         var result: [(String, String)] = [
-            ("00-configmap.yaml", configMap().text()),
+            ("00-configmap.yaml", configMap(workflow: workflow).text()),
             ("01-runs-pvc.yaml", runsClaim().text()),
             ("02-setup-job.yaml", job("\(name)-setup", arguments: ["run", "\(Self.scenarioMount)/scenario.yaml", "--setup-only"]).text()),
-            ("10-shards-job.yaml", shardsJob().text()),
+        ]
+        if let workflow {
+            result += chaosAccess().map { ($0.file, $0.object.text()) }
+            result.append(("chaos/workflow.yaml", workflow))
+        }
+        result += [
+            ("10-shards-job.yaml", shardsJob(appliesChaos: workflow != nil).text()),
             ("20-merge-job.yaml", mergeJob().text()),
         ]
-        let (chaos, unmapped) = chaosManifests()
-        result += chaos
         if !unmapped.isEmpty { result.append(("chaos/UNMAPPED.txt", unmapped.joined(separator: "\n") + "\n")) }
         return result
     }
 
-    func configMap() -> YAMLValue {
-        .map([
+    /// The ConfigMap key of the Chaos Mesh Workflow the fault shard's pod applies.
+    static let workflowKey = "chaos-workflow.yaml"
+
+    func configMap(workflow: String? = nil) -> YAMLValue {
+        var data: [(String, YAMLValue)] = [
+            ("scenario.yaml", .string(scenarioText)), ("dataset.yaml", .string(datasetText)),
+            ("stack.yaml", .string(stackText)),
+        ]
+        if let workflow { data.append((Self.workflowKey, .string(workflow))) }
+        return .map([
             ("apiVersion", .string("v1")), ("kind", .string("ConfigMap")), ("metadata", metadata("\(name)-files")),
-            ("data", .map([
-                ("scenario.yaml", .string(scenarioText)), ("dataset.yaml", .string(datasetText)),
-                ("stack.yaml", .string(stackText)),
-            ])),
+            ("data", .map(data)),
         ])
+    }
+
+    /// The ServiceAccount the shards' pods run as when the scenario has faults, allowed to create and read Chaos Mesh
+    /// Workflows in the namespace (only the fault shard's pod uses it), and nothing else.
+    func chaosAccess() -> [(file: String, object: YAMLValue)] {
+        let account = "\(name)-chaos"
+        return [
+            ("03-chaos-rbac-serviceaccount.yaml", .map([
+                ("apiVersion", .string("v1")), ("kind", .string("ServiceAccount")), ("metadata", metadata(account)),
+            ])),
+            ("03-chaos-rbac-role.yaml", .map([
+                ("apiVersion", .string("rbac.authorization.k8s.io/v1")), ("kind", .string("Role")),
+                ("metadata", metadata(account)),
+                ("rules", .list([.map([
+                    ("apiGroups", .list([.string("chaos-mesh.org")])),
+                    ("resources", .list([.string("workflows")])),
+                    ("verbs", .list(["create", "get", "list", "patch"].map(YAMLValue.string))),
+                ])])),
+            ])),
+            ("03-chaos-rbac-rolebinding.yaml", .map([
+                ("apiVersion", .string("rbac.authorization.k8s.io/v1")), ("kind", .string("RoleBinding")),
+                ("metadata", metadata(account)),
+                ("subjects", .list([.map([
+                    ("kind", .string("ServiceAccount")), ("name", .string(account)), ("namespace", .string(namespace)),
+                ])])),
+                ("roleRef", .map([
+                    ("apiGroup", .string("rbac.authorization.k8s.io")), ("kind", .string("Role")), ("name", .string(account)),
+                ])),
+            ])),
+        ]
     }
 
     func runsClaim() -> YAMLValue {
@@ -93,10 +146,10 @@ public struct KubernetesManifests {
     }
 
     /// A pod template running `kiln ARGUMENTS` (or `sh -c SCRIPT`) with the files and the runs volume mounted.
-    func podTemplate(command: [String], arguments: [String]) -> YAMLValue {
+    func podTemplate(command: [String], arguments: [String], serviceAccount: String? = nil) -> YAMLValue {
         .map([
             ("metadata", .map([("labels", .map(labels))])),
-            ("spec", .map([
+            ("spec", .map((serviceAccount.map { [("serviceAccountName", YAMLValue.string($0))] } ?? []) + [
                 ("restartPolicy", .string("Never")),
                 ("containers", .list([.map([
                     ("name", .string("kiln")), ("image", .string(image)),
@@ -115,25 +168,44 @@ public struct KubernetesManifests {
         ])
     }
 
-    func job(_ jobName: String, arguments: [String], command: [String] = ["kiln"], extra: [(String, YAMLValue)] = [])
-        -> YAMLValue
-    {
+    func job(
+        _ jobName: String, arguments: [String], command: [String] = ["kiln"], extra: [(String, YAMLValue)] = [],
+        serviceAccount: String? = nil
+    ) -> YAMLValue {
         .map([
             ("apiVersion", .string("batch/v1")), ("kind", .string("Job")), ("metadata", metadata(jobName)),
-            ("spec", .map(extra + [("backoffLimit", .int(0)), ("template", podTemplate(command: command, arguments: arguments))])),
+            ("spec", .map(extra + [
+                ("backoffLimit", .int(0)),
+                ("template", podTemplate(command: command, arguments: arguments, serviceAccount: serviceAccount)),
+            ])),
         ])
     }
 
-    func shardsJob() -> YAMLValue {
-        job(
-            "\(name)-shards",
-            arguments: [
-                "run", "\(Self.scenarioMount)/scenario.yaml", "--shards", String(shards), "--runs-directory", runRoot,
-                "--id", "shard-$(JOB_COMPLETION_INDEX)",
-            ],
-            extra: [
-                ("completionMode", .string("Indexed")), ("completions", .int(shards)), ("parallelism", .int(shards)),
-            ])
+    /// The Indexed Job. With faults (`appliesChaos`), each pod runs a shell that applies the Chaos Mesh Workflow when
+    /// its index is `fault_shard` (a failed apply ends the pod with 69 before any load: a drill without its faults
+    /// must not pass as one) and then execs the same `kiln run`.
+    func shardsJob(appliesChaos: Bool = false) -> YAMLValue {
+        let extra: [(String, YAMLValue)] = [
+            ("completionMode", .string("Indexed")), ("completions", .int(shards)), ("parallelism", .int(shards)),
+        ]
+        guard appliesChaos else {
+            return job(
+                "\(name)-shards",
+                arguments: [
+                    "run", "\(Self.scenarioMount)/scenario.yaml", "--shards", String(shards), "--runs-directory", runRoot,
+                    "--id", "shard-$(JOB_COMPLETION_INDEX)",
+                ],
+                extra: extra)
+        }
+        let script = """
+            if [ "$JOB_COMPLETION_INDEX" = "\(faultShard)" ]; then \
+            kubectl apply -f \(Self.scenarioMount)/\(Self.workflowKey) || exit 69; fi; \
+            exec kiln run \(Self.scenarioMount)/scenario.yaml --shards \(shards) --runs-directory \(runRoot) \
+            --id "shard-$JOB_COMPLETION_INDEX"
+            """
+        return job(
+            "\(name)-shards", arguments: ["-c", script], command: ["/bin/sh"], extra: extra,
+            serviceAccount: "\(name)-chaos")
     }
 
     func mergeJob() -> YAMLValue {
@@ -148,39 +220,104 @@ public struct KubernetesManifests {
         return job("\(name)-merge", arguments: ["-c", script], command: ["/bin/sh"])
     }
 
-    /// Chaos Mesh manifests of the scenario's faults (KilnFaults' ChaosMeshController), and what it cannot map.
-    func chaosManifests() -> ([(String, String)], [String]) {
-        guard let faults else { return ([], []) }
+    /// The Chaos Mesh Workflow of the scenario's fault plan (nil when nothing maps), and what it cannot map. Each
+    /// planned instance is a Serial of a Suspend (`deadline`: its start offset; none at 0 s) and its chaos
+    /// (`deadline`: its duration, whole seconds rounded up, at least 1), so the chaos object exists only in the
+    /// fault's window; the instances run in Parallel.
+    func chaosWorkflow() -> (text: String?, unmapped: [String]) {
+        guard let faults else { return (nil, []) }
         let controller = ChaosMeshController(namespace: namespace)
-        var written: [(String, String)] = []
+        var branches: [String] = []
+        var templates: [String] = []
         var unmapped: [String] = []
-        for entry in faults.entries {
-            let spec: FaultSpec?
-            switch entry.kind {
-            case .kill: spec = .process(.kill, service: entry.target)
-            case .pause: spec = .process(.pause, service: entry.target)
-            case .restart: spec = .process(.restart, service: entry.target)
-            case .partition:
-                switch entry.hostFault {
-                case nil where entry.shape == nil || entry.shape == "isolate": spec = .partition(.isolate(entry.target))
-                case .partition(.isolate(let host?), _)?: spec = .partition(.isolate(host))
-                case .partition(.sides(let sides), _)? where sides.count == 2: spec = .partition(.split(sides[0], sides[1]))
-                case .partition(.oneWay(let from, let to), _)? where from.count == 1 && to.count == 1:
-                    spec = .partition(.oneWay(from: from[0], to: to[0]))
-                default: spec = nil
-                }
-            default: spec = nil
+        // Template names must be unique in a Workflow (its webhook refuses duplicates): `a#1` and a fault named `a-1`
+        // would both be `a-1`, so a taken name gets a numeric suffix.
+        var taken: Set<String> = ["faults"]
+        for instance in faults.plan(seed: seed) {
+            let entry = instance.entry
+            var label = String(Self.label(instance.name).prefix(50))
+            let base = label
+            var suffix = 2
+            while !taken.isDisjoint(with: [label, "\(label)-wait", "\(label)-chaos"]) {
+                label = "\(base)-\(suffix)"
+                suffix += 1
             }
-            let parts = entry.duration.components
-            let seconds = Int(parts.seconds) + (parts.attoseconds > 0 ? 1 : 0)
-            guard let spec, let manifest = try? controller.manifest(for: spec, name: Self.label(entry.name), durationSeconds: max(1, seconds))
+            taken.formUnion([label, "\(label)-wait", "\(label)-chaos"])
+            guard let spec = Self.chaosSpec(entry),
+                let manifest = try? controller.manifest(for: spec, name: label, durationSeconds: Self.wholeSeconds(entry.duration))
             else {
-                unmapped.append("\(entry.name): \(entry.kind.rawValue) on \(entry.target) has no Chaos Mesh manifest here (\(entry.source))")
+                unmapped.append(
+                    "\(instance.name): \(entry.kind.rawValue) on \(entry.target) has no Chaos Mesh manifest here (\(entry.source))")
                 continue
             }
-            written.append(("chaos/\(Self.label(entry.name)).yaml", manifest))
+            let lines = manifest.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            guard let specLine = lines.firstIndex(of: "spec:") else { continue }
+            let kind = manifest.contains("kind: PodChaos") ? "PodChaos" : "NetworkChaos"
+            let field = kind == "PodChaos" ? "podChaos" : "networkChaos"
+            // The chaos's own spec, less its `duration` (a Workflow node lasts its `deadline`).
+            let body = lines[(specLine + 1)...].filter { !$0.isEmpty && !$0.hasPrefix("  duration:") }
+                .map { "    " + $0 }
+            var children: [String] = []
+            let start = Self.wholeSeconds(instance.start, roundUp: false)
+            if start > 0 {
+                templates += ["  - name: \(label)-wait", "    templateType: Suspend", "    deadline: \"\(start)s\""]
+                children.append("\(label)-wait")
+            }
+            templates += [
+                "  - name: \(label)-chaos", "    templateType: \(kind)",
+                "    deadline: \"\(Self.wholeSeconds(entry.duration))s\"", "    \(field):",
+            ] + body
+            children.append("\(label)-chaos")
+            templates += [
+                "  - name: \(label)", "    templateType: Serial",
+                "    children: [\(children.map { "\"\($0)\"" }.joined(separator: ", "))]",
+            ]
+            branches.append(label)
         }
-        return (written, unmapped)
+        guard !branches.isEmpty else { return (nil, unmapped) }
+        let text = [
+            "apiVersion: chaos-mesh.org/v1alpha1",
+            "kind: Workflow",
+            "metadata:",
+            "  name: \(name)-faults",
+            "  namespace: \"\(namespace)\"",
+            "  labels:",
+            "    app.kubernetes.io/managed-by: kiln",
+            "    app.kubernetes.io/instance: \"\(name)\"",
+            "spec:",
+            "  entry: faults",
+            "  templates:",
+            "  - name: faults",
+            "    templateType: Parallel",
+            "    children: [\(branches.map { "\"\($0)\"" }.joined(separator: ", "))]",
+        ] + templates
+        return (text.joined(separator: "\n") + "\n", unmapped)
+    }
+
+    /// The service-level fault of a scenario entry, when Chaos Mesh has one (kill, pause, restart, partitions).
+    static func chaosSpec(_ entry: FaultScheduleSpec.Entry) -> FaultSpec? {
+        switch entry.kind {
+        case .kill: return .process(.kill, service: entry.target)
+        case .pause: return .process(.pause, service: entry.target)
+        case .restart: return .process(.restart, service: entry.target)
+        case .partition:
+            switch entry.hostFault {
+            case nil where entry.shape == nil || entry.shape == "isolate": return .partition(.isolate(entry.target))
+            case .partition(.isolate(let host?), _)?: return .partition(.isolate(host))
+            case .partition(.sides(let sides), _)? where sides.count == 2: return .partition(.split(sides[0], sides[1]))
+            case .partition(.oneWay(let from, let to), _)? where from.count == 1 && to.count == 1:
+                return .partition(.oneWay(from: from[0], to: to[0]))
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    /// `duration` in whole seconds: rounded up (at least 1) for a chaos's length, down for a start offset.
+    static func wholeSeconds(_ duration: Duration, roundUp: Bool = true) -> Int {
+        let parts = duration.components
+        guard roundUp else { return Int(parts.seconds) }
+        return max(1, Int(parts.seconds) + (parts.attoseconds > 0 ? 1 : 0))
     }
 
     /// `text` as a DNS-1123 label (lower case, `-` for anything else, at most 63).

@@ -154,9 +154,10 @@ public struct RunController {
                 }
                 return .ok
             }
+            var plannedElsewhere: FaultScheduleSpec?
             if let shardSlice {
                 if check { throw Failure(code: .invalidInput, message: "--check: a shard is checked after `kiln merge` (kiln check MERGED_RUN)") }
-                try ShardRequest.adapt(&loaded, to: shardSlice, logger: logger)
+                plannedElsewhere = try ShardRequest.adapt(&loaded, to: shardSlice, logger: logger)
             }
             let root = runsDirectory.map { URL(fileURLWithPath: $0) }
                 ?? paths.home.appendingPathComponent("Reports/runs")
@@ -233,7 +234,10 @@ public struct RunController {
             // killed before its check reads NOT CHECKED, never passed.
             let judgedByCheck = shardSlice == nil && (check || faults.runner != nil)
             run.checkRequired = judgedByCheck
-            run.companion = faults.runner
+            run.companion = faults.runner ?? plannedElsewhere.map { spec in
+                PlannedFaultTimeline(
+                    spec: spec, seed: loaded.dataset.seed, faultShard: loaded.faultShard, count: shardSlice?.count ?? 1)
+            }
             run.shard = shardSlice
             run.enterClientGroup = try Self.clientGroupPlacement(loaded, paths: stackPaths, logger: logger)
             run.pipelineLauncher = Self.pipelineLauncher(stackFile: stackFile, stack: loaded.stack, paths: stackPaths)

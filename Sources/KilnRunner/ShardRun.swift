@@ -48,13 +48,12 @@ public struct ShardRequest: Sendable {
 
     /// Adapts the scenario to shard `slice` (or refuses it, exit 64): no teardown (`--setup-only` does it once),
     /// faults only in the scenario's `fault_shard`, no pipeline (its sinks would consume every shard's messages once
-    /// per shard).
-    static func adapt(_ scenario: inout LoadScenario, to slice: ShardSlice, logger: Logger) throws {
-        if scenario.faultShard >= slice.count {
-            throw Failure(
-                code: .invalidInput,
-                message: "\(scenario.faultShardSource): fault_shard: \(scenario.faultShard) is not a shard of "
-                    + "\(slice.count) (0..<\(slice.count))")
+    /// per shard). Returns the fault schedule this shard does NOT run but records as planned (`PlannedFaultTimeline`):
+    /// nil in the fault shard and in a scenario without faults.
+    @discardableResult
+    static func adapt(_ scenario: inout LoadScenario, to slice: ShardSlice, logger: Logger) throws -> FaultScheduleSpec? {
+        if let refusal = ShardSlice.faultShardRefusal(scenario, count: slice.count) {
+            throw Failure(code: .invalidInput, message: refusal)
         }
         if scenario.pipeline != nil {
             throw Failure(
@@ -71,10 +70,11 @@ public struct ShardRequest: Sendable {
                 "shard \(slice): no fresh teardown (run `kiln run SCENARIO --setup-only` once before the shards)")
             scenario.fresh = false
         }
-        if scenario.faults != nil, slice.index != scenario.faultShard {
-            logger.info("shard \(slice): the faults run in shard \(scenario.faultShard)/\(slice.count); this one records its timeline")
-            scenario.faults = nil
-        }
+        guard let faults = scenario.faults, slice.index != scenario.faultShard else { return nil }
+        logger.info(
+            "shard \(slice): the faults run in shard \(scenario.faultShard)/\(slice.count); this one records their planned timeline")
+        scenario.faults = nil
+        return faults
     }
 
     /// A shard's own report is never a pass: its thresholds and checks belong to the merged run. The report says
@@ -82,6 +82,11 @@ public struct ShardRequest: Sendable {
     /// the load's code (0 when the load ran to its end, 3 when interrupted), which is what a Kubernetes Job counts.
     static func markAwaitingMerge(_ report: inout RunReport, slice: ShardSlice, directory: URL) -> KilnExitCode {
         let code = KilnExitCode(rawValue: report.exitCode ?? 70) ?? .internalError
+        // The faults this shard ran itself (the fault shard's) name it; planned-only entries already name theirs.
+        if var faults = report.faults {
+            for index in faults.indices where faults[index].runByShard == nil { faults[index].runByShard = slice.index }
+            report.faults = faults
+        }
         report.checkRequired = true
         report.notChecked = "shard \(slice) of a sharded run: its thresholds and checks are judged on the merged run "
             + "(kiln merge SHARD_DIR... -o MERGED && kiln check MERGED)"
@@ -116,5 +121,56 @@ extension LoadRun {
         let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
         guard parts.count == 2, let driver = StoreRegistry.drivers.first(where: { $0.name == parts[0] }) else { return false }
         return driver.operations.contains { $0.name == parts[1] && $0.kind == .write }
+    }
+}
+
+/// The fault schedule of a shard that does not run the faults (`fault_shard` names another shard): the same plan
+/// the fault shard runs (`FaultScheduleSpec.plan`, same seed, offsets from this shard's first phase), recorded in
+/// report.json as `planned_only` entries run by shard `faultShard` — never started here, `verified: unknown`, no
+/// drill — so this shard's report never shows a fault as verified that it did not run, and `kiln merge` can tell the
+/// shard that ran the faults from the others. Runs nothing; `phasesEnded` returns at once (no heal wait: nothing to
+/// heal here).
+final class PlannedFaultTimeline: RunCompanion, @unchecked Sendable {
+    // @unchecked: `startedAt` is only touched under `lock`; the rest is immutable after init.
+    let plan: [FaultScheduleSpec.Instance]
+    let faultShard: Int
+    let count: Int
+    private let lock = NSLock()
+    private var startedAt: Date?
+
+    init(spec: FaultScheduleSpec, seed: UInt64, faultShard: Int, count: Int) {
+        plan = spec.plan(seed: seed)
+        self.faultShard = faultShard
+        self.count = count
+    }
+
+    func phasesStarting(sinkProcesses: SinkProcessControl?) {
+        lock.lock()
+        startedAt = Date()
+        lock.unlock()
+    }
+
+    func phasesEnded() {}
+
+    var faultTimeline: [RunReport.Fault] {
+        lock.lock()
+        let start = startedAt
+        lock.unlock()
+        return plan.map { instance in
+            let planned = start.map { Int64(($0.timeIntervalSince1970 + Self.seconds(instance.start)) * 1000) }
+            var fault = RunReport.Fault(
+                name: instance.name, kind: instance.entry.kind.rawValue, target: instance.entry.target,
+                plannedStart: planned, verified: .unknown,
+                note: "planned only: run by shard \(faultShard)/\(count) (fault_shard); this shard ran no fault and "
+                    + "records the plan (kiln merge takes shard \(faultShard)'s record)")
+            fault.runByShard = faultShard
+            fault.plannedOnly = true
+            return fault
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let parts = duration.components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
     }
 }

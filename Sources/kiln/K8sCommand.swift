@@ -11,8 +11,10 @@ struct K8sCommand: ParsableCommand {
         discussion: """
             Apply them in order (README.md, "Running on Kubernetes"): kubectl apply -f DIR/00-configmap.yaml -f
             DIR/01-runs-pvc.yaml -f DIR/02-setup-job.yaml; kubectl wait --for=condition=complete job/NAME-setup;
-            kubectl apply -f DIR/10-shards-job.yaml -f DIR/20-merge-job.yaml. The merge Job waits for every shard,
-            merges them exactly (kiln merge), checks and reports the merged run under /kiln/runs/NAME/merged.
+            with faults, kubectl apply -f DIR/03-chaos-rbac-*.yaml; kubectl apply -f DIR/10-shards-job.yaml -f
+            DIR/20-merge-job.yaml. The merge Job waits for every shard, merges them exactly (kiln merge), checks and
+            reports the merged run under /kiln/runs/NAME/merged. Faults are Chaos Mesh's: one Workflow (each chaos
+            only in its fault's window) that the pod of the scenario's fault_shard applies before its kiln run.
             Exit codes: 0 written; 64 invalid scenario, stack or option.
             """
     )
@@ -59,6 +61,9 @@ struct K8sCommand: ParsableCommand {
             {
                 throw Failure(code: .invalidInput, message: "\(url.path): \(refusal)")
             }
+            if loaded.faults != nil, let refusal = ShardSlice.faultShardRefusal(loaded, count: shards) {
+                throw Failure(code: .invalidInput, message: refusal)
+            }
             if loaded.pipeline != nil {
                 throw Failure(code: .invalidInput, message: "\(url.path): pipeline: a scenario with a reference pipeline cannot be sharded")
             }
@@ -82,7 +87,7 @@ struct K8sCommand: ParsableCommand {
             let manifests = KubernetesManifests(
                 name: String(name.prefix(40)), namespace: namespace, image: image, shards: shards,
                 scenarioText: rewritten.text, datasetText: datasetText, stackText: stackText, faults: loaded.faults,
-                storage: storage)
+                storage: storage, faultShard: loaded.faultShard, seed: loaded.dataset.seed)
             // The pods' scenario must load exactly as written into the ConfigMap.
             try ScenarioForPods.verify(scenario: rewritten.text, dataset: datasetText, stack: stackText)
             let directory = URL(fileURLWithPath: output ?? "k8s/\(loaded.name)")

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnRunner
 import Testing
 import Yams
 
@@ -68,13 +69,15 @@ struct K8sManifestTests {
         #expect(spec["completions"] as? Int == 5 && spec["parallelism"] as? Int == 5)
         #expect(spec["backoffLimit"] as? Int == 0)
         let jobText = try String(contentsOf: builtIn[3], encoding: .utf8)
-        #expect(jobText.contains(#""--shards""#) && jobText.contains(#""shard-$(JOB_COMPLETION_INDEX)""#))
+        // With faults the pod runs a shell (the fault shard applies the Chaos Mesh Workflow first), which expands the
+        // index itself.
+        #expect(jobText.contains("--shards 5") && jobText.contains(#"--id \"shard-$JOB_COMPLETION_INDEX\""#), "\(jobText)")
         #expect(jobText.contains("registry.example/kiln:1.2") && jobText.contains("namespace: \"load-test\""))
 
         // The ConfigMap's scenario has no faults (Chaos Mesh carries them) and points at its neighbours.
         let configMap = try #require(try Yams.load(yaml: String(contentsOf: builtIn[0], encoding: .utf8)) as? [String: Any])
         let data = try #require(configMap["data"] as? [String: String])
-        #expect(Set(data.keys) == ["scenario.yaml", "dataset.yaml", "stack.yaml"])
+        #expect(Set(data.keys) == ["scenario.yaml", "dataset.yaml", "stack.yaml", "chaos-workflow.yaml"])
         let podScenario = try #require(data["scenario.yaml"])
         #expect(podScenario.contains("stack: stack.yaml") && podScenario.contains("spec: dataset.yaml"))
         #expect(!podScenario.contains("faults:") && !podScenario.contains("heal_wait"))
@@ -93,19 +96,90 @@ struct K8sManifestTests {
             #expect(caught.status != 0, "\(file.lastPathComponent) passed: \(caught.output)")
         }
 
-        // Chaos Mesh: kill, pause and isolate map; the failover does not and is listed, never dropped silently.
+        // Chaos Mesh carries the faults: one Workflow, each chaos alive only in its fault's window (a Suspend for
+        // its `at`, the chaos for its `duration`); the failover does not map and is listed, never dropped silently.
         let chaos = directory.appendingPathComponent("chaos")
         let names = try FileManager.default.contentsOfDirectory(atPath: chaos.path).sorted()
-        #expect(names == ["UNMAPPED.txt", "isolate-pg.yaml", "kill-redis.yaml", "pause-pg.yaml"])
-        let kill = try #require(
-            try Yams.load(yaml: String(contentsOf: chaos.appendingPathComponent("kill-redis.yaml"), encoding: .utf8))
-                as? [String: Any])
-        #expect(kill["apiVersion"] as? String == "chaos-mesh.org/v1alpha1" && kill["kind"] as? String == "PodChaos")
-        #expect((kill["spec"] as? [String: Any])?["action"] as? String == "pod-kill")
-        let isolate = try String(contentsOf: chaos.appendingPathComponent("isolate-pg.yaml"), encoding: .utf8)
-        #expect(isolate.contains("kind: NetworkChaos") && isolate.contains("action: partition"))
+        #expect(names == ["UNMAPPED.txt", "workflow.yaml"])
+        let workflowText = try String(contentsOf: chaos.appendingPathComponent("workflow.yaml"), encoding: .utf8)
+        #expect(data["chaos-workflow.yaml"] == workflowText, "the pod applies the ConfigMap's copy of chaos/workflow.yaml")
+        let workflow = try #require(try Yams.load(yaml: workflowText) as? [String: Any])
+        #expect(workflow["apiVersion"] as? String == "chaos-mesh.org/v1alpha1" && workflow["kind"] as? String == "Workflow")
+        let workflowSpec = try #require(workflow["spec"] as? [String: Any])
+        let templates = try #require(workflowSpec["templates"] as? [[String: Any]])
+        let byName = Dictionary(uniqueKeysWithValues: templates.compactMap { t in (t["name"] as? String).map { ($0, t) } })
+        #expect(workflowSpec["entry"] as? String == "faults")
+        #expect(byName["faults"]?["templateType"] as? String == "Parallel")
+        #expect(Set(byName["faults"]?["children"] as? [String] ?? []) == ["kill-redis", "pause-pg", "isolate-pg"])
+        for (fault, at, duration, kind, action) in [
+            ("kill-redis", "5s", "5s", "PodChaos", "pod-kill"), ("pause-pg", "12s", "3s", "PodChaos", "pod-failure"),
+            ("isolate-pg", "20s", "4s", "NetworkChaos", "partition"),
+        ] {
+            #expect(byName[fault]?["templateType"] as? String == "Serial")
+            #expect(byName[fault]?["children"] as? [String] == ["\(fault)-wait", "\(fault)-chaos"])
+            #expect(byName["\(fault)-wait"]?["templateType"] as? String == "Suspend")
+            #expect(byName["\(fault)-wait"]?["deadline"] as? String == at, "\(fault) starts at its offset")
+            let node = try #require(byName["\(fault)-chaos"])
+            #expect(node["templateType"] as? String == kind && node["deadline"] as? String == duration, "\(node)")
+            let body = try #require(node[kind == "PodChaos" ? "podChaos" : "networkChaos"] as? [String: Any])
+            #expect(body["action"] as? String == action && body["duration"] == nil, "\(body)")
+            #expect((body["selector"] as? [String: Any])?["namespaces"] as? [String] == ["load-test"])
+        }
         let unmapped = try String(contentsOf: chaos.appendingPathComponent("UNMAPPED.txt"), encoding: .utf8)
         #expect(unmapped.contains("pg-failover"))
+
+        // Only the fault shard's pod (fault_shard: 1) applies the Workflow, before its kiln run, as the ServiceAccount
+        // whose Role may create Workflows and nothing else.
+        let podSpec = try #require(((spec["template"] as? [String: Any])?["spec"]) as? [String: Any])
+        #expect(podSpec["serviceAccountName"] as? String == "kiln-k8s-drill-chaos")
+        let script = try #require(ShardedRunTests.pod(builtIn[3]).arguments.last)
+        #expect(script.contains(#"if [ "$JOB_COMPLETION_INDEX" = "1" ]; then kubectl apply -f /kiln/scenario/chaos-workflow.yaml || exit 69; fi"#), "\(script)")
+        #expect(script.contains(#"exec kiln run /kiln/scenario/scenario.yaml --shards 5"#), "\(script)")
+        let access = ["03-chaos-rbac-serviceaccount.yaml", "03-chaos-rbac-role.yaml", "03-chaos-rbac-rolebinding.yaml"]
+            .map { directory.appendingPathComponent($0) }
+        let accessValidation = try Self.validate(access)
+        #expect(accessValidation.status == 0, "\(accessValidation.output)")
+        let role = try String(contentsOf: access[1], encoding: .utf8)
+        #expect(role.contains("\"chaos-mesh.org\"") && role.contains("\"workflows\"") && !role.contains("\"delete\""))
+    }
+
+    /// Template names stay unique when fault names collide after DNS-1123 labelling (`a#2` of a repeated fault and a
+    /// fault named `a-2`; `faults`, the entry's own name).
+    @Test func workflowTemplateNamesAreUniqueDNSLabels() throws {
+        let text = Self.drill.replacingOccurrences(
+            of: "  - {name: kill-redis, kind: kill, target: redis-primary, at: 5s, duration: 5s}",
+            with: """
+                  - {name: a, kind: kill, target: redis-primary, at: 5s, duration: 1s, every: 2s, times: 2}
+                  - {name: a-2, kind: kill, target: redis-primary, at: 9s, duration: 1s}
+                  - {name: faults, kind: kill, target: redis-primary, at: 11s, duration: 1s}
+                  - {name: A_2-wait, kind: kill, target: redis-primary, at: 13s, duration: 1s}
+                """)
+        let scenario = try CommandLineTests.temporaryFile("k8s-names.yaml", text)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("k8s-names"))
+        let result = try CommandLineTests.kiln(["k8s", scenario.path, "--shards", "2", "-o", directory.path])
+        try #require(result.status == 0, "\(result.output)")
+        let workflow = try #require(
+            try Yams.load(yaml: String(contentsOf: directory.appendingPathComponent("chaos/workflow.yaml"), encoding: .utf8))
+                as? [String: Any])
+        let templates = try #require((workflow["spec"] as? [String: Any])?["templates"] as? [[String: Any]])
+        let names = templates.compactMap { $0["name"] as? String }
+        #expect(names.count == templates.count && Set(names).count == names.count, "\(names)")
+        #expect(names.allSatisfy { KubernetesManifests.label($0) == $0 }, "\(names)")
+        let entry = try #require(templates.first { $0["name"] as? String == "faults" })
+        #expect((entry["children"] as? [String])?.count == 7, "a#1, a#2, a-2, faults, A_2-wait, pause-pg, isolate-pg")
+    }
+
+    /// A scenario without faults: no Workflow, no ServiceAccount, every pod runs kiln itself.
+    @Test func aScenarioWithoutFaultsHasNoChaosObjects() throws {
+        let text = Self.drill.components(separatedBy: "faults:")[0] + "phases:" + Self.drill.components(separatedBy: "phases:")[1]
+        let scenario = try CommandLineTests.temporaryFile("k8s-nofaults.yaml", text.replacingOccurrences(of: "heal_wait: 2s\n", with: ""))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("k8s-nofaults"))
+        let result = try CommandLineTests.kiln(["k8s", scenario.path, "--shards", "2", "-o", directory.path])
+        try #require(result.status == 0, "\(result.output)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(names == ["00-configmap.yaml", "01-runs-pvc.yaml", "02-setup-job.yaml", "10-shards-job.yaml", "20-merge-job.yaml"])
+        let pod = try ShardedRunTests.pod(directory.appendingPathComponent("10-shards-job.yaml"))
+        #expect(pod.command == ["kiln"])
     }
 
     /// The ConfigMap carries the files byte for byte: trailing spaces, tabs, non-ASCII, no final newline, a leading
@@ -140,6 +214,7 @@ struct K8sManifestTests {
             (["--shards", "0"], "--shards"), (["--shards", "-3"], "--shards"), (["--shards", "1001"], "--shards"),
             (["--shards", "2", "--namespace", "Bad_NS"], "--namespace"), (["--shards", "2", "--storage", "lots"], "--storage"),
             (["--shards", "2", "--image", "a b"], "--image"),
+            (["--shards", "1"], "fault_shard: 1 is not a shard of 1"),
         ] {
             let result = try CommandLineTests.kiln(["k8s", scenario.path, "-o", "/tmp/shard-k8s-never"] + arguments)
             #expect(result.status == KilnExitCode.invalidInput.rawValue, "\(arguments): \(result.output)")

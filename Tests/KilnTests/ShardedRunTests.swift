@@ -247,7 +247,9 @@ struct ShardedRunTests {
         }
         let shard0 = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("s0/report.json")))
         let shard1 = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("s1/report.json")))
-        #expect(shard0.faults == nil, "shard 0 ran no fault")
+        #expect(shard0.faults?.allSatisfy { $0.plannedOnly == true && $0.runByShard == 1 && $0.verified == .unknown } == true,
+            "shard 0 ran no fault, it records the plan: \(String(describing: shard0.faults))")
+        #expect((shard0.drills ?? []).isEmpty)
         #expect(shard1.faults?.map(\.name) == ["redis-latency"])
         #expect(shard1.faults?.first?.verified == .yes, "\(String(describing: shard1.faults))")
 
@@ -259,6 +261,7 @@ struct ShardedRunTests {
         #expect(merge.output.contains("NOT CHECKED"), "\(merge.output)")
         let unchecked = try RunReport.decode(Data(contentsOf: merged.appendingPathComponent("report.json")))
         #expect(unchecked.verdict == .notChecked && unchecked.faults?.count == 1)
+        #expect(unchecked.faults?.first?.note?.contains("its proxy carried that shard's clients only") == true)
         #expect(unchecked.drills?.isEmpty == false, "drills re-evaluated on the merged timeline")
         let check = try CommandLineTests.kiln(["check", merged.path])
         #expect(check.status == 0, "\(check.output)")

@@ -1,6 +1,8 @@
 import Foundation
 import Histogram
+import KilnCore
 import KilnLoad
+import KilnReport
 import KilnScenario
 import Testing
 import KilnTestSupport
@@ -96,15 +98,16 @@ struct ShardSliceTests {
 
     /// A hand-made shard run directory holding `samples` (µs) of `redis.feature-read`.
     static func shard(
-        _ index: Int, of count: Int, samples: [UInt64], scenario: URL, seed: UInt64 = 5, root: URL, complete: Bool = true
+        _ index: Int, of count: Int, samples: [UInt64], scenario: URL, seed: UInt64 = 5, root: URL, complete: Bool = true,
+        faultShard: Int = 0, faults: String = "", phaseStart: Int64 = 1000, tag: String = ""
     ) throws -> URL {
-        let directory = root.appendingPathComponent("shard-\(index)-of-\(count)-seed-\(seed)-\(complete)")
+        let directory = root.appendingPathComponent("shard-\(index)-of-\(count)-seed-\(seed)-\(complete)\(tag)")
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("histograms/open"), withIntermediateDirectories: true)
         try Data(contentsOf: scenario).write(to: directory.appendingPathComponent("scenario.yaml"))
         try ShardHeader(
             slice: ShardSlice(index: index, count: count), scenario: "merge-unit", seed: seed, datasetRows: 10_000,
-            namespace: "merge_unit", faultShard: 0, phases: ["open"]
+            namespace: "merge_unit", faultShard: faultShard, phases: ["open"]
         ).write(to: directory)
         var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
         for sample in samples { _ = histogram.record(sample) }
@@ -115,7 +118,7 @@ struct ShardSliceTests {
             "dataset_spec":"x","seed":\(seed),"dataset_rows":10000,"stack":"embedded","namespace":"merge_unit","host":"h","cores":2},
             "started_at":\(1_000 + index),"ended_at":\(3_000 + index),"complete":\(complete),"interrupted":\(!complete),
             "verdict":"\(complete ? "passed" : "interrupted")","exit_code":\(complete ? 0 : 3),
-            "store_rows":{"redis":\(index)},"phases":[{"name":"open","executor":"constant-arrival-rate","workers":2,"started_at":1000,
+            "store_rows":{"redis":\(index)}\(faults),"phases":[{"name":"open","executor":"constant-arrival-rate","workers":2,"started_at":\(phaseStart),
             "seconds":1.0,"complete":\(complete),"planned_ops":\(samples.count),"thresholds":[],"operations":[{"name":"redis.feature-read",
             "store":"redis","kind":"read","ok":\(samples.count),"fail":0,"info":0,"errors":{},"dropped":0,"late":0,"rows":0,
             "throughput":\(samples.count),"latency_ms":{},"service_ms":{}}]}]}
@@ -237,5 +240,147 @@ struct ShardSliceTests {
         }
         // The pair that belongs together merges.
         _ = try ShardMerge.merge([a1, a0], into: root.appendingPathComponent("ok"), scenario: loaded)
+    }
+
+    // MARK: faults of a sharded run
+
+    /// report.json `faults` of a shard: `ran` (started, verified yes) or planned only, run by `by`.
+    static func faults(ran: Bool, by: Int, start: Int64 = 5_000) -> String {
+        ran
+            ? #","faults":[{"name":"freeze","kind":"pause","target":"redis-primary","planned_start":\#(start),"started_at":\#(start),"stopped_at":\#(start + 2_000),"verified":"yes","note":"held","run_by_shard":\#(by)}]"#
+            : #","faults":[{"name":"freeze","kind":"pause","target":"redis-primary","planned_start":\#(start),"verified":"unknown","note":"planned only","run_by_shard":\#(by),"planned_only":true}]"#
+    }
+
+    @Test func faultShardMustBeAShardOfTheRunAndIsParsedWithItsLocation() throws {
+        let text = { (value: String) in
+            """
+            name: fault-shard
+            stack: \(TestStack.paths.embeddedStackFile.path)
+            dataset: {spec: \(Fixtures.specURL.path), rows: 10K}
+            fault_shard: \(value)
+            phases:
+              - {name: open, executor: constant-arrival-rate, rate: 10, duration: 1s, mix: {redis.feature-read: 1}}
+            """
+        }
+        let one = try TestStack.temporaryFile("fault-shard.yaml", text("1"))
+        let scenario = try LoadScenario.load(contentsOf: one, knownOperations: LoadRun.knownOperations())
+        #expect(scenario.faultShard == 1)
+        #expect(scenario.faultShardSource.hasPrefix("\(one.path):4:"), "\(scenario.faultShardSource)")
+        #expect(ShardSlice.faultShardRefusal(scenario, count: 2) == nil)
+        let refusal = try #require(ShardSlice.faultShardRefusal(scenario, count: 1))
+        #expect(refusal.hasPrefix("\(scenario.faultShardSource): fault_shard: 1 is not a shard of 1 (0..<1)"), "\(refusal)")
+        // Absent: shard 0, a shard of every run.
+        let absent = try TestStack.temporaryFile("no-fault-shard.yaml", text("0").replacingOccurrences(of: "fault_shard: 0\n", with: ""))
+        let defaulted = try LoadScenario.load(contentsOf: absent, knownOperations: LoadRun.knownOperations())
+        #expect(defaulted.faultShard == 0 && ShardSlice.faultShardRefusal(defaulted, count: 1) == nil)
+        // Not an index: refused while parsing, naming file:line:column and the field.
+        for value in ["-1", "x", "99999999999", "1.5"] {
+            let file = try TestStack.temporaryFile("bad-fault-shard.yaml", text(value))
+            do {
+                _ = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+                Issue.record("fault_shard: \(value) was accepted")
+            } catch {
+                #expect("\(error)".contains("\(file.path):4:") && "\(error)".contains("fault_shard"), "\(value): \(error)")
+            }
+        }
+    }
+
+    @Test func mergeRefusesShardsThatDisagreeOnTheFaultShardOrThatBothRanFaults() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let loaded = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        let planned0 = try Self.shard(0, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+            faults: Self.faults(ran: false, by: 1), tag: "-planned")
+        let ran1 = try Self.shard(1, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+            faults: Self.faults(ran: true, by: 1), tag: "-ran")
+        let ran0 = try Self.shard(0, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+            faults: Self.faults(ran: true, by: 0), tag: "-ran")
+        let otherHeader = try Self.shard(1, of: 2, samples: [1], scenario: file, root: root, faultShard: 0,
+            faults: Self.faults(ran: false, by: 0), tag: "-other")
+        let ranWrong = try Self.shard(0, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+            faults: Self.faults(ran: true, by: 0), tag: "-wrong")
+        let planned1 = try Self.shard(1, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+            faults: Self.faults(ran: false, by: 1), tag: "-planned")
+        let cases: [([URL], String)] = [
+            ([planned0, otherHeader], "disagree on which shard runs the faults: fault_shard 0 vs 1"),
+            ([ran0, ran1], "shards 0 and 1 all ran faults"),
+            ([ranWrong, planned1], "shard 0/2 ran faults but fault_shard is 1"),
+        ]
+        for (index, (directories, expected)) in cases.enumerated() {
+            let output = root.appendingPathComponent("refused-\(index)")
+            do {
+                _ = try ShardMerge.merge(directories, into: output, scenario: loaded)
+                Issue.record("merged \(directories.map(\.lastPathComponent)) (expected: \(expected))")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: output.path), "a refused merge writes nothing")
+        }
+    }
+
+    @Test func theMergedFaultsAreTheFaultShardsOnTheMergedClock() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let loaded = try LoadScenario.load(contentsOf: file, knownOperations: LoadRun.knownOperations())
+        // Shard 1 (the fault shard) started its phase 700 ms after shard 0; its fault at its phase second 4.
+        let shards = try [
+            Self.shard(0, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+                faults: Self.faults(ran: false, by: 1, start: 5_000), phaseStart: 1_000),
+            Self.shard(1, of: 2, samples: [1], scenario: file, root: root, faultShard: 1,
+                faults: Self.faults(ran: true, by: 1, start: 5_700), phaseStart: 1_700),
+        ]
+        let report = try ShardMerge.merge(shards, into: root.appendingPathComponent("merged"), scenario: loaded)
+        let fault = try #require(report.faults?.first)
+        #expect(report.faults?.count == 1, "the planned-only entry of shard 0 is not the run's")
+        #expect(fault.verified == .yes && fault.runByShard == 1 && fault.plannedOnly == nil)
+        #expect(report.phases.first?.startedAt == 1_000)
+        #expect(fault.startedAt == 5_000 && fault.stoppedAt == 7_000 && fault.plannedStart == 5_000, "\(fault)")
+    }
+
+    /// A shard's planned-only entry never becomes a drill (nor a verified fault): the shard that ran it judges it.
+    @Test func aPlannedOnlyFaultHasNoDrill() throws {
+        var planned = RunReport.Fault(
+            name: "freeze", kind: "pause", target: "redis-primary", plannedStart: 5_000, verified: .unknown)
+        planned.plannedOnly = true
+        planned.runByShard = 1
+        #expect(!planned.ranHere)
+        let report = RunReport(
+            identity: .init(
+                id: "s0", scenario: "x", scenarioFile: "x", datasetSpec: "x", seed: 1, datasetRows: 1, stack: "s",
+                namespace: "n", kilnRevision: nil, host: "h", cores: 1),
+            startedAt: 0, endedAt: nil, complete: true, interrupted: false, phases: [], verdict: .passed, exitCode: 0,
+            storeRows: [:])
+        #expect(DrillMetrics.compute(faults: [planned], report: report, timeline: []).isEmpty)
+        var ran = planned
+        ran.plannedOnly = nil
+        ran.startedAt = 5_000
+        ran.stoppedAt = 7_000
+        ran.verified = .yes
+        #expect(DrillMetrics.compute(faults: [ran], report: report, timeline: []).count == 1)
+    }
+
+    /// The scenario has a fault but the fault shard recorded none (e.g. shards run from a copy without `faults:`):
+    /// the merged timeline keeps it, never started and unknown, so the merged drill can never pass.
+    @Test func aPlannedFaultNoShardRanIsUnknownInTheMergedRun() throws {
+        let root = try Self.scratch()
+        let file = try Self.scenario()
+        let withFault = try TestStack.temporaryFile(
+            "with-fault.yaml",
+            String(contentsOf: file, encoding: .utf8).replacingOccurrences(
+                of: "phases:",
+                with: "faults:\n  - {name: freeze, kind: pause, target: redis-primary, at: 1s, duration: 1s}\nphases:"))
+        let loaded = try LoadScenario.load(contentsOf: withFault, knownOperations: LoadRun.knownOperations())
+        #expect(loaded.faults?.entries.count == 1)
+        let shards = try [
+            Self.shard(0, of: 2, samples: [1], scenario: file, root: root),
+            Self.shard(1, of: 2, samples: [1], scenario: file, root: root),
+        ]
+        let report = try ShardMerge.merge(shards, into: root.appendingPathComponent("merged"), scenario: loaded)
+        let fault = try #require(report.faults?.first)
+        #expect(fault.name == "freeze" && fault.verified == .unknown && fault.startedAt == nil && fault.ranHere)
+        #expect(fault.note?.contains("no shard ran it") == true)
+        #expect(report.verdict != .passed && report.checkRequired == true)
+        let drills = DrillMetrics.compute(faults: report.faults ?? [], report: report, timeline: [])
+        #expect(drills.map(\.verdict) == [.unknown], "\(drills)")
     }
 }

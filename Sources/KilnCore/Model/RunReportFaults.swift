@@ -16,6 +16,12 @@ extension RunReport {
         /// `yes` (proven to take effect and to be undone), `no` (proven not to), `unknown` (could not be proven).
         public var verified: Verification
         public var note: String?
+        /// A sharded run (`kiln run --shard i/n`): the shard that runs this fault (the scenario's `fault_shard`);
+        /// nil in an unsharded run.
+        public var runByShard: Int? = nil
+        /// True in the report of a shard that did NOT run this fault: the entry is the planned timeline only (never
+        /// started here, `verified: unknown`, no drill); the faulting shard's report holds what happened.
+        public var plannedOnly: Bool? = nil
 
         public init(
             name: String, kind: String, target: String, plannedStart: Int64? = nil, startedAt: Int64? = nil,
@@ -30,6 +36,9 @@ extension RunReport {
             self.verified = verified
             self.note = note
         }
+
+        /// Whether this report's own process ran the fault (false for a shard's planned-only entry).
+        public var ranHere: Bool { plannedOnly != true }
     }
 
     /// The verdict and metrics of one failover drill (one fault × one store): e.g. `time_to_detect_ms`,
