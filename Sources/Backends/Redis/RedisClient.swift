@@ -78,10 +78,13 @@ public final class RedisClient: Client {
     public static let featureTTLSeconds: Int64 = 86_400
     /// MAXLEN ~ of the fraud-event stream.
     public static let streamMaxLength: Int64 = 1_000_000
+    /// Rows per pipeline round trip of `bulk` (5 commands each: 320 commands, ~25 KB). At 6 rows (the old
+    /// `pipelineDepth / 5`) the round trips, not Redis, bounded the nightly's 10M-row feature load.
+    public static let bulkFeatureRowsPerRoundTrip = 64
 
     public let context: ClientContext
-    /// Commands per pipeline round trip of the bulk operations (a bulk row is 5 commands, so `bulk` sends
-    /// `max(1, pipelineDepth / 5)` rows per round trip; `bulk-set` sends `pipelineDepth` rows).
+    /// Commands per pipeline round trip of `bulk-set` (one SET per row; 32 matches `redis-benchmark -P 32`, its peer in
+    /// `kiln bench load`). `bulk` sends `bulkFeatureRowsPerRoundTrip` rows (5 commands each) per round trip.
     public let pipelineDepth: Int
     /// Number of items the last successful read returned (hash fields, sorted-set members, stream entries).
     public internal(set) var lastReadCount = 0
@@ -185,7 +188,7 @@ public final class RedisClient: Client {
     // MARK: - Operations
 
     private func bulkFeatures(_ connection: RedisConnection, _ rows: Range<Int64>) throws(RedisError) -> Outcome {
-        let rowsPerBatch = max(1, pipelineDepth / 5)
+        let rowsPerBatch = Self.bulkFeatureRowsPerRoundTrip
         var start = rows.lowerBound
         var errors = 0
         var firstError: RedisError?
