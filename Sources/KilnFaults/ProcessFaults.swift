@@ -68,6 +68,12 @@ public enum ServiceProbe: Sendable {
         }
     }
 
+    /// " (a new login and <operation> through it)" for a login probe, for evidence text; "" otherwise.
+    var through: String {
+        if case .login(let spoken) = self { return " (a new login and \(spoken.operation))" }
+        return ""
+    }
+
     var isRequest: Bool {
         if case .connect = self { return false }
         return true
