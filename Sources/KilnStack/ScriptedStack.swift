@@ -99,9 +99,7 @@ public struct ScriptedStackError: Error, CustomStringConvertible {
 public enum ListeningSockets {
     /// The inodes of the IPv4 sockets in state LISTEN bound to `endpoint` (or to 0.0.0.0 on its port).
     public static func inodes(listeningOn endpoint: HostPort) -> Set<String> {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8),
-            let address = hexAddress(endpoint.host)
-        else { return [] }
+        guard let table = readProcFile("/proc/net/tcp"), let address = hexAddress(endpoint.host) else { return [] }
         let port = String(format: "%04X", endpoint.port)
         var found: Set<String> = []
         for line in table.split(separator: "\n").dropFirst() {
@@ -125,6 +123,22 @@ public enum ListeningSockets {
             if inodes.contains(String(target.dropFirst("socket:[".count).dropLast())) { return true }
         }
         return false
+    }
+
+    /// The whole of a /proc file. Foundation's `String(contentsOfFile:)` stops after the first read of a file whose
+    /// size reads 0 (one page: /proc/net/tcp's first ~27 sockets), so this reads until end of file.
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            bytes += buffer[0..<count]
+        }
     }
 
     /// /proc/net/tcp's form of an IPv4 address: the four bytes in host (little-endian) order, in hex.

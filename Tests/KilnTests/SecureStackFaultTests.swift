@@ -13,14 +13,14 @@ import Testing
 /// serialized suite "kiln audit: the hardened stack", since every test there brings the stack up on the same fixed
 /// addresses.
 extension AuditHardenedStackTests {
-    /// Waits (up to 5 min) until no server listens on 127.0.33.x: another test or helper may be using the addresses.
-    static func waitForFreeSecureAddresses() throws {
+    /// Waits (up to 5 min) until nothing listens on the hardened stack's addresses: another test or helper may be
+    /// running its own copy of the stack there.
+    static func waitForFreeSecureAddresses(_ stack: StackDefinition) throws {
         let deadline = Date().addingTimeInterval(300)
         while true {
-            let listeners = try AuditTestSupport.run("/usr/bin/ss", ["-ltnH", "src", "127.0.33.0/24"]).output
-                .split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-            if listeners.isEmpty { return }
-            try #require(Date() < deadline, "127.0.33.x still in use after 5 min: \(listeners)")
+            let busy = stack.addresses.map(\.address).filter { LocalProcess.isListening(host: $0.host, port: $0.port) }
+            if busy.isEmpty { return }
+            try #require(Date() < deadline, "the hardened stack's addresses are still in use after 5 min: \(busy)")
             Thread.sleep(forTimeInterval: 5)
         }
     }
@@ -38,14 +38,14 @@ extension AuditHardenedStackTests {
         environment["PGSSLMODE"] = "verify-full"
         environment["PGSSLROOTCERT"] = ca
         environment["KILN_STACK_DIR"] = stackDirectory.path
-        try Self.waitForFreeSecureAddresses()
+        let definition = try StackDefinition.load(contentsOf: stackFile)
+        try Self.waitForFreeSecureAddresses(definition)
         defer {
             _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
             try? FileManager.default.removeItem(at: directory)
         }
         let up = try AuditTestSupport.run(script, ["up", stackDirectory.path], environment: environment)
         try #require(up.status == 0, "scripts/secure-stack up: \(up.output)")
-        let definition = try StackDefinition.load(contentsOf: stackFile)
         let stack = try ScriptedStack(definition, directory: stackDirectory)
         let postgres = try #require(stack.server(named: "postgres-primary"))
         #expect(ScriptedStack.listeningPID(postgres) != nil, "the pid file's postmaster holds the listening socket")
