@@ -99,11 +99,13 @@ extension AuditHardenedStackTests {
 
         // (3) A fault kind that cannot work on this stack is refused before anything starts: exit 64, naming the
         // fault and why.
-        for (kind, target, reason) in [
-            ("pause", "clickhouse", "serves only https"),
-            ("kill", "kafka", "requires SASL"),
-            ("pg-failover", "postgres", "has none"),
-        ] {
+        for (kind, target, reason, unset) in [
+            ("pause", "clickhouse", "serves only https", nil),
+            ("kill", "kafka", "requires SASL", nil),
+            ("pg-failover", "postgres", "has none", nil),
+            // Without the password no client could log in to show the fault.
+            ("restart", "postgres-primary", "KILN_SECURE_PG_PASSWORD is not set", "KILN_SECURE_PG_PASSWORD"),
+        ] as [(String, String, String, String?)] {
             let scenario = directory.appendingPathComponent("refused-\(kind).yaml")
             try """
                 name: refused-\(kind)
@@ -126,8 +128,10 @@ extension AuditHardenedStackTests {
                     stores: [postgres]
 
                 """.write(to: scenario, atomically: true, encoding: .utf8)
+            var refusedEnvironment = environment
+            if let unset { refusedEnvironment[unset] = nil }
             let refused = try AuditTestSupport.run(
-                kiln, ["run", scenario.path, "--runs-directory", runs.path], environment: environment)
+                kiln, ["run", scenario.path, "--runs-directory", runs.path], environment: refusedEnvironment)
             #expect(refused.status == 64, "\(kind) \(target): \(refused.output)")
             #expect(refused.output.contains("fault 'the-\(kind)'") && refused.output.contains(reason), "\(refused.output)")
         }
