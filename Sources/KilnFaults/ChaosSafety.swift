@@ -10,8 +10,8 @@ import Logging
 /// 2. every target must be a server of that stack (an address of its postgres, redis, kafka, graph or
 ///    timeseries section) — Kiln never faults a host the stack file does not name;
 /// 3. a target that is not a loopback address (127.0.0.0/8, `localhost`, `::1`), or any target of an
-///    `external` stack, must also be listed in the scenario's `chaos.allow` (as `host` or `host:port`) and the
-///    run must be confirmed (`--confirm-chaos`) — except an address of 10.213.7.0/24 in an embedded `network: hosts`
+///    `external` stack that Kiln's own script did not start (`started_by:`), must also be listed in the scenario's
+///    `chaos.allow` (as `host` or `host:port`) and the run must be confirmed (`--confirm-chaos`) — except an address of 10.213.7.0/24 in an embedded `network: hosts`
 ///    stack that a host Kiln created (a `kiln.*` namespace) holds right now.
 public enum ChaosSafety {
     public struct Refusal: Error, CustomStringConvertible, Equatable {
@@ -36,7 +36,8 @@ public enum ChaosSafety {
             guard members.contains(target.description) else {
                 throw Refusal(target: target.description, reason: "not a server of stack \(stack.name)")
             }
-            guard stack.kind == .external || !isLoopback(target.host) else { continue }
+            // A loopback server Kiln started (embedded) or its own script did (`started_by:`) is Kiln's to fault.
+            guard (stack.kind == .external && stack.startedBy == nil) || !isLoopback(target.host) else { continue }
             if stack.kind == .embedded, stack.network == .hosts, HostAddress(target.host) != nil {
                 if kilnHosts == nil { kilnHosts = (kilnHostAddresses ?? Self.currentKilnHostAddresses)() }
                 guard kilnHosts?.contains(target.host) == true else {

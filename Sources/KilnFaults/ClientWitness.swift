@@ -9,24 +9,41 @@ import KilnStores
 #endif
 
 /// The protocol a server speaks, as a fault's client-side evidence uses it: the operation of a witness connection
-/// (opened before the fault) and the request a new connection makes.
-public enum ServerProtocol: Sendable, Equatable {
-    /// `SELECT 1` on a libpq connection.
-    case postgres(user: String, database: String)
-    /// `PING` over RESP: Redis, Sentinel, FalkorDB.
+/// (opened before the fault) and the request a new connection makes. A case with a password logs in with it (the
+/// hardened stack): its evidence is then what an authenticated client sees. `description` never shows a password.
+public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
+    /// `SELECT 1` on a libpq connection as `user` (with `password` when given; TLS as libpq's `PGSSLMODE` and
+    /// `PGSSLROOTCERT` say, and the witness reports whether the session is encrypted).
+    case postgres(user: String, database: String, password: String? = nil)
+    /// `PING` over RESP: Redis, Sentinel, FalkorDB, without AUTH.
     case redis
+    /// `AUTH [user] password` and then `PING` over RESP: an ACL user (`user` nil: the `default` user or a Sentinel's
+    /// `requirepass`). A refused AUTH fails the witness, and only `+PONG` counts as an answer (never `-NOAUTH`).
+    case redisLogin(user: String?, password: String)
     /// `GET /ping` over HTTP/1.1 keep-alive (ClickHouse's HTTP interface).
     case clickhouseHTTP
     /// Kafka ApiVersions v0 (any Kafka-API broker).
     case kafka
 
-    /// What the witness does, for evidence text: "SELECT 1", "PING", …
+    /// What the witness does, for evidence text: "SELECT 1", "PING", "AUTH as kiln_app + PING", …
     public var operation: String {
         switch self {
-        case .postgres: "SELECT 1"
+        case .postgres(let user, _, let password): password == nil ? "SELECT 1" : "SELECT 1 (logged in as \(user))"
         case .redis: "PING"
+        case .redisLogin(let user, _): "PING (after AUTH as \(user ?? "default"))"
         case .clickhouseHTTP: "GET /ping"
         case .kafka: "ApiVersions"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .postgres(let user, let database, let password):
+            "postgres \(user)@\(database)\(password == nil ? "" : " (password)")"
+        case .redis: "redis"
+        case .redisLogin(let user, _): "redis \(user ?? "default") (password)"
+        case .clickhouseHTTP: "clickhouse-http"
+        case .kafka: "kafka"
         }
     }
 
@@ -34,7 +51,7 @@ public enum ServerProtocol: Sendable, Equatable {
     public var newConnectionProbe: ServiceProbe {
         switch self {
         case .postgres: .request(Self.sslRequest)
-        case .redis: .redisPing
+        case .redis, .redisLogin: .redisPing
         case .clickhouseHTTP: .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8))
         case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
         }
@@ -48,15 +65,21 @@ public enum ServerProtocol: Sendable, Equatable {
     public func openWitness(to endpoint: HostPort, timeout: Duration) throws -> any ClientWitness {
         let witness: any ClientWitness
         switch self {
-        case .postgres(let user, let database):
+        case .postgres(let user, let database, let password):
             witness = try PostgresWitness(
                 PostgresEndpoint(
-                    host: endpoint.host, port: endpoint.port, database: database, user: user, password: nil),
-                connectTimeoutSeconds: max(2, Int(timeout.seconds)))
+                    host: endpoint.host, port: endpoint.port, database: database, user: user, password: password),
+                connectTimeoutSeconds: max(2, Int(timeout.seconds)), reportsEncryption: password != nil)
         case .redis:
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
                 frame: TCPRequestWitness.respLine)
+        case .redisLogin(let user, let password):
+            witness = try TCPRequestWitness(
+                endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
+                frame: TCPRequestWitness.respLine, accept: TCPRequestWitness.respSimpleString("PONG"),
+                login: (TCPRequestWitness.respCommand(["AUTH"] + (user.map { [$0] } ?? []) + [password]),
+                    TCPRequestWitness.respSimpleString("OK")))
         case .clickhouseHTTP:
             let request = "GET /ping HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: keep-alive\r\n\r\n"
             witness = try TCPRequestWitness(
@@ -117,16 +140,24 @@ public protocol ClientWitness: AnyObject {
 
 /// `SELECT 1` on one libpq connection, sent without blocking so a paused server cannot hold the caller.
 final class PostgresWitness: ClientWitness {
-    let operation = "SELECT 1"
+    let operation: String
     private let connection: PostgresConnection
     private var inFlight = false
 
-    init(_ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int) throws {
+    /// `reportsEncryption`: the session's `pg_stat_ssl.ssl` goes into `operation` ("… over TLS").
+    init(_ endpoint: PostgresEndpoint, connectTimeoutSeconds: Int, reportsEncryption: Bool = false) throws {
         do {
             connection = try PostgresConnection(endpoint, connectTimeoutSeconds: connectTimeoutSeconds)
         } catch {
             throw ProcessFaultError("cannot open a witness connection to \(endpoint.host):\(endpoint.port): \(error)")
         }
+        guard reportsEncryption else {
+            operation = "SELECT 1"
+            return
+        }
+        let ssl = try? connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").value(row: 0, column: 0)
+        let transport = ssl == "t" ? "over TLS" : ssl == "f" ? "without TLS" : "TLS unknown"
+        operation = "SELECT 1 (logged in as \(endpoint.user), \(transport))"
     }
 
     func exchange(within timeout: Duration) -> WitnessReply {
@@ -153,24 +184,41 @@ final class PostgresWitness: ClientWitness {
 final class TCPRequestWitness: ClientWitness {
     let operation: String
     private let endpoint: HostPort
-    private let request: [UInt8]
+    private var request: [UInt8]
     private let frame: ([UInt8]) -> Int?
+    /// nil when a complete reply is an answer; else why it is not (a server error instead of the expected reply).
+    private var accept: ([UInt8]) -> String?
     private var fd: Int32
     private var received: [UInt8] = []
     private var inFlight = false
 
+    /// `login`: a request sent once right after connecting and the check of its reply (e.g. `AUTH` and `+OK`); a
+    /// login that is refused or not answered within `timeout` fails the init (the password is never in the error).
     init(
-        _ endpoint: HostPort, operation: String, request: [UInt8], timeout: Duration, frame: @escaping ([UInt8]) -> Int?
+        _ endpoint: HostPort, operation: String, request: [UInt8], timeout: Duration, frame: @escaping ([UInt8]) -> Int?,
+        accept: @escaping ([UInt8]) -> String? = { _ in nil },
+        login: (request: [UInt8], accept: ([UInt8]) -> String?)? = nil
     ) throws {
         self.endpoint = endpoint
         self.operation = operation
-        self.request = request
         self.frame = frame
         let (fd, failure) = TCPProbe.openSocket(to: endpoint, from: nil, until: ContinuousClock.now + timeout)
         guard let fd else {
             throw ProcessFaultError("cannot open a witness connection to \(endpoint): \(failure)")
         }
         self.fd = fd
+        if let login {
+            self.request = login.request
+            self.accept = login.accept
+            let reply = exchange(within: timeout)
+            guard reply.answered else {
+                Glibc.close(fd)
+                self.fd = -1
+                throw ProcessFaultError("login to \(endpoint) \(reply.text)")
+            }
+        }
+        self.request = request
+        self.accept = accept
     }
 
     deinit { close() }
@@ -187,8 +235,10 @@ final class TCPRequestWitness: ClientWitness {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             if let length = frame(received) {
+                let reply = Array(received[0..<length])
                 received.removeFirst(length)
                 inFlight = false
+                if let refusal = accept(reply) { return .failed(refusal) }
                 return .answered(after: start.duration(to: .now))
             }
             let remaining = ContinuousClock.now.duration(to: deadline)
@@ -217,6 +267,24 @@ final class TCPRequestWitness: ClientWitness {
         guard bytes.count >= 2 else { return nil }
         for index in 1..<bytes.count where bytes[index] == 10 && bytes[index - 1] == 13 { return index + 1 }
         return nil
+    }
+
+    /// A RESP request (an array of bulk strings).
+    static func respCommand(_ arguments: [String]) -> [UInt8] {
+        var bytes = Array("*\(arguments.count)\r\n".utf8)
+        for argument in arguments {
+            let utf8 = Array(argument.utf8)
+            bytes += Array("$\(utf8.count)\r\n".utf8) + utf8 + [13, 10]
+        }
+        return bytes
+    }
+
+    /// Accepts only the simple string `+<expected>`; any other reply is named (its first line, e.g. `-NOAUTH …`).
+    static func respSimpleString(_ expected: String) -> ([UInt8]) -> String? {
+        { reply in
+            let line = String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return line == "+" + expected ? nil : "the server replied \(line.prefix(80)) instead of +\(expected)"
+        }
     }
 
     /// A Kafka response: a 4-byte big-endian length, then that many bytes.
@@ -254,7 +322,7 @@ extension ServerProtocol {
     /// a libpq server).
     public static func of(_ wire: WireProtocol, postgresUser user: String, database: String) -> ServerProtocol {
         switch wire {
-        case .postgres: .postgres(user: user, database: database)
+        case .postgres: .postgres(user: user, database: database, password: nil)
         case .resp: .redis
         case .kafka: .kafka
         case .http: .clickhouseHTTP

@@ -45,13 +45,33 @@ public enum ServiceProbe: Sendable {
     case redisPing
     /// Any request whose reply starts with at least one byte.
     case request([UInt8])
+    /// A new connection that logs in and completes the protocol's witness operation (`ServerProtocol.openWitness`):
+    /// what an authenticated client sees. A refused login is `refused`, never `answered`. PostgreSQL's login waits
+    /// at least 2 s (libpq's shortest connect timeout), whatever `timeout` says.
+    case login(ServerProtocol)
 
     func run(_ endpoint: HostPort, timeout: Duration) -> TCPProbe.Result {
         switch self {
-        case .connect: TCPProbe.connect(to: endpoint, timeout: timeout)
-        case .redisPing: TCPProbe.redisPing(endpoint, timeout: timeout)
-        case .request(let payload): TCPProbe.request(to: endpoint, payload: payload, timeout: timeout)
+        case .connect: return TCPProbe.connect(to: endpoint, timeout: timeout)
+        case .redisPing: return TCPProbe.redisPing(endpoint, timeout: timeout)
+        case .request(let payload): return TCPProbe.request(to: endpoint, payload: payload, timeout: timeout)
+        case .login(let spoken):
+            let start = ContinuousClock.now
+            do {
+                try spoken.openWitness(to: endpoint, timeout: timeout).close()
+                return .answered
+            } catch {
+                // A login that ran out its time is a server that did not answer; anything sooner was a refusal.
+                let waited = start.duration(to: .now)
+                return waited >= timeout * 0.9 ? .timedOut : .refused("\(error)")
+            }
         }
+    }
+
+    /// " (a new login and <operation> through it)" for a login probe, for evidence text; "" otherwise.
+    var through: String {
+        if case .login(let spoken) = self { return " (a new login and \(spoken.operation))" }
+        return ""
     }
 
     var isRequest: Bool {
@@ -383,11 +403,11 @@ public final class ProcessFault: Fault {
         }
     }
 
-    static func describe(_ result: TCPProbe.Result) -> String {
+    static func describe(_ result: TCPProbe.Result, within timeout: Duration = stallTimeout) -> String {
         switch result {
         case .answered: "answered"
         case .refused(let reason): "refused (\(reason))"
-        case .timedOut: "no answer in \(stallTimeout.milliseconds) ms"
+        case .timedOut: "no answer in \(timeout.milliseconds) ms"
         }
     }
 

@@ -47,8 +47,8 @@ public final class ProxyFault: Fault {
                 let floor = Double(latency - jitter) * 0.9
                 guard result.answered else { return .no("probe through the proxy failed: \(result)") }
                 return elapsed >= floor
-                    ? .yes("round trip \(Int(elapsed)) ms with \(latency) ms latency")
-                    : .no("round trip \(Int(elapsed)) ms, expected >= \(Int(floor)) ms")
+                    ? .yes("round trip \(Int(elapsed)) ms with \(latency) ms latency\(probe.through)")
+                    : .no("round trip \(Int(elapsed)) ms, expected >= \(Int(floor)) ms\(probe.through)")
             case .timeout:
                 return result == .timedOut
                     ? .yes("probe through the proxy got no reply within 2 s")
@@ -68,7 +68,7 @@ public final class ProxyFault: Fault {
             {
                 return .no("round trip still \(Int(elapsed)) ms after removal")
             }
-            return .yes("toxic removed; probe answered in \(Int(elapsed)) ms")
+            return .yes("toxic removed; probe answered in \(Int(elapsed)) ms\(probe.through)")
         }
     }
 

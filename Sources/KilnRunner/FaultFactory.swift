@@ -20,6 +20,8 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
     let plan: [FaultScheduleSpec.Instance]
     let stack: StackDefinition
     let embedded: EmbeddedStack?
+    /// The faults of a stack started by its own script (nil for every other stack).
+    let scripted: ScriptedStackFaults?
     let proxies: [String: FaultProxy]
     let runID: String
     let seed: UInt64
@@ -35,13 +37,14 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
 
     init(
         spec: FaultScheduleSpec, seed: UInt64, stack: StackDefinition, embedded: EmbeddedStack?,
-        proxies: [String: FaultProxy], runID: String, logger: Logger
+        scripted: ScriptedStackFaults? = nil, proxies: [String: FaultProxy], runID: String, logger: Logger
     ) {
         self.spec = spec
         self.plan = spec.plan(seed: seed)
         self.seed = seed
         self.stack = stack
         self.embedded = embedded
+        self.scripted = scripted
         self.proxies = proxies
         self.runID = runID
         self.logger = logger
@@ -141,6 +144,9 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
 
     private func makeFault(_ instance: FaultScheduleSpec.Instance, sinks: SinkProcessControl?) throws -> any Fault {
         let entry = instance.entry
+        if let scripted, !entry.target.hasPrefix("sink:") {
+            return try scripted.makeFault(instance, runID: runID, proxies: proxies, primaries: primaries)
+        }
         if let hostFault = entry.hostFault, stack.network == .hosts {
             guard let embedded else {
                 throw FaultSetupError(reason: "\(entry.kind.rawValue) between hosts needs the embedded hosts stack")
@@ -301,7 +307,7 @@ final class FaultRunner: RunCompanion, @unchecked Sendable {
         switch probe(for: wire) {
         case .redisPing: Array("PING\r\n".utf8)
         case .request(let bytes): bytes
-        case .connect: Array("\r\n".utf8)
+        case .connect, .login: Array("\r\n".utf8)
         }
     }
 

@@ -330,6 +330,21 @@ public struct RunController {
         guard let spec = scenario.faults else { return (nil, [:]) }
         let embedded = scenario.stack.kind == .embedded
             ? try? EmbeddedStack(definition: scenario.stack, paths: paths, logger: logger) : nil
+        // A stack its own script started (the hardened stack): its servers and logins, and the kinds it refuses.
+        let environment = ProcessInfo.processInfo.environment
+        let scripted = scenario.stack.kind == .external && scenario.stack.startedBy != nil
+            ? try ScriptedStackFaults(
+                scenario.stack,
+                directory: ScriptedStack.directory(scenario.stack, runDirectory: nil, environment: environment, home: paths.home),
+                home: paths.home, environment: environment)
+            : nil
+        if let scripted {
+            for entry in spec.entries {
+                if let reason = scripted.refusal(entry) {
+                    throw Failure(code: .invalidInput, message: "\(entry.source): faults: \(reason)")
+                }
+            }
+        }
         for entry in spec.entries {
             guard scenario.stack.network == .hosts, let hostFault = entry.hostFault else { continue }
             let known = Set(embedded?.hosts.keys.map { $0 } ?? []).union(["kiln"])
@@ -350,8 +365,8 @@ public struct RunController {
             }
         }
         for entry in spec.entries
-        where ![.proxy, .pgFailover, .redisFailover].contains(entry.kind) && !entry.target.hasPrefix("sink:")
-            && !(scenario.stack.network == .hosts && entry.hostFault != nil)
+        where scripted == nil && ![.proxy, .pgFailover, .redisFailover].contains(entry.kind)
+            && !entry.target.hasPrefix("sink:") && !(scenario.stack.network == .hosts && entry.hostFault != nil)
         {
             guard embedded?.servers.contains(where: { $0.name == entry.target }) == true else {
                 let names = embedded?.servers.map(\.name).joined(separator: ", ") ?? "none: not an embedded stack"
@@ -370,7 +385,8 @@ public struct RunController {
             single.entries = [entry]
             do {
                 try ChaosSafety.check(
-                    targets: FaultRunner.targetAddresses(single, stack: scenario.stack, embedded: embedded),
+                    targets: scripted.map { scripted in single.entries.compactMap(scripted.targetAddress) }
+                        ?? FaultRunner.targetAddresses(single, stack: scenario.stack, embedded: embedded),
                     stack: scenario.stack, allow: spec.allow, confirmed: confirmChaos)
             } catch {
                 throw Failure(code: .invalidInput, message: "\(entry.source): faults.target: \(error)")
@@ -393,8 +409,8 @@ public struct RunController {
             logger.info("fault proxy: \(store) clients connect to \(proxy.listenAddress) -> \(upstream)")
         }
         let runner = FaultRunner(
-            spec: spec, seed: scenario.dataset.seed, stack: scenario.stack, embedded: embedded, proxies: proxies,
-            runID: runID, logger: logger)
+            spec: spec, seed: scenario.dataset.seed, stack: scenario.stack, embedded: embedded, scripted: scripted,
+            proxies: proxies, runID: runID, logger: logger)
         return (runner, proxies)
     }
 

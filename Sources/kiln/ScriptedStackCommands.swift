@@ -22,9 +22,9 @@ enum ScriptedStackCommands {
 
     static func directory(_ options: StackOptions, _ definition: StackDefinition) throws -> URL {
         let paths = KilnPaths.resolve()
-        let directory = options.runDirectory.map { URL(fileURLWithPath: $0) }
-            ?? ProcessInfo.processInfo.environment["KILN_STACK_DIR"].map { URL(fileURLWithPath: $0) }
-            ?? paths.home.appendingPathComponent(".kiln/stack-\(definition.name)")
+        let directory = ScriptedStack.directory(
+            definition, runDirectory: options.runDirectory, environment: ProcessInfo.processInfo.environment,
+            home: paths.home)
         // The script's `down` removes DIR: never an embedded stack's state directory (symlinks resolved: `.kiln` of a
         // worktree is the main checkout's), nor any directory holding an embedded stack's state.json. The script
         // itself also refuses a directory without its own marker.

@@ -230,4 +230,59 @@ struct ChaosSafetyTests {
             try ChaosSafety.check(targets: [stack.postgres.primary], stack: stack)
         }
     }
+
+    /// An external stack Kiln's own script starts (`started_by:`, the hardened stack) is Kiln's on loopback, like the
+    /// embedded one; off loopback it still needs `chaos.allow` and confirmation, and `chaos_target: false` refuses.
+    @Test func scriptedStackLoopbackServersArePermitted() throws {
+        var stack = try StackDefinition.load(
+            contentsOf: TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml"))
+        #expect(stack.kind == .external && stack.startedBy != nil && stack.chaosTarget)
+        try ChaosSafety.check(targets: [stack.postgres.primary, stack.redis.primary], stack: stack)
+        stack.redis.primary = HostPort(host: "redis.internal", port: 6379)
+        #expect(throws: ChaosSafety.Refusal.self) { try ChaosSafety.check(targets: [stack.redis.primary], stack: stack) }
+        stack.chaosTarget = false
+        #expect(throws: ChaosSafety.Refusal.self) { try ChaosSafety.check(targets: [stack.postgres.primary], stack: stack) }
+    }
+}
+
+/// Which process serves an address (`ListeningSockets`, how faults on a scripted stack check a pid file): read from
+/// all of /proc/net/tcp, also beyond its first page.
+@Suite("Listening sockets")
+struct ListeningSocketsTests {
+    @Test func theListenerIsFoundAmongManySockets() throws {
+        // More than a page of /proc/net/tcp (about 27 lines) before the listener.
+        var filler: [Int32] = []
+        defer { for fd in filler { close(fd) } }
+        for _ in 0..<60 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            _ = try Self.listen(fd, host: "127.0.0.1")
+            filler.append(fd)
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        let port = try Self.listen(fd, host: "127.0.0.1").port
+        let endpoint = HostPort(host: "127.0.0.1", port: port)
+        let inodes = ListeningSockets.inodes(listeningOn: endpoint)
+        #expect(inodes.count == 1)
+        #expect(ListeningSockets.process(getpid(), holdsAnyOf: inodes))
+        #expect(!ListeningSockets.process(getppid(), holdsAnyOf: inodes))
+        #expect(ListeningSockets.inodes(listeningOn: HostPort(host: "127.0.0.2", port: port)).isEmpty)
+    }
+
+    /// Binds `fd` to `host` on a free port and listens; returns the port.
+    static func listen(_ fd: Int32, host: String) throws -> (port: Int, fd: Int32) {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, 1) == 0 else { throw PartitionError("bind/listen failed: \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (Int(UInt16(bigEndian: address.sin_port)), fd)
+    }
 }

@@ -12,7 +12,7 @@ struct RunCommandTests {
         "quick.yaml", "nightly-regression.yaml", "nightly-100m.yaml", "pipeline.yaml", "drills/proxy-latency.yaml",
         "drills/pipeline-sink-kill.yaml", "drills/kafka-broker-kill.yaml", "drills/partition-primary.yaml",
         "drills/pg-failover.yaml", "drills/redis-sentinel-failover.yaml", "drills/pg-failover-sync.yaml",
-        "drills/partition-replica.yaml", "drills/clock-skew.yaml",
+        "drills/partition-replica.yaml", "drills/clock-skew.yaml", "drills/secure-faults.yaml",
     ])
     func shippedScenariosValidateAgainstTheStoreRegistry(file: String) throws {
         let scenario = try LoadScenario.load(

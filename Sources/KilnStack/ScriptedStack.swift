@@ -1,0 +1,150 @@
+import Foundation
+import KilnCore
+import KilnBackend
+import KilnScenario
+import KilnStores
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An external stack started by its own script (`started_by:`, e.g. `scripts/secure-stack` for the hardened stack):
+/// the script's directory and the servers it recorded there. The script writes `servers.json` at `up`: each server,
+/// named as the stack file's backends name it (`postgres-primary`, `redis-primary`, `sentinel-1`…), maps to the pid
+/// file in the directory that holds its running process. Kiln's faults act on those pids — and only after
+/// `listeningPID(_:)` proved the pid serves the server's address — and start a killed server again by running the
+/// script's `up` (which starts only the servers that are not running).
+public struct ScriptedStack: Sendable {
+    public static let serversFile = "servers.json"
+
+    public struct Server: Sendable {
+        public var name: String
+        /// The role its backend gives it (`.postgresPrimary`, `.sentinel`, `.falkordb`…).
+        public var role: ServerRole
+        public var endpoint: HostPort
+        public var wire: WireProtocol
+        /// Where the script keeps the process's pid; nil when `servers.json` does not name one.
+        public var pidFile: URL?
+    }
+
+    public let definition: StackDefinition
+    /// The script's directory (`SCRIPT up DIR`).
+    public let directory: URL
+    /// Every server the stack file lists, in the backends' order.
+    public let servers: [Server]
+
+    /// The directory a scripted stack uses: `runDirectory` (`--run-directory`), else `KILN_STACK_DIR`, else
+    /// `.kiln/stack-<name>` under `home` (what `kiln stack up --stack FILE` gives the script).
+    public static func directory(
+        _ definition: StackDefinition, runDirectory: String?, environment: [String: String], home: URL
+    ) -> URL {
+        runDirectory.map { URL(fileURLWithPath: $0) }
+            ?? environment["KILN_STACK_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? home.appendingPathComponent(".kiln/stack-\(definition.name)")
+    }
+
+    /// Reads `directory/servers.json`. Throws (the reason, for an exit-69 message) when the stack is not scripted or
+    /// the file is missing or unreadable: the script did not start a stack there.
+    public init(_ definition: StackDefinition, directory: URL) throws {
+        guard definition.kind == .external, definition.startedBy != nil else {
+            throw ScriptedStackError("stack \(definition.name) is not started by a script (started_by:)")
+        }
+        self.definition = definition
+        self.directory = directory
+        let file = directory.appendingPathComponent(Self.serversFile)
+        let pidFiles: [String: String]
+        do {
+            pidFiles = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: file))
+        } catch {
+            throw ScriptedStackError(
+                "\(file.path) cannot be read (\(error)): no stack started by \(definition.startedBy!) in \(directory.path); "
+                    + "start it (kiln stack up --stack \(definition.source) --run-directory DIR) and give the same DIR "
+                    + "as KILN_STACK_DIR")
+        }
+        let root = URL(fileURLWithPath: "/")
+        let paths = EmbeddedPaths(runDirectory: root, tools: root, libraries: root, network: definition.network)
+        servers = Backends.all.flatMap { $0.stack.servers(definition, paths) }.map { described in
+            Server(
+                name: described.name, role: described.role, endpoint: described.endpoint, wire: described.wire,
+                pidFile: pidFiles[described.name].flatMap { name in
+                    // Only a plain file name inside the directory.
+                    name.contains("/") || name.hasPrefix(".") ? nil : directory.appendingPathComponent(name)
+                })
+        }
+    }
+
+    public func server(named name: String) -> Server? { servers.first { $0.name == name } }
+
+    /// The pid in `server`'s pid file when that process (or a process of its tree) holds the listening socket of
+    /// the server's address; nil when the file is missing, the process is gone, or it does not serve that address
+    /// (a stale pid file whose pid was reused). Works on a stopped process too (its socket stays open).
+    public static func listeningPID(_ server: Server) -> pid_t? {
+        guard let file = server.pidFile,
+            let text = try? String(contentsOf: file, encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+            LocalProcess.isAlive(pid)
+        else { return nil }
+        let inodes = ListeningSockets.inodes(listeningOn: server.endpoint)
+        guard !inodes.isEmpty else { return nil }
+        return ProcessTree.members(of: pid).contains { ListeningSockets.process($0, holdsAnyOf: inodes) } ? pid : nil
+    }
+}
+
+public struct ScriptedStackError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Listening TCP sockets of this network namespace, from /proc/net/tcp, and which process holds one.
+public enum ListeningSockets {
+    /// The inodes of the IPv4 sockets in state LISTEN bound to `endpoint` (or to 0.0.0.0 on its port).
+    public static func inodes(listeningOn endpoint: HostPort) -> Set<String> {
+        guard let table = readProcFile("/proc/net/tcp"), let address = hexAddress(endpoint.host) else { return [] }
+        let port = String(format: "%04X", endpoint.port)
+        var found: Set<String> = []
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count > 9, fields[3] == "0A" else { continue }
+            let local = fields[1].split(separator: ":")
+            guard local.count == 2, local[1] == port, local[0] == address || local[0] == "00000000" else { continue }
+            found.insert(String(fields[9]))
+        }
+        return found
+    }
+
+    /// Whether `pid` has an open descriptor on one of the socket `inodes`.
+    public static func process(_ pid: pid_t, holdsAnyOf inodes: Set<String>) -> Bool {
+        let directory = "/proc/\(pid)/fd"
+        guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return false }
+        for descriptor in descriptors {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(descriptor)"),
+                target.hasPrefix("socket:[")
+            else { continue }
+            if inodes.contains(String(target.dropFirst("socket:[".count).dropLast())) { return true }
+        }
+        return false
+    }
+
+    /// The whole of a /proc file. Foundation's `String(contentsOfFile:)` stops after the first read of a file whose
+    /// size reads 0 (one page: /proc/net/tcp's first ~27 sockets), so this reads until end of file.
+    static func readProcFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            bytes += buffer[0..<count]
+        }
+    }
+
+    /// /proc/net/tcp's form of an IPv4 address: the four bytes in host (little-endian) order, in hex.
+    static func hexAddress(_ host: String) -> String? {
+        let parts = host.split(separator: ".").compactMap { UInt8($0) }
+        guard parts.count == 4 else { return nil }
+        return parts.reversed().map { String(format: "%02X", $0) }.joined()
+    }
+}
