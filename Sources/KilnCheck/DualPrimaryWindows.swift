@@ -44,12 +44,15 @@ public enum DualPrimaryAnalysis {
     public struct Ack: Sendable, Equatable {
         public var store: String
         public var server: String
+        /// The key-space part written (`slot 1234`) for a store with several primaries; nil otherwise.
+        public var partition: String?
         public var start: UInt64
         public var end: UInt64
 
-        public init(store: String, server: String, start: UInt64, end: UInt64) {
+        public init(store: String, server: String, partition: String? = nil, start: UInt64, end: UInt64) {
             self.store = store
             self.server = server
+            self.partition = partition
             self.start = start
             self.end = end
         }
@@ -98,16 +101,34 @@ public enum DualPrimaryAnalysis {
         let marker = Data(#""server":"#.utf8)
         try HistoryFile.forEachEntry(of: file, accept: { $0.range(of: marker) != nil }) { _, entry in
             guard entry.outcome == .ok, let server = entry.server else { return }
-            acks.append(Ack(store: entry.operation.store, server: server, start: entry.startNanos, end: entry.endNanos))
+            acks.append(
+                Ack(
+                    store: entry.operation.store, server: server, partition: entry.partition, start: entry.startNanos,
+                    end: entry.endNanos))
         }
         return acks
     }
 }
 
 extension DualPrimaryAnalysis {
+    /// Acks of a store whose primaries each own a part of the key space, regrouped so that each part is a store
+    /// of its own for `windows` (`redis-cluster slot 1234`): two masters acknowledging writes to the same slot in
+    /// overlapping windows is that slot's split brain; different slots on different masters are normal. Acks
+    /// without a part (bulk writes spanning slots) cannot be judged and are left out.
+    public static func perPartition(_ acks: [Ack]) -> [Ack] {
+        acks.compactMap { ack in
+            guard let partition = ack.partition else { return nil }
+            var regrouped = ack
+            regrouped.store = "\(ack.store) \(partition)"
+            return regrouped
+        }
+    }
+
     /// One `dual-primary.<store>` result per store whose acknowledged writes came from two or more servers (a
     /// failover happened): invalid with one anomaly per window when two of them acknowledged writes in real-time
-    /// overlap, valid otherwise. Stores that one server served throughout get no result (nothing to decide).
+    /// overlap, valid otherwise. Stores that one server served throughout get no result (nothing to decide). A
+    /// store with several primaries by key (`WritePrimaries.partitionedByKey`) is judged per part: a result when
+    /// some part's writes came from two or more servers, one anomaly per window of two servers on one part.
     public static func results(history file: URL) -> [PlaceResult] {
         let started = Date()
         let acks: [Ack]
@@ -116,19 +137,30 @@ extension DualPrimaryAnalysis {
         } catch {
             return [.undecided("dual-primary", source: "history", error: error, since: started)]
         }
-        let windows = self.windows(acks)
         var results: [PlaceResult] = []
         for (store, storeAcks) in Dictionary(grouping: acks, by: \.store).sorted(by: { $0.key < $1.key }) {
             let servers = Set(storeAcks.map(\.server))
-            guard servers.count > 1, Backends.backend(named: store)?.writePrimaries ?? .one == .one else { continue }
-            let found = windows.filter { $0.store == store }
+            guard servers.count > 1 else { continue }
+            let found: [DualPrimaryWindow]
+            var source = "history (\(servers.sorted().joined(separator: ", ")))"
+            switch Backends.backend(named: store)?.writePrimaries ?? .one {
+            case .one:
+                found = windows(storeAcks)
+            case .partitionedByKey:
+                let parts = perPartition(storeAcks)
+                let moved = Dictionary(grouping: parts, by: \.store).filter { Set($0.value.map(\.server)).count > 1 }
+                guard !moved.isEmpty else { continue }
+                found = windows(parts)
+                source = "history, per key-space part: \(moved.count) part(s) written through two or more of "
+                    + "\(servers.sorted().joined(separator: ", "))"
+            }
             let anomalies = found.map { window in
                 Anomaly(
                     kind: .dualPrimary, txnID: 0, key: "\(window.first) + \(window.second)", detail: window.description)
             }
             results.append(
                 .invariant(
-                    "dual-primary.\(store)", source: "history (\(servers.sorted().joined(separator: ", ")))",
+                    "dual-primary.\(store)", source: source,
                     expected: Int64(storeAcks.count), scanned: Int64(storeAcks.count),
                     counts: found.isEmpty ? [:] : [Anomaly.Kind.dualPrimary.rawValue: Int64(found.count)],
                     anomalies: anomalies, since: started))

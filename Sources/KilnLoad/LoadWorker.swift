@@ -123,14 +123,16 @@ final class LoadWorker {
         let start = MonotonicClock.now()
         let outcome: Outcome
         var server: HostPort?
+        var partition: String?
         if let client = client(operation.storeIndex) {
             outcome = client.invoke(operation.operation, request)
             server = client.servedBy
+            partition = client.servedPartition
         } else {
             outcome = .fail("connect")
         }
         finish(operationIndex, row: request.row, rows: 1, outcome: outcome, intended: intended, start: start,
-            lateAfter: lateAfter, server: server)
+            lateAfter: lateAfter, server: server, partition: partition)
     }
 
     /// Op `k`'s operation (index into the phase's operations) and request; nil when it ended before anything was
@@ -176,14 +178,14 @@ final class LoadWorker {
     /// Records one completed op of `worker` (this worker's id unless a multiplexed connection's).
     func finish(
         _ operationIndex: Int, row: Int64, rows: Int64, outcome: Outcome, intended: UInt64, start: UInt64,
-        lateAfter: UInt64, server: HostPort? = nil, worker: Int? = nil
+        lateAfter: UInt64, server: HostPort? = nil, partition: String? = nil, worker: Int? = nil
     ) {
         let end = MonotonicClock.now()
         let kind = outcome.outcomeKind
         let entry = CompletedOperation(
             operation: operationIndex, worker: worker ?? id, row: row, rowCount: rows, outcome: kind,
             errorClass: outcome.errorClass, intended: intended &- context.runStart, start: start &- context.runStart,
-            end: end &- context.runStart, server: server)
+            end: end &- context.runStart, server: server, partition: partition)
         recorder.record(entry, latencyNanos: end &- intended, late: start > intended &+ lateAfter)
         if kind == .ok, rows > 0, let tap = context.ackTap, context.operations[operationIndex].kind != .read {
             tap.acknowledged(operation: context.operations[operationIndex].name, rows: row..<(row + rows), ackNanos: end)

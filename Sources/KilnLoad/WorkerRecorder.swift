@@ -19,13 +19,15 @@ public struct CompletedOperation: Sendable {
     public var end: UInt64
     /// The server that answered (the client's `servedBy`), nil when the client cannot say.
     public var server: HostPort? = nil
+    /// The key-space part the op wrote (the client's `servedPartition`), nil when the client cannot say.
+    public var partition: String? = nil
 
     /// The history line of this op, `operations` being its phase's.
     public func historyEntry(phase: String, operations: [PlannedOperation]) -> HistoryEntry {
         HistoryEntry(
             phase: phase, operation: OperationID(rawValue: operations[operation].name), worker: worker, row: row,
             rows: rowCount, outcome: outcome, errorClass: errorClass, server: server?.description,
-            intendedNanos: intended, startNanos: start, endNanos: end)
+            partition: partition, intendedNanos: intended, startNanos: start, endNanos: end)
     }
 }
 

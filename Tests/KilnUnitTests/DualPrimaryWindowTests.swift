@@ -1,5 +1,6 @@
 import Foundation
 import KilnCheck
+import KilnCore
 import Testing
 
 @Suite("dual-primary windows from the history")
@@ -9,9 +10,9 @@ struct DualPrimaryWindowTests {
     static let new = "10.213.7.22:6380"
 
     /// An ack invoked at `start` seconds, completed 1 ms later.
-    static func ack(_ server: String, _ start: Double, store: String = "redis") -> Ack {
+    static func ack(_ server: String, _ start: Double, store: String = "redis", partition: String? = nil) -> Ack {
         let ns = UInt64(start * 1e9)
-        return Ack(store: store, server: server, start: ns, end: ns + 1_000_000)
+        return Ack(store: store, server: server, partition: partition, start: ns, end: ns + 1_000_000)
     }
 
     @Test func aCleanFailoverHasNoWindow() {
@@ -69,7 +70,10 @@ struct DualPrimaryWindowTests {
     static func historyFile(_ acks: [Ack]) throws -> URL {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("dual-\(UUID()).jsonl")
         let text = acks.map { ack in
-            #"{"phase":"p","op":"\#(ack.store).set","worker":0,"row":1,"rows":1,"outcome":"ok","server":"\#(ack.server)","intended_ns":0,"start_ns":\#(ack.start),"end_ns":\#(ack.end)}"#
+            HistoryEntry(
+                phase: "p", operation: OperationID(rawValue: "\(ack.store).set"), worker: 0, row: 1, rows: 1, outcome: .ok,
+                server: ack.server, partition: ack.partition, intendedNanos: 0, startNanos: ack.start, endNanos: ack.end
+            ).jsonLine
         }.joined(separator: "\n")
         try (text + "\n").write(to: file, atomically: true, encoding: .utf8)
         return file
@@ -108,5 +112,33 @@ struct DualPrimaryWindowTests {
         defer { for file in [cluster, redis] { try? FileManager.default.removeItem(at: file) } }
         #expect(DualPrimaryAnalysis.results(history: cluster).isEmpty)
         #expect(DualPrimaryAnalysis.results(history: redis).first?.validity == .invalid)
+    }
+
+    /// Per slot, Redis Cluster is judged like a one-primary store: each master writing its own slots at once is
+    /// healthy (no result); a slot moving from a failed master to its promoted replica without overlap is valid; the
+    /// old master still acknowledging writes to the slot after the new one took it (a minority partition before
+    /// node_timeout) is that slot's split brain, found by name. Bulk acks (no slot) are never judged.
+    @Test func redisClusterIsJudgedPerSlot() throws {
+        let (a, b, c) = ("127.0.0.91:17001", "127.0.0.92:17002", "127.0.0.94:17004")
+        func slotAcks(_ server: String, _ slot: Int, from: Double, to: Double) -> [Ack] {
+            stride(from: from, to: to, by: 0.5).map { Self.ack(server, $0, store: "redis-cluster", partition: "slot \(slot)") }
+        }
+        let healthy = try Self.historyFile(
+            slotAcks(a, 1, from: 0, to: 10) + slotAcks(b, 2, from: 0, to: 10)
+                + stride(from: 0.0, to: 10, by: 1).map { Self.ack(c, $0, store: "redis-cluster") })
+        let failover = try Self.historyFile(slotAcks(a, 7, from: 0, to: 5) + slotAcks(c, 7, from: 6, to: 12) + slotAcks(b, 2, from: 0, to: 12))
+        let split = try Self.historyFile(slotAcks(a, 7, from: 0, to: 12) + slotAcks(c, 7, from: 5, to: 20) + slotAcks(b, 2, from: 0, to: 20))
+        defer { for file in [healthy, failover, split] { try? FileManager.default.removeItem(at: file) } }
+
+        #expect(DualPrimaryAnalysis.results(history: healthy).isEmpty)
+        let valid = try #require(DualPrimaryAnalysis.results(history: failover).first)
+        #expect(valid.place == "dual-primary.redis-cluster")
+        #expect(valid.validity == .valid)
+        #expect(valid.source.contains("1 part(s)"), "\(valid.source)")
+        let invalid = try #require(DualPrimaryAnalysis.results(history: split).first)
+        #expect(invalid.validity == .invalid)
+        #expect(invalid.counts["dual-primary"] == 1)
+        #expect(invalid.anomalies.first?.detail.hasPrefix("redis-cluster slot 7: \(a) and \(c) both acknowledged") == true,
+            "\(invalid.anomalies)")
     }
 }

@@ -28,10 +28,15 @@ public protocol Client: AnyObject {
     /// The history keeps it beside each write, so a check can tell which primary acknowledged what (two primaries
     /// acknowledging writes in the same window is split-brain).
     var servedBy: HostPort? { get }
+    /// The part of the key space the last `invoke` wrote, for a store with several primaries each owning a part
+    /// (Redis Cluster: `slot 1234`); nil when the op touched several parts, was not a write, or the store has one
+    /// primary. The history keeps it beside `servedBy`, so the split-brain check can judge each part on its own.
+    var servedPartition: String? { get }
 }
 
 extension Client {
     public var servedBy: HostPort? { nil }
+    public var servedPartition: String? { nil }
 
     /// The operations of this client's store, in the enum's declaration order (for listings only: nothing is looked
     /// up by position).

@@ -88,10 +88,13 @@ public final class RedisClusterClient: Client {
 
     public func close() { router.close() }
 
-    /// The master the last op sent its (first) command to.
+    /// The master that answered the last op's first command (after any redirect).
     public var servedBy: HostPort? { router.lastNode }
+    /// `slot N` for the single-row writes (all their commands are on one key, so one slot), nil for bulk and reads.
+    public private(set) var servedPartition: String?
 
     public func invoke(_ operation: RedisClusterOperation, _ request: Request) -> Outcome {
+        servedPartition = nil
         do throws(RedisClusterError) {
             switch operation {
             case .bulk:
@@ -113,13 +116,19 @@ public final class RedisClusterClient: Client {
                 }
                 return Self.outcome(errors: errors, commands: request.rows.count, first: first)
             case .set:
-                let result = try run([setCommand(request.row)])
+                let command = setCommand(request.row)
+                servedPartition = Self.partition(command.slot)
+                let result = try run([command])
                 return Self.outcome(errors: result.errors, commands: 1, first: result.first)
             case .featureUpdate:
-                let result = try run(featureCommands(context.dataset.transaction(request.row)))
+                let commands = featureCommands(context.dataset.transaction(request.row))
+                servedPartition = commands.first.map { Self.partition($0.slot) }
+                let result = try run(commands)
                 return Self.outcome(errors: result.errors, commands: 4, first: result.first)
             case .scoreIncrement:
-                let result = try run([scoreCommand(context.dataset.transaction(request.row))])
+                let command = scoreCommand(context.dataset.transaction(request.row))
+                servedPartition = Self.partition(command.slot)
+                let result = try run([command])
                 return Self.outcome(errors: result.errors, commands: 1, first: result.first)
             case .featureRead:
                 let key = keys.features(user: context.dataset.transaction(request.row).userID)
@@ -185,6 +194,9 @@ public final class RedisClusterClient: Client {
         }
         return (errors, first)
     }
+
+    /// The history's name of a slot (`HistoryEntry.partition`).
+    static func partition(_ slot: Int) -> String { "slot \(slot)" }
 
     // MARK: - Outcomes
 

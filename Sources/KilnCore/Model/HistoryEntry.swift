@@ -46,7 +46,7 @@ public struct OperationID: RawRepresentable, Hashable, Sendable, Codable, Custom
 /// One line of a run directory's `history.jsonl`: one completed write or bulk operation (ARCHITECTURE.md:
 /// invoke -> ok | fail | info). The one type the run writes (`appendJSONLine`) and the checkers read (`Codable`,
 /// through `HistoryFile`). The format has not changed since the first run directories: keys `phase`, `op`,
-/// `worker`, `row`, `rows`, `outcome`, optional `error` and `server`, `intended_ns`, `start_ns`, `end_ns`, in that
+/// `worker`, `row`, `rows`, `outcome`, optional `error`, `server` and `partition`, `intended_ns`, `start_ns`, `end_ns`, in that
 /// order; `appendJSONLine` writes exactly what `JSONEncoder` would decode back to an equal value.
 public struct HistoryEntry: Sendable, Hashable, Codable {
     public var phase: String
@@ -61,6 +61,9 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
     public var errorClass: String?
     /// The server that answered, as `host:port`; nil when the client cannot say (and in older histories).
     public var server: String?
+    /// The part of the key space the write went to (Redis Cluster: `slot 1234`), nil for a store with one primary,
+    /// a write spanning parts, and older histories.
+    public var partition: String?
     /// Monotonic nanoseconds since the run started: intended start (open model), actual start, end.
     public var intendedNanos: UInt64
     public var startNanos: UInt64
@@ -68,7 +71,8 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
 
     public init(
         phase: String, operation: OperationID, worker: Int, row: Int64, rows: Int64, outcome: OutcomeKind,
-        errorClass: String? = nil, server: String? = nil, intendedNanos: UInt64, startNanos: UInt64, endNanos: UInt64
+        errorClass: String? = nil, server: String? = nil, partition: String? = nil, intendedNanos: UInt64,
+        startNanos: UInt64, endNanos: UInt64
     ) {
         self.phase = phase
         self.operation = operation
@@ -78,6 +82,7 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
         self.outcome = outcome
         self.errorClass = errorClass
         self.server = server
+        self.partition = partition
         self.intendedNanos = intendedNanos
         self.startNanos = startNanos
         self.endNanos = endNanos
@@ -87,7 +92,7 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
     public var rowRange: Range<Int64> { row..<(row &+ max(0, rows)) }
 
     enum CodingKeys: String, CodingKey {
-        case phase, operation = "op", worker, row, rows, outcome, errorClass = "error", server
+        case phase, operation = "op", worker, row, rows, outcome, errorClass = "error", server, partition
         case intendedNanos = "intended_ns", startNanos = "start_ns", endNanos = "end_ns"
     }
 
@@ -116,6 +121,11 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
         if let server {
             buffer.append(contentsOf: #""server":""#.utf8)
             Self.appendEscaped(server, to: &buffer)
+            buffer.append(contentsOf: #"","#.utf8)
+        }
+        if let partition {
+            buffer.append(contentsOf: #""partition":""#.utf8)
+            Self.appendEscaped(partition, to: &buffer)
             buffer.append(contentsOf: #"","#.utf8)
         }
         buffer.append(contentsOf: #""intended_ns":"#.utf8)
