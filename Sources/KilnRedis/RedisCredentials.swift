@@ -18,8 +18,9 @@ public struct RedisCredentials: Sendable, Equatable {
     }
 
     /// A connection to `host:port`, authenticated when a password is set. The caller owns (and closes) it.
-    /// - Throws: ``RedisError`` `connect` when the server does not answer, `server("WRONGPASS")` or
-    ///   `server("NOAUTH")`-like errors when AUTH is refused; the connection is closed then.
+    /// - Throws: ``RedisError`` `connect` when the server does not answer (with `tls`, also a failed handshake or an
+    ///   untrusted certificate), `server("WRONGPASS")` or `server("NOAUTH")`-like errors when AUTH is refused; the
+    ///   connection is closed then.
     public func connect(host: String, port: Int, timeoutSeconds: Double) throws(RedisError) -> RedisConnection {
         let connection = try RedisConnection(host: host, port: port, timeoutSeconds: timeoutSeconds, tls: tls)
         guard let password else { return connection }
