@@ -31,13 +31,17 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "CProcessSpawn"),
+        // TLS for Kiln's RESP clients: OpenSSL (Debian libssl-dev) does the socket I/O, hiredis 0.14's reader parses.
+        .target(
+            name: "CRedisTLS",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("hiredis")]),
         .target(name: "KilnCore"),
         .target(name: "KilnElle", dependencies: ["KilnCore"]),
         // KilnData's `RowEncoder` writes its RESP format with KilnRedis's `RESPWriter` (the one RESP encoder; data sits
         // above the wire modules, so this import points down).
         .target(name: "KilnData", dependencies: ["KilnCore", "KilnRedis"]),
         .target(name: "KilnPostgres", dependencies: ["CLibPQ"]),
-        .target(name: "KilnRedis", dependencies: ["CHiredis"]),
+        .target(name: "KilnRedis", dependencies: ["CHiredis", "CRedisTLS"]),
         .target(name: "KilnKafka", dependencies: ["CRdKafka"], linkerSettings: runtimeLibrarySearchPath),
         .target(name: "KilnHTTP", dependencies: ["CCurl"]),
         .target(

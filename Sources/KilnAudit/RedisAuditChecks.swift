@@ -13,6 +13,8 @@ struct RedisAuditTarget {
     var password: String?
     /// Sentinels: only the unauthenticated-access check applies.
     var isSentinel = false
+    /// How Kiln's clients reach the server (the stack's `ca_file_env`): every check but `redis.plaintext` uses it.
+    var tls: RedisTLS? = nil
 
     var userName: String { user ?? "default" }
 }
@@ -34,7 +36,8 @@ extension AuditContext {
             targets.append(
                 RedisAuditTarget(
                     server: AuditServer(role: "falkordb", endpoint: graph.endpoint), store: .falkordb,
-                    user: graph.user, password: secret(graph.passwordEnvironmentVariable)))
+                    user: graph.user, password: secret(graph.passwordEnvironmentVariable),
+                    tls: graph.tls(in: environment)))
         }
         // Redis Cluster nodes speak RESP with the `default` user (the stack file names no credentials for them).
         for (index, node) in (stack.section(RedisClusterStackConfig.self)?.settings.seeds ?? []).enumerated() {
@@ -49,35 +52,38 @@ extension AuditContext {
     /// The primary, the replicas and the Sentinels of the `redis:` section.
     private func redisTargets(of redis: RedisStackConfig) -> [RedisAuditTarget] {
         let password = secret(redis.passwordEnvironmentVariable)
+        let tls = redis.tls(in: environment)
         var targets = [RedisAuditTarget(
             server: AuditServer(role: "redis-primary", endpoint: redis.primary), store: .redis, user: redis.user,
-            password: password)]
+            password: password, tls: tls)]
         for (index, replica) in redis.replicas.enumerated() {
             targets.append(
                 RedisAuditTarget(
                     server: AuditServer(role: index == 0 ? "redis-replica" : "redis-replica-\(index + 1)", endpoint: replica),
-                    store: .redis, user: redis.user, password: password))
+                    store: .redis, user: redis.user, password: password, tls: tls))
         }
         for (index, sentinel) in redis.sentinels.enumerated() {
             targets.append(
                 RedisAuditTarget(
                     server: AuditServer(role: "sentinel-\(index + 1)", endpoint: sentinel), store: .redis, user: nil,
-                    password: nil, isSentinel: true))
+                    password: nil, isSentinel: true, tls: tls))
         }
         return targets
     }
 
-    func redisConnect(_ endpoint: HostPort) -> Result<RedisConnection, RedisError> {
+    /// A connection to `endpoint`, over TLS when `tls` is set (the certificate verified), else plaintext.
+    func redisConnect(_ endpoint: HostPort, tls: RedisTLS?) -> Result<RedisConnection, RedisError> {
         do throws(RedisError) {
-            return .success(try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: Double(timeoutSeconds)))
+            return .success(
+                try RedisConnection(host: endpoint.host, port: endpoint.port, timeoutSeconds: Double(timeoutSeconds), tls: tls))
         } catch {
             return .failure(error)
         }
     }
 
     /// A connection authenticated as `user`/`password` (no AUTH when `password` is nil).
-    func redisLogin(_ endpoint: HostPort, user: String?, password: String?) -> Result<RedisConnection, RedisError> {
-        let opened = redisConnect(endpoint)
+    func redisLogin(_ endpoint: HostPort, user: String?, password: String?, tls: RedisTLS?) -> Result<RedisConnection, RedisError> {
+        let opened = redisConnect(endpoint, tls: tls)
         guard case .success(let connection) = opened, let password else { return opened }
         do throws(RedisError) {
             try connection.authenticate(user: user, password: password)
@@ -92,11 +98,11 @@ extension AuditContext {
     func redisAdminLogin(_ target: RedisAuditTarget) -> (connection: RedisConnection, user: String)? {
         if let password = environment[RedisAuditLogin.passwordVariable], !password.isEmpty {
             let user = environment[RedisAuditLogin.userVariable]
-            if case .success(let connection) = redisLogin(target.server.endpoint, user: user, password: password) {
+            if case .success(let connection) = redisLogin(target.server.endpoint, user: user, password: password, tls: target.tls) {
                 return (connection, user ?? "default")
             }
         }
-        if case .success(let connection) = redisLogin(target.server.endpoint, user: target.user, password: target.password) {
+        if case .success(let connection) = redisLogin(target.server.endpoint, user: target.user, password: target.password, tls: target.tls) {
             return (connection, target.userName)
         }
         return nil
@@ -124,7 +130,7 @@ struct RedisAccessCheck: AuditCheck {
             }
             // Unauthenticated: PING on a fresh connection.
             let unauthenticatedServed: Bool
-            switch context.redisConnect(target.server.endpoint) {
+            switch context.redisConnect(target.server.endpoint, tls: target.tls) {
             case .failure(let error):
                 let reason = "could not connect to \(target.server.endpoint): \(error.description)"
                 result(.redisNoPassword, .notChecked(reason: reason))
@@ -161,7 +167,7 @@ struct RedisAccessCheck: AuditCheck {
             if unauthenticatedServed && target.user == nil {
                 result(.redisAnyPasswordAccepted, .notApplicable(reason: "the default user asks no password (redis.no-password)"))
             } else {
-                switch context.redisLogin(target.server.endpoint, user: target.userName, password: wrong) {
+                switch context.redisLogin(target.server.endpoint, user: target.userName, password: wrong, tls: target.tls) {
                 case .success(let connection):
                     connection.close()
                     result(.redisAnyPasswordAccepted, .finding(evidence: "AUTH \(target.userName) with a random wrong password → OK"))
@@ -223,7 +229,7 @@ struct RedisPrivilegeCheck: AuditCheck {
     func run(_ context: AuditContext) -> [AuditResult] {
         context.redisTargets.filter { !$0.isSentinel }.map { target in
             let label = target.server.label
-            guard case .success(let app) = context.redisLogin(target.server.endpoint, user: target.user, password: target.password) else {
+            guard case .success(let app) = context.redisLogin(target.server.endpoint, user: target.user, password: target.password, tls: target.tls) else {
                 return AuditResult(
                     .redisDangerousCommands, store: target.store, target: label,
                     .notChecked(reason: "could not log in as \(target.userName)"))

@@ -74,9 +74,12 @@ public enum ServerVersions {
             let version = try connection.execute("SHOW server_version").value(row: 0, column: 0) ?? ""
             return "PostgreSQL \(version)"
         case .redis, .sentinel, .falkordb:
-            let connection = try RedisConnection(
-                host: server.endpoint.host, port: server.endpoint.port, timeoutSeconds: Double(timeoutSeconds))
             let redis = stack.section(RedisStackConfig.self)
+            let tls =
+                server.kind == .falkordb
+                ? stack.section(GraphStackConfig.self)?.tls(in: environment) : redis?.tls(in: environment)
+            let connection = try RedisConnection(
+                host: server.endpoint.host, port: server.endpoint.port, timeoutSeconds: Double(timeoutSeconds), tls: tls)
             if server.kind == .redis, let variable = redis?.passwordEnvironmentVariable, let password = environment[variable] {
                 _ = try connection.command(redis?.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
             }

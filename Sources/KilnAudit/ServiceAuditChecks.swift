@@ -108,7 +108,8 @@ struct PlaintextTransportCheck: AuditCheck {
         var results: [AuditResult] = []
         for target in context.redisTargets where !target.isSentinel {
             let answer: String?
-            if case .success(let connection) = context.redisConnect(target.server.endpoint) {
+            // Deliberately plaintext, whatever the stack's `ca_file_env`: the question is whether the server answers it.
+            if case .success(let connection) = context.redisConnect(target.server.endpoint, tls: nil) {
                 do throws(RedisError) {
                     answer = try connection.command(["PING"]).string ?? "reply"
                 } catch {
@@ -130,12 +131,27 @@ struct PlaintextTransportCheck: AuditCheck {
             }
             results.append(result(.clickhousePlaintext, store: .clickhouse, label: "clickhouse \(ts.endpoint)", endpoint: ts.endpoint, plaintext: answer))
         }
-        for endpoint in context.stack.section(KafkaStackConfig.self)?.bootstrap ?? [] {
+        let kafka = context.stack.section(KafkaStackConfig.self)
+        for endpoint in kafka?.bootstrap ?? [] {
             let keys = try? KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds).apiVersions()
-            results.append(result(.kafkaPlaintext, store: .kafka, label: "kafka \(endpoint)", endpoint: endpoint,
-                plaintext: keys.map { "ApiVersions v0 over plain TCP → \($0.count) APIs" }))
+            var outcome = result(.kafkaPlaintext, store: .kafka, label: "kafka \(endpoint)", endpoint: endpoint,
+                plaintext: keys.map { "ApiVersions v0 over plain TCP → \($0.count) APIs" })
+            if case .finding(let evidence) = outcome.outcome, let kafka, let limit = Self.brokerWithoutTLS(kafka.broker) {
+                outcome.outcome = .finding(evidence: evidence + "; " + limit)
+            }
+            results.append(outcome)
         }
         return results
+    }
+
+    /// Why no setting of `broker` can make it speak TLS (nil: the broker has TLS listeners, or is not named). The
+    /// finding stays a finding: only another broker removes it.
+    static func brokerWithoutTLS(_ broker: KafkaStackConfig.Broker?) -> String? {
+        guard broker == .tansu else { return nil }
+        return "the broker is Tansu (stack file `broker: tansu`), which has no TLS listener: in Tansu 0.6.0 (and on its "
+            + "main branch) `--cert` and `--key` are one clap argument group, so the two cannot be given together, and "
+            + "the broker builds a TlsAcceptor it never uses (tansu-broker/src/broker.rs `let _acceptor`), serving every "
+            + "connection as plain TCP; a broker with SSL listeners (Apache Kafka, Redpanda) is the only fix"
     }
 
     private func result(_ id: AuditFindingID, store: AuditStore, label: String, endpoint: HostPort, plaintext: String?) -> AuditResult {

@@ -293,7 +293,7 @@ public enum PaidEdgeOracleCheck {
         }
         do {
             let endpoint = context.stack.graph.endpoint
-            let graph = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+            let graph = try context.stack.graph.credentials(in: context.environment)
                 .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
             defer { graph.close() }
             func rows(_ cypher: String) throws -> [(Int64, DerivedPlaceChecks.Totals)] {

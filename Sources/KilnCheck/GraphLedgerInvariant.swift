@@ -26,7 +26,7 @@ public enum GraphLedgerInvariant {
             let ledger = try PostgresScanner.connect(context)
             defer { ledger.close() }
             let endpoint = context.stack.graph.endpoint
-            let graph = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+            let graph = try context.stack.graph.credentials(in: context.environment)
                 .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: 300)
             defer { graph.close() }
             let table = try PostgresScanner.tableName(ns)

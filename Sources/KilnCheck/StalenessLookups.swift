@@ -233,7 +233,7 @@ final class GraphLookup: VisibilityLookup {
         self.property = property
         let endpoint = context.stack.graph.endpoint
         let timeout = max(1, context.timeout.seconds)
-        connection = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+        connection = try context.stack.graph.credentials(in: context.environment)
             .connect(host: endpoint.host, port: endpoint.port, timeoutSeconds: timeout)
     }
 

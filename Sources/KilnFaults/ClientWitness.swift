@@ -19,7 +19,9 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
     case redis
     /// `AUTH [user] password` and then `PING` over RESP: an ACL user (`user` nil: the `default` user or a Sentinel's
     /// `requirepass`). A refused AUTH fails the witness, and only `+PONG` counts as an answer (never `-NOAUTH`).
-    case redisLogin(user: String?, password: String)
+    /// With `tls`, the connection is TLS (the server's certificate checked against the CA) through Kiln's Redis
+    /// client, as a TLS-only server's clients connect.
+    case redisLogin(user: String?, password: String, tls: RedisTLS? = nil)
     /// `GET /ping` over HTTP/1.1 keep-alive (ClickHouse's HTTP interface).
     case clickhouseHTTP
     /// Kafka ApiVersions v0 (any Kafka-API broker).
@@ -30,7 +32,7 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .postgres(let user, _, let password): password == nil ? "SELECT 1" : "SELECT 1 (logged in as \(user))"
         case .redis: "PING"
-        case .redisLogin(let user, _): "PING (after AUTH as \(user ?? "default"))"
+        case .redisLogin(let user, _, let tls): "PING (after AUTH as \(user ?? "default")\(tls == nil ? "" : ", over TLS"))"
         case .clickhouseHTTP: "GET /ping"
         case .kafka: "ApiVersions"
         }
@@ -41,7 +43,7 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .postgres(let user, let database, let password):
             "postgres \(user)@\(database)\(password == nil ? "" : " (password)")"
         case .redis: "redis"
-        case .redisLogin(let user, _): "redis \(user ?? "default") (password)"
+        case .redisLogin(let user, _, let tls): "redis \(user ?? "default") (password\(tls == nil ? "" : ", TLS"))"
         case .clickhouseHTTP: "clickhouse-http"
         case .kafka: "kafka"
         }
@@ -51,7 +53,10 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
     public var newConnectionProbe: ServiceProbe {
         switch self {
         case .postgres: .request(Self.sslRequest)
-        case .redis, .redisLogin: .redisPing
+        case .redis: .redisPing
+        // A plaintext PING to a TLS-only port is reset whatever the server's state: the probe logs in as a client does.
+        case .redisLogin(_, _, .some): .login(self)
+        case .redisLogin: .redisPing
         case .clickhouseHTTP: .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8))
         case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
         }
@@ -74,7 +79,10 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
                 frame: TCPRequestWitness.respLine)
-        case .redisLogin(let user, let password):
+        case .redisLogin(let user, let password, .some(let tls)):
+            witness = try RedisConnectionWitness(
+                endpoint, user: user, password: password, tls: tls, timeout: timeout, operation: operation)
+        case .redisLogin(let user, let password, nil):
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array("PING\r\n".utf8), timeout: timeout,
                 frame: TCPRequestWitness.respLine, accept: TCPRequestWitness.respSimpleString("PONG"),
@@ -327,5 +335,61 @@ extension ServerProtocol {
         case .kafka: .kafka
         case .http: .clickhouseHTTP
         }
+    }
+}
+
+/// `PING` on one connection of Kiln's Redis client (TLS, AUTH as an ACL user), sent without waiting
+/// (`startCommand`) and collected once its socket is readable, so a paused server cannot hold the caller longer
+/// than `exchange`'s timeout. Ownership: owns its connection until `close()` (idempotent); one caller at a time.
+final class RedisConnectionWitness: ClientWitness {
+    let operation: String
+    private var connection: RedisConnection?
+    private var inFlight = false
+
+    /// Connects, completes the TLS handshake and logs in within `timeout`.
+    /// - Throws: ``ProcessFaultError`` naming the endpoint (never the password) when any of it fails.
+    init(_ endpoint: HostPort, user: String?, password: String, tls: RedisTLS, timeout: Duration, operation: String) throws {
+        self.operation = operation
+        do throws(RedisError) {
+            let connection = try RedisConnection(
+                host: endpoint.host, port: endpoint.port, timeoutSeconds: max(0.5, Double(timeout.wholeMilliseconds) / 1000),
+                tls: tls)
+            try connection.authenticate(user: user, password: password)
+            self.connection = connection
+        } catch {
+            throw ProcessFaultError("login to \(endpoint) over \(tls) failed: \(error)")
+        }
+    }
+
+    func exchange(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        let deadline = start + timeout
+        guard let connection else { return .failed("closed") }
+        do throws(RedisError) {
+            if !inFlight {
+                try connection.startCommand([Array("PING".utf8)])
+                inFlight = true
+            }
+            while true {
+                let remaining = ContinuousClock.now.duration(to: deadline)
+                guard remaining > .zero else { return .noReply(within: start.duration(to: .now)) }
+                var poller = pollfd(fd: connection.descriptor, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, Int32(max(1, remaining.wholeMilliseconds)))
+                if ready < 0 && errno != EINTR { return .failed(String(cString: strerror(errno))) }
+                guard ready > 0 else { continue }
+                if try connection.readReply() != nil {
+                    inFlight = false
+                    return .answered(after: start.duration(to: .now))
+                }
+            }
+        } catch {
+            inFlight = false
+            return .failed("\(error)")
+        }
+    }
+
+    func close() {
+        connection?.close()
+        connection = nil
     }
 }

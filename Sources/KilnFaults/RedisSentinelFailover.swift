@@ -373,15 +373,16 @@ public struct SentinelCredentials: Sendable, Equatable {
     public var sentinels: RedisCredentials
     public var servers: RedisCredentials
 
+    /// Both carry the stack's TLS (`ca_file_env`): Sentinels and servers alike speak only TLS then.
     public init(_ redis: StackDefinition.Redis, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let tls = redis.tls(in: environment)
         sentinels = RedisCredentials(
             user: redis.sentinelUser,
-            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment))
+            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment), tls: tls)
         if let variable = redis.adminPasswordEnvironmentVariable {
-            servers = RedisCredentials(user: redis.adminUser, password: StackDefinition.secret(variable, in: environment))
+            servers = RedisCredentials(user: redis.adminUser, password: StackDefinition.secret(variable, in: environment), tls: tls)
         } else {
-            servers = RedisCredentials(
-                user: redis.user, password: StackDefinition.secret(redis.passwordEnvironmentVariable, in: environment))
+            servers = redis.credentials(in: environment)
         }
     }
 }

@@ -8,22 +8,26 @@ import Musl
 import Darwin
 #endif
 
-/// One blocking hiredis connection (RESP2).
+/// One blocking RESP2 connection: plaintext through hiredis's `redisContext`, or TLS through ``RedisTLSStream``
+/// (OpenSSL for the socket, hiredis's reader for the replies) when opened with a ``RedisTLS``.
 ///
-/// Ownership: the connection owns its `redisContext` and frees it in ``close()`` (idempotent) or in `deinit`;
-/// every reply object is freed before the call returns.
+/// Ownership: the connection owns its `redisContext` or TLS stream and frees it in ``close()`` (idempotent) or in
+/// `deinit`; every reply object is freed before the call returns.
 /// Threading: not `Sendable`; every call blocks the calling thread, so use it from one dedicated worker thread
 /// (never from Swift's cooperative pool), one connection per worker.
 /// Timeouts: connecting and every socket read/write are bounded by `timeoutSeconds`. A timeout, I/O or protocol
 /// error leaves the stream out of step with the server, so the connection is then unusable (later calls throw
 /// `closed`): open a new one.
-/// Signals: hiredis writes with `write(2)`, which raises SIGPIPE when the server has gone away; the first
+/// Signals: hiredis and OpenSSL write with `write(2)`, which raises SIGPIPE when the server has gone away; the first
 /// connection therefore sets SIGPIPE to "ignore" if it still has its default disposition (which would kill the
 /// process). A handler installed by the program is kept.
 public final class RedisConnection {
     public let host: String
     public let port: Int
-    private var context: UnsafeMutablePointer<redisContext>?
+    /// How the connection is encrypted (nil: plaintext).
+    public let tls: RedisTLS?
+    /// The open transport; nil once closed.
+    private var transport: Transport?
     /// Set once an error has desynchronised the stream.
     private var broken = false
     /// Arguments of the command being sent, concatenated (scratch space reused across calls).
@@ -44,15 +48,29 @@ public final class RedisConnection {
         }
     }()
 
+    /// The socket and its protocol state.
+    private enum Transport {
+        case plaintext(UnsafeMutablePointer<redisContext>)
+        case tls(RedisTLSStream)
+    }
+
     /// Connects, waiting at most `timeoutSeconds`, and sets `timeoutSeconds` as the I/O timeout of every later
-    /// read and write.
-    /// - Throws: ``RedisError`` of kind `connect`.
-    public init(host: String, port: Int, timeoutSeconds: Double = 5) throws(RedisError) {
+    /// read and write. With `tls`, the TLS handshake is part of connecting and the server's certificate must chain to
+    /// `tls.caFile` and name `host`.
+    /// - Throws: ``RedisError`` of kind `connect` (for TLS also a failed handshake or an untrusted certificate, the
+    ///   reason starting with `TLS:`).
+    public init(host: String, port: Int, timeoutSeconds: Double = 5, tls: RedisTLS? = nil) throws(RedisError) {
         precondition(timeoutSeconds > 0, "timeoutSeconds must be positive")
         Self.ignoreSIGPIPE
         self.host = host
         self.port = port
+        self.tls = tls
         let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        if let tls {
+            transport = .tls(
+                try RedisTLSStream(host: host, port: port, tls: tls, timeoutSeconds: timeoutSeconds, address: address))
+            return
+        }
         let seconds = timeoutSeconds.rounded(.down)
         let timeout = timeval(tv_sec: Int(seconds), tv_usec: Int((timeoutSeconds - seconds) * 1_000_000))
         guard let context = redisConnectWithTimeout(host, Int32(port), timeout) else {
@@ -68,11 +86,11 @@ public final class RedisConnection {
             redisFree(context)
             throw RedisError(.connect, address: address, reason: reason)
         }
-        self.context = context
+        transport = .plaintext(context)
     }
 
     deinit {
-        if let context {
+        if case .plaintext(let context) = transport {
             redisFree(context)
         }
     }
@@ -86,15 +104,15 @@ public final class RedisConnection {
 
     /// Closes the connection. Idempotent; later calls throw a `closed` error.
     public func close() {
-        if let context {
+        if case .plaintext(let context) = transport {
             redisFree(context)
-            self.context = nil
         }
+        transport = nil
     }
 
     /// `false` after ``close()`` or after an error that made the connection unusable.
     public var isOpen: Bool {
-        context != nil && !broken
+        transport != nil && !broken
     }
 
     /// `host:port`, as used in error descriptions.
@@ -144,24 +162,15 @@ public final class RedisConnection {
     public func pipelineEncoded(
         _ encoded: UnsafeRawBufferPointer, commandCount: Int
     ) throws(RedisError) -> RedisPipelineErrors {
-        let context = try open()
+        let transport = try open()
         guard commandCount > 0, let base = encoded.baseAddress else {
             return RedisPipelineErrors(count: 0, first: nil)
         }
-        guard redisAppendFormattedCommand(context, base.assumingMemoryBound(to: CChar.self), encoded.count)
-            == REDIS_OK
-        else {
-            throw contextError(context, errno: errno)
-        }
+        try append(encoded: base.assumingMemoryBound(to: CChar.self), count: encoded.count, to: transport)
         var errors = 0
         var first: RedisError?
         for _ in 0..<commandCount {
-            var raw: UnsafeMutableRawPointer?
-            let status = redisGetReply(context, &raw)
-            let savedErrno = errno
-            guard status == REDIS_OK, let raw else {
-                throw contextError(context, errno: savedErrno)
-            }
+            let raw = try nextReply(transport)
             let reply = raw.assumingMemoryBound(to: redisReply.self)
             if reply.pointee.type == REDIS_REPLY_ERROR {
                 errors += 1
@@ -179,27 +188,69 @@ public final class RedisConnection {
 
     // MARK: - Helpers
 
-    private func open() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        guard let context, !broken else {
-            let reason = context == nil ? "closed" : "broken by an earlier error"
+    private func open() throws(RedisError) -> Transport {
+        guard let transport, !broken else {
+            let reason = transport == nil ? "closed" : "broken by an earlier error"
             throw RedisError(.closed, address: address, message: reason)
         }
-        return context
+        return transport
+    }
+
+    /// Queues the staged arguments as one command (hiredis's encoding on both transports).
+    private func appendStaged(to transport: Transport) throws(RedisError) {
+        let appended = withStagedArguments { count, pointers, lengths in
+            switch transport {
+            case .plaintext(let context): redisAppendCommandArgv(context, count, pointers, lengths) == REDIS_OK
+            case .tls(let stream): stream.append(count: count, arguments: pointers, lengths: lengths)
+            }
+        }
+        guard appended else { throw failure(transport, errno: errno) }
+    }
+
+    /// Queues bytes already encoded as RESP commands.
+    private func append(encoded: UnsafePointer<CChar>, count: Int, to transport: Transport) throws(RedisError) {
+        let appended =
+            switch transport {
+            case .plaintext(let context): redisAppendFormattedCommand(context, encoded, count) == REDIS_OK
+            case .tls(let stream): stream.append(encoded: encoded, count: count)
+            }
+        guard appended else { throw failure(transport, errno: errno) }
+    }
+
+    /// Sends what is queued and waits for the next reply, a `redisReply` the caller frees.
+    private func nextReply(_ transport: Transport) throws(RedisError) -> UnsafeMutableRawPointer {
+        var raw: UnsafeMutableRawPointer?
+        switch transport {
+        case .plaintext(let context):
+            let status = redisGetReply(context, &raw)
+            let savedErrno = errno
+            guard status == REDIS_OK, let raw else { throw contextError(context, errno: savedErrno) }
+            return raw
+        case .tls(let stream):
+            guard let raw = stream.reply() else { throw failure(transport, errno: 0) }
+            return raw
+        }
+    }
+
+    /// The error of the transport's last failed call; marks the connection unusable.
+    private func failure(_ transport: Transport, errno savedErrno: Int32) -> RedisError {
+        switch transport {
+        case .plaintext(let context):
+            return contextError(context, errno: savedErrno)
+        case .tls(let stream):
+            broken = true
+            return stream.error(address: address)
+        }
     }
 
     private func send<Arguments: Collection>(
         _ arguments: Arguments
     ) throws(RedisError) -> RedisReply where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
         precondition(!arguments.isEmpty, "a Redis command needs at least one argument")
-        let context = try open()
+        let transport = try open()
         stage(arguments)
-        let raw = withStagedArguments { count, pointers, lengths in
-            redisCommandArgv(context, count, pointers, lengths)
-        }
-        let savedErrno = errno
-        guard let raw else {
-            throw contextError(context, errno: savedErrno)
-        }
+        try appendStaged(to: transport)
+        let raw = try nextReply(transport)
         defer { freeReplyObject(raw) }
         let reply = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
         if case .error(let message) = reply {
@@ -211,7 +262,7 @@ public final class RedisConnection {
     private func sendPipeline<Command, Arguments: Collection>(
         _ commands: [Command], _ arguments: (Command) -> Arguments
     ) throws(RedisError) -> [RedisReply] where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
-        let context = try open()
+        let transport = try open()
         var replies: [RedisReply] = []
         replies.reserveCapacity(commands.count)
         var next = 0
@@ -222,23 +273,13 @@ public final class RedisConnection {
                 let command = arguments(commands[next])
                 precondition(!command.isEmpty, "a Redis command needs at least one argument")
                 stage(command)
-                let status = withStagedArguments { count, pointers, lengths in
-                    redisAppendCommandArgv(context, count, pointers, lengths)
-                }
-                guard status == REDIS_OK else {
-                    throw contextError(context, errno: errno)
-                }
+                try appendStaged(to: transport)
                 pending += 1
                 pendingBytes += argumentBytes.count
                 next += 1
             }
             for _ in 0..<pending {
-                var raw: UnsafeMutableRawPointer?
-                let status = redisGetReply(context, &raw)
-                let savedErrno = errno
-                guard status == REDIS_OK, let raw else {
-                    throw contextError(context, errno: savedErrno)
-                }
+                let raw = try nextReply(transport)
                 replies.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
                 freeReplyObject(raw)
             }
@@ -250,8 +291,11 @@ public final class RedisConnection {
 
     /// The connection's socket, for a poller to wait on until it is readable; -1 when closed.
     public var descriptor: Int32 {
-        guard let context, !broken else { return -1 }
-        return context.pointee.fd
+        guard let transport, !broken else { return -1 }
+        switch transport {
+        case .plaintext(let context): return context.pointee.fd
+        case .tls(let stream): return stream.descriptor
+        }
     }
 
     /// Sends one command without waiting for its reply; ``readReply()`` collects the reply once ``descriptor`` is
@@ -263,15 +307,17 @@ public final class RedisConnection {
         _ arguments: Arguments
     ) throws(RedisError) where Arguments.Element: Collection, Arguments.Element.Element == UInt8 {
         precondition(!arguments.isEmpty, "a Redis command needs at least one argument")
-        let context = try open()
+        let transport = try open()
         stage(arguments)
-        let status = withStagedArguments { count, pointers, lengths in
-            redisAppendCommandArgv(context, count, pointers, lengths)
-        }
-        guard status == REDIS_OK else { throw contextError(context, errno: errno) }
-        var done: Int32 = 0
-        while done == 0 {
-            guard redisBufferWrite(context, &done) == REDIS_OK else { throw contextError(context, errno: errno) }
+        try appendStaged(to: transport)
+        switch transport {
+        case .plaintext(let context):
+            var done: Int32 = 0
+            while done == 0 {
+                guard redisBufferWrite(context, &done) == REDIS_OK else { throw contextError(context, errno: errno) }
+            }
+        case .tls(let stream):
+            guard stream.flush() else { throw failure(transport, errno: 0) }
         }
     }
 
@@ -280,10 +326,17 @@ public final class RedisConnection {
     /// - Throws: ``RedisError``; `server(prefix)` for an error reply (the connection stays usable); `io`,
     ///   `protocol`, `closed` otherwise (then it is unusable).
     public func readReply() throws(RedisError) -> RedisReplyShape? {
-        let context = try open()
-        guard redisBufferRead(context) == REDIS_OK else { throw contextError(context, errno: errno) }
+        let transport = try open()
         var raw: UnsafeMutableRawPointer?
-        guard redisGetReplyFromReader(context, &raw) == REDIS_OK else { throw contextError(context, errno: errno) }
+        switch transport {
+        case .plaintext(let context):
+            guard redisBufferRead(context) == REDIS_OK else { throw contextError(context, errno: errno) }
+            guard redisGetReplyFromReader(context, &raw) == REDIS_OK else { throw contextError(context, errno: errno) }
+        case .tls(let stream):
+            // Reads every byte the socket holds, so no decrypted reply waits inside OpenSSL while the poller sees an
+            // idle socket.
+            guard stream.readAvailable(&raw) else { throw failure(transport, errno: 0) }
+        }
         guard let raw else { return nil }
         defer { freeReplyObject(raw) }
         let value = raw.assumingMemoryBound(to: redisReply.self).pointee

@@ -46,8 +46,13 @@ struct ScriptedStackFaults {
             }
             return .success(value)
         }
-        func redisLogin(user: String?, _ variable: String?) -> Result<ServerProtocol, Refusal> {
-            password(variable).map { password in password.map { .redisLogin(user: user, password: $0) } ?? .redis }
+        func redisLogin(user: String?, _ variable: String?, tls: RedisTLS?) -> Result<ServerProtocol, Refusal> {
+            if tls != nil, variable == nil {
+                return .failure(Refusal("\(server.name) speaks TLS and the stack names no password to log in with"))
+            }
+            return password(variable).map { password in
+                password.map { .redisLogin(user: user, password: $0, tls: tls) } ?? .redis
+            }
         }
         switch server.wire {
         case .postgres:
@@ -57,15 +62,16 @@ struct ScriptedStackFaults {
             }
         case .resp:
             if server.role == .falkordb, let graph = definition.section(GraphStackConfig.self) {
-                return redisLogin(user: graph.user, graph.passwordEnvironmentVariable)
+                return redisLogin(user: graph.user, graph.passwordEnvironmentVariable, tls: graph.tls(in: environment))
             }
             guard let redis = definition.section(RedisStackConfig.self) else {
                 return .failure(Refusal("\(server.name): no redis section"))
             }
             if server.role == .sentinel {
-                return redisLogin(user: redis.sentinelUser, redis.sentinelPasswordEnvironmentVariable)
+                return redisLogin(
+                    user: redis.sentinelUser, redis.sentinelPasswordEnvironmentVariable, tls: redis.tls(in: environment))
             }
-            return redisLogin(user: redis.user, redis.passwordEnvironmentVariable)
+            return redisLogin(user: redis.user, redis.passwordEnvironmentVariable, tls: redis.tls(in: environment))
         case .http:
             return .failure(Refusal(
                 "\(server.name) serves only https at \(server.endpoint); Kiln's fault witness speaks plain HTTP, so no "
@@ -95,6 +101,11 @@ struct ScriptedStackFaults {
                     + "pid file for \(server.name)"
             }
             if case .failure(let refusal) = login(server) { return "\(fault): \(refusal)" }
+            guard ScriptedStack.listeningPID(server) != nil else {
+                return "\(fault): the process of \(server.name)'s pid file does not hold its listening socket "
+                    + "\(server.endpoint) (FalkorDB on the hardened stack serves a unix socket behind stunnel): a fault on "
+                    + "that pid would not be the server clients reach"
+            }
             return nil
         }
         switch entry.kind {

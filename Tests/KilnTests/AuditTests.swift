@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnRedis
 import KilnScenario
 import Logging
 import Testing
@@ -70,11 +71,16 @@ struct AuditEmbeddedStackTests {
             (.redisDangerousCommands, redis), (.redisDefaultUserEnabled, redis), (.redisProtectedModeOff, redis),
             (.redisNoPassword, "falkordb"), (.redisNoPassword, "sentinel-1"),
             (.clickhouseDefaultUserNoPassword, "clickhouse"), (.kafkaNoSASL, "kafka"),
+            // Plaintext everywhere on the embedded stack (loopback: low).
+            (.redisPlaintext, redis), (.redisPlaintext, "redis-replica"), (.redisPlaintext, "falkordb"), (.kafkaPlaintext, "kafka"),
         ]
         for (id, target) in expectedFindings {
             let outcome = AuditTestSupport.outcome(report, id, target: target)
             #expect(AuditTestSupport.isFinding(outcome), "\(id.rawValue) on \(target): \(String(describing: outcome))")
         }
+        #expect(AuditTestSupport.outcome(report, .redisPlaintext, target: redis)?.text.contains("PING over plain TCP → PONG") == true)
+        // The embedded broker is Tansu: the finding says why no setting removes it.
+        #expect(AuditTestSupport.outcome(report, .kafkaPlaintext, target: "kafka")?.text.contains("the broker is Tansu") == true)
         // Evidence is what a client saw.
         #expect(AuditTestSupport.outcome(report, .postgresNoPassword, target: primary)?.text.contains("with no password and ran SELECT 1") == true)
         #expect(AuditTestSupport.outcome(report, .postgresTrustInHBA, target: primary)?.text.contains("trust") == true)
@@ -324,10 +330,33 @@ struct AuditHardenedStackTests {
         #expect(clean.findings(atOrAbove: .medium).isEmpty, "\(clean.findings)")
         #expect(clean.notChecked.isEmpty, "\(clean.notChecked)")
         #expect(clean.verdict(failOn: .high) == .clean)
-        // What stays, and why (README): plaintext on loopback, where Kiln's clients have no TLS (Redis, FalkorDB:
-        // hiredis 0.14; Kafka: no SASL user). ClickHouse speaks only TLS.
-        #expect(Set(clean.findings.map(\.id)).isSubset(of: [.redisPlaintext, .kafkaPlaintext]), "\(clean.findings)")
+        // What stays, and why (README): Kafka in plaintext on loopback — Tansu has no TLS listener, and the finding's
+        // evidence says so. Redis, its replica, FalkorDB and ClickHouse speak only TLS.
+        #expect(clean.findings.map(\.id) == [.kafkaPlaintext], "\(clean.findings)")
+        let kafkaPlaintext = AuditTestSupport.outcome(clean, .kafkaPlaintext, target: "kafka")
+        #expect(kafkaPlaintext?.text.contains("the broker is Tansu") == true && kafkaPlaintext?.text.contains("TlsAcceptor") == true,
+            "\(String(describing: kafkaPlaintext))")
         #expect(AuditTestSupport.isPassed(AuditTestSupport.outcome(clean, .clickhousePlaintext, target: "clickhouse")))
+        for target in ["redis-primary", "redis-replica", "falkordb"] {
+            let outcome = AuditTestSupport.outcome(clean, .redisPlaintext, target: target)
+            #expect(AuditTestSupport.isPassed(outcome) && outcome?.text.contains("handshake → TLSv1.3") == true,
+                "redis.plaintext on \(target): \(String(describing: outcome))")
+        }
+        // Every other Redis check reached the servers over verified TLS (none is "not checked").
+        for id in [AuditFindingID.redisAnyPasswordAccepted, .redisProtectedModeOff] {
+            #expect(clean.results.filter { $0.id == id }.count == 3 && clean.results.filter { $0.id == id }.allSatisfy { AuditTestSupport.isPassed($0.outcome) },
+                "\(id.rawValue)")
+        }
+        // A client given the wrong CA (the system's, which never signed the stack's certificate) fails at connect, at
+        // once, saying why.
+        let started = ContinuousClock.now
+        let wrongCA = #expect(throws: RedisError.self) {
+            try RedisCredentials(user: "kiln_app", password: environment["KILN_SECURE_REDIS_PASSWORD"], tls: RedisTLS(caFile: nil))
+                .connect(host: stack.redis.primary.host, port: stack.redis.primary.port, timeoutSeconds: 5)
+        }
+        #expect(wrongCA?.kind == .connect && wrongCA?.description.contains("TLS: certificate verify failed") == true,
+            "\(String(describing: wrongCA))")
+        #expect(ContinuousClock.now - started < .seconds(2))
         for id in [AuditFindingID.postgresTrustInHBA, .postgresTLSNotRequired, .postgresSuperuserApplicationRole, .postgresRowLevelSecurity,
             .redisNoPassword, .redisDangerousCommands, .redisDefaultUserEnabled, .clickhouseDefaultUserNoPassword, .kafkaNoSASL,
             .kilnPasswordInRunDirectory]

@@ -43,14 +43,22 @@ extension AuditHardenedStackTests {
         let replica = try #require(redis.replicas.first)
         try #require(redis.sentinels.count == 3)
         let credentials = SentinelCredentials(redis, environment: environment)
-        #expect(credentials.sentinels.password == environment["KILN_SECURE_SENTINEL_PASSWORD"])
-        #expect(credentials.servers == RedisCredentials(user: "kiln_admin", password: environment["KILN_SECURE_REDIS_ADMIN_PASSWORD"]))
+        let tls = RedisTLS(caFile: directory.appendingPathComponent("tls/ca.crt").path)
+        #expect(redis.tls(in: environment) == tls, "the stack file's ca_file_env names the stack's CA")
+        #expect(credentials.sentinels.password == environment["KILN_SECURE_SENTINEL_PASSWORD"] && credentials.sentinels.tls == tls)
+        #expect(credentials.servers == RedisCredentials(user: "kiln_admin", password: environment["KILN_SECURE_REDIS_ADMIN_PASSWORD"], tls: tls))
 
-        // The Sentinels refuse a lookup without AUTH (the resolver then falls back to the stack file's primary) and
-        // answer one with it.
-        let unauthenticated = try RedisConnection(host: redis.sentinels[0].host, port: redis.sentinels[0].port, timeoutSeconds: 2)
-        #expect(throws: RedisError.self) { try unauthenticated.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kiln"]) }
+        // The Sentinels speak only TLS and refuse a lookup without AUTH (the resolver then falls back to the stack
+        // file's primary), and answer one with it.
+        let unauthenticated = try RedisConnection(host: redis.sentinels[0].host, port: redis.sentinels[0].port, timeoutSeconds: 2, tls: tls)
+        let refused = #expect(throws: RedisError.self) { try unauthenticated.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kiln"]) }
+        #expect(refused?.kind == .server("NOAUTH"), "\(String(describing: refused))")
         unauthenticated.close()
+        let plaintext = #expect(throws: RedisError.self) {
+            let connection = try RedisConnection(host: redis.sentinels[0].host, port: redis.sentinels[0].port, timeoutSeconds: 2)
+            try connection.command(["PING"])
+        }
+        #expect(plaintext.map { $0.kind == .io || $0.kind == .timeout } == true, "a Sentinel answered plaintext: \(String(describing: plaintext))")
         #expect(RedisPrimaryResolver.askSentinels(redis.sentinels, "kiln", timeoutSeconds: 1) == nil)
         #expect(RedisPrimaryResolver.askSentinels(redis.sentinels, "kiln", timeoutSeconds: 1, credentials: credentials.sentinels) == redis.primary)
 

@@ -97,7 +97,7 @@ public final class FalkorDBClient: Client {
         graphBytes = Array(graph.utf8)
         host = context.stack.graph.endpoint.host
         port = context.stack.graph.endpoint.port
-        credentials = RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+        credentials = context.stack.graph.credentials(in: context.environment)
         timeoutSeconds = max(0.001, context.timeout.seconds)
         maps = RowEncoder(format: .cypher, dataset: context.dataset, capacity: 1 << 18)
         query.reserveCapacity(1 << 18)

@@ -54,7 +54,7 @@ public final class FalkorDBScanner: StoreScanner {
         let port = context.stack.graph.endpoint.port
         let timeout = max(0.001, context.timeout.seconds)
         do {
-            connection = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment))
+            connection = try context.stack.graph.credentials(in: context.environment)
                 .connect(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])
         } catch {

@@ -40,7 +40,7 @@ public final class GraphSink: Sink {
         if let connection, connection.isOpen { return connection }
         connection?.close()
         let endpoint = context.stack.graph.endpoint
-        let fresh = try RedisCredentials(user: context.stack.graph.user, password: StackDefinition.secret(context.stack.graph.passwordEnvironmentVariable, in: context.environment)).connect(
+        let fresh = try context.stack.graph.credentials(in: context.environment).connect(
             host: endpoint.host, port: endpoint.port, timeoutSeconds: max(1, context.timeout.seconds))
         connection = fresh
         return fresh

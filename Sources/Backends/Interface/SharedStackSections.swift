@@ -19,6 +19,10 @@ public struct GraphStackConfig: StackSection {
     public var graph: String
     public var user: String?
     public var passwordEnvironmentVariable: String?
+    /// `ca_file_env:` (FalkorDB) — the environment variable holding the path of the CA certificate that signs the
+    /// server's certificate. When the stack file sets it, Kiln speaks TLS to `endpoint` and verifies the certificate
+    /// and the address against that CA (the variable unset: the system's CA certificates).
+    public var caFileEnvironmentVariable: String? = nil
 
     public init(kind: Kind, endpoint: HostPort, graph: String, user: String?, passwordEnvironmentVariable: String?) {
         self.kind = kind
@@ -31,12 +35,16 @@ public struct GraphStackConfig: StackSection {
     public var addresses: [StackSectionAddress] { [StackSectionAddress("endpoint", endpoint)] }
 
     public static let parser = StackSectionParser(key: key) { (gr, _) throws(SpecError) in
-        let graph = GraphStackConfig(
+        var graph = GraphStackConfig(
             kind: try gr.enumeration("kind"),
             endpoint: try gr.hostPort("endpoint"),
             graph: try gr.optionalString("graph") ?? "kiln",
             user: try gr.optionalString("user"),
             passwordEnvironmentVariable: try gr.optionalString("password_env"))
+        graph.caFileEnvironmentVariable = try gr.optionalString("ca_file_env")
+        if graph.caFileEnvironmentVariable != nil, graph.kind != .falkordb {
+            throw gr.error("ca_file_env", "TLS is supported for FalkorDB only")
+        }
         try gr.finish()
         return graph
     }

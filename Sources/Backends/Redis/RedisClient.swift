@@ -117,7 +117,7 @@ public final class RedisClient: Client {
         primary = primaries.current()
         do {
             let opened = try RedisConnection(
-                host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
+                host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds, tls: primaries.tls)
             try primaries.authenticate(opened)
             connection = opened
         } catch {
@@ -391,7 +391,8 @@ public final class RedisClient: Client {
         connection?.close()
         connection = nil
         primary = primaries.current()
-        let fresh = try RedisConnection(host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds)
+        let fresh = try RedisConnection(
+            host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds, tls: primaries.tls)
         try primaries.authenticate(fresh)
         connection = fresh
         return fresh

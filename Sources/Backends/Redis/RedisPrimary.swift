@@ -29,6 +29,8 @@ public struct RedisPrimaryResolver: Sendable {
     /// The stack's `redis.user` (nil: `default`) and the password from its `password_env`; nil password: no AUTH.
     public let user: String?
     private let password: String?
+    /// TLS to the servers and the Sentinels (the stack's `ca_file_env`); nil: plaintext.
+    public let tls: RedisTLS?
     /// What the Sentinels are asked with: the stack's `sentinel_user` and `sentinel_password_env` (none: no AUTH).
     private let sentinelCredentials: RedisCredentials
 
@@ -39,9 +41,10 @@ public struct RedisPrimaryResolver: Sendable {
     ) {
         user = redis.user
         password = StackDefinition.secret(redis.passwordEnvironmentVariable, in: environment)
+        tls = redis.tls(in: environment)
         sentinelCredentials = RedisCredentials(
             user: redis.sentinelUser,
-            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment))
+            password: StackDefinition.secret(redis.sentinelPasswordEnvironmentVariable, in: environment), tls: tls)
         configured = redis.primary
         sentinels = redis.sentinels
         masterName = redis.masterName
@@ -65,7 +68,7 @@ public struct RedisPrimaryResolver: Sendable {
     /// first command). The caller owns the connection.
     public func connect(ping: Bool = false) throws(RedisError) -> (RedisConnection, HostPort) {
         let primary = current()
-        let connection = try RedisConnection(host: primary.host, port: primary.port, timeoutSeconds: timeoutSeconds)
+        let connection = try RedisConnection(host: primary.host, port: primary.port, timeoutSeconds: timeoutSeconds, tls: tls)
         do {
             try authenticate(connection)
             if ping {

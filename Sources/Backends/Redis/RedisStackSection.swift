@@ -23,6 +23,11 @@ public struct RedisStackConfig: StackSection {
     /// `CLIENT KILL` on the servers when the application user may not (nil: `user` / `password_env`).
     public var adminUser: String? = nil
     public var adminPasswordEnvironmentVariable: String? = nil
+    /// `ca_file_env:` — the environment variable holding the path of the CA certificate (PEM) that signs the servers'
+    /// certificates. When the stack file sets it, Kiln speaks only TLS to the primary, the replicas and the Sentinels
+    /// (their `tls-port`), verifying each certificate against that CA and the address connected to; the variable
+    /// unset: the system's CA certificates. Absent: plaintext.
+    public var caFileEnvironmentVariable: String? = nil
     /// `server_settings:` given to the embedded primary and replicas at start (`redis-server --name value`).
     public var serverSettings: [ServerSetting: Int] = [:]
 
@@ -75,6 +80,10 @@ public struct RedisStackConfig: StackSection {
         redis.sentinelPasswordEnvironmentVariable = try rd.optionalString("sentinel_password_env")
         redis.adminUser = try rd.optionalString("admin_user")
         redis.adminPasswordEnvironmentVariable = try rd.optionalString("admin_password_env")
+        redis.caFileEnvironmentVariable = try rd.optionalString("ca_file_env")
+        if redis.caFileEnvironmentVariable != nil, context.kind == .embedded {
+            throw rd.error("ca_file_env", "Kiln starts an embedded stack's Redis servers without TLS")
+        }
         if let settings = try rd.optionalMapping("server_settings") {
             for key in settings.keys {
                 guard let setting = ServerSetting(rawValue: key) else {
@@ -93,6 +102,32 @@ public struct RedisStackConfig: StackSection {
         }
         try rd.finish()
         return redis
+    }
+}
+
+extension RedisStackConfig {
+    /// TLS for every server of the section (`ca_file_env` set), else nil (plaintext).
+    public func tls(in environment: [String: String]) -> RedisTLS? {
+        caFileEnvironmentVariable.map { RedisTLS(caFile: StackDefinition.secret($0, in: environment)) }
+    }
+
+    /// The application's login on the primary and replicas: `user`, the password from `password_env`, and TLS.
+    public func credentials(in environment: [String: String]) -> RedisCredentials {
+        RedisCredentials(
+            user: user, password: StackDefinition.secret(passwordEnvironmentVariable, in: environment), tls: tls(in: environment))
+    }
+}
+
+extension GraphStackConfig {
+    /// TLS to the graph server (`ca_file_env` set), else nil (plaintext).
+    public func tls(in environment: [String: String]) -> RedisTLS? {
+        caFileEnvironmentVariable.map { RedisTLS(caFile: StackDefinition.secret($0, in: environment)) }
+    }
+
+    /// The application's login on FalkorDB: `user`, the password from `password_env`, and TLS.
+    public func credentials(in environment: [String: String]) -> RedisCredentials {
+        RedisCredentials(
+            user: user, password: StackDefinition.secret(passwordEnvironmentVariable, in: environment), tls: tls(in: environment))
     }
 }
 
