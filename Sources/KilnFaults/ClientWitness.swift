@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnPostgres
+import KilnRedis
 import KilnStack
 import KilnStores
 

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnFaults
+import KilnRedis
 import KilnScenario
 import KilnStack
 import KilnStores
