@@ -198,21 +198,11 @@ import KilnTestSupport
 
     // MARK: random histories
 
-    static let generators: [SerialRWRegisterGenerator] = [
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 10, seed: 1),
-        .init(transactions: 3_000, concurrency: 5, opsPerTransaction: 6, activeKeys: 3, maxWritesPerKey: 8, seed: 2),
-        .init(transactions: 2_000, concurrency: 20, opsPerTransaction: 2, activeKeys: 1, readShare: 0.3, seed: 3),
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 50, maxWritesPerKey: 32, readShare: 0.7, seed: 4),
-    ]
+    static let generators: [SerialRWRegisterGenerator] = ElleCheckerFixtures.serialGenerators()
 
     @Test(arguments: 0..<4)
     func randomSerialHistoriesAreValidUnderEveryModel(_ index: Int) {
-        let history = Self.generators[index].generate().history
-        for model in ConsistencyModel.allCases {
-            let result = RWRegisterChecker(model: model).check(history)
-            #expect(result.validity == .valid, "\(model.rawValue): \(result.summary)")
-            #expect(result.counts.isEmpty, "\(result.witnesses.map(\.text))")
-        }
+        ElleCheckerFixtures.expectValidUnderEveryModel(RWRegisterChecker.self, Self.generators[index].generate().history)
     }
 
     /// The fragment shifted past a generated history (fresh keys, processes and times) or into its middle.

@@ -17,15 +17,18 @@ public struct SQLStoreError: Error, CustomStringConvertible {
 
     public var description: String { "\(store) at \(address): \(detail)" }
 
-    /// `name` when it is a safe SQL identifier part (`[a-z0-9_]`, starting with a letter or `_`), else throws.
-    public static func identifier(_ name: String, store: String) throws(SQLStoreError) -> String {
+    /// `name` when it is a safe SQL identifier part (`[a-z0-9_]`, starting with a letter or `_`, at most 40 bytes),
+    /// else throws an error calling it `naming` (what the name is: a namespace, a database).
+    public static func identifier(
+        _ name: String, store: String, naming: String = "namespace"
+    ) throws(SQLStoreError) -> String {
         let valid =
             !name.isEmpty && name.utf8.count <= 40
             && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
             && !(48...57).contains(name.utf8.first ?? 48)
         guard valid else {
             throw SQLStoreError(
-                store: store, address: "-", detail: "namespace \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
+                store: store, address: "-", detail: "\(naming) \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
         }
         return name
     }
