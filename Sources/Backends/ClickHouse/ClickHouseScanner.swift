@@ -43,7 +43,7 @@ public final class ClickHouseScanner: StoreScanner {
     }
 
     /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `<database>.<ns>_transactions`.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
         let projection = try Self.kilnProjection(
             database: context.stack.timeseries.database, namespace: context.namespace)
@@ -51,7 +51,7 @@ public final class ClickHouseScanner: StoreScanner {
     }
 
     /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `projection`.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
         let ts = context.stack.timeseries
         address = ts.endpoint.description
@@ -63,7 +63,7 @@ public final class ClickHouseScanner: StoreScanner {
     }
 
     /// An HTTP client for the server, after a successful ping.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> HTTPClient {
         let ts = context.stack.timeseries
         let stallSeconds = max(1, context.timeout.seconds)
@@ -75,7 +75,7 @@ public final class ClickHouseScanner: StoreScanner {
             try http.get(ts.baseURL + "ping").expectOK()
             return http
         } catch {
-            throw SQLStoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))
+            throw StoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))
         }
     }
 
@@ -99,7 +99,7 @@ public final class ClickHouseScanner: StoreScanner {
     }
 
     static func identifier(_ name: String) throws -> String {
-        try SQLStoreError.identifier(name, store: "clickhouse", naming: "name")
+        try StoreError.identifier(name, store: "clickhouse", naming: "name")
     }
 }
 

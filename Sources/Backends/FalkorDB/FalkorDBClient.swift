@@ -105,7 +105,7 @@ public final class FalkorDBClient: Client {
         do {
             _ = try server.connected()
         } catch {
-            throw ConnectError(address: "\(endpoint.host):\(endpoint.port)", reason: error.description)
+            throw StoreError(store: "falkordb", address: "\(endpoint.host):\(endpoint.port)", detail: error.description)
         }
     }
 
@@ -118,7 +118,7 @@ public final class FalkorDBClient: Client {
         let connection = try connected()
         let replies = try connection.pipeline(Self.indexQueries.map { ["GRAPH.QUERY", graph, $0] })
         for case .error(let message) in replies where !message.contains("already indexed") {
-            throw ConnectError(address: connection.address, reason: "CREATE INDEX failed: \(message.prefix(80))")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "CREATE INDEX failed: \(message.prefix(80))")
         }
     }
 
@@ -128,7 +128,7 @@ public final class FalkorDBClient: Client {
         let replies = try connection.pipeline([["GRAPH.DELETE", graph]])
         bulkWriter?.forget()
         if case .error(let message) = replies.first, !message.contains("empty key") {
-            throw ConnectError(address: connection.address, reason: "GRAPH.DELETE failed: \(message.prefix(80))")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "GRAPH.DELETE failed: \(message.prefix(80))")
         }
     }
 
@@ -215,12 +215,7 @@ public final class FalkorDBClient: Client {
     // MARK: - Plumbing
 
     /// Connecting failed (init), or setup/teardown was refused. Names the store and address.
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "falkordb at \(address): \(reason)" }
-    }
+    public typealias ConnectError = StoreError
 
     private static func errorClass(_ error: RedisError) -> String {
         if case .server(let word) = error.kind, word != "UNKNOWN" { return word }

@@ -71,7 +71,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
     public init(context: ClientContext) throws {
         let pg = context.stack.postgres
         self.context = context
-        let table = try SQLStoreError.identifier(context.namespace, store: "postgres") + "_transactions"
+        let table = try StoreError.identifier(context.namespace, store: "postgres") + "_transactions"
         self.table = table
         self.encoder = RowEncoder(format: .copyBinary, dataset: context.dataset, capacity: 2 << 20)
         self.binaryReadResults = context.environment["KILN_PG_BINARY_RESULTS"] == "1"

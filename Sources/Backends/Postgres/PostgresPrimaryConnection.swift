@@ -33,7 +33,7 @@ final class PostgresPrimaryConnection {
     private var prepared = false
 
     /// Connects now.
-    /// - Throws: `SQLStoreError` naming `store` and the address it tried when the server cannot be reached.
+    /// - Throws: `StoreError` naming `store` and the address it tried when the server cannot be reached.
     init(
         store: String, configured: PostgresEndpoint, directory: PrimaryDirectory?, timeout: Duration,
         prepareStatements: @escaping (PostgresConnection) throws(PostgresError) -> Void
@@ -49,7 +49,7 @@ final class PostgresPrimaryConnection {
             connectedGeneration = generation
             servedBy = server
         } catch {
-            throw SQLStoreError(store: store, address: server.description, underlying: error)
+            throw StoreError(store: store, address: server.description, underlying: error)
         }
     }
 

@@ -40,13 +40,13 @@ public final class PostgresScanner: StoreScanner {
     }
 
     /// Connects to `context.stack.postgres.primary` to read `<ns>_transactions`.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
         try self.init(context: context, projection: try Self.kilnProjection(namespace: context.namespace), txnIDs: txnIDs)
     }
 
     /// Connects to `context.stack.postgres.primary` to read `projection`.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
         source = projection.scanSource(txnIDs: txnIDs)
         copyStatement = Self.statement(projection, txnIDs: txnIDs)
@@ -54,7 +54,7 @@ public final class PostgresScanner: StoreScanner {
     }
 
     /// A connection to the primary with no statement timeout.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> PostgresConnection {
         let pg = context.stack.postgres
         do {
@@ -63,7 +63,7 @@ public final class PostgresScanner: StoreScanner {
             try connection.execute("SET statement_timeout = 0")
             return connection
         } catch {
-            throw SQLStoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
+            throw StoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
         }
     }
 
@@ -83,7 +83,7 @@ public final class PostgresScanner: StoreScanner {
     }
 
     public static func tableName(_ namespace: String) throws -> String {
-        try SQLStoreError.identifier(namespace, store: "postgres") + "_transactions"
+        try StoreError.identifier(namespace, store: "postgres") + "_transactions"
     }
 
     static func statement(_ projection: Projection, txnIDs: ClosedRange<Int64>?) -> String {

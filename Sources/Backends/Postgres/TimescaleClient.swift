@@ -57,7 +57,7 @@ public final class TimescaleClient: Client {
 
     public init(context: ClientContext) throws {
         self.context = context
-        let table = try SQLStoreError.identifier(context.namespace, store: "timescale") + "_points"
+        let table = try StoreError.identifier(context.namespace, store: "timescale") + "_points"
         self.table = table
         let ts = context.stack.timeseries
         let endpoint: PostgresEndpoint

@@ -119,7 +119,7 @@ public final class RedisClient: Client {
         do {
             _ = try primary.connected()
         } catch {
-            throw ConnectError(address: primary.server?.description ?? "-", reason: error.description)
+            throw StoreError(store: "redis", address: primary.server?.description ?? "-", detail: error.description)
         }
     }
 
@@ -146,7 +146,7 @@ public final class RedisClient: Client {
         repeat {
             let reply = try connection.command(["SCAN", cursor, "MATCH", keys.everything, "COUNT", "1000"])
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
-            else { throw ConnectError(address: connection.address, reason: "unexpected SCAN reply") }
+            else { throw StoreError(store: "redis", address: connection.address, detail: "unexpected SCAN reply") }
             let names = keys.compactMap(\.string)
             if !names.isEmpty { try connection.command(["UNLINK"] + names) }
             cursor = next
@@ -339,12 +339,7 @@ public final class RedisClient: Client {
     // MARK: - Plumbing
 
     /// Connecting failed (init), or setup/teardown got an answer it cannot use. Names the store and address.
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "redis at \(address): \(reason)" }
-    }
+    public typealias ConnectError = StoreError
 
     private func send(_ connection: RedisConnection, commands: Int) throws(RedisError) -> RedisPipelineErrors {
         try buffer.withBytes { bytes throws(RedisError) in

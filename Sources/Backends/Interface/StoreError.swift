@@ -1,6 +1,8 @@
-/// A store client could not connect or be configured. `description` names the store and `host:port` and the
-/// underlying error's own (redacted) description; never a password.
-public struct SQLStoreError: Error, CustomStringConvertible {
+/// A store's client or scanner could not connect, was refused, or got an answer it cannot use: the one error type
+/// of the backends' clients and scanners (`RedisClient.ConnectError`, `RedisScanner.ScanError` and the like name
+/// it). `description` names the store and `host:port` (or a Kafka bootstrap list) and the underlying error's own
+/// (redacted) description; never a password.
+public struct StoreError: Error, CustomStringConvertible {
     public var store: String
     public var address: String
     public var detail: String
@@ -21,13 +23,13 @@ public struct SQLStoreError: Error, CustomStringConvertible {
     /// else throws an error calling it `naming` (what the name is: a namespace, a database).
     public static func identifier(
         _ name: String, store: String, naming: String = "namespace"
-    ) throws(SQLStoreError) -> String {
+    ) throws(StoreError) -> String {
         let valid =
             !name.isEmpty && name.utf8.count <= 40
             && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
             && !(48...57).contains(name.utf8.first ?? 48)
         guard valid else {
-            throw SQLStoreError(
+            throw StoreError(
                 store: store, address: "-", detail: "\(naming) \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
         }
         return name
