@@ -52,6 +52,21 @@ enum ScannerFixtures {
         return delivered
     }
 
+    /// Expects `scanner` (over a table loaded with dataset rows `0..<count`) to deliver txn ids 1...count, each row
+    /// equal to the generator's and both ring cases among them (a NULL ring_id reads -1), and a second scan on the
+    /// same connection to deliver as many.
+    static func expectDeliversEveryGeneratedRow(_ scanner: any StoreScanner, count: Int) throws {
+        let rows = try scanAll(scanner)
+        #expect(rows.count == count)
+        #expect(Set(rows.map(\.txnID)) == Set(1...Int64(count)))
+        #expect(mismatches(rows).isEmpty)
+        #expect(rows.contains { $0.ringID == -1 })
+        #expect(rows.contains { ($0.ringID ?? -1) >= 0 })
+        var again = 0
+        try scanner.scan { _ in again += 1 }
+        #expect(again == count)
+    }
+
     /// Rows whose txnID is in `txnIDs` and whose every field equals the generator's.
     static func mismatches(_ rows: [StoredRow], excluding ignored: Set<Int64> = []) -> [Int64] {
         rows.filter { !ignored.contains($0.txnID) && $0 != expected($0.txnID) }.map(\.txnID)
@@ -86,17 +101,7 @@ struct PostgresScannerTests {
         let scanner = try PostgresScanner(context: context)
         defer { scanner.close() }
         #expect(scanner.source == "\(context.namespace)_transactions")
-        let rows = try ScannerFixtures.scanAll(scanner)
-        #expect(rows.count == 20_000)
-        #expect(Set(rows.map(\.txnID)) == Set(1...20_000))
-        #expect(ScannerFixtures.mismatches(rows).isEmpty)
-        // Both ring cases occur in the sample (NULL ring_id -> -1).
-        #expect(rows.contains { $0.ringID == -1 })
-        #expect(rows.contains { ($0.ringID ?? -1) >= 0 })
-        // A second scan on the same connection delivers the same rows.
-        var again = 0
-        try scanner.scan { _ in again += 1 }
-        #expect(again == 20_000)
+        try ScannerFixtures.expectDeliversEveryGeneratedRow(scanner, count: 20_000)
     }
 
     @Test func deliversTamperedAndExtraRowsAsStored() throws {

@@ -24,3 +24,45 @@ enum ElleCheckerFixtures {
         }
     }
 }
+
+extension ElleCheckerFixtures {
+    /// Expects `result` invalid with `kind` found and named by a witness with an explanation; a cycle witness closes
+    /// (each step starts where the previous ended). Returns the witness.
+    @discardableResult
+    static func expectFoundAndNamed(_ kind: AnomalyKind, in result: ElleCheckResult) -> AnomalyWitness? {
+        #expect(result.validity == .invalid, "\(kind.rawValue): \(result.summary)")
+        #expect(result.counts[kind] != nil, "\(kind.rawValue) not found: \(result.summary)")
+        let witness = result.witnesses.first { $0.kind == kind }
+        #expect(witness != nil && !witness!.explanation.isEmpty)
+        if kind.cycleClass != nil {
+            let steps = witness?.steps ?? []
+            #expect(steps.count >= 2)
+            for (step, next) in zip(steps, steps.dropFirst() + steps.prefix(1)) { #expect(step.to == next.from) }
+        }
+        return witness
+    }
+}
+
+/// Builders of hand-written Elle histories for the checker tests: a suite that conforms calls them unqualified.
+protocol ElleHistoryExamples {}
+
+extension ElleHistoryExamples {
+    /// One transaction of `ops` (on process 0, invoked at `time`, `duration` ns long, unless given).
+    static func txn(
+        _ ops: MicroOp..., process: Int = 0, outcome: TransactionOutcome = .ok, at time: Int64 = 0,
+        duration: Int64 = 10
+    ) -> ElleTransaction {
+        ElleTransaction(process: process, invokeNanos: time, completeNanos: time + duration, outcome: outcome, ops: ops)
+    }
+
+    /// Each transaction on its own process, all overlapping in time: no process or real-time edges.
+    static func concurrent(_ transactions: [ElleTransaction]) -> [ElleTransaction] {
+        transactions.enumerated().map { index, transaction in
+            var transaction = transaction
+            transaction.process = index
+            transaction.invokeNanos = 0
+            transaction.completeNanos = 1_000
+            return transaction
+        }
+    }
+}

@@ -4,32 +4,11 @@ import Testing
 
 /// Hand-built list-append histories for each anomaly class (Adya's and the Elle paper's examples), random
 /// serializable histories, and the same histories with one planted anomaly.
-@Suite struct ElleListAppendTests {
+@Suite struct ElleListAppendTests: ElleHistoryExamples {
     // MARK: building histories
 
     static func append(_ key: Int, _ value: Int) -> MicroOp { .append(key: key, value: value) }
     static func read(_ key: Int, _ values: [Int]?) -> MicroOp { .read(key: key, values: values) }
-
-    /// Transactions that ran one after another on their own processes (no real-time overlap matters unless the
-    /// test gives times).
-    static func txn(
-        _ ops: MicroOp..., process: Int = 0, outcome: TransactionOutcome = .ok, at time: Int64 = 0,
-        duration: Int64 = 10
-    ) -> ListAppendTransaction {
-        ListAppendTransaction(
-            process: process, invokeNanos: time, completeNanos: time + duration, outcome: outcome, ops: ops)
-    }
-
-    /// Each transaction on its own process, all overlapping in time: no process or real-time edges.
-    static func concurrent(_ transactions: [ListAppendTransaction]) -> [ListAppendTransaction] {
-        transactions.enumerated().map { index, transaction in
-            var transaction = transaction
-            transaction.process = index
-            transaction.invokeNanos = 0
-            transaction.completeNanos = 1_000
-            return transaction
-        }
-    }
 
     static func check(_ transactions: [ListAppendTransaction], _ model: ConsistencyModel) -> ListAppendCheckResult {
         ListAppendChecker(model: model).check(transactions)
@@ -101,17 +80,7 @@ import Testing
     @Test(arguments: 0..<14)
     func eachExampleIsFoundAndNamed(_ index: Int) {
         let (kind, history, model) = Self.examples[index]
-        let result = Self.check(history, model)
-        #expect(result.validity == .invalid, "\(kind.rawValue): \(result.summary)")
-        #expect(result.counts[kind] != nil, "\(kind.rawValue) not found: \(result.summary)")
-        let witness = result.witnesses.first { $0.kind == kind }
-        #expect(witness != nil && !witness!.explanation.isEmpty)
-        if kind.cycleClass != nil {
-            // A cycle witness closes: each step starts where the previous ended.
-            let steps = witness?.steps ?? []
-            #expect(steps.count >= 2)
-            for (step, next) in zip(steps, steps.dropFirst() + steps.prefix(1)) { #expect(step.to == next.from) }
-        }
+        ElleCheckerFixtures.expectFoundAndNamed(kind, in: Self.check(history, model))
     }
 
     @Test func exampleCyclesHaveTheExpectedShape() {
