@@ -54,7 +54,7 @@ public enum BlackBoxPlaces {
 
     /// One driver per mapped place, after reading each SQL table's column types from its store (so a mapping error
     /// is found before any scan).
-    /// - Throws: `SpecError` naming the scenario line of a bad mapping; `SQLStoreError` when a store cannot be
+    /// - Throws: `SpecError` naming the scenario line of a bad mapping; `StoreError` when a store cannot be
     ///   reached.
     public static func drivers(_ spec: BlackBoxSpec, context: ClientContext) throws -> [(ScannerDriver, FieldMapping)] {
         try spec.places.map { place in
@@ -156,7 +156,7 @@ public enum BlackBoxPlaces {
             text = try http.post("http://\(context.stack.timeseries.endpoint)/", body: Array(query.utf8)).expectOK()
                 .text
         } catch {
-            throw SQLStoreError(
+            throw StoreError(
                 store: "clickhouse", address: context.stack.timeseries.endpoint.description, detail: "\(error)")
         }
         var columns: [BlackBoxSQL.Column] = []

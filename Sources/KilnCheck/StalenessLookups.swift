@@ -138,7 +138,7 @@ final class RedisLookup: VisibilityLookup {
         var found: Set<Int64> = []
         for (id, reply) in zip(txnIDs, replies) {
             if case .error(let message) = reply {
-                throw RedisScanner.ScanError(address: connection.address, reason: "EXISTS: \(message)")
+                throw StoreError(store: "redis", address: connection.address, detail: "EXISTS: \(message)")
             }
             if reply.integer == 1 { found.insert(id) }
         }
@@ -244,7 +244,7 @@ final class GraphLookup: VisibilityLookup {
             + "RETURN toInteger(p.\(property))"
         let reply = try connection.command(["GRAPH.RO_QUERY", graph, cypher])
         guard let parts = reply.array, parts.count == 3, let rows = parts[1].array else {
-            throw FalkorDBScanner.ScanError(address: connection.address, reason: "unexpected GRAPH.RO_QUERY reply")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "unexpected GRAPH.RO_QUERY reply")
         }
         return Set(rows.compactMap { $0.array?.first?.integer })
     }

@@ -29,9 +29,8 @@ public enum RowFormat: String, Sendable, CaseIterable {
 public struct RowEncoder: ~Copyable {
     public let format: RowFormat
     private let names: EncodingNames
-    private var base: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    public private(set) var count = 0
+    /// The encoded rows (KilnRedis's `GrowableByteBuffer`, the buffer `RESPBuffer` grows too).
+    private var buffer: GrowableByteBuffer
     /// The last day formatted, and its `YYYY-MM-DD` bytes (rows arrive in time order, so this almost always hits).
     private var cachedDay = Int64.min
     private var cachedDate: (UInt64, UInt16) = (0, 0)
@@ -42,11 +41,8 @@ public struct RowEncoder: ~Copyable {
     public init(format: RowFormat, dataset: Dataset, capacity: Int = 1 << 20) {
         self.format = format
         names = EncodingNames(dataset: dataset)
-        self.capacity = max(capacity, 4 * Self.maximumRowBytes)
-        base = .allocate(capacity: self.capacity)
+        buffer = GrowableByteBuffer(capacity: max(capacity, 4 * Self.maximumRowBytes))
     }
-
-    deinit { base.deallocate() }
 
     /// Column order of every format; `TransactionSchema` creates matching tables.
     public static let columns = [
@@ -54,17 +50,20 @@ public struct RowEncoder: ~Copyable {
         "fraud_score", "is_fraud", "ring_id",
     ]
 
-    public var isEmpty: Bool { count == 0 }
+    /// Bytes encoded since the last `removeAll()`.
+    public var count: Int { buffer.count }
+
+    public var isEmpty: Bool { buffer.isEmpty }
 
     /// The encoded bytes, valid inside `body` only.
-    public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
-        try body(UnsafeRawBufferPointer(start: base, count: count))
+    public func withBytes<Result, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> Result) throws(E) -> Result {
+        try buffer.withBytes(body)
     }
 
     /// A copy of the encoded bytes (for tests and small outputs).
-    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+    public var bytes: [UInt8] { buffer.bytes }
 
-    public mutating func removeAll() { count = 0 }
+    public mutating func removeAll() { buffer.removeAll() }
 
     /// Bytes that must precede the first row (the COPY binary signature), nothing for the other formats.
     public mutating func header() {
@@ -135,26 +134,13 @@ public struct RowEncoder: ~Copyable {
     // MARK: buffer
 
     @inline(__always)
-    private mutating func reserve(_ bytes: Int) {
-        if capacity - count < bytes { grow(count + bytes) }
-    }
-
-    @inline(never)
-    private mutating func grow(_ needed: Int) {
-        var newCapacity = capacity * 2
-        while newCapacity < needed { newCapacity *= 2 }
-        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        newBase.update(from: base, count: count)
-        base.deallocate()
-        base = newBase
-        capacity = newCapacity
-    }
+    private mutating func reserve(_ bytes: Int) { buffer.reserve(bytes) }
 
     @inline(__always)
-    private func writer() -> ByteWriter { ByteWriter(base + count, names) }
+    private func writer() -> ByteWriter { ByteWriter(buffer.end, names) }
 
     @inline(__always)
-    private mutating func commit(_ out: ByteWriter) { count = out.cursor - base }
+    private mutating func commit(_ out: ByteWriter) { buffer.commit(out.cursor) }
 
     // MARK: text formats
 

@@ -2,31 +2,19 @@
 /// each kind with their explanations.
 struct AnomalyRecorder {
     private(set) var inference: ListAppendInference
-    let witnessesPerKind: Int
-    private(set) var counts: [AnomalyKind: Int] = [:]
-    var witnesses: [AnomalyWitness] = []
+    /// The anomalies counted and the witnesses kept.
+    private(set) var tally: AnomalyTally
     private(set) var incompatibleReads: Set<Int32> = []
 
     init(inference: ListAppendInference, witnessesPerKind: Int) {
         self.inference = inference
-        self.witnessesPerKind = witnessesPerKind
+        tally = AnomalyTally(witnessesPerKind: witnessesPerKind)
     }
 
     var history: ListAppendHistory { inference.history }
 
-    /// Counts one anomaly; true while fewer than `witnessesPerKind` witnesses of its kind are kept (then the caller
-    /// appends one to `witnesses`).
-    mutating func keep(_ kind: AnomalyKind) -> Bool {
-        let count = counts[kind, default: 0]
-        counts[kind] = count + 1
-        return count < witnessesPerKind
-    }
-
     func witnessTransactions(_ indices: [Int]) -> [WitnessTransaction] {
-        var seen = Set<Int>()
-        return indices.filter { seen.insert($0).inserted }.map {
-            WitnessTransaction(index: $0, transaction: history.transaction($0))
-        }
+        AnomalyTally.witnessTransactions(indices, in: history)
     }
 
     func key(_ op: Int) -> Int { Int(history.opKey[op]) }
@@ -200,8 +188,8 @@ struct AnomalyRecorder {
         let read = history.opArgument[op]
         let slot = inference.slot(op)
         let garbage = values(read).filter { inference.appendSlot(key: slot, value: $0) < 0 }
-        if keep(.garbageRead) {
-            witnesses.append(
+        if tally.count(.garbageRead) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .garbageRead, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
                     explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), but nobody appended "
@@ -221,8 +209,8 @@ struct AnomalyRecorder {
                 aborted.append(value)
             }
         }
-        if keep(.g1a) {
-            witnesses.append(
+        if tally.count(.g1a) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .g1a, transactions: witnessTransactions([transaction] + writers), steps: [], key: key(op),
                     explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)); "
@@ -235,8 +223,8 @@ struct AnomalyRecorder {
         let read = history.opArgument[op]
         var seen = Set<Int32>()
         let repeated = values(read).filter { !seen.insert($0).inserted }
-        if keep(.duplicateElements) {
-            witnesses.append(
+        if tally.count(.duplicateElements) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .duplicateElements, transactions: witnessTransactions([transaction]), steps: [], key: key(op),
                     explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)): "
@@ -249,8 +237,8 @@ struct AnomalyRecorder {
         let appended = history.ops(of: writer).filter {
             history.opIsAppend[$0] && history.opKey[$0] == history.opKey[op]
         }.map { history.opArgument[$0] }
-        if keep(.g1b) {
-            witnesses.append(
+        if tally.count(.g1b) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .g1b, transactions: witnessTransactions([transaction, writer]), steps: [], key: key(op),
                     explanation: "T\(transaction) read \(render(values(read))) of key \(key(op)), ending at "
@@ -276,8 +264,8 @@ struct AnomalyRecorder {
         let keyValue = key(op)
         let readValues = values(read)
         let longestValues = values(longest)
-        if keep(.incompatibleOrder) {
-            witnesses.append(
+        if tally.count(.incompatibleOrder) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .incompatibleOrder,
                     transactions: witnessTransactions([longestTransactionFound, transaction]),
@@ -337,8 +325,8 @@ struct AnomalyRecorder {
             expectation = "expected a list ending in its own appends \(render(appended))"
         }
         if consistent { return }
-        if keep(.internalInconsistency) {
-            witnesses.append(
+        if tally.count(.internalInconsistency) {
+            tally.keep(
                 AnomalyWitness(
                     kind: .internalInconsistency, transactions: witnessTransactions([transaction]), steps: [],
                     key: key(op),
@@ -362,8 +350,8 @@ struct AnomalyRecorder {
                 let transactions = group.map { Int($0.transaction) }
                 let op = Int(group.first!.op)
                 let read = values(history.opArgument[op])
-                if keep(.lostUpdate) {
-                    witnesses.append(
+                if tally.count(.lostUpdate) {
+                    tally.keep(
                         AnomalyWitness(
                             kind: .lostUpdate, transactions: witnessTransactions(transactions), steps: [], key: key(op),
                             explanation: transactions.map { "T\($0)" }.joined(separator: ", ")
@@ -379,19 +367,6 @@ struct AnomalyRecorder {
     // MARK: cycles
 
     /// Records a cycle found by the search: barrier nodes are folded into single real-time steps.
-    mutating func recordCycle(_ kind: AnomalyKind, _ cycle: [CycleEdge]) {
-        let steps = CycleAnomalySearch.transactionSteps(cycle, transactions: history.count)
-        let built = steps.map { explain(from: Int($0.from), to: Int($0.to), label: $0.label) }
-        let members = steps.map { Int($0.from) }
-        if keep(kind) {
-            witnesses.append(
-                AnomalyWitness(
-                    kind: kind, transactions: witnessTransactions(members), steps: built, key: nil,
-                    explanation: "a cycle of \(steps.count) transactions: "
-                        + (members + [members[0]]).map { "T\($0)" }.joined(separator: " -> ")))
-        }
-    }
-
     /// Why `from -> to` exists as `label`.
     func explain(from: Int, to: Int, label: EdgeLabels) -> DependencyStep {
         switch label {

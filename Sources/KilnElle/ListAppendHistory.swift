@@ -4,7 +4,7 @@
 ///
 /// Guarantees: those of `TransactionColumns`; a read's elements are `readStart[r] ..< readStart[r + 1]` of
 /// `readValues`.
-public struct ListAppendHistory: Sendable, ColumnarHistory {
+public struct ListAppendHistory: Sendable, ElleHistory {
     /// Process, times, outcome, op keys and op starts (`TransactionColumns`).
     public private(set) var columns = TransactionColumns()
     /// An append's value; a read's index into `readStart`, or `unknownRead` for a read whose result is unknown.

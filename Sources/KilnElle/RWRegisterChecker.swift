@@ -13,14 +13,6 @@ public struct RWRegisterChecker: ElleChecker {
 
     public init(options: ElleCheckOptions) { self.options = options }
 
-    public func check(_ transactions: [ElleTransaction]) -> ElleCheckResult {
-        do {
-            return check(try RWRegisterHistory(transactions))
-        } catch {
-            return .undecidable(model: model, because: "\(error)", transactions: transactions.count)
-        }
-    }
-
     public func check(_ history: RWRegisterHistory) -> ElleCheckResult {
         let started = ContinuousClock.now
         var inference = RWRegisterInference(history: history)
@@ -38,14 +30,10 @@ public struct RWRegisterChecker: ElleChecker {
         let graph = DependencyGraph(nodeCount: inference.graphNodeCount(order: order)) { emit in
             inference.enumerateEdges(order: order, emit)
         }
-        let outcome = options.search.run(graph: graph, started: started) { kind, cycle in recorder.recordCycle(kind, cycle) }
-        return .judged(
-            model: model, counts: recorder.counts, timedOut: outcome.timedOut, witnesses: recorder.witnesses,
-            statistics: .init(
-                transactions: history.count, microOps: history.opCount, keys: inference.keyCount,
-                edges: graph.edgeCount, cyclicComponents: outcome.components.count,
-                largestComponent: outcome.components.map(\.count).max() ?? 0,
-                seconds: ListAppendChecker.seconds(ContinuousClock.now - started)))
+        var tally = recorder.tally
+        return searchAndJudge(
+            history, keys: inference.keyCount, graph: graph, started: started, tally: &tally,
+            explain: recorder.explain)
     }
 }
 
@@ -53,27 +41,18 @@ public struct RWRegisterChecker: ElleChecker {
 /// witnesses of each kind with their explanations.
 struct RWRegisterAnomalyRecorder {
     let inference: RWRegisterInference
-    let witnessesPerKind: Int
-    private(set) var counts: [AnomalyKind: Int] = [:]
-    private(set) var witnesses: [AnomalyWitness] = []
+    /// The anomalies counted and the witnesses kept.
+    private(set) var tally: AnomalyTally
 
     init(inference: RWRegisterInference, witnessesPerKind: Int) {
         self.inference = inference
-        self.witnessesPerKind = witnessesPerKind
+        tally = AnomalyTally(witnessesPerKind: witnessesPerKind)
     }
 
     var history: RWRegisterHistory { inference.history }
 
     private mutating func record(_ kind: AnomalyKind, _ transactions: [Int], key: Int?, _ explanation: () -> String) {
-        let count = counts[kind, default: 0]
-        counts[kind] = count + 1
-        guard count < witnessesPerKind else { return }
-        var seen = Set<Int>()
-        let members = transactions.filter { seen.insert($0).inserted }.map {
-            WitnessTransaction(index: $0, transaction: history.transaction($0))
-        }
-        witnesses.append(
-            AnomalyWitness(kind: kind, transactions: members, steps: [], key: key, explanation: explanation()))
+        tally.record(kind, transactions, key: key, in: history, explanation)
     }
 
     private func key(_ op: Int) -> Int { Int(history.opKey[op]) }
@@ -169,24 +148,6 @@ struct RWRegisterAnomalyRecorder {
     }
 
     // MARK: cycles
-
-    mutating func recordCycle(_ kind: AnomalyKind, _ cycle: [CycleEdge]) {
-        let steps = CycleAnomalySearch.transactionSteps(cycle, transactions: history.count)
-        let built = steps.map { explain(from: Int($0.from), to: Int($0.to), label: $0.label) }
-        let members = steps.map { Int($0.from) }
-        let count = counts[kind, default: 0]
-        counts[kind] = count + 1
-        guard count < witnessesPerKind else { return }
-        var seen = Set<Int>()
-        witnesses.append(
-            AnomalyWitness(
-                kind: kind,
-                transactions: members.filter { seen.insert($0).inserted }.map {
-                    WitnessTransaction(index: $0, transaction: history.transaction($0))
-                }, steps: built, key: nil,
-                explanation: "a cycle of \(steps.count) transactions: "
-                    + (members + [members[0]]).map { "T\($0)" }.joined(separator: " -> ")))
-    }
 
     /// The external read of `transaction` on the key of... every external read op of `transaction`, with its write
     /// index (`RWRegisterInference.initialRead` for the initial state).

@@ -3,7 +3,7 @@
 ///
 /// Guarantees: those of `TransactionColumns`; `opValue` of a write is the value written, of a read the value read
 /// or `initialValue` (the register was never written). Values are non-negative.
-public struct RWRegisterHistory: Sendable, ColumnarHistory {
+public struct RWRegisterHistory: Sendable, ElleHistory {
     /// Process, times, outcome, op keys and op starts (`TransactionColumns`).
     public private(set) var columns = TransactionColumns()
     public private(set) var opValue: [Int32] = []

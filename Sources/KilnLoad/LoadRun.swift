@@ -305,16 +305,7 @@ public final class LoadRun {
             for store in plan(phase).1 where !used.contains(store) { used.append(store) }
         }
         for store in used {
-            let driver = driver(named: store)
-            do {
-                let client = try driver.open(context)
-                defer { client.close() }
-                if scenario.fresh { try client.teardown() }
-                try client.setup()
-                logger.info("\(store): ready (namespace \(scenario.namespace)\(scenario.fresh ? ", fresh" : ""))")
-            } catch {
-                throw Failure(code: .stackUnavailable, message: "\(store): setup failed: \(error)")
-            }
+            try Self.setUp(driver(named: store), context, fresh: scenario.fresh, logger: logger)
         }
     }
 }

@@ -247,16 +247,25 @@ extension LoadRun {
             environment: environment, logger: logger)
         for store in used {
             guard let driver = drivers.first(where: { $0.name == store }) else { continue }
-            do {
-                let client = try driver.open(context)
-                defer { client.close() }
-                if scenario.fresh { try client.teardown() }
-                try client.setup()
-                logger.info("\(store): ready (namespace \(scenario.namespace)\(scenario.fresh ? ", fresh" : ""))")
-            } catch {
-                throw Failure(code: .stackUnavailable, message: "\(store): setup failed: \(error)")
-            }
+            try setUp(driver, context, fresh: scenario.fresh, logger: logger)
         }
         return used
+    }
+
+    /// Opens a client of `driver`'s store and runs its setup (after its teardown when `fresh`), then closes it: what
+    /// a run does to each store it uses before its first phase.
+    /// - Throws: `Failure` `stackUnavailable` naming the store when it cannot be opened or set up.
+    static func setUp(
+        _ driver: StoreDriver, _ context: ClientContext, fresh: Bool, logger: Logger
+    ) throws(Failure) {
+        do {
+            let client = try driver.open(context)
+            defer { client.close() }
+            if fresh { try client.teardown() }
+            try client.setup()
+            logger.info("\(driver.name): ready (namespace \(context.namespace)\(fresh ? ", fresh" : ""))")
+        } catch {
+            throw Failure(code: .stackUnavailable, message: "\(driver.name): setup failed: \(error)")
+        }
     }
 }

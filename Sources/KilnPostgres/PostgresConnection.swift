@@ -155,31 +155,7 @@ public final class PostgresConnection {
             Self.drain(connection)
             throw error
         }
-        var firstError: PostgresError?
-        var rows: Int?
-        while let result = PQgetResult(connection) {
-            let resultStatus = PQresultStatus(result)
-            if resultStatus == PGRES_COMMAND_OK {
-                rows = Int(String(cString: PQcmdTuples(result)))
-                PQclear(result)
-            } else if Self.isError(resultStatus) {
-                firstError = firstError ?? resultError(result, connection, .copyIn)
-                PQclear(result)
-            } else {
-                PQclear(result)
-                Self.drain(connection)
-                break
-            }
-        }
-        if let firstError {
-            throw firstError
-        }
-        guard let rows else {
-            throw PostgresError(
-                .unexpectedResult, .copyIn, address: endpoint.address, message: "COPY ended without a row count"
-            )
-        }
-        return rows
+        return try copyRowCount(connection, .copyIn)
     }
 
     /// Runs `sql`, which must be a `COPY … TO STDOUT` statement (any format: text, csv, binary), and hands the COPY
@@ -229,6 +205,14 @@ public final class PostgresConnection {
                     .connectionLost, .copyOut, address: endpoint.address, message: error.debugDescription)
             }
         }
+        return try copyRowCount(connection, .copyOut)
+    }
+
+    /// After a COPY's data (either direction): reads the statement's results and returns the rows copied, from the
+    /// final command tag. Results of any other status end the reading (the rest is drained).
+    /// - Throws: the first error result (``PostgresError`` of kind `server`), or `unexpectedResult` when no command
+    ///   tag arrived.
+    private func copyRowCount(_ connection: OpaquePointer, _ operation: PostgresError.Operation) throws -> Int {
         var firstError: PostgresError?
         var rows: Int?
         while let result = PQgetResult(connection) {
@@ -236,7 +220,7 @@ public final class PostgresConnection {
             if resultStatus == PGRES_COMMAND_OK {
                 rows = Int(String(cString: PQcmdTuples(result)))
             } else if Self.isError(resultStatus) {
-                firstError = firstError ?? resultError(result, connection, .copyOut)
+                firstError = firstError ?? resultError(result, connection, operation)
             }
             PQclear(result)
             if resultStatus != PGRES_COMMAND_OK && !Self.isError(resultStatus) {
@@ -249,8 +233,7 @@ public final class PostgresConnection {
         }
         guard let rows else {
             throw PostgresError(
-                .unexpectedResult, .copyOut, address: endpoint.address, message: "COPY ended without a row count"
-            )
+                .unexpectedResult, operation, address: endpoint.address, message: "COPY ended without a row count")
         }
         return rows
     }

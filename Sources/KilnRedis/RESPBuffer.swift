@@ -110,45 +110,33 @@ public struct RESPWriter {
     }
 }
 
-/// A growable byte buffer of RESP commands (written by `RESPWriter`), sent with `RedisConnection`'s raw pipeline.
-/// Owned by one client (not thread-safe); its storage is reused across batches and only grows. Bytes are valid
-/// until the next mutation.
+/// A growable byte buffer of RESP commands (written by `RESPWriter` into a `GrowableByteBuffer`), sent with
+/// `RedisConnection`'s raw pipeline. Owned by one client (not thread-safe); its storage is reused across batches and
+/// only grows. Bytes are valid until the next mutation.
 public final class RESPBuffer {
-    private var base: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    public private(set) var count = 0
+    /// Unchecked exclusivity: the class is not thread-safe and no method hands out an access that spans a call back
+    /// into it, so the per-frame dynamic check would only cost time on the pipelines' hot path.
+    @exclusivity(unchecked) private var storage: GrowableByteBuffer
 
     public init(capacity: Int = 64 * 1024) {
-        self.capacity = max(capacity, 1024)
-        base = .allocate(capacity: self.capacity)
+        storage = GrowableByteBuffer(capacity: max(capacity, 1024))
     }
 
-    deinit { base.deallocate() }
+    public var count: Int { storage.count }
 
-    public func removeAll() { count = 0 }
+    public func removeAll() { storage.removeAll() }
 
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-        try body(UnsafeRawBufferPointer(start: base, count: count))
+        try storage.withBytes(body)
     }
 
     /// Reserves `payload + 32` bytes and writes one frame at the end.
     @inline(__always)
     private func write(payload: Int, _ body: (inout RESPWriter) -> Void) {
-        if capacity - count < payload + 32 { grow(count + payload + 32) }
-        var writer = RESPWriter(base + count)
+        storage.reserve(payload + 32)
+        var writer = RESPWriter(storage.end)
         body(&writer)
-        count = writer.cursor - base
-    }
-
-    @inline(never)
-    private func grow(_ needed: Int) {
-        var newCapacity = capacity * 2
-        while newCapacity < needed { newCapacity *= 2 }
-        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        newBase.update(from: base, count: count)
-        base.deallocate()
-        base = newBase
-        capacity = newCapacity
+        storage.commit(writer.cursor)
     }
 
     public func arrayHeader(_ elements: Int) { write(payload: 0) { $0.arrayHeader(elements) } }

@@ -97,26 +97,10 @@ public struct EllePostgresWorkload: Sendable {
         let keyBound = keySpace.keyBound(writes: transactions * opsPerTransaction)
         try admin.execute("INSERT INTO \(table) (k) SELECT generate_series(0, \(keyBound - 1))")
 
-        let results = WorkerResults(count: concurrency)
-        var threads: [Thread] = []
-        let perWorker = (transactions + concurrency - 1) / concurrency
-        let done = DispatchGroup()
-        for worker in 0..<concurrency {
-            let count = min(perWorker, max(0, transactions - worker * perWorker))
-            let workload = self
-            done.enter()
-            let thread = Thread {
-                results.set(worker, Result { try workload.runWorker(worker, count: count, keySpace: keySpace) })
-                done.leave()
-            }
-            threads.append(thread)
-            thread.start()
+        let workload = self
+        return try ElleWorkerThreads.history(transactions: transactions, concurrency: concurrency) { worker, count in
+            try workload.runWorker(worker, count: count, keySpace: keySpace)
         }
-        done.wait()
-        var history: [ListAppendTransaction] = []
-        for worker in 0..<concurrency { history += try results.get(worker).get() }
-        history.sort { $0.invokeNanos < $1.invokeNanos }
-        return history
     }
 
     /// A session prepared for the workload, on the directory's current primary when there is one.
@@ -242,25 +226,6 @@ public struct EllePostgresWorkload: Sendable {
 
 /// The list-append name of `EllePostgresWorkload` (its first workload).
 public typealias ListAppendPostgresWorkload = EllePostgresWorkload
-
-/// Results of the worker threads, written once each by its own worker before `DispatchGroup.leave` and read after
-/// `wait`. @unchecked Sendable: every slot is written by exactly one thread, and all writes happen-before the reads
-/// (the group's leave/wait), with a lock besides for safety.
-final class WorkerResults: @unchecked Sendable {
-    private var slots: [Result<[ListAppendTransaction], any Error>?]
-    private let lock = NSLock()
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ result: Result<[ListAppendTransaction], any Error>) {
-        lock.lock()
-        slots[index] = result
-        lock.unlock()
-    }
-    func get(_ index: Int) -> Result<[ListAppendTransaction], any Error> {
-        lock.lock()
-        defer { lock.unlock() }
-        return slots[index]!
-    }
-}
 
 /// Sequential draws from KilnCore's counter-based SplitMix64.
 struct SplitMix64Stream {

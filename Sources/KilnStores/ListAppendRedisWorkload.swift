@@ -91,23 +91,10 @@ public struct ElleRedisWorkload: Sendable {
                 _ = try? admin.command(["DEL"] + names[batch..<min(batch + 1_000, names.count)])
             }
         }
-        let results = WorkerResults(count: concurrency)
-        let perWorker = (transactions + concurrency - 1) / concurrency
-        let done = DispatchGroup()
-        for worker in 0..<concurrency {
-            let count = min(perWorker, max(0, transactions - worker * perWorker))
-            let workload = self
-            done.enter()
-            Thread {
-                results.set(worker, Result { try workload.runWorker(worker, count: count, keySpace: keySpace) })
-                done.leave()
-            }.start()
+        let workload = self
+        return try ElleWorkerThreads.history(transactions: transactions, concurrency: concurrency) { worker, count in
+            try workload.runWorker(worker, count: count, keySpace: keySpace)
         }
-        done.wait()
-        var history: [ListAppendTransaction] = []
-        for worker in 0..<concurrency { history += try results.get(worker).get() }
-        history.sort { $0.invokeNanos < $1.invokeNanos }
-        return history
     }
 
     private func runWorker(_ worker: Int, count: Int, keySpace: RetiringKeySpace) throws -> [ListAppendTransaction] {

@@ -31,15 +31,7 @@ struct ClickHouseScannerTests {
         let scanner = try ClickHouseScanner(context: context)
         defer { scanner.close() }
         #expect(scanner.source == client.table)
-        let rows = try ScannerFixtures.scanAll(scanner)
-        #expect(rows.count == 20_000)
-        #expect(Set(rows.map(\.txnID)) == Set(1...20_000))
-        #expect(ScannerFixtures.mismatches(rows).isEmpty)
-        #expect(rows.contains { $0.ringID == -1 })
-        #expect(rows.contains { ($0.ringID ?? -1) >= 0 })
-        var again = 0
-        try scanner.scan { _ in again += 1 }
-        #expect(again == 20_000)
+        try ScannerFixtures.expectDeliversEveryGeneratedRow(scanner, count: 20_000)
     }
 
     @Test func deliversDuplicatedAndTamperedRowsAsStored() throws {
@@ -122,24 +114,10 @@ struct ClickHouseScannerTests {
         let whole = try ScannerFixtures.scanAll(scanner)
         #expect(whole.count == 300)
         for size in [1, 2, 3, 5, 7, 56, 57, 58, 64, 97, 100, 255, 256, 257, 1000, 4096, stream.count] {
-            var parser = RowBinaryTransactionParser()
-            var rows: [StoredRow] = []
-            try stream.withUnsafeBytes { bytes in
-                var start = 0
-                while start < bytes.count {
-                    let end = min(bytes.count, start + size)
-                    try parser.feed(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) { rows.append($0) }
-                    start = end
-                }
-            }
-            try parser.finish(source: "test")
+            let rows = try ScannerFixtures.parse(stream, with: RowBinaryTransactionParser.self, chunkSize: size)
             #expect(rows == whole, "chunk size \(size)")
         }
-        var parser = RowBinaryTransactionParser()
-        var delivered = 0
-        try stream.dropLast(3).withUnsafeBytes { bytes in try parser.feed(bytes) { _ in delivered += 1 } }
-        #expect(delivered == 299)
-        #expect(throws: StreamFraming.FormatError.self) { try parser.finish(source: "test") }
+        #expect(try ScannerFixtures.deliveredBeforeCut(stream, with: RowBinaryTransactionParser.self, cutBytes: 3) == 299)
         // Text where rows should be (an appended exception) does not frame as rows.
         var garbage = RowBinaryTransactionParser()
         let text = Array("Code: 241, e.displayText() = DB::Exception: Memory limit (for query) exceeded\n".utf8)

@@ -227,7 +227,7 @@ struct PostgresClientTests {
         } throws: { error in
             String(describing: error).hasPrefix("postgres at 127.0.0.1:9")
         }
-        #expect(throws: SQLStoreError.self) {
+        #expect(throws: StoreError.self) {
             _ = try PostgresClient(context: StoreFixtures.context(namespace: "Bad-Name"))
         }
     }

@@ -21,6 +21,52 @@ enum ScannerFixtures {
         return rows
     }
 
+    /// The rows a fresh `Parser` delivers from `stream` fed in chunks of `chunkSize` bytes, after `finish`: a
+    /// scanner's parser must deliver the same rows whatever the chunk boundaries.
+    static func parse<Parser: StoredRowStreamParser>(
+        _ stream: [UInt8], with _: Parser.Type, chunkSize: Int
+    ) throws -> [StoredRow] {
+        var parser = Parser()
+        var rows: [StoredRow] = []
+        try stream.withUnsafeBytes { bytes in
+            var start = 0
+            while start < bytes.count {
+                let end = min(bytes.count, start + chunkSize)
+                try parser.feed(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) { rows.append($0) }
+                start = end
+            }
+        }
+        try parser.finish(source: "test")
+        return rows
+    }
+
+    /// How many rows a fresh `Parser` delivers from `stream` cut short by `cutBytes`, and that `finish` then throws
+    /// (a stream cut inside a row is an error, never a silently shorter scan).
+    static func deliveredBeforeCut<Parser: StoredRowStreamParser>(
+        _ stream: [UInt8], with _: Parser.Type, cutBytes: Int
+    ) throws -> Int {
+        var parser = Parser()
+        var delivered = 0
+        try stream.dropLast(cutBytes).withUnsafeBytes { bytes in try parser.feed(bytes) { _ in delivered += 1 } }
+        #expect(throws: StreamFraming.FormatError.self) { try parser.finish(source: "test") }
+        return delivered
+    }
+
+    /// Expects `scanner` (over a table loaded with dataset rows `0..<count`) to deliver txn ids 1...count, each row
+    /// equal to the generator's and both ring cases among them (a NULL ring_id reads -1), and a second scan on the
+    /// same connection to deliver as many.
+    static func expectDeliversEveryGeneratedRow(_ scanner: any StoreScanner, count: Int) throws {
+        let rows = try scanAll(scanner)
+        #expect(rows.count == count)
+        #expect(Set(rows.map(\.txnID)) == Set(1...Int64(count)))
+        #expect(mismatches(rows).isEmpty)
+        #expect(rows.contains { $0.ringID == -1 })
+        #expect(rows.contains { ($0.ringID ?? -1) >= 0 })
+        var again = 0
+        try scanner.scan { _ in again += 1 }
+        #expect(again == count)
+    }
+
     /// Rows whose txnID is in `txnIDs` and whose every field equals the generator's.
     static func mismatches(_ rows: [StoredRow], excluding ignored: Set<Int64> = []) -> [Int64] {
         rows.filter { !ignored.contains($0.txnID) && $0 != expected($0.txnID) }.map(\.txnID)
@@ -55,17 +101,7 @@ struct PostgresScannerTests {
         let scanner = try PostgresScanner(context: context)
         defer { scanner.close() }
         #expect(scanner.source == "\(context.namespace)_transactions")
-        let rows = try ScannerFixtures.scanAll(scanner)
-        #expect(rows.count == 20_000)
-        #expect(Set(rows.map(\.txnID)) == Set(1...20_000))
-        #expect(ScannerFixtures.mismatches(rows).isEmpty)
-        // Both ring cases occur in the sample (NULL ring_id -> -1).
-        #expect(rows.contains { $0.ringID == -1 })
-        #expect(rows.contains { ($0.ringID ?? -1) >= 0 })
-        // A second scan on the same connection delivers the same rows.
-        var again = 0
-        try scanner.scan { _ in again += 1 }
-        #expect(again == 20_000)
+        try ScannerFixtures.expectDeliversEveryGeneratedRow(scanner, count: 20_000)
     }
 
     @Test func deliversTamperedAndExtraRowsAsStored() throws {
@@ -175,25 +211,10 @@ struct PostgresScannerTests {
         let whole = try ScannerFixtures.scanAll(scanner)
         #expect(whole.count == 300)
         for size in [1, 2, 3, 5, 7, 19, 20, 64, 97, 100, 255, 256, 257, 1000, 4096, stream.count] {
-            var parser = PostgresCopyParser()
-            var rows: [StoredRow] = []
-            try stream.withUnsafeBytes { bytes in
-                var start = 0
-                while start < bytes.count {
-                    let end = min(bytes.count, start + size)
-                    try parser.feed(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) { rows.append($0) }
-                    start = end
-                }
-            }
-            try parser.finish(source: "test")
+            let rows = try ScannerFixtures.parse(stream, with: PostgresCopyParser.self, chunkSize: size)
             #expect(rows == whole, "chunk size \(size)")
         }
-        // A stream cut inside a row is an error, never a silently shorter scan.
-        var parser = PostgresCopyParser()
-        var delivered = 0
-        try stream.dropLast(10).withUnsafeBytes { bytes in try parser.feed(bytes) { _ in delivered += 1 } }
-        #expect(delivered == 299)
-        #expect(throws: StreamFraming.FormatError.self) { try parser.finish(source: "test") }
+        #expect(try ScannerFixtures.deliveredBeforeCut(stream, with: PostgresCopyParser.self, cutBytes: 10) == 299)
     }
 
     @Test func aMissingTableIsAServerError() throws {

@@ -4,32 +4,11 @@ import Testing
 
 /// Hand-built list-append histories for each anomaly class (Adya's and the Elle paper's examples), random
 /// serializable histories, and the same histories with one planted anomaly.
-@Suite struct ElleListAppendTests {
+@Suite struct ElleListAppendTests: ElleHistoryExamples {
     // MARK: building histories
 
     static func append(_ key: Int, _ value: Int) -> MicroOp { .append(key: key, value: value) }
     static func read(_ key: Int, _ values: [Int]?) -> MicroOp { .read(key: key, values: values) }
-
-    /// Transactions that ran one after another on their own processes (no real-time overlap matters unless the
-    /// test gives times).
-    static func txn(
-        _ ops: MicroOp..., process: Int = 0, outcome: TransactionOutcome = .ok, at time: Int64 = 0,
-        duration: Int64 = 10
-    ) -> ListAppendTransaction {
-        ListAppendTransaction(
-            process: process, invokeNanos: time, completeNanos: time + duration, outcome: outcome, ops: ops)
-    }
-
-    /// Each transaction on its own process, all overlapping in time: no process or real-time edges.
-    static func concurrent(_ transactions: [ListAppendTransaction]) -> [ListAppendTransaction] {
-        transactions.enumerated().map { index, transaction in
-            var transaction = transaction
-            transaction.process = index
-            transaction.invokeNanos = 0
-            transaction.completeNanos = 1_000
-            return transaction
-        }
-    }
 
     static func check(_ transactions: [ListAppendTransaction], _ model: ConsistencyModel) -> ListAppendCheckResult {
         ListAppendChecker(model: model).check(transactions)
@@ -101,17 +80,7 @@ import Testing
     @Test(arguments: 0..<14)
     func eachExampleIsFoundAndNamed(_ index: Int) {
         let (kind, history, model) = Self.examples[index]
-        let result = Self.check(history, model)
-        #expect(result.validity == .invalid, "\(kind.rawValue): \(result.summary)")
-        #expect(result.counts[kind] != nil, "\(kind.rawValue) not found: \(result.summary)")
-        let witness = result.witnesses.first { $0.kind == kind }
-        #expect(witness != nil && !witness!.explanation.isEmpty)
-        if kind.cycleClass != nil {
-            // A cycle witness closes: each step starts where the previous ended.
-            let steps = witness?.steps ?? []
-            #expect(steps.count >= 2)
-            for (step, next) in zip(steps, steps.dropFirst() + steps.prefix(1)) { #expect(step.to == next.from) }
-        }
+        ElleCheckerFixtures.expectFoundAndNamed(kind, in: Self.check(history, model))
     }
 
     @Test func exampleCyclesHaveTheExpectedShape() {
@@ -194,21 +163,11 @@ import Testing
 
     // MARK: random histories
 
-    static let generators: [SerialListAppendGenerator] = [
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 10, seed: 1),
-        .init(transactions: 3_000, concurrency: 5, opsPerTransaction: 6, activeKeys: 3, maxWritesPerKey: 8, seed: 2),
-        .init(transactions: 2_000, concurrency: 20, opsPerTransaction: 2, activeKeys: 1, readShare: 0.3, seed: 3),
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 50, maxWritesPerKey: 32, readShare: 0.7, seed: 4),
-    ]
+    static let generators: [SerialListAppendGenerator] = ElleCheckerFixtures.serialGenerators()
 
     @Test(arguments: 0..<4)
     func randomSerialHistoriesAreValidUnderEveryModel(_ index: Int) {
-        let history = Self.generators[index].generate().history
-        for model in ConsistencyModel.allCases {
-            let result = ListAppendChecker(model: model).check(history)
-            #expect(result.validity == .valid, "\(model.rawValue): \(result.summary)")
-            #expect(result.counts.isEmpty, "\(result.witnesses.map(\.text))")
-        }
+        ElleCheckerFixtures.expectValidUnderEveryModel(ListAppendChecker.self, Self.generators[index].generate().history)
     }
 
     /// Shifts a hand-built fragment past a generated history: fresh keys, processes and times.

@@ -7,27 +7,9 @@ import KilnTestSupport
 
 /// Hand-built rw-register histories for each anomaly class that applies to registers, random serial histories, and
 /// the same histories with one planted anomaly.
-@Suite struct ElleRWRegisterTests {
+@Suite struct ElleRWRegisterTests: ElleHistoryExamples {
     static func write(_ key: Int, _ value: Int) -> MicroOp { .write(key: key, value: value) }
     static func read(_ key: Int, _ value: Int?) -> MicroOp { .readRegister(key: key, value: value) }
-
-    static func txn(
-        _ ops: MicroOp..., process: Int = 0, outcome: TransactionOutcome = .ok, at time: Int64 = 0,
-        duration: Int64 = 10
-    ) -> ElleTransaction {
-        ElleTransaction(process: process, invokeNanos: time, completeNanos: time + duration, outcome: outcome, ops: ops)
-    }
-
-    /// Each transaction on its own process, all overlapping in time: no process or real-time edges.
-    static func concurrent(_ transactions: [ElleTransaction]) -> [ElleTransaction] {
-        transactions.enumerated().map { index, transaction in
-            var transaction = transaction
-            transaction.process = index
-            transaction.invokeNanos = 0
-            transaction.completeNanos = 1_000
-            return transaction
-        }
-    }
 
     static func check(_ transactions: [ElleTransaction], _ model: ConsistencyModel) -> ElleCheckResult {
         RWRegisterChecker(model: model).check(transactions)
@@ -90,17 +72,8 @@ import KilnTestSupport
     @Test(arguments: 0..<12)
     func eachExampleIsFoundAndNamed(_ index: Int) {
         let (kind, history, model) = Self.examples[index]
-        let result = Self.check(history, model)
-        #expect(result.validity == .invalid, "\(kind.rawValue): \(result.summary)")
-        #expect(result.counts[kind] != nil, "\(kind.rawValue) not found: \(result.summary)")
-        let witness = result.witnesses.first { $0.kind == kind }
-        #expect(witness != nil && !witness!.explanation.isEmpty)
+        let witness = ElleCheckerFixtures.expectFoundAndNamed(kind, in: Self.check(history, model))
         #expect(witness.map { !$0.text.contains("no single micro-op pair") } == true, "\(witness?.text ?? "")")
-        if kind.cycleClass != nil {
-            let steps = witness?.steps ?? []
-            #expect(steps.count >= 2)
-            for (step, next) in zip(steps, steps.dropFirst() + steps.prefix(1)) { #expect(step.to == next.from) }
-        }
     }
 
     @Test func exampleCyclesHaveTheExpectedShape() {
@@ -198,21 +171,11 @@ import KilnTestSupport
 
     // MARK: random histories
 
-    static let generators: [SerialRWRegisterGenerator] = [
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 10, seed: 1),
-        .init(transactions: 3_000, concurrency: 5, opsPerTransaction: 6, activeKeys: 3, maxWritesPerKey: 8, seed: 2),
-        .init(transactions: 2_000, concurrency: 20, opsPerTransaction: 2, activeKeys: 1, readShare: 0.3, seed: 3),
-        .init(transactions: 3_000, concurrency: 10, activeKeys: 50, maxWritesPerKey: 32, readShare: 0.7, seed: 4),
-    ]
+    static let generators: [SerialRWRegisterGenerator] = ElleCheckerFixtures.serialGenerators()
 
     @Test(arguments: 0..<4)
     func randomSerialHistoriesAreValidUnderEveryModel(_ index: Int) {
-        let history = Self.generators[index].generate().history
-        for model in ConsistencyModel.allCases {
-            let result = RWRegisterChecker(model: model).check(history)
-            #expect(result.validity == .valid, "\(model.rawValue): \(result.summary)")
-            #expect(result.counts.isEmpty, "\(result.witnesses.map(\.text))")
-        }
+        ElleCheckerFixtures.expectValidUnderEveryModel(RWRegisterChecker.self, Self.generators[index].generate().history)
     }
 
     /// The fragment shifted past a generated history (fresh keys, processes and times) or into its middle.

@@ -65,8 +65,8 @@ public final class ClickHouseClient: Client {
     public init(context: ClientContext) throws {
         let ts = context.stack.timeseries
         self.context = context
-        let namespace = try SQLStoreError.identifier(context.namespace, store: "clickhouse")
-        let database = try SQLStoreError.identifier(ts.database, store: "clickhouse")
+        let namespace = try StoreError.identifier(context.namespace, store: "clickhouse")
+        let database = try StoreError.identifier(ts.database, store: "clickhouse")
         table = "\(database).\(namespace)_transactions"
         aggregate = "\(database).\(namespace)_merchant_minute"
         address = ts.endpoint.description
@@ -87,7 +87,7 @@ public final class ClickHouseClient: Client {
         do {
             try http.get(baseURL + "ping").expectOK()
         } catch {
-            throw SQLStoreError(store: "clickhouse", address: address, underlying: error)
+            throw StoreError(store: "clickhouse", address: address, underlying: error)
         }
     }
 
@@ -171,7 +171,7 @@ public final class ClickHouseClient: Client {
         do {
             try ddl.post(baseURL, body: Array(sql.utf8), contentType: "text/plain").expectOK()
         } catch {
-            throw SQLStoreError(store: "clickhouse", address: address, detail: String(reflecting: error))
+            throw StoreError(store: "clickhouse", address: address, detail: String(reflecting: error))
         }
     }
 

@@ -29,45 +29,33 @@ public final class ClickHouseScanner: StoreScanner {
 
     /// The columns `scan` reads: a table and 13 ClickHouse expressions in the parser's RowBinary layout (Int64
     /// txn_id … location_id, Int64 cents, Int64 Unix ms, String currency, channel, status, Int64 fraud-score
-    /// thousandths, UInt8 is_fraud, Nullable(Int32) ring_id), and the key expression `txnIDs` filters on. The default
-    /// is Kiln's own table; a black-box place maps them onto the user's columns (BlackBoxPlaces.swift).
-    public struct Projection: Sendable, Equatable {
-        public var table: String
-        public var columns: [String]
-        public var key: String
+    /// thousandths, UInt8 is_fraud, Nullable(Int32) ring_id), and the key expression `txnIDs` filters on.
+    public typealias Projection = TransactionTableProjection
 
-        public init(table: String, columns: [String], key: String) {
-            precondition(columns.count == 13, "a projection has the parser's 13 columns")
-            self.table = table
-            self.columns = columns
-            self.key = key
-        }
-
-        /// `<database>.<ns>_transactions` as `ClickHouseClient` writes it.
-        public static func kiln(database: String, namespace: String) throws -> Projection {
-            Projection(
-                table: "\(try identifier(database)).\(try identifier(namespace))_transactions",
-                columns: [
-                    "txn_id", "user_id", "merchant_id", "device_id", "location_id", "toInt64(amount*100)", "ts",
-                    "currency", "channel", "status", "toInt64(fraud_score*1000)", "is_fraud", "ring_id",
-                ], key: "txn_id")
-        }
+    /// `<database>.<ns>_transactions` as `ClickHouseClient` writes it.
+    public static func kilnProjection(database: String, namespace: String) throws -> Projection {
+        Projection(
+            table: "\(try identifier(database)).\(try identifier(namespace))_transactions",
+            columns: [
+                "txn_id", "user_id", "merchant_id", "device_id", "location_id", "toInt64(amount*100)", "ts",
+                "currency", "channel", "status", "toInt64(fraud_score*1000)", "is_fraud", "ring_id",
+            ], key: "txn_id")
     }
 
     /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `<database>.<ns>_transactions`.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
-        let projection = try Projection.kiln(database: context.stack.timeseries.database, namespace: context.namespace)
+        let projection = try Self.kilnProjection(
+            database: context.stack.timeseries.database, namespace: context.namespace)
         try self.init(context: context, projection: projection, txnIDs: txnIDs)
     }
 
     /// Connects to `context.stack.timeseries.endpoint` and pings it, to read `projection`.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
         let ts = context.stack.timeseries
         address = ts.endpoint.description
-        let table = projection.table
-        source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
+        source = projection.scanSource(txnIDs: txnIDs)
         query = Self.query(projection, txnIDs: txnIDs)
         baseURL = ts.baseURL
         stallSeconds = max(1, context.timeout.seconds)
@@ -75,7 +63,7 @@ public final class ClickHouseScanner: StoreScanner {
     }
 
     /// An HTTP client for the server, after a successful ping.
-    /// - Throws: `SQLStoreError` naming `clickhouse` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `clickhouse` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> HTTPClient {
         let ts = context.stack.timeseries
         let stallSeconds = max(1, context.timeout.seconds)
@@ -87,7 +75,7 @@ public final class ClickHouseScanner: StoreScanner {
             try http.get(ts.baseURL + "ping").expectOK()
             return http
         } catch {
-            throw SQLStoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))
+            throw StoreError(store: "clickhouse", address: ts.endpoint.description, detail: String(describing: error))
         }
     }
 
@@ -107,21 +95,11 @@ public final class ClickHouseScanner: StoreScanner {
     public func close() {}
 
     static func query(_ projection: Projection, txnIDs: ClosedRange<Int64>?) -> String {
-        let filter = txnIDs.map { " WHERE \(projection.key) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
-        let columns = projection.columns.joined(separator: ", ")
-        return "SELECT \(columns) FROM \(projection.table)\(filter) FORMAT RowBinary"
+        projection.select(txnIDs: txnIDs) + " FORMAT RowBinary"
     }
 
     static func identifier(_ name: String) throws -> String {
-        let valid =
-            !name.isEmpty && name.utf8.count <= 40
-            && name.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
-            && !(48...57).contains(name.utf8.first ?? 48)
-        guard valid else {
-            throw SQLStoreError(
-                store: "clickhouse", address: "-", detail: "name \(String(reflecting: name)) is not [a-z_][a-z0-9_]*")
-        }
-        return name
+        try StoreError.identifier(name, store: "clickhouse", naming: "name")
     }
 }
 
@@ -130,18 +108,11 @@ public final class ClickHouseScanner: StoreScanner {
 /// is_fraud, Nullable(Int32) ring_id (a null-flag byte, then 4 bytes unless null). Chunks may split it anywhere.
 /// RowBinary carries no lengths for fixed-size columns, so a stream that does not match this layout cannot be
 /// resynchronised: a bad null flag or an absurd string length throws.
-struct RowBinaryTransactionParser {
-    private var carry: [UInt8] = []
+struct RowBinaryTransactionParser: StoredRowStreamParser {
+    var carry: [UInt8] = []
     private(set) var rows = 0
     /// Longer strings mean the stream is not rows of this query (e.g. error text): a row is never that big.
     static let maximumStringLength = 1 << 20
-
-    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws {
-        var carry = self.carry
-        self.carry = []
-        defer { self.carry = carry }
-        try StreamFraming.feed(chunk, carry: &carry) { bytes in try row(bytes, deliver) }
-    }
 
     /// Throws when the stream ended inside a row.
     func finish(source: String) throws {
@@ -152,8 +123,9 @@ struct RowBinaryTransactionParser {
         }
     }
 
+    /// A row: RowBinary has no header or trailer.
     @inline(__always)
-    private mutating func row(_ bytes: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws -> Int? {
+    mutating func unit(_ bytes: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws -> Int? {
         let count = bytes.count
         guard count >= 57 else { return nil }
         var position = 56

@@ -73,12 +73,9 @@ public final class FalkorDBClient: Client {
     /// The integer columns of the rows the last successful read returned (`[o.id]` or `[m.id, count, sum]`).
     public private(set) var lastReadRows: [[Int64]] = []
 
-    private let host: String
-    private let port: Int
-    private let timeoutSeconds: Double
-    /// The stack's `graph.user` and the password from `graph.password_env`: every connection AUTHs with them.
-    private let credentials: RedisCredentials
-    private var connection: RedisConnection?
+    /// The connection to `context.stack.graph.endpoint`; every connection AUTHs with the stack's `graph.user` and
+    /// the password from `graph.password_env`.
+    private let server: RESPClientConnection
     /// Reused: the `cypher` maps of one batch, the query text, and the RESP frame of the command.
     private var maps: RowEncoder
     private var query: [UInt8] = []
@@ -95,16 +92,18 @@ public final class FalkorDBClient: Client {
         graph = "\(context.namespace)_graph"
         bulkWriter = graphBulk ? FalkorDBBulkWriter.shared(graph: graph) : nil
         graphBytes = Array(graph.utf8)
-        host = context.stack.graph.endpoint.host
-        port = context.stack.graph.endpoint.port
-        credentials = context.stack.graph.credentials(in: context.environment)
-        timeoutSeconds = max(0.001, context.timeout.seconds)
+        let endpoint = context.stack.graph.endpoint
+        let credentials = context.stack.graph.credentials(in: context.environment)
+        let timeoutSeconds = max(0.001, context.timeout.seconds)
+        server = RESPClientConnection(locate: { endpoint }) { server throws(RedisError) in
+            try credentials.connect(host: server.host, port: server.port, timeoutSeconds: timeoutSeconds)
+        }
         maps = RowEncoder(format: .cypher, dataset: context.dataset, capacity: 1 << 18)
         query.reserveCapacity(1 << 18)
         do {
-            connection = try credentials.connect(host: host, port: port, timeoutSeconds: timeoutSeconds)
+            _ = try server.connected()
         } catch {
-            throw ConnectError(address: "\(host):\(port)", reason: error.description)
+            throw StoreError(store: "falkordb", address: "\(endpoint.host):\(endpoint.port)", detail: error.description)
         }
     }
 
@@ -117,7 +116,7 @@ public final class FalkorDBClient: Client {
         let connection = try connected()
         let replies = try connection.pipeline(Self.indexQueries.map { ["GRAPH.QUERY", graph, $0] })
         for case .error(let message) in replies where !message.contains("already indexed") {
-            throw ConnectError(address: connection.address, reason: "CREATE INDEX failed: \(message.prefix(80))")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "CREATE INDEX failed: \(message.prefix(80))")
         }
     }
 
@@ -127,32 +126,22 @@ public final class FalkorDBClient: Client {
         let replies = try connection.pipeline([["GRAPH.DELETE", graph]])
         bulkWriter?.forget()
         if case .error(let message) = replies.first, !message.contains("empty key") {
-            throw ConnectError(address: connection.address, reason: "GRAPH.DELETE failed: \(message.prefix(80))")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "GRAPH.DELETE failed: \(message.prefix(80))")
         }
     }
 
     public func close() {
-        connection?.close()
-        connection = nil
+        server.close()
     }
 
     public func invoke(_ operation: FalkorDBOperation, _ request: Request) -> Outcome {
-        let kind = operation.kind
-        let connection: RedisConnection
-        do {
-            connection = try connected()
-        } catch {
-            return .fail("connection")
-        }
-        do {
+        server.run(operation.kind, serverClass: Self.errorClass) { connection throws(RedisError) in
             switch operation {
             case .bulk: return try bulk(connection, request.rows)
             case .mergeEdge: return try merge(connection, request.row..<(request.row + 1))
             case .sharedDevice: return try read(connection, Self.sharedDeviceQuery, row: request.row)
             case .userMerchants: return try read(connection, Self.userMerchantsQuery, row: request.row)
             }
-        } catch {
-            return outcome(of: error, kind: kind)
         }
     }
 
@@ -224,29 +213,12 @@ public final class FalkorDBClient: Client {
     // MARK: - Plumbing
 
     /// Connecting failed (init), or setup/teardown was refused. Names the store and address.
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "falkordb at \(address): \(reason)" }
-    }
-
-    private func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
-        if error.breaksConnection { connection = nil }
-        return error.outcome(kind, serverClass: Self.errorClass(error))
-    }
+    public typealias ConnectError = StoreError
 
     private static func errorClass(_ error: RedisError) -> String {
         if case .server(let word) = error.kind, word != "UNKNOWN" { return word }
         return "graph-error"
     }
 
-    private func connected() throws(RedisError) -> RedisConnection {
-        if let connection, connection.isOpen { return connection }
-        connection?.close()
-        connection = nil
-        let fresh = try credentials.connect(host: host, port: port, timeoutSeconds: timeoutSeconds)
-        connection = fresh
-        return fresh
-    }
+    private func connected() throws(RedisError) -> RedisConnection { try server.connected() }
 }

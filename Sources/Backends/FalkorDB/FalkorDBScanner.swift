@@ -58,7 +58,7 @@ public final class FalkorDBScanner: StoreScanner {
                 .connect(host: host, port: port, timeoutSeconds: timeout)
             try connection.command(["PING"])
         } catch {
-            throw ScanError(address: "\(host):\(port)", reason: error.description)
+            throw StoreError(store: "falkordb", address: "\(host):\(port)", detail: error.description)
         }
     }
 
@@ -73,7 +73,7 @@ public final class FalkorDBScanner: StoreScanner {
         do {
             exists = try connection.command(["EXISTS", graph]).integer
         } catch {
-            throw ScanError(address: connection.address, reason: error.description)
+            throw StoreError(store: "falkordb", address: connection.address, detail: error.description)
         }
         guard exists == 1 else { return }
         guard let first = try query(Self.maxIDQuery).first, first.count == 1, let maxID = first[0].integer else {
@@ -138,25 +138,15 @@ public final class FalkorDBScanner: StoreScanner {
         do {
             reply = try connection.command(["GRAPH.RO_QUERY", graph, cypher])
         } catch {
-            throw ScanError(address: connection.address, reason: error.description)
+            throw StoreError(store: "falkordb", address: connection.address, detail: error.description)
         }
         // [header, rows, statistics]
         guard let parts = reply.array, parts.count == 3, let rows = parts[1].array else {
-            throw ScanError(address: connection.address, reason: "unexpected GRAPH.RO_QUERY reply")
+            throw StoreError(store: "falkordb", address: connection.address, detail: "unexpected GRAPH.RO_QUERY reply")
         }
         return rows.map { $0.array ?? [] }
     }
 
     /// Connecting failed (init), or the server failed or refused a query during a scan. Names the store and address.
-    public struct ScanError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public init(address: String, reason: String) {
-            self.address = address
-            self.reason = reason
-        }
-
-        public var description: String { "falkordb at \(address): \(reason)" }
-    }
+    public typealias ScanError = StoreError
 }

@@ -91,7 +91,7 @@ public final class KafkaClient: Client {
             producer.prepare(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
             self.producer = producer
         } catch {
-            throw ConnectError(address: bootstrap, reason: error.description)
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
         }
     }
 
@@ -259,12 +259,7 @@ public final class KafkaClient: Client {
     // MARK: - Plumbing
 
     /// The client could not reach a broker at init. Names the store and bootstrap servers.
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "kafka at \(address): \(reason)" }
-    }
+    public typealias ConnectError = StoreError
 
     private func openProducer() throws(KafkaError) -> KafkaProducer {
         if let producer { return producer }

@@ -60,7 +60,7 @@ public final class KafkaScanner: StoreScanner {
             _ = try consumer.existingPartitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
             unused = consumer
         } catch {
-            throw ScanError(address: bootstrap, reason: error.description)
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
         }
     }
 
@@ -78,7 +78,7 @@ public final class KafkaScanner: StoreScanner {
                 consumer = try makeConsumer()
             }
         } catch {
-            throw ScanError(address: bootstrap, reason: error.description)
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
         }
         unused = nil
         defer { consumer.close() }
@@ -89,7 +89,7 @@ public final class KafkaScanner: StoreScanner {
             partitions = (0..<Int32(count)).map { $0 }
             try consumer.assign(topic: topic, partitions: partitions, from: .beginning)
         } catch {
-            throw ScanError(address: bootstrap, reason: error.description)
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
         }
         let stallLimit = Duration.milliseconds(Int64(timeoutMilliseconds))
         var lastProgress = ContinuousClock.now
@@ -101,7 +101,7 @@ public final class KafkaScanner: StoreScanner {
             do {
                 message = try consumer.poll(timeoutMilliseconds: 100)
             } catch {
-                throw ScanError(address: bootstrap, reason: error.description)
+                throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
             }
             if let message {
                 var row = message.value.withUnsafeBytes { decode($0) }
@@ -121,9 +121,9 @@ public final class KafkaScanner: StoreScanner {
                 deliveredSeen = delivered
                 lastProgress = now
             } else if now - lastProgress > stallLimit {
-                throw ScanError(
-                    address: bootstrap,
-                    reason: "no message and no end of partition for \(stallLimit) (\(ends.count) of "
+                throw StoreError(
+                    store: "kafka", address: bootstrap,
+                    detail: "no message and no end of partition for \(stallLimit) (\(ends.count) of "
                         + "\(partitions.count) partitions at their end)")
             }
         }
@@ -134,10 +134,5 @@ public final class KafkaScanner: StoreScanner {
     }
 
     /// The broker could not be reached or failed during a scan. Names the store and bootstrap servers.
-    public struct ScanError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "kafka at \(address): \(reason)" }
-    }
+    public typealias ScanError = StoreError
 }

@@ -90,7 +90,7 @@ public final class Neo4jHTTPClient: Client {
             // The discovery document at `/`: proves the server answers HTTP before any op.
             try http.get("http://\(graph.endpoint)/", headers: headers).expectOK()
         } catch {
-            throw SQLStoreError(store: "neo4j", address: address, underlying: error)
+            throw StoreError(store: "neo4j", address: address, underlying: error)
         }
     }
 
@@ -138,7 +138,7 @@ public final class Neo4jHTTPClient: Client {
             url, body: Self.requestBody(statement: statement, parameters: "{}"), contentType: "application/json",
             headers: headers)
         if case .fail(let name) = Self.outcome(status: response.status, body: response.body, isRead: true) {
-            throw SQLStoreError(store: "neo4j", address: address, detail: name)
+            throw StoreError(store: "neo4j", address: address, detail: name)
         }
     }
 

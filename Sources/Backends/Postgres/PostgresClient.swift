@@ -61,18 +61,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
 
     public let table: String
     let context: ClientContext
-    /// The stack file's primary, with database, user and password.
-    private let configured: PostgresEndpoint
-    /// The directory generation `connection` was opened at (nil without a directory entry).
-    private var connectedGeneration: Int?
-    /// The server `connection` was opened to (the directory's primary at that time).
-    public private(set) var servedBy: HostPort?
-    /// When the new primary was last tried and could not be reached (the old connection kept in use meanwhile).
-    private var unreachableSince: ContinuousClock.Instant?
-    /// Internal for tests (they end its backend to simulate a lost connection).
-    var connection: PostgresConnection?
-    /// Whether `connection` has the statements of `prepareStatements`; reset with every new connection.
-    private var prepared = false
+    /// The connection to the current primary, following the `primaries` directory.
+    private let primary: PostgresPrimaryConnection
     private var encoder: RowEncoder
     /// Multiplexed reads ask for binary results (`KILN_PG_BINARY_RESULTS=1`): the op's outcome needs only the row
     /// count, and the server's binary send functions cost less than its text output functions.
@@ -81,21 +71,24 @@ public final class PostgresClient: Client, SecondaryIndexes {
     public init(context: ClientContext) throws {
         let pg = context.stack.postgres
         self.context = context
-        self.table = try SQLStoreError.identifier(context.namespace, store: "postgres") + "_transactions"
-        self.configured = PostgresEndpoint(
-            host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
-            password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
+        let table = try StoreError.identifier(context.namespace, store: "postgres") + "_transactions"
+        self.table = table
         self.encoder = RowEncoder(format: .copyBinary, dataset: context.dataset, capacity: 2 << 20)
         self.binaryReadResults = context.environment["KILN_PG_BINARY_RESULTS"] == "1"
-        let (endpoint, generation) = Self.currentPrimary(configured, context.primaries)
-        do {
-            connection = try Self.connect(endpoint, timeout: context.timeout)
-            connectedGeneration = generation
-            servedBy = HostPort(host: endpoint.host, port: endpoint.port)
-        } catch {
-            throw SQLStoreError(store: "postgres", address: "\(endpoint.host):\(endpoint.port)", underlying: error)
-        }
+        primary = try PostgresPrimaryConnection(
+            store: "postgres",
+            configured: PostgresEndpoint(
+                host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
+                password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment)),
+            directory: context.primaries, timeout: context.timeout
+        ) { connection throws(PostgresError) in try Self.prepareStatements(connection, table: table) }
     }
+
+    /// The server the connection was opened to (the directory's primary at that time).
+    public var servedBy: HostPort? { primary.servedBy }
+
+    /// The open connection, if any (internal for tests, which end its backend to simulate a lost connection).
+    var connection: PostgresConnection? { primary.connection }
 
     public func setup() throws {
         let sql = TransactionSchema.postgres(table: table)
@@ -126,26 +119,22 @@ public final class PostgresClient: Client, SecondaryIndexes {
         defer {
             try? connection.execute(
                 "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers; "
-                    + "SET statement_timeout = \(Self.milliseconds(context.timeout))")
+                    + "SET statement_timeout = \(PostgresPrimaryConnection.statementTimeoutMilliseconds(context.timeout))")
         }
         try connection.execute(secondaryIndexes)
         try connection.execute("ANALYZE \(table)")
     }
 
     public func teardown() throws {
-        // The prepared statements reference the table; they are dropped with it and re-prepared on next use.
-        try liveConnection().execute("DEALLOCATE ALL; DROP TABLE IF EXISTS \(table)")
-        prepared = false
+        try primary.dropPreparedStatements(andTable: table)
     }
 
     public func close() {
-        connection?.close()
-        connection = nil
+        primary.close()
     }
 
     public func invoke(_ operation: PostgresOperation, _ request: Request) -> Outcome {
-        let isRead = operation.kind == .read
-        do {
+        primary.run(isRead: operation.kind == .read) {
             switch operation {
             case .bulk:
                 _ = try bulk(request.rows)
@@ -159,10 +148,6 @@ public final class PostgresClient: Client, SecondaryIndexes {
                 }
             }
             return .ok
-        } catch let error as PostgresError {
-            return outcome(error, isRead: isRead)
-        } catch {
-            return isRead ? .fail("client") : .info("client")
         }
     }
 
@@ -214,63 +199,7 @@ public final class PostgresClient: Client, SecondaryIndexes {
 
     // MARK: connection
 
-    /// The open connection, reconnecting (and re-preparing) first when the last one broke or was closed.
-    private func liveConnection() throws(PostgresError) -> PostgresConnection {
-        let (endpoint, generation) = Self.currentPrimary(configured, context.primaries)
-        if let connection, connection.isOpen, generation == connectedGeneration {
-            return connection
-        }
-        if let connection, connection.isOpen {
-            // The primary moved. Keep the old connection while the new primary cannot be reached.
-            if let unreachableSince, unreachableSince.duration(to: .now) < .seconds(5) { return connection }
-            do {
-                let fresh = try Self.connect(endpoint, timeout: context.timeout)
-                connection.close()
-                self.connection = fresh
-                prepared = false
-                connectedGeneration = generation
-                servedBy = HostPort(host: endpoint.host, port: endpoint.port)
-                unreachableSince = nil
-                return fresh
-            } catch {
-                unreachableSince = .now
-                return connection
-            }
-        }
-        connection?.close()
-        connection = nil
-        prepared = false
-        unreachableSince = nil
-        servedBy = HostPort(host: endpoint.host, port: endpoint.port)
-        let fresh = try Self.connect(endpoint, timeout: context.timeout)
-        connection = fresh
-        connectedGeneration = generation
-        return fresh
-    }
-
-    /// The directory's `postgres` primary (and its generation) when there is one, else the stack file's.
-    static func currentPrimary(
-        _ configured: PostgresEndpoint, _ directory: PrimaryDirectory?
-    ) -> (PostgresEndpoint, Int?) {
-        guard let entry = directory?.entry(of: "postgres") else { return (configured, nil) }
-        var endpoint = configured
-        endpoint.host = entry.endpoint.host
-        endpoint.port = entry.endpoint.port
-        return (endpoint, entry.generation)
-    }
-
-    /// A connection to `endpoint` with the statement and network timeouts of `timeout` (also `TimescaleClient`'s).
-    static func connect(
-        _ endpoint: PostgresEndpoint, timeout: Duration
-    ) throws(PostgresError) -> PostgresConnection {
-        // The network bound sits 2 s above the statement timeout: a slow statement ends 57014 (its own outcome), a
-        // cut network ends the op `info("connection")` instead of blocking the worker for TCP's ~15 minutes.
-        let connection = try PostgresConnection(
-            endpoint, connectTimeoutSeconds: connectSeconds(timeout),
-            networkTimeoutMilliseconds: Int(milliseconds(timeout)) + 2000)
-        try connection.execute("SET statement_timeout = \(milliseconds(timeout))")
-        return connection
-    }
+    private func liveConnection() throws(PostgresError) -> PostgresConnection { try primary.live() }
 
     private static func prepareStatements(_ connection: PostgresConnection, table: String) throws(PostgresError) {
         try connection.prepare(
@@ -305,47 +234,17 @@ public final class PostgresClient: Client, SecondaryIndexes {
     /// The open connection with the statements of `insert` and the reads prepared on it (once per connection;
     /// the table must exist, else this fails with SQLSTATE 42P01).
     func preparedConnection() throws(PostgresError) -> PostgresConnection {
-        let connection = try liveConnection()
-        if !prepared {
-            try Self.prepareStatements(connection, table: table)
-            prepared = true
-        }
-        return connection
+        try primary.withPreparedStatements()
     }
 
+    /// How `error` ends an op, closing the connection when it cannot serve the next one.
     func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
-        // 25006 (read-only transaction): this server was demoted; the next op reconnects to the current primary.
-        if error.kind == .connectionLost || error.kind == .unexpectedResult || error.sqlState == "25006" {
-            connection?.close()
-            connection = nil
-        }
-        return Self.outcome(error, isRead: isRead)
+        primary.outcome(error, isRead: isRead)
     }
 
-    /// How a libpq error ends an op (ARCHITECTURE.md, Outcomes): nothing sent or a server refusal is `fail`; a
-    /// broken connection or timeout after sending is `info` for writes and `fail` for reads.
-    static func outcome(_ error: PostgresError, isRead: Bool) -> Outcome {
-        switch error.kind {
-        case .connect, .closed:
-            return .fail("connection")
-        case .invalidArgument:
-            return .fail("invalid-argument")
-        case .server:
-            if error.sqlState == "57014" {
-                return isRead ? .fail("timeout") : .info("timeout")
-            }
-            return .fail("sqlstate-\(error.sqlState ?? "unknown")")
-        case .connectionLost:
-            return isRead ? .fail("connection") : .info("connection")
-        case .unexpectedResult:
-            return isRead ? .fail("unexpected-result") : .info("unexpected-result")
-        }
-    }
-
-    static func connectSeconds(_ timeout: Duration) -> Int { max(2, Int(timeout.seconds)) }
-
-    static func milliseconds(_ timeout: Duration) -> Int64 {
-        max(1, timeout.wholeMilliseconds)
+    /// Drops the connection (a multiplexed op was abandoned mid-flight); the next op reconnects.
+    func dropConnection() {
+        primary.close()
     }
 
     /// Text parameters of `kiln_insert` for `row` (a single-row write; allocating here is fine).
@@ -380,6 +279,6 @@ extension ClientContext {
         let configured = PostgresEndpoint(
             host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
             password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: environment))
-        return PostgresClient.currentPrimary(configured, primaries).0
+        return PostgresPrimaryConnection.currentPrimary(configured, primaries).0
     }
 }

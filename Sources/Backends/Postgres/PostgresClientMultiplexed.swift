@@ -39,8 +39,7 @@ extension PostgresClient: MultiplexedClient {
     }
 
     public func abandon() -> Outcome {
-        connection?.close()
-        connection = nil
+        dropConnection()
         return .fail("timeout")
     }
 }

@@ -26,48 +26,35 @@ public final class PostgresScanner: StoreScanner {
 
     /// The columns `scan` reads: a table and 13 SQL expressions in the parser's order (txn_id, user_id,
     /// merchant_id, device_id, location_id, amount numeric, ts timestamptz, currency, channel, status, fraud_score
-    /// numeric, is_fraud boolean, ring_id), and the key expression that `txnIDs` filters on. The default is Kiln's
-    /// own table; a black-box place maps them onto the user's columns (BlackBoxPlaces.swift).
-    public struct Projection: Sendable, Equatable {
-        public var table: String
-        public var columns: [String]
-        public var key: String
+    /// numeric, is_fraud boolean, ring_id), and the key expression that `txnIDs` filters on.
+    public typealias Projection = TransactionTableProjection
 
-        public init(table: String, columns: [String], key: String) {
-            precondition(columns.count == 13, "a projection has the parser's 13 columns")
-            self.table = table
-            self.columns = columns
-            self.key = key
-        }
-
-        /// `<ns>_transactions` as `PostgresClient` writes it.
-        public static func kiln(namespace: String) throws -> Projection {
-            Projection(
-                table: try PostgresScanner.tableName(namespace),
-                columns: [
-                    "txn_id", "user_id", "merchant_id", "device_id", "location_id", "amount", "ts", "currency", "channel",
-                    "status", "fraud_score", "is_fraud", "ring_id",
-                ], key: "txn_id")
-        }
+    /// `<ns>_transactions` as `PostgresClient` writes it.
+    public static func kilnProjection(namespace: String) throws -> Projection {
+        Projection(
+            table: try tableName(namespace),
+            columns: [
+                "txn_id", "user_id", "merchant_id", "device_id", "location_id", "amount", "ts", "currency", "channel",
+                "status", "fraud_score", "is_fraud", "ring_id",
+            ], key: "txn_id")
     }
 
     /// Connects to `context.stack.postgres.primary` to read `<ns>_transactions`.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public convenience init(context: ClientContext, txnIDs: ClosedRange<Int64>? = nil) throws {
-        try self.init(context: context, projection: try Projection.kiln(namespace: context.namespace), txnIDs: txnIDs)
+        try self.init(context: context, projection: try Self.kilnProjection(namespace: context.namespace), txnIDs: txnIDs)
     }
 
     /// Connects to `context.stack.postgres.primary` to read `projection`.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public init(context: ClientContext, projection: Projection, txnIDs: ClosedRange<Int64>? = nil) throws {
-        let table = projection.table
-        source = txnIDs.map { "\(table) txn_id \($0.lowerBound)...\($0.upperBound)" } ?? table
+        source = projection.scanSource(txnIDs: txnIDs)
         copyStatement = Self.statement(projection, txnIDs: txnIDs)
         connection = try Self.connect(context)
     }
 
     /// A connection to the primary with no statement timeout.
-    /// - Throws: `SQLStoreError` naming `postgres` and the address when the server cannot be reached.
+    /// - Throws: `StoreError` naming `postgres` and the address when the server cannot be reached.
     public static func connect(_ context: ClientContext) throws -> PostgresConnection {
         let pg = context.stack.postgres
         do {
@@ -76,7 +63,7 @@ public final class PostgresScanner: StoreScanner {
             try connection.execute("SET statement_timeout = 0")
             return connection
         } catch {
-            throw SQLStoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
+            throw StoreError(store: "postgres", address: pg.primary.description, detail: String(describing: error))
         }
     }
 
@@ -96,22 +83,11 @@ public final class PostgresScanner: StoreScanner {
     }
 
     public static func tableName(_ namespace: String) throws -> String {
-        let valid =
-            !namespace.isEmpty && namespace.utf8.count <= 40
-            && namespace.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
-            && !(48...57).contains(namespace.utf8.first ?? 48)
-        guard valid else {
-            throw SQLStoreError(
-                store: "postgres", address: "-",
-                detail: "namespace \(String(reflecting: namespace)) is not [a-z_][a-z0-9_]*")
-        }
-        return namespace + "_transactions"
+        try StoreError.identifier(namespace, store: "postgres") + "_transactions"
     }
 
     static func statement(_ projection: Projection, txnIDs: ClosedRange<Int64>?) -> String {
-        let filter = txnIDs.map { " WHERE \(projection.key) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
-        let columns = projection.columns.joined(separator: ", ")
-        return "COPY (SELECT \(columns) FROM \(projection.table)\(filter)) TO STDOUT (FORMAT binary)"
+        "COPY (\(projection.select(txnIDs: txnIDs))) TO STDOUT (FORMAT binary)"
     }
 }
 
@@ -121,22 +97,15 @@ public final class PostgresScanner: StoreScanner {
 /// A field whose length does not fit its column's type is delivered nil (integers of 2, 4 or 8 bytes are
 /// accepted, so a wider or narrower column still reads); a tuple is never dropped, since every tuple carries its
 /// own lengths.
-struct PostgresCopyParser {
+struct PostgresCopyParser: StoredRowStreamParser {
     private enum State { case header, rows, finished }
 
     private var state = State.header
-    private var carry: [UInt8] = []
+    var carry: [UInt8] = []
     private(set) var rows = 0
     private var trailingBytes = false
 
     static let signature: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00]
-
-    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void) throws {
-        var carry = self.carry
-        self.carry = []
-        defer { self.carry = carry }
-        try StreamFraming.feed(chunk, carry: &carry) { bytes in try unit(bytes, deliver) }
-    }
 
     /// Throws unless the stream was complete: header, whole tuples, trailer, nothing after it.
     func finish(source: String) throws {
@@ -151,7 +120,7 @@ struct PostgresCopyParser {
         }
     }
 
-    private mutating func unit(
+    mutating func unit(
         _ bytes: UnsafeRawBufferPointer, _ deliver: (StoredRow) throws -> Void
     ) throws -> Int? {
         switch state {

@@ -50,40 +50,38 @@ public final class TimescaleClient: Client {
     /// Set by `setup`: whether the table is a TimescaleDB hypertable (false: declarative daily partitions).
     public private(set) var usesHypertable = false
     private let context: ClientContext
-    private let endpoint: PostgresEndpoint
-    private let address: String
-    /// Internal for tests.
-    var connection: PostgresConnection?
-    private var prepared = false
+    /// The connection to the configured server (never a failover's new primary).
+    private let server: PostgresPrimaryConnection
     /// COPY binary of the current chunk; reused, grows to one chunk.
     private var buffer: [UInt8] = []
 
     public init(context: ClientContext) throws {
         self.context = context
-        table = try SQLStoreError.identifier(context.namespace, store: "timescale") + "_points"
+        let table = try StoreError.identifier(context.namespace, store: "timescale") + "_points"
+        self.table = table
         let ts = context.stack.timeseries
+        let endpoint: PostgresEndpoint
         if ts.kind == .timescale {
             endpoint = PostgresEndpoint(
                 host: ts.endpoint.host, port: ts.endpoint.port, database: ts.database, user: ts.user ?? "postgres",
                 password: StackDefinition.secret(ts.passwordEnvironmentVariable, in: context.environment))
-            address = ts.endpoint.description
         } else {
             let pg = context.stack.postgres
             endpoint = PostgresEndpoint(
                 host: pg.primary.host, port: pg.primary.port, database: pg.database, user: pg.user,
                 password: StackDefinition.secret(pg.passwordEnvironmentVariable, in: context.environment))
-            address = pg.primary.description
         }
         buffer.reserveCapacity(Int(PostgresClient.chunkRows) * 64)
-        do {
-            _ = try liveConnection()
-        } catch {
-            throw SQLStoreError(store: "timescale", address: address, underlying: error)
-        }
+        server = try PostgresPrimaryConnection(
+            store: "timescale", configured: endpoint, directory: nil, timeout: context.timeout
+        ) { connection throws(PostgresError) in try Self.prepareStatements(connection, table: table) }
     }
 
+    /// The open connection, if any (internal for tests).
+    var connection: PostgresConnection? { server.connection }
+
     public func setup() throws {
-        let connection = try liveConnection()
+        let connection = try server.live()
         let available = try connection.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
         usesHypertable = available.rowCount > 0
         if usesHypertable {
@@ -95,13 +93,11 @@ public final class TimescaleClient: Client {
     }
 
     public func teardown() throws {
-        try liveConnection().execute("DEALLOCATE ALL; DROP TABLE IF EXISTS \(table)")
-        prepared = false
+        try server.dropPreparedStatements(andTable: table)
     }
 
     public func close() {
-        connection?.close()
-        connection = nil
+        server.close()
     }
 
     /// TimescaleDB path (untested here: no TimescaleDB server can run on this machine).
@@ -151,14 +147,13 @@ public final class TimescaleClient: Client {
     }
 
     public func invoke(_ operation: TimescaleOperation, _ request: Request) -> Outcome {
-        let isRead = operation.kind == .read
-        do {
+        server.run(isRead: operation.kind == .read) {
             switch operation {
             case .bulk:
                 _ = try bulk(request.rows)
             case .insertPoint:
                 let row = context.dataset.transaction(request.row)
-                try preparedConnection().executePrepared(
+                try server.withPreparedStatements().executePrepared(
                     "kiln_insert_point",
                     [
                         String(row.timestampMillis), String(row.merchantID),
@@ -168,20 +163,12 @@ public final class TimescaleClient: Client {
                 _ = try minuteAggregate(row: request.row)
             }
             return .ok
-        } catch let error as PostgresError {
-            if error.kind == .connectionLost || error.kind == .unexpectedResult {
-                connection?.close()
-                connection = nil
-            }
-            return PostgresClient.outcome(error, isRead: isRead)
-        } catch {
-            return isRead ? .fail("client") : .info("client")
         }
     }
 
     /// COPY of `rows` as points, in chunks of `PostgresClient.chunkRows` rows through one reused buffer.
     func bulk(_ rows: Range<Int64>) throws -> Int {
-        let connection = try liveConnection()
+        let connection = try server.live()
         let dataset = context.dataset
         return try connection.copyIn("COPY \(table) (time, merchant_id, amount, txn_id) FROM STDIN (FORMAT binary)") {
             writer in
@@ -203,7 +190,7 @@ public final class TimescaleClient: Client {
 
     func minuteAggregate(row: Int64) throws(PostgresError) -> PostgresResult {
         let transaction = context.dataset.transaction(row)
-        return try preparedConnection().executePrepared(
+        return try server.withPreparedStatements().executePrepared(
             "kiln_minute_aggregate", [String(transaction.merchantID), String(transaction.timestampMillis)])
     }
 
@@ -239,38 +226,21 @@ public final class TimescaleClient: Client {
 
     // MARK: connection
 
-    private func liveConnection() throws(PostgresError) -> PostgresConnection {
-        if let connection, connection.isOpen {
-            return connection
-        }
-        connection?.close()
-        connection = nil
-        prepared = false
-        let fresh = try PostgresClient.connect(endpoint, timeout: context.timeout)
-        connection = fresh
-        return fresh
-    }
-
-    private func preparedConnection() throws(PostgresError) -> PostgresConnection {
-        let connection = try liveConnection()
-        if !prepared {
-            try connection.prepare(
-                "kiln_insert_point",
-                """
-                INSERT INTO \(table) (time, merchant_id, amount, txn_id)
-                VALUES (timestamptz 'epoch' + $1::bigint * interval '1 millisecond', $2, $3, $4)
-                """)
-            try connection.prepare(
-                "kiln_minute_aggregate",
-                """
-                SELECT date_trunc('minute', time) AS minute, count(*) AS txns, sum(amount) AS amount FROM \(table)
-                WHERE merchant_id = $1
-                  AND time > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '1 hour'
-                  AND time <= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
-                GROUP BY 1 ORDER BY 1
-                """)
-            prepared = true
-        }
-        return connection
+    private static func prepareStatements(_ connection: PostgresConnection, table: String) throws(PostgresError) {
+        try connection.prepare(
+            "kiln_insert_point",
+            """
+            INSERT INTO \(table) (time, merchant_id, amount, txn_id)
+            VALUES (timestamptz 'epoch' + $1::bigint * interval '1 millisecond', $2, $3, $4)
+            """)
+        try connection.prepare(
+            "kiln_minute_aggregate",
+            """
+            SELECT date_trunc('minute', time) AS minute, count(*) AS txns, sum(amount) AS amount FROM \(table)
+            WHERE merchant_id = $1
+              AND time > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '1 hour'
+              AND time <= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+            GROUP BY 1 ORDER BY 1
+            """)
     }
 }

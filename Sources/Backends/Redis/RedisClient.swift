@@ -89,11 +89,9 @@ public final class RedisClient: Client {
     /// Number of items the last successful read returned (hash fields, sorted-set members, stream entries).
     public internal(set) var lastReadCount = 0
 
-    /// The server of the current connection: the Sentinels' primary, else the stack file's.
-    private var primary: HostPort
-    private let primaries: RedisPrimaryResolver
-    /// Internal, not private: the multiplexed feature-read (RedisClientMultiplexed.swift) uses it.
-    var connection: RedisConnection?
+    /// The connection to the current primary (the Sentinels' primary, else the stack file's), asked at each
+    /// (re)connect.
+    private let primary: RESPClientConnection
     public let keys: RedisKeys
     /// `keys.prefix` as bytes, for `RESPBuffer.bulkKey`.
     private let prefix: [UInt8]
@@ -113,17 +111,23 @@ public final class RedisClient: Client {
         prefix = Array(keys.prefix.utf8)
         consumerName = "c-\(UInt32.random(in: 0...UInt32.max))"
         json = RowEncoder(format: .jsonl, dataset: context.dataset, capacity: 4096)
-        primaries = RedisPrimaryResolver(context.stack.redis, timeout: context.timeout, environment: context.environment)
-        primary = primaries.current()
-        do {
+        let primaries = RedisPrimaryResolver(
+            context.stack.redis, timeout: context.timeout, environment: context.environment)
+        primary = RESPClientConnection(locate: primaries.current) { server throws(RedisError) in
             let opened = try RedisConnection(
-                host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds, tls: primaries.tls)
+                host: server.host, port: server.port, timeoutSeconds: primaries.timeoutSeconds, tls: primaries.tls)
             try primaries.authenticate(opened)
-            connection = opened
+            return opened
+        }
+        do {
+            _ = try primary.connected()
         } catch {
-            throw ConnectError(address: primary.description, reason: error.description)
+            throw StoreError(store: "redis", address: primary.server?.description ?? "-", detail: error.description)
         }
     }
+
+    /// Internal, not private: the multiplexed feature-read (RedisClientMultiplexed.swift) uses it.
+    var connection: RedisConnection? { primary.connection }
 
     public convenience init(context: ClientContext) throws {
         try self.init(context: context, pipelineDepth: 32)
@@ -145,7 +149,7 @@ public final class RedisClient: Client {
         repeat {
             let reply = try connection.command(["SCAN", cursor, "MATCH", keys.everything, "COUNT", "1000"])
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
-            else { throw ConnectError(address: primary.description, reason: "unexpected SCAN reply") }
+            else { throw StoreError(store: "redis", address: connection.address, detail: "unexpected SCAN reply") }
             let names = keys.compactMap(\.string)
             if !names.isEmpty { try connection.command(["UNLINK"] + names) }
             cursor = next
@@ -153,22 +157,14 @@ public final class RedisClient: Client {
     }
 
     public func close() {
-        connection?.close()
-        connection = nil
+        primary.close()
     }
 
     /// The server of the current (or last) connection: what the Sentinels named at the last reconnect.
-    public var servedBy: HostPort? { primary }
+    public var servedBy: HostPort? { primary.server }
 
     public func invoke(_ operation: RedisOperation, _ request: Request) -> Outcome {
-        let kind = operation.kind
-        let connection: RedisConnection
-        do {
-            connection = try connected()
-        } catch {
-            return .fail("connection")
-        }
-        do {
+        primary.run(operation.kind, serverClass: Self.errorClass) { connection throws(RedisError) in
             switch operation {
             case .bulk: return try bulkFeatures(connection, request.rows)
             case .set: return try set(connection, request.row)
@@ -180,8 +176,6 @@ public final class RedisClient: Client {
             case .streamConsume: return try streamConsume(connection)
             case .bulkSet: return try bulkSet(connection, request.rows)
             }
-        } catch {
-            return outcome(of: error, kind: kind)
         }
     }
 
@@ -348,12 +342,7 @@ public final class RedisClient: Client {
     // MARK: - Plumbing
 
     /// Connecting failed (init), or setup/teardown got an answer it cannot use. Names the store and address.
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public var description: String { "redis at \(address): \(reason)" }
-    }
+    public typealias ConnectError = StoreError
 
     private func send(_ connection: RedisConnection, commands: Int) throws(RedisError) -> RedisPipelineErrors {
         try buffer.withBytes { bytes throws(RedisError) in
@@ -369,15 +358,13 @@ public final class RedisClient: Client {
     /// were applied, so the op is neither applied nor not applied as a whole: info.
     private func pipelineOutcome(errors: Int, commands: Int, first: RedisError?) -> Outcome {
         guard errors > 0 else { return .ok }
-        if first?.kind == .server("READONLY") { dropConnection() }
+        if first?.kind == .server("READONLY") { primary.close() }
         let word = first.map { Self.errorClass($0) } ?? "ERR"
         return errors >= commands ? .fail(word) : .info(word)
     }
 
     func outcome(of error: RedisError, kind: OperationDescriptor.Kind) -> Outcome {
-        if error.breaksConnection { connection = nil }
-        if error.kind == .server("READONLY") { dropConnection() }
-        return error.outcome(kind, serverClass: Self.errorClass(error))
+        primary.outcome(of: error, kind: kind, serverClass: Self.errorClass(error))
     }
 
     private static func errorClass(_ error: RedisError) -> String {
@@ -385,22 +372,9 @@ public final class RedisClient: Client {
         return error.kind.description
     }
 
-    /// The open connection, reconnecting after a connection-level error.
-    func connected() throws(RedisError) -> RedisConnection {
-        if let connection, connection.isOpen { return connection }
-        connection?.close()
-        connection = nil
-        primary = primaries.current()
-        let fresh = try RedisConnection(
-            host: primary.host, port: primary.port, timeoutSeconds: primaries.timeoutSeconds, tls: primaries.tls)
-        try primaries.authenticate(fresh)
-        connection = fresh
-        return fresh
-    }
+    /// The open connection, reconnecting (to the Sentinels' current primary) after a connection-level error.
+    func connected() throws(RedisError) -> RedisConnection { try primary.connected() }
 
-    /// This server no longer takes writes (a demoted primary): the next op reconnects to the current primary.
-    private func dropConnection() {
-        connection?.close()
-        connection = nil
-    }
+    /// Closes the connection (a multiplexed read was abandoned mid-flight); the next op reconnects.
+    func dropConnection() { primary.close() }
 }

@@ -41,8 +41,7 @@ extension RedisClient: MultiplexedClient {
     }
 
     public func abandon() -> Outcome {
-        connection?.close()
-        connection = nil
+        dropConnection()
         return .fail("timeout")
     }
 }

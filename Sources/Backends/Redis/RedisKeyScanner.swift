@@ -32,7 +32,7 @@ public final class RedisKeyScanner: StoreScanner {
         do {
             (connection, _) = try primaries.connect(ping: true)
         } catch {
-            throw RedisScanner.ScanError(address: primary.description, reason: error.description)
+            throw StoreError(store: "redis", address: primary.description, detail: error.description)
         }
     }
 
@@ -51,7 +51,7 @@ public final class RedisKeyScanner: StoreScanner {
             }
             guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let found = parts[1].array
             else {
-                throw RedisScanner.ScanError(address: connection.address, reason: "unexpected SCAN reply")
+                throw StoreError(store: "redis", address: connection.address, detail: "unexpected SCAN reply")
             }
             var keys: [[UInt8]] = []
             for key in found.compactMap({ $0.bytes }) {
@@ -97,7 +97,7 @@ public final class RedisKeyScanner: StoreScanner {
         do {
             return try command()
         } catch {
-            throw RedisScanner.ScanError(address: connection.address, reason: "\(error)")
+            throw StoreError(store: "redis", address: connection.address, detail: "\(error)")
         }
     }
 }

@@ -49,7 +49,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         do {
             (connection, servedBy) = try primaries.connect(ping: true)
         } catch {
-            throw ScanError(address: primary.description, reason: error.description)
+            throw StoreError(store: "redis", address: primary.description, detail: error.description)
         }
     }
 
@@ -62,7 +62,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             [[Words.mget] + keys]
         } deliver: { keys, replies in
             guard let values = replies[replies.startIndex].array, values.count == keys.count else {
-                throw ScanError(address: connection.address, reason: "unexpected MGET reply")
+                throw StoreError(store: "redis", address: connection.address, detail: "unexpected MGET reply")
             }
             // MGET answers nil for a missing key and for a key of another type: TYPE tells them apart.
             var missing: [[UInt8]] = []
@@ -81,7 +81,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             do throws(RedisError) {
                 types = try connection.pipeline(missing.map { [Words.type, $0] })
             } catch {
-                throw ScanError(address: connection.address, reason: error.description)
+                throw StoreError(store: "redis", address: connection.address, detail: error.description)
             }
             for (key, type) in zip(missing, types) where type != .status("none") {
                 var row = StoredRow(txnID: -1)
@@ -131,10 +131,10 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             do {
                 reply = try connection.command([Words.zscan, scores, cursor, Array("COUNT".utf8), Array("1000".utf8)])
             } catch {
-                throw ScanError(address: connection.address, reason: error.description)
+                throw StoreError(store: "redis", address: connection.address, detail: error.description)
             }
             guard let parts = reply.array, parts.count == 2, let next = parts[0].bytes, let entries = parts[1].array
-            else { throw ScanError(address: connection.address, reason: "unexpected ZSCAN reply") }
+            else { throw StoreError(store: "redis", address: connection.address, detail: "unexpected ZSCAN reply") }
             var index = 0
             while index + 1 < entries.count {
                 defer { index += 2 }
@@ -165,11 +165,11 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
         do {
             reply = try connection.command(scanWords(Array("0".utf8)))
         } catch {
-            throw ScanError(address: connection.address, reason: error.description)
+            throw StoreError(store: "redis", address: connection.address, detail: error.description)
         }
         while true {
             guard let parts = reply.array, parts.count == 2, let cursor = parts[0].bytes, let found = parts[1].array
-            else { throw ScanError(address: connection.address, reason: "unexpected SCAN reply") }
+            else { throw StoreError(store: "redis", address: connection.address, detail: "unexpected SCAN reply") }
             let last = cursor == Array("0".utf8)
             let keys = found.compactMap(\.bytes)
             var pipeline = keys.isEmpty ? [] : commands(keys)
@@ -179,15 +179,15 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
             do {
                 replies = pipeline.isEmpty ? [] : try connection.pipeline(pipeline)
             } catch {
-                throw ScanError(address: connection.address, reason: error.description)
+                throw StoreError(store: "redis", address: connection.address, detail: error.description)
             }
             if readCount > 0 { try deliver(keys, replies[0..<readCount]) }
             if last { return }
             guard let next = replies.last else {
-                throw ScanError(address: connection.address, reason: "no reply to SCAN")
+                throw StoreError(store: "redis", address: connection.address, detail: "no reply to SCAN")
             }
             if case .error(let message) = next {
-                throw ScanError(address: connection.address, reason: "SCAN failed: \(message.prefix(80))")
+                throw StoreError(store: "redis", address: connection.address, detail: "SCAN failed: \(message.prefix(80))")
             }
             reply = next
         }
@@ -229,17 +229,7 @@ public final class RedisScanner: StoreScanner, UserFeatureScanner {
     }
 
     /// Connecting failed (init) or the server failed during a scan. Names the store and address.
-    public struct ScanError: Error, CustomStringConvertible {
-        public var address: String
-        public var reason: String
-
-        public init(address: String, reason: String) {
-            self.address = address
-            self.reason = reason
-        }
-
-        public var description: String { "redis at \(address): \(reason)" }
-    }
+    public typealias ScanError = StoreError
 }
 
 /// Command words, built once (arrays are shared, not copied, when put into a pipeline).
