@@ -92,7 +92,7 @@ extension AuditHardenedStackTests {
         }
         let pause = try #require(faults["pause-pg"]?.note)
         #expect(pause.contains("SELECT 1 (logged in as kiln_app, over TLS)") && pause.contains("no reply"), "\(pause)")
-        #expect(faults["pause-redis"]?.note?.contains("PING (after AUTH as kiln_app)") == true, "\(faults["pause-redis"]?.note ?? "")")
+        #expect(faults["pause-redis"]?.note?.contains("PING (after AUTH as kiln_app, over TLS)") == true, "\(faults["pause-redis"]?.note ?? "")")
         #expect(faults["isolate-pg"]?.note?.contains("a new login to 127.0.33.11:33432") == true, "\(faults["isolate-pg"]?.note ?? "")")
         #expect(run.status == 0, "kiln run: \(run.output)")
         #expect(ScriptedStack.listeningPID(postgres) != nil, "PostgreSQL runs again after the kill")
