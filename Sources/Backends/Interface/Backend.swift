@@ -92,8 +92,9 @@ public enum WritePrimaries: Sendable {
     /// windows is a split brain.
     case one
     /// Several primaries at once, each owning a part of the key space (Redis Cluster's masters, by slot): writes
-    /// acknowledged by several servers are normal, so the dual-primary check does not judge the store (a per-slot
-    /// split-brain check does not exist yet).
+    /// acknowledged by several servers are normal, so the dual-primary check judges each part on its own: the client
+    /// reports the part of each single-key write (`Client.servedPartition`, Redis Cluster's `slot N`), and two servers
+    /// acknowledging one part's writes in overlapping windows is that part's split brain.
     case partitionedByKey
 }
 
