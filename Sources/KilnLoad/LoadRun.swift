@@ -192,9 +192,10 @@ public final class LoadRun {
         report.complete = !stop.isRaised && report.phases.count == scenario.phases.count
             && report.phases.allSatisfy(\.complete)
         // The load's own verdict; a required check that has not run yet makes a passing load `not-checked`.
+        // A failed index rebuild leaves a store without its indexes: never a pass (RunData.partialReason says why).
         var load = RunResults(
             thresholdsFailed: report.phases.contains { $0.thresholds.contains { !$0.passed } },
-            interrupted: !report.complete)
+            interrupted: !report.complete, partial: report.phases.contains { $0.indexBuildError != nil })
         report.verdict = load.verdict
         if checkRequired, report.verdict == .passed {
             report.loadVerdict = report.verdict
@@ -294,7 +295,12 @@ public final class LoadRun {
             client.close()
         }
         let seconds = Double(MonotonicClock.now() &- start) / 1e9
-        logger.info("secondary indexes built in \(String(format: "%.1f", seconds)) s (phase \(phase))")
+        if let failure {
+            logger.error(
+                "secondary indexes NOT all built (phase \(phase), \(String(format: "%.1f", seconds)) s): \(failure); the run is partial")
+        } else {
+            logger.info("secondary indexes built in \(String(format: "%.1f", seconds)) s (phase \(phase))")
+        }
         return (seconds, failure)
     }
 

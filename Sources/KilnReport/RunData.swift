@@ -113,6 +113,7 @@ public struct RunData: Sendable {
     public var isPartial: Bool {
         guard let report else { return true }
         return report.endedAt == nil || report.interrupted || !report.complete || report.verdict == .running
+            || report.phases.contains { $0.indexBuildError != nil }
     }
 
     /// Why the run is partial, for the banner.
@@ -122,6 +123,10 @@ public struct RunData: Sendable {
         if report.interrupted { return "the run was interrupted; the report covers only what ran" }
         if report.endedAt == nil || report.verdict == .running {
             return "the run did not finish (no end in report.json): it crashed or is still running"
+        }
+        if let phase = report.phases.first(where: { $0.indexBuildError != nil }) {
+            return "phase \(phase.name): rebuilding the secondary indexes after the bulk load failed "
+                + "(\(phase.indexBuildError!)): the store is left without them, and what ran after measured that"
         }
         return "not every phase ran to its end"
     }

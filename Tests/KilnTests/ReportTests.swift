@@ -243,6 +243,18 @@ struct ReportTests {
         let html = try Self.text(crashed, "report.html")
         #expect(html.contains("PARTIAL REPORT") && html.contains("<polyline"))
 
+        // A bulk phase whose secondary-index rebuild failed (disk full: SQLSTATE 53100 in a 100M-row nightly) ran
+        // every op, but left the ledger without its indexes: partial with the reason, never passed.
+        let unindexed = try RunFixture.make(in: root, id: "unindexed", seed: 7, seconds: 4)
+        var unindexedRun = try RunData.load(unindexed)
+        #expect(!unindexedRun.isPartial && ReportResult.of(unindexedRun).verdict != .partial)
+        unindexedRun.report!.phases[0].indexBuildError = "postgres: PostgresError(server, sqlState: 53100)"
+        #expect(unindexedRun.isPartial)
+        #expect(unindexedRun.partialReason?.contains("rebuilding the secondary indexes after the bulk load failed") == true,
+            "\(unindexedRun.partialReason ?? "")")
+        #expect(ReportResult.of(unindexedRun).verdict == .partial)
+        #expect(ReportResult.of(unindexedRun).exitCode != .ok)
+
         let empty = root.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         let refused = try CommandLineTests.kiln(["report", empty.path])
