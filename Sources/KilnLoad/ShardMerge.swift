@@ -273,9 +273,12 @@ public enum ShardMerge {
             && shards.allSatisfy { $0.report.complete } && report.phases.allSatisfy(\.complete)
         let thresholdsFailed = report.phases.contains { $0.thresholds.contains { !$0.passed } }
         // A drill is judged by its check, as an unsharded run: NOT CHECKED until `kiln check` of the merged run.
-        let loadResults = RunResults(thresholdsFailed: thresholdsFailed, interrupted: !report.complete)
+        // As an unsharded run (LoadRun): a shard whose index rebuild failed makes the merged run partial, never passed.
+        let unindexed = report.phases.contains { $0.indexBuildError != nil }
+        let loadResults = RunResults(thresholdsFailed: thresholdsFailed, interrupted: !report.complete, partial: unindexed)
         let results = RunResults(
-            thresholdsFailed: thresholdsFailed, interrupted: !report.complete, notChecked: report.checkRequired == true)
+            thresholdsFailed: thresholdsFailed, interrupted: !report.complete, notChecked: report.checkRequired == true,
+            partial: unindexed)
         if results.verdict != loadResults.verdict { report.loadVerdict = loadResults.verdict }
         report.verdict = results.verdict
         report.exitCode = results.exitCode.rawValue
