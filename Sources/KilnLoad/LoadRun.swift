@@ -131,9 +131,27 @@ public final class LoadRun {
 
         var storeRows = initialStoreRows
         companion?.phasesStarting(sinkProcesses: pipelineProcesses)
+        // Builds started in the background (`index_build: background`), each with its phase's index in report.phases.
+        var backgroundBuilds: [(phaseIndex: Int, build: BackgroundIndexBuild)] = []
+        func awaitBuilds(where needed: (BackgroundIndexBuild) -> Bool) {
+            backgroundBuilds.removeAll { entry in
+                guard needed(entry.build) else { return false }
+                if !entry.build.isFinished {
+                    logger.info("waiting for the secondary indexes of phase \(report.phases[entry.phaseIndex].name) (\(entry.build.stores.joined(separator: ", ")))")
+                }
+                let result = entry.build.wait()
+                report.phases[entry.phaseIndex].indexBuildSeconds = result.seconds
+                report.phases[entry.phaseIndex].indexBuildError = result.error
+                report.phases[entry.phaseIndex].indexBuildInBackground = true
+                try? directory.writeReport(report)
+                return true
+            }
+        }
         for (number, phase) in scenario.phases.enumerated() {
             if stop.isRaised { break }
             let (operations, stores) = plan(phase)
+            // A phase never runs against a store whose indexes are still being built.
+            awaitBuilds { !Set($0.stores).isDisjoint(with: stores) }
             let drivers = stores.map { driver(named: $0) }
             let phaseContext = PhaseContext(
                 phase: phase, phaseNumber: number, operations: operations, stores: stores, drivers: drivers,
@@ -142,8 +160,15 @@ public final class LoadRun {
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
             var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
-            let indexBuild = buildIndexes(deferred, phase: phase.name)
-            measurement.seconds += indexBuild.seconds ?? 0
+            var indexBuild: (seconds: Double?, error: String?) = (nil, nil)
+            if phase.indexBuild == .background, !deferred.isEmpty, !stop.isRaised {
+                logger.info("\(deferred.map(\.store).joined(separator: ", ")): the index build runs in the background while the next phases run")
+                backgroundBuilds.append(
+                    (report.phases.count, BackgroundIndexBuild(deferred, phase: phase.name, logger: logger)))
+            } else {
+                indexBuild = buildIndexes(deferred, phase: phase.name)
+                measurement.seconds += indexBuild.seconds ?? 0
+            }
             directory.writeHistograms(measurement)
             for (index, store) in stores.enumerated() where shard != nil {
                 storeRows[store] = min(phaseContext.shardRowsAfterPhase(storeIndex: index), dataset.rows)
@@ -168,6 +193,7 @@ public final class LoadRun {
             }
             try? directory.writeReport(report)
         }
+        awaitBuilds { _ in true }
         if let companion {
             companion.phasesEnded()
             report.faults = companion.faultTimeline
@@ -281,6 +307,13 @@ public final class LoadRun {
     func buildIndexes(
         _ deferred: [(store: String, client: any SecondaryIndexes)], phase: String
     ) -> (seconds: Double?, error: String?) {
+        Self.buildIndexes(deferred, phase: phase, logger: logger)
+    }
+
+    /// `buildIndexes` on the calling thread, which owns `deferred`'s clients until it returns (they are closed).
+    static func buildIndexes(
+        _ deferred: [(store: String, client: any SecondaryIndexes)], phase: String, logger: Logger
+    ) -> (seconds: Double?, error: String?) {
         guard !deferred.isEmpty else { return (nil, nil) }
         let start = MonotonicClock.now()
         var failure: String?
@@ -337,5 +370,37 @@ final class DirectoryObserver: PhaseObserver {
         directory.appendTimeline(second, phase: phase.name, operations: operations)
         directory.appendHistory(history, phase: phase.name, operations: operations)
         next?.secondEnded(second, phase: phase, operations: operations, elapsed: elapsed, history: history)
+    }
+}
+
+
+/// A deferred secondary-index build on its own thread (`index_build: background`).
+/// Ownership: the build thread owns the clients from `init` until it has closed them; no other thread touches them.
+/// `wait()` blocks until the build ends (there is no timeout: the build has none either, as at the end of a phase;
+/// an interrupted run still waits, so no store is left half-built without the report saying so).
+final class BackgroundIndexBuild: @unchecked Sendable {
+    let stores: [String]
+    private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var result: (seconds: Double?, error: String?)?
+
+    init(_ deferred: [(store: String, client: any SecondaryIndexes)], phase: String, logger: Logger) {
+        stores = deferred.map(\.store)
+        nonisolated(unsafe) let owned = deferred
+        let thread = Thread { [self] in
+            let outcome = LoadRun.buildIndexes(owned, phase: phase, logger: logger)
+            lock.withLock { result = outcome }
+            done.signal()
+        }
+        thread.name = "kiln-index-build"
+        thread.start()
+    }
+
+    var isFinished: Bool { lock.withLock { result != nil } }
+
+    /// The build's seconds and error; blocks until it has ended. Call at most once.
+    func wait() -> (seconds: Double?, error: String?) {
+        done.wait()
+        return lock.withLock { result! }
     }
 }

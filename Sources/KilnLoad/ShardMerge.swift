@@ -342,7 +342,7 @@ public enum ShardMerge {
             startedAtMillis: parts.map(\.startedAt).min() ?? 0, seconds: seconds,
             complete: everyShard && parts.allSatisfy(\.complete),
             plannedOps: parts.contains { $0.plannedOps == nil } ? nil : parts.compactMap(\.plannedOps).reduce(0, +))
-        return RunReport.Phase(
+        var merged = RunReport.Phase(
             name: phase.name, executor: phase.executor.name, workers: phase.workers,
             startedAt: measurement.startedAtMillis, seconds: seconds, complete: measurement.complete,
             plannedOps: measurement.plannedOps, operations: operations,
@@ -350,6 +350,8 @@ public enum ShardMerge {
             indexBuildSeconds: parts.compactMap(\.indexBuildSeconds).max(),
             indexBuildError: parts.compactMap(\.indexBuildError).first,
             peakRssMib: parts.compactMap(\.peakRssMib).max())
+        merged.indexBuildInBackground = parts.compactMap(\.indexBuildInBackground).first
+        return merged
     }
 }
 

@@ -37,6 +37,16 @@ public struct LoadScenario: Sendable {
         }
     }
 
+    /// When a bulk phase's deferred secondary indexes are built (`index_build:`).
+    public enum IndexBuild: String, Sendable, Equatable, CaseIterable {
+        /// Before the next phase starts; the build's time is part of the phase's seconds.
+        case endOfPhase = "end-of-phase"
+        /// On its own thread while the following phases run; the run waits for it before the first later phase
+        /// that uses one of the phase's stores, and before the run's phases end. Its seconds are reported apart
+        /// (not in the phase's seconds); a failed build makes the run partial, as at the end of the phase.
+        case background
+    }
+
     public struct Stage: Sendable, Equatable {
         public var target: Double
         public var duration: Duration
@@ -70,6 +80,8 @@ public struct LoadScenario: Sendable {
         /// Bulk: drop the stores' secondary indexes before the load and build them once after it (stores that
         /// have none ignore it). The build time is part of the phase's report.
         public var deferIndexes = false
+        /// With `defer_indexes`: when the build runs (`index_build:`).
+        public var indexBuild: IndexBuild = .endOfPhase
         /// Hosts stack: the client groups (`client_groups: [clients-a, clients-b]`) the phase's workers run in,
         /// worker i in group i mod n, each worker thread inside its group's network namespace; empty: Kiln's root host.
         public var clientGroups: [String] = []
@@ -216,6 +228,7 @@ public struct LoadScenario: Sendable {
         let executor: Executor
         var mix: [WeightedOperation] = []
         var deferIndexes = false
+        var indexBuild = IndexBuild.endOfPhase
         let workers: Int
         switch executorName {
         case "bulk":
@@ -249,6 +262,12 @@ public struct LoadScenario: Sendable {
             }
             let parallel = try fields.bool("parallel_stores", default: false)
             deferIndexes = try fields.bool("defer_indexes", default: false)
+            if fields.contains("index_build") {
+                guard deferIndexes else {
+                    throw fields.error("index_build", "needs `defer_indexes: true` (there is no deferred build to schedule)")
+                }
+                indexBuild = try fields.enumeration("index_build")
+            }
             executor = .bulk(rows: rows, batch: batch, operations: operations, workers: workers, parallelStores: parallel)
             mix = operations.map { WeightedOperation(name: $0, weight: 1) }
         case "constant-arrival-rate":
@@ -343,7 +362,7 @@ public struct LoadScenario: Sendable {
         try fields.finish()
         return Phase(
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
-            lateAfter: lateAfter, deferIndexes: deferIndexes, clientGroups: clientGroups,
+            lateAfter: lateAfter, deferIndexes: deferIndexes, indexBuild: indexBuild, clientGroups: clientGroups,
             rowsSource: "\(fields.file):\(rowsAt.line):\(rowsAt.column)",
             clientGroupsSource: clientGroupsSource)
     }

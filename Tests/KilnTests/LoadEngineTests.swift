@@ -21,11 +21,27 @@ final class EngineProbe: Sendable {
     let bulkRanges = Mutex<[Range<Int64>]>([])
     let writtenRows = Mutex<[Int64]>([])
 
-    init(serviceMicros: Int) { self.serviceMicros = serviceMicros }
+    /// Secondary indexes (`defer_indexes`): how long a build takes, whether it fails, and — with `logsEvents` — the
+    /// order of drops, builds and ops, each as "<name>:<event>".
+    let indexBuildMicros: Int
+    let indexBuildFails: Bool
+    let logsEvents: Bool
+    let events = Mutex<[String]>([])
+
+    init(serviceMicros: Int, indexBuildMicros: Int = 0, indexBuildFails: Bool = false, logsEvents: Bool = false) {
+        self.serviceMicros = serviceMicros
+        self.indexBuildMicros = indexBuildMicros
+        self.indexBuildFails = indexBuildFails
+        self.logsEvents = logsEvents
+    }
+
+    func log(_ event: String) {
+        if logsEvents { events.withLock { $0.append(event) } }
+    }
 
     var driver: StoreDriver { driver(named: "probe") }
     func driver(named name: String) -> StoreDriver {
-        StoreDriver(name, EngineProbeClient.self) { _ in EngineProbeClient(probe: self) }
+        StoreDriver(name, EngineProbeClient.self) { _ in EngineProbeClient(probe: self, name: name) }
     }
     var failingDriver: StoreDriver {
         StoreDriver("down", EngineProbeClient.self) { _ in throw CannotConnect() }
@@ -35,7 +51,7 @@ final class EngineProbe: Sendable {
     var diesAfterSetupDriver: StoreDriver {
         StoreDriver("down", EngineProbeClient.self) { _ in
             if self.opens.add(1, ordering: .relaxed).oldValue > 0 { throw CannotConnect() }
-            return EngineProbeClient(probe: self)
+            return EngineProbeClient(probe: self, name: "down")
         }
     }
 
@@ -64,10 +80,25 @@ enum EngineProbeOperation: String, StoreOperation {
     }
 }
 
-final class EngineProbeClient: Client {
+final class EngineProbeClient: SecondaryIndexes {
     let probe: EngineProbe
+    let name: String
 
-    init(probe: EngineProbe) { self.probe = probe }
+    init(probe: EngineProbe, name: String) {
+        self.probe = probe
+        self.name = name
+    }
+
+    struct IndexBuildFailed: Error {}
+
+    func dropSecondaryIndexes() throws { probe.log("\(name):drop") }
+
+    func buildSecondaryIndexes() throws {
+        probe.log("\(name):build-start")
+        usleep(UInt32(probe.indexBuildMicros))
+        probe.log("\(name):build-end")
+        if probe.indexBuildFails { throw IndexBuildFailed() }
+    }
 
     func setup() throws {}
     func teardown() throws {}
@@ -75,6 +106,7 @@ final class EngineProbeClient: Client {
 
     func invoke(_ operation: EngineProbeOperation, _ request: Request) -> Outcome {
         probe.invocations.add(1, ordering: .relaxed)
+        probe.log("\(name):op")
         while probe.gateClosed.load(ordering: .acquiring) { usleep(200) }
         switch operation {
         case .write: probe.writtenRows.withLock { $0.append(request.row) }
@@ -261,6 +293,86 @@ struct LoadScenarioValidationTests {
             "  - {name: b, executor: bulk, rows: 300K, stores: [probe]}", operations: Self.operations, rows: "200K")
         #expect(throws: LoadRun.Failure.self) { try EngineFixture.run(scenario, drivers: [probe.driver]) }
         #expect(probe.invocations.load(ordering: .relaxed) == 0)
+    }
+}
+
+@Suite("Deferred index builds")
+struct DeferredIndexBuildTests {
+    static let operations: Set<String> = ["probe.wait", "probe.bulk", "other.wait"]
+
+    static func scenario(indexBuild: String) throws -> LoadScenario {
+        try EngineFixture.scenario(
+            """
+              - {name: load, executor: bulk, rows: 1K, batch: 100, stores: [probe], defer_indexes: true\(indexBuild)}
+              - {name: elsewhere, executor: closed, duration: 300ms, workers: 1, mix: {other.wait: 1}}
+              - {name: reads, executor: closed, duration: 200ms, workers: 1, mix: {probe.wait: 1}}
+            """, operations: operations, rows: "2K")
+    }
+
+    /// The order of one store's events, with each run of ops collapsed to one "op".
+    static func order(_ events: [String], of store: String) -> [String] {
+        events.filter { $0.hasPrefix(store + ":") }.map { String($0.dropFirst(store.count + 1)) }
+            .reduce(into: []) { if !($1 == "op" && $0.last == "op") { $0.append($1) } }
+    }
+
+    @Test func aBackgroundBuildRunsBesideTheNextPhaseAndThePhaseThatUsesTheStoreWaitsForIt() throws {
+        let probe = EngineProbe(serviceMicros: 1_000, indexBuildMicros: 800_000, logsEvents: true)
+        let (report, _) = try EngineFixture.run(
+            try Self.scenario(indexBuild: ", index_build: background"),
+            drivers: [probe.driver(named: "probe"), probe.driver(named: "other")])
+        let events = probe.events.withLock { $0 }
+        // probe: the bulk load's ops, then the build, then (only after it ended) the reads phase's ops.
+        #expect(Self.order(events, of: "probe") == ["drop", "op", "build-start", "build-end", "op"], "\(events)")
+        // The other store's phase ran while the build was going.
+        let start = try #require(events.firstIndex(of: "probe:build-start"))
+        let end = try #require(events.firstIndex(of: "probe:build-end"))
+        #expect(events[start..<end].contains("other:op"), "\(events)")
+        let load = report.phases[0]
+        #expect(load.indexBuildInBackground == true)
+        #expect((load.indexBuildSeconds ?? 0) >= 0.8)
+        #expect(load.seconds < 0.8, "a background build is not part of the phase's seconds")
+        #expect(report.verdict == .passed)
+    }
+
+    @Test func theDefaultBuildsAtTheEndOfThePhaseBeforeTheNextOne() throws {
+        let probe = EngineProbe(serviceMicros: 1_000, indexBuildMicros: 300_000, logsEvents: true)
+        let (report, _) = try EngineFixture.run(
+            try Self.scenario(indexBuild: ""), drivers: [probe.driver(named: "probe"), probe.driver(named: "other")])
+        let events = probe.events.withLock { $0 }
+        let end = try #require(events.firstIndex(of: "probe:build-end"))
+        let firstOther = try #require(events.firstIndex(of: "other:op"))
+        #expect(end < firstOther, "\(events)")
+        #expect(report.phases[0].indexBuildInBackground == nil)
+        #expect((report.phases[0].seconds) >= 0.3, "the build is part of the phase's seconds")
+    }
+
+    @Test func aFailedBackgroundBuildMakesTheRunPartialEvenWhenNoLaterPhaseUsesTheStore() throws {
+        let probe = EngineProbe(serviceMicros: 1_000, indexBuildMicros: 100_000, indexBuildFails: true)
+        let scenario = try EngineFixture.scenario(
+            """
+              - {name: load, executor: bulk, rows: 1K, batch: 100, stores: [probe], defer_indexes: true, index_build: background}
+              - {name: elsewhere, executor: closed, duration: 50ms, workers: 1, mix: {other.wait: 1}}
+            """, operations: Self.operations, rows: "2K")
+        let (report, _) = try EngineFixture.run(
+            scenario, drivers: [probe.driver(named: "probe"), probe.driver(named: "other")])
+        #expect(report.phases[0].indexBuildError != nil)
+        #expect(report.verdict != .passed)
+    }
+
+    @Test(arguments: [
+        ("index_build: background", "needs `defer_indexes: true`"),
+        ("defer_indexes: true, index_build: later", "later"),
+    ])
+    func aBadIndexBuildIsRejectedWithTheField(field: String, message: String) throws {
+        do {
+            _ = try EngineFixture.scenario(
+                "  - {name: load, executor: bulk, rows: 1K, stores: [probe], \(field)}", operations: Self.operations)
+            Issue.record("accepted: \(field)")
+        } catch let error as SpecError {
+            #expect(error.field == "phases[0].index_build")
+            #expect(error.line == 8)
+            #expect(error.message.contains(message), "\(error)")
+        }
     }
 }
 

@@ -69,6 +69,8 @@ enum ClickHouseStackSide {
 enum ClickHouseConfig {
     /// Writes config.xml and users.xml into `directory` for a server whose HTTP interface binds `endpoint`; the
     /// native TCP port is the next port, the interserver port the one after. Returns config.xml.
+    /// `old_parts_lifetime` 30 s (default 480): parts a merge replaced are deleted within ~30 s. A 100M-row bulk load
+    /// otherwise kept 11.5 GB of replaced parts on disk for 8 minutes, while PostgreSQL built its indexes beside it.
     static func write(endpoint: HostPort, directory: URL) throws -> URL {
         let data = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
@@ -96,6 +98,9 @@ enum ClickHouseConfig {
                 <mark_cache_size>268435456</mark_cache_size>
                 <uncompressed_cache_size>268435456</uncompressed_cache_size>
                 <max_concurrent_queries>100</max_concurrent_queries>
+                <merge_tree>
+                    <old_parts_lifetime>30</old_parts_lifetime>
+                </merge_tree>
             </yandex>
 
             """

@@ -114,9 +114,12 @@ public struct RunReport: Codable, Sendable {
         public var operations: [Operation]
         public var thresholds: [ThresholdVerdict]
         /// Bulk with `defer_indexes`: seconds spent building the secondary indexes after the load (part of
-        /// `seconds`, not of the rows/s), or the error that stopped the build.
+        /// `seconds`, not of the rows/s — unless `indexBuildInBackground`), or the error that stopped the build.
         public var indexBuildSeconds: Double?
         public var indexBuildError: String?
+        /// `index_build: background`: the build ran beside the phases that followed (its seconds are not in
+        /// `seconds`); nil otherwise.
+        public var indexBuildInBackground: Bool? = nil
         /// Peak resident memory of the kiln process so far (getrusage), at the phase's end, in MiB.
         public var peakRssMib: Double?
 
