@@ -205,6 +205,13 @@ public struct RunController {
             {
                 for line in embedded.removeLeftovers() { logger.info("removed leftover: \(line)") }
             }
+            // An embedded stack keeps its data under its run directory: warn before the first phase when the bulk
+            // phases will not fit there (a warning: the footprints are estimates).
+            if loaded.stack.kind == .embedded, let free = BulkDiskEstimate.freeBytes(at: stackPaths.stack),
+                let warning = BulkDiskEstimate(loaded).warning(freeBytes: free, directory: stackPaths.stack.path)
+            {
+                logger.warning("\(warning)")
+            }
             try PatroniRunLeader.refuseFaults(loaded)
             let faults = try prepareFaults(&loaded, paths: stackPaths, runID: directory.url.lastPathComponent, logger: logger)
             // A Patroni stack: the clients start on the node that holds the leader lock and follow it (the watch moves

@@ -61,6 +61,11 @@ enum ClickHouseStackSide {
                 variables.append(("KILN_CLICKHOUSE_NATIVE", "\(ts.endpoint.host):\(ts.endpoint.port + 1)"))
             }
             return variables
+        },
+        // 100M rows (n100m-s17): 16 GB at the peak — the 2.9 GB table plus parts merges had replaced, kept then for
+        // the default 480 s (now 30 s, `ClickHouseConfig`): 160 B per row, a conservative estimate since.
+        diskBytesPerBulkRow: { stack in
+            stack.section(TimeSeriesStackConfig.self)?.kind == .clickhouse ? 160 : 0
         })
 }
 

@@ -29,6 +29,10 @@ public struct BackendStack: Sendable {
     /// What the names of the backend's servers start with besides the backend's own name (Redis's `sentinel`, for
     /// `sentinel-2`): a fault target naming a server maps to its store through these (`Backend.serverNamePrefixes`).
     public var serverNamePrefixes: [String]
+    /// Bytes the embedded servers of `stack` write to disk per bulk-loaded row at the peak of a load — table,
+    /// indexes, WAL and transient files, on every server that keeps a copy — measured on this machine (an estimate
+    /// for `kiln run`'s free-space warning, not a limit); 0 for a store that keeps its data in memory.
+    public var diskBytesPerBulkRow: @Sendable (StackDefinition) -> Int
 
     public init(
         section: StackSectionParser? = nil, sectionKey: String? = nil,
@@ -36,7 +40,8 @@ public struct BackendStack: Sendable {
         afterStart: (@Sendable (StackDefinition, [EmbeddedServerDescription]) throws -> Void)? = nil,
         proxy: ProxiedEndpoint? = nil,
         environment: @escaping @Sendable (StackDefinition, EmbeddedPaths) -> [(name: String, value: String)] = { _, _ in [] },
-        currentPrimary: (@Sendable (StackDefinition) -> HostPort?)? = nil, serverNamePrefixes: [String] = []
+        currentPrimary: (@Sendable (StackDefinition) -> HostPort?)? = nil, serverNamePrefixes: [String] = [],
+        diskBytesPerBulkRow: @escaping @Sendable (StackDefinition) -> Int = { _ in 0 }
     ) {
         self.section = section
         self.sectionKey = sectionKey ?? section?.key
@@ -46,6 +51,7 @@ public struct BackendStack: Sendable {
         self.environment = environment
         self.currentPrimary = currentPrimary
         self.serverNamePrefixes = serverNamePrefixes
+        self.diskBytesPerBulkRow = diskBytesPerBulkRow
     }
 
     /// A backend with no stack side (tests, client-only stores).

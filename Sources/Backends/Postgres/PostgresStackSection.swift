@@ -148,6 +148,12 @@ extension PostgresStackConfig {
         currentPrimary: { stack in
             guard let pg = stack.section(PostgresStackConfig.self) else { return nil }
             return promotedReplica(stack) ?? pg.primary
+        },
+        // 100M rows (nightly-100m, n100m-s17) at the index build: primary 24 GB, streaming replica 23 GB — heap, PK,
+        // the two secondary indexes and 4-6 GB of WAL each — plus the build's sort files: ~260 B per row per copy.
+        diskBytesPerBulkRow: { stack in
+            guard let pg = stack.section(PostgresStackConfig.self) else { return 0 }
+            return 260 * (1 + pg.replicas.count)
         })
 
     /// The replica that is the primary while the stack file's primary is a standby (a failover drill healed by a
