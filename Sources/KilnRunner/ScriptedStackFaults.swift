@@ -16,9 +16,10 @@ import KilnStores
 /// Sentinels, FalkorDB and ClickHouse (pids from the script's `servers.json`, a killed server started again by the
 /// script's `up`; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `proxy` in front of
 /// Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every fault on Kafka (SASL
-/// only), `proxy` for PostgreSQL and ClickHouse (their certificates
-/// name 127.0.33.x, not the proxy's address), `pg-failover` and the replication `partition` shapes (no standby),
-/// `clock-skew` (no libfaketime), and any fault whose login password is missing from the environment.
+/// only), `proxy` for PostgreSQL and ClickHouse (their certificates name 127.0.33.x, not the proxy's address),
+/// `pg-failover` and the replication `partition` shapes (no standby), `clock-skew` (no libfaketime), and any fault
+/// whose login password (or, for ClickHouse, CA file) is missing from the environment. `kiln validate` asks the same
+/// refusals in `planned` mode: everything but the environment and the pids.
 struct ScriptedStackFaults {
     let stack: ScriptedStack
     let script: URL
@@ -115,9 +116,7 @@ struct ScriptedStackFaults {
                 return .failure(Refusal(
                     "\(server.name) speaks HTTPS and the stack names no user and password_env to log in with"))
             }
-            if case .planned = secrets, timeseries.caFileEnvironmentVariable != nil {
-                return .success(.clickhouseHTTPS(user: user, password: "", caFile: nil))
-            }
+            if case .planned = secrets { return .success(.clickhouseHTTPS(user: user, password: "", caFile: nil)) }
             guard let caFile = timeseries.caFile(in: environment) else {
                 return .failure(Refusal(
                     "\(timeseries.caFileEnvironmentVariable!) is not set: no client can verify \(server.name)'s "
