@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnHTTP
 import KilnPostgres
 import KilnRedis
 import KilnStack
@@ -25,6 +26,11 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
     case redisLogin(user: String?, password: String, tls: RedisTLS? = nil)
     /// `GET /ping` over HTTP/1.1 keep-alive (ClickHouse's HTTP interface).
     case clickhouseHTTP
+    /// `SELECT 1` over HTTPS as `user` with `password` (HTTP basic), on one keep-alive TLS connection (the server's
+    /// certificate and address verified against `caFile`; nil: the system's CAs): what a client of ClickHouse's
+    /// `https_port` sees. Only a 200 whose body is `1` counts as an answer: a 401/403, another status or a TLS
+    /// failure fails the witness, never "up".
+    case clickhouseHTTPS(user: String, password: String, caFile: String?)
     /// Kafka ApiVersions v0 (any Kafka-API broker).
     case kafka
 
@@ -35,6 +41,7 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .redis: "PING"
         case .redisLogin(let user, _, let tls): "PING (after AUTH as \(user ?? "default")\(tls == nil ? "" : ", over TLS"))"
         case .clickhouseHTTP: "GET /ping"
+        case .clickhouseHTTPS(let user, _, _): "SELECT 1 (as \(user), over HTTPS)"
         case .kafka: "ApiVersions"
         }
     }
@@ -46,6 +53,7 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .redis: "redis"
         case .redisLogin(let user, _, let tls): "redis \(user ?? "default") (password\(tls == nil ? "" : ", TLS"))"
         case .clickhouseHTTP: "clickhouse-http"
+        case .clickhouseHTTPS(let user, _, _): "clickhouse-https \(user) (password)"
         case .kafka: "kafka"
         }
     }
@@ -59,6 +67,8 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .redisLogin(_, _, .some): .login(self)
         case .redisLogin: .redisPing
         case .clickhouseHTTP: .request(Array("GET /ping HTTP/1.0\r\n\r\n".utf8))
+        // Plaintext to an https_port is answered by any running server: the probe logs in as a client does.
+        case .clickhouseHTTPS: .login(self)
         case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
         }
     }
@@ -94,6 +104,9 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: Array(request.utf8), timeout: timeout,
                 frame: TCPRequestWitness.httpResponse)
+        case .clickhouseHTTPS(let user, let password, let caFile):
+            witness = try ClickHouseHTTPSWitness(
+                endpoint, user: user, password: password, caFile: caFile, timeout: timeout, operation: operation)
         case .kafka:
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: KafkaBrokerFault.apiVersionsRequest, timeout: timeout,
@@ -392,5 +405,104 @@ final class RedisConnectionWitness: ClientWitness {
     func close() {
         connection?.close()
         connection = nil
+    }
+}
+
+/// `SELECT 1` over HTTPS on one keep-alive connection of Kiln's HTTP client (libcurl: the server's certificate and
+/// address verified against the CA, HTTP basic credentials), as a client of ClickHouse's `https_port` sends it.
+/// Only a 200 whose body is `1` is an answer: a 401/403 (a login refused), any other status or a TLS failure is
+/// `failed`.
+///
+/// libcurl's easy interface blocks, so each request runs on a thread of its own and `exchange` waits for its outcome
+/// at most its timeout; a request that timed out stays in flight, and a later exchange collects its reply (a paused
+/// server answers it once resumed). Ownership: owns the client; `close()` abandons a request still in flight, whose
+/// thread ends — and frees the client — when the reply comes, the connection fails, or the request's own
+/// `requestTimeout` passes. Threading: one caller at a time; at most one request runs on the client at once.
+final class ClickHouseHTTPSWitness: ClientWitness {
+    /// A request's outcome, set once by its thread: nil while in flight, "" when answered, else why it failed.
+    private final class Request: @unchecked Sendable {
+        let condition = NSCondition()
+        var failure: String?
+        var done = false
+    }
+
+    /// The client handed to the request thread; used by one request at a time (`exchange` starts a request only
+    /// after the previous one is done).
+    private final class Client: @unchecked Sendable {
+        let http: HTTPClient
+        init(_ http: HTTPClient) { self.http = http }
+    }
+
+    /// How long one request may stay in flight before libcurl gives it up (a pause longer than this fails the witness).
+    static let requestTimeout: Duration = .seconds(300)
+
+    let operation: String
+    private let url: String
+    private var client: Client?
+    private var current: Request?
+
+    /// Makes the client; connects at the first exchange (`ServerProtocol.openWitness` runs it before the fault).
+    /// - Throws: ``ProcessFaultError`` when libcurl cannot be initialised.
+    init(_ endpoint: HostPort, user: String, password: String, caFile: String?, timeout: Duration, operation: String) throws {
+        self.operation = operation
+        url = "https://\(endpoint)/"
+        do {
+            client = Client(
+                try HTTPClient(
+                    timeoutSeconds: Double(Self.requestTimeout.wholeMilliseconds) / 1000,
+                    connectTimeoutSeconds: max(0.5, Double(timeout.wholeMilliseconds) / 1000), user: user,
+                    password: password, caFile: caFile))
+        } catch {
+            throw ProcessFaultError("cannot make an HTTPS client for \(endpoint): \(error)")
+        }
+    }
+
+    func exchange(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        guard let client else { return .failed("closed") }
+        let request: Request
+        if let current {
+            request = current
+        } else {
+            request = Request()
+            current = request
+            let url = self.url
+            Thread.detachNewThread {
+                let failure: String
+                do {
+                    let response = try client.http.post(url, body: Array("SELECT 1".utf8), contentType: "text/plain")
+                    let body = response.text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if response.status != 200 {
+                        failure = "HTTP \(response.status): \(body.prefix(120))"
+                    } else if body != "1" {
+                        failure = "HTTP 200 with \(body.prefix(80)) instead of 1"
+                    } else {
+                        failure = ""
+                    }
+                } catch {
+                    failure = "\(error)"  // HTTPError never shows the credentials
+                }
+                request.condition.lock()
+                request.failure = failure
+                request.done = true
+                request.condition.broadcast()
+                request.condition.unlock()
+            }
+        }
+        let deadline = Date().addingTimeInterval(Double(timeout.wholeMilliseconds) / 1000)
+        request.condition.lock()
+        while !request.done && request.condition.wait(until: deadline) {}
+        let done = request.done
+        let failure = request.failure
+        request.condition.unlock()
+        guard done else { return .noReply(within: start.duration(to: .now)) }
+        current = nil
+        if let failure, !failure.isEmpty { return .failed(failure) }
+        return .answered(after: start.duration(to: .now))
+    }
+
+    func close() {
+        client = nil
+        current = nil
     }
 }

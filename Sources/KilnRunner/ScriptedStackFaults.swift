@@ -13,15 +13,33 @@ import KilnStores
 /// unauthenticated handshake proves nothing a client of this stack sees.
 ///
 /// Works: `kill`, `pause`, `restart` and `partition` (`isolate`) of PostgreSQL, Redis (primary, replica), the
-/// Sentinels and FalkorDB (pids from the script's `servers.json`, a killed server started again by the script's
-/// `up`); `proxy` in front of Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every
-/// fault on ClickHouse (https only) and Kafka (SASL only), `proxy` for PostgreSQL and ClickHouse (their certificates
-/// name 127.0.33.x, not the proxy's address), `pg-failover` and the replication `partition` shapes (no standby),
-/// `clock-skew` (no libfaketime), and any fault whose login password is missing from the environment.
+/// Sentinels, FalkorDB and ClickHouse (pids from the script's `servers.json`, a killed server started again by the
+/// script's `up`; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `proxy` in front of
+/// Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every fault on Kafka (SASL
+/// only), `proxy` for PostgreSQL and ClickHouse (their certificates name 127.0.33.x, not the proxy's address),
+/// `pg-failover` and the replication `partition` shapes (no standby), `clock-skew` (no libfaketime), and any fault
+/// whose login password (or, for ClickHouse, CA file) is missing from the environment. `kiln validate` asks the same
+/// refusals in `planned` mode: everything but the environment and the pids.
 struct ScriptedStackFaults {
     let stack: ScriptedStack
     let script: URL
     let environment: [String: String]
+    /// What the refusals may look at: a started stack and the environment (`kiln run`), or the files only
+    /// (`kiln validate`: nothing is started and no secret is read).
+    let secrets: Secrets
+
+    enum Secrets {
+        /// `kiln run`: the passwords and CA files come from `environment`, the pids from the script's directory.
+        case live
+        /// `kiln validate`: only what the stack and scenario files say; see `notChecked`.
+        case planned
+    }
+
+    /// What a planned check (`kiln validate`) cannot decide, for its output: `kiln run` checks it before anything
+    /// starts.
+    static let notChecked =
+        "not checked by validate: the passwords and CA files in the environment, and that each target's pid file "
+            + "names the process listening on its address (kiln run checks both before anything starts)"
 
     /// Throws `Failure` 69 when the script's `servers.json` is not in `directory` (no stack started there).
     init(_ definition: StackDefinition, directory: URL, home: URL, environment: [String: String]) throws {
@@ -33,6 +51,17 @@ struct ScriptedStackFaults {
         let startedBy = definition.startedBy!
         script = startedBy.hasPrefix("/") ? URL(fileURLWithPath: startedBy) : home.appendingPathComponent(startedBy)
         self.environment = environment
+        secrets = .live
+    }
+
+    /// The faults of a scenario on `definition` as far as the files decide them (`kiln validate`): no stack is read
+    /// from disk, no secret from the environment.
+    init(planning definition: StackDefinition, home: URL) {
+        stack = ScriptedStack(planning: definition)
+        let startedBy = definition.startedBy ?? ""
+        script = startedBy.hasPrefix("/") ? URL(fileURLWithPath: startedBy) : home.appendingPathComponent(startedBy)
+        environment = [:]
+        secrets = .planned
     }
 
     var name: String { stack.definition.name }
@@ -42,6 +71,7 @@ struct ScriptedStackFaults {
         let definition = stack.definition
         func password(_ variable: String?) -> Result<String?, Refusal> {
             guard let variable else { return .success(nil) }
+            if case .planned = secrets { return .success("") }
             guard let value = StackDefinition.secret(variable, in: environment) else {
                 return .failure(Refusal("\(variable) is not set: no client can log in to \(server.name) to show the fault"))
             }
@@ -74,9 +104,27 @@ struct ScriptedStackFaults {
             }
             return redisLogin(user: redis.user, redis.passwordEnvironmentVariable, tls: redis.tls(in: environment))
         case .http:
-            return .failure(Refusal(
-                "\(server.name) serves only https at \(server.endpoint); Kiln's fault witness speaks plain HTTP, so no "
-                    + "client could show the fault"))
+            guard let timeseries = definition.section(TimeSeriesStackConfig.self), timeseries.kind == .clickhouse else {
+                return .failure(Refusal("\(server.name): no ClickHouse timeseries section"))
+            }
+            guard timeseries.caFileEnvironmentVariable != nil else {
+                return .failure(Refusal(
+                    "\(server.name) has no ca_file_env: this stack's ClickHouse serves only https and the witness "
+                        + "verifies its certificate against the stack's CA"))
+            }
+            guard let user = timeseries.user, timeseries.passwordEnvironmentVariable != nil else {
+                return .failure(Refusal(
+                    "\(server.name) speaks HTTPS and the stack names no user and password_env to log in with"))
+            }
+            if case .planned = secrets { return .success(.clickhouseHTTPS(user: user, password: "", caFile: nil)) }
+            guard let caFile = timeseries.caFile(in: environment) else {
+                return .failure(Refusal(
+                    "\(timeseries.caFileEnvironmentVariable!) is not set: no client can verify \(server.name)'s "
+                        + "certificate to show the fault"))
+            }
+            return password(timeseries.passwordEnvironmentVariable).map {
+                .clickhouseHTTPS(user: user, password: $0 ?? "", caFile: caFile)
+            }
         case .kafka:
             return .failure(Refusal(
                 "\(server.name) requires SASL and Kiln's Kafka clients cannot log in to this broker (README, \"The "
@@ -97,11 +145,12 @@ struct ScriptedStackFaults {
                 return "\(fault): '\(entry.target)' is not a server of the stack (servers: "
                     + "\(stack.servers.map(\.name).joined(separator: ", ")))"
             }
+            if case .failure(let refusal) = login(server) { return "\(fault): \(refusal)" }
+            if case .planned = secrets { return nil }
             guard server.pidFile != nil else {
                 return "\(fault): \(stack.directory.appendingPathComponent(ScriptedStack.serversFile).path) names no "
                     + "pid file for \(server.name)"
             }
-            if case .failure(let refusal) = login(server) { return "\(fault): \(refusal)" }
             guard ScriptedStack.listeningPID(server) != nil else {
                 return "\(fault): the process of \(server.name)'s pid file does not hold its listening socket "
                     + "\(server.endpoint) (FalkorDB on the hardened stack serves a unix socket behind stunnel): a fault on "
@@ -139,7 +188,7 @@ struct ScriptedStackFaults {
             }
             let missing = [redis.sentinelPasswordEnvironmentVariable, redis.adminPasswordEnvironmentVariable]
                 .compactMap { $0 }.filter { StackDefinition.secret($0, in: environment) == nil }
-            guard missing.isEmpty else {
+            guard missing.isEmpty || secrets == .planned else {
                 return "\(fault): \(missing.joined(separator: ", ")) not set: the Sentinels and servers refuse the failover's commands"
             }
             return nil
@@ -233,5 +282,26 @@ struct ScriptedStackFaults {
     private func controller(_ server: ScriptedStack.Server, _ spoken: ServerProtocol) -> ScriptedProcessController {
         ScriptedProcessController(
             server, script: script, directory: stack.directory, environment: environment, readyProbe: .login(spoken))
+    }
+}
+
+/// `kiln validate` of a scenario on a scripted stack: the refusals `kiln run` would give its faults, as far as the
+/// files decide them (kinds, targets, the protocols and logins the stack file names), without starting or reading
+/// anything else.
+public enum ScriptedStackFaultPlan {
+    /// Throws the first fault `kiln run` would refuse, at its entry's place (FILE:LINE:COL, field `faults`, the same
+    /// reason `kiln run` gives). Returns what could not be checked without a started stack and its environment; nil
+    /// when the scenario has no fault on a scripted stack.
+    public static func check(_ scenario: LoadScenario, home: URL) throws(SpecError) -> String? {
+        guard let spec = scenario.faults, !spec.entries.isEmpty, scenario.stack.kind == .external,
+            scenario.stack.startedBy != nil
+        else { return nil }
+        let planned = ScriptedStackFaults(planning: scenario.stack, home: home)
+        for entry in spec.entries {
+            if let reason = planned.refusal(entry) {
+                throw SpecError(at: entry.source, field: "faults", message: reason)
+            }
+        }
+        return ScriptedStackFaults.notChecked
     }
 }

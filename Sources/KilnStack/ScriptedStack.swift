@@ -73,6 +73,18 @@ public struct ScriptedStack: Sendable {
         }
     }
 
+    /// The servers the stack file lists, with no pid file (no stack is read from disk): what `kiln validate` checks
+    /// a scenario's fault targets against. `directory` is "." (nothing may act on it).
+    public init(planning definition: StackDefinition) {
+        self.definition = definition
+        directory = URL(fileURLWithPath: ".")
+        let root = URL(fileURLWithPath: "/")
+        let paths = EmbeddedPaths(runDirectory: root, tools: root, libraries: root, network: definition.network)
+        servers = Backends.all.flatMap { $0.stack.servers(definition, paths) }.map { described in
+            Server(name: described.name, role: described.role, endpoint: described.endpoint, wire: described.wire, pidFile: nil)
+        }
+    }
+
     public func server(named name: String) -> Server? { servers.first { $0.name == name } }
 
     /// The pid in `server`'s pid file when that process (or a process of its tree) holds the listening socket of

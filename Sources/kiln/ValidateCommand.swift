@@ -6,6 +6,7 @@ import KilnData
 import KilnLoad
 import KilnDurability
 import KilnScenario
+import KilnStack
 import KilnStores
 
 /// `kiln validate FILE…`: parses and resolves scenario, stack and dataset spec files — and the files a scenario names
@@ -90,9 +91,12 @@ struct ValidateCommand: ParsableCommand {
             if let refusal = HostsRequirement.refusal(scenario) { throw refusal }
             // What `kiln run` refuses too: a store the scenario drives that its stack does not list.
             try scenario.checkStackServesStores()
+            // What `kiln run` refuses of the faults on a scripted stack (the hardened stack), as far as the files say.
+            let notChecked = try ScriptedStackFaultPlan.check(scenario, home: KilnPaths.resolve().home)
             let faults = scenario.faults?.entries.count ?? 0
             return "scenario \(scenario.name): \(scenario.phases.count) phase(s), \(faults) fault(s), stack "
                 + "\(scenario.stack.name), dataset \(spec.name) seed \(scenario.dataset.seed)"
+                + (notChecked.map { "; faults \($0)" } ?? "")
         case .durabilityDrill:
             let drill = try DurabilityDrillSpec.parse(fields, file: url)
             return "durability drill \(drill.name): \(drill.kind.rawValue), stack \(drill.stack.name)"
