@@ -12,6 +12,14 @@ int kiln_epoll_create(void);
 /// it when this open file is not registered yet (a new connection; a closed descriptor leaves epoll by itself, so
 /// a registration under `fd` is always the file open at `fd` now). 0, or -1 with errno.
 int kiln_epoll_arm(int epfd, int fd, int32_t slot);
+/// Registers `fd` for level-triggered readability carrying `slot` (EPOLLIN, no one-shot): adds it, or updates the
+/// registration when this open file is registered already. Level-triggered, it stays armed across ops, so a
+/// connection that keeps its open file costs no epoll_ctl per op; the caller registers again when the connection
+/// behind a slot may have changed (a closed descriptor leaves epoll by itself, so a reused number is a new file),
+/// and unregisters a connection that becomes readable with no op in flight. 0, or -1 with errno.
+int kiln_epoll_register(int epfd, int fd, int32_t slot);
+/// Removes `fd` from `epfd`. 0, or -1 with errno.
+int kiln_epoll_unregister(int epfd, int fd);
 /// Waits up to `timeout_nanos` (negative: no limit; rounded up to whole microseconds via epoll_pwait2 when the
 /// kernel has it, else to milliseconds) and writes at most `capacity` ready slots into `slots`. Returns how many
 /// (0 on timeout), or -1 with errno (EINTR included).
