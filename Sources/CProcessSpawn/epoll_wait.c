@@ -15,12 +15,14 @@ int kiln_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 /* 0: unknown or works, -1: the kernel lacks epoll_pwait2 (ENOSYS). Shared by every loop thread. */
 static int pwait2_state = 0;
 
-int kiln_epoll_arm(int epfd, int fd, int32_t slot) {
-    struct epoll_event event = {.events = EPOLLIN | EPOLLONESHOT, .data = {.u64 = (uint64_t)(uint32_t)slot}};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
-    if (errno != ENOENT) return -1;
-    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+int kiln_epoll_register(int epfd, int fd, int32_t slot) {
+    struct epoll_event event = {.events = EPOLLIN, .data = {.u64 = (uint64_t)(uint32_t)slot}};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0) return 0;
+    if (errno != EEXIST) return -1;
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event);
 }
+
+int kiln_epoll_unregister(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
 
 int kiln_epoll_wait_slots(int epfd, int32_t *slots, int capacity, int64_t timeout_nanos) {
     struct epoll_event events[64];

@@ -6,7 +6,9 @@ import KilnCore
 public struct Transaction: Sendable, Hashable {
     /// Position in the dataset, 0-based; `txnID = index + 1`.
     public var index: Int64
-    public var txnID: Int64 { index + 1 }
+    public var txnID: Int64 { Self.txnID(ofIndex: index) }
+    /// The `txnID` of the row at `index`, without generating the row.
+    public static func txnID(ofIndex index: Int64) -> Int64 { index + 1 }
     public var userID: Int64
     public var merchantID: Int64
     public var deviceID: Int64

@@ -9,7 +9,8 @@ import KilnStores
 /// ops are taken from the store's shared cursor only while a connection is idle, each starts at its intended time
 /// or, when no connection was free within `drop_after` of it, is counted dropped; latency runs from the intended
 /// time; an op past the client timeout is abandoned (`fail("timeout")`, connection dropped). The loop waits in
-/// epoll (each connection armed one-shot when its op is sent), so a wake costs the ready connections only. Connection `slot` is
+/// epoll, so a wake costs the ready connections only. Each connection stays registered (level-triggered) while it
+/// keeps its open file: no epoll_ctl per op (`EpollRegistrations`). Connection `slot` is
 /// worker `worker.id + slot` in the history, so a history looks as a blocking pool of the same size would make it.
 /// Runs on its worker's own OS thread; never on Swift's cooperative pool.
 struct MultiplexedOpenLoop {
@@ -42,6 +43,7 @@ struct MultiplexedOpenLoop {
         precondition(epoll >= 0, "epoll_create1 failed: errno \(errno)")
         defer { close(epoll) }
         var inFlight = [InFlight?](repeating: nil, count: count)
+        var registrations = EpollRegistrations(count: count)
         var idle = Array((0..<count).reversed())
         var readySlots = [Int32](repeating: 0, count: min(64, count))
         var busy = 0
@@ -67,13 +69,22 @@ struct MultiplexedOpenLoop {
             inFlight[slot] = nil
             busy -= 1
             idle.append(slot)
+            registrations.opEnded(slot, ok: outcome == .ok)
         }
 
-        /// Waits for `slot`'s reply: one readability event of its socket (one-shot, re-armed per wait).
+        /// Waits for `slot`'s reply: its socket stays registered for readability (level-triggered) from the first
+        /// op on this connection on; registered again only when the connection may have changed.
         func arm(_ slot: Int) {
             let descriptor = worker.multiplexedDescriptor(slot)
-            if descriptor < 0 || kiln_epoll_arm(epoll, descriptor, Int32(slot)) != 0 {
+            guard descriptor >= 0 else {
                 // Nothing to wait on (the client closed its connection): the op ends as the client says on abandon.
+                complete(slot, worker.abandon(slot))
+                return
+            }
+            guard registrations.needsRegistration(slot, descriptor) else { return }
+            if kiln_epoll_register(epoll, descriptor, Int32(slot)) == 0 {
+                registrations.registered(slot, descriptor)
+            } else {
                 complete(slot, worker.abandon(slot))
             }
         }
@@ -130,10 +141,41 @@ struct MultiplexedOpenLoop {
             guard ready > 0 else { continue }
             for index in 0..<Int(ready) {
                 let slot = Int(readySlots[index])
-                // A connection abandoned since its event was queued has no op any more.
-                guard slot < count, inFlight[slot] != nil else { continue }
-                if let outcome = worker.poll(slot) { complete(slot, outcome) } else { arm(slot) }
+                guard slot < count else { continue }
+                guard inFlight[slot] != nil else {
+                    // Readable with no op in flight (the server ended an idle connection, or a reply came after its
+                    // op was abandoned): stop watching it until its next op, else level-triggered epoll would spin.
+                    let descriptor = worker.multiplexedDescriptor(slot)
+                    if descriptor >= 0 { _ = kiln_epoll_unregister(epoll, descriptor) }
+                    registrations.forget(slot)
+                    continue
+                }
+                // Still incomplete: the socket stays registered; level-triggered, it wakes the loop again when more
+                // of the reply is readable (or still unread).
+                if let outcome = worker.poll(slot) { complete(slot, outcome) }
             }
         }
     }
+}
+
+/// Which descriptor each slot's connection is registered under in the loop's epoll set (level-triggered, kept
+/// across ops). A closed descriptor leaves epoll by itself and its number may come back as a new connection's, so
+/// a registration is trusted only while the slot's ops end `.ok` (a connection is closed or replaced only after an
+/// op that did not: an error, a timeout, a failed connect); after any other outcome the slot registers again
+/// (add, or update when the file is still registered). Not thread-safe: owned by one loop.
+struct EpollRegistrations {
+    private var descriptors: [Int32]
+
+    init(count: Int) { descriptors = Array(repeating: -1, count: count) }
+
+    /// Whether `slot` must (re-)register before waiting on `descriptor`.
+    func needsRegistration(_ slot: Int, _ descriptor: Int32) -> Bool { descriptors[slot] != descriptor }
+
+    mutating func registered(_ slot: Int, _ descriptor: Int32) { descriptors[slot] = descriptor }
+
+    /// An op of `slot` ended: a registration survives only an `.ok` outcome.
+    mutating func opEnded(_ slot: Int, ok: Bool) { if !ok { descriptors[slot] = -1 } }
+
+    /// `slot`'s descriptor was removed from epoll (or may have been).
+    mutating func forget(_ slot: Int) { descriptors[slot] = -1 }
 }

@@ -316,6 +316,38 @@ public final class PostgresConnection {
         pendingError = nil
     }
 
+    /// ``startPrepared(_:_:binaryResults:)`` with one integer parameter, formatted as decimal text on the stack:
+    /// no per-call allocation (the open-model hot path sends one point read per op).
+    /// - Throws: ``PostgresError`` (`closed`, `connectionLost`).
+    public func startPrepared(_ name: StaticString, integer: Int64, binaryResults: Bool = false) throws(PostgresError) {
+        precondition(name.hasPointerRepresentation, "statement name must be a string literal")
+        let connection = try open(.executePrepared)
+        // 20 digits, a sign and the NUL.
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        let sent = withUnsafeMutableBytes(of: &digits) { raw -> Int32 in
+            let buffer = raw.bindMemory(to: CChar.self)
+            var magnitude = integer.magnitude
+            var end = buffer.count - 1
+            buffer[end] = 0
+            repeat {
+                end -= 1
+                buffer[end] = CChar(48 + magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if integer < 0 {
+                end -= 1
+                buffer[end] = 45  // '-'
+            }
+            var value: UnsafePointer<CChar>? = UnsafePointer(buffer.baseAddress! + end)
+            // A StaticString with a pointer representation is NUL-terminated UTF-8 (a literal).
+            let statement = UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+            return PQsendQueryPrepared(connection, statement, 1, &value, nil, nil, binaryResults ? 1 : 0)
+        }
+        guard sent == 1 else { throw failure(connection, .executePrepared) }
+        pendingResult = nil
+        pendingError = nil
+    }
+
     /// Reads what the socket holds (call it once ``descriptor`` is readable) and returns the statement's result
     /// when the server's whole response has arrived, nil while it has not. Never blocks.
     /// - Throws: ``PostgresError`` as ``executePrepared(_:_:)`` does.

@@ -27,11 +27,28 @@ extension BenchCommand {
         @Option(help: "Interleaved Kiln/peer trials.") var trials = 2
         @Option(help: "Seconds per open-model step and per peer run.") var seconds = 10
         @Option(help: "Rates tried, as fractions of the peer's previous rate.") var steps = "0.8,1.0,1.2"
-        @Option(help: "Engine modes, alternated in each trial: multiplexed (default engine), threads (KILN_OPEN_MULTIPLEX=0).")
+        @Option(help: """
+            Engine modes, alternated in each trial: multiplexed (default engine), threads (KILN_OPEN_MULTIPLEX=0), \
+            window=N (multiplexed with KILN_OPEN_BATCH_WINDOW_US=N: ops due within N µs leave from one wake-up).
+            """)
         var modes = "multiplexed,threads"
         @Option(help: "Rows loaded (the read key space).") var rows = "20K"
         @Option(help: "Stack file (default: the embedded stack); a private stack keeps other load off the measurement.")
         var stack: String?
+
+        /// The environment of engine mode `mode` (see `--modes`).
+        static func environment(of mode: String) throws -> [String: String] {
+            switch mode {
+            case "multiplexed": return [:]
+            case "threads": return ["KILN_OPEN_MULTIPLEX": "0"]
+            default:
+                if mode.hasPrefix("window="), let micros = UInt64(mode.dropFirst("window=".count)) {
+                    return ["KILN_OPEN_BATCH_WINDOW_US": String(micros)]
+                }
+                throw Failure(code: .invalidInput,
+                    message: "--modes: unknown mode '\(mode)' (multiplexed, threads, window=<µs>)")
+            }
+        }
 
         func run() throws {
             try exiting {
@@ -40,6 +57,7 @@ extension BenchCommand {
                 let fractions = steps.split(separator: ",").compactMap { Double($0) }
                 guard !fractions.isEmpty else { throw Failure(code: .invalidInput, message: "no --steps") }
                 let selected = Set(only.split(separator: ",").map(String.init))
+                for mode in modes.split(separator: ",") { _ = try Self.environment(of: String(mode)) }
                 for store in ["redis", "postgres"] where selected.contains(store) {
                     let target = CapacityBench(
                         bench: bench, store: store, rows: rowCount, workers: workers, seconds: seconds)
@@ -54,8 +72,7 @@ extension BenchCommand {
                         let rates = fractions.map { ($0 * peer).rounded() }
                         var capacities: [(String, Double, Double?)] = []
                         for mode in engineModes {
-                            let steps = try target.kiln(
-                                rates: rates, environment: mode == "threads" ? ["KILN_OPEN_MULTIPLEX": "0"] : [:])
+                            let steps = try target.kiln(rates: rates, environment: try Self.environment(of: mode))
                             for step in steps { print("  trial \(trial) kiln[\(mode)] " + step.line) }
                             let capacity = steps.filter(\.sustained).map(\.okPerSecond).max() ?? 0
                             let at80 = fractions.firstIndex { abs($0 - 0.8) < 1e-9 }.map { steps[$0].p50 }

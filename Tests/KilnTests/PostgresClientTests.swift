@@ -204,6 +204,23 @@ struct PostgresClientTests {
         }
     }
 
+    @Test func anIntegerParameterIsSentAsItsDecimalText() throws {
+        // The open model's allocation-free point-read start: the server must see exactly String(value).
+        let connection = try PostgresConnection(TestStack.postgres)
+        defer { connection.close() }
+        try connection.prepare("kiln_test_integer", "SELECT $1::text AS v")
+        for value: Int64 in [0, 7, 10, 19_999, -1, -450, Int64.max, Int64.min] {
+            try connection.startPrepared("kiln_test_integer", integer: value)
+            var result: PostgresResult?
+            while result == nil {
+                var poller = pollfd(fd: connection.descriptor, events: Int16(POLLIN), revents: 0)
+                #expect(poll(&poller, 1, 5_000) == 1)
+                result = try connection.readResult()
+            }
+            #expect(result?.value(row: 0, column: 0) == String(value))
+        }
+    }
+
     @Test func statementTimeoutMakesAWriteInfo() throws {
         let namespace = TestStack.uniqueName("kiln_pgc")
         let owner = try PostgresClient(context: StoreFixtures.context(namespace: namespace))

@@ -172,7 +172,10 @@ public protocol MultiplexedClient: Client {
     static var multiplexedOperations: Set<Operation> { get }
     /// `multiplexedOperations` as the engine's descriptors (derived; do not implement).
     static var multiplexedDescriptors: Set<OperationDescriptor> { get }
-    /// The socket of the outstanding op, -1 when there is none to wait on.
+    /// The socket of the outstanding op, -1 when there is none to wait on. The multiplexing loop keeps it
+    /// registered in epoll across ops and registers again when the number changes or after an op that did not end
+    /// `.ok`: a client that replaces its connection between two `.ok` ops (e.g. the primary moved) must open the new
+    /// one before closing the old, so the new socket never reuses the old number.
     var descriptor: Int32 { get }
     func begin(_ operation: Operation, _ request: Request) -> Outcome?
     func poll() -> Outcome?

@@ -1,5 +1,6 @@
 import KilnBackend
 import KilnCore
+import KilnData
 import KilnPostgres
 
 /// Multiplexed `point-read` (the prepared `kiln_point_read` of the row's txn_id): the same statement and outcomes
@@ -14,9 +15,9 @@ extension PostgresClient: MultiplexedClient {
         precondition(Self.multiplexedOperations.contains(operation), "operation \(operation) is not multiplexed")
         do {
             let connection = try preparedConnection()
+            // txn_id of row `request.row` (`Transaction.txnID`), without generating the row.
             try connection.startPrepared(
-                "kiln_point_read", [String(context.dataset.transaction(request.row).txnID)],
-                binaryResults: binaryReadResults)
+                "kiln_point_read", integer: Transaction.txnID(ofIndex: request.row), binaryResults: binaryReadResults)
         } catch {
             return outcome(error, isRead: true)
         }
