@@ -15,7 +15,7 @@ import KilnStores
 /// Works: `kill`, `pause`, `restart` and `partition` (`isolate`) of PostgreSQL, Redis (primary, replica), the
 /// Sentinels and FalkorDB (pids from the script's `servers.json`, a killed server started again by the script's
 /// `up`); `proxy` in front of Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every
-/// fault on ClickHouse (https only) and Kafka (SASL only), `proxy` for PostgreSQL and ClickHouse (their certificates
+/// fault on ClickHouse (https only) and Kafka (TLS + SCRAM: no witness speaks it yet), `proxy` for PostgreSQL and ClickHouse (their certificates
 /// name 127.0.33.x, not the proxy's address), `pg-failover` and the replication `partition` shapes (no standby),
 /// `clock-skew` (no libfaketime), and any fault whose login password is missing from the environment.
 struct ScriptedStackFaults {
@@ -79,8 +79,8 @@ struct ScriptedStackFaults {
                     + "client could show the fault"))
         case .kafka:
             return .failure(Refusal(
-                "\(server.name) requires SASL and Kiln's Kafka clients cannot log in to this broker (README, \"The "
-                    + "hardened stack\"), so no client could show the fault"))
+                "\(server.name) speaks only TLS with a SCRAM login, and the fault witness has no such Kafka client yet "
+                    + "(README, \"The hardened stack\"), so no client could show the fault"))
         }
     }
 

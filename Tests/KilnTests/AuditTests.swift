@@ -285,8 +285,8 @@ struct AuditOutputTests {
 }
 
 /// The hardened stack (scripts/secure-stack + Scenarios/stacks/embedded-secure.yaml) as a private stack on
-/// 127.0.33.x: zero findings at or above `high` and nothing unchecked; each planted weakness found by its id; Kiln's
-/// load and check run against it over TLS with passwords.
+/// 127.0.33.x: zero findings at every severity and nothing unchecked; each planted weakness found by its id; Kiln's
+/// load and check run against it over TLS with passwords (Kafka: TLS + SCRAM-SHA-512).
 @Suite("kiln audit: the hardened stack", .serialized)
 struct AuditHardenedStackTests {
     @Test func hardenedStackPassesAndPlantedWeaknessesAreFoundByName() throws {
@@ -321,7 +321,7 @@ struct AuditHardenedStackTests {
             kiln, ["run", home.appendingPathComponent("Scenarios/secure-load.yaml").path, "--runs-directory", runs.path, "--id", "secure", "--check"],
             environment: runEnvironment)
         #expect(run.status == 0, "kiln run --check on the hardened stack: \(run.output)")
-        for place in ["postgres.rows", "redis.features", "falkordb", "clickhouse.rows"] {
+        for place in ["postgres.rows", "redis.features", "falkordb", "clickhouse.rows", "kafka.messages"] {
             #expect(run.output.contains(place), "\(place) not checked: \(run.output)")
         }
         #expect(run.output.contains("verdict: valid"), "\(run.output)")
@@ -329,13 +329,18 @@ struct AuditHardenedStackTests {
         let clean = audit()
         #expect(clean.findings(atOrAbove: .medium).isEmpty, "\(clean.findings)")
         #expect(clean.notChecked.isEmpty, "\(clean.notChecked)")
-        #expect(clean.verdict(failOn: .high) == .clean)
-        // What stays, and why (README): Kafka in plaintext on loopback — Tansu has no TLS listener, and the finding's
-        // evidence says so. Redis, its replica, FalkorDB and ClickHouse speak only TLS.
-        #expect(clean.findings.map(\.id) == [.kafkaPlaintext], "\(clean.findings)")
+        #expect(clean.verdict(failOn: .low) == .clean)
+        // Nothing stays at any severity: Redis, its replica, FalkorDB, ClickHouse and Kafka speak only TLS.
+        #expect(clean.findings.isEmpty, "\(clean.findings)")
         let kafkaPlaintext = AuditTestSupport.outcome(clean, .kafkaPlaintext, target: "kafka")
-        #expect(kafkaPlaintext?.text.contains("the broker is Tansu") == true && kafkaPlaintext?.text.contains("TlsAcceptor") == true,
+        #expect(AuditTestSupport.isPassed(kafkaPlaintext) && kafkaPlaintext?.text.contains("handshake → TLS") == true,
             "\(String(describing: kafkaPlaintext))")
+        // kafka.no-sasl spoke Kafka over verified TLS: the broker lists SaslHandshake, and Metadata without a login
+        // got no answer.
+        let kafkaSASL = AuditTestSupport.outcome(clean, .kafkaNoSASL, target: "kafka")
+        #expect(AuditTestSupport.isPassed(kafkaSASL) && kafkaSASL?.text.contains("over TLS lists SaslHandshake") == true
+            && kafkaSASL?.text.contains("SCRAM-SHA-512") == true && kafkaSASL?.text.contains("was not answered") == true,
+            "\(String(describing: kafkaSASL))")
         #expect(AuditTestSupport.isPassed(AuditTestSupport.outcome(clean, .clickhousePlaintext, target: "clickhouse")))
         for target in ["redis-primary", "redis-replica", "falkordb"] {
             let outcome = AuditTestSupport.outcome(clean, .redisPlaintext, target: target)
@@ -371,7 +376,7 @@ struct AuditHardenedStackTests {
         // Each planted weakness is found by its id, and gone again once removed.
         let plants: [(String, AuditFindingID)] = [
             ("trust", .postgresTrustInHBA), ("superuser", .postgresSuperuserApplicationRole),
-            ("empty-password", .clickhouseDefaultUserNoPassword),
+            ("empty-password", .clickhouseDefaultUserNoPassword), ("kafka-plaintext", .kafkaPlaintext),
         ]
         for (weakness, id) in plants {
             let plant = try AuditTestSupport.run(script, ["plant", directory.path, weakness], environment: environment)
@@ -381,6 +386,10 @@ struct AuditHardenedStackTests {
             #expect(planted.verdict(failOn: .high) == .findings, "\(weakness)")
             if weakness == "trust" {
                 #expect(planted.findings.contains { $0.id == .postgresNoPassword }, "a trust line lets kiln_app in without a password")
+            }
+            if weakness == "kafka-plaintext" {
+                // Tansu's own listener, around the SASL gateway: plaintext and no login. Found at `low` (loopback).
+                #expect(planted.findings.contains { $0.id == .kafkaNoSASL }, "kafka.no-sasl not found: \(planted.findings)")
             }
             let unplant = try AuditTestSupport.run(script, ["unplant", directory.path, weakness], environment: environment)
             try #require(unplant.status == 0, "unplant \(weakness): \(unplant.output)")
