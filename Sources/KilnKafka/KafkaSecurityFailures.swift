@@ -38,16 +38,24 @@ enum KafkaSecurityFailures {
     }
 
     /// `rd_kafka_metadata` in slices of at most 250 ms until `deadline`, so that a recorded login or TLS failure ends
-    /// the wait at once. Returns the metadata (the caller destroys it) or throws the failure, the last error, or
-    /// `_TIMED_OUT` at the deadline.
+    /// the wait at once. A connection that drops under the request (`_TRANSPORT`: librdkafka replaces its bootstrap
+    /// connection by the advertised broker's, which can close a request in flight) is retried up to 4 times, 100 ms
+    /// apart, within the deadline. Returns the metadata (the caller destroys it) or throws the failure, the last
+    /// error, or `_TIMED_OUT` at the deadline.
     static func metadata(
         _ handle: OpaquePointer, allTopics: Bool, topic: OpaquePointer?, deadline: ContinuousClockDeadline
     ) throws(KafkaError) -> UnsafePointer<rd_kafka_metadata> {
+        var transportRetries = 4
         while true {
             var metadata: UnsafePointer<rd_kafka_metadata>?
             let result = rd_kafka_metadata(handle, allTopics ? 1 : 0, topic, &metadata, max(1, min(250, deadline.remaining)))
             if result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata { return metadata }
             if let failure = take(handle) { throw KafkaError(code: failure, operation: .metadata) }
+            if result == RD_KAFKA_RESP_ERR__TRANSPORT, transportRetries > 0, !deadline.expired {
+                transportRetries -= 1
+                rd_kafka_poll(handle, Int32(min(100, deadline.remaining)))
+                continue
+            }
             if result != RD_KAFKA_RESP_ERR__TIMED_OUT || deadline.expired { throw KafkaError(result, operation: .metadata) }
         }
     }

@@ -1,5 +1,7 @@
 import Foundation
+import KilnBackends
 import KilnCore
+import KilnKafka
 import KilnRedis
 import KilnScenario
 import Logging
@@ -325,6 +327,31 @@ struct AuditHardenedStackTests {
             #expect(run.output.contains(place), "\(place) not checked: \(run.output)")
         }
         #expect(run.output.contains("verdict: valid"), "\(run.output)")
+
+        // Kafka over SASL_SSL with the stack file's login: a wrong password, or a CA that never signed the broker's
+        // certificate, fails the first metadata request at once with librdkafka's code (not a silent retry until the
+        // timeout).
+        let kafka = stack.kafka
+        try #require(kafka.saslMechanism == .scramSHA512 && kafka.caFileEnvironmentVariable != nil)
+        let good = try kafka.clientProperties(in: environment)
+        #expect(good["security.protocol"] == "sasl_ssl" && good["ssl.endpoint.identification.algorithm"] == "https")
+        let reader = try KafkaConsumer(bootstrapServers: kafka.bootstrapServers, properties: good)
+        #expect(try reader.existingPartitionCount(topic: "secureload.transactions", timeoutMilliseconds: 10_000) ?? 0 > 0)
+        reader.close()
+        var wrongPassword = environment
+        wrongPassword["KILN_SECURE_KAFKA_PASSWORD"] = "not-the-password"
+        var otherCA = environment
+        otherCA["KILN_SECURE_TLS_CA"] = "/etc/ssl/certs/ca-certificates.crt"
+        for (label, variables, code) in [("wrong password", wrongPassword, "_AUTHENTICATION"), ("wrong CA", otherCA, "_SSL")] {
+            let consumer = try KafkaConsumer(bootstrapServers: kafka.bootstrapServers, properties: try kafka.clientProperties(in: variables))
+            let started = ContinuousClock.now
+            let error = #expect(throws: KafkaError.self, "\(label)") {
+                _ = try consumer.partitionCount(topic: "secureload.transactions", timeoutMilliseconds: 10_000)
+            }
+            #expect(error?.name == code, "\(label): \(String(describing: error))")
+            #expect(ContinuousClock.now - started < .seconds(5), "\(label)")
+            consumer.close()
+        }
 
         let clean = audit()
         #expect(clean.findings(atOrAbove: .medium).isEmpty, "\(clean.findings)")
