@@ -409,7 +409,8 @@ struct AuditHardenedStackTests {
             let plant = try AuditTestSupport.run(script, ["plant", directory.path, weakness], environment: environment)
             try #require(plant.status == 0, "plant \(weakness): \(plant.output)")
             let planted = audit()
-            #expect(planted.findings.contains { $0.id == id }, "\(weakness): \(id.rawValue) not found in \(planted.findings)")
+            #expect(planted.findings.contains { $0.id == id },
+                "\(weakness): \(id.rawValue) not found in \(planted.findings); plant said: \(plant.output); \(planted.results.filter { $0.id == id })")
             #expect(planted.verdict(failOn: .high) == .findings, "\(weakness)")
             if weakness == "trust" {
                 #expect(planted.findings.contains { $0.id == .postgresNoPassword }, "a trust line lets kiln_app in without a password")
