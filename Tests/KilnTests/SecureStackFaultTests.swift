@@ -101,7 +101,7 @@ extension AuditHardenedStackTests {
         // fault and why.
         for (kind, target, reason, unset) in [
             ("pause", "clickhouse", "serves only https", nil),
-            ("kill", "kafka", "requires SASL", nil),
+            ("kill", "kafka", "speaks only TLS with a SCRAM login", nil),
             ("pg-failover", "postgres", "has none", nil),
             // Without the password no client could log in to show the fault.
             ("restart", "postgres-primary", "KILN_SECURE_PG_PASSWORD is not set", "KILN_SECURE_PG_PASSWORD"),
