@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "KilnAudit",
             dependencies: [
-                "KilnCore", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnHTTP",
+                "KilnCore", "KilnScenario", "KilnStores", "KilnPostgres", "KilnRedis", "KilnHTTP", "CRedisTLS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

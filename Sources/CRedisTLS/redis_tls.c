@@ -335,3 +335,25 @@ kiln_redis_tls_status kiln_redis_tls_read_available(kiln_redis_tls *stream, void
     if (status != KILN_REDIS_TLS_OK) return status;
     return next_reply(stream, reply);
 }
+
+kiln_redis_tls_status kiln_redis_tls_read_raw(kiln_redis_tls *stream, char *buffer, size_t size, size_t *received) {
+    *received = 0;
+    kiln_redis_tls_status status = kiln_redis_tls_flush(stream);
+    if (status != KILN_REDIS_TLS_OK) return status;
+    int chunk = size > (1 << 30) ? (1 << 30) : (int)size;
+    for (;;) {
+        ERR_clear_error();
+        int count = SSL_read(stream->ssl, buffer, chunk);
+        if (count > 0) {
+            *received = (size_t)count;
+            return KILN_REDIS_TLS_OK;
+        }
+        int code = SSL_get_error(stream->ssl, count);
+        if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+            int ready = wait_for(stream->fd, code == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, stream->timeout_ms);
+            if (ready == 1) continue;
+            return fail(stream, KILN_REDIS_TLS_ERR_TIMEOUT, ETIMEDOUT, "Resource temporarily unavailable (read timed out)");
+        }
+        return io_failure(stream, code, count, "read");
+    }
+}

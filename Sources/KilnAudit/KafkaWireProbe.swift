@@ -1,3 +1,4 @@
+import CRedisTLS
 import Foundation
 import KilnCore
 
@@ -5,13 +6,22 @@ import KilnCore
     import Glibc
 #endif
 
-/// Kafka wire-protocol requests over one raw TCP connection each (no client library: librdkafka would negotiate
-/// SASL itself and hide what an unauthenticated client gets). Requests use version 0 of each API, which every broker
-/// must answer. Blocking, with `timeoutSeconds` for connect, send and receive.
+/// Kafka wire-protocol requests over one connection each (no client library: librdkafka would negotiate SASL itself
+/// and hide what an unauthenticated client gets): raw TCP, or TLS verified against a CA and the endpoint's address
+/// (`transport`, for a TLS-only broker). Requests use version 0 of each API, which every broker must answer. Blocking,
+/// with `timeoutSeconds` for connect (and the TLS handshake), send and receive.
 struct KafkaWireProbe {
     static let saslHandshakeKey: Int16 = 17
     let endpoint: HostPort
     let timeoutSeconds: Int
+    var transport: Transport = .plain
+
+    /// How the probe reaches the broker.
+    enum Transport: Equatable {
+        case plain
+        /// TLS, the certificate verified against the PEM CA file (nil: the system's CAs) and the endpoint's address.
+        case tls(caFile: String?)
+    }
 
     struct ProbeError: Error, CustomStringConvertible {
         var description: String
@@ -101,18 +111,17 @@ struct KafkaWireProbe {
         request += body
         let framed = withUnsafeBytes(of: UInt32(request.count).bigEndian) { Array($0) } + request
 
-        let socket = try connect()
-        defer { close(socket) }
-        var sent = 0
-        while sent < framed.count {
-            let written = framed[sent...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw ProbeError(description: "send to \(endpoint) failed") }
-            sent += written
+        let connection: any Connection
+        switch transport {
+        case .plain: connection = PlainConnection(socket: try connect(), endpoint: endpoint, timeoutSeconds: timeoutSeconds)
+        case .tls(let caFile): connection = try TLSConnection(endpoint: endpoint, caFile: caFile, timeoutSeconds: timeoutSeconds)
         }
-        let header = try receive(socket, 4)
+        defer { connection.close() }
+        try connection.send(framed)
+        let header = try connection.receive(4)
         let length = Int(header.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         guard (4...16 << 20).contains(length) else { throw ProbeError(description: "bad response length \(length) from \(endpoint)") }
-        var reader = Reader(bytes: try receive(socket, length))
+        var reader = Reader(bytes: try connection.receive(length))
         guard try reader.int32() == correlation else { throw ProbeError(description: "wrong correlation id from \(endpoint)") }
         return reader
     }
@@ -138,16 +147,88 @@ struct KafkaWireProbe {
         return socket
     }
 
-    private func receive(_ socket: Int32, _ count: Int) throws -> [UInt8] {
+}
+
+/// One request's connection. Owned by `exchange`, closed by it.
+private protocol Connection {
+    func send(_ bytes: [UInt8]) throws
+    func receive(_ count: Int) throws -> [UInt8]
+    func close()
+}
+
+private struct PlainConnection: Connection {
+    let socket: Int32
+    let endpoint: HostPort
+    let timeoutSeconds: Int
+
+    func send(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let written = bytes[sent...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw KafkaWireProbe.ProbeError(description: "send to \(endpoint) failed") }
+            sent += written
+        }
+    }
+
+    func receive(_ count: Int) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
         var received = 0
         while received < count {
             let n = buffer[received...].withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             guard n > 0 else {
-                throw ProbeError(description: n == 0 ? "\(endpoint) closed the connection without answering" : "no answer from \(endpoint) within \(timeoutSeconds) s")
+                throw KafkaWireProbe.ProbeError(description: n == 0 ? "\(endpoint) closed the connection without answering" : "no answer from \(endpoint) within \(timeoutSeconds) s")
             }
             received += n
         }
         return buffer
     }
+
+    func close() { Glibc.close(socket) }
+}
+
+/// TLS through CRedisTLS's OpenSSL stream (its raw-bytes calls), the certificate verified.
+private final class TLSConnection: Connection {
+    private let stream: OpaquePointer
+    private let endpoint: HostPort
+
+    init(endpoint: HostPort, caFile: String?, timeoutSeconds: Int) throws {
+        self.endpoint = endpoint
+        var status = KILN_REDIS_TLS_OK
+        var error = [CChar](repeating: 0, count: 256)
+        guard let stream = kiln_redis_tls_connect(endpoint.host, Int32(endpoint.port), caFile, Double(timeoutSeconds), &status, &error, error.count)
+        else {
+            let reason = error.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw KafkaWireProbe.ProbeError(description: "TLS to \(endpoint): \(reason)")
+        }
+        self.stream = stream
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        let status = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { kiln_redis_tls_append_formatted(stream, $0.baseAddress, $0.count) }
+        }
+        guard status == KILN_REDIS_TLS_OK, kiln_redis_tls_flush(stream) == KILN_REDIS_TLS_OK else {
+            throw KafkaWireProbe.ProbeError(description: "send to \(endpoint) over TLS failed: \(String(cString: kiln_redis_tls_error(stream)))")
+        }
+    }
+
+    func receive(_ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var received = 0
+        while received < count {
+            var n = 0
+            let status = buffer[received...].withUnsafeMutableBytes {
+                kiln_redis_tls_read_raw(stream, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count, &n)
+            }
+            guard status == KILN_REDIS_TLS_OK, n > 0 else {
+                throw KafkaWireProbe.ProbeError(description: status == KILN_REDIS_TLS_ERR_EOF
+                    ? "\(endpoint) closed the connection without answering"
+                    : "TLS read from \(endpoint): \(String(cString: kiln_redis_tls_error(stream)))")
+            }
+            received += n
+        }
+        return buffer
+    }
+
+    func close() { kiln_redis_tls_free(stream) }
 }

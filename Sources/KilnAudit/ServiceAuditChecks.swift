@@ -39,27 +39,39 @@ struct ClickHouseAccessCheck: AuditCheck {
 }
 
 /// `kafka.no-sasl`: ApiVersions (does the broker list SaslHandshake) and an unauthenticated Metadata request (does it
-/// serve a client that never authenticated), over raw TCP on every bootstrap server.
+/// serve a client that never authenticated), on every bootstrap server: over raw TCP first (what anyone can try), and
+/// when nothing answers there, over TLS verified against the stack's CA if the `kafka:` section names one
+/// (`ca_file_env`: a TLS-only listener answers nothing in plaintext).
 struct KafkaSASLCheck: AuditCheck {
     var findingIDs: [AuditFindingID] { [.kafkaNoSASL] }
 
     func run(_ context: AuditContext) -> [AuditResult] {
-        (context.stack.section(KafkaStackConfig.self)?.bootstrap ?? []).map { endpoint in
+        let kafka = context.stack.section(KafkaStackConfig.self)
+        let tls: KafkaWireProbe.Transport? = kafka?.caFileEnvironmentVariable.map { .tls(caFile: context.secret($0)) }
+        return (kafka?.bootstrap ?? []).map { endpoint in
             let target = "kafka \(endpoint)"
-            let probe = KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds)
+            var probe = KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds)
             do {
-                let apiKeys = try probe.apiVersions()
+                let apiKeys: [Int16]
+                do {
+                    apiKeys = try probe.apiVersions()
+                } catch {
+                    guard let tls else { throw error }
+                    probe.transport = tls
+                    apiKeys = try probe.apiVersions()
+                }
+                let over = probe.transport == .plain ? "" : " over TLS"
                 let offersSASL = apiKeys.contains(KafkaWireProbe.saslHandshakeKey)
                 var mechanisms: [String] = []
-                if offersSASL { mechanisms = (try? KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds).saslMechanisms()) ?? [] }
-                let brokers = try? KafkaWireProbe(endpoint: endpoint, timeoutSeconds: context.timeoutSeconds).metadataBrokerCount()
+                if offersSASL { mechanisms = (try? probe.saslMechanisms()) ?? [] }
+                let brokers = try? probe.metadataBrokerCount()
                 let sasl = offersSASL ? "lists SaslHandshake (mechanisms: \(mechanisms.joined(separator: ", ")))" : "lists no SaslHandshake"
                 if let brokers {
                     return AuditResult(.kafkaNoSASL, target: target,
-                        .finding(evidence: "ApiVersions v0 → \(apiKeys.count) APIs, \(sasl); Metadata v0 without authentication → \(brokers) broker(s)"))
+                        .finding(evidence: "ApiVersions v0\(over) → \(apiKeys.count) APIs, \(sasl); Metadata v0 without authentication → \(brokers) broker(s)"))
                 }
                 return AuditResult(.kafkaNoSASL, target: target,
-                    .passed(evidence: "ApiVersions v0 \(sasl); Metadata v0 without authentication was not answered"))
+                    .passed(evidence: "ApiVersions v0\(over) \(sasl); Metadata v0 without authentication was not answered"))
             } catch {
                 return AuditResult(.kafkaNoSASL, target: target, .notChecked(reason: "\(error)"))
             }

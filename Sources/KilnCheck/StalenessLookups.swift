@@ -175,7 +175,8 @@ final class KafkaTail: VisibilityLookup {
         }
         consumer = try KafkaConsumer(
             bootstrapServers: context.stack.kafka.bootstrapServers, groupID: "\(context.namespace)-staleness",
-            properties: ["fetch.wait.max.ms": "10", "allow.auto.create.topics": "false"])
+            properties: ["fetch.wait.max.ms": "10", "allow.auto.create.topics": "false"]
+                .merging(try context.stack.kafka.clientProperties(in: context.environment)) { $1 })
         try assign()
     }
 

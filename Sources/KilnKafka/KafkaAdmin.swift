@@ -17,7 +17,10 @@ public final class KafkaAdmin {
         self.handle = handle
     }
 
-    deinit { rd_kafka_destroy(handle) }
+    deinit {
+        KafkaSecurityFailures.forget(handle)
+        rd_kafka_destroy(handle)
+    }
 
     /// Deletes `topics`; a topic that does not exist is not an error. Returns when the broker answered for all.
     /// - Throws: `KafkaError` (`.deleteTopics`) for a timeout or any other per-topic error.

@@ -76,6 +76,7 @@ public final class KafkaConsumer {
     public func close() {
         guard let handle else { return }
         _ = rd_kafka_consumer_close(handle)
+        KafkaSecurityFailures.forget(handle)
         rd_kafka_destroy(handle)
         self.handle = nil
     }
@@ -95,11 +96,8 @@ public final class KafkaConsumer {
         defer { rd_kafka_topic_destroy(topicHandle) }
         let deadline = ContinuousClockDeadline(milliseconds: timeoutMilliseconds)
         while true {
-            var metadata: UnsafePointer<rd_kafka_metadata>?
-            let result = rd_kafka_metadata(handle, 0, topicHandle, &metadata, deadline.remaining)
-            guard result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-                throw KafkaError(result, operation: .metadata)
-            }
+            let metadata = try KafkaSecurityFailures.metadata(
+                handle, allTopics: false, topic: topicHandle, deadline: deadline)
             defer { rd_kafka_metadata_destroy(metadata) }
             if metadata.pointee.topic_cnt > 0 {
                 let entry = metadata.pointee.topics[0]
@@ -121,11 +119,8 @@ public final class KafkaConsumer {
     /// - Throws: `KafkaError` (`.metadata`) when no broker answers within `timeoutMilliseconds`.
     public func existingPartitionCount(topic: String, timeoutMilliseconds: Int32) throws(KafkaError) -> Int? {
         let handle = try open(.metadata)
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let result = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMilliseconds)
-        guard result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-            throw KafkaError(result, operation: .metadata)
-        }
+        let metadata = try KafkaSecurityFailures.metadata(
+            handle, allTopics: true, topic: nil, deadline: ContinuousClockDeadline(milliseconds: timeoutMilliseconds))
         defer { rd_kafka_metadata_destroy(metadata) }
         for index in 0..<Int(metadata.pointee.topic_cnt) {
             let entry = metadata.pointee.topics[index]

@@ -101,7 +101,11 @@ func makeKafkaConfiguration(defaults: [(String, String)], overrides: [String: St
     }
     // librdkafka logs broker connection failures to stderr on its own threads; Kiln reports them through delivery
     // reports and errors instead, so a run's output stays readable.
-    rd_kafka_conf_set_log_cb(conf) { _, _, _, _ in }
+    // A SASL or TLS failure is still noted (KafkaSecurityFailures) so that blocking calls can fail with it.
+    rd_kafka_conf_set_log_cb(conf) { handle, _, facility, message in
+        guard let facility, let message else { return }
+        KafkaSecurityFailures.record(handle: handle, facility: String(cString: facility), message: String(cString: message))
+    }
     // Defaults first, then the caller's overrides in a stable order so errors are reproducible.
     var merged = defaults.filter { overrides[$0.0] == nil }
     merged += overrides.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -98,6 +98,7 @@ public final class KafkaProducer {
         for topic in topics.values {
             rd_kafka_topic_destroy(topic)
         }
+        KafkaSecurityFailures.forget(handle)
         rd_kafka_destroy(handle)
     }
 

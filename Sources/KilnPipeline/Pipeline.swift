@@ -197,7 +197,7 @@ final class SinkWorker: Sendable {
             properties: [
                 "fetch.wait.max.ms": "50", "queued.max.messages.kbytes": "8192", "fetch.max.bytes": "4194304",
                 "max.partition.fetch.bytes": "1048576",
-            ])
+            ].merging(try context.stack.kafka.clientProperties(in: context.environment)) { $1 })
         defer { consumer.close() }
         let partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: 10_000)
         let stored = try sink.storedOffsets()

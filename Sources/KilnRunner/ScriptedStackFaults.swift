@@ -15,8 +15,8 @@ import KilnStores
 /// Works: `kill`, `pause`, `restart` and `partition` (`isolate`) of PostgreSQL, Redis (primary, replica), the
 /// Sentinels, FalkorDB and ClickHouse (pids from the script's `servers.json`, a killed server started again by the
 /// script's `up`; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `proxy` in front of
-/// Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every fault on Kafka (SASL
-/// only), `proxy` for PostgreSQL and ClickHouse (their certificates name 127.0.33.x, not the proxy's address),
+/// Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): every fault on Kafka (TLS +
+/// SCRAM: no witness speaks it yet), `proxy` for PostgreSQL and ClickHouse (their certificates name 127.0.33.x, not the proxy's address),
 /// `pg-failover` and the replication `partition` shapes (no standby), `clock-skew` (no libfaketime), and any fault
 /// whose login password (or, for ClickHouse, CA file) is missing from the environment. `kiln validate` asks the same
 /// refusals in `planned` mode: everything but the environment and the pids.
@@ -127,8 +127,8 @@ struct ScriptedStackFaults {
             }
         case .kafka:
             return .failure(Refusal(
-                "\(server.name) requires SASL and Kiln's Kafka clients cannot log in to this broker (README, \"The "
-                    + "hardened stack\"), so no client could show the fault"))
+                "\(server.name) speaks only TLS with a SCRAM login, and the fault witness has no such Kafka client yet "
+                    + "(README, \"The hardened stack\"), so no client could show the fault"))
         }
     }
 

@@ -1,5 +1,7 @@
 import Foundation
+import KilnBackends
 import KilnCore
+import KilnKafka
 import KilnRedis
 import KilnScenario
 import Logging
@@ -285,8 +287,8 @@ struct AuditOutputTests {
 }
 
 /// The hardened stack (scripts/secure-stack + Scenarios/stacks/embedded-secure.yaml) as a private stack on
-/// 127.0.33.x: zero findings at or above `high` and nothing unchecked; each planted weakness found by its id; Kiln's
-/// load and check run against it over TLS with passwords.
+/// 127.0.33.x: zero findings at every severity and nothing unchecked; each planted weakness found by its id; Kiln's
+/// load and check run against it over TLS with passwords (Kafka: TLS + SCRAM-SHA-512).
 @Suite("kiln audit: the hardened stack", .serialized)
 struct AuditHardenedStackTests {
     @Test func hardenedStackPassesAndPlantedWeaknessesAreFoundByName() throws {
@@ -321,21 +323,51 @@ struct AuditHardenedStackTests {
             kiln, ["run", home.appendingPathComponent("Scenarios/secure-load.yaml").path, "--runs-directory", runs.path, "--id", "secure", "--check"],
             environment: runEnvironment)
         #expect(run.status == 0, "kiln run --check on the hardened stack: \(run.output)")
-        for place in ["postgres.rows", "redis.features", "falkordb", "clickhouse.rows"] {
+        for place in ["postgres.rows", "redis.features", "falkordb", "clickhouse.rows", "kafka.messages"] {
             #expect(run.output.contains(place), "\(place) not checked: \(run.output)")
         }
         #expect(run.output.contains("verdict: valid"), "\(run.output)")
 
+        // Kafka over SASL_SSL with the stack file's login: a wrong password, or a CA that never signed the broker's
+        // certificate, fails the first metadata request at once with librdkafka's code (not a silent retry until the
+        // timeout).
+        let kafka = stack.kafka
+        try #require(kafka.saslMechanism == .scramSHA512 && kafka.caFileEnvironmentVariable != nil)
+        let good = try kafka.clientProperties(in: environment)
+        #expect(good["security.protocol"] == "sasl_ssl" && good["ssl.endpoint.identification.algorithm"] == "https")
+        let reader = try KafkaConsumer(bootstrapServers: kafka.bootstrapServers, properties: good)
+        #expect(try reader.existingPartitionCount(topic: "secureload.transactions", timeoutMilliseconds: 10_000) ?? 0 > 0)
+        reader.close()
+        var wrongPassword = environment
+        wrongPassword["KILN_SECURE_KAFKA_PASSWORD"] = "not-the-password"
+        var otherCA = environment
+        otherCA["KILN_SECURE_TLS_CA"] = "/etc/ssl/certs/ca-certificates.crt"
+        for (label, variables, code) in [("wrong password", wrongPassword, "_AUTHENTICATION"), ("wrong CA", otherCA, "_SSL")] {
+            let consumer = try KafkaConsumer(bootstrapServers: kafka.bootstrapServers, properties: try kafka.clientProperties(in: variables))
+            let started = ContinuousClock.now
+            let error = #expect(throws: KafkaError.self, "\(label)") {
+                _ = try consumer.partitionCount(topic: "secureload.transactions", timeoutMilliseconds: 10_000)
+            }
+            #expect(error?.name == code, "\(label): \(String(describing: error))")
+            #expect(ContinuousClock.now - started < .seconds(5), "\(label)")
+            consumer.close()
+        }
+
         let clean = audit()
         #expect(clean.findings(atOrAbove: .medium).isEmpty, "\(clean.findings)")
         #expect(clean.notChecked.isEmpty, "\(clean.notChecked)")
-        #expect(clean.verdict(failOn: .high) == .clean)
-        // What stays, and why (README): Kafka in plaintext on loopback — Tansu has no TLS listener, and the finding's
-        // evidence says so. Redis, its replica, FalkorDB and ClickHouse speak only TLS.
-        #expect(clean.findings.map(\.id) == [.kafkaPlaintext], "\(clean.findings)")
+        #expect(clean.verdict(failOn: .low) == .clean)
+        // Nothing stays at any severity: Redis, its replica, FalkorDB, ClickHouse and Kafka speak only TLS.
+        #expect(clean.findings.isEmpty, "\(clean.findings)")
         let kafkaPlaintext = AuditTestSupport.outcome(clean, .kafkaPlaintext, target: "kafka")
-        #expect(kafkaPlaintext?.text.contains("the broker is Tansu") == true && kafkaPlaintext?.text.contains("TlsAcceptor") == true,
+        #expect(AuditTestSupport.isPassed(kafkaPlaintext) && kafkaPlaintext?.text.contains("handshake → TLS") == true,
             "\(String(describing: kafkaPlaintext))")
+        // kafka.no-sasl spoke Kafka over verified TLS: the broker lists SaslHandshake, and Metadata without a login
+        // got no answer.
+        let kafkaSASL = AuditTestSupport.outcome(clean, .kafkaNoSASL, target: "kafka")
+        #expect(AuditTestSupport.isPassed(kafkaSASL) && kafkaSASL?.text.contains("over TLS lists SaslHandshake") == true
+            && kafkaSASL?.text.contains("SCRAM-SHA-512") == true && kafkaSASL?.text.contains("was not answered") == true,
+            "\(String(describing: kafkaSASL))")
         #expect(AuditTestSupport.isPassed(AuditTestSupport.outcome(clean, .clickhousePlaintext, target: "clickhouse")))
         for target in ["redis-primary", "redis-replica", "falkordb"] {
             let outcome = AuditTestSupport.outcome(clean, .redisPlaintext, target: target)
@@ -371,16 +403,21 @@ struct AuditHardenedStackTests {
         // Each planted weakness is found by its id, and gone again once removed.
         let plants: [(String, AuditFindingID)] = [
             ("trust", .postgresTrustInHBA), ("superuser", .postgresSuperuserApplicationRole),
-            ("empty-password", .clickhouseDefaultUserNoPassword),
+            ("empty-password", .clickhouseDefaultUserNoPassword), ("kafka-plaintext", .kafkaPlaintext),
         ]
         for (weakness, id) in plants {
             let plant = try AuditTestSupport.run(script, ["plant", directory.path, weakness], environment: environment)
             try #require(plant.status == 0, "plant \(weakness): \(plant.output)")
             let planted = audit()
-            #expect(planted.findings.contains { $0.id == id }, "\(weakness): \(id.rawValue) not found in \(planted.findings)")
+            #expect(planted.findings.contains { $0.id == id },
+                "\(weakness): \(id.rawValue) not found in \(planted.findings); plant said: \(plant.output); \(planted.results.filter { $0.id == id })")
             #expect(planted.verdict(failOn: .high) == .findings, "\(weakness)")
             if weakness == "trust" {
                 #expect(planted.findings.contains { $0.id == .postgresNoPassword }, "a trust line lets kiln_app in without a password")
+            }
+            if weakness == "kafka-plaintext" {
+                // Tansu's own listener, around the SASL gateway: plaintext and no login. Found at `low` (loopback).
+                #expect(planted.findings.contains { $0.id == .kafkaNoSASL }, "kafka.no-sasl not found: \(planted.findings)")
             }
             let unplant = try AuditTestSupport.run(script, ["unplant", directory.path, weakness], environment: environment)
             try #require(unplant.status == 0, "unplant \(weakness): \(unplant.output)")

@@ -12,6 +12,7 @@ enum SecureStackFixture {
     static let passwordVariables = [
         "KILN_SECURE_PG_PASSWORD", "KILN_SECURE_REDIS_PASSWORD", "KILN_AUDIT_REDIS_PASSWORD",
         "KILN_SECURE_CLICKHOUSE_PASSWORD", "KILN_SECURE_REDIS_ADMIN_PASSWORD", "KILN_SECURE_SENTINEL_PASSWORD",
+        "KILN_SECURE_KAFKA_PASSWORD",
     ]
 
     static func randomEnvironment() -> [String: String] {

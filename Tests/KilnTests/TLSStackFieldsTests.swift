@@ -37,6 +37,33 @@ struct TLSStackFieldsTests {
         #expect(plain.redis.credentials(in: environment) == RedisCredentials(user: nil, password: nil))
     }
 
+    /// `kafka.sasl_mechanism` / `user` / `password_env` / `ca_file_env` → librdkafka's sasl_ssl properties; a login
+    /// without its parts, or on an embedded stack, is refused; a missing password is an error naming the variable.
+    @Test func kafkaLoginFieldsGiveEveryKafkaClientSASLSSL() throws {
+        let other = "postgres: {primary: 127.0.0.1:1}\nredis: {primary: 127.0.0.1:2}\n"
+        let stack = try StackDefinition.parse(
+            "kind: external\n" + other
+                + "kafka: {bootstrap: [127.0.0.1:3], sasl_mechanism: scram-sha-512, user: app, password_env: KP, ca_file_env: CA}\n",
+            file: "s.yaml")
+        let properties = try stack.kafka.clientProperties(in: ["KP": "secret", "CA": "/run/ca.crt"])
+        #expect(properties == [
+            "security.protocol": "sasl_ssl", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "app",
+            "sasl.password": "secret", "ssl.ca.location": "/run/ca.crt", "ssl.endpoint.identification.algorithm": "https",
+            "enable.ssl.certificate.verification": "true",
+        ])
+        #expect(throws: KafkaStackConfig.SecurityError.self) { try stack.kafka.clientProperties(in: ["CA": "/run/ca.crt"]) }
+        let plain = try StackDefinition.parse("kind: external\n" + other + "kafka: {bootstrap: [127.0.0.1:3]}\n", file: "p.yaml")
+        #expect(try plain.kafka.clientProperties(in: [:]).isEmpty)
+        for bad in [
+            "kind: external\n" + other + "kafka: {bootstrap: [127.0.0.1:3], sasl_mechanism: scram-sha-512, password_env: KP}\n",
+            "kind: external\n" + other + "kafka: {bootstrap: [127.0.0.1:3], user: app, password_env: KP}\n",
+            "kind: external\n" + other + "kafka: {bootstrap: [127.0.0.1:3], sasl_mechanism: plain, user: app, password_env: KP}\n",
+            "kind: embedded\n" + other + "kafka: {bootstrap: [127.0.0.1:3], ca_file_env: CA}\n",
+        ] {
+            #expect(throws: SpecError.self, "\(bad)") { try StackDefinition.parse(bad, file: "b.yaml") }
+        }
+    }
+
     @Test func tlsFieldsAreRefusedWhereKilnCannotHonourThem() {
         // Kiln starts an embedded stack's Redis without TLS; Neo4j is HTTP.
         let cases: [(String, String)] = [

@@ -60,6 +60,8 @@ public final class KafkaClient: Client {
     public private(set) var isCaughtUp = false
 
     private let bootstrap: String
+    /// TLS and SASL properties of every client (empty for a plaintext stack): `KafkaStackConfig.clientProperties`.
+    private let security: [String: String]
     private let timeoutMilliseconds: Int32
     private var producer: KafkaProducer?
     private var consumer: KafkaConsumer?
@@ -83,11 +85,17 @@ public final class KafkaClient: Client {
         timeoutMilliseconds = Int32(clamping: max(1, millis))
         lines = RowEncoder(format: .kafka, dataset: context.dataset, capacity: 1 << 18)
         do {
+            security = try context.stack.kafka.clientProperties(in: context.environment)
+        } catch {
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
+        }
+        do {
             let consumer = try KafkaConsumer(
-                bootstrapServers: bootstrap, groupID: "\(context.namespace)-load", properties: Self.consumerProperties)
+                bootstrapServers: bootstrap, groupID: "\(context.namespace)-load",
+                properties: Self.consumerProperties.merging(security) { $1 })
             partitions = try consumer.partitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
             self.consumer = consumer
-            let producer = try Self.makeProducer(bootstrap, timeoutMilliseconds)
+            let producer = try Self.makeProducer(bootstrap, security, timeoutMilliseconds)
             producer.prepare(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
             self.producer = producer
         } catch {
@@ -107,10 +115,12 @@ public final class KafkaClient: Client {
         "max.partition.fetch.bytes": "65536",
     ]
 
-    private static func makeProducer(_ bootstrap: String, _ timeout: Int32) throws(KafkaError) -> KafkaProducer {
+    private static func makeProducer(_ bootstrap: String, _ security: [String: String], _ timeout: Int32)
+        throws(KafkaError) -> KafkaProducer
+    {
         let producer = try KafkaProducer(
             bootstrapServers: bootstrap, idempotent: true,
-            properties: ["acks": "all", "message.timeout.ms": String(timeout)])
+            properties: ["acks": "all", "message.timeout.ms": String(timeout)].merging(security) { $1 })
         producer.enqueueTimeoutMilliseconds = timeout
         producer.closeFlushTimeoutMilliseconds = timeout
         return producer
@@ -127,7 +137,7 @@ public final class KafkaClient: Client {
     /// its metadata cache when a topic it held was deleted under a live handle.
     public func teardown() throws {
         close()
-        try KafkaAdmin(bootstrapServers: bootstrap).deleteTopics([topic], timeoutMilliseconds: timeoutMilliseconds)
+        try KafkaAdmin(bootstrapServers: bootstrap, properties: security).deleteTopics([topic], timeoutMilliseconds: timeoutMilliseconds)
     }
 
     public func close() {
@@ -240,7 +250,8 @@ public final class KafkaClient: Client {
                 consumer = existing
             } else {
                 consumer = try KafkaConsumer(
-                    bootstrapServers: bootstrap, groupID: "\(context.namespace)-fetch", properties: Self.consumerProperties)
+                    bootstrapServers: bootstrap, groupID: "\(context.namespace)-fetch",
+                    properties: Self.consumerProperties.merging(security) { $1 })
                 fetchConsumer = consumer
             }
             try consumer.assign(topic: topic, partitions: [partition], from: .offset(offset))
@@ -263,7 +274,7 @@ public final class KafkaClient: Client {
 
     private func openProducer() throws(KafkaError) -> KafkaProducer {
         if let producer { return producer }
-        let fresh = try Self.makeProducer(bootstrap, timeoutMilliseconds)
+        let fresh = try Self.makeProducer(bootstrap, security, timeoutMilliseconds)
         producer = fresh
         return fresh
     }
@@ -271,7 +282,8 @@ public final class KafkaClient: Client {
     private func openConsumer() throws(KafkaError) -> KafkaConsumer {
         if let consumer { return consumer }
         let fresh = try KafkaConsumer(
-            bootstrapServers: bootstrap, groupID: "\(context.namespace)-load", properties: Self.consumerProperties)
+            bootstrapServers: bootstrap, groupID: "\(context.namespace)-load",
+            properties: Self.consumerProperties.merging(security) { $1 })
         consumer = fresh
         assigned = false
         return fresh

@@ -20,6 +20,8 @@ public final class KafkaScanner: StoreScanner {
     public var source: String { "topic \(topic)" }
 
     private let bootstrap: String
+    /// TLS and SASL properties (`KafkaStackConfig.clientProperties`; empty for a plaintext stack).
+    private let security: [String: String]
     private let groupID: String
     private let decode: (UnsafeRawBufferPointer) -> StoredRow
     private let timeoutMilliseconds: Int32
@@ -55,6 +57,11 @@ public final class KafkaScanner: StoreScanner {
         groupID = "\(context.namespace)-check"
         let millis = context.timeout.wholeMilliseconds
         timeoutMilliseconds = Int32(clamping: max(1, millis))
+        do {
+            security = try context.stack.kafka.clientProperties(in: context.environment)
+        } catch {
+            throw StoreError(store: "kafka", address: bootstrap, detail: error.description)
+        }
         do {
             let consumer = try makeConsumer()
             _ = try consumer.existingPartitionCount(topic: topic, timeoutMilliseconds: timeoutMilliseconds)
@@ -130,7 +137,8 @@ public final class KafkaScanner: StoreScanner {
     }
 
     private func makeConsumer() throws(KafkaError) -> KafkaConsumer {
-        try KafkaConsumer(bootstrapServers: bootstrap, groupID: groupID, properties: Self.consumerProperties)
+        try KafkaConsumer(
+            bootstrapServers: bootstrap, groupID: groupID, properties: Self.consumerProperties.merging(security) { $1 })
     }
 
     /// The broker could not be reached or failed during a scan. Names the store and bootstrap servers.

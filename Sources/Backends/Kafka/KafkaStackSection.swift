@@ -22,6 +22,60 @@ public struct KafkaStackConfig: StackSection {
         case redpanda
     }
 
+    /// `sasl_mechanism:` — the SASL mechanism Kiln's clients log in with (with `user` and `password_env`); nil: no
+    /// login. `ca_file_env:` — the environment variable holding the CA certificate (PEM) that signs the brokers'
+    /// certificates; set: TLS (`ssl`, or `sasl_ssl` with a mechanism), the certificate and host name verified.
+    public var saslMechanism: SASLMechanism?
+    public var user: String?
+    public var passwordEnvironmentVariable: String?
+    public var caFileEnvironmentVariable: String?
+
+    /// The SASL mechanisms Kiln's Kafka clients support (SCRAM only: PLAIN would send the password itself).
+    public enum SASLMechanism: String, Sendable, CaseIterable {
+        case scramSHA512 = "scram-sha-512"
+        case scramSHA256 = "scram-sha-256"
+
+        /// librdkafka's `sasl.mechanisms` value.
+        public var librdkafkaName: String { rawValue.uppercased() }
+    }
+
+    /// A security setting the environment does not provide.
+    public struct SecurityError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// librdkafka properties of every Kiln client of this section: empty for plaintext; `security.protocol`,
+    /// `ssl.ca.location` (host name verification on) and the SASL login otherwise. The password is read from the
+    /// environment here and only handed to librdkafka (KafkaError never shows configuration values).
+    /// - Throws: `SecurityError` naming the variable when `password_env` or `ca_file_env` is unset or empty.
+    public func clientProperties(in environment: [String: String]) throws(SecurityError) -> [String: String] {
+        var properties: [String: String] = [:]
+        if let variable = caFileEnvironmentVariable {
+            guard let caFile = StackDefinition.secret(variable, in: environment) else {
+                throw SecurityError(description: "kafka: \(variable) (the CA file, ca_file_env) is not set")
+            }
+            properties["ssl.ca.location"] = caFile
+            properties["ssl.endpoint.identification.algorithm"] = "https"
+            properties["enable.ssl.certificate.verification"] = "true"
+        }
+        if let saslMechanism {
+            let variable = passwordEnvironmentVariable ?? "password_env"
+            guard let password = StackDefinition.secret(passwordEnvironmentVariable, in: environment) else {
+                throw SecurityError(description: "kafka: \(variable) (the password of \(user ?? "?"), password_env) is not set")
+            }
+            properties["sasl.mechanisms"] = saslMechanism.librdkafkaName
+            properties["sasl.username"] = user ?? ""
+            properties["sasl.password"] = password
+        }
+        switch (caFileEnvironmentVariable != nil, saslMechanism != nil) {
+        case (true, true): properties["security.protocol"] = "sasl_ssl"
+        case (true, false): properties["security.protocol"] = "ssl"
+        case (false, true): properties["security.protocol"] = "sasl_plaintext"
+        case (false, false): break
+        }
+        return properties
+    }
+
     public init(bootstrap: [HostPort], broker: Broker? = nil) {
         self.bootstrap = bootstrap
         self.broker = broker
@@ -38,6 +92,22 @@ public struct KafkaStackConfig: StackSection {
             }
         } else if context.kind == .embedded {
             kafka.broker = .tansu
+        }
+        kafka.user = try kf.optionalString("user")
+        kafka.passwordEnvironmentVariable = try kf.optionalString("password_env")
+        kafka.caFileEnvironmentVariable = try kf.optionalString("ca_file_env")
+        if kf.contains("sasl_mechanism") {
+            kafka.saslMechanism = try kf.enumeration("sasl_mechanism") as SASLMechanism
+            if kafka.user == nil { throw kf.error("sasl_mechanism", "a SASL login needs `user:`") }
+            if kafka.passwordEnvironmentVariable == nil {
+                throw kf.error("sasl_mechanism", "a SASL login needs `password_env:` (the password is never in the file)")
+            }
+        } else if kafka.user != nil || kafka.passwordEnvironmentVariable != nil {
+            throw kf.error(kafka.user != nil ? "user" : "password_env", "a Kafka login needs `sasl_mechanism:` (scram-sha-512 or scram-sha-256)")
+        }
+        if context.kind == .embedded, kafka.saslMechanism != nil || kafka.caFileEnvironmentVariable != nil {
+            throw kf.error(kafka.saslMechanism != nil ? "sasl_mechanism" : "ca_file_env",
+                "Kiln starts an embedded stack's Tansu without TLS or SASL")
         }
         try kf.finish()
         return kafka

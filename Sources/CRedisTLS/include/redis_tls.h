@@ -69,4 +69,9 @@ kiln_redis_tls_status kiln_redis_tls_get_reply(kiln_redis_tls *stream, void **re
  * hands out a complete reply if there is one (*reply NULL otherwise). */
 kiln_redis_tls_status kiln_redis_tls_read_available(kiln_redis_tls *stream, void **reply);
 
+/* Raw bytes, for protocols other than RESP over the same TLS stream (kiln audit's Kafka wire probe): sends everything
+ * queued, then waits (up to the timeout) for at least one byte and reads at most `size` into `buffer`; *received is
+ * the count. A server that closes the connection gives KILN_REDIS_TLS_ERR_EOF. Do not mix with the reply calls. */
+kiln_redis_tls_status kiln_redis_tls_read_raw(kiln_redis_tls *stream, char *buffer, size_t size, size_t *received);
+
 #endif
