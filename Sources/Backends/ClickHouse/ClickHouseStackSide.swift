@@ -62,10 +62,10 @@ enum ClickHouseStackSide {
             }
             return variables
         },
-        // 100M rows (n100m-s17): 16 GB at the peak — the 2.9 GB table plus parts merges had replaced, kept then for
-        // the default 480 s (now 30 s, `ClickHouseConfig`): 160 B per row, a conservative estimate since.
+        // 100M rows: the table is 2.9 GB, 3.3 GB with the aggregate (n100m-s17b); parts a merge replaced are deleted
+        // after 30 s (`ClickHouseConfig`; with the default 480 s, n100m-s17 held 16 GB at its peak): ~40 B per row.
         diskBytesPerBulkRow: { stack in
-            stack.section(TimeSeriesStackConfig.self)?.kind == .clickhouse ? 160 : 0
+            stack.section(TimeSeriesStackConfig.self)?.kind == .clickhouse ? 40 : 0
         })
 }
 

@@ -149,11 +149,12 @@ extension PostgresStackConfig {
             guard let pg = stack.section(PostgresStackConfig.self) else { return nil }
             return promotedReplica(stack) ?? pg.primary
         },
-        // 100M rows (nightly-100m, n100m-s17) at the index build: primary 24 GB, streaming replica 23 GB — heap, PK,
-        // the two secondary indexes and 4-6 GB of WAL each — plus the build's sort files: ~260 B per row per copy.
+        // 100M rows (nightly-100m, n100m-s17 and -s17b): the filesystem's free space fell by ~47 GB for PostgreSQL at
+        // its lowest (index build) — primary and streaming replica, each with heap, PK, the two secondary indexes and
+        // 4-6 GB of WAL, plus the build's sort files: ~240 B per row per copy.
         diskBytesPerBulkRow: { stack in
             guard let pg = stack.section(PostgresStackConfig.self) else { return 0 }
-            return 260 * (1 + pg.replicas.count)
+            return 240 * (1 + pg.replicas.count)
         })
 
     /// The replica that is the primary while the stack file's primary is a standby (a failover drill healed by a
