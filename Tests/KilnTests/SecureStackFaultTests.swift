@@ -170,7 +170,9 @@ extension AuditHardenedStackTests {
         for (kind, target, reason, unset) in [
             // Without the CA no client could verify ClickHouse's certificate (its witness speaks HTTPS).
             ("pause", "clickhouse", "KILN_SECURE_TLS_CA is not set", "KILN_SECURE_TLS_CA"),
-            ("kill", "kafka", "speaks only TLS with a SCRAM login", nil),
+            ("partition", "kafka", "a partition of Kafka on this stack is not built yet", nil),
+            // Without its password no client can log in to Kafka.
+            ("pause", "kafka", "KILN_SECURE_KAFKA_PASSWORD", "KILN_SECURE_KAFKA_PASSWORD"),
             ("pg-failover", "postgres", "has none", nil),
             // Without the password no client could log in to show the fault.
             ("restart", "postgres-primary", "KILN_SECURE_PG_PASSWORD is not set", "KILN_SECURE_PG_PASSWORD"),
@@ -285,7 +287,7 @@ struct SecureStackFaultTests {
         }
         // Line 11, column 13: the fault entry's `target:` (where `kiln run` places its refusal too).
         for (name, kind, target, extra, reason) in [
-            ("kafka-kill", "kill", "kafka", "", "speaks only TLS with a SCRAM login"),
+            ("kafka-partition", "partition", "kafka", "", "a partition of Kafka on this stack is not built yet"),
             ("pg-failover", "pg-failover", "postgres", "", "has none"),
             ("clock", "clock-skew", "postgres-primary", "\n    offset: +10m", "libfaketime"),
             ("stranger", "pause", "mysql-primary", "", "'mysql-primary' is not a server of the stack"),
