@@ -131,6 +131,20 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .kafkaLogin(let properties):
             witness = try KafkaLoginWitness(endpoint, properties: properties, operation: operation)
         }
+        if let kafka = witness as? KafkaLoginWitness, timeout >= KafkaLoginWitness.settlingTimeout {
+            // A witness held through a fault (ProcessFault.setup: 5 s) settles on the broker's own connection: its
+            // exchanges replace the one below.
+            switch kafka.settle(within: timeout) {
+            case .answered: return witness
+            case .noReply(let waited):
+                witness.close()
+                throw ProcessFaultError(
+                    "\(operation) to \(endpoint) got no reply in \(waited.wholeMilliseconds) ms before the fault")
+            case .failed(let reason):
+                witness.close()
+                throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")
+            }
+        }
         switch witness.exchange(within: timeout) {
         case .answered: return witness
         case .noReply(let waited):
@@ -568,6 +582,26 @@ final class KafkaLoginWitness: ClientWitness {
             if error.name == "_TIMED_OUT" { return .noReply(within: start.duration(to: .now)) }
             return .failed("\(error)")  // KafkaError's description never shows configuration values
         }
+    }
+
+    /// The shortest `openWitness` timeout for which the witness settles (`settle`): a fault's witness (5 s), not a
+    /// new-login probe (at most 2 s), which makes one exchange and closes.
+    static let settlingTimeout: Duration = .seconds(3)
+
+    /// librdkafka answers the first request on its bootstrap connection and then moves to a connection to the broker
+    /// the metadata named (the same address here), closing the bootstrap one — a request in flight on it fails with
+    /// `_TRANSPORT`, which during a fault would be librdkafka's doing, not the fault's. `settle` lets that happen
+    /// before the fault: three exchanges, 300 and 200 ms apart, each of which must answer.
+    func settle(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        for pause in [0, 300, 200] {
+            if pause > 0 { usleep(useconds_t(pause * 1000)) }
+            let remaining = timeout - start.duration(to: .now)
+            guard remaining > .zero else { return .noReply(within: start.duration(to: .now)) }
+            let reply = exchange(within: remaining)
+            guard reply.answered else { return reply }
+        }
+        return .answered(after: start.duration(to: .now))
     }
 
     func close() { admin = nil }

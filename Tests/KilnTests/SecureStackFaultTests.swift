@@ -148,7 +148,7 @@ extension AuditHardenedStackTests {
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("secure-faults/report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
         #expect(
-            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-pg", "pause-redis"], "\(run.output)")
+            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-kafka", "pause-pg", "pause-redis"], "\(run.output)")
         for (name, fault) in faults {
             #expect(fault.verified == .yes, "\(name): \(fault.note ?? "")")
         }
@@ -162,6 +162,13 @@ extension AuditHardenedStackTests {
         #expect(
             clickhousePause.contains("SELECT 1 (as kiln_app, over HTTPS) on a connection opened before the pause: no reply"),
             "\(clickhousePause)")
+        // Kafka paused (Tansu, in its namespace): the metadata request over TLS after the SCRAM login got no reply on
+        // the client that logged in before it, nor did a new login's.
+        let kafkaPause = faults["pause-kafka"]?.note ?? ""
+        #expect(
+            kafkaPause.contains(
+                "Metadata (SCRAM-SHA-512 login as kiln_app, over TLS) on a connection opened before the pause: no reply"),
+            "\(kafkaPause)")
         #expect(run.status == 0, "kiln run: \(run.output)")
         #expect(ScriptedStack.listeningPID(postgres) != nil, "PostgreSQL runs again after the kill")
 
@@ -177,9 +184,9 @@ extension AuditHardenedStackTests {
             // Without the password no client could log in to show the fault.
             ("restart", "postgres-primary", "KILN_SECURE_PG_PASSWORD is not set", "KILN_SECURE_PG_PASSWORD"),
         ] as [(String, String, String, String?)] {
-            let scenario = directory.appendingPathComponent("refused-\(kind).yaml")
+            let scenario = directory.appendingPathComponent("refused-\(kind)-\(target).yaml")
             try """
-                name: refused-\(kind)
+                name: refused-\(kind)-\(target)
                 stack: \(stackFile.path)
                 dataset:
                   spec: \(home.appendingPathComponent("Generators/fraud-platform.yaml").path)
