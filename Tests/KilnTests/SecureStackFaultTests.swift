@@ -256,6 +256,34 @@ final class EndpointSwappedController: ProcessController {
 /// started stack and its environment can show is named as not checked.
 @Suite("kiln validate: faults on the hardened stack")
 struct SecureStackFaultTests {
+    /// `servers.json` names a server by its pid file, or (a server listening in a network namespace of its own behind
+    /// a front) by an object that says where it listens; a half-given or malformed listener is refused, not ignored.
+    @Test func serversFileNamesAListenerInANamespace() throws {
+        let definition = try StackDefinition.load(
+            contentsOf: TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml"))
+        let directory = try AuditTestSupport.temporaryDirectory("servers-json")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func stack(_ json: String) throws -> ScriptedStack {
+            try json.write(to: directory.appendingPathComponent(ScriptedStack.serversFile), atomically: true, encoding: .utf8)
+            return try ScriptedStack(definition, directory: directory)
+        }
+        let both = try stack(
+            #"{"postgres-primary": "postgres.pid", "kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "kiln-secure-kafka"}}"#)
+        let kafka = try #require(both.server(named: "kafka"))
+        #expect(kafka.pidFile == directory.appendingPathComponent("kafka.pid"))
+        #expect(kafka.listener == ScriptedStack.NamespacedListener(
+            endpoint: HostPort(host: "127.0.0.1", port: 9092), namespace: "kiln-secure-kafka"))
+        #expect(both.server(named: "postgres-primary")?.listener == nil)
+        #expect(try stack(#"{"kafka": {"pid": "kafka.pid"}}"#).server(named: "kafka")?.listener == nil)
+        for bad in [
+            #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092"}}"#,
+            #"{"kafka": {"pid": "kafka.pid", "listens": "nowhere", "netns": "kiln-secure-kafka"}}"#,
+            #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "../x"}}"#,
+        ] {
+            #expect(throws: ScriptedStackError.self, "\(bad)") { try stack(bad) }
+        }
+    }
+
     @Test func validateRefusesWhatRunRefusesAndSaysWhatItCouldNotCheck() throws {
         let home = TestStack.paths.home
         let kiln = home.appendingPathComponent(".build/debug/kiln").path
