@@ -14,7 +14,7 @@ import Testing
 /// stunnel at 127.0.33.31:33092): more tests of the serialized suite "kiln audit: the hardened stack", since every
 /// test there brings the stack up on the same fixed addresses.
 extension AuditHardenedStackTests {
-    @Test func kafkaPauseOnTheHardenedStackIsVerifiedByAClientThatLogsIn() throws {
+    @Test func kafkaPauseKillAndRestartOnTheHardenedStackAreVerifiedByAClientThatLogsIn() throws {
         let home = TestStack.paths.home
         let script = home.appendingPathComponent("scripts/secure-stack").path
         let stackFile = home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml")
@@ -103,5 +103,15 @@ extension AuditHardenedStackTests {
         #expect(restarted.note.contains("\(operation) on a new connection answered"), "\(restarted.note)")
         let newTansu = ScriptedStack.listeningPID(kafka)
         #expect(newTansu != nil && newTansu != tansu, "a new Tansu: \(String(describing: newTansu))")
+
+        // A restart (SIGTERM, then the script's `up`): the same evidence, from yet another Tansu.
+        let restart = FaultDriver(
+            ProcessFault(name: "restart-kafka", action: .restart, controller: controller, speaking: login, recoveryTimeout: .seconds(60)))
+        let stopping = restart.start()
+        #expect(stopping.verified != .no, "\(stopping.note)")
+        let started = restart.stop()
+        #expect(started.verified == .yes, "\(started.note)")
+        let thirdTansu = ScriptedStack.listeningPID(kafka)
+        #expect(thirdTansu != nil && thirdTansu != newTansu, "another Tansu: \(String(describing: thirdTansu))")
     }
 }
