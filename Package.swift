@@ -142,7 +142,7 @@ let package = Package(
             name: "KilnFaults",
             dependencies: [
                 "CProcessSpawn", "KilnCore", "KilnScenario", "KilnStack", "KilnStores", "KilnPostgres", "KilnRedis",
-                "KilnHTTP", .product(name: "NIOCore", package: "swift-nio"),
+                "KilnHTTP", "KilnKafka", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

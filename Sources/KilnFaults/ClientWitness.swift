@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnHTTP
+import KilnKafka
 import KilnPostgres
 import KilnRedis
 import KilnStack
@@ -33,6 +34,11 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
     case clickhouseHTTPS(user: String, password: String, caFile: String?)
     /// Kafka ApiVersions v0 (any Kafka-API broker).
     case kafka
+    /// A metadata request through librdkafka configured with `properties` (the stack's `clientProperties`: TLS with
+    /// its CA, a SASL/SCRAM login): what a client of a hardened Kafka sees. Only a metadata reply naming at least one
+    /// broker counts as an answer; a refused login (`_AUTHENTICATION`), a failed TLS check (`_SSL`) or a timeout never
+    /// does. The properties hold the password: `description` and `operation` show only the user and the protocol.
+    case kafkaLogin(properties: [String: String])
 
     /// What the witness does, for evidence text: "SELECT 1", "PING", "AUTH as kiln_app + PING", …
     public var operation: String {
@@ -43,7 +49,15 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .clickhouseHTTP: "GET /ping"
         case .clickhouseHTTPS(let user, _, _): "SELECT 1 (as \(user), over HTTPS)"
         case .kafka: "ApiVersions"
+        case .kafkaLogin(let properties): "Metadata (\(Self.kafkaLoginText(properties)))"
         }
+    }
+
+    /// "SCRAM-SHA-512 login as kiln_app, over TLS": the login and transport `properties` configure, never a secret.
+    static func kafkaLoginText(_ properties: [String: String]) -> String {
+        let tls = properties["security.protocol"].map { $0.lowercased().hasSuffix("ssl") } ?? false
+        let login = properties["sasl.mechanisms"].map { "\($0) login as \(properties["sasl.username"] ?? "?")" } ?? "no login"
+        return "\(login), \(tls ? "over TLS" : "without TLS")"
     }
 
     public var description: String {
@@ -55,6 +69,7 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .clickhouseHTTP: "clickhouse-http"
         case .clickhouseHTTPS(let user, _, _): "clickhouse-https \(user) (password)"
         case .kafka: "kafka"
+        case .kafkaLogin(let properties): "kafka (\(Self.kafkaLoginText(properties)))"
         }
     }
 
@@ -70,6 +85,8 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         // Plaintext to an https_port is answered by any running server: the probe logs in as a client does.
         case .clickhouseHTTPS: .login(self)
         case .kafka: .request(KafkaBrokerFault.apiVersionsRequest)
+        // A TLS front (stunnel) answers a handshake whatever the broker's state: the probe logs in as a client does.
+        case .kafkaLogin: .login(self)
         }
     }
 
@@ -111,6 +128,22 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
             witness = try TCPRequestWitness(
                 endpoint, operation: operation, request: KafkaBrokerFault.apiVersionsRequest, timeout: timeout,
                 frame: TCPRequestWitness.lengthPrefixed)
+        case .kafkaLogin(let properties):
+            witness = try KafkaLoginWitness(endpoint, properties: properties, operation: operation)
+        }
+        if let kafka = witness as? KafkaLoginWitness, timeout >= KafkaLoginWitness.settlingTimeout {
+            // A witness held through a fault (ProcessFault.setup: 5 s) settles on the broker's own connection: its
+            // exchanges replace the one below.
+            switch kafka.settle(within: timeout) {
+            case .answered: return witness
+            case .noReply(let waited):
+                witness.close()
+                throw ProcessFaultError(
+                    "\(operation) to \(endpoint) got no reply in \(waited.wholeMilliseconds) ms before the fault")
+            case .failed(let reason):
+                witness.close()
+                throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")
+            }
         }
         switch witness.exchange(within: timeout) {
         case .answered: return witness
@@ -505,4 +538,71 @@ final class ClickHouseHTTPSWitness: ClientWitness {
         client = nil
         current = nil
     }
+}
+
+/// A metadata request on one librdkafka client configured as the stack's clients are (TLS with the stack's CA, a SASL
+/// login), as a client of a hardened Kafka sends it. Only a reply naming at least one broker is an answer; a refused
+/// login or a failed certificate check is `failed`, a timeout `noReply`.
+///
+/// librdkafka keeps its broker connection (TLS and login done once) across exchanges, so after the first exchange
+/// the witness is a client that logged in before the fault. Each exchange is a new metadata request that blocks at
+/// most its timeout (librdkafka abandons a request whose caller gave up; nothing stays in flight for a later call).
+/// Ownership: owns the client until `close()` (idempotent). Threading: one caller at a time.
+final class KafkaLoginWitness: ClientWitness {
+    let operation: String
+    private let endpoint: HostPort
+    private var admin: KafkaAdmin?
+
+    /// Makes the client; connects at the first exchange (`ServerProtocol.openWitness` runs it before the fault).
+    /// - Throws: ``ProcessFaultError`` when librdkafka rejects the configuration (the error names the property, never
+    ///   its value).
+    init(_ endpoint: HostPort, properties: [String: String], operation: String) throws {
+        self.operation = operation
+        self.endpoint = endpoint
+        var settings = properties
+        settings["client.id"] = "kiln-fault-witness"
+        // Reconnect soon after the connection dropped (a killed broker started again), within one exchange's time.
+        settings["reconnect.backoff.ms"] = settings["reconnect.backoff.ms"] ?? "100"
+        settings["reconnect.backoff.max.ms"] = settings["reconnect.backoff.max.ms"] ?? "500"
+        do {
+            admin = try KafkaAdmin(bootstrapServers: endpoint.description, properties: settings)
+        } catch {
+            throw ProcessFaultError("cannot make a Kafka client for \(endpoint): \(error)")
+        }
+    }
+
+    func exchange(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        guard let admin else { return .failed("closed") }
+        do {
+            let brokers = try admin.brokerCount(timeoutMilliseconds: Int32(max(1, timeout.wholeMilliseconds)))
+            guard brokers > 0 else { return .failed("a metadata reply naming no broker") }
+            return .answered(after: start.duration(to: .now))
+        } catch {
+            if error.name == "_TIMED_OUT" { return .noReply(within: start.duration(to: .now)) }
+            return .failed("\(error)")  // KafkaError's description never shows configuration values
+        }
+    }
+
+    /// The shortest `openWitness` timeout for which the witness settles (`settle`): a fault's witness (5 s), not a
+    /// new-login probe (at most 2 s), which makes one exchange and closes.
+    static let settlingTimeout: Duration = .seconds(3)
+
+    /// librdkafka answers the first request on its bootstrap connection and then moves to a connection to the broker
+    /// the metadata named (the same address here), closing the bootstrap one — a request in flight on it fails with
+    /// `_TRANSPORT`, which during a fault would be librdkafka's doing, not the fault's. `settle` lets that happen
+    /// before the fault: three exchanges, 300 and 200 ms apart, each of which must answer.
+    func settle(within timeout: Duration) -> WitnessReply {
+        let start = ContinuousClock.now
+        for pause in [0, 300, 200] {
+            if pause > 0 { usleep(useconds_t(pause * 1000)) }
+            let remaining = timeout - start.duration(to: .now)
+            guard remaining > .zero else { return .noReply(within: start.duration(to: .now)) }
+            let reply = exchange(within: remaining)
+            guard reply.answered else { return reply }
+        }
+        return .answered(after: start.duration(to: .now))
+    }
+
+    func close() { admin = nil }
 }

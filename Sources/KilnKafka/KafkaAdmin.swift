@@ -22,6 +22,18 @@ public final class KafkaAdmin {
         rd_kafka_destroy(handle)
     }
 
+    /// The number of brokers in a metadata reply that came back within `timeoutMilliseconds` (a new request, never
+    /// librdkafka's cache). With `sasl_ssl` properties the reply comes only over a connection whose TLS handshake and
+    /// SASL login succeeded.
+    /// - Throws: `KafkaError` (`.metadata`): `_AUTHENTICATION` or `_SSL` as soon as librdkafka logs a refused login or
+    ///   a failed certificate check, `_TIMED_OUT` when no broker answered in time.
+    public func brokerCount(timeoutMilliseconds: Int32) throws(KafkaError) -> Int {
+        let metadata = try KafkaSecurityFailures.metadata(
+            handle, allTopics: false, topic: nil, deadline: ContinuousClockDeadline(milliseconds: timeoutMilliseconds))
+        defer { rd_kafka_metadata_destroy(metadata) }
+        return Int(metadata.pointee.broker_cnt)
+    }
+
     /// Deletes `topics`; a topic that does not exist is not an error. Returns when the broker answered for all.
     /// - Throws: `KafkaError` (`.deleteTopics`) for a timeout or any other per-topic error.
     public func deleteTopics(_ topics: [String], timeoutMilliseconds: Int32 = 10_000) throws(KafkaError) {

@@ -25,6 +25,54 @@ public struct ScriptedStack: Sendable {
         public var wire: WireProtocol
         /// Where the script keeps the process's pid; nil when `servers.json` does not name one.
         public var pidFile: URL?
+        /// Where the process itself listens when that is not `endpoint`: a server the script runs in a network
+        /// namespace of its own behind a front (Tansu in `kiln-secure-kafka` behind stunnel and the SCRAM gateway).
+        /// nil: the process holds `endpoint`'s listening socket in this process's namespace.
+        public var listener: NamespacedListener? = nil
+    }
+
+    /// A listening address inside a named network namespace (`ip netns`, /run/netns/NAME), as `servers.json` gives it:
+    /// `{"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "kiln-secure-kafka"}`.
+    public struct NamespacedListener: Sendable, Equatable {
+        public var endpoint: HostPort
+        public var namespace: String
+        public init(endpoint: HostPort, namespace: String) {
+            self.endpoint = endpoint
+            self.namespace = namespace
+        }
+    }
+
+    /// One value of `servers.json`: a pid file name, or an object naming it and where the process listens.
+    struct Entry: Decodable {
+        var pid: String
+        var listener: NamespacedListener?
+
+        private enum Keys: String, CodingKey { case pid, listens, netns }
+
+        init(from decoder: any Decoder) throws {
+            if let name = try? decoder.singleValueContainer().decode(String.self) {
+                pid = name
+                return
+            }
+            let object = try decoder.container(keyedBy: Keys.self)
+            pid = try object.decode(String.self, forKey: .pid)
+            let listens = try object.decodeIfPresent(String.self, forKey: .listens)
+            let netns = try object.decodeIfPresent(String.self, forKey: .netns)
+            switch (listens, netns) {
+            case (nil, nil): listener = nil
+            case (let listens?, let netns?):
+                guard let endpoint = HostPort(parsing: listens) else {
+                    throw DecodingError.dataCorruptedError(forKey: .listens, in: object, debugDescription: "not HOST:PORT: \(listens)")
+                }
+                guard !netns.isEmpty, !netns.contains("/"), !netns.hasPrefix(".") else {
+                    throw DecodingError.dataCorruptedError(forKey: .netns, in: object, debugDescription: "not a namespace name: \(netns)")
+                }
+                listener = NamespacedListener(endpoint: endpoint, namespace: netns)
+            default:
+                throw DecodingError.dataCorruptedError(
+                    forKey: .listens, in: object, debugDescription: "listens and netns go together")
+            }
+        }
     }
 
     public let definition: StackDefinition
@@ -52,9 +100,9 @@ public struct ScriptedStack: Sendable {
         self.definition = definition
         self.directory = directory
         let file = directory.appendingPathComponent(Self.serversFile)
-        let pidFiles: [String: String]
+        let entries: [String: Entry]
         do {
-            pidFiles = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: file))
+            entries = try JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: file))
         } catch {
             throw ScriptedStackError(
                 "\(file.path) cannot be read (\(error)): no stack started by \(definition.startedBy!) in \(directory.path); "
@@ -66,10 +114,11 @@ public struct ScriptedStack: Sendable {
         servers = Backends.all.flatMap { $0.stack.servers(definition, paths) }.map { described in
             Server(
                 name: described.name, role: described.role, endpoint: described.endpoint, wire: described.wire,
-                pidFile: pidFiles[described.name].flatMap { name in
+                pidFile: entries[described.name].flatMap { entry in
                     // Only a plain file name inside the directory.
-                    name.contains("/") || name.hasPrefix(".") ? nil : directory.appendingPathComponent(name)
-                })
+                    entry.pid.contains("/") || entry.pid.hasPrefix(".") ? nil : directory.appendingPathComponent(entry.pid)
+                },
+                listener: entries[described.name]?.listener)
         }
     }
 
@@ -90,12 +139,22 @@ public struct ScriptedStack: Sendable {
     /// The pid in `server`'s pid file when that process (or a process of its tree) holds the listening socket of
     /// the server's address; nil when the file is missing, the process is gone, or it does not serve that address
     /// (a stale pid file whose pid was reused). Works on a stopped process too (its socket stays open).
+    ///
+    /// For a server with a `listener` (a process in a network namespace of its own, behind a front that holds
+    /// `endpoint`): the pid must be in that namespace (its /proc/PID/ns/net is /run/netns/NAME) and hold a LISTEN
+    /// socket on the listener's address there (/proc/PID/net/tcp lists the sockets of the pid's namespace).
     public static func listeningPID(_ server: Server) -> pid_t? {
         guard let file = server.pidFile,
             let text = try? String(contentsOf: file, encoding: .utf8),
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
             LocalProcess.isAlive(pid)
         else { return nil }
+        if let listener = server.listener {
+            guard ListeningSockets.process(pid, isInNamespace: listener.namespace) else { return nil }
+            let inodes = ListeningSockets.inodes(listeningOn: listener.endpoint, table: "/proc/\(pid)/net/tcp")
+            guard !inodes.isEmpty else { return nil }
+            return ProcessTree.members(of: pid).contains { ListeningSockets.process($0, holdsAnyOf: inodes) } ? pid : nil
+        }
         let inodes = ListeningSockets.inodes(listeningOn: server.endpoint)
         guard !inodes.isEmpty else { return nil }
         return ProcessTree.members(of: pid).contains { ListeningSockets.process($0, holdsAnyOf: inodes) } ? pid : nil
@@ -109,9 +168,10 @@ public struct ScriptedStackError: Error, CustomStringConvertible {
 
 /// Listening TCP sockets of this network namespace, from /proc/net/tcp, and which process holds one.
 public enum ListeningSockets {
-    /// The inodes of the IPv4 sockets in state LISTEN bound to `endpoint` (or to 0.0.0.0 on its port).
-    public static func inodes(listeningOn endpoint: HostPort) -> Set<String> {
-        guard let table = readProcFile("/proc/net/tcp"), let address = hexAddress(endpoint.host) else { return [] }
+    /// The inodes of the IPv4 sockets in state LISTEN bound to `endpoint` (or to 0.0.0.0 on its port), from `table`
+    /// (default: this process's namespace; `/proc/PID/net/tcp`: the namespace of PID).
+    public static func inodes(listeningOn endpoint: HostPort, table path: String = "/proc/net/tcp") -> Set<String> {
+        guard let table = readProcFile(path), let address = hexAddress(endpoint.host) else { return [] }
         let port = String(format: "%04X", endpoint.port)
         var found: Set<String> = []
         for line in table.split(separator: "\n").dropFirst() {
@@ -122,6 +182,15 @@ public enum ListeningSockets {
             found.insert(String(fields[9]))
         }
         return found
+    }
+
+    /// Whether `pid`'s network namespace is the named one of `ip netns` (/run/netns/NAME: same device and inode as
+    /// /proc/PID/ns/net). False when either cannot be read.
+    public static func process(_ pid: pid_t, isInNamespace name: String) -> Bool {
+        var own = stat()
+        var named = stat()
+        guard stat("/proc/\(pid)/ns/net", &own) == 0, stat("/run/netns/\(name)", &named) == 0 else { return false }
+        return own.st_dev == named.st_dev && own.st_ino == named.st_ino
     }
 
     /// Whether `pid` has an open descriptor on one of the socket `inodes`.

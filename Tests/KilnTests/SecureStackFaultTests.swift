@@ -148,7 +148,7 @@ extension AuditHardenedStackTests {
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("secure-faults/report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
         #expect(
-            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-pg", "pause-redis"], "\(run.output)")
+            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-kafka", "pause-pg", "pause-redis"], "\(run.output)")
         for (name, fault) in faults {
             #expect(fault.verified == .yes, "\(name): \(fault.note ?? "")")
         }
@@ -162,6 +162,13 @@ extension AuditHardenedStackTests {
         #expect(
             clickhousePause.contains("SELECT 1 (as kiln_app, over HTTPS) on a connection opened before the pause: no reply"),
             "\(clickhousePause)")
+        // Kafka paused (Tansu, in its namespace): the metadata request over TLS after the SCRAM login got no reply on
+        // the client that logged in before it, nor did a new login's.
+        let kafkaPause = faults["pause-kafka"]?.note ?? ""
+        #expect(
+            kafkaPause.contains(
+                "Metadata (SCRAM-SHA-512 login as kiln_app, over TLS) on a connection opened before the pause: no reply"),
+            "\(kafkaPause)")
         #expect(run.status == 0, "kiln run: \(run.output)")
         #expect(ScriptedStack.listeningPID(postgres) != nil, "PostgreSQL runs again after the kill")
 
@@ -170,14 +177,16 @@ extension AuditHardenedStackTests {
         for (kind, target, reason, unset) in [
             // Without the CA no client could verify ClickHouse's certificate (its witness speaks HTTPS).
             ("pause", "clickhouse", "KILN_SECURE_TLS_CA is not set", "KILN_SECURE_TLS_CA"),
-            ("kill", "kafka", "speaks only TLS with a SCRAM login", nil),
+            ("partition", "kafka", "a partition of Kafka on this stack is not built yet", nil),
+            // Without its password no client can log in to Kafka.
+            ("pause", "kafka", "KILN_SECURE_KAFKA_PASSWORD", "KILN_SECURE_KAFKA_PASSWORD"),
             ("pg-failover", "postgres", "has none", nil),
             // Without the password no client could log in to show the fault.
             ("restart", "postgres-primary", "KILN_SECURE_PG_PASSWORD is not set", "KILN_SECURE_PG_PASSWORD"),
         ] as [(String, String, String, String?)] {
-            let scenario = directory.appendingPathComponent("refused-\(kind).yaml")
+            let scenario = directory.appendingPathComponent("refused-\(kind)-\(target).yaml")
             try """
-                name: refused-\(kind)
+                name: refused-\(kind)-\(target)
                 stack: \(stackFile.path)
                 dataset:
                   spec: \(home.appendingPathComponent("Generators/fraud-platform.yaml").path)
@@ -247,6 +256,34 @@ final class EndpointSwappedController: ProcessController {
 /// started stack and its environment can show is named as not checked.
 @Suite("kiln validate: faults on the hardened stack")
 struct SecureStackFaultTests {
+    /// `servers.json` names a server by its pid file, or (a server listening in a network namespace of its own behind
+    /// a front) by an object that says where it listens; a half-given or malformed listener is refused, not ignored.
+    @Test func serversFileNamesAListenerInANamespace() throws {
+        let definition = try StackDefinition.load(
+            contentsOf: TestStack.paths.home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml"))
+        let directory = try AuditTestSupport.temporaryDirectory("servers-json")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func stack(_ json: String) throws -> ScriptedStack {
+            try json.write(to: directory.appendingPathComponent(ScriptedStack.serversFile), atomically: true, encoding: .utf8)
+            return try ScriptedStack(definition, directory: directory)
+        }
+        let both = try stack(
+            #"{"postgres-primary": "postgres.pid", "kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "kiln-secure-kafka"}}"#)
+        let kafka = try #require(both.server(named: "kafka"))
+        #expect(kafka.pidFile == directory.appendingPathComponent("kafka.pid"))
+        #expect(kafka.listener == ScriptedStack.NamespacedListener(
+            endpoint: HostPort(host: "127.0.0.1", port: 9092), namespace: "kiln-secure-kafka"))
+        #expect(both.server(named: "postgres-primary")?.listener == nil)
+        #expect(try stack(#"{"kafka": {"pid": "kafka.pid"}}"#).server(named: "kafka")?.listener == nil)
+        for bad in [
+            #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092"}}"#,
+            #"{"kafka": {"pid": "kafka.pid", "listens": "nowhere", "netns": "kiln-secure-kafka"}}"#,
+            #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "../x"}}"#,
+        ] {
+            #expect(throws: ScriptedStackError.self, "\(bad)") { try stack(bad) }
+        }
+    }
+
     @Test func validateRefusesWhatRunRefusesAndSaysWhatItCouldNotCheck() throws {
         let home = TestStack.paths.home
         let kiln = home.appendingPathComponent(".build/debug/kiln").path
@@ -285,7 +322,7 @@ struct SecureStackFaultTests {
         }
         // Line 11, column 13: the fault entry's `target:` (where `kiln run` places its refusal too).
         for (name, kind, target, extra, reason) in [
-            ("kafka-kill", "kill", "kafka", "", "speaks only TLS with a SCRAM login"),
+            ("kafka-partition", "partition", "kafka", "", "a partition of Kafka on this stack is not built yet"),
             ("pg-failover", "pg-failover", "postgres", "", "has none"),
             ("clock", "clock-skew", "postgres-primary", "\n    offset: +10m", "libfaketime"),
             ("stranger", "pause", "mysql-primary", "", "'mysql-primary' is not a server of the stack"),
