@@ -14,7 +14,8 @@ import KilnStores
 ///
 /// Works: `kill`, `pause`, `restart` and `partition` (`isolate`) of PostgreSQL, Redis (primary, replica), the
 /// Sentinels, FalkorDB and ClickHouse (pids from the script's `servers.json`, a killed server started again by the
-/// script's `up`; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `kill`, `pause` and
+/// script's `up`; FalkorDB's pid is checked to hold the unix socket it listens on behind stunnel, as `servers.json`
+/// says; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `kill`, `pause` and
 /// `restart` of Kafka (Tansu's pid, checked to hold its listening socket in its own network namespace, as
 /// `servers.json` says; the witness is a librdkafka metadata request over TLS after the stack's SCRAM login);
 /// `proxy` in front of Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): `partition`

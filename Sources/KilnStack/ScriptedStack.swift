@@ -29,6 +29,10 @@ public struct ScriptedStack: Sendable {
         /// namespace of its own behind a front (Tansu in `kiln-secure-kafka` behind stunnel and the SCRAM gateway).
         /// nil: the process holds `endpoint`'s listening socket in this process's namespace.
         public var listener: NamespacedListener? = nil
+        /// The unix socket the process itself listens on when a front holds `endpoint` (FalkorDB behind stunnel):
+        /// `servers.json`'s `{"pid": "falkordb.pid", "listens_unix": "falkordb-socket/falkordb.sock"}`, a path
+        /// inside the script's directory. nil: as `listener` says.
+        public var unixSocket: URL? = nil
     }
 
     /// A listening address inside a named network namespace (`ip netns`, /run/netns/NAME), as `servers.json` gives it:
@@ -46,8 +50,10 @@ public struct ScriptedStack: Sendable {
     struct Entry: Decodable {
         var pid: String
         var listener: NamespacedListener?
+        /// Relative to the script's directory; never absolute, never with a `..` component.
+        var unixSocket: String?
 
-        private enum Keys: String, CodingKey { case pid, listens, netns }
+        private enum Keys: String, CodingKey { case pid, listens, netns, listensUnix = "listens_unix" }
 
         init(from decoder: any Decoder) throws {
             if let name = try? decoder.singleValueContainer().decode(String.self) {
@@ -56,6 +62,16 @@ public struct ScriptedStack: Sendable {
             }
             let object = try decoder.container(keyedBy: Keys.self)
             pid = try object.decode(String.self, forKey: .pid)
+            if let path = try object.decodeIfPresent(String.self, forKey: .listensUnix) {
+                guard !path.isEmpty, !path.hasPrefix("/"), !path.split(separator: "/").contains(".."),
+                    !object.contains(.listens), !object.contains(.netns)
+                else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .listensUnix, in: object,
+                        debugDescription: "a path inside the stack's directory, without listens/netns: \(path)")
+                }
+                unixSocket = path
+            }
             let listens = try object.decodeIfPresent(String.self, forKey: .listens)
             let netns = try object.decodeIfPresent(String.self, forKey: .netns)
             switch (listens, netns) {
@@ -118,7 +134,8 @@ public struct ScriptedStack: Sendable {
                     // Only a plain file name inside the directory.
                     entry.pid.contains("/") || entry.pid.hasPrefix(".") ? nil : directory.appendingPathComponent(entry.pid)
                 },
-                listener: entries[described.name]?.listener)
+                listener: entries[described.name]?.listener,
+                unixSocket: entries[described.name]?.unixSocket.map { directory.appendingPathComponent($0) })
         }
     }
 
@@ -149,6 +166,11 @@ public struct ScriptedStack: Sendable {
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
             LocalProcess.isAlive(pid)
         else { return nil }
+        if let socket = server.unixSocket {
+            let inodes = ListeningSockets.inodes(listeningOnUnixSocket: socket.path)
+            guard !inodes.isEmpty else { return nil }
+            return ProcessTree.members(of: pid).contains { ListeningSockets.process($0, holdsAnyOf: inodes) } ? pid : nil
+        }
         if let listener = server.listener {
             guard ListeningSockets.process(pid, isInNamespace: listener.namespace) else { return nil }
             let inodes = ListeningSockets.inodes(listeningOn: listener.endpoint, table: "/proc/\(pid)/net/tcp")
@@ -191,6 +213,20 @@ public enum ListeningSockets {
         var named = stat()
         guard stat("/proc/\(pid)/ns/net", &own) == 0, stat("/run/netns/\(name)", &named) == 0 else { return false }
         return own.st_dev == named.st_dev && own.st_ino == named.st_ino
+    }
+
+    /// The inodes of the unix stream sockets listening on `path` (/proc/net/unix: flag __SO_ACCEPTCON 00010000,
+    /// state 01; the last column is the bound path). A socket file that no process listens on gives none.
+    public static func inodes(listeningOnUnixSocket path: String, table tablePath: String = "/proc/net/unix") -> Set<String> {
+        guard let table = readProcFile(tablePath) else { return [] }
+        var found: Set<String> = []
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 8, fields[3] == "00010000", fields[5] == "01", fields[7...].joined(separator: " ") == path
+            else { continue }
+            found.insert(String(fields[6]))
+        }
+        return found
     }
 
     /// Whether `pid` has an open descriptor on one of the socket `inodes`.

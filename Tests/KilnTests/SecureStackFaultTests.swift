@@ -275,7 +275,16 @@ struct SecureStackFaultTests {
             endpoint: HostPort(host: "127.0.0.1", port: 9092), namespace: "kiln-secure-kafka"))
         #expect(both.server(named: "postgres-primary")?.listener == nil)
         #expect(try stack(#"{"kafka": {"pid": "kafka.pid"}}"#).server(named: "kafka")?.listener == nil)
+        // A unix-socket listener (FalkorDB behind stunnel): a path inside the stack's directory.
+        let unix = try stack(#"{"falkordb": {"pid": "falkordb.pid", "listens_unix": "falkordb-socket/falkordb.sock"}}"#)
+        #expect(unix.server(named: "falkordb")?.unixSocket == directory.appendingPathComponent("falkordb-socket/falkordb.sock"))
+        #expect(unix.server(named: "falkordb")?.listener == nil)
+        #expect(both.server(named: "kafka")?.unixSocket == nil)
         for bad in [
+            #"{"falkordb": {"pid": "falkordb.pid", "listens_unix": "/tmp/falkordb.sock"}}"#,
+            #"{"falkordb": {"pid": "falkordb.pid", "listens_unix": "../elsewhere/falkordb.sock"}}"#,
+            #"{"falkordb": {"pid": "falkordb.pid", "listens_unix": ""}}"#,
+            #"{"falkordb": {"pid": "f.pid", "listens_unix": "s.sock", "listens": "127.0.0.1:1", "netns": "n"}}"#,
             #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092"}}"#,
             #"{"kafka": {"pid": "kafka.pid", "listens": "nowhere", "netns": "kiln-secure-kafka"}}"#,
             #"{"kafka": {"pid": "kafka.pid", "listens": "127.0.0.1:9092", "netns": "../x"}}"#,
