@@ -18,8 +18,9 @@ import KilnStores
 /// says; ClickHouse's witness is `SELECT 1` over HTTPS with the stack's CA and password); `kill`, `pause` and
 /// `restart` of Kafka (Tansu's pid, checked to hold its listening socket in its own network namespace, as
 /// `servers.json` says; the witness is a librdkafka metadata request over TLS after the stack's SCRAM login);
-/// `proxy` in front of Redis and FalkorDB; `redis-failover`. Refused (exit 64, before anything starts): `partition`
-/// of Kafka (not built yet: its witness is unchecked under the partition's rules), `proxy` for PostgreSQL and
+/// `partition` of Kafka cuts its bootstrap (stunnel's address; the witness's login before the rules and a new one
+/// must both get nothing); `proxy` in front of Redis and FalkorDB; `redis-failover`. Refused (exit 64, before
+/// anything starts): `proxy` for PostgreSQL and
 /// ClickHouse (their certificates name 127.0.33.x, not the proxy's address; Kafka is never proxiable),
 /// `pg-failover` and the replication `partition` shapes (no standby), `clock-skew` (no libfaketime), and any fault
 /// whose login password (or, for ClickHouse and Kafka, CA file) is missing from the environment. `kiln validate` asks the same
@@ -188,10 +189,6 @@ struct ScriptedStackFaults {
         case .partition:
             if let shape = entry.shape, shape != "isolate" {
                 return "\(fault): the \(shape) shape cuts a PostgreSQL primary from its streaming standby; this stack has none"
-            }
-            if stack.server(named: entry.target)?.wire == .kafka {
-                return "\(fault): a partition of Kafka on this stack is not built yet (its witness, a SCRAM login over "
-                    + "TLS through stunnel and the gateway, has not been checked under the partition's rules)"
             }
             return serverLogin()
         case .proxy:

@@ -148,7 +148,8 @@ extension AuditHardenedStackTests {
         let report = try RunReport.decode(Data(contentsOf: runs.appendingPathComponent("secure-faults/report.json")))
         let faults = Dictionary(uniqueKeysWithValues: (report.faults ?? []).map { ($0.name, $0) })
         #expect(
-            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-kafka", "pause-pg", "pause-redis"], "\(run.output)")
+            faults.keys.sorted() == ["isolate-pg", "kill-pg", "pause-clickhouse", "pause-kafka", "pause-pg", "pause-redis"],
+            "\(run.output)")
         for (name, fault) in faults {
             #expect(fault.verified == .yes, "\(name): \(fault.note ?? "")")
         }
@@ -177,7 +178,6 @@ extension AuditHardenedStackTests {
         for (kind, target, reason, unset) in [
             // Without the CA no client could verify ClickHouse's certificate (its witness speaks HTTPS).
             ("pause", "clickhouse", "KILN_SECURE_TLS_CA is not set", "KILN_SECURE_TLS_CA"),
-            ("partition", "kafka", "a partition of Kafka on this stack is not built yet", nil),
             // Without its password no client can log in to Kafka.
             ("pause", "kafka", "KILN_SECURE_KAFKA_PASSWORD", "KILN_SECURE_KAFKA_PASSWORD"),
             ("pg-failover", "postgres", "has none", nil),
@@ -331,7 +331,6 @@ struct SecureStackFaultTests {
         }
         // Line 11, column 13: the fault entry's `target:` (where `kiln run` places its refusal too).
         for (name, kind, target, extra, reason) in [
-            ("kafka-partition", "partition", "kafka", "", "a partition of Kafka on this stack is not built yet"),
             ("pg-failover", "pg-failover", "postgres", "", "has none"),
             ("clock", "clock-skew", "postgres-primary", "\n    offset: +10m", "libfaketime"),
             ("stranger", "pause", "mysql-primary", "", "'mysql-primary' is not a server of the stack"),
@@ -349,7 +348,7 @@ struct SecureStackFaultTests {
         // the CA file and the listening pids), which `kiln run` checks before anything starts.
         for (name, kind, target) in [
             ("pause-clickhouse", "pause", "clickhouse"), ("kill-pg", "kill", "postgres-primary"),
-            ("pause-falkordb", "pause", "falkordb"),
+            ("pause-falkordb", "pause", "falkordb"), ("partition-kafka", "partition", "kafka"),
         ] {
             let file = try scenario(name, kind: kind, target: target)
             let validated = try AuditTestSupport.run(kiln, ["validate", file.path], environment: environment)
