@@ -131,21 +131,15 @@ public enum ServerProtocol: Sendable, Equatable, CustomStringConvertible {
         case .kafkaLogin(let properties):
             witness = try KafkaLoginWitness(endpoint, properties: properties, operation: operation)
         }
+        // A witness held through a fault (ProcessFault.setup: 5 s) to Kafka settles on the broker's own connection:
+        // its exchanges replace the single one.
+        let first: WitnessReply
         if let kafka = witness as? KafkaLoginWitness, timeout >= KafkaLoginWitness.settlingTimeout {
-            // A witness held through a fault (ProcessFault.setup: 5 s) settles on the broker's own connection: its
-            // exchanges replace the one below.
-            switch kafka.settle(within: timeout) {
-            case .answered: return witness
-            case .noReply(let waited):
-                witness.close()
-                throw ProcessFaultError(
-                    "\(operation) to \(endpoint) got no reply in \(waited.wholeMilliseconds) ms before the fault")
-            case .failed(let reason):
-                witness.close()
-                throw ProcessFaultError("\(operation) to \(endpoint) failed before the fault: \(reason)")
-            }
+            first = kafka.settle(within: timeout)
+        } else {
+            first = witness.exchange(within: timeout)
         }
-        switch witness.exchange(within: timeout) {
+        switch first {
         case .answered: return witness
         case .noReply(let waited):
             witness.close()
