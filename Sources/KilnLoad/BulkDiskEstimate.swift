@@ -7,14 +7,9 @@ import KilnStores
 /// `diskBytesPerBulkRow`, and the warning `kiln run` logs before the first phase when the stack's filesystem has
 /// less free space. An estimate (a warning, never a refusal): a 100M-row nightly that found a full disk only at its
 /// index build, 7 minutes in, failed the whole run (BENCHMARKS.md, n100m-s16).
-public struct BulkDiskEstimate: Equatable, Sendable {
+public struct BulkDiskEstimate: Sendable {
     /// Bytes per store with a non-zero footprint, in the scenario's order; saturating (never overflows).
     public var bytesByStore: [(store: String, bytes: Int64)]
-
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.bytesByStore.map(\.store) == rhs.bytesByStore.map(\.store)
-            && lhs.bytesByStore.map(\.bytes) == rhs.bytesByStore.map(\.bytes)
-    }
 
     public var totalBytes: Int64 { bytesByStore.reduce(0) { Self.saturatingAdd($0, $1.bytes) } }
 

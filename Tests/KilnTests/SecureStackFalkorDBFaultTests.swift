@@ -12,23 +12,10 @@ import Testing
 /// every test there brings the stack up on the same fixed addresses.
 extension AuditHardenedStackTests {
     @Test func falkordbPauseKillAndRestartBehindStunnelAreVerifiedByAClientThatLogsIn() throws {
-        let home = TestStack.paths.home
-        let script = home.appendingPathComponent("scripts/secure-stack").path
-        let stackFile = home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml")
-        let directory = try AuditTestSupport.temporaryDirectory("secure-falkordb-faults")
-        let stackDirectory = directory.appendingPathComponent("stack")
-        var environment = SecureStackFixture.randomEnvironment()
-        environment["KILN_SECURE_TLS_CA"] = stackDirectory.appendingPathComponent("tls/ca.crt").path
-        environment["KILN_STACK_DIR"] = stackDirectory.path
-        let definition = try StackDefinition.load(contentsOf: stackFile)
-        try Self.waitForFreeSecureAddresses(definition)
-        defer {
-            _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let up = try AuditTestSupport.run(script, ["up", stackDirectory.path], environment: environment)
-        try #require(up.status == 0, "scripts/secure-stack up: \(up.output)")
-        let stack = try ScriptedStack(definition, directory: stackDirectory)
+        let secure = try SecureStackFixture.up("secure-falkordb-faults")
+        defer { secure.down() }
+        let (stack, stackDirectory, environment) = (secure.stack, secure.stackDirectory, secure.environment)
+        let script = secure.script
         let falkordb = try #require(stack.server(named: "falkordb"))
 
         // The pid check: FalkorDB's pid holds the listening unix socket servers.json names; stunnel (which holds the

@@ -15,23 +15,12 @@ import Testing
 /// test there brings the stack up on the same fixed addresses.
 extension AuditHardenedStackTests {
     @Test func kafkaPauseKillAndRestartOnTheHardenedStackAreVerifiedByAClientThatLogsIn() throws {
-        let home = TestStack.paths.home
-        let script = home.appendingPathComponent("scripts/secure-stack").path
-        let stackFile = home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml")
-        let directory = try AuditTestSupport.temporaryDirectory("secure-kafka-faults")
-        let stackDirectory = directory.appendingPathComponent("stack")
-        var environment = SecureStackFixture.randomEnvironment()
-        environment["KILN_SECURE_TLS_CA"] = stackDirectory.appendingPathComponent("tls/ca.crt").path
-        environment["KILN_STACK_DIR"] = stackDirectory.path
-        let definition = try StackDefinition.load(contentsOf: stackFile)
-        try Self.waitForFreeSecureAddresses(definition)
-        defer {
-            _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let up = try AuditTestSupport.run(script, ["up", stackDirectory.path], environment: environment)
-        try #require(up.status == 0, "scripts/secure-stack up: \(up.output)")
-        let stack = try ScriptedStack(definition, directory: stackDirectory)
+        let secure = try SecureStackFixture.up("secure-kafka-faults")
+        defer { secure.down() }
+        let (stack, stackDirectory, environment, definition) =
+            (secure.stack, secure.stackDirectory, secure.environment, secure.definition)
+        let script = secure.script
+        let directory = secure.directory
         let kafka = try #require(stack.server(named: "kafka"))
 
         // The pid check: Tansu's pid holds 127.0.0.1:9092 in its own namespace, as servers.json says; the gateway (in
@@ -122,26 +111,10 @@ extension AuditHardenedStackTests {
     /// Judged by its evidence: the drill's recovery figure for a 2 s cut is not asserted (librdkafka reconnects with
     /// a backoff; at a few Kafka ops per second the run's end may come first — BENCHMARKS.md would be its place).
     @Test func kafkaPartitionOnTheHardenedStackIsVerifiedByAClientThatLogsIn() throws {
-        let home = TestStack.paths.home
+        let secure = try SecureStackFixture.up("secure-kafka-partition")
+        defer { secure.down() }
+        let (home, directory, environment) = (secure.home, secure.directory, secure.environment)
         let kiln = home.appendingPathComponent(".build/debug/kiln").path
-        let script = home.appendingPathComponent("scripts/secure-stack").path
-        let directory = try AuditTestSupport.temporaryDirectory("secure-kafka-partition")
-        let stackDirectory = directory.appendingPathComponent("stack")
-        var environment = SecureStackFixture.randomEnvironment()
-        let ca = stackDirectory.appendingPathComponent("tls/ca.crt").path
-        environment["KILN_SECURE_TLS_CA"] = ca
-        environment["KILN_STACK_DIR"] = stackDirectory.path
-        environment["PGSSLMODE"] = "verify-full"
-        environment["PGSSLROOTCERT"] = ca
-        let definition = try StackDefinition.load(
-            contentsOf: home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml"))
-        try Self.waitForFreeSecureAddresses(definition)
-        defer {
-            _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let up = try AuditTestSupport.run(script, ["up", stackDirectory.path], environment: environment)
-        try #require(up.status == 0, "scripts/secure-stack up: \(up.output)")
         let scenario = directory.appendingPathComponent("kafka-partition.yaml")
         try """
             name: secure-kafka-partition

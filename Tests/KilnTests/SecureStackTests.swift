@@ -22,6 +22,53 @@ enum SecureStackFixture {
         }
         return environment
     }
+
+    /// A hardened stack the script started in a temporary directory, with random passwords and the client settings
+    /// its CA needs (`KILN_SECURE_TLS_CA`, `PGSSLMODE`, `PGSSLROOTCERT`, `KILN_STACK_DIR`). `down()` stops it and
+    /// removes the directory; call it in a `defer` right after `up`.
+    struct Running {
+        let home = TestStack.paths.home
+        let script: String
+        let directory: URL
+        let stackDirectory: URL
+        let environment: [String: String]
+        let definition: StackDefinition
+        let stack: ScriptedStack
+
+        func down() {
+            _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    struct StartFailed: Error, CustomStringConvertible { var description: String }
+
+    /// Waits until no other stack holds the fixed addresses, then runs `scripts/secure-stack up`; throws (with the
+    /// script's output) when it fails, after stopping what it started.
+    static func up(_ label: String) throws -> Running {
+        let home = TestStack.paths.home
+        let script = home.appendingPathComponent("scripts/secure-stack").path
+        let directory = try AuditTestSupport.temporaryDirectory(label)
+        let stackDirectory = directory.appendingPathComponent("stack")
+        var environment = randomEnvironment()
+        let ca = stackDirectory.appendingPathComponent("tls/ca.crt").path
+        environment["KILN_SECURE_TLS_CA"] = ca
+        environment["PGSSLMODE"] = "verify-full"
+        environment["PGSSLROOTCERT"] = ca
+        environment["KILN_STACK_DIR"] = stackDirectory.path
+        let definition = try StackDefinition.load(
+            contentsOf: home.appendingPathComponent("Scenarios/stacks/embedded-secure.yaml"))
+        try AuditHardenedStackTests.waitForFreeSecureAddresses(definition)
+        let up = try AuditTestSupport.run(script, ["up", stackDirectory.path], environment: environment)
+        guard up.status == 0, let stack = try? ScriptedStack(definition, directory: stackDirectory) else {
+            _ = try? AuditTestSupport.run(script, ["down", stackDirectory.path], environment: environment)
+            try? FileManager.default.removeItem(at: directory)
+            throw StartFailed(description: "scripts/secure-stack up (exit \(up.status)): \(up.output)")
+        }
+        return Running(
+            script: script, directory: directory, stackDirectory: stackDirectory, environment: environment,
+            definition: definition, stack: stack)
+    }
 }
 
 /// More tests of the serialized suite "kiln audit: the hardened stack": every test there brings the stack up on the
