@@ -53,7 +53,9 @@ public struct RedisClusterCommand: Sendable {
 /// most ``maxRedirects`` redirections per command.
 /// Failover: a connection error to a node drops that connection and marks the map stale, so the next call asks the
 /// cluster again and reaches the promoted replica once the cluster has promoted it. The failed call itself is thrown
-/// (its outcome is the connection error's), never silently resent.
+/// (its outcome is the connection error's), never silently resent. While a failover spreads, nodes that have not yet
+/// heard of it still name the dead primary: a map naming a node this router could not reach is used only when no
+/// node asked gives one without it.
 /// Ownership and threading: owns its connections; not `Sendable`; use it from one thread.
 public final class RedisClusterRouter {
     public static let maxRedirects = 5
@@ -65,6 +67,8 @@ public final class RedisClusterRouter {
     private var topologyIsStale = true
     /// The node that gave the final reply (after redirections) to the first command of the last batch.
     public private(set) var lastNode: HostPort?
+    /// Nodes whose connection failed since they last answered.
+    private var unreachable: Set<HostPort> = []
 
     /// Connects to the first seed that answers `CLUSTER SLOTS` with a served slot.
     /// - Throws: `topology` (or the last seed's error) when none does.
@@ -81,24 +85,32 @@ public final class RedisClusterRouter {
         connections.removeAll()
     }
 
-    /// Asks the known primaries, then the seeds, for `CLUSTER SLOTS` and keeps the first answer that covers a slot.
+    /// Asks the known primaries, then the seeds, for `CLUSTER SLOTS` and keeps the first answer that covers a slot
+    /// and names no unreachable node as a primary; when every answer names one, the first answer.
     public func refreshTopology() throws(RedisClusterError) {
         var lastError = RedisClusterError.topology("no seed answered")
         var candidates = topology.primaries
         for seed in seeds where !candidates.contains(seed) { candidates.append(seed) }
+        var namingUnreachable: RedisClusterTopology?
         for node in candidates {
             let reply: RedisReply
             do {
                 reply = try connection(to: node).command(["CLUSTER", "SLOTS"])
             } catch {
                 drop(node)
+                unreachable.insert(node)
                 lastError = .redis(error)
                 continue
             }
+            unreachable.remove(node)
             do {
                 let learned = try RedisClusterTopology(clusterSlotsReply: reply, askedNode: node)
                 guard learned.coveredSlots > 0 else {
                     lastError = .topology("\(node) serves no slot")
+                    continue
+                }
+                if learned.primaries.contains(where: unreachable.contains) {
+                    if namingUnreachable == nil { namingUnreachable = learned }
                     continue
                 }
                 topology = learned
@@ -107,6 +119,11 @@ public final class RedisClusterRouter {
             } catch {
                 lastError = .topology(error.description)
             }
+        }
+        if let namingUnreachable {
+            topology = namingUnreachable
+            topologyIsStale = false
+            return
         }
         throw lastError
     }
@@ -169,9 +186,10 @@ public final class RedisClusterRouter {
                     nodeReplies = try connection(to: node).pipeline(pipeline)
                 } catch {
                     drop(node)
-                    topologyIsStale = true
+                    unreachable.insert(node)
                     throw applied ? .partiallyApplied(error) : .redis(error)
                 }
+                if !unreachable.isEmpty { unreachable.remove(node) }
                 var position = 0
                 for item in items {
                     if item.asking { position += 1 }
