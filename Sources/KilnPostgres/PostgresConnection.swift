@@ -18,9 +18,14 @@ public final class PostgresConnection {
     /// The server version as libpq reports it, e.g. `150004` for 15.4.
     public let serverVersion: Int
     private var handle: OpaquePointer?
-    /// The outstanding statement's result (or error) while the rest of its response is awaited.
+    /// The outstanding statement's result (or error) while the rest of its response is awaited (in pipeline mode:
+    /// the oldest outstanding statement's).
     private var pendingResult: PostgresResult?
     private var pendingError: PostgresError?
+    /// In pipeline mode (``enterPipelineMode()``): statements sent and not yet collected by ``readResult()``.
+    public private(set) var pipelineOutstanding = 0
+    /// Whether the connection is in libpq's pipeline mode (``enterPipelineMode()``); it stays in it until closed.
+    public private(set) var isPipelined = false
 
     /// Connects, blocking for at most about `connectTimeoutSeconds` per address the host resolves to.
     /// - Throws: ``PostgresError`` of kind `connect` when the server is unreachable or rejects the login.
@@ -296,6 +301,22 @@ public final class PostgresConnection {
         return PQsocket(handle)
     }
 
+    /// Puts the connection in libpq's pipeline mode: from now on ``startPrepared(_:integer:binaryResults:)`` may be
+    /// called while earlier statements are outstanding; each is sent with its own Sync (so a failing statement
+    /// fails alone: the server skips nothing of the next one) and flushed at once, and ``readResult()`` returns the
+    /// results in the order the statements were sent. Only the `startPrepared`/`readResult` pair may be used
+    /// afterwards (libpq refuses synchronous calls in pipeline mode); prepare statements before. Idempotent.
+    /// - Throws: ``PostgresError`` (`closed`; `unexpectedResult` when libpq refuses, e.g. a statement is outstanding).
+    public func enterPipelineMode() throws(PostgresError) {
+        let connection = try open(.executePrepared)
+        if isPipelined { return }
+        guard PQenterPipelineMode(connection) == 1 else { throw failure(connection, .executePrepared) }
+        isPipelined = true
+        pipelineOutstanding = 0
+        pendingResult = nil
+        pendingError = nil
+    }
+
     /// Sends prepared statement `name` without waiting for its result; ``readResult()`` collects it once
     /// ``descriptor`` is readable. At most one statement may be outstanding (the caller's invariant). The
     /// connection stays in blocking mode: libpq writes the few hundred bytes of the request into an empty send
@@ -344,6 +365,13 @@ public final class PostgresConnection {
             return PQsendQueryPrepared(connection, statement, 1, &value, nil, nil, binaryResults ? 1 : 0)
         }
         guard sent == 1 else { throw failure(connection, .executePrepared) }
+        if isPipelined {
+            // The Sync ends this statement's implicit transaction and flushes the send buffer (a few hundred bytes
+            // per statement: the caller bounds how many are outstanding, so the socket buffer never fills).
+            guard PQpipelineSync(connection) == 1 else { throw failure(connection, .executePrepared) }
+            pipelineOutstanding += 1
+            return
+        }
         pendingResult = nil
         pendingError = nil
     }
@@ -351,9 +379,12 @@ public final class PostgresConnection {
     /// Reads what the socket holds (call it once ``descriptor`` is readable) and returns the statement's result
     /// when the server's whole response has arrived, nil while it has not. Never blocks.
     /// - Throws: ``PostgresError`` as ``executePrepared(_:_:)`` does.
+    /// In pipeline mode it returns the oldest outstanding statement's result once its Sync has been answered, nil
+    /// while it has not (call it again for the next one: replies already read are returned without a wait).
     public func readResult() throws(PostgresError) -> PostgresResult? {
         let connection = try open(.executePrepared)
         guard PQconsumeInput(connection) == 1 else { throw failure(connection, .executePrepared) }
+        if isPipelined { return try readPipelinedResult(connection) }
         while PQisBusy(connection) == 0 {
             guard let result = PQgetResult(connection) else {
                 // The response is complete (ReadyForQuery arrived).
@@ -368,6 +399,48 @@ public final class PostgresConnection {
                 pendingResult = try check(result, connection, .executePrepared)
             } catch {
                 pendingError = error
+            }
+        }
+        return nil
+    }
+
+    /// One statement's response in pipeline mode: its result(s), a NULL, then the result of its Sync.
+    private func readPipelinedResult(_ connection: OpaquePointer) throws(PostgresError) -> PostgresResult? {
+        var consecutiveNulls = 0
+        while pipelineOutstanding > 0, PQisBusy(connection) == 0 {
+            guard let result = PQgetResult(connection) else {
+                // The end of one statement's results; a second NULL in a row means libpq has nothing more now.
+                consecutiveNulls += 1
+                if consecutiveNulls > 1 { return nil }
+                continue
+            }
+            consecutiveNulls = 0
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(result)
+                pipelineOutstanding -= 1
+                let (completed, error) = (pendingResult, pendingError)
+                pendingResult = nil
+                pendingError = nil
+                if let error { throw error }
+                guard let completed else {
+                    throw PostgresError(
+                        .unexpectedResult, .executePrepared, address: endpoint.address,
+                        message: "pipeline: a Sync arrived before its statement's result")
+                }
+                return completed
+            case PGRES_PIPELINE_ABORTED:
+                // Not run: an earlier statement of the same Sync failed (never the case with a Sync per statement).
+                PQclear(result)
+                pendingError = pendingError ?? PostgresError(
+                    .server, .executePrepared, address: endpoint.address, sqlState: nil,
+                    message: "pipeline aborted: the statement was not run")
+            default:
+                do {
+                    pendingResult = try check(result, connection, .executePrepared)
+                } catch {
+                    pendingError = error
+                }
             }
         }
         return nil

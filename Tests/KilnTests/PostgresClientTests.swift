@@ -221,6 +221,45 @@ struct PostgresClientTests {
         }
     }
 
+    @Test func pipelinedStatementsAnswerInOrderAndAFailingOneFailsAlone() throws {
+        // Eight statements outstanding at once on one connection in pipeline mode; the fourth divides by zero.
+        // Results come back in the order sent, the failing one throws its SQLSTATE (22012) and the ones after it
+        // still run (a Sync per statement), and nothing is left outstanding.
+        let connection = try PostgresConnection(TestStack.postgres)
+        defer { connection.close() }
+        try connection.prepare("kiln_test_pipeline", "SELECT 100 / $1::int AS v")
+        try connection.enterPipelineMode()
+        try connection.enterPipelineMode()  // idempotent
+        let divisors: [Int64] = [1, 2, 4, 0, 5, 10, 20, 50]
+        for divisor in divisors { try connection.startPrepared("kiln_test_pipeline", integer: divisor) }
+        #expect(connection.pipelineOutstanding == divisors.count)
+        /// The oldest statement's value or error, nil while its reply is incomplete.
+        func answer() -> String? {
+            let result: PostgresResult?
+            do {
+                result = try connection.readResult()
+            } catch {
+                return "error \(error.sqlState ?? "none")"
+            }
+            return result.map { $0.value(row: 0, column: 0) ?? "nil" }
+        }
+        var answers: [String] = []
+        while answers.count < divisors.count {
+            if let next = answer() {
+                answers.append(next)
+                continue
+            }
+            var poller = pollfd(fd: connection.descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 5_000) == 1 else {
+                Issue.record("no reply within 5 s after \(answers)")
+                return
+            }
+        }
+        #expect(answers == ["100", "50", "25", "error 22012", "20", "10", "5", "2"])
+        #expect(connection.pipelineOutstanding == 0)
+        #expect(try connection.readResult() == nil)
+    }
+
     @Test func statementTimeoutMakesAWriteInfo() throws {
         let namespace = TestStack.uniqueName("kiln_pgc")
         let owner = try PostgresClient(context: StoreFixtures.context(namespace: namespace))
