@@ -89,6 +89,12 @@ final class LoadWorker {
         return client.poll()
     }
     func abandon(_ slot: Int) -> Outcome { multiplexed[slot]?.abandon() ?? .fail("timeout") }
+    /// Pipelining: sends connection `slot`'s ops begun since the last call; nil when sent, else every outstanding
+    /// op's outcome.
+    func endBatch(_ slot: Int) -> Outcome? {
+        guard let client = multiplexed[slot] else { return .fail("connection") }
+        return client.endBatch()
+    }
     func multiplexedDescriptor(_ slot: Int) -> Int32 { multiplexed[slot]?.descriptor ?? -1 }
     func multiplexedServedBy(_ slot: Int) -> HostPort? { multiplexed[slot]?.servedBy }
 

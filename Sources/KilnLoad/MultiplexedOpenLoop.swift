@@ -12,10 +12,13 @@ import KilnStores
 /// epoll, so a wake costs the ready connections only. Each connection stays registered (level-triggered) while it
 /// keeps its open file: no epoll_ctl per op (`EpollRegistrations`). Connection `slot` is
 /// worker `worker.id + slot` in the history, so a history looks as a blocking pool of the same size would make it.
-/// Pipelining (`pipelineDepth` > 1, a client that `pipelines`): when no connection is idle, a due op is sent on the
-/// connection with the fewest outstanding, up to `pipelineDepth` each; their outcomes come back in order. Those ops
-/// share the connection's worker id in the history (a process with several reads outstanding), so only phases of
-/// read operations pipeline (`LoadRun.pipelineProblem`). A timeout of a connection's oldest op abandons them all.
+/// Pipelining (`pipelineDepth` > 1, a client that `pipelines`): when no connection is idle, due ops are queued on
+/// the connection with the fewest outstanding until it holds `pipelineDepth`, then on the next; the ops queued on a
+/// connection in one pass leave together (`endBatch`: for PostgreSQL one Sync, one send, one server flush) and their
+/// outcomes come back in order. Those ops
+/// share the connection's worker id, so only reads pipeline (`StoreDriver.pipelinedOperations`,
+/// `LoadRun.pipelineProblem`): reads are summarised by the stats, never written to the history. A timeout of a
+/// connection's oldest op abandons them all.
 /// Runs on its worker's own OS thread; never on Swift's cooperative pool.
 struct MultiplexedOpenLoop {
     let worker: LoadWorker
@@ -109,15 +112,42 @@ struct MultiplexedOpenLoop {
             }
         }
 
-        /// A connection for the next op: an idle one, else (pipelining) the one with the fewest outstanding.
+        /// Pipelining: the connection being filled in this pass, and the connections with ops begun but not sent.
+        var filling: Int?
+        var unsent: [Int] = []
+        var isUnsent = [Bool](repeating: false, count: count)
+
+        /// A connection for the next op: an idle one, else (pipelining) the one being filled while it has room, else
+        /// the one with the fewest outstanding.
         func freeSlot() -> Int? {
             if let slot = idle.popLast() { return slot }
             guard depth > 1 else { return nil }
+            if let slot = filling {
+                if length[slot] < depth { return slot }
+                // Full: its batch leaves now rather than at the end of the pass.
+                sendBatch(slot)
+            }
             var best: Int?
             for slot in 0..<count where length[slot] < depth {
                 if best == nil || length[slot] < length[best!] { best = slot }
             }
+            filling = best
             return best
+        }
+
+        /// Sends `slot`'s ops begun and not yet sent (pipelining).
+        func sendBatch(_ slot: Int) {
+            guard isUnsent[slot] else { return }
+            isUnsent[slot] = false
+            guard length[slot] > 0, let outcome = worker.endBatch(slot) else { return }
+            while length[slot] > 0 { complete(slot, outcome) }
+        }
+
+        /// Sends every connection's ops begun in this pass (pipelining).
+        func sendBatches() {
+            for slot in unsent { sendBatch(slot) }
+            unsent.removeAll(keepingCapacity: true)
+            filling = nil
         }
 
         while true {
@@ -148,6 +178,10 @@ struct MultiplexedOpenLoop {
                 length[slot] += 1
                 busy += 1
                 let storeOperation = context.operations[operation].operation
+                if depth > 1, !isUnsent[slot] {
+                    isUnsent[slot] = true
+                    unsent.append(slot)
+                }
                 if let outcome = worker.begin(slot, storeOperation, request) {
                     if length[slot] == 1 {
                         complete(slot, outcome)
@@ -170,6 +204,7 @@ struct MultiplexedOpenLoop {
                 }
                 now = MonotonicClock.now()
             }
+            if !unsent.isEmpty { sendBatches() }
             // Abandon connections whose oldest op is past the client timeout.
             var earliestTimeout = UInt64.max
             if busy > 0 {

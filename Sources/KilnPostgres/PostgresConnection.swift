@@ -24,6 +24,8 @@ public final class PostgresConnection {
     private var pendingError: PostgresError?
     /// In pipeline mode (``enterPipelineMode()``): statements sent and not yet collected by ``readResult()``.
     public private(set) var pipelineOutstanding = 0
+    /// In pipeline mode: statements sent since the last ``syncPipeline()`` (they are still in libpq's buffer).
+    public private(set) var pipelineUnsynced = 0
     /// Whether the connection is in libpq's pipeline mode (``enterPipelineMode()``); it stays in it until closed.
     public private(set) var isPipelined = false
 
@@ -302,10 +304,12 @@ public final class PostgresConnection {
     }
 
     /// Puts the connection in libpq's pipeline mode: from now on ``startPrepared(_:integer:binaryResults:)`` may be
-    /// called while earlier statements are outstanding; each is sent with its own Sync (so a failing statement
-    /// fails alone: the server skips nothing of the next one) and flushed at once, and ``readResult()`` returns the
-    /// results in the order the statements were sent. Only the `startPrepared`/`readResult` pair may be used
-    /// afterwards (libpq refuses synchronous calls in pipeline mode); prepare statements before. Idempotent.
+    /// called while earlier statements are outstanding. It only queues the statement in libpq's buffer:
+    /// ``syncPipeline()`` sends every queued statement with one Sync, and the server answers them together. A
+    /// statement that fails makes the server skip the rest of its Sync (they throw `notRun`); the next Sync runs
+    /// normally. ``readResult()`` returns the results in the order the statements were sent. Only the
+    /// `startPrepared`/`syncPipeline`/`readResult` calls may be used afterwards (libpq refuses synchronous calls in
+    /// pipeline mode); prepare statements before. Idempotent.
     /// - Throws: ``PostgresError`` (`closed`; `unexpectedResult` when libpq refuses, e.g. a statement is outstanding).
     public func enterPipelineMode() throws(PostgresError) {
         let connection = try open(.executePrepared)
@@ -366,10 +370,8 @@ public final class PostgresConnection {
         }
         guard sent == 1 else { throw failure(connection, .executePrepared) }
         if isPipelined {
-            // The Sync ends this statement's implicit transaction and flushes the send buffer (a few hundred bytes
-            // per statement: the caller bounds how many are outstanding, so the socket buffer never fills).
-            guard PQpipelineSync(connection) == 1 else { throw failure(connection, .executePrepared) }
             pipelineOutstanding += 1
+            pipelineUnsynced += 1
             return
         }
         pendingResult = nil
@@ -404,36 +406,47 @@ public final class PostgresConnection {
         return nil
     }
 
-    /// One statement's response in pipeline mode: its result(s), a NULL, then the result of its Sync.
+    /// Sends the statements queued since the last Sync, followed by one Sync, and flushes (blocking until libpq's
+    /// buffer is written: the caller bounds the statements outstanding, so the socket buffer never fills).
+    /// Nothing to send: nothing happens.
+    /// - Throws: ``PostgresError`` (`closed`, `connectionLost`): the queued statements' fate is unknown.
+    public func syncPipeline() throws(PostgresError) {
+        guard isPipelined, pipelineUnsynced > 0 else { return }
+        let connection = try open(.executePrepared)
+        pipelineUnsynced = 0
+        guard PQpipelineSync(connection) == 1 else { throw failure(connection, .executePrepared) }
+    }
+
+    /// The oldest statement's response in pipeline mode: its result (or `PGRES_PIPELINE_ABORTED`), then a NULL;
+    /// a Sync's result after the last statement of its batch is consumed here.
     private func readPipelinedResult(_ connection: OpaquePointer) throws(PostgresError) -> PostgresResult? {
-        var consecutiveNulls = 0
+        var idleNulls = 0
         while pipelineOutstanding > 0, PQisBusy(connection) == 0 {
             guard let result = PQgetResult(connection) else {
-                // The end of one statement's results; a second NULL in a row means libpq has nothing more now.
-                consecutiveNulls += 1
-                if consecutiveNulls > 1 { return nil }
-                continue
-            }
-            consecutiveNulls = 0
-            switch PQresultStatus(result) {
-            case PGRES_PIPELINE_SYNC:
-                PQclear(result)
+                // The end of one statement's results.
+                guard pendingResult != nil || pendingError != nil else {
+                    // A NULL with no statement result before it: libpq moving past a Sync; a second one in a row
+                    // means nothing more is ready.
+                    idleNulls += 1
+                    if idleNulls > 1 { return nil }
+                    continue
+                }
                 pipelineOutstanding -= 1
                 let (completed, error) = (pendingResult, pendingError)
                 pendingResult = nil
                 pendingError = nil
                 if let error { throw error }
-                guard let completed else {
-                    throw PostgresError(
-                        .unexpectedResult, .executePrepared, address: endpoint.address,
-                        message: "pipeline: a Sync arrived before its statement's result")
-                }
                 return completed
+            }
+            idleNulls = 0
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(result)
             case PGRES_PIPELINE_ABORTED:
-                // Not run: an earlier statement of the same Sync failed (never the case with a Sync per statement).
+                // Not run: an earlier statement of the same Sync failed.
                 PQclear(result)
                 pendingError = pendingError ?? PostgresError(
-                    .server, .executePrepared, address: endpoint.address, sqlState: nil,
+                    .notRun, .executePrepared, address: endpoint.address,
                     message: "pipeline aborted: the statement was not run")
             default:
                 do {

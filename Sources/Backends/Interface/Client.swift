@@ -169,9 +169,11 @@ public typealias ClientFactory = @Sendable (ClientContext) throws -> any Client
 /// once the reply is complete and nil while it is not. `abandon` ends an outstanding op the caller gave up on (its
 /// timeout): the connection is dropped (its stream is out of step) and the outcome is the one `invoke` gives a
 /// timeout. Outcomes are exactly those `invoke` gives for the same op.
-/// Pipelining (after `enablePipelining()`): `begin` may be called while earlier ops are outstanding; `poll` returns
-/// the oldest outstanding op's outcome once complete (call it again for the next); `abandon` drops the connection
-/// and its outcome ends every outstanding op. An op that `begin` ends at once leaves the earlier ones to `poll`.
+/// Pipelining (after `enablePipelining()`): `begin` may be called while earlier ops are outstanding, and only queues
+/// the op; `endBatch` sends the ops begun since the last one together (the caller calls it after each round of
+/// `begin`s on the connection). `poll` returns the oldest outstanding op's outcome once complete (call it again for
+/// the next); `abandon` drops the connection and its outcome ends every outstanding op. An op that `begin` ends at
+/// once leaves the earlier ones to `poll`.
 public protocol MultiplexedClient: Client {
     static var multiplexedOperations: Set<Operation> { get }
     /// Whether the client can keep several ops outstanding on its connection (`enablePipelining`).
@@ -179,6 +181,9 @@ public protocol MultiplexedClient: Client {
     /// From now on `begin` may be called with ops outstanding (only for a client that `pipelines`; called before
     /// `prepareMultiplexed`).
     func enablePipelining()
+    /// Pipelining: sends the ops begun since the last call. Nil when sent (or nothing to send); else the outcome of
+    /// every op outstanding on the connection, which the client dropped.
+    func endBatch() -> Outcome?
     /// `multiplexedOperations` as the engine's descriptors (derived; do not implement).
     static var multiplexedDescriptors: Set<OperationDescriptor> { get }
     /// The socket of the outstanding op, -1 when there is none to wait on. The multiplexing loop keeps it
@@ -199,6 +204,7 @@ extension MultiplexedClient {
     public func enablePipelining() {
         preconditionFailure("\(Self.self) does not pipeline")
     }
+    public func endBatch() -> Outcome? { nil }
 
     public static var multiplexedDescriptors: Set<OperationDescriptor> {
         Set(multiplexedOperations.map(OperationDescriptor.init))
@@ -221,7 +227,8 @@ public struct StoreDriver: Sendable {
     public var open: ClientFactory
     /// The operations its client runs multiplexed (`MultiplexedClient`); empty for a blocking-only client.
     public var multiplexedOperations: Set<OperationDescriptor>
-    /// Those it can also pipeline (`MultiplexedClient.pipelines`): a phase's `pipeline_depth` > 1 needs them.
+    /// The reads among them it can also pipeline (`MultiplexedClient.pipelines`): a phase's `pipeline_depth` > 1
+    /// needs them.
     public var pipelinedOperations: Set<OperationDescriptor>
 
     /// The store's name is its operations' `store`, so a driver cannot list another store's operations.
@@ -235,7 +242,10 @@ public struct StoreDriver: Sendable {
         self.operations = C.Operation.descriptors
         let multiplexed = C.self as? any MultiplexedClient.Type
         self.multiplexedOperations = multiplexed?.multiplexedDescriptors ?? []
-        self.pipelinedOperations = multiplexed?.pipelines == true ? self.multiplexedOperations : []
+        // Only reads pipeline: they are summarised by the stats, never written to the history, so no history shows a
+        // worker with two ops outstanding.
+        self.pipelinedOperations = multiplexed?.pipelines == true
+            ? self.multiplexedOperations.filter { $0.kind == .read } : []
         self.open = open
     }
 
