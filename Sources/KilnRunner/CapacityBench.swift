@@ -104,17 +104,23 @@ public struct CapacityBench {
             : "pgbench -n -M prepared -c \(workers) -j 2 -T \(seconds) -f <point-read of \(Self.namespace)_transactions>"
     }
 
-    /// One fresh scenario: the bulk load, then one open-model phase per rate.
+    /// One fresh scenario: the bulk load, a 3 s warm-up at half the first rate (not measured: the freshly loaded
+    /// rows' first reads, the table's first statistics and the connections' first statements would otherwise
+    /// fall on the first step only), then one open-model phase per rate.
     public func kiln(rates: [Double], mode: CapacityEngineMode = .multiplexed) throws -> [Step] {
         var phases = "  - {name: load, executor: bulk, rows: \(rows), batch: 5K, workers: 2, stores: [\(store)]}\n"
         let pipelining = mode.pipelineDepth > 1 ? "pipeline_depth: \(mode.pipelineDepth), " : ""
+        if let first = rates.first {
+            phases += "  - {name: warm-up, executor: constant-arrival-rate, rate: \(max(1, Int(first / 2))), duration: 3s, "
+                + "workers: \(workers), drop_after: 1s, \(pipelining)mix: {\(kilnOperation): 1}}\n"
+        }
         for (index, rate) in rates.enumerated() {
             phases += "  - {name: step-\(index), executor: constant-arrival-rate, rate: \(Int(rate)), duration: \(seconds)s, "
                 + "workers: \(workers), drop_after: 1s, \(pipelining)mix: {\(kilnOperation): 1}}\n"
         }
         let report = try bench.phase(
             "capacity-\(store)", rows: rows, namespace: Self.namespace, phases: phases, environment: mode.environment)
-        return zip(rates, report.phases.dropFirst()).map { rate, phase in
+        return zip(rates, report.phases.dropFirst(2)).map { rate, phase in
             let operation = phase.operations[0]
             return Step(
                 rate: rate, okPerSecond: Double(operation.ok) / Double(seconds), planned: phase.plannedOps ?? 0,

@@ -13,7 +13,8 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "Open-model capacity of the load engine vs redis-benchmark / pgbench at the same connection count.",
             discussion: """
-                Per trial: one `kiln run` scenario (fresh namespace benchcap: bulk of --rows rows, then one
+                Per trial: one `kiln run` scenario (fresh namespace benchcap: bulk of --rows rows, a 3 s warm-up
+                at half the first rate, not measured, then one
                 constant-arrival-rate phase per --steps fraction of the peer's last rate, --seconds each, --workers
                 workers, drop_after 1s) for each --modes engine (multiplexed: the default open model, threads: a
                 thread per connection, KILN_OPEN_MULTIPLEX=0), then the peer with the same connection count. A step is sustained when it
