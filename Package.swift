@@ -193,6 +193,7 @@ let package = Package(
             dependencies: [
                 "KilnTestSupport", "KilnCore", "KilnScenario", "KilnStack", "KilnData", "KilnStores", "KilnLoad",
                 "KilnCheck", "KilnPipeline", "KilnReport", "KilnFaults", "KilnElle", "KilnReplay", "KilnAudit",
+                "KilnRunner",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

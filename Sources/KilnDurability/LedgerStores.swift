@@ -77,6 +77,8 @@ public struct PostgresLedger: LedgerStore {
                 case .server:
                     // A statement the server rejected did not commit. (An admin shutdown ends it too.)
                     return (.fail, "sqlstate-\(error.sqlState ?? "?")")
+                case .notRun:
+                    return (.fail, "not-run")
                 case .connect, .closed, .invalidArgument:
                     self.connection = nil
                     return (.fail, "\(error.kind)")

@@ -75,6 +75,35 @@ public final class LoadRun {
             stack: scenario.stack.name, namespace: scenario.namespace, kilnRevision: revision,
             host: ProcessInfo.processInfo.hostName, cores: ProcessInfo.processInfo.activeProcessorCount)
         try Self.validateRows(scenario, datasetRows: dataset.rows)
+        if let problem = Self.pipelineProblem(scenario, drivers: drivers) {
+            throw Failure(code: .invalidInput, message: problem.description)
+        }
+    }
+
+    /// The first phase with `pipeline_depth` > 1 whose mix has an operation its client does not pipeline
+    /// (`StoreDriver.pipelinedOperations`: today PostgreSQL's point read), at the field.
+    public static func pipelineProblem(
+        _ scenario: LoadScenario, drivers: [StoreDriver] = StoreRegistry.drivers
+    ) -> SpecError? {
+        for phase in scenario.phases where phase.pipelineDepth > 1 {
+            for weighted in phase.mix where weighted.weight > 0 {
+                let parts = weighted.name.split(separator: ".", maxSplits: 1).map(String.init)
+                let driver = drivers.first { $0.name == parts.first }
+                let pipelined = driver.map { driver in
+                    driver.pipelinedOperations.contains { parts.count == 2 && $0.name == parts[1] }
+                } ?? false
+                if !pipelined {
+                    let pipelinable = drivers.flatMap { driver in
+                        driver.pipelinedOperations.map { "\(driver.name).\($0.name)" }
+                    }.sorted()
+                    return SpecError(
+                        at: phase.pipelineDepthSource, field: "phases.pipeline_depth",
+                        message: "phase '\(phase.name)': \(weighted.name) is not pipelined by its client (operations "
+                            + "that pipeline: \(pipelinable.joined(separator: ", "))); remove pipeline_depth or the operation")
+                }
+            }
+        }
+        return nil
     }
 
     /// Bulk phases must fit in the dataset: each store's rows are loaded once.

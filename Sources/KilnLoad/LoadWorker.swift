@@ -18,6 +18,8 @@ final class LoadWorker {
     private var multiplexed: [(any MultiplexedClient)?] = []
     private var multiplexedFailure: [UInt64?] = []
     private var multiplexedStore = 0
+    /// The phase pipelines (`pipeline_depth` > 1): every multiplexed client is opened with `enablePipelining()`.
+    private var multiplexedPipelining = false
 
     init(id: Int, context: PhaseContext, recorder: WorkerRecorder) {
         self.id = id
@@ -43,8 +45,9 @@ final class LoadWorker {
 
     /// Opens `connections` multiplexed clients of `store` (connection setup is not part of any op's latency); a
     /// connection that cannot be opened now is retried by the first op it is given.
-    func warmUpMultiplexed(store: Int, connections: Int) {
+    func warmUpMultiplexed(store: Int, connections: Int, pipelining: Bool = false) {
         multiplexedStore = store
+        multiplexedPipelining = pipelining
         multiplexed = Array(repeating: nil, count: connections)
         multiplexedFailure = Array(repeating: nil, count: connections)
         for slot in 0..<connections { multiplexedClient(slot)?.prepareMultiplexed() }
@@ -59,6 +62,7 @@ final class LoadWorker {
         do {
             guard let client = try context.drivers[multiplexedStore].open(context.clientContext) as? any MultiplexedClient
             else { preconditionFailure("\(context.stores[multiplexedStore]) has no multiplexed client") }
+            if multiplexedPipelining { client.enablePipelining() }
             multiplexed[slot] = client
             multiplexedFailure[slot] = nil
             return client
@@ -85,6 +89,12 @@ final class LoadWorker {
         return client.poll()
     }
     func abandon(_ slot: Int) -> Outcome { multiplexed[slot]?.abandon() ?? .fail("timeout") }
+    /// Pipelining: sends connection `slot`'s ops begun since the last call; nil when sent, else every outstanding
+    /// op's outcome.
+    func endBatch(_ slot: Int) -> Outcome? {
+        guard let client = multiplexed[slot] else { return .fail("connection") }
+        return client.endBatch()
+    }
     func multiplexedDescriptor(_ slot: Int) -> Int32 { multiplexed[slot]?.descriptor ?? -1 }
     func multiplexedServedBy(_ slot: Int) -> HostPort? { multiplexed[slot]?.servedBy }
 

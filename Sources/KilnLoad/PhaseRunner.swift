@@ -18,6 +18,8 @@ public struct PhaseMeasurement: Sendable {
     public var complete: Bool
     /// Open model: ops planned for the phase.
     public var plannedOps: Int64?
+    /// `pipeline_depth` > 1: ops sent while an earlier op of the same connection was outstanding; nil otherwise.
+    public var pipelinedOps: Int64? = nil
 
     /// The seconds a rate is measured over: the arrival window for open-model phases (the tail of the last ops
     /// finishing after it is not a lower rate), the whole phase otherwise.
@@ -134,7 +136,8 @@ final class PhaseRunner {
                 }
                 let worker = LoadWorker(id: workerID, context: context, recorder: recorder)
                 if let spec, spec.multiplexed, let store {
-                    worker.warmUpMultiplexed(store: store, connections: spec.connections)
+                    worker.warmUpMultiplexed(
+                        store: store, connections: spec.connections, pipelining: phase.pipelineDepth > 1)
                 } else {
                     worker.warmUp(only: store)
                 }
@@ -182,9 +185,11 @@ final class PhaseRunner {
             logger.warning("phase \(phase.name): some workers were still inside an operation when the report was written")
         }
         let seconds = Double(MonotonicClock.now() &- context.phaseStart) / 1e9
-        return PhaseMeasurement(
+        var measurement = PhaseMeasurement(
             phase: phase, operations: operations, totals: totals, timeline: timeline, startedAtMillis: startedAt,
             seconds: seconds, complete: !context.stop.isRaised, plannedOps: plannedOps)
+        if phase.pipelineDepth > 1 { measurement.pipelinedOps = recorders.reduce(0) { $0 + $1.pipelinedOps } }
+        return measurement
     }
 
     /// Open model: op k is due at phaseStart + times(k). Each store has its own pool of workers (the phase's
@@ -196,8 +201,10 @@ final class PhaseRunner {
     /// A store whose client runs every op of the mix multiplexed (`MultiplexedClient`) gets its pool as threads of up
     /// to `connectionsPerLoop` connections each (`MultiplexedOpenLoop`) rather than a thread per connection — same
     /// connections, same one op in flight per connection, same schedule and accounting, without a thread wake-up per
-    /// op. `KILN_OPEN_MULTIPLEX=0` in the environment keeps a thread per connection; `KILN_OPEN_BATCH_WINDOW_US=N`
-    /// sets the loops' batch window (`MultiplexedOpenLoop.batchWindow`).
+    /// op. `KILN_OPEN_MULTIPLEX=0` in the environment keeps a thread per connection (a diagnostic: it runs one op
+    /// per connection whatever the phase's `pipeline_depth`, and says so); `KILN_OPEN_BATCH_WINDOW_US=N` sets the
+    /// loops' batch window (`MultiplexedOpenLoop.batchWindow`). With `pipeline_depth` N > 1 a loop keeps up to N ops
+    /// outstanding per connection when none is idle (`MultiplexedOpenLoop`).
     static func openBody(
         context: PhaseContext, times: ArrivalTimes
     ) -> ([Int], [OpenThread], @Sendable (LoadWorker) -> Void) {
@@ -215,6 +222,10 @@ final class PhaseRunner {
         let storeOfOperation = context.operations.map(\.storeIndex)
         let owners = owner
         let allowed = context.clientContext.environment["KILN_OPEN_MULTIPLEX"] != "0"
+        if !allowed, context.phase.pipelineDepth > 1 {
+            context.clientContext.logger.warning(
+                "phase \(context.phase.name): KILN_OPEN_MULTIPLEX=0 runs one op per connection; pipeline_depth \(context.phase.pipelineDepth) is not applied")
+        }
         let batchWindow = context.clientContext.environment["KILN_OPEN_BATCH_WINDOW_US"].flatMap(UInt64.init)
             .map { $0 * 1000 } ?? MultiplexedOpenLoop.defaultBatchWindow
         let multiplexed = (0..<stores).map { store in
@@ -246,7 +257,7 @@ final class PhaseRunner {
                 MultiplexedOpenLoop(
                     worker: worker, store: store, context: context, times: times, cursor: next,
                     storeOfOperation: storeOfOperation, dropAfter: dropAfterNanos, lateAfter: lateAfter,
-                    batchWindow: batchWindow
+                    batchWindow: batchWindow, pipelineDepth: context.phase.pipelineDepth
                 ).run()
                 return
             }

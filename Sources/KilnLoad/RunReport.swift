@@ -29,11 +29,16 @@ extension RunReport {
                 rowsPerSecond: planned.kind == .bulk && span > 0 ? Double(stats.rows) / span : nil,
                 latencyMs: RunReport.Latency(stats), serviceMs: RunReport.Latency(stats, service: true))
         }
-        return RunReport.Phase(
+        var phase = RunReport.Phase(
             name: measurement.phase.name, executor: measurement.phase.executor.name, workers: measurement.phase.workers,
             startedAt: measurement.startedAtMillis, seconds: measurement.seconds, complete: measurement.complete,
             plannedOps: measurement.plannedOps, operations: operations, thresholds: verdicts,
             peakRssMib: peakResidentMiB())
+        if measurement.phase.pipelineDepth > 1 {
+            phase.pipelineDepth = measurement.phase.pipelineDepth
+            phase.pipelinedOps = measurement.pipelinedOps ?? 0
+        }
+        return phase
     }
 
     /// The process's peak resident set so far, in MiB (Linux reports `ru_maxrss` in KiB).

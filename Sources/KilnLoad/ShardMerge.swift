@@ -351,6 +351,8 @@ public enum ShardMerge {
             indexBuildError: parts.compactMap(\.indexBuildError).first,
             peakRssMib: parts.compactMap(\.peakRssMib).max())
         merged.indexBuildInBackground = parts.compactMap(\.indexBuildInBackground).first
+        merged.pipelineDepth = parts.compactMap(\.pipelineDepth).first
+        merged.pipelinedOps = parts.contains { $0.pipelinedOps != nil } ? parts.compactMap(\.pipelinedOps).reduce(0, +) : nil
         return merged
     }
 }

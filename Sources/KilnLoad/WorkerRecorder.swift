@@ -59,6 +59,11 @@ final class WorkerRecorder: Sendable {
         }
     }
 
+    /// Open model with `pipeline_depth` > 1: ops sent while an earlier op of the same connection was outstanding.
+    private let pipelined = Atomic<Int64>(0)
+    func recordPipelined() { pipelined.add(1, ordering: .relaxed) }
+    var pipelinedOps: Int64 { pipelined.load(ordering: .relaxed) }
+
     func recordDropped(operation: Int) {
         state.withLock { interval in
             if interval.stats[operation] == nil { interval.stats[operation] = OperationStats() }

@@ -18,9 +18,16 @@ public final class PostgresConnection {
     /// The server version as libpq reports it, e.g. `150004` for 15.4.
     public let serverVersion: Int
     private var handle: OpaquePointer?
-    /// The outstanding statement's result (or error) while the rest of its response is awaited.
+    /// The outstanding statement's result (or error) while the rest of its response is awaited (in pipeline mode:
+    /// the oldest outstanding statement's).
     private var pendingResult: PostgresResult?
     private var pendingError: PostgresError?
+    /// In pipeline mode (``enterPipelineMode()``): statements sent and not yet collected by ``readResult()``.
+    public private(set) var pipelineOutstanding = 0
+    /// In pipeline mode: statements sent since the last ``syncPipeline()`` (they are still in libpq's buffer).
+    public private(set) var pipelineUnsynced = 0
+    /// Whether the connection is in libpq's pipeline mode (``enterPipelineMode()``); it stays in it until closed.
+    public private(set) var isPipelined = false
 
     /// Connects, blocking for at most about `connectTimeoutSeconds` per address the host resolves to.
     /// - Throws: ``PostgresError`` of kind `connect` when the server is unreachable or rejects the login.
@@ -296,6 +303,24 @@ public final class PostgresConnection {
         return PQsocket(handle)
     }
 
+    /// Puts the connection in libpq's pipeline mode: from now on ``startPrepared(_:integer:binaryResults:)`` may be
+    /// called while earlier statements are outstanding. It only queues the statement in libpq's buffer:
+    /// ``syncPipeline()`` sends every queued statement with one Sync, and the server answers them together. A
+    /// statement that fails makes the server skip the rest of its Sync (they throw `notRun`); the next Sync runs
+    /// normally. ``readResult()`` returns the results in the order the statements were sent. Only the
+    /// `startPrepared`/`syncPipeline`/`readResult` calls may be used afterwards (libpq refuses synchronous calls in
+    /// pipeline mode); prepare statements before. Idempotent.
+    /// - Throws: ``PostgresError`` (`closed`; `unexpectedResult` when libpq refuses, e.g. a statement is outstanding).
+    public func enterPipelineMode() throws(PostgresError) {
+        let connection = try open(.executePrepared)
+        if isPipelined { return }
+        guard PQenterPipelineMode(connection) == 1 else { throw failure(connection, .executePrepared) }
+        isPipelined = true
+        pipelineOutstanding = 0
+        pendingResult = nil
+        pendingError = nil
+    }
+
     /// Sends prepared statement `name` without waiting for its result; ``readResult()`` collects it once
     /// ``descriptor`` is readable. At most one statement may be outstanding (the caller's invariant). The
     /// connection stays in blocking mode: libpq writes the few hundred bytes of the request into an empty send
@@ -344,6 +369,11 @@ public final class PostgresConnection {
             return PQsendQueryPrepared(connection, statement, 1, &value, nil, nil, binaryResults ? 1 : 0)
         }
         guard sent == 1 else { throw failure(connection, .executePrepared) }
+        if isPipelined {
+            pipelineOutstanding += 1
+            pipelineUnsynced += 1
+            return
+        }
         pendingResult = nil
         pendingError = nil
     }
@@ -351,9 +381,12 @@ public final class PostgresConnection {
     /// Reads what the socket holds (call it once ``descriptor`` is readable) and returns the statement's result
     /// when the server's whole response has arrived, nil while it has not. Never blocks.
     /// - Throws: ``PostgresError`` as ``executePrepared(_:_:)`` does.
+    /// In pipeline mode it returns the oldest outstanding statement's result once its Sync has been answered, nil
+    /// while it has not (call it again for the next one: replies already read are returned without a wait).
     public func readResult() throws(PostgresError) -> PostgresResult? {
         let connection = try open(.executePrepared)
         guard PQconsumeInput(connection) == 1 else { throw failure(connection, .executePrepared) }
+        if isPipelined { return try readPipelinedResult(connection) }
         while PQisBusy(connection) == 0 {
             guard let result = PQgetResult(connection) else {
                 // The response is complete (ReadyForQuery arrived).
@@ -368,6 +401,59 @@ public final class PostgresConnection {
                 pendingResult = try check(result, connection, .executePrepared)
             } catch {
                 pendingError = error
+            }
+        }
+        return nil
+    }
+
+    /// Sends the statements queued since the last Sync, followed by one Sync, and flushes (blocking until libpq's
+    /// buffer is written: the caller bounds the statements outstanding, so the socket buffer never fills).
+    /// Nothing to send: nothing happens.
+    /// - Throws: ``PostgresError`` (`closed`, `connectionLost`): the queued statements' fate is unknown.
+    public func syncPipeline() throws(PostgresError) {
+        guard isPipelined, pipelineUnsynced > 0 else { return }
+        let connection = try open(.executePrepared)
+        pipelineUnsynced = 0
+        guard PQpipelineSync(connection) == 1 else { throw failure(connection, .executePrepared) }
+    }
+
+    /// The oldest statement's response in pipeline mode: its result (or `PGRES_PIPELINE_ABORTED`), then a NULL;
+    /// a Sync's result after the last statement of its batch is consumed here.
+    private func readPipelinedResult(_ connection: OpaquePointer) throws(PostgresError) -> PostgresResult? {
+        var idleNulls = 0
+        while pipelineOutstanding > 0, PQisBusy(connection) == 0 {
+            guard let result = PQgetResult(connection) else {
+                // The end of one statement's results.
+                guard pendingResult != nil || pendingError != nil else {
+                    // A NULL with no statement result before it: libpq moving past a Sync; a second one in a row
+                    // means nothing more is ready.
+                    idleNulls += 1
+                    if idleNulls > 1 { return nil }
+                    continue
+                }
+                pipelineOutstanding -= 1
+                let (completed, error) = (pendingResult, pendingError)
+                pendingResult = nil
+                pendingError = nil
+                if let error { throw error }
+                return completed
+            }
+            idleNulls = 0
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(result)
+            case PGRES_PIPELINE_ABORTED:
+                // Not run: an earlier statement of the same Sync failed.
+                PQclear(result)
+                pendingError = pendingError ?? PostgresError(
+                    .notRun, .executePrepared, address: endpoint.address,
+                    message: "pipeline aborted: the statement was not run")
+            default:
+                do {
+                    pendingResult = try check(result, connection, .executePrepared)
+                } catch {
+                    pendingError = error
+                }
             }
         }
         return nil

@@ -24,6 +24,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         case unexpectedResult
         /// An argument cannot be sent (SQL text or a parameter contains a NUL byte); nothing was sent.
         case invalidArgument
+        /// Pipeline mode: the server skipped the statement because an earlier one of the same Sync failed; it did
+        /// not run.
+        case notRun
     }
 
     /// Which call failed.

@@ -3,6 +3,64 @@ import KilnCore
 import KilnLoad
 import KilnStack
 
+/// How Kiln's open-model engine runs in a capacity step (`kiln bench capacity --modes`).
+public enum CapacityEngineMode: Equatable, Sendable, CustomStringConvertible {
+    /// The default engine: multiplexing loops, one op per connection.
+    case multiplexed
+    /// A thread per connection (`KILN_OPEN_MULTIPLEX=0`).
+    case threads
+    /// Multiplexed with a batch window of this many µs (`KILN_OPEN_BATCH_WINDOW_US`).
+    case window(micros: UInt64)
+    /// Multiplexed with `pipeline_depth` of this many ops per connection when no connection is idle.
+    case pipeline(depth: Int)
+
+    /// `multiplexed`, `threads`, `window=N` (µs, 0–1,000,000) or `pipeline=N` (2–64).
+    public init(parsing text: String) throws(Failure) {
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        switch (parts.first ?? "", parts.count == 2 ? parts[1] : nil) {
+        case ("multiplexed", nil): self = .multiplexed
+        case ("threads", nil): self = .threads
+        case ("window", let value?):
+            guard let micros = UInt64(value), micros <= 1_000_000 else {
+                throw Failure(code: .invalidInput, message: "--modes: window=\(value): expected 0–1000000 µs")
+            }
+            self = .window(micros: micros)
+        case ("pipeline", let value?):
+            guard let depth = Int(value), (2...64).contains(depth) else {
+                throw Failure(code: .invalidInput, message: "--modes: pipeline=\(value): expected a depth of 2–64")
+            }
+            self = .pipeline(depth: depth)
+        default:
+            throw Failure(code: .invalidInput,
+                message: "--modes: unknown mode '\(text)' (multiplexed, threads, window=<µs>, pipeline=<depth>)")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .multiplexed: "multiplexed"
+        case .threads: "threads"
+        case .window(let micros): "window=\(micros)"
+        case .pipeline(let depth): "pipeline=\(depth)"
+        }
+    }
+
+    /// The run's environment for this mode.
+    public var environment: [String: String] {
+        switch self {
+        case .multiplexed, .pipeline: [:]
+        case .threads: ["KILN_OPEN_MULTIPLEX": "0"]
+        case .window(let micros): ["KILN_OPEN_BATCH_WINDOW_US": String(micros)]
+        }
+    }
+
+    /// The phases' `pipeline_depth`.
+    public var pipelineDepth: Int {
+        if case .pipeline(let depth) = self { return depth }
+        return 1
+    }
+}
+
 /// One store's capacity measurement: Kiln's open-model steps and the peer tool, on the same server.
 public struct CapacityBench {
     public struct Step {
@@ -14,10 +72,13 @@ public struct CapacityBench {
         public var late: Int64
         public var p50: Double
         public var p99: Double
+        /// With `pipeline=N`: ops sent behind an outstanding op of the same connection.
+        public var pipelined: Int64? = nil
         public var sustained: Bool { dropped == 0 && Double(ok) >= 0.99 * Double(planned) && p99 < 100 }
         public var line: String {
-            String(format: "rate %.0f: ok %lld/%lld (%.0f ok/s), dropped %lld, late %lld, p50 %.3f ms, p99 %.2f ms%@",
-                rate, ok, planned, okPerSecond, dropped, late, p50, p99, sustained ? "" : "  (not sustained)")
+            String(format: "rate %.0f: ok %lld/%lld (%.0f ok/s), dropped %lld, late %lld, p50 %.3f ms, p99 %.2f ms%@%@",
+                rate, ok, planned, okPerSecond, dropped, late, p50, p99,
+                pipelined.map { String(format: ", pipelined %lld", $0) } ?? "", sustained ? "" : "  (not sustained)")
         }
     }
 
@@ -43,25 +104,35 @@ public struct CapacityBench {
             : "pgbench -n -M prepared -c \(workers) -j 2 -T \(seconds) -f <point-read of \(Self.namespace)_transactions>"
     }
 
-    /// One fresh scenario: the bulk load, then one open-model phase per rate.
-    public func kiln(rates: [Double], environment: [String: String] = [:]) throws -> [Step] {
+    /// One fresh scenario: the bulk load, a 3 s warm-up at half the first rate (not measured: the freshly loaded
+    /// rows' first reads, the table's first statistics and the connections' first statements would otherwise
+    /// fall on the first step only), then one open-model phase per rate.
+    public func kiln(rates: [Double], mode: CapacityEngineMode = .multiplexed) throws -> [Step] {
         var phases = "  - {name: load, executor: bulk, rows: \(rows), batch: 5K, workers: 2, stores: [\(store)]}\n"
+        let pipelining = mode.pipelineDepth > 1 ? "pipeline_depth: \(mode.pipelineDepth), " : ""
+        if let first = rates.first {
+            phases += "  - {name: warm-up, executor: constant-arrival-rate, rate: \(max(1, Int(first / 2))), duration: 3s, "
+                + "workers: \(workers), drop_after: 1s, \(pipelining)mix: {\(kilnOperation): 1}}\n"
+        }
         for (index, rate) in rates.enumerated() {
             phases += "  - {name: step-\(index), executor: constant-arrival-rate, rate: \(Int(rate)), duration: \(seconds)s, "
-                + "workers: \(workers), drop_after: 1s, mix: {\(kilnOperation): 1}}\n"
+                + "workers: \(workers), drop_after: 1s, \(pipelining)mix: {\(kilnOperation): 1}}\n"
         }
-        let report = try bench.phase("capacity-\(store)", rows: rows, namespace: Self.namespace, phases: phases, environment: environment)
-        return zip(rates, report.phases.dropFirst()).map { rate, phase in
+        let report = try bench.phase(
+            "capacity-\(store)", rows: rows, namespace: Self.namespace, phases: phases, environment: mode.environment)
+        return zip(rates, report.phases.dropFirst(2)).map { rate, phase in
             let operation = phase.operations[0]
             return Step(
                 rate: rate, okPerSecond: Double(operation.ok) / Double(seconds), planned: phase.plannedOps ?? 0,
                 ok: operation.ok, dropped: operation.dropped, late: operation.late,
-                p50: operation.latencyMs.p50 ?? -1, p99: operation.latencyMs.p99 ?? -1)
+                p50: operation.latencyMs.p50 ?? -1, p99: operation.latencyMs.p99 ?? -1, pipelined: phase.pipelinedOps)
         }
     }
 
-    /// The peer's ops/s with `workers` connections for about `seconds`.
-    public func peer() throws -> Double {
+    /// The peer's ops/s with `workers` connections for about `seconds`. PostgreSQL with `pipelineDepth` > 1:
+    /// pgbench sends that many point reads per script between `\startpipeline` and `\endpipeline` (its own
+    /// pipelining: a batch per round trip), and the rate is its scripts/s × the depth.
+    public func peer(pipelineDepth: Int = 1) throws -> Double {
         if store == "redis" {
             let primary = bench.stack.redis.primary
             let user = try bench.dataset(rows: rows).transaction(0).userID
@@ -74,12 +145,21 @@ public struct CapacityBench {
             else { throw Failure(code: .internalError, message: "cannot read redis-benchmark's output: \(output)") }
             return rate
         }
-        let script = bench.scratch.appendingPathComponent("point-read.sql")
-        try """
-        \\set id random(1, \(rows))
-        SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, currency, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, channel, status, fraud_score, is_fraud, ring_id FROM \(Self.namespace)_transactions WHERE txn_id = :id;
-
-        """.write(to: script, atomically: true, encoding: .utf8)
+        let script = bench.scratch.appendingPathComponent("point-read-\(pipelineDepth).sql")
+        func select(_ variable: String) -> String {
+            "SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, currency, "
+                + "(extract(epoch FROM ts) * 1000)::bigint AS ts_ms, channel, status, fraud_score, is_fraud, ring_id FROM "
+                + "\(Self.namespace)_transactions WHERE txn_id = :\(variable);\n"
+        }
+        var text: String
+        if pipelineDepth > 1 {
+            // A key of its own for each read of the batch.
+            text = (1...pipelineDepth).map { "\\set id\($0) random(1, \(rows))\n" }.joined() + "\\startpipeline\n"
+            text += (1...pipelineDepth).map { select("id\($0)") }.joined() + "\\endpipeline\n"
+        } else {
+            text = "\\set id random(1, \(rows))\n" + select("id")
+        }
+        try text.write(to: script, atomically: true, encoding: .utf8)
         let pg = bench.stack.postgres
         let output = try LocalProcess.run(
             "/usr/bin/pgbench",
@@ -88,6 +168,6 @@ public struct CapacityBench {
         guard let range = output.range(of: #"tps = ([0-9.]+) \(without"#, options: .regularExpression),
             let rate = Double(output[range].split(separator: " ")[2])
         else { throw Failure(code: .internalError, message: "cannot read pgbench's output: \(output)") }
-        return rate
+        return rate * Double(pipelineDepth)
     }
 }

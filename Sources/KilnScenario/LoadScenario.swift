@@ -90,6 +90,11 @@ public struct LoadScenario: Sendable {
         public var rowsSource: String = ""
         /// Where `client_groups` was written, `file:line:column` (empty when absent).
         public var clientGroupsSource: String = ""
+        /// Open model: ops a connection may have outstanding at once (`pipeline_depth:`, 1–64; 1: no pipelining).
+        /// Used only when no connection is idle; every operation of the mix must be one its client pipelines.
+        public var pipelineDepth = 1
+        /// Where `pipeline_depth` was written, `file:line:column` (empty when absent).
+        public var pipelineDepthSource: String = ""
     }
 
     public var name: String
@@ -313,6 +318,17 @@ public struct LoadScenario: Sendable {
             try mixFields.finish()
             if mix.allSatisfy({ $0.weight == 0 }) { throw fields.error("mix", "needs at least one positive weight") }
         }
+        var pipelineDepth = 1
+        var pipelineDepthSource = ""
+        if fields.contains("pipeline_depth") {
+            guard executorName == "constant-arrival-rate" || executorName == "ramping-arrival-rate" else {
+                throw fields.error(
+                    "pipeline_depth", "only an open-model phase (constant- or ramping-arrival-rate) pipelines")
+            }
+            let at = fields.location("pipeline_depth")
+            pipelineDepthSource = "\(fields.file):\(at.line):\(at.column)"
+            pipelineDepth = try fields.int("pipeline_depth", default: 1, range: 1...64)
+        }
         let dropAfter = try fields.duration("drop_after", default: .seconds(2))
         let lateAfter = try fields.duration("late_after", default: .milliseconds(10))
 
@@ -364,7 +380,8 @@ public struct LoadScenario: Sendable {
             name: name, executor: executor, workers: workers, mix: mix, thresholds: thresholds, dropAfter: dropAfter,
             lateAfter: lateAfter, deferIndexes: deferIndexes, indexBuild: indexBuild, clientGroups: clientGroups,
             rowsSource: "\(fields.file):\(rowsAt.line):\(rowsAt.column)",
-            clientGroupsSource: clientGroupsSource)
+            clientGroupsSource: clientGroupsSource, pipelineDepth: pipelineDepth,
+            pipelineDepthSource: pipelineDepthSource)
     }
 
     static func positiveDuration(_ fields: YAMLFields, _ key: String) throws(SpecError) -> Duration {

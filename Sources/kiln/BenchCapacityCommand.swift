@@ -13,7 +13,8 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "Open-model capacity of the load engine vs redis-benchmark / pgbench at the same connection count.",
             discussion: """
-                Per trial: one `kiln run` scenario (fresh namespace benchcap: bulk of --rows rows, then one
+                Per trial: one `kiln run` scenario (fresh namespace benchcap: bulk of --rows rows, a 3 s warm-up
+                at half the first rate, not measured, then one
                 constant-arrival-rate phase per --steps fraction of the peer's last rate, --seconds each, --workers
                 workers, drop_after 1s) for each --modes engine (multiplexed: the default open model, threads: a
                 thread per connection, KILN_OPEN_MULTIPLEX=0), then the peer with the same connection count. A step is sustained when it
@@ -29,26 +30,13 @@ extension BenchCommand {
         @Option(help: "Rates tried, as fractions of the peer's previous rate.") var steps = "0.8,1.0,1.2"
         @Option(help: """
             Engine modes, alternated in each trial: multiplexed (default engine), threads (KILN_OPEN_MULTIPLEX=0), \
-            window=N (multiplexed with KILN_OPEN_BATCH_WINDOW_US=N: ops due within N µs leave from one wake-up).
+            window=N (multiplexed with KILN_OPEN_BATCH_WINDOW_US=N: ops due within N µs leave from one wake-up), \
+            pipeline=N (multiplexed with pipeline_depth: N — PostgreSQL only; the peer does not pipeline).
             """)
         var modes = "multiplexed,threads"
         @Option(help: "Rows loaded (the read key space).") var rows = "20K"
         @Option(help: "Stack file (default: the embedded stack); a private stack keeps other load off the measurement.")
         var stack: String?
-
-        /// The environment of engine mode `mode` (see `--modes`).
-        static func environment(of mode: String) throws -> [String: String] {
-            switch mode {
-            case "multiplexed": return [:]
-            case "threads": return ["KILN_OPEN_MULTIPLEX": "0"]
-            default:
-                if mode.hasPrefix("window="), let micros = UInt64(mode.dropFirst("window=".count)) {
-                    return ["KILN_OPEN_BATCH_WINDOW_US": String(micros)]
-                }
-                throw Failure(code: .invalidInput,
-                    message: "--modes: unknown mode '\(mode)' (multiplexed, threads, window=<µs>)")
-            }
-        }
 
         func run() throws {
             try exiting {
@@ -57,7 +45,11 @@ extension BenchCommand {
                 let fractions = steps.split(separator: ",").compactMap { Double($0) }
                 guard !fractions.isEmpty else { throw Failure(code: .invalidInput, message: "no --steps") }
                 let selected = Set(only.split(separator: ",").map(String.init))
-                for mode in modes.split(separator: ",") { _ = try Self.environment(of: String(mode)) }
+                let engineModes = try modes.split(separator: ",").map { text throws(Failure) in
+                    try CapacityEngineMode(parsing: String(text)) }
+                if selected.contains("redis"), engineModes.contains(where: { $0.pipelineDepth > 1 }) {
+                    throw Failure(code: .invalidInput, message: "--modes: pipeline=N runs PostgreSQL only (use --only postgres)")
+                }
                 for store in ["redis", "postgres"] where selected.contains(store) {
                     let target = CapacityBench(
                         bench: bench, store: store, rows: rowCount, workers: workers, seconds: seconds)
@@ -66,30 +58,36 @@ extension BenchCommand {
                     _ = try target.kiln(rates: [])
                     var peer = try target.peer()
                     print(String(format: "peer warm-up: %.0f ops/s", peer))
-                    let engineModes = modes.split(separator: ",").map(String.init)
-                    var ratios: [String: [Double]] = [:]
+                    var ratios: [String: [Double]] = [:]  // by mode's description
                     for trial in 1...max(1, trials) {
                         let rates = fractions.map { ($0 * peer).rounded() }
-                        var capacities: [(String, Double, Double?)] = []
+                        var capacities: [(CapacityEngineMode, Double, Double?)] = []
                         for mode in engineModes {
-                            let steps = try target.kiln(rates: rates, environment: try Self.environment(of: mode))
+                            let steps = try target.kiln(rates: rates, mode: mode)
                             for step in steps { print("  trial \(trial) kiln[\(mode)] " + step.line) }
                             let capacity = steps.filter(\.sustained).map(\.okPerSecond).max() ?? 0
                             let at80 = fractions.firstIndex { abs($0 - 0.8) < 1e-9 }.map { steps[$0].p50 }
                             capacities.append((mode, capacity, at80))
                         }
                         peer = try target.peer()
+                        // A pipelining mode is also compared with pgbench pipelining the same number of reads.
+                        for (mode, capacity, _) in capacities where mode.pipelineDepth > 1 && store == "postgres" {
+                            let pipelinedPeer = try target.peer(pipelineDepth: mode.pipelineDepth)
+                            print(String(
+                                format: "  trial %d %@: kiln capacity %.0f ops/s vs pgbench with \\startpipeline of %d reads %.0f ops/s: ratio %.2f",
+                                trial, mode.description, capacity, mode.pipelineDepth, pipelinedPeer, capacity / pipelinedPeer))
+                        }
                         for (mode, capacity, at80) in capacities {
-                            ratios[mode, default: []].append(capacity / peer)
+                            ratios[mode.description, default: []].append(capacity / peer)
                             print(String(
                                 format: "  trial %d %@: kiln capacity %.0f ops/s vs peer %.0f ops/s (after): ratio %.2f; p50 at 0.8× %@",
-                                trial, mode, capacity, peer, capacity / peer, at80.map { String(format: "%.3f ms", $0) } ?? "-"))
+                                trial, mode.description, capacity, peer, capacity / peer, at80.map { String(format: "%.3f ms", $0) } ?? "-"))
                         }
                     }
                     for mode in engineModes {
-                        let sorted = ratios[mode, default: [0]].sorted()
-                        print(String(format: "%@ [%@]: median ratio %.2f of %d trials %@", store, mode,
-                            sorted[sorted.count / 2], sorted.count, ratios[mode, default: []].map { String(format: "%.2f", $0) }.description))
+                        let sorted = ratios[mode.description, default: [0]].sorted()
+                        print(String(format: "%@ [%@]: median ratio %.2f of %d trials %@", store, mode.description,
+                            sorted[sorted.count / 2], sorted.count, ratios[mode.description, default: []].map { String(format: "%.2f", $0) }.description))
                     }
                 }
                 return .ok

@@ -87,6 +87,7 @@ struct ValidateCommand: ParsableCommand {
                 throw SpecError(at: scenario.dataset.rowsSource, field: "dataset.rows", message: "\(error)")
             }
             if let problem = LoadRun.rowsProblem(scenario, datasetRows: dataset.rows) { throw problem }
+            if let problem = LoadRun.pipelineProblem(scenario) { throw problem }
             // What `kiln run` refuses before starting on a stack without `network: hosts`, with the same message.
             if let refusal = HostsRequirement.refusal(scenario) { throw refusal }
             // What `kiln run` refuses too: a store the scenario drives that its stack does not list.

@@ -70,16 +70,57 @@ struct MultiplexedOpenModelTests {
         }
     }
 
-    @Test func connectionsTheServerEndsMidPhaseFailTheirOpAndReconnect() throws {
+    @Test func pipelinedPointReadsCompleteEveryPlannedOpAndTheReportSaysHowManyWerePipelined() throws {
+        // 2 connections asked for 60,000 ops/s: one op in flight each cannot keep up, so with pipeline_depth 8 ops
+        // queue behind outstanding ones on the same connection. Every planned op is run once or dropped, every run
+        // op reads its row (ok), and the report says how many were pipelined; without the field it says nothing
+        // and pipelines none.
+        let scenario = try Self.scenario(
+            """
+              - {name: load, executor: bulk, rows: 2K, batch: 1K, workers: 1, stores: [postgres]}
+              - {name: plain, executor: constant-arrival-rate, rate: 60000, duration: 500ms, workers: 2, drop_after: 2s, mix: {postgres.point-read: 1}}
+              - {name: pipelined, executor: constant-arrival-rate, rate: 60000, duration: 500ms, workers: 2, drop_after: 2s, pipeline_depth: 8, mix: {postgres.point-read: 1}}
+            """, namespace: "capmux_t4")
+        let report = try Self.run(scenario)
+        for phase in report.phases.dropFirst() {
+            let operation = phase.operations[0]
+            #expect(phase.plannedOps == 30_000)
+            #expect(operation.ok + operation.dropped == 30_000, "\(phase.name): \(operation.errors)")
+            #expect(operation.fail == 0 && operation.info == 0, "\(phase.name): \(operation.errors)")
+            #expect(operation.ok > 1_000, "\(phase.name)")
+        }
+        #expect(report.phases[1].pipelineDepth == nil && report.phases[1].pipelinedOps == nil)
+        #expect(report.phases[2].pipelineDepth == 8)
+        let pipelined = try #require(report.phases[2].pipelinedOps)
+        #expect(pipelined > 0 && pipelined <= report.phases[2].operations[0].ok, "pipelined \(pipelined)")
+    }
+
+    @Test func aPipelineDepthTheClientCannotHonourIsRefusedBeforeAnyLoad() throws {
+        let scenario = try Self.scenario(
+            """
+              - {name: open, executor: constant-arrival-rate, rate: 100, duration: 1s, workers: 2, pipeline_depth: 4, mix: {redis.feature-read: 1}}
+            """, namespace: "capmux_t5")
+        do {
+            _ = try Self.run(scenario)
+            Issue.record("a redis phase with pipeline_depth ran")
+        } catch let failure as LoadRun.Failure {
+            #expect(failure.code == .invalidInput)
+            #expect(failure.message.contains("pipeline_depth") && failure.message.contains("redis.feature-read"), "\(failure)")
+        }
+    }
+
+    @Test(arguments: [1, 4])
+    func connectionsTheServerEndsMidPhaseFailTheirOpAndReconnect(pipelineDepth: Int) throws {
         // 1,000 ops/s for 2 s over 4 connections; at 0.7 s the server ends every backend of this run (found by its
         // table in pg_stat_activity). Each op then in flight or next sent on a dead connection ends fail; the loop
         // waits on the reconnected sockets (a new descriptor, or the same number for a new socket) and the rest
         // complete: every planned op is accounted once, and ops still succeed after the cut.
-        let namespace = "capmux_t3"
+        // With pipeline_depth 4 a cut connection may hold up to 4 ops: each ends once (fail), none is lost.
+        let namespace = "capmux_t3_\(pipelineDepth)"
         let scenario = try Self.scenario(
             """
               - {name: load, executor: bulk, rows: 2K, batch: 1K, workers: 1, stores: [postgres]}
-              - {name: open, executor: constant-arrival-rate, rate: 1000, duration: 2s, workers: 4, mix: {postgres.point-read: 1}}
+              - {name: open, executor: constant-arrival-rate, rate: 1000, duration: 2s, workers: 4, pipeline_depth: \(pipelineDepth), mix: {postgres.point-read: 1}}
             """, namespace: namespace)
         let cut = Thread {
             guard let killer = try? PostgresConnection(TestStack.postgres) else { return }
@@ -103,7 +144,7 @@ struct MultiplexedOpenModelTests {
         #expect(operation.ok + operation.fail + operation.dropped == 2000, "\(operation.errors)")
         #expect(operation.info == 0 && operation.dropped == 0)
         #expect(operation.ok >= 1900, "ok \(operation.ok), \(operation.errors)")
-        #expect(operation.fail >= 1 && operation.fail <= 8, "\(operation.errors)")
+        #expect(operation.fail >= 1 && operation.fail <= 8 * pipelineDepth, "\(operation.errors)")
     }
 
     @Test func opsThatFindNoIdleConnectionWithinDropAfterAreDropped() throws {

@@ -221,6 +221,55 @@ struct PostgresClientTests {
         }
     }
 
+    @Test func pipelinedStatementsAnswerInOrderAndAFailureSkipsOnlyTheRestOfItsBatch() throws {
+        // Eight statements outstanding at once on one connection in pipeline mode, sent as batches of 1, 1, 4 and
+        // 2 (one Sync each); the fourth divides by zero. Results come back in the order sent; the failing one throws
+        // its SQLSTATE (22012), the server skips the rest of its batch (notRun), the next batch runs; nothing is
+        // left outstanding. Unsent statements get no answer until their Sync.
+        let connection = try PostgresConnection(TestStack.postgres)
+        defer { connection.close() }
+        try connection.prepare("kiln_test_pipeline", "SELECT 100 / $1::int AS v")
+        try connection.enterPipelineMode()
+        try connection.enterPipelineMode()  // idempotent
+        let batches: [[Int64]] = [[1], [2], [4, 0, 5, 10], [20, 50]]
+        for batch in batches {
+            for divisor in batch { try connection.startPrepared("kiln_test_pipeline", integer: divisor) }
+            if batch == [20, 50] {
+                // Queued, not sent: nothing can arrive for them (the earlier batches may answer).
+                #expect(connection.pipelineUnsynced == 2)
+            }
+            try connection.syncPipeline()
+        }
+        try connection.syncPipeline()  // nothing queued: a no-op
+        #expect(connection.pipelineOutstanding == 8 && connection.pipelineUnsynced == 0)
+        /// The oldest statement's value or error, nil while its reply is incomplete.
+        func answer() -> String? {
+            let result: PostgresResult?
+            do {
+                result = try connection.readResult()
+            } catch {
+                #expect(error.sqlState != nil || error.kind == .notRun, "\(error)")
+                return "error \(error.sqlState ?? "none")"
+            }
+            return result.map { $0.value(row: 0, column: 0) ?? "nil" }
+        }
+        var answers: [String] = []
+        while answers.count < 8 {
+            if let next = answer() {
+                answers.append(next)
+                continue
+            }
+            var poller = pollfd(fd: connection.descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 5_000) == 1 else {
+                Issue.record("no reply within 5 s after \(answers)")
+                return
+            }
+        }
+        #expect(answers == ["100", "50", "25", "error 22012", "error none", "error none", "5", "2"])
+        #expect(connection.pipelineOutstanding == 0)
+        #expect(try connection.readResult() == nil)
+    }
+
     @Test func statementTimeoutMakesAWriteInfo() throws {
         let namespace = TestStack.uniqueName("kiln_pgc")
         let owner = try PostgresClient(context: StoreFixtures.context(namespace: namespace))

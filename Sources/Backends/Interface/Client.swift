@@ -161,15 +161,29 @@ public struct ClientContext: Sendable {
 public typealias ClientFactory = @Sendable (ClientContext) throws -> any Client
 
 /// A client that runs some operations without blocking its thread, so that one thread keeps many connections
-/// busy (the open-model multiplexer), each with at most one op outstanding — no pipelining.
+/// busy (the open-model multiplexer), each with one op outstanding — or, for a client that `pipelines` and a phase
+/// with `pipeline_depth` > 1, up to that many.
 /// Protocol: `begin` sends op `operation` (one of `multiplexedOperations`) and returns nil while its reply is
 /// outstanding, or the outcome when the op ended at once (no connection, send failed). While an op is
 /// outstanding the caller waits for `descriptor` to turn readable, then calls `poll`, which returns the outcome
 /// once the reply is complete and nil while it is not. `abandon` ends an outstanding op the caller gave up on (its
 /// timeout): the connection is dropped (its stream is out of step) and the outcome is the one `invoke` gives a
 /// timeout. Outcomes are exactly those `invoke` gives for the same op.
+/// Pipelining (after `enablePipelining()`): `begin` may be called while earlier ops are outstanding, and only queues
+/// the op; `endBatch` sends the ops begun since the last one together (the caller calls it after each round of
+/// `begin`s on the connection). `poll` returns the oldest outstanding op's outcome once complete (call it again for
+/// the next); `abandon` drops the connection and its outcome ends every outstanding op. An op that `begin` ends at
+/// once leaves the earlier ones to `poll`.
 public protocol MultiplexedClient: Client {
     static var multiplexedOperations: Set<Operation> { get }
+    /// Whether the client can keep several ops outstanding on its connection (`enablePipelining`).
+    static var pipelines: Bool { get }
+    /// From now on `begin` may be called with ops outstanding (only for a client that `pipelines`; called before
+    /// `prepareMultiplexed`).
+    func enablePipelining()
+    /// Pipelining: sends the ops begun since the last call. Nil when sent (or nothing to send); else the outcome of
+    /// every op outstanding on the connection, which the client dropped.
+    func endBatch() -> Outcome?
     /// `multiplexedOperations` as the engine's descriptors (derived; do not implement).
     static var multiplexedDescriptors: Set<OperationDescriptor> { get }
     /// The socket of the outstanding op, -1 when there is none to wait on. The multiplexing loop keeps it
@@ -186,6 +200,11 @@ public protocol MultiplexedClient: Client {
 
 extension MultiplexedClient {
     public func prepareMultiplexed() {}
+    public static var pipelines: Bool { false }
+    public func enablePipelining() {
+        preconditionFailure("\(Self.self) does not pipeline")
+    }
+    public func endBatch() -> Outcome? { nil }
 
     public static var multiplexedDescriptors: Set<OperationDescriptor> {
         Set(multiplexedOperations.map(OperationDescriptor.init))
@@ -208,6 +227,9 @@ public struct StoreDriver: Sendable {
     public var open: ClientFactory
     /// The operations its client runs multiplexed (`MultiplexedClient`); empty for a blocking-only client.
     public var multiplexedOperations: Set<OperationDescriptor>
+    /// The reads among them it can also pipeline (`MultiplexedClient.pipelines`): a phase's `pipeline_depth` > 1
+    /// needs them.
+    public var pipelinedOperations: Set<OperationDescriptor>
 
     /// The store's name is its operations' `store`, so a driver cannot list another store's operations.
     public init<C: Client>(_ type: C.Type, open: @escaping ClientFactory) {
@@ -218,7 +240,12 @@ public struct StoreDriver: Sendable {
     public init<C: Client>(_ name: String, _ type: C.Type, open: @escaping ClientFactory) {
         self.name = name
         self.operations = C.Operation.descriptors
-        self.multiplexedOperations = (C.self as? any MultiplexedClient.Type)?.multiplexedDescriptors ?? []
+        let multiplexed = C.self as? any MultiplexedClient.Type
+        self.multiplexedOperations = multiplexed?.multiplexedDescriptors ?? []
+        // Only reads pipeline: they are summarised by the stats, never written to the history, so no history shows a
+        // worker with two ops outstanding.
+        self.pipelinedOperations = multiplexed?.pipelines == true
+            ? self.multiplexedOperations.filter { $0.kind == .read } : []
         self.open = open
     }
 

@@ -67,6 +67,8 @@ public final class PostgresClient: Client, SecondaryIndexes {
     /// Multiplexed reads ask for binary results (`KILN_PG_BINARY_RESULTS=1`): the op's outcome needs only the row
     /// count, and the server's binary send functions cost less than its text output functions.
     let binaryReadResults: Bool
+    /// Multiplexed ops are pipelined (`enablePipelining`): the connection enters pipeline mode once prepared.
+    var pipelinesMultiplexedOps = false
 
     public init(context: ClientContext) throws {
         let pg = context.stack.postgres

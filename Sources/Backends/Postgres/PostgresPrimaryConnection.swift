@@ -142,6 +142,8 @@ final class PostgresPrimaryConnection {
             return .fail("connection")
         case .invalidArgument:
             return .fail("invalid-argument")
+        case .notRun:
+            return .fail("pipeline-aborted")
         case .server:
             if error.sqlState == "57014" {
                 return isRead ? .fail("timeout") : .info("timeout")

@@ -120,6 +120,10 @@ public struct RunReport: Codable, Sendable {
         /// `index_build: background`: the build ran beside the phases that followed (its seconds are not in
         /// `seconds`); nil otherwise.
         public var indexBuildInBackground: Bool? = nil
+        /// Open model with `pipeline_depth` > 1: the depth, and the ops sent while an earlier op of the same
+        /// connection was outstanding (0: the phase never needed to pipeline); nil otherwise.
+        public var pipelineDepth: Int? = nil
+        public var pipelinedOps: Int64? = nil
         /// Peak resident memory of the kiln process so far (getrusage), at the phase's end, in MiB.
         public var peakRssMib: Double?
 
