@@ -159,7 +159,11 @@ public final class LoadRun {
         }
 
         var storeRows = initialStoreRows
-        companion?.phasesStarting(sinkProcesses: pipelineProcesses)
+        // The fault schedule's clock is the first phase's: `at: 1s` is 1 s after that phase's clock starts (after its
+        // workers connected), so the second before a fault is whole in the timeline.
+        var companionStarted = false
+        let processes = pipelineProcesses
+        let startCompanion: () -> Void = { [companion] in companion?.phasesStarting(sinkProcesses: processes) }
         // Builds started in the background (`index_build: background`), each with its phase's index in report.phases.
         var backgroundBuilds: [(phaseIndex: Int, build: BackgroundIndexBuild)] = []
         func awaitBuilds(where needed: (BackgroundIndexBuild) -> Bool) {
@@ -188,7 +192,11 @@ public final class LoadRun {
                 stop: stop, ackTap: ackTap, enterClientGroup: enterClientGroup, shard: shard)
             let recorder = DirectoryObserver(directory: directory, next: progress)
             let deferred = phase.deferIndexes ? deferIndexes(stores: stores, context: context) : []
-            var measurement = PhaseRunner(context: phaseContext, logger: logger, observer: recorder).run()
+            var measurement = PhaseRunner(
+                context: phaseContext, logger: logger, observer: recorder,
+                clockStarted: companionStarted ? nil : startCompanion
+            ).run()
+            companionStarted = true
             var indexBuild: (seconds: Double?, error: String?) = (nil, nil)
             if phase.indexBuild == .background, !deferred.isEmpty, !stop.isRaised {
                 logger.info("\(deferred.map(\.store).joined(separator: ", ")): the index build runs in the background while the next phases run")

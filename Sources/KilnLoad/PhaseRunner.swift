@@ -56,17 +56,23 @@ final class PhaseRunner {
     /// How long workers get to finish their current op after a stop before the phase is reported without them.
     static let stopGraceNanos: UInt64 = 1_500_000_000
 
-    init(context: PhaseContext, logger: Logger, observer: PhaseObserver?) {
+    /// Called on the controller thread the moment the phase clock starts (its workers connected), before any op.
+    let clockStarted: (() -> Void)?
+
+    init(context: PhaseContext, logger: Logger, observer: PhaseObserver?, clockStarted: (() -> Void)? = nil) {
         self.context = context
         self.logger = logger
         self.observer = observer
+        self.clockStarted = clockStarted
     }
 
     func run() -> PhaseMeasurement {
         let phase = context.phase
         let operations = context.operations
         let keepHistory = operations.map { $0.kind != .read }
-        let startedAt = MonotonicClock.wallMillis()
+        // Re-taken when the clock starts: the timeline's second k ends k s after it (drills compare fault times
+        // with those ends).
+        var startedAt = MonotonicClock.wallMillis()
         observer?.phaseStarted(phase, number: context.phaseNumber, operations: operations)
 
         var workerCount = phase.workers
@@ -154,6 +160,8 @@ final class PhaseRunner {
             logger.warning("phase \(phase.name): some workers were still connecting after 30 s; starting anyway")
         }
         context.startClock(MonotonicClock.now())
+        startedAt = MonotonicClock.wallMillis()
+        clockStarted?()
         for _ in 0..<workerCount { gate.signal() }
 
         var totals = Array(repeating: OperationStats(), count: operations.count)

@@ -149,8 +149,9 @@ public protocol SinkProcessControl: AnyObject, Sendable {
     func appliedOffset(of sink: String) throws -> Int64
 }
 
-/// Runs beside the phases — the fault schedule. `phasesStarting` is called on the controller thread right before
-/// the first phase (stores and the pipeline set up) and returns at once; `phasesEnded` after the last phase or a
+/// Runs beside the phases — the fault schedule. `phasesStarting` is called on the controller thread when the first
+/// phase's clock starts (stores and the pipeline set up, its workers connected; never when the run stops before
+/// that) and returns at once; `phasesEnded` after the last phase or a
 /// stop, and returns once everything it did is undone; `faultTimeline` is then final.
 public protocol RunCompanion: AnyObject {
     func phasesStarting(sinkProcesses: SinkProcessControl?)
