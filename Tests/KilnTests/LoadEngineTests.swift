@@ -380,6 +380,51 @@ struct DeferredIndexBuildTests {
 struct ExecutorTests {
     static let operations: Set<String> = ["probe.wait", "probe.write", "probe.bulk", "down.wait", "other.wait"]
 
+    /// Records when the run started the fault schedule's clock (`RunCompanion.phasesStarting`).
+    final class FaultClockRecorder: RunCompanion, @unchecked Sendable {
+        // Invariant: `startedAt` is read or written with `lock` held.
+        let lock = NSLock()
+        var startedAt: Int64?
+        func phasesStarting(sinkProcesses: SinkProcessControl?) {
+            lock.withLock { startedAt = MonotonicClock.wallMillis() }
+        }
+        func phasesEnded() {}
+        var faultTimeline: [RunReport.Fault] { [] }
+    }
+
+    @Test func theFaultClockAndThePhaseStartOnceTheWorkersHaveConnected() throws {
+        // Each client takes 300 ms to connect. A fault `at: 1s` must fall 1 s after the phase clock (whose second k
+        // ends k s after the phase's started_at), not 1 s after a moment before the connections: then the second
+        // before the fault is whole in the timeline (a drill's baseline). Both clocks start once every worker is
+        // connected, together.
+        let probe = EngineProbe(serviceMicros: 100)
+        let connected = Mutex<Int64>(0)
+        let slow = StoreDriver("probe", EngineProbeClient.self) { _ in
+            usleep(300_000)
+            connected.withLock { $0 = max($0, MonotonicClock.wallMillis()) }
+            return EngineProbeClient(probe: probe, name: "probe")
+        }
+        let scenario = try EngineFixture.scenario(
+            "  - {name: open, executor: constant-arrival-rate, rate: 100, duration: 300ms, workers: 4, mix: {probe.wait: 1}}",
+            operations: Self.operations)
+        let dataset = try Dataset(spec: Fixtures.spec, seed: scenario.dataset.seed, rows: scenario.dataset.rows)
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(TestStack.uniqueName("runs"))
+        let directory = try RunDirectory(root: root, id: "run", scenarioFile: scenario.file)
+        let run = try LoadRun(
+            scenario: scenario, dataset: dataset, directory: directory, stop: StopFlag(), environment: [:],
+            revision: nil, logger: EngineFixture.logger, progress: nil, drivers: [slow])
+        let recorder = FaultClockRecorder()
+        run.companion = recorder
+        let report = try run.run()
+        let faultClock = try #require(recorder.lock.withLock { recorder.startedAt })
+        let lastConnected = connected.withLock { $0 }
+        let phaseStart = report.phases[0].startedAt
+        #expect(faultClock >= lastConnected, "fault clock \(faultClock) before the last connection \(lastConnected)")
+        #expect(phaseStart >= lastConnected, "started_at \(phaseStart) before the last connection \(lastConnected)")
+        #expect(abs(faultClock - phaseStart) <= 50, "fault clock \(faultClock), phase \(phaseStart)")
+        #expect(report.phases[0].operations[0].ok == 30)
+    }
+
     @Test func openModelLatencyCountsTheStallFromTheIntendedTime() throws {
         // 500 ops/s for 2 s; the "server" stalls for 400 ms at 0.6 s. Every op still runs (drop_after 2 s), and
         // the ops due during the stall report ~up to 400 ms from their intended time, while their service time
