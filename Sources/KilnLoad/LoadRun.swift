@@ -89,10 +89,8 @@ public final class LoadRun {
             for weighted in phase.mix where weighted.weight > 0 {
                 let parts = weighted.name.split(separator: ".", maxSplits: 1).map(String.init)
                 let driver = drivers.first { $0.name == parts.first }
-                let pipelined = driver.map { driver in
-                    driver.pipelinedOperations.contains { parts.count == 2 && $0.name == parts[1] }
-                } ?? false
-                if !pipelined {
+                let operation = parts.count == 2 ? driver?.operation(named: parts[1]) : nil
+                if !(operation.map { driver!.pipelinedOperations.contains($0) } ?? false) {
                     let pipelinable = drivers.flatMap { driver in
                         driver.pipelinedOperations.map { "\(driver.name).\($0.name)" }
                     }.sorted()

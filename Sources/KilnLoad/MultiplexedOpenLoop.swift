@@ -75,6 +75,14 @@ struct MultiplexedOpenLoop {
             }
         }
 
+        /// Records `op` of `slot`, taken out of its queue, as ended with `outcome`.
+        func finish(_ op: InFlight, _ slot: Int, _ outcome: Outcome) {
+            worker.finish(op.operation, row: op.row, rows: 1, outcome: outcome, intended: op.intended, start: op.start,
+                lateAfter: lateAfter, server: worker.multiplexedServedBy(slot), worker: worker.id + slot)
+            busy -= 1
+            registrations.opEnded(slot, ok: outcome == .ok)
+        }
+
         /// Ends `slot`'s oldest outstanding op with `outcome`.
         func complete(_ slot: Int, _ outcome: Outcome) {
             let position = slot * depth + head[slot]
@@ -82,11 +90,8 @@ struct MultiplexedOpenLoop {
             queue[position] = nil
             head[slot] = (head[slot] + 1) % depth
             length[slot] -= 1
-            worker.finish(op.operation, row: op.row, rows: 1, outcome: outcome, intended: op.intended, start: op.start,
-                lateAfter: lateAfter, server: worker.multiplexedServedBy(slot), worker: worker.id + slot)
-            busy -= 1
             if length[slot] == 0 { idle.append(slot) }
-            registrations.opEnded(slot, ok: outcome == .ok)
+            finish(op, slot, outcome)
         }
 
         /// Ends every outstanding op of `slot` with the outcome of abandoning its connection.
@@ -192,11 +197,7 @@ struct MultiplexedOpenLoop {
                         let op = queue[last]!
                         queue[last] = nil
                         length[slot] -= 1
-                        busy -= 1
-                        worker.finish(op.operation, row: op.row, rows: 1, outcome: outcome, intended: op.intended,
-                            start: op.start, lateAfter: lateAfter, server: worker.multiplexedServedBy(slot),
-                            worker: worker.id + slot)
-                        registrations.opEnded(slot, ok: false)
+                        finish(op, slot, outcome)
                         arm(slot)
                     }
                 } else {

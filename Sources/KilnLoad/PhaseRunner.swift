@@ -70,9 +70,6 @@ final class PhaseRunner {
         let phase = context.phase
         let operations = context.operations
         let keepHistory = operations.map { $0.kind != .read }
-        // Re-taken when the clock starts: the timeline's second k ends k s after it (drills compare fault times
-        // with those ends).
-        var startedAt = MonotonicClock.wallMillis()
         observer?.phaseStarted(phase, number: context.phaseNumber, operations: operations)
 
         var workerCount = phase.workers
@@ -160,7 +157,8 @@ final class PhaseRunner {
             logger.warning("phase \(phase.name): some workers were still connecting after 30 s; starting anyway")
         }
         context.startClock(MonotonicClock.now())
-        startedAt = MonotonicClock.wallMillis()
+        // The timeline's second k ends k s after this (drills compare fault times with those ends).
+        let startedAt = MonotonicClock.wallMillis()
         clockStarted?()
         for _ in 0..<workerCount { gate.signal() }
 

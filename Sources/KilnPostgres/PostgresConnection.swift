@@ -381,10 +381,12 @@ public final class PostgresConnection {
     /// Reads what the socket holds (call it once ``descriptor`` is readable) and returns the statement's result
     /// when the server's whole response has arrived, nil while it has not. Never blocks.
     /// - Throws: ``PostgresError`` as ``executePrepared(_:_:)`` does.
-    /// In pipeline mode it returns the oldest outstanding statement's result once its Sync has been answered, nil
-    /// while it has not (call it again for the next one: replies already read are returned without a wait).
+    /// In pipeline mode it returns the oldest outstanding statement's result once it has arrived (with its batch),
+    /// nil while it has not; call it again for the next one: a result already read is returned without reading the
+    /// socket again.
     public func readResult() throws(PostgresError) -> PostgresResult? {
         let connection = try open(.executePrepared)
+        if isPipelined, let buffered = try readPipelinedResult(connection) { return buffered }
         guard PQconsumeInput(connection) == 1 else { throw failure(connection, .executePrepared) }
         if isPipelined { return try readPipelinedResult(connection) }
         while PQisBusy(connection) == 0 {
