@@ -247,6 +247,20 @@ public final class PatroniFault: Fault {
             signalled.formUnion(fresh)
         }
         guard !signalled.isEmpty else { throw StackError(server: host.name, message: "no process runs in \(host.namespace)") }
+        if signal == SIGKILL {
+            // kill(2) returns before the process has exited; a postmaster tearing down its shared memory still holds
+            // its listening socket, and the kernel keeps completing connects on it. The fault has started only once
+            // every signalled process is gone (a zombie has closed its sockets).
+            let deadline = ContinuousClock.now + .seconds(10)
+            var alive = signalled.filter(LocalProcess.isAlive)
+            while !alive.isEmpty, ContinuousClock.now < deadline {
+                usleep(20_000)
+                alive = alive.filter(LocalProcess.isAlive)
+            }
+            guard alive.isEmpty else {
+                throw StackError(server: host.name, message: "pids \(alive.sorted()) still alive 10 s after SIGKILL")
+            }
+        }
         logger.info("signalled", metadata: ["kiln.host": "\(host.name)", "kiln.signal": "\(signal)", "kiln.pids": "\(signalled.count)"])
         return Array(signalled)
     }
