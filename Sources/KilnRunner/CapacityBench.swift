@@ -82,6 +82,56 @@ public struct CapacityBench {
         }
     }
 
+    /// One step of pgbench's own open model (`pgbench -R rate -L 100`): transactions scheduled at `rate` (Poisson),
+    /// latency measured from the scheduled start, a transaction already more than 100 ms late when its client gets
+    /// to it is skipped. The same rule as Kiln's `Step.sustained`: at most 1 % of the scheduled transactions over
+    /// 100 ms (skipped or above the limit — p99 < 100 ms) and a throughput of at least 99 % of the rate.
+    public struct OpenPeerStep: Equatable {
+        public var rate: Double
+        public var seconds: Int
+        public var processed: Int64
+        public var skipped: Int64
+        public var aboveLimit: Int64
+        public var latencyAverageMs: Double
+        public var lagMaxMs: Double
+        /// pgbench's `tps`: processed over the time its clients ran (connection set-up excluded).
+        public var okPerSecond: Double
+        public var scheduled: Int64 { processed + skipped }
+        public var sustained: Bool {
+            scheduled > 0 && Double(skipped + aboveLimit) <= 0.01 * Double(scheduled) && okPerSecond >= 0.99 * rate
+        }
+        public var line: String {
+            String(format: "rate %.0f: processed %lld (%.0f ops/s), skipped %lld, above 100 ms %lld, latency avg %.3f ms, lag max %.1f ms%@",
+                rate, processed, okPerSecond, skipped, aboveLimit, latencyAverageMs, lagMaxMs,
+                sustained ? "" : "  (not sustained)")
+        }
+
+        /// Reads pgbench's summary (`-R … -L …`); nil when a line it prints with those options is missing.
+        public init?(pgbenchOutput output: String, rate: Double, seconds: Int) {
+            func number(_ pattern: String) -> Double? {
+                guard let range = output.range(of: pattern, options: .regularExpression) else { return nil }
+                let match = output[range]
+                guard let start = match.firstIndex(where: \.isNumber) else { return nil }
+                return Double(match[start...].prefix { $0.isNumber || $0 == "." })
+            }
+            guard let processed = number(#"actually processed: [0-9]+"#),
+                let skipped = number(#"transactions skipped: [0-9]+"#),
+                let above = number(#"latency limit: [0-9]+"#),
+                let latency = number(#"latency average = [0-9.]+"#),
+                let lag = number(#"\(max [0-9.]+\) ms"#),
+                let tps = number(#"tps = [0-9.]+"#)
+            else { return nil }
+            self.okPerSecond = tps
+            self.rate = rate
+            self.seconds = seconds
+            self.processed = Int64(processed)
+            self.skipped = Int64(skipped)
+            self.aboveLimit = Int64(above)
+            self.latencyAverageMs = latency
+            self.lagMaxMs = lag
+        }
+    }
+
     public let bench: LoadBench
     public let store: String
     public let rows: Int64
@@ -132,6 +182,29 @@ public struct CapacityBench {
     /// The peer's ops/s with `workers` connections for about `seconds`. PostgreSQL with `pipelineDepth` > 1:
     /// pgbench sends that many point reads per script between `\startpipeline` and `\endpipeline` (its own
     /// pipelining: a batch per round trip), and the rate is its scripts/s × the depth.
+    /// pgbench's own open model at each rate (PostgreSQL only): `pgbench -R rate -L 100` with the same script,
+    /// connections and seconds as the closed-model peer — the like-for-like peer of Kiln's open-model steps.
+    public func openPeer(rates: [Double]) throws -> [OpenPeerStep] {
+        precondition(store == "postgres", "pgbench is PostgreSQL's peer")
+        let script = try pointReadScript(pipelineDepth: 1)
+        let pg = bench.stack.postgres
+        return try rates.map { rate in
+            let output = try LocalProcess.run(
+                "/usr/bin/pgbench",
+                ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds),
+                 "-R", String(Int(rate)), "-L", "100", "-f", script.path,
+                 "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
+            guard let step = OpenPeerStep(pgbenchOutput: output, rate: rate, seconds: seconds) else {
+                throw Failure(code: .internalError, message: "cannot read pgbench -R's output: \(output)")
+            }
+            return step
+        }
+    }
+
+    public var openPeerLabel: String {
+        "pgbench -n -M prepared -c \(workers) -j 2 -T \(seconds) -R <rate> -L 100 -f <point-read of \(Self.namespace)_transactions>"
+    }
+
     public func peer(pipelineDepth: Int = 1) throws -> Double {
         if store == "redis" {
             let primary = bench.stack.redis.primary
@@ -145,6 +218,21 @@ public struct CapacityBench {
             else { throw Failure(code: .internalError, message: "cannot read redis-benchmark's output: \(output)") }
             return rate
         }
+        let script = try pointReadScript(pipelineDepth: pipelineDepth)
+        let pg = bench.stack.postgres
+        let output = try LocalProcess.run(
+            "/usr/bin/pgbench",
+            ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds), "-f", script.path,
+             "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
+        guard let range = output.range(of: #"tps = ([0-9.]+) \(without"#, options: .regularExpression),
+            let rate = Double(output[range].split(separator: " ")[2])
+        else { throw Failure(code: .internalError, message: "cannot read pgbench's output: \(output)") }
+        return rate * Double(pipelineDepth)
+    }
+
+    /// pgbench's script of Kiln's point read (`pipelineDepth` > 1: that many reads between `\startpipeline` and
+    /// `\endpipeline`, a key of its own each).
+    private func pointReadScript(pipelineDepth: Int) throws -> URL {
         let script = bench.scratch.appendingPathComponent("point-read-\(pipelineDepth).sql")
         func select(_ variable: String) -> String {
             "SELECT txn_id, user_id, merchant_id, device_id, location_id, amount, currency, "
@@ -160,14 +248,6 @@ public struct CapacityBench {
             text = "\\set id random(1, \(rows))\n" + select("id")
         }
         try text.write(to: script, atomically: true, encoding: .utf8)
-        let pg = bench.stack.postgres
-        let output = try LocalProcess.run(
-            "/usr/bin/pgbench",
-            ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds), "-f", script.path,
-             "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
-        guard let range = output.range(of: #"tps = ([0-9.]+) \(without"#, options: .regularExpression),
-            let rate = Double(output[range].split(separator: " ")[2])
-        else { throw Failure(code: .internalError, message: "cannot read pgbench's output: \(output)") }
-        return rate * Double(pipelineDepth)
+        return script
     }
 }

@@ -34,6 +34,11 @@ extension BenchCommand {
             pipeline=N (multiplexed with pipeline_depth: N — PostgreSQL only; the peer does not pipeline).
             """)
         var modes = "multiplexed,threads"
+        @Flag(help: """
+            PostgreSQL: also run pgbench's own open model at each trial's rates (pgbench -R <rate> -L 100, same \
+            script and connections) and judge it by the same rule: the like-for-like peer of an open model.
+            """)
+        var openPeer = false
         @Option(help: "Rows loaded (the read key space).") var rows = "20K"
         @Option(help: "Stack file (default: the embedded stack); a private stack keeps other load off the measurement.")
         var stack: String?
@@ -50,6 +55,9 @@ extension BenchCommand {
                 if selected.contains("redis"), engineModes.contains(where: { $0.pipelineDepth > 1 }) {
                     throw Failure(code: .invalidInput, message: "--modes: pipeline=N runs PostgreSQL only (use --only postgres)")
                 }
+                if openPeer, !selected.contains("postgres") {
+                    throw Failure(code: .invalidInput, message: "--open-peer: pgbench's open model is PostgreSQL's peer (add postgres to --only)")
+                }
                 for store in ["redis", "postgres"] where selected.contains(store) {
                     let target = CapacityBench(
                         bench: bench, store: store, rows: rowCount, workers: workers, seconds: seconds)
@@ -59,6 +67,8 @@ extension BenchCommand {
                     var peer = try target.peer()
                     print(String(format: "peer warm-up: %.0f ops/s", peer))
                     var ratios: [String: [Double]] = [:]  // by mode's description
+                    var openRatios: [String: [Double]] = [:]  // against pgbench -R, by mode's description
+                    if openPeer, store == "postgres" { print("   open-model peer: \(target.openPeerLabel)") }
                     for trial in 1...max(1, trials) {
                         let rates = fractions.map { ($0 * peer).rounded() }
                         var capacities: [(CapacityEngineMode, Double, Double?)] = []
@@ -70,6 +80,18 @@ extension BenchCommand {
                             capacities.append((mode, capacity, at80))
                         }
                         peer = try target.peer()
+                        if openPeer, store == "postgres" {
+                            let steps = try target.openPeer(rates: rates)
+                            for step in steps { print("  trial \(trial) pgbench -R " + step.line) }
+                            let open = steps.filter(\.sustained).map(\.okPerSecond).max()
+                            for (mode, capacity, _) in capacities where mode.pipelineDepth == 1 {
+                                openRatios[mode.description, default: []].append(open.map { capacity / $0 } ?? .nan)
+                                print(String(
+                                    format: "  trial %d %@: kiln capacity %.0f ops/s vs pgbench -R capacity %@ (same rule): ratio %@",
+                                    trial, mode.description, capacity, open.map { String(format: "%.0f ops/s", $0) } ?? "none sustained",
+                                    open.map { String(format: "%.2f", capacity / $0) } ?? "-"))
+                            }
+                        }
                         // A pipelining mode is also compared with pgbench pipelining the same number of reads.
                         for (mode, capacity, _) in capacities where mode.pipelineDepth > 1 && store == "postgres" {
                             let pipelinedPeer = try target.peer(pipelineDepth: mode.pipelineDepth)
@@ -88,6 +110,12 @@ extension BenchCommand {
                         let sorted = ratios[mode.description, default: [0]].sorted()
                         print(String(format: "%@ [%@]: median ratio %.2f of %d trials %@", store, mode.description,
                             sorted[sorted.count / 2], sorted.count, ratios[mode.description, default: []].map { String(format: "%.2f", $0) }.description))
+                        if let open = openRatios[mode.description] {
+                            let measured = open.filter { !$0.isNaN }.sorted()
+                            print(String(format: "%@ [%@] vs pgbench -R: median ratio %@ of %d trials with a sustained peer step %@",
+                                store, mode.description, measured.isEmpty ? "-" : String(format: "%.2f", measured[measured.count / 2]),
+                                measured.count, open.map { $0.isNaN ? "-" : String(format: "%.2f", $0) }.description))
+                        }
                     }
                 }
                 return .ok
