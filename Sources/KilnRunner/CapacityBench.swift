@@ -85,7 +85,10 @@ public struct CapacityBench {
     /// One step of pgbench's own open model (`pgbench -R rate -L 100`): transactions scheduled at `rate` (Poisson),
     /// latency measured from the scheduled start, a transaction already more than 100 ms late when its client gets
     /// to it is skipped. The same rule as Kiln's `Step.sustained`: at most 1 % of the scheduled transactions over
-    /// 100 ms (skipped or above the limit — p99 < 100 ms) and a throughput of at least 99 % of the rate.
+    /// 100 ms (skipped or above the limit — p99 < 100 ms; skipped ≤ 1 % is Kiln's "≥ 99 % completed"). Its tps
+    /// must also reach 97 % of the rate: a run that scheduled too few (it ended early) is not a sustained one;
+    /// pgbench's Poisson schedule and the transactions in flight at -T's end put tps ~1 % under the rate (measured:
+    /// 0.989–0.997 of it on steps with nothing late), so the bound is 97 %, not 99 %.
     public struct OpenPeerStep: Equatable {
         public var rate: Double
         public var seconds: Int
@@ -98,7 +101,7 @@ public struct CapacityBench {
         public var okPerSecond: Double
         public var scheduled: Int64 { processed + skipped }
         public var sustained: Bool {
-            scheduled > 0 && Double(skipped + aboveLimit) <= 0.01 * Double(scheduled) && okPerSecond >= 0.99 * rate
+            scheduled > 0 && Double(skipped + aboveLimit) <= 0.01 * Double(scheduled) && okPerSecond >= 0.97 * rate
         }
         public var line: String {
             String(format: "rate %.0f: processed %lld (%.0f ops/s), skipped %lld, above 100 ms %lld, latency avg %.3f ms, lag max %.1f ms%@",

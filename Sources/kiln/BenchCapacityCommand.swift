@@ -39,6 +39,12 @@ extension BenchCommand {
             script and connections) and judge it by the same rule: the like-for-like peer of an open model.
             """)
         var openPeer = false
+        @Flag(help: """
+            Also run each mode once at twice the peer's rate (a backlog from the first second on, so every \
+            connection always has an op: the engine's raw throughput) and compare its ok/s with the peer's closed \
+            loop measured right after.
+            """)
+        var saturation = false
         @Option(help: "Rows loaded (the read key space).") var rows = "20K"
         @Option(help: "Stack file (default: the embedded stack); a private stack keeps other load off the measurement.")
         var stack: String?
@@ -68,18 +74,29 @@ extension BenchCommand {
                     print(String(format: "peer warm-up: %.0f ops/s", peer))
                     var ratios: [String: [Double]] = [:]  // by mode's description
                     var openRatios: [String: [Double]] = [:]  // against pgbench -R, by mode's description
+                    var saturationRatios: [String: [Double]] = [:]  // saturated ok/s over the peer's, by mode
                     if openPeer, store == "postgres" { print("   open-model peer: \(target.openPeerLabel)") }
                     for trial in 1...max(1, trials) {
                         let rates = fractions.map { ($0 * peer).rounded() }
                         var capacities: [(CapacityEngineMode, Double, Double?)] = []
+                        var saturated: [(CapacityEngineMode, Double)] = []
                         for mode in engineModes {
                             let steps = try target.kiln(rates: rates, mode: mode)
                             for step in steps { print("  trial \(trial) kiln[\(mode)] " + step.line) }
                             let capacity = steps.filter(\.sustained).map(\.okPerSecond).max() ?? 0
                             let at80 = fractions.firstIndex { abs($0 - 0.8) < 1e-9 }.map { steps[$0].p50 }
                             capacities.append((mode, capacity, at80))
+                            if saturation, let overload = try target.kiln(rates: [2 * peer], mode: mode).first {
+                                print("  trial \(trial) kiln[\(mode)] saturated " + overload.line)
+                                saturated.append((mode, overload.okPerSecond))
+                            }
                         }
                         peer = try target.peer()
+                        for (mode, okPerSecond) in saturated {
+                            saturationRatios[mode.description, default: []].append(okPerSecond / peer)
+                            print(String(format: "  trial %d %@: kiln saturated %.0f ok/s vs peer %.0f ops/s (after): ratio %.2f",
+                                trial, mode.description, okPerSecond, peer, okPerSecond / peer))
+                        }
                         if openPeer, store == "postgres" {
                             let steps = try target.openPeer(rates: rates)
                             for step in steps { print("  trial \(trial) pgbench -R " + step.line) }
@@ -110,6 +127,10 @@ extension BenchCommand {
                         let sorted = ratios[mode.description, default: [0]].sorted()
                         print(String(format: "%@ [%@]: median ratio %.2f of %d trials %@", store, mode.description,
                             sorted[sorted.count / 2], sorted.count, ratios[mode.description, default: []].map { String(format: "%.2f", $0) }.description))
+                        if let raw = saturationRatios[mode.description]?.sorted() {
+                            print(String(format: "%@ [%@] saturated: median ratio %.2f of %d trials %@", store,
+                                mode.description, raw[raw.count / 2], raw.count, raw.map { String(format: "%.2f", $0) }.description))
+                        }
                         if let open = openRatios[mode.description] {
                             let measured = open.filter { !$0.isNaN }.sorted()
                             print(String(format: "%@ [%@] vs pgbench -R: median ratio %@ of %d trials with a sustained peer step %@",

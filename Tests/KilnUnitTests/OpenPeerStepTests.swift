@@ -2,7 +2,7 @@ import KilnRunner
 import Testing
 
 /// `kiln bench capacity --open-peer`: pgbench's own open model (`-R rate -L 100`) is read from its summary and
-/// judged by Kiln's sustain rule (≤ 1 % of the scheduled transactions over 100 ms, a throughput ≥ 99 % of the rate).
+/// judged by Kiln's sustain rule (≤ 1 % of the scheduled transactions over 100 ms, a throughput ≥ 97 % of the rate).
 @Suite("Capacity bench: pgbench -R as the open-model peer")
 struct OpenPeerStepTests {
     /// pgbench 15's summary of `-R 24000 -L 100 -T 8` on this machine.
@@ -52,7 +52,8 @@ struct OpenPeerStepTests {
     }
 
     @Test func aRunThatFellShortOfItsRateIsNotSustained() throws {
-        // Nothing late, but only 90 % of 24000/s × 8 s ran (pgbench ended early or its clients stalled).
+        // Nothing late, but only 90 % of 24000/s ran (pgbench ended early or its clients stalled). 98.9 % (the
+        // measured case above, Poisson schedule and the transactions in flight at the end) is sustained.
         let output = Self.sustained
             .replacingOccurrences(of: "processed: 189910", with: "processed: 172800")
             .replacingOccurrences(of: "limit: 66/189910", with: "limit: 0/172800")
