@@ -80,7 +80,7 @@ public final class PatroniFault: Fault {
     public func start() throws {
         switch fault {
         case .killLeader:
-            try signalAll(in: leaderHost, SIGKILL)
+            try killAll(in: leaderHost)
         case .pauseLeader:
             stoppedPIDs = try signalAll(in: leaderHost, SIGSTOP)
         case .partitionLeaderFromEtcd:
@@ -99,7 +99,7 @@ public final class PatroniFault: Fault {
                 }
             }
         case .killEtcdMember, .loseEtcdQuorum:
-            for index in etcdTargets { try signalAll(in: cluster.etcdHosts[index], SIGKILL) }
+            for index in etcdTargets { try killAll(in: cluster.etcdHosts[index]) }
         case .switchover:
             let candidate = cluster.nodeHosts.indices.first { $0 != leader }!
             try cluster.switchover(from: leader, to: candidate)
@@ -247,22 +247,19 @@ public final class PatroniFault: Fault {
             signalled.formUnion(fresh)
         }
         guard !signalled.isEmpty else { throw StackError(server: host.name, message: "no process runs in \(host.namespace)") }
-        if signal == SIGKILL {
-            // kill(2) returns before the process has exited; a postmaster tearing down its shared memory still holds
-            // its listening socket, and the kernel keeps completing connects on it. The fault has started only once
-            // every signalled process is gone (a zombie has closed its sockets).
-            let deadline = ContinuousClock.now + .seconds(10)
-            var alive = signalled.filter(LocalProcess.isAlive)
-            while !alive.isEmpty, ContinuousClock.now < deadline {
-                usleep(20_000)
-                alive = alive.filter(LocalProcess.isAlive)
-            }
-            guard alive.isEmpty else {
-                throw StackError(server: host.name, message: "pids \(alive.sorted()) still alive 10 s after SIGKILL")
-            }
-        }
         logger.info("signalled", metadata: ["kiln.host": "\(host.name)", "kiln.signal": "\(signal)", "kiln.pids": "\(signalled.count)"])
         return Array(signalled)
+    }
+
+    /// SIGKILLs every process in `host` and returns once each has exited. kill(2) returns before the process is
+    /// gone: a postmaster tearing down its shared memory still holds its listening socket, and the kernel keeps
+    /// completing connects on it, so the fault has started only when every process has exited (a zombie has closed
+    /// its sockets). Throws when one outlives 10 s.
+    private func killAll(in host: NetworkHost) throws {
+        let alive = try signalAll(in: host, SIGKILL).filter { !LocalProcess.waitForExit($0, within: .seconds(10)) }
+        guard alive.isEmpty else {
+            throw StackError(server: host.name, message: "pids \(alive.sorted()) still alive 10 s after SIGKILL")
+        }
     }
 
     private func resume() {

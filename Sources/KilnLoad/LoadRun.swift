@@ -88,9 +88,13 @@ public final class LoadRun {
         for phase in scenario.phases where phase.pipelineDepth > 1 {
             for weighted in phase.mix where weighted.weight > 0 {
                 let parts = weighted.name.split(separator: ".", maxSplits: 1).map(String.init)
-                let driver = drivers.first { $0.name == parts.first }
-                let operation = parts.count == 2 ? driver?.operation(named: parts[1]) : nil
-                if !(operation.map { driver!.pipelinedOperations.contains($0) } ?? false) {
+                var pipelined = false
+                if parts.count == 2, let driver = drivers.first(where: { $0.name == parts[0] }),
+                    let operation = driver.operation(named: parts[1])
+                {
+                    pipelined = driver.pipelinedOperations.contains(operation)
+                }
+                if !pipelined {
                     let pipelinable = drivers.flatMap { driver in
                         driver.pipelinedOperations.map { "\(driver.name).\($0.name)" }
                     }.sorted()

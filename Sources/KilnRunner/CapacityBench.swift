@@ -73,7 +73,21 @@ public struct CapacityBench {
         public var p50: Double
         public var p99: Double
         /// With `pipeline=N`: ops sent behind an outstanding op of the same connection.
-        public var pipelined: Int64? = nil
+        public var pipelined: Int64?
+        public init(
+            rate: Double, okPerSecond: Double, planned: Int64, ok: Int64, dropped: Int64, late: Int64, p50: Double,
+            p99: Double, pipelined: Int64? = nil
+        ) {
+            self.rate = rate
+            self.okPerSecond = okPerSecond
+            self.planned = planned
+            self.ok = ok
+            self.dropped = dropped
+            self.late = late
+            self.p50 = p50
+            self.p99 = p99
+            self.pipelined = pipelined
+        }
         public var sustained: Bool { dropped == 0 && Double(ok) >= 0.99 * Double(planned) && p99 < 100 }
         public var line: String {
             String(format: "rate %.0f: ok %lld/%lld (%.0f ok/s), dropped %lld, late %lld, p50 %.3f ms, p99 %.2f ms%@%@",
@@ -190,13 +204,8 @@ public struct CapacityBench {
     public func openPeer(rates: [Double]) throws -> [OpenPeerStep] {
         precondition(store == "postgres", "pgbench is PostgreSQL's peer")
         let script = try pointReadScript(pipelineDepth: 1)
-        let pg = bench.stack.postgres
         return try rates.map { rate in
-            let output = try LocalProcess.run(
-                "/usr/bin/pgbench",
-                ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds),
-                 "-R", String(Int(rate)), "-L", "100", "-f", script.path,
-                 "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
+            let output = try pgbench(script, ["-R", String(Int(rate)), "-L", "100"])
             guard let step = OpenPeerStep(pgbenchOutput: output, rate: rate, seconds: seconds) else {
                 throw Failure(code: .internalError, message: "cannot read pgbench -R's output: \(output)")
             }
@@ -221,16 +230,21 @@ public struct CapacityBench {
             else { throw Failure(code: .internalError, message: "cannot read redis-benchmark's output: \(output)") }
             return rate
         }
-        let script = try pointReadScript(pipelineDepth: pipelineDepth)
-        let pg = bench.stack.postgres
-        let output = try LocalProcess.run(
-            "/usr/bin/pgbench",
-            ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds), "-f", script.path,
-             "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
+        let output = try pgbench(try pointReadScript(pipelineDepth: pipelineDepth), [])
         guard let range = output.range(of: #"tps = ([0-9.]+) \(without"#, options: .regularExpression),
             let rate = Double(output[range].split(separator: " ")[2])
         else { throw Failure(code: .internalError, message: "cannot read pgbench's output: \(output)") }
         return rate * Double(pipelineDepth)
+    }
+
+    /// pgbench with `workers` connections on 2 threads for `seconds`, prepared statements, `script`, plus `options`;
+    /// its output.
+    private func pgbench(_ script: URL, _ options: [String]) throws -> String {
+        let pg = bench.stack.postgres
+        return try LocalProcess.run(
+            "/usr/bin/pgbench",
+            ["-n", "-M", "prepared", "-c", String(workers), "-j", "2", "-T", String(seconds)] + options
+                + ["-f", script.path, "-h", pg.primary.host, "-p", String(pg.primary.port), "-U", pg.user, pg.database])
     }
 
     /// pgbench's script of Kiln's point read (`pipelineDepth` > 1: that many reads between `\startpipeline` and
@@ -252,5 +266,31 @@ public struct CapacityBench {
         }
         try text.write(to: script, atomically: true, encoding: .utf8)
         return script
+    }
+}
+
+extension CapacityBench {
+    /// One engine mode's capacity in one trial: the highest sustained rate among the steps it ran and its
+    /// `--saturation` run. When the highest rate tried was sustained, the capacity is a lower bound (`atLeast`): the
+    /// steps stopped before the engine did.
+    public struct ModeCapacity {
+        public let mode: CapacityEngineMode
+        /// The run at twice the peer's rate (`--saturation`).
+        public let saturated: Step?
+        public let okPerSecond: Double
+        public let atLeast: Bool
+        public let p50At80: Double?
+
+        public init(mode: CapacityEngineMode, steps: [Step], saturated: Step?, p50At80: Double?) {
+            let tried = steps + (saturated.map { [$0] } ?? [])
+            self.mode = mode
+            self.saturated = saturated
+            self.okPerSecond = tried.filter(\.sustained).map(\.okPerSecond).max() ?? 0
+            self.atLeast = tried.max { $0.rate < $1.rate }?.sustained ?? false
+            self.p50At80 = p50At80
+        }
+
+        /// "N" or "≥ N".
+        public var text: String { (atLeast ? "≥ " : "") + String(format: "%.0f", okPerSecond) }
     }
 }

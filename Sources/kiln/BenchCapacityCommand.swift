@@ -73,38 +73,34 @@ extension BenchCommand {
                     var peer = try target.peer()
                     print(String(format: "peer warm-up: %.0f ops/s", peer))
                     var ratios: [String: [Double]] = [:]  // by mode's description
-                    var openRatios: [String: [Double]] = [:]  // against pgbench -R, by mode's description
+                    var openRatios: [String: [Double?]] = [:]  // against pgbench -R (nil: it sustained no step), by mode
                     var saturationRatios: [String: [Double]] = [:]  // saturated ok/s over the peer's, by mode
                     if openPeer, store == "postgres" { print("   open-model peer: \(target.openPeerLabel)") }
                     for trial in 1...max(1, trials) {
                         let rates = fractions.map { ($0 * peer).rounded() }
-                        var capacities: [ModeCapacity] = []
-                        var saturated: [(CapacityEngineMode, Double)] = []
+                        var capacities: [CapacityBench.ModeCapacity] = []
                         for mode in engineModes {
                             let steps = try target.kiln(rates: rates, mode: mode)
                             for step in steps { print("  trial \(trial) kiln[\(mode)] " + step.line) }
-                            var tried = steps
-                            if saturation, let overload = try target.kiln(rates: [2 * peer], mode: mode).first {
-                                print("  trial \(trial) kiln[\(mode)] saturated " + overload.line)
-                                saturated.append((mode, overload.okPerSecond))
-                                tried.append(overload)
-                            }
-                            capacities.append(ModeCapacity(
-                                mode: mode, steps: tried,
+                            let overload = saturation ? try target.kiln(rates: [2 * peer], mode: mode).first : nil
+                            if let overload { print("  trial \(trial) kiln[\(mode)] saturated " + overload.line) }
+                            capacities.append(CapacityBench.ModeCapacity(
+                                mode: mode, steps: steps, saturated: overload,
                                 p50At80: fractions.firstIndex { abs($0 - 0.8) < 1e-9 }.map { steps[$0].p50 }))
                         }
                         peer = try target.peer()
-                        for (mode, okPerSecond) in saturated {
-                            saturationRatios[mode.description, default: []].append(okPerSecond / peer)
+                        for kiln in capacities {
+                            guard let okPerSecond = kiln.saturated?.okPerSecond else { continue }
+                            saturationRatios[kiln.mode.description, default: []].append(okPerSecond / peer)
                             print(String(format: "  trial %d %@: kiln saturated %.0f ok/s vs peer %.0f ops/s (after): ratio %.2f",
-                                trial, mode.description, okPerSecond, peer, okPerSecond / peer))
+                                trial, kiln.mode.description, okPerSecond, peer, okPerSecond / peer))
                         }
                         if openPeer, store == "postgres" {
                             let steps = try target.openPeer(rates: rates)
                             for step in steps { print("  trial \(trial) pgbench -R " + step.line) }
                             let open = steps.filter(\.sustained).map(\.okPerSecond).max()
                             for kiln in capacities where kiln.mode.pipelineDepth == 1 {
-                                openRatios[kiln.mode.description, default: []].append(open.map { kiln.okPerSecond / $0 } ?? .nan)
+                                openRatios[kiln.mode.description, default: []].append(open.map { kiln.okPerSecond / $0 })
                                 print(String(
                                     format: "  trial %d %@: kiln capacity %@ ops/s vs pgbench -R capacity %@ (same rule): ratio %@",
                                     trial, kiln.mode.description, kiln.text, open.map { String(format: "%.0f ops/s", $0) } ?? "none sustained",
@@ -136,10 +132,10 @@ extension BenchCommand {
                                 mode.description, raw[raw.count / 2], raw.count, raw.map { String(format: "%.2f", $0) }.description))
                         }
                         if let open = openRatios[mode.description] {
-                            let measured = open.filter { !$0.isNaN }.sorted()
+                            let measured = open.compactMap { $0 }.sorted()
                             print(String(format: "%@ [%@] vs pgbench -R: median ratio %@ of %d trials with a sustained peer step %@",
                                 store, mode.description, measured.isEmpty ? "-" : String(format: "%.2f", measured[measured.count / 2]),
-                                measured.count, open.map { $0.isNaN ? "-" : String(format: "%.2f", $0) }.description))
+                                measured.count, open.map { $0.map { String(format: "%.2f", $0) } ?? "-" }.description))
                         }
                     }
                 }
@@ -147,24 +143,4 @@ extension BenchCommand {
             }
         }
     }
-}
-
-/// One engine mode's capacity in one trial: the highest sustained rate among the steps it ran (the `--saturation`
-/// run included). When the highest rate tried was sustained, the capacity is a lower bound (`atLeast`): the steps
-/// stopped before the engine did.
-struct ModeCapacity {
-    let mode: CapacityEngineMode
-    let okPerSecond: Double
-    let atLeast: Bool
-    let p50At80: Double?
-
-    init(mode: CapacityEngineMode, steps: [CapacityBench.Step], p50At80: Double?) {
-        self.mode = mode
-        self.okPerSecond = steps.filter(\.sustained).map(\.okPerSecond).max() ?? 0
-        self.atLeast = steps.max { $0.rate < $1.rate }?.sustained ?? false
-        self.p50At80 = p50At80
-    }
-
-    /// "N" or "≥ N".
-    var text: String { (atLeast ? "≥ " : "") + String(format: "%.0f", okPerSecond) }
 }
